@@ -1,0 +1,30 @@
+"""lexner: Chinese named-entity recognition with lexicon enhancement.
+
+    import lexner
+    ner = lexner.load("runs/weibo/model")
+    ner.tag("我在北京工作")  # -> [Entity(start=2, end=4, label='GPE.NAM', text='北京')]
+
+Importing lexner loads nothing heavy: torch is imported when a tagger is built or loaded.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["Entity", "Lexicon", "build_tagger", "load", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in ("load", "build_tagger"):
+        from . import api
+
+        return getattr(api, name)
+    if name == "Entity":
+        from .entity import Entity
+
+        return Entity
+    if name == "Lexicon":
+        from .lexicon import Lexicon
+
+        return Lexicon
+    raise AttributeError(f"module 'lexner' has no attribute {name!r}")

@@ -1,0 +1,65 @@
+"""The Python entry points: build a tagger for training, load a saved one."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .data import Sentence, data_root
+from .features import Featurizer
+from .models import Tagger, model_class
+from .vectors import read_word2vec
+
+log = logging.getLogger(__name__)
+
+# Files under <data root>/embeddings (see data/README.md).
+EMBEDDING_FILES = {"chars": "embeddings/char.50d.vec", "bigrams": "embeddings/bigram.50d.vec.xz"}
+EXTRA_PRETRAINED_BIGRAMS = 50_000  # the most frequent pretrained bigrams join the vocabulary beside train's
+
+
+def default_embeddings(root: str | os.PathLike | None = None) -> dict[str, Path | None]:
+    """Paths of the pretrained vector files under the data root (``None`` where a file is missing)."""
+    root = Path(root) if root is not None else data_root()
+    return {name: (root / rel if (root / rel).is_file() else None) for name, rel in EMBEDDING_FILES.items()}
+
+
+def build_tagger(
+    model: str,
+    train: Sequence[Sentence],
+    config: Mapping[str, Any] | None = None,
+    embeddings: Mapping[str, str | os.PathLike | None] | None = None,
+    seed: int = 1,
+) -> Tagger:
+    """A new, untrained tagger whose vocabularies come from ``train`` and whose embedding tables are
+    initialised from the word2vec files in ``embeddings`` (``{"chars": path, "bigrams": path}``).
+
+    The character vocabulary is train's characters plus every pretrained character; the bigram vocabulary is
+    train's bigrams plus the :data:`EXTRA_PRETRAINED_BIGRAMS` most frequent pretrained ones.
+    """
+    cls = model_class(model)
+    model_config = cls.Config(**(config or {}))
+    embeddings = dict(embeddings or {})
+    char_counts, bigram_counts = Featurizer.count_tokens(train)
+    pretrained = {}
+    if embeddings.get("chars"):
+        pretrained["chars"] = read_word2vec(embeddings["chars"])
+    if embeddings.get("bigrams"):
+        pretrained["bigrams"] = read_word2vec(embeddings["bigrams"], keep=bigram_counts,
+                                              first=EXTRA_PRETRAINED_BIGRAMS)
+    featurizer = Featurizer.build(
+        train,
+        extra_chars=pretrained.get("chars", ([],))[0],
+        extra_bigrams=pretrained.get("bigrams", ([],))[0],
+    )
+    tagger = cls(model_config, featurizer)
+    found = tagger.init_embeddings(pretrained, seed=seed)
+    for name, (_, vocab) in tagger.embedding_tables().items():
+        log.info("%s: %d entries, %d with pretrained vectors", name, len(vocab), found[name])
+    return tagger
+
+
+def load(path: str | os.PathLike, device: str = "cpu") -> Tagger:
+    """Load a saved tagger: ``ner = lexner.load("runs/weibo/model"); ner.tag("...")``."""
+    return Tagger.load(path, device=device)

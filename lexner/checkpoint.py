@@ -1,0 +1,64 @@
+"""Training checkpoints without pickle: tensors in safetensors, everything else in JSON."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .fileio import atomic_directory, read_json, write_json
+
+STATE_FILE = "trainer_state.json"
+TENSORS_FILE = "trainer_state.safetensors"
+
+
+def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Replace every tensor in a nested dict/list by ``{"__tensor__": key}`` and collect it in ``tensors``."""
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj.detach().contiguous().cpu()
+        return {"__tensor__": prefix}
+    if isinstance(obj, dict):
+        return {"__dict__": [[k, _flatten(v, f"{prefix}.{k}", tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [_flatten(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
+    return obj
+
+
+def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict) and "__tensor__" in obj:
+        return tensors[obj["__tensor__"]]
+    if isinstance(obj, dict) and "__dict__" in obj:
+        return {k: _unflatten(v, tensors) for k, v in obj["__dict__"]}
+    if isinstance(obj, list):
+        return [_unflatten(v, tensors) for v in obj]
+    return obj
+
+
+def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Atomically write ``state`` (nested dicts/lists of tensors, numbers, strings) to ``directory``."""
+    tensors: dict[str, torch.Tensor] = {}
+    structure = _flatten(state, "s", tensors)
+    with atomic_directory(directory) as tmp:
+        save_file(tensors, str(Path(tmp) / TENSORS_FILE))
+        write_json(Path(tmp) / STATE_FILE, structure)
+
+
+def load_checkpoint(directory: str | os.PathLike) -> dict[str, Any]:
+    directory = Path(directory)
+    tensors = load_file(str(directory / TENSORS_FILE))
+    return _unflatten(read_json(directory / STATE_FILE), tensors)
+
+
+def rng_state() -> dict[str, Any]:
+    version, internal, gauss = random.getstate()
+    return {"python": [version, list(internal), gauss], "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])

@@ -1,0 +1,219 @@
+"""The ``lexner`` command: train, evaluate, tag."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+log = logging.getLogger("lexner")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda was asked for, but torch sees no CUDA device")
+    return name
+
+
+def _load_splits(args) -> tuple[list, list, list | None]:
+    from .data import load_dataset, read_file
+
+    if args.dataset:
+        root = args.data_root
+        return (load_dataset(args.dataset, "train", root), load_dataset(args.dataset, "dev", root),
+                load_dataset(args.dataset, "test", root))
+    if not (args.train and args.dev):
+        raise SystemExit("error: give --dataset NAME, or --train FILE and --dev FILE")
+    test = read_file(args.test, args.format) if args.test else None
+    return read_file(args.train, args.format), read_file(args.dev, args.format), test
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from .api import build_tagger, default_embeddings
+    from .data import entity_types, report_unseen_labels
+    from .train import Trainer, TrainConfig, seed_everything
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train, dev, test = _load_splits(args)
+    report_unseen_labels(train, dev, "dev")
+    if test is not None:
+        report_unseen_labels(train, test, "test")
+    log.info("train %d, dev %d, test %s sentences; entity types %s", len(train), len(dev),
+             len(test) if test is not None else "-", entity_types(train))
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+        lr_decay=args.lr_decay, momentum=args.momentum, weight_decay=args.weight_decay, clip=args.clip,
+        warmup=args.warmup, patience=args.patience, seed=args.seed, device=_resolve_device(args.device),
+        max_length=args.max_length,
+    )
+    embeddings = default_embeddings(args.data_root)
+    for name, path in (("chars", args.char_vectors), ("bigrams", args.bigram_vectors)):
+        if path is not None:
+            embeddings[name] = None if path == "none" else path
+    seed_everything(args.seed)
+    model_config = dict(kv.split("=", 1) for kv in args.set)
+    tagger = build_tagger(args.model, train, {k: _parse_value(v) for k, v in model_config.items()},
+                          embeddings, seed=args.seed)
+    trainer = Trainer(tagger, config, args.out, progress=not args.no_progress)
+    if args.resume and not trainer.resume():
+        log.info("no checkpoint in %s; starting from scratch", args.out)
+    card = {"train_data": args.dataset or str(args.train), "command": " ".join(sys.argv),
+            "embeddings": {k: str(v) if v else None for k, v in embeddings.items()}}
+    results = trainer.fit(train, dev, test, model_card=card)
+    summary = {k: results[k]["micro"] for k in ("dev", "test") if k in results}
+    print(json.dumps({"model": str(Path(args.out) / "model"), "best_epoch": results["best_epoch"], **summary},
+                     indent=2))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .api import load
+    from .data import load_dataset, read_file
+    from .evaluate import evaluate
+
+    tagger = load(args.model_dir, device=_resolve_device(args.device))
+    if args.file:
+        sentences = read_file(args.file, args.format)
+    elif args.dataset:
+        sentences = load_dataset(args.dataset, args.split, args.data_root)
+    else:
+        raise SystemExit("error: give --dataset NAME [--split SPLIT] or --file PATH")
+    scores = evaluate(tagger, sentences)
+    print(json.dumps(scores, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_tag(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .api import load
+
+    tagger = load(args.model_dir, device=_resolve_device(args.device))
+    if args.input is None:
+        if not args.text:
+            raise SystemExit("error: give text to tag, or --input FILE")
+        for text, ents in zip(args.text, tagger.tag_batch(args.text)):
+            print(json.dumps({"text": text, "entities": [e.to_dict() for e in ents]}, ensure_ascii=False))
+        return 0
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        with open(args.input, encoding="utf-8") as handle:
+            lines: list[str] = []
+            bar = tqdm(unit="line", disable=args.no_progress or out is sys.stdout)
+
+            def flush() -> None:
+                for text, ents in zip(lines, tagger.tag_batch(lines, args.batch_size)):
+                    out.write(json.dumps({"text": text, "entities": [e.to_dict() for e in ents]},
+                                         ensure_ascii=False) + "\n")
+                bar.update(len(lines))
+                lines.clear()
+
+            for line in handle:
+                lines.append(line.rstrip("\n"))
+                if len(lines) >= args.batch_size * 16:
+                    flush()
+            flush()
+            bar.close()
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="lexner", description="Chinese NER with lexicon enhancement.")
+    parser.add_argument("--version", action="version", version=f"lexner {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-root", default=None,
+                       help="folder with msra/, weibo/, embeddings/ (default: $LEXNER_DATA or data/)")
+        p.add_argument("--format", default="auto", choices=["auto", "conll", "weibo", "jsonl"],
+                       help="format of --train/--dev/--test/--file (default: detect)")
+        p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (cuda when present)")
+
+    from .models import MODELS
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    t = sub.add_parser("train", help="train a tagger", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t.add_argument("--model", default="bilstm_crf", choices=sorted(MODELS))
+    t.add_argument("--dataset", choices=["msra", "weibo"], help="a named dataset under the data root")
+    t.add_argument("--train", type=Path, help="training file (instead of --dataset)")
+    t.add_argument("--dev", type=Path, help="dev file for model selection")
+    t.add_argument("--test", type=Path, help="test file, scored once with the best model")
+    t.add_argument("--out", type=Path, required=True, help="output folder (model/, checkpoint/, log.jsonl)")
+    t.add_argument("--epochs", type=int, default=d.epochs)
+    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--optimizer", choices=["adam", "sgd"], default=d.optimizer)
+    t.add_argument("--lr", type=float, default=d.lr)
+    t.add_argument("--lr-decay", type=float, default=d.lr_decay, help="lr/(1+decay*epoch)")
+    t.add_argument("--momentum", type=float, default=d.momentum)
+    t.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    t.add_argument("--clip", type=float, default=d.clip, help="gradient norm clipping; 0 disables")
+    t.add_argument("--warmup", type=float, default=d.warmup, help="warm-up fraction of the first epoch")
+    t.add_argument("--patience", type=int, default=d.patience, help="early stopping; 0 disables")
+    t.add_argument("--max-length", type=int, default=d.max_length, help="cut longer training sentences")
+    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    t.add_argument("--char-vectors", help="word2vec file for characters, or 'none' (default: data root)")
+    t.add_argument("--bigram-vectors", help="word2vec file for bigrams, or 'none' (default: data root)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="model config field, e.g. --set hidden=300 (repeatable)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    data_args(t)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a saved model")
+    e.add_argument("model_dir", type=Path)
+    e.add_argument("--dataset", choices=["msra", "weibo"])
+    e.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    e.add_argument("--file", type=Path, help="a data file in any supported format")
+    data_args(e)
+    e.set_defaults(func=cmd_evaluate)
+
+    g = sub.add_parser("tag", help="tag text with a saved model")
+    g.add_argument("model_dir", type=Path)
+    g.add_argument("text", nargs="*", help="texts to tag (one JSON line each on stdout)")
+    g.add_argument("--input", type=Path, help="a UTF-8 file, one text per line")
+    g.add_argument("--output", type=Path, help="JSON-lines output (default: stdout)")
+    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--no-progress", action="store_true")
+    g.add_argument("--device", default="cpu")
+    g.set_defaults(func=cmd_tag)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from .fileio import DataFormatError
+    from .models import ModelFormatError
+
+    try:
+        return args.func(args)
+    except (DataFormatError, ModelFormatError, FileNotFoundError) as err:
+        print(f"lexner: error: {err}", file=sys.stderr)
+        return 2

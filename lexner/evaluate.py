@@ -1,0 +1,62 @@
+"""Entity-level evaluation with seqeval (strict mode: start, end and type must all match)."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from seqeval.metrics import classification_report
+from seqeval.scheme import IOBES
+
+from .data import Sentence
+from .schemes import Span, spans_to_tags
+
+# Weibo's papers report named (NE) and nominal (NM) mentions separately as well as overall.
+SUBSETS: dict[str, Callable[[str], bool]] = {
+    "NE": lambda label: label.endswith(".NAM"),
+    "NM": lambda label: label.endswith(".NOM"),
+}
+
+
+def score_spans(gold: Sequence[Sequence[Span]], predicted: Sequence[Sequence[Span]], lengths: Sequence[int]) -> dict:
+    """Precision, recall and F1 per type, micro and macro averaged, from seqeval in strict IOBES mode.
+
+    Returns ``{"micro": {...}, "macro": {...}, "per_type": {type: {...}}}`` where each ``{...}`` holds
+    ``precision``, ``recall``, ``f1`` (fractions in [0, 1]) and ``support`` (gold entities).
+    """
+    y_true = [spans_to_tags(g, n, "BIOES") for g, n in zip(gold, lengths)]
+    y_pred = [spans_to_tags(p, n, "BIOES") for p, n in zip(predicted, lengths)]
+    if not any(tag != "O" for seq in y_true + y_pred for tag in seq):
+        zero = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+        return {"micro": dict(zero), "macro": dict(zero), "per_type": {}}
+    report = classification_report(
+        y_true, y_pred, mode="strict", scheme=IOBES, output_dict=True, zero_division=0
+    )
+    def clean(row: dict) -> dict:
+        return {"precision": float(row["precision"]), "recall": float(row["recall"]),
+                "f1": float(row["f1-score"]), "support": int(row["support"])}
+
+    averages = {"micro avg", "macro avg", "weighted avg"}
+    return {
+        "micro": clean(report["micro avg"]),
+        "macro": clean(report["macro avg"]),
+        "per_type": {k: clean(v) for k, v in report.items() if k not in averages},
+    }
+
+
+def evaluate(tagger, sentences: Sequence[Sentence], batch_size: int = 64) -> dict:
+    """Tag ``sentences`` with ``tagger`` and score against their gold spans.
+
+    Adds ``NE``/``NM`` micro scores when the labels are Weibo-style ``*.NAM``/``*.NOM``.
+    """
+    texts = [s.text for s in sentences]
+    predicted = [[Span(e.start, e.end, e.label) for e in ents] for ents in tagger.tag_batch(texts, batch_size)]
+    gold = [s.spans for s in sentences]
+    lengths = [len(t) for t in texts]
+    result = score_spans(gold, predicted, lengths)
+    labels = {span.label for spans in gold for span in spans}
+    if labels and all(any(test(l) for test in SUBSETS.values()) for l in labels):
+        for name, test in SUBSETS.items():
+            keep = lambda spans: [s for s in spans if test(s.label)]  # noqa: E731
+            result[name] = score_spans([keep(g) for g in gold], [keep(p) for p in predicted], lengths)["micro"]
+    result["sentences"] = len(sentences)
+    return result

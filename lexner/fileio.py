@@ -1,0 +1,100 @@
+"""Small file helpers shared by the readers: compressed text, line iteration, atomic writes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import lzma
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+
+class DataFormatError(ValueError):
+    """A data file could not be read; the message names the file and, where known, the line."""
+
+    def __init__(self, path: str | os.PathLike, line: int | None, message: str):
+        self.path = str(path)
+        self.line = line
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {message}")
+
+
+def open_text(path: str | os.PathLike) -> IO[str]:
+    """Open a UTF-8 text file for reading, decompressing ``.gz`` and ``.xz`` by their suffix.
+
+    A UTF-8 byte-order mark is dropped, and CRLF and lone CR line endings are read as LF.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline=None)
+    if path.suffix == ".xz":
+        return lzma.open(path, "rt", encoding="utf-8-sig", newline=None)
+    return open(path, "r", encoding="utf-8-sig", newline=None)
+
+
+def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line_without_newline)``, numbering from 1.
+
+    Bytes that are not UTF-8 raise :class:`DataFormatError` naming the line.
+    """
+    lineno = 0
+    with open_text(path) as handle:
+        try:
+            for lineno, line in enumerate(handle, start=1):
+                yield lineno, line.rstrip("\n")
+        except UnicodeDecodeError as err:
+            raise DataFormatError(path, lineno + 1, f"not valid UTF-8 ({err.reason})") from None
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    Path(path).write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise DataFormatError(path, err.lineno, f"invalid JSON: {err.msg}") from None
+
+
+class atomic_directory:
+    """Context manager that builds a directory under a temporary name and swaps it in on success.
+
+    ``with atomic_directory(final) as tmp: write files into tmp``.  If the block raises, ``final`` is
+    untouched and the temporary directory is removed.  On success the previous ``final`` (if any) is
+    replaced; a crash between the two renames leaves ``final.old`` holding the previous version.
+    """
+
+    def __init__(self, final: str | os.PathLike):
+        self.final = Path(final)
+
+    def __enter__(self) -> Path:
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.", dir=self.final.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        self.tmp.chmod(0o777 & ~umask)  # mkdtemp creates 0700; give the usual permissions
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return False
+        for child in self.tmp.iterdir():  # flush file contents before the rename makes them visible
+            if child.is_file():
+                with open(child, "rb") as handle:
+                    os.fsync(handle.fileno())
+        old = self.final.with_name(self.final.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        if self.final.exists():
+            os.replace(self.final, old)
+        os.replace(self.tmp, self.final)
+        shutil.rmtree(old, ignore_errors=True)
+        return False

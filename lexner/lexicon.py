@@ -1,0 +1,133 @@
+"""A lexicon (word list) and its Aho-Corasick matcher.  Knows nothing about torch or models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, NamedTuple
+
+import ahocorasick
+import numpy as np
+
+from .fileio import DataFormatError, iter_lines
+from .text import normalize
+
+
+class Match(NamedTuple):
+    start: int
+    end: int  # exclusive
+    word_id: int
+
+
+class Lexicon:
+    """An ordered set of words (normalised, see :func:`lexner.text.normalize`) with optional vectors.
+
+    Word ids are positions in :attr:`words`.  :meth:`match` finds every occurrence of every word of at least
+    ``min_length`` characters in a text, in O(length of text + number of matches).
+    """
+
+    def __init__(self, words: Iterable[str], vectors: np.ndarray | None = None, min_length: int = 2):
+        self.words: list[str] = []
+        self._ids: dict[str, int] = {}
+        for word in words:
+            word = normalize(word.strip())
+            if word and word not in self._ids:
+                self._ids[word] = len(self.words)
+                self.words.append(word)
+        if vectors is not None and len(vectors) != len(self.words):
+            raise ValueError(f"{len(vectors)} vectors for {len(self.words)} distinct words")
+        self.vectors = vectors
+        self.min_length = min_length
+        self._automaton: ahocorasick.Automaton | None = None
+
+    # construction -------------------------------------------------------------------------------------
+    @classmethod
+    def from_wordlist(cls, path: str | os.PathLike, min_length: int = 2) -> "Lexicon":
+        """One word per line; further whitespace-separated columns (frequencies, tags) are ignored."""
+        words = []
+        for _, line in iter_lines(path):
+            fields = line.split()
+            if fields:
+                words.append(fields[0])
+        return cls(words, min_length=min_length)
+
+    @classmethod
+    def from_word2vec(cls, path: str | os.PathLike, min_length: int = 2) -> "Lexicon":
+        """The vocabulary of a word2vec text file is the lexicon, its vectors the word embeddings.
+
+        Duplicate words after normalisation keep their first vector.
+        """
+        from .vectors import read_word2vec
+
+        tokens, matrix = read_word2vec(path)
+        lex = cls(tokens, min_length=min_length)
+        first = {}
+        for i, tok in enumerate(tokens):
+            first.setdefault(normalize(tok), i)
+        lex.vectors = matrix[[first[w] for w in lex.words]]
+        return lex
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike, min_length: int = 2) -> "Lexicon":
+        """A word2vec file if its first line is ``COUNT DIM``, otherwise a word list."""
+        for _, first_line in iter_lines(path):
+            fields = first_line.split()
+            if len(fields) == 2 and all(f.isdigit() for f in fields):
+                return cls.from_word2vec(path, min_length)
+            break
+        return cls.from_wordlist(path, min_length)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __contains__(self, word: str) -> bool:
+        return normalize(word) in self._ids
+
+    def id(self, word: str) -> int | None:
+        return self._ids.get(normalize(word))
+
+    def add(self, words: Iterable[str], vectors: np.ndarray | None = None) -> list[int]:
+        """Add words (existing ones are kept) and return the ids of all given words."""
+        ids, new_vectors = [], []
+        for k, word in enumerate(words):
+            word = normalize(word.strip())
+            if not word:
+                raise ValueError("cannot add an empty word")
+            if word not in self._ids:
+                self._ids[word] = len(self.words)
+                self.words.append(word)
+                if self.vectors is not None:
+                    if vectors is None:
+                        raise ValueError("this lexicon has vectors: give a vector for each added word")
+                    new_vectors.append(vectors[k])
+            ids.append(self._ids[word])
+        if new_vectors:
+            self.vectors = np.concatenate([self.vectors, np.stack(new_vectors).astype(self.vectors.dtype)])
+        self._automaton = None
+        return ids
+
+    # matching -----------------------------------------------------------------------------------------
+    def _build(self) -> ahocorasick.Automaton:
+        automaton = ahocorasick.Automaton()
+        for word_id, word in enumerate(self.words):
+            if len(word) >= self.min_length:
+                automaton.add_word(word, (word_id, len(word)))
+        if len(automaton) == 0:
+            automaton.add_word("\0\0\0never", (-1, 0))  # pyahocorasick cannot finalise an empty automaton
+        automaton.make_automaton()
+        return automaton
+
+    def match(self, text: str) -> list[Match]:
+        """Every occurrence of a lexicon word (length ≥ ``min_length``) in ``text``, sorted by (start, end).
+
+        ``text`` is normalised first; offsets index the text as given.
+        """
+        if self._automaton is None:
+            self._automaton = self._build()
+        found = [
+            Match(last + 1 - length, last + 1, word_id)
+            for last, (word_id, length) in self._automaton.iter(normalize(text))
+            if word_id >= 0
+        ]
+        found.sort()
+        return found

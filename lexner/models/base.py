@@ -1,0 +1,171 @@
+"""The :class:`Tagger` contract every model implements, with save/load and ``tag`` written once here.
+
+A model subclass supplies a config dataclass, its layers in ``__init__(config, featurizer)``, the
+``emissions(batch)`` it feeds to the CRF, and the names of its embedding tables for pretrained
+initialisation.  Everything else — loss, constrained decoding, tagging text, saving and loading a
+model directory — is shared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..crf import ConstrainedCRF
+from ..entity import Entity
+from ..features import Batch, Featurizer
+from ..fileio import DataFormatError, read_json, write_json
+from ..vectors import embedding_matrix
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class ModelFormatError(ValueError):
+    """A model directory is missing files, was written by a newer lexner, or does not match its config."""
+
+
+class Tagger(nn.Module):
+    """Base class of every lexner tagger."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any, featurizer: Featurizer):
+        super().__init__()
+        self.config = config
+        self.featurizer = featurizer
+        self.crf = ConstrainedCRF(featurizer.tags)
+
+    # --- what a model implements -----------------------------------------------------------------------
+    def emissions(self, batch: Batch) -> torch.Tensor:
+        """Tag scores of shape (B, T, number of tags) for the characters of ``batch``."""
+        raise NotImplementedError
+
+    def embedding_tables(self) -> dict[str, tuple[nn.Embedding, Sequence[str]]]:
+        """``{"chars"|"bigrams"|"words": (embedding layer, its vocabulary)}`` for pretrained initialisation."""
+        return {}
+
+    # --- shared ----------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Mean negative log-likelihood of the gold tags of ``batch`` (a scalar)."""
+        if batch.tags is None:
+            raise ValueError("loss() needs a batch encoded with gold spans")
+        return self.crf.nll(self.emissions(batch), batch.tags, batch.mask)
+
+    def decode(self, batch: Batch) -> list[list[int]]:
+        """Best legal BIOES tag ids of each sentence."""
+        return self.crf.viterbi(self.emissions(batch), batch.mask)
+
+    def init_embeddings(self, pretrained: Mapping[str, tuple[Sequence[str], Any]], seed: int = 0) -> dict[str, int]:
+        """Fill the embedding tables from ``{"chars": (tokens, vectors), ...}`` (see ``read_word2vec``).
+
+        Tables without pretrained vectors are initialised randomly too.  Returns, per table, how many of its
+        tokens had a pretrained vector.
+        """
+        found = {}
+        for name, (layer, vocab) in self.embedding_tables().items():
+            matrix, found[name] = embedding_matrix(vocab, pretrained.get(name), layer.embedding_dim, seed=seed)
+            with torch.no_grad():
+                layer.weight.copy_(torch.from_numpy(matrix))
+        return found
+
+    def tag(self, text: str) -> list[Entity]:
+        """Entities of one text, with offsets into ``text``."""
+        if not isinstance(text, str):
+            raise TypeError(f"tag() expects a str, got {type(text).__name__}")
+        return self.tag_batch([text])[0]
+
+    def tag_batch(self, texts: Sequence[str], batch_size: int = 64) -> list[list[Entity]]:
+        """Entities of each text.  Texts are grouped by length into batches of ``batch_size``."""
+        if isinstance(texts, str):
+            raise TypeError("tag_batch() expects a sequence of str, got a single str; use tag()")
+        for text in texts:
+            if not isinstance(text, str):
+                raise TypeError(f"tag_batch() expects str items, got {type(text).__name__}")
+        results: list[list[Entity]] = [[] for _ in texts]
+        todo = sorted((i for i, t in enumerate(texts) if t.strip()), key=lambda i: len(texts[i]))
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                for k in range(0, len(todo), batch_size):
+                    ids = todo[k : k + batch_size]
+                    batch = self.featurizer.encode([texts[i] for i in ids]).to(self.device)
+                    for i, path in zip(ids, self.decode(batch)):
+                        results[i] = [
+                            Entity(s.start, s.end, s.label, texts[i][s.start : s.end])
+                            for s in self.featurizer.decode_tags(path)
+                        ]
+        finally:
+            self.train(was_training)
+        return results
+
+    # --- persistence -----------------------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> None:
+        """Write ``config.json``, ``model.safetensors`` and the vocabularies into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "model": self.name,
+            "config": dataclasses.asdict(self.config),
+            "entity_types": self.featurizer.entity_types,
+            **(extra or {}),
+        }
+        write_json(directory / CONFIG_FILE, meta)
+        self.featurizer.save(directory)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "model": self.name})
+
+    @staticmethod
+    def load(directory: str | os.PathLike, device: str | torch.device = "cpu") -> "Tagger":
+        """Rebuild the tagger saved in ``directory`` (any registered model) on ``device``."""
+        from . import model_class
+
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"{directory}: no such model directory")
+        for required in (CONFIG_FILE, WEIGHTS_FILE):
+            if not (directory / required).is_file():
+                raise ModelFormatError(f"{directory}: missing {required}; is this a lexner model directory?")
+        try:
+            meta = read_json(directory / CONFIG_FILE)
+        except DataFormatError as err:
+            raise ModelFormatError(str(err)) from None
+        version = meta.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ModelFormatError(
+                f"{directory / CONFIG_FILE}: format_version {version!r}; this lexner reads versions up to "
+                f"{FORMAT_VERSION} (upgrade lexner to load it)"
+            )
+        cls = model_class(meta.get("model", "?"))
+        try:
+            config = cls.Config(**meta["config"])
+        except TypeError as err:
+            raise ModelFormatError(f"{directory / CONFIG_FILE}: config does not fit {cls.__name__}: {err}") from None
+        featurizer = Featurizer.load(directory, meta["entity_types"])
+        model = cls(config, featurizer)
+        try:
+            state = load_file(str(directory / WEIGHTS_FILE))
+        except (SafetensorError, OSError) as err:
+            raise ModelFormatError(f"{directory / WEIGHTS_FILE}: not a readable safetensors file ({err})") from None
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise ModelFormatError(f"{directory / WEIGHTS_FILE}: weights do not match config.json: {err}") from None
+        model.metadata = {k: v for k, v in meta.items() if k not in ("config",)}
+        return model.to(device).eval()

@@ -1,0 +1,60 @@
+"""BiLSTM-CRF over character and character-bigram embeddings (Zhang & Yang 2018's char+bichar baseline).
+
+x_j = [e^c(c_j); e^b(c_j c_{j+1})] → dropout → BiLSTM → dropout → linear → CRF.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ..features import Batch, Featurizer
+from .base import Tagger
+
+
+@dataclass
+class BiLSTMCRFConfig:
+    char_dim: int = 50  # the pretrained character vectors are 50-d
+    bigram_dim: int = 50  # 0 turns bigrams off
+    hidden: int = 200  # both directions together (100 each), as in the paper's baseline
+    layers: int = 1
+    dropout: float = 0.5  # on the embeddings and on the LSTM output
+
+
+class BiLSTMCRF(Tagger):
+    name = "bilstm_crf"
+    Config = BiLSTMCRFConfig
+
+    def __init__(self, config: BiLSTMCRFConfig, featurizer: Featurizer):
+        super().__init__(config, featurizer)
+        if config.hidden % 2:
+            raise ValueError(f"hidden must be even (split over two directions), got {config.hidden}")
+        self.char_embedding = nn.Embedding(len(featurizer.chars), config.char_dim, padding_idx=0)
+        self.bigram_embedding = (
+            nn.Embedding(len(featurizer.bigrams), config.bigram_dim, padding_idx=0) if config.bigram_dim else None
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.lstm = nn.LSTM(
+            config.char_dim + config.bigram_dim, config.hidden // 2, num_layers=config.layers,
+            batch_first=True, bidirectional=True,
+        )
+        self.output = nn.Linear(config.hidden, len(featurizer.tags))
+
+    def embedding_tables(self):
+        tables = {"chars": (self.char_embedding, self.featurizer.chars.tokens)}
+        if self.bigram_embedding is not None:
+            tables["bigrams"] = (self.bigram_embedding, self.featurizer.bigrams.tokens)
+        return tables
+
+    def emissions(self, batch: Batch) -> torch.Tensor:
+        x = self.char_embedding(batch.chars)  # shape: (B, T, char_dim)
+        if self.bigram_embedding is not None:
+            x = torch.cat([x, self.bigram_embedding(batch.bigrams)], dim=-1)
+        x = self.dropout(x)
+        packed = pack_padded_sequence(x, batch.lengths.cpu(), batch_first=True, enforce_sorted=False)
+        h, _ = self.lstm(packed)
+        h, _ = pad_packed_sequence(h, batch_first=True, total_length=x.shape[1])  # shape: (B, T, hidden)
+        return self.output(self.dropout(h))  # shape: (B, T, tags)

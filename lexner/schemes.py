@@ -1,0 +1,132 @@
+"""Tag schemes (BIO, BIOES, BMES) and entity spans: the one place where they are converted.
+
+Spans are ``(start, end, label)`` with ``end`` exclusive.  Models always use BIOES internally; files may be in
+any of the three schemes, which :func:`detect_scheme` recognises from the tag prefixes.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, NamedTuple, Sequence
+
+import numpy as np
+
+SCHEMES = ("BIO", "BIOES", "BMES")
+
+
+class Span(NamedTuple):
+    start: int
+    end: int  # exclusive
+    label: str
+
+
+def split_tag(tag: str) -> tuple[str, str | None]:
+    """``"B-PER.NAM"`` → ``("B", "PER.NAM")``; ``"O"`` → ``("O", None)``.  Raises ValueError otherwise."""
+    if tag == "O":
+        return "O", None
+    if len(tag) > 2 and tag[1] in "-_" and tag[0] in "BIMES":
+        return tag[0], tag[2:]
+    raise ValueError(f"not a tag in BIO/BIOES/BMES form: {tag!r}")
+
+
+def detect_scheme(tags: Iterable[str]) -> str:
+    """Return ``"BMES"`` if any tag uses ``M-``, else ``"BIOES"`` if any uses ``E-``/``S-``, else ``"BIO"``."""
+    prefixes = {split_tag(tag)[0] for tag in tags}
+    if "M" in prefixes:
+        if "I" in prefixes:
+            raise ValueError("tags mix M- (BMES) and I- (BIO/BIOES) prefixes")
+        return "BMES"
+    if prefixes & {"E", "S"}:
+        return "BIOES"
+    return "BIO"
+
+
+def tags_to_spans(tags: Sequence[str], scheme: str | None = None) -> list[Span]:
+    """Read entity spans from a tag sequence.
+
+    Ill-formed sequences are read leniently, as conlleval does: an ``I-``/``M-``/``E-`` tag that does not
+    continue an open entity of its type starts a new entity (the Weibo files contain ``I-`` without ``B-``).
+    Use :func:`count_ill_formed` to report how many such tags a file has.
+    """
+    scheme = scheme or detect_scheme(tags)
+    spans: list[Span] = []
+    start, label = None, None
+
+    def close(end: int) -> None:
+        nonlocal start, label
+        if start is not None:
+            spans.append(Span(start, end, label))
+        start, label = None, None
+
+    for i, tag in enumerate(tags):
+        prefix, kind = split_tag(tag)
+        if prefix == "M":
+            prefix = "I"
+        if prefix == "O":
+            close(i)
+        elif prefix == "B":
+            close(i)
+            start, label = i, kind
+        elif prefix == "S":
+            close(i)
+            spans.append(Span(i, i + 1, kind))
+        else:  # I or E
+            if start is None or label != kind:
+                close(i)
+                start, label = i, kind
+            if prefix == "E":
+                close(i + 1)
+    close(len(tags))
+    return spans
+
+
+def count_ill_formed(tags: Sequence[str], scheme: str | None = None) -> int:
+    """Number of tags that break the scheme's grammar (e.g. ``I-X`` not after ``B-X``/``I-X``)."""
+    scheme = scheme or detect_scheme(tags)
+    spans = tags_to_spans(tags, scheme)
+    canonical = spans_to_tags(spans, len(tags), scheme)
+    return sum(a != b for a, b in zip(tags, canonical))
+
+
+def spans_to_tags(spans: Iterable[Span], length: int, scheme: str = "BIOES") -> list[str]:
+    """Write spans as a tag sequence of ``length`` in ``scheme``.  Overlapping spans raise ValueError."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r}; expected one of {SCHEMES}")
+    inside = "M" if scheme == "BMES" else "I"
+    tags = ["O"] * length
+    for start, end, label in sorted(spans):
+        if not 0 <= start < end <= length:
+            raise ValueError(f"span ({start}, {end}, {label!r}) outside a sequence of length {length}")
+        if any(tag != "O" for tag in tags[start:end]):
+            raise ValueError(f"span ({start}, {end}, {label!r}) overlaps another span")
+        if scheme == "BIO":
+            tags[start:end] = [f"B-{label}"] + [f"I-{label}"] * (end - start - 1)
+        elif end - start == 1:
+            tags[start] = f"S-{label}"
+        else:
+            tags[start:end] = [f"B-{label}"] + [f"{inside}-{label}"] * (end - start - 2) + [f"E-{label}"]
+    return tags
+
+
+def bioes_tags(entity_types: Sequence[str]) -> list[str]:
+    """The model's tag set for these entity types: ``O`` then ``B/I/E/S`` of each type, in order."""
+    return ["O"] + [f"{p}-{t}" for t in entity_types for p in "BIES"]
+
+
+def allowed_transitions(tags: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which BIOES transitions are legal, as boolean arrays.
+
+    Returns ``(start, transitions, end)``: ``start[j]`` — tag j may begin a sentence; ``transitions[i, j]`` —
+    tag j may follow tag i; ``end[i]`` — tag i may end a sentence.
+    """
+    parsed = [split_tag(tag) for tag in tags]
+    n = len(tags)
+    start = np.array([p in ("O", "B", "S") for p, _ in parsed])
+    end = np.array([p in ("O", "E", "S") for p, _ in parsed])
+    trans = np.zeros((n, n), dtype=bool)
+    for i, (pi, ki) in enumerate(parsed):
+        for j, (pj, kj) in enumerate(parsed):
+            if pi in ("O", "E", "S"):
+                trans[i, j] = pj in ("O", "B", "S")
+            else:  # B or I: the entity must continue with the same type
+                trans[i, j] = pj in ("I", "E") and kj == ki
+    return start, trans, end

@@ -1,0 +1,87 @@
+"""Pretrained vectors in word2vec text format (plain, ``.gz`` or ``.xz``) and embedding matrices.
+
+Tokens of a vocabulary that the file lacks are initialised uniformly in ``[-sqrt(3/dim), sqrt(3/dim)]`` (the
+variance of the uniform draw is 1/dim, as in the Lattice-LSTM reference code) from a seeded generator, so
+the same vocabulary and seed always give the same matrix.  Nothing is cached on disk.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Collection, Sequence
+
+import numpy as np
+
+from .fileio import DataFormatError, iter_lines
+from .text import normalize
+
+
+def read_word2vec(
+    path: str | os.PathLike, keep: Collection[str] | None = None, first: int = 0
+) -> tuple[list[str], np.ndarray]:
+    """Read a word2vec text file: a ``COUNT DIM`` header, then ``token v1 ... vDIM`` per line.
+
+    Tokens are normalised.  With ``keep``, only the tokens in ``keep`` and the ``first`` tokens of the file
+    (word2vec writes the most frequent first) are parsed — much faster for big files.
+    Returns the tokens in file order and a float32 matrix of shape ``(len(tokens), DIM)``.
+    """
+    lines = iter_lines(path)
+    try:
+        _, header = next(lines)
+    except StopIteration:
+        raise DataFormatError(path, 1, "empty file; expected a 'COUNT DIM' header") from None
+    fields = header.split()
+    if len(fields) != 2 or not all(f.isdigit() for f in fields):
+        raise DataFormatError(path, 1, f"expected a 'COUNT DIM' header, got {header[:60]!r}")
+    dim = int(fields[1])
+    tokens: list[str] = []
+    rows: list[np.ndarray] = []
+    for lineno, line in lines:
+        position = lineno - 2
+        if not line.strip():
+            continue
+        parts = line.rstrip().split(" ")
+        if len(parts) < dim + 1:
+            raise DataFormatError(path, lineno, f"expected a token and {dim} numbers, got {len(parts)} fields")
+        token = normalize(" ".join(parts[:-dim]))  # a token may itself contain a space
+        if keep is not None and token not in keep and position >= first:
+            continue
+        try:
+            vector = np.array(parts[-dim:], dtype=np.float32)
+        except ValueError:
+            raise DataFormatError(path, lineno, "vector contains a value that is not a number") from None
+        tokens.append(token)
+        rows.append(vector)
+    matrix = np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
+    return tokens, matrix
+
+
+def embedding_matrix(
+    vocab: Sequence[str],
+    pretrained: tuple[Sequence[str], np.ndarray] | None,
+    dim: int,
+    seed: int = 0,
+    padding_index: int | None = 0,
+) -> tuple[np.ndarray, int]:
+    """Build a ``(len(vocab), dim)`` matrix: rows of ``pretrained = (tokens, vectors)``, the rest random.
+
+    Random rows are uniform in ``[-sqrt(3/dim), sqrt(3/dim)]``; the row at ``padding_index`` is zero.
+    Returns the matrix and how many vocabulary tokens had a pretrained vector.
+    """
+    rng = np.random.default_rng(seed)
+    scale = np.sqrt(3.0 / dim)
+    matrix = rng.uniform(-scale, scale, size=(len(vocab), dim)).astype(np.float32)
+    found = 0
+    if pretrained is not None:
+        tokens, vectors = pretrained
+        if vectors.shape[1] != dim:
+            raise ValueError(f"pretrained vectors have {vectors.shape[1]} dimensions, the model expects {dim}")
+        index = {tok: i for i, tok in enumerate(vocab)}
+        rows = [(index[tok], k) for k, tok in enumerate(tokens) if tok in index]
+        if rows:
+            target, source = map(list, zip(*rows))
+            matrix[target] = vectors[source]
+        found = len({t for t, _ in rows})
+    if padding_index is not None:
+        matrix[padding_index] = 0.0
+    return matrix, found
