@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import Sentence
 from .evaluate import evaluate
-from .fileio import atomic_directory, read_json, write_json
+from .fileio import atomic_directory, write_json
 from .models import Tagger
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,9 @@ class TrainingError(RuntimeError):
 class TrainConfig:
     epochs: int = 50
     batch_size: int = 10
-    optimizer: str = "adam"  # "adam" or "sgd"
-    lr: float = 1e-3
-    lr_decay: float = 0.0  # lr / (1 + lr_decay * epoch), applied per epoch (the papers' SGD schedule)
+    optimizer: str = "sgd"  # "sgd" (with momentum) or "adam"; SGD beat Adam (lr 1e-3) on Weibo dev for BiLSTM-CRF
+    lr: float = 0.02
+    lr_decay: float = 0.05  # lr / (1 + lr_decay * epoch), applied per epoch (the papers' schedule)
     momentum: float = 0.9  # SGD only
     weight_decay: float = 0.0
     clip: float = 5.0  # max gradient norm; 0 disables clipping

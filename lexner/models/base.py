@@ -45,6 +45,7 @@ class Tagger(nn.Module):
         self.config = config
         self.featurizer = featurizer
         self.crf = ConstrainedCRF(featurizer.tags)
+        self.metadata: dict[str, Any] = {}  # what config.json said beside the config (set by load)
 
     # --- what a model implements -----------------------------------------------------------------------
     def emissions(self, batch: Batch) -> torch.Tensor:

@@ -1,0 +1,57 @@
+"""Copy the outcome of finished training runs into one committed result file per run.
+
+    python benchmarks/collect.py runs/weibo_bilstm/seed1 runs/weibo_bilstm/seed2 ... --name weibo_bilstm_crf
+
+Each run directory (written by ``lexner train --out DIR``) gives ``benchmarks/results/<name>/seed<N>.json``
+holding: the training command (from the model card), the training settings, the per-epoch log, the best
+model's dev/test scores, and the machine it was collected on (the same machine the run used: runs are
+collected where they ran).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import machine_info  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def collect(run: Path) -> dict:
+    config = json.loads((run / "model" / "config.json").read_text(encoding="utf-8"))
+    train_config = json.loads((run / "train_config.json").read_text(encoding="utf-8"))
+    return {
+        "model": config["model"],
+        "model_config": config["config"],
+        "command": config["card"].get("command"),
+        "train_data": config["card"].get("train_data"),
+        "train_config": train_config,
+        "results": json.loads((run / "results.json").read_text(encoding="utf-8")),
+        "log": [json.loads(line) for line in open(run / "log.jsonl", encoding="utf-8")],
+        "machine": machine_info(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--name", required=True, help="result folder, e.g. weibo_bilstm_crf")
+    parser.add_argument("--note", default="", help="free text stored with every result (e.g. 'on a lent H100')")
+    args = parser.parse_args()
+    out = RESULTS / args.name
+    out.mkdir(parents=True, exist_ok=True)
+    for run in args.runs:
+        record = collect(run)
+        record["note"] = args.note
+        path = out / f"seed{record['train_config']['seed']}.json"
+        path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"{run} -> {path}")
+
+
+if __name__ == "__main__":
+    main()

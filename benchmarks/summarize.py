@@ -1,0 +1,42 @@
+"""Summarise committed training results: test P/R/F1 per seed and mean ± std per result folder.
+
+    python benchmarks/summarize.py            # prints a Markdown table from benchmarks/results/*/seed*.json
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def main() -> None:
+    rows = ["| result | seed | best epoch / run | train time (s) | test P | test R | test F1 | NE F1 | NM F1 |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for folder in sorted(p for p in RESULTS.iterdir() if p.is_dir()):
+        f1s = []
+        for path in sorted(folder.glob("seed*.json")):
+            rec = json.loads(path.read_text(encoding="utf-8"))
+            res = rec["results"]
+            test = res.get("test")
+            if test is None:
+                continue
+            f1s.append(test["micro"]["f1"])
+            sub = lambda k: pct(test[k]["f1"]) if k in test else "-"  # noqa: E731
+            rows.append(f"| {folder.name} | {rec['train_config']['seed']} | {res['best_epoch']} / {res['epochs_run']} "
+                        f"| {res['train_seconds']:.0f} | {pct(test['micro']['precision'])} "
+                        f"| {pct(test['micro']['recall'])} | {pct(test['micro']['f1'])} | {sub('NE')} | {sub('NM')} |")
+        if len(f1s) > 1:
+            rows.append(f"| **{folder.name}** | mean ± std of {len(f1s)} | | | | | "
+                        f"**{100 * statistics.mean(f1s):.2f} ± {100 * statistics.stdev(f1s):.2f}** | | |")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Shared fixtures: a toy corpus small enough to train on in a second."""
+
+from __future__ import annotations
+
+import pytest
+
+from lexner.data import Sentence
+from lexner.schemes import Span
+
+
+def toy_corpus() -> list[Sentence]:
+    people = ["张三", "李四", "王小明", "赵六"]
+    places = ["北京", "上海", "广州市", "南京"]
+    templates = ["{p}在{l}工作。", "{p}去了{l}", "我和{p}住在{l}附近", "{l}的{p}很好", "今天{p}到{l}"]
+    out = []
+    for i, template in enumerate(templates):
+        for j, (p, l) in enumerate(zip(people, places[i % 4:] + places[: i % 4])):
+            text = template.format(p=p, l=l)
+            ps, ls = text.index(p), text.index(l)
+            out.append(Sentence(text, sorted([Span(ps, ps + len(p), "PER"), Span(ls, ls + len(l), "LOC")])))
+    return out
+
+
+@pytest.fixture
+def corpus() -> list[Sentence]:
+    return toy_corpus()

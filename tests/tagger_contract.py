@@ -1,0 +1,122 @@
+"""The contract every tagger must meet.  A model's test module subclasses :class:`TaggerContract`."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+import torch
+
+import lexner
+from lexner.api import build_tagger
+from lexner.models import Tagger
+from conftest import toy_corpus
+
+ODD_TEXTS = [
+    "北京",  # a single known word
+    "x",  # one character
+    "😀在北京😀",  # non-BMP characters
+    "Ａｐｐｌｅ在上海开店，ＣＥＯ张三出席。",  # full-width Latin
+    "\u0000\u0007张三\t\n李四",  # control characters, tab, newline
+    "é\u0301在北京",  # combining mark
+    "\ud800北京",  # a lone surrogate
+    "   张三   ",  # surrounding spaces
+    "天" * 300,  # longer than anything seen in training
+]
+
+
+class TaggerContract:
+    model_name: ClassVar[str]
+    config: ClassVar[dict[str, Any]] = {}
+
+    def make(self, seed: int = 0) -> Tagger:
+        torch.manual_seed(seed)
+        tagger = build_tagger(self.model_name, toy_corpus(), self.config)
+        with torch.no_grad():  # random CRF transitions so that decoding is not trivially all-O
+            for p in tagger.crf.parameters():
+                p.normal_(0, 1)
+        return tagger
+
+    def batch(self, tagger: Tagger, sentences):
+        return tagger.featurizer.encode([s.text for s in sentences], [s.spans for s in sentences])
+
+    def test_loss_is_a_finite_scalar(self, corpus):
+        tagger = self.make()
+        loss = tagger.loss(self.batch(tagger, corpus[:6]))
+        assert loss.dim() == 0 and torch.isfinite(loss)
+        assert loss.item() > 0
+
+    def test_every_parameter_gets_a_gradient(self, corpus):
+        tagger = self.make()
+        tagger.train()
+        tagger.loss(self.batch(tagger, corpus)).backward()
+        missing = [n for n, p in tagger.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+        assert missing == []
+
+    def test_padded_batch_equals_one_at_a_time(self, corpus):
+        tagger = self.make().eval()
+        texts = [s.text for s in corpus[:8]] + ["张三", "在北京工作的李四和王小明"]
+        with torch.no_grad():
+            batch = tagger.featurizer.encode(texts)
+            together = tagger.emissions(batch)
+            paths = tagger.decode(batch)
+            for i, text in enumerate(texts):
+                single = tagger.featurizer.encode([text])
+                alone = tagger.emissions(single)[0]
+                assert torch.allclose(together[i, : len(text)], alone, atol=1e-5), text
+                assert paths[i] == tagger.decode(single)[0]
+
+    def test_loss_of_a_batch_is_the_mean_of_single_losses(self, corpus):
+        tagger = self.make().eval()
+        with torch.no_grad():
+            together = tagger.loss(self.batch(tagger, corpus[:5]))
+            alone = torch.stack([tagger.loss(self.batch(tagger, [s])) for s in corpus[:5]]).mean()
+        assert torch.allclose(together, alone, atol=1e-4)
+
+    def test_save_load_gives_identical_output(self, corpus, tmp_path):
+        tagger = self.make().eval()
+        tagger.save(tmp_path / "m")
+        loaded = lexner.load(tmp_path / "m")
+        assert type(loaded) is type(tagger)
+        texts = [s.text for s in corpus] + ODD_TEXTS
+        with torch.no_grad():
+            batch = tagger.featurizer.encode(texts)
+            assert torch.equal(tagger.emissions(batch), loaded.emissions(loaded.featurizer.encode(texts)))
+        assert tagger.tag_batch(texts) == loaded.tag_batch(texts)
+
+    def test_empty_and_whitespace_input(self):
+        tagger = self.make()
+        assert tagger.tag("") == []
+        assert tagger.tag(" \t\n ") == []
+        assert tagger.tag_batch([]) == []
+        assert tagger.tag_batch(["", "张三在北京", "   "])[0] == []
+
+    def test_wrong_types_raise_type_error_naming_the_type(self):
+        tagger = self.make()
+        with pytest.raises(TypeError, match="bytes"):
+            tagger.tag("北京".encode())
+        with pytest.raises(TypeError, match="int"):
+            tagger.tag_batch(["北京", 3])
+        with pytest.raises(TypeError):
+            tagger.tag_batch("北京")
+
+    def test_odd_input_gives_consistent_offsets(self):
+        tagger = self.make()
+        for text, entities in zip(ODD_TEXTS, tagger.tag_batch(ODD_TEXTS)):
+            for e in entities:
+                assert 0 <= e.start < e.end <= len(text)
+                assert text[e.start : e.end] == e.text
+
+    def test_learns_the_toy_corpus(self, corpus):
+        tagger = self.make()
+        optimizer = torch.optim.Adam(tagger.parameters(), lr=0.02)
+        batch = self.batch(tagger, corpus)
+        tagger.train()
+        for _ in range(60):
+            optimizer.zero_grad()
+            tagger.loss(batch).backward()
+            optimizer.step()
+        predicted = tagger.tag_batch([s.text for s in corpus])
+        correct = sum([(e.start, e.end, e.label) for e in ents] == [tuple(s) for s in sent.spans]
+                      for ents, sent in zip(predicted, corpus))
+        assert correct >= 0.9 * len(corpus)

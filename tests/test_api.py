@@ -1,0 +1,96 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import lexner
+from lexner.api import build_tagger, default_embeddings
+from lexner.models import ModelFormatError
+
+SMALL = {"char_dim": 4, "bigram_dim": 4, "hidden": 8}
+
+
+def test_import_lexner_does_not_import_torch():
+    code = "import sys, lexner; assert 'torch' not in sys.modules; lexner.Entity; assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_build_tagger_uses_pretrained_vectors(corpus, tmp_path):
+    (tmp_path / "c.vec").write_text("2 4\n张 1 2 3 4\n京 5 6 7 8\n", encoding="utf-8")
+    (tmp_path / "b.vec").write_text("2 4\n北京 1 1 1 1\n外外 2 2 2 2\n", encoding="utf-8")
+    tagger = build_tagger("bilstm_crf", corpus, SMALL, {"chars": tmp_path / "c.vec", "bigrams": tmp_path / "b.vec"})
+    chars, bigrams = tagger.featurizer.chars, tagger.featurizer.bigrams
+    weight = tagger.char_embedding.weight.detach().numpy()
+    assert np.array_equal(weight[chars.index["京"]], [5, 6, 7, 8])
+    assert np.array_equal(weight[0], [0, 0, 0, 0])
+    assert "外外" in bigrams  # a pretrained bigram absent from train joins the vocabulary
+    assert np.array_equal(tagger.bigram_embedding.weight.detach().numpy()[bigrams.index["北京"]], [1, 1, 1, 1])
+
+
+def test_default_embeddings_are_none_when_missing(tmp_path):
+    assert default_embeddings(tmp_path) == {"chars": None, "bigrams": None}
+
+
+def test_unknown_model_name(corpus):
+    with pytest.raises(ModelFormatError, match="unknown model 'nope'"):
+        build_tagger("nope", corpus)
+
+
+@pytest.fixture
+def saved(corpus, tmp_path):
+    build_tagger("bilstm_crf", corpus, SMALL).save(tmp_path / "m")
+    return tmp_path / "m"
+
+
+def edit_config(path, **changes):
+    meta = json.loads((path / "config.json").read_text())
+    meta.update(changes)
+    (path / "config.json").write_text(json.dumps(meta))
+
+
+def test_load_rejects_a_newer_format(saved):
+    edit_config(saved, format_version=99)
+    with pytest.raises(ModelFormatError, match="format_version 99"):
+        lexner.load(saved)
+
+
+def test_load_rejects_weights_that_do_not_match_the_config(saved):
+    meta = json.loads((saved / "config.json").read_text())
+    meta["config"]["hidden"] = 16
+    edit_config(saved, config=meta["config"])
+    with pytest.raises(ModelFormatError, match="do not match"):
+        lexner.load(saved)
+
+
+def test_load_rejects_missing_or_truncated_files(saved):
+    data = (saved / "model.safetensors").read_bytes()
+    (saved / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFormatError, match="safetensors"):
+        lexner.load(saved)
+    (saved / "model.safetensors").unlink()
+    with pytest.raises(ModelFormatError, match="missing model.safetensors"):
+        lexner.load(saved)
+    with pytest.raises(FileNotFoundError):
+        lexner.load(saved / "nothing")
+
+
+def test_load_never_unpickles(saved, tmp_path):
+    """A pickle in place of the weights is rejected, and its payload never runs."""
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"x": Payload()}, saved / "model.safetensors")
+    with pytest.raises(ModelFormatError):
+        lexner.load(saved)
+    assert not marker.exists()
+
+
+def test_load_on_device_and_eval_mode(saved):
+    tagger = lexner.load(saved, device="cpu")
+    assert not tagger.training and tagger.device.type == "cpu"

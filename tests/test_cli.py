@@ -1,0 +1,80 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lexner.cli import main
+from lexner.data import write_jsonl
+from lexner.schemes import spans_to_tags
+
+
+def write_conll(sentences, path, scheme="BIO"):
+    with open(path, "w", encoding="utf-8") as out:
+        for s in sentences:
+            for char, tag in zip(s.text, spans_to_tags(s.spans, len(s.text), scheme)):
+                out.write(f"{char} {tag}\n")
+            out.write("\n")
+
+
+@pytest.fixture
+def trained(corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("LEXNER_DATA", str(tmp_path / "no-data"))
+    write_conll(corpus[:15], tmp_path / "train.bio", "BIO")
+    write_conll(corpus[15:], tmp_path / "dev.bmes", "BMES")
+    write_jsonl(corpus[15:], tmp_path / "test.jsonl")
+    code = main(["train", "--train", str(tmp_path / "train.bio"), "--dev", str(tmp_path / "dev.bmes"),
+                 "--test", str(tmp_path / "test.jsonl"), "--out", str(tmp_path / "run"), "--epochs", "2",
+                 "--batch-size", "4", "--set", "hidden=16", "--set", "char_dim=8", "--set", "bigram_dim=4",
+                 "--no-progress", "--device", "cpu"])
+    assert code == 0
+    return tmp_path
+
+
+def test_train_evaluate_tag(trained, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", str(trained / "run" / "model"), "--file", str(trained / "test.jsonl")]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert set(scores["per_type"]) <= {"PER", "LOC"} and "micro" in scores and "macro" in scores
+
+    assert main(["tag", str(trained / "run" / "model"), "张三在北京", "李四"]) == 0
+    lines = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+    assert [l["text"] for l in lines] == ["张三在北京", "李四"]
+
+    (trained / "in.txt").write_text("张三在北京\n\n李四去了上海\n", encoding="utf-8")
+    assert main(["tag", str(trained / "run" / "model"), "--input", str(trained / "in.txt"),
+                 "--output", str(trained / "out.jsonl"), "--no-progress"]) == 0
+    out = [json.loads(l) for l in open(trained / "out.jsonl", encoding="utf-8")]
+    assert [o["text"] for o in out] == ["张三在北京", "", "李四去了上海"]
+    assert out[1]["entities"] == []
+    for o in out:
+        for e in o["entities"]:
+            assert o["text"][e["start"]:e["end"]] == e["text"]
+
+
+def test_resume_flag_continues(trained, capsys):
+    code = main(["train", "--train", str(trained / "train.bio"), "--dev", str(trained / "dev.bmes"),
+                 "--out", str(trained / "run"), "--epochs", "3", "--batch-size", "4", "--set", "hidden=16",
+                 "--set", "char_dim=8", "--set", "bigram_dim=4", "--no-progress", "--resume", "--device", "cpu"])
+    assert code == 0
+    epochs = [json.loads(l)["epoch"] for l in open(trained / "run" / "log.jsonl")]
+    assert epochs == [1, 2, 3]
+
+
+def test_malformed_file_error_names_file_and_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LEXNER_DATA", str(tmp_path))
+    bad = tmp_path / "bad.txt"
+    bad.write_text("张 B-PER\n三 I-PER\n在\n", encoding="utf-8")
+    assert main(["train", "--train", str(bad), "--dev", str(bad), "--out", str(tmp_path / "r")]) == 2
+    assert f"{bad}:3" in capsys.readouterr().err
+
+
+def test_missing_dataset_points_to_lexner_data(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LEXNER_DATA", str(tmp_path))
+    assert main(["train", "--dataset", "weibo", "--out", str(tmp_path / "r")]) == 2
+    assert "LEXNER_DATA" in capsys.readouterr().err
+
+
+def test_console_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "lexner", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("lexner ")

@@ -1,0 +1,73 @@
+import itertools
+
+import pytest
+import torch
+
+from lexner.crf import ConstrainedCRF
+from lexner.schemes import allowed_transitions, bioes_tags
+
+TAGS = bioes_tags(["PER", "LOC"])
+
+
+def brute_force_best(crf: ConstrainedCRF, emissions: torch.Tensor, legal_only: bool) -> list[int]:
+    start, trans, end = allowed_transitions(TAGS)
+    best, best_path = float("-inf"), None
+    for path in itertools.product(range(len(TAGS)), repeat=emissions.shape[0]):
+        if legal_only and not (start[path[0]] and end[path[-1]] and all(trans[a, b] for a, b in zip(path, path[1:]))):
+            continue
+        score = crf.start_transitions[path[0]] + crf.end_transitions[path[-1]]
+        score = score + sum(emissions[t, tag] for t, tag in enumerate(path))
+        score = score + sum(crf.transitions[a, b] for a, b in zip(path, path[1:]))
+        if score > best:
+            best, best_path = float(score), list(path)
+    return best_path
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_viterbi_equals_brute_force_over_legal_paths(seed):
+    torch.manual_seed(seed)
+    crf = ConstrainedCRF(TAGS)
+    with torch.no_grad():
+        for p in crf.parameters():
+            p.normal_(0, 2)
+    lengths = [3, 1, 2]
+    emissions = torch.randn(3, 3, len(TAGS)) * 3
+    mask = torch.arange(3)[None] < torch.tensor(lengths)[:, None]
+    decoded = crf.viterbi(emissions, mask)
+    for i, n in enumerate(lengths):
+        assert decoded[i] == brute_force_best(crf, emissions[i, :n], legal_only=True)
+
+
+def test_constraints_change_the_path_when_the_unconstrained_best_is_illegal():
+    crf = ConstrainedCRF(TAGS)
+    with torch.no_grad():
+        for p in crf.parameters():
+            p.zero_()
+    emissions = torch.full((1, 2, len(TAGS)), -5.0)
+    emissions[0, 0, TAGS.index("I-PER")] = 5.0  # I- cannot start a sentence
+    emissions[0, 1, TAGS.index("B-LOC")] = 5.0  # B- cannot end one
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    assert brute_force_best(crf, emissions[0], legal_only=False) == [TAGS.index("I-PER"), TAGS.index("B-LOC")]
+    path = crf.viterbi(emissions, mask)[0]
+    assert path == brute_force_best(crf, emissions[0], legal_only=True)
+    assert [TAGS[t][0] for t in path] != ["I", "B"]
+
+
+def test_nll_is_mean_of_brute_force_negative_log_likelihood():
+    torch.manual_seed(0)
+    crf = ConstrainedCRF(["O", "B-X", "I-X", "E-X", "S-X"])
+    emissions = torch.randn(2, 3, 5)
+    tags = torch.tensor([[0, 4, 0], [1, 3, 0]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    expected = []
+    for i in range(2):
+        n = int(mask[i].sum())
+
+        def score(path):
+            s = crf.start_transitions[path[0]] + crf.end_transitions[path[-1]]
+            s = s + sum(emissions[i, t, tag] for t, tag in enumerate(path))
+            return s + sum(crf.transitions[a, b] for a, b in zip(path, path[1:]))
+
+        log_z = torch.logsumexp(torch.stack([score(p) for p in itertools.product(range(5), repeat=n)]), 0)
+        expected.append(log_z - score(tags[i, :n].tolist()))
+    assert torch.allclose(crf.nll(emissions, tags, mask), torch.stack(expected).mean(), atol=1e-5)

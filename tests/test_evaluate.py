@@ -1,0 +1,47 @@
+import pytest
+
+from lexner.data import Sentence
+from lexner.evaluate import evaluate, score_spans
+from lexner.schemes import Span
+
+
+def test_strict_matching_counts_only_exact_spans_and_types():
+    gold = [[Span(0, 2, "PER"), Span(3, 5, "LOC")], [Span(1, 3, "ORG")]]
+    pred = [[Span(0, 2, "PER"), Span(3, 4, "LOC")], [Span(1, 3, "LOC")]]
+    scores = score_spans(gold, pred, [6, 4])
+    assert scores["micro"]["precision"] == pytest.approx(1 / 3)
+    assert scores["micro"]["recall"] == pytest.approx(1 / 3)
+    assert scores["per_type"]["PER"]["f1"] == 1.0
+    assert scores["per_type"]["ORG"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert scores["macro"]["f1"] == pytest.approx((1.0 + 0.0 + 0.0) / 3)
+
+
+def test_no_entities_anywhere_scores_zero():
+    assert score_spans([[]], [[]], [3])["micro"]["f1"] == 0.0
+
+
+class FixedTagger:
+    """Stands in for a model: returns given spans."""
+
+    def __init__(self, answers):
+        self.answers = answers
+
+    def tag_batch(self, texts, batch_size=64):
+        from lexner.entity import Entity
+
+        return [[Entity(s.start, s.end, s.label, t[s.start:s.end]) for s in self.answers[t]] for t in texts]
+
+
+def test_weibo_style_labels_get_ne_and_nm_subsets():
+    sents = [Sentence("张三和老师", [Span(0, 2, "PER.NAM"), Span(3, 5, "PER.NOM")])]
+    tagger = FixedTagger({"张三和老师": [Span(0, 2, "PER.NAM")]})
+    scores = evaluate(tagger, sents)
+    assert scores["NE"]["f1"] == 1.0
+    assert scores["NM"]["recall"] == 0.0
+    assert scores["micro"]["recall"] == 0.5
+
+
+def test_plain_labels_have_no_subsets():
+    sents = [Sentence("张三", [Span(0, 2, "PER")])]
+    scores = evaluate(FixedTagger({"张三": [Span(0, 2, "PER")]}), sents)
+    assert "NE" not in scores and scores["micro"]["f1"] == 1.0

@@ -1,0 +1,98 @@
+import json
+
+import pytest
+import torch
+
+import lexner
+from lexner.api import build_tagger
+from lexner.data import Sentence
+from lexner.schemes import Span
+from lexner.train import Trainer, TrainConfig, TrainingError, bucketed_batches, cut_long, seed_everything
+
+import random
+
+SMALL = {"char_dim": 16, "bigram_dim": 8, "hidden": 24, "dropout": 0.1}
+
+
+def make_trainer(corpus, out, epochs, **overrides):
+    seed_everything(3)
+    tagger = build_tagger("bilstm_crf", corpus, SMALL, seed=3)
+    config = TrainConfig(epochs=epochs, batch_size=4, lr=0.01, seed=3, patience=0, **overrides)
+    return Trainer(tagger, config, out, progress=False)
+
+
+def test_fit_writes_model_log_checkpoint_and_results(corpus, tmp_path):
+    trainer = make_trainer(corpus, tmp_path, epochs=3)
+    results = trainer.fit(corpus[:15], corpus[15:], corpus[15:])
+    log = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+    assert {"train_loss", "dev", "lr", "sentences_per_second"} <= set(log[0])
+    assert results["best_epoch"] == max(log, key=lambda r: r["dev"]["f1"])["epoch"]
+    assert json.load(open(tmp_path / "results.json"))["test"]["micro"] == results["test"]["micro"]
+    loaded = lexner.load(tmp_path / "model")
+    assert loaded.metadata["card"]["epoch"] == results["best_epoch"]
+    assert (tmp_path / "checkpoint" / "trainer_state.safetensors").is_file()
+    assert not list(tmp_path.glob(".model.*")), "temporary directories left behind"
+
+
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(corpus, tmp_path):
+    full = make_trainer(corpus, tmp_path / "full", epochs=4, warmup=0.5)
+    full.fit(corpus[:15], corpus[15:])
+    first = make_trainer(corpus, tmp_path / "cut", epochs=2, warmup=0.5)
+    first.fit(corpus[:15], corpus[15:])
+    torch.manual_seed(12345)  # the resumed process starts from a different random state
+    second = make_trainer(corpus, tmp_path / "cut", epochs=4, warmup=0.5)
+    assert second.resume()
+    second.fit(corpus[:15], corpus[15:])
+    full_state = lexner.load(tmp_path / "full" / "model").state_dict()
+    cut_state = lexner.load(tmp_path / "cut" / "model").state_dict()
+    assert full_state.keys() == cut_state.keys()
+    for key in full_state:
+        assert torch.equal(full_state[key], cut_state[key]), key
+    log = [json.loads(line)["epoch"] for line in open(tmp_path / "cut" / "log.jsonl")]
+    assert log == [1, 2, 3, 4]
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(corpus, tmp_path, monkeypatch):
+    trainer = make_trainer(corpus, tmp_path, epochs=1)
+    trainer.fit(corpus[:15], corpus[15:])
+    before = (tmp_path / "checkpoint" / "trainer_state.json").read_text()
+    trainer.config.epochs = 2
+    monkeypatch.setattr(type(trainer.model), "loss", lambda self, batch: torch.tensor(float("nan")))
+    with pytest.raises(TrainingError, match="nan.*checkpoint"):
+        trainer.fit(corpus[:15], corpus[15:])
+    assert (tmp_path / "checkpoint" / "trainer_state.json").read_text() == before
+
+
+def test_early_stopping(corpus, tmp_path, monkeypatch):
+    trainer = make_trainer(corpus, tmp_path, epochs=20)
+    trainer.config.patience = 2
+    monkeypatch.setattr("lexner.train.evaluate", lambda *a, **k: {"micro": {"f1": 0.5, "precision": 0.5, "recall": 0.5}})
+    monkeypatch.setattr(Trainer, "finish", lambda self, dev, test: {"epochs_run": self.epoch})
+    assert trainer.fit(corpus[:15], corpus[15:])["epochs_run"] == 3  # best at 1, then 2 without improvement
+
+
+def test_bucketed_batches_cover_every_sentence_once_and_group_lengths():
+    lengths = [random.Random(0).randint(1, 100) for _ in range(1000)]
+    batches = bucketed_batches(lengths, 10, random.Random(1))
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 10
+    assert batches != bucketed_batches(lengths, 10, random.Random(2))
+
+
+def test_cut_long_keeps_entities_whole():
+    s = Sentence("张三在北京工作李四", [Span(0, 2, "PER"), Span(3, 5, "LOC"), Span(7, 9, "PER")])
+    pieces = cut_long([s], 4)
+    assert "".join(p.text for p in pieces) == s.text
+    assert all(len(p.text) <= 4 for p in pieces)
+    offset, found = 0, []
+    for p in pieces:
+        found += [(a + offset, b + offset, l) for a, b, l in p.spans]
+        offset += len(p.text)
+    assert found == [tuple(x) for x in s.spans]
+
+
+def test_train_config_rejects_unknown_optimizer():
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="adagrad")
