@@ -58,25 +58,12 @@ def _weibo_char(token: str) -> str | None:
 
 
 def _read_char_per_line(path: str | os.PathLike, weibo: bool) -> list[Sentence]:
-    sentences: list[Sentence] = []
+    blocks: list[tuple[int, list[str], list[str]]] = []  # (first line, characters, tags) per sentence
     chars: list[str] = []
     tags: list[str] = []
-    first_line = 0
-    ill_formed = 0
-
-    def flush() -> None:
-        nonlocal ill_formed
-        if chars:
-            scheme = detect_scheme(tags)
-            ill_formed += count_ill_formed(tags, scheme)
-            sentences.append(Sentence("".join(chars), tags_to_spans(tags, scheme)))
-        chars.clear()
-        tags.clear()
-
-    all_tags: set[str] = set()
     for lineno, line in iter_lines(path):
         if not line.strip():
-            flush()
+            chars, tags = [], []
             continue
         fields = line.split()
         if len(fields) != 2:
@@ -91,21 +78,23 @@ def _read_char_per_line(path: str | os.PathLike, weibo: bool) -> list[Sentence]:
         except ValueError as err:
             raise DataFormatError(path, lineno, str(err)) from None
         if not chars:
-            first_line = lineno
+            blocks.append((lineno, chars, tags))
         chars.append(char)
         tags.append(tag)
-        all_tags.add(tag)
-    flush()
-    del first_line
-    if all_tags:
-        try:
-            detect_scheme(all_tags)
-        except ValueError as err:
-            raise DataFormatError(path, None, str(err)) from None
+    # One scheme for the whole file: a BMES file's sentence with only B-/O tags is still BMES.
+    try:
+        scheme = detect_scheme(tag for _, _, block_tags in blocks for tag in block_tags)
+    except ValueError as err:  # I- and M- both occur: name the sentence where the second one first appears
+        seen: set[str] = set()
+        for line, _, block_tags in blocks:
+            seen.update(split_tag(tag)[0] for tag in block_tags)
+            if {"I", "M"} <= seen:
+                raise DataFormatError(path, line, f"{err} (in the file up to the sentence starting here)") from None
+    ill_formed = sum(count_ill_formed(block_tags, scheme) for _, _, block_tags in blocks)
     if ill_formed:
-        log.warning("%s: %d tag(s) break the scheme (e.g. I- without B-); read leniently as entity starts",
-                    path, ill_formed)
-    return sentences
+        log.warning("%s: %d tag(s) break the %s scheme (e.g. I- without B-); read leniently as entity starts",
+                    path, ill_formed, scheme)
+    return [Sentence("".join(block_chars), tags_to_spans(block_tags, scheme)) for _, block_chars, block_tags in blocks]
 
 
 def read_jsonl(path: str | os.PathLike) -> list[Sentence]:
@@ -121,12 +110,16 @@ def read_jsonl(path: str | os.PathLike) -> list[Sentence]:
             raise DataFormatError(path, lineno, f"expected a JSON object with 'text' and 'entities' ({err})") from None
         if not isinstance(text, str):
             raise DataFormatError(path, lineno, f"'text' must be a string, got {type(text).__name__}")
+        if not isinstance(raw, list):
+            raise DataFormatError(path, lineno, f"'entities' must be a list, got {type(raw).__name__}")
         spans = []
         for ent in raw:
             try:
-                span = Span(int(ent["start"]), int(ent["end"]), str(ent["label"]))
-            except (KeyError, TypeError, ValueError):
-                raise DataFormatError(path, lineno, f"an entity needs integer 'start', 'end' and a 'label': {ent!r}") from None
+                span = Span(ent["start"], ent["end"], str(ent["label"]))
+            except (KeyError, TypeError):
+                span = None
+            if span is None or not all(type(x) is int for x in span[:2]):
+                raise DataFormatError(path, lineno, f"an entity needs integer 'start', 'end' and a 'label': {ent!r}")
             if not 0 <= span.start < span.end <= len(text):
                 raise DataFormatError(path, lineno, f"entity {tuple(span)} outside the text of length {len(text)}")
             spans.append(span)

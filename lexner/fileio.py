@@ -22,7 +22,7 @@ class DataFormatError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
-def open_text(path: str | os.PathLike) -> IO[str]:
+def open_text(path: str | os.PathLike, errors: str = "strict") -> IO[str]:
     """Open a UTF-8 text file for reading, decompressing ``.gz`` and ``.xz`` by their suffix.
 
     A UTF-8 byte-order mark is dropped, and CRLF and lone CR line endings are read as LF.
@@ -30,25 +30,24 @@ def open_text(path: str | os.PathLike) -> IO[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline=None)
-    if path.suffix == ".xz":
-        return lzma.open(path, "rt", encoding="utf-8-sig", newline=None)
-    return open(path, "r", encoding="utf-8-sig", newline=None)
+    opener = {".gz": gzip.open, ".xz": lzma.open}.get(path.suffix)
+    if opener is not None:
+        return opener(path, "rt", encoding="utf-8-sig", errors=errors, newline=None)
+    return open(path, "r", encoding="utf-8-sig", errors=errors, newline=None)
 
 
 def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, line_without_newline)``, numbering from 1.
 
-    Bytes that are not UTF-8 raise :class:`DataFormatError` naming the line.
+    Bytes that are not UTF-8 raise :class:`DataFormatError` naming the line that holds them.
     """
-    lineno = 0
-    with open_text(path) as handle:
-        try:
-            for lineno, line in enumerate(handle, start=1):
-                yield lineno, line.rstrip("\n")
-        except UnicodeDecodeError as err:
-            raise DataFormatError(path, lineno + 1, f"not valid UTF-8 ({err.reason})") from None
+    with open_text(path, errors="surrogateescape") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            try:
+                line.encode("utf-8")  # undecodable bytes became lone surrogates, which cannot be encoded
+            except UnicodeEncodeError:
+                raise DataFormatError(path, lineno, "not valid UTF-8") from None
+            yield lineno, line.rstrip("\n")
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -63,7 +63,7 @@ class Lexicon:
         lex = cls(tokens, min_length=min_length)
         first = {}
         for i, tok in enumerate(tokens):
-            first.setdefault(normalize(tok), i)
+            first.setdefault(normalize(tok.strip()), i)
         lex.vectors = matrix[[first[w] for w in lex.words]]
         return lex
 

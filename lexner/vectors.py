@@ -77,11 +77,13 @@ def embedding_matrix(
         if vectors.shape[1] != dim:
             raise ValueError(f"pretrained vectors have {vectors.shape[1]} dimensions, the model expects {dim}")
         index = {tok: i for i, tok in enumerate(vocab)}
-        rows = [(index[tok], k) for k, tok in enumerate(tokens) if tok in index]
+        rows: dict[int, int] = {}  # vocabulary id -> first row of the file with that (normalised) token
+        for k, tok in enumerate(tokens):
+            if tok in index:
+                rows.setdefault(index[tok], k)
         if rows:
-            target, source = map(list, zip(*rows))
-            matrix[target] = vectors[source]
-        found = len({t for t, _ in rows})
+            matrix[list(rows)] = vectors[list(rows.values())]
+        found = len(rows)
     if padding_index is not None:
         matrix[padding_index] = 0.0
     return matrix, found

@@ -1,0 +1,432 @@
+"""lexner.data: file readers (conll, weibo, jsonl), format detection, named datasets."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import lexner.data as data
+from lexner.data import (
+    Sentence,
+    data_root,
+    detect_format,
+    load_dataset,
+    read_file,
+    read_jsonl,
+    report_unseen_labels,
+    write_jsonl,
+)
+from lexner.fileio import DataFormatError
+from lexner.schemes import Span
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+def conll(sentences: list[list[tuple[str, str]]], sep: str = " ", trailing: bool = True) -> str:
+    blocks = ["\n".join(f"{c}{sep}{t}" for c, t in s) for s in sentences]
+    return "\n\n".join(blocks) + ("\n\n" if trailing else "")
+
+
+def assert_error_at(path: Path, line: int, call) -> DataFormatError:
+    with pytest.raises(DataFormatError) as info:
+        call()
+    assert f"{path}:{line}" in str(info.value)
+    assert info.value.line == line
+    return info.value
+
+
+# --- conll ----------------------------------------------------------------------------------------------------------
+
+
+def test_conll_bmes_space_several_blank_lines_no_trailing_blank(tmp_path):
+    text = (
+        "张 B-PER\n三 M-PER\n丰 E-PER\n在 O\n京 S-LOC\n"
+        "\n\n\n"
+        "好 O\n"
+        "\n"
+        "上 B-LOC\n海 E-LOC"  # no final newline at all
+    )
+    path = write(tmp_path / "train.char.bmes", text)
+    assert read_file(path) == [
+        Sentence("张三丰在京", [Span(0, 3, "PER"), Span(4, 5, "LOC")]),
+        Sentence("好", []),
+        Sentence("上海", [Span(0, 2, "LOC")]),
+    ]
+
+
+def test_conll_bio_tab_separated(tmp_path):
+    sents = [
+        [("我", "O"), ("在", "O"), ("北", "B-LOC"), ("京", "I-LOC")],
+        [("李", "B-PER"), ("四", "I-PER"), ("王", "B-PER")],
+    ]
+    path = write(tmp_path / "train_data", conll(sents, sep="\t", trailing=False) + "\n")
+    assert read_file(path) == [
+        Sentence("我在北京", [Span(2, 4, "LOC")]),
+        Sentence("李四王", [Span(0, 2, "PER"), Span(2, 3, "PER")]),
+    ]
+    assert read_file(path, format="conll") == read_file(path)
+
+
+def test_conll_bioes(tmp_path):
+    sents = [[("A", "S-ORG"), ("北", "B-LOC"), ("京", "I-LOC"), ("市", "E-LOC"), ("。", "O")]]
+    path = write(tmp_path / "x.bioes", conll(sents))
+    assert read_file(path) == [Sentence("A北京市。", [Span(0, 1, "ORG"), Span(1, 4, "LOC")])]
+
+
+def test_conll_crlf_and_whitespace_only_separator(tmp_path):
+    path = tmp_path / "crlf.txt"
+    path.write_bytes("北 B-LOC\r\n京 E-LOC\r\n  \r\n上 S-LOC\r\n\r\n".encode("utf-8"))
+    assert read_file(path) == [Sentence("北京", [Span(0, 2, "LOC")]), Sentence("上", [Span(0, 1, "LOC")])]
+
+
+def test_conll_bom_and_leading_blank_lines(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_bytes("\ufeff\n\n北 B-LOC\n京 I-LOC\n".encode("utf-8"))
+    assert read_file(path) == [Sentence("北京", [Span(0, 2, "LOC")])]
+
+
+def test_conll_gz(tmp_path):
+    path = tmp_path / "x.bmes.gz"
+    with gzip.open(path, "wb") as handle:
+        handle.write("北 B-LOC\n京 E-LOC\n\n".encode("utf-8"))
+    assert read_file(path) == [Sentence("北京", [Span(0, 2, "LOC")])]
+
+
+def test_conll_empty_file(tmp_path):
+    assert read_file(write(tmp_path / "empty.txt", "")) == []
+    assert read_file(write(tmp_path / "blank.txt", "\n\n\n")) == []
+
+
+def test_conll_weibo_bmes_quirk_read_leniently_with_warning(tmp_path, caplog):
+    # the .all.bmes Weibo files have M-/E- without B- (the original I- without B-)
+    path = write(tmp_path / "weibo.bmes", "他 O\n妈 M-PER.NOM\n妈 E-PER.NOM\n\n北 B-GPE.NAM\n京 E-GPE.NAM\n\n")
+    with caplog.at_level(logging.WARNING, logger="lexner.data"):
+        sents = read_file(path)
+    assert sents == [Sentence("他妈妈", [Span(1, 3, "PER.NOM")]), Sentence("北京", [Span(0, 2, "GPE.NAM")])]
+    assert any("1 tag(s)" in r.getMessage() for r in caplog.records)
+
+
+def test_conll_well_formed_file_logs_no_warning(tmp_path, caplog):
+    path = write(tmp_path / "ok.bmes", "北 B-LOC\n京 E-LOC\n\n")
+    with caplog.at_level(logging.WARNING, logger="lexner.data"):
+        read_file(path)
+    assert not caplog.records
+
+
+def test_conll_ill_formed_counted_against_file_scheme(tmp_path, caplog):
+    path = write(tmp_path / "x.bmes", "北 B-LOC\n京 M-LOC\n市 E-LOC\n\n上 B-LOC\n好 O\n\n")
+    with caplog.at_level(logging.WARNING, logger="lexner.data"):
+        sents = read_file(path)
+    assert sents[1] == Sentence("上好", [Span(0, 1, "LOC")])
+    assert any("1 tag(s)" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("北 B-LOC\n京 I-LOC extra\n", 2),  # three fields
+        ("北 B-LOC\n\n\n京\n", 4),  # one field
+        ("北京 B-LOC\n", 1),  # more than one character
+        ("北 B-LOC\n京 X-LOC\n", 2),  # bad tag
+        ("北 B-LOC\n京 B-\n", 2),
+        ("北 O\n京 o\n", 2),
+    ],
+)
+def test_conll_malformed(tmp_path, text, line):
+    path = write(tmp_path / "bad.txt", text)
+    assert_error_at(path, line, lambda: read_file(path, format="conll"))
+
+
+def test_conll_mixed_schemes_across_sentences(tmp_path):
+    path = write(tmp_path / "mixed.txt", "北 B-LOC\n京 M-LOC\n市 E-LOC\n\n上 B-LOC\n海 I-LOC\n\n")
+    with pytest.raises(DataFormatError) as info:
+        read_file(path)
+    assert str(path) in str(info.value)
+
+
+def test_conll_mixed_schemes_inside_one_sentence(tmp_path):
+    path = write(tmp_path / "mixed.txt", "北 B-LOC\n京 M-LOC\n市 I-LOC\n\n")
+    with pytest.raises(DataFormatError) as info:
+        read_file(path)
+    assert str(path) in str(info.value)
+
+
+# --- weibo original format --------------------------------------------------------------------------------------------
+
+
+WEIBO = (
+    "科0\tB-ORG.NAM\n技1\tI-ORG.NAM\n"
+    "80\tO\n"  # the digit 8 at position 0
+    "812\tO\n"  # the digit 8 at position 12
+    "人11\tB-PER.NOM\n"
+    "\ufffd\ufffd0\tO\n"  # a damaged emoji: read as one U+FFFD
+    "\n\n"
+    "他0\tI-PER.NAM\n"  # I- without B- (golden-horse quirk)
+    "们1\tO\n"
+)
+
+
+def test_weibo_original_format(tmp_path, caplog):
+    path = write(tmp_path / "weiboNER_2nd_conll.train", WEIBO)
+    assert detect_format(path) == "weibo"
+    with caplog.at_level(logging.WARNING, logger="lexner.data"):
+        sents = read_file(path)
+    assert sents == [
+        Sentence("科技88人\ufffd", [Span(0, 2, "ORG.NAM"), Span(4, 5, "PER.NOM")]),
+        Sentence("他们", [Span(0, 1, "PER.NAM")]),
+    ]
+    assert read_file(path, format="weibo") == sents
+    assert any("1 tag(s)" in r.getMessage() for r in caplog.records)
+
+
+def test_weibo_digit_tokens():
+    assert data._weibo_char("科0") == "科"
+    assert data._weibo_char("80") == "8"
+    assert data._weibo_char("812") == "8"
+    assert data._weibo_char("0012") is None  # two characters before a 2-digit position
+    assert data._weibo_char("\ufffd\ufffd0") == "\ufffd"
+    assert data._weibo_char("\ufffd\ufffd12") == "\ufffd"
+    assert data._weibo_char("科") is None
+    assert data._weibo_char("0") is None
+
+
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("科0\tO\n技\tO\n", 2),  # no position digits
+        ("科0\tO\n科技0\tO\n", 2),  # two characters
+        ("科0\tO\n技123\tO\n", 2),  # three-digit position
+        ("科0\tO\n\n技1\n", 3),  # no tag
+        ("科0\tO\n技1\tQ-PER\n", 2),
+    ],
+)
+def test_weibo_malformed(tmp_path, text, line):
+    path = write(tmp_path / "bad.weibo", text)
+    assert_error_at(path, line, lambda: read_file(path, format="weibo"))
+
+
+# --- jsonl ------------------------------------------------------------------------------------------------------------
+
+
+def test_jsonl_good(tmp_path):
+    lines = [
+        {"text": "张三在北京", "entities": [{"start": 3, "end": 5, "label": "LOC"}, {"start": 0, "end": 2, "label": "PER"}]},
+        {"text": "没有实体"},
+        {"text": "", "entities": []},
+    ]
+    path = write(tmp_path / "x.jsonl", "\n".join(json.dumps(o, ensure_ascii=False) for o in lines) + "\n\n")
+    assert read_file(path) == [
+        Sentence("张三在北京", [Span(0, 2, "PER"), Span(3, 5, "LOC")]),  # sorted
+        Sentence("没有实体", []),
+        Sentence("", []),
+    ]
+    assert read_jsonl(path) == read_file(path, format="jsonl")
+
+
+def test_jsonl_adjacent_entities_are_fine(tmp_path):
+    path = write(tmp_path / "x.jsonl", '{"text": "北京上海", "entities": [{"start": 0, "end": 2, "label": "A"}, '
+                 '{"start": 2, "end": 4, "label": "A"}]}\n')
+    assert read_jsonl(path)[0].spans == [Span(0, 2, "A"), Span(2, 4, "A")]
+
+
+GOOD = '{"text": "北京", "entities": [{"start": 0, "end": 2, "label": "LOC"}]}'
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        '{"text": "北京上海", "entities": [{"start": 0, "end": 3, "label": "A"}, {"start": 2, "end": 4, "label": "B"}]}',
+        '{"text": "北京上海", "entities": [{"start": 0, "end": 4, "label": "A"}, {"start": 1, "end": 2, "label": "B"}]}',
+        '{"text": "北京", "entities": [{"start": 0, "end": 3, "label": "A"}]}',  # past the end
+        '{"text": "北京", "entities": [{"start": -1, "end": 1, "label": "A"}]}',
+        '{"text": "北京", "entities": [{"start": 1, "end": 1, "label": "A"}]}',  # empty
+        '{"text": "北京", "entities": [{"start": 0, "end": 1}]}',  # no label
+        '{"text": "北京", "entities": [{"start": "x", "end": 1, "label": "A"}]}',
+        '{"text": "北京", "entities": [[0, 1, "A"]]}',
+        '{"text": "北京", "entities": [}',  # bad JSON
+        '{"text": 北京}',
+        '{"entities": []}',  # no text
+        '{"text": 5}',
+        '["北京"]',
+        "42",
+    ],
+)
+def test_jsonl_malformed(tmp_path, bad):
+    path = write(tmp_path / "bad.jsonl", GOOD + "\n\n" + bad + "\n" + GOOD + "\n")
+    assert_error_at(path, 3, lambda: read_jsonl(path))
+
+
+@pytest.mark.parametrize("entities", ["null", "5"])
+def test_jsonl_entities_not_a_list(tmp_path, entities):
+    path = write(tmp_path / "bad.jsonl", GOOD + '\n{"text": "北京", "entities": ' + entities + "}\n")
+    assert_error_at(path, 2, lambda: read_jsonl(path))
+
+
+def test_write_jsonl_read_jsonl_round_trip(tmp_path):
+    sents = [
+        Sentence("张三在北京工作。", [Span(0, 2, "PER"), Span(3, 5, "LOC")]),
+        Sentence("", []),
+        Sentence("IBM 和 \"quotes\"\\", [Span(0, 3, "ORG.NAM")]),
+        Sentence("😀北京", [Span(1, 3, "GPE")]),
+    ]
+    path = tmp_path / "out.jsonl"
+    write_jsonl(sents, path)
+    assert read_jsonl(path) == sents
+    assert read_file(path) == sents
+    raw = path.read_text(encoding="utf-8")
+    assert "张三" in raw  # written as UTF-8, not \u escapes
+    assert len(raw.splitlines()) == len(sents)
+
+
+# --- detect_format / read_file --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, text, fmt",
+    [
+        ("a.jsonl", "北 O\n", "jsonl"),  # the suffix wins
+        ("a.json", "", "jsonl"),
+        ("a.jsonl.gz", None, "jsonl"),
+        ("a.txt", '\n  {"text": "北京"}\n', "jsonl"),
+        ("a.txt", "科0\tO\n技1\tO\n", "weibo"),
+        ("a.txt", "\n\n812\tO\n", "weibo"),
+        ("a.txt", "\ufffd\ufffd0\tO\n", "weibo"),
+        ("a.txt", "科 O\n技 O\n", "conll"),
+        ("a.txt", "8 O\n", "conll"),  # a digit character alone is conll
+        ("a.txt", "科\tB-PER\n", "conll"),
+        ("a.txt", "", "conll"),
+        ("a.txt", "\n\n", "conll"),
+    ],
+)
+def test_detect_format(tmp_path, name, text, fmt):
+    path = tmp_path / name
+    if text is None:
+        with gzip.open(path, "wb") as handle:
+            handle.write(GOOD.encode("utf-8") + b"\n")
+    else:
+        write(path, text)
+    assert detect_format(path) == fmt
+
+
+def test_read_file_jsonl_gz(tmp_path):
+    path = tmp_path / "a.jsonl.gz"
+    with gzip.open(path, "wb") as handle:
+        handle.write(GOOD.encode("utf-8") + b"\n")
+    assert read_file(path) == [Sentence("北京", [Span(0, 2, "LOC")])]
+
+
+def test_read_file_unknown_format(tmp_path):
+    path = write(tmp_path / "a.txt", "北 O\n")
+    with pytest.raises(ValueError, match="unknown format"):
+        read_file(path, format="csv")
+
+
+def test_read_file_missing(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_file(tmp_path / "nope.txt")
+
+
+# --- named datasets --------------------------------------------------------------------------------------------------
+
+
+def test_data_root_honours_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("LEXNER_DATA", str(tmp_path))
+    assert data_root() == tmp_path
+    monkeypatch.delenv("LEXNER_DATA")
+    assert data_root() == Path("data")
+
+
+def _sentences(prefix: str, n: int) -> list[list[tuple[str, str]]]:
+    """n distinct sentences: a running number (full-width digits) and an entity."""
+    out = []
+    for i in range(n):
+        chars = [chr(0xFF10 + int(d)) for d in f"{i:02d}"]
+        out.append([(c, "O") for c in chars] + [(prefix, "B-NS"), ("京", "E-NS")])
+    return out
+
+
+@pytest.fixture
+def fake_root(tmp_path):
+    root = tmp_path / "root"
+    write(root / "msra" / "train.char.bmes", conll(_sentences("北", 12)))
+    write(root / "msra" / "test.char.bmes", conll(_sentences("南", 3)))
+    for split, n, ch in [("train", 4, "东"), ("dev", 2, "西"), ("test", 3, "中")]:
+        write(root / "weibo" / f"{split}.all.bmes", conll(_sentences(ch, n)))
+    return root
+
+
+def test_load_dataset_msra_dev_is_seeded_sample(fake_root, monkeypatch):
+    monkeypatch.setattr(data, "MSRA_DEV_SIZE", 4)
+    full = read_file(fake_root / "msra" / "train.char.bmes")
+    assert len(full) == 12
+    train = load_dataset("msra", "train", fake_root)
+    dev = load_dataset("msra", "dev", fake_root)
+    assert len(dev) == 4 and len(train) == 8
+    assert {s.text for s in train}.isdisjoint({s.text for s in dev})
+    assert sorted(s.text for s in train + dev) == sorted(s.text for s in full)
+    # file order is kept in both parts
+    assert [s.text for s in train] == [s.text for s in full if s in train]
+    assert [s.text for s in dev] == [s.text for s in full if s in dev]
+    # the sample is the one drawn with MSRA_DEV_SEED, and the same on every call
+    ids = set(random.Random(data.MSRA_DEV_SEED).sample(range(12), 4))
+    assert dev == [s for i, s in enumerate(full) if i in ids]
+    assert load_dataset("msra", "dev", fake_root) == dev
+    assert load_dataset("msra", "train", fake_root) == train
+
+
+def test_load_dataset_msra_dev_not_trivially_first_rows(fake_root, monkeypatch):
+    monkeypatch.setattr(data, "MSRA_DEV_SIZE", 4)
+    full = read_file(fake_root / "msra" / "train.char.bmes")
+    dev = load_dataset("msra", "dev", fake_root)
+    assert dev != full[:4] and dev != full[-4:]
+
+
+def test_load_dataset_via_env(fake_root, monkeypatch):
+    monkeypatch.setenv("LEXNER_DATA", str(fake_root))
+    monkeypatch.setattr(data, "MSRA_DEV_SIZE", 2)
+    test = load_dataset("msra", "test")
+    assert len(test) == 3 and test[0] == Sentence("００南京", [Span(2, 4, "NS")])
+    assert [len(load_dataset("weibo", s)) for s in ("train", "dev", "test")] == [4, 2, 3]
+    assert load_dataset("weibo", "dev")[1].text == "０１西京"
+    assert len(load_dataset("msra", "dev")) == 2
+
+
+def test_load_dataset_missing_file_mentions_lexner_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEXNER_DATA", str(tmp_path / "nowhere"))
+    for name, split in [("msra", "test"), ("msra", "train"), ("msra", "dev"), ("weibo", "dev")]:
+        with pytest.raises(FileNotFoundError, match="LEXNER_DATA"):
+            load_dataset(name, split)
+
+
+def test_load_dataset_bad_names(fake_root):
+    with pytest.raises(ValueError, match="split"):
+        load_dataset("weibo", "validation", fake_root)
+    with pytest.raises(ValueError, match="dataset"):
+        load_dataset("ontonotes", "train", fake_root)
+
+
+def test_report_unseen_labels(caplog):
+    train = [Sentence("张三在北京", [Span(0, 2, "PER"), Span(3, 5, "LOC")])]
+    other = [
+        Sentence("IBM和微软", [Span(0, 3, "ORG"), Span(4, 6, "ORG")]),
+        Sentence("李四去纽约", [Span(0, 2, "PER"), Span(3, 5, "GPE")]),
+    ]
+    with caplog.at_level(logging.WARNING, logger="lexner.data"):
+        unseen = report_unseen_labels(train, other, "weibo/test")
+    assert unseen == Counter({"ORG": 2, "GPE": 1})
+    assert any("weibo/test" in r.getMessage() and "ORG" in r.getMessage() for r in caplog.records)
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lexner.data"):
+        assert report_unseen_labels(train, train, "train") == Counter()
+    assert not caplog.records

@@ -1,0 +1,184 @@
+"""lexner.fileio: text opening (BOM, line endings, compression), line iteration, JSON, atomic directories."""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import os
+
+import pytest
+
+from lexner.fileio import DataFormatError, atomic_directory, iter_lines, open_text, read_json, write_json
+
+TEXT = "北京\n上海 1\n\nＡＢ\n"
+LINES = [(1, "北京"), (2, "上海 1"), (3, ""), (4, "ＡＢ")]
+
+
+def _write(path, raw: bytes, opener=None):
+    if opener is None:
+        path.write_bytes(raw)
+    else:
+        with opener(path, "wb") as handle:
+            handle.write(raw)
+    return path
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        TEXT.encode("utf-8"),
+        ("\ufeff" + TEXT).encode("utf-8"),  # BOM
+        TEXT.replace("\n", "\r\n").encode("utf-8"),  # CRLF
+        TEXT.replace("\n", "\r").encode("utf-8"),  # old-Mac CR
+        ("\ufeff" + TEXT.replace("\n", "\r")).encode("utf-8"),  # both (THUOCL_diming.txt)
+    ],
+)
+@pytest.mark.parametrize("suffix, opener", [(".txt", None), (".gz", gzip.open), (".xz", lzma.open)])
+def test_open_text_and_iter_lines(tmp_path, raw, suffix, opener):
+    path = _write(tmp_path / f"f{suffix}", raw, opener)
+    with open_text(path) as handle:
+        assert handle.read() == TEXT
+    assert list(iter_lines(path)) == LINES
+
+
+def test_iter_lines_keeps_other_whitespace_and_last_line_without_newline(tmp_path):
+    path = _write(tmp_path / "f.txt", "a \t\n \nb".encode("utf-8"))
+    assert list(iter_lines(path)) == [(1, "a \t"), (2, " "), (3, "b")]
+
+
+def test_iter_lines_empty_file(tmp_path):
+    assert list(iter_lines(_write(tmp_path / "f.txt", b""))) == []
+
+
+def test_bom_only_at_start_is_dropped(tmp_path):
+    path = _write(tmp_path / "f.txt", "\ufeffa\n\ufeffb\n".encode("utf-8"))
+    assert list(iter_lines(path)) == [(1, "a"), (2, "\ufeffb")]
+
+
+def test_open_text_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        open_text(tmp_path / "missing.txt")
+    with pytest.raises(FileNotFoundError):
+        open_text(tmp_path)  # a directory is not a file
+
+
+def test_invalid_utf8_on_first_line(tmp_path):
+    path = _write(tmp_path / "bad.txt", b"a\xffb\nok\n")
+    with pytest.raises(DataFormatError) as info:
+        list(iter_lines(path))
+    assert f"{path}:1" in str(info.value)
+    assert "UTF-8" in str(info.value)
+
+
+@pytest.mark.parametrize("suffix, opener", [(".txt", None), (".gz", gzip.open)])
+def test_invalid_utf8_names_the_line(tmp_path, suffix, opener):
+    path = _write(tmp_path / f"bad{suffix}", b"ab\ncd\ne\xfff\ngh\n", opener)
+    with pytest.raises(DataFormatError) as info:
+        list(iter_lines(path))
+    assert f"{path}:3" in str(info.value)
+    assert info.value.line == 3
+
+
+def test_invalid_utf8_after_the_first_chunk_is_reported(tmp_path):
+    # whatever line number is reported, a bad byte deep in a file is an error, not silently accepted
+    raw = b"".join(b"line %d\n" % i for i in range(5000)) + b"\xff\n"
+    path = _write(tmp_path / "big.txt", raw)
+    with pytest.raises(DataFormatError) as info:
+        list(iter_lines(path))
+    assert str(path) in str(info.value)
+
+
+def test_data_format_error_message():
+    err = DataFormatError("dir/f.txt", 7, "bad thing")
+    assert str(err) == "dir/f.txt:7: bad thing"
+    assert (err.path, err.line) == ("dir/f.txt", 7)
+    assert isinstance(err, ValueError)
+    assert str(DataFormatError("f.txt", None, "bad")) == "f.txt: bad"
+
+
+def test_json_round_trip_and_error(tmp_path):
+    path = tmp_path / "x.json"
+    obj = {"词": [1, 2.5, None, "ＡＢ"], "n": {"k": True}}
+    write_json(path, obj)
+    assert read_json(path) == obj
+    assert "词" in path.read_text(encoding="utf-8")
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{\n"a": 1,\n}\n', encoding="utf-8")
+    with pytest.raises(DataFormatError) as info:
+        read_json(bad)
+    assert f"{bad}:3" in str(info.value)
+
+
+# --- atomic_directory --------------------------------------------------------------------------------------------------
+
+
+def _listing(parent):
+    return sorted(p.name for p in parent.iterdir())
+
+
+def test_atomic_directory_creates(tmp_path):
+    final = tmp_path / "sub" / "model"
+    with atomic_directory(final) as tmp:
+        assert tmp.is_dir() and tmp.parent == final.parent and tmp != final
+        assert not final.exists()  # nothing visible before success
+        (tmp / "a.txt").write_text("new", encoding="utf-8")
+    assert (final / "a.txt").read_text(encoding="utf-8") == "new"
+    assert _listing(final.parent) == ["model"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert final.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_atomic_directory_replaces_old(tmp_path):
+    final = tmp_path / "model"
+    final.mkdir()
+    (final / "old.txt").write_text("old", encoding="utf-8")
+    (final / "a.txt").write_text("old", encoding="utf-8")
+    with atomic_directory(final) as tmp:
+        (tmp / "a.txt").write_text("new", encoding="utf-8")
+        (tmp / "nested").mkdir()
+        (tmp / "nested" / "b.txt").write_text("b", encoding="utf-8")
+        assert (final / "old.txt").exists()  # the old version stays until the block succeeds
+    assert _listing(final) == ["a.txt", "nested"]
+    assert (final / "a.txt").read_text(encoding="utf-8") == "new"
+    assert (final / "nested" / "b.txt").read_text(encoding="utf-8") == "b"
+    assert _listing(tmp_path) == ["model"]  # no model.old, no temporary directory
+
+
+def test_atomic_directory_replaces_leftover_old(tmp_path):
+    final = tmp_path / "model"
+    final.mkdir()
+    (tmp_path / "model.old").mkdir()  # left by an earlier crash
+    (tmp_path / "model.old" / "stale").write_text("x", encoding="utf-8")
+    with atomic_directory(final) as tmp:
+        (tmp / "a.txt").write_text("new", encoding="utf-8")
+    assert _listing(final) == ["a.txt"]
+    assert _listing(tmp_path) == ["model"]
+
+
+def test_atomic_directory_exception_keeps_old(tmp_path):
+    final = tmp_path / "model"
+    final.mkdir()
+    (final / "a.txt").write_text("old", encoding="utf-8")
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        with atomic_directory(final) as tmp:
+            (tmp / "a.txt").write_text("half-written", encoding="utf-8")
+            raise Boom()
+    assert _listing(final) == ["a.txt"]
+    assert (final / "a.txt").read_text(encoding="utf-8") == "old"
+    assert _listing(tmp_path) == ["model"]  # the temporary directory is gone
+
+
+def test_atomic_directory_exception_without_old(tmp_path):
+    final = tmp_path / "model"
+    with pytest.raises(RuntimeError):
+        with atomic_directory(final) as tmp:
+            (tmp / "a.txt").write_text("x", encoding="utf-8")
+            raise RuntimeError("fail")
+    assert not final.exists()
+    assert _listing(tmp_path) == []

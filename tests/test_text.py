@@ -1,0 +1,65 @@
+"""lexner.text.normalize: full-width ASCII variants → ASCII, U+3000 → space, one code point for one."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lexner.text import normalize
+
+SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, database=None)
+
+FULLWIDTH = range(0xFF01, 0xFF5F)  # U+FF01 .. U+FF5E inclusive
+
+
+def test_examples():
+    assert normalize("ＡＢＣｘｙｚ０１２９") == "ABCxyz0129"
+    assert normalize("！，（）：；．？％－／～") == "!,():;.?%-/~"
+    assert normalize("北京\u3000ＩＢＭ") == "北京 IBM"
+    assert normalize("") == ""
+
+
+def test_every_fullwidth_code_point_maps_to_its_ascii_counterpart():
+    for cp in FULLWIDTH:
+        assert normalize(chr(cp)) == chr(cp - 0xFEE0), hex(cp)
+    assert normalize("".join(map(chr, FULLWIDTH))) == "".join(map(chr, range(0x21, 0x7F)))
+
+
+def test_ideographic_space_becomes_space():
+    assert normalize("\u3000") == " "
+    assert normalize("a\u3000\u3000b") == "a  b"
+
+
+def test_neighbours_of_the_range_are_unchanged():
+    # U+FF00 is unassigned, U+FF5F (fullwidth white parenthesis) and U+FF61.. (half-width forms) are not mapped
+    for ch in ["\uff00", "\uff5f", "\uff60", "\uff61", "\uff65", "\uffe0", "\u3001", "\u3002", "\u2003", "\u00a0"]:
+        assert normalize(ch) == ch, hex(ord(ch))
+
+
+def test_ascii_chinese_and_other_text_unchanged():
+    text = "Hello, world! 123 北京欢迎你。「引号」—…😀\t\n"
+    assert normalize(text) == text
+
+
+@SETTINGS
+@given(st.text())
+def test_length_preserved_and_position_wise(text):
+    out = normalize(text)
+    assert len(out) == len(text)
+    # one code point to one code point: normalising each character separately gives the same result
+    assert out == "".join(normalize(ch) for ch in text)
+
+
+@SETTINGS
+@given(st.text(alphabet=st.characters(blacklist_characters="\u3000", blacklist_categories=("Cs",)).filter(
+    lambda ch: not 0xFF01 <= ord(ch) <= 0xFF5E)))
+def test_identity_on_text_without_fullwidth(text):
+    assert normalize(text) == text
+
+
+@SETTINGS
+@given(st.text(alphabet=st.sampled_from([chr(cp) for cp in FULLWIDTH] + ["\u3000", "a", "北", "😀"])))
+def test_idempotent_and_no_fullwidth_left(text):
+    out = normalize(text)
+    assert normalize(out) == out
+    assert not any(0xFF01 <= ord(ch) <= 0xFF5E or ch == "\u3000" for ch in out)

@@ -1,0 +1,196 @@
+"""lexner.vectors: word2vec text files and embedding matrices."""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+
+import numpy as np
+import pytest
+
+from lexner.fileio import DataFormatError
+from lexner.vectors import embedding_matrix, read_word2vec
+
+VEC = "4 3\n北京 0.1 0.2 0.3\nＡＢ -1 2.5 3e-2\n上 4 5 6\n上海 7 8 9\n"
+TOKENS = ["北京", "AB", "上", "上海"]
+MATRIX = np.array([[0.1, 0.2, 0.3], [-1, 2.5, 0.03], [4, 5, 6], [7, 8, 9]], dtype=np.float32)
+
+
+def _write(path, text, opener=None):
+    if opener is None:
+        path.write_text(text, encoding="utf-8")
+    else:
+        with opener(path, "wb") as handle:
+            handle.write(text.encode("utf-8"))
+    return path
+
+
+# --- read_word2vec ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix, opener", [("", None), (".gz", gzip.open), (".xz", lzma.open)])
+def test_read_word2vec(tmp_path, suffix, opener):
+    path = _write(tmp_path / f"v.vec{suffix}", VEC, opener)
+    tokens, matrix = read_word2vec(path)
+    assert tokens == TOKENS  # file order, normalised
+    assert matrix.dtype == np.float32
+    assert matrix.shape == (4, 3)
+    np.testing.assert_array_equal(matrix, MATRIX)
+
+
+def test_read_word2vec_crlf_blank_lines_and_trailing_space(tmp_path):
+    path = tmp_path / "v.vec"
+    path.write_bytes("2 2\r\n\r\n北京 1 2 \r\n上海 3 4\r\n\r\n".encode("utf-8"))
+    tokens, matrix = read_word2vec(path)
+    assert tokens == ["北京", "上海"]
+    np.testing.assert_array_equal(matrix, [[1, 2], [3, 4]])
+
+
+def test_read_word2vec_token_with_space(tmp_path):
+    path = _write(tmp_path / "v.vec", "1 2\nNew York 1 2\n")
+    tokens, matrix = read_word2vec(path)
+    assert tokens == ["New York"]
+    np.testing.assert_array_equal(matrix, [[1, 2]])
+
+
+def test_read_word2vec_keep_and_first(tmp_path):
+    path = _write(tmp_path / "v.vec", VEC)
+    tokens, matrix = read_word2vec(path, keep={"上海"})
+    assert tokens == ["上海"]
+    np.testing.assert_array_equal(matrix, MATRIX[[3]])
+
+    tokens, matrix = read_word2vec(path, keep={"上海"}, first=2)
+    assert tokens == ["北京", "AB", "上海"]
+    np.testing.assert_array_equal(matrix, MATRIX[[0, 1, 3]])
+
+    # keep is compared with the normalised token
+    tokens, _ = read_word2vec(path, keep={"AB", "上"})
+    assert tokens == ["AB", "上"]
+
+    tokens, _ = read_word2vec(path, keep=set(), first=4)
+    assert tokens == TOKENS
+
+    tokens, matrix = read_word2vec(path, keep=set())
+    assert tokens == []
+    assert matrix.shape == (0, 3) and matrix.dtype == np.float32
+
+
+def test_read_word2vec_keep_skips_unparsed_bad_values(tmp_path):
+    # tokens not kept are not parsed, so a malformed value there does not matter
+    path = _write(tmp_path / "v.vec", "2 2\n北京 x y\n上海 3 4\n")
+    tokens, matrix = read_word2vec(path, keep={"上海"})
+    assert tokens == ["上海"]
+    np.testing.assert_array_equal(matrix, [[3, 4]])
+
+
+def test_read_word2vec_header_only(tmp_path):
+    tokens, matrix = read_word2vec(_write(tmp_path / "v.vec", "0 5\n"))
+    assert tokens == [] and matrix.shape == (0, 5)
+
+
+@pytest.mark.parametrize("header", ["", "北京 1 2 3\n", "3\n", "3 x\n", "3 2 1\n", "-3 2\n", "3.0 2\n"])
+def test_read_word2vec_bad_header(tmp_path, header):
+    path = _write(tmp_path / "bad_header.vec", header + "北京 1 2\n" if header else "")
+    with pytest.raises(DataFormatError) as info:
+        read_word2vec(path)
+    assert f"{path}:1" in str(info.value)
+    assert "bad_header.vec" in str(info.value)
+    assert info.value.line == 1
+
+
+@pytest.mark.parametrize(
+    "body, line",
+    [
+        ("北京 1 2 3\n上海 1 2\n", 3),  # too few numbers
+        ("北京 1 2 3\n\n上海\n", 4),  # no numbers at all (line numbers count blank lines)
+        ("北京 1 2 3\n上海 1 2 x\n", 3),  # not a number
+        ("北京 1 nan? 3\n", 2),
+    ],
+)
+def test_read_word2vec_bad_vector(tmp_path, body, line):
+    path = _write(tmp_path / "bad_vector.vec", "2 3\n" + body)
+    with pytest.raises(DataFormatError) as info:
+        read_word2vec(path)
+    assert f"{path}:{line}" in str(info.value)
+    assert info.value.line == line
+
+
+def test_read_word2vec_bad_vector_in_compressed_file(tmp_path):
+    path = _write(tmp_path / "bad.vec.xz", "2 3\n北京 1 2 3\n上海 1 2\n", lzma.open)
+    with pytest.raises(DataFormatError, match=r"bad\.vec\.xz:3"):
+        read_word2vec(path)
+
+
+# --- embedding_matrix ---------------------------------------------------------------------------------------------
+
+VOCAB = ["<pad>", "<unk>", "北京", "上海", "广州"]
+
+
+def test_embedding_matrix_copies_pretrained_rows():
+    pretrained = (["上海", "深圳", "北京"], np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], dtype=np.float32))
+    matrix, found = embedding_matrix(VOCAB, pretrained, dim=3)
+    assert matrix.shape == (5, 3) and matrix.dtype == np.float32
+    assert found == 2
+    np.testing.assert_array_equal(matrix[2], [7, 8, 9])
+    np.testing.assert_array_equal(matrix[3], [1, 2, 3])
+    np.testing.assert_array_equal(matrix[0], [0, 0, 0])
+    scale = np.sqrt(3 / 3)
+    for row in (1, 4):
+        assert np.all(np.abs(matrix[row]) <= scale)
+        assert np.any(matrix[row] != 0)
+
+
+def test_embedding_matrix_random_rows_are_uniform_in_range():
+    dim = 50
+    vocab = [f"t{i}" for i in range(2000)]
+    matrix, found = embedding_matrix(vocab, None, dim=dim, padding_index=None)
+    assert found == 0
+    scale = np.sqrt(3.0 / dim)
+    assert np.abs(matrix).max() <= scale
+    assert matrix.max() > 0.99 * scale and matrix.min() < -0.99 * scale  # the whole range is used
+    assert abs(matrix.mean()) < 0.01
+    assert matrix.var() == pytest.approx(1.0 / dim, rel=0.05)
+
+
+def test_embedding_matrix_padding_row():
+    matrix, _ = embedding_matrix(VOCAB, None, dim=4)
+    np.testing.assert_array_equal(matrix[0], np.zeros(4))
+    assert np.all(np.any(matrix[1:] != 0, axis=1))
+
+    matrix, _ = embedding_matrix(VOCAB, None, dim=4, padding_index=2)
+    np.testing.assert_array_equal(matrix[2], np.zeros(4))
+    assert np.any(matrix[0] != 0)
+
+    matrix, _ = embedding_matrix(VOCAB, None, dim=4, padding_index=None)
+    assert np.all(np.any(matrix != 0, axis=1))
+
+
+def test_embedding_matrix_padding_row_zero_even_if_pretrained():
+    pretrained = (["<pad>"], np.ones((1, 2), dtype=np.float32))
+    matrix, _ = embedding_matrix(VOCAB, pretrained, dim=2)
+    np.testing.assert_array_equal(matrix[0], [0, 0])
+
+
+def test_embedding_matrix_deterministic_by_seed():
+    pretrained = (["北京"], np.array([[1, 2, 3]], dtype=np.float32))
+    a, _ = embedding_matrix(VOCAB, pretrained, dim=3, seed=7)
+    b, _ = embedding_matrix(VOCAB, pretrained, dim=3, seed=7)
+    c, _ = embedding_matrix(VOCAB, pretrained, dim=3, seed=8)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a[[1, 3, 4]], c[[1, 3, 4]])
+    np.testing.assert_array_equal(a[2], c[2])  # pretrained rows do not depend on the seed
+    np.testing.assert_array_equal(c[0], [0, 0, 0])
+
+
+def test_embedding_matrix_dimension_mismatch():
+    with pytest.raises(ValueError, match="dimension"):
+        embedding_matrix(VOCAB, (["北京"], np.zeros((1, 4), dtype=np.float32)), dim=3)
+
+
+def test_embedding_matrix_from_file(tmp_path):
+    tokens, vectors = read_word2vec(_write(tmp_path / "v.vec", VEC))
+    vocab = ["<pad>", "<unk>", "AB", "上海", "广州"]
+    matrix, found = embedding_matrix(vocab, (tokens, vectors), dim=3)
+    assert found == 2
+    np.testing.assert_array_equal(matrix[2], MATRIX[1])
+    np.testing.assert_array_equal(matrix[3], MATRIX[3])
