@@ -9,13 +9,18 @@ from typing import Any, Mapping, Sequence
 
 from .data import Sentence, data_root
 from .features import Featurizer
+from .lexicon import Lexicon
 from .models import Tagger, model_class
 from .vectors import read_word2vec
 
 log = logging.getLogger(__name__)
 
 # Files under <data root>/embeddings (see data/README.md).
-EMBEDDING_FILES = {"chars": "embeddings/char.50d.vec", "bigrams": "embeddings/bigram.50d.vec.xz"}
+EMBEDDING_FILES = {
+    "chars": "embeddings/char.50d.vec",
+    "bigrams": "embeddings/bigram.50d.vec.xz",
+    "words": "embeddings/word.50d.vec.xz",  # also the default lexicon of the lattice taggers
+}
 EXTRA_PRETRAINED_BIGRAMS = 50_000  # the most frequent pretrained bigrams join the vocabulary beside train's
 
 
@@ -31,16 +36,28 @@ def build_tagger(
     config: Mapping[str, Any] | None = None,
     embeddings: Mapping[str, str | os.PathLike | None] | None = None,
     seed: int = 1,
+    lexicon: Lexicon | str | os.PathLike | None = None,
 ) -> Tagger:
     """A new, untrained tagger whose vocabularies come from ``train`` and whose embedding tables are
-    initialised from the word2vec files in ``embeddings`` (``{"chars": path, "bigrams": path}``).
+    initialised from the word2vec files in ``embeddings`` (``{"chars": path, "bigrams": path, "words": path}``).
 
     The character vocabulary is train's characters plus every pretrained character; the bigram vocabulary is
-    train's bigrams plus the :data:`EXTRA_PRETRAINED_BIGRAMS` most frequent pretrained ones.
+    train's bigrams plus the :data:`EXTRA_PRETRAINED_BIGRAMS` most frequent pretrained ones.  Taggers that use a
+    lexicon take ``lexicon`` (a :class:`Lexicon` or a path to a word list or word2vec file), by default the
+    vocabulary of ``embeddings["words"]``; its vectors, if any, initialise the word embeddings.
     """
     cls = model_class(model)
     model_config = cls.Config(**(config or {}))
     embeddings = dict(embeddings or {})
+    if cls.uses_lexicon:
+        if lexicon is None:
+            lexicon = embeddings.get("words")
+            if lexicon is None:
+                raise ValueError(f"{model} needs a lexicon: pass lexicon=... or embeddings['words']")
+        if not isinstance(lexicon, Lexicon):
+            lexicon = Lexicon.from_path(lexicon)
+    else:
+        lexicon = None
     char_counts, bigram_counts = Featurizer.count_tokens(train)
     pretrained = {}
     if embeddings.get("chars"):
@@ -48,10 +65,13 @@ def build_tagger(
     if embeddings.get("bigrams"):
         pretrained["bigrams"] = read_word2vec(embeddings["bigrams"], keep=bigram_counts,
                                               first=EXTRA_PRETRAINED_BIGRAMS)
+    if lexicon is not None and lexicon.vectors is not None:
+        pretrained["words"] = (lexicon.words, lexicon.vectors)
     featurizer = Featurizer.build(
         train,
         extra_chars=pretrained.get("chars", ([],))[0],
         extra_bigrams=pretrained.get("bigrams", ([],))[0],
+        lexicon=lexicon,
     )
     tagger = cls(model_config, featurizer)
     found = tagger.init_embeddings(pretrained, seed=seed)

@@ -1,4 +1,9 @@
-"""Turning texts into padded tensor batches (the preprocessing step shared by every tagger)."""
+"""Turning texts into padded tensor batches (the preprocessing step shared by every tagger).
+
+A batch holds the characters of each sentence and, when the featurizer has a lexicon, its *lattice*: every
+lexicon word matched in the sentence with its head (first character) and tail (last character) position.
+Lattice-LSTM and FLAT both read the lattice from the same :class:`Batch`.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,16 @@ from typing import Iterable, Sequence
 import torch
 
 from .data import Sentence
+from .fileio import DataFormatError, read_json, write_json
+from .lexicon import Lexicon
 from .schemes import Span, bioes_tags, spans_to_tags, tags_to_spans
 from .text import normalize
 from .vocab import Vocab
 
 END = "</s>"  # the right neighbour of a sentence's last character in its bigram
+LEXICON_FILE = "lexicon.json"
+CHAR_KEYS = ("chars", "bigrams", "tags")  # per-character fields, padded to the longest sentence
+WORD_KEYS = ("word_ids", "word_heads", "word_tails")  # per-word fields, padded to the most words
 
 
 def bigrams(normalized: str) -> list[str]:
@@ -25,13 +35,18 @@ def bigrams(normalized: str) -> list[str]:
 
 @dataclass
 class Batch:
-    """A padded batch of sentences.  ``B`` sentences, ``T`` = the longest length."""
+    """A padded batch of sentences.  ``B`` sentences, ``T`` = the longest length, ``M`` = the most words."""
 
     chars: torch.Tensor  # shape: (B, T), long; 0 = padding
     bigrams: torch.Tensor  # shape: (B, T), long
     mask: torch.Tensor  # shape: (B, T), bool; True on real characters
     lengths: torch.Tensor  # shape: (B,), long; every length ≥ 1
     tags: torch.Tensor | None = None  # shape: (B, T), long; gold BIOES tag ids (training only)
+    # The lattice (only with a lexicon).  Words are sorted by (head, tail) within each sentence.
+    word_ids: torch.Tensor | None = None  # shape: (B, M), long; lexicon id + 1, 0 = padding
+    word_heads: torch.Tensor | None = None  # shape: (B, M), long; index of the word's first character
+    word_tails: torch.Tensor | None = None  # shape: (B, M), long; index of the word's last character
+    word_mask: torch.Tensor | None = None  # shape: (B, M), bool; True on real words
 
     def to(self, device: torch.device | str) -> "Batch":
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -41,15 +56,24 @@ class Batch:
         return self.chars.shape[0]
 
 
-class Featurizer:
-    """Holds the vocabularies and the BIOES tag set, and encodes texts into a :class:`Batch`."""
+def _pad(rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:
+    tensor = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, row in enumerate(rows):
+        tensor[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return tensor
 
-    def __init__(self, chars: Vocab, bigram_vocab: Vocab, entity_types: Sequence[str]):
+
+class Featurizer:
+    """Holds the vocabularies, the BIOES tag set and (for lattice models) the lexicon; encodes texts."""
+
+    def __init__(self, chars: Vocab, bigram_vocab: Vocab, entity_types: Sequence[str],
+                 lexicon: Lexicon | None = None):
         self.chars = chars
         self.bigrams = bigram_vocab
         self.entity_types = list(entity_types)
         self.tags = bioes_tags(self.entity_types)
         self.tag_index = {t: i for i, t in enumerate(self.tags)}
+        self.lexicon = lexicon
 
     @staticmethod
     def count_tokens(sentences: Iterable[Sentence]) -> tuple[Counter, Counter]:
@@ -68,6 +92,7 @@ class Featurizer:
         sentences: Sequence[Sentence],
         extra_chars: Iterable[str] = (),
         extra_bigrams: Iterable[str] = (),
+        lexicon: Lexicon | None = None,
     ) -> "Featurizer":
         """Vocabularies from the training sentences, plus extra tokens (e.g. those with pretrained vectors)."""
         char_counts, bigram_counts = cls.count_tokens(sentences)
@@ -76,16 +101,27 @@ class Featurizer:
             Vocab.build(char_counts, extra=extra_chars),
             Vocab.build(bigram_counts, extra=extra_bigrams),
             sorted(types),
+            lexicon,
         )
 
+    @property
+    def word_vocab(self) -> list[str]:
+        """Tokens of the word embedding table: padding, then the lexicon's words (id = lexicon id + 1)."""
+        return ["<pad>"] + (self.lexicon.words if self.lexicon is not None else [])
+
     def encode_one(self, text: str, spans: Sequence[Span] | None = None) -> dict[str, list[int]]:
-        """Ids of one non-empty text (and of its gold BIOES tags when ``spans`` is given)."""
+        """Ids of one non-empty text (its gold BIOES tags with ``spans``; its lattice with a lexicon)."""
         if not text:
             raise ValueError("cannot encode an empty text; filter empty texts out first")
         norm = normalize(text)
         item = {"chars": self.chars.encode(norm), "bigrams": self.bigrams.encode(bigrams(norm))}
         if spans is not None:
             item["tags"] = self.encode_tags(spans, len(text))
+        if self.lexicon is not None:
+            matches = self.lexicon.match(norm)
+            item["word_ids"] = [m.word_id + 1 for m in matches]
+            item["word_heads"] = [m.start for m in matches]
+            item["word_tails"] = [m.end - 1 for m in matches]
         return item
 
     @staticmethod
@@ -93,14 +129,14 @@ class Featurizer:
         """Pad encoded texts (from :meth:`encode_one`) into a :class:`Batch`."""
         lengths = torch.tensor([len(item["chars"]) for item in items])
         longest = int(lengths.max())
-        padded = {}
-        for key in items[0]:
-            tensor = torch.zeros(len(items), longest, dtype=torch.long)
-            for i, item in enumerate(items):
-                tensor[i, : len(item[key])] = torch.tensor(item[key])
-            padded[key] = tensor
-        mask = torch.arange(longest)[None, :] < lengths[:, None]
-        return Batch(padded["chars"], padded["bigrams"], mask, lengths, padded.get("tags"))
+        padded = {k: _pad([item[k] for item in items], longest) for k in CHAR_KEYS if k in items[0]}
+        padded["mask"] = torch.arange(longest)[None, :] < lengths[:, None]
+        if "word_ids" in items[0]:
+            counts = torch.tensor([len(item["word_ids"]) for item in items])
+            most = max(int(counts.max()), 1)
+            padded.update({k: _pad([item[k] for item in items], most) for k in WORD_KEYS})
+            padded["word_mask"] = torch.arange(most)[None, :] < counts[:, None]
+        return Batch(lengths=lengths, **padded)
 
     def encode(self, texts: Sequence[str], spans: Sequence[Sequence[Span]] | None = None) -> Batch:
         """Pad and encode non-empty texts; with ``spans``, also the gold BIOES tags."""
@@ -119,8 +155,19 @@ class Featurizer:
         directory = Path(directory)
         self.chars.save(directory / "chars.json")
         self.bigrams.save(directory / "bigrams.json")
+        if self.lexicon is not None:
+            write_json(directory / LEXICON_FILE, {"min_length": self.lexicon.min_length, "words": self.lexicon.words})
 
     @classmethod
     def load(cls, directory: str | os.PathLike, entity_types: Sequence[str]) -> "Featurizer":
         directory = Path(directory)
-        return cls(Vocab.load(directory / "chars.json"), Vocab.load(directory / "bigrams.json"), entity_types)
+        lexicon = None
+        if (directory / LEXICON_FILE).is_file():
+            saved = read_json(directory / LEXICON_FILE)
+            if not isinstance(saved, dict) or not isinstance(saved.get("words"), list):
+                raise DataFormatError(directory / LEXICON_FILE, None, "not a lexner lexicon file")
+            lexicon = Lexicon(saved["words"], min_length=saved.get("min_length", 2))
+            if len(lexicon) != len(saved["words"]):
+                raise DataFormatError(directory / LEXICON_FILE, None, "duplicate or empty words")
+        return cls(Vocab.load(directory / "chars.json"), Vocab.load(directory / "bigrams.json"), entity_types,
+                   lexicon)

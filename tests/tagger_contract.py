@@ -9,7 +9,8 @@ import torch
 
 import lexner
 from lexner.api import build_tagger
-from lexner.models import Tagger
+from lexner.lexicon import Lexicon
+from lexner.models import Tagger, model_class
 from conftest import toy_corpus
 
 ODD_TEXTS = [
@@ -25,13 +26,19 @@ ODD_TEXTS = [
 ]
 
 
+# Nested (广州 ⊂ 广州市), overlapping (王小明 / 小明在), and words across entity borders (三在, 在北京).
+TOY_WORDS = ["北京", "上海", "广州", "广州市", "州市", "南京", "张三", "三在", "王小明", "小明", "小明在", "在北京",
+             "工作", "附近", "今天", "住在", "李四", "很好", "赵六"]
+
+
 class TaggerContract:
     model_name: ClassVar[str]
     config: ClassVar[dict[str, Any]] = {}
 
     def make(self, seed: int = 0) -> Tagger:
         torch.manual_seed(seed)
-        tagger = build_tagger(self.model_name, toy_corpus(), self.config)
+        lexicon = Lexicon(TOY_WORDS) if model_class(self.model_name).uses_lexicon else None
+        tagger = build_tagger(self.model_name, toy_corpus(), self.config, lexicon=lexicon)
         with torch.no_grad():  # random CRF transitions so that decoding is not trivially all-O
             for p in tagger.crf.parameters():
                 p.normal_(0, 1)

@@ -31,7 +31,7 @@ def test_build_tagger_uses_pretrained_vectors(corpus, tmp_path):
 
 
 def test_default_embeddings_are_none_when_missing(tmp_path):
-    assert default_embeddings(tmp_path) == {"chars": None, "bigrams": None}
+    assert default_embeddings(tmp_path) == {"chars": None, "bigrams": None, "words": None}
 
 
 def test_unknown_model_name(corpus):

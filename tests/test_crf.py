@@ -9,6 +9,7 @@ from lexner.schemes import allowed_transitions, bioes_tags
 TAGS = bioes_tags(["PER", "LOC"])
 
 
+@torch.no_grad()
 def brute_force_best(crf: ConstrainedCRF, emissions: torch.Tensor, legal_only: bool) -> list[int]:
     start, trans, end = allowed_transitions(TAGS)
     best, best_path = float("-inf"), None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from .base import ModelFormatError, Tagger
 from .bilstm_crf import BiLSTMCRF
+from .lattice_lstm import LatticeLSTM
 
-MODELS: dict[str, type[Tagger]] = {cls.name: cls for cls in (BiLSTMCRF,)}
+MODELS: dict[str, type[Tagger]] = {cls.name: cls for cls in (BiLSTMCRF, LatticeLSTM)}
 
 
 def model_class(name: str) -> type[Tagger]:

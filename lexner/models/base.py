@@ -39,6 +39,7 @@ class Tagger(nn.Module):
 
     name: ClassVar[str]
     Config: ClassVar[type]
+    uses_lexicon: ClassVar[bool] = False  # whether batches must carry the lattice of lexicon matches
 
     def __init__(self, config: Any, featurizer: Featurizer):
         super().__init__()

@@ -1,0 +1,219 @@
+"""Lattice-LSTM (Zhang & Yang, ACL 2018), batched.
+
+Character cell at position j (x_j = [e^c(c_j); e^b(c_j c_{j+1})]):
+    [i_j; o_j; g_j] = [σ; σ; tanh](W_c [x_j; h_{j-1}] + b_c)
+Word cell of each lexicon word w_{b,e} (head b, tail e), launched once h_b, c_b are known:
+    [f; i^w; g^w] = [σ; σ; tanh](W_w [e^w(w); h_b] + b_w);   c^w = f ⊙ c_b + i^w ⊙ g^w
+Merge at position e: with no word ending at e, c_e = (1 − i_e) ⊙ c_{e−1} + i_e ⊙ g_e; otherwise each arriving
+word gets l_{b,e} = σ(W_l [x_e; c^w_{b,e}] + b_l) and c_e = α_e ⊙ g_e + Σ_b α_{b,e} ⊙ c^w_{b,e} where the α are
+a softmax over (i_e, l_{b,e}, ...) element-wise.  h_e = o_e ⊙ tanh(c_e).  The backward direction runs the
+same recurrence over each sentence reversed.
+
+Batching: the recurrence steps over positions; at each step one matrix product serves every sentence, all the
+word cells that start there are launched together, and the word cells that end there are gathered into a
+padded (B, K, H) block whose padding is masked out of the softmax.  The schedule (which words start/end at
+each step) is built once per batch from the lattice in :class:`~lexner.features.Batch`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..features import Batch, Featurizer
+from .base import Tagger
+
+
+@dataclass
+class LatticeLSTMConfig:
+    char_dim: int = 50  # the pretrained vectors are 50-d
+    bigram_dim: int = 50  # 0 turns bigrams off
+    word_dim: int = 50
+    hidden: int = 200  # the paper's hidden size; split over the two directions when bidirectional
+    bidirectional: bool = True
+    dropout: float = 0.5  # on character inputs and on the lattice output
+    word_dropout: float = 0.5  # on word embeddings (the reference code's gaz_dropout)
+
+
+@dataclass
+class _Schedule:
+    """For one direction of one batch: which word cells start and end at each position."""
+
+    order: torch.Tensor  # flat word indices sorted by head: the words starting at one step are contiguous
+    start_sizes: dict[int, int]  # step -> how many words start there (in ``order``)
+    start_batch: dict[int, torch.Tensor]  # step -> the sentence of each word starting there
+    # step s -> [(end step e, rows of the cells started at s that end at e, destination rows in e's block)]
+    deliveries: dict[int, list[tuple[int, torch.Tensor, torch.Tensor]]]
+    slots: dict[int, int]  # step e -> K_e, the most words ending at e in one sentence
+    has_word: dict[int, torch.Tensor]  # step e -> (B, K_e) mask of real arriving words
+
+
+def build_schedule(heads: list[list[int]], tails: list[list[int]], device: torch.device) -> tuple[_Schedule, list[tuple[int, int]]]:
+    """Schedule for words given per sentence as head/tail lists.  Returns it and the flat (sentence, word) order."""
+    flat = [(b, m) for b in range(len(heads)) for m in range(len(heads[b]))]
+    by_start: dict[int, list[int]] = defaultdict(list)
+    arrivals: dict[int, list[int]] = defaultdict(list)  # end step -> flat indices
+    slot_of: dict[int, int] = {}
+    count: dict[tuple[int, int], int] = defaultdict(int)
+    for j, (b, m) in enumerate(flat):
+        by_start[heads[b][m]].append(j)
+        end = tails[b][m]
+        slot_of[j] = count[(b, end)]
+        count[(b, end)] += 1
+        arrivals[end].append(j)
+    slots = defaultdict(int)
+    for (b, end), n in count.items():
+        slots[end] = max(slots[end], n)
+    batch_size = len(heads)
+    has_word = {}
+    for end, js in arrivals.items():
+        mask = torch.zeros(batch_size, slots[end], dtype=torch.bool)
+        for j in js:
+            mask[flat[j][0], slot_of[j]] = True
+        has_word[end] = mask.to(device)
+    order, start_sizes, start_batch, deliveries = [], {}, {}, {}
+    for step in sorted(by_start):
+        js = by_start[step]
+        order.extend(js)
+        start_sizes[step] = len(js)
+        start_batch[step] = torch.tensor([flat[j][0] for j in js], device=device)
+        groups: dict[int, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
+        for row, j in enumerate(js):
+            b, m = flat[j]
+            end = tails[b][m]
+            groups[end][0].append(row)
+            groups[end][1].append(b * slots[end] + slot_of[j])
+        deliveries[step] = [(end, torch.tensor(rows, device=device), torch.tensor(dest, device=device))
+                            for end, (rows, dest) in groups.items()]
+    order_tensor = torch.tensor(order, dtype=torch.long, device=device)
+    return _Schedule(order_tensor, start_sizes, start_batch, deliveries, dict(slots), has_word), flat
+
+
+class LatticeDirection(nn.Module):
+    """One direction of the lattice recurrence over left-to-right inputs."""
+
+    def __init__(self, input_dim: int, word_dim: int, hidden: int):
+        super().__init__()
+        self.hidden = hidden
+        self.char_x = nn.Linear(input_dim, 3 * hidden)  # W_c (input part) and b_c → i, o, g
+        self.char_h = nn.Linear(hidden, 3 * hidden, bias=False)  # W_c (recurrent part)
+        self.word_x = nn.Linear(word_dim, 3 * hidden)  # W_w (word part) and b_w → f, i, g
+        self.word_h = nn.Linear(hidden, 3 * hidden, bias=False)  # W_w (h_b part)
+        self.link_x = nn.Linear(input_dim, hidden)  # W_l (character part) and b_l
+        self.link_c = nn.Linear(hidden, hidden, bias=False)  # W_l (word cell part)
+
+    def forward(self, x: torch.Tensor, words: torch.Tensor, schedule: _Schedule) -> torch.Tensor:
+        """x: (B, T, input_dim); words: (N, word_dim) flat word embeddings in the schedule's order.
+        Returns h: (B, T, hidden)."""
+        batch, length, _ = x.shape
+        H = self.hidden
+        # Per-step slices made with unbind/split: their backward assembles one gradient tensor, where
+        # indexing inside the loop would allocate a zero tensor of the full size at every step.
+        char_gates = self.char_x(x).unbind(1)  # T × shape: (B, 3H)
+        link_gates = self.link_x(x).unbind(1)  # T × shape: (B, H)
+        starts = sorted(schedule.start_sizes)
+        word_gates = dict(zip(starts, self.word_x(words[schedule.order]).split(
+            [schedule.start_sizes[s] for s in starts])))  # step -> shape: (n_step, 3H)
+        h = x.new_zeros(batch, H)
+        c = x.new_zeros(batch, H)
+        pending: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = defaultdict(list)
+        outputs = []
+        for t in range(length):
+            i, o, g = (char_gates[t] + self.char_h(h)).split(H, dim=-1)
+            i, o, g = torch.sigmoid(i), torch.sigmoid(o), torch.tanh(g)
+            if t in schedule.has_word:
+                k = schedule.slots[t]
+                cells, dest = zip(*pending.pop(t))
+                # shape: (B, K, H): the word cells ending here, padded per sentence
+                arriving = x.new_zeros(batch * k, H).index_copy(0, torch.cat(dest), torch.cat(cells)).view(batch, k, H)
+                link = torch.sigmoid(link_gates[t].unsqueeze(1) + self.link_c(arriving))  # shape: (B, K, H)
+                mask = schedule.has_word[t]  # shape: (B, K)
+                logits = torch.cat([i.unsqueeze(1), link.masked_fill(~mask.unsqueeze(2), float("-inf"))], dim=1)
+                alpha = torch.softmax(logits, dim=1)  # shape: (B, 1+K, H)
+                merged = alpha[:, 0] * g + (alpha[:, 1:] * arriving).sum(1)
+                c = torch.where(mask.any(1, keepdim=True), merged, (1 - i) * c + i * g)
+            else:
+                c = (1 - i) * c + i * g
+            h = o * torch.tanh(c)
+            outputs.append(h)
+            if t in word_gates:
+                owners = schedule.start_batch[t]
+                f, wi, wg = (word_gates[t] + self.word_h(h[owners])).split(H, dim=-1)
+                cell = torch.sigmoid(f) * c[owners] + torch.sigmoid(wi) * torch.tanh(wg)  # shape: (n, H)
+                for end, sel, dest in schedule.deliveries[t]:
+                    pending[end].append((cell[sel], dest))
+        return torch.stack(outputs, dim=1)
+
+
+def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each row's first ``lengths[b]`` positions along dim 1, leaving the padding in place."""
+    length = x.shape[1]
+    steps = torch.arange(length, device=x.device).unsqueeze(0)  # shape: (1, T)
+    index = torch.where(steps < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - steps, steps)  # shape: (B, T)
+    return x.gather(1, index.view(*index.shape, *([1] * (x.dim() - 2))).expand_as(x))
+
+
+class LatticeLSTM(Tagger):
+    name = "lattice_lstm"
+    Config = LatticeLSTMConfig
+    uses_lexicon = True
+
+    def __init__(self, config: LatticeLSTMConfig, featurizer: Featurizer):
+        super().__init__(config, featurizer)
+        if featurizer.lexicon is None or featurizer.lexicon.min_length < 2:
+            raise ValueError("lattice_lstm needs a featurizer with a lexicon of words of length ≥ 2")
+        if config.bidirectional and config.hidden % 2:
+            raise ValueError(f"hidden must be even when bidirectional, got {config.hidden}")
+        self.char_embedding = nn.Embedding(len(featurizer.chars), config.char_dim, padding_idx=0)
+        self.bigram_embedding = (
+            nn.Embedding(len(featurizer.bigrams), config.bigram_dim, padding_idx=0) if config.bigram_dim else None
+        )
+        self.word_embedding = nn.Embedding(len(featurizer.word_vocab), config.word_dim, padding_idx=0)
+        self.dropout = nn.Dropout(config.dropout)
+        self.word_dropout = nn.Dropout(config.word_dropout)
+        per_direction = config.hidden // 2 if config.bidirectional else config.hidden
+        input_dim = config.char_dim + config.bigram_dim
+        self.forward_lattice = LatticeDirection(input_dim, config.word_dim, per_direction)
+        self.backward_lattice = (
+            LatticeDirection(input_dim, config.word_dim, per_direction) if config.bidirectional else None
+        )
+        self.output = nn.Linear(per_direction * (2 if config.bidirectional else 1), len(featurizer.tags))
+
+    def embedding_tables(self):
+        tables = {"chars": (self.char_embedding, self.featurizer.chars.tokens),
+                  "words": (self.word_embedding, self.featurizer.word_vocab)}
+        if self.bigram_embedding is not None:
+            tables["bigrams"] = (self.bigram_embedding, self.featurizer.bigrams.tokens)
+        return tables
+
+    def _lattice_lists(self, batch: Batch, reverse: bool) -> tuple[list[list[int]], list[list[int]]]:
+        heads, tails = [], []
+        for b, (n, count) in enumerate(zip(batch.lengths.tolist(), batch.word_mask.sum(1).tolist())):
+            hb, tb = batch.word_heads[b, :count].tolist(), batch.word_tails[b, :count].tolist()
+            if reverse:  # in the reversed sentence a word's tail comes first
+                hb, tb = [n - 1 - t for t in tb], [n - 1 - h for h in hb]
+            heads.append(hb)
+            tails.append(tb)
+        return heads, tails
+
+    def emissions(self, batch: Batch) -> torch.Tensor:
+        x = self.char_embedding(batch.chars)  # shape: (B, T, char_dim)
+        if self.bigram_embedding is not None:
+            x = torch.cat([x, self.bigram_embedding(batch.bigrams)], dim=-1)
+        x = self.dropout(x)
+        words = self.word_dropout(self.word_embedding(batch.word_ids))  # shape: (B, M, word_dim)
+        heads, tails = self._lattice_lists(batch, reverse=False)
+        schedule, flat = build_schedule(heads, tails, x.device)
+        flat_b = torch.tensor([b for b, _ in flat], dtype=torch.long, device=x.device)
+        flat_m = torch.tensor([m for _, m in flat], dtype=torch.long, device=x.device)
+        flat_words = words[flat_b, flat_m]  # shape: (N, word_dim)
+        h = self.forward_lattice(x, flat_words, schedule)
+        if self.backward_lattice is not None:
+            heads, tails = self._lattice_lists(batch, reverse=True)
+            schedule, _ = build_schedule(heads, tails, x.device)  # same flat order: words listed per sentence
+            back = self.backward_lattice(reverse_within_length(x, batch.lengths), flat_words, schedule)
+            h = torch.cat([h, reverse_within_length(back, batch.lengths)], dim=-1)
+        return self.output(self.dropout(h))  # shape: (B, T, tags)
