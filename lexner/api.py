@@ -67,6 +67,8 @@ def build_tagger(
                                               first=EXTRA_PRETRAINED_BIGRAMS)
     if lexicon is not None and lexicon.vectors is not None:
         pretrained["words"] = (lexicon.words, lexicon.vectors)
+    elif lexicon is not None and embeddings.get("words"):  # a plain word list: look its words up
+        pretrained["words"] = read_word2vec(embeddings["words"], keep=set(lexicon.words))
     featurizer = Featurizer.build(
         train,
         extra_chars=pretrained.get("chars", ([],))[0],

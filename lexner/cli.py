@@ -19,6 +19,23 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def _provenance() -> dict:
+    """lexner's version and, when it runs from a git checkout, the commit (recorded in model cards)."""
+    import subprocess
+
+    from . import __version__
+
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=5).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=5).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, False
+    return {"version": __version__, "commit": commit and commit + ("+dirty" if dirty else "")}
+
+
 def _resolve_device(name: str) -> str:
     import torch
 
@@ -64,18 +81,20 @@ def cmd_train(args) -> int:
         max_length=args.max_length,
     )
     embeddings = default_embeddings(args.data_root)
-    for name, path in (("chars", args.char_vectors), ("bigrams", args.bigram_vectors)):
+    for name, path in (("chars", args.char_vectors), ("bigrams", args.bigram_vectors), ("words", args.word_vectors)):
         if path is not None:
             embeddings[name] = None if path == "none" else path
     seed_everything(args.seed)
     model_config = dict(kv.split("=", 1) for kv in args.set)
     tagger = build_tagger(args.model, train, {k: _parse_value(v) for k, v in model_config.items()},
-                          embeddings, seed=args.seed)
+                          embeddings, seed=args.seed, lexicon=args.lexicon)
     trainer = Trainer(tagger, config, args.out, progress=not args.no_progress)
     if args.resume and not trainer.resume():
         log.info("no checkpoint in %s; starting from scratch", args.out)
     card = {"train_data": args.dataset or str(args.train), "command": " ".join(sys.argv),
-            "embeddings": {k: str(v) if v else None for k, v in embeddings.items()}}
+            "embeddings": {k: str(v) if v else None for k, v in embeddings.items()},
+            "lexicon": str(args.lexicon or embeddings.get("words")) if tagger.uses_lexicon else None,
+            "lexner": _provenance(), "threads": torch.get_num_threads(), "device": config.device}
     results = trainer.fit(train, dev, test, model_card=card)
     summary = {k: results[k]["micro"] for k in ("dev", "test") if k in results}
     print(json.dumps({"model": str(Path(args.out) / "model"), "best_epoch": results["best_epoch"], **summary},
@@ -176,8 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-length", type=int, default=d.max_length, help="cut longer training sentences")
     t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    t.add_argument("--char-vectors", help="word2vec file for characters, or 'none' (default: data root)")
-    t.add_argument("--bigram-vectors", help="word2vec file for bigrams, or 'none' (default: data root)")
+    t.add_argument("--char-vectors", help="word2vec file for characters, or 'none' (None: from the data root)")
+    t.add_argument("--bigram-vectors", help="word2vec file for bigrams, or 'none' (None: from the data root)")
+    t.add_argument("--word-vectors", help="word2vec file for lexicon words, or 'none' (None: from the data root)")
+    t.add_argument("--lexicon", type=Path,
+                   help="lexicon for lattice models: word list or word2vec file (None: the word vectors' vocabulary)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="model config field, e.g. --set hidden=300 (repeatable)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
