@@ -24,3 +24,11 @@ def toy_corpus() -> list[Sentence]:
 @pytest.fixture
 def corpus() -> list[Sentence]:
     return toy_corpus()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """The test models are tiny: one thread is faster than two fighting over two cores."""
+    import torch
+
+    torch.set_num_threads(1)

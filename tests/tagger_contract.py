@@ -34,6 +34,7 @@ TOY_WORDS = ["北京", "上海", "广州", "广州市", "州市", "南京", "张
 class TaggerContract:
     model_name: ClassVar[str]
     config: ClassVar[dict[str, Any]] = {}
+    learn_steps: ClassVar[int] = 30  # full-batch Adam steps in which the toy corpus must be learnt
 
     def make(self, seed: int = 0) -> Tagger:
         torch.manual_seed(seed)
@@ -85,11 +86,12 @@ class TaggerContract:
         tagger.save(tmp_path / "m")
         loaded = lexner.load(tmp_path / "m")
         assert type(loaded) is type(tagger)
-        texts = [s.text for s in corpus] + ODD_TEXTS
+        texts = [s.text for s in corpus]
         with torch.no_grad():
             batch = tagger.featurizer.encode(texts)
             assert torch.equal(tagger.emissions(batch), loaded.emissions(loaded.featurizer.encode(texts)))
-        assert tagger.tag_batch(texts) == loaded.tag_batch(texts)
+        texts += ODD_TEXTS
+        assert tagger.tag_batch(texts, batch_size=8) == loaded.tag_batch(texts, batch_size=8)
 
     def test_empty_and_whitespace_input(self):
         tagger = self.make()
@@ -119,7 +121,7 @@ class TaggerContract:
         optimizer = torch.optim.Adam(tagger.parameters(), lr=0.02)
         batch = self.batch(tagger, corpus)
         tagger.train()
-        for _ in range(60):
+        for _ in range(self.learn_steps):
             optimizer.zero_grad()
             tagger.loss(batch).backward()
             optimizer.step()

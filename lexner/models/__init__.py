@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from .base import ModelFormatError, Tagger
 from .bilstm_crf import BiLSTMCRF
+from .flat import FLAT
 from .lattice_lstm import LatticeLSTM
 
-MODELS: dict[str, type[Tagger]] = {cls.name: cls for cls in (BiLSTMCRF, LatticeLSTM)}
+MODELS: dict[str, type[Tagger]] = {cls.name: cls for cls in (BiLSTMCRF, LatticeLSTM, FLAT)}
 
 
 def model_class(name: str) -> type[Tagger]:

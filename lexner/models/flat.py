@@ -1,0 +1,205 @@
+"""FLAT (Li, Yan, Qiu & Huang, ACL 2020): a Transformer over the flat lattice.
+
+Tokens are the n characters followed by the m matched words; token t spans head h[t] .. tail t[t] (a
+character has h = t = its index).  Four relative distances between tokens i and j — h_i−h_j, t_i−h_j,
+h_i−t_j, t_i−t_j — each through a sinusoid p_d, are fused into R_ij = ReLU(W_r [p_hh; p_th; p_ht; p_tt] + b_r),
+and attention (Transformer-XL style, per head) scores
+    A_ij = (q_i + u)·k_j + (q_i + v)·(R_ij W_R),   q = E W_q, k = E W_k (or E when keys are not projected).
+Only the character outputs go to the tag layer and the CRF.
+
+Memory.  The reference code materialises several (N, N, d) tensors per sentence (four sinusoids, their
+concatenation, the fused R, R W_R) and keeps them for the backward pass.  Here (``lean=True``):
+* W_r [p;p;p;p] = Σ_k W_r^(k) p_{d_k}: each of the four projections is tabulated once per distance value
+  (2L−1 rows) and gathered, so only the sum and its ReLU are per-pair tensors;
+* (q_i + v)·(R_ij W_R) = R_ij · (W_R (q_i + v)): the query is projected into R's space, so R W_R is never formed;
+* R is built and consumed in blocks of query rows inside activation checkpointing, so no per-pair tensor of
+  width d outlives its block; the backward pass rebuilds it block by block.
+``lean=False`` computes the same scores the reference way (kept for tests and the memory benchmark).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..features import Batch, Featurizer
+from .base import Tagger
+
+
+@dataclass
+class FLATConfig:
+    char_dim: int = 50  # the pretrained vectors are 50-d
+    bigram_dim: int = 50  # 0 turns bigrams off
+    word_dim: int = 50
+    model_dim: int = 160  # the paper: 8 heads × 20 (Weibo: 8 × 16 = 128)
+    heads: int = 8
+    ffn_dim: int = 480  # the paper: 3 × model_dim (Weibo 384)
+    layers: int = 1
+    embed_dropout: float = 0.5
+    ffn_dropout: float = 0.15
+    output_dropout: float = 0.3
+    attn_dropout: float = 0.0
+    project_keys: bool = True  # the paper's W_k; the reference code's default leaves keys unprojected
+    scaled: bool = True  # divide scores by sqrt(head dim) (the reference code's option; the paper omits it)
+    lean: bool = True  # the memory-lean relative-position path (False: the reference full-tensor path)
+    block_elements: int = 1 << 24  # lean path: query rows per block so that B·rows·N·d stays under this
+
+
+def sinusoid_table(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """p_d for each d in ``positions``: p[2k] = sin(d / 10000^(2k/dim)), p[2k+1] = cos(...).  Shape (*, dim)."""
+    k = torch.arange(0, dim, 2, dtype=torch.float32, device=positions.device)
+    angles = positions.float().unsqueeze(-1) / torch.pow(10000.0, k / dim)  # shape: (*, dim/2)
+    table = torch.zeros(*positions.shape, dim, device=positions.device)
+    table[..., 0::2] = torch.sin(angles)
+    table[..., 1::2] = torch.cos(angles[..., : dim // 2])
+    return table
+
+
+def relative_distances(heads: torch.Tensor, tails: torch.Tensor) -> list[torch.Tensor]:
+    """The four (B, N, N) distances hh, th, ht, tt between every pair of tokens (i, j)."""
+    return [a.unsqueeze(2) - b.unsqueeze(1) for a, b in ((heads, heads), (tails, heads), (heads, tails), (tails, tails))]
+
+
+class RelativeAttentionLayer(nn.Module):
+    """One FLAT layer: relative multi-head attention, then the feed-forward block, post-norm residuals."""
+
+    def __init__(self, config: FLATConfig):
+        super().__init__()
+        d, self.heads = config.model_dim, config.heads
+        if d % config.heads:
+            raise ValueError(f"model_dim {d} is not divisible by heads {config.heads}")
+        self.head_dim = d // config.heads
+        self.config = config
+        self.query = nn.Linear(d, d)
+        self.key = nn.Linear(d, d) if config.project_keys else nn.Identity()
+        self.value = nn.Linear(d, d)
+        self.fuse = nn.Linear(4 * d, d)  # W_r, b_r over [p_hh; p_th; p_ht; p_tt]
+        self.rel = nn.Linear(d, d, bias=False)  # W_R
+        self.u = nn.Parameter(torch.zeros(config.heads, self.head_dim))
+        self.v = nn.Parameter(torch.zeros(config.heads, self.head_dim))
+        nn.init.xavier_normal_(self.u)
+        nn.init.xavier_normal_(self.v)
+        self.out = nn.Linear(d, d)
+        self.norm1 = nn.LayerNorm(d)
+        self.ffn = nn.Sequential(nn.Linear(d, config.ffn_dim), nn.LeakyReLU(), nn.Dropout(config.ffn_dropout),
+                                 nn.Linear(config.ffn_dim, d))
+        self.norm2 = nn.LayerNorm(d)
+        self.ffn_dropout = nn.Dropout(config.ffn_dropout)
+        self.attn_dropout = nn.Dropout(config.attn_dropout)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, _ = x.shape
+        return x.view(B, N, self.heads, self.head_dim).transpose(1, 2)  # shape: (B, h, N, dh)
+
+    # --- the position term (q_i + v)·(R_ij W_R), two ways ----------------------------------------------
+    def position_scores_naive(self, qv: torch.Tensor, distances: list[torch.Tensor]) -> torch.Tensor:
+        """The reference way: four (B, N, N, d) sinusoids, concatenated, fused, projected. Returns (B, h, N, N)."""
+        d = self.config.model_dim
+        p = torch.cat([sinusoid_table(dist, d) for dist in distances], dim=-1)  # shape: (B, N, N, 4d)
+        r = F.relu(self.fuse(p))  # shape: (B, N, N, d)
+        rw = r @ self.rel.weight.t()  # shape: (B, N, N, d), R W_R
+        B, N = r.shape[:2]
+        rw = rw.view(B, N, N, self.heads, self.head_dim)
+        return torch.einsum("bhie,bijhe->bhij", qv, rw)
+
+    def position_scores_lean(self, qv: torch.Tensor, distances: list[torch.Tensor], span: int) -> torch.Tensor:
+        """Tabulated projections, query projected into R's space, blocks of query rows under checkpointing."""
+        d = self.config.model_dim
+        values = torch.arange(-span, span + 1, device=qv.device)
+        sinus = sinusoid_table(values, d)  # shape: (2L+1, d)
+        tables = [sinus @ w.t() for w in self.fuse.weight.split(d, dim=1)]  # 4 × shape: (2L+1, d)
+        table = torch.stack(tables)  # shape: (4, 2L+1, d)
+        # (q_i + v)·(R_ij W_R) = R_ij · (W_R^T-projected query): shape (B, h, N, d)
+        w = self.rel.weight.view(self.heads, self.head_dim, d)
+        query = torch.einsum("bhie,hec->bhic", qv, w)
+        index = torch.stack(distances) + span  # shape: (4, B, N, N), in [0, 2L]
+        B, N = index.shape[1], index.shape[2]
+        rows = max(1, self.config.block_elements // max(1, B * N * d))
+        blocks = []
+        for start in range(0, N, rows):
+            args = (table, self.fuse.bias, index[:, :, start : start + rows], query[:, :, start : start + rows])
+            if torch.is_grad_enabled():
+                blocks.append(checkpoint(_position_block, *args, use_reentrant=False))
+            else:
+                blocks.append(_position_block(*args))
+        return torch.cat(blocks, dim=2)
+
+    def forward(self, x: torch.Tensor, heads: torch.Tensor, tails: torch.Tensor, key_mask: torch.Tensor,
+                span: int) -> torch.Tensor:
+        """x: (B, N, d) tokens; heads/tails: (B, N) positions in [0, span]; key_mask: (B, N) True on real tokens."""
+        q = self.split_heads(self.query(x))  # shape: (B, h, N, dh)
+        k = self.split_heads(self.key(x))
+        v = self.split_heads(self.value(x))
+        content = torch.einsum("bhie,bhje->bhij", q + self.u.unsqueeze(1), k)  # (q_i + u)·k_j
+        distances = relative_distances(heads, tails)
+        qv = q + self.v.unsqueeze(1)
+        if self.config.lean:
+            position = self.position_scores_lean(qv, distances, span)
+        else:
+            position = self.position_scores_naive(qv, distances)
+        scores = content + position  # shape: (B, h, N, N)
+        if self.config.scaled:
+            scores = scores / math.sqrt(self.head_dim)
+        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        attention = self.attn_dropout(torch.softmax(scores, dim=-1))
+        context = (attention @ v).transpose(1, 2).reshape(x.shape)  # shape: (B, N, d)
+        x = self.norm1(x + self.ffn_dropout(self.out(context)))
+        return self.norm2(x + self.ffn_dropout(self.ffn(x)))
+
+
+def _position_block(table: torch.Tensor, bias: torch.Tensor, index: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """R for a block of query rows, from the four tabulated projections, contracted with the projected query.
+
+    table: (4, 2L+1, d); index: (4, B, rows, N); query: (B, h, rows, d).  Returns (B, h, rows, N)."""
+    r = table[0][index[0]] + table[1][index[1]] + table[2][index[2]] + table[3][index[3]] + bias
+    return torch.einsum("bijc,bhic->bhij", F.relu(r), query)
+
+
+class FLAT(Tagger):
+    name = "flat"
+    Config = FLATConfig
+    uses_lexicon = True
+
+    def __init__(self, config: FLATConfig, featurizer: Featurizer):
+        super().__init__(config, featurizer)
+        if featurizer.lexicon is None:
+            raise ValueError("flat needs a featurizer with a lexicon")
+        self.char_embedding = nn.Embedding(len(featurizer.chars), config.char_dim, padding_idx=0)
+        self.bigram_embedding = (
+            nn.Embedding(len(featurizer.bigrams), config.bigram_dim, padding_idx=0) if config.bigram_dim else None
+        )
+        self.word_embedding = nn.Embedding(len(featurizer.word_vocab), config.word_dim, padding_idx=0)
+        self.char_project = nn.Linear(config.char_dim + config.bigram_dim, config.model_dim)
+        self.word_project = nn.Linear(config.word_dim, config.model_dim)
+        self.embed_dropout = nn.Dropout(config.embed_dropout)
+        self.layers = nn.ModuleList(RelativeAttentionLayer(config) for _ in range(config.layers))
+        self.output_dropout = nn.Dropout(config.output_dropout)
+        self.output = nn.Linear(config.model_dim, len(featurizer.tags))
+
+    def embedding_tables(self):
+        tables = {"chars": (self.char_embedding, self.featurizer.chars.tokens),
+                  "words": (self.word_embedding, self.featurizer.word_vocab)}
+        if self.bigram_embedding is not None:
+            tables["bigrams"] = (self.bigram_embedding, self.featurizer.bigrams.tokens)
+        return tables
+
+    def emissions(self, batch: Batch) -> torch.Tensor:
+        chars = self.char_embedding(batch.chars)  # shape: (B, T, char_dim)
+        if self.bigram_embedding is not None:
+            chars = torch.cat([chars, self.bigram_embedding(batch.bigrams)], dim=-1)
+        chars = self.char_project(self.embed_dropout(chars))  # shape: (B, T, d)
+        words = self.word_project(self.embed_dropout(self.word_embedding(batch.word_ids)))  # shape: (B, M, d)
+        x = torch.cat([chars, words], dim=1)  # shape: (B, T+M, d): characters, then words
+        B, T = batch.chars.shape
+        positions = torch.arange(T, device=x.device).expand(B, T)
+        heads = torch.cat([positions, batch.word_heads], dim=1)  # shape: (B, T+M)
+        tails = torch.cat([positions, batch.word_tails], dim=1)
+        key_mask = torch.cat([batch.mask, batch.word_mask], dim=1)
+        for layer in self.layers:
+            x = layer(x, heads, tails, key_mask, span=T - 1)
+        return self.output(self.output_dropout(x[:, :T]))  # shape: (B, T, tags)

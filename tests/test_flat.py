@@ -1,0 +1,112 @@
+import pytest
+import torch
+
+from lexner.api import build_tagger
+from lexner.lexicon import Lexicon
+from lexner.models.flat import FLAT, relative_distances, sinusoid_table
+from conftest import toy_corpus
+from tagger_contract import TOY_WORDS, TaggerContract
+
+SMALL = {"char_dim": 12, "bigram_dim": 6, "word_dim": 10, "model_dim": 16, "heads": 4, "ffn_dim": 24,
+         "embed_dropout": 0.2, "ffn_dropout": 0.1, "output_dropout": 0.1}
+
+
+class TestFLAT(TaggerContract):
+    model_name = "flat"
+    config = SMALL
+
+
+class TestFLATReferenceVariant(TaggerContract):
+    """The reference code's choices: keys not projected, scores not scaled, full-tensor positions, 2 layers."""
+
+    model_name = "flat"
+    config = {**SMALL, "project_keys": False, "scaled": False, "lean": False, "layers": 2}
+
+
+def make(**overrides):
+    torch.manual_seed(0)
+    return build_tagger("flat", toy_corpus(), {**SMALL, **overrides}, lexicon=Lexicon(TOY_WORDS)).eval()
+
+
+def test_lattice_heads_tails_and_masks_on_a_hand_checked_sentence():
+    model = make()
+    batch = model.featurizer.encode(["王小明在广州市", "北京"])
+    # sentence 0 words, sorted by (head, tail): 王小明 (0,2), 小明 (1,2), 小明在 (1,3), 广州 (4,5), 广州市 (4,6), 州市 (5,6)
+    words = [model.featurizer.lexicon.words[i - 1] for i in batch.word_ids[0][batch.word_mask[0]].tolist()]
+    assert words == ["王小明", "小明", "小明在", "广州", "广州市", "州市"]
+    assert batch.word_heads[0].tolist() == [0, 1, 1, 4, 4, 5]
+    assert batch.word_tails[0].tolist() == [2, 2, 3, 5, 6, 6]
+    # sentence 1: one word spanning both edges, then padding
+    assert batch.word_mask[1].tolist() == [True] + [False] * 5
+    assert (batch.word_heads[1, 0].item(), batch.word_tails[1, 0].item()) == (0, 1)
+    assert batch.mask[1].tolist() == [True, True] + [False] * 5
+
+
+def test_four_distances():
+    heads = torch.tensor([[0, 1, 2, 0, 1]])  # three characters, then words (0..1) and (1..2)
+    tails = torch.tensor([[0, 1, 2, 1, 2]])
+    hh, th, ht, tt = relative_distances(heads, tails)
+    i, j = 3, 4  # word (0,1) against word (1,2)
+    assert (hh[0, i, j], th[0, i, j], ht[0, i, j], tt[0, i, j]) == (-1, 0, -2, -1)
+    i, j = 4, 0  # word (1,2) against character 0
+    assert (hh[0, i, j], th[0, i, j], ht[0, i, j], tt[0, i, j]) == (1, 2, 1, 2)
+    assert torch.equal(hh[0], -hh[0].t()) and torch.equal(th[0], -ht[0].t())
+
+
+def test_sinusoid_table():
+    table = sinusoid_table(torch.tensor([0, 3]), 4)
+    assert torch.allclose(table[0], torch.tensor([0.0, 1.0, 0.0, 1.0]))
+    assert torch.allclose(table[1], torch.tensor([torch.sin(torch.tensor(3.0)), torch.cos(torch.tensor(3.0)),
+                                                  torch.sin(torch.tensor(3 / 100.0)), torch.cos(torch.tensor(3 / 100.0))]))
+
+
+TEXTS = ["王小明在广州市工作", "北京", "x", "嗯嗯嗯", "今天赵六到南京很好李四", "我和张三住在北京附近"]
+
+
+@pytest.mark.parametrize("block_elements", [1 << 24, 1])  # one block, and one query row per block
+def test_lean_path_equals_the_naive_full_tensor_path(block_elements):
+    lean = make(lean=True, block_elements=block_elements, layers=2)
+    naive = make(lean=False, layers=2)
+    naive.load_state_dict(lean.state_dict())
+    batch = lean.featurizer.encode(TEXTS)
+    with torch.no_grad():
+        assert torch.allclose(lean.emissions(batch), naive.emissions(batch), atol=1e-5)
+
+
+def test_lean_path_gradients_equal_the_naive_ones():
+    lean = make(lean=True, block_elements=64)
+    naive = make(lean=False)
+    naive.load_state_dict(lean.state_dict())
+    sentences = toy_corpus()[:5]
+    for model in (lean, naive):
+        batch = model.featurizer.encode([s.text for s in sentences], [s.spans for s in sentences])
+        model.loss(batch).backward()
+    for (name, a), (_, b) in zip(lean.named_parameters(), naive.named_parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5), name
+
+
+def test_padding_cannot_influence_real_positions():
+    model = make()
+    batch = model.featurizer.encode(["北京", "王小明在广州市工作"])
+    with torch.no_grad():
+        before = model.emissions(batch)[0, :2]
+        # scribble over sentence 0's padded characters and padded words
+        batch.chars[0, 2:] = 5
+        batch.bigrams[0, 2:] = 7
+        batch.word_ids[0, 1:] = 3
+        batch.word_heads[0, 1:] = 1
+        batch.word_tails[0, 1:] = 6
+        after = model.emissions(batch)[0, :2]
+    assert torch.allclose(before, after, atol=1e-6)
+
+
+def test_long_sentence_in_small_blocks():
+    model = make(block_elements=4096)
+    text = "王小明在广州市工作" * 60  # 540 characters, 360 words
+    entities = model.tag(text)
+    assert all(text[e.start:e.end] == e.text for e in entities)
+
+
+def test_heads_must_divide_model_dim():
+    with pytest.raises(ValueError, match="divisible"):
+        make(model_dim=18, heads=4)
