@@ -65,7 +65,7 @@ TEXTS = ["王小明在广州市工作", "北京", "x", "嗯嗯嗯", "今天赵�
 
 @pytest.mark.parametrize("block_elements", [1 << 24, 1])  # one block, and one query row per block
 def test_lean_path_equals_the_naive_full_tensor_path(block_elements):
-    lean = make(lean=True, block_elements=block_elements, layers=2)
+    lean = make(lean=True, block_elements=block_elements, layers=2, checkpoint_elements=0)
     naive = make(lean=False, layers=2)
     naive.load_state_dict(lean.state_dict())
     batch = lean.featurizer.encode(TEXTS)
@@ -73,8 +73,9 @@ def test_lean_path_equals_the_naive_full_tensor_path(block_elements):
         assert torch.allclose(lean.emissions(batch), naive.emissions(batch), atol=1e-5)
 
 
-def test_lean_path_gradients_equal_the_naive_ones():
-    lean = make(lean=True, block_elements=64)
+@pytest.mark.parametrize("checkpoint_elements", [0, 1 << 30])  # recomputed in backward, and kept
+def test_lean_path_gradients_equal_the_naive_ones(checkpoint_elements):
+    lean = make(lean=True, block_elements=64, checkpoint_elements=checkpoint_elements)
     naive = make(lean=False)
     naive.load_state_dict(lean.state_dict())
     sentences = toy_corpus()[:5]

@@ -9,11 +9,13 @@ Only the character outputs go to the tag layer and the CRF.
 
 Memory.  The reference code materialises several (N, N, d) tensors per sentence (four sinusoids, their
 concatenation, the fused R, R W_R) and keeps them for the backward pass.  Here (``lean=True``):
-* W_r [p;p;p;p] = Σ_k W_r^(k) p_{d_k}: each of the four projections is tabulated once per distance value
-  (2L−1 rows) and gathered, so only the sum and its ReLU are per-pair tensors;
+* W_r [p;p;p;p] = Σ_k W_r^(k) p_{d_k}: each of the four projections is tabulated once per distance value,
+  and since the four distances of a pair follow from h_i − h_j and the two tokens' lengths, their sum is
+  tabulated per (length, length, h_i − h_j) and gathered once per pair: the only per-pair tensor is its ReLU;
 * (q_i + v)·(R_ij W_R) = R_ij · (W_R (q_i + v)): the query is projected into R's space, so R W_R is never formed;
-* R is built and consumed in blocks of query rows inside activation checkpointing, so no per-pair tensor of
-  width d outlives its block; the backward pass rebuilds it block by block.
+* R is built and consumed in blocks of query rows; when the batch's R would exceed ``checkpoint_elements``,
+  each block runs under activation checkpointing, so no per-pair tensor of width d outlives its block and
+  the backward pass rebuilds it block by block (small batches skip the recomputation: it costs time).
 ``lean=False`` computes the same scores the reference way (kept for tests and the memory benchmark).
 """
 
@@ -48,6 +50,7 @@ class FLATConfig:
     scaled: bool = True  # divide scores by sqrt(head dim) (the reference code's option; the paper omits it)
     lean: bool = True  # the memory-lean relative-position path (False: the reference full-tensor path)
     block_elements: int = 1 << 24  # lean path: query rows per block so that B·rows·N·d stays under this
+    checkpoint_elements: int = 1 << 26  # lean path: recompute R in backward only when B·N·N·d exceeds this
 
 
 def sinusoid_table(positions: torch.Tensor, dim: int) -> torch.Tensor:
@@ -107,23 +110,42 @@ class RelativeAttentionLayer(nn.Module):
         rw = rw.view(B, N, N, self.heads, self.head_dim)
         return torch.einsum("bhie,bijhe->bhij", qv, rw)
 
-    def position_scores_lean(self, qv: torch.Tensor, distances: list[torch.Tensor], span: int) -> torch.Tensor:
-        """Tabulated projections, query projected into R's space, blocks of query rows under checkpointing."""
+    def position_scores_lean(self, qv: torch.Tensor, heads: torch.Tensor, tails: torch.Tensor,
+                             span: int) -> torch.Tensor:
+        """Tabulated projections, query projected into R's space, blocks of query rows under checkpointing.
+
+        The four distances of a pair are functions of (x = h_i − h_j, len_i, len_j): th = x + len_i − 1,
+        ht = x − (len_j − 1), tt = x + (len_i − 1) − (len_j − 1).  So W_r[p;p;p;p] + b_r is tabulated once per
+        (len_i, len_j, x) for the token lengths present in the batch, and each pair gathers one row of it.
+        """
         d = self.config.model_dim
-        values = torch.arange(-span, span + 1, device=qv.device)
-        sinus = sinusoid_table(values, d)  # shape: (2L+1, d)
-        tables = [sinus @ w.t() for w in self.fuse.weight.split(d, dim=1)]  # 4 × shape: (2L+1, d)
-        table = torch.stack(tables)  # shape: (4, 2L+1, d)
-        # (q_i + v)·(R_ij W_R) = R_ij · (W_R^T-projected query): shape (B, h, N, d)
+        lengths = tails - heads + 1  # shape: (B, N); 1 for characters
+        present, length_id = torch.unique(lengths, return_inverse=True)  # shape: (K,), (B, N)
+        extra = int(present.max()) - 1
+        reach = span + extra  # every distance of every pair lies in [-reach, reach]
+        sinus = sinusoid_table(torch.arange(-reach, reach + 1, device=qv.device), d)  # shape: (2R+1, d)
+        hh, th, ht, tt = (sinus @ w.t() for w in self.fuse.weight.split(d, dim=1))  # each (2R+1, d)
+        x = torch.arange(-span, span + 1, device=qv.device)  # h_i − h_j
+        a = (present - 1).view(-1, 1, 1)  # len_i − 1, shape: (K, 1, 1)
+        b = (present - 1).view(1, -1, 1)  # len_j − 1, shape: (1, K, 1)
+        shift = reach + x  # row of distance 0 + x
+        # shape: (K, K, 2S+1, d): the fused projection for every (len_i, len_j, x)
+        table = hh[shift].expand(len(present), len(present), -1, -1) + th[shift + a] + ht[shift - b] \
+            + tt[shift + a - b] + self.fuse.bias
+        table = table.reshape(-1, d)
+        K, width = len(present), 2 * span + 1
+        index = ((length_id.unsqueeze(2) * K + length_id.unsqueeze(1)) * width
+                 + heads.unsqueeze(2) - heads.unsqueeze(1) + span)  # shape: (B, N, N)
+        # (q_i + v)·(R_ij W_R) = R_ij · (W_R-projected query): shape (B, h, N, d)
         w = self.rel.weight.view(self.heads, self.head_dim, d)
         query = torch.einsum("bhie,hec->bhic", qv, w)
-        index = torch.stack(distances) + span  # shape: (4, B, N, N), in [0, 2L]
-        B, N = index.shape[1], index.shape[2]
+        B, N = index.shape[:2]
         rows = max(1, self.config.block_elements // max(1, B * N * d))
+        recompute = torch.is_grad_enabled() and B * N * N * d > self.config.checkpoint_elements
         blocks = []
         for start in range(0, N, rows):
-            args = (table, self.fuse.bias, index[:, :, start : start + rows], query[:, :, start : start + rows])
-            if torch.is_grad_enabled():
+            args = (table, index[:, start : start + rows], query[:, :, start : start + rows])
+            if recompute:
                 blocks.append(checkpoint(_position_block, *args, use_reentrant=False))
             else:
                 blocks.append(_position_block(*args))
@@ -136,12 +158,11 @@ class RelativeAttentionLayer(nn.Module):
         k = self.split_heads(self.key(x))
         v = self.split_heads(self.value(x))
         content = torch.einsum("bhie,bhje->bhij", q + self.u.unsqueeze(1), k)  # (q_i + u)·k_j
-        distances = relative_distances(heads, tails)
         qv = q + self.v.unsqueeze(1)
         if self.config.lean:
-            position = self.position_scores_lean(qv, distances, span)
+            position = self.position_scores_lean(qv, heads, tails, span)
         else:
-            position = self.position_scores_naive(qv, distances)
+            position = self.position_scores_naive(qv, relative_distances(heads, tails))
         scores = content + position  # shape: (B, h, N, N)
         if self.config.scaled:
             scores = scores / math.sqrt(self.head_dim)
@@ -152,12 +173,12 @@ class RelativeAttentionLayer(nn.Module):
         return self.norm2(x + self.ffn_dropout(self.ffn(x)))
 
 
-def _position_block(table: torch.Tensor, bias: torch.Tensor, index: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-    """R for a block of query rows, from the four tabulated projections, contracted with the projected query.
+def _position_block(table: torch.Tensor, index: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """R for a block of query rows, gathered from the fused table, contracted with the projected query.
 
-    table: (4, 2L+1, d); index: (4, B, rows, N); query: (B, h, rows, d).  Returns (B, h, rows, N)."""
-    r = table[0][index[0]] + table[1][index[1]] + table[2][index[2]] + table[3][index[3]] + bias
-    return torch.einsum("bijc,bhic->bhij", F.relu(r), query)
+    table: (rows of the fused table, d); index: (B, rows, N); query: (B, h, rows, d).  Returns (B, h, rows, N)."""
+    r = F.relu(table[index])  # shape: (B, rows, N, d)
+    return torch.einsum("bijc,bhic->bhij", r, query)
 
 
 class FLAT(Tagger):
