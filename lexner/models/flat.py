@@ -46,8 +46,8 @@ class FLATConfig:
     ffn_dropout: float = 0.15
     output_dropout: float = 0.3
     attn_dropout: float = 0.0
-    project_keys: bool = True  # the paper's W_k; the reference code's default leaves keys unprojected
-    scaled: bool = True  # divide scores by sqrt(head dim) (the reference code's option; the paper omits it)
+    project_keys: bool = True  # the paper's W_k; the reference code's default (k_proj=False) leaves keys as they are
+    scaled: bool = False  # divide scores by sqrt(head dim): neither the paper nor the reference default does
     lean: bool = True  # the memory-lean relative-position path (False: the reference full-tensor path)
     block_elements: int = 1 << 24  # lean path: query rows per block so that B·rows·N·d stays under this
     checkpoint_elements: int = 1 << 26  # lean path: recompute R in backward only when B·N·N·d exceeds this
