@@ -129,3 +129,22 @@ class TaggerContract:
         correct = sum([(e.start, e.end, e.label) for e in ents] == [tuple(s) for s in sent.spans]
                       for ents, sent in zip(predicted, corpus))
         assert correct >= 0.9 * len(corpus)
+
+    def test_long_text_is_tagged_in_pieces_with_exact_offsets(self, corpus):
+        tagger = self.make().eval()
+        tagger.max_length, tagger.overlap = 40, 8
+        sentences = [s.text for s in corpus[:12]]
+        text = "".join(sentences)  # every sentence but the first ends in 。 or not: packing and cutting both happen
+        text += "天" * 100  # one over-long sentence, cut into overlapping windows
+        entities = tagger.tag(text)
+        assert all(text[e.start:e.end] == e.text for e in entities)
+        assert all(a.end <= b.start for a, b in zip(entities, entities[1:]))
+        # a text made of whole pieces gives the entities of each piece, shifted
+        pieces = [s for s in sentences if s.endswith("。")]
+        joined = "".join(pieces)
+        expected, offset = [], 0
+        for piece, found in zip(pieces, tagger.tag_batch(pieces)):
+            expected += [(e.start + offset, e.end + offset, e.label) for e in found]
+            offset += len(piece)
+        tagger.max_length = max(len(p) for p in pieces)  # no two pieces fit together: one window per piece
+        assert [(e.start, e.end, e.label) for e in tagger.tag(joined)] == expected

@@ -23,6 +23,7 @@ from ..crf import ConstrainedCRF
 from ..entity import Entity
 from ..features import Batch, Featurizer
 from ..fileio import DataFormatError, read_json, write_json
+from ..tagging import merge_windows, split_windows
 from ..vectors import embedding_matrix
 
 FORMAT_VERSION = 1
@@ -40,6 +41,8 @@ class Tagger(nn.Module):
     name: ClassVar[str]
     Config: ClassVar[type]
     uses_lexicon: ClassVar[bool] = False  # whether batches must carry the lattice of lexicon matches
+    max_length: int = 500  # tag_batch splits longer texts into pieces (see lexner.tagging)
+    overlap: int = 50  # overlap of the pieces of one over-long sentence
 
     def __init__(self, config: Any, featurizer: Featurizer):
         super().__init__()
@@ -92,28 +95,32 @@ class Tagger(nn.Module):
         return self.tag_batch([text])[0]
 
     def tag_batch(self, texts: Sequence[str], batch_size: int = 64) -> list[list[Entity]]:
-        """Entities of each text.  Texts are grouped by length into batches of ``batch_size``."""
+        """Entities of each text.  Texts longer than ``max_length`` are tagged in pieces (``lexner.tagging``);
+        pieces are grouped by length into batches of ``batch_size``."""
         if isinstance(texts, str):
             raise TypeError("tag_batch() expects a sequence of str, got a single str; use tag()")
         for text in texts:
             if not isinstance(text, str):
                 raise TypeError(f"tag_batch() expects str items, got {type(text).__name__}")
-        results: list[list[Entity]] = [[] for _ in texts]
-        todo = sorted((i for i, t in enumerate(texts) if t.strip()), key=lambda i: len(texts[i]))
+        windows = [split_windows(t, self.max_length, self.overlap) if t.strip() else [] for t in texts]
+        pieces = [(i, w) for i, ws in enumerate(windows) for w in ws if texts[i][w[0] : w[1]].strip()]
+        found: dict[tuple[int, tuple[int, int]], list] = {}
+        order = sorted(range(len(pieces)), key=lambda k: pieces[k][1][1] - pieces[k][1][0])
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
-                for k in range(0, len(todo), batch_size):
-                    ids = todo[k : k + batch_size]
-                    batch = self.featurizer.encode([texts[i] for i in ids]).to(self.device)
-                    for i, path in zip(ids, self.decode(batch)):
-                        results[i] = [
-                            Entity(s.start, s.end, s.label, texts[i][s.start : s.end])
-                            for s in self.featurizer.decode_tags(path)
-                        ]
+                for k in range(0, len(order), batch_size):
+                    chunk = [pieces[j] for j in order[k : k + batch_size]]
+                    batch = self.featurizer.encode([texts[i][a:b] for i, (a, b) in chunk]).to(self.device)
+                    for key, path in zip(chunk, self.decode(batch)):
+                        found[key] = self.featurizer.decode_tags(path)
         finally:
             self.train(was_training)
+        results = []
+        for i, (text, ws) in enumerate(zip(texts, windows)):
+            spans = merge_windows(ws, [found.get((i, w), []) for w in ws])
+            results.append([Entity(s.start, s.end, s.label, text[s.start : s.end]) for s in spans])
         return results
 
     # --- persistence -----------------------------------------------------------------------------------
