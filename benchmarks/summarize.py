@@ -28,10 +28,10 @@ def main() -> None:
             if test is None:
                 continue
             f1s.append(test["micro"]["f1"])
-            sub = lambda k: pct(test[k]["f1"]) if k in test else "-"  # noqa: E731
+            ne, nm = (pct(test[k]["f1"]) if k in test else "-" for k in ("NE", "NM"))
             rows.append(f"| {folder.name} | {rec['train_config']['seed']} | {res['best_epoch']} / {res['epochs_run']} "
                         f"| {res['train_seconds']:.0f} | {pct(test['micro']['precision'])} "
-                        f"| {pct(test['micro']['recall'])} | {pct(test['micro']['f1'])} | {sub('NE')} | {sub('NM')} |")
+                        f"| {pct(test['micro']['recall'])} | {pct(test['micro']['f1'])} | {ne} | {nm} |")
         if len(f1s) > 1:
             rows.append(f"| **{folder.name}** | mean ± std of {len(f1s)} | | | | | "
                         f"**{100 * statistics.mean(f1s):.2f} ± {100 * statistics.stdev(f1s):.2f}** | | |")

@@ -43,6 +43,10 @@ def score_spans(gold: Sequence[Sequence[Span]], predicted: Sequence[Sequence[Spa
     }
 
 
+def _only(spans: Sequence[Sequence[Span]], test: Callable[[str], bool]) -> list[list[Span]]:
+    return [[s for s in sentence if test(s.label)] for sentence in spans]
+
+
 def evaluate(tagger, sentences: Sequence[Sentence], batch_size: int = 64) -> dict:
     """Tag ``sentences`` with ``tagger`` and score against their gold spans.
 
@@ -56,7 +60,6 @@ def evaluate(tagger, sentences: Sequence[Sentence], batch_size: int = 64) -> dic
     labels = {span.label for spans in gold for span in spans}
     if labels and all(any(test(l) for test in SUBSETS.values()) for l in labels):
         for name, test in SUBSETS.items():
-            keep = lambda spans: [s for s in spans if test(s.label)]  # noqa: E731
-            result[name] = score_spans([keep(g) for g in gold], [keep(p) for p in predicted], lengths)["micro"]
+            result[name] = score_spans(_only(gold, test), _only(predicted, test), lengths)["micro"]
     result["sentences"] = len(sentences)
     return result

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Iterable, NamedTuple
 
 import ahocorasick
 import numpy as np
 
-from .fileio import DataFormatError, iter_lines
+from .fileio import iter_lines
 from .text import normalize
 
 

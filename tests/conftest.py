@@ -14,7 +14,7 @@ def toy_corpus() -> list[Sentence]:
     templates = ["{p}在{l}工作。", "{p}去了{l}", "我和{p}住在{l}附近", "{l}的{p}很好", "今天{p}到{l}"]
     out = []
     for i, template in enumerate(templates):
-        for j, (p, l) in enumerate(zip(people, places[i % 4:] + places[: i % 4])):
+        for p, l in zip(people, places[i % 4:] + places[: i % 4]):
             text = template.format(p=p, l=l)
             ps, ls = text.index(p), text.index(l)
             out.append(Sentence(text, sorted([Span(ps, ps + len(p), "PER"), Span(ls, ls + len(l), "LOC")])))

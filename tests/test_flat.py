@@ -3,7 +3,7 @@ import torch
 
 from lexner.api import build_tagger
 from lexner.lexicon import Lexicon
-from lexner.models.flat import FLAT, relative_distances, sinusoid_table
+from lexner.models.flat import relative_distances, sinusoid_table
 from conftest import toy_corpus
 from tagger_contract import TOY_WORDS, TaggerContract
 

@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from lexner.api import build_tagger
-from lexner.data import Sentence
 from lexner.lexicon import Lexicon
 from lexner.models.lattice_lstm import LatticeLSTM, reverse_within_length
 from conftest import toy_corpus

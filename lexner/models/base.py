@@ -9,7 +9,6 @@ model directory — is shared.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence

@@ -65,7 +65,7 @@ def build_schedule(heads: list[list[int]], tails: list[list[int]], device: torch
         count[(b, end)] += 1
         arrivals[end].append(j)
     slots = defaultdict(int)
-    for (b, end), n in count.items():
+    for (_, end), n in count.items():
         slots[end] = max(slots[end], n)
     batch_size = len(heads)
     has_word = {}
