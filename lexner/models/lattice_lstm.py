@@ -93,7 +93,7 @@ def build_schedule(heads: list[list[int]], tails: list[list[int]], device: torch
 
 
 class LatticeDirection(nn.Module):
-    """One direction of the lattice recurrence over left-to-right inputs."""
+    """The weights of one direction of the lattice recurrence (run by :func:`run_lattice`)."""
 
     def __init__(self, input_dim: int, word_dim: int, hidden: int):
         super().__init__()
@@ -105,47 +105,63 @@ class LatticeDirection(nn.Module):
         self.link_x = nn.Linear(input_dim, hidden)  # W_l (character part) and b_l
         self.link_c = nn.Linear(hidden, hidden, bias=False)  # W_l (word cell part)
 
-    def forward(self, x: torch.Tensor, words: torch.Tensor, schedule: _Schedule) -> torch.Tensor:
-        """x: (B, T, input_dim); words: (N, word_dim) flat word embeddings in the schedule's order.
-        Returns h: (B, T, hidden)."""
-        batch, length, _ = x.shape
-        H = self.hidden
-        # Per-step slices made with unbind/split: their backward assembles one gradient tensor, where
-        # indexing inside the loop would allocate a zero tensor of the full size at every step.
-        char_gates = self.char_x(x).unbind(1)  # T × shape: (B, 3H)
-        link_gates = self.link_x(x).unbind(1)  # T × shape: (B, H)
-        starts = sorted(schedule.start_sizes)
-        word_gates = dict(zip(starts, self.word_x(words[schedule.order]).split(
-            [schedule.start_sizes[s] for s in starts])))  # step -> shape: (n_step, 3H)
-        h = x.new_zeros(batch, H)
-        c = x.new_zeros(batch, H)
-        pending: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = defaultdict(list)
-        outputs = []
-        for t in range(length):
-            i, o, g = (char_gates[t] + self.char_h(h)).split(H, dim=-1)
-            i, o, g = torch.sigmoid(i), torch.sigmoid(o), torch.tanh(g)
-            if t in schedule.has_word:
-                k = schedule.slots[t]
-                cells, dest = zip(*pending.pop(t))
-                # shape: (B, K, H): the word cells ending here, padded per sentence
-                arriving = x.new_zeros(batch * k, H).index_copy(0, torch.cat(dest), torch.cat(cells)).view(batch, k, H)
-                link = torch.sigmoid(link_gates[t].unsqueeze(1) + self.link_c(arriving))  # shape: (B, K, H)
-                mask = schedule.has_word[t]  # shape: (B, K)
-                logits = torch.cat([i.unsqueeze(1), link.masked_fill(~mask.unsqueeze(2), float("-inf"))], dim=1)
-                alpha = torch.softmax(logits, dim=1)  # shape: (B, 1+K, H)
-                merged = alpha[:, 0] * g + (alpha[:, 1:] * arriving).sum(1)
-                c = torch.where(mask.any(1, keepdim=True), merged, (1 - i) * c + i * g)
-            else:
-                c = (1 - i) * c + i * g
-            h = o * torch.tanh(c)
-            outputs.append(h)
-            if t in word_gates:
-                owners = schedule.start_batch[t]
-                f, wi, wg = (word_gates[t] + self.word_h(h[owners])).split(H, dim=-1)
-                cell = torch.sigmoid(f) * c[owners] + torch.sigmoid(wi) * torch.tanh(wg)  # shape: (n, H)
-                for end, sel, dest in schedule.deliveries[t]:
-                    pending[end].append((cell[sel], dest))
-        return torch.stack(outputs, dim=1)
+
+def run_lattice(directions: list[LatticeDirection], xs: list[torch.Tensor], words: torch.Tensor,
+                schedule: _Schedule) -> list[torch.Tensor]:
+    """Run G directions in one loop over positions, as one batch of G·B sentences.
+
+    xs: G × (B, T, input_dim), each already in its direction's order; words: (N, word_dim), the batch's words
+    in flat (sentence, word) order; the schedule covers G·B sentences, direction g owning sentences g·B ..
+    (g+1)·B − 1 with the same words.  Each recurrent product is one batched matmul over the G directions, so
+    the bidirectional model costs one Python loop, not two.  Returns G × h: (B, T, H).
+    """
+    G, (B, length, _) = len(directions), xs[0].shape
+    H = directions[0].hidden
+    # Per-step slices made with unbind/split: their backward assembles one gradient tensor, where
+    # indexing inside the loop would allocate a zero tensor of the full size at every step.
+    char_gates = torch.cat([d.char_x(x) for d, x in zip(directions, xs)]).unbind(1)  # T × shape: (G·B, 3H)
+    link_gates = torch.cat([d.link_x(x) for d, x in zip(directions, xs)]).unbind(1)  # T × shape: (G·B, H)
+    all_words = torch.cat([d.word_x(words) for d in directions])  # shape: (G·N, 3H)
+    starts = sorted(schedule.start_sizes)
+    word_gates = dict(zip(starts, all_words[schedule.order].split([schedule.start_sizes[s] for s in starts])))
+    char_h = torch.stack([d.char_h.weight.t() for d in directions])  # shape: (G, H, 3H)
+    word_h = torch.stack([d.word_h.weight.t() for d in directions])  # shape: (G, H, 3H)
+    link_c = torch.stack([d.link_c.weight.t() for d in directions])  # shape: (G, H, H)
+
+    def per_direction(v: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Rows of direction g times weight[g]: v (G·B, ..., H) → (G·B, ..., out)."""
+        return torch.bmm(v.reshape(G, -1, H), weight).view(*v.shape[:-1], weight.shape[-1])
+
+    rows = G * B
+    h = xs[0].new_zeros(rows, H)
+    c = xs[0].new_zeros(rows, H)
+    pending: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = defaultdict(list)
+    outputs = []
+    for t in range(length):
+        i, o, g = (char_gates[t] + per_direction(h, char_h)).split(H, dim=-1)
+        i, o, g = torch.sigmoid(i), torch.sigmoid(o), torch.tanh(g)
+        if t in schedule.has_word:
+            k = schedule.slots[t]
+            cells, dest = zip(*pending.pop(t))
+            # shape: (G·B, K, H): the word cells ending here, padded per sentence
+            arriving = h.new_zeros(rows * k, H).index_copy(0, torch.cat(dest), torch.cat(cells)).view(rows, k, H)
+            link = torch.sigmoid(link_gates[t].unsqueeze(1) + per_direction(arriving, link_c))  # shape: (G·B, K, H)
+            mask = schedule.has_word[t]  # shape: (G·B, K)
+            logits = torch.cat([i.unsqueeze(1), link.masked_fill(~mask.unsqueeze(2), float("-inf"))], dim=1)
+            alpha = torch.softmax(logits, dim=1)  # shape: (G·B, 1+K, H)
+            merged = alpha[:, 0] * g + (alpha[:, 1:] * arriving).sum(1)
+            c = torch.where(mask.any(1, keepdim=True), merged, (1 - i) * c + i * g)
+        else:
+            c = (1 - i) * c + i * g
+        h = o * torch.tanh(c)
+        outputs.append(h)
+        if t in word_gates:
+            owners = schedule.start_batch[t]
+            f, wi, wg = (word_gates[t] + per_direction(h, word_h)[owners]).split(H, dim=-1)
+            cell = torch.sigmoid(f) * c[owners] + torch.sigmoid(wi) * torch.tanh(wg)  # shape: (n, H)
+            for end, sel, dest in schedule.deliveries[t]:
+                pending[end].append((cell[sel], dest))
+    return list(torch.stack(outputs, dim=1).split(B))
 
 
 def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -205,15 +221,19 @@ class LatticeLSTM(Tagger):
             x = torch.cat([x, self.bigram_embedding(batch.bigrams)], dim=-1)
         x = self.dropout(x)
         words = self.word_dropout(self.word_embedding(batch.word_ids))  # shape: (B, M, word_dim)
+        directions, xs = [self.forward_lattice], [x]
         heads, tails = self._lattice_lists(batch, reverse=False)
+        if self.backward_lattice is not None:  # the reversed sentences join the batch as sentences B..2B−1
+            directions.append(self.backward_lattice)
+            xs.append(reverse_within_length(x, batch.lengths))
+            back_heads, back_tails = self._lattice_lists(batch, reverse=True)
+            heads, tails = heads + back_heads, tails + back_tails
         schedule, flat = build_schedule(heads, tails, x.device)
-        flat_b = torch.tensor([b for b, _ in flat], dtype=torch.long, device=x.device)
-        flat_m = torch.tensor([m for _, m in flat], dtype=torch.long, device=x.device)
-        flat_words = words[flat_b, flat_m]  # shape: (N, word_dim)
-        h = self.forward_lattice(x, flat_words, schedule)
+        forward_flat = flat[: len(flat) // len(directions)]  # the same words, listed once per direction
+        flat_b = torch.tensor([b for b, _ in forward_flat], dtype=torch.long, device=x.device)
+        flat_m = torch.tensor([m for _, m in forward_flat], dtype=torch.long, device=x.device)
+        hs = run_lattice(directions, xs, words[flat_b, flat_m], schedule)
+        h = hs[0]
         if self.backward_lattice is not None:
-            heads, tails = self._lattice_lists(batch, reverse=True)
-            schedule, _ = build_schedule(heads, tails, x.device)  # same flat order: words listed per sentence
-            back = self.backward_lattice(reverse_within_length(x, batch.lengths), flat_words, schedule)
-            h = torch.cat([h, reverse_within_length(back, batch.lengths)], dim=-1)
+            h = torch.cat([h, reverse_within_length(hs[1], batch.lengths)], dim=-1)
         return self.output(self.dropout(h))  # shape: (B, T, tags)
