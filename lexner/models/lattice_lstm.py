@@ -11,8 +11,10 @@ same recurrence over each sentence reversed.
 
 Batching: the recurrence steps over positions; at each step one matrix product serves every sentence, all the
 word cells that start there are launched together, and the word cells that end there are gathered into a
-padded (B, K, H) block whose padding is masked out of the softmax.  The schedule (which words start/end at
-each step) is built once per batch from the lattice in :class:`~lexner.features.Batch`.
+padded (B, K, H) block whose padding is masked out of the softmax.  The two directions share that loop: the
+reversed sentences join the batch, and each recurrent product is one batched matmul over the directions.
+The schedule (which words start/end at each step) is built once per batch from the lattice in
+:class:`~lexner.features.Batch`.
 """
 
 from __future__ import annotations
