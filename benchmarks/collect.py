@@ -4,8 +4,9 @@
 
 Each run directory (written by ``lexner train --out DIR``) gives ``benchmarks/results/<name>/seed<N>.json``
 holding: the training command (from the model card), the training settings, the per-epoch log, the best
-model's dev/test scores, and the machine it was collected on (the same machine the run used: runs are
-collected where they ran).
+model's dev/test scores, the lexner commit it was trained at (when the model card records it), and the
+machine it was collected on (the same machine the run used: runs are collected where they ran; the machine's
+date and commit are those of the collection).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def collect(run: Path) -> dict:
         "model": config["model"],
         "model_config": config["config"],
         "command": config["card"].get("command"),
+        "trained_at_commit": (config["card"].get("lexner") or {}).get("commit"),
         "train_data": config["card"].get("train_data"),
         "train_config": train_config,
         "results": json.loads((run / "results.json").read_text(encoding="utf-8")),
@@ -37,20 +39,29 @@ def collect(run: Path) -> dict:
     }
 
 
+def collect_runs(runs: list[Path], name: str, note: str = "", results: Path = RESULTS) -> list[Path]:
+    """Write ``results/<name>/seed<N>.json`` for each run directory; returns the paths written."""
+    out = results / name
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for run in runs:
+        record = collect(run)
+        record["note"] = note
+        path = out / f"seed{record['train_config']['seed']}.json"
+        path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"{run} -> {path}")
+        written.append(path)
+    return written
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--name", required=True, help="result folder, e.g. weibo_bilstm_crf")
     parser.add_argument("--note", default="", help="free text stored with every result (e.g. 'on a lent H100')")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="results folder (default: benchmarks/results)")
     args = parser.parse_args()
-    out = RESULTS / args.name
-    out.mkdir(parents=True, exist_ok=True)
-    for run in args.runs:
-        record = collect(run)
-        record["note"] = args.note
-        path = out / f"seed{record['train_config']['seed']}.json"
-        path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        print(f"{run} -> {path}")
+    collect_runs(args.runs, args.name, args.note, args.results)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,9 @@ class FLATConfig:
     project_keys: bool = True  # the paper's W_k; the reference code's default (k_proj=False) leaves keys as they are
     scaled: bool = False  # divide scores by sqrt(head dim): neither the paper nor the reference default does
     lean: bool = True  # the memory-lean relative-position path (False: the reference full-tensor path)
-    block_elements: int = 1 << 24  # lean path: query rows per block so that B·rows·N·d stays under this
+    # lean path: query rows per block so that B·rows·N·d stays under this.  Small blocks stay in the CPU's
+    # cache: 2^20 tagged MSRA test 3x faster at batch 64 than 2^24, and trained ~1.25x faster (see benchmarks)
+    block_elements: int = 1 << 20
     checkpoint_elements: int = 1 << 26  # lean path: recompute R in backward only when B·N·N·d exceeds this
 
 

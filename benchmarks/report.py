@@ -1,0 +1,338 @@
+"""Write the comparison report (Markdown + PNG plots) from the result files, and nothing else.
+
+    python benchmarks/report.py                                  # benchmarks/results -> benchmarks/REPORT.md
+    python benchmarks/report.py --results DIR --report DIR/REPORT.md
+
+Every figure in the report is read from a result file under ``--results``; each section names the files and
+the machine, date, commit and command recorded in them.  Plots go to ``plots/`` beside the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# Published test F1 (MSRA, Weibo), from ../shared/MODELS.md and the benchmark issue.  The papers pick MSRA's
+# epoch on test and use Gigaword character/bigram vectors and the ctb.50d (or sgns) lexicon.
+PUBLISHED = [
+    ("char BiLSTM-CRF + bichar (Zhang & Yang 2018)", "bilstm_crf", 91.87, 56.75),
+    ("Lattice-LSTM (Zhang & Yang 2018)", "lattice_lstm", 93.18, 58.79),
+    ("SoftLexicon-LSTM (Ma et al. 2020)", None, 93.66, 61.42),
+    ("FLAT, ctb.50d lexicon (Li et al. 2020)", "flat", 94.12, 60.32),
+    ("FLAT, sgns lexicon (Li et al. 2020)", None, 94.35, 63.42),
+]
+DATASETS = ("weibo", "msra")
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def machine_line(machine: dict) -> str:
+    gpu = machine.get("gpu") or "no GPU"
+    return (f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, {gpu}; torch {machine.get('torch', '?')}; "
+            f"{machine.get('date', '?')[:10]}; commit {machine.get('commit', '?')}")
+
+
+# --- accuracy ---------------------------------------------------------------------------------------------
+
+def accuracy_groups(results: Path) -> list[dict]:
+    groups = []
+    for folder in sorted(p for p in results.iterdir() if p.is_dir() and p.name.split("_")[0] in DATASETS):
+        records = [load(p) for p in sorted(folder.glob("seed*.json"))]
+        records = [r for r in records if r["results"].get("test")]
+        if records:
+            groups.append({"name": folder.name, "dataset": folder.name.split("_")[0], "model": records[0]["model"],
+                           "records": records})
+    return groups
+
+
+def published_f1(model: str, dataset: str) -> str:
+    for _, key, msra, weibo in PUBLISHED:
+        if key == model:
+            return f"{msra if dataset == 'msra' else weibo:.2f}"
+    return "–"
+
+
+def accuracy_section(groups: list[dict]) -> list[str]:
+    out = ["## Accuracy", "",
+           "Test scores of the model selected on dev (MSRA: the 2,500-sentence dev split carved from train with "
+           "seed 20180701), entity-level exact match (seqeval strict, IOBES), in %. One row per result folder "
+           "under `results/`; every seed is listed.", ""]
+    for dataset in DATASETS:
+        rows = [g for g in groups if g["dataset"] == dataset]
+        if not rows:
+            continue
+        weibo = dataset == "weibo"
+        out += [f"### {dataset.upper() if dataset == 'msra' else 'Weibo'}", "",
+                "| result | model | seeds | test F1 per seed | mean ± std | P | R |" + (" NE | NM |" if weibo else "")
+                + " best epoch / epochs run | train time per seed (s) | published |",
+                "|---|---|---|---|---|---|---|" + ("---|---|" if weibo else "") + "---|---|---|"]
+        for g in rows:
+            tests = [r["results"]["test"] for r in g["records"]]
+            f1s = [t["micro"]["f1"] for t in tests]
+            mean = statistics.mean(f1s)
+            spread = f"{pct(mean)} ± {pct(statistics.stdev(f1s))}" if len(f1s) > 1 else pct(mean)
+            p = statistics.mean(t["micro"]["precision"] for t in tests)
+            r = statistics.mean(t["micro"]["recall"] for t in tests)
+            cells = [g["name"], f"`{g['model']}`", ", ".join(str(x["train_config"]["seed"]) for x in g["records"]),
+                     " / ".join(pct(f) for f in f1s), f"**{spread}**", pct(p), pct(r)]
+            if weibo:
+                cells += [pct(statistics.mean(t[k]["f1"] for t in tests)) if all(k in t for t in tests) else "–"
+                          for k in ("NE", "NM")]
+            cells += [", ".join(f"{x['results']['best_epoch']}/{x['results']['epochs_run']}" for x in g["records"]),
+                      ", ".join(f"{x['results']['train_seconds']:.0f}" for x in g["records"]),
+                      published_f1(g["model"], dataset)]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+        for g in rows:
+            first = g["records"][0]
+            notes = sorted({x.get("note", "") for x in g["records"]} - {""})
+            trained = sorted({x.get("trained_at_commit") or "not recorded" for x in g["records"]})
+            out.append(f"* **{g['name']}** — command: `{_short_command(first.get('command'))}`; trained at commit "
+                       f"{', '.join(trained)}; collected on {machine_line(first['machine'])}."
+                       + (f" Note: {' '.join(notes)}" if notes else ""))
+        out.append("")
+    out += ["### Published results", "",
+            "| system | MSRA | Weibo |", "|---|---|---|"]
+    out += [f"| {name} | {msra:.2f} | {weibo:.2f} |" for name, _, msra, weibo in PUBLISHED]
+    out += ["",
+            "Protocol differences, stated plainly: the papers pick MSRA's best epoch on the **test** set, we select "
+            "on a dev split carved from train and score test once; they use 50-d Gigaword character and bigram "
+            "vectors and the ctb.50d lexicon (704k words), we use the 50-d vectors and the 121,679-word lexicon of "
+            "`../shared/data/embeddings` (trained on 44.5M characters); the MSRA training file here has finer "
+            "sentence splits than theirs; the papers train MSRA for 100 epochs, CPU time allowed only short "
+            "MSRA runs here (their epochs are in the table). Weibo's ill-formed tags (`I-` without `B-`) are "
+            "read as entity starts, so Weibo test has 418 gold entities.", ""]
+    return out
+
+
+def _short_command(command: str | None) -> str:
+    if not command:
+        return "?"
+    words = command.split()
+    if words and words[0].endswith("/lexner"):
+        words[0] = "lexner"
+    return " ".join(w for w in words if w != "--no-progress")
+
+
+# --- speed, memory, peers -----------------------------------------------------------------------------
+
+def train_speed_section(results: Path) -> list[str]:
+    out = []
+    for path in sorted(results.glob("train_speed_*.json")):
+        data = load(path)
+        out += [f"### Training speed (`{path.name}`)", "",
+                f"{data['dataset']}, {data['threads']} thread(s), {data['device']}; {machine_line(data['machine'])}. "
+                f"Command: `{data['machine']['command']}`", "",
+                "| model | batch | sentences/s | chars/s | epoch estimate (s) |", "|---|---|---|---|---|"]
+        out += [f"| `{r['model']}` | {r['batch_size']} | {r['sentences_per_second']:.1f} | "
+                f"{r['characters_per_second']:.0f} | {r['epoch_seconds_estimate']:.0f} |" for r in data["rows"]]
+        out += [""] + [f"* `{m}`: " + ", ".join(f"{k}: **{v}×**" for k, v in ratios.items())
+                       for m, ratios in data.get("speedup", {}).items()] + [""]
+    return out
+
+
+def infer_speed_section(results: Path) -> list[str]:
+    out = []
+    for path in sorted(results.glob("infer_speed_*.json")):
+        data = load(path)
+        out += [f"### Inference, load time, memory, size (`{path.name}`)", "",
+                f"MSRA test sentences; {machine_line(data['machine'])}. Command: `{data['machine']['command']}`", "",
+                "| model | load (s) | on disk (MB) | peak RSS (MB) | threads | batch | chars/s |",
+                "|---|---|---|---|---|---|---|"]
+        for m in data["models"]:
+            for k, r in enumerate(m["rows"]):
+                head = (f"{m['name']} (`{m['model']}`) | {m['load_seconds']:.2f} | {m['disk_mb']:.1f} | "
+                        f"{m['peak_rss_mb']:.0f}") if k == 0 else " | | |"
+                out.append(f"| {head} | {r['threads']} | {r['batch_size']} | {r['chars_per_second']:,} |")
+        out += ["", "Batch 1 is `tag(text)` once per sentence; larger batches are `tag_batch`.", ""]
+    return out
+
+
+def flat_memory_section(results: Path) -> list[str]:
+    out = []
+    for path in sorted(results.glob("flat_memory_*.json")):
+        data = load(path)
+        out += [f"### FLAT memory: lean vs naive full-tensor path (`{path.name}`)", "",
+                f"One training step (forward, backward, SGD) at batch {data['batch']}, {data['device']}, "
+                f"{data['threads']} thread(s); peak = growth of the process's peak memory during the step. "
+                f"{machine_line(data['machine'])}. Command: `{data['machine']['command']}`", "",
+                "| characters | tokens (max) | lean peak (MB) | naive peak (MB) | peak ratio | lean step (s) | "
+                "naive step (s) | time ratio |", "|---|---|---|---|---|---|---|---|"]
+        lengths = sorted({r["length"] for r in data["rows"]})
+        for length in lengths:
+            lean = next((r for r in data["rows"] if r["length"] == length and r["path"] == "lean"), {})
+            naive = next((r for r in data["rows"] if r["length"] == length and r["path"] == "naive"), None)
+            ratio = data["ratios"].get(str(length), {})
+            if naive is None:
+                naive_cells = ["not run", "not run"]
+            elif "failed" in naive:
+                naive_cells = [f"failed under a {naive.get('cap_gb')} GB cap", "–"]
+            else:
+                naive_cells = [f"{naive['peak_mb']:.0f}", f"{naive['step_seconds']:.2f}"]
+            out.append(f"| {length} | {lean.get('max_tokens', '–')} | {lean.get('peak_mb', '–')} | {naive_cells[0]} | "
+                       f"{ratio.get('peak_lean_over_naive', '–')} | {lean.get('step_seconds', '–')} | "
+                       f"{naive_cells[1]} | {ratio.get('time_lean_over_naive', '–')} |")
+        failures = [r["failed"] for r in data["rows"] if "failed" in r]
+        out += [""] + [f"* naive failure: `{f[:160]}`" for f in failures] + [""]
+    return out
+
+
+def lexicon_section(results: Path) -> list[str]:
+    path = results / "lexicon_speed.json"
+    if not path.is_file():
+        return []
+    d = load(path)
+    m = d.get("machine", {})
+    return ["### Lexicon matching", "",
+            f"{d['chars_per_second']:,.0f} characters/s matching the {d['lexicon_words']:,}-word lexicon against "
+            f"{d['texts']} ({d['characters']:,} characters, {d['matches']:,} matches); automaton build "
+            f"{d['automaton_build_seconds']:.2f} s, lexicon load {d['load_seconds']:.1f} s. {machine_line(m)}.", ""]
+
+
+def peers_section(results: Path) -> list[str]:
+    out = []
+    for path in sorted(results.glob("peers_*.json")):
+        data = load(path)
+        out += [f"## Peers on MSRA test (`{path.name}`)", "",
+                f"{data['sentences']:,} sentences, {data['characters']:,} characters; labels mapped to PER/LOC/ORG; "
+                f"scored with the same scorer. {machine_line(data['machine'])}, torch threads "
+                f"{data['torch_threads']}. Command: `{data['machine']['command']}`", "",
+                "| system | P | R | F1 | PER | LOC | ORG | chars/s, one sentence per call | chars/s, batch 64 |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for r in data["rows"]:
+            if "skipped" in r:
+                out.append(f"| {r['system']} | skipped: {r['skipped']} | | | | | | | |")
+                continue
+            types = [pct(r["per_type"][t]) if t in r["per_type"] else "–" for t in ("PER", "LOC", "ORG")]
+            batched = f"{r['chars_per_second_batch64']:,}" if "chars_per_second_batch64" in r else "–"
+            name = r["system"] if r["kind"] == "peer" else f"lexner {r['system']}"
+            out.append(f"| {name} | {pct(r['precision'])} | {pct(r['recall'])} | **{pct(r['f1'])}** | "
+                       + " | ".join(types) + f" | {r['chars_per_second_one_per_call']:,} | {batched} |")
+        out += [""] + standing(data["rows"]) + [""]
+    return out
+
+
+def standing(rows: list[dict]) -> list[str]:
+    ours = [r for r in rows if r.get("kind") == "lexner" and "f1" in r]
+    peers = [r for r in rows if r.get("kind") == "peer" and "f1" in r]
+    lines = []
+    for o in ours:
+        for p in peers:
+            f1 = "above" if o["f1"] > p["f1"] else "below"
+            speed = o["chars_per_second_one_per_call"] / p["chars_per_second_one_per_call"]
+            lines.append(f"* lexner {o['system']} is {100 * abs(o['f1'] - p['f1']):.1f} F1 {f1} {p['system']}, at "
+                         f"{speed:.2f}× its speed one sentence per call"
+                         + (f" ({o['chars_per_second_batch64'] / p['chars_per_second_one_per_call']:.2f}× batched)."
+                            if "chars_per_second_batch64" in o else "."))
+    return lines
+
+
+# --- plots ------------------------------------------------------------------------------------------------
+
+def plots(results: Path, groups: list[dict], directory: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    made = []
+
+    fig, axes = plt.subplots(1, len(DATASETS), figsize=(11, 4))
+    for ax, dataset in zip(axes, DATASETS):
+        for g in (g for g in groups if g["dataset"] == dataset):
+            xs = [r["results"]["train_seconds"] / 60 for r in g["records"]]
+            ys = [100 * r["results"]["test"]["micro"]["f1"] for r in g["records"]]
+            ax.scatter(xs, ys, label=g["name"])
+        ax.set(title=dataset, xlabel="training time (min)", ylabel="test F1 (%)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(directory / "f1_vs_time.png", dpi=110)
+    plt.close(fig)
+    made.append(("F1 against training time (each point a seed)", "f1_vs_time.png"))
+
+    for path in sorted(results.glob("flat_memory_*.json")):
+        rows = load(path)["rows"]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for kind, marker in (("lean", "o"), ("naive", "s")):
+            ok = sorted((r["length"], r["peak_mb"]) for r in rows if r["path"] == kind and "peak_mb" in r)
+            if ok:
+                ax.plot(*zip(*ok), marker=marker, label=f"{'lexner (lean)' if kind == 'lean' else 'naive full tensors'}")
+            failed = [r["length"] for r in rows if r["path"] == kind and "failed" in r]
+            for length in failed:
+                ax.axvline(length, color="red", linestyle=":", label=f"{kind} fails at {length}")
+        ax.set(xlabel="sentence length (characters)", ylabel="peak memory of a step (MB)", yscale="log",
+               title="FLAT training step, batch 10")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        name = path.stem + ".png"
+        fig.savefig(directory / name, dpi=110)
+        plt.close(fig)
+        made.append((f"FLAT peak memory against sentence length ({path.name})", name))
+
+    for path in sorted(results.glob("infer_speed_*.json")):
+        data = load(path)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for m in data["models"]:
+            for threads in sorted({r["threads"] for r in m["rows"]}):
+                pts = sorted((r["batch_size"], r["chars_per_second"]) for r in m["rows"] if r["threads"] == threads)
+                ax.plot(*zip(*pts), marker="o", label=f"{m['name']}, {threads} thread(s)")
+        ax.set(xlabel="batch size", ylabel="characters/s", xscale="log", yscale="log", title="Inference throughput")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        name = path.stem + ".png"
+        fig.savefig(directory / name, dpi=110)
+        plt.close(fig)
+        made.append((f"Inference throughput against batch size ({path.name})", name))
+    return made
+
+
+def build(results: Path, report: Path) -> str:
+    groups = accuracy_groups(results)
+    plot_dir = report.parent / "plots"
+    made = plots(results, groups, plot_dir)
+    lines = ["# lexner benchmark report", "",
+             "Generated by `python benchmarks/report.py` from the result files in "
+             f"`{_relative(results, report.parent)}/`; do not edit by hand. How each file was produced (machine, "
+             "date, commit, command) is stated beside its figures; `benchmarks/README.md` explains the scripts.",
+             ""]
+    lines += accuracy_section(groups)
+    lines += peers_section(results)
+    lines += ["## Speed and memory", ""]
+    lines += train_speed_section(results) + infer_speed_section(results) + flat_memory_section(results)
+    lines += lexicon_section(results)
+    lines += ["## Plots", ""] + [f"![{title}](plots/{name})" + "\n" for title, name in made]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _relative(path: Path, start: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(start.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=HERE / "results")
+    parser.add_argument("--report", type=Path, default=HERE / "REPORT.md")
+    args = parser.parse_args()
+    text = build(args.results, args.report)
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(text, encoding="utf-8")
+    print(f"wrote {args.report}")
+
+
+if __name__ == "__main__":
+    main()

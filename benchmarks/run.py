@@ -1,0 +1,106 @@
+"""Re-run the measurements and regenerate the report, in one command.
+
+    python benchmarks/run.py --quick                      # a few minutes: the whole harness on small inputs
+    python benchmarks/run.py --models msra_bilstm_crf=runs/msra_bilstm/seed1/model \
+        msra_lattice_lstm=runs/msra_lattice/seed1/model  # full: speed, memory, peers; then REPORT.md
+    python benchmarks/run.py --only report                 # regenerate REPORT.md from committed results
+
+Full mode writes into ``benchmarks/results/`` and ``benchmarks/REPORT.md``.  Training runs for the accuracy
+tables are launched by hand (``lexner train``; they take hours) and copied in with ``collect.py``; full mode
+does not retrain.  ``--quick`` trains every tagger for one epoch on a slice of Weibo, collects those runs,
+runs every measurement with small sizes on the models it just trained, and writes its results and report to
+``--results`` (default ``build/bench-quick``), never over the committed ones.  CI runs ``--quick``.
+
+Every step runs as its own process and the first failure stops the run with its exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+STEPS = ("lexicon", "train_speed", "infer_speed", "flat_memory", "peers", "report")
+TAGGERS = ("bilstm_crf", "lattice_lstm", "flat")
+
+
+def step(name: str, *args: str) -> None:
+    cmd = [sys.executable, str(HERE / f"{name}.py"), *args]
+    print(f"\n== {' '.join(cmd)}", flush=True)
+    done = subprocess.run(cmd)
+    if done.returncode != 0:
+        sys.exit(f"benchmarks/run.py: step {name} failed with exit code {done.returncode}")
+
+
+def train_quick_models(work: Path, results: Path) -> list[str]:
+    """One epoch of each tagger on a Weibo slice; collected as results/weibo_<tagger>/seed1.json."""
+    from collect import collect_runs
+
+    from lexner.cli import main as lexner_main
+    from lexner.data import load_dataset, write_jsonl
+
+    files = {}
+    for split, size in (("train", 200), ("dev", 60), ("test", 60)):
+        files[split] = work / f"{split}.jsonl"
+        write_jsonl(load_dataset("weibo", split)[:size], files[split])
+    models = []
+    for tagger in TAGGERS:
+        out = work / "runs" / tagger
+        code = lexner_main(["train", "--model", tagger, "--train", str(files["train"]), "--dev", str(files["dev"]),
+                            "--test", str(files["test"]), "--epochs", "1", "--out", str(out), "--threads", "1",
+                            "--no-progress", "--device", "cpu", "--seed", "1"])
+        if code != 0:
+            sys.exit(f"benchmarks/run.py: quick training of {tagger} failed with exit code {code}")
+        collect_runs([out], f"weibo_{tagger}", "quick mode: 1 epoch on 200 Weibo training sentences", results)
+        models.append(f"quick_{tagger}={out / 'model'}")
+    return models
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small inputs, one epoch; minutes")
+    parser.add_argument("--models", nargs="*", default=[], metavar="NAME=DIR",
+                        help="trained model directories for the inference and peer measurements")
+    parser.add_argument("--only", nargs="+", choices=STEPS, default=list(STEPS))
+    parser.add_argument("--results", type=Path, help="results folder (default: benchmarks/results; quick: build/bench-quick)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    results = args.results or (Path("build/bench-quick") if args.quick else HERE / "results")
+    results.mkdir(parents=True, exist_ok=True)
+    report = results / "REPORT.md" if args.quick or args.results else HERE / "REPORT.md"
+    sys.path.insert(0, str(HERE))
+
+    with tempfile.TemporaryDirectory(prefix="lexner-bench-") as tmp:
+        models = list(args.models)
+        if args.quick:
+            models += train_quick_models(Path(tmp), results)
+        device = f"_{args.device.split(':')[0]}"
+        if "lexicon" in args.only:
+            step("lexicon_speed", "--out", str(results / "lexicon_speed.json"),
+                 *(["--limit", "500", "--repeat", "1"] if args.quick else []))
+        if "train_speed" in args.only:
+            step("train_speed", "--models", *TAGGERS, "--dataset", "weibo", "--threads", "1", "--device", args.device,
+                 "--out", str(results / f"train_speed_weibo{device}.json"),
+                 *(["--batch-sizes", "1", "8", "--seconds", "2", "--warmup", "1"] if args.quick
+                   else ["--batch-sizes", "1", "32", "--seconds", "60"]))
+        if "infer_speed" in args.only and models:
+            step("infer_speed", "--models", *models, "--out", str(results / f"infer_speed{device}.json"),
+                 *(["--batch-sizes", "1", "8", "--seconds", "1", "--limit", "200"] if args.quick
+                   else ["--batch-sizes", "1", "8", "64", "--threads", "1", "2", "--seconds", "20"]))
+        if "flat_memory" in args.only:
+            step("flat_memory", "--device", args.device, "--out", str(results / f"flat_memory{device}.json"),
+                 *(["--lengths", "20", "40", "--lean-only", "80", "--naive-also", "--steps", "1", "--cap-gb", "4"]
+                   if args.quick else ["--lengths", "50", "100", "200", "300", "--lean-only", "500", "1000",
+                                       "--naive-also", "500", "--steps", "1", "--cap-gb", "14"]))
+        if "peers" in args.only:
+            step("peers", "--out", str(results / "peers_msra.json"), *(["--models", *models] if models else []),
+                 *(["--limit", "100"] if args.quick else []))
+        if "report" in args.only:
+            step("report", "--results", str(results), "--report", str(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""The benchmark harness's own logic (the whole harness runs in CI as ``benchmarks/run.py --quick``)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from peers import words_to_spans  # noqa: E402
+
+from lexner.schemes import Span  # noqa: E402
+
+
+def test_words_to_spans_walks_offsets_and_maps_labels():
+    text = "张三在北京工作，北京大学"
+    words = [("张三", "PER"), ("在", "p"), ("北京", "ns"), ("工作", "v"), ("，", "w"), ("北京大学", "nt")]
+    assert words_to_spans(text, words) == [Span(0, 2, "PER"), Span(3, 5, "LOC"), Span(8, 12, "ORG")]
+
+
+def test_words_to_spans_survives_a_normalised_word():
+    # a tool that returns half-width text for full-width input: offsets follow the word lengths
+    assert words_to_spans("ＡＢ张三", [("AB", "n"), ("张三", "nr")]) == [Span(2, 4, "PER")]
+
+
+def test_report_reads_only_result_files(tmp_path):
+    pytest.importorskip("matplotlib")
+    from report import build
+
+    results = tmp_path / "results"
+    (results / "weibo_bilstm_crf").mkdir(parents=True)
+    scores = {"micro": {"precision": 0.5, "recall": 0.5, "f1": 0.5}, "NE": {"f1": 0.4}, "NM": {"f1": 0.6}}
+    for seed, f1 in ((1, 0.5), (2, 0.7)):
+        record = {"model": "bilstm_crf", "command": "lexner train --seed 1", "train_config": {"seed": seed},
+                  "results": {"best_epoch": 3, "epochs_run": 5, "train_seconds": 60.0,
+                              "test": {**scores, "micro": {**scores["micro"], "f1": f1}}},
+                  "machine": {"cpu": "X", "cores": 2, "date": "2026-01-01", "commit": "abc"}}
+        (results / "weibo_bilstm_crf" / f"seed{seed}.json").write_text(json.dumps(record))
+    text = build(results, tmp_path / "REPORT.md")
+    assert "50.00 / 70.00" in text and "60.00 ± 14.14" in text
+    assert (tmp_path / "plots" / "f1_vs_time.png").stat().st_size > 0
