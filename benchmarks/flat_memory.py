@@ -7,7 +7,8 @@ Each measurement runs in a fresh subprocess: it builds FLAT (the paper's MSRA si
 FFN 480) with the data root's lexicon, takes a batch of ``--batch`` pieces of MSRA test text of the given
 length (real text, so the lattice has its real density of matched words), runs one training step (forward,
 backward, SGD step) whose peak memory is measured — the growth of the process's peak RSS (ru_maxrss) over
-what model, lexicon and data already took — then times ``--steps`` more steps.  The full-tensor path runs under an address-space cap (``--cap-gb``); where it exceeds the cap
+what model, lexicon and data already took — then times ``--steps`` more steps.  The full-tensor path runs
+under an address-space cap (``--cap-gb``); where it exceeds the cap
 the result says so instead of exhausting the machine.  On CUDA (``--device cuda``) peak memory is
 ``torch.cuda.max_memory_allocated`` growth instead.
 """

@@ -66,7 +66,8 @@ def child(args) -> None:
             elapsed = time.perf_counter() - started
             rows.append({"threads": threads, "batch_size": batch_size, "sentences": sentences,
                          "characters": chars, "seconds": round(elapsed, 2),
-                         "chars_per_second": round(chars / elapsed), "sentences_per_second": round(sentences / elapsed, 1)})
+                         "chars_per_second": round(chars / elapsed),
+                         "sentences_per_second": round(sentences / elapsed, 1)})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     print(json.dumps({
         "model": tagger.name, "model_dir": str(args.model), "load_seconds": round(load_seconds, 3),

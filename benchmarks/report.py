@@ -268,7 +268,8 @@ def plots(results: Path, groups: list[dict], directory: Path) -> list[str]:
         for kind, marker in (("lean", "o"), ("naive", "s")):
             ok = sorted((r["length"], r["peak_mb"]) for r in rows if r["path"] == kind and "peak_mb" in r)
             if ok:
-                ax.plot(*zip(*ok), marker=marker, label=f"{'lexner (lean)' if kind == 'lean' else 'naive full tensors'}")
+                label = "lexner (lean)" if kind == "lean" else "naive full tensors"
+                ax.plot(*zip(*ok), marker=marker, label=label)
             failed = [r["length"] for r in rows if r["path"] == kind and "failed" in r]
             for length in failed:
                 ax.axvline(length, color="red", linestyle=":", label=f"{kind} fails at {length}")

@@ -65,7 +65,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=[], metavar="NAME=DIR",
                         help="trained model directories for the inference and peer measurements")
     parser.add_argument("--only", nargs="+", choices=STEPS, default=list(STEPS))
-    parser.add_argument("--results", type=Path, help="results folder (default: benchmarks/results; quick: build/bench-quick)")
+    parser.add_argument("--results", type=Path,
+                        help="results folder (default: benchmarks/results; quick: build/bench-quick)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     results = args.results or (Path("build/bench-quick") if args.quick else HERE / "results")
