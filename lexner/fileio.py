@@ -62,6 +62,16 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DataFormatError(path, err.lineno, f"invalid JSON: {err.msg}") from None
 
 
+def recover_directory(final: str | os.PathLike) -> Path:
+    """``final``, restored from ``final.old`` if a crash between :class:`atomic_directory`'s two renames left
+    only the previous version there."""
+    final = Path(final)
+    old = final.with_name(final.name + ".old")
+    if not final.exists() and old.is_dir():
+        os.replace(old, final)
+    return final
+
+
 class atomic_directory:
     """Context manager that builds a directory under a temporary name and swaps it in on success.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Iterable, NamedTuple
 
 import ahocorasick
@@ -38,6 +39,7 @@ class Lexicon:
         self.vectors = vectors
         self.min_length = min_length
         self._automaton: ahocorasick.Automaton | None = None
+        self._lock = threading.Lock()
 
     # construction -------------------------------------------------------------------------------------
     @classmethod
@@ -121,11 +123,15 @@ class Lexicon:
 
         ``text`` is normalised first; offsets index the text as given.
         """
-        if self._automaton is None:
-            self._automaton = self._build()
+        automaton = self._automaton
+        if automaton is None:
+            with self._lock:  # several threads may tag with one model: build once
+                if self._automaton is None:
+                    self._automaton = self._build()
+                automaton = self._automaton
         found = [
             Match(last + 1 - length, last + 1, word_id)
-            for last, (word_id, length) in self._automaton.iter(normalize(text))
+            for last, (word_id, length) in automaton.iter(normalize(text))
             if word_id >= 0
         ]
         found.sort()

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import Sentence
 from .evaluate import evaluate
-from .fileio import atomic_directory, write_json
+from .fileio import atomic_directory, recover_directory, write_json
 from .models import Tagger
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ class Trainer:
 
     def resume(self) -> bool:
         """Continue from ``out_dir/checkpoint`` if there is one; returns whether it did."""
-        path = self.out_dir / CHECKPOINT_DIR
+        path = recover_directory(self.out_dir / CHECKPOINT_DIR)
         if not path.is_dir():
             return False
         state = load_checkpoint(path)

@@ -106,7 +106,8 @@ class Tagger(nn.Module):
         found: dict[tuple[int, tuple[int, int]], list] = {}
         order = sorted(range(len(pieces)), key=lambda k: pieces[k][1][1] - pieces[k][1][0])
         was_training = self.training
-        self.eval()
+        if was_training:  # a loaded model is in eval mode already: nothing changes, so threads may share it
+            self.eval()
         try:
             with torch.inference_mode():
                 for k in range(0, len(order), batch_size):
@@ -115,7 +116,8 @@ class Tagger(nn.Module):
                     for key, path in zip(chunk, self.decode(batch)):
                         found[key] = self.featurizer.decode_tags(path)
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train()
         results = []
         for i, (text, ws) in enumerate(zip(texts, windows)):
             spans = merge_windows(ws, [found.get((i, w), []) for w in ws])
