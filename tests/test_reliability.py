@@ -31,7 +31,8 @@ from conftest import toy_corpus
 from tagger_contract import TOY_WORDS
 
 FUZZ_EXAMPLES = int(os.environ.get("LEXNER_FUZZ_EXAMPLES", "300"))
-SMALL = {"bilstm_crf": {"hidden": 16}, "lattice_lstm": {"hidden": 16}, "flat": {"model_dim": 16, "heads": 2, "ffn_dim": 32}}
+SMALL = {"bilstm_crf": {"hidden": 16}, "lattice_lstm": {"hidden": 16},
+         "flat": {"model_dim": 16, "heads": 2, "ffn_dim": 32}}
 
 
 def small_tagger(name: str):
@@ -150,7 +151,8 @@ def test_one_loaded_tagger_shared_by_threads(name, tmp_path):
         batches = list(pool.map(lambda k: tagger.tag_batch(texts[k::4], batch_size=5), range(4)))
     sequential = [tagger.tag(t) for t in texts]
     assert parallel == sequential
-    assert [x for k in range(4) for x in batches[k]] == [sequential[i] for k in range(4) for i in range(k, len(texts), 4)]
+    expected = [sequential[i] for k in range(4) for i in range(k, len(texts), 4)]
+    assert [x for k in range(4) for x in batches[k]] == expected
 
 
 # --- interrupted training ------------------------------------------------------------------------------

@@ -67,7 +67,8 @@ def sinusoid_table(positions: torch.Tensor, dim: int) -> torch.Tensor:
 
 def relative_distances(heads: torch.Tensor, tails: torch.Tensor) -> list[torch.Tensor]:
     """The four (B, N, N) distances hh, th, ht, tt between every pair of tokens (i, j)."""
-    return [a.unsqueeze(2) - b.unsqueeze(1) for a, b in ((heads, heads), (tails, heads), (heads, tails), (tails, tails))]
+    pairs = ((heads, heads), (tails, heads), (heads, tails), (tails, tails))
+    return [a.unsqueeze(2) - b.unsqueeze(1) for a, b in pairs]
 
 
 class RelativeAttentionLayer(nn.Module):

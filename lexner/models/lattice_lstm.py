@@ -53,7 +53,8 @@ class _Schedule:
     has_word: dict[int, torch.Tensor]  # step e -> (B, K_e) mask of real arriving words
 
 
-def build_schedule(heads: list[list[int]], tails: list[list[int]], device: torch.device) -> tuple[_Schedule, list[tuple[int, int]]]:
+def build_schedule(heads: list[list[int]], tails: list[list[int]],
+                   device: torch.device) -> tuple[_Schedule, list[tuple[int, int]]]:
     """Schedule for words given per sentence as head/tail lists.  Returns it and the flat (sentence, word) order."""
     flat = [(b, m) for b in range(len(heads)) for m in range(len(heads[b]))]
     by_start: dict[int, list[int]] = defaultdict(list)
