@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from .data import Sentence, data_root
 from .features import Featurizer
@@ -82,6 +82,14 @@ def build_tagger(
     return tagger
 
 
-def load(path: str | os.PathLike, device: str = "cpu") -> Tagger:
-    """Load a saved tagger: ``ner = lexner.load("runs/weibo/model"); ner.tag("...")``."""
-    return Tagger.load(path, device=device)
+def load(path: str | os.PathLike, device: str = "cpu", extra_words: Iterable[str] = ()) -> Tagger:
+    """Load a saved tagger: ``ner = lexner.load("runs/weibo/model"); ner.tag("...")``.
+
+    ``extra_words``: domain words added to a lattice tagger's lexicon (see :meth:`Tagger.add_words`).
+    """
+    tagger = Tagger.load(path, device=device)
+    extra_words = list(extra_words)
+    if extra_words:
+        added = tagger.add_words(extra_words)
+        log.info("added %d new lexicon words (%d given)", added, len(extra_words))
+    return tagger

@@ -103,11 +103,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .api import load
     from .data import load_dataset, read_file
     from .evaluate import evaluate
 
-    tagger = load(args.model_dir, device=_resolve_device(args.device))
+    tagger = _load_for_tagging(args)
     if args.file:
         sentences = read_file(args.file, args.format)
     elif args.dataset:
@@ -119,37 +118,50 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _load_for_tagging(args):
+    from .api import load
+
+    extra: list[str] = []
+    for path in args.lexicon_add or []:
+        from .fileio import iter_lines
+
+        extra += [line.split()[0] for _, line in iter_lines(path) if line.strip()]
+    try:
+        return load(args.model_dir, device=_resolve_device(args.device), extra_words=extra)
+    except ValueError as err:  # e.g. words for a model without a lexicon
+        raise SystemExit(f"lexner: error: {err}") from None
+
+
 def cmd_tag(args) -> int:
     from tqdm.auto import tqdm
 
-    from .api import load
+    from .fileio import iter_lines
+    from .output import render
 
-    tagger = load(args.model_dir, device=_resolve_device(args.device))
+    tagger = _load_for_tagging(args)
     if args.input is None:
         if not args.text:
             raise SystemExit("error: give text to tag, or --input FILE")
-        for text, ents in zip(args.text, tagger.tag_batch(args.text)):
-            print(json.dumps({"text": text, "entities": [e.to_dict() for e in ents]}, ensure_ascii=False))
+        for text, ents in zip(args.text, tagger.tag_batch(args.text, args.batch_size)):
+            sys.stdout.write(render(text, ents, args.format))
         return 0
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
-        with open(args.input, encoding="utf-8") as handle:
-            lines: list[str] = []
-            bar = tqdm(unit="line", disable=args.no_progress or out is sys.stdout)
+        lines: list[str] = []
+        bar = tqdm(unit="line", disable=args.no_progress or out is sys.stdout)
 
-            def flush() -> None:
-                for text, ents in zip(lines, tagger.tag_batch(lines, args.batch_size)):
-                    out.write(json.dumps({"text": text, "entities": [e.to_dict() for e in ents]},
-                                         ensure_ascii=False) + "\n")
-                bar.update(len(lines))
-                lines.clear()
+        def flush() -> None:  # a bounded number of lines at a time: memory does not grow with the file
+            for text, ents in zip(lines, tagger.tag_batch(lines, args.batch_size)):
+                out.write(render(text, ents, args.format))
+            bar.update(len(lines))
+            lines.clear()
 
-            for line in handle:
-                lines.append(line.rstrip("\n"))
-                if len(lines) >= args.batch_size * 16:
-                    flush()
-            flush()
-            bar.close()
+        for _, line in iter_lines(args.input):
+            lines.append(line)
+            if len(lines) >= args.batch_size * 16:
+                flush()
+        flush()
+        bar.close()
     finally:
         if out is not sys.stdout:
             out.close()
@@ -212,14 +224,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dataset", choices=["msra", "weibo"])
     e.add_argument("--split", default="test", choices=["train", "dev", "test"])
     e.add_argument("--file", type=Path, help="a data file in any supported format")
+    e.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
+                   help="domain words (one per line) added to a lattice model's lexicon; repeatable")
     data_args(e)
     e.set_defaults(func=cmd_evaluate)
 
     g = sub.add_parser("tag", help="tag text with a saved model")
     g.add_argument("model_dir", type=Path)
-    g.add_argument("text", nargs="*", help="texts to tag (one JSON line each on stdout)")
+    g.add_argument("text", nargs="*", help="texts to tag (one record each on stdout, in --format)")
     g.add_argument("--input", type=Path, help="a UTF-8 file, one text per line")
-    g.add_argument("--output", type=Path, help="JSON-lines output (default: stdout)")
+    g.add_argument("--output", type=Path, help="output file (default: stdout)")
+    g.add_argument("--format", default="jsonl", choices=["jsonl", "conll", "text"],
+                   help="jsonl: one JSON object per input line; conll: char<TAB>tag lines; text: [entity|LABEL] inline")
+    g.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
+                   help="domain words (one per line) added to a lattice model's lexicon; repeatable")
     g.add_argument("--batch-size", type=int, default=64)
     g.add_argument("--no-progress", action="store_true")
     g.add_argument("--device", default="cpu")

@@ -78,3 +78,23 @@ def test_missing_dataset_points_to_lexner_data(tmp_path, capsys, monkeypatch):
 def test_console_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "lexner", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("lexner ")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "conll", "text"])
+def test_tag_file_in_each_format_streams_every_line(trained, fmt):
+    from lexner.api import load
+    from lexner.output import render
+
+    lines = ["张三在北京", "", "李四去了上海", "  "] * 50
+    (trained / "in.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["tag", str(trained / "run" / "model"), "--input", str(trained / "in.txt"), "--format", fmt,
+                 "--output", str(trained / "out"), "--batch-size", "2", "--no-progress"]) == 0
+    model = load(trained / "run" / "model")
+    expected = "".join(render(t, es, fmt) for t, es in zip(lines, model.tag_batch(lines)))
+    assert (trained / "out").read_text(encoding="utf-8") == expected
+
+
+def test_lexicon_add_needs_a_lattice_model(trained, capsys):
+    (trained / "words.txt").write_text("北京大学 12\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="does not use a lexicon"):
+        main(["tag", str(trained / "run" / "model"), "北京", "--lexicon-add", str(trained / "words.txt")])

@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -23,6 +24,7 @@ from ..entity import Entity
 from ..features import Batch, Featurizer
 from ..fileio import DataFormatError, read_json, write_json
 from ..tagging import merge_windows, split_windows
+from ..text import normalize
 from ..vectors import embedding_matrix
 
 FORMAT_VERSION = 1
@@ -86,6 +88,36 @@ class Tagger(nn.Module):
             with torch.no_grad():
                 layer.weight.copy_(torch.from_numpy(matrix))
         return found
+
+    def add_words(self, words: Iterable[str]) -> int:
+        """Add domain words to the lexicon of a lattice tagger; they take part in matching from now on.
+
+        A new word's embedding is the mean of its characters' embeddings in this model (unknown characters
+        count as the unknown-character row) when characters and words have the same width, otherwise the
+        mean of all word embeddings.  Words already in the lexicon are left as they are.  Returns how many
+        words were new.  The model saved afterwards keeps them.
+        """
+        lexicon = self.featurizer.lexicon
+        if lexicon is None:
+            raise ValueError(f"{self.name} does not use a lexicon; added words would have no effect")
+        words = [w for w in (normalize(w.strip()) for w in words) if w]
+        new = list(dict.fromkeys(w for w in words if w not in lexicon))
+        if not new:
+            return 0
+        tables = self.embedding_tables()
+        layer = tables["words"][0]
+        chars = tables["chars"][0]
+        with torch.no_grad():
+            if chars.embedding_dim == layer.embedding_dim:
+                rows = [chars.weight[torch.tensor(self.featurizer.chars.encode(list(w)), device=self.device)].mean(0)
+                        for w in new]
+            else:
+                rows = [layer.weight[1:].mean(0)] * len(new)
+            weight = torch.cat([layer.weight, torch.stack(rows)])
+        lexicon.add(new, None if lexicon.vectors is None else np.zeros((len(new), lexicon.vectors.shape[1])))
+        layer.weight = nn.Parameter(weight, requires_grad=layer.weight.requires_grad)
+        layer.num_embeddings = weight.shape[0]
+        return len(new)
 
     def tag(self, text: str) -> list[Entity]:
         """Entities of one text, with offsets into ``text``."""

@@ -1,0 +1,102 @@
+"""Domain words added at load time take part in lexicon matching and can change predictions."""
+
+import random
+
+import pytest
+import torch
+
+import lexner
+from lexner.api import build_tagger
+from lexner.data import Sentence
+from lexner.lexicon import Lexicon
+from lexner.schemes import Span
+from conftest import toy_corpus
+from tagger_contract import TOY_WORDS
+
+POOL = list("甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳")
+
+
+def lexicon_only_corpus(rng: random.Random, words: list[str], lexicon_words: list[str], size: int):
+    """Sentences of random characters in which the entities are exactly some lexicon words: only the lexicon
+    tells where an entity is."""
+
+    def filler(n: int) -> str:
+        while True:
+            s = "".join(rng.choice(POOL) for _ in range(n))
+            if not any(w in s for w in words):
+                return s
+
+    def sentence(chosen: list[str]) -> Sentence | None:
+        text, spans = "", []
+        for w in chosen:
+            text += filler(rng.randint(1, 3))
+            spans.append(Span(len(text), len(text) + len(w), "LOC"))
+            text += w
+        text += filler(rng.randint(1, 3))
+        return Sentence(text, spans) if sum(text.count(w) for w in words) == len(chosen) else None
+
+    out = []
+    while len(out) < size:
+        s = sentence(rng.sample(lexicon_words, rng.randint(1, min(2, len(lexicon_words)))))
+        if s:
+            out.append(s)
+    return out
+
+
+def test_an_added_word_changes_predictions(tmp_path):
+    rng = random.Random(0)
+    torch.manual_seed(0)
+    words = set()
+    while len(words) < 24:
+        words.add("".join(rng.sample(POOL, 2)))
+    words = sorted(words)
+    known, held_out = words[:20], words[20:]
+    train = lexicon_only_corpus(rng, words, known, 120)
+    tagger = build_tagger("lattice_lstm", train, {"hidden": 32}, lexicon=Lexicon(known))
+    optimizer = torch.optim.Adam(tagger.parameters(), lr=0.02)
+    batch = tagger.featurizer.encode([s.text for s in train], [s.spans for s in train])
+    tagger.train()
+    for _ in range(60):
+        optimizer.zero_grad()
+        tagger.loss(batch).backward()
+        optimizer.step()
+    tagger.save(tmp_path / "m")
+
+    tests = lexicon_only_corpus(rng, words, held_out, 12)
+
+    gold = sum(len(s.spans) for s in tests)
+
+    def correct(model) -> int:  # gold entities found exactly
+        return sum(len({(e.start, e.end) for e in model.tag(s.text)} & {(sp.start, sp.end) for sp in s.spans})
+                   for s in tests)
+
+    plain = lexner.load(tmp_path / "m")
+    extended = lexner.load(tmp_path / "m", extra_words=held_out)
+    print(f"held-out entities found: {correct(plain)}/{gold} before, {correct(extended)}/{gold} after adding")
+    assert correct(extended) >= gold // 3
+    assert correct(extended) >= correct(plain) + gold // 4
+    # the added words are saved with the model
+    extended.save(tmp_path / "m2")
+    assert all(w in lexner.load(tmp_path / "m2").featurizer.lexicon for w in held_out)
+    assert correct(lexner.load(tmp_path / "m2")) == correct(extended)
+
+
+@pytest.mark.parametrize("name", ["lattice_lstm", "flat"])
+def test_new_word_vector_is_the_mean_of_its_characters(name):
+    tagger = build_tagger(name, toy_corpus(), {}, lexicon=Lexicon(TOY_WORDS))
+    size = len(tagger.featurizer.word_vocab)
+    assert tagger.add_words(["北京", " 张三在 ", "张三在", "Ｎ京"]) == 2  # 北京 is known; 张三在 once; Ｎ京 -> N京
+    assert len(tagger.featurizer.word_vocab) == size + 2
+    tables = tagger.embedding_tables()
+    words, chars = tables["words"][0].weight, tables["chars"][0].weight
+    assert words.shape[0] == size + 2
+    ids = tagger.featurizer.chars.encode(list("张三在"))
+    assert torch.allclose(words[size], chars[ids].mean(0))
+    assert "N京" in tagger.featurizer.lexicon
+    assert [m.end - m.start for m in tagger.featurizer.lexicon.match("张三在N京")] == [2, 3, 2, 2]
+
+
+def test_models_without_a_lexicon_refuse_words():
+    tagger = build_tagger("bilstm_crf", toy_corpus(), {})
+    with pytest.raises(ValueError, match="does not use a lexicon"):
+        tagger.add_words(["北京"])
