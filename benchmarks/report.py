@@ -141,6 +141,20 @@ def train_speed_section(results: Path) -> list[str]:
     return out
 
 
+def ddp_speed_section(results: Path) -> list[str]:
+    out = []
+    for path in sorted(results.glob("ddp_speed_*.json")):
+        data = load(path)
+        out += [f"### Data-parallel training (`{path.name}`)", "",
+                f"`{data['model']}` on {data['dataset']}, global batch {data['global_batch']}, one torch thread per "
+                f"process, {data['device']}; {machine_line(data['machine'])}. Command: `{data['machine']['command']}`",
+                "", "| processes | sentences/s | speed-up | train time (s) |", "|---|---|---|---|"]
+        out += [f"| {r['processes']} | {r['sentences_per_second']:.1f} | {data['speedup'][str(r['processes'])]}× | "
+                f"{r['train_seconds']:.0f} |" for r in data["rows"]]
+        out.append("")
+    return out
+
+
 def infer_speed_section(results: Path) -> list[str]:
     out = []
     for path in sorted(results.glob("infer_speed_*.json")):
@@ -311,7 +325,8 @@ def build(results: Path, report: Path) -> str:
     lines += accuracy_section(groups)
     lines += peers_section(results)
     lines += ["## Speed and memory", ""]
-    lines += train_speed_section(results) + infer_speed_section(results) + flat_memory_section(results)
+    lines += train_speed_section(results) + ddp_speed_section(results) + infer_speed_section(results)
+    lines += flat_memory_section(results)
     lines += lexicon_section(results)
     lines += ["## Plots", ""] + [f"![{title}](plots/{name})" + "\n" for title, name in made]
     return "\n".join(lines).rstrip() + "\n"

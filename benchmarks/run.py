@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-STEPS = ("lexicon", "train_speed", "infer_speed", "flat_memory", "peers", "report")
+STEPS = ("lexicon", "train_speed", "ddp_speed", "infer_speed", "flat_memory", "peers", "report")
 TAGGERS = ("bilstm_crf", "lattice_lstm", "flat")
 
 
@@ -87,6 +87,9 @@ def main() -> None:
                  "--out", str(results / f"train_speed_weibo{device}.json"),
                  *(["--batch-sizes", "1", "8", "--seconds", "2", "--warmup", "1"] if args.quick
                    else ["--batch-sizes", "1", "32", "--seconds", "60"]))
+        if "ddp_speed" in args.only:
+            step("ddp_speed", "--processes", "1", "2", "--epochs", "1", "--device", args.device,
+                 "--out", str(results / f"ddp_speed{device}.json"))
         if "infer_speed" in args.only and models:
             step("infer_speed", "--models", *models, "--out", str(results / f"infer_speed{device}.json"),
                  *(["--batch-sizes", "1", "8", "--seconds", "1", "--limit", "200"] if args.quick

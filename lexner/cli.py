@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -64,7 +65,11 @@ def cmd_train(args) -> int:
 
     from .api import build_tagger, default_embeddings
     from .data import entity_types, report_unseen_labels
+    from . import distributed
     from .train import Trainer, TrainConfig, seed_everything
+
+    if not distributed.world().main:  # under torchrun: one process speaks
+        logging.getLogger().setLevel(logging.WARNING)
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -78,7 +83,7 @@ def cmd_train(args) -> int:
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         lr_decay=args.lr_decay, momentum=args.momentum, weight_decay=args.weight_decay, clip=args.clip,
         warmup=args.warmup, patience=args.patience, seed=args.seed, device=_resolve_device(args.device),
-        max_length=args.max_length,
+        max_length=args.max_length, amp=args.amp,
     )
     embeddings = default_embeddings(args.data_root)
     for name, path in (("chars", args.char_vectors), ("bigrams", args.bigram_vectors), ("words", args.word_vectors)):
@@ -95,10 +100,14 @@ def cmd_train(args) -> int:
             "embeddings": {k: str(v) if v else None for k, v in embeddings.items()},
             "lexicon": str(args.lexicon or embeddings.get("words")) if tagger.uses_lexicon else None,
             "lexner": _provenance(), "threads": torch.get_num_threads(), "device": config.device}
-    results = trainer.fit(train, dev, test, model_card=card)
-    summary = {k: results[k]["micro"] for k in ("dev", "test") if k in results}
-    print(json.dumps({"model": str(Path(args.out) / "model"), "best_epoch": results["best_epoch"], **summary},
-                     indent=2))
+    try:
+        results = trainer.fit(train, dev, test, model_card=card)
+    finally:
+        distributed.shutdown()
+    if trainer.world.main:
+        summary = {k: results[k]["micro"] for k in ("dev", "test") if k in results}
+        print(json.dumps({"model": str(Path(args.out) / "model"), "best_epoch": results["best_epoch"],
+                          **summary}, indent=2))
     return 0
 
 
@@ -106,7 +115,7 @@ def cmd_evaluate(args) -> int:
     from .data import load_dataset, read_file
     from .evaluate import evaluate
 
-    tagger = _load_for_tagging(args)
+    tagger = _load_for_tagging(args, _extra_words(args))
     if args.file:
         sentences = read_file(args.file, args.format)
     elif args.dataset:
@@ -118,51 +127,101 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _load_for_tagging(args):
+def _extra_words(args) -> list[str]:
+    """The words of every ``--lexicon-add`` file (first column of each non-empty line)."""
+    from .fileio import iter_lines
+
+    return [line.split()[0] for path in args.lexicon_add or [] for _, line in iter_lines(path) if line.strip()]
+
+
+def _load_for_tagging(args, extra_words: list[str]):
     from .api import load
 
-    extra: list[str] = []
-    for path in args.lexicon_add or []:
-        from .fileio import iter_lines
-
-        extra += [line.split()[0] for _, line in iter_lines(path) if line.strip()]
     try:
-        return load(args.model_dir, device=_resolve_device(args.device), extra_words=extra)
+        return load(args.model_dir, device=_resolve_device(args.device), extra_words=extra_words)
     except ValueError as err:  # e.g. words for a model without a lexicon
         raise SystemExit(f"lexner: error: {err}") from None
+
+
+_WORKER_TAGGER = None
+
+
+def _worker_init(model_dir: str, extra_words: list[str]) -> None:
+    import torch
+
+    from .api import load
+
+    global _WORKER_TAGGER
+    torch.set_num_threads(1)  # one core per worker process
+    _WORKER_TAGGER = load(model_dir, extra_words=extra_words)
+
+
+def _worker_tag(lines: list[str], batch_size: int, fmt: str) -> str:
+    from .output import render
+
+    return "".join(render(t, es, fmt) for t, es in zip(lines, _WORKER_TAGGER.tag_batch(lines, batch_size)))
+
+
+def _chunks(path: Path, size: int):
+    from .fileio import iter_lines
+
+    chunk: list[str] = []
+    for _, line in iter_lines(path):
+        chunk.append(line)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def cmd_tag(args) -> int:
     from tqdm.auto import tqdm
 
-    from .fileio import iter_lines
     from .output import render
 
-    tagger = _load_for_tagging(args)
+    extra = _extra_words(args)
+    tagger = _load_for_tagging(args, extra)
     if args.input is None:
         if not args.text:
             raise SystemExit("error: give text to tag, or --input FILE")
         for text, ents in zip(args.text, tagger.tag_batch(args.text, args.batch_size)):
             sys.stdout.write(render(text, ents, args.format))
         return 0
+    workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
+    if tagger.device.type == "cuda":
+        workers = 1  # one process feeds the GPU
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    bar = tqdm(unit="line", disable=args.no_progress or out is sys.stdout)
+    chunks = _chunks(args.input, args.batch_size * 16)  # bounded memory: a few chunks in flight at most
     try:
-        lines: list[str] = []
-        bar = tqdm(unit="line", disable=args.no_progress or out is sys.stdout)
+        if workers == 1:
+            for lines in chunks:
+                out.write("".join(render(t, es, args.format)
+                                  for t, es in zip(lines, tagger.tag_batch(lines, args.batch_size))))
+                bar.update(len(lines))
+        else:
+            from collections import deque
+            from concurrent.futures import ProcessPoolExecutor
 
-        def flush() -> None:  # a bounded number of lines at a time: memory does not grow with the file
-            for text, ents in zip(lines, tagger.tag_batch(lines, args.batch_size)):
-                out.write(render(text, ents, args.format))
-            bar.update(len(lines))
-            lines.clear()
+            import multiprocessing
 
-        for _, line in iter_lines(args.input):
-            lines.append(line)
-            if len(lines) >= args.batch_size * 16:
-                flush()
-        flush()
-        bar.close()
+            spawn = multiprocessing.get_context("spawn")  # fork after torch has started threads can hang
+            with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_worker_init,
+                                     initargs=(str(args.model_dir), extra)) as pool:
+                pending: deque = deque()
+                for lines in chunks:
+                    pending.append((len(lines), pool.submit(_worker_tag, lines, args.batch_size, args.format)))
+                    while len(pending) > 2 * workers:  # write in input order as results come
+                        n, future = pending.popleft()
+                        out.write(future.result())
+                        bar.update(n)
+                while pending:
+                    n, future = pending.popleft()
+                    out.write(future.result())
+                    bar.update(n)
     finally:
+        bar.close()
         if out is not sys.stdout:
             out.close()
     return 0
@@ -214,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lexicon for lattice models: word list or word2vec file (None: the word vectors' vocabulary)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="model config field, e.g. --set hidden=300 (repeatable)")
+    t.add_argument("--amp", default="", choices=["", "bf16", "fp16"],
+                   help="automatic mixed precision on CUDA (the CRF stays float32); ignored on CPU")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     data_args(t)
@@ -239,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help="domain words (one per line) added to a lattice model's lexicon; repeatable")
     g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--workers", type=int, default=1,
+                   help="with --input: tagging processes, one core each (0: one per core); order is kept")
     g.add_argument("--no-progress", action="store_true")
     g.add_argument("--device", default="cpu")
     g.set_defaults(func=cmd_tag)

@@ -11,12 +11,14 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import Sentence
 from .evaluate import evaluate
@@ -50,10 +52,13 @@ class TrainConfig:
     device: str = "cpu"
     max_length: int = 0  # training sentences longer than this are cut into pieces; 0 = no limit
     eval_batch_size: int = 64
+    amp: str = ""  # "bf16" or "fp16": automatic mixed precision on CUDA (the CRF stays float32); "" = off
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.amp not in ("", "bf16", "fp16"):
+            raise ValueError(f"amp must be 'bf16', 'fp16' or '' (off), got {self.amp!r}")
 
 
 def seed_everything(seed: int) -> None:
@@ -76,6 +81,37 @@ def bucketed_batches(lengths: Sequence[int], batch_size: int, rng: random.Random
         batches.extend(chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size))
     rng.shuffle(batches)
     return batches
+
+
+class BucketBatchSampler(torch.utils.data.Sampler):
+    """:func:`bucketed_batches` reshuffled every epoch (``set_epoch``), each rank taking its share.
+
+    Every rank draws the same global batches from the same seeded generator and keeps the sentences
+    ``rank::world_size`` of each, as ``DistributedSampler`` does with indices.  A global batch is thus exactly
+    the batch a single process with the same ``batch_size`` trains on, which makes N processes equal one.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.lengths, self.batch_size, self.seed = list(lengths), batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def global_batches(self) -> list[list[int]]:
+        """This epoch's batches as a single process would train on them."""
+        return bucketed_batches(self.lengths, self.batch_size, random.Random(self.seed * 100_003 + self.epoch))
+
+    def shard(self, batch: list[int]) -> list[int]:
+        """This rank's share of a global batch."""
+        return batch[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (self.shard(b) for b in self.global_batches() if len(b) >= self.world_size)
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
 
 
 def cut_long(sentences: Sequence[Sentence], max_length: int) -> list[Sentence]:
@@ -111,10 +147,21 @@ class Trainer:
     """
 
     def __init__(self, model: Tagger, config: TrainConfig, out_dir: str | Path, progress: bool = True):
+        self.world, device = distributed.setup(config.device)  # a no-op unless launched by torchrun
+        config = dataclasses.replace(config, device=device)
         self.model = model.to(config.device)
         self.config = config
         self.out_dir = Path(out_dir)
-        self.progress = progress
+        self.progress = progress and self.world.main
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        if self.world.distributed:
+            self.net: torch.nn.Module = DistributedDataParallel(
+                self.model, device_ids=[self.model.device] if device.startswith("cuda") else None,
+                find_unused_parameters=model.uses_lexicon)  # a shard may match no word: word cells unused
+            torch.manual_seed(config.seed * 7919 + self.world.rank)  # different dropout masks on each rank
+        else:
+            self.net = self.model
         params = [p for p in model.parameters() if p.requires_grad]
         if config.optimizer == "adam":
             self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -125,6 +172,14 @@ class Trainer:
         self.best_f1 = -1.0
         self.best_epoch = 0
         self.step = 0
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        if not self.config.amp:
+            return None
+        if not self.config.device.startswith("cuda"):
+            log.warning("--amp %s is for CUDA; training on %s in float32", self.config.amp, self.config.device)
+            return None
+        return torch.bfloat16 if self.config.amp == "bf16" else torch.float16
 
     def _lr_at(self, epoch: int, step_in_first_epoch: int | None, steps_per_epoch: int) -> float:
         lr = self.config.lr / (1.0 + self.config.lr_decay * epoch)
@@ -139,6 +194,7 @@ class Trainer:
             "epoch": self.epoch, "best_f1": self.best_f1, "best_epoch": self.best_epoch, "step": self.step,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "rng": rng_state(),
             "train_config": dataclasses.asdict(self.config),
+            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         })
 
     def resume(self) -> bool:
@@ -150,8 +206,15 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.best_f1, self.best_epoch, self.step = (
             state["epoch"], state["best_f1"], state["best_epoch"], state["step"])
+        log_path = self.out_dir / LOG_FILE
+        if log_path.is_file() and self.world.main:  # a kill after the log line but before the checkpoint: that epoch is redone
+            lines = [line for line in log_path.read_text(encoding="utf-8").splitlines()
+                     if line.strip() and json.loads(line)["epoch"] <= self.epoch]
+            log_path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         log.info("resumed from %s after epoch %d (best dev F1 %.4f at epoch %d)",
                  path, self.epoch, self.best_f1, self.best_epoch)
         return True
@@ -159,68 +222,102 @@ class Trainer:
     # --- training --------------------------------------------------------------------------------------
     def fit(self, train: Sequence[Sentence], dev: Sequence[Sentence], test: Sequence[Sentence] | None = None,
             model_card: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Train until ``epochs`` or early stopping; returns the best model's scores (every rank gets them).
+
+        Under ``torchrun`` every rank trains on its share of each global batch of ``batch_size`` sentences
+        (gradients are averaged by DistributedDataParallel, weighted so that a global batch counts as one
+        batch of a single process); rank 0 alone evaluates, logs and writes models and checkpoints.
+        """
         cfg = self.config
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.out_dir / "train_config.json", dataclasses.asdict(cfg))
+        main = self.world.main
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.out_dir / "train_config.json", dataclasses.asdict(cfg))
         train = [s for s in cut_long(train, cfg.max_length) if s.text]
         encoded = [self.model.featurizer.encode_one(s.text, s.spans) for s in train]
-        lengths = [len(s.text) for s in train]
-        steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+        sampler = BucketBatchSampler([len(s.text) for s in train], cfg.batch_size, cfg.seed,
+                                     self.world.rank, self.world.size)
+        steps_per_epoch = len(sampler)
         bad_epochs = self.epoch - self.best_epoch
         while self.epoch < cfg.epochs and not (cfg.patience and bad_epochs >= cfg.patience):
             started = time.perf_counter()
-            rng = random.Random(cfg.seed * 100_003 + self.epoch)
-            batches = bucketed_batches(lengths, cfg.batch_size, rng)
+            sampler.set_epoch(self.epoch)
             self.model.train()
             total, seen = 0.0, 0
-            bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="batch",
+            bar = tqdm(sampler.global_batches(), desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="batch",
                        disable=not self.progress, leave=False)
-            for k, ids in enumerate(bar):
+            for k, global_ids in enumerate(bar):
+                if len(global_ids) < self.world.size:  # too small to give every rank a sentence
+                    continue
+                ids = sampler.shard(global_ids)
                 lr = self._lr_at(self.epoch, k if self.epoch == 0 else None, steps_per_epoch)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 batch = self.model.featurizer.collate([encoded[i] for i in ids]).to(cfg.device)
-                loss = self.model.loss(batch)
+                with torch.autocast(device_type=cfg.device.split(":")[0], dtype=self.amp_dtype,
+                                    enabled=self.amp_dtype is not None):
+                    loss = self.net(batch)  # the tagger's loss: mean over this rank's sentences
                 if not torch.isfinite(loss):
                     raise TrainingError(
                         f"loss became {loss.item()} at epoch {self.epoch + 1}, batch {k + 1}; the last good "
                         f"checkpoint is in {self.out_dir / CHECKPOINT_DIR}. Try a lower --lr or --clip.")
+                # DDP averages over ranks: weight each shard by its share of the global batch
+                objective = loss * (len(ids) * self.world.size / len(global_ids))
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if self.scaler is not None:
+                    self.scaler.scale(objective).backward()
+                    self.scaler.unscale_(self.optimizer)
+                else:
+                    objective.backward()
                 if cfg.clip > 0:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
-                self.optimizer.step()
+                if self.scaler is not None:
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    self.optimizer.step()
                 self.step += 1
                 total += loss.item() * len(ids)
                 seen += len(ids)
                 bar.set_postfix(loss=f"{total / seen:.3f}", refresh=False)
+            total, seen = distributed.all_sum([total, seen])
             train_seconds = time.perf_counter() - started
-            dev_scores = evaluate(self.model, dev, cfg.eval_batch_size)
+            dev_scores = distributed.broadcast(evaluate(self.model, dev, cfg.eval_batch_size) if main else None)
             self.epoch += 1
             f1 = dev_scores["micro"]["f1"]
             improved = f1 > self.best_f1
             if improved:
                 self.best_f1, self.best_epoch = f1, self.epoch
-                with atomic_directory(self.out_dir / MODEL_DIR) as tmp:
-                    self.model.save(tmp, extra={"card": {**(model_card or {}), "epoch": self.epoch,
-                                                         "dev": dev_scores}})
+                if main:
+                    with atomic_directory(self.out_dir / MODEL_DIR) as tmp:
+                        self.model.save(tmp, extra={"card": {**(model_card or {}), "epoch": self.epoch,
+                                                             "dev": dev_scores}})
             bad_epochs = self.epoch - self.best_epoch
-            record = {
-                "epoch": self.epoch, "lr": lr, "train_loss": total / max(seen, 1),
-                "train_seconds": round(train_seconds, 2),
-                "sentences_per_second": round(seen / train_seconds, 1),
-                "seconds": round(time.perf_counter() - started, 2),
-                "dev": dev_scores["micro"], "best": improved,
-                **{k: dev_scores[k] for k in ("NE", "NM") if k in dev_scores},
-            }
-            with open(self.out_dir / LOG_FILE, "a", encoding="utf-8") as out:
-                out.write(json.dumps(record) + "\n")
-            log.info("epoch %d: loss %.4f, dev P %.4f R %.4f F1 %.4f%s (%.0f s, %.1f sent/s)",
-                     self.epoch, record["train_loss"], dev_scores["micro"]["precision"],
-                     dev_scores["micro"]["recall"], f1, " *" if improved else "", record["seconds"],
-                     record["sentences_per_second"])
-            self._save_checkpoint()
-        return self.finish(dev, test)
+            if main:
+                self._log_epoch(lr, total, seen, train_seconds, started, dev_scores, improved)
+                self._save_checkpoint()
+        results = distributed.broadcast(self.finish(dev, test) if main else None)
+        distributed.barrier()
+        return results
+
+    def _log_epoch(self, lr: float, total: float, seen: float, train_seconds: float, started: float,
+                   dev_scores: dict, improved: bool) -> None:
+        record = {
+            "epoch": self.epoch, "lr": lr, "train_loss": total / max(seen, 1),
+            "train_seconds": round(train_seconds, 2),
+            "sentences_per_second": round(seen / train_seconds, 1),
+            "seconds": round(time.perf_counter() - started, 2),
+            "dev": dev_scores["micro"], "best": improved,
+            **{k: dev_scores[k] for k in ("NE", "NM") if k in dev_scores},
+        }
+        if self.world.distributed:
+            record["processes"] = self.world.size
+        with open(self.out_dir / LOG_FILE, "a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
+        log.info("epoch %d: loss %.4f, dev P %.4f R %.4f F1 %.4f%s (%.0f s, %.1f sent/s)",
+                 self.epoch, record["train_loss"], dev_scores["micro"]["precision"],
+                 dev_scores["micro"]["recall"], dev_scores["micro"]["f1"], " *" if improved else "",
+                 record["seconds"], record["sentences_per_second"])
 
     def finish(self, dev: Sequence[Sentence], test: Sequence[Sentence] | None) -> dict[str, Any]:
         """Reload the best model, score it on dev (and test), write ``results.json``."""

@@ -98,3 +98,15 @@ def test_lexicon_add_needs_a_lattice_model(trained, capsys):
     (trained / "words.txt").write_text("北京大学 12\n", encoding="utf-8")
     with pytest.raises(SystemExit, match="does not use a lexicon"):
         main(["tag", str(trained / "run" / "model"), "北京", "--lexicon-add", str(trained / "words.txt")])
+
+
+def test_tag_file_with_worker_processes_keeps_the_order(trained):
+    lines = [f"张三在北京{i}" if i % 3 else f"李四{i}去了上海" for i in range(300)]
+    (trained / "in.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    common = ["tag", str(trained / "run" / "model"), "--input", str(trained / "in.txt"), "--batch-size", "2",
+              "--no-progress"]
+    assert main([*common, "--output", str(trained / "one.jsonl")]) == 0
+    assert main([*common, "--output", str(trained / "two.jsonl"), "--workers", "2"]) == 0
+    one = (trained / "one.jsonl").read_text(encoding="utf-8")
+    assert one == (trained / "two.jsonl").read_text(encoding="utf-8")
+    assert [json.loads(line)["text"] for line in one.splitlines()] == lines

@@ -195,6 +195,8 @@ def test_kill_at_any_moment_then_resume_reaches_the_uninterrupted_result(tmp_pat
 
     subprocess.run(train_command(data, killed, epochs, "--resume"), check=True, capture_output=True)
     assert json.loads((killed / "results.json").read_text())["epochs_run"] == epochs
+    logged = [json.loads(line)["epoch"] for line in (killed / "log.jsonl").read_text().splitlines()]
+    assert logged == list(range(1, epochs + 1))  # each epoch once, even one redone after the kill
     ref, got = weights(reference), weights(killed)
     model_keys = [k for k in ref if k.startswith("s.model.")]
     assert model_keys and all(torch.allclose(ref[k], got[k], atol=1e-6) for k in model_keys)

@@ -96,3 +96,43 @@ def test_cut_long_keeps_entities_whole():
 def test_train_config_rejects_unknown_optimizer():
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig(optimizer="adagrad")
+
+
+def test_sampler_shards_are_the_global_batches_split_and_reshuffled_per_epoch():
+    from lexner.train import BucketBatchSampler
+
+    lengths = [3, 9, 4, 7, 1, 8, 2, 6, 5, 10, 3]
+    one = BucketBatchSampler(lengths, 4, seed=1)
+    ranks = [BucketBatchSampler(lengths, 4, seed=1, rank=r, world_size=2) for r in (0, 1)]
+    for epoch in (0, 1):
+        for s in [one, *ranks]:
+            s.set_epoch(epoch)
+        merged = [sorted(a + b) for a, b in zip(*ranks)]
+        assert merged == [sorted(b) for b in one]
+    one.set_epoch(0)
+    first = list(one)
+    one.set_epoch(1)
+    assert list(one) != first and sorted(sum(first, [])) == list(range(len(lengths)))
+
+
+def test_amp_switches_off_on_cpu_with_a_warning(corpus, tmp_path, caplog):
+    from lexner.api import build_tagger
+
+    tagger = build_tagger("bilstm_crf", corpus, {"hidden": 8})
+    with caplog.at_level("WARNING"):
+        trainer = Trainer(tagger, TrainConfig(epochs=1, batch_size=8, amp="bf16"), tmp_path, progress=False)
+    assert trainer.amp_dtype is None and trainer.scaler is None
+    assert any("float32" in r.getMessage() for r in caplog.records)
+    assert trainer.fit(corpus, corpus[:4])["epochs_run"] == 1
+    with pytest.raises(ValueError, match="amp"):
+        TrainConfig(amp="int8")
+
+
+def test_crf_runs_in_float32_under_autocast(corpus):
+    from lexner.api import build_tagger
+
+    tagger = build_tagger("bilstm_crf", corpus, {"hidden": 8})
+    batch = tagger.featurizer.encode([s.text for s in corpus], [s.spans for s in corpus])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = tagger(batch)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)

@@ -67,10 +67,17 @@ class Tagger(nn.Module):
         return next(self.parameters()).device
 
     def loss(self, batch: Batch) -> torch.Tensor:
-        """Mean negative log-likelihood of the gold tags of ``batch`` (a scalar)."""
+        """Mean negative log-likelihood of the gold tags of ``batch`` (a scalar).  Under autocast the
+        emissions may be half precision; the CRF always runs in float32."""
         if batch.tags is None:
             raise ValueError("loss() needs a batch encoded with gold spans")
-        return self.crf.nll(self.emissions(batch), batch.tags, batch.mask)
+        emissions = self.emissions(batch)
+        with torch.autocast(device_type=emissions.device.type, enabled=False):
+            return self.crf.nll(emissions.float(), batch.tags, batch.mask)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """The training loss, so that ``DistributedDataParallel(tagger)(batch)`` works."""
+        return self.loss(batch)
 
     def decode(self, batch: Batch) -> list[list[int]]:
         """Best legal BIOES tag ids of each sentence."""

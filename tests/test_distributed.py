@@ -1,0 +1,55 @@
+"""Data-parallel training: ``torchrun`` with 2 CPU processes (gloo) equals one process with the same global
+batch; AMP switches off cleanly on CPU."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lexner.data import write_jsonl
+from conftest import toy_corpus
+
+pytestmark = pytest.mark.slow  # starts several Python processes (about 30 s)
+
+
+def train_args(tmp_path, out, model):
+    no_dropout = ["--set", "dropout=0"] + (["--set", "word_dropout=0"] if model == "lattice_lstm" else [])
+    return ["-m", "lexner", "train", "--model", model, "--train", str(tmp_path / "train.jsonl"),
+            "--dev", str(tmp_path / "dev.jsonl"), "--out", str(out), "--epochs", "2", "--batch-size", "4",
+            "--patience", "0", "--threads", "1", "--no-progress", "--device", "cpu", "--set", "hidden=16",
+            *no_dropout, "--char-vectors", "none", "--bigram-vectors", "none", "--word-vectors", "none",
+            *(["--lexicon", str(tmp_path / "words.txt")] if model == "lattice_lstm" else [])]
+
+
+@pytest.mark.parametrize("model", ["bilstm_crf", "lattice_lstm"])
+def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, model):
+    from tagger_contract import TOY_WORDS
+
+    corpus = toy_corpus() * 2 + toy_corpus()[:2]  # 42 sentences: the last global batch of 2 splits 1 + 1
+    write_jsonl(corpus, tmp_path / "train.jsonl")
+    write_jsonl(toy_corpus()[:6], tmp_path / "dev.jsonl")
+    (tmp_path / "words.txt").write_text("\n".join(TOY_WORDS) + "\n", encoding="utf-8")
+    single, parallel = tmp_path / "single", tmp_path / "ddp"
+    subprocess.run([sys.executable, *train_args(tmp_path, single, model)], check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           *train_args(tmp_path, parallel, model)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a = load_file(str(single / "checkpoint" / "trainer_state.safetensors"))
+    b = load_file(str(parallel / "checkpoint" / "trainer_state.safetensors"))
+    keys = [k for k in a if k.startswith("s.model.")]
+    assert keys and all(torch.allclose(a[k], b[k], atol=1e-5) for k in keys)
+    log = [json.loads(line) for line in open(parallel / "log.jsonl")]
+    assert [r["epoch"] for r in log] == [1, 2] and all(r["processes"] == 2 for r in log)
+    assert (parallel / "results.json").is_file() and (parallel / "model" / "model.safetensors").is_file()
+
+
+def test_a_failing_rank_stops_every_rank(tmp_path):
+    write_jsonl(toy_corpus(), tmp_path / "train.jsonl")
+    write_jsonl(toy_corpus()[:4], tmp_path / "dev.jsonl")
+    args = train_args(tmp_path, tmp_path / "run", "bilstm_crf") + ["--lr", "1e30", "--clip", "0"]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "loss became" in done.stderr
