@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -282,7 +281,8 @@ class Trainer:
                 bar.set_postfix(loss=f"{total / seen:.3f}", refresh=False)
             total, seen = distributed.all_sum([total, seen])
             train_seconds = time.perf_counter() - started
-            dev_scores = distributed.broadcast(evaluate(self.model, dev, cfg.eval_batch_size) if main else None)
+            scores = evaluate(self.model, dev, cfg.eval_batch_size) if main else None
+            dev_scores = distributed.broadcast(scores)
             self.epoch += 1
             f1 = dev_scores["micro"]["f1"]
             improved = f1 > self.best_f1
