@@ -210,7 +210,8 @@ class Trainer:
         self.epoch, self.best_f1, self.best_epoch, self.step = (
             state["epoch"], state["best_f1"], state["best_epoch"], state["step"])
         log_path = self.out_dir / LOG_FILE
-        if log_path.is_file() and self.world.main:  # a kill after the log line but before the checkpoint: that epoch is redone
+        # a kill after the log line but before the checkpoint: that epoch is redone, its line dropped
+        if log_path.is_file() and self.world.main:
             lines = [line for line in log_path.read_text(encoding="utf-8").splitlines()
                      if line.strip() and json.loads(line)["epoch"] <= self.epoch]
             log_path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
