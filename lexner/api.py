@@ -69,11 +69,17 @@ def build_tagger(
         pretrained["words"] = (lexicon.words, lexicon.vectors)
     elif lexicon is not None and embeddings.get("words"):  # a plain word list: look its words up
         pretrained["words"] = read_word2vec(embeddings["words"], keep=set(lexicon.words))
+    pieces = None
+    if getattr(model_config, "bert_path", ""):
+        from .pieces import PieceEncoder
+
+        pieces = PieceEncoder.from_pretrained(model_config.bert_path)
     featurizer = Featurizer.build(
         train,
         extra_chars=pretrained.get("chars", ([],))[0],
         extra_bigrams=pretrained.get("bigrams", ([],))[0],
         lexicon=lexicon,
+        pieces=pieces,
     )
     tagger = cls(model_config, featurizer)
     found = tagger.init_embeddings(pretrained, seed=seed)

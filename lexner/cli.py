@@ -83,7 +83,7 @@ def cmd_train(args) -> int:
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         lr_decay=args.lr_decay, momentum=args.momentum, weight_decay=args.weight_decay, clip=args.clip,
         warmup=args.warmup, patience=args.patience, seed=args.seed, device=_resolve_device(args.device),
-        max_length=args.max_length, amp=args.amp,
+        max_length=args.max_length, amp=args.amp, encoder_lr=args.encoder_lr,
     )
     embeddings = default_embeddings(args.data_root)
     for name, path in (("chars", args.char_vectors), ("bigrams", args.bigram_vectors), ("words", args.word_vectors)):
@@ -273,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lexicon for lattice models: word list or word2vec file (None: the word vectors' vocabulary)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="model config field, e.g. --set hidden=300 (repeatable)")
+    t.add_argument("--encoder-lr", type=float, default=d.encoder_lr,
+                   help="learning rate of a pretrained encoder (bert_crf, flat with bert_path)")
     t.add_argument("--amp", default="", choices=["", "bf16", "fp16"],
                    help="automatic mixed precision on CUDA (the CRF stays float32); ignored on CPU")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")

@@ -26,6 +26,7 @@ END = "</s>"  # the right neighbour of a sentence's last character in its bigram
 LEXICON_FILE = "lexicon.json"
 CHAR_KEYS = ("chars", "bigrams", "tags")  # per-character fields, padded to the longest sentence
 WORD_KEYS = ("word_ids", "word_heads", "word_tails")  # per-word fields, padded to the most words
+TOKENIZER_DIR = "tokenizer"  # a pretrained encoder's tokenizer, for models with BERT features
 
 
 def bigrams(normalized: str) -> list[str]:
@@ -47,6 +48,10 @@ class Batch:
     word_heads: torch.Tensor | None = None  # shape: (B, M), long; index of the word's first character
     word_tails: torch.Tensor | None = None  # shape: (B, M), long; index of the word's last character
     word_mask: torch.Tensor | None = None  # shape: (B, M), bool; True on real words
+    # Word pieces of a pretrained encoder (only with a tokenizer), without [CLS]/[SEP].
+    piece_ids: torch.Tensor | None = None  # shape: (B, P), long; padded with 0
+    piece_lengths: torch.Tensor | None = None  # shape: (B,), long; pieces per sentence (may be 0)
+    char_piece: torch.Tensor | None = None  # shape: (B, T), long; each character's piece, -1 = none
 
     def to(self, device: torch.device | str) -> "Batch":
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -67,7 +72,8 @@ class Featurizer:
     """Holds the vocabularies, the BIOES tag set and (for lattice models) the lexicon; encodes texts."""
 
     def __init__(self, chars: Vocab, bigram_vocab: Vocab, entity_types: Sequence[str],
-                 lexicon: Lexicon | None = None):
+                 lexicon: Lexicon | None = None, pieces=None):
+        self.pieces = pieces  # a lexner.pieces.PieceEncoder for models with BERT features
         self.chars = chars
         self.bigrams = bigram_vocab
         self.entity_types = list(entity_types)
@@ -93,6 +99,7 @@ class Featurizer:
         extra_chars: Iterable[str] = (),
         extra_bigrams: Iterable[str] = (),
         lexicon: Lexicon | None = None,
+        pieces=None,
     ) -> "Featurizer":
         """Vocabularies from the training sentences, plus extra tokens (e.g. those with pretrained vectors)."""
         char_counts, bigram_counts = cls.count_tokens(sentences)
@@ -102,6 +109,7 @@ class Featurizer:
             Vocab.build(bigram_counts, extra=extra_bigrams),
             sorted(types),
             lexicon,
+            pieces,
         )
 
     @property
@@ -122,6 +130,8 @@ class Featurizer:
             item["word_ids"] = [m.word_id + 1 for m in matches]
             item["word_heads"] = [m.start for m in matches]
             item["word_tails"] = [m.end - 1 for m in matches]
+        if self.pieces is not None:
+            item["piece_ids"], item["char_piece"] = self.pieces.encode(text)
         return item
 
     @staticmethod
@@ -136,6 +146,11 @@ class Featurizer:
             most = max(int(counts.max()), 1)
             padded.update({k: _pad([item[k] for item in items], most) for k in WORD_KEYS})
             padded["word_mask"] = torch.arange(most)[None, :] < counts[:, None]
+        if "piece_ids" in items[0]:
+            piece_lengths = torch.tensor([len(item["piece_ids"]) for item in items])
+            padded["piece_ids"] = _pad([item["piece_ids"] for item in items], max(int(piece_lengths.max()), 1))
+            padded["piece_lengths"] = piece_lengths
+            padded["char_piece"] = _pad([[k + 1 for k in item["char_piece"]] for item in items], longest) - 1
         return Batch(lengths=lengths, **padded)
 
     def encode(self, texts: Sequence[str], spans: Sequence[Sequence[Span]] | None = None) -> Batch:
@@ -157,6 +172,8 @@ class Featurizer:
         self.bigrams.save(directory / "bigrams.json")
         if self.lexicon is not None:
             write_json(directory / LEXICON_FILE, {"min_length": self.lexicon.min_length, "words": self.lexicon.words})
+        if self.pieces is not None:
+            self.pieces.save(directory / TOKENIZER_DIR)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, entity_types: Sequence[str]) -> "Featurizer":
@@ -169,5 +186,10 @@ class Featurizer:
             lexicon = Lexicon(saved["words"], min_length=saved.get("min_length", 2))
             if len(lexicon) != len(saved["words"]):
                 raise DataFormatError(directory / LEXICON_FILE, None, "duplicate or empty words")
+        pieces = None
+        if (directory / TOKENIZER_DIR).is_dir():
+            from .pieces import PieceEncoder
+
+            pieces = PieceEncoder.from_pretrained(directory / TOKENIZER_DIR)
         return cls(Vocab.load(directory / "chars.json"), Vocab.load(directory / "bigrams.json"), entity_types,
-                   lexicon)
+                   lexicon, pieces)

@@ -51,6 +51,7 @@ class TrainConfig:
     device: str = "cpu"
     max_length: int = 0  # training sentences longer than this are cut into pieces; 0 = no limit
     eval_batch_size: int = 64
+    encoder_lr: float = 2e-5  # a pretrained encoder's (BERT's) learning rate, on the same schedule
     amp: str = ""  # "bf16" or "fp16": automatic mixed precision on CUDA (the CRF stays float32); "" = off
 
     def __post_init__(self) -> None:
@@ -161,11 +162,16 @@ class Trainer:
             torch.manual_seed(config.seed * 7919 + self.world.rank)  # different dropout masks on each rank
         else:
             self.net = self.model
+        encoder = {id(p) for p in model.encoder_parameters()}
         params = [p for p in model.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in params if id(p) not in encoder], "lr_scale": 1.0}]
+        if encoder:  # a pretrained encoder learns at encoder_lr, scaled by the same schedule
+            groups.append({"params": [p for p in params if id(p) in encoder],
+                           "lr_scale": config.encoder_lr / config.lr})
         if config.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+            self.optimizer = torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
         else:
-            self.optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+            self.optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
                                              weight_decay=config.weight_decay)
         self.epoch = 0  # epochs finished
         self.best_f1 = -1.0
@@ -252,7 +258,7 @@ class Trainer:
                 ids = sampler.shard(global_ids)
                 lr = self._lr_at(self.epoch, k if self.epoch == 0 else None, steps_per_epoch)
                 for group in self.optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group["lr_scale"]
                 batch = self.model.featurizer.collate([encoded[i] for i in ids]).to(cfg.device)
                 with torch.autocast(device_type=cfg.device.split(":")[0], dtype=self.amp_dtype,
                                     enabled=self.amp_dtype is not None):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from .base import ModelFormatError, Tagger
+from .bert import BertCRF
 from .bilstm_crf import BiLSTMCRF
 from .flat import FLAT
 from .lattice_lstm import LatticeLSTM
 
-MODELS: dict[str, type[Tagger]] = {cls.name: cls for cls in (BiLSTMCRF, LatticeLSTM, FLAT)}
+MODELS: dict[str, type[Tagger]] = {cls.name: cls for cls in (BiLSTMCRF, LatticeLSTM, FLAT, BertCRF)}
 
 
 def model_class(name: str) -> type[Tagger]:

@@ -61,6 +61,10 @@ class Tagger(nn.Module):
         """``{"chars"|"bigrams"|"words": (embedding layer, its vocabulary)}`` for pretrained initialisation."""
         return {}
 
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """Parameters of a pretrained encoder, trained with their own (lower) learning rate."""
+        return []
+
     # --- shared ----------------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:

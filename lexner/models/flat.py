@@ -22,7 +22,7 @@ concatenation, the fused R, R W_R) and keeps them for the backward pass.  Here (
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..features import Batch, Featurizer
 from .base import Tagger
+from .bert import BertFeatures
 
 
 @dataclass
@@ -53,6 +54,9 @@ class FLATConfig:
     # cache: 2^20 tagged MSRA test 3x faster at batch 64 than 2^24, and trained ~1.25x faster (see benchmarks)
     block_elements: int = 1 << 20
     checkpoint_elements: int = 1 << 26  # lean path: recompute R in backward only when B·N·N·d exceeds this
+    # FLAT+BERT: a local BERT-style checkpoint whose features join each character's input (see models/bert.py)
+    bert_path: str = ""
+    bert_config: dict = field(default_factory=dict)  # filled in from the checkpoint; lets the model reload
 
 
 def sinusoid_table(positions: torch.Tensor, dim: int) -> torch.Tensor:
@@ -198,7 +202,14 @@ class FLAT(Tagger):
             nn.Embedding(len(featurizer.bigrams), config.bigram_dim, padding_idx=0) if config.bigram_dim else None
         )
         self.word_embedding = nn.Embedding(len(featurizer.word_vocab), config.word_dim, padding_idx=0)
-        self.char_project = nn.Linear(config.char_dim + config.bigram_dim, config.model_dim)
+        self.bert = None
+        if config.bert_path or config.bert_config:
+            if featurizer.pieces is None:
+                raise ValueError("flat with BERT features needs a featurizer with the encoder's tokenizer")
+            self.bert = BertFeatures(config.bert_path, config.bert_config, featurizer.pieces)
+            config.bert_config = self.bert.encoder_config
+        bert_dim = self.bert.dim if self.bert is not None else 0
+        self.char_project = nn.Linear(config.char_dim + config.bigram_dim + bert_dim, config.model_dim)
         self.word_project = nn.Linear(config.word_dim, config.model_dim)
         self.embed_dropout = nn.Dropout(config.embed_dropout)
         self.layers = nn.ModuleList(RelativeAttentionLayer(config) for _ in range(config.layers))
@@ -212,11 +223,17 @@ class FLAT(Tagger):
             tables["bigrams"] = (self.bigram_embedding, self.featurizer.bigrams.tokens)
         return tables
 
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.bert.parameters()) if self.bert is not None else []
+
     def emissions(self, batch: Batch) -> torch.Tensor:
         chars = self.char_embedding(batch.chars)  # shape: (B, T, char_dim)
         if self.bigram_embedding is not None:
             chars = torch.cat([chars, self.bigram_embedding(batch.bigrams)], dim=-1)
-        chars = self.char_project(self.embed_dropout(chars))  # shape: (B, T, d)
+        chars = self.embed_dropout(chars)
+        if self.bert is not None:  # contextual features, not dropped like the static embeddings
+            chars = torch.cat([chars, self.bert(batch)], dim=-1)
+        chars = self.char_project(chars)  # shape: (B, T, d)
         words = self.word_project(self.embed_dropout(self.word_embedding(batch.word_ids)))  # shape: (B, M, d)
         x = torch.cat([chars, words], dim=1)  # shape: (B, T+M, d): characters, then words
         B, T = batch.chars.shape

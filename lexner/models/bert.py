@@ -1,0 +1,122 @@
+"""Contextual character features from a pretrained BERT-style encoder, and the BERT-CRF tagger.
+
+The encoder comes from a local checkpoint directory (``AutoModel.from_pretrained(path)``); nothing is ever
+downloaded.  A saved lexner model keeps the encoder's config (in ``config.json``), its weights (in
+``model.safetensors``) and its tokenizer (in ``tokenizer/``), so it reloads without the original path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..features import Batch, Featurizer
+from .base import Tagger
+
+
+def build_encoder(path: str, saved_config: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """The encoder: rebuilt from ``saved_config`` (weights come with the lexner model) or loaded from ``path``.
+    Returns it and its config as a plain dict."""
+    from transformers import AutoConfig, AutoModel
+
+    if saved_config:
+        config = dict(saved_config)
+        encoder = AutoModel.from_config(AutoConfig.for_model(config.pop("model_type"), **config),
+                                        add_pooling_layer=False)
+    else:
+        if not path or not Path(path).is_dir():
+            raise FileNotFoundError(f"bert_path {path!r}: not a local checkpoint directory (nothing is downloaded)")
+        encoder = AutoModel.from_pretrained(path, add_pooling_layer=False, local_files_only=True)
+    return encoder, encoder.config.to_dict()
+
+
+class BertFeatures(nn.Module):
+    """One contextual vector per character: the encoder's last layer at the character's word piece (zeros
+    for characters without a piece, such as spaces).  Sequences longer than the encoder's maximum are run
+    in overlapping windows; each piece takes its vector from the window where it sits most centrally."""
+
+    def __init__(self, path: str, saved_config: dict[str, Any], pieces):
+        super().__init__()
+        self.encoder, self.encoder_config = build_encoder(path, saved_config)
+        self.dim = self.encoder.config.hidden_size
+        self.window = self.encoder.config.max_position_embeddings - 2  # room for [CLS] and [SEP]
+        self.cls_id, self.sep_id, self.pad_id = pieces.cls_id, pieces.sep_id, pieces.pad_id
+
+    def _run(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Encode pieces (B, L) of the given lengths, framed by [CLS] … [SEP]; returns (B, L, H)."""
+        B, L = ids.shape
+        framed = torch.full((B, L + 2), self.pad_id, dtype=torch.long, device=ids.device)
+        framed[:, 0] = self.cls_id
+        real = torch.arange(L, device=ids.device)[None, :] < lengths[:, None]
+        framed[:, 1:-1] = torch.where(real, ids, torch.full_like(ids, self.pad_id))
+        framed[torch.arange(B, device=ids.device), lengths + 1] = self.sep_id
+        attention = torch.arange(L + 2, device=ids.device)[None, :] < (lengths + 2)[:, None]
+        return self.encoder(input_ids=framed, attention_mask=attention.long()).last_hidden_state[:, 1:-1]
+
+    def piece_states(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, P, H) states of the pieces (B, P).  A sentence longer than the window is encoded in windows
+        starting every half window, as many as *it* needs, so that its states do not depend on the other
+        sentences of the batch; each piece takes the window whose centre is nearest."""
+        P, W = ids.shape[1], self.window
+        if P <= W:
+            return self._run(ids, lengths)
+        stride = max(1, W // 2)
+        states = torch.zeros(ids.shape[0], P, self.dim, device=ids.device)
+        best = torch.full(ids.shape, float("inf"), device=ids.device)
+        positions = torch.arange(P, device=ids.device, dtype=torch.float)
+        for start in range(0, P, stride):
+            # a sentence needs the window at `start` if it has pieces there not covered by the previous window
+            needed = (lengths > start) & ((start == 0) | (lengths > start - stride + W))
+            if not bool(needed.any()):
+                continue
+            out = self._run(ids[:, start : start + W], (lengths - start).clamp(0, W))
+            width = out.shape[1]
+            distance = (positions[start : start + width] - (start + W / 2)).abs().expand(len(ids), -1)
+            better = needed[:, None] & (distance < best[:, start : start + width])
+            states[:, start : start + width] = torch.where(better[..., None], out.float(),
+                                                           states[:, start : start + width])
+            best[:, start : start + width] = torch.where(better, distance, best[:, start : start + width])
+        return states
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """(B, T, H) character features."""
+        states = self.piece_states(batch.piece_ids, batch.piece_lengths)
+        index = batch.char_piece.clamp(min=0)
+        gathered = states.gather(1, index.unsqueeze(-1).expand(-1, -1, states.shape[-1]))
+        return gathered * (batch.char_piece >= 0).unsqueeze(-1)
+
+
+@dataclass
+class BertCRFConfig:
+    bert_path: str = ""  # a local checkpoint directory (needed to build a new model, not to load a saved one)
+    bert_config: dict = field(default_factory=dict)  # filled in from the checkpoint; lets the model reload
+    dropout: float = 0.1
+
+
+class BertCRF(Tagger):
+    """BERT features of each character → dropout → linear → CRF."""
+
+    name = "bert_crf"
+    Config = BertCRFConfig
+
+    def __init__(self, config: BertCRFConfig, featurizer: Featurizer):
+        super().__init__(config, featurizer)
+        if featurizer.pieces is None:
+            raise ValueError("bert_crf needs a featurizer with the encoder's tokenizer")
+        self.bert = BertFeatures(config.bert_path, config.bert_config, featurizer.pieces)
+        config.bert_config = self.bert.encoder_config
+        self.dropout = nn.Dropout(config.dropout)
+        self.output = nn.Linear(self.bert.dim, len(featurizer.tags))
+
+    def embedding_tables(self):
+        return {}
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.bert.parameters())
+
+    def emissions(self, batch: Batch) -> torch.Tensor:
+        return self.output(self.dropout(self.bert(batch)))

@@ -1,0 +1,148 @@
+"""BERT features through ``transformers`` with a tiny random BERT built here (nothing is downloaded)."""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+import unicodedata
+from pathlib import Path
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+import lexner  # noqa: E402
+from lexner.api import build_tagger  # noqa: E402
+from lexner.pieces import PieceEncoder  # noqa: E402
+from lexner.train import Trainer, TrainConfig  # noqa: E402
+from conftest import toy_corpus  # noqa: E402
+from tagger_contract import ODD_TEXTS, TaggerContract  # noqa: E402
+
+LATIN = ["apple", "##s", "ceo", "a", "b", "c", "e", "x", "1", "2", "3", "##3", "20", "##08", "abc", "##12"]
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_bert(max_positions: int = 32) -> Path:
+    """A 1-layer, 16-wide BERT with a character vocabulary and its fast tokenizer, in a temporary directory."""
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    directory = Path(tempfile.mkdtemp(prefix="lexner-tiny-bert-"))
+    chars = sorted({c for s in toy_corpus() for c in s.text} | set("天在年，。！"))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + LATIN
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    wordpiece = BertWordPieceTokenizer(str(directory / "vocab.txt"), lowercase=True)  # BERT's normaliser
+    PreTrainedTokenizerFast(tokenizer_object=wordpiece._tokenizer, unk_token="[UNK]", cls_token="[CLS]",
+                            sep_token="[SEP]", pad_token="[PAD]", mask_token="[MASK]",
+                            model_max_length=max_positions).save_pretrained(directory)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=max_positions,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    BertModel(config, add_pooling_layer=False).save_pretrained(directory)
+    return directory
+
+
+class TestBertCRF(TaggerContract):
+    model_name = "bert_crf"
+    learn_steps = 60
+
+    @property
+    def config(self):
+        return {"bert_path": str(tiny_bert()), "dropout": 0.0}
+
+
+def encoder() -> PieceEncoder:
+    return PieceEncoder.from_pretrained(tiny_bert())
+
+
+@pytest.mark.parametrize("text", [
+    "张三在北京", "Apples在北京", "CEO张三 在 北京", "2008年", "abc12张三", "\u0000张三\t", "\ud800北京",
+    "😀在北京", "é在北京", "",
+])
+def test_every_character_maps_to_the_piece_that_covers_it(text):
+    pieces = encoder()
+    ids, char_piece = pieces.encode(text)
+    assert len(char_piece) == len(text)
+    tokens = pieces.tokenizer.convert_ids_to_tokens(ids)
+    for c, k in enumerate(char_piece):
+        if text[c].isspace() or text[c] in "\u0000\ud800":
+            assert k == -1  # spaces, control characters (and U+FFFD) are dropped by the tokenizer
+        else:
+            assert 0 <= k < len(ids)
+            token = tokens[k].removeprefix("##")
+            plain = unicodedata.normalize("NFD", text[c].lower())[0]  # the normaliser strips accents
+            assert plain in token or (token == "[UNK]" and text[c] == "😀")
+    # pieces are in text order
+    seen = [k for k in char_piece if k >= 0]
+    assert seen == sorted(seen)
+
+
+def test_latin_words_and_numbers_share_their_pieces():
+    pieces = encoder()
+    ids, char_piece = pieces.encode("Apples 2008")
+    assert pieces.tokenizer.convert_ids_to_tokens(ids) == ["apple", "##s", "20", "##08"]
+    assert char_piece == [0, 0, 0, 0, 0, 1, -1, 2, 2, 3, 3]
+    ids, char_piece = pieces.encode("Apples2008张")  # no split of the whole word exists: one [UNK] for it
+    assert pieces.tokenizer.convert_ids_to_tokens(ids) == ["[UNK]", "张"]
+    assert char_piece == [0] * 10 + [1]
+    ids, char_piece = pieces.encode("北京龘")  # 龘 is not in the vocabulary
+    assert pieces.tokenizer.convert_ids_to_tokens(ids)[-1] == "[UNK]" and char_piece == [0, 1, 2]
+
+
+def test_long_sequences_use_windows_and_match_running_alone():
+    tagger = build_tagger("bert_crf", toy_corpus(), {"bert_path": str(tiny_bert())}).eval()
+    long_text = "张三在北京工作，" * 12  # 96 pieces, the encoder takes 30 at a time
+    texts = [long_text, "李四", long_text[:40]]
+    with torch.no_grad():
+        together = tagger.emissions(tagger.featurizer.encode(texts))
+        for i, text in enumerate(texts):
+            alone = tagger.emissions(tagger.featurizer.encode([text]))[0]
+            assert torch.allclose(together[i, : len(text)], alone, atol=1e-5)
+    # the windows really differ from one pass over a truncated context: the first and last pieces see
+    # different contexts, but every piece got a state
+    features = tagger.bert(tagger.featurizer.encode([long_text]))
+    assert features.shape == (1, len(long_text), 32) and bool((features.abs().sum(-1) > 0).all())
+
+
+def test_trained_saved_and_reloaded_without_the_checkpoint(tmp_path):
+    import shutil
+
+    source = tmp_path / "bert"
+    shutil.copytree(tiny_bert(), source)
+    corpus = toy_corpus()
+    tagger = build_tagger("bert_crf", corpus, {"bert_path": str(source)})
+    config = TrainConfig(epochs=2, batch_size=5, optimizer="adam", lr=1e-3, encoder_lr=1e-4, patience=0)
+    trainer = Trainer(tagger, config, tmp_path / "run", progress=False)
+    scales = sorted(g["lr_scale"] for g in trainer.optimizer.param_groups)
+    assert scales == [0.1, 1.0]  # the encoder learns at encoder_lr
+    trainer.fit(corpus, corpus[:5])
+    shutil.rmtree(source)  # the saved model must not need the original checkpoint
+    model = lexner.load(tmp_path / "run" / "model")
+    assert model.config.bert_config["hidden_size"] == 32
+    texts = [s.text for s in corpus] + ODD_TEXTS
+    assert model.tag_batch(texts) == trainer.model.tag_batch(texts)
+
+
+def test_flat_with_bert_features(tmp_path):
+    from tagger_contract import TOY_WORDS
+
+    from lexner.lexicon import Lexicon
+
+    corpus = toy_corpus()
+    tagger = build_tagger("flat", corpus, {"bert_path": str(tiny_bert()), "model_dim": 16, "heads": 2,
+                                           "ffn_dim": 32}, lexicon=Lexicon(TOY_WORDS))
+    assert tagger.encoder_parameters() and tagger.bert is not None
+    batch = tagger.featurizer.encode([s.text for s in corpus], [s.spans for s in corpus])
+    tagger.loss(batch).backward()
+    assert all(p.grad is not None for p in tagger.encoder_parameters() if p.requires_grad)
+    tagger.save(tmp_path / "m")
+    loaded = lexner.load(tmp_path / "m")
+    texts = [s.text for s in corpus]
+    assert loaded.tag_batch(texts) == tagger.eval().tag_batch(texts)
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded|never downloaded"):
+        build_tagger("bert_crf", toy_corpus(), {"bert_path": str(tmp_path / "nope")})
