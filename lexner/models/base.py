@@ -147,16 +147,19 @@ class Tagger(nn.Module):
         windows = [split_windows(t, self.max_length, self.overlap) if t.strip() else [] for t in texts]
         pieces = [(i, w) for i, ws in enumerate(windows) for w in ws if texts[i][w[0] : w[1]].strip()]
         found: dict[tuple[int, tuple[int, int]], list] = {}
-        order = sorted(range(len(pieces)), key=lambda k: pieces[k][1][1] - pieces[k][1][0])
+        encoded = [self.featurizer.encode_one(texts[i][a:b]) for i, (a, b) in pieces]
+        # group by token count (characters + matched words): little padding, which FLAT pays quadratically
+        order = sorted(range(len(pieces)),
+                       key=lambda k: len(encoded[k]["chars"]) + len(encoded[k].get("word_ids", ())))
         was_training = self.training
         if was_training:  # a loaded model is in eval mode already: nothing changes, so threads may share it
             self.eval()
         try:
             with torch.inference_mode():
                 for k in range(0, len(order), batch_size):
-                    chunk = [pieces[j] for j in order[k : k + batch_size]]
-                    batch = self.featurizer.encode([texts[i][a:b] for i, (a, b) in chunk]).to(self.device)
-                    for key, path in zip(chunk, self.decode(batch)):
+                    chunk = order[k : k + batch_size]
+                    batch = self.featurizer.collate([encoded[j] for j in chunk]).to(self.device)
+                    for key, path in zip((pieces[j] for j in chunk), self.decode(batch)):
                         found[key] = self.featurizer.decode_tags(path)
         finally:
             if was_training:
