@@ -227,6 +227,20 @@ def cmd_tag(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .api import load
+    from .fileio import atomic_directory
+
+    tagger = load(args.model_dir, extra_words=_extra_words(args))
+    with atomic_directory(args.out_dir) as tmp:
+        tagger.save(tmp, extra={k: v for k, v in tagger.metadata.items() if k not in ("format_version", "model",
+                                                                                      "entity_types")},
+                    half=args.half)
+    size = sum(p.stat().st_size for p in Path(args.out_dir).rglob("*") if p.is_file())
+    print(json.dumps({"model": str(args.out_dir), "megabytes": round(size / 2**20, 2)}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -291,6 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="domain words (one per line) added to a lattice model's lexicon; repeatable")
     data_args(e)
     e.set_defaults(func=cmd_evaluate)
+
+    x = sub.add_parser("export", help="copy a saved model, optionally compact (float16 weights)")
+    x.add_argument("model_dir", type=Path)
+    x.add_argument("out_dir", type=Path)
+    x.add_argument("--half", action="store_true", help="store weights as float16 (about half the size)")
+    x.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
+                   help="domain words added to a lattice model's lexicon before exporting; repeatable")
+    x.set_defaults(func=cmd_export)
 
     g = sub.add_parser("tag", help="tag text with a saved model")
     g.add_argument("model_dir", type=Path)

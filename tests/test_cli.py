@@ -110,3 +110,18 @@ def test_tag_file_with_worker_processes_keeps_the_order(trained):
     one = (trained / "one.jsonl").read_text(encoding="utf-8")
     assert one == (trained / "two.jsonl").read_text(encoding="utf-8")
     assert [json.loads(line)["text"] for line in one.splitlines()] == lines
+
+
+def test_export_half_is_smaller_and_tags_alike(trained, capsys):
+    import lexner
+
+    source = trained / "run" / "model"
+    assert main(["export", str(source), str(trained / "half"), "--half"]) == 0
+    assert main(["export", str(source), str(trained / "copy")]) == 0
+    size = {p: (trained / p / "model.safetensors").stat().st_size for p in ("half", "copy")}
+    assert size["half"] < 0.6 * size["copy"]
+    texts = ["张三在北京工作", "李四去了上海", "王小明到广州市"]
+    full, half, copy = (lexner.load(d) for d in (source, trained / "half", trained / "copy"))
+    assert copy.tag_batch(texts) == full.tag_batch(texts)
+    assert half.tag_batch(texts) == full.tag_batch(texts)
+    assert half.metadata["card"] == full.metadata["card"]

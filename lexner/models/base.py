@@ -171,8 +171,11 @@ class Tagger(nn.Module):
         return results
 
     # --- persistence -----------------------------------------------------------------------------------
-    def save(self, directory: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> None:
-        """Write ``config.json``, ``model.safetensors`` and the vocabularies into ``directory``."""
+    def save(self, directory: str | os.PathLike, extra: Mapping[str, Any] | None = None, half: bool = False) -> None:
+        """Write ``config.json``, ``model.safetensors`` and the vocabularies into ``directory``.
+
+        ``half``: store floating-point weights as float16 (about half the size; they are float32 again when
+        loaded, so predictions may differ very slightly from the float32 model's)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         meta = {
@@ -185,6 +188,8 @@ class Tagger(nn.Module):
         write_json(directory / CONFIG_FILE, meta)
         self.featurizer.save(directory)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        if half:
+            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
         save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "model": self.name})
 
     @staticmethod
