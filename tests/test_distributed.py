@@ -53,3 +53,39 @@ def test_a_failing_rank_stops_every_rank(tmp_path):
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            *args], capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "loss became" in done.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_asking_for_cuda_without_a_gpu_is_a_clear_error(tmp_path):
+    from lexner.cli import main
+
+    write_jsonl(toy_corpus(), tmp_path / "train.jsonl")
+    with pytest.raises(SystemExit, match="no CUDA device"):
+        main(["train", "--train", str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "train.jsonl"),
+              "--out", str(tmp_path / "run"), "--device", "cuda"])
+
+
+def test_outside_torchrun_everything_is_one_process(monkeypatch):
+    from lexner import distributed
+
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    world, device = distributed.setup("cuda:0")
+    assert world == distributed.World(0, 1, 0) and not world.distributed and device == "cuda:0"
+    assert distributed.broadcast({"a": 1}) == {"a": 1} and distributed.all_sum([1.0, 2.0]) == [1.0, 2.0]
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.world() == distributed.World(1, 4, 1) and not distributed.world().main
+
+
+def test_tagger_and_batches_follow_the_device():
+    from lexner.api import build_tagger
+
+    tagger = build_tagger("bilstm_crf", toy_corpus(), {"hidden": 8}).to("cpu")
+    batch = tagger.featurizer.encode(["张三在北京"]).to(tagger.device)
+    assert batch.chars.device == tagger.device and tagger.device.type == "cpu"
+    if torch.cuda.is_available():  # on a GPU machine: the same on CUDA
+        tagger = tagger.to("cuda")
+        assert tagger.featurizer.encode(["张三"]).to(tagger.device).chars.is_cuda
+        assert tagger.tag("张三在北京") is not None
