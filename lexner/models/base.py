@@ -44,6 +44,7 @@ class Tagger(nn.Module):
     uses_lexicon: ClassVar[bool] = False  # whether batches must carry the lattice of lexicon matches
     max_length: int = 500  # tag_batch splits longer texts into pieces (see lexner.tagging)
     overlap: int = 50  # overlap of the pieces of one over-long sentence
+    batch_tokens: int = 4096  # tag_batch: at most this many padded tokens per batch (long pieces, smaller batches)
 
     def __init__(self, config: Any, featurizer: Featurizer):
         super().__init__()
@@ -138,7 +139,8 @@ class Tagger(nn.Module):
 
     def tag_batch(self, texts: Sequence[str], batch_size: int = 64) -> list[list[Entity]]:
         """Entities of each text.  Texts longer than ``max_length`` are tagged in pieces (``lexner.tagging``);
-        pieces are grouped by length into batches of ``batch_size``."""
+        pieces are grouped by length into batches of at most ``batch_size`` pieces and ``batch_tokens``
+        padded tokens."""
         if isinstance(texts, str):
             raise TypeError("tag_batch() expects a sequence of str, got a single str; use tag()")
         for text in texts:
@@ -148,16 +150,22 @@ class Tagger(nn.Module):
         pieces = [(i, w) for i, ws in enumerate(windows) for w in ws if texts[i][w[0] : w[1]].strip()]
         found: dict[tuple[int, tuple[int, int]], list] = {}
         encoded = [self.featurizer.encode_one(texts[i][a:b]) for i, (a, b) in pieces]
-        # group by token count (characters + matched words): little padding, which FLAT pays quadratically
-        order = sorted(range(len(pieces)),
-                       key=lambda k: len(encoded[k]["chars"]) + len(encoded[k].get("word_ids", ())))
+        # group by token count (characters + matched words): little padding, which FLAT pays quadratically;
+        # a batch holds at most batch_size pieces and batch_tokens padded tokens (so few long ones)
+        tokens = [len(e["chars"]) + len(e.get("word_ids", ())) for e in encoded]
+        order = sorted(range(len(pieces)), key=tokens.__getitem__)
+        chunks: list[list[int]] = []
+        for j in order:
+            if chunks and len(chunks[-1]) < batch_size and (len(chunks[-1]) + 1) * tokens[j] <= self.batch_tokens:
+                chunks[-1].append(j)
+            else:
+                chunks.append([j])
         was_training = self.training
         if was_training:  # a loaded model is in eval mode already: nothing changes, so threads may share it
             self.eval()
         try:
             with torch.inference_mode():
-                for k in range(0, len(order), batch_size):
-                    chunk = order[k : k + batch_size]
+                for chunk in chunks:
                     batch = self.featurizer.collate([encoded[j] for j in chunk]).to(self.device)
                     for key, path in zip((pieces[j] for j in chunk), self.decode(batch)):
                         found[key] = self.featurizer.decode_tags(path)
