@@ -37,14 +37,16 @@ def build_tagger(
     embeddings: Mapping[str, str | os.PathLike | None] | None = None,
     seed: int = 1,
     lexicon: Lexicon | str | os.PathLike | None = None,
+    bigram_min_count: int = 1,
 ) -> Tagger:
     """A new, untrained tagger whose vocabularies come from ``train`` and whose embedding tables are
     initialised from the word2vec files in ``embeddings`` (``{"chars": path, "bigrams": path, "words": path}``).
 
     The character vocabulary is train's characters plus every pretrained character; the bigram vocabulary is
-    train's bigrams plus the :data:`EXTRA_PRETRAINED_BIGRAMS` most frequent pretrained ones.  Taggers that use a
-    lexicon take ``lexicon`` (a :class:`Lexicon` or a path to a word list or word2vec file), by default the
-    vocabulary of ``embeddings["words"]``; its vectors, if any, initialise the word embeddings.
+    train's bigrams seen at least ``bigram_min_count`` times plus the :data:`EXTRA_PRETRAINED_BIGRAMS` most
+    frequent pretrained ones (a larger ``bigram_min_count`` makes a smaller model).  Taggers that use a lexicon
+    take ``lexicon`` (a :class:`Lexicon` or a path to a word list or word2vec file), by default the vocabulary
+    of ``embeddings["words"]``; its vectors, if any, initialise the word embeddings.
     """
     cls = model_class(model)
     model_config = cls.Config(**(config or {}))
@@ -63,8 +65,8 @@ def build_tagger(
     if embeddings.get("chars"):
         pretrained["chars"] = read_word2vec(embeddings["chars"])
     if embeddings.get("bigrams"):
-        pretrained["bigrams"] = read_word2vec(embeddings["bigrams"], keep=bigram_counts,
-                                              first=EXTRA_PRETRAINED_BIGRAMS)
+        kept = {b for b, count in bigram_counts.items() if count >= bigram_min_count}
+        pretrained["bigrams"] = read_word2vec(embeddings["bigrams"], keep=kept, first=EXTRA_PRETRAINED_BIGRAMS)
     if lexicon is not None and lexicon.vectors is not None:
         pretrained["words"] = (lexicon.words, lexicon.vectors)
     elif lexicon is not None and embeddings.get("words"):  # a plain word list: look its words up
@@ -80,6 +82,7 @@ def build_tagger(
         extra_bigrams=pretrained.get("bigrams", ([],))[0],
         lexicon=lexicon,
         pieces=pieces,
+        bigram_min_count=bigram_min_count,
     )
     tagger = cls(model_config, featurizer)
     found = tagger.init_embeddings(pretrained, seed=seed)

@@ -84,6 +84,7 @@ def cmd_train(args) -> int:
         lr_decay=args.lr_decay, momentum=args.momentum, weight_decay=args.weight_decay, clip=args.clip,
         warmup=args.warmup, patience=args.patience, seed=args.seed, device=_resolve_device(args.device),
         max_length=args.max_length, amp=args.amp, encoder_lr=args.encoder_lr,
+        max_minutes=args.max_minutes,
     )
     embeddings = default_embeddings(args.data_root)
     for name, path in (("chars", args.char_vectors), ("bigrams", args.bigram_vectors), ("words", args.word_vectors)):
@@ -92,7 +93,8 @@ def cmd_train(args) -> int:
     seed_everything(args.seed)
     model_config = dict(kv.split("=", 1) for kv in args.set)
     tagger = build_tagger(args.model, train, {k: _parse_value(v) for k, v in model_config.items()},
-                          embeddings, seed=args.seed, lexicon=args.lexicon)
+                          embeddings, seed=args.seed, lexicon=args.lexicon,
+                          bigram_min_count=args.bigram_min_count)
     trainer = Trainer(tagger, config, args.out, progress=not args.no_progress)
     if args.resume and not trainer.resume():
         log.info("no checkpoint in %s; starting from scratch", args.out)
@@ -279,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patience", type=int, default=d.patience, help="early stopping; 0 disables")
     t.add_argument("--max-length", type=int, default=d.max_length, help="cut longer training sentences")
     t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--max-minutes", type=float, default=d.max_minutes,
+                   help="time budget: stop before an epoch that would likely end past it (0: no limit)")
+    t.add_argument("--bigram-min-count", type=int, default=1,
+                   help="leave out train's bigrams seen fewer times (unless pretrained): a smaller model")
     t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     t.add_argument("--char-vectors", help="word2vec file for characters, or 'none' (None: from the data root)")
     t.add_argument("--bigram-vectors", help="word2vec file for bigrams, or 'none' (None: from the data root)")

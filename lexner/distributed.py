@@ -51,14 +51,18 @@ def setup(device: str) -> tuple[World, str]:
     return w, device
 
 
+def _active() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
 def shutdown() -> None:
-    if dist.is_available() and dist.is_initialized():
+    if _active():
         dist.destroy_process_group()
 
 
 def broadcast(obj: Any) -> Any:
     """Rank 0's ``obj`` on every rank (identity in a single process)."""
-    if not (dist.is_available() and dist.is_initialized()):
+    if not _active():
         return obj
     box = [obj]
     dist.broadcast_object_list(box, src=0)
@@ -67,7 +71,7 @@ def broadcast(obj: Any) -> Any:
 
 def all_sum(values: Sequence[float], device: str | torch.device = "cpu") -> list[float]:
     """Element-wise sum over ranks (identity in a single process)."""
-    if not (dist.is_available() and dist.is_initialized()):
+    if not _active():
         return list(values)
     t = torch.tensor(list(values), dtype=torch.float64, device=device)
     dist.all_reduce(t)
@@ -75,5 +79,5 @@ def all_sum(values: Sequence[float], device: str | torch.device = "cpu") -> list
 
 
 def barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
+    if _active():
         dist.barrier()

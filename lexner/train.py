@@ -53,6 +53,7 @@ class TrainConfig:
     eval_batch_size: int = 64
     encoder_lr: float = 2e-5  # a pretrained encoder's (BERT's) learning rate, on the same schedule
     amp: str = ""  # "bf16" or "fp16": automatic mixed precision on CUDA (the CRF stays float32); "" = off
+    max_minutes: float = 0.0  # time budget: no epoch starts that would likely end past it; 0 = no limit
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "sgd"):
@@ -99,16 +100,16 @@ class BucketBatchSampler(torch.utils.data.Sampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def global_batches(self) -> list[list[int]]:
-        """This epoch's batches as a single process would train on them."""
-        return bucketed_batches(self.lengths, self.batch_size, random.Random(self.seed * 100_003 + self.epoch))
-
-    def shard(self, batch: list[int]) -> list[int]:
-        """This rank's share of a global batch."""
-        return batch[self.rank :: self.world_size]
+    def shards(self) -> Iterator[tuple[list[int], int]]:
+        """This rank's share of each of this epoch's global batches, with the global batch's size.  A global
+        batch too small to give every rank a sentence is skipped (by every rank)."""
+        rng = random.Random(self.seed * 100_003 + self.epoch)
+        for batch in bucketed_batches(self.lengths, self.batch_size, rng):
+            if len(batch) >= self.world_size:
+                yield batch[self.rank :: self.world_size], len(batch)
 
     def __iter__(self) -> Iterator[list[int]]:
-        return (self.shard(b) for b in self.global_batches() if len(b) >= self.world_size)
+        return (shard for shard, _ in self.shards())
 
     def __len__(self) -> int:
         return -(-len(self.lengths) // self.batch_size)
@@ -245,17 +246,20 @@ class Trainer:
                                      self.world.rank, self.world.size)
         steps_per_epoch = len(sampler)
         bad_epochs = self.epoch - self.best_epoch
+        fit_started, epoch_seconds = time.perf_counter(), 0.0
         while self.epoch < cfg.epochs and not (cfg.patience and bad_epochs >= cfg.patience):
+            if cfg.max_minutes and distributed.broadcast(
+                    time.perf_counter() - fit_started + epoch_seconds > cfg.max_minutes * 60 if main else None):
+                log.info("stopping after %d epochs: the next would end past --max-minutes %g", self.epoch,
+                         cfg.max_minutes)
+                break
             started = time.perf_counter()
             sampler.set_epoch(self.epoch)
             self.model.train()
             total, seen = 0.0, 0
-            bar = tqdm(sampler.global_batches(), desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="batch",
-                       disable=not self.progress, leave=False)
-            for k, global_ids in enumerate(bar):
-                if len(global_ids) < self.world.size:  # too small to give every rank a sentence
-                    continue
-                ids = sampler.shard(global_ids)
+            bar = tqdm(sampler.shards(), desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="batch",
+                       total=steps_per_epoch, disable=not self.progress, leave=False)
+            for k, (ids, global_size) in enumerate(bar):
                 lr = self._lr_at(self.epoch, k if self.epoch == 0 else None, steps_per_epoch)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr * group["lr_scale"]
@@ -268,7 +272,7 @@ class Trainer:
                         f"loss became {loss.item()} at epoch {self.epoch + 1}, batch {k + 1}; the last good "
                         f"checkpoint is in {self.out_dir / CHECKPOINT_DIR}. Try a lower --lr or --clip.")
                 # DDP averages over ranks: weight each shard by its share of the global batch
-                objective = loss * (len(ids) * self.world.size / len(global_ids))
+                objective = loss * (len(ids) * self.world.size / global_size)
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.scaler is not None:
                     self.scaler.scale(objective).backward()
@@ -303,6 +307,7 @@ class Trainer:
             if main:
                 self._log_epoch(lr, total, seen, train_seconds, started, dev_scores, improved)
                 self._save_checkpoint()
+            epoch_seconds = time.perf_counter() - started
         results = distributed.broadcast(self.finish(dev, test) if main else None)
         distributed.barrier()
         return results

@@ -7,8 +7,9 @@ from .bert import BertCRF
 from .bilstm_crf import BiLSTMCRF
 from .flat import FLAT
 from .lattice_lstm import LatticeLSTM
+from .softlexicon import SoftLexicon
 
-MODELS: dict[str, type[Tagger]] = {cls.name: cls for cls in (BiLSTMCRF, LatticeLSTM, FLAT, BertCRF)}
+MODELS: dict[str, type[Tagger]] = {cls.name: cls for cls in (BiLSTMCRF, SoftLexicon, LatticeLSTM, FLAT, BertCRF)}
 
 
 def model_class(name: str) -> type[Tagger]:

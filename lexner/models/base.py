@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
-import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -77,8 +76,8 @@ class Tagger(nn.Module):
         if batch.tags is None:
             raise ValueError("loss() needs a batch encoded with gold spans")
         emissions = self.emissions(batch)
-        with torch.autocast(device_type=emissions.device.type, enabled=False):
-            return self.crf.nll(emissions.float(), batch.tags, batch.mask)
+        with torch.autocast(device_type=emissions.device.type, enabled=False):  # nll casts to float32
+            return self.crf.nll(emissions, batch.tags, batch.mask)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """The training loss, so that ``DistributedDataParallel(tagger)(batch)`` works."""
@@ -125,8 +124,9 @@ class Tagger(nn.Module):
                         for w in new]
             else:
                 rows = [layer.weight[1:].mean(0)] * len(new)
-            weight = torch.cat([layer.weight, torch.stack(rows)])
-        lexicon.add(new, None if lexicon.vectors is None else np.zeros((len(new), lexicon.vectors.shape[1])))
+            added = torch.stack(rows)
+            weight = torch.cat([layer.weight, added])
+        lexicon.add(new, None if lexicon.vectors is None else added.cpu().numpy())  # its vectors stay aligned
         layer.weight = nn.Parameter(weight, requires_grad=layer.weight.requires_grad)
         layer.num_embeddings = weight.shape[0]
         return len(new)

@@ -15,6 +15,14 @@ from ..features import Batch, Featurizer
 from .base import Tagger
 
 
+def run_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``lstm`` (batch-first) over the padded batch ``x`` of shape (B, T, input), each row up to its length;
+    the outputs at padding positions are zeros.  Shape: (B, T, output)."""
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    h, _ = lstm(packed)
+    return pad_packed_sequence(h, batch_first=True, total_length=x.shape[1])[0]
+
+
 @dataclass
 class BiLSTMCRFConfig:
     char_dim: int = 50  # the pretrained character vectors are 50-d
@@ -54,7 +62,4 @@ class BiLSTMCRF(Tagger):
         if self.bigram_embedding is not None:
             x = torch.cat([x, self.bigram_embedding(batch.bigrams)], dim=-1)
         x = self.dropout(x)
-        packed = pack_padded_sequence(x, batch.lengths.cpu(), batch_first=True, enforce_sorted=False)
-        h, _ = self.lstm(packed)
-        h, _ = pad_packed_sequence(h, batch_first=True, total_length=x.shape[1])  # shape: (B, T, hidden)
-        return self.output(self.dropout(h))  # shape: (B, T, tags)
+        return self.output(self.dropout(run_bilstm(self.lstm, x, batch.lengths)))  # shape: (B, T, tags)

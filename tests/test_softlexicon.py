@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from lexner.api import build_tagger
+from lexner.lexicon import Lexicon
+from lexner.models.softlexicon import SoftLexicon, SoftLexiconConfig, pooled_word_sets
+from tagger_contract import TOY_WORDS, TaggerContract
+
+
+class TestSoftLexicon(TaggerContract):
+    model_name = "softlexicon"
+    config = {"char_dim": 16, "bigram_dim": 8, "word_dim": 12, "hidden": 24, "dropout": 0.2}
+
+
+class TestSoftLexiconWithoutBigrams(TaggerContract):
+    model_name = "softlexicon"
+    config = {"char_dim": 16, "bigram_dim": 0, "word_dim": 12, "hidden": 24, "dropout": 0.0}
+
+
+def test_pooled_word_sets_by_hand():
+    # one sentence of 5 characters; words [0, 2] (a), [1, 2] (b), [2, 4] (c), and one padding word
+    words = torch.tensor([[[1.0], [10.0], [100.0], [7.0]]])
+    heads, tails = torch.tensor([[0, 1, 2, 0]]), torch.tensor([[2, 2, 4, 0]])
+    mask = torch.tensor([[True, True, True, False]])
+    pooled = pooled_word_sets(words, heads, tails, mask, 5)[0]  # shape: (T, 3): B, M, E means
+    expected = torch.tensor([
+        [1.0, 0.0, 0.0],  # 0: a begins
+        [10.0, 1.0, 0.0],  # 1: b begins, inside a
+        [100.0, 0.0, 5.5],  # 2: c begins, a and b end
+        [0.0, 100.0, 0.0],  # 3: inside c
+        [0.0, 0.0, 100.0],  # 4: c ends
+    ])
+    assert torch.equal(pooled, expected)
+
+
+def test_words_change_the_emissions(corpus):
+    torch.manual_seed(0)
+    tagger = build_tagger("softlexicon", corpus, {"hidden": 8}, lexicon=Lexicon(TOY_WORDS)).eval()
+    batch = tagger.featurizer.encode(["张三在北京工作"])
+    with torch.no_grad():
+        before = tagger.emissions(batch)
+        tagger.word_embedding.weight.add_(1.0)
+        assert not torch.allclose(before, tagger.emissions(batch))
+
+
+def test_needs_a_lexicon_and_even_hidden(corpus):
+    from lexner.features import Featurizer
+
+    with pytest.raises(ValueError, match="lexicon"):
+        SoftLexicon(SoftLexiconConfig(), Featurizer.build(corpus))
+    with pytest.raises(ValueError, match="even"):
+        SoftLexicon(SoftLexiconConfig(hidden=25), Featurizer.build(corpus, lexicon=Lexicon(TOY_WORDS)))
