@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 PUBLISHED = [
     ("char BiLSTM-CRF + bichar (Zhang & Yang 2018)", "bilstm_crf", 91.87, 56.75),
     ("Lattice-LSTM (Zhang & Yang 2018)", "lattice_lstm", 93.18, 58.79),
-    ("SoftLexicon-LSTM (Ma et al. 2020)", None, 93.66, 61.42),
+    ("SoftLexicon-LSTM (Ma et al. 2020)", "softlexicon", 93.66, 61.42),
     ("FLAT, ctb.50d lexicon (Li et al. 2020)", "flat", 94.12, 60.32),
     ("FLAT, sgns lexicon (Li et al. 2020)", None, 94.35, 63.42),
 ]

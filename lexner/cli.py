@@ -136,6 +136,27 @@ def _extra_words(args) -> list[str]:
     return [line.split()[0] for path in args.lexicon_add or [] for _, line in iter_lines(path) if line.strip()]
 
 
+def _key_value(text: str, option: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not (sep and key and value):
+        raise SystemExit(f"lexner: error: {option} expects KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _tag_model_and_texts(args) -> None:
+    """``lexner tag`` takes the model with ``--model``; without it, a first argument that is a model directory
+    (the older form ``lexner tag DIR TEXT...``) is the model, and otherwise the bundled default model tags."""
+    from .api import DEFAULT_MODEL
+    from .models.base import CONFIG_FILE
+
+    if args.model_dir is None:
+        first = Path(args.text[0]) if args.text else None
+        if first is not None and (first / CONFIG_FILE).is_file():
+            args.model_dir, args.text = first, args.text[1:]
+        else:
+            args.model_dir = DEFAULT_MODEL
+
+
 def _load_for_tagging(args, extra_words: list[str]):
     from .api import load
 
@@ -182,6 +203,7 @@ def cmd_tag(args) -> int:
 
     from .output import render
 
+    _tag_model_and_texts(args)
     extra = _extra_words(args)
     tagger = _load_for_tagging(args, extra)
     if args.input is None:
@@ -234,6 +256,9 @@ def cmd_export(args) -> int:
     from .fileio import atomic_directory
 
     tagger = load(args.model_dir, extra_words=_extra_words(args))
+    renames = dict(_key_value(kv, "--rename") for kv in args.rename)
+    if renames:
+        tagger.featurizer.rename_types(renames)
     with atomic_directory(args.out_dir) as tmp:
         tagger.save(tmp, extra={k: v for k, v in tagger.metadata.items() if k not in ("format_version", "model",
                                                                                       "entity_types")},
@@ -316,13 +341,17 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("model_dir", type=Path)
     x.add_argument("out_dir", type=Path)
     x.add_argument("--half", action="store_true", help="store weights as float16 (about half the size)")
+    x.add_argument("--rename", action="append", default=[], metavar="OLD=NEW",
+                   help="rename an entity type in the copy (e.g. NR=PER); repeatable")
     x.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help="domain words added to a lattice model's lexicon before exporting; repeatable")
     x.set_defaults(func=cmd_export)
 
-    g = sub.add_parser("tag", help="tag text with a saved model")
-    g.add_argument("model_dir", type=Path)
-    g.add_argument("text", nargs="*", help="texts to tag (one record each on stdout, in --format)")
+    g = sub.add_parser("tag", help="tag text (with the bundled MSRA model unless --model is given)")
+    g.add_argument("text", nargs="*", help="texts to tag (one record each on stdout, in --format); "
+                                           "a model directory as the first argument is taken as --model")
+    g.add_argument("--model", "-m", dest="model_dir", type=Path, default=None,
+                   help="a saved model directory (default: the bundled MSRA model, PER/LOC/ORG)")
     g.add_argument("--input", type=Path, help="a UTF-8 file, one text per line")
     g.add_argument("--output", type=Path, help="output file (default: stdout)")
     g.add_argument("--format", default="jsonl", choices=["jsonl", "conll", "text"],

@@ -167,6 +167,16 @@ class Featurizer:
         known = [s for s in spans if f"S-{s.label}" in self.tag_index]
         return [self.tag_index[t] for t in spans_to_tags(known, length, "BIOES")]
 
+    def rename_types(self, names: dict[str, str]) -> None:
+        """Rename entity types (``{"NR": "PER"}``); tag ids keep their positions, so a trained model's weights
+        still fit.  Types not in ``names`` keep their name."""
+        renamed = [names.get(t, t) for t in self.entity_types]
+        if len(set(renamed)) != len(renamed):
+            raise ValueError(f"renaming {self.entity_types} by {names} would merge types")
+        self.entity_types = renamed
+        self.tags = bioes_tags(renamed)
+        self.tag_index = {t: i for i, t in enumerate(self.tags)}
+
     def decode_tags(self, ids: Sequence[int]) -> list[Span]:
         return tags_to_spans([self.tags[i] for i in ids], "BIOES")
 

@@ -53,7 +53,8 @@ class TrainConfig:
     eval_batch_size: int = 64
     encoder_lr: float = 2e-5  # a pretrained encoder's (BERT's) learning rate, on the same schedule
     amp: str = ""  # "bf16" or "fp16": automatic mixed precision on CUDA (the CRF stays float32); "" = off
-    max_minutes: float = 0.0  # time budget: no epoch starts that would likely end past it; 0 = no limit
+    max_minutes: float = 0.0  # time budget: no epoch starts that would likely end past it (judged by the last
+    # epoch's time; the first epoch always runs); 0 = no limit
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "sgd"):
@@ -248,7 +249,7 @@ class Trainer:
         bad_epochs = self.epoch - self.best_epoch
         fit_started, epoch_seconds = time.perf_counter(), 0.0
         while self.epoch < cfg.epochs and not (cfg.patience and bad_epochs >= cfg.patience):
-            if cfg.max_minutes and distributed.broadcast(
+            if cfg.max_minutes and epoch_seconds and distributed.broadcast(  # at least one epoch per fit
                     time.perf_counter() - fit_started + epoch_seconds > cfg.max_minutes * 60 if main else None):
                 log.info("stopping after %d epochs: the next would end past --max-minutes %g", self.epoch,
                          cfg.max_minutes)

@@ -94,3 +94,17 @@ def test_load_never_unpickles(saved, tmp_path):
 def test_load_on_device_and_eval_mode(saved):
     tagger = lexner.load(saved, device="cpu")
     assert not tagger.training and tagger.device.type == "cpu"
+
+
+def test_bigram_min_count_drops_rare_train_bigrams_even_when_pretrained(corpus, tmp_path):
+    (tmp_path / "b.vec").write_text("2 4\n外外 2 2 2 2\n北京 1 1 1 1\n", encoding="utf-8")
+    vectors = {"bigrams": tmp_path / "b.vec"}
+    full = build_tagger("bilstm_crf", corpus, SMALL, vectors).featurizer.bigrams
+    pruned = build_tagger("bilstm_crf", corpus, SMALL, vectors, bigram_min_count=3).featurizer.bigrams
+    from lexner.features import Featurizer
+
+    counts = Featurizer.count_tokens(corpus)[1]
+    rare = [b for b, c in counts.items() if c < 3]
+    assert rare and all(b in full for b in rare) and not any(b in pruned for b in rare if b != "北京")
+    assert all(b in pruned for b, c in counts.items() if c >= 3)
+    assert "外外" in pruned  # among the first EXTRA_PRETRAINED_BIGRAMS of the vector file

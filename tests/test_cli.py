@@ -125,3 +125,36 @@ def test_export_half_is_smaller_and_tags_alike(trained, capsys):
     assert copy.tag_batch(texts) == full.tag_batch(texts)
     assert half.tag_batch(texts) == full.tag_batch(texts)
     assert half.metadata["card"] == full.metadata["card"]
+
+
+def test_tag_takes_the_model_as_option_or_first_argument(trained, capsys):
+    model = str(trained / "run" / "model")
+    capsys.readouterr()
+    assert main(["tag", "--model", model, "张三在北京"]) == 0
+    by_option = capsys.readouterr().out
+    assert main(["tag", model, "张三在北京"]) == 0  # the older form: a model directory first
+    assert capsys.readouterr().out == by_option
+    assert json.loads(by_option)["text"] == "张三在北京"
+
+
+def test_export_renames_entity_types(trained, capsys):
+    from lexner import load
+
+    source = trained / "run" / "model"
+    assert main(["export", str(source), str(trained / "renamed"), "--rename", "PER=人名", "--rename", "LOC=地名"]) == 0
+    before, after = load(source), load(trained / "renamed")
+    assert after.featurizer.entity_types == [{"PER": "人名", "LOC": "地名"}[t] for t in before.featurizer.entity_types]
+    texts = ["张三在北京工作。", "李四去了上海"]
+    rename = {"PER": "人名", "LOC": "地名"}
+    assert [[(e.start, e.end, rename[e.label]) for e in ents] for ents in before.tag_batch(texts)] == \
+           [[(e.start, e.end, e.label) for e in ents] for ents in after.tag_batch(texts)]
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        main(["export", str(source), str(trained / "bad"), "--rename", "PER"])
+
+
+def test_rename_types_refuses_to_merge(corpus):
+    from lexner.features import Featurizer
+
+    featurizer = Featurizer.build(corpus)
+    with pytest.raises(ValueError, match="merge"):
+        featurizer.rename_types({"PER": "LOC"})

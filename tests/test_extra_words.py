@@ -43,7 +43,8 @@ def lexicon_only_corpus(rng: random.Random, words: list[str], lexicon_words: lis
     return out
 
 
-def test_an_added_word_changes_predictions(tmp_path):
+@pytest.mark.parametrize("name", ["lattice_lstm"])  # softlexicon: see test_added_word_enters_softlexicon_sets
+def test_an_added_word_changes_predictions(name, tmp_path):
     rng = random.Random(0)
     torch.manual_seed(0)
     words = set()
@@ -52,7 +53,7 @@ def test_an_added_word_changes_predictions(tmp_path):
     words = sorted(words)
     known, held_out = words[:20], words[20:]
     train = lexicon_only_corpus(rng, words, known, 120)
-    tagger = build_tagger("lattice_lstm", train, {"hidden": 32}, lexicon=Lexicon(known))
+    tagger = build_tagger(name, train, {"hidden": 32}, lexicon=Lexicon(known))
     optimizer = torch.optim.Adam(tagger.parameters(), lr=0.02)
     batch = tagger.featurizer.encode([s.text for s in train], [s.spans for s in train])
     tagger.train()
@@ -72,7 +73,7 @@ def test_an_added_word_changes_predictions(tmp_path):
 
     plain = lexner.load(tmp_path / "m")
     extended = lexner.load(tmp_path / "m", extra_words=held_out)
-    print(f"held-out entities found: {correct(plain)}/{gold} before, {correct(extended)}/{gold} after adding")
+    print(f"{name}: held-out entities found: {correct(plain)}/{gold} before, {correct(extended)}/{gold} after adding")
     assert correct(extended) >= gold // 3
     assert correct(extended) >= correct(plain) + gold // 4
     # the added words are saved with the model
@@ -81,7 +82,7 @@ def test_an_added_word_changes_predictions(tmp_path):
     assert correct(lexner.load(tmp_path / "m2")) == correct(extended)
 
 
-@pytest.mark.parametrize("name", ["lattice_lstm", "flat"])
+@pytest.mark.parametrize("name", ["lattice_lstm", "softlexicon", "flat"])
 def test_new_word_vector_is_the_mean_of_its_characters(name):
     tagger = build_tagger(name, toy_corpus(), {}, lexicon=Lexicon(TOY_WORDS))
     size = len(tagger.featurizer.word_vocab)
@@ -100,3 +101,20 @@ def test_models_without_a_lexicon_refuse_words():
     tagger = build_tagger("bilstm_crf", toy_corpus(), {})
     with pytest.raises(ValueError, match="does not use a lexicon"):
         tagger.add_words(["北京"])
+
+
+def test_added_word_enters_softlexicon_sets():
+    """softlexicon pools word vectors, so an added word only helps where its (character-mean) vector resembles
+    what training taught the model; on random toy vectors it does not, unlike Lattice-LSTM.  What must hold is
+    that the word is matched and changes the model's input: here the emissions."""
+    torch.manual_seed(0)
+    tagger = build_tagger("softlexicon", toy_corpus(), {"hidden": 16}, lexicon=Lexicon(TOY_WORDS)).eval()
+    text = "孙七在西安工作"
+    with torch.no_grad():
+        plain = tagger.featurizer.encode([text])
+        before = tagger.emissions(plain)
+        assert tagger.add_words(["西安", "孙七"]) == 2
+        batch = tagger.featurizer.encode([text])
+        after = tagger.emissions(batch)
+    assert batch.word_mask.sum().item() == plain.word_mask.sum().item() + 2  # 工作 was matched before
+    assert not torch.allclose(before, after)

@@ -136,3 +136,13 @@ def test_crf_runs_in_float32_under_autocast(corpus):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = tagger(batch)
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+def test_max_minutes_stops_before_an_epoch_that_would_end_past_the_budget(corpus, tmp_path, caplog):
+    trainer = make_trainer(corpus, tmp_path / "short", epochs=5, max_minutes=1e-9)
+    with caplog.at_level("INFO", logger="lexner.train"):
+        results = trainer.fit(corpus[:15], corpus[15:])
+    assert results["epochs_run"] == 1  # the first epoch always runs
+    assert "--max-minutes" in caplog.text
+    assert make_trainer(corpus, tmp_path / "long", epochs=3, max_minutes=60).fit(corpus[:15], corpus[15:])[
+        "epochs_run"] == 3

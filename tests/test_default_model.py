@@ -1,0 +1,51 @@
+"""The model bundled inside the package: ``lexner.load()`` and ``lexner tag TEXT`` with no data root."""
+
+import json
+
+import pytest
+
+import lexner
+from lexner.api import DEFAULT_MODEL
+from lexner.cli import main
+
+OLYMPICS = "2008年北京奥运会在中国举行，国际奥委会主席罗格出席开幕式。"
+
+
+@pytest.fixture(scope="module")
+def default():
+    return lexner.load()
+
+
+def test_bundled_model_is_small_and_labels_per_loc_org(default):
+    size = sum(p.stat().st_size for p in DEFAULT_MODEL.iterdir() if p.is_file())
+    assert size <= 30 * 2**20
+    assert default.featurizer.entity_types == ["PER", "LOC", "ORG"]
+    assert default.name == "softlexicon" and default.featurizer.lexicon is not None
+
+
+def test_tags_without_a_data_root(default, monkeypatch, tmp_path):
+    monkeypatch.setenv("LEXNER_DATA", str(tmp_path / "nothing-here"))
+    entities = default.tag(OLYMPICS)
+    assert all(OLYMPICS[e.start : e.end] == e.text for e in entities)
+    found = {(e.text, e.label) for e in entities}
+    assert {("中国", "LOC"), ("罗格", "PER"), ("国际奥委会", "ORG")} <= found
+    assert default.tag("张三在北京大学读书。") == [lexner.Entity(0, 2, "PER", "张三"),
+                                              lexner.Entity(3, 7, "ORG", "北京大学")]
+
+
+def test_extra_words_reach_the_bundled_lexicon(default):
+    word = "奥委会主席团"
+    assert word not in default.featurizer.lexicon
+    tagger = lexner.load(extra_words=[word])
+    assert word in tagger.featurizer.lexicon and word not in default.featurizer.lexicon
+
+
+def test_cli_tags_with_the_bundled_model(capsys, default):
+    capsys.readouterr()
+    assert main(["tag", OLYMPICS, "张三在北京大学读书。"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in lines] == [OLYMPICS, "张三在北京大学读书。"]
+    expected = [[e.to_dict() for e in ents] for ents in default.tag_batch([OLYMPICS, "张三在北京大学读书。"])]
+    assert [r["entities"] for r in lines] == expected
+    assert main(["tag", "--model", str(DEFAULT_MODEL), "--format", "text", "张三在北京大学读书。"]) == 0
+    assert capsys.readouterr().out == "[张三|PER]在[北京大学|ORG]读书。\n"
