@@ -5,17 +5,19 @@
 #   benchmarks/msra_gpu.sh status RUNS           the last logged epoch of each run
 #   benchmarks/msra_gpu.sh wait RUNS SECONDS     status every minute until all runs ended or SECONDS passed
 #   benchmarks/msra_gpu.sh collect RUNS NOTE     result files (benchmarks/collect.py) into benchmarks/results
+#   benchmarks/msra_gpu.sh default RUNS          train the bundled default model (in the foreground) and export
+#                                                it into lexner/default_model
 #
 # Needs LEXNER_DATA (msra/ and embeddings/) and a CUDA GPU.  The settings of every run are the command lines
 # below; each run's own command is also recorded in its model card and result file.
 set -euo pipefail
 cmd=$1 runs=$2
-common=(--dataset msra --device cuda --epochs 100 --patience 10 --no-progress --threads 2 --bigram-min-count 3)
+common=(--dataset msra --device cuda --patience 10 --no-progress --threads 2 --bigram-min-count 3)
 
 launch() {  # NAME ARGS...: one training run in its own process session, logging to RUNS/NAME.log
   local name=$1; shift
   mkdir -p "$runs"
-  setsid nohup python -m lexner train "${common[@]}" --max-minutes "$minutes" --out "$runs/$name" "$@" \
+  setsid nohup python -m lexner train "${common[@]}" --epochs 100 --max-minutes "$minutes" --out "$runs/$name" "$@" \
     > "$runs/$name.log" 2>&1 < /dev/null &
 }
 
@@ -60,6 +62,12 @@ case $cmd in
       [ -f "$run/results.json" ] || { echo "not finished: $run"; continue; }
       python benchmarks/collect.py "$run" --name "msra_gpu_$name" --note "$3"
     done
+    ;;
+  default)  # the shipped run stopped after epoch 8 on --max-minutes; the lr schedule ignores --epochs
+    python -m lexner train "${common[@]}" --epochs 8 --out "$runs/softlexicon_default" \
+      --model softlexicon --batch-size 32 --lr 0.04 --seed 1
+    python -m lexner export "$runs/softlexicon_default/model" lexner/default_model --half \
+      --rename NR=PER --rename NS=LOC --rename NT=ORG
     ;;
   *) echo "unknown command $cmd" >&2; exit 2 ;;
 esac

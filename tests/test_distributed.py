@@ -49,7 +49,9 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, model):
 def test_a_failing_rank_stops_every_rank(tmp_path):
     write_jsonl(toy_corpus(), tmp_path / "train.jsonl")
     write_jsonl(toy_corpus()[:4], tmp_path / "dev.jsonl")
-    args = train_args(tmp_path, tmp_path / "run", "bilstm_crf") + ["--lr", "1e30", "--clip", "0"]
+    # lr near float32's maximum: the first step sends weights to inf, the next loss is NaN (1e30 could leave a
+    # huge but finite loss, and the test passed or failed with the machine)
+    args = train_args(tmp_path, tmp_path / "run", "bilstm_crf") + ["--lr", "3e38", "--clip", "0"]
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            *args], capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "loss became" in done.stderr
