@@ -31,7 +31,7 @@ from conftest import toy_corpus
 from tagger_contract import TOY_WORDS
 
 FUZZ_EXAMPLES = int(os.environ.get("LEXNER_FUZZ_EXAMPLES", "300"))
-SMALL = {"bilstm_crf": {"hidden": 16}, "lattice_lstm": {"hidden": 16},
+SMALL = {"bilstm_crf": {"hidden": 16}, "softlexicon": {"hidden": 16}, "lattice_lstm": {"hidden": 16},
          "flat": {"model_dim": 16, "heads": 2, "ffn_dim": 32}}
 
 
@@ -61,7 +61,7 @@ HOSTILE = st.text(
 FUZZ_COUNT: dict[str, int] = {}
 
 
-@pytest.mark.parametrize("name", ["bilstm_crf", "lattice_lstm", "flat"])
+@pytest.mark.parametrize("name", ["bilstm_crf", "softlexicon", "lattice_lstm", "flat"])
 def test_fuzz_tag_with_random_unicode(name):
     tagger = small_tagger(name)
     tagger.max_length, tagger.overlap = 40, 8  # long fuzz inputs exercise the window splitting too
@@ -78,7 +78,7 @@ def test_fuzz_tag_with_random_unicode(name):
     assert FUZZ_COUNT[name] >= min(FUZZ_EXAMPLES, 50)
 
 
-@pytest.mark.parametrize("name", ["bilstm_crf", "lattice_lstm", "flat"])
+@pytest.mark.parametrize("name", ["bilstm_crf", "softlexicon", "lattice_lstm", "flat"])
 def test_batched_fuzz_equals_one_by_one(name):
     tagger = small_tagger(name)
 
@@ -98,7 +98,7 @@ SPECIAL_TEXTS = [
 ]
 
 
-@pytest.mark.parametrize("name", ["bilstm_crf", "lattice_lstm", "flat"])
+@pytest.mark.parametrize("name", ["bilstm_crf", "softlexicon", "lattice_lstm", "flat"])
 def test_special_texts(name):
     tagger = small_tagger(name)
     for text, entities in zip(SPECIAL_TEXTS, tagger.tag_batch(SPECIAL_TEXTS)):
@@ -141,7 +141,7 @@ def test_one_megabyte_string_and_100k_tiny_strings_in_bounded_memory(tmp_path):
     assert out["tiny"] < 400, out
 
 
-@pytest.mark.parametrize("name", ["bilstm_crf", "lattice_lstm", "flat"])
+@pytest.mark.parametrize("name", ["bilstm_crf", "softlexicon", "lattice_lstm", "flat"])
 def test_one_loaded_tagger_shared_by_threads(name, tmp_path):
     small_tagger(name).save(tmp_path / "m")
     tagger = lexner.load(tmp_path / "m")  # fresh: its lexicon automaton is built by whichever thread comes first

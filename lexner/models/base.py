@@ -58,8 +58,25 @@ class Tagger(nn.Module):
         raise NotImplementedError
 
     def embedding_tables(self) -> dict[str, tuple[nn.Embedding, Sequence[str]]]:
-        """``{"chars"|"bigrams"|"words": (embedding layer, its vocabulary)}`` for pretrained initialisation."""
-        return {}
+        """``{"chars"|"bigrams"|"words": (embedding layer, its vocabulary)}`` for pretrained initialisation: the
+        tables made by :meth:`make_embeddings`, if any."""
+        vocabularies = {"chars": lambda f: f.chars.tokens, "bigrams": lambda f: f.bigrams.tokens,
+                        "words": lambda f: f.word_vocab}
+        tables = {}
+        for name, vocabulary in vocabularies.items():
+            layer = getattr(self, f"{name[:-1]}_embedding", None)
+            if isinstance(layer, nn.Embedding):
+                tables[name] = (layer, vocabulary(self.featurizer))
+        return tables
+
+    def make_embeddings(self, char_dim: int, bigram_dim: int = 0, word_dim: int = 0) -> None:
+        """The character table, the bigram table (``bigram_dim`` > 0, else ``bigram_embedding`` is None) and the
+        lexicon-word table (``word_dim`` > 0), each with row 0 for padding."""
+        f = self.featurizer
+        self.char_embedding = nn.Embedding(len(f.chars), char_dim, padding_idx=0)
+        self.bigram_embedding = nn.Embedding(len(f.bigrams), bigram_dim, padding_idx=0) if bigram_dim else None
+        if word_dim:
+            self.word_embedding = nn.Embedding(len(f.word_vocab), word_dim, padding_idx=0)
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         """Parameters of a pretrained encoder, trained with their own (lower) learning rate."""

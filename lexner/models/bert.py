@@ -112,9 +112,6 @@ class BertCRF(Tagger):
         self.dropout = nn.Dropout(config.dropout)
         self.output = nn.Linear(self.bert.dim, len(featurizer.tags))
 
-    def embedding_tables(self):
-        return {}
-
     def encoder_parameters(self) -> list[nn.Parameter]:
         return list(self.bert.parameters())
 

@@ -197,11 +197,7 @@ class FLAT(Tagger):
         super().__init__(config, featurizer)
         if featurizer.lexicon is None:
             raise ValueError("flat needs a featurizer with a lexicon")
-        self.char_embedding = nn.Embedding(len(featurizer.chars), config.char_dim, padding_idx=0)
-        self.bigram_embedding = (
-            nn.Embedding(len(featurizer.bigrams), config.bigram_dim, padding_idx=0) if config.bigram_dim else None
-        )
-        self.word_embedding = nn.Embedding(len(featurizer.word_vocab), config.word_dim, padding_idx=0)
+        self.make_embeddings(config.char_dim, config.bigram_dim, config.word_dim)
         self.bert = None
         if config.bert_path or config.bert_config:
             if featurizer.pieces is None:
@@ -215,13 +211,6 @@ class FLAT(Tagger):
         self.layers = nn.ModuleList(RelativeAttentionLayer(config) for _ in range(config.layers))
         self.output_dropout = nn.Dropout(config.output_dropout)
         self.output = nn.Linear(config.model_dim, len(featurizer.tags))
-
-    def embedding_tables(self):
-        tables = {"chars": (self.char_embedding, self.featurizer.chars.tokens),
-                  "words": (self.word_embedding, self.featurizer.word_vocab)}
-        if self.bigram_embedding is not None:
-            tables["bigrams"] = (self.bigram_embedding, self.featurizer.bigrams.tokens)
-        return tables
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         return list(self.bert.parameters()) if self.bert is not None else []

@@ -186,11 +186,7 @@ class LatticeLSTM(Tagger):
             raise ValueError("lattice_lstm needs a featurizer with a lexicon of words of length ≥ 2")
         if config.bidirectional and config.hidden % 2:
             raise ValueError(f"hidden must be even when bidirectional, got {config.hidden}")
-        self.char_embedding = nn.Embedding(len(featurizer.chars), config.char_dim, padding_idx=0)
-        self.bigram_embedding = (
-            nn.Embedding(len(featurizer.bigrams), config.bigram_dim, padding_idx=0) if config.bigram_dim else None
-        )
-        self.word_embedding = nn.Embedding(len(featurizer.word_vocab), config.word_dim, padding_idx=0)
+        self.make_embeddings(config.char_dim, config.bigram_dim, config.word_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.word_dropout = nn.Dropout(config.word_dropout)
         per_direction = config.hidden // 2 if config.bidirectional else config.hidden
@@ -200,13 +196,6 @@ class LatticeLSTM(Tagger):
             LatticeDirection(input_dim, config.word_dim, per_direction) if config.bidirectional else None
         )
         self.output = nn.Linear(per_direction * (2 if config.bidirectional else 1), len(featurizer.tags))
-
-    def embedding_tables(self):
-        tables = {"chars": (self.char_embedding, self.featurizer.chars.tokens),
-                  "words": (self.word_embedding, self.featurizer.word_vocab)}
-        if self.bigram_embedding is not None:
-            tables["bigrams"] = (self.bigram_embedding, self.featurizer.bigrams.tokens)
-        return tables
 
     def _lattice_lists(self, batch: Batch, reverse: bool) -> tuple[list[list[int]], list[list[int]]]:
         heads, tails = [], []

@@ -63,24 +63,13 @@ class SoftLexicon(Tagger):
             raise ValueError("softlexicon needs a featurizer with a lexicon")
         if config.hidden % 2:
             raise ValueError(f"hidden must be even (split over two directions), got {config.hidden}")
-        self.char_embedding = nn.Embedding(len(featurizer.chars), config.char_dim, padding_idx=0)
-        self.bigram_embedding = (
-            nn.Embedding(len(featurizer.bigrams), config.bigram_dim, padding_idx=0) if config.bigram_dim else None
-        )
-        self.word_embedding = nn.Embedding(len(featurizer.word_vocab), config.word_dim, padding_idx=0)
+        self.make_embeddings(config.char_dim, config.bigram_dim, config.word_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.lstm = nn.LSTM(
             config.char_dim + config.bigram_dim + 3 * config.word_dim, config.hidden // 2,
             num_layers=config.layers, batch_first=True, bidirectional=True,
         )
         self.output = nn.Linear(config.hidden, len(featurizer.tags))
-
-    def embedding_tables(self):
-        tables = {"chars": (self.char_embedding, self.featurizer.chars.tokens),
-                  "words": (self.word_embedding, self.featurizer.word_vocab)}
-        if self.bigram_embedding is not None:
-            tables["bigrams"] = (self.bigram_embedding, self.featurizer.bigrams.tokens)
-        return tables
 
     def emissions(self, batch: Batch) -> torch.Tensor:
         parts = [self.char_embedding(batch.chars)]  # shape: (B, T, char_dim)
