@@ -91,7 +91,7 @@ def cmd_train(args) -> int:
         if path is not None:
             embeddings[name] = None if path == "none" else path
     seed_everything(args.seed)
-    model_config = dict(kv.split("=", 1) for kv in args.set)
+    model_config = dict(_key_value(kv, "--set") for kv in args.set)
     tagger = build_tagger(args.model, train, {k: _parse_value(v) for k, v in model_config.items()},
                           embeddings, seed=args.seed, lexicon=args.lexicon,
                           bigram_min_count=args.bigram_min_count)
@@ -138,7 +138,7 @@ def _extra_words(args) -> list[str]:
 
 def _key_value(text: str, option: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
-    if not (sep and key and value):
+    if not (sep and key):
         raise SystemExit(f"lexner: error: {option} expects KEY=VALUE, got {text!r}")
     return key, value
 
@@ -309,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-minutes", type=float, default=d.max_minutes,
                    help="time budget: stop before an epoch that would likely end past it (0: no limit)")
     t.add_argument("--bigram-min-count", type=int, default=1,
-                   help="leave out train's bigrams seen fewer times (unless pretrained): a smaller model")
+                   help="leave out train's bigrams seen fewer times (unless among the most frequent pretrained "
+                        "ones): a smaller model")
     t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     t.add_argument("--char-vectors", help="word2vec file for characters, or 'none' (None: from the data root)")
     t.add_argument("--bigram-vectors", help="word2vec file for bigrams, or 'none' (None: from the data root)")

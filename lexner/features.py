@@ -76,9 +76,7 @@ class Featurizer:
         self.pieces = pieces  # a lexner.pieces.PieceEncoder for models with BERT features
         self.chars = chars
         self.bigrams = bigram_vocab
-        self.entity_types = list(entity_types)
-        self.tags = bioes_tags(self.entity_types)
-        self.tag_index = {t: i for i, t in enumerate(self.tags)}
+        self._set_types(entity_types)
         self.lexicon = lexicon
 
     @staticmethod
@@ -171,10 +169,14 @@ class Featurizer:
         """Rename entity types (``{"NR": "PER"}``); tag ids keep their positions, so a trained model's weights
         still fit.  Types not in ``names`` keep their name."""
         renamed = [names.get(t, t) for t in self.entity_types]
-        if len(set(renamed)) != len(renamed):
-            raise ValueError(f"renaming {self.entity_types} by {names} would merge types")
-        self.entity_types = renamed
-        self.tags = bioes_tags(renamed)
+        if len(set(renamed)) != len(renamed) or not all(renamed):
+            raise ValueError(f"renaming {self.entity_types} by {names} would merge types or leave one unnamed")
+        self._set_types(renamed)
+
+    def _set_types(self, entity_types: Sequence[str]) -> None:
+        """The entity types and what follows from them: the BIOES tag list and each tag's id."""
+        self.entity_types = list(entity_types)
+        self.tags = bioes_tags(self.entity_types)
         self.tag_index = {t: i for i, t in enumerate(self.tags)}
 
     def decode_tags(self, ids: Sequence[int]) -> list[Span]:

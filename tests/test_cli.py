@@ -141,11 +141,11 @@ def test_export_renames_entity_types(trained, capsys):
     from lexner import load
 
     source = trained / "run" / "model"
+    rename = {"PER": "人名", "LOC": "地名"}
     assert main(["export", str(source), str(trained / "renamed"), "--rename", "PER=人名", "--rename", "LOC=地名"]) == 0
     before, after = load(source), load(trained / "renamed")
-    assert after.featurizer.entity_types == [{"PER": "人名", "LOC": "地名"}[t] for t in before.featurizer.entity_types]
+    assert after.featurizer.entity_types == [rename[t] for t in before.featurizer.entity_types]
     texts = ["张三在北京工作。", "李四去了上海"]
-    rename = {"PER": "人名", "LOC": "地名"}
     assert [[(e.start, e.end, rename[e.label]) for e in ents] for ents in before.tag_batch(texts)] == \
            [[(e.start, e.end, e.label) for e in ents] for ents in after.tag_batch(texts)]
     with pytest.raises(SystemExit, match="KEY=VALUE"):

@@ -60,14 +60,11 @@ class Tagger(nn.Module):
     def embedding_tables(self) -> dict[str, tuple[nn.Embedding, Sequence[str]]]:
         """``{"chars"|"bigrams"|"words": (embedding layer, its vocabulary)}`` for pretrained initialisation: the
         tables made by :meth:`make_embeddings`, if any."""
-        vocabularies = {"chars": lambda f: f.chars.tokens, "bigrams": lambda f: f.bigrams.tokens,
-                        "words": lambda f: f.word_vocab}
-        tables = {}
-        for name, vocabulary in vocabularies.items():
-            layer = getattr(self, f"{name[:-1]}_embedding", None)
-            if isinstance(layer, nn.Embedding):
-                tables[name] = (layer, vocabulary(self.featurizer))
-        return tables
+        f = self.featurizer
+        tables = {"chars": (getattr(self, "char_embedding", None), f.chars.tokens),
+                  "bigrams": (getattr(self, "bigram_embedding", None), f.bigrams.tokens),
+                  "words": (getattr(self, "word_embedding", None), f.word_vocab)}
+        return {name: table for name, table in tables.items() if table[0] is not None}
 
     def make_embeddings(self, char_dim: int, bigram_dim: int = 0, word_dim: int = 0) -> None:
         """The character table, the bigram table (``bigram_dim`` > 0, else ``bigram_embedding`` is None) and the

@@ -1,0 +1,70 @@
+"""How much domain words added at load time help a saved model: an oracle upper bound on MSRA test.
+
+    python benchmarks/extra_words.py [--model lexner/default_model] [--limit 1500] [--min-length 3] \
+        [--out benchmarks/results/extra_words_default.json]
+
+The gold entity strings (of at least ``--min-length`` characters) that the model misses in the first
+``--limit`` test sentences are added with ``lexner.load(model, extra_words=...)``; the same sentences are
+scored before and after (labels mapped to PER/LOC/ORG as in ``peers.py``).  The words are exactly the missed
+names, so this is the most adding words could do there, not what a user's word list would do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import machine_info  # noqa: E402
+from peers import LABELS  # noqa: E402
+
+import lexner  # noqa: E402
+from lexner.data import Sentence, load_dataset  # noqa: E402
+from lexner.evaluate import evaluate  # noqa: E402
+from lexner.schemes import Span  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=None, help="model directory (default: the bundled model)")
+    parser.add_argument("--limit", type=int, default=1500, help="the first N MSRA test sentences")
+    parser.add_argument("--min-length", type=int, default=3, help="shortest missed entity added as a word")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    sentences = [Sentence(s.text, [Span(sp.start, sp.end, LABELS[sp.label]) for sp in s.spans])
+                 for s in load_dataset("msra", "test")[: args.limit]]
+    plain = lexner.load(args.model)
+    missed = []
+    for sentence, entities in zip(sentences, plain.tag_batch([s.text for s in sentences])):
+        found = {(e.start, e.end) for e in entities}
+        missed += [(sentence.text, sp) for sp in sentence.spans
+                   if (sp.start, sp.end) not in found and sp.end - sp.start >= args.min_length]
+    words = sorted({text[sp.start : sp.end] for text, sp in missed})
+    extended = lexner.load(args.model, extra_words=words)
+    recovered = 0
+    for (text, sp), entities in zip(missed, extended.tag_batch([text for text, _ in missed])):
+        recovered += (sp.start, sp.end, sp.label) in {(e.start, e.end, e.label) for e in entities}
+    record = {
+        "benchmark": "extra_words",
+        "model": str(args.model or "bundled default model"),
+        "sentences": len(sentences),
+        "words_added": len(words),
+        "already_in_lexicon": sum(w in plain.featurizer.lexicon for w in words),
+        "missed_entities": len(missed),
+        "recovered": recovered,
+        "before": evaluate(plain, sentences)["micro"],
+        "after": evaluate(extended, sentences)["micro"],
+        "machine": machine_info(),
+    }
+    print(json.dumps({k: v for k, v in record.items() if k != "machine"}, ensure_ascii=False))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
