@@ -77,7 +77,7 @@ def build_tagger(
     if getattr(model_config, "bert_path", ""):
         from .pieces import PieceEncoder
 
-        pieces = PieceEncoder.from_pretrained(model_config.bert_path)
+        pieces = PieceEncoder.load(model_config.bert_path)
     featurizer = Featurizer.build(
         train,
         extra_chars=pretrained.get("chars", ([],))[0],

@@ -160,8 +160,12 @@ def _tag_model_and_texts(args) -> None:
 def _load_for_tagging(args, extra_words: list[str]):
     from .api import load
 
+    from .fileio import ModelFormatError
+
     try:
         return load(args.model_dir, device=_resolve_device(args.device), extra_words=extra_words)
+    except ModelFormatError:
+        raise  # reported by main()
     except ValueError as err:  # e.g. words for a model without a lexicon
         raise SystemExit(f"lexner: error: {err}") from None
 

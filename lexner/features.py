@@ -207,6 +207,6 @@ class Featurizer:
         if (directory / TOKENIZER_DIR).is_dir():
             from .pieces import PieceEncoder
 
-            pieces = PieceEncoder.from_pretrained(directory / TOKENIZER_DIR)
+            pieces = PieceEncoder.load(directory / TOKENIZER_DIR)
         return cls(Vocab.load(directory / "chars.json"), Vocab.load(directory / "bigrams.json"), entity_types,
                    lexicon, pieces)

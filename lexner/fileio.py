@@ -22,6 +22,11 @@ class DataFormatError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
+class ModelFormatError(ValueError):
+    """A model directory (or a pretrained checkpoint) is missing files, was written by a newer lexner, does not
+    match its config, or holds something lexner refuses to load (code, pickles); the message names the file."""
+
+
 def open_text(path: str | os.PathLike, errors: str = "strict") -> IO[str]:
     """Open a UTF-8 text file for reading, decompressing ``.gz`` and ``.xz`` by their suffix.
 

@@ -9,7 +9,39 @@ import os
 import re
 from pathlib import Path
 
+from .fileio import ModelFormatError, read_json
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
+TOKENIZER_JSON = "tokenizer.json"
+VOCAB_TXT = "vocab.txt"
+SPECIAL_TOKENS = ("unk_token", "cls_token", "sep_token", "pad_token", "mask_token")
+DEFAULT_SPECIAL = {"unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]",
+                   "mask_token": "[MASK]"}
+
+
+def _tokenizer_settings(path: Path) -> dict:
+    """Special tokens, casing and maximum length from the folder's JSON files (plain values only; every other
+    key, ``auto_map`` and ``tokenizer_class`` included, is ignored)."""
+    settings: dict = dict(DEFAULT_SPECIAL)
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        if not (path / name).is_file():
+            continue
+        saved = read_json(path / name)
+        if not isinstance(saved, dict):
+            raise ModelFormatError(f"{path / name}: expected a JSON object")
+        for key in SPECIAL_TOKENS:
+            value = saved.get(key)
+            if isinstance(value, dict):  # a serialised AddedToken
+                value = value.get("content")
+            if value is not None and not isinstance(value, str):
+                raise ModelFormatError(f"{path / name}: {key} must be a string, got {type(value).__name__}")
+            if value:
+                settings[key] = value
+        if isinstance(saved.get("do_lower_case"), bool):
+            settings["do_lower_case"] = saved["do_lower_case"]
+        if isinstance(saved.get("model_max_length"), int):
+            settings["model_max_length"] = saved["model_max_length"]
+    return settings
 
 
 class PieceEncoder:
@@ -30,12 +62,38 @@ class PieceEncoder:
         self.pad_id = tokenizer.pad_token_id or 0
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike) -> "PieceEncoder":
-        from transformers import AutoTokenizer
-
-        if not Path(path).is_dir():
+    def load(cls, path: str | os.PathLike) -> "PieceEncoder":
+        """The tokenizer in the folder ``path``, built from its data files only: ``tokenizer.json`` (any fast
+        tokenizer) or else ``vocab.txt`` (BERT WordPiece), with the special tokens and casing read from
+        ``tokenizer_config.json``/``special_tokens_map.json``.  Nothing in the folder is ever executed or
+        unpickled: an ``auto_map`` or Python file there is ignored (``transformers``' ``AutoTokenizer`` would
+        offer to run it), and nothing is downloaded.  A folder without a usable tokenizer raises
+        :class:`~lexner.fileio.ModelFormatError` naming the file."""
+        path = Path(path)
+        if not path.is_dir():
             raise FileNotFoundError(f"{path}: no such tokenizer/encoder directory (models are never downloaded)")
-        return cls(AutoTokenizer.from_pretrained(str(path), use_fast=True, local_files_only=True))
+        settings = _tokenizer_settings(path)
+        try:
+            if (path / TOKENIZER_JSON).is_file():
+                from transformers import PreTrainedTokenizerFast
+
+                source = path / TOKENIZER_JSON
+                tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(source), **settings)
+            elif (path / VOCAB_TXT).is_file():
+                from transformers import BertTokenizerFast
+
+                source = path / VOCAB_TXT
+                tokenizer = BertTokenizerFast(vocab_file=str(source), **settings)
+            else:
+                raise ModelFormatError(f"{path}: no {TOKENIZER_JSON} or {VOCAB_TXT}; a tokenizer is read only from "
+                                       "these files (never from code in the folder)")
+        except ModelFormatError:
+            raise
+        except Exception as err:  # the tokenizers library raises its own exception types for malformed files
+            raise ModelFormatError(f"{source}: not a readable tokenizer ({type(err).__name__}: {err})") from None
+        if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+            raise ModelFormatError(f"{source}: the tokenizer has no [CLS]/[SEP] tokens (a BERT-style one is needed)")
+        return cls(tokenizer)
 
     def encode(self, text: str) -> tuple[list[int], list[int]]:
         """``(piece_ids, char_piece)``: the pieces, and for each character the index of its piece or -1."""

@@ -54,7 +54,7 @@ class TestBertCRF(TaggerContract):
 
 
 def encoder() -> PieceEncoder:
-    return PieceEncoder.from_pretrained(tiny_bert())
+    return PieceEncoder.load(tiny_bert())
 
 
 @pytest.mark.parametrize("text", [

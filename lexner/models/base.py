@@ -21,7 +21,7 @@ from torch import nn
 from ..crf import ConstrainedCRF
 from ..entity import Entity
 from ..features import Batch, Featurizer
-from ..fileio import DataFormatError, read_json, write_json
+from ..fileio import DataFormatError, ModelFormatError, read_json, write_json
 from ..tagging import merge_windows, split_windows
 from ..text import normalize
 from ..vectors import embedding_matrix
@@ -29,10 +29,6 @@ from ..vectors import embedding_matrix
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-
-
-class ModelFormatError(ValueError):
-    """A model directory is missing files, was written by a newer lexner, or does not match its config."""
 
 
 class Tagger(nn.Module):
@@ -240,7 +236,10 @@ class Tagger(nn.Module):
             config = cls.Config(**meta["config"])
         except TypeError as err:
             raise ModelFormatError(f"{directory / CONFIG_FILE}: config does not fit {cls.__name__}: {err}") from None
-        featurizer = Featurizer.load(directory, meta["entity_types"])
+        try:
+            featurizer = Featurizer.load(directory, meta["entity_types"])
+        except DataFormatError as err:
+            raise ModelFormatError(str(err)) from None
         model = cls(config, featurizer)
         try:
             state = load_file(str(directory / WEIGHTS_FILE))

@@ -15,23 +15,54 @@ import torch
 from torch import nn
 
 from ..features import Batch, Featurizer
+from ..fileio import ModelFormatError, read_json
 from .base import Tagger
 
 
 def build_encoder(path: str, saved_config: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
-    """The encoder: rebuilt from ``saved_config`` (weights come with the lexner model) or loaded from ``path``.
-    Returns it and its config as a plain dict."""
+    """The encoder: rebuilt from ``saved_config`` (weights come with the lexner model) or loaded from the local
+    checkpoint ``path`` (``config.json`` and ``model.safetensors``).  Returns it and its config as a plain dict.
+
+    Only ``transformers``' built-in architectures are built: a config with an ``auto_map`` (code shipped beside
+    the checkpoint) is refused, and weights are read from safetensors only (never a pickled ``.bin``).  Every
+    refusal is a :class:`ModelFormatError` naming the file."""
     from transformers import AutoConfig, AutoModel
 
     if saved_config:
         config = dict(saved_config)
-        encoder = AutoModel.from_config(AutoConfig.for_model(config.pop("model_type"), **config),
-                                        add_pooling_layer=False)
-    else:
-        if not path or not Path(path).is_dir():
-            raise FileNotFoundError(f"bert_path {path!r}: not a local checkpoint directory (nothing is downloaded)")
-        encoder = AutoModel.from_pretrained(path, add_pooling_layer=False, local_files_only=True)
+        _refuse_remote_code(config, "the encoder config in config.json")
+        try:
+            encoder = AutoModel.from_config(AutoConfig.for_model(config.pop("model_type", None), **config),
+                                            add_pooling_layer=False, trust_remote_code=False)
+        except (ValueError, TypeError, KeyError) as err:
+            raise ModelFormatError(f"the encoder config in config.json: {err}") from None
+        return encoder, encoder.config.to_dict()
+    checkpoint = Path(path).expanduser() if path else None
+    if checkpoint is None or not checkpoint.is_dir():
+        raise FileNotFoundError(f"bert_path {path!r}: not a local checkpoint directory (nothing is downloaded)")
+    config_file, weights_file = checkpoint / "config.json", checkpoint / "model.safetensors"
+    if not config_file.is_file():
+        raise ModelFormatError(f"{config_file}: missing (a checkpoint needs config.json and model.safetensors)")
+    raw = read_json(config_file)
+    if not isinstance(raw, dict):
+        raise ModelFormatError(f"{config_file}: expected a JSON object")
+    _refuse_remote_code(raw, str(config_file))
+    if not weights_file.is_file():
+        raise ModelFormatError(f"{weights_file}: missing; encoder weights are read from safetensors only "
+                               "(a pickled pytorch_model.bin is never loaded)")
+    try:
+        config = AutoConfig.from_pretrained(str(checkpoint), local_files_only=True, trust_remote_code=False)
+        encoder = AutoModel.from_pretrained(str(checkpoint), config=config, add_pooling_layer=False,
+                                            local_files_only=True, use_safetensors=True, trust_remote_code=False)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise ModelFormatError(f"{checkpoint}: not a loadable encoder checkpoint ({err})") from None
     return encoder, encoder.config.to_dict()
+
+
+def _refuse_remote_code(config: dict[str, Any], where: str) -> None:
+    if "auto_map" in config:
+        raise ModelFormatError(f"{where}: has an auto_map (code shipped with the checkpoint); lexner never runs "
+                               "code from a model or checkpoint directory")
 
 
 class BertFeatures(nn.Module):
