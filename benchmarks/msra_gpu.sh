@@ -66,7 +66,7 @@ case $cmd in
   default)  # the shipped run stopped after epoch 8 on --max-minutes; the lr schedule ignores --epochs
     python -m lexner train "${common[@]}" --epochs 8 --out "$runs/softlexicon_default" \
       --model softlexicon --batch-size 32 --lr 0.04 --seed 1
-    python -m lexner export "$runs/softlexicon_default/model" lexner/default_model --half \
+    python -m lexner export "$runs/softlexicon_default/model" lexner/default_model --force --half \
       --rename NR=PER --rename NS=LOC --rename NT=ORG
     ;;
   *) echo "unknown command $cmd" >&2; exit 2 ;;

@@ -13,6 +13,10 @@ from typing import Any, Sequence
 log = logging.getLogger("lexner")
 
 
+class CommandError(Exception):
+    """A refused command (nothing was changed): ``lexner: error: MESSAGE`` on stderr, exit status 2."""
+
+
 def _parse_value(text: str) -> Any:
     try:
         return json.loads(text)
@@ -203,8 +207,7 @@ def _chunks(path: Path, size: int):
 
 
 def cmd_tag(args) -> int:
-    from tqdm.auto import tqdm
-
+    from .fileio import atomic_file
     from .output import render
 
     _tag_model_and_texts(args)
@@ -219,7 +222,26 @@ def cmd_tag(args) -> int:
     workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
     if tagger.device.type == "cuda":
         workers = 1  # one process feeds the GPU
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    if args.output is None:
+        _tag_file(args, tagger, workers, extra, sys.stdout)
+        return 0
+    _refuse_same_file(args.input, args.output)
+    with atomic_file(args.output) as out:  # an existing output survives a failed run
+        _tag_file(args, tagger, workers, extra, out)
+    return 0
+
+
+def _refuse_same_file(source: Path, target: Path) -> None:
+    if target.exists() and source.exists() and os.path.samefile(source, target):
+        raise CommandError(f"--output {target} is the input file; writing it would destroy the input")
+
+
+def _tag_file(args, tagger, workers: int, extra: list[str], out) -> None:
+    """Tag ``args.input`` line by line into the open text stream ``out``."""
+    from tqdm.auto import tqdm
+
+    from .output import render
+
     bar = tqdm(unit="line", disable=args.no_progress or out is sys.stdout)
     chunks = _chunks(args.input, args.batch_size * 16)  # bounded memory: a few chunks in flight at most
     try:
@@ -250,26 +272,44 @@ def cmd_tag(args) -> int:
                     bar.update(n)
     finally:
         bar.close()
-        if out is not sys.stdout:
-            out.close()
-    return 0
 
 
 def cmd_export(args) -> int:
     from .api import load
     from .fileio import atomic_directory
 
+    target = _export_target(args.out_dir, args.force)
     tagger = load(args.model_dir, extra_words=_extra_words(args))
     renames = dict(_key_value(kv, "--rename") for kv in args.rename)
     if renames:
         tagger.featurizer.rename_types(renames)
-    with atomic_directory(args.out_dir) as tmp:
+    with atomic_directory(target) as tmp:
         tagger.save(tmp, extra={k: v for k, v in tagger.metadata.items() if k not in ("format_version", "model",
                                                                                       "entity_types")},
                     half=args.half)
-    size = sum(p.stat().st_size for p in Path(args.out_dir).rglob("*") if p.is_file())
+    size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     print(json.dumps({"model": str(args.out_dir), "megabytes": round(size / 2**20, 2)}))
     return 0
+
+
+def _export_target(out_dir: Path, force: bool) -> Path:
+    """Where ``export`` may write: a new or empty directory, or — with ``force`` — one that holds nothing but a
+    lexner model.  Anything else is refused before any work, so no user file is ever deleted."""
+    from .models.base import is_model_directory
+
+    target = out_dir.resolve()
+    if not target.exists():
+        return target
+    if not target.is_dir():
+        raise CommandError(f"{out_dir} exists and is not a directory")
+    if not any(target.iterdir()):
+        return target
+    if not is_model_directory(target):
+        raise CommandError(f"{out_dir} is not empty and is not a lexner model directory; nothing was changed "
+                           "(export into a new or empty directory)")
+    if not force:
+        raise CommandError(f"{out_dir} holds a lexner model; give --force to replace it")
+    return target
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -346,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("model_dir", type=Path)
     x.add_argument("out_dir", type=Path)
     x.add_argument("--half", action="store_true", help="store weights as float16 (about half the size)")
+    x.add_argument("--force", action="store_true",
+                   help="replace OUT_DIR if it holds a lexner model (a directory with anything else is never replaced)")
     x.add_argument("--rename", action="append", default=[], metavar="OLD=NEW",
                    help="rename an entity type in the copy (e.g. NR=PER); repeatable")
     x.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
@@ -381,6 +423,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (DataFormatError, ModelFormatError, FileNotFoundError) as err:
+    except (DataFormatError, ModelFormatError, FileNotFoundError, CommandError) as err:
         print(f"lexner: error: {err}", file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ LEXICON_FILE = "lexicon.json"
 CHAR_KEYS = ("chars", "bigrams", "tags")  # per-character fields, padded to the longest sentence
 WORD_KEYS = ("word_ids", "word_heads", "word_tails")  # per-word fields, padded to the most words
 TOKENIZER_DIR = "tokenizer"  # a pretrained encoder's tokenizer, for models with BERT features
+MODEL_FILES = ("chars.json", "bigrams.json", LEXICON_FILE, TOKENIZER_DIR)  # what a featurizer saves
 
 
 def bigrams(normalized: str) -> list[str]:

@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from contextlib import contextmanager, suppress
 from typing import IO, Any, Iterator
 
 
@@ -55,8 +56,46 @@ def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
             yield lineno, line.rstrip("\n")
 
 
+def _default_mode() -> int:
+    """The permissions a new file gets under the current umask (0644 under the usual 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextmanager
+def atomic_file(final: str | os.PathLike) -> Iterator[IO[str]]:
+    """Write a UTF-8 text file under a temporary name in its folder and rename it into place on success.
+
+    ``with atomic_file(path) as out: out.write(...)``.  If the block raises, ``path`` is untouched (an existing
+    file survives a failed run) and the temporary file is removed.  A replaced file keeps its permissions; a
+    new one gets the umask's.  Text that cannot be encoded (a lone surrogate) raises before anything is
+    replaced."""
+    final = Path(final)
+    if final.is_dir():
+        raise IsADirectoryError(f"{final}: is a directory")
+    parent = final.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    mode = final.stat().st_mode & 0o7777 if final.exists() else _default_mode()
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, final)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    Path(path).write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    """Write ``obj`` as indented UTF-8 JSON, atomically (see :func:`atomic_file`)."""
+    text = json.dumps(obj, ensure_ascii=False, indent=2) + "\n"
+    with atomic_file(path) as out:
+        out.write(text)
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -31,6 +31,20 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
+def is_model_directory(directory: str | os.PathLike) -> bool:
+    """Whether ``directory`` holds a lexner model and nothing else (what ``export --force`` may replace)."""
+    from ..features import MODEL_FILES
+
+    directory = Path(directory)
+    try:
+        meta = read_json(directory / CONFIG_FILE)
+    except (DataFormatError, OSError, UnicodeDecodeError):
+        return False
+    known = {CONFIG_FILE, WEIGHTS_FILE, *MODEL_FILES}
+    return (isinstance(meta, dict) and "format_version" in meta and "model" in meta
+            and all(child.name in known for child in directory.iterdir()))
+
+
 class Tagger(nn.Module):
     """Base class of every lexner tagger."""
 

@@ -1,0 +1,192 @@
+"""Fail-safe behaviour: hostile model directories never run code, commands never lose user files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import lexner
+from lexner.api import build_tagger
+from lexner.cli import main
+from lexner.models import ModelFormatError
+
+SMALL = {"char_dim": 4, "bigram_dim": 4, "hidden": 8}
+
+# A transformers "remote code" module: importing it writes a marker file (transformers copies the module
+# into its cache before importing it, so the marker's path is absolute).
+EVIL_CODE = "import pathlib\npathlib.Path({marker!r}).write_text('ran')\n"
+
+
+@pytest.fixture
+def saved(corpus, tmp_path):
+    build_tagger("bilstm_crf", corpus, SMALL).save(tmp_path / "m")
+    return tmp_path / "m"
+
+
+def plant_remote_code(folder: Path, config_name: str, auto_map: dict, extra: dict | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in {module.split(".")[0] for module in auto_map.values() for module in
+                 (module if isinstance(module, list) else [module]) if module}:
+        (folder / f"{name}.py").write_text(EVIL_CODE.format(marker=str(folder / "PWNED")), encoding="utf-8")
+    (folder / config_name).write_text(json.dumps({"auto_map": auto_map, **(extra or {})}), encoding="utf-8")
+    return folder / "PWNED"
+
+
+def run_cli(args: list[str], stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lexner", *args], input=stdin, capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+# --- 1. no code from a model directory -------------------------------------------------------------------
+def test_a_tokenizer_folder_with_remote_code_never_runs_it(saved):
+    """``tokenizer/tokenizer_config.json`` with an ``auto_map``: answering 'y' on stdin must not run its code."""
+    marker = plant_remote_code(saved / "tokenizer", "tokenizer_config.json",
+                               {"AutoTokenizer": ["evil_tok.EvilTokenizer", "evil_tok.EvilTokenizer"]},
+                               {"tokenizer_class": "EvilTokenizer"})
+    done = run_cli(["tag", "--model", str(saved), "张三"], stdin="y\ny\ny\n")
+    assert not marker.exists(), "code from the model directory ran"
+    assert done.returncode == 2, done.stderr
+    assert "tokenizer" in done.stderr and "Traceback" not in done.stderr
+    with pytest.raises(ModelFormatError, match="tokenizer"):
+        lexner.load(saved)
+    assert not marker.exists()
+
+
+def test_a_tokenizer_folder_loads_only_from_its_data_files(saved):
+    """Even next to a valid tokenizer.json, an auto_map is ignored: the tokenizer is built from the file."""
+    pytest.importorskip("transformers")
+    from test_bert import tiny_bert
+
+    tokenizer = saved / "tokenizer"
+    tokenizer.mkdir()
+    (tokenizer / "tokenizer.json").write_bytes((tiny_bert() / "tokenizer.json").read_bytes())
+    marker = plant_remote_code(tokenizer, "tokenizer_config.json",
+                               {"AutoTokenizer": ["evil_tok.EvilTokenizer", "evil_tok.EvilTokenizer"]},
+                               {"tokenizer_class": "EvilTokenizer", "cls_token": "[CLS]", "sep_token": "[SEP]",
+                                "pad_token": "[PAD]", "unk_token": "[UNK]"})
+    done = run_cli(["tag", "--model", str(saved), "张三"], stdin="y\ny\ny\n")
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists()
+
+
+def test_an_encoder_config_with_remote_code_is_refused(tmp_path):
+    """A bert_path whose config asks for remote code is refused with an error naming the file."""
+    pytest.importorskip("transformers")
+    from lexner.models.bert import build_encoder
+    from test_bert import tiny_bert
+
+    checkpoint = tmp_path / "bert"
+    checkpoint.mkdir()
+    for f in tiny_bert().iterdir():
+        (checkpoint / f.name).write_bytes(f.read_bytes())
+    config = json.loads((checkpoint / "config.json").read_text())
+    marker = plant_remote_code(checkpoint, "evil_config.json", {"AutoModel": "evil_model.EvilModel"})
+    (checkpoint / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModel": "evil_model.EvilModel",
+                                                                                "AutoConfig": "evil_model.C"}}))
+    with pytest.raises(ModelFormatError, match="config.json"):
+        build_encoder(str(checkpoint), {})
+    # a saved lexner model's encoder config with an auto_map is refused the same way
+    with pytest.raises(ModelFormatError, match="auto_map"):
+        build_encoder("", {**config, "auto_map": {"AutoModel": "evil_model.EvilModel"}})
+    assert not marker.exists()
+
+
+def test_an_encoder_checkpoint_without_safetensors_is_refused(tmp_path):
+    """Encoder weights come from safetensors only: a pytorch_model.bin (a pickle) is never read."""
+    pytest.importorskip("transformers")
+    import torch
+    from lexner.models.bert import build_encoder
+    from test_bert import tiny_bert
+
+    checkpoint = tmp_path / "bert"
+    checkpoint.mkdir()
+    for f in tiny_bert().iterdir():
+        if f.suffix != ".safetensors":
+            (checkpoint / f.name).write_bytes(f.read_bytes())
+    marker = tmp_path / "unpickled"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"x": Payload()}, checkpoint / "pytorch_model.bin")
+    with pytest.raises(ModelFormatError, match="safetensors"):
+        build_encoder(str(checkpoint), {})
+    assert not marker.exists()
+
+
+# --- 2. tag --input/--output never loses the input or an existing output ----------------------------------
+def test_tag_refuses_to_write_over_its_input(saved, tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("张三在北京\n李四在上海\n", encoding="utf-8")
+    before = text.read_bytes()
+    assert main(["tag", "--model", str(saved), "--input", str(text), "--output", str(text)]) == 2
+    assert "is the input" in capsys.readouterr().err
+    assert text.read_bytes() == before
+    link = tmp_path / "link.txt"  # the same file under another name (same inode)
+    os.link(text, link)
+    assert main(["tag", "--model", str(saved), "--input", str(text), "--output", str(link)]) == 2
+    assert text.read_bytes() == before
+
+
+def test_tag_keeps_an_existing_output_when_the_run_fails(saved, tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_bytes("张三在北京\n".encode() * 10 + b"\xff\xfe bad\n")
+    out = tmp_path / "out.jsonl"
+    out.write_text("precious\n", encoding="utf-8")
+    assert main(["tag", "--model", str(saved), "--input", str(text), "--output", str(out)]) == 2
+    assert f"{text}:11" in capsys.readouterr().err
+    assert out.read_text(encoding="utf-8") == "precious\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "out.jsonl", "t.txt"]  # no temporary left
+
+
+def test_tag_output_appears_whole_at_the_end(saved, tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("张三在北京\n" * 5, encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    out.write_text("old\n", encoding="utf-8")
+    out.chmod(0o640)
+    assert main(["tag", "--model", str(saved), "--input", str(text), "--output", str(out), "--no-progress"]) == 0
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 5 and all(json.loads(x)["text"] == "张三在北京" for x in lines)
+    assert out.stat().st_mode & 0o777 == 0o640  # the replaced file keeps its permissions
+
+
+# --- 3. export never deletes what it did not write ---------------------------------------------------------
+def test_export_refuses_a_non_empty_directory(saved, tmp_path, capsys):
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me", encoding="utf-8")
+    assert main(["export", str(saved), str(target)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["export", str(saved), str(target), "--force"]) == 2  # --force never replaces a non-model
+    assert "not a lexner model" in capsys.readouterr().err
+    assert (target / "notes.txt").read_text(encoding="utf-8") == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "mine"]  # no temporary directory left
+
+
+def test_export_into_the_current_directory_is_refused_cleanly(saved, tmp_path):
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "file.txt").write_text("x", encoding="utf-8")
+    done = run_cli(["export", str(saved), "."], cwd=tmp_path / "work")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["file.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "work"]
+
+
+def test_export_replaces_a_model_only_with_force(saved, tmp_path, capsys):
+    target = tmp_path / "copy"
+    assert main(["export", str(saved), str(target)]) == 0
+    assert main(["export", str(saved), str(target), "--half"]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main(["export", str(saved), str(target), "--half", "--force"]) == 0
+    assert lexner.load(target).tag("张三在北京") is not None
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["export", str(saved), str(empty)]) == 0  # an empty directory is fine
+    assert (empty / "config.json").is_file()
