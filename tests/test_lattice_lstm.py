@@ -3,7 +3,8 @@ import torch
 
 from lexner.api import build_tagger
 from lexner.lexicon import Lexicon
-from lexner.models.lattice_lstm import LatticeLSTM, reverse_within_length
+from lexner.models.lattice_lstm import LatticeLSTM
+from lexner.models.recurrent import reverse_within_length
 from conftest import toy_corpus
 from tagger_contract import TOY_WORDS, TaggerContract
 

@@ -146,3 +146,47 @@ def test_max_minutes_stops_before_an_epoch_that_would_end_past_the_budget(corpus
     assert "--max-minutes" in caplog.text
     assert make_trainer(corpus, tmp_path / "long", epochs=3, max_minutes=60).fit(corpus[:15], corpus[15:])[
         "epochs_run"] == 3
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("model", ["bilstm_crf", "softlexicon"])
+def test_the_fast_training_path_gives_the_losses_of_the_reference_path(corpus, tmp_path, monkeypatch, optimizer,
+                                                                       model):
+    """The fused optimiser (and every other speed-up of the training loop) changes only floating-point
+    rounding: per-step losses of two epochs agree with torch's reference loop optimiser within 1e-5
+    (relative), and the final weights within 1e-4."""
+    import lexner.train as train_module
+    from lexner.lexicon import Lexicon
+
+    lexicon = Lexicon(["北京", "上海", "广州", "广州市", "南京", "张三", "李四", "工作", "附近"])
+    config = {"softlexicon": {"char_dim": 8, "bigram_dim": 8, "word_dim": 8, "hidden": 16},
+              "bilstm_crf": SMALL}[model]
+
+    def run(out, make):
+        monkeypatch.setattr(train_module, "make_optimizer", make)
+        seed_everything(3)
+        tagger = build_tagger(model, corpus, config, seed=3, lexicon=lexicon if model != "bilstm_crf" else None)
+        losses = []
+        original = tagger.loss
+        tagger.loss = lambda batch: losses.append(original(batch)) or losses[-1]
+        lr = 0.01 if optimizer == "adam" else 0.05
+        trainer = Trainer(tagger, TrainConfig(epochs=2, batch_size=4, lr=lr, optimizer=optimizer, seed=3,
+                                              patience=0), out, progress=False)
+        trainer.fit(corpus[:15], corpus[15:])
+        assert bool(trainer.optimizer.defaults.get("fused")) == (make is fast)
+        return [float(x.detach()) for x in losses], trainer.model.state_dict()
+
+    fast = train_module.make_optimizer
+
+    def reference(groups, cfg):  # torch's default (loop) implementation
+        kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+        if cfg.optimizer == "adam":
+            return torch.optim.Adam(groups, foreach=False, **kwargs)
+        return torch.optim.SGD(groups, momentum=cfg.momentum, foreach=False, **kwargs)
+
+    ref_losses, ref_state = run(tmp_path / "ref", reference)
+    fast_losses, fast_state = run(tmp_path / "fast", fast)
+    assert len(ref_losses) == len(fast_losses) == 8
+    assert fast_losses == pytest.approx(ref_losses, rel=1e-5)
+    for key in ref_state:
+        torch.testing.assert_close(fast_state[key], ref_state[key], rtol=1e-4, atol=1e-5)

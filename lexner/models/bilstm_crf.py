@@ -9,18 +9,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..features import Batch, Featurizer
 from .base import Tagger
-
-
-def run_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """``lstm`` (batch-first) over the padded batch ``x`` of shape (B, T, input), each row up to its length;
-    the outputs at padding positions are zeros.  Shape: (B, T, output)."""
-    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    h, _ = lstm(packed)
-    return pad_packed_sequence(h, batch_first=True, total_length=x.shape[1])[0]
+from .recurrent import run_bilstm
 
 
 @dataclass

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..features import Batch, Featurizer
 from .base import Tagger
+from .recurrent import reverse_within_length
 
 
 @dataclass
@@ -165,14 +166,6 @@ def run_lattice(directions: list[LatticeDirection], xs: list[torch.Tensor], word
             for end, sel, dest in schedule.deliveries[t]:
                 pending[end].append((cell[sel], dest))
     return list(torch.stack(outputs, dim=1).split(B))
-
-
-def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Reverse each row's first ``lengths[b]`` positions along dim 1, leaving the padding in place."""
-    length = x.shape[1]
-    steps = torch.arange(length, device=x.device).unsqueeze(0)  # shape: (1, T)
-    index = torch.where(steps < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - steps, steps)  # shape: (B, T)
-    return x.gather(1, index.view(*index.shape, *([1] * (x.dim() - 2))).expand_as(x))
 
 
 class LatticeLSTM(Tagger):

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from ..features import Batch, Featurizer
-from .bilstm_crf import run_bilstm
 from .base import Tagger
+from .recurrent import run_bilstm
 
 
 @dataclass
