@@ -1,11 +1,19 @@
-"""Training throughput (sentences/s, forward + backward + optimiser step) by model and batch size.
+"""Training throughput (sentences/s, forward + backward + clipping + optimiser step) by model and batch size.
 
     python benchmarks/train_speed.py --models bilstm_crf lattice_lstm --dataset weibo --batch-sizes 1 32 \
         --threads 1 --seconds 60 --out benchmarks/results/train_speed_weibo.json
+    python benchmarks/train_speed.py --compare e5ece43 --dataset msra --batch-sizes 32 --optimizer adam \
+        --out benchmarks/results/train_speed_msra_cpu_vs_e5ece43.json     # this tree against an older commit
 
-All measurements run in one process, one after another, so that their ratios hold on a noisy machine.  Each
-(model, batch size) trains for ``--seconds`` on length-bucketed batches of the training split (SGD with
-momentum, as the trainer's default), after ``--warmup`` batches that are not timed.
+All measurements run in one invocation, one after another, so that their ratios hold on a noisy machine.  Each
+(model, batch size) trains for ``--seconds`` on length-bucketed batches of the training split with the
+trainer's optimiser (``--optimizer``; SGD with momentum is the trainer's default) and gradient clipping at 5,
+after ``--warmup`` batches that are not timed.
+
+``--compare REV`` measures lexner at git revision REV (extracted with ``git archive``) and this working tree
+side by side: for each model and batch size, REV first, then this tree, each in a fresh process (the same
+script, with ``PYTHONPATH`` pointing at the tree under test), and reports this tree's speed-up over REV.  The
+optimiser is whatever the tree under test's trainer builds (``lexner.train.make_optimizer`` where it exists).
 """
 
 from __future__ import annotations
@@ -22,13 +30,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from machine import machine_info  # noqa: E402
 
-from lexner.api import build_tagger, default_embeddings  # noqa: E402
-from lexner.data import load_dataset  # noqa: E402
 from lexner.train import bucketed_batches  # noqa: E402
 
 
-def measure(tagger, encoded, batch_size: int, seconds: float, warmup: int, device: str) -> dict:
-    optimizer = torch.optim.SGD(tagger.parameters(), lr=0.01, momentum=0.9)
+def trainer_optimizer(tagger, name: str):
+    """The optimiser the trainer of the lexner under test builds (older trees: torch's default constructors)."""
+    params = [p for p in tagger.parameters() if p.requires_grad]
+    lr = 2e-3 if name == "adam" else 0.01
+    try:
+        from lexner.train import TrainConfig, make_optimizer
+    except ImportError:
+        return (torch.optim.Adam(params, lr=lr) if name == "adam"
+                else torch.optim.SGD(params, lr=lr, momentum=0.9))
+    return make_optimizer([{"params": params}], TrainConfig(optimizer=name, lr=lr))
+
+
+def measure(tagger, encoded, batch_size: int, seconds: float, warmup: int, device: str,
+            optimizer_name: str = "sgd") -> dict:
+    optimizer = trainer_optimizer(tagger, optimizer_name)
     batches = bucketed_batches([len(e["chars"]) for e in encoded], batch_size, random.Random(0))
     tagger.train()
     sentences = characters = steps = 0
@@ -42,6 +61,7 @@ def measure(tagger, encoded, batch_size: int, seconds: float, warmup: int, devic
         loss = tagger.loss(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(tagger.parameters(), 5.0)
         optimizer.step()
         if started is not None:
             sentences += len(ids)
@@ -54,8 +74,64 @@ def measure(tagger, encoded, batch_size: int, seconds: float, warmup: int, devic
     elapsed = time.perf_counter() - started
     return {"batch_size": batch_size, "steps": steps, "sentences": sentences, "seconds": round(elapsed, 2),
             "sentences_per_second": round(sentences / elapsed, 2),
-            "characters_per_second": round(characters / elapsed, 1),
-            "epoch_seconds_estimate": round(len(encoded) / (sentences / elapsed), 1)}
+            "characters_per_second": round(characters / elapsed, 1)}
+
+
+def measure_models(args, overrides: dict[str, dict]) -> list[dict]:
+    """Every (model, batch size) of ``args`` in this process, with the lexner on ``sys.path``."""
+    from lexner.api import build_tagger, default_embeddings
+    from lexner.data import load_dataset
+
+    torch.set_num_threads(args.threads)
+    train = load_dataset(args.dataset, "train")
+    rows = []
+    for model in args.models:
+        torch.manual_seed(0)
+        tagger = build_tagger(model, train, overrides.get(model), default_embeddings(),
+                              bigram_min_count=args.bigram_min_count).to(args.device)
+        sample = [s for s in train if s.text]
+        if args.sentences and len(sample) > args.sentences:
+            sample = random.Random(0).sample(sample, args.sentences)
+        encoded = [tagger.featurizer.encode_one(s.text, s.spans) for s in sample]
+        for batch_size in args.batch_sizes:
+            row = {"model": model, "config": overrides.get(model, {}),
+                   **measure(tagger, encoded, batch_size, args.seconds, args.warmup, args.device, args.optimizer)}
+            row["epoch_seconds_estimate"] = round(len(train) / row["sentences_per_second"], 1)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return rows
+
+
+def compare(args, argv: list[str]) -> list[dict]:
+    """Rows for REV and for this tree, interleaved per (model, batch size), each from a fresh process."""
+    import subprocess
+    import tempfile
+
+    here = Path(__file__).resolve().parent
+    repo = here.parent
+    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", args.compare], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lexner-baseline-") as tmp:
+        archive = subprocess.run(["git", "-C", str(repo), "archive", commit, "lexner"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        trees = {commit: tmp, "working tree": str(repo)}
+        keep = [a for a in argv if a not in ("--compare", args.compare)]
+        keep = [a for i, a in enumerate(keep) if not (a == "--out" or (i and keep[i - 1] == "--out"))]
+        for model in args.models:
+            for batch_size in args.batch_sizes:
+                for name, tree in trees.items():
+                    worker = [sys.executable, __file__, *keep, "--worker", "--models", model,
+                              "--batch-sizes", str(batch_size)]
+                    env = {**__import__("os").environ, "PYTHONPATH": tree}
+                    done = subprocess.run(worker, env=env, capture_output=True, text=True)
+                    if done.returncode != 0:
+                        sys.exit(f"train_speed: {name} failed:\n{done.stderr[-3000:]}")
+                    row = {"code": name, **json.loads(done.stdout.strip().splitlines()[-1])}
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
+    return rows
 
 
 def main() -> None:
@@ -66,40 +142,49 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    parser.add_argument("--bigram-min-count", type=int, default=1)
+    parser.add_argument("--sentences", type=int, default=0,
+                        help="encode a seeded sample of this many training sentences for the batches (0: all)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
                         help="model config override, e.g. lattice_lstm:bidirectional=false")
+    parser.add_argument("--compare", metavar="REV", help="also measure lexner at this git revision, side by side")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    train = load_dataset(args.dataset, "train")
     overrides: dict[str, dict] = {}
     for item in args.set:
         model, kv = item.split(":", 1)
         key, value = kv.split("=", 1)
         overrides.setdefault(model, {})[key] = json.loads(value)
-    rows = []
-    for model in args.models:
-        torch.manual_seed(0)
-        tagger = build_tagger(model, train, overrides.get(model), default_embeddings()).to(args.device)
-        encoded = [tagger.featurizer.encode_one(s.text, s.spans) for s in train if s.text]
-        for batch_size in args.batch_sizes:
-            row = {"model": model, "config": overrides.get(model, {}),
-                   **measure(tagger, encoded, batch_size, args.seconds, args.warmup, args.device)}
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+    if args.compare and not args.worker:
+        rows = compare(args, sys.argv[1:])
+    else:
+        rows = measure_models(args, overrides)
+    if args.worker:
+        return
     result = {"benchmark": "train_speed", "dataset": args.dataset, "threads": args.threads, "device": args.device,
-              "rows": rows, "machine": machine_info()}
-    for model in args.models:
-        speeds = {r["batch_size"]: r["sentences_per_second"] for r in rows if r["model"] == model}
-        if len(speeds) > 1:
-            smallest, largest = min(speeds), max(speeds)
-            result.setdefault("speedup", {})[model] = {
-                f"batch {largest} / batch {smallest}": round(speeds[largest] / speeds[smallest], 2)}
+              "optimizer": args.optimizer, "rows": rows, "machine": machine_info()}
+    if args.compare:
+        result["baseline"] = rows[0]["code"]
+        for row in rows:
+            if row["code"] == "working tree":
+                base = next(r for r in rows if r["code"] == result["baseline"] and r["model"] == row["model"]
+                            and r["batch_size"] == row["batch_size"])
+                result.setdefault("speedup_vs_baseline", {}).setdefault(row["model"], {})[
+                    f"batch {row['batch_size']}"] = round(row["sentences_per_second"] / base["sentences_per_second"], 2)
+    else:
+        for model in args.models:
+            speeds = {r["batch_size"]: r["sentences_per_second"] for r in rows if r["model"] == model}
+            if len(speeds) > 1:
+                smallest, largest = min(speeds), max(speeds)
+                result.setdefault("speedup", {})[model] = {
+                    f"batch {largest} / batch {smallest}": round(speeds[largest] / speeds[smallest], 2)}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(result.get("speedup", {}), indent=2))
+    print(json.dumps(result.get("speedup_vs_baseline", result.get("speedup", {})), indent=2))
 
 
 if __name__ == "__main__":
