@@ -193,21 +193,26 @@ def _worker_tag(lines: list[str], batch_size: int, fmt: str) -> str:
     return "".join(render(t, es, fmt) for t, es in zip(lines, _WORKER_TAGGER.tag_batch(lines, batch_size)))
 
 
-def _chunks(path: Path, size: int):
-    from .fileio import iter_lines
-
+def _chunks(lines, size: int):
+    """Lists of ``size`` texts from ``(number, text)`` pairs.  If reading fails, the texts read before the
+    failure come out first (as a last, shorter chunk), then the error."""
     chunk: list[str] = []
-    for _, line in iter_lines(path):
-        chunk.append(line)
-        if len(chunk) >= size:
+    try:
+        for _, line in lines:
+            chunk.append(line)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+    except Exception:
+        if chunk:
             yield chunk
-            chunk = []
+        raise
     if chunk:
         yield chunk
 
 
 def cmd_tag(args) -> int:
-    from .fileio import atomic_file
+    from .fileio import STDIN, atomic_file
     from .output import render
 
     _tag_model_and_texts(args)
@@ -215,7 +220,7 @@ def cmd_tag(args) -> int:
     tagger = _load_for_tagging(args, extra)
     if args.input is None:
         if not args.text:
-            raise SystemExit("error: give text to tag, or --input FILE")
+            raise CommandError("give text to tag, or --input FILE (- for standard input)")
         for text, ents in zip(args.text, tagger.tag_batch(args.text, args.batch_size)):
             sys.stdout.write(render(text, ents, args.format))
         return 0
@@ -225,9 +230,16 @@ def cmd_tag(args) -> int:
     if args.output is None:
         _tag_file(args, tagger, workers, extra, sys.stdout)
         return 0
-    _refuse_same_file(args.input, args.output)
-    with atomic_file(args.output) as out:  # an existing output survives a failed run
-        _tag_file(args, tagger, workers, extra, out)
+    if str(args.input) != STDIN:
+        _refuse_same_file(args.input, args.output)
+    partial = args.output.with_name(args.output.name + ".partial")
+    try:
+        with atomic_file(args.output, partial=partial) as out:  # an existing output survives a failed run
+            _tag_file(args, tagger, workers, extra, out)
+    except BaseException:
+        if partial.exists():
+            log.error("%s was left as it was; what was tagged before the failure is in %s", args.output, partial)
+        raise
     return 0
 
 
@@ -237,19 +249,23 @@ def _refuse_same_file(source: Path, target: Path) -> None:
 
 
 def _tag_file(args, tagger, workers: int, extra: list[str], out) -> None:
-    """Tag ``args.input`` line by line into the open text stream ``out``."""
+    """Tag ``args.input`` line by line into the open text stream ``out``, in input order.  If the input
+    cannot be read to its end, every line before the failure is tagged and written before the error rises."""
     from tqdm.auto import tqdm
 
+    from .fileio import iter_lines
     from .output import render
 
     bar = tqdm(unit="line", disable=args.no_progress or out is sys.stdout)
-    chunks = _chunks(args.input, args.batch_size * 16)  # bounded memory: a few chunks in flight at most
+    skipped: list[int] = []
+    lines = iter_lines(args.input, errors=args.errors, newline="\n", skipped=skipped)
+    chunks = _chunks(lines, args.batch_size * 16)  # bounded memory: a few chunks in flight at most
     try:
         if workers == 1:
-            for lines in chunks:
+            for texts in chunks:
                 out.write("".join(render(t, es, args.format)
-                                  for t, es in zip(lines, tagger.tag_batch(lines, args.batch_size))))
-                bar.update(len(lines))
+                                  for t, es in zip(texts, tagger.tag_batch(texts, args.batch_size))))
+                bar.update(len(texts))
         else:
             from collections import deque
             from concurrent.futures import ProcessPoolExecutor
@@ -260,18 +276,26 @@ def _tag_file(args, tagger, workers: int, extra: list[str], out) -> None:
             with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_worker_init,
                                      initargs=(str(args.model_dir), extra)) as pool:
                 pending: deque = deque()
-                for lines in chunks:
-                    pending.append((len(lines), pool.submit(_worker_tag, lines, args.batch_size, args.format)))
-                    while len(pending) > 2 * workers:  # write in input order as results come
-                        n, future = pending.popleft()
-                        out.write(future.result())
-                        bar.update(n)
-                while pending:
+
+                def write_oldest() -> None:
                     n, future = pending.popleft()
                     out.write(future.result())
                     bar.update(n)
+
+                try:
+                    for texts in chunks:
+                        pending.append((len(texts), pool.submit(_worker_tag, texts, args.batch_size, args.format)))
+                        while len(pending) > 2 * workers:  # write in input order as results come
+                            write_oldest()
+                finally:  # also when reading failed: what was read is written first
+                    while pending:
+                        write_oldest()
     finally:
         bar.close()
+        if skipped:
+            shown = ", ".join(map(str, skipped[:20])) + (", ..." if len(skipped) > 20 else "")
+            log.warning("%s: skipped %d line(s) that are not valid UTF-8 (--errors skip): line %s",
+                        args.input, len(skipped), shown)
 
 
 def cmd_export(args) -> int:
@@ -399,7 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
                                            "a model directory as the first argument is taken as --model")
     g.add_argument("--model", "-m", dest="model_dir", type=Path, default=None,
                    help="a saved model directory (default: the bundled MSRA model, PER/LOC/ORG)")
-    g.add_argument("--input", type=Path, help="a UTF-8 file, one text per line")
+    g.add_argument("--input", type=Path, help="a UTF-8 file, one text per line (only LF ends a line); - reads stdin")
+    g.add_argument("--errors", default="strict", choices=["strict", "skip", "replace"],
+                   help="a line of --input that is not valid UTF-8: strict stops there (naming file:line, after "
+                        "writing every line before it), skip leaves it out (reported), replace puts U+FFFD for bad bytes")
     g.add_argument("--output", type=Path, help="output file (default: stdout)")
     g.add_argument("--format", default="jsonl", choices=["jsonl", "conll", "text"],
                    help="jsonl: one JSON object per input line; conll: char<TAB>tag lines; text: [entity|LABEL] inline")
@@ -423,6 +450,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (DataFormatError, ModelFormatError, FileNotFoundError, CommandError) as err:
+    except (DataFormatError, ModelFormatError, FileNotFoundError, IsADirectoryError, CommandError) as err:
         print(f"lexner: error: {err}", file=sys.stderr)
         return 2

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import lzma
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from contextlib import contextmanager, suppress
@@ -28,32 +30,67 @@ class ModelFormatError(ValueError):
     match its config, or holds something lexner refuses to load (code, pickles); the message names the file."""
 
 
-def open_text(path: str | os.PathLike, errors: str = "strict") -> IO[str]:
+STDIN = "-"  # the path that names standard input where a command reads lines (``lexner tag --input -``)
+UTF8_ERRORS = ("strict", "skip", "replace")
+
+
+def open_text(path: str | os.PathLike, errors: str = "strict", newline: str | None = None) -> IO[str]:
     """Open a UTF-8 text file for reading, decompressing ``.gz`` and ``.xz`` by their suffix.
 
-    A UTF-8 byte-order mark is dropped, and CRLF and lone CR line endings are read as LF.
+    A UTF-8 byte-order mark is dropped.  With ``newline=None`` CRLF and lone CR line endings are read as LF;
+    with ``newline="\n"`` only LF ends a line (see :func:`iter_lines`).
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory, not a file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     opener = {".gz": gzip.open, ".xz": lzma.open}.get(path.suffix)
     if opener is not None:
-        return opener(path, "rt", encoding="utf-8-sig", errors=errors, newline=None)
-    return open(path, "r", encoding="utf-8-sig", errors=errors, newline=None)
+        return opener(path, "rt", encoding="utf-8-sig", errors=errors, newline=newline)
+    return open(path, "r", encoding="utf-8-sig", errors=errors, newline=newline)
 
 
-def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, line_without_newline)``, numbering from 1.
+def iter_lines(path: str | os.PathLike, errors: str = "strict", newline: str | None = None,
+               skipped: list[int] | None = None) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line_without_newline)``, numbering from 1; ``path`` ``-`` reads standard input.
 
-    Bytes that are not UTF-8 raise :class:`DataFormatError` naming the line that holds them.
+    ``errors`` says what happens to a line that is not valid UTF-8: ``strict`` raises :class:`DataFormatError`
+    naming the file and line (after every earlier line was yielded), ``skip`` leaves the line out and appends
+    its number to ``skipped``, ``replace`` yields it with each bad byte replaced by U+FFFD.
+
+    ``newline=None``: LF, CRLF and a lone CR each end a line (data files from any system).  ``newline="\n"``:
+    only LF ends a line and a CR just before it is dropped, so a lone CR stays inside its line (texts to tag).
     """
-    with open_text(path, errors="surrogateescape") as handle:
+    if errors not in UTF8_ERRORS:
+        raise ValueError(f"errors must be one of {UTF8_ERRORS}, got {errors!r}")
+    if str(path) == STDIN:
+        handle = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="surrogateescape",
+                                  newline=newline)
+        name = "<stdin>"
+    else:
+        handle, name = open_text(path, errors="surrogateescape", newline=newline), str(path)
+    try:
         for lineno, line in enumerate(handle, start=1):
+            line = line[:-1] if line.endswith("\n") else line
+            if newline == "\n" and line.endswith("\r"):
+                line = line[:-1]
             try:
                 line.encode("utf-8")  # undecodable bytes became lone surrogates, which cannot be encoded
             except UnicodeEncodeError:
-                raise DataFormatError(path, lineno, "not valid UTF-8") from None
-            yield lineno, line.rstrip("\n")
+                if errors == "strict":
+                    raise DataFormatError(name, lineno, "not valid UTF-8") from None
+                if errors == "skip":
+                    if skipped is not None:
+                        skipped.append(lineno)
+                    continue
+                line = line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            yield lineno, line
+    finally:
+        if str(path) == STDIN:
+            handle.detach()  # leave sys.stdin's buffer open
+        else:
+            handle.close()
 
 
 def _default_mode() -> int:
@@ -64,13 +101,14 @@ def _default_mode() -> int:
 
 
 @contextmanager
-def atomic_file(final: str | os.PathLike) -> Iterator[IO[str]]:
+def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = None) -> Iterator[IO[str]]:
     """Write a UTF-8 text file under a temporary name in its folder and rename it into place on success.
 
     ``with atomic_file(path) as out: out.write(...)``.  If the block raises, ``path`` is untouched (an existing
-    file survives a failed run) and the temporary file is removed.  A replaced file keeps its permissions; a
-    new one gets the umask's.  Text that cannot be encoded (a lone surrogate) raises before anything is
-    replaced."""
+    file survives a failed run) and the temporary file is removed — or, with ``partial``, renamed to that path
+    if anything was written, so that the work done before the failure is kept.  A replaced file keeps its
+    permissions; a new one gets the umask's.  Text that cannot be encoded (a lone surrogate) raises before
+    anything is replaced."""
     final = Path(final)
     if final.is_dir():
         raise IsADirectoryError(f"{final}: is a directory")
@@ -87,7 +125,11 @@ def atomic_file(final: str | os.PathLike) -> Iterator[IO[str]]:
         os.replace(tmp, final)
     except BaseException:
         with suppress(FileNotFoundError):
-            os.unlink(tmp)
+            if partial is not None and os.path.getsize(tmp) > 0:
+                os.chmod(tmp, mode)
+                os.replace(tmp, partial)
+            else:
+                os.unlink(tmp)
         raise
 
 

@@ -142,7 +142,9 @@ def test_tag_keeps_an_existing_output_when_the_run_fails(saved, tmp_path, capsys
     assert main(["tag", "--model", str(saved), "--input", str(text), "--output", str(out)]) == 2
     assert f"{text}:11" in capsys.readouterr().err
     assert out.read_text(encoding="utf-8") == "precious\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "out.jsonl", "t.txt"]  # no temporary left
+    # the ten lines before the bad one were tagged and kept beside it; no temporary file is left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "out.jsonl", "out.jsonl.partial", "t.txt"]
+    assert len((tmp_path / "out.jsonl.partial").read_text(encoding="utf-8").splitlines()) == 10
 
 
 def test_tag_output_appears_whole_at_the_end(saved, tmp_path):
@@ -190,3 +192,64 @@ def test_export_replaces_a_model_only_with_force(saved, tmp_path, capsys):
     empty.mkdir()
     assert main(["export", str(saved), str(empty)]) == 0  # an empty directory is fine
     assert (empty / "config.json").is_file()
+
+
+# --- 4. invalid UTF-8 in tag --input: nothing before the bad line is lost; --errors -----------------------
+@pytest.fixture(scope="module")
+def bad_utf8_input(tmp_path_factory):
+    path = tmp_path_factory.mktemp("input") / "in.txt"
+    lines = [f"张三{i}在北京".encode() for i in range(1, 401)]
+    lines[299] = b"\xff\xfe bad line " + lines[299]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_tag_writes_every_line_before_invalid_utf8_and_names_it(saved, bad_utf8_input, workers):
+    done = run_cli(["tag", "--model", str(saved), "--input", str(bad_utf8_input), "--batch-size", "4",
+                    "--workers", workers, "--no-progress"])
+    assert done.returncode == 2
+    assert f"{bad_utf8_input}:300: not valid UTF-8" in done.stderr
+    texts = [json.loads(x)["text"] for x in done.stdout.splitlines()]
+    assert texts == [f"张三{i}在北京" for i in range(1, 300)]
+
+
+def test_tag_errors_skip_and_replace(saved, bad_utf8_input, tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    common = ["tag", "--model", str(saved), "--input", str(bad_utf8_input), "--output", str(out), "--no-progress"]
+    assert main([*common, "--errors", "skip"]) == 0
+    texts = [json.loads(x)["text"] for x in out.read_text(encoding="utf-8").splitlines()]
+    assert texts == [f"张三{i}在北京" for i in range(1, 401) if i != 300]
+    assert main([*common, "--errors", "replace"]) == 0
+    texts = [json.loads(x)["text"] for x in out.read_text(encoding="utf-8").splitlines()]
+    assert len(texts) == 400 and texts[299] == "\ufffd\ufffd bad line 张三300在北京"
+
+
+def test_skipped_lines_are_reported_with_their_numbers(saved, bad_utf8_input):
+    done = run_cli(["tag", "--model", str(saved), "--input", str(bad_utf8_input), "--errors", "skip",
+                    "--no-progress"])
+    assert done.returncode == 0 and "skipped 1 line(s)" in done.stderr and "line 300" in done.stderr
+
+
+# --- 6. tag_batch takes any iterable -------------------------------------------------------------------------
+def test_tag_batch_takes_a_generator(saved):
+    tagger = lexner.load(saved)
+    texts = ["张三在北京", "李四去了上海", ""]
+    assert tagger.tag_batch(t for t in texts) == tagger.tag_batch(texts)
+    assert len(tagger.tag_batch(iter(texts))) == 3
+    with pytest.raises(TypeError, match="iterable of str"):
+        tagger.tag_batch(42)
+
+
+# --- 14. lexner tag: stdin, a lone CR, a directory as input --------------------------------------------------
+def test_tag_reads_standard_input_and_only_lf_ends_a_line(saved):
+    raw = "张三在北京\r李四在上海\n王五\r\n赵六\n"
+    done = run_cli(["tag", "--model", str(saved), "--input", "-", "--no-progress"], stdin=raw)
+    assert done.returncode == 0, done.stderr
+    texts = [json.loads(x)["text"] for x in done.stdout.splitlines()]
+    assert texts == ["张三在北京\r李四在上海", "王五", "赵六"]  # a lone CR stays inside its line; CRLF ends one
+
+
+def test_tag_input_directory_says_so(saved, tmp_path, capsys):
+    assert main(["tag", "--model", str(saved), "--input", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err

@@ -58,7 +58,7 @@ def test_bom_only_at_start_is_dropped(tmp_path):
 def test_open_text_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         open_text(tmp_path / "missing.txt")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(IsADirectoryError, match="is a directory"):
         open_text(tmp_path)  # a directory is not a file
 
 

@@ -161,12 +161,16 @@ class Tagger(nn.Module):
             raise TypeError(f"tag() expects a str, got {type(text).__name__}")
         return self.tag_batch([text])[0]
 
-    def tag_batch(self, texts: Sequence[str], batch_size: int = 64) -> list[list[Entity]]:
+    def tag_batch(self, texts: Iterable[str], batch_size: int = 64) -> list[list[Entity]]:
         """Entities of each text.  Texts longer than ``max_length`` are tagged in pieces (``lexner.tagging``);
         pieces are grouped by length into batches of at most ``batch_size`` pieces and ``batch_tokens``
         padded tokens."""
         if isinstance(texts, str):
             raise TypeError("tag_batch() expects a sequence of str, got a single str; use tag()")
+        try:
+            texts = list(texts)  # any iterable (a generator is read once)
+        except TypeError:
+            raise TypeError(f"tag_batch() expects an iterable of str, got {type(texts).__name__}") from None
         for text in texts:
             if not isinstance(text, str):
                 raise TypeError(f"tag_batch() expects str items, got {type(text).__name__}")
