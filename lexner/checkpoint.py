@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
-from .fileio import atomic_directory, read_json, write_json
+from .fileio import atomic_directory, read_json, write_bytes, write_json
 
 STATE_FILE = "trainer_state.json"
 TENSORS_FILE = "trainer_state.safetensors"
@@ -43,7 +43,7 @@ def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any]) -> None
     tensors: dict[str, torch.Tensor] = {}
     structure = _flatten(state, "s", tensors)
     with atomic_directory(directory) as tmp:
-        save_file(tensors, str(Path(tmp) / TENSORS_FILE))
+        write_bytes(Path(tmp) / TENSORS_FILE, save(tensors))
         write_json(Path(tmp) / STATE_FILE, structure)
 
 

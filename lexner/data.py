@@ -97,6 +97,9 @@ def _read_char_per_line(path: str | os.PathLike, weibo: bool) -> list[Sentence]:
     return [Sentence("".join(block_chars), tags_to_spans(block_tags, scheme)) for _, block_chars, block_tags in blocks]
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # a valid JSON escape (\\ud83d) that no UTF-8 file can hold
+
+
 def read_jsonl(path: str | os.PathLike) -> list[Sentence]:
     sentences = []
     for lineno, line in iter_lines(path):
@@ -110,6 +113,11 @@ def read_jsonl(path: str | os.PathLike) -> list[Sentence]:
             raise DataFormatError(path, lineno, f"expected a JSON object with 'text' and 'entities' ({err})") from None
         if not isinstance(text, str):
             raise DataFormatError(path, lineno, f"'text' must be a string, got {type(text).__name__}")
+        surrogate = _LONE_SURROGATE.search(text)
+        if surrogate:
+            raise DataFormatError(path, lineno, f"'text' holds a lone surrogate U+{ord(surrogate.group()):04X} at "
+                                                f"character {surrogate.start()} (half of an emoji's JSON escape?); "
+                                                "UTF-8 cannot store it")
         if not isinstance(raw, list):
             raise DataFormatError(path, lineno, f"'entities' must be a list, got {type(raw).__name__}")
         spans = []

@@ -101,14 +101,15 @@ def _default_mode() -> int:
 
 
 @contextmanager
-def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = None) -> Iterator[IO[str]]:
+def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = None,
+                binary: bool = False) -> Iterator[IO]:
     """Write a UTF-8 text file under a temporary name in its folder and rename it into place on success.
 
     ``with atomic_file(path) as out: out.write(...)``.  If the block raises, ``path`` is untouched (an existing
     file survives a failed run) and the temporary file is removed — or, with ``partial``, renamed to that path
     if anything was written, so that the work done before the failure is kept.  A replaced file keeps its
-    permissions; a new one gets the umask's.  Text that cannot be encoded (a lone surrogate) raises before
-    anything is replaced."""
+    permissions; a new one gets the umask's (never safetensors' 0600).  Text that cannot be encoded (a lone
+    surrogate) raises before anything is replaced.  ``binary``: the stream takes bytes."""
     final = Path(final)
     if final.is_dir():
         raise IsADirectoryError(f"{final}: is a directory")
@@ -117,7 +118,7 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
     mode = final.stat().st_mode & 0o7777 if final.exists() else _default_mode()
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -134,10 +135,15 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented UTF-8 JSON, atomically (see :func:`atomic_file`)."""
-    text = json.dumps(obj, ensure_ascii=False, indent=2) + "\n"
-    with atomic_file(path) as out:
-        out.write(text)
+    """Write ``obj`` as indented UTF-8 JSON, atomically (see :func:`atomic_file`).  Text that UTF-8 cannot
+    hold (a lone surrogate) raises ``UnicodeEncodeError`` before the file is touched."""
+    write_bytes(path, (json.dumps(obj, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, with the usual permissions (see :func:`atomic_file`)."""
+    with atomic_file(path, binary=True) as out:
+        out.write(data)
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -253,3 +253,50 @@ def test_tag_reads_standard_input_and_only_lf_ends_a_line(saved):
 def test_tag_input_directory_says_so(saved, tmp_path, capsys):
     assert main(["tag", "--model", str(saved), "--input", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
+
+
+# --- 8. lone surrogates are refused where they enter; saves never truncate a model ------------------------
+def test_a_lone_surrogate_in_training_jsonl_is_refused_with_file_and_line(tmp_path):
+    from lexner.data import read_jsonl
+    from lexner.fileio import DataFormatError
+
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"text": "张三", "entities": []}\n{"text": "新冠\\ud83d病毒", "entities": []}\n', encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"train.jsonl:2: .*lone surrogate U\+D83D at character 2"):
+        read_jsonl(path)
+
+
+def test_adding_a_word_with_a_lone_surrogate_is_refused_and_the_model_still_loads(corpus, tmp_path):
+    from lexner.lexicon import Lexicon
+
+    build_tagger("softlexicon", corpus, {"char_dim": 4, "bigram_dim": 4, "word_dim": 4, "hidden": 8},
+                 lexicon=Lexicon(["北京", "上海"])).save(tmp_path / "m")
+    tagger = lexner.load(tmp_path / "m")
+    with pytest.raises(ValueError, match="lone surrogate"):
+        tagger.add_words(["新冠\ud83d病毒"])
+    tagger.save(tmp_path / "m")
+    assert lexner.load(tmp_path / "m").tag("张三在北京") is not None
+
+
+def test_a_failing_save_leaves_the_files_it_did_not_finish_intact(saved, monkeypatch):
+    """Each file is written under a temporary name and renamed: a failure while writing one (here, text
+    that UTF-8 cannot hold) leaves that file as it was and no temporary file behind."""
+    from lexner.fileio import write_json
+
+    before = (saved / "chars.json").read_bytes()
+    with pytest.raises(UnicodeEncodeError):
+        write_json(saved / "chars.json", ["\ud83d"])
+    assert (saved / "chars.json").read_bytes() == before
+    assert not [p for p in saved.iterdir() if p.name.startswith(".")]
+
+
+# --- 9. every model file gets the usual permissions ----------------------------------------------------------
+def test_model_files_have_the_same_permissions(corpus, tmp_path):
+    old = os.umask(0o022)
+    try:
+        build_tagger("bilstm_crf", corpus, SMALL).save(tmp_path / "m")
+        modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "m").iterdir()}
+    finally:
+        os.umask(old)
+    assert modes["model.safetensors"] == 0o644, modes
+    assert set(modes.values()) == {0o644}, modes

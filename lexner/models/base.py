@@ -15,13 +15,13 @@ from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from ..crf import ConstrainedCRF
 from ..entity import Entity
 from ..features import Batch, Featurizer
-from ..fileio import DataFormatError, ModelFormatError, read_json, write_json
+from ..fileio import DataFormatError, ModelFormatError, read_json, write_bytes, write_json
 from ..tagging import merge_windows, split_windows
 from ..text import normalize
 from ..vectors import embedding_matrix
@@ -136,6 +136,12 @@ class Tagger(nn.Module):
         if lexicon is None:
             raise ValueError(f"{self.name} does not use a lexicon; added words would have no effect")
         words = [w for w in (normalize(w.strip()) for w in words) if w]
+        for word in words:
+            try:
+                word.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"word {word!r} holds a lone surrogate (half of an emoji?); it could not be "
+                                 "saved") from None
         new = list(dict.fromkeys(w for w in words if w not in lexicon))
         if not new:
             return 0
@@ -226,7 +232,7 @@ class Tagger(nn.Module):
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         if half:
             state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-        save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "model": self.name})
+        write_bytes(directory / WEIGHTS_FILE, save(state, metadata={"format": "pt", "model": self.name}))
 
     @staticmethod
     def load(directory: str | os.PathLike, device: str | torch.device = "cpu") -> "Tagger":
