@@ -64,32 +64,44 @@ def _load_splits(args) -> tuple[list, list, list | None]:
     return read_file(args.train, args.format), read_file(args.dev, args.format), test
 
 
+def _train_config(**settings):
+    from .train import TrainConfig
+
+    try:
+        return TrainConfig(**settings)
+    except ValueError as err:
+        option = str(err).split(" ", 1)[0].replace("_", "-")
+        raise CommandError(f"--{option}: {err}") from None
+
+
 def cmd_train(args) -> int:
     import torch
 
     from .api import build_tagger, default_embeddings
     from .data import entity_types, report_unseen_labels
     from . import distributed
-    from .train import Trainer, TrainConfig, seed_everything
+    from .train import Trainer, TrainingError, seed_everything
 
     if not distributed.world().main:  # under torchrun: one process speaks
         logging.getLogger().setLevel(logging.WARNING)
 
+    if args.threads < 0:
+        raise CommandError(f"--threads must be ≥ 0 (0: torch's default), got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    train, dev, test = _load_splits(args)
-    report_unseen_labels(train, dev, "dev")
-    if test is not None:
-        report_unseen_labels(train, test, "test")
-    log.info("train %d, dev %d, test %s sentences; entity types %s", len(train), len(dev),
-             len(test) if test is not None else "-", entity_types(train))
-    config = TrainConfig(
+    config = _train_config(
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         lr_decay=args.lr_decay, momentum=args.momentum, weight_decay=args.weight_decay, clip=args.clip,
         warmup=args.warmup, patience=args.patience, seed=args.seed, device=_resolve_device(args.device),
         max_length=args.max_length, amp=args.amp, encoder_lr=args.encoder_lr,
         max_minutes=args.max_minutes,
     )
+    train, dev, test = _load_splits(args)
+    report_unseen_labels(train, dev, "dev")
+    if test is not None:
+        report_unseen_labels(train, test, "test")
+    log.info("train %d, dev %d, test %s sentences; entity types %s", len(train), len(dev),
+             len(test) if test is not None else "-", entity_types(train))
     embeddings = default_embeddings(args.data_root)
     for name, path in (("chars", args.char_vectors), ("bigrams", args.bigram_vectors), ("words", args.word_vectors)):
         if path is not None:
@@ -100,7 +112,11 @@ def cmd_train(args) -> int:
                           embeddings, seed=args.seed, lexicon=args.lexicon,
                           bigram_min_count=args.bigram_min_count)
     trainer = Trainer(tagger, config, args.out, progress=not args.no_progress)
-    if args.resume and not trainer.resume():
+    try:
+        resumed = args.resume and trainer.resume()
+    except TrainingError as err:
+        raise CommandError(str(err)) from None
+    if args.resume and not resumed:
         log.info("no checkpoint in %s; starting from scratch", args.out)
     card = {"train_data": args.dataset or str(args.train), "command": " ".join(sys.argv),
             "embeddings": {k: str(v) if v else None for k, v in embeddings.items()},
@@ -108,6 +124,11 @@ def cmd_train(args) -> int:
             "lexner": _provenance(), "threads": torch.get_num_threads(), "device": config.device}
     try:
         results = trainer.fit(train, dev, test, model_card=card)
+    except TrainingError as err:
+        raise CommandError(str(err)) from None
+    except OSError as err:  # e.g. the disk is full: the last good model and checkpoint are intact
+        raise CommandError(f"writing into {args.out} failed: {err}; the last finished epoch's model and "
+                           "checkpoint are intact") from None
     finally:
         distributed.shutdown()
     if trainer.world.main:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -57,16 +58,59 @@ class TrainConfig:
     # epoch's time; the first epoch always runs); 0 = no limit
 
     def __post_init__(self) -> None:
+        """Every setting checked for type and range, so that a bad one fails before any work, naming itself."""
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.amp not in ("", "bf16", "fp16"):
             raise ValueError(f"amp must be 'bf16', 'fp16' or '' (off), got {self.amp!r}")
+        at_least = {"epochs": 1, "batch_size": 1, "eval_batch_size": 1, "patience": 0, "max_length": 0}
+        for name, low in at_least.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
+        ranges = {"lr": (0, math.inf, False), "encoder_lr": (0, math.inf, True), "lr_decay": (0, math.inf, True),
+                  "momentum": (0, 1, True), "weight_decay": (0, math.inf, True), "clip": (0, math.inf, True),
+                  "warmup": (0, 1, True), "max_minutes": (0, math.inf, True)}
+        for name, (low, high, low_allowed) in ranges.items():
+            value = getattr(self, name)
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                  and (value >= low if low_allowed else value > low) and value <= high)
+            if not ok:
+                bound = f"{'≥' if low_allowed else '>'} {low}" + (f" and ≤ {high}" if high != math.inf else "")
+                raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+        if self.lr > 1:
+            log.warning("lr %g is far above the usual range (Adam ~1e-3, SGD ~1e-2): training may diverge", self.lr)
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+LOCK_FILE = ".lock"
+
+
+def lock_directory(directory: Path):
+    """An exclusive lock on ``directory`` (a ``.lock`` file holding the owner's pid), held while the returned
+    file stays open; a second training into the same directory fails at once, naming the holder."""
+    import fcntl
+    import os
+
+    handle = open(directory / LOCK_FILE, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise TrainingError(f"{directory} is in use by another training (pid {holder}); give another --out, "
+                            "or wait for it to finish") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def make_optimizer(groups: list[dict], config: TrainConfig) -> torch.optim.Optimizer:
@@ -220,8 +264,21 @@ class Trainer:
             **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         })
 
+    def _take_lock(self) -> None:
+        """Lock ``out_dir`` for this process (once): two trainings never write into one directory."""
+        if getattr(self, "_lock", None) is None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = lock_directory(self.out_dir)
+
+    def _release_lock(self) -> None:
+        if getattr(self, "_lock", None) is not None:
+            self._lock.close()
+            self._lock = None
+
     def resume(self) -> bool:
         """Continue from ``out_dir/checkpoint`` if there is one; returns whether it did."""
+        if self.world.main:
+            self._take_lock()
         path = recover_directory(self.out_dir / CHECKPOINT_DIR)
         if not path.is_dir():
             return False
@@ -251,13 +308,25 @@ class Trainer:
         Under ``torchrun`` every rank trains on its share of each global batch of ``batch_size`` sentences
         (gradients are averaged by DistributedDataParallel, weighted so that a global batch counts as one
         batch of a single process); rank 0 alone evaluates, logs and writes models and checkpoints.
+        ``out_dir`` is locked from :meth:`resume` or the start of ``fit`` to its end.
         """
+        try:
+            return self._fit(train, dev, test, model_card)
+        finally:
+            self._release_lock()
+
+    def _fit(self, train: Sequence[Sentence], dev: Sequence[Sentence], test: Sequence[Sentence] | None,
+             model_card: dict[str, Any] | None) -> dict[str, Any]:
         cfg = self.config
         main = self.world.main
-        if main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            write_json(self.out_dir / "train_config.json", dataclasses.asdict(cfg))
         train = [s for s in cut_long(train, cfg.max_length) if s.text]
+        if not train:
+            raise TrainingError("no training sentences (the training data is empty or holds only empty texts)")
+        if not any(s.text for s in dev):
+            raise TrainingError("no dev sentences: model selection needs a non-empty dev set")
+        if main:
+            self._take_lock()
+            write_json(self.out_dir / "train_config.json", dataclasses.asdict(cfg))
         encoded = [self.model.featurizer.encode_one(s.text, s.spans) for s in train]
         sampler = BucketBatchSampler([len(s.text) for s in train], cfg.batch_size, cfg.seed,
                                      self.world.rank, self.world.size)
@@ -285,9 +354,10 @@ class Trainer:
                                     enabled=self.amp_dtype is not None):
                     loss = self.net(batch)  # the tagger's loss: mean over this rank's sentences
                 if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"loss became {loss.item()} at epoch {self.epoch + 1}, batch {k + 1}; the last good "
-                        f"checkpoint is in {self.out_dir / CHECKPOINT_DIR}. Try a lower --lr or --clip.")
+                    kept = (f"the last good checkpoint (epoch {self.epoch}) is in {self.out_dir / CHECKPOINT_DIR}"
+                            if self.epoch else "no epoch had finished, so there is no checkpoint yet")
+                    raise TrainingError(f"loss became {loss.item()} at epoch {self.epoch + 1}, batch {k + 1}; "
+                                        f"{kept}. Try a lower --lr or --clip.")
                 # DDP averages over ranks: weight each shard by its share of the global batch
                 objective = loss * (len(ids) * self.world.size / global_size)
                 self.optimizer.zero_grad(set_to_none=True)

@@ -300,3 +300,63 @@ def test_model_files_have_the_same_permissions(corpus, tmp_path):
         os.umask(old)
     assert modes["model.safetensors"] == 0o644, modes
     assert set(modes.values()) == {0o644}, modes
+
+
+# --- 11. one training per output directory --------------------------------------------------------------------
+def test_a_second_training_into_the_same_directory_is_refused(corpus, tmp_path):
+    from lexner.train import Trainer, TrainConfig, TrainingError
+
+    out = tmp_path / "run"
+    first = Trainer(build_tagger("bilstm_crf", corpus, SMALL), TrainConfig(epochs=1), out, progress=False)
+    first._take_lock()
+    code = ("import sys; from lexner.train import lock_directory; from pathlib import Path\n"
+            "try:\n    lock_directory(Path(sys.argv[1]))\nexcept Exception as e:\n    print(e); sys.exit(3)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
+    assert done.returncode == 3 and f"pid {os.getpid()}" in done.stdout, done
+    second = Trainer(build_tagger("bilstm_crf", corpus, SMALL), TrainConfig(epochs=1), out, progress=False)
+    with pytest.raises(TrainingError, match="in use by another training"):
+        second.fit(corpus[:15], corpus[15:])  # fcntl locks are per open file: refused in-process too
+    first._release_lock()
+    second.fit(corpus[:15], corpus[15:])  # free again once the first one is done
+    assert second._lock is None  # fit releases it at its end
+
+
+# --- 12. training options are validated before any work ----------------------------------------------------
+@pytest.mark.parametrize("option, value, message", [
+    ("--batch-size", "0", "batch_size must be an integer ≥ 1"),
+    ("--lr-decay", "-1", "lr_decay must be a finite number ≥ 0"),
+    ("--epochs", "0", "epochs must be an integer ≥ 1"),
+    ("--patience", "-1", "patience must be an integer ≥ 0"),
+    ("--threads", "-2", "threads must be ≥ 0"),
+    ("--lr", "nan", "lr must be a finite number > 0"),
+    ("--warmup", "2", "warmup must be a finite number ≥ 0 and ≤ 1"),
+])
+def test_bad_training_options_fail_cleanly_before_any_work(tmp_path, capsys, option, value, message):
+    out = tmp_path / "run"
+    code = main(["train", "--train", "missing.txt", "--dev", "missing.txt", "--out", str(out), option, value])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_empty_training_or_dev_data_is_refused(corpus, tmp_path, capsys):
+    from lexner.data import write_jsonl
+
+    write_jsonl(corpus[:10], tmp_path / "train.jsonl")
+    (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")
+    common = ["train", "--out", str(tmp_path / "run"), "--epochs", "1", "--no-progress", "--set", "hidden=8"]
+    assert main([*common, "--train", str(tmp_path / "empty.jsonl"), "--dev", str(tmp_path / "train.jsonl")]) == 2
+    assert "no training sentences" in capsys.readouterr().err
+    assert main([*common, "--train", str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "empty.jsonl")]) == 2
+    assert "no dev sentences" in capsys.readouterr().err
+
+
+def test_a_nan_in_the_first_epoch_says_there_is_no_checkpoint_yet(corpus, tmp_path, monkeypatch):
+    from lexner.train import Trainer, TrainConfig, TrainingError
+
+    tagger = build_tagger("bilstm_crf", corpus, SMALL)
+    monkeypatch.setattr(tagger, "loss", lambda batch: __import__("torch").tensor(float("nan")))
+    trainer = Trainer(tagger, TrainConfig(epochs=2), tmp_path / "run", progress=False)
+    with pytest.raises(TrainingError, match="no epoch had finished, so there is no checkpoint yet"):
+        trainer.fit(corpus[:15], corpus[15:])
