@@ -52,12 +52,13 @@ def _resolve_device(name: str) -> str:
 
 
 def _load_splits(args) -> tuple[list, list, list | None]:
-    from .data import load_dataset, read_file
+    from .data import DATASETS, load_dataset, read_file
 
     if args.dataset:
         root = args.data_root
+        has_test = "test" in DATASETS[args.dataset]  # CLUENER's test split is not public
         return (load_dataset(args.dataset, "train", root), load_dataset(args.dataset, "dev", root),
-                load_dataset(args.dataset, "test", root))
+                load_dataset(args.dataset, "test", root) if has_test else None)
     if not (args.train and args.dev):
         raise SystemExit("error: give --dataset NAME, or --train FILE and --dev FILE")
     test = read_file(args.test, args.format) if args.test else None
@@ -378,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     t = sub.add_parser("train", help="train a tagger", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--model", default="bilstm_crf", choices=sorted(MODELS))
-    t.add_argument("--dataset", choices=["msra", "weibo"], help="a named dataset under the data root")
+    t.add_argument("--dataset", choices=["msra", "weibo", "cluener"], help="a named dataset under the data root")
     t.add_argument("--train", type=Path, help="training file (instead of --dataset)")
     t.add_argument("--dev", type=Path, help="dev file for model selection")
     t.add_argument("--test", type=Path, help="test file, scored once with the best model")
@@ -419,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="score a saved model")
     e.add_argument("model_dir", type=Path)
-    e.add_argument("--dataset", choices=["msra", "weibo"])
+    e.add_argument("--dataset", choices=["msra", "weibo", "cluener"])
     e.add_argument("--split", default="test", choices=["train", "dev", "test"])
     e.add_argument("--file", type=Path, help="a data file in any supported format")
     e.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",

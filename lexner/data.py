@@ -6,8 +6,9 @@ Supported formats (``read_file(path, format="auto")``):
   BIOES or BMES (detected per file);
 * ``weibo`` — the original golden-horse Weibo files: ``TOKEN<TAB>TAG`` where TOKEN is a character followed by
   its position in its word (``科0``, ``80`` = the digit ``8`` at position 0); BIO tags;
-* ``jsonl`` — one JSON object per line, ``{"text": ..., "entities": [{"start", "end", "label"}]}``, character
-  offsets with ``end`` exclusive.
+* ``jsonl`` — one JSON object per line: lexner's ``{"text": ..., "entities": [{"start", "end", "label"}]}``
+  (character offsets, ``end`` exclusive), CLUENER's native ``{"text", "label": {type: {mention: [[s, e]]}}}``
+  (``e`` inclusive) or doccano's ``{"text", "label": [[s, e, type]]}`` — see :func:`read_jsonl`.
 """
 
 from __future__ import annotations
@@ -101,16 +102,30 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # a valid JSON escape (\\ud83d)
 
 
 def read_jsonl(path: str | os.PathLike) -> list[Sentence]:
+    """One JSON object per line, each in one of three layouts (detected per record):
+
+    * lexner's own: ``{"text": ..., "entities": [{"start": s, "end": e, "label": T}, ...]}``, ``end`` exclusive;
+    * CLUENER's: ``{"text": ..., "label": {T: {mention: [[s, e], ...]}}}``, ``e`` **inclusive**, each mention
+      checked against the text;
+    * doccano's: ``{"text": ..., "label": [[s, e, T], ...]}`` (or ``"labels"``), ``e`` exclusive.
+
+    A record with none of ``entities``/``label``/``labels`` is an error naming the file and line, as is any
+    malformed label.  Overlapping entities are an error, except CLUENER's nested mentions (one pair in its
+    training set: a book title holding a company name): there the longer mention is kept and the inner one
+    dropped, counted in a warning with its line.
+    """
     sentences = []
+    dropped: list[int] = []
     for lineno, line in iter_lines(path):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
-            text = obj["text"]
-            raw = obj.get("entities", [])
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
-            raise DataFormatError(path, lineno, f"expected a JSON object with 'text' and 'entities' ({err})") from None
+        except (json.JSONDecodeError, RecursionError) as err:
+            raise DataFormatError(path, lineno, f"not valid JSON ({err})") from None
+        if not isinstance(obj, dict) or "text" not in obj:
+            raise DataFormatError(path, lineno, "expected a JSON object with a 'text'")
+        text = obj["text"]
         if not isinstance(text, str):
             raise DataFormatError(path, lineno, f"'text' must be a string, got {type(text).__name__}")
         surrogate = _LONE_SURROGATE.search(text)
@@ -118,25 +133,90 @@ def read_jsonl(path: str | os.PathLike) -> list[Sentence]:
             raise DataFormatError(path, lineno, f"'text' holds a lone surrogate U+{ord(surrogate.group()):04X} at "
                                                 f"character {surrogate.start()} (half of an emoji's JSON escape?); "
                                                 "UTF-8 cannot store it")
-        if not isinstance(raw, list):
-            raise DataFormatError(path, lineno, f"'entities' must be a list, got {type(raw).__name__}")
-        spans = []
-        for ent in raw:
-            try:
-                span = Span(ent["start"], ent["end"], str(ent["label"]))
-            except (KeyError, TypeError):
-                span = None
-            if span is None or not all(type(x) is int for x in span[:2]):
-                raise DataFormatError(path, lineno, f"an entity needs integer 'start', 'end' and a 'label': {ent!r}")
-            if not 0 <= span.start < span.end <= len(text):
-                raise DataFormatError(path, lineno, f"entity {tuple(span)} outside the text of length {len(text)}")
-            spans.append(span)
+        try:
+            spans, nested = _record_spans(obj, text)
+        except ValueError as err:
+            raise DataFormatError(path, lineno, str(err)) from None
         spans.sort()
+        if nested:
+            kept = _drop_nested(spans)
+            dropped += [lineno] * (len(spans) - len(kept))
+            spans = kept
         for a, b in zip(spans, spans[1:]):
             if b.start < a.end:
                 raise DataFormatError(path, lineno, f"entities {tuple(a)} and {tuple(b)} overlap")
         sentences.append(Sentence(text, spans))
+    if dropped:
+        log.warning("%s: dropped %d mention(s) nested inside a longer one (kept the longer), line(s) %s", path,
+                    len(dropped), ", ".join(map(str, sorted(set(dropped))[:10])))
     return sentences
+
+
+def _label(value) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"an entity label must be a non-empty string, got {value!r}")
+    return value
+
+
+def _offsets(start, end, text: str, what: str) -> tuple[int, int]:
+    if type(start) is not int or type(end) is not int:
+        raise ValueError(f"{what}: start and end must be integers, got {start!r}, {end!r}")
+    if not 0 <= start < end <= len(text):
+        raise ValueError(f"{what}: entity ({start}, {end}) outside the text of length {len(text)}")
+    return start, end
+
+
+def _record_spans(obj: dict, text: str) -> tuple[list[Span], int]:
+    """The spans of one JSON record (see :func:`read_jsonl`), and — for CLUENER's layout — how many there were
+    before nested ones are resolved (0 for the other layouts, where overlaps are errors)."""
+    if "entities" in obj:
+        raw = obj["entities"]
+        if not isinstance(raw, list):
+            raise ValueError(f"'entities' must be a list, got {type(raw).__name__}")
+        spans = []
+        for ent in raw:
+            if not isinstance(ent, dict) or not {"start", "end", "label"} <= set(ent):
+                raise ValueError(f"an entity needs integer 'start', 'end' and a 'label': {ent!r}")
+            spans.append(Span(*_offsets(ent["start"], ent["end"], text, "entities"), _label(ent["label"])))
+        return spans, 0
+    key = "label" if "label" in obj else "labels" if "labels" in obj else None
+    if key is None:
+        raise ValueError("a record needs 'entities' (lexner), 'label' (CLUENER or doccano) or 'labels' (doccano); "
+                         f"found keys {sorted(obj)}")
+    raw = obj[key]
+    if isinstance(raw, dict):  # CLUENER: {type: {mention: [[start, end_inclusive], ...]}}
+        spans = []
+        for label, mentions in raw.items():
+            _label(label)
+            if not isinstance(mentions, dict):
+                raise ValueError(f"CLUENER label {label!r}: expected {{mention: [[start, end], ...]}}, got {mentions!r}")
+            for mention, positions in mentions.items():
+                if not isinstance(positions, list) or not all(isinstance(x, list) and len(x) == 2 for x in positions):
+                    raise ValueError(f"CLUENER mention {mention!r}: expected a list of [start, end] pairs")
+                for a, b in positions:
+                    start, end = _offsets(a, b + 1 if type(b) is int else b, text, f"CLUENER mention {mention!r}")
+                    if text[start:end] != mention:
+                        raise ValueError(f"CLUENER mention {mention!r} at [{a}, {b}] reads {text[start:end]!r} "
+                                         "(offsets are end-inclusive)")
+                    spans.append(Span(start, end, label))
+        return spans, len(spans)
+    if isinstance(raw, list):  # doccano: [[start, end, label], ...], end exclusive
+        spans = []
+        for item in raw:
+            if not (isinstance(item, list) and len(item) == 3):
+                raise ValueError(f"doccano '{key}': expected [start, end, label] items, got {item!r}")
+            spans.append(Span(*_offsets(item[0], item[1], text, f"'{key}'"), _label(item[2])))
+        return spans, 0
+    raise ValueError(f"'{key}' must be a CLUENER object or a doccano list, got {raw!r}")
+
+
+def _drop_nested(spans: list[Span]) -> list[Span]:
+    """Of overlapping spans, keep the longest (then the first); the rest go."""
+    kept: list[Span] = []
+    for span in sorted(spans, key=lambda s: (-(s.end - s.start), s.start)):
+        if all(span.end <= k.start or span.start >= k.end for k in kept):
+            kept.append(span)
+    return sorted(kept)
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -177,10 +257,19 @@ def write_jsonl(sentences: Iterable[Sentence], path: str | os.PathLike) -> None:
 MSRA_DEV_SIZE = 2500
 MSRA_DEV_SEED = 20180701
 
+CLUENER_DEV_SIZE = 1000
+CLUENER_DEV_SEED = 20200401
+
 DATASETS: dict[str, dict[str, str]] = {
     "msra": {"train": "msra/train.char.bmes", "test": "msra/test.char.bmes"},
     "weibo": {"train": "weibo/train.all.bmes", "dev": "weibo/dev.all.bmes", "test": "weibo/test.all.bmes"},
+    "cluener": {"train": "cluener/train.json"},  # official dev/test not public here: dev carved from train
 }
+
+
+def carved_dev(name: str) -> tuple[int, int] | None:
+    """``(size, seed)`` of a named dataset whose dev split is a seeded sample of its training file, else None."""
+    return {"msra": (MSRA_DEV_SIZE, MSRA_DEV_SEED), "cluener": (CLUENER_DEV_SIZE, CLUENER_DEV_SEED)}.get(name)
 
 
 def data_root() -> Path:
@@ -205,14 +294,16 @@ def dataset_path(name: str, split: str, root: str | os.PathLike | None = None) -
 def load_dataset(name: str, split: str, root: str | os.PathLike | None = None) -> list[Sentence]:
     """Sentences of a named dataset's split (``train``, ``dev`` or ``test``).
 
-    MSRA has no dev file: its ``dev`` is a fixed sample of :data:`MSRA_DEV_SIZE` training sentences drawn with
-    seed :data:`MSRA_DEV_SEED`, and its ``train`` is the rest.  (The papers select epochs on MSRA test; we do not.)
+    MSRA and CLUENER have no dev file here (:func:`carved_dev`): their ``dev`` is a fixed sample of training
+    sentences (MSRA: 2,500 with seed 20180701; CLUENER: 1,000 with seed 20200401) and their ``train`` the rest.
+    (The papers select epochs on MSRA test; we do not.)  CLUENER has no test split here.
     """
     if split not in ("train", "dev", "test"):
         raise ValueError(f"unknown split {split!r}; expected train, dev or test")
-    if name == "msra" and split in ("train", "dev"):
+    if carved_dev(name) and split in ("train", "dev"):
+        size, seed = carved_dev(name)
         full = read_file(dataset_path(name, "train", root))
-        dev_ids = set(random.Random(MSRA_DEV_SEED).sample(range(len(full)), MSRA_DEV_SIZE))
+        dev_ids = set(random.Random(seed).sample(range(len(full)), size))
         keep = (lambda i: i in dev_ids) if split == "dev" else (lambda i: i not in dev_ids)
         return [s for i, s in enumerate(full) if keep(i)]
     return read_file(dataset_path(name, split, root))

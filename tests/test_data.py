@@ -221,7 +221,7 @@ def test_weibo_malformed(tmp_path, text, line):
 def test_jsonl_good(tmp_path):
     lines = [
         {"text": "张三在北京", "entities": [{"start": 3, "end": 5, "label": "LOC"}, {"start": 0, "end": 2, "label": "PER"}]},
-        {"text": "没有实体"},
+        {"text": "没有实体", "entities": []},
         {"text": "", "entities": []},
     ]
     path = write(tmp_path / "x.jsonl", "\n".join(json.dumps(o, ensure_ascii=False) for o in lines) + "\n\n")
@@ -430,3 +430,48 @@ def test_report_unseen_labels(caplog):
     with caplog.at_level(logging.WARNING, logger="lexner.data"):
         assert report_unseen_labels(train, train, "train") == Counter()
     assert not caplog.records
+
+
+def test_jsonl_reads_cluener_and_doccano_natively(tmp_path):
+    lines = [
+        {"text": "浙商银行叶老桂说", "label": {"name": {"叶老桂": [[4, 6]]}, "company": {"浙商银行": [[0, 3]]}}},
+        {"text": "张三在北京", "label": [[0, 2, "PER"], [3, 5, "LOC"]]},
+        {"text": "李四", "labels": [[0, 2, "PER"]]},
+        {"text": "《腾讯传》", "label": {"book": {"《腾讯传》": [[0, 4]]}, "company": {"腾讯": [[1, 2]]}}},  # nested
+    ]
+    path = write(tmp_path / "x.jsonl", "\n".join(json.dumps(o, ensure_ascii=False) for o in lines) + "\n")
+    assert read_jsonl(path) == [
+        Sentence("浙商银行叶老桂说", [Span(0, 4, "company"), Span(4, 7, "name")]),
+        Sentence("张三在北京", [Span(0, 2, "PER"), Span(3, 5, "LOC")]),
+        Sentence("李四", [Span(0, 2, "PER")]),
+        Sentence("《腾讯传》", [Span(0, 5, "book")]),  # the longer of the nested pair is kept
+    ]
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"text": "张三"}, r"x.jsonl:1: a record needs 'entities' \(lexner\), 'label'"),
+    ({"text": "张三", "label": None}, "must be a CLUENER object or a doccano list"),
+    ({"text": "张三", "label": ""}, "must be a CLUENER object or a doccano list"),
+    ({"text": "张三", "label": [[0, 2, None]]}, "label must be a non-empty string"),
+    ({"text": "张三", "label": [[0, 2, ""]]}, "label must be a non-empty string"),
+    ({"text": "张三", "label": {"name": {"张三": [[0, 2]]}}}, "outside the text"),
+    ({"text": "张三在", "label": {"name": {"张三": [[0, 2]]}}}, "reads '张三在' .offsets are end-inclusive"),
+    ({"text": "张三", "entities": [{"start": 0, "end": 2, "label": ["PER"]}]}, "label must be a non-empty string"),
+])
+def test_jsonl_records_without_usable_labels_are_errors_with_file_and_line(tmp_path, record, message):
+    path = write(tmp_path / "x.jsonl", json.dumps(record, ensure_ascii=False) + "\n")
+    with pytest.raises(DataFormatError, match=message):
+        read_jsonl(path)
+
+
+def test_cluener_named_dataset_has_a_seeded_dev_split_and_no_test(tmp_path):
+    (tmp_path / "cluener").mkdir()
+    rows = [{"text": f"张三{i}", "label": {"name": {"张三": [[0, 1]]}}} for i in range(1200)]
+    (tmp_path / "cluener" / "train.json").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    train, dev = load_dataset("cluener", "train", tmp_path), load_dataset("cluener", "dev", tmp_path)
+    assert len(dev) == 1000 and len(train) == 200
+    assert not {s.text for s in train} & {s.text for s in dev}
+    assert dev == load_dataset("cluener", "dev", tmp_path)
+    with pytest.raises(ValueError, match="no file for split 'test'"):
+        load_dataset("cluener", "test", tmp_path)
