@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from typing import Callable, Sequence
 
 from seqeval.metrics import classification_report
@@ -9,6 +11,8 @@ from seqeval.scheme import IOBES
 
 from .data import Sentence
 from .schemes import Span, spans_to_tags
+
+log = logging.getLogger(__name__)
 
 # Weibo's papers report named (NE) and nominal (NM) mentions separately as well as overall.
 SUBSETS: dict[str, Callable[[str], bool]] = {
@@ -52,6 +56,12 @@ def evaluate(tagger, sentences: Sequence[Sentence], batch_size: int = 64) -> dic
 
     Adds ``NE``/``NM`` micro scores when the labels are Weibo-style ``*.NAM``/``*.NOM``.
     """
+    featurizer = getattr(tagger, "featurizer", None)  # any object with tag_batch() can be scored
+    known = set(featurizer.entity_types) if featurizer is not None else None
+    unknown = Counter(span.label for s in sentences for span in s.spans if known is not None and span.label not in known)
+    if unknown:
+        log.warning("the gold data has entity types the model does not know (they all count as misses): %s; the "
+                    "model's types are %s", dict(unknown), sorted(known))
     texts = [s.text for s in sentences]
     predicted = [[Span(e.start, e.end, e.label) for e in ents] for ents in tagger.tag_batch(texts, batch_size)]
     gold = [s.spans for s in sentences]

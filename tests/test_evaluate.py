@@ -45,3 +45,14 @@ def test_plain_labels_have_no_subsets():
     sents = [Sentence("张三", [Span(0, 2, "PER")])]
     scores = evaluate(FixedTagger({"张三": [Span(0, 2, "PER")]}), sents)
     assert "NE" not in scores and scores["micro"]["f1"] == 1.0
+
+
+def test_evaluating_on_types_the_model_does_not_know_warns(corpus, caplog):
+    from lexner.api import build_tagger
+    from lexner.data import Sentence
+    from lexner.schemes import Span
+
+    tagger = build_tagger("bilstm_crf", corpus, {"char_dim": 4, "bigram_dim": 4, "hidden": 8})
+    with caplog.at_level("WARNING"):
+        evaluate(tagger, [Sentence("张三在北京", [Span(0, 2, "NR"), Span(3, 5, "NS")])])
+    assert "entity types the model does not know" in caplog.text and "'NR': 1" in caplog.text
