@@ -53,6 +53,8 @@ class Batch:
     piece_ids: torch.Tensor | None = None  # shape: (B, P), long; padded with 0
     piece_lengths: torch.Tensor | None = None  # shape: (B,), long; pieces per sentence (may be 0)
     char_piece: torch.Tensor | None = None  # shape: (B, T), long; each character's piece, -1 = none
+    # Decoding constraints (only when some position is constrained, see lexner.tagging.ModelLine).
+    allowed: torch.Tensor | None = None  # shape: (B, T, number of tags), bool; tags the decoder may choose
 
     def to(self, device: torch.device | str) -> "Batch":
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -138,8 +140,7 @@ class Featurizer:
             item["piece_ids"], item["char_piece"] = self.pieces.encode(text)
         return item
 
-    @staticmethod
-    def collate(items: Sequence[dict[str, list[int]]]) -> Batch:
+    def collate(self, items: Sequence[dict]) -> Batch:
         """Pad encoded texts (from :meth:`encode_one`) into a :class:`Batch`."""
         lengths = torch.tensor([len(item["chars"]) for item in items])
         longest = int(lengths.max())
@@ -150,6 +151,12 @@ class Featurizer:
             most = max(int(counts.max()), 1)
             padded.update({k: _pad([item[k] for item in items], most) for k in WORD_KEYS})
             padded["word_mask"] = torch.arange(most)[None, :] < counts[:, None]
+        if any(item.get("constraints") for item in items):
+            allowed = torch.ones(len(items), longest, len(self.tags), dtype=torch.bool)
+            for b, item in enumerate(items):
+                for position, prefixes in item.get("constraints", {}).items():
+                    allowed[b, position] = self._allowed_row(prefixes)
+            padded["allowed"] = allowed
         if "piece_ids" in items[0]:
             piece_lengths = torch.tensor([len(item["piece_ids"]) for item in items])
             padded["piece_ids"] = _pad([item["piece_ids"] for item in items], max(int(piece_lengths.max()), 1))
@@ -179,6 +186,15 @@ class Featurizer:
         self.entity_types = list(entity_types)
         self.tags = bioes_tags(self.entity_types)
         self.tag_index = {t: i for i, t in enumerate(self.tags)}
+        self._allowed_rows: dict[str, torch.Tensor] = {}
+
+    def _allowed_row(self, prefixes: str) -> torch.Tensor:
+        """A (number of tags,) bool row: True for the tags whose BIOES prefix is in ``prefixes`` (``"OBS"``)."""
+        row = self._allowed_rows.get(prefixes)
+        if row is None:
+            row = torch.tensor([t[0] in prefixes for t in self.tags])
+            self._allowed_rows[prefixes] = row
+        return row
 
     def decode_tags(self, ids: Sequence[int]) -> list[Span]:
         return tags_to_spans([self.tags[i] for i in ids], "BIOES")

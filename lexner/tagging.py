@@ -1,4 +1,13 @@
-"""Splitting long texts into pieces a tagger can take, and putting the pieces' entities back together.
+"""What a tagger sees of a text, splitting long texts into pieces, and putting the pieces' entities back together.
+
+**Lines and whitespace.**  A text is tagged line by line: a line break (whatever ``str.splitlines`` splits at:
+LF, CR, CRLF, U+2028/2029, ...) is a hard boundary, and each line is tagged exactly as if it were a text of its
+own.  Within a line the model sees the characters without their whitespace (lexner's models are trained on
+Chinese text, which has none), except whitespace between two Latin letters or digits (``Elon Musk``, ``iPhone
+15``).  Entities are then constrained in the decoder, never edited afterwards: an entity cannot start or end
+at a kept whitespace character (it may only be inside one), and cannot run across removed whitespace — so no
+entity ever starts or ends with whitespace, holds whitespace other than between Latin letters/digits, or
+crosses a line break.  Offsets always index the original text (:class:`ModelLine` maps them back).
 
 A text longer than ``max_length`` is cut after sentence-final punctuation into pieces of at most
 ``max_length`` characters (consecutive sentences are packed together); a single sentence that is still too
@@ -13,7 +22,88 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from dataclasses import dataclass, field
+
 from .schemes import Span
+from .text import normalize
+
+# Every code point for which str.isspace() is true (checked against it in tests/test_tagging.py).
+WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_SPACE_RUN = re.compile(f"[{WHITESPACE}]+")
+_LINE_BREAK = re.compile("\r\n|[\n\x0b\x0c\r\x1c\x1d\x1e\x85\u2028\u2029]")  # what str.splitlines splits at
+
+# What may stand at a position of a line's view (see ModelLine.constraints): tag prefixes allowed there.
+INSIDE = "OI"  # kept whitespace between Latin letters/digits: only inside an entity, or outside
+BEFORE_GAP = "OES"  # the character before removed whitespace: an entity must end here
+AFTER_GAP = "OBS"  # the character after removed whitespace: an entity must start here
+ALONE = "OS"  # removed whitespace on both sides
+
+
+def is_latin_alnum(char: str) -> bool:
+    """A Latin letter (ASCII or Latin-1/Extended-A/B, full-width included) or a digit 0-9."""
+    c = normalize(char)
+    return (c.isascii() and c.isalnum()) or ("\u00c0" <= c <= "\u024f" and c.isalpha())
+
+
+@dataclass
+class ModelLine:
+    """One line of a text as the model sees it: ``view`` (the line without removable whitespace), where each
+    of its characters sits in the original text (``offsets``), and the tag prefixes allowed at positions of
+    ``view`` that whitespace restricts (``constraints``; every other position allows all)."""
+
+    view: str
+    offsets: list[int]
+    constraints: dict[int, str] = field(default_factory=dict)
+
+    def to_text(self, span: Span) -> Span:
+        """A span of ``view`` as a span of the original text."""
+        return Span(self.offsets[span.start], self.offsets[span.end - 1] + 1, span.label)
+
+
+def model_lines(text: str) -> list[ModelLine]:
+    """The non-empty lines of ``text`` as the model sees them (see the module's docstring)."""
+    lines, start = [], 0
+    for found in _LINE_BREAK.finditer(text):
+        lines.append((start, found.start()))
+        start = found.end()
+    lines.append((start, len(text)))
+    out = []
+    for start, end in lines:
+        line = _model_line(text, start, end)
+        if line.view:
+            out.append(line)
+    return out
+
+
+def _model_line(text: str, start: int, end: int) -> ModelLine:
+    parts: list[tuple[bool, int, int]] = []  # (is whitespace, start, end) in order, covering the line
+    position = start
+    for run in _SPACE_RUN.finditer(text, start, end):
+        if run.start() > position:
+            parts.append((False, position, run.start()))
+        parts.append((True, run.start(), run.end()))
+        position = run.end()
+    if position < end:
+        parts.append((False, position, end))
+    offsets: list[int] = []
+    constraints: dict[int, str] = {}
+    must_end, must_start = set(), set()  # view positions next to removed whitespace
+    for k, (space, a, b) in enumerate(parts):
+        if not space:
+            offsets.extend(range(a, b))
+        elif 0 < k < len(parts) - 1:  # whitespace with text on both sides (at a line's ends it just goes)
+            if is_latin_alnum(text[a - 1]) and is_latin_alnum(text[b]):
+                for j in range(a, b):
+                    constraints[len(offsets)] = INSIDE
+                    offsets.append(j)
+            else:
+                must_end.add(len(offsets) - 1)
+                must_start.add(len(offsets))
+    for k in must_end | must_start:
+        constraints[k] = ALONE if k in must_end and k in must_start else BEFORE_GAP if k in must_end else AFTER_GAP
+    view = text[start:end] if len(offsets) == end - start else "".join(text[k] for k in offsets)
+    return ModelLine(view, offsets, constraints)
+
 
 SENTENCE_END = re.compile(r"[。！？!?；;…\n]+[”’」』）)]*")
 

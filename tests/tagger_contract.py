@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import lexner
 from lexner.api import build_tagger
@@ -29,6 +30,14 @@ ODD_TEXTS = [
 # Nested (广州 ⊂ 广州市), overlapping (王小明 / 小明在), and words across entity borders (三在, 在北京).
 TOY_WORDS = ["北京", "上海", "广州", "广州市", "州市", "南京", "张三", "三在", "王小明", "小明", "小明在", "在北京",
              "工作", "附近", "今天", "住在", "李四", "很好", "赵六"]
+
+
+# Random texts for the whitespace/line-break properties: CJK and Latin characters, digits, punctuation, every
+# kind of whitespace, and every line break str.splitlines knows.
+WHITESPACE_TEXTS = st.text(alphabet="张三李四王小明北京上海广州市在的工作ab Ee1２。，@ \t\u3000\xa0\u2003\n\r\u2028\u2029\x85\x0b",
+                           max_size=40)
+# Random CRF transitions make decoding of an untrained model non-trivial, with entities of every shape.
+_CACHE: dict[str, Tagger] = {}
 
 
 class TaggerContract:
@@ -148,3 +157,62 @@ class TaggerContract:
             offset += len(piece)
         tagger.max_length = max(len(p) for p in pieces)  # no two pieces fit together: one window per piece
         assert [(e.start, e.end, e.label) for e in tagger.tag(joined)] == expected
+
+    def cached(self) -> Tagger:
+        """One untrained model per tagger for the property tests (read only: tagging never changes it)."""
+        key = f"{self.model_name}{sorted(self.config.items())}"
+        if key not in _CACHE:
+            _CACHE[key] = self.make(seed=1).eval()
+        return _CACHE[key]
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
+    @given(text=WHITESPACE_TEXTS)
+    def test_entities_never_start_or_end_with_whitespace_nor_cross_a_line(self, text):
+        """No entity starts or ends with whitespace; whitespace inside an entity only between Latin letters or
+        digits; no entity holds a line break."""
+        from lexner.tagging import is_latin_alnum
+
+        for e in self.cached().tag(text):
+            assert text[e.start:e.end] == e.text
+            assert not e.text[0].isspace() and not e.text[-1].isspace(), e
+            assert len(e.text.splitlines()) == 1 and not e.text.splitlines(keepends=True)[0] != e.text, e
+            stripped = [(k, c) for k, c in enumerate(e.text) if not c.isspace()]
+            for (k1, left), (k2, right) in zip(stripped, stripped[1:]):
+                if k2 > k1 + 1:  # whitespace between them
+                    assert is_latin_alnum(left) and is_latin_alnum(right), e
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
+    @given(text=WHITESPACE_TEXTS)
+    def test_each_line_is_tagged_as_a_text_of_its_own(self, text):
+        """A line break is a hard boundary: the entities of a text are those of each of its lines (as
+        str.splitlines cuts them) tagged alone, shifted by the line's offset."""
+        tagger = self.cached()
+        expected, offset = [], 0
+        lines = text.splitlines(keepends=True)
+        bare = [line.splitlines()[0] if line.splitlines() else "" for line in lines]
+        for line, found in zip(lines, tagger.tag_batch(bare)):
+            expected += [(e.start + offset, e.end + offset, e.label) for e in found]
+            offset += len(line)
+        assert [(e.start, e.end, e.label) for e in tagger.tag(text)] == expected
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
+    @given(text=st.text(alphabet="张三李四北京上海在的工作。", min_size=1, max_size=20),
+           spaces=st.lists(st.sampled_from([" ", "\t", "\u3000", "  "]), max_size=6), seed=st.randoms())
+    def test_spaces_between_cjk_characters_change_no_boundary_they_do_not_touch(self, text, spaces, seed):
+        """Whitespace dropped between CJK characters is not seen by the model: the same text with spaces
+        inserted gives the same entities, except that none may run across an inserted space."""
+        tagger = self.cached()
+        cuts = sorted(seed.sample(range(1, len(text)), min(len(spaces), len(text) - 1))) if len(text) > 1 else []
+        spaced, positions, last = "", [], 0
+        for cut, space in zip(cuts, spaces):
+            spaced += text[last:cut] + space
+            positions += list(range(last, cut))
+            positions += [None] * len(space)
+            last = cut
+        spaced += text[last:]
+        positions += list(range(last, len(text)))
+        plain = {(e.start, e.end, e.label) for e in tagger.tag(text)}
+        for e in tagger.tag(spaced):
+            start, end = positions[e.start], positions[e.end - 1] + 1
+            assert (start, end, e.label) in plain or not any(
+                positions[k] is None for k in range(e.start, e.end)), e

@@ -72,3 +72,73 @@ def test_nll_is_mean_of_brute_force_negative_log_likelihood():
         log_z = torch.logsumexp(torch.stack([score(p) for p in itertools.product(range(5), repeat=n)]), 0)
         expected.append(log_z - score(tags[i, :n].tolist()))
     assert torch.allclose(crf.nll(emissions, tags, mask), torch.stack(expected).mean(), atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_nll_equals_pytorch_crf_values_and_gradients(seed):
+    """lexner's vectorised log-likelihood is pytorch-crf's, within float rounding."""
+    from torchcrf import CRF
+
+    torch.manual_seed(seed)
+    crf = ConstrainedCRF(TAGS)
+    for p in crf.parameters():
+        torch.nn.init.normal_(p)
+    lengths = torch.randint(1, 9, (5,))
+    lengths[0] = 8
+    mask = torch.arange(8)[None, :] < lengths[:, None]
+    tags = torch.randint(0, len(TAGS), (5, 8))
+    emissions = torch.randn(5, 8, len(TAGS), requires_grad=True)
+    ours = crf.nll(emissions, tags, mask)
+    ours.backward()
+    ours_grads = [emissions.grad.clone()] + [p.grad.clone() for p in crf.parameters()]
+    emissions.grad = None
+    crf.zero_grad()
+    reference = -CRF.forward(crf, emissions, tags, mask, reduction="mean")
+    reference.backward()
+    reference_grads = [emissions.grad] + [p.grad for p in crf.parameters()]
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    for a, b in zip(ours_grads, reference_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_nll_equals_brute_force_log_partition():
+    torch.manual_seed(0)
+    crf = ConstrainedCRF(TAGS)
+    for p in crf.parameters():
+        torch.nn.init.normal_(p)
+    emissions = torch.randn(1, 3, len(TAGS))
+    tags = torch.tensor([[1, 2, 0]])
+    paths = list(itertools.product(range(len(TAGS)), repeat=3))
+
+    def score(path):
+        return (crf.start_transitions[path[0]] + crf.end_transitions[path[-1]]
+                + sum(emissions[0, t, k] for t, k in enumerate(path))
+                + sum(crf.transitions[a, b] for a, b in zip(path, path[1:])))
+
+    expected = torch.logsumexp(torch.stack([score(p) for p in paths]), 0) - score(tags[0].tolist())
+    torch.testing.assert_close(crf.nll(emissions, tags, torch.ones(1, 3, dtype=torch.bool)), expected)
+
+
+def test_viterbi_respects_per_position_allowed_tags():
+    """``allowed`` constrains the search: the best path among those with allowed tags (brute force)."""
+    torch.manual_seed(3)
+    crf = ConstrainedCRF(TAGS)
+    for p in crf.parameters():
+        torch.nn.init.normal_(p)
+    emissions = torch.randn(1, 4, len(TAGS)) * 3
+    allowed = torch.ones(1, 4, len(TAGS), dtype=torch.bool)
+    allowed[0, 1] = torch.tensor([t[0] in "OS" for t in TAGS])
+    allowed[0, 2] = torch.tensor([t[0] in "OBS" for t in TAGS])
+    start, trans, end = allowed_transitions(TAGS)
+    best, best_path = float("-inf"), None
+    for path in itertools.product(range(len(TAGS)), repeat=4):
+        if not (start[path[0]] and end[path[-1]] and all(trans[a, b] for a, b in zip(path, path[1:]))):
+            continue
+        if not all(allowed[0, t, k] for t, k in enumerate(path)):
+            continue
+        s = (crf.start_transitions[path[0]] + crf.end_transitions[path[-1]]
+             + sum(emissions[0, t, k] for t, k in enumerate(path))
+             + sum(crf.transitions[a, b] for a, b in zip(path, path[1:])))
+        if s > best:
+            best, best_path = float(s), list(path)
+    assert crf.viterbi(emissions, torch.ones(1, 4, dtype=torch.bool), allowed) == [best_path]

@@ -1,3 +1,4 @@
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from lexner.schemes import Span
@@ -44,3 +45,33 @@ def test_merge_drops_a_right_entity_that_overlaps_a_kept_left_one():
 
 def test_touching_windows_just_shift():
     assert merge_windows([(0, 3), (3, 6)], [[Span(0, 3, "A")], [Span(0, 1, "B")]]) == [Span(0, 3, "A"), Span(3, 4, "B")]
+
+
+def test_whitespace_class_is_exactly_str_isspace():
+    import re
+
+    from lexner.tagging import WHITESPACE
+
+    pattern = re.compile(f"[{WHITESPACE}]")
+    for code in range(0x110000):
+        c = chr(code)
+        assert bool(pattern.fullmatch(c)) == c.isspace(), hex(code)
+
+
+@pytest.mark.parametrize("text, views, constraints", [
+    ("我 和 张三", ["我和张三"], [{0: "OES", 1: "OS", 2: "OBS"}]),  # removed spaces: an entity boundary on both sides
+    (" hhh ", ["hhh"], [{}]),  # at a line's ends whitespace simply goes
+    ("Elon Musk", ["Elon Musk"], [{4: "OI"}]),  # kept between Latin letters, only inside an entity
+    ("iPhone 15 发布", ["iPhone 15发布"], [{6: "OI", 8: "OES", 9: "OBS"}]),
+    ("张三在北京。\n李四\r\n\r\n王五\u2028赵六", ["张三在北京。", "李四", "王五", "赵六"], [{}, {}, {}, {}]),
+    ("a 张 b", ["a张b"], [{0: "OES", 1: "OS", 2: "OBS"}]),
+    ("\n \t\n", [], []),
+])
+def test_model_lines(text, views, constraints):
+    from lexner.tagging import model_lines
+
+    lines = model_lines(text)
+    assert [line.view for line in lines] == views
+    assert [line.constraints for line in lines] == constraints
+    for line in lines:
+        assert "".join(text[k] for k in line.offsets) == line.view

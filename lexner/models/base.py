@@ -22,7 +22,7 @@ from ..crf import ConstrainedCRF
 from ..entity import Entity
 from ..features import Batch, Featurizer
 from ..fileio import DataFormatError, ModelFormatError, read_json, write_bytes, write_json
-from ..tagging import merge_windows, split_windows
+from ..tagging import merge_windows, model_lines, split_windows
 from ..text import normalize
 from ..vectors import embedding_matrix
 
@@ -109,7 +109,7 @@ class Tagger(nn.Module):
 
     def decode(self, batch: Batch) -> list[list[int]]:
         """Best legal BIOES tag ids of each sentence."""
-        return self.crf.viterbi(self.emissions(batch), batch.mask)
+        return self.crf.viterbi(self.emissions(batch), batch.mask, batch.allowed)
 
     def init_embeddings(self, pretrained: Mapping[str, tuple[Sequence[str], Any]], seed: int = 0) -> dict[str, int]:
         """Fill the embedding tables from ``{"chars": (tokens, vectors), ...}`` (see ``read_word2vec``).
@@ -168,9 +168,9 @@ class Tagger(nn.Module):
         return self.tag_batch([text])[0]
 
     def tag_batch(self, texts: Iterable[str], batch_size: int = 64) -> list[list[Entity]]:
-        """Entities of each text.  Texts longer than ``max_length`` are tagged in pieces (``lexner.tagging``);
-        pieces are grouped by length into batches of at most ``batch_size`` pieces and ``batch_tokens``
-        padded tokens."""
+        """Entities of each text.  Each line is tagged on its own, whitespace handled as ``lexner.tagging``
+        describes; lines longer than ``max_length`` are tagged in pieces; pieces are grouped by length into
+        batches of at most ``batch_size`` pieces and ``batch_tokens`` padded tokens."""
         if isinstance(texts, str):
             raise TypeError("tag_batch() expects a sequence of str, got a single str; use tag()")
         try:
@@ -180,10 +180,18 @@ class Tagger(nn.Module):
         for text in texts:
             if not isinstance(text, str):
                 raise TypeError(f"tag_batch() expects str items, got {type(text).__name__}")
-        windows = [split_windows(t, self.max_length, self.overlap) if t.strip() else [] for t in texts]
-        pieces = [(i, w) for i, ws in enumerate(windows) for w in ws if texts[i][w[0] : w[1]].strip()]
-        found: dict[tuple[int, tuple[int, int]], list] = {}
-        encoded = [self.featurizer.encode_one(texts[i][a:b]) for i, (a, b) in pieces]
+        # each text's lines as the model sees them (whitespace and line breaks, see lexner.tagging), then each
+        # line's windows (long lines in pieces)
+        lines = [(i, line) for i, text in enumerate(texts) for line in model_lines(text)]
+        windows = [split_windows(line.view, self.max_length, self.overlap) for _, line in lines]
+        pieces = [(u, w) for u, ws in enumerate(windows) for w in ws]
+        encoded = []
+        for u, (a, b) in pieces:
+            line = lines[u][1]
+            item = self.featurizer.encode_one(line.view[a:b])
+            if line.constraints:
+                item["constraints"] = {k - a: v for k, v in line.constraints.items() if a <= k < b}
+            encoded.append(item)
         # group by token count (characters + matched words): little padding, which FLAT pays quadratically;
         # a batch holds at most batch_size pieces and batch_tokens padded tokens (so few long ones)
         tokens = [len(e["chars"]) + len(e.get("word_ids", ())) for e in encoded]
@@ -194,6 +202,7 @@ class Tagger(nn.Module):
                 chunks[-1].append(j)
             else:
                 chunks.append([j])
+        found: dict[tuple[int, tuple[int, int]], list] = {}
         was_training = self.training
         if was_training:  # a loaded model is in eval mode already: nothing changes, so threads may share it
             self.eval()
@@ -206,10 +215,11 @@ class Tagger(nn.Module):
         finally:
             if was_training:
                 self.train()
-        results = []
-        for i, (text, ws) in enumerate(zip(texts, windows)):
-            spans = merge_windows(ws, [found.get((i, w), []) for w in ws])
-            results.append([Entity(s.start, s.end, s.label, text[s.start : s.end]) for s in spans])
+        results: list[list[Entity]] = [[] for _ in texts]
+        for u, ((i, line), ws) in enumerate(zip(lines, windows)):
+            for span in merge_windows(ws, [found.get((u, w), []) for w in ws]):
+                s = line.to_text(span)
+                results[i].append(Entity(s.start, s.end, s.label, texts[i][s.start : s.end]))
         return results
 
     # --- persistence -----------------------------------------------------------------------------------
