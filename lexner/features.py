@@ -27,6 +27,7 @@ LEXICON_FILE = "lexicon.json"
 CHAR_KEYS = ("chars", "bigrams", "tags")  # per-character fields, padded to the longest sentence
 WORD_KEYS = ("word_ids", "word_heads", "word_tails")  # per-word fields, padded to the most words
 TOKENIZER_DIR = "tokenizer"  # a pretrained encoder's tokenizer, for models with BERT features
+MAX_WORD_LENGTH = 100  # the longest lexicon min_length a saved model may ask for
 MODEL_FILES = ("chars.json", "bigrams.json", LEXICON_FILE, TOKENIZER_DIR)  # what a featurizer saves
 
 
@@ -217,7 +218,13 @@ class Featurizer:
             saved = read_json(directory / LEXICON_FILE)
             if not isinstance(saved, dict) or not isinstance(saved.get("words"), list):
                 raise DataFormatError(directory / LEXICON_FILE, None, "not a lexner lexicon file")
-            lexicon = Lexicon(saved["words"], min_length=saved.get("min_length", 2))
+            if not all(isinstance(w, str) for w in saved["words"]):
+                raise DataFormatError(directory / LEXICON_FILE, None, "every word must be a string")
+            min_length = saved.get("min_length", 2)
+            if type(min_length) is not int or not 1 <= min_length <= MAX_WORD_LENGTH:
+                raise DataFormatError(directory / LEXICON_FILE, None,
+                                      f"min_length must be an integer in [1, {MAX_WORD_LENGTH}], got {min_length!r}")
+            lexicon = Lexicon(saved["words"], min_length=min_length)
             if len(lexicon) != len(saved["words"]):
                 raise DataFormatError(directory / LEXICON_FILE, None, "duplicate or empty words")
         pieces = None

@@ -8,6 +8,7 @@ import json
 import lzma
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -146,12 +147,34 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         out.write(data)
 
 
+MAX_JSON_BYTES = 512 * 2**20  # no JSON file of a model comes near this (the default model's largest: 3 MB)
+
+
 def read_json(path: str | os.PathLike) -> Any:
+    """Parse a UTF-8 JSON file.  Only a regular file of at most :data:`MAX_JSON_BYTES` is read (never a FIFO, a
+    device such as ``/dev/zero``, or a link to one); anything that cannot be parsed — invalid JSON or UTF-8,
+    nesting too deep for Python — raises :class:`DataFormatError` naming the file."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        info = path.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DataFormatError(path, None, "not a regular file (a FIFO, device or directory is never read)")
+    if info.st_size > MAX_JSON_BYTES:
+        raise DataFormatError(path, None, f"{info.st_size} bytes, more than the {MAX_JSON_BYTES} a JSON file may have")
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_JSON_BYTES + 1)
+    if len(data) > MAX_JSON_BYTES:
+        raise DataFormatError(path, None, f"more than {MAX_JSON_BYTES} bytes")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise DataFormatError(path, None, f"not valid UTF-8 at byte {err.start}") from None
     except json.JSONDecodeError as err:
         raise DataFormatError(path, err.lineno, f"invalid JSON: {err.msg}") from None
+    except RecursionError:
+        raise DataFormatError(path, None, "JSON nested too deeply") from None
 
 
 def recover_directory(final: str | os.PathLike) -> Path:

@@ -52,4 +52,9 @@ class Vocab:
         tokens = read_json(path)
         if not isinstance(tokens, list) or tokens[:2] != [PAD, UNK]:
             raise DataFormatError(path, None, f"not a lexner vocabulary (must start with {PAD!r}, {UNK!r})")
-        return cls(tokens[2:])
+        if not all(isinstance(t, str) and t for t in tokens):
+            raise DataFormatError(path, None, "every token must be a non-empty string")
+        vocab = cls(tokens[2:])
+        if len(vocab) != len(tokens):
+            raise DataFormatError(path, None, "a token occurs twice")
+        return vocab

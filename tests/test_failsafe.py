@@ -360,3 +360,109 @@ def test_a_nan_in_the_first_epoch_says_there_is_no_checkpoint_yet(corpus, tmp_pa
     trainer = Trainer(tagger, TrainConfig(epochs=2), tmp_path / "run", progress=False)
     with pytest.raises(TrainingError, match="no epoch had finished, so there is no checkpoint yet"):
         trainer.fit(corpus[:15], corpus[15:])
+
+
+# --- 7. hostile config.json / vocabulary files fail cleanly, before any large allocation --------------------
+def edit(path: Path, **changes):
+    meta = json.loads((path / "config.json").read_text())
+    for key, value in changes.items():
+        if key.startswith("config."):
+            meta["config"][key.removeprefix("config.")] = value
+        elif key in meta["config"]:
+            meta["config"][key] = value
+        else:
+            meta[key] = value
+    (path / "config.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"hidden": "64"}, "config hidden must be an integer"),
+    ({"hidden": 10**9}, "config hidden must be an integer in"),
+    ({"layers": 10**6}, "config layers must be an integer in"),
+    ({"dropout": float("nan")}, "config dropout must be a number"),
+    ({"hidden": 12000}, "weights do not match config.json: lstm"),
+    ({"config.bogus": 1}, "config keys \\['bogus'\\] are not settings of bilstm_crf"),
+    ({"config": None}, "'config' must be a JSON object"),
+    ({"entity_types": ["PER", 3]}, "'entity_types' must be a list of distinct non-empty strings"),
+    ({"model": ["x"]}, "'model' must name a tagger"),
+])
+def test_hostile_config_values_are_model_format_errors_naming_the_file(saved, changes, message):
+    edit(saved, **changes)
+    with pytest.raises(ModelFormatError, match=message) as err:
+        lexner.load(saved)
+    assert "config.json" in str(err.value) or "model.safetensors" in str(err.value)
+
+
+def test_a_missing_config_key_is_a_model_format_error(saved):
+    meta = json.loads((saved / "config.json").read_text())
+    del meta["config"]
+    (saved / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFormatError, match="config.json: 'config' must be a JSON object"):
+        lexner.load(saved)
+
+
+def test_a_large_config_is_refused_before_memory_is_allocated(saved):
+    """hidden=12000 implies 1.4 GB of LSTM weights: refused from the safetensors header, peak memory small."""
+    edit(saved, hidden=12000)
+    code = ("import resource, lexner, sys\n"
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "try:\n    lexner.load(sys.argv[1])\nexcept lexner.models.ModelFormatError:\n    pass\n"
+            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(saved)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.strip()) < 200, f"peak memory grew by {done.stdout.strip()} MB"
+
+
+def test_deeply_nested_json_is_a_model_format_error(saved):
+    (saved / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelFormatError, match="nested too deeply|expected a JSON object"):
+        lexner.load(saved)
+
+
+def test_vocabulary_that_is_a_fifo_or_a_device_is_never_read(saved):
+    (saved / "chars.json").unlink()
+    os.mkfifo(saved / "chars.json")
+    code = "import lexner, sys\ntry:\n    lexner.load(sys.argv[1])\nexcept lexner.models.ModelFormatError as e:\n    print(e)\n"
+    done = subprocess.run([sys.executable, "-c", code, str(saved)], capture_output=True, text=True, timeout=60)
+    assert "chars.json: not a regular file" in done.stdout, done
+    (saved / "chars.json").unlink()
+    (saved / "chars.json").symlink_to("/dev/zero")
+    done = subprocess.run([sys.executable, "-c", code, str(saved)], capture_output=True, text=True, timeout=60)
+    assert "chars.json: not a regular file" in done.stdout, done
+
+
+def test_bad_vocabulary_and_lexicon_contents_are_model_format_errors(corpus, tmp_path):
+    from lexner.lexicon import Lexicon
+
+    model = tmp_path / "soft"
+    build_tagger("softlexicon", corpus, {"char_dim": 4, "bigram_dim": 4, "word_dim": 4, "hidden": 8},
+                 lexicon=Lexicon(["北京", "上海"])).save(model)
+    lexicon = json.loads((model / "lexicon.json").read_text())
+    (model / "lexicon.json").write_text(json.dumps({**lexicon, "words": ["北京", 3]}))
+    with pytest.raises(ModelFormatError, match="lexicon.json: every word must be a string"):
+        lexner.load(model)
+    (model / "lexicon.json").write_text(json.dumps({**lexicon, "min_length": 10**9}))
+    with pytest.raises(ModelFormatError, match="lexicon.json: min_length must be an integer"):
+        lexner.load(model)
+    (model / "lexicon.json").write_text(json.dumps(lexicon))
+    chars = json.loads((model / "chars.json").read_text())
+    (model / "chars.json").write_text(json.dumps(chars + [None]))
+    with pytest.raises(ModelFormatError, match="chars.json: every token must be a non-empty string"):
+        lexner.load(model)
+    (model / "chars.json").write_bytes(b"\xff\xfe")
+    with pytest.raises(ModelFormatError, match="chars.json: not valid UTF-8"):
+        lexner.load(model)
+
+
+@pytest.mark.parametrize("corrupt", ["int", "nan"])
+def test_integer_or_nan_weights_do_not_load(saved, corrupt):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(saved / "model.safetensors"))
+    key = next(k for k in state if k.endswith("weight"))
+    state[key] = state[key].long() if corrupt == "int" else state[key].fill_(float("nan"))
+    save_file(state, str(saved / "model.safetensors"))
+    with pytest.raises(ModelFormatError, match="dtype I64|NaN"):
+        lexner.load(saved)
+    assert torch  # imported for the tensors above

@@ -31,6 +31,82 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
+MAX_CONFIG_INT = 1 << 20  # no size in a model config comes near this
+MAX_LAYERS = 64  # layers are built in a Python loop: a huge count would hang before any check
+_FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+
+
+def _checked_config(cls, values: Any, config_file: Path):
+    """``cls.Config`` from the saved values, each checked against its field's type and a sane range."""
+    if not isinstance(values, dict):
+        raise ModelFormatError(f"{config_file}: 'config' must be a JSON object, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ModelFormatError(f"{config_file}: config keys {unknown} are not settings of {cls.name} "
+                               f"(its settings: {sorted(fields)})")
+    defaults = cls.Config()
+    for key, value in values.items():
+        default = getattr(defaults, key)
+        where = f"{config_file}: config {key}"
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ModelFormatError(f"{where} must be true or false, got {value!r}")
+        elif isinstance(default, int):
+            limit = MAX_LAYERS if key == "layers" else MAX_CONFIG_INT
+            if type(value) is not int or not 0 <= value <= limit:
+                raise ModelFormatError(f"{where} must be an integer in [0, {limit}], got {value!r}")
+        elif isinstance(default, float):
+            high = 1.0 if "dropout" in key else float(MAX_CONFIG_INT)
+            if type(value) not in (int, float) or not (0.0 <= value <= high):  # NaN fails both comparisons
+                raise ModelFormatError(f"{where} must be a number in [0, {high:g}], got {value!r}")
+        elif type(value) is not type(default):
+            raise ModelFormatError(f"{where} must be a {type(default).__name__}, got {type(value).__name__}")
+    try:
+        return cls.Config(**values)
+    except (TypeError, ValueError) as err:
+        raise ModelFormatError(f"{config_file}: config does not fit {cls.__name__}: {err}") from None
+
+
+def _expected_shapes(cls, config, featurizer: Featurizer) -> dict[str, tuple[int, ...]] | None:
+    """The shape of every weight the config implies, from a model built on the meta device (no memory).  None
+    for a model that cannot be built there (a transformers encoder); its weights are checked on loading."""
+    try:
+        with torch.device("meta"):
+            probe = cls(config, featurizer)
+    except (ValueError, TypeError) as err:
+        raise ModelFormatError(f"config.json does not describe a buildable {cls.name}: {err}") from None
+    except Exception:  # noqa: BLE001 - third-party modules that do not support the meta device
+        return None
+    return {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+
+
+def _check_weights_header(weights_file: Path, expected: dict[str, tuple[int, ...]] | None) -> None:
+    """The safetensors header (read without loading any tensor) must hold floating-point weights of exactly
+    the shapes the config implies, so that nothing larger than the file is ever allocated."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights_file), framework="pt") as handle:
+            header = {k: (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype())
+                      for k in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelFormatError(f"{weights_file}: not a readable safetensors file ({err})") from None
+    for key, (_, dtype) in header.items():
+        if dtype not in _FLOAT_DTYPES:
+            raise ModelFormatError(f"{weights_file}: {key} has dtype {dtype}; weights must be floating point")
+    if expected is None:
+        return
+    if set(header) != set(expected):
+        missing, extra = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
+        raise ModelFormatError(f"{weights_file}: weights do not match config.json: missing {missing[:5]}, "
+                               f"unexpected {extra[:5]}")
+    for key, shape in expected.items():
+        if header[key][0] != shape:
+            raise ModelFormatError(f"{weights_file}: weights do not match config.json: {key} has shape "
+                                   f"{list(header[key][0])}, the config implies {list(shape)}")
+
+
 def is_model_directory(directory: str | os.PathLike) -> bool:
     """Whether ``directory`` holds a lexner model and nothing else (what ``export --force`` may replace)."""
     from ..features import MODEL_FILES
@@ -255,33 +331,44 @@ class Tagger(nn.Module):
         for required in (CONFIG_FILE, WEIGHTS_FILE):
             if not (directory / required).is_file():
                 raise ModelFormatError(f"{directory}: missing {required}; is this a lexner model directory?")
+        config_file, weights_file = directory / CONFIG_FILE, directory / WEIGHTS_FILE
         try:
-            meta = read_json(directory / CONFIG_FILE)
+            meta = read_json(config_file)
         except DataFormatError as err:
             raise ModelFormatError(str(err)) from None
+        if not isinstance(meta, dict):
+            raise ModelFormatError(f"{config_file}: expected a JSON object")
         version = meta.get("format_version")
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise ModelFormatError(
-                f"{directory / CONFIG_FILE}: format_version {version!r}; this lexner reads versions up to "
+                f"{config_file}: format_version {version!r}; this lexner reads versions up to "
                 f"{FORMAT_VERSION} (upgrade lexner to load it)"
             )
-        cls = model_class(meta.get("model", "?"))
+        name, types = meta.get("model"), meta.get("entity_types")
+        if not isinstance(name, str):
+            raise ModelFormatError(f"{config_file}: 'model' must name a tagger, got {name!r}")
+        cls = model_class(name)
+        if not (isinstance(types, list) and all(isinstance(t, str) and t for t in types)
+                and len(set(types)) == len(types)):
+            raise ModelFormatError(f"{config_file}: 'entity_types' must be a list of distinct non-empty strings")
+        config = _checked_config(cls, meta.get("config"), config_file)
         try:
-            config = cls.Config(**meta["config"])
-        except TypeError as err:
-            raise ModelFormatError(f"{directory / CONFIG_FILE}: config does not fit {cls.__name__}: {err}") from None
-        try:
-            featurizer = Featurizer.load(directory, meta["entity_types"])
+            featurizer = Featurizer.load(directory, types)
         except DataFormatError as err:
             raise ModelFormatError(str(err)) from None
+        expected = _expected_shapes(cls, config, featurizer)
+        _check_weights_header(weights_file, expected)  # before any tensor is allocated
         model = cls(config, featurizer)
         try:
-            state = load_file(str(directory / WEIGHTS_FILE))
+            state = load_file(str(weights_file))
         except (SafetensorError, OSError) as err:
-            raise ModelFormatError(f"{directory / WEIGHTS_FILE}: not a readable safetensors file ({err})") from None
+            raise ModelFormatError(f"{weights_file}: not a readable safetensors file ({err})") from None
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as err:
-            raise ModelFormatError(f"{directory / WEIGHTS_FILE}: weights do not match config.json: {err}") from None
+            raise ModelFormatError(f"{weights_file}: weights do not match config.json: {err}") from None
+        for key, tensor in model.state_dict().items():  # a NaN or inf anywhere makes the float32 sum non-finite
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor.sum())):
+                raise ModelFormatError(f"{weights_file}: {key} holds NaN or infinite (or absurdly large) values")
         model.metadata = {k: v for k, v in meta.items() if k not in ("config",)}
         return model.to(device).eval()
