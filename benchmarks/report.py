@@ -133,11 +133,15 @@ def train_speed_section(results: Path) -> list[str]:
         out += [f"### Training speed (`{path.name}`)", "",
                 f"{data['dataset']}, {data['threads']} thread(s), {data['device']}; {machine_line(data['machine'])}. "
                 f"Command: `{data['machine']['command']}`", "",
-                "| model | batch | sentences/s | chars/s | epoch estimate (s) |", "|---|---|---|---|---|"]
-        out += [f"| `{r['model']}` | {r['batch_size']} | {r['sentences_per_second']:.1f} | "
+                "| code | model | batch | sentences/s | chars/s | epoch estimate (s) |", "|---|---|---|---|---|---|"]
+        out += [f"| {r.get('code', 'this tree')} | `{r['model']}` | {r['batch_size']} | {r['sentences_per_second']:.1f} | "
                 f"{r['characters_per_second']:.0f} | {r['epoch_seconds_estimate']:.0f} |" for r in data["rows"]]
         out += [""] + [f"* `{m}`: " + ", ".join(f"{k}: **{v}×**" for k, v in ratios.items())
-                       for m, ratios in data.get("speedup", {}).items()] + [""]
+                       for m, ratios in data.get("speedup", {}).items()]
+        if "speedup_vs_baseline" in data:
+            out += [f"* this tree against `{data['baseline']}` (side by side, {data.get('optimizer', 'sgd')}): "
+                    + ", ".join(f"`{m}` **{list(r.values())[0]}×**" for m, r in data["speedup_vs_baseline"].items())]
+        out += [""]
     return out
 
 

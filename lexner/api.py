@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .data import Sentence, data_root
+from .dictionary import Dictionary
 from .features import Featurizer
 from .lexicon import Lexicon
 from .models import Tagger, model_class
@@ -93,15 +94,19 @@ def build_tagger(
     return tagger
 
 
-def load(path: str | os.PathLike | None = None, device: str = "cpu", extra_words: Iterable[str] = ()) -> Tagger:
+def load(path: str | os.PathLike | None = None, device: str = "cpu", extra_words: Iterable[str] = (),
+         dictionary: Mapping[str, str] | Iterable[tuple[str, str]] | Dictionary | None = None) -> Tagger:
     """Load a saved tagger: ``ner = lexner.load("runs/weibo/model"); ner.tag("...")``.  Without ``path``, the
     bundled default model (:data:`DEFAULT_MODEL`, trained on MSRA: PER, LOC, ORG).
 
     ``extra_words``: domain words added to a lattice tagger's lexicon (see :meth:`Tagger.add_words`).
+    ``dictionary``: ``{word: type}`` forced into every decoded path (see :meth:`Tagger.add_dictionary`).
     """
     tagger = Tagger.load(DEFAULT_MODEL if path is None else path, device=device)
     extra_words = list(extra_words)
     if extra_words:
         added = tagger.add_words(extra_words)
         log.info("added %d new lexicon words (%d given)", added, len(extra_words))
+    if dictionary is not None:
+        tagger.add_dictionary(dictionary)
     return tagger

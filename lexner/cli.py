@@ -183,30 +183,36 @@ def _tag_model_and_texts(args) -> None:
             args.model_dir = DEFAULT_MODEL
 
 
+def _dictionary(args):
+    from .dictionary import Dictionary
+
+    return Dictionary.read(args.dictionary) if getattr(args, "dictionary", None) else None
+
+
 def _load_for_tagging(args, extra_words: list[str]):
     from .api import load
-
     from .fileio import ModelFormatError
 
     try:
-        return load(args.model_dir, device=_resolve_device(args.device), extra_words=extra_words)
+        return load(args.model_dir, device=_resolve_device(args.device), extra_words=extra_words,
+                    dictionary=_dictionary(args))
     except ModelFormatError:
         raise  # reported by main()
-    except ValueError as err:  # e.g. words for a model without a lexicon
-        raise SystemExit(f"lexner: error: {err}") from None
+    except ValueError as err:  # e.g. words for a model without a lexicon, a dictionary type it does not know
+        raise CommandError(str(err)) from None
 
 
 _WORKER_TAGGER = None
 
 
-def _worker_init(model_dir: str, extra_words: list[str]) -> None:
+def _worker_init(model_dir: str, extra_words: list[str], dictionary: list[tuple[str, str]] | None) -> None:
     import torch
 
     from .api import load
 
     global _WORKER_TAGGER
     torch.set_num_threads(1)  # one core per worker process
-    _WORKER_TAGGER = load(model_dir, extra_words=extra_words)
+    _WORKER_TAGGER = load(model_dir, extra_words=extra_words, dictionary=dictionary)
 
 
 def _worker_tag(lines: list[str], batch_size: int, fmt: str) -> str:
@@ -296,7 +302,8 @@ def _tag_file(args, tagger, workers: int, extra: list[str], out) -> None:
 
             spawn = multiprocessing.get_context("spawn")  # fork after torch has started threads can hang
             with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_worker_init,
-                                     initargs=(str(args.model_dir), extra)) as pool:
+                                     initargs=(str(args.model_dir), extra,
+                                               tagger.dictionary.items() if tagger.dictionary else None)) as pool:
                 pending: deque = deque()
 
                 def write_oldest() -> None:
@@ -425,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--file", type=Path, help="a data file in any supported format")
     e.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help="domain words (one per line) added to a lattice model's lexicon; repeatable")
+    e.add_argument("--dictionary", type=Path, metavar="FILE",
+                   help="WORD<TAB>TYPE lines: every occurrence is forced to be an entity of that type")
     data_args(e)
     e.set_defaults(func=cmd_evaluate)
 
@@ -454,6 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="jsonl: one JSON object per input line; conll: char<TAB>tag lines; text: [entity|LABEL] inline")
     g.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help="domain words (one per line) added to a lattice model's lexicon; repeatable")
+    g.add_argument("--dictionary", type=Path, metavar="FILE",
+                   help="WORD<TAB>TYPE lines: every occurrence is forced to be an entity of that type "
+                        "(constrained decoding; leftmost, then longest match wins)")
     g.add_argument("--batch-size", type=int, default=64)
     g.add_argument("--workers", type=int, default=1,
                    help="with --input: tagging processes, one core each (0: one per core); order is kept")

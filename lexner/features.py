@@ -189,12 +189,14 @@ class Featurizer:
         self.tag_index = {t: i for i, t in enumerate(self.tags)}
         self._allowed_rows: dict[str, torch.Tensor] = {}
 
-    def _allowed_row(self, prefixes: str) -> torch.Tensor:
-        """A (number of tags,) bool row: True for the tags whose BIOES prefix is in ``prefixes`` (``"OBS"``)."""
-        row = self._allowed_rows.get(prefixes)
+    def _allowed_row(self, allowed: str | tuple[str, ...]) -> torch.Tensor:
+        """A (number of tags,) bool row: for a string, True for the tags whose BIOES prefix is in it (``"OBS"``);
+        for a tuple, True for the tags it names (``("B-ORG",)``)."""
+        row = self._allowed_rows.get(allowed)
         if row is None:
-            row = torch.tensor([t[0] in prefixes for t in self.tags])
-            self._allowed_rows[prefixes] = row
+            row = torch.tensor([(t in allowed) if isinstance(allowed, tuple) else (t[0] in allowed)
+                                for t in self.tags])
+            self._allowed_rows[allowed] = row
         return row
 
     def decode_tags(self, ids: Sequence[int]) -> list[Span]:

@@ -59,6 +59,17 @@ class ModelLine:
         """A span of ``view`` as a span of the original text."""
         return Span(self.offsets[span.start], self.offsets[span.end - 1] + 1, span.label)
 
+    def with_forced(self, occurrences: Sequence[tuple[int, int, str]]) -> dict[int, str | tuple[str, ...]]:
+        """``constraints`` plus, for each ``(start, end, type)`` of ``view`` that whitespace allows there, the
+        single BIOES tag each of its characters must take (a tuple of one tag name)."""
+        merged: dict[int, str | tuple[str, ...]] = dict(self.constraints)
+        for start, end, label in occurrences:
+            tags = ([f"S-{label}"] if end - start == 1
+                    else [f"B-{label}"] + [f"I-{label}"] * (end - start - 2) + [f"E-{label}"])
+            if all(tag[0] in self.constraints.get(start + k, tag[0]) for k, tag in enumerate(tags)):
+                merged.update({start + k: (tag,) for k, tag in enumerate(tags)})
+        return merged
+
 
 def model_lines(text: str) -> list[ModelLine]:
     """The non-empty lines of ``text`` as the model sees them (see the module's docstring)."""

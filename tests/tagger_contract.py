@@ -216,3 +216,26 @@ class TaggerContract:
             start, end = positions[e.start], positions[e.end - 1] + 1
             assert (start, end, e.label) in plain or not any(
                 positions[k] is None for k in range(e.start, e.end)), e
+
+    def test_dictionary_words_are_forced_into_the_decoded_path(self):
+        """Every selected occurrence of a dictionary word is exactly one entity of its type — whatever the
+        (random) model would say — and the rest of the sentence is decoded around it."""
+        tagger = self.make(seed=2).eval()
+        texts = ["张三在北京工作", "我和李四住在广州市附近", "北京大学在北京", "今天 王小明 到 上海", "北 京"]
+        tagger.add_dictionary({"北京": "LOC", "北京大学": "PER", "李四": "LOC", "小明": "PER"})
+        after = tagger.tag_batch(texts)
+        spans = [{(e.start, e.end, e.label) for e in ents} for ents in after]
+        assert (3, 5, "LOC") in spans[0]
+        assert (2, 4, "LOC") in spans[1]
+        assert (0, 4, "PER") in spans[2] and (5, 7, "LOC") in spans[2]  # leftmost, then longest; no overlap
+        assert (4, 6, "PER") in spans[3]  # inside 王小明: forced, the characters around it decoded anew
+        for ents in after:  # never overlapping, offsets exact
+            assert all(a.end <= b.start for a, b in zip(ents, ents[1:]))
+        assert not any(e.start < 1 < e.end for e in after[4])  # whitespace between CJK: never inside an entity
+        assert tagger.tag_batch(texts) == [tagger.tag(t) for t in texts]
+
+    def test_dictionary_types_the_model_does_not_know_are_refused(self):
+        tagger = self.make()
+        with pytest.raises(ValueError, match=r"dictionary types \['COMPANY'\] are not types of this model"):
+            tagger.add_dictionary({"腾讯": "COMPANY"})
+        assert tagger.dictionary is None or len(tagger.dictionary) == 0

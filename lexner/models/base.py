@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from ..crf import ConstrainedCRF
+from ..dictionary import Dictionary
 from ..entity import Entity
 from ..features import Batch, Featurizer
 from ..fileio import DataFormatError, ModelFormatError, read_json, write_bytes, write_json
@@ -137,6 +138,7 @@ class Tagger(nn.Module):
         self.featurizer = featurizer
         self.crf = ConstrainedCRF(featurizer.tags)
         self.metadata: dict[str, Any] = {}  # what config.json said beside the config (set by load)
+        self.dictionary: Dictionary | None = None  # typed words forced into the decoded paths (add_dictionary)
 
     # --- what a model implements -----------------------------------------------------------------------
     def emissions(self, batch: Batch) -> torch.Tensor:
@@ -237,6 +239,21 @@ class Tagger(nn.Module):
         layer.num_embeddings = weight.shape[0]
         return len(new)
 
+    def add_dictionary(self, entries: Mapping[str, str] | Iterable[tuple[str, str]] | Dictionary) -> int:
+        """Force words to be tagged as given types: ``ner.add_dictionary({"腾讯": "ORG"})``.  Every selected
+        occurrence (see :mod:`lexner.dictionary`) becomes exactly one entity of its type, by constraining the
+        decoder.  Types the model does not know raise ``ValueError``.  Returns the dictionary's size.  Kept
+        in memory only (not saved with the model)."""
+        extra = entries if isinstance(entries, Dictionary) else Dictionary(entries)
+        unknown = sorted(extra.labels - set(self.featurizer.entity_types))
+        if unknown:
+            raise ValueError(f"dictionary types {unknown} are not types of this model "
+                             f"({', '.join(self.featurizer.entity_types)}): it has no tags for them")
+        if self.dictionary is None:
+            self.dictionary = Dictionary()
+        self.dictionary.add(extra.items())
+        return len(self.dictionary)
+
     def tag(self, text: str) -> list[Entity]:
         """Entities of one text, with offsets into ``text``."""
         if not isinstance(text, str):
@@ -261,12 +278,14 @@ class Tagger(nn.Module):
         lines = [(i, line) for i, text in enumerate(texts) for line in model_lines(text)]
         windows = [split_windows(line.view, self.max_length, self.overlap) for _, line in lines]
         pieces = [(u, w) for u, ws in enumerate(windows) for w in ws]
+        dictionary = self.dictionary
+        constraints = [line.with_forced(dictionary.occurrences(line.view)) if dictionary else line.constraints
+                       for _, line in lines]
         encoded = []
         for u, (a, b) in pieces:
-            line = lines[u][1]
-            item = self.featurizer.encode_one(line.view[a:b])
-            if line.constraints:
-                item["constraints"] = {k - a: v for k, v in line.constraints.items() if a <= k < b}
+            item = self.featurizer.encode_one(lines[u][1].view[a:b])
+            if constraints[u]:
+                item["constraints"] = {k - a: v for k, v in constraints[u].items() if a <= k < b}
             encoded.append(item)
         # group by token count (characters + matched words): little padding, which FLAT pays quadratically;
         # a batch holds at most batch_size pieces and batch_tokens padded tokens (so few long ones)

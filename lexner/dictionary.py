@@ -1,0 +1,80 @@
+"""Typed user dictionaries: words whose every occurrence must be tagged as a given entity type.
+
+A :class:`Dictionary` only finds where its words occur; the tagger then *constrains its decoder* so that each
+selected occurrence is exactly one entity of the word's type (``B-``/``I-``/``E-`` or ``S-`` tags on those
+characters), and decodes the rest of the sentence around it — it never edits entities after decoding.
+
+Which occurrences are selected: leftmost first, and at one start the longest word; an occurrence overlapping
+one already selected is skipped (``{"北京": LOC, "北京大学": ORG}`` on ``北京大学在北京`` forces ``北京大学``/ORG
+and the second ``北京``/LOC).  Words are matched after lexner's normalisation (full-width ASCII = ASCII), on
+the characters the model sees (whitespace removed, see :mod:`lexner.tagging`): an occurrence that would put an
+entity boundary where whitespace forbids one (inside ``北 京``, say) is skipped.  Types must be types the model
+knows: anything else is refused when the dictionary is given (the decoder has no tag for it).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Mapping
+
+from .fileio import DataFormatError, iter_lines
+from .lexicon import Lexicon
+
+
+class Dictionary:
+    """Words and their entity types, matched with Aho-Corasick (no torch)."""
+
+    def __init__(self, entries: Mapping[str, str] | Iterable[tuple[str, str]] = ()):
+        self._lexicon = Lexicon([], min_length=1)
+        self.types: dict[int, str] = {}
+        self.add(entries)
+
+    def add(self, entries: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
+        """Add ``{word: type}`` entries (or pairs); a word given again takes the new type."""
+        items = entries.items() if isinstance(entries, Mapping) else entries
+        for word, label in items:
+            if not isinstance(word, str) or not word.strip():
+                raise ValueError(f"a dictionary word must be a non-empty string, got {word!r}")
+            if not isinstance(label, str) or not label.strip():
+                raise ValueError(f"the type of {word!r} must be a non-empty string, got {label!r}")
+            try:
+                word.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"dictionary word {word!r} holds a lone surrogate") from None
+            (word_id,) = self._lexicon.add([word])
+            self.types[word_id] = label.strip()
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "Dictionary":
+        """A ``word<TAB>TYPE`` file (UTF-8, one entry per line; empty lines skipped)."""
+        entries = []
+        for lineno, line in iter_lines(path):
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
+                raise DataFormatError(path, lineno, f"expected 'WORD<TAB>TYPE', got {line[:60]!r}")
+            entries.append((fields[0].strip(), fields[1].strip()))
+        return cls(entries)
+
+    def __len__(self) -> int:
+        return len(self.types)
+
+    def items(self) -> list[tuple[str, str]]:
+        """``(word, type)`` pairs (words normalised)."""
+        return [(self._lexicon.words[i], label) for i, label in self.types.items()]
+
+    @property
+    def labels(self) -> set[str]:
+        return set(self.types.values())
+
+    def occurrences(self, text: str) -> list[tuple[int, int, str]]:
+        """``(start, end, type)`` of the selected occurrences in ``text``: leftmost first, longest at a start,
+        none overlapping."""
+        chosen: list[tuple[int, int, str]] = []
+        end_of_last = 0
+        for match in sorted(self._lexicon.match(text), key=lambda m: (m.start, -m.end)):
+            if match.start >= end_of_last:
+                chosen.append((match.start, match.end, self.types[match.word_id]))
+                end_of_last = match.end
+        return chosen

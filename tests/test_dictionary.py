@@ -1,0 +1,45 @@
+import pytest
+
+import lexner
+from lexner.api import build_tagger
+from lexner.cli import main
+from lexner.dictionary import Dictionary
+from lexner.fileio import DataFormatError
+
+
+def test_occurrences_leftmost_then_longest_without_overlap():
+    d = Dictionary({"北京": "LOC", "北京大学": "ORG", "大学生": "PER", "ＡＢ": "ORG"})
+    assert d.occurrences("北京大学生在北京") == [(0, 4, "ORG"), (6, 8, "LOC")]  # 大学生 overlaps: skipped
+    assert d.occurrences("AB和ab") == [(0, 2, "ORG")]  # normalised: full-width = ASCII; case kept
+    assert Dictionary().occurrences("北京") == []
+
+
+def test_a_word_given_again_takes_the_new_type():
+    d = Dictionary({"苹果": "ORG"})
+    d.add({"苹果": "PRODUCT"})
+    assert d.items() == [("苹果", "PRODUCT")] and len(d) == 1
+
+
+@pytest.mark.parametrize("entries", [{"": "ORG"}, {"腾讯": ""}, {"腾讯": None}, {3: "ORG"}, {"新冠\ud83d": "X"}])
+def test_bad_entries_are_refused(entries):
+    with pytest.raises(ValueError):
+        Dictionary(entries)
+
+
+def test_dictionary_file_errors_name_file_and_line(tmp_path):
+    path = tmp_path / "d.tsv"
+    path.write_text("腾讯\tORG\n\n字节跳动 ORG\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"d.tsv:3: expected 'WORD<TAB>TYPE'"):
+        Dictionary.read(path)
+
+
+def test_load_and_cli_take_a_dictionary(corpus, tmp_path, capsys):
+    build_tagger("bilstm_crf", corpus, {"char_dim": 4, "bigram_dim": 4, "hidden": 8}).save(tmp_path / "m")
+    ner = lexner.load(tmp_path / "m", dictionary={"南京": "PER"})
+    assert [(e.text, e.label) for e in ner.tag("南京")] == [("南京", "PER")]
+    (tmp_path / "d.tsv").write_text("南京\tPER\n", encoding="utf-8")
+    assert main(["tag", "--model", str(tmp_path / "m"), "--dictionary", str(tmp_path / "d.tsv"), "南京"]) == 0
+    assert '"label": "PER", "text": "南京"' in capsys.readouterr().out
+    (tmp_path / "d.tsv").write_text("南京\tCITY\n", encoding="utf-8")
+    assert main(["tag", "--model", str(tmp_path / "m"), "--dictionary", str(tmp_path / "d.tsv"), "南京"]) == 2
+    assert "['CITY'] are not types of this model" in capsys.readouterr().err
