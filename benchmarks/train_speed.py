@@ -11,8 +11,9 @@ trainer's optimiser (``--optimizer``; SGD with momentum is the trainer's default
 after ``--warmup`` batches that are not timed.
 
 ``--compare REV`` measures lexner at git revision REV (extracted with ``git archive``) and this working tree
-side by side: for each model and batch size, REV first, then this tree, each in a fresh process (the same
-script, with ``PYTHONPATH`` pointing at the tree under test), and reports this tree's speed-up over REV.  The
+side by side: for each model and batch size, REV first, then this tree (``--repeat N``: N such pairs), each in
+a fresh process (the same script, with ``PYTHONPATH`` pointing at the tree under test), and reports this
+tree's speed-up over REV (the ratio of the median speeds).  The
 optimiser is whatever the tree under test's trainer builds (``lexner.train.make_optimizer`` where it exists).
 """
 
@@ -121,7 +122,7 @@ def compare(args, argv: list[str]) -> list[dict]:
         keep = [a for i, a in enumerate(keep) if not (a == "--out" or (i and keep[i - 1] == "--out"))]
         for model in args.models:
             for batch_size in args.batch_sizes:
-                for name, tree in trees.items():
+                for name, tree in [item for _ in range(args.repeat) for item in trees.items()]:  # A B A B ...
                     worker = [sys.executable, __file__, *keep, "--worker", "--models", model,
                               "--batch-sizes", str(batch_size)]
                     env = {**__import__("os").environ, "PYTHONPATH": tree}
@@ -150,6 +151,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
                         help="model config override, e.g. lattice_lstm:bidirectional=false")
     parser.add_argument("--compare", metavar="REV", help="also measure lexner at this git revision, side by side")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="with --compare: alternate REV and this tree this many times per model (median ratio)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -167,13 +170,16 @@ def main() -> None:
     result = {"benchmark": "train_speed", "dataset": args.dataset, "threads": args.threads, "device": args.device,
               "optimizer": args.optimizer, "rows": rows, "machine": machine_info()}
     if args.compare:
+        import statistics
+
         result["baseline"] = rows[0]["code"]
-        for row in rows:
-            if row["code"] == "working tree":
-                base = next(r for r in rows if r["code"] == result["baseline"] and r["model"] == row["model"]
-                            and r["batch_size"] == row["batch_size"])
-                result.setdefault("speedup_vs_baseline", {}).setdefault(row["model"], {})[
-                    f"batch {row['batch_size']}"] = round(row["sentences_per_second"] / base["sentences_per_second"], 2)
+        for model in args.models:
+            for batch_size in args.batch_sizes:
+                speeds = {code: statistics.median(r["sentences_per_second"] for r in rows if r["code"] == code
+                                                  and r["model"] == model and r["batch_size"] == batch_size)
+                          for code in (result["baseline"], "working tree")}
+                result.setdefault("speedup_vs_baseline", {}).setdefault(model, {})[f"batch {batch_size}"] = round(
+                    speeds["working tree"] / speeds[result["baseline"]], 2)
     else:
         for model in args.models:
             speeds = {r["batch_size"]: r["sentences_per_second"] for r in rows if r["model"] == model}
