@@ -226,9 +226,9 @@ class Featurizer:
             if type(min_length) is not int or not 1 <= min_length <= MAX_WORD_LENGTH:
                 raise DataFormatError(directory / LEXICON_FILE, None,
                                       f"min_length must be an integer in [1, {MAX_WORD_LENGTH}], got {min_length!r}")
-            lexicon = Lexicon(saved["words"], min_length=min_length)
-            if len(lexicon) != len(saved["words"]):
-                raise DataFormatError(directory / LEXICON_FILE, None, "duplicate or empty words")
+            if not all(w.strip() for w in saved["words"]):
+                raise DataFormatError(directory / LEXICON_FILE, None, "an empty word")
+            lexicon = Lexicon(saved["words"], min_length=min_length, aligned=True)  # ids = embedding rows
         pieces = None
         if (directory / TOKENIZER_DIR).is_dir():
             from .pieces import PieceEncoder

@@ -10,7 +10,7 @@ import ahocorasick
 import numpy as np
 
 from .fileio import iter_lines
-from .text import normalize
+from .text import normalize, normalize_many
 
 
 class Match(NamedTuple):
@@ -26,14 +26,24 @@ class Lexicon:
     ``min_length`` characters in a text, in O(length of text + number of matches).
     """
 
-    def __init__(self, words: Iterable[str], vectors: np.ndarray | None = None, min_length: int = 2):
+    def __init__(self, words: Iterable[str], vectors: np.ndarray | None = None, min_length: int = 2,
+                 aligned: bool = False):
+        """``words`` are normalised and de-duplicated (first occurrence kept).  ``aligned``: keep every given
+        word at its position instead — ids are positions, as in a saved model whose word embeddings are
+        aligned with its word list; a word that normalises like an earlier one keeps its row but is never
+        matched (the earlier one is)."""
+        given = list(words)
+        normalized = normalize_many([w.strip() for w in given])
         self.words: list[str] = []
         self._ids: dict[str, int] = {}
-        for word in words:
-            word = normalize(word.strip())
-            if word and word not in self._ids:
-                self._ids[word] = len(self.words)
+        for word, norm in zip(given, normalized):
+            if aligned:
                 self.words.append(word)
+                if norm:
+                    self._ids.setdefault(norm, len(self.words) - 1)
+            elif norm and norm not in self._ids:
+                self._ids[norm] = len(self.words)
+                self.words.append(norm)
         if vectors is not None and len(vectors) != len(self.words):
             raise ValueError(f"{len(vectors)} vectors for {len(self.words)} distinct words")
         self.vectors = vectors
@@ -63,8 +73,8 @@ class Lexicon:
         tokens, matrix = read_word2vec(path)
         lex = cls(tokens, min_length=min_length)
         first = {}
-        for i, tok in enumerate(tokens):
-            first.setdefault(normalize(tok.strip()), i)
+        for i, tok in enumerate(normalize_many([t.strip() for t in tokens])):
+            first.setdefault(tok, i)
         lex.vectors = matrix[[first[w] for w in lex.words]]
         return lex
 
@@ -110,7 +120,7 @@ class Lexicon:
     # matching -----------------------------------------------------------------------------------------
     def _build(self) -> ahocorasick.Automaton:
         automaton = ahocorasick.Automaton()
-        for word_id, word in enumerate(self.words):
+        for word, word_id in self._ids.items():  # normalised forms (what texts are matched as)
             if len(word) >= self.min_length:
                 automaton.add_word(word, (word_id, len(word)))
         if len(automaton) == 0:

@@ -1,20 +1,64 @@
 """Text normalisation for vocabulary and lexicon lookups.
 
-The pretrained vectors in the data root were trained on text in which full-width ASCII variants
-(U+FF01..U+FF5E) were mapped to ASCII and U+3000 (ideographic space) to a space.  Lookups use the same
-mapping.  It is strictly one code point to one code point, so offsets into the normalised text are offsets
-into the user's original text.
+Lookups (characters, bigrams, lexicon words) use a normalised copy of the text:
+
+* full-width ASCII variants (U+FF01..U+FF5E) become ASCII and U+3000 (ideographic space) a space — the
+  pretrained vectors in the data root were trained on text normalised so;
+* Traditional Chinese becomes Simplified (OpenCC's ``t2s``), so that a model trained on Simplified text
+  reads Hong Kong and Taiwan text: a whole text is converted at once (so that OpenCC's phrase rules apply,
+  e.g. 乾隆 keeps 乾 while 乾淨 becomes 干净); where that changes the text's length, each character is
+  converted alone instead (a character whose conversion is not one character is kept).
+
+The result always has exactly ``len(text)`` code points, so offsets into the normalised text are offsets into
+the user's original text.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
+from typing import Sequence
 
 _FULLWIDTH_TABLE = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}
 _FULLWIDTH_TABLE[0x3000] = 0x20
 
 
-def normalize(text: str) -> str:
-    """Return ``text`` with full-width ASCII variants mapped to ASCII and U+3000 mapped to a space.
+@lru_cache(maxsize=1)
+def _t2s():
+    import opencc  # imported on first use: `import lexner` stays light
 
-    The result has exactly ``len(text)`` code points.
-    """
-    return text.translate(_FULLWIDTH_TABLE)
+    return opencc.OpenCC("t2s")
+
+
+@lru_cache(maxsize=65536)
+def _char_to_simplified(char: str) -> str:
+    converted = _t2s().convert(char)
+    return converted if len(converted) == 1 else char
+
+
+def to_simplified(text: str) -> str:
+    """``text`` in Simplified Chinese, one code point for one (see the module's docstring)."""
+    if text.isascii():
+        return text
+    converted = _t2s().convert(text)
+    if len(converted) == len(text):
+        return converted
+    return "".join(_char_to_simplified(c) for c in text)
+
+
+def normalize(text: str) -> str:
+    """``text`` with full-width ASCII variants mapped to ASCII, U+3000 to a space and Traditional characters to
+    Simplified.  The result has exactly ``len(text)`` code points."""
+    return to_simplified(text.translate(_FULLWIDTH_TABLE))
+
+
+def normalize_many(texts: Sequence[str]) -> list[str]:
+    """:func:`normalize` of each text, converted in one OpenCC call (much faster for many short words)."""
+    if not texts:
+        return []
+    joined = "\n".join(texts)
+    if "\n" in "".join(texts) or "\r" in joined:
+        return [normalize(t) for t in texts]
+    parts = to_simplified(joined.translate(_FULLWIDTH_TABLE)).split("\n")
+    if len(parts) != len(texts) or any(len(p) != len(t) for p, t in zip(parts, texts)):
+        return [normalize(t) for t in texts]
+    return parts

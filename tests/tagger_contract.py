@@ -239,3 +239,18 @@ class TaggerContract:
         with pytest.raises(ValueError, match=r"dictionary types \['COMPANY'\] are not types of this model"):
             tagger.add_dictionary({"腾讯": "COMPANY"})
         assert tagger.dictionary is None or len(tagger.dictionary) == 0
+
+    def test_traditional_text_is_tagged_as_its_simplified_form(self):
+        """Lookups map Traditional to Simplified one code point for one: a text and its Traditional form give
+        the same spans, with offsets (and entity text) on the string as given."""
+        import opencc
+
+        tagger = self.cached()
+        s2t = opencc.OpenCC("s2t")
+        texts = ["张三在北京工作", "我和李四住在广州市附近", "今天王小明到上海", "广州市的赵六很好"]
+        for simplified, found in zip(texts, tagger.tag_batch(texts)):
+            traditional = s2t.convert(simplified)
+            assert len(traditional) == len(simplified)
+            other = tagger.tag(traditional)
+            assert [(e.start, e.end, e.label) for e in other] == [(e.start, e.end, e.label) for e in found]
+            assert all(e.text == traditional[e.start:e.end] for e in other)

@@ -1,4 +1,4 @@
-"""lexner.text.normalize: full-width ASCII variants → ASCII, U+3000 → space, one code point for one."""
+"""lexner.text.normalize: full-width ASCII → ASCII, U+3000 → space, Traditional → Simplified; one code point for one."""
 
 from __future__ import annotations
 
@@ -63,3 +63,32 @@ def test_idempotent_and_no_fullwidth_left(text):
     out = normalize(text)
     assert normalize(out) == out
     assert not any(0xFF01 <= ord(ch) <= 0xFF5E or ch == "\u3000" for ch in out)
+
+
+def test_traditional_becomes_simplified_with_phrases():
+    assert normalize("香港特首李家超在灣仔會議展覽中心") == "香港特首李家超在湾仔会议展览中心"
+    assert normalize("乾隆") == "乾隆" and normalize("乾淨") == "干净"  # OpenCC's phrase rules apply
+    assert normalize("臺積電ＡＢＣ") == normalize("台積電ABC")
+
+
+@SETTINGS
+@given(st.text(alphabet=st.characters(min_codepoint=0x3400, max_codepoint=0x9FFF), max_size=30)
+       | st.text(max_size=30))
+def test_one_code_point_for_one_on_any_text(text):
+    from lexner.text import normalize_many
+
+    assert len(normalize(text)) == len(text)
+    words = [text, text[:3], text[::-1]]
+    assert [len(w) for w in normalize_many(words)] == [len(w) for w in words]
+
+
+def test_a_saved_lexicon_keeps_its_ids_when_forms_collapse():
+    """A model's lexicon may hold a Traditional and a Simplified form of one word: both keep their rows
+    (embedding alignment); texts in either script match the first."""
+    from lexner.lexicon import Lexicon
+
+    lexicon = Lexicon(["喜欢", "喜歡", "北京"], aligned=True)
+    assert lexicon.words == ["喜欢", "喜歡", "北京"]
+    assert [m.word_id for m in lexicon.match("喜歡北京")] == [0, 2]
+    assert [m.word_id for m in lexicon.match("喜欢北京")] == [0, 2]
+    assert Lexicon(["喜欢", "喜歡", "北京"]).words == ["喜欢", "北京"]  # a new lexicon de-duplicates
