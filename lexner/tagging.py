@@ -7,7 +7,7 @@ Chinese text, which has none), except whitespace between two Latin letters or di
 15``).  Entities are then constrained in the decoder, never edited afterwards: an entity cannot start or end
 at a kept whitespace character (it may only be inside one), and cannot run across removed whitespace — so no
 entity ever starts or ends with whitespace, holds whitespace other than between Latin letters/digits, or
-crosses a line break.  Offsets always index the original text (:class:`ModelLine` maps them back).
+crosses a line break.  Offsets always index the original text (:class:`ModelLine` maps them back, in memory proportional to the number of whitespace runs).
 
 A text longer than ``max_length`` is cut after sentence-final punctuation into pieces of at most
 ``max_length`` characters (consecutive sentences are packed together); a single sentence that is still too
@@ -20,6 +20,7 @@ dropped — so no entity is reported twice and offsets always index the whole te
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from typing import Sequence
 
 from dataclasses import dataclass, field
@@ -47,17 +48,27 @@ def is_latin_alnum(char: str) -> bool:
 
 @dataclass
 class ModelLine:
-    """One line of a text as the model sees it: ``view`` (the line without removable whitespace), where each
-    of its characters sits in the original text (``offsets``), and the tag prefixes allowed at positions of
-    ``view`` that whitespace restricts (``constraints``; every other position allows all)."""
+    """One line of a text as the model sees it: ``view`` (the line without removable whitespace), where its
+    characters sit in the original text, and the tag prefixes allowed at positions of ``view`` that whitespace
+    restricts (``constraints``; every other position allows all).
+
+    Positions are kept compactly, one pair per stretch of characters that is contiguous in both: ``starts``
+    (where each stretch begins in ``view``) and ``origins`` (where it begins in the text) — a line without
+    removed whitespace is one stretch, whatever its length."""
 
     view: str
-    offsets: list[int]
+    starts: list[int]
+    origins: list[int]
     constraints: dict[int, str] = field(default_factory=dict)
+
+    def offset(self, position: int) -> int:
+        """Where ``view[position]`` sits in the original text."""
+        k = bisect_right(self.starts, position) - 1
+        return self.origins[k] + position - self.starts[k]
 
     def to_text(self, span: Span) -> Span:
         """A span of ``view`` as a span of the original text."""
-        return Span(self.offsets[span.start], self.offsets[span.end - 1] + 1, span.label)
+        return Span(self.offset(span.start), self.offset(span.end - 1) + 1, span.label)
 
     def with_forced(self, occurrences: Sequence[tuple[int, int, str]]) -> dict[int, str | tuple[str, ...]]:
         """``constraints`` plus, for each ``(start, end, type)`` of ``view`` that whitespace allows there, the
@@ -96,24 +107,34 @@ def _model_line(text: str, start: int, end: int) -> ModelLine:
         position = run.end()
     if position < end:
         parts.append((False, position, end))
-    offsets: list[int] = []
+    pieces: list[str] = []
+    starts: list[int] = []
+    origins: list[int] = []
+    size = 0  # characters of the view so far
     constraints: dict[int, str] = {}
     must_end, must_start = set(), set()  # view positions next to removed whitespace
+
+    def keep(a: int, b: int) -> None:
+        nonlocal size
+        if not (origins and origins[-1] + size - starts[-1] == a):  # not contiguous with the last stretch
+            starts.append(size)
+            origins.append(a)
+        pieces.append(text[a:b])
+        size += b - a
+
     for k, (space, a, b) in enumerate(parts):
         if not space:
-            offsets.extend(range(a, b))
+            keep(a, b)
         elif 0 < k < len(parts) - 1:  # whitespace with text on both sides (at a line's ends it just goes)
             if is_latin_alnum(text[a - 1]) and is_latin_alnum(text[b]):
-                for j in range(a, b):
-                    constraints[len(offsets)] = INSIDE
-                    offsets.append(j)
+                constraints.update(dict.fromkeys(range(size, size + b - a), INSIDE))
+                keep(a, b)
             else:
-                must_end.add(len(offsets) - 1)
-                must_start.add(len(offsets))
+                must_end.add(size - 1)
+                must_start.add(size)
     for k in must_end | must_start:
         constraints[k] = ALONE if k in must_end and k in must_start else BEFORE_GAP if k in must_end else AFTER_GAP
-    view = text[start:end] if len(offsets) == end - start else "".join(text[k] for k in offsets)
-    return ModelLine(view, offsets, constraints)
+    return ModelLine("".join(pieces), starts, origins, constraints)
 
 
 SENTENCE_END = re.compile(r"[。！？!?；;…\n]+[”’」』）)]*")

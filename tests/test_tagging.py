@@ -74,4 +74,4 @@ def test_model_lines(text, views, constraints):
     assert [line.view for line in lines] == views
     assert [line.constraints for line in lines] == constraints
     for line in lines:
-        assert "".join(text[k] for k in line.offsets) == line.view
+        assert "".join(text[line.offset(k)] for k in range(len(line.view))) == line.view
