@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import lexner
 from lexner.api import build_tagger
@@ -466,3 +467,26 @@ def test_integer_or_nan_weights_do_not_load(saved, corrupt):
     with pytest.raises(ModelFormatError, match="dtype I64|NaN"):
         lexner.load(saved)
     assert torch  # imported for the tensors above
+
+
+# --- CI fuzz: random bytes through `lexner tag --input` ------------------------------------------------------
+@settings(max_examples=int(os.environ.get("LEXNER_FUZZ_EXAMPLES", "25")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=400) | st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")))
+def test_tag_input_survives_random_bytes(saved, tmp_path_factory, data):
+    """Any bytes: with --errors replace every LF-separated line gives one record whose offsets are exact; with
+    --errors strict either the same or a clean error naming the first bad line."""
+    folder = tmp_path_factory.mktemp("fuzz")
+    source, out = folder / "in.txt", folder / "out.jsonl"
+    source.write_bytes(data)
+    assert main(["tag", "--model", str(saved), "--input", str(source), "--output", str(out), "--errors", "replace",
+                 "--no-progress"]) == 0
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data  # a BOM is dropped
+    expected = body.split(b"\n")
+    if expected and expected[-1] == b"":
+        expected.pop()
+    assert len(records) == len(expected)
+    for record in records:
+        for e in record["entities"]:
+            assert record["text"][e["start"]:e["end"]] == e["text"]

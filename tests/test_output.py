@@ -27,3 +27,11 @@ def test_text_marks_entities_inline():
 def test_unknown_format():
     with pytest.raises(ValueError, match="unknown output format"):
         render(TEXT, ENTITIES, "xml")
+
+
+def test_text_format_escapes_brackets_and_bars_of_the_text():
+    from lexner.entity import Entity
+
+    text = "[注]张三|李四\\"
+    entities = [Entity(3, 5, "PER", "张三")]
+    assert render(text, entities, "text") == "\\[注\\][张三|PER]\\|李四\\\\\n"
