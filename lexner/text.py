@@ -15,11 +15,13 @@ the user's original text.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Sequence
 
 _FULLWIDTH_TABLE = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}
 _FULLWIDTH_TABLE[0x3000] = 0x20
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @lru_cache(maxsize=1)
@@ -39,7 +41,10 @@ def to_simplified(text: str) -> str:
     """``text`` in Simplified Chinese, one code point for one (see the module's docstring)."""
     if text.isascii():
         return text
-    converted = _t2s().convert(text)
+    try:
+        converted = _t2s().convert(text)
+    except UnicodeEncodeError:  # a lone surrogate, which OpenCC cannot take: it maps to U+FFFD for lookups
+        return to_simplified(_SURROGATE.sub("\ufffd", text))
     if len(converted) == len(text):
         return converted
     return "".join(_char_to_simplified(c) for c in text)

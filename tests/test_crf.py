@@ -140,5 +140,5 @@ def test_viterbi_respects_per_position_allowed_tags():
              + sum(emissions[0, t, k] for t, k in enumerate(path))
              + sum(crf.transitions[a, b] for a, b in zip(path, path[1:])))
         if s > best:
-            best, best_path = float(s), list(path)
+            best, best_path = float(s.detach()), list(path)
     assert crf.viterbi(emissions, torch.ones(1, 4, dtype=torch.bool), allowed) == [best_path]

@@ -378,7 +378,8 @@ def edit(path: Path, **changes):
 
 @pytest.mark.parametrize("changes, message", [
     ({"hidden": "64"}, "config hidden must be an integer"),
-    ({"hidden": 10**9}, "config hidden must be an integer in"),
+    ({"hidden": 10**9}, "weights do not match config.json"),  # 800 GB implied: refused from the header
+    ({"hidden": 2**40}, "config hidden must be an integer in"),
     ({"layers": 10**6}, "config layers must be an integer in"),
     ({"dropout": float("nan")}, "config dropout must be a number"),
     ({"hidden": 12000}, "weights do not match config.json: lstm"),

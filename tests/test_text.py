@@ -92,3 +92,8 @@ def test_a_saved_lexicon_keeps_its_ids_when_forms_collapse():
     assert [m.word_id for m in lexicon.match("喜歡北京")] == [0, 2]
     assert [m.word_id for m in lexicon.match("喜欢北京")] == [0, 2]
     assert Lexicon(["喜欢", "喜歡", "北京"]).words == ["喜欢", "北京"]  # a new lexicon de-duplicates
+
+
+def test_lone_surrogates_are_looked_up_as_replacement_characters():
+    assert normalize("\ud800北京\udfff") == "\ufffd北京\ufffd"
+    assert normalize("\ud800臺灣") == "\ufffd台湾"

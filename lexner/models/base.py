@@ -32,7 +32,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
-MAX_CONFIG_INT = 1 << 20  # no size in a model config comes near this
+MAX_CONFIG_INT = (1 << 31) - 1  # bounds every integer setting; sizes are checked against the weights
 MAX_LAYERS = 64  # layers are built in a Python loop: a huge count would hang before any check
 _FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
 
@@ -131,6 +131,7 @@ class Tagger(nn.Module):
     max_length: int = 500  # tag_batch splits longer texts into pieces (see lexner.tagging)
     overlap: int = 50  # overlap of the pieces of one over-long sentence
     batch_tokens: int = 4096  # tag_batch: at most this many padded tokens per batch (long pieces, smaller batches)
+    block_pieces: int = 4096  # tag_batch: pieces encoded at a time (bounds memory on long inputs)
 
     def __init__(self, config: Any, featurizer: Featurizer):
         super().__init__()
@@ -213,13 +214,14 @@ class Tagger(nn.Module):
         lexicon = self.featurizer.lexicon
         if lexicon is None:
             raise ValueError(f"{self.name} does not use a lexicon; added words would have no effect")
-        words = [w for w in (normalize(w.strip()) for w in words) if w]
+        words = list(words)
         for word in words:
             try:
                 word.encode("utf-8")
             except UnicodeEncodeError:
                 raise ValueError(f"word {word!r} holds a lone surrogate (half of an emoji?); it could not be "
                                  "saved") from None
+        words = [w for w in (normalize(w.strip()) for w in words) if w]
         new = list(dict.fromkeys(w for w in words if w not in lexicon))
         if not new:
             return 0
@@ -281,32 +283,17 @@ class Tagger(nn.Module):
         dictionary = self.dictionary
         constraints = [line.with_forced(dictionary.occurrences(line.view)) if dictionary else line.constraints
                        for _, line in lines]
-        encoded = []
-        for u, (a, b) in pieces:
-            item = self.featurizer.encode_one(lines[u][1].view[a:b])
-            if constraints[u]:
-                item["constraints"] = {k - a: v for k, v in constraints[u].items() if a <= k < b}
-            encoded.append(item)
-        # group by token count (characters + matched words): little padding, which FLAT pays quadratically;
-        # a batch holds at most batch_size pieces and batch_tokens padded tokens (so few long ones)
-        tokens = [len(e["chars"]) + len(e.get("word_ids", ())) for e in encoded]
-        order = sorted(range(len(pieces)), key=tokens.__getitem__)
-        chunks: list[list[int]] = []
-        for j in order:
-            if chunks and len(chunks[-1]) < batch_size and (len(chunks[-1]) + 1) * tokens[j] <= self.batch_tokens:
-                chunks[-1].append(j)
-            else:
-                chunks.append([j])
         found: dict[tuple[int, tuple[int, int]], list] = {}
         was_training = self.training
         if was_training:  # a loaded model is in eval mode already: nothing changes, so threads may share it
             self.eval()
         try:
             with torch.inference_mode():
-                for chunk in chunks:
-                    batch = self.featurizer.collate([encoded[j] for j in chunk]).to(self.device)
-                    for key, path in zip((pieces[j] for j in chunk), self.decode(batch)):
-                        found[key] = self.featurizer.decode_tags(path)
+                # pieces stream through in blocks: only one block is encoded at a time, so memory does not
+                # grow with the length of the input (a 30 MB line is as cheap per character as a sentence)
+                for block in range(0, len(pieces), self.block_pieces):
+                    self._tag_block(pieces[block : block + self.block_pieces], lines, constraints, batch_size,
+                                    found)
         finally:
             if was_training:
                 self.train()
@@ -316,6 +303,28 @@ class Tagger(nn.Module):
                 s = line.to_text(span)
                 results[i].append(Entity(s.start, s.end, s.label, texts[i][s.start : s.end]))
         return results
+
+    def _tag_block(self, pieces: list, lines: list, constraints: list, batch_size: int, found: dict) -> None:
+        """Encode and decode ``pieces`` (``(line index, (start, end))`` windows), storing spans in ``found``."""
+        encoded = []
+        for u, (a, b) in pieces:
+            item = self.featurizer.encode_one(lines[u][1].view[a:b])
+            if constraints[u]:
+                item["constraints"] = {k - a: v for k, v in constraints[u].items() if a <= k < b}
+            encoded.append(item)
+        # group by token count (characters + matched words): little padding, which FLAT pays quadratically;
+        # a batch holds at most batch_size pieces and batch_tokens padded tokens (so few long ones)
+        tokens = [len(e["chars"]) + len(e.get("word_ids", ())) for e in encoded]
+        chunks: list[list[int]] = []
+        for j in sorted(range(len(pieces)), key=tokens.__getitem__):
+            if chunks and len(chunks[-1]) < batch_size and (len(chunks[-1]) + 1) * tokens[j] <= self.batch_tokens:
+                chunks[-1].append(j)
+            else:
+                chunks.append([j])
+        for chunk in chunks:
+            batch = self.featurizer.collate([encoded[j] for j in chunk]).to(self.device)
+            for key, path in zip((pieces[j] for j in chunk), self.decode(batch)):
+                found[key] = self.featurizer.decode_tags(path)
 
     # --- persistence -----------------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike, extra: Mapping[str, Any] | None = None, half: bool = False) -> None:
