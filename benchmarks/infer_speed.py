@@ -9,6 +9,10 @@ another in one run so that their ratios hold on a noisy machine.  The text is MS
 sentence, in file order.  Batch size 1 calls ``tag(text)`` once per sentence (how a service tags one
 request); larger sizes call ``tag_batch(texts, batch_size=B)`` on chunks of B sentences.  Each
 (threads, batch size) runs for ``--seconds`` after one untimed warm-up call.
+
+``--compare REV --repeat N`` measures each model N times alternately with lexner at git revision REV
+(extracted with ``git archive``) and with this tree, and reports this tree's speed-up (ratio of medians): how
+tagging speed changed, side by side in one run.
 """
 
 from __future__ import annotations
@@ -86,6 +90,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N test sentences (0 = all)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--compare", metavar="REV",
+                        help="measure each model with lexner at git revision REV and with this tree, alternately")
+    parser.add_argument("--repeat", type=int, default=1, help="with --compare: this many REV/tree pairs (median)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -94,23 +101,53 @@ def main() -> None:
         return
     from machine import machine_info
 
+    from contextlib import nullcontext
+
+    import os
+
+    from machine import lexner_at
+
     results = []
-    for spec in args.models:
-        name, _, directory = spec.partition("=")
-        if not directory:
-            parser.error(f"--models takes NAME=DIR, got {spec!r}")
-        cmd = [sys.executable, __file__, "--child", "--model", directory, "--seconds", str(args.seconds),
-               "--limit", str(args.limit), "--batch-sizes", *map(str, args.batch_sizes),
-               "--threads", *map(str, args.threads), "--models", spec]
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-        if done.returncode != 0:
-            sys.exit(f"infer_speed: measuring {name} ({directory}) failed with exit code {done.returncode}")
-        record = json.loads(done.stdout.strip().splitlines()[-1])
-        record["name"] = name
-        results.append(record)
-        print(f"{name}: load {record['load_seconds']} s, {record['disk_mb']} MB on disk, "
-              f"peak RSS {record['peak_rss_mb']} MB", flush=True)
+    with (lexner_at(args.compare) if args.compare else nullcontext((None, None))) as (commit, baseline):
+        trees = [(commit, baseline), ("this tree", None)] * args.repeat if args.compare else [(None, None)]
+        for spec in args.models:
+            name, _, directory = spec.partition("=")
+            if not directory:
+                parser.error(f"--models takes NAME=DIR, got {spec!r}")
+            for code, tree in trees:
+                cmd = [sys.executable, __file__, "--child", "--model", str(Path(directory).resolve()),
+                       "--seconds", str(args.seconds), "--limit", str(args.limit),
+                       "--batch-sizes", *map(str, args.batch_sizes), "--threads", *map(str, args.threads),
+                       "--models", spec]
+                env = {**os.environ, **({"PYTHONPATH": tree} if tree else {})}
+                done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
+                if done.returncode != 0:
+                    sys.exit(f"infer_speed: measuring {name} ({directory}) failed with exit code {done.returncode}")
+                record = json.loads(done.stdout.strip().splitlines()[-1])
+                record["name"] = name if code is None else f"{name} @ {code}"
+                results.append(record)
+                print(f"{record['name']}: load {record['load_seconds']} s, {record['disk_mb']} MB on disk, "
+                      f"peak RSS {record['peak_rss_mb']} MB, " + ", ".join(
+                          f"b{r['batch_size']}/t{r['threads']} {r['chars_per_second']}" for r in record["rows"]),
+                      flush=True)
     result = {"benchmark": "infer_speed", "texts": "msra/test", "models": results, "machine": machine_info()}
+    if args.compare:
+        import statistics
+
+        result["baseline"] = commit
+        ratios = {}
+        for spec in args.models:
+            name = spec.partition("=")[0]
+            for r in results[0]["rows"]:
+                key = (r["threads"], r["batch_size"])
+
+                def speed(label: str) -> float:
+                    return statistics.median(row["chars_per_second"] for m in results if m["name"] == label
+                                             for row in m["rows"] if (row["threads"], row["batch_size"]) == key)
+
+                ratios.setdefault(name, {})[f"threads {key[0]}, batch {key[1]}"] = round(
+                    speed(f"{name} @ this tree") / speed(f"{name} @ {commit}"), 3)
+        result["speedup_vs_baseline"] = ratios
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

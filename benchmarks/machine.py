@@ -7,6 +7,10 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 
 def _cpu_model() -> str:
@@ -47,3 +51,18 @@ def machine_info() -> dict:
     except ImportError:
         pass
     return info
+
+
+@contextmanager
+def lexner_at(revision: str) -> Iterator[tuple[str, str]]:
+    """The ``lexner`` package as it was at git ``revision``, extracted (``git archive``) into a temporary folder:
+    yields ``(short commit, folder)``; a process with ``PYTHONPATH=folder`` (and a working directory outside the
+    checkout) imports that lexner.  For measuring an older commit side by side with this tree."""
+    repo = Path(__file__).resolve().parent.parent
+    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", revision], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    with tempfile.TemporaryDirectory(prefix="lexner-baseline-") as folder:
+        archive = subprocess.run(["git", "-C", str(repo), "archive", commit, "lexner"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+        yield commit, folder

@@ -145,6 +145,23 @@ def train_speed_section(results: Path) -> list[str]:
     return out
 
 
+def profile_section(results: Path) -> list[str]:
+    out = []
+    for path in sorted(results.glob("profile_train_*.json")):
+        data = load(path)
+        phases = list(data["rows"][0]["phases_ms_per_step"])
+        out += [f"### Where a training step's time goes (`{path.name}`)", "",
+                f"{data['dataset']}, batch {data['rows'][0]['batch_size']}, {data['optimizer']}, {data['threads']} "
+                f"thread(s), {data['device']}; {machine_line(data['machine'])}. Command: `{data['machine']['command']}`",
+                "", "| model | sentences/s | " + " | ".join(f"{p} (ms)" for p in phases) + " |",
+                "|---|---|" + "---|" * len(phases)]
+        for r in data["rows"]:
+            out.append(f"| `{r['model']}` | {r['sentences_per_second']:.0f} | "
+                       + " | ".join(f"{r['phases_ms_per_step'][p]:.1f}" for p in phases) + " |")
+        out.append("")
+    return out
+
+
 def ddp_speed_section(results: Path) -> list[str]:
     out = []
     for path in sorted(results.glob("ddp_speed_*.json")):
@@ -280,6 +297,31 @@ def plots(results: Path, groups: list[dict], directory: Path) -> list[str]:
     plt.close(fig)
     made.append(("F1 against training time (each point a seed)", "f1_vs_time.png"))
 
+    runs = [(folder.name, load(path)) for folder in sorted(results.glob("msra_*")) if folder.is_dir()
+            for path in sorted(folder.glob("seed*.json"))]
+    runs = [(name, r) for name, r in runs if r.get("log")]
+    if runs:
+        fig, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(11, 4))
+        for name, record in runs:
+            cfg = record.get("train_config", {})
+            label = (f"{name} ({cfg.get('optimizer', '?')} lr {cfg.get('lr', '?')}, batch {cfg.get('batch_size', '?')}"
+                     f", {cfg.get('device', '?')})")
+            epochs = [r["epoch"] for r in record["log"]]
+            f1 = [100 * r["dev"]["f1"] for r in record["log"]]
+            minutes = [sum(r["seconds"] for r in record["log"][: k + 1]) / 60 for k in range(len(epochs))]
+            by_epoch.plot(epochs, f1, marker=".", label=label)
+            by_time.plot(minutes, f1, marker=".", label=label)
+        by_epoch.set(title="MSRA dev F1 by epoch", xlabel="epoch", ylabel="dev F1 (%)")
+        by_time.set(title="MSRA dev F1 by training time (each run on its own machine)", xlabel="minutes",
+                    ylabel="dev F1 (%)")
+        for ax in (by_epoch, by_time):
+            ax.set_ylim(bottom=max(50, min(ax.get_ylim()[0], 80)))
+        by_epoch.legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(directory / "msra_convergence.png", dpi=110)
+        plt.close(fig)
+        made.append(("MSRA: dev F1 against epoch and training time, per recipe", "msra_convergence.png"))
+
     for path in sorted(results.glob("flat_memory_*.json")):
         rows = load(path)["rows"]
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -329,7 +371,8 @@ def build(results: Path, report: Path) -> str:
     lines += accuracy_section(groups)
     lines += peers_section(results)
     lines += ["## Speed and memory", ""]
-    lines += train_speed_section(results) + ddp_speed_section(results) + infer_speed_section(results)
+    lines += profile_section(results) + train_speed_section(results) + ddp_speed_section(results)
+    lines += infer_speed_section(results)
     lines += flat_memory_section(results)
     lines += lexicon_section(results)
     lines += ["## Plots", ""] + [f"![{title}](plots/{name})" + "\n" for title, name in made]

@@ -106,18 +106,12 @@ def measure_models(args, overrides: dict[str, dict]) -> list[dict]:
 def compare(args, argv: list[str]) -> list[dict]:
     """Rows for REV and for this tree, interleaved per (model, batch size), each from a fresh process."""
     import subprocess
-    import tempfile
 
-    here = Path(__file__).resolve().parent
-    repo = here.parent
-    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", args.compare], check=True,
-                            capture_output=True, text=True).stdout.strip()
+    from machine import lexner_at
+
     rows = []
-    with tempfile.TemporaryDirectory(prefix="lexner-baseline-") as tmp:
-        archive = subprocess.run(["git", "-C", str(repo), "archive", commit, "lexner"], check=True,
-                                 capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-        trees = {commit: tmp, "working tree": str(repo)}
+    with lexner_at(args.compare) as (commit, tmp):
+        trees = {commit: tmp, "working tree": str(Path(__file__).resolve().parent.parent)}
         keep = [a for a in argv if a not in ("--compare", args.compare)]
         keep = [a for i, a in enumerate(keep) if not (a == "--out" or (i and keep[i - 1] == "--out"))]
         for model in args.models:
