@@ -336,13 +336,42 @@ def cmd_export(args) -> int:
     renames = dict(_key_value(kv, "--rename") for kv in args.rename)
     if renames:
         tagger.featurizer.rename_types(renames)
+    extra = {k: v for k, v in tagger.metadata.items() if k not in ("format_version", "model", "entity_types")}
+    if isinstance(extra.get("card"), dict):
+        extra["card"] = _portable_card(extra["card"], renames)
     with atomic_directory(target) as tmp:
-        tagger.save(tmp, extra={k: v for k, v in tagger.metadata.items() if k not in ("format_version", "model",
-                                                                                      "entity_types")},
-                    half=args.half)
+        tagger.save(tmp, extra=extra, half=args.half)
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     print(json.dumps({"model": str(args.out_dir), "megabytes": round(size / 2**20, 2)}))
     return 0
+
+
+def _portable_card(card: dict, renames: dict[str, str]) -> dict:
+    """The model card of an exported copy: per-type scores under the renamed types, and no path of the machine
+    it was trained on (the command starts with ``lexner``; data files are named relative to the data root)."""
+    def rename_types(scores):
+        if isinstance(scores, dict) and isinstance(scores.get("per_type"), dict):
+            scores = {**scores, "per_type": {renames.get(k, k): v for k, v in scores["per_type"].items()}}
+        return scores
+
+    def data_relative(path):
+        if isinstance(path, str) and "embeddings/" in path:
+            return "$LEXNER_DATA/" + path[path.index("embeddings/"):]
+        return path
+
+    card = dict(card)
+    for split in ("dev", "test"):
+        if split in card:
+            card[split] = rename_types(card[split])
+    if isinstance(card.get("command"), str):
+        words = card["command"].split()
+        if words and (words[0].endswith("__main__.py") or words[0].endswith("/lexner")):
+            words[0] = "lexner"
+        card["command"] = " ".join(words)
+    if isinstance(card.get("embeddings"), dict):
+        card["embeddings"] = {k: data_relative(v) for k, v in card["embeddings"].items()}
+    card["lexicon"] = data_relative(card.get("lexicon"))
+    return card
 
 
 def _export_target(out_dir: Path, force: bool) -> Path:

@@ -158,3 +158,16 @@ def test_rename_types_refuses_to_merge(corpus):
     featurizer = Featurizer.build(corpus)
     with pytest.raises(ValueError, match="merge"):
         featurizer.rename_types({"PER": "LOC"})
+
+
+def test_exported_card_has_renamed_types_and_no_machine_paths():
+    from lexner.cli import _portable_card
+
+    card = {"command": "/home/me/lexner/__main__.py train --dataset msra", "lexicon": "/data/x/embeddings/w.vec",
+            "embeddings": {"chars": "../shared/data/embeddings/c.vec", "words": None},
+            "dev": {"micro": {"f1": 0.9}, "per_type": {"NR": {"f1": 0.9}, "NS": {"f1": 0.8}}}}
+    out = _portable_card(card, {"NR": "PER", "NS": "LOC"})
+    assert out["command"] == "lexner train --dataset msra"
+    assert out["lexicon"] == "$LEXNER_DATA/embeddings/w.vec"
+    assert out["embeddings"] == {"chars": "$LEXNER_DATA/embeddings/c.vec", "words": None}
+    assert list(out["dev"]["per_type"]) == ["PER", "LOC"] and card["dev"]["per_type"].keys() == {"NR", "NS"}

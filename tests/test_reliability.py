@@ -229,3 +229,51 @@ def test_a_crash_between_the_renames_is_recovered_on_resume(tmp_path):
     assert recover_directory(final) == final and (final / "a").read_text() == "1"
     assert not (tmp_path / "checkpoint.old").exists()
 
+
+
+MEMORY_PROBE = """
+import resource, sys, torch, lexner
+torch.set_num_threads(1)
+tagger = lexner.load(sys.argv[1])
+unit = "张三在北京大学工作，李四去了广州市。" * 3 + "\\n"
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+tagger.tag(unit)
+base = peak()
+growth = []
+for megabytes in map(float, sys.argv[2:]):
+    text = unit * int(megabytes * 2**20 / len(unit.encode()))
+    found = tagger.tag(text)
+    growth.append(peak() - base)
+    del text, found
+print(" ".join(f"{g:.1f}" for g in growth))
+"""
+
+
+@pytest.mark.parametrize("model", ["softlexicon", "lattice_lstm", "flat"])
+def test_peak_memory_does_not_grow_with_one_texts_length(model, corpus, tmp_path):
+    """One long text (many lines) is tagged in streamed blocks of windows, so peak RSS grows by little more
+    than the text itself: from 1 MB to 2 MB of text (LEXNER_SLOW=1: to 4 MB) by under 20 MB per MB.  Encoding
+    every window first (block_pieces unbounded) grows by 36 MB per MB with this lexicon (every 2-4 character
+    piece of the text is a word).  The model predicts only O (a large O bias): entities take no memory."""
+    import subprocess
+    import sys
+
+    from lexner.lexicon import Lexicon
+
+    config = {"softlexicon": {"char_dim": 8, "bigram_dim": 8, "word_dim": 8, "hidden": 16},
+              "lattice_lstm": {"char_dim": 8, "bigram_dim": 8, "word_dim": 8, "hidden": 16},
+              "flat": {"model_dim": 16, "heads": 2, "ffn_dim": 32}}[model]
+    unit = "张三在北京大学工作，李四去了广州市。"
+    words = sorted({unit[i:i + n] for n in (2, 3, 4) for i in range(len(unit) - n + 1)})
+    tagger = build_tagger(model, corpus, config, lexicon=Lexicon(words))
+    with torch.no_grad():
+        tagger.output.bias[0] = 1000.0  # tag O everywhere
+    tagger.save(tmp_path / "m")
+    sizes = ["1", "4"] if os.environ.get("LEXNER_SLOW") else ["1", "2"]
+    done = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(tmp_path / "m"), *sizes], capture_output=True,
+                          text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-2000:]
+    small, large = map(float, done.stdout.split())
+    per_megabyte = (large - small) / (float(sizes[1]) - float(sizes[0]))
+    assert per_megabyte < 20, (small, large)
