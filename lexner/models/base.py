@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
@@ -69,22 +70,38 @@ def _checked_config(cls, values: Any, config_file: Path):
         raise ModelFormatError(f"{config_file}: config does not fit {cls.__name__}: {err}") from None
 
 
-def _expected_shapes(cls, config, featurizer: Featurizer) -> dict[str, tuple[int, ...]] | None:
-    """The shape of every weight the config implies, from a model built on the meta device (no memory).  None
-    for a model that cannot be built there (a transformers encoder); its weights are checked on loading."""
+@contextmanager
+def _without_initialisation():
+    """Build modules without running torch's parameter initialisers (the weights are loaded right after):
+    their tensors are allocated but never written, so the operating system commits no memory for them until
+    the saved weights are copied in — a config implying gigabytes costs nothing before it is refused."""
+    from torch.nn import init
+
+    names = ("normal_", "uniform_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_",
+             "trunc_normal_", "orthogonal_", "zeros_", "ones_", "constant_")
+    saved = {name: getattr(init, name) for name in names}
     try:
-        with torch.device("meta"):
-            probe = cls(config, featurizer)
+        for name in names:
+            setattr(init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(init, name, function)
+
+
+def _build_for_loading(cls, config, featurizer: Featurizer, config_file: Path) -> "Tagger":
+    try:
+        with _without_initialisation():
+            return cls(config, featurizer)
     except (ValueError, TypeError) as err:
-        raise ModelFormatError(f"config.json does not describe a buildable {cls.name}: {err}") from None
-    except Exception:  # noqa: BLE001 - third-party modules that do not support the meta device
-        return None
-    return {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+        raise ModelFormatError(f"{config_file}: does not describe a buildable {cls.name}: {err}") from None
+    except RuntimeError as err:  # e.g. sizes no machine could allocate
+        raise ModelFormatError(f"{config_file}: the config's sizes cannot be built ({err})") from None
 
 
-def _check_weights_header(weights_file: Path, expected: dict[str, tuple[int, ...]] | None) -> None:
+def _check_weights_header(weights_file: Path, expected: dict[str, tuple[int, ...]]) -> None:
     """The safetensors header (read without loading any tensor) must hold floating-point weights of exactly
-    the shapes the config implies, so that nothing larger than the file is ever allocated."""
+    the shapes the config implies, so that nothing larger than the file is ever read into memory."""
     from safetensors import safe_open
 
     try:
@@ -96,8 +113,6 @@ def _check_weights_header(weights_file: Path, expected: dict[str, tuple[int, ...
     for key, (_, dtype) in header.items():
         if dtype not in _FLOAT_DTYPES:
             raise ModelFormatError(f"{weights_file}: {key} has dtype {dtype}; weights must be floating point")
-    if expected is None:
-        return
     if set(header) != set(expected):
         missing, extra = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
         raise ModelFormatError(f"{weights_file}: weights do not match config.json: missing {missing[:5]}, "
@@ -384,9 +399,8 @@ class Tagger(nn.Module):
             featurizer = Featurizer.load(directory, types)
         except DataFormatError as err:
             raise ModelFormatError(str(err)) from None
-        expected = _expected_shapes(cls, config, featurizer)
-        _check_weights_header(weights_file, expected)  # before any tensor is allocated
-        model = cls(config, featurizer)
+        model = _build_for_loading(cls, config, featurizer, config_file)  # no memory committed yet
+        _check_weights_header(weights_file, {k: tuple(v.shape) for k, v in model.state_dict().items()})
         try:
             state = load_file(str(weights_file))
         except (SafetensorError, OSError) as err:
