@@ -367,6 +367,7 @@ def _portable_card(card: dict, renames: dict[str, str]) -> dict:
         words = card["command"].split()
         if words and (words[0].endswith("__main__.py") or words[0].endswith("/lexner")):
             words[0] = "lexner"
+        words = [words[0]] + [Path(w).name if w.startswith("/") else w for w in words[1:]]
         card["command"] = " ".join(words)
     if isinstance(card.get("embeddings"), dict):
         card["embeddings"] = {k: data_relative(v) for k, v in card["embeddings"].items()}

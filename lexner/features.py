@@ -133,7 +133,7 @@ class Featurizer:
         if spans is not None:
             item["tags"] = self.encode_tags(spans, len(text))
         if self.lexicon is not None:
-            matches = self.lexicon.match(norm)
+            matches = self.lexicon.match(norm, normalized=True)
             item["word_ids"] = [m.word_id + 1 for m in matches]
             item["word_heads"] = [m.start for m in matches]
             item["word_tails"] = [m.end - 1 for m in matches]

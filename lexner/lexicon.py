@@ -128,10 +128,10 @@ class Lexicon:
         automaton.make_automaton()
         return automaton
 
-    def match(self, text: str) -> list[Match]:
+    def match(self, text: str, normalized: bool = False) -> list[Match]:
         """Every occurrence of a lexicon word (length ≥ ``min_length``) in ``text``, sorted by (start, end).
 
-        ``text`` is normalised first; offsets index the text as given.
+        ``text`` is normalised first (unless ``normalized`` says the caller did); offsets index it as given.
         """
         automaton = self._automaton
         if automaton is None:
@@ -141,7 +141,7 @@ class Lexicon:
                 automaton = self._automaton
         found = [
             Match(last + 1 - length, last + 1, word_id)
-            for last, (word_id, length) in automaton.iter(normalize(text))
+            for last, (word_id, length) in automaton.iter(text if normalized else normalize(text))
             if word_id >= 0
         ]
         found.sort()

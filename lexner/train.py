@@ -119,7 +119,7 @@ def make_optimizer(groups: list[dict], config: TrainConfig) -> torch.optim.Optim
     Adam and SGD update every parameter at every step, the large embedding tables included (their rows keep
     moving on their momentum when absent from the batch).  torch's default on CPU is a Python loop of several
     elementwise kernels per parameter; the fused kernel computes the same update in one pass over memory
-    (about 8x faster for Adam on the MSRA tables, see benchmarks/README.md) and differs from it only by
+    (see benchmarks/README.md for the effect on training speed) and differs from it only by
     floating-point rounding (``tests/test_train.py`` checks the losses of the first steps agree).
     """
     kwargs = {"lr": config.lr, "weight_decay": config.weight_decay}

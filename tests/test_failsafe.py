@@ -38,6 +38,17 @@ def plant_remote_code(folder: Path, config_name: str, auto_map: dict, extra: dic
     return folder / "PWNED"
 
 
+def copy_tiny_bert(folder: Path, skip: str = "") -> Path:
+    """A copy of the tests' tiny BERT checkpoint (files with suffix ``skip`` left out)."""
+    from test_bert import tiny_bert
+
+    folder.mkdir()
+    for f in tiny_bert().iterdir():
+        if not (skip and f.suffix == skip):
+            (folder / f.name).write_bytes(f.read_bytes())
+    return folder
+
+
 def run_cli(args: list[str], stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lexner", *args], input=stdin, capture_output=True, text=True,
                           cwd=cwd, timeout=120)
@@ -79,12 +90,8 @@ def test_an_encoder_config_with_remote_code_is_refused(tmp_path):
     """A bert_path whose config asks for remote code is refused with an error naming the file."""
     pytest.importorskip("transformers")
     from lexner.models.bert import build_encoder
-    from test_bert import tiny_bert
 
-    checkpoint = tmp_path / "bert"
-    checkpoint.mkdir()
-    for f in tiny_bert().iterdir():
-        (checkpoint / f.name).write_bytes(f.read_bytes())
+    checkpoint = copy_tiny_bert(tmp_path / "bert")
     config = json.loads((checkpoint / "config.json").read_text())
     marker = plant_remote_code(checkpoint, "evil_config.json", {"AutoModel": "evil_model.EvilModel"})
     (checkpoint / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModel": "evil_model.EvilModel",
@@ -102,13 +109,8 @@ def test_an_encoder_checkpoint_without_safetensors_is_refused(tmp_path):
     pytest.importorskip("transformers")
     import torch
     from lexner.models.bert import build_encoder
-    from test_bert import tiny_bert
 
-    checkpoint = tmp_path / "bert"
-    checkpoint.mkdir()
-    for f in tiny_bert().iterdir():
-        if f.suffix != ".safetensors":
-            (checkpoint / f.name).write_bytes(f.read_bytes())
+    checkpoint = copy_tiny_bert(tmp_path / "bert", skip=".safetensors")
     marker = tmp_path / "unpickled"
 
     class Payload:
@@ -458,7 +460,6 @@ def test_bad_vocabulary_and_lexicon_contents_are_model_format_errors(corpus, tmp
 
 @pytest.mark.parametrize("corrupt", ["int", "nan"])
 def test_integer_or_nan_weights_do_not_load(saved, corrupt):
-    import torch
     from safetensors.torch import load_file, save_file
 
     state = load_file(str(saved / "model.safetensors"))
@@ -467,7 +468,6 @@ def test_integer_or_nan_weights_do_not_load(saved, corrupt):
     save_file(state, str(saved / "model.safetensors"))
     with pytest.raises(ModelFormatError, match="dtype I64|NaN"):
         lexner.load(saved)
-    assert torch  # imported for the tensors above
 
 
 # --- CI fuzz: random bytes through `lexner tag --input` ------------------------------------------------------

@@ -24,7 +24,7 @@ def run_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.T
     in one matrix product; so there each direction runs unpacked on its own: the forward direction over ``x``
     (padding comes after every real position, so it cannot reach them), the backward one over each sentence
     reversed within its length, its output reversed back.  Same equations, same weights, outputs equal to the
-    packed run's up to float rounding (tested), about 1.7x faster forward and backward on one thread.
+    packed run's up to float rounding (tested); benchmarks/README.md gives the training speed-up.
     """
     if x.device.type != "cpu" or not lstm.bidirectional or lstm.dropout or torch.is_autocast_enabled("cpu"):
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
