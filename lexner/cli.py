@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 log = logging.getLogger("lexner")
 
 
 class CommandError(Exception):
     """A refused command (nothing was changed): ``lexner: error: MESSAGE`` on stderr, exit status 2."""
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def _provenance() -> dict:
@@ -51,18 +45,42 @@ def _resolve_device(name: str) -> str:
     return name
 
 
-def _load_splits(args) -> tuple[list, list, list | None]:
+def _load_tasks(args) -> list:
+    """The corpora to train on: one per ``--dataset`` (named by it) and per ``--task NAME:TRAIN:DEV[:TEST]``, or
+    the one of ``--train``/``--dev``/``--test``.  Several make a multi-task model (one head each, the first the
+    default); one trains a one-head model (``Task.name`` None)."""
     from .data import DATASETS, load_dataset, read_file
+    from .features import LABEL_SET_NAME
+    from .train import Task
 
-    if args.dataset:
-        root = args.data_root
-        has_test = "test" in DATASETS[args.dataset]  # CLUENER's test split is not public
-        return (load_dataset(args.dataset, "train", root), load_dataset(args.dataset, "dev", root),
-                load_dataset(args.dataset, "test", root) if has_test else None)
-    if not (args.train and args.dev):
+    root = args.data_root
+    tasks = []
+    for name in args.dataset or []:
+        has_test = "test" in DATASETS[name]  # CLUENER's test split is not public
+        tasks.append(Task(name, load_dataset(name, "train", root), load_dataset(name, "dev", root),
+                          load_dataset(name, "test", root) if has_test else None))
+    for spec in args.task or []:
+        parts = spec.split(":")
+        if len(parts) not in (3, 4) or not all(parts):
+            raise CommandError(f"--task {spec!r}: expected NAME:TRAIN:DEV or NAME:TRAIN:DEV:TEST")
+        name, files = parts[0], [Path(p) for p in parts[1:]]
+        tasks.append(Task(name, *(read_file(f, args.format) for f in files)))
+    if args.train or args.dev:
+        if not (args.train and args.dev):
+            raise CommandError("--train and --dev go together")
+        if tasks:
+            raise CommandError("--train/--dev train a one-head model; with --dataset or --task, give every corpus "
+                               "as --task NAME:TRAIN:DEV[:TEST]")
+        return [Task(None, read_file(args.train, args.format), read_file(args.dev, args.format),
+                     read_file(args.test, args.format) if args.test else None)]
+    if not tasks:
         raise SystemExit("error: give --dataset NAME, or --train FILE and --dev FILE")
-    test = read_file(args.test, args.format) if args.test else None
-    return read_file(args.train, args.format), read_file(args.dev, args.format), test
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names) or not all(LABEL_SET_NAME.fullmatch(n) for n in names):
+        raise CommandError(f"task names must be distinct and made of letters, digits, _ or -: {names}")
+    if len(tasks) == 1:
+        tasks[0].name = None
+    return tasks
 
 
 def _train_config(**settings):
@@ -81,7 +99,7 @@ def cmd_train(args) -> int:
     from .api import build_tagger, default_embeddings
     from .data import entity_types, report_unseen_labels
     from . import distributed
-    from .train import Trainer, TrainingError, seed_everything
+    from .train import TrainConfig, Trainer, TrainingError, seed_everything, selection_scores
 
     if not distributed.world().main:  # under torchrun: one process speaks
         logging.getLogger().setLevel(logging.WARNING)
@@ -90,28 +108,35 @@ def cmd_train(args) -> int:
         raise CommandError(f"--threads must be ≥ 0 (0: torch's default), got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = _train_config(
-        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-        lr_decay=args.lr_decay, momentum=args.momentum, weight_decay=args.weight_decay, clip=args.clip,
-        warmup=args.warmup, patience=args.patience, seed=args.seed, device=_resolve_device(args.device),
-        max_length=args.max_length, amp=args.amp, encoder_lr=args.encoder_lr,
-        max_minutes=args.max_minutes,
-    )
-    train, dev, test = _load_splits(args)
-    report_unseen_labels(train, dev, "dev")
-    if test is not None:
-        report_unseen_labels(train, test, "test")
-    log.info("train %d, dev %d, test %s sentences; entity types %s", len(train), len(dev),
-             len(test) if test is not None else "-", entity_types(train))
+    config = _train_config(device=_resolve_device(args.device),
+                           **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.metadata})
+    from .models import model_class
+    from .models.base import parse_config_values
+
+    try:
+        model_config = parse_config_values(model_class(args.model), dict(_key_value(kv, "--set") for kv in args.set))
+    except ValueError as err:
+        raise CommandError(f"--set: {err}") from None  # before any data is read
+    tasks = _load_tasks(args)
+    for task in tasks:
+        what = f" ({task.name})" if task.name else ""
+        report_unseen_labels(task.train, task.dev, "dev" + what)
+        if task.test is not None:
+            report_unseen_labels(task.train, task.test, "test" + what)
+        log.info("train %d, dev %d, test %s sentences%s; entity types %s", len(task.train), len(task.dev),
+                 len(task.test) if task.test is not None else "-", what, entity_types(task.train))
     embeddings = default_embeddings(args.data_root)
     for name, path in (("chars", args.char_vectors), ("bigrams", args.bigram_vectors), ("words", args.word_vectors)):
         if path is not None:
             embeddings[name] = None if path == "none" else path
     seed_everything(args.seed)
-    model_config = dict(_key_value(kv, "--set") for kv in args.set)
-    tagger = build_tagger(args.model, train, {k: _parse_value(v) for k, v in model_config.items()},
-                          embeddings, seed=args.seed, lexicon=args.lexicon,
-                          bigram_min_count=args.bigram_min_count)
+    label_sets = {t.name: entity_types(t.train) for t in tasks} if len(tasks) > 1 else None
+    try:
+        tagger = build_tagger(args.model, [s for t in tasks for s in t.train], model_config, embeddings,
+                              seed=args.seed, lexicon=args.lexicon, bigram_min_count=args.bigram_min_count,
+                              label_sets=label_sets)
+    except ValueError as err:  # e.g. a setting out of range, hidden odd
+        raise CommandError(str(err)) from None
     trainer = Trainer(tagger, config, args.out, progress=not args.no_progress)
     try:
         resumed = args.resume and trainer.resume()
@@ -119,12 +144,13 @@ def cmd_train(args) -> int:
         raise CommandError(str(err)) from None
     if args.resume and not resumed:
         log.info("no checkpoint in %s; starting from scratch", args.out)
-    card = {"train_data": args.dataset or str(args.train), "command": " ".join(sys.argv),
+    train_data = "+".join(t.name for t in tasks) if len(tasks) > 1 else (args.dataset or [str(args.train)])[0]
+    card = {"train_data": train_data, "command": " ".join(sys.argv),
             "embeddings": {k: str(v) if v else None for k, v in embeddings.items()},
             "lexicon": str(args.lexicon or embeddings.get("words")) if tagger.uses_lexicon else None,
             "lexner": _provenance(), "threads": torch.get_num_threads(), "device": config.device}
     try:
-        results = trainer.fit(train, dev, test, model_card=card)
+        results = trainer.fit_tasks(tasks, model_card=card)
     except TrainingError as err:
         raise CommandError(str(err)) from None
     except OSError as err:  # e.g. the disk is full: the last good model and checkpoint are intact
@@ -133,7 +159,7 @@ def cmd_train(args) -> int:
     finally:
         distributed.shutdown()
     if trainer.world.main:
-        summary = {k: results[k]["micro"] for k in ("dev", "test") if k in results}
+        summary = {k: selection_scores(results[k]) for k in ("dev", "test") if k in results}
         print(json.dumps({"model": str(Path(args.out) / "model"), "best_epoch": results["best_epoch"],
                           **summary}, indent=2))
     return 0
@@ -150,7 +176,7 @@ def cmd_evaluate(args) -> int:
         sentences = load_dataset(args.dataset, args.split, args.data_root)
     else:
         raise SystemExit("error: give --dataset NAME [--split SPLIT] or --file PATH")
-    scores = evaluate(tagger, sentences)
+    scores = evaluate(tagger, sentences, labels=args.labels)
     print(json.dumps(scores, indent=2, ensure_ascii=False))
     return 0
 
@@ -194,8 +220,10 @@ def _load_for_tagging(args, extra_words: list[str]):
     from .fileio import ModelFormatError
 
     try:
-        return load(args.model_dir, device=_resolve_device(args.device), extra_words=extra_words,
-                    dictionary=_dictionary(args))
+        tagger = load(args.model_dir, device=_resolve_device(args.device), extra_words=extra_words,
+                      dictionary=_dictionary(args))
+        tagger.featurizer.label_set(args.labels)  # an unknown --labels fails before any text is read
+        return tagger
     except ModelFormatError:
         raise  # reported by main()
     except ValueError as err:  # e.g. words for a model without a lexicon, a dictionary type it does not know
@@ -215,10 +243,11 @@ def _worker_init(model_dir: str, extra_words: list[str], dictionary: list[tuple[
     _WORKER_TAGGER = load(model_dir, extra_words=extra_words, dictionary=dictionary)
 
 
-def _worker_tag(lines: list[str], batch_size: int, fmt: str) -> str:
+def _worker_tag(lines: list[str], batch_size: int, fmt: str, labels: str | None) -> str:
     from .output import render
 
-    return "".join(render(t, es, fmt) for t, es in zip(lines, _WORKER_TAGGER.tag_batch(lines, batch_size)))
+    tagged = _WORKER_TAGGER.tag_batch(lines, batch_size, labels=labels)
+    return "".join(render(t, es, fmt) for t, es in zip(lines, tagged))
 
 
 def _chunks(lines, size: int):
@@ -249,7 +278,7 @@ def cmd_tag(args) -> int:
     if args.input is None:
         if not args.text:
             raise CommandError("give text to tag, or --input FILE (- for standard input)")
-        for text, ents in zip(args.text, tagger.tag_batch(args.text, args.batch_size)):
+        for text, ents in zip(args.text, tagger.tag_batch(args.text, args.batch_size, labels=args.labels)):
             sys.stdout.write(render(text, ents, args.format))
         return 0
     workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
@@ -292,7 +321,7 @@ def _tag_file(args, tagger, workers: int, extra: list[str], out) -> None:
         if workers == 1:
             for texts in chunks:
                 out.write("".join(render(t, es, args.format)
-                                  for t, es in zip(texts, tagger.tag_batch(texts, args.batch_size))))
+                                  for t, es in zip(texts, tagger.tag_batch(texts, args.batch_size, labels=args.labels))))
                 bar.update(len(texts))
         else:
             from collections import deque
@@ -313,7 +342,8 @@ def _tag_file(args, tagger, workers: int, extra: list[str], out) -> None:
 
                 try:
                     for texts in chunks:
-                        pending.append((len(texts), pool.submit(_worker_tag, texts, args.batch_size, args.format)))
+                        pending.append((len(texts), pool.submit(_worker_tag, texts, args.batch_size, args.format,
+                                                                args.labels)))
                         while len(pending) > 2 * workers:  # write in input order as results come
                             write_oldest()
                 finally:  # also when reading failed: what was read is written first
@@ -336,7 +366,8 @@ def cmd_export(args) -> int:
     renames = dict(_key_value(kv, "--rename") for kv in args.rename)
     if renames:
         tagger.featurizer.rename_types(renames)
-    extra = {k: v for k, v in tagger.metadata.items() if k not in ("format_version", "model", "entity_types")}
+    extra = {k: v for k, v in tagger.metadata.items()
+             if k not in ("format_version", "model", "entity_types", "label_sets")}
     if isinstance(extra.get("card"), dict):
         extra["card"] = _portable_card(extra["card"], renames)
     with atomic_directory(target) as tmp:
@@ -352,6 +383,8 @@ def _portable_card(card: dict, renames: dict[str, str]) -> dict:
     def rename_types(scores):
         if isinstance(scores, dict) and isinstance(scores.get("per_type"), dict):
             scores = {**scores, "per_type": {renames.get(k, k): v for k, v in scores["per_type"].items()}}
+        if isinstance(scores, dict) and isinstance(scores.get("tasks"), dict):  # a multi-task model's
+            scores = {**scores, "tasks": {k: rename_types(v) for k, v in scores["tasks"].items()}}
         return scores
 
     def data_relative(path):
@@ -413,28 +446,22 @@ def build_parser() -> argparse.ArgumentParser:
     from .models import MODELS
     from .train import TrainConfig
 
-    d = TrainConfig()
     t = sub.add_parser("train", help="train a tagger", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    t.add_argument("--model", default="bilstm_crf", choices=sorted(MODELS))
-    t.add_argument("--dataset", choices=["msra", "weibo", "cluener"], help="a named dataset under the data root")
+    t.add_argument("--model", default="bilstm_crf", choices=sorted(MODELS), help="the tagger to train")
+    t.add_argument("--dataset", choices=["msra", "weibo", "cluener"], action="append",
+                   help="a named dataset under the data root; repeat it for a multi-task model with one head per "
+                        "dataset, the first being the default (e.g. --dataset msra --dataset weibo)")
+    t.add_argument("--task", action="append", metavar="NAME:TRAIN:DEV[:TEST]",
+                   help="a corpus of a multi-task model from files, its head named NAME; repeatable")
     t.add_argument("--train", type=Path, help="training file (instead of --dataset)")
     t.add_argument("--dev", type=Path, help="dev file for model selection")
     t.add_argument("--test", type=Path, help="test file, scored once with the best model")
     t.add_argument("--out", type=Path, required=True, help="output folder (model/, checkpoint/, log.jsonl)")
-    t.add_argument("--epochs", type=int, default=d.epochs)
-    t.add_argument("--batch-size", type=int, default=d.batch_size)
-    t.add_argument("--optimizer", choices=["adam", "sgd"], default=d.optimizer)
-    t.add_argument("--lr", type=float, default=d.lr)
-    t.add_argument("--lr-decay", type=float, default=d.lr_decay, help="lr/(1+decay*epoch)")
-    t.add_argument("--momentum", type=float, default=d.momentum)
-    t.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    t.add_argument("--clip", type=float, default=d.clip, help="gradient norm clipping; 0 disables")
-    t.add_argument("--warmup", type=float, default=d.warmup, help="warm-up fraction of the first epoch")
-    t.add_argument("--patience", type=int, default=d.patience, help="early stopping; 0 disables")
-    t.add_argument("--max-length", type=int, default=d.max_length, help="cut longer training sentences")
-    t.add_argument("--seed", type=int, default=d.seed)
-    t.add_argument("--max-minutes", type=float, default=d.max_minutes,
-                   help="time budget: stop before an epoch that would likely end past it (0: no limit)")
+    for f in dataclasses.fields(TrainConfig):  # one option per setting, help and default from TrainConfig
+        if f.metadata:
+            options = {k: v for k, v in f.metadata.items() if k != "help"}
+            t.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
+                           help=f.metadata["help"], **options)
     t.add_argument("--bigram-min-count", type=int, default=1,
                    help="leave out train's bigrams seen fewer times (unless among the most frequent pretrained "
                         "ones): a smaller model")
@@ -446,10 +473,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lexicon for lattice models: word list or word2vec file (None: the word vectors' vocabulary)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="model config field, e.g. --set hidden=300 (repeatable)")
-    t.add_argument("--encoder-lr", type=float, default=d.encoder_lr,
-                   help="learning rate of a pretrained encoder (bert_crf, flat with bert_path)")
-    t.add_argument("--amp", default="", choices=["", "bf16", "fp16"],
-                   help="automatic mixed precision on CUDA (the CRF stays float32); ignored on CPU")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     data_args(t)
@@ -464,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="domain words (one per line) added to a lattice model's lexicon; repeatable")
     e.add_argument("--dictionary", type=Path, metavar="FILE",
                    help="WORD<TAB>TYPE lines: every occurrence is forced to be an entity of that type")
+    e.add_argument("--labels", metavar="NAME",
+                   help="the label set (head) of a multi-task model to tag with (default: its first, e.g. PER/LOC/ORG)")
     data_args(e)
     e.set_defaults(func=cmd_evaluate)
 
@@ -496,6 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dictionary", type=Path, metavar="FILE",
                    help="WORD<TAB>TYPE lines: every occurrence is forced to be an entity of that type "
                         "(constrained decoding; leftmost, then longest match wins)")
+    g.add_argument("--labels", metavar="NAME",
+                   help="the label set (head) of a multi-task model to tag with (default: its first, e.g. PER/LOC/ORG)")
     g.add_argument("--batch-size", type=int, default=64)
     g.add_argument("--workers", type=int, default=1,
                    help="with --input: tagging processes, one core each (0: one per core); order is kept")

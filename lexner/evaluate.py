@@ -51,19 +51,21 @@ def _only(spans: Sequence[Sequence[Span]], test: Callable[[str], bool]) -> list[
     return [[s for s in sentence if test(s.label)] for sentence in spans]
 
 
-def evaluate(tagger, sentences: Sequence[Sentence], batch_size: int = 64) -> dict:
-    """Tag ``sentences`` with ``tagger`` and score against their gold spans.
+def evaluate(tagger, sentences: Sequence[Sentence], batch_size: int = 64, labels: str | None = None) -> dict:
+    """Tag ``sentences`` with ``tagger`` (with the head of label set ``labels`` of a multi-task model; None:
+    its default head) and score against their gold spans.
 
     Adds ``NE``/``NM`` micro scores when the labels are Weibo-style ``*.NAM``/``*.NOM``.
     """
     featurizer = getattr(tagger, "featurizer", None)  # any object with tag_batch() can be scored
-    known = set(featurizer.entity_types) if featurizer is not None else None
+    known = set(featurizer.label_set(labels).entity_types) if featurizer is not None else None
     unknown = Counter(span.label for s in sentences for span in s.spans if known is not None and span.label not in known)
     if unknown:
         log.warning("the gold data has entity types the model does not know (they all count as misses): %s; the "
                     "model's types are %s", dict(unknown), sorted(known))
     texts = [s.text for s in sentences]
-    predicted = [[Span(e.start, e.end, e.label) for e in ents] for ents in tagger.tag_batch(texts, batch_size)]
+    tagged = tagger.tag_batch(texts, batch_size) if labels is None else tagger.tag_batch(texts, batch_size, labels)
+    predicted = [[Span(e.start, e.end, e.label) for e in ents] for ents in tagged]
     gold = [s.spans for s in sentences]
     lengths = [len(t) for t in texts]
     result = score_spans(gold, predicted, lengths)

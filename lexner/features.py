@@ -8,10 +8,11 @@ Lattice-LSTM and FLAT both read the lattice from the same :class:`Batch`.
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import torch
 
@@ -28,6 +29,8 @@ CHAR_KEYS = ("chars", "bigrams", "tags")  # per-character fields, padded to the 
 WORD_KEYS = ("word_ids", "word_heads", "word_tails")  # per-word fields, padded to the most words
 TOKENIZER_DIR = "tokenizer"  # a pretrained encoder's tokenizer, for models with BERT features
 MAX_WORD_LENGTH = 100  # the longest lexicon min_length a saved model may ask for
+DEFAULT_LABELS = "default"  # the name of a one-head model's label set
+LABEL_SET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what a label set (head) may be called
 MODEL_FILES = ("chars.json", "bigrams.json", LEXICON_FILE, TOKENIZER_DIR)  # what a featurizer saves
 
 
@@ -56,6 +59,7 @@ class Batch:
     char_piece: torch.Tensor | None = None  # shape: (B, T), long; each character's piece, -1 = none
     # Decoding constraints (only when some position is constrained, see lexner.tagging.ModelLine).
     allowed: torch.Tensor | None = None  # shape: (B, T, number of tags), bool; tags the decoder may choose
+    labels: str | None = None  # the label set (head) that tags and allowed belong to; None: the default
 
     def to(self, device: torch.device | str) -> "Batch":
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -63,6 +67,34 @@ class Batch:
 
     def __len__(self) -> int:
         return self.chars.shape[0]
+
+
+class LabelSet:
+    """One head's entity types, its BIOES tags and each tag's id (a multi-task model has several)."""
+
+    def __init__(self, entity_types: Sequence[str]):
+        self.entity_types = list(entity_types)
+        self.tags = bioes_tags(self.entity_types)
+        self.tag_index = {t: i for i, t in enumerate(self.tags)}
+        self._allowed_rows: dict[str | tuple[str, ...], torch.Tensor] = {}
+
+    def encode(self, spans: Sequence[Span], length: int) -> list[int]:
+        """Gold tag ids; entities of a type this label set does not know are tagged ``O``."""
+        known = [s for s in spans if f"S-{s.label}" in self.tag_index]
+        return [self.tag_index[t] for t in spans_to_tags(known, length, "BIOES")]
+
+    def decode(self, ids: Sequence[int]) -> list[Span]:
+        return tags_to_spans([self.tags[i] for i in ids], "BIOES")
+
+    def allowed_row(self, allowed: str | tuple[str, ...]) -> torch.Tensor:
+        """A (number of tags,) bool row: for a string, True for the tags whose BIOES prefix is in it (``"OBS"``);
+        for a tuple, True for the tags it names (``("B-ORG",)``)."""
+        row = self._allowed_rows.get(allowed)
+        if row is None:
+            row = torch.tensor([(t in allowed) if isinstance(allowed, tuple) else (t[0] in allowed)
+                                for t in self.tags])
+            self._allowed_rows[allowed] = row
+        return row
 
 
 def _pad(rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:
@@ -75,8 +107,10 @@ def _pad(rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:
 class Featurizer:
     """Holds the vocabularies, the BIOES tag set and (for lattice models) the lexicon; encodes texts."""
 
-    def __init__(self, chars: Vocab, bigram_vocab: Vocab, entity_types: Sequence[str],
+    def __init__(self, chars: Vocab, bigram_vocab: Vocab, entity_types: Sequence[str] | Mapping[str, Sequence[str]],
                  lexicon: Lexicon | None = None, pieces=None):
+        """``entity_types``: the types of a one-head model, or ``{name: types}`` for a multi-task model with
+        one head per label set, the first being the default one."""
         self.pieces = pieces  # a lexner.pieces.PieceEncoder for models with BERT features
         self.chars = chars
         self.bigrams = bigram_vocab
@@ -103,18 +137,20 @@ class Featurizer:
         lexicon: Lexicon | None = None,
         pieces=None,
         bigram_min_count: int = 1,
+        label_sets: Mapping[str, Sequence[str]] | None = None,
     ) -> "Featurizer":
         """Vocabularies from the training sentences, plus extra tokens (e.g. those with pretrained vectors).
 
         ``bigram_min_count``: train's bigrams seen fewer times are left out (unless in ``extra_bigrams``), which
         makes a model much smaller (MSRA train has 303k distinct bigrams, half of them seen once).
+        ``label_sets``: ``{name: types}`` of a multi-task model (default: one head with the sentences' types).
         """
         char_counts, bigram_counts = cls.count_tokens(sentences)
         types = {span.label for s in sentences for span in s.spans}
         return cls(
             Vocab.build(char_counts, extra=extra_chars),
             Vocab.build(bigram_counts, min_count=bigram_min_count, extra=extra_bigrams),
-            sorted(types),
+            label_sets if label_sets is not None else sorted(types),
             lexicon,
             pieces,
         )
@@ -124,14 +160,16 @@ class Featurizer:
         """Tokens of the word embedding table: padding, then the lexicon's words (id = lexicon id + 1)."""
         return ["<pad>"] + (self.lexicon.words if self.lexicon is not None else [])
 
-    def encode_one(self, text: str, spans: Sequence[Span] | None = None) -> dict[str, list[int]]:
-        """Ids of one non-empty text (its gold BIOES tags with ``spans``; its lattice with a lexicon)."""
+    def encode_one(self, text: str, spans: Sequence[Span] | None = None, labels: str | None = None
+                   ) -> dict[str, list[int]]:
+        """Ids of one non-empty text (its gold BIOES tags in label set ``labels`` with ``spans``; its lattice
+        with a lexicon)."""
         if not text:
             raise ValueError("cannot encode an empty text; filter empty texts out first")
         norm = normalize(text)
         item = {"chars": self.chars.encode(norm), "bigrams": self.bigrams.encode(bigrams(norm))}
         if spans is not None:
-            item["tags"] = self.encode_tags(spans, len(text))
+            item["tags"] = self.label_set(labels).encode(spans, len(text))
         if self.lexicon is not None:
             matches = self.lexicon.match(norm, normalized=True)
             item["word_ids"] = [m.word_id + 1 for m in matches]
@@ -141,8 +179,8 @@ class Featurizer:
             item["piece_ids"], item["char_piece"] = self.pieces.encode(text)
         return item
 
-    def collate(self, items: Sequence[dict]) -> Batch:
-        """Pad encoded texts (from :meth:`encode_one`) into a :class:`Batch`."""
+    def collate(self, items: Sequence[dict], labels: str | None = None) -> Batch:
+        """Pad encoded texts (from :meth:`encode_one`) into a :class:`Batch` for the head of ``labels``."""
         lengths = torch.tensor([len(item["chars"]) for item in items])
         longest = int(lengths.max())
         padded = {k: _pad([item[k] for item in items], longest) for k in CHAR_KEYS if k in items[0]}
@@ -153,54 +191,65 @@ class Featurizer:
             padded.update({k: _pad([item[k] for item in items], most) for k in WORD_KEYS})
             padded["word_mask"] = torch.arange(most)[None, :] < counts[:, None]
         if any(item.get("constraints") for item in items):
-            allowed = torch.ones(len(items), longest, len(self.tags), dtype=torch.bool)
+            label_set = self.label_set(labels)
+            allowed = torch.ones(len(items), longest, len(label_set.tags), dtype=torch.bool)
             for b, item in enumerate(items):
                 for position, prefixes in item.get("constraints", {}).items():
-                    allowed[b, position] = self._allowed_row(prefixes)
+                    allowed[b, position] = label_set.allowed_row(prefixes)
             padded["allowed"] = allowed
         if "piece_ids" in items[0]:
             piece_lengths = torch.tensor([len(item["piece_ids"]) for item in items])
             padded["piece_ids"] = _pad([item["piece_ids"] for item in items], max(int(piece_lengths.max()), 1))
             padded["piece_lengths"] = piece_lengths
             padded["char_piece"] = _pad([[k + 1 for k in item["char_piece"]] for item in items], longest) - 1
-        return Batch(lengths=lengths, **padded)
+        return Batch(lengths=lengths, labels=labels, **padded)
 
-    def encode(self, texts: Sequence[str], spans: Sequence[Sequence[Span]] | None = None) -> Batch:
-        """Pad and encode non-empty texts; with ``spans``, also the gold BIOES tags."""
-        return self.collate([self.encode_one(t, None if spans is None else spans[i]) for i, t in enumerate(texts)])
+    def encode(self, texts: Sequence[str], spans: Sequence[Sequence[Span]] | None = None,
+               labels: str | None = None) -> Batch:
+        """Pad and encode non-empty texts; with ``spans``, also the gold BIOES tags of label set ``labels``."""
+        return self.collate([self.encode_one(t, None if spans is None else spans[i], labels)
+                             for i, t in enumerate(texts)], labels)
 
-    def encode_tags(self, spans: Sequence[Span], length: int) -> list[int]:
-        """Gold tag ids; entities of a type the model does not know are tagged ``O``."""
-        known = [s for s in spans if f"S-{s.label}" in self.tag_index]
-        return [self.tag_index[t] for t in spans_to_tags(known, length, "BIOES")]
+    def label_set(self, labels: str | None = None) -> LabelSet:
+        """The label set named ``labels`` (None: the default one)."""
+        if labels is None:
+            return self.label_sets[self.default_labels]
+        try:
+            return self.label_sets[labels]
+        except KeyError:
+            raise ValueError(f"no label set {labels!r}; this model has {', '.join(self.label_sets)}") from None
 
     def rename_types(self, names: dict[str, str]) -> None:
-        """Rename entity types (``{"NR": "PER"}``); tag ids keep their positions, so a trained model's weights
-        still fit.  Types not in ``names`` keep their name."""
-        renamed = [names.get(t, t) for t in self.entity_types]
-        if len(set(renamed)) != len(renamed) or not all(renamed):
-            raise ValueError(f"renaming {self.entity_types} by {names} would merge types or leave one unnamed")
-        self._set_types(renamed)
+        """Rename entity types (``{"NR": "PER"}``) in every label set that has them; tag ids keep their
+        positions, so a trained model's weights still fit.  Types not in ``names`` keep their name."""
+        renamed = {}
+        for name, label_set in self.label_sets.items():
+            types = [names.get(t, t) for t in label_set.entity_types]
+            if len(set(types)) != len(types) or not all(types):
+                raise ValueError(f"renaming {label_set.entity_types} by {names} would merge types or leave one "
+                                 "unnamed")
+            renamed[name] = types
+        self._set_types(renamed if len(renamed) > 1 else renamed[self.default_labels])
 
-    def _set_types(self, entity_types: Sequence[str]) -> None:
-        """The entity types and what follows from them: the BIOES tag list and each tag's id."""
-        self.entity_types = list(entity_types)
-        self.tags = bioes_tags(self.entity_types)
-        self.tag_index = {t: i for i, t in enumerate(self.tags)}
-        self._allowed_rows: dict[str, torch.Tensor] = {}
+    def _set_types(self, entity_types: Sequence[str] | Mapping[str, Sequence[str]]) -> None:
+        """The label sets and what follows from them (the default set's types, BIOES tags and tag ids)."""
+        named = entity_types if isinstance(entity_types, Mapping) else {DEFAULT_LABELS: entity_types}
+        if not named:
+            raise ValueError("a model needs at least one label set")
+        bad = [name for name in named if not (isinstance(name, str) and LABEL_SET_NAME.fullmatch(name))]
+        if bad:
+            raise ValueError(f"label set names must be 1-64 letters, digits, _ or -: {bad}")
+        self.label_sets = {name: LabelSet(types) for name, types in named.items()}
+        self.default_labels = next(iter(self.label_sets))
+        default = self.label_sets[self.default_labels]
+        self.entity_types, self.tags, self.tag_index = default.entity_types, default.tags, default.tag_index
 
-    def _allowed_row(self, allowed: str | tuple[str, ...]) -> torch.Tensor:
-        """A (number of tags,) bool row: for a string, True for the tags whose BIOES prefix is in it (``"OBS"``);
-        for a tuple, True for the tags it names (``("B-ORG",)``)."""
-        row = self._allowed_rows.get(allowed)
-        if row is None:
-            row = torch.tensor([(t in allowed) if isinstance(allowed, tuple) else (t[0] in allowed)
-                                for t in self.tags])
-            self._allowed_rows[allowed] = row
-        return row
+    @property
+    def multi_task(self) -> bool:
+        return len(self.label_sets) > 1
 
-    def decode_tags(self, ids: Sequence[int]) -> list[Span]:
-        return tags_to_spans([self.tags[i] for i in ids], "BIOES")
+    def decode_tags(self, ids: Sequence[int], labels: str | None = None) -> list[Span]:
+        return self.label_set(labels).decode(ids)
 
     # persistence ---------------------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> None:

@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from . import distributed
+from .augment import Augmenter
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import Sentence
 from .evaluate import evaluate
@@ -36,26 +37,45 @@ class TrainingError(RuntimeError):
     pass
 
 
+def setting(default: Any, help: str, **argparse_options: Any) -> Any:
+    """A :class:`TrainConfig` field with its command-line help (and argparse options such as ``choices``)."""
+    return dataclasses.field(default=default, metadata={"help": help, **argparse_options})
+
+
 @dataclass
 class TrainConfig:
-    epochs: int = 50
-    batch_size: int = 10
-    optimizer: str = "sgd"  # "sgd" (with momentum) or "adam"; SGD beat Adam (lr 1e-3) on Weibo dev for BiLSTM-CRF
-    lr: float = 0.02
-    lr_decay: float = 0.05  # lr / (1 + lr_decay * epoch), applied per epoch (the papers' schedule)
-    momentum: float = 0.9  # SGD only
-    weight_decay: float = 0.0
-    clip: float = 5.0  # max gradient norm; 0 disables clipping
-    warmup: float = 0.0  # fraction of the first epoch's steps with a linear warm-up
-    patience: int = 10  # stop after this many epochs without a better dev F1; 0 = never
-    seed: int = 1
+    """How to train: each setting's help is also its ``lexner train --option``'s (the options are made from
+    these fields; ``device`` comes from ``--device``)."""
+
+    epochs: int = setting(50, "the most epochs")
+    batch_size: int = setting(10, "sentences per batch")
+    optimizer: str = setting("sgd", "sgd (with momentum) or adam; SGD beat Adam (lr 1e-3) on Weibo dev for "
+                                    "BiLSTM-CRF", choices=("sgd", "adam"))
+    lr: float = setting(0.02, "learning rate")
+    lr_decay: float = setting(0.05, "lr / (1 + decay * epoch), applied per epoch (the papers' schedule)")
+    momentum: float = setting(0.9, "SGD momentum")
+    weight_decay: float = setting(0.0, "L2 weight decay")
+    clip: float = setting(5.0, "max gradient norm; 0 disables clipping")
+    warmup: float = setting(0.0, "fraction of the first epoch's steps with a linear warm-up")
+    patience: int = setting(10, "early stopping: stop after this many epochs without a better dev F1; 0: never")
+    seed: int = setting(1, "random seed (initialisation, batches, dropout, augmentation)")
     device: str = "cpu"
-    max_length: int = 0  # training sentences longer than this are cut into pieces; 0 = no limit
-    eval_batch_size: int = 64
-    encoder_lr: float = 2e-5  # a pretrained encoder's (BERT's) learning rate, on the same schedule
-    amp: str = ""  # "bf16" or "fp16": automatic mixed precision on CUDA (the CRF stays float32); "" = off
-    max_minutes: float = 0.0  # time budget: no epoch starts that would likely end past it (judged by the last
-    # epoch's time; the first epoch always runs); 0 = no limit
+    max_length: int = setting(0, "training sentences longer than this are cut into pieces; 0: no limit")
+    eval_batch_size: int = setting(64, "sentences per batch when scoring dev and test")
+    encoder_lr: float = setting(2e-5, "learning rate of a pretrained encoder (bert_crf, flat with bert_path), on "
+                                      "the same schedule")
+    amp: str = setting("", "automatic mixed precision on CUDA, bf16 or fp16 (the CRF stays float32); ignored on "
+                           "CPU", choices=("", "bf16", "fp16"))
+    max_minutes: float = setting(0.0, "time budget: no epoch starts that would likely end past it (judged by the "
+                                      "last epoch's time; the first epoch always runs); 0: no limit")
+    task_temperature: float = setting(1.0, "multi-task sampling: a task's share of batches is proportional to "
+                                           "its size ** (1 / T); 1 keeps each sentence once per epoch, larger "
+                                           "values give small corpora more")
+    augment: str = setting("", "noise augmentation, comma-separated: mention (same-type mention replacement), "
+                               "case (Latin letter case), space (whitespace between Latin letters/digits); "
+                               "empty: off", metavar="METHODS")
+    augment_ratio: float = setting(0.2, "with augment: fraction of training sentences replaced by a noisy "
+                                        "variant, anew each epoch")
 
     def __post_init__(self) -> None:
         """Every setting checked for type and range, so that a bad one fails before any work, naming itself."""
@@ -70,7 +90,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
         ranges = {"lr": (0, math.inf, False), "encoder_lr": (0, math.inf, True), "lr_decay": (0, math.inf, True),
                   "momentum": (0, 1, True), "weight_decay": (0, math.inf, True), "clip": (0, math.inf, True),
-                  "warmup": (0, 1, True), "max_minutes": (0, math.inf, True)}
+                  "warmup": (0, 1, True), "max_minutes": (0, math.inf, True),
+                  "task_temperature": (0, math.inf, False), "augment_ratio": (0, 1, True)}
         for name, (low, high, low_allowed) in ranges.items():
             value = getattr(self, name)
             ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -78,6 +99,13 @@ class TrainConfig:
             if not ok:
                 bound = f"{'≥' if low_allowed else '>'} {low}" + (f" and ≤ {high}" if high != math.inf else "")
                 raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+        if self.augment:
+            from .augment import METHODS
+
+            unknown = [m for m in self.augment.split(",") if m not in METHODS]
+            if unknown:
+                raise ValueError(f"augment must name methods among {', '.join(METHODS)} (comma-separated), got "
+                                 f"{unknown}")
         if self.lr > 1:
             log.warning("lr %g is far above the usual range (Adam ~1e-3, SGD ~1e-2): training may diverge", self.lr)
 
@@ -155,21 +183,47 @@ class BucketBatchSampler(torch.utils.data.Sampler):
     Every rank draws the same global batches from the same seeded generator and keeps the sentences
     ``rank::world_size`` of each, as ``DistributedSampler`` does with indices.  A global batch is thus exactly
     the batch a single process with the same ``batch_size`` trains on, which makes N processes equal one.
+
+    Multi-task training (``tasks[i]`` = the task of sentence i): a batch holds sentences of one task only.
+    With ``temperature`` 1 every sentence is seen once per epoch; above 1, task t gets a share of the epoch's
+    batches proportional to ``n_t ** (1 / temperature)`` (small corpora are repeated, large ones see a part
+    of their sentences; the same number of batches as at temperature 1).
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
+                 tasks: Sequence[int] | None = None, temperature: float = 1.0):
         self.lengths, self.batch_size, self.seed = list(lengths), batch_size, seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        tasks = [0] * len(self.lengths) if tasks is None else list(tasks)
+        self.members = [[i for i, t in enumerate(tasks) if t == task] for task in range(max(tasks, default=0) + 1)]
+        full = [-(-len(m) // batch_size) for m in self.members]  # batches that see each sentence once
+        weights = [len(m) ** (1.0 / temperature) for m in self.members]
+        self.counts = full if temperature == 1 else [
+            max(1, round(sum(full) * w / sum(weights))) if m else 0 for m, w in zip(self.members, weights)]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def batches(self) -> list[list[int]]:
+        """This epoch's global batches."""
+        rng = random.Random(self.seed * 100_003 + self.epoch)
+        if len(self.members) == 1:
+            return bucketed_batches(self.lengths, self.batch_size, rng)
+        out = []
+        for members, count in zip(self.members, self.counts):
+            drawn: list[list[int]] = []
+            while len(drawn) < count:  # a repeated corpus is reshuffled for each pass
+                local = bucketed_batches([self.lengths[i] for i in members], self.batch_size, rng)
+                drawn.extend([members[j] for j in batch] for batch in local)
+            out.extend(drawn[:count])
+        rng.shuffle(out)
+        return out
+
     def shards(self) -> Iterator[tuple[list[int], int]]:
         """This rank's share of each of this epoch's global batches, with the global batch's size.  A global
         batch too small to give every rank a sentence is skipped (by every rank)."""
-        rng = random.Random(self.seed * 100_003 + self.epoch)
-        for batch in bucketed_batches(self.lengths, self.batch_size, rng):
+        for batch in self.batches():
             if len(batch) >= self.world_size:
                 yield batch[self.rank :: self.world_size], len(batch)
 
@@ -177,7 +231,18 @@ class BucketBatchSampler(torch.utils.data.Sampler):
         return (shard for shard, _ in self.shards())
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
+        return sum(self.counts)
+
+
+@dataclass
+class Task:
+    """One corpus of a training: its sentences train the head of label set ``name`` (None: the default head
+    of a one-head model), its dev set takes part in model selection, its test set is scored at the end."""
+
+    name: str | None
+    train: Sequence[Sentence]
+    dev: Sequence[Sentence]
+    test: Sequence[Sentence] | None = None
 
 
 def cut_long(sentences: Sequence[Sentence], max_length: int) -> list[Sentence]:
@@ -224,7 +289,8 @@ class Trainer:
         if self.world.distributed:
             self.net: torch.nn.Module = DistributedDataParallel(
                 self.model, device_ids=[self.model.device] if device.startswith("cuda") else None,
-                find_unused_parameters=model.uses_lexicon)  # a shard may match no word: word cells unused
+                # a shard may match no word (word cells unused); a multi-task step uses one head
+                find_unused_parameters=model.uses_lexicon or model.featurizer.multi_task)
             torch.manual_seed(config.seed * 7919 + self.world.rank)  # different dropout masks on each rank
         else:
             self.net = self.model
@@ -293,8 +359,9 @@ class Trainer:
         log_path = self.out_dir / LOG_FILE
         # a kill after the log line but before the checkpoint: that epoch is redone, its line dropped
         if log_path.is_file() and self.world.main:
-            lines = [line for line in log_path.read_text(encoding="utf-8").splitlines()
-                     if line.strip() and json.loads(line)["epoch"] <= self.epoch]
+            records = [(line, json.loads(line)) for line in log_path.read_text(encoding="utf-8").splitlines()
+                       if line.strip()]
+            lines = [line for line, r in records if "final" not in r and r["epoch"] <= self.epoch]
             log_path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         log.info("resumed from %s after epoch %d (best dev F1 %.4f at epoch %d)",
                  path, self.epoch, self.best_f1, self.best_epoch)
@@ -310,27 +377,44 @@ class Trainer:
         batch of a single process); rank 0 alone evaluates, logs and writes models and checkpoints.
         ``out_dir`` is locked from :meth:`resume` or the start of ``fit`` to its end.
         """
+        return self.fit_tasks([Task(None, train, dev, test)], model_card)
+
+    def fit_tasks(self, tasks: Sequence[Task], model_card: dict[str, Any] | None = None) -> dict[str, Any]:
+        """:meth:`fit` for several corpora (multi-task: each task trains the head of its label set, batches
+        hold one task's sentences, sampled as ``task_temperature`` says).  The model is selected on the mean of
+        the tasks' dev micro F1; results hold each task's scores under ``tasks``."""
         try:
-            return self._fit(train, dev, test, model_card)
+            return self._fit(list(tasks), model_card)
         finally:
             self._release_lock()
 
-    def _fit(self, train: Sequence[Sentence], dev: Sequence[Sentence], test: Sequence[Sentence] | None,
-             model_card: dict[str, Any] | None) -> dict[str, Any]:
+    def _fit(self, tasks: list[Task], model_card: dict[str, Any] | None) -> dict[str, Any]:
         cfg = self.config
         main = self.world.main
-        train = [s for s in cut_long(train, cfg.max_length) if s.text]
-        if not train:
-            raise TrainingError("no training sentences (the training data is empty or holds only empty texts)")
-        if not any(s.text for s in dev):
-            raise TrainingError("no dev sentences: model selection needs a non-empty dev set")
+        for task in tasks:
+            self.model.featurizer.label_set(task.name)  # an unknown label set fails before any work
+            task.train = [s for s in cut_long(task.train, cfg.max_length) if s.text]
+            what = f" of task {task.name}" if task.name is not None else ""
+            if not task.train:
+                raise TrainingError(f"no training sentences{what} (the training data is empty or holds only empty "
+                                    "texts)")
+            if not any(s.text for s in task.dev):
+                raise TrainingError(f"no dev sentences{what}: model selection needs a non-empty dev set")
         if main:
             self._take_lock()
             write_json(self.out_dir / "train_config.json", dataclasses.asdict(cfg))
-        encoded = [self.model.featurizer.encode_one(s.text, s.spans) for s in train]
-        sampler = BucketBatchSampler([len(s.text) for s in train], cfg.batch_size, cfg.seed,
-                                     self.world.rank, self.world.size)
+        encoded = [self.model.featurizer.encode_one(s.text, s.spans, task.name) for task in tasks for s in task.train]
+        task_of = [k for k, task in enumerate(tasks) for _ in task.train]
+        sentences = [s for task in tasks for s in task.train]
+        augmenters = [Augmenter(cfg.augment.split(","), task.train) for task in tasks] if cfg.augment else None
+        sampler = BucketBatchSampler([len(s.text) for task in tasks for s in task.train], cfg.batch_size, cfg.seed,
+                                     self.world.rank, self.world.size, task_of, cfg.task_temperature)
         steps_per_epoch = len(sampler)
+        multi_task = len(tasks) > 1
+        if multi_task:  # every parameter holds a gradient from the first step on (see zero_grad below)
+            for p in self.model.parameters():
+                if p.requires_grad and p.grad is None:
+                    p.grad = torch.zeros_like(p)
         bad_epochs = self.epoch - self.best_epoch
         fit_started, epoch_seconds = time.perf_counter(), 0.0
         while self.epoch < cfg.epochs and not (cfg.patience and bad_epochs >= cfg.patience):
@@ -341,6 +425,8 @@ class Trainer:
                 break
             started = time.perf_counter()
             sampler.set_epoch(self.epoch)
+            epoch_items = encoded if augmenters is None else self._augmented(encoded, sentences, task_of, tasks,
+                                                                             augmenters)
             self.model.train()
             total, seen = 0.0, 0
             bar = tqdm(sampler.shards(), desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="batch",
@@ -349,7 +435,8 @@ class Trainer:
                 lr = self._lr_at(self.epoch, k if self.epoch == 0 else None, steps_per_epoch)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr * group["lr_scale"]
-                batch = self.model.featurizer.collate([encoded[i] for i in ids]).to(cfg.device)
+                batch = self.model.featurizer.collate([epoch_items[i] for i in ids], tasks[task_of[ids[0]]].name)
+                batch = batch.to(cfg.device)
                 with torch.autocast(device_type=cfg.device.split(":")[0], dtype=self.amp_dtype,
                                     enabled=self.amp_dtype is not None):
                     loss = self.net(batch)  # the tagger's loss: mean over this rank's sentences
@@ -360,7 +447,10 @@ class Trainer:
                                         f"{kept}. Try a lower --lr or --clip.")
                 # DDP averages over ranks: weight each shard by its share of the global batch
                 objective = loss * (len(ids) * self.world.size / global_size)
-                self.optimizer.zero_grad(set_to_none=True)
+                # a multi-task step leaves the other heads without gradients: zeros instead of None keep every
+                # parameter in the fused optimiser's lists from the first step (fused SGD fails on a parameter
+                # that joins them later)
+                self.optimizer.zero_grad(set_to_none=not multi_task)
                 if self.scaler is not None:
                     self.scaler.scale(objective).backward()
                     self.scaler.unscale_(self.optimizer)
@@ -379,10 +469,10 @@ class Trainer:
                 bar.set_postfix(loss=f"{total / seen:.3f}", refresh=False)
             total, seen = distributed.all_sum([total, seen])
             train_seconds = time.perf_counter() - started
-            scores = evaluate(self.model, dev, cfg.eval_batch_size) if main else None
+            scores = self.scores(self.model, tasks, "dev") if main else None
             dev_scores = distributed.broadcast(scores)
             self.epoch += 1
-            f1 = dev_scores["micro"]["f1"]
+            f1 = selection_f1(dev_scores)
             improved = f1 > self.best_f1
             if improved:
                 self.best_f1, self.best_epoch = f1, self.epoch
@@ -395,38 +485,91 @@ class Trainer:
                 self._log_epoch(lr, total, seen, train_seconds, started, dev_scores, improved)
                 self._save_checkpoint()
             epoch_seconds = time.perf_counter() - started
-        results = distributed.broadcast(self.finish(dev, test) if main else None)
+        if cfg.patience and bad_epochs >= cfg.patience:
+            log.info("early stopping after epoch %d: no better dev F1 for %d epochs (best %.4f at epoch %d)",
+                     self.epoch, cfg.patience, self.best_f1, self.best_epoch)
+        results = distributed.broadcast(self.finish(tasks) if main else None)
         distributed.barrier()
         return results
 
+    def _augmented(self, encoded: list[dict], sentences: list[Sentence], task_of: list[int], tasks: list[Task],
+                   augmenters: list[Augmenter]) -> list[dict]:
+        """This epoch's training items: ``augment_ratio`` of them replaced by noisy variants, drawn from a
+        generator seeded by the seed and the epoch (a resumed run draws the same)."""
+        rng = random.Random(self.config.seed * 1_000_003 + self.epoch)
+        items = list(encoded)
+        for i in rng.sample(range(len(items)), round(self.config.augment_ratio * len(items))):
+            k = task_of[i]
+            variant = augmenters[k](sentences[i], rng)
+            if variant is not sentences[i]:
+                items[i] = self.model.featurizer.encode_one(variant.text, variant.spans, tasks[k].name)
+        return items
+
     def _log_epoch(self, lr: float, total: float, seen: float, train_seconds: float, started: float,
                    dev_scores: dict, improved: bool) -> None:
+        dev = dev_scores["mean"] if "tasks" in dev_scores else dev_scores["micro"]
         record = {
             "epoch": self.epoch, "lr": lr, "train_loss": total / max(seen, 1),
             "train_seconds": round(train_seconds, 2),
             "sentences_per_second": round(seen / train_seconds, 1),
             "seconds": round(time.perf_counter() - started, 2),
-            "dev": dev_scores["micro"], "best": improved,
+            "dev": dev, "best": improved,
             **{k: dev_scores[k] for k in ("NE", "NM") if k in dev_scores},
         }
+        if "tasks" in dev_scores:
+            record["tasks"] = {name: scores["micro"] for name, scores in dev_scores["tasks"].items()}
         if self.world.distributed:
             record["processes"] = self.world.size
         with open(self.out_dir / LOG_FILE, "a", encoding="utf-8") as out:
             out.write(json.dumps(record) + "\n")
-        log.info("epoch %d: loss %.4f, dev P %.4f R %.4f F1 %.4f%s (%.0f s, %.1f sent/s)",
-                 self.epoch, record["train_loss"], dev_scores["micro"]["precision"],
-                 dev_scores["micro"]["recall"], dev_scores["micro"]["f1"], " *" if improved else "",
-                 record["seconds"], record["sentences_per_second"])
+        per_task = "".join(f", {name} {scores['f1']:.4f}" for name, scores in record.get("tasks", {}).items())
+        log.info("epoch %d: loss %.4f, dev P %.4f R %.4f F1 %.4f%s%s (%.0f s, %.1f sent/s)",
+                 self.epoch, record["train_loss"], dev["precision"], dev["recall"], dev["f1"], per_task,
+                 " *" if improved else "", record["seconds"], record["sentences_per_second"])
 
-    def finish(self, dev: Sequence[Sentence], test: Sequence[Sentence] | None) -> dict[str, Any]:
-        """Reload the best model, score it on dev (and test), write ``results.json``."""
+    def scores(self, model: Tagger, tasks: Sequence[Task], split: str) -> dict[str, Any]:
+        """The scores of ``model`` on each task's ``split`` ("dev" or "test"): :func:`evaluate`'s for one task;
+        for several, ``{"tasks": {name: scores}, "mean": the unweighted mean of their micro P/R/F1}``."""
+        batch_size = self.config.eval_batch_size
+        if len(tasks) == 1:
+            return evaluate(model, getattr(tasks[0], split), batch_size, labels=tasks[0].name)
+        per_task = {t.name: evaluate(model, getattr(t, split), batch_size, labels=t.name) for t in tasks
+                    if getattr(t, split) is not None}
+        mean = {k: sum(s["micro"][k] for s in per_task.values()) / len(per_task) for k in ("precision", "recall", "f1")}
+        return {"tasks": per_task, "mean": mean}
+
+    def finish(self, tasks: Sequence[Task]) -> dict[str, Any]:
+        """Reload the best model, score it on dev (and test), write ``results.json`` and log the scores."""
         best = Tagger.load(self.out_dir / MODEL_DIR, device=self.config.device)
         results: dict[str, Any] = {"best_epoch": self.best_epoch, "epochs_run": self.epoch,
-                                   "dev": evaluate(best, dev, self.config.eval_batch_size)}
-        if test is not None:
-            results["test"] = evaluate(best, test, self.config.eval_batch_size)
-        history = [json.loads(line) for line in open(self.out_dir / LOG_FILE, encoding="utf-8")]
+                                   "dev": self.scores(best, tasks, "dev")}
+        if any(t.test is not None for t in tasks):
+            results["test"] = self.scores(best, tasks, "test")
+        history = epoch_records(self.out_dir / LOG_FILE)
         results["train_seconds"] = round(sum(r["seconds"] for r in history), 1)
         write_json(self.out_dir / "results.json", results)
+        with open(self.out_dir / LOG_FILE, "a", encoding="utf-8") as out:  # the final scores end the log
+            out.write(json.dumps({"final": True, "best_epoch": self.best_epoch,
+                                  **{k: selection_scores(results[k]) for k in ("dev", "test") if k in results}})
+                      + "\n")
+        for split in ("dev", "test"):
+            if split in results:
+                log.info("best model (epoch %d) on %s: F1 %.4f", self.best_epoch, split,
+                         selection_scores(results[split])["f1"])
         self.model = best
         return results
+
+
+def epoch_records(log_file: Path) -> list[dict[str, Any]]:
+    """The per-epoch records of a training log (without the final scores line)."""
+    records = [json.loads(line) for line in open(log_file, encoding="utf-8") if line.strip()]
+    return [r for r in records if "final" not in r]
+
+
+def selection_scores(scores: dict[str, Any]) -> dict[str, float]:
+    """The scores that select a model: micro P/R/F1, or for several tasks the mean of theirs."""
+    return scores["mean"] if "tasks" in scores else scores["micro"]
+
+
+def selection_f1(scores: dict[str, Any]) -> float:
+    return selection_scores(scores)["f1"]

@@ -256,3 +256,38 @@ class TaggerContract:
             other = tagger.tag(traditional)
             assert [(e.start, e.end, e.label) for e in other] == [(e.start, e.end, e.label) for e in found]
             assert all(e.text == traditional[e.start:e.end] for e in other)
+
+    def test_multi_task_heads_learn_their_own_label_sets_and_round_trip(self, corpus, tmp_path):
+        """Two label sets over one shared encoder: PER/LOC (the default head) and a fine set that names people
+        "name" and places "city".  Each head learns its own convention from the same texts; a saved model
+        keeps both; asking for an unknown head is a ValueError naming the heads."""
+        fine = {"PER": "name", "LOC": "city"}
+        fine_corpus = [type(s)(s.text, [type(sp)(sp.start, sp.end, fine[sp.label]) for sp in s.spans])
+                       for s in corpus]
+        torch.manual_seed(0)
+        lexicon = Lexicon(TOY_WORDS) if model_class(self.model_name).uses_lexicon else None
+        tagger = build_tagger(self.model_name, corpus, self.config, lexicon=lexicon,
+                              label_sets={"coarse": ["LOC", "PER"], "fine": ["city", "name"]})
+        texts = [s.text for s in corpus]
+        coarse_batch = tagger.featurizer.encode(texts, [s.spans for s in corpus], "coarse")
+        fine_batch = tagger.featurizer.encode(texts, [s.spans for s in fine_corpus], "fine")
+        optimizer = torch.optim.Adam(tagger.parameters(), lr=0.02)
+        tagger.train()
+        for _ in range(self.learn_steps):
+            optimizer.zero_grad()
+            (tagger.loss(coarse_batch) + tagger.loss(fine_batch)).backward()
+            optimizer.step()
+        for labels, gold in ((None, corpus), ("coarse", corpus), ("fine", fine_corpus)):
+            predicted = tagger.tag_batch(texts, labels=labels)
+            correct = sum([(e.start, e.end, e.label) for e in ents] == [tuple(s) for s in sent.spans]
+                          for ents, sent in zip(predicted, gold))
+            assert correct >= 0.9 * len(corpus), labels
+        tagger.save(tmp_path / "m")
+        loaded = lexner.load(tmp_path / "m")
+        assert list(loaded.featurizer.label_sets) == ["coarse", "fine"]
+        for labels in ("coarse", "fine"):
+            assert loaded.tag_batch(texts + ODD_TEXTS, labels=labels) == tagger.tag_batch(texts + ODD_TEXTS,
+                                                                                          labels=labels)
+        assert loaded.tag("张三在北京工作。", labels="fine")[0].label == "name"
+        with pytest.raises(ValueError, match="coarse, fine"):
+            loaded.tag("张三", labels="msra")

@@ -8,6 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+from domains import coarse  # noqa: E402
 from peers import words_to_spans  # noqa: E402
 
 from lexner.schemes import Span  # noqa: E402
@@ -22,6 +23,13 @@ def test_words_to_spans_walks_offsets_and_maps_labels():
 def test_words_to_spans_survives_a_normalised_word():
     # a tool that returns half-width text for full-width input: offsets follow the word lengths
     assert words_to_spans("ＡＢ张三", [("AB", "n"), ("张三", "nr")]) == [Span(2, 4, "PER")]
+
+
+def test_domain_types_map_to_per_loc_org_and_the_rest_is_left_out():
+    spans = [Span(0, 2, "NR"), Span(2, 4, "PER.NOM"), Span(4, 6, "GPE.NAM"), Span(6, 8, "company"), Span(8, 9, "game"),
+             Span(9, 11, "address"), Span(11, 12, "ORG.NAM")]
+    assert coarse(spans) == [Span(0, 2, "PER"), Span(4, 6, "LOC"), Span(6, 8, "ORG"), Span(9, 11, "LOC"),
+                             Span(11, 12, "ORG")]
 
 
 def test_report_reads_only_result_files(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 from lexner.cli import main
 from lexner.data import write_jsonl
 from lexner.schemes import spans_to_tags
+from lexner.train import epoch_records
 
 
 def write_conll(sentences, path, scheme="BIO"):
@@ -57,7 +58,7 @@ def test_resume_flag_continues(trained, capsys):
                  "--out", str(trained / "run"), "--epochs", "3", "--batch-size", "4", "--set", "hidden=16",
                  "--set", "char_dim=8", "--set", "bigram_dim=4", "--no-progress", "--resume", "--device", "cpu"])
     assert code == 0
-    epochs = [json.loads(l)["epoch"] for l in open(trained / "run" / "log.jsonl")]
+    epochs = [r["epoch"] for r in epoch_records(trained / "run" / "log.jsonl")]
     assert epochs == [1, 2, 3]
 
 
@@ -173,3 +174,46 @@ def test_exported_card_has_renamed_types_and_no_machine_paths():
     assert out["lexicon"] == "$LEXNER_DATA/embeddings/w.vec"
     assert out["embeddings"] == {"chars": "$LEXNER_DATA/embeddings/c.vec", "words": None}
     assert list(out["dev"]["per_type"]) == ["PER", "LOC"] and card["dev"]["per_type"].keys() == {"NR", "NS"}
+
+
+def test_set_values_are_converted_by_the_setting_type():
+    from lexner.models import model_class
+    from lexner.models.base import parse_config_values
+
+    flat = model_class("flat")
+    assert parse_config_values(flat, {"lean": "False", "scaled": "true", "heads": "4", "embed_dropout": "0.3"}) == {
+        "lean": False, "scaled": True, "heads": 4, "embed_dropout": 0.3}
+    assert parse_config_values(model_class("lattice_lstm"), {"bidirectional": "0"}) == {"bidirectional": False}
+    with pytest.raises(ValueError, match="setting lean must be true or false, got 'maybe'"):
+        parse_config_values(flat, {"lean": "maybe"})
+    with pytest.raises(ValueError, match="setting heads must be an int, got '4.5'"):
+        parse_config_values(flat, {"heads": "4.5"})
+
+
+def test_set_refuses_unknown_keys_and_bad_values_before_reading_data(tmp_path, capsys):
+    base = ["train", "--train", str(tmp_path / "missing.txt"), "--dev", str(tmp_path / "missing.txt"),
+            "--out", str(tmp_path / "run")]
+    assert main([*base, "--set", "hiddn=10"]) == 2
+    err = capsys.readouterr().err
+    assert "['hiddn'] are not settings of bilstm_crf" in err and "hidden" in err
+    assert main([*base, "--model", "lattice_lstm", "--set", "bidirectional=nope"]) == 2
+    assert "bidirectional must be true or false" in capsys.readouterr().err
+
+
+def test_train_help_shows_every_training_setting_with_its_default(capsys):
+    import dataclasses
+
+    from lexner.train import TrainConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = "".join(capsys.readouterr().out.split())  # argparse wraps lines at spaces and hyphens
+
+    def shown(words: str) -> bool:
+        return "".join(words.split()) in text
+
+    assert shown("the tagger to train (default: bilstm_crf)")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name != "device":
+            assert shown(f"--{f.name.replace('_', '-')}") and shown(f"{f.metadata['help']} (default: "), f.name
+    assert shown("the most epochs (default: 50)") and shown("sentences per batch (default: 10)")

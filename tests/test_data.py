@@ -366,7 +366,7 @@ def fake_root(tmp_path):
 
 
 def test_load_dataset_msra_dev_is_seeded_sample(fake_root, monkeypatch):
-    monkeypatch.setattr(data, "MSRA_DEV_SIZE", 4)
+    monkeypatch.setitem(data.CARVED, "msra", {"dev": (4, data.MSRA_DEV_SEED)})
     full = read_file(fake_root / "msra" / "train.char.bmes")
     assert len(full) == 12
     train = load_dataset("msra", "train", fake_root)
@@ -385,7 +385,7 @@ def test_load_dataset_msra_dev_is_seeded_sample(fake_root, monkeypatch):
 
 
 def test_load_dataset_msra_dev_not_trivially_first_rows(fake_root, monkeypatch):
-    monkeypatch.setattr(data, "MSRA_DEV_SIZE", 4)
+    monkeypatch.setitem(data.CARVED, "msra", {"dev": (4, data.MSRA_DEV_SEED)})
     full = read_file(fake_root / "msra" / "train.char.bmes")
     dev = load_dataset("msra", "dev", fake_root)
     assert dev != full[:4] and dev != full[-4:]
@@ -393,7 +393,7 @@ def test_load_dataset_msra_dev_not_trivially_first_rows(fake_root, monkeypatch):
 
 def test_load_dataset_via_env(fake_root, monkeypatch):
     monkeypatch.setenv("LEXNER_DATA", str(fake_root))
-    monkeypatch.setattr(data, "MSRA_DEV_SIZE", 2)
+    monkeypatch.setitem(data.CARVED, "msra", {"dev": (2, data.MSRA_DEV_SEED)})
     test = load_dataset("msra", "test")
     assert len(test) == 3 and test[0] == Sentence("００南京", [Span(2, 4, "NS")])
     assert [len(load_dataset("weibo", s)) for s in ("train", "dev", "test")] == [4, 2, 3]
@@ -464,14 +464,17 @@ def test_jsonl_records_without_usable_labels_are_errors_with_file_and_line(tmp_p
         read_jsonl(path)
 
 
-def test_cluener_named_dataset_has_a_seeded_dev_split_and_no_test(tmp_path):
+def test_cluener_named_dataset_has_seeded_dev_and_test_splits_carved_from_train(tmp_path):
     (tmp_path / "cluener").mkdir()
-    rows = [{"text": f"张三{i}", "label": {"name": {"张三": [[0, 1]]}}} for i in range(1200)]
+    rows = [{"text": f"张三{i}", "label": {"name": {"张三": [[0, 1]]}}} for i in range(2200)]
     (tmp_path / "cluener" / "train.json").write_text(
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    train, dev = load_dataset("cluener", "train", tmp_path), load_dataset("cluener", "dev", tmp_path)
-    assert len(dev) == 1000 and len(train) == 200
-    assert not {s.text for s in train} & {s.text for s in dev}
-    assert dev == load_dataset("cluener", "dev", tmp_path)
-    with pytest.raises(ValueError, match="no file for split 'test'"):
-        load_dataset("cluener", "test", tmp_path)
+    train, dev, test = (load_dataset("cluener", split, tmp_path) for split in ("train", "dev", "test"))
+    assert len(test) == 1000 and len(dev) == 1000 and len(train) == 200
+    texts = [{s.text for s in part} for part in (train, dev, test)]
+    assert sum(map(len, texts)) == 2200 == len(set.union(*texts))
+    assert dev == load_dataset("cluener", "dev", tmp_path) and test == load_dataset("cluener", "test", tmp_path)
+    (tmp_path / "cluener" / "train.json").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[:1500]), encoding="utf-8")
+    with pytest.raises(DataFormatError, match="too few to carve a dev split"):
+        load_dataset("cluener", "dev", tmp_path)

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from lexner.data import write_jsonl
+from lexner.train import epoch_records
 from conftest import toy_corpus
 
 pytestmark = pytest.mark.slow  # starts several Python processes (about 30 s)
@@ -41,7 +42,7 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, model):
     b = load_file(str(parallel / "checkpoint" / "trainer_state.safetensors"))
     keys = [k for k in a if k.startswith("s.model.")]
     assert keys and all(torch.allclose(a[k], b[k], atol=1e-5) for k in keys)
-    log = [json.loads(line) for line in open(parallel / "log.jsonl")]
+    log = epoch_records(parallel / "log.jsonl")
     assert [r["epoch"] for r in log] == [1, 2] and all(r["processes"] == 2 for r in log)
     assert (parallel / "results.json").is_file() and (parallel / "model" / "model.safetensors").is_file()
 

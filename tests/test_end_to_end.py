@@ -9,6 +9,7 @@ import pytest
 import lexner
 from lexner.cli import main
 from lexner.data import data_root
+from lexner.train import epoch_records
 
 pytestmark = pytest.mark.slow
 FULL = os.environ.get("LEXNER_SLOW") == "1"
@@ -35,7 +36,7 @@ def test_train_weibo_then_load_and_tag(weibo_root, tmp_path):
         write_jsonl(load_dataset("weibo", "dev")[:100], tmp_path / "dev.jsonl")
         args = ["--train", str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "dev.jsonl"), "--epochs", "3"]
     assert main(["train", *args, "--out", str(out), "--threads", "1", "--no-progress", "--device", "cpu"]) == 0
-    log = [json.loads(line) for line in open(out / "log.jsonl")]
+    log = epoch_records(out / "log.jsonl")
     assert log[-1]["train_loss"] < log[0]["train_loss"]
     model = lexner.load(out / "model")
     card = model.metadata["card"]

@@ -26,7 +26,7 @@ from lexner.data import write_jsonl
 from lexner.fileio import atomic_directory, recover_directory
 from lexner.lexicon import Lexicon
 from lexner.models import model_class
-from lexner.train import Trainer, TrainConfig
+from lexner.train import Trainer, TrainConfig, epoch_records
 from conftest import toy_corpus
 from tagger_contract import TOY_WORDS
 
@@ -195,7 +195,7 @@ def test_kill_at_any_moment_then_resume_reaches_the_uninterrupted_result(tmp_pat
 
     subprocess.run(train_command(data, killed, epochs, "--resume"), check=True, capture_output=True)
     assert json.loads((killed / "results.json").read_text())["epochs_run"] == epochs
-    logged = [json.loads(line)["epoch"] for line in (killed / "log.jsonl").read_text().splitlines()]
+    logged = [r["epoch"] for r in epoch_records(killed / "log.jsonl")]
     assert logged == list(range(1, epochs + 1))  # each epoch once, even one redone after the kill
     ref, got = weights(reference), weights(killed)
     model_keys = [k for k in ref if k.startswith("s.model.")]

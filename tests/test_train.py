@@ -1,4 +1,5 @@
 import json
+import logging
 
 import pytest
 import torch
@@ -7,7 +8,8 @@ import lexner
 from lexner.api import build_tagger
 from lexner.data import Sentence
 from lexner.schemes import Span
-from lexner.train import Trainer, TrainConfig, TrainingError, bucketed_batches, cut_long, seed_everything
+from lexner.train import (Trainer, TrainConfig, TrainingError, bucketed_batches, cut_long, epoch_records,
+                          seed_everything)
 
 import random
 
@@ -24,10 +26,12 @@ def make_trainer(corpus, out, epochs, **overrides):
 def test_fit_writes_model_log_checkpoint_and_results(corpus, tmp_path):
     trainer = make_trainer(corpus, tmp_path, epochs=3)
     results = trainer.fit(corpus[:15], corpus[15:], corpus[15:])
-    log = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
+    *log, final = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
     assert [r["epoch"] for r in log] == [1, 2, 3]
     assert {"train_loss", "dev", "lr", "sentences_per_second"} <= set(log[0])
     assert results["best_epoch"] == max(log, key=lambda r: r["dev"]["f1"])["epoch"]
+    assert final == {"final": True, "best_epoch": results["best_epoch"], "dev": results["dev"]["micro"],
+                     "test": results["test"]["micro"]}  # the final scores end the log
     assert json.load(open(tmp_path / "results.json"))["test"]["micro"] == results["test"]["micro"]
     loaded = lexner.load(tmp_path / "model")
     assert loaded.metadata["card"]["epoch"] == results["best_epoch"]
@@ -49,8 +53,8 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(corpus, tmp_pat
     assert full_state.keys() == cut_state.keys()
     for key in full_state:
         assert torch.equal(full_state[key], cut_state[key]), key
-    log = [json.loads(line)["epoch"] for line in open(tmp_path / "cut" / "log.jsonl")]
-    assert log == [1, 2, 3, 4]
+    assert [r["epoch"] for r in epoch_records(tmp_path / "cut" / "log.jsonl")] == [1, 2, 3, 4]
+    assert json.loads(open(tmp_path / "cut" / "log.jsonl").readlines()[-1])["final"]  # only the last run's
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(corpus, tmp_path, monkeypatch):
@@ -64,12 +68,14 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(corpus, tm
     assert (tmp_path / "checkpoint" / "trainer_state.json").read_text() == before
 
 
-def test_early_stopping(corpus, tmp_path, monkeypatch):
+def test_early_stopping(corpus, tmp_path, monkeypatch, caplog):
     trainer = make_trainer(corpus, tmp_path, epochs=20)
     trainer.config.patience = 2
     monkeypatch.setattr("lexner.train.evaluate", lambda *a, **k: {"micro": {"f1": 0.5, "precision": 0.5, "recall": 0.5}})
-    monkeypatch.setattr(Trainer, "finish", lambda self, dev, test: {"epochs_run": self.epoch})
-    assert trainer.fit(corpus[:15], corpus[15:])["epochs_run"] == 3  # best at 1, then 2 without improvement
+    monkeypatch.setattr(Trainer, "finish", lambda self, tasks: {"epochs_run": self.epoch})
+    with caplog.at_level(logging.INFO, logger="lexner.train"):
+        assert trainer.fit(corpus[:15], corpus[15:])["epochs_run"] == 3  # best at 1, then 2 without improvement
+    assert "early stopping after epoch 3: no better dev F1 for 2 epochs" in caplog.text
 
 
 def test_bucketed_batches_cover_every_sentence_once_and_group_lengths():

@@ -1,9 +1,10 @@
 """The :class:`Tagger` contract every model implements, with save/load and ``tag`` written once here.
 
-A model subclass supplies a config dataclass, its layers in ``__init__(config, featurizer)``, the
-``emissions(batch)`` it feeds to the CRF, and the names of its embedding tables for pretrained
-initialisation.  Everything else — loss, constrained decoding, tagging text, saving and loading a
-model directory — is shared.
+A model subclass supplies a config dataclass, its layers in ``__init__(config, featurizer)`` (ending with
+``make_output(width)``), and the per-character ``features(batch)`` that the output layer of each label set
+turns into the emissions its CRF reads.  Everything else — heads, loss, constrained decoding, tagging text,
+saving and loading a model directory — is shared.  A multi-task model (one head per label set, see
+``Featurizer``) tags with its default head unless asked for another (``tag(text, labels="cluener")``).
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from torch import nn
 from ..crf import ConstrainedCRF
 from ..dictionary import Dictionary
 from ..entity import Entity
-from ..features import Batch, Featurizer
+from ..features import LABEL_SET_NAME, Batch, Featurizer
 from ..fileio import DataFormatError, ModelFormatError, read_json, write_bytes, write_json
 from ..tagging import merge_windows, model_lines, split_windows
 from ..text import normalize
 from ..vectors import embedding_matrix
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a multi-task model's label sets (one-head models are still written as version 1)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -38,36 +39,75 @@ MAX_LAYERS = 64  # layers are built in a Python loop: a huge count would hang be
 _FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
 
 
-def _checked_config(cls, values: Any, config_file: Path):
-    """``cls.Config`` from the saved values, each checked against its field's type and a sane range."""
-    if not isinstance(values, dict):
-        raise ModelFormatError(f"{config_file}: 'config' must be a JSON object, got {type(values).__name__}")
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+
+
+def parse_config_values(cls, values: Mapping[str, str]) -> dict[str, Any]:
+    """Settings given as text (``--set lean=false``) converted by the type of ``cls.Config``'s field: booleans
+    from true/false (1/0, yes/no, on/off), numbers as numbers, strings as they are.  Unknown keys and values
+    that do not convert raise ``ValueError`` naming the valid keys or the expected type."""
     fields = {f.name: f for f in dataclasses.fields(cls.Config)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ModelFormatError(f"{config_file}: config keys {unknown} are not settings of {cls.name} "
-                               f"(its settings: {sorted(fields)})")
+        raise ValueError(f"{unknown} are not settings of {cls.name}; its settings: {', '.join(sorted(fields))}")
+    defaults = cls.Config()
+    out = {}
+    for key, text in values.items():
+        default = getattr(defaults, key)
+        try:
+            if isinstance(default, bool):
+                if text.lower() not in _TRUE | _FALSE:
+                    raise ValueError
+                out[key] = text.lower() in _TRUE
+            elif isinstance(default, (int, float)):
+                out[key] = type(default)(text)
+            else:
+                out[key] = text
+        except ValueError:
+            kind = "true or false" if isinstance(default, bool) else f"a{'n' if isinstance(default, int) else ''} " \
+                f"{type(default).__name__}"
+            raise ValueError(f"setting {key} must be {kind}, got {text!r}") from None
+    return out
+
+
+def checked_config(cls, values: Any):
+    """``cls.Config`` from ``values`` (typed, as in config.json), each checked against its field's type and a sane
+    range; ``ValueError`` names the setting."""
+    if not isinstance(values, dict):
+        raise ValueError(f"'config' must be a JSON object, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"config keys {unknown} are not settings of {cls.name} (its settings: {sorted(fields)})")
     defaults = cls.Config()
     for key, value in values.items():
         default = getattr(defaults, key)
-        where = f"{config_file}: config {key}"
+        where = f"config {key}"
         if isinstance(default, bool):
             if not isinstance(value, bool):
-                raise ModelFormatError(f"{where} must be true or false, got {value!r}")
+                raise ValueError(f"{where} must be true or false, got {value!r}")
         elif isinstance(default, int):
             limit = MAX_LAYERS if key == "layers" else MAX_CONFIG_INT
             if type(value) is not int or not 0 <= value <= limit:
-                raise ModelFormatError(f"{where} must be an integer in [0, {limit}], got {value!r}")
+                raise ValueError(f"{where} must be an integer in [0, {limit}], got {value!r}")
         elif isinstance(default, float):
             high = 1.0 if "dropout" in key else float(MAX_CONFIG_INT)
             if type(value) not in (int, float) or not (0.0 <= value <= high):  # NaN fails both comparisons
-                raise ModelFormatError(f"{where} must be a number in [0, {high:g}], got {value!r}")
+                raise ValueError(f"{where} must be a number in [0, {high:g}], got {value!r}")
         elif type(value) is not type(default):
-            raise ModelFormatError(f"{where} must be a {type(default).__name__}, got {type(value).__name__}")
+            raise ValueError(f"{where} must be a {type(default).__name__}, got {type(value).__name__}")
     try:
         return cls.Config(**values)
     except (TypeError, ValueError) as err:
-        raise ModelFormatError(f"{config_file}: config does not fit {cls.__name__}: {err}") from None
+        raise ValueError(f"config does not fit {cls.__name__}: {err}") from None
+
+
+def _checked_config(cls, values: Any, config_file: Path):
+    """:func:`checked_config` of a model directory's config.json; errors are ``ModelFormatError``."""
+    try:
+        return checked_config(cls, values)
+    except ValueError as err:
+        raise ModelFormatError(f"{config_file}: {err}") from None
 
 
 @contextmanager
@@ -123,6 +163,11 @@ def _check_weights_header(weights_file: Path, expected: dict[str, tuple[int, ...
                                    f"{list(header[key][0])}, the config implies {list(shape)}")
 
 
+def _distinct_types(types: Any) -> bool:
+    return (isinstance(types, list) and all(isinstance(t, str) and t for t in types)
+            and len(set(types)) == len(types))
+
+
 def is_model_directory(directory: str | os.PathLike) -> bool:
     """Whether ``directory`` holds a lexner model and nothing else (what ``export --force`` may replace)."""
     from ..features import MODEL_FILES
@@ -135,6 +180,15 @@ def is_model_directory(directory: str | os.PathLike) -> bool:
     known = {CONFIG_FILE, WEIGHTS_FILE, *MODEL_FILES}
     return (isinstance(meta, dict) and "format_version" in meta and "model" in meta
             and all(child.name in known for child in directory.iterdir()))
+
+
+class Head(nn.Module):
+    """The output layer and CRF of one extra label set of a multi-task model."""
+
+    def __init__(self, width: int, tags: Sequence[str]):
+        super().__init__()
+        self.output = nn.Linear(width, len(tags))
+        self.crf = ConstrainedCRF(tags)
 
 
 class Tagger(nn.Module):
@@ -152,13 +206,14 @@ class Tagger(nn.Module):
         super().__init__()
         self.config = config
         self.featurizer = featurizer
-        self.crf = ConstrainedCRF(featurizer.tags)
+        self.crf = ConstrainedCRF(featurizer.tags)  # the default label set's CRF (see make_output)
         self.metadata: dict[str, Any] = {}  # what config.json said beside the config (set by load)
         self.dictionary: Dictionary | None = None  # typed words forced into the decoded paths (add_dictionary)
 
     # --- what a model implements -----------------------------------------------------------------------
-    def emissions(self, batch: Batch) -> torch.Tensor:
-        """Tag scores of shape (B, T, number of tags) for the characters of ``batch``."""
+    def features(self, batch: Batch) -> torch.Tensor:
+        """Per-character features of shape (B, T, width) for the characters of ``batch``, dropout applied:
+        what every head's linear layer turns into tag scores (``width`` as given to :meth:`make_output`)."""
         raise NotImplementedError
 
     def embedding_tables(self) -> dict[str, tuple[nn.Embedding, Sequence[str]]]:
@@ -179,6 +234,27 @@ class Tagger(nn.Module):
         if word_dim:
             self.word_embedding = nn.Embedding(len(f.word_vocab), word_dim, padding_idx=0)
 
+    def make_output(self, width: int) -> None:
+        """The heads: a linear layer from ``width`` features to the tag scores of each label set, with its CRF.
+        The default label set's are ``output`` and ``crf``; a multi-task model's others are ``heads[name]``."""
+        self.output = nn.Linear(width, len(self.featurizer.tags))
+        self.heads = nn.ModuleDict({name: Head(width, label_set.tags)
+                                    for name, label_set in self.featurizer.label_sets.items()
+                                    if name != self.featurizer.default_labels})
+
+    def head(self, labels: str | None = None) -> tuple[nn.Linear, ConstrainedCRF]:
+        """The output layer and CRF of label set ``labels`` (None: the default one)."""
+        name = self.featurizer.default_labels if labels is None else labels
+        if name == self.featurizer.default_labels:
+            return self.output, self.crf
+        self.featurizer.label_set(name)  # a clear error for an unknown name
+        head = self.heads[name]
+        return head.output, head.crf
+
+    def emissions(self, batch: Batch) -> torch.Tensor:
+        """Tag scores of shape (B, T, number of tags) of the head of ``batch.labels``."""
+        return self.head(batch.labels)[0](self.features(batch))
+
     def encoder_parameters(self) -> list[nn.Parameter]:
         """Parameters of a pretrained encoder, trained with their own (lower) learning rate."""
         return []
@@ -195,15 +271,15 @@ class Tagger(nn.Module):
             raise ValueError("loss() needs a batch encoded with gold spans")
         emissions = self.emissions(batch)
         with torch.autocast(device_type=emissions.device.type, enabled=False):  # nll casts to float32
-            return self.crf.nll(emissions, batch.tags, batch.mask)
+            return self.head(batch.labels)[1].nll(emissions, batch.tags, batch.mask)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """The training loss, so that ``DistributedDataParallel(tagger)(batch)`` works."""
         return self.loss(batch)
 
     def decode(self, batch: Batch) -> list[list[int]]:
-        """Best legal BIOES tag ids of each sentence."""
-        return self.crf.viterbi(self.emissions(batch), batch.mask, batch.allowed)
+        """Best legal BIOES tag ids of each sentence (in the label set of ``batch.labels``)."""
+        return self.head(batch.labels)[1].viterbi(self.emissions(batch), batch.mask, batch.allowed)
 
     def init_embeddings(self, pretrained: Mapping[str, tuple[Sequence[str], Any]], seed: int = 0) -> dict[str, int]:
         """Fill the embedding tables from ``{"chars": (tokens, vectors), ...}`` (see ``read_word2vec``).
@@ -259,30 +335,35 @@ class Tagger(nn.Module):
     def add_dictionary(self, entries: Mapping[str, str] | Iterable[tuple[str, str]] | Dictionary) -> int:
         """Force words to be tagged as given types: ``ner.add_dictionary({"腾讯": "ORG"})``.  Every selected
         occurrence (see :mod:`lexner.dictionary`) becomes exactly one entity of its type, by constraining the
-        decoder.  Types the model does not know raise ``ValueError``.  Returns the dictionary's size.  Kept
+        decoder.  Types the model does not know raise ``ValueError`` (a multi-task model: types of no head; tagging
+        with a head that lacks one of the dictionary's types raises it then).  Returns the dictionary's size.  Kept
         in memory only (not saved with the model)."""
         extra = entries if isinstance(entries, Dictionary) else Dictionary(entries)
-        unknown = sorted(extra.labels - set(self.featurizer.entity_types))
+        known = {t for label_set in self.featurizer.label_sets.values() for t in label_set.entity_types}
+        unknown = sorted(extra.labels - known)
         if unknown:
             raise ValueError(f"dictionary types {unknown} are not types of this model "
-                             f"({', '.join(self.featurizer.entity_types)}): it has no tags for them")
+                             f"({', '.join(sorted(known))}): it has no tags for them")
         if self.dictionary is None:
             self.dictionary = Dictionary()
         self.dictionary.add(extra.items())
         return len(self.dictionary)
 
-    def tag(self, text: str) -> list[Entity]:
-        """Entities of one text, with offsets into ``text``."""
+    def tag(self, text: str, labels: str | None = None) -> list[Entity]:
+        """Entities of one text, with offsets into ``text``; ``labels``: the head of a multi-task model to
+        tag with (None: the default one)."""
         if not isinstance(text, str):
             raise TypeError(f"tag() expects a str, got {type(text).__name__}")
-        return self.tag_batch([text])[0]
+        return self.tag_batch([text], labels=labels)[0]
 
-    def tag_batch(self, texts: Iterable[str], batch_size: int = 64) -> list[list[Entity]]:
+    def tag_batch(self, texts: Iterable[str], batch_size: int = 64, labels: str | None = None) -> list[list[Entity]]:
         """Entities of each text.  Each line is tagged on its own, whitespace handled as ``lexner.tagging``
         describes; lines longer than ``max_length`` are tagged in pieces; pieces are grouped by length into
-        batches of at most ``batch_size`` pieces and ``batch_tokens`` padded tokens."""
+        batches of at most ``batch_size`` pieces and ``batch_tokens`` padded tokens.  ``labels``: as in
+        :meth:`tag`."""
         if isinstance(texts, str):
             raise TypeError("tag_batch() expects a sequence of str, got a single str; use tag()")
+        label_set = self.featurizer.label_set(labels)  # an unknown name fails before any work
         try:
             texts = list(texts)  # any iterable (a generator is read once)
         except TypeError:
@@ -290,12 +371,15 @@ class Tagger(nn.Module):
         for text in texts:
             if not isinstance(text, str):
                 raise TypeError(f"tag_batch() expects str items, got {type(text).__name__}")
+        dictionary = self.dictionary
+        if dictionary is not None and not dictionary.labels <= set(label_set.entity_types):
+            raise ValueError(f"the dictionary's types {sorted(dictionary.labels - set(label_set.entity_types))} are "
+                             f"not types of label set {labels!r} ({', '.join(label_set.entity_types)})")
         # each text's lines as the model sees them (whitespace and line breaks, see lexner.tagging), then each
         # line's windows (long lines in pieces)
         lines = [(i, line) for i, text in enumerate(texts) for line in model_lines(text)]
         windows = [split_windows(line.view, self.max_length, self.overlap) for _, line in lines]
         pieces = [(u, w) for u, ws in enumerate(windows) for w in ws]
-        dictionary = self.dictionary
         constraints = [line.with_forced(dictionary.occurrences(line.view)) if dictionary else line.constraints
                        for _, line in lines]
         found: dict[tuple[int, tuple[int, int]], list] = {}
@@ -308,7 +392,7 @@ class Tagger(nn.Module):
                 # grow with the length of the input (a 30 MB line is as cheap per character as a sentence)
                 for block in range(0, len(pieces), self.block_pieces):
                     self._tag_block(pieces[block : block + self.block_pieces], lines, constraints, batch_size,
-                                    found)
+                                    found, labels)
         finally:
             if was_training:
                 self.train()
@@ -319,7 +403,8 @@ class Tagger(nn.Module):
                 results[i].append(Entity(s.start, s.end, s.label, texts[i][s.start : s.end]))
         return results
 
-    def _tag_block(self, pieces: list, lines: list, constraints: list, batch_size: int, found: dict) -> None:
+    def _tag_block(self, pieces: list, lines: list, constraints: list, batch_size: int, found: dict,
+                   labels: str | None) -> None:
         """Encode and decode ``pieces`` (``(line index, (start, end))`` windows), storing spans in ``found``."""
         encoded = []
         for u, (a, b) in pieces:
@@ -337,9 +422,9 @@ class Tagger(nn.Module):
             else:
                 chunks.append([j])
         for chunk in chunks:
-            batch = self.featurizer.collate([encoded[j] for j in chunk]).to(self.device)
+            batch = self.featurizer.collate([encoded[j] for j in chunk], labels).to(self.device)
             for key, path in zip((pieces[j] for j in chunk), self.decode(batch)):
-                found[key] = self.featurizer.decode_tags(path)
+                found[key] = self.featurizer.decode_tags(path, labels)
 
     # --- persistence -----------------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike, extra: Mapping[str, Any] | None = None, half: bool = False) -> None:
@@ -350,12 +435,14 @@ class Tagger(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         meta = {
-            "format_version": FORMAT_VERSION,
+            "format_version": FORMAT_VERSION if self.featurizer.multi_task else 1,  # older lexner reads version 1
             "model": self.name,
             "config": dataclasses.asdict(self.config),
             "entity_types": self.featurizer.entity_types,
             **(extra or {}),
         }
+        if self.featurizer.multi_task:  # one head per label set, the default one first
+            meta["label_sets"] = {name: ls.entity_types for name, ls in self.featurizer.label_sets.items()}
         write_json(directory / CONFIG_FILE, meta)
         self.featurizer.save(directory)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
@@ -391,9 +478,18 @@ class Tagger(nn.Module):
         if not isinstance(name, str):
             raise ModelFormatError(f"{config_file}: 'model' must name a tagger, got {name!r}")
         cls = model_class(name)
-        if not (isinstance(types, list) and all(isinstance(t, str) and t for t in types)
-                and len(set(types)) == len(types)):
+        if not _distinct_types(types):
             raise ModelFormatError(f"{config_file}: 'entity_types' must be a list of distinct non-empty strings")
+        label_sets = meta.get("label_sets")
+        if label_sets is not None:
+            if not (isinstance(label_sets, dict) and label_sets and all(
+                    isinstance(k, str) and LABEL_SET_NAME.fullmatch(k) and _distinct_types(v)
+                    for k, v in label_sets.items())):
+                raise ModelFormatError(f"{config_file}: 'label_sets' must map names (letters, digits, _ or -) to "
+                                       "lists of distinct non-empty strings")
+            if list(label_sets.values())[0] != types:
+                raise ModelFormatError(f"{config_file}: the first of 'label_sets' must be 'entity_types'")
+            types = label_sets
         config = _checked_config(cls, meta.get("config"), config_file)
         try:
             featurizer = Featurizer.load(directory, types)

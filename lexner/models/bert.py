@@ -141,10 +141,10 @@ class BertCRF(Tagger):
         self.bert = BertFeatures(config.bert_path, config.bert_config, featurizer.pieces)
         config.bert_config = self.bert.encoder_config
         self.dropout = nn.Dropout(config.dropout)
-        self.output = nn.Linear(self.bert.dim, len(featurizer.tags))
+        self.make_output(self.bert.dim)
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         return list(self.bert.parameters())
 
-    def emissions(self, batch: Batch) -> torch.Tensor:
-        return self.output(self.dropout(self.bert(batch)))
+    def features(self, batch: Batch) -> torch.Tensor:
+        return self.dropout(self.bert(batch))

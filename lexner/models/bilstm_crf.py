@@ -38,11 +38,11 @@ class BiLSTMCRF(Tagger):
             config.char_dim + config.bigram_dim, config.hidden // 2, num_layers=config.layers,
             batch_first=True, bidirectional=True,
         )
-        self.output = nn.Linear(config.hidden, len(featurizer.tags))
+        self.make_output(config.hidden)
 
-    def emissions(self, batch: Batch) -> torch.Tensor:
+    def features(self, batch: Batch) -> torch.Tensor:
         x = self.char_embedding(batch.chars)  # shape: (B, T, char_dim)
         if self.bigram_embedding is not None:
             x = torch.cat([x, self.bigram_embedding(batch.bigrams)], dim=-1)
         x = self.dropout(x)
-        return self.output(self.dropout(run_bilstm(self.lstm, x, batch.lengths)))  # shape: (B, T, tags)
+        return self.dropout(run_bilstm(self.lstm, x, batch.lengths))  # shape: (B, T, hidden)

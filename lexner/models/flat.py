@@ -210,12 +210,12 @@ class FLAT(Tagger):
         self.embed_dropout = nn.Dropout(config.embed_dropout)
         self.layers = nn.ModuleList(RelativeAttentionLayer(config) for _ in range(config.layers))
         self.output_dropout = nn.Dropout(config.output_dropout)
-        self.output = nn.Linear(config.model_dim, len(featurizer.tags))
+        self.make_output(config.model_dim)
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         return list(self.bert.parameters()) if self.bert is not None else []
 
-    def emissions(self, batch: Batch) -> torch.Tensor:
+    def features(self, batch: Batch) -> torch.Tensor:
         chars = self.char_embedding(batch.chars)  # shape: (B, T, char_dim)
         if self.bigram_embedding is not None:
             chars = torch.cat([chars, self.bigram_embedding(batch.bigrams)], dim=-1)
@@ -232,4 +232,4 @@ class FLAT(Tagger):
         key_mask = torch.cat([batch.mask, batch.word_mask], dim=1)
         for layer in self.layers:
             x = layer(x, heads, tails, key_mask, span=T - 1)
-        return self.output(self.output_dropout(x[:, :T]))  # shape: (B, T, tags)
+        return self.output_dropout(x[:, :T])  # shape: (B, T, model_dim)

@@ -188,7 +188,7 @@ class LatticeLSTM(Tagger):
         self.backward_lattice = (
             LatticeDirection(input_dim, config.word_dim, per_direction) if config.bidirectional else None
         )
-        self.output = nn.Linear(per_direction * (2 if config.bidirectional else 1), len(featurizer.tags))
+        self.make_output(per_direction * (2 if config.bidirectional else 1))
 
     def _lattice_lists(self, batch: Batch, reverse: bool) -> tuple[list[list[int]], list[list[int]]]:
         heads, tails = [], []
@@ -200,7 +200,7 @@ class LatticeLSTM(Tagger):
             tails.append(tb)
         return heads, tails
 
-    def emissions(self, batch: Batch) -> torch.Tensor:
+    def features(self, batch: Batch) -> torch.Tensor:
         x = self.char_embedding(batch.chars)  # shape: (B, T, char_dim)
         if self.bigram_embedding is not None:
             x = torch.cat([x, self.bigram_embedding(batch.bigrams)], dim=-1)
@@ -221,4 +221,4 @@ class LatticeLSTM(Tagger):
         h = hs[0]
         if self.backward_lattice is not None:
             h = torch.cat([h, reverse_within_length(hs[1], batch.lengths)], dim=-1)
-        return self.output(self.dropout(h))  # shape: (B, T, tags)
+        return self.dropout(h)  # shape: (B, T, hidden)

@@ -69,9 +69,9 @@ class SoftLexicon(Tagger):
             config.char_dim + config.bigram_dim + 3 * config.word_dim, config.hidden // 2,
             num_layers=config.layers, batch_first=True, bidirectional=True,
         )
-        self.output = nn.Linear(config.hidden, len(featurizer.tags))
+        self.make_output(config.hidden)
 
-    def emissions(self, batch: Batch) -> torch.Tensor:
+    def features(self, batch: Batch) -> torch.Tensor:
         parts = [self.char_embedding(batch.chars)]  # shape: (B, T, char_dim)
         if self.bigram_embedding is not None:
             parts.append(self.bigram_embedding(batch.bigrams))
@@ -79,4 +79,4 @@ class SoftLexicon(Tagger):
         parts.append(pooled_word_sets(words, batch.word_heads, batch.word_tails, batch.word_mask,
                                       batch.chars.shape[1]))
         x = self.dropout(torch.cat(parts, dim=-1))
-        return self.output(self.dropout(run_bilstm(self.lstm, x, batch.lengths)))  # shape: (B, T, tags)
+        return self.dropout(run_bilstm(self.lstm, x, batch.lengths))  # shape: (B, T, hidden)

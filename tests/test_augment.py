@@ -1,0 +1,98 @@
+"""Noise augmentation: every method keeps spans exact (property tests over random labelled sentences)."""
+
+import random
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from lexner.augment import Augmenter, METHODS, from_segments, segments
+from lexner.data import Sentence
+from lexner.schemes import Span
+from lexner.train import TrainConfig
+
+PIECES = st.lists(st.tuples(st.text(alphabet="张三北京在ab C1２ x", min_size=1, max_size=6),
+                            st.sampled_from([None, None, "PER", "LOC"])), max_size=8)
+
+
+def sentence_of(pieces) -> Sentence:
+    return from_segments(pieces)
+
+
+def check(sentence: Sentence) -> None:
+    previous = 0
+    for span in sentence.spans:
+        assert previous <= span.start < span.end <= len(sentence.text)
+        previous = span.end
+
+
+@settings(max_examples=200, deadline=None)
+@given(PIECES, st.integers(0, 10_000))
+def test_every_method_keeps_spans_exact_and_labels_in_order(pieces, seed):
+    original = sentence_of(pieces)
+    pool = [Sentence("王小明去上海", [Span(0, 3, "PER"), Span(4, 6, "LOC")]), Sentence("Alice", [Span(0, 5, "PER")])]
+    for method in METHODS:
+        augmenter = Augmenter([method], [original, *pool])
+        variant = augmenter(original, random.Random(seed))
+        check(variant)
+        assert [s.label for s in variant.spans] == [s.label for s in original.spans]
+        if method == "case":
+            assert variant.text.lower() == original.text.lower()
+            assert [(s.start, s.end) for s in variant.spans] == [(s.start, s.end) for s in original.spans]
+        if method == "space":
+            assert len(variant.text) in (len(original.text), len(original.text) + 1)
+            assert variant.text.replace(" ", "").replace("\t", "") == original.text.replace(" ", "").replace("\t", "")
+        if method == "mention":  # the text outside entities is kept, entities come from the pool
+            mentions = augmenter.mentions
+            for span in variant.spans:
+                assert variant.text[span.start : span.end] in mentions[span.label]
+            outside = [t for t, label in segments(variant) if label is None]
+            assert "".join(outside) == "".join(t for t, label in segments(original) if label is None)
+
+
+def test_mention_replacement_swaps_at_least_one_mention_for_another_of_its_type():
+    train = [Sentence("张三在北京", [Span(0, 2, "PER"), Span(3, 5, "LOC")]),
+             Sentence("李四去上海", [Span(0, 2, "PER"), Span(3, 5, "LOC")])]
+    variant = Augmenter(["mention"], train)(train[0], random.Random(1))
+    assert variant.text != train[0].text and variant.text[2] == "在"
+    assert {variant.text[s.start : s.end] for s in variant.spans} <= {"张三", "李四", "北京", "上海"}
+
+
+def test_space_goes_only_where_a_tagger_keeps_whitespace():
+    s = Sentence("买了iPhone15", [Span(2, 10, "PRODUCT")])
+    variants = {Augmenter(["space"], [s])(s, random.Random(seed)).text for seed in range(30)}
+    assert variants <= {"买了i Phone15", "买了iPhone 15", "买了i\tPhone15", "买了iPhone\t15"}
+    assert "买了iPhone 15" in variants
+    plain = Sentence("张三在北京", [Span(0, 2, "PER")])
+    assert Augmenter(["space"], [plain])(plain, random.Random(0)) is plain  # nothing applies: unchanged
+
+
+def test_unknown_methods_are_refused_by_name():
+    with pytest.raises(ValueError, match="synonym"):
+        Augmenter(["mention", "synonym"], [])
+    with pytest.raises(ValueError, match="augment must name"):
+        TrainConfig(augment="mention,typo")
+    with pytest.raises(ValueError, match="augment_ratio"):
+        TrainConfig(augment="case", augment_ratio=1.5)
+
+
+def test_training_with_augmentation_replaces_sentences_each_epoch_reproducibly(corpus, tmp_path):
+    from lexner.api import build_tagger
+    from lexner.train import Trainer, seed_everything
+
+    seed_everything(3)
+    tagger = build_tagger("bilstm_crf", corpus, {"char_dim": 8, "bigram_dim": 4, "hidden": 8})
+    trainer = Trainer(tagger, TrainConfig(epochs=1, batch_size=4, augment="mention", augment_ratio=0.5), tmp_path,
+                      progress=False)
+    encoded = [tagger.featurizer.encode_one(s.text, s.spans) for s in corpus]
+    from lexner.train import Task
+
+    tasks = [Task(None, corpus, corpus)]
+    augmenters = [Augmenter(["mention"], corpus)]
+    first = trainer._augmented(encoded, corpus, [0] * len(corpus), tasks, augmenters)
+    changed = sum(a["chars"] != b["chars"] for a, b in zip(first, encoded))
+    assert 0 < changed <= len(corpus) // 2
+    assert first == trainer._augmented(encoded, corpus, [0] * len(corpus), tasks, augmenters)  # seeded by epoch
+    trainer.epoch = 1
+    assert first != trainer._augmented(encoded, corpus, [0] * len(corpus), tasks, augmenters)
+    trainer.epoch = 0
+    assert trainer.fit(corpus[:15], corpus[15:])["epochs_run"] == 1

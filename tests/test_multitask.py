@@ -1,0 +1,135 @@
+"""Multi-task training: one shared encoder, one head per label set (sampler, trainer, CLI, export)."""
+
+import json
+
+import pytest
+
+import lexner
+from lexner.api import build_tagger
+from lexner.cli import main
+from lexner.data import Sentence, write_jsonl
+from lexner.fileio import ModelFormatError
+from lexner.schemes import Span
+from lexner.train import BucketBatchSampler, Task, Trainer, TrainConfig, epoch_records, seed_everything
+
+SMALL = {"char_dim": 16, "bigram_dim": 8, "hidden": 24, "dropout": 0.1}
+FINE = {"PER": "name", "LOC": "city"}
+
+
+def fine(sentences):
+    """The same texts in another label convention: people are "name", places "city"."""
+    return [Sentence(s.text, [Span(sp.start, sp.end, FINE[sp.label]) for sp in s.spans]) for s in sentences]
+
+
+def test_sampler_keeps_a_batch_within_one_task_and_sees_each_sentence_once_at_temperature_1():
+    lengths = list(range(1, 30))
+    tasks = [0] * 25 + [1] * 4
+    sampler = BucketBatchSampler(lengths, 4, seed=1, tasks=tasks)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 7 + 1
+    assert sorted(i for b in batches for i in b) == list(range(29))
+    assert all(len({tasks[i] for i in b}) == 1 for b in batches)
+
+
+def test_sampler_temperature_gives_a_small_task_more_batches_in_an_epoch_of_the_same_size():
+    lengths = [5] * 104
+    tasks = [0] * 100 + [1] * 4
+    proportional = BucketBatchSampler(lengths, 4, seed=1, tasks=tasks)
+    tempered = BucketBatchSampler(lengths, 4, seed=1, tasks=tasks, temperature=5)
+    small = [sum(tasks[b[0]] == 1 for b in s) for s in (proportional, tempered)]
+    assert small[0] == 1 and small[1] > 3  # 100^(1/5) : 4^(1/5) ≈ 2.5 : 1.3 of 26 batches
+    assert len(tempered) == len(proportional) == len(list(tempered))
+    tempered.set_epoch(1)
+    assert all(len({tasks[i] for i in b}) == 1 for b in tempered)
+
+
+def test_one_task_gives_the_same_batches_as_before():
+    lengths = [3, 9, 4, 7, 1, 8, 2, 6, 5, 10, 3]
+    assert list(BucketBatchSampler(lengths, 4, seed=2)) == list(BucketBatchSampler(lengths, 4, seed=2, tasks=[0] * 11))
+
+
+def test_fit_tasks_trains_every_head_selects_on_the_mean_and_scores_each_task(corpus, tmp_path):
+    seed_everything(3)
+    tagger = build_tagger("bilstm_crf", corpus, SMALL, seed=3,
+                          label_sets={"coarse": ["LOC", "PER"], "fine": ["city", "name"]})
+    before = {k: v.clone() for k, v in tagger.state_dict().items() if k.startswith(("output.", "heads."))}
+    trainer = Trainer(tagger, TrainConfig(epochs=2, batch_size=4, lr=0.01, seed=3, patience=0), tmp_path,
+                      progress=False)
+    results = trainer.fit_tasks([Task("coarse", corpus[:15], corpus[15:], corpus[15:]),
+                                 Task("fine", fine(corpus[:15]), fine(corpus[15:]), fine(corpus[15:]))])
+    after = trainer.model.state_dict()
+    assert all(not after[k].equal(v) for k, v in before.items()), "a head was not trained"
+    tasks = results["dev"]["tasks"]
+    assert set(tasks) == {"coarse", "fine"}
+    assert set(tasks["fine"]["per_type"]) <= {"city", "name"} and set(tasks["coarse"]["per_type"]) <= {"LOC", "PER"}
+    assert results["dev"]["mean"]["f1"] == pytest.approx((tasks["coarse"]["micro"]["f1"] + tasks["fine"]["micro"]["f1"]) / 2)
+    assert set(results["test"]["tasks"]) == {"coarse", "fine"}
+    log = epoch_records(tmp_path / "log.jsonl")
+    assert [r["epoch"] for r in log] == [1, 2] and set(log[0]["tasks"]) == {"coarse", "fine"}
+    loaded = lexner.load(tmp_path / "model")
+    assert list(loaded.featurizer.label_sets) == ["coarse", "fine"]
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["format_version"] == 2
+
+
+def test_fit_tasks_refuses_a_task_without_a_head(corpus, tmp_path):
+    tagger = build_tagger("bilstm_crf", corpus, SMALL, label_sets={"coarse": ["LOC", "PER"], "fine": ["city"]})
+    trainer = Trainer(tagger, TrainConfig(epochs=1), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="no label set 'other'"):
+        trainer.fit_tasks([Task("other", corpus, corpus)])
+
+
+def test_a_one_head_model_is_still_written_as_format_1(corpus, tmp_path):
+    build_tagger("bilstm_crf", corpus, SMALL).save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert meta["format_version"] == 1 and "label_sets" not in meta
+
+
+@pytest.mark.parametrize("label_sets, message", [
+    ({"a": ["PER"], "b.c": ["x"]}, "label_sets"),
+    ({"a": ["PER", "PER"]}, "label_sets"),
+    ({"b": ["LOC"]}, "first of 'label_sets'"),
+])
+def test_load_refuses_bad_label_sets(corpus, tmp_path, label_sets, message):
+    build_tagger("bilstm_crf", corpus, SMALL, label_sets={"a": ["PER"], "b": ["LOC"]}).save(tmp_path / "m")
+    config = tmp_path / "m" / "config.json"
+    meta = json.loads(config.read_text())
+    meta["label_sets"] = label_sets
+    config.write_text(json.dumps(meta))
+    with pytest.raises(ModelFormatError, match=message):
+        lexner.load(tmp_path / "m")
+
+
+def test_cli_trains_tags_evaluates_and_exports_a_multi_task_model(corpus, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LEXNER_DATA", str(tmp_path / "no-data"))
+    for name, sentences in (("coarse", corpus), ("fine", fine(corpus))):
+        write_jsonl(sentences[:15], tmp_path / f"{name}_train.jsonl")
+        write_jsonl(sentences[15:], tmp_path / f"{name}_dev.jsonl")
+    tasks = [f"--task={n}:{tmp_path / n}_train.jsonl:{tmp_path / n}_dev.jsonl" for n in ("coarse", "fine")]
+    assert main(["train", *tasks, "--out", str(tmp_path / "run"), "--epochs", "2", "--batch-size", "4",
+                 "--set", "hidden=16", "--set", "char_dim=8", "--set", "bigram_dim=4", "--no-progress",
+                 "--device", "cpu", "--task-temperature", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary["dev"]) == {"precision", "recall", "f1"}  # the mean over tasks
+    model = str(tmp_path / "run" / "model")
+    assert main(["tag", model, "张三在北京", "--labels", "fine"]) == 0
+    labels = {e["label"] for e in json.loads(capsys.readouterr().out)["entities"]}
+    assert labels <= {"name", "city"}
+    assert main(["evaluate", model, "--labels", "fine", "--file", str(tmp_path / "fine_dev.jsonl")]) == 0
+    assert set(json.loads(capsys.readouterr().out)["per_type"]) <= {"name", "city"}
+    assert main(["tag", model, "张三", "--labels", "nope"]) == 2
+    assert "no label set 'nope'" in capsys.readouterr().err
+    assert main(["export", model, str(tmp_path / "exported"), "--rename", "PER=person"]) == 0
+    exported = lexner.load(tmp_path / "exported")
+    assert exported.featurizer.label_sets["coarse"].entity_types == ["LOC", "person"]
+    assert exported.featurizer.label_sets["fine"].entity_types == ["city", "name"]
+    card = exported.metadata["card"]
+    assert set(card["dev"]["tasks"]["coarse"]["per_type"]) <= {"LOC", "person"}
+
+
+def test_cli_refuses_duplicate_or_malformed_tasks(corpus, tmp_path, capsys):
+    write_jsonl(corpus, tmp_path / "t.jsonl")
+    spec = f"a:{tmp_path / 't.jsonl'}:{tmp_path / 't.jsonl'}"
+    assert main(["train", "--task", spec, "--task", spec, "--out", str(tmp_path / "run")]) == 2
+    assert "distinct" in capsys.readouterr().err
+    assert main(["train", "--task", "a:only-one-file", "--out", str(tmp_path / "run")]) == 2
+    assert "NAME:TRAIN:DEV" in capsys.readouterr().err
