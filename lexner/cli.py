@@ -1,4 +1,4 @@
-"""The ``lexner`` command: train, evaluate, tag."""
+"""The ``lexner`` command: train, evaluate, export, tag."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .fileio import DataFormatError, iter_lines
-from .schemes import Span, count_ill_formed, detect_scheme, split_tag, tags_to_spans
+from .schemes import Span, detect_scheme, ill_formed, split_tag, tags_to_spans
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +91,11 @@ def _read_char_per_line(path: str | os.PathLike, weibo: bool) -> list[Sentence]:
             seen.update(split_tag(tag)[0] for tag in block_tags)
             if {"I", "M"} <= seen:
                 raise DataFormatError(path, line, f"{err} (in the file up to the sentence starting here)") from None
-    ill_formed = sum(count_ill_formed(block_tags, scheme) for _, _, block_tags in blocks)
-    if ill_formed:
-        log.warning("%s: %d tag(s) break the %s scheme (e.g. I- without B-); read leniently as entity starts",
-                    path, ill_formed, scheme)
+    bad_lines = [line + k for line, _, block_tags in blocks for k in ill_formed(block_tags, scheme)]
+    if bad_lines:
+        shown = ", ".join(map(str, bad_lines[:5])) + (", ..." if len(bad_lines) > 5 else "")
+        log.warning("%s: %d tag(s) break the %s scheme (e.g. I- without B-), line(s) %s; read leniently as entity "
+                    "starts", path, len(bad_lines), scheme, shown)
     return [Sentence("".join(block_chars), tags_to_spans(block_tags, scheme)) for _, block_chars, block_tags in blocks]
 
 

@@ -79,12 +79,17 @@ def tags_to_spans(tags: Sequence[str], scheme: str | None = None) -> list[Span]:
     return spans
 
 
-def count_ill_formed(tags: Sequence[str], scheme: str | None = None) -> int:
-    """Number of tags that break the scheme's grammar (e.g. ``I-X`` not after ``B-X``/``I-X``)."""
+def ill_formed(tags: Sequence[str], scheme: str | None = None) -> list[int]:
+    """Positions of the tags that break the scheme's grammar (e.g. ``I-X`` not after ``B-X``/``I-X``)."""
     scheme = scheme or detect_scheme(tags)
     spans = tags_to_spans(tags, scheme)
     canonical = spans_to_tags(spans, len(tags), scheme)
-    return sum(a != b for a, b in zip(tags, canonical))
+    return [k for k, (a, b) in enumerate(zip(tags, canonical)) if a != b]
+
+
+def count_ill_formed(tags: Sequence[str], scheme: str | None = None) -> int:
+    """Number of tags that break the scheme's grammar."""
+    return len(ill_formed(tags, scheme))
 
 
 def spans_to_tags(spans: Iterable[Span], length: int, scheme: str = "BIOES") -> list[str]:

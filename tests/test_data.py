@@ -478,3 +478,12 @@ def test_cluener_named_dataset_has_seeded_dev_and_test_splits_carved_from_train(
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[:1500]), encoding="utf-8")
     with pytest.raises(DataFormatError, match="too few to carve a dev split"):
         load_dataset("cluener", "dev", tmp_path)
+
+
+def test_ill_formed_tags_are_reported_with_their_lines(tmp_path, caplog):
+    path = write(tmp_path / "x.bmes", "张 B-PER\n三 E-PER\n\n在 O\n北 M-LOC\n京 E-LOC\n\n李 E-PER\n")
+    with caplog.at_level(logging.WARNING, logger="lexner.data"):
+        sentences = read_file(path)
+    assert "2 tag(s) break the BMES scheme" in caplog.text and "line(s) 5, 8;" in caplog.text
+    assert str(path) in caplog.text
+    assert [s.spans for s in sentences][1:] == [[Span(1, 3, "LOC")], [Span(0, 1, "PER")]]
