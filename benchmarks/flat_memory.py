@@ -112,6 +112,8 @@ def main() -> None:
     parser.add_argument("--path", choices=["lean", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--length", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.steps < 1:
+        parser.error("--steps must be ≥ 1 (the time per step is measured over them)")
     if args.child:
         child(args)
         return

@@ -24,7 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 STEPS = ("lexicon", "train_speed", "ddp_speed", "infer_speed", "flat_memory", "peers", "domains", "report")
-TAGGERS = ("bilstm_crf", "lattice_lstm", "flat")
+TAGGERS = ("bilstm_crf", "softlexicon", "lattice_lstm", "flat")
 
 
 def step(name: str, *args: str) -> None:

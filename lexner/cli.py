@@ -439,16 +439,19 @@ def build_parser() -> argparse.ArgumentParser:
     def data_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-root", default=None,
                        help="folder with msra/, weibo/, embeddings/ (default: $LEXNER_DATA or data/)")
-        p.add_argument("--format", default="auto", choices=["auto", "conll", "weibo", "jsonl"],
+        p.add_argument("--format", default="auto", choices=["auto", *DATA_FORMATS],
                        help="format of --train/--dev/--test/--file (default: detect)")
         p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (cuda when present)")
 
+    from .data import DATASETS, FORMATS as DATA_FORMATS
+    from .fileio import UTF8_ERRORS
     from .models import MODELS
+    from .output import FORMATS as OUTPUT_FORMATS
     from .train import TrainConfig
 
     t = sub.add_parser("train", help="train a tagger", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--model", default="bilstm_crf", choices=sorted(MODELS), help="the tagger to train")
-    t.add_argument("--dataset", choices=["msra", "weibo", "cluener"], action="append",
+    t.add_argument("--dataset", choices=sorted(DATASETS), action="append",
                    help="a named dataset under the data root; repeat it for a multi-task model with one head per "
                         "dataset, the first being the default (e.g. --dataset msra --dataset weibo)")
     t.add_argument("--task", action="append", metavar="NAME:TRAIN:DEV[:TEST]",
@@ -480,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="score a saved model")
     e.add_argument("model_dir", type=Path)
-    e.add_argument("--dataset", choices=["msra", "weibo", "cluener"])
+    e.add_argument("--dataset", choices=sorted(DATASETS))
     e.add_argument("--split", default="test", choices=["train", "dev", "test"])
     e.add_argument("--file", type=Path, help="a data file in any supported format")
     e.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
@@ -510,11 +513,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", "-m", dest="model_dir", type=Path, default=None,
                    help="a saved model directory (default: the bundled MSRA model, PER/LOC/ORG)")
     g.add_argument("--input", type=Path, help="a UTF-8 file, one text per line (only LF ends a line); - reads stdin")
-    g.add_argument("--errors", default="strict", choices=["strict", "skip", "replace"],
+    g.add_argument("--errors", default="strict", choices=UTF8_ERRORS,
                    help="a line of --input that is not valid UTF-8: strict stops there (naming file:line, after "
                         "writing every line before it), skip leaves it out (reported), replace puts U+FFFD for bad bytes")
     g.add_argument("--output", type=Path, help="output file (default: stdout)")
-    g.add_argument("--format", default="jsonl", choices=["jsonl", "conll", "text"],
+    g.add_argument("--format", default="jsonl", choices=OUTPUT_FORMATS,
                    help="jsonl: one JSON object per input line; conll: char<TAB>tag lines; text: [entity|LABEL] inline")
     g.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help="domain words (one per line) added to a lattice model's lexicon; repeatable")

@@ -46,6 +46,12 @@ class ConstrainedCRF(CRF):
         log_partition = torch.logsumexp(alpha + self.end_transitions, dim=1)
         return (log_partition - score).mean()
 
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> list[list[int]]:
+        """The constrained :meth:`viterbi` (pytorch-crf's own ``decode`` would allow illegal tag sequences)."""
+        if mask is None:
+            mask = torch.ones(emissions.shape[:2], dtype=torch.bool, device=emissions.device)
+        return self.viterbi(emissions, mask.bool())
+
     @torch.no_grad()
     def viterbi(self, emissions: torch.Tensor, mask: torch.Tensor,
                 allowed: torch.Tensor | None = None) -> list[list[int]]:

@@ -48,3 +48,16 @@ def test_report_reads_only_result_files(tmp_path):
     text = build(results, tmp_path / "REPORT.md")
     assert "50.00 / 70.00" in text and "60.00 ± 14.14" in text
     assert (tmp_path / "plots" / "f1_vs_time.png").stat().st_size > 0
+
+
+def test_benchmark_harness_covers_every_lexicon_tagger_and_refuses_zero_steps():
+    import subprocess
+
+    from run import TAGGERS
+
+    from lexner.models import MODELS
+
+    assert set(TAGGERS) == set(MODELS) - {"bert_crf"}  # bert_crf needs a local checkpoint
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "flat_memory.py"
+    done = subprocess.run([sys.executable, str(script), "--steps", "0"], capture_output=True, text=True)
+    assert done.returncode == 2 and "--steps must be ≥ 1" in done.stderr

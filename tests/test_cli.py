@@ -217,3 +217,16 @@ def test_train_help_shows_every_training_setting_with_its_default(capsys):
         if f.name != "device":
             assert shown(f"--{f.name.replace('_', '-')}") and shown(f"{f.metadata['help']} (default: "), f.name
     assert shown("the most epochs (default: 50)") and shown("sentences per batch (default: 10)")
+
+
+def test_choice_lists_come_from_the_library_registries():
+    from lexner.cli import build_parser
+    from lexner.data import DATASETS, FORMATS
+    from lexner.fileio import UTF8_ERRORS
+    from lexner.output import FORMATS as OUTPUT_FORMATS
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    options = {name: {a.dest: a.choices for a in parser._actions} for name, parser in sub.items()}
+    assert options["train"]["dataset"] == options["evaluate"]["dataset"] == sorted(DATASETS)
+    assert options["train"]["format"] == ["auto", *FORMATS]
+    assert list(options["tag"]["format"]) == list(OUTPUT_FORMATS) and list(options["tag"]["errors"]) == list(UTF8_ERRORS)

@@ -52,6 +52,8 @@ def test_constraints_change_the_path_when_the_unconstrained_best_is_illegal():
     path = crf.viterbi(emissions, mask)[0]
     assert path == brute_force_best(crf, emissions[0], legal_only=True)
     assert [TAGS[t][0] for t in path] != ["I", "B"]
+    # pytorch-crf's decode() is overridden: no way to get the illegal path from this CRF
+    assert crf.decode(emissions, mask) == crf.decode(emissions) == [path]
 
 
 def test_nll_is_mean_of_brute_force_negative_log_likelihood():

@@ -1,0 +1,28 @@
+"""Training checkpoints: JSON + safetensors round trip, and every random generator restored."""
+
+import random
+
+import numpy as np
+import torch
+
+from lexner.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+
+
+def test_rng_state_round_trips_python_numpy_and_torch_through_a_checkpoint(tmp_path):
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    np.random.normal()  # a cached Gaussian is part of numpy's state too
+    save_checkpoint(tmp_path / "c", {"rng": rng_state(), "step": 7})
+    expected = (random.random(), np.random.normal(), np.random.rand(3).tolist(), torch.rand(3).tolist())
+    random.seed(9), np.random.seed(9), torch.manual_seed(9)
+    state = load_checkpoint(tmp_path / "c")
+    assert state["step"] == 7
+    set_rng_state(state["rng"])
+    assert (random.random(), np.random.normal(), np.random.rand(3).tolist(), torch.rand(3).tolist()) == expected
+
+
+def test_a_checkpoint_without_numpy_state_still_restores_the_rest(tmp_path):
+    torch.manual_seed(3)
+    old = {k: v for k, v in rng_state().items() if k in ("python", "torch")}  # as written before numpy was saved
+    expected = torch.rand(2).tolist()
+    set_rng_state(old)
+    assert torch.rand(2).tolist() == expected
