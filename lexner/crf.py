@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 from torchcrf import CRF
 
@@ -60,30 +61,64 @@ class ConstrainedCRF(CRF):
         emissions: (B, T, K) scores; mask: (B, T) bool, left-aligned, ``mask[:, 0]`` all true; ``allowed``:
         (B, T, K) bool or None — at each position only the allowed tags may be chosen (a constraint on the
         search, not an edit of its result).  ``O`` must stay allowed everywhere, so a legal path always exists.
+
+        On CPU the search runs in numpy: the same float32 sums in the same order as the torch search used on
+        GPUs (so the same paths, ties included: both pick the first best), without torch's per-operation
+        overhead, which dominated tagging one sentence at a time (``tests/test_crf.py`` checks they agree).
         """
         emissions = emissions.float()
+        search = _search_numpy if emissions.device.type == "cpu" else _search_torch
         neg = torch.tensor(float("-inf"), device=emissions.device)
-        if allowed is not None:
-            emissions = torch.where(allowed, emissions, neg)
         start = torch.where(self.allowed_start, self.start_transitions, neg)  # shape: (K,)
         trans = torch.where(self.allowed_transitions, self.transitions, neg)  # shape: (K, K)
         end = torch.where(self.allowed_end, self.end_transitions, neg)  # shape: (K,)
-        batch, length, _ = emissions.shape
-        lengths = mask.sum(1)  # shape: (B,)
-        score = start + emissions[:, 0]  # shape: (B, K)
-        history = []
-        for t in range(1, length):
-            # shape: (B, K_prev, K_next)
-            candidates = score.unsqueeze(2) + trans + emissions[:, t].unsqueeze(1)
-            best, best_prev = candidates.max(dim=1)
-            score = torch.where(mask[:, t : t + 1], best, score)
-            history.append(best_prev)
-        current = (score + end).argmax(dim=1)  # shape: (B,); the tag at each sentence's last position
-        path = torch.zeros(batch, length, dtype=torch.long, device=emissions.device)
-        for t in range(length - 1, 0, -1):
-            active = lengths > t
-            path[:, t] = current
-            previous = history[t - 1].gather(1, current.unsqueeze(1)).squeeze(1)
-            current = torch.where(active, previous, current)
-        path[:, 0] = current
-        return [row[:n].tolist() for row, n in zip(path.cpu(), lengths.cpu().tolist())]
+        if allowed is not None:
+            emissions = torch.where(allowed, emissions, neg)
+        return search(emissions, mask, start, trans, end)
+
+
+def _search_torch(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, trans: torch.Tensor,
+                  end: torch.Tensor) -> list[list[int]]:
+    """Viterbi over (B, T, K) emissions with (already constrained) start/transition/end scores, in torch."""
+    batch, length, _ = emissions.shape
+    lengths = mask.sum(1)  # shape: (B,)
+    score = start + emissions[:, 0]  # shape: (B, K)
+    history = []
+    for t in range(1, length):
+        # shape: (B, K_prev, K_next)
+        candidates = score.unsqueeze(2) + trans + emissions[:, t].unsqueeze(1)
+        best, best_prev = candidates.max(dim=1)
+        score = torch.where(mask[:, t : t + 1], best, score)
+        history.append(best_prev)
+    current = (score + end).argmax(dim=1)  # shape: (B,); the tag at each sentence's last position
+    path = torch.zeros(batch, length, dtype=torch.long, device=emissions.device)
+    for t in range(length - 1, 0, -1):
+        active = lengths > t
+        path[:, t] = current
+        previous = history[t - 1].gather(1, current.unsqueeze(1)).squeeze(1)
+        current = torch.where(active, previous, current)
+    path[:, 0] = current
+    return [row[:n].tolist() for row, n in zip(path.cpu(), lengths.cpu().tolist())]
+
+
+def _search_numpy(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, trans: torch.Tensor,
+                  end: torch.Tensor) -> list[list[int]]:
+    """:func:`_search_torch` in numpy, step for step."""
+    em, keep = emissions.numpy(), mask.numpy()
+    start, trans, end = start.numpy(), trans.numpy(), end.numpy()
+    batch, length, tags = em.shape
+    lengths = keep.sum(1)
+    score = start + em[:, 0]
+    history = np.empty((max(length - 1, 0), batch, tags), dtype=np.int64)
+    for t in range(1, length):
+        candidates = score[:, :, None] + trans + em[:, t][:, None, :]
+        history[t - 1] = candidates.argmax(1)
+        score = np.where(keep[:, t : t + 1], candidates.max(1), score)
+    current = (score + end).argmax(1)
+    path = np.zeros((batch, length), dtype=np.int64)
+    rows = np.arange(batch)
+    for t in range(length - 1, 0, -1):
+        path[:, t] = current
+        current = np.where(lengths > t, history[t - 1][rows, current], current)
+    path[:, 0] = current
+    return [row[:n].tolist() for row, n in zip(path, lengths.tolist())]

@@ -144,3 +144,33 @@ def test_viterbi_respects_per_position_allowed_tags():
         if s > best:
             best, best_path = float(s.detach()), list(path)
     assert crf.viterbi(emissions, torch.ones(1, 4, dtype=torch.bool), allowed) == [best_path]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_numpy_search_on_cpu_gives_the_torch_search_paths_ties_included(seed):
+    from lexner.crf import _search_numpy, _search_torch
+
+    torch.manual_seed(seed)
+    crf = ConstrainedCRF(TAGS)
+    for p in crf.parameters():
+        torch.nn.init.normal_(p)
+    if seed % 2:  # integer scores: many exact ties
+        with torch.no_grad():
+            for p in crf.parameters():
+                p.copy_(p.round())
+    emissions = torch.randn(7, 9, len(TAGS)) * 3
+    if seed % 2:
+        emissions = emissions.round()
+    lengths = torch.tensor([9, 1, 4, 9, 2, 7, 3])
+    mask = torch.arange(9)[None, :] < lengths[:, None]
+    allowed = torch.rand(7, 9, len(TAGS)) < 0.7
+    allowed[..., TAGS.index("O")] = True
+    neg = torch.tensor(float("-inf"))
+    start = torch.where(crf.allowed_start, crf.start_transitions, neg).detach()
+    trans = torch.where(crf.allowed_transitions, crf.transitions, neg).detach()
+    end = torch.where(crf.allowed_end, crf.end_transitions, neg).detach()
+    for extra in (None, allowed):
+        em = emissions if extra is None else torch.where(extra, emissions, neg)
+        assert _search_numpy(em, mask, start, trans, end) == _search_torch(em, mask, start, trans, end)
+    assert crf.viterbi(emissions, mask, allowed) == _search_torch(
+        torch.where(allowed, emissions, neg), mask, start, trans, end)
