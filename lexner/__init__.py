@@ -11,7 +11,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["Entity", "Lexicon", "build_tagger", "load", "__version__"]
+__all__ = ["Entity", "Lexicon", "build_tagger", "load", "render_html", "__version__"]
 
 
 def __getattr__(name: str):
@@ -23,6 +23,10 @@ def __getattr__(name: str):
         from .entity import Entity
 
         return Entity
+    if name == "render_html":
+        from .output import render_html
+
+        return render_html
     if name == "Lexicon":
         from .lexicon import Lexicon
 

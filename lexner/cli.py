@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -278,26 +279,43 @@ def cmd_tag(args) -> int:
     if args.input is None:
         if not args.text:
             raise CommandError("give text to tag, or --input FILE (- for standard input)")
-        for text, ents in zip(args.text, tagger.tag_batch(args.text, args.batch_size, labels=args.labels)):
-            sys.stdout.write(render(text, ents, args.format))
+        with _page(sys.stdout, args.format):
+            for text, ents in zip(args.text, tagger.tag_batch(args.text, args.batch_size, labels=args.labels)):
+                sys.stdout.write(render(text, ents, args.format))
         return 0
     workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
     if tagger.device.type == "cuda":
         workers = 1  # one process feeds the GPU
     if args.output is None:
-        _tag_file(args, tagger, workers, extra, sys.stdout)
+        with _page(sys.stdout, args.format):
+            _tag_file(args, tagger, workers, extra, sys.stdout)
         return 0
     if str(args.input) != STDIN:
         _refuse_same_file(args.input, args.output)
     partial = args.output.with_name(args.output.name + ".partial")
     try:
-        with atomic_file(args.output, partial=partial) as out:  # an existing output survives a failed run
-            _tag_file(args, tagger, workers, extra, out)
+        with atomic_file(args.output, partial=partial) as out, _page(out, args.format):
+            _tag_file(args, tagger, workers, extra, out)  # an existing output survives a failed run
     except BaseException:
         if partial.exists():
             log.error("%s was left as it was; what was tagged before the failure is in %s", args.output, partial)
         raise
     return 0
+
+
+@contextmanager
+def _page(out, fmt: str):
+    """``--format html``: the texts' blocks inside one page (its head first, its end also after a failure, so
+    what was tagged can be looked at)."""
+    from .output import HTML_HEAD, HTML_TAIL
+
+    if fmt == "html":
+        out.write(HTML_HEAD)
+    try:
+        yield
+    finally:
+        if fmt == "html":
+            out.write(HTML_TAIL)
 
 
 def _refuse_same_file(source: Path, target: Path) -> None:
@@ -518,7 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "writing every line before it), skip leaves it out (reported), replace puts U+FFFD for bad bytes")
     g.add_argument("--output", type=Path, help="output file (default: stdout)")
     g.add_argument("--format", default="jsonl", choices=OUTPUT_FORMATS,
-                   help="jsonl: one JSON object per input line; conll: char<TAB>tag lines; text: [entity|LABEL] inline")
+                   help="jsonl: one JSON object per input line; conll: char<TAB>tag lines; text: [entity|LABEL] inline; "
+                        "html: one page with entities highlighted by type")
     g.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help="domain words (one per line) added to a lattice model's lexicon; repeatable")
     g.add_argument("--dictionary", type=Path, metavar="FILE",

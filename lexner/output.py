@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import html
 import json
+import zlib
 from typing import Sequence
 
 from .entity import Entity
 from .schemes import Span, spans_to_tags
 
-FORMATS = ("jsonl", "conll", "text")
+FORMATS = ("jsonl", "conll", "text", "html")
+# Colours of the common types; any other type gets one from _PALETTE by a stable hash of its name.
+_COLOURS = {"PER": "#f9c5c5", "LOC": "#c5e3f9", "ORG": "#c9f2c7", "GPE": "#dccbf7"}
+_PALETTE = ("#ffe08a", "#f7cbe9", "#bfeee6", "#e3d7c1", "#d6f0a8", "#c7d2fe", "#fdd5b1", "#e2e8f0")
+HTML_HEAD = """<!DOCTYPE html>
+<html lang="zh"><head><meta charset="utf-8"><title>lexner entities</title>
+<style>
+body { font-family: "Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", sans-serif; line-height: 2.4; margin: 2em; }
+.text { white-space: pre-wrap; border-bottom: 1px solid #eee; padding: 0.4em 0; }
+mark.entity { border-radius: 0.3em; padding: 0.15em 0.3em; margin: 0 0.1em; }
+mark.entity .label { font-size: 0.65em; font-weight: bold; margin-left: 0.4em; color: #333; vertical-align: middle; }
+</style></head><body>
+"""
+HTML_TAIL = "</body></html>\n"
 # Characters str.splitlines breaks at that json.dumps leaves raw (it escapes those below U+0020 itself).
 _LINE_SEPARATORS = str.maketrans({c: f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"})
 _ESCAPE = str.maketrans({c: "\\" + c for c in "\\[]|"})
@@ -16,6 +31,17 @@ _ESCAPE = str.maketrans({c: "\\" + c for c in "\\[]|"})
 
 def _escape(text: str) -> str:
     return text.translate(_ESCAPE)
+
+
+def _colour(label: str) -> str:
+    base = label.split(".")[0]  # Weibo's PER.NAM and PER.NOM share PER's colour
+    return _COLOURS.get(base) or _PALETTE[zlib.crc32(base.encode("utf-8")) % len(_PALETTE)]
+
+
+def render_html(text: str, entities: Sequence[Entity]) -> str:
+    """A self-contained HTML page showing ``text`` with its entities highlighted by type:
+    ``open("x.html", "w").write(lexner.render_html(text, ner.tag(text)))``."""
+    return HTML_HEAD + render(text, entities, "html") + HTML_TAIL
 
 
 def render(text: str, entities: Sequence[Entity], fmt: str = "jsonl") -> str:
@@ -27,7 +53,10 @@ def render(text: str, entities: Sequence[Entity], fmt: str = "jsonl") -> str:
       characters are left out (as in CoNLL-style Chinese NER files), so the lines hold the other characters;
     * ``text`` — the text with each entity marked inline as ``[entity text|LABEL]``; a ``[``, ``|``, ``]`` or
       backslash of the text itself is written with a backslash before it (``\\[``), so marks are never
-      ambiguous.
+      ambiguous;
+    * ``html`` — one ``<div class="text">`` with each entity as ``<mark class="entity" data-label="LABEL">``
+      (coloured by type, the label shown after it); a page is :data:`HTML_HEAD`, the texts' blocks, then
+      :data:`HTML_TAIL` (see :func:`render_html`).
     """
     if fmt == "jsonl":
         line = json.dumps({"text": text, "entities": [e.to_dict() for e in entities]}, ensure_ascii=False)
@@ -41,4 +70,13 @@ def render(text: str, entities: Sequence[Entity], fmt: str = "jsonl") -> str:
             out += [_escape(text[position : e.start]), f"[{_escape(e.text)}|{e.label}]"]
             position = e.end
         return "".join(out) + _escape(text[position:]) + "\n"
+    if fmt == "html":
+        out, position = ['<div class="text">'], 0
+        for e in entities:
+            label = html.escape(e.label)
+            out += [html.escape(text[position : e.start]),
+                    f'<mark class="entity" data-label="{label}" style="background: {_colour(e.label)}">'
+                    f'{html.escape(e.text)}<span class="label">{label}</span></mark>']
+            position = e.end
+        return "".join(out) + html.escape(text[position:]) + "</div>\n"
     raise ValueError(f"unknown output format {fmt!r}; expected one of {', '.join(FORMATS)}")

@@ -1,0 +1,108 @@
+"""A spaCy pipeline component (``pip install "lexner[spacy]"``)::
+
+    import spacy
+    nlp = spacy.blank("zh")
+    nlp.add_pipe("lexner")                                   # the bundled model
+    nlp.add_pipe("lexner", config={"model": "runs/x/model", "labels": "cluener"})
+    doc = nlp("张三在北京工作。")
+    [(e.text, e.label_) for e in doc.ents]
+
+The component tags each doc's text with lexner and sets ``doc.ents`` from lexner's character offsets
+(``Doc.char_span``).  spaCy's default Chinese tokenizer splits text into characters, so every entity falls on
+token boundaries; with a word segmenter (jieba, pkuseg) an entity may start or end inside a token: with
+``alignment_mode`` "expand" (the default) it grows to the tokens it touches, with "strict" it is left out — in
+both cases the entity as lexner found it is kept in ``doc.user_data["lexner_unaligned"]`` as ``(start, end,
+label)`` so nothing is lost silently.  An expanded entity that would overlap another is dropped the same way
+(``spacy.util.filter_spans`` keeps the longer).  ``nlp.pipe`` tags docs in batches through ``tag_batch``.
+
+``nlp.to_disk(path)`` stores the lexner model inside the pipeline folder (``path/lexner/model``), so
+``spacy.load(path)`` works on a machine without the original model directory.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.util import filter_spans
+
+MODEL_DIR = "model"
+UNALIGNED = "lexner_unaligned"
+
+
+@Language.factory("lexner", default_config={"model": None, "labels": None, "alignment_mode": "expand",
+                                             "batch_size": 64, "device": "cpu"})
+def make_lexner(nlp: Language, name: str, model: str | None, labels: str | None, alignment_mode: str,
+                batch_size: int, device: str) -> "LexnerComponent":
+    return LexnerComponent(model, labels, alignment_mode, batch_size, device)
+
+
+class LexnerComponent:
+    """Sets ``doc.ents`` from a lexner tagger (see the module docstring)."""
+
+    def __init__(self, model: str | None = None, labels: str | None = None, alignment_mode: str = "expand",
+                 batch_size: int = 64, device: str = "cpu"):
+        if alignment_mode not in ("expand", "strict", "contract"):
+            raise ValueError(f"alignment_mode must be 'expand', 'strict' or 'contract', got {alignment_mode!r}")
+        self.model, self.labels, self.alignment_mode = model, labels, alignment_mode
+        self.batch_size, self.device = batch_size, device
+        self._tagger = None  # loaded on first use, or from the pipeline folder by from_disk
+
+    @property
+    def tagger(self):
+        if self._tagger is None:
+            import lexner
+
+            self._tagger = lexner.load(self.model, device=self.device)
+            self._tagger.featurizer.label_set(self.labels)  # an unknown head fails here, naming the heads
+        return self._tagger
+
+    def __call__(self, doc: Doc) -> Doc:
+        return next(iter(self.pipe([doc])))
+
+    def pipe(self, docs: Iterable[Doc], batch_size: int | None = None) -> Iterator[Doc]:
+        size = batch_size or self.batch_size
+        chunk: list[Doc] = []
+        for doc in docs:
+            chunk.append(doc)
+            if len(chunk) >= size:
+                yield from self._tag(chunk)
+                chunk = []
+        if chunk:
+            yield from self._tag(chunk)
+
+    def _tag(self, docs: list[Doc]) -> list[Doc]:
+        tagged = self.tagger.tag_batch([doc.text for doc in docs], self.batch_size, labels=self.labels)
+        for doc, entities in zip(docs, tagged):
+            spans, unaligned = [], []
+            for e in entities:
+                span = doc.char_span(e.start, e.end, label=e.label, alignment_mode=self.alignment_mode)
+                if span is None:
+                    unaligned.append((e.start, e.end, e.label))
+                else:
+                    spans.append(span)
+            kept = filter_spans(spans)
+            unaligned += [(s.start_char, s.end_char, s.label_) for s in spans if s not in kept]
+            doc.ents = kept
+            if unaligned:
+                doc.user_data[UNALIGNED] = unaligned
+        return docs
+
+    def to_disk(self, path: str | Path, exclude: Iterable[str] = ()) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if (path / MODEL_DIR).exists():
+            shutil.rmtree(path / MODEL_DIR)
+        self.tagger.save(path / MODEL_DIR, extra={k: v for k, v in self.tagger.metadata.items()
+                                                  if k not in ("format_version", "model", "entity_types",
+                                                               "label_sets")})
+
+    def from_disk(self, path: str | Path, exclude: Iterable[str] = ()) -> "LexnerComponent":
+        import lexner
+
+        self._tagger = lexner.load(Path(path) / MODEL_DIR, device=self.device)
+        self._tagger.featurizer.label_set(self.labels)
+        return self
