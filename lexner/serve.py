@@ -1,0 +1,135 @@
+"""An HTTP service for a tagger (``pip install -e ".[serve]"``; ``lexner serve [--model DIR] [--port N]``).
+
+* ``POST /tag`` with ``{"text": "..."}`` → ``{"entities": [...]}``, or ``{"texts": ["...", ...]}`` →
+  ``{"results": [[...], ...]}``; ``"labels": NAME`` picks a head of a multi-task model.  Entities are
+  ``{"start", "end", "label", "text"}`` with offsets into the text.  A text longer than ``max_chars`` or a list
+  longer than ``max_texts`` is answered 413; a malformed request 422 (FastAPI's validation); an unknown head 422.
+* ``GET /health`` → ``{"status": "ok"}``; ``GET /model`` → the model's name, types, label sets and card.
+
+Requests in flight share one model through micro-batching: texts that arrive within ``batch_wait_ms`` of each
+other (up to ``max_batch`` texts) are tagged by one ``tag_batch`` call in a single worker thread, so the model
+is never used by two threads at once and results are exactly ``tag_batch``'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel, model_validator
+
+
+class TagRequest(BaseModel):
+    text: str | None = None
+    texts: list[str] | None = None
+    labels: str | None = None
+
+    @model_validator(mode="after")
+    def one_of_text_or_texts(self) -> "TagRequest":
+        if (self.text is None) == (self.texts is None):
+            raise ValueError("give exactly one of 'text' (a string) or 'texts' (a list of strings)")
+        return self
+
+
+@dataclass
+class _Pending:
+    texts: list[str]
+    labels: str | None
+    future: asyncio.Future = field(repr=False)
+
+
+class MicroBatcher:
+    """Collects texts from concurrent requests and tags them together (see the module docstring)."""
+
+    def __init__(self, tagger, max_batch: int = 64, batch_wait_ms: float = 2.0):
+        self.tagger, self.max_batch, self.wait = tagger, max_batch, batch_wait_ms / 1000
+        self.queue: asyncio.Queue[_Pending] | None = None
+        self.worker: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.queue = asyncio.Queue()
+        self.worker = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+
+    async def tag(self, texts: list[str], labels: str | None) -> list[list[Any]]:
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put(_Pending(texts, labels, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            pending = [await self.queue.get()]
+            deadline = time.monotonic() + self.wait
+            while sum(len(p.texts) for p in pending) < self.max_batch:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    pending.append(await asyncio.wait_for(self.queue.get(), remaining))
+                except asyncio.TimeoutError:
+                    break
+            for labels in dict.fromkeys(p.labels for p in pending):  # one tag_batch per head
+                group = [p for p in pending if p.labels == labels]
+                texts = [t for p in group for t in p.texts]
+                try:
+                    tagged = await loop.run_in_executor(None, self.tagger.tag_batch, texts, self.max_batch, labels)
+                except Exception as err:  # e.g. an unknown head: that group's requests get the error
+                    for p in group:
+                        if not p.future.done():
+                            p.future.set_exception(err)
+                    continue
+                position = 0
+                for p in group:
+                    if not p.future.done():
+                        p.future.set_result(tagged[position : position + len(p.texts)])
+                    position += len(p.texts)
+
+
+def create_app(tagger, max_chars: int = 10_000, max_texts: int = 256, max_batch: int = 64,
+               batch_wait_ms: float = 2.0) -> FastAPI:
+    """The FastAPI application serving ``tagger``."""
+    batcher = MicroBatcher(tagger, max_batch, batch_wait_ms)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="lexner", description="Chinese named-entity recognition", lifespan=lifespan)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/model")
+    async def model() -> dict:
+        featurizer = tagger.featurizer
+        return {"model": tagger.name, "entity_types": featurizer.entity_types,
+                "label_sets": {name: ls.entity_types for name, ls in featurizer.label_sets.items()},
+                "card": tagger.metadata.get("card", {})}
+
+    @app.post("/tag")
+    async def tag(request: TagRequest) -> dict:
+        texts = [request.text] if request.text is not None else request.texts
+        if len(texts) > max_texts:
+            raise HTTPException(413, f"{len(texts)} texts in one request; at most {max_texts}")
+        longest = max((len(t) for t in texts), default=0)
+        if longest > max_chars:
+            raise HTTPException(413, f"a text of {longest} characters; at most {max_chars}")
+        try:
+            tagger.featurizer.label_set(request.labels)
+        except ValueError as err:
+            raise HTTPException(422, str(err)) from None
+        results = [[e.to_dict() for e in entities] for entities in await batcher.tag(texts, request.labels)]
+        return {"entities": results[0]} if request.text is not None else {"results": results}
+
+    return app

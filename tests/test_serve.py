@@ -1,0 +1,99 @@
+"""lexner serve: a real server process on a free localhost port, concurrent and malformed requests."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+import lexner  # noqa: E402
+
+TEXTS = ["张三在北京大学读书。", "李四去了上海，见到了王小明。", "", "国际奥委会主席罗格出席开幕式\n2008年北京奥运会",
+         "😀 @小明 在深圳"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(port: int, path: str, body=None, raw: bytes | None = None) -> tuple[int, dict]:
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "lexner", "serve", "--port", str(port), "--max-chars", "200",
+                                "--max-texts", "8", "--threads", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if request(port, "/health") == (200, {"status": "ok"}):
+                    break
+            except OSError:
+                pass
+            if process.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"server did not start: {process.stdout.read().decode()[-2000:]}")
+            time.sleep(0.2)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def expected(texts):
+    return [[e.to_dict() for e in entities] for entities in lexner.load().tag_batch(texts)]
+
+
+def test_one_text_and_a_list_give_tag_batch_results(server):
+    assert request(server, "/tag", {"text": TEXTS[0]}) == (200, {"entities": expected(TEXTS[:1])[0]})
+    assert request(server, "/tag", {"texts": TEXTS}) == (200, {"results": expected(TEXTS)})
+
+
+def test_concurrent_requests_are_micro_batched_with_identical_results(server):
+    jobs = [TEXTS[i % len(TEXTS)] * (1 + i % 3) for i in range(48)]
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda t: request(server, "/tag", {"text": t}), jobs))
+    assert answers == [(200, {"entities": e}) for e in expected(jobs)]
+
+
+@pytest.mark.parametrize("body, raw, status", [
+    ({"text": "天" * 201}, None, 413),
+    ({"texts": ["张三"] * 9}, None, 413),
+    ({"text": "张三", "texts": ["李四"]}, None, 422),
+    ({}, None, 422),
+    ({"text": 3}, None, 422),
+    ({"texts": "张三"}, None, 422),
+    ({"text": "张三", "labels": "cluener"}, None, 422),
+    (None, b"{not json", 422),
+])
+def test_malformed_or_oversized_requests_are_refused_and_the_server_stays_up(server, body, raw, status):
+    code, answer = request(server, "/tag", body, raw)
+    assert code == status and "detail" in answer
+    assert request(server, "/health") == (200, {"status": "ok"})
+
+
+def test_model_card(server):
+    code, card = request(server, "/model")
+    ner = lexner.load()
+    assert code == 200 and card["model"] == ner.name and card["entity_types"] == ner.featurizer.entity_types
+    assert card["label_sets"] == {"default": ner.featurizer.entity_types} and card["card"] == ner.metadata["card"]
