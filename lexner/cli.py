@@ -150,8 +150,11 @@ def cmd_train(args) -> int:
             "embeddings": {k: str(v) if v else None for k, v in embeddings.items()},
             "lexicon": str(args.lexicon or embeddings.get("words")) if tagger.uses_lexicon else None,
             "lexner": _provenance(), "threads": torch.get_num_threads(), "device": config.device}
+    teachers, unlabelled = _teachers_and_unlabelled(args)
+    if teachers:
+        card["teachers"] = [str(t) for t in args.teacher]
     try:
-        results = trainer.fit_tasks(tasks, model_card=card)
+        results = trainer.fit_tasks(tasks, model_card=card, teachers=teachers, unlabelled=unlabelled)
     except TrainingError as err:
         raise CommandError(str(err)) from None
     except OSError as err:  # e.g. the disk is full: the last good model and checkpoint are intact
@@ -164,6 +167,22 @@ def cmd_train(args) -> int:
         print(json.dumps({"model": str(Path(args.out) / "model"), "best_epoch": results["best_epoch"],
                           **summary}, indent=2))
     return 0
+
+
+def _teachers_and_unlabelled(args) -> tuple[list, list[str]]:
+    """``lexner distill``: the teacher models and the unlabelled texts (none for ``lexner train``)."""
+    from .api import load
+    from .data import load_dataset
+    from .fileio import iter_lines
+
+    teachers = [load(path, device=_resolve_device(args.device)) for path in getattr(args, "teacher", None) or []]
+    unlabelled = [line.strip() for path in getattr(args, "unlabelled", []) for _, line in iter_lines(path)]
+    for name in getattr(args, "unlabelled_dataset", []):
+        unlabelled += [s.text for s in load_dataset(name, "train", args.data_root)]
+    unlabelled = [t for t in unlabelled if t]
+    if teachers:
+        log.info("%d teacher(s); %d unlabelled texts", len(teachers), len(unlabelled))
+    return teachers, unlabelled
 
 
 def cmd_evaluate(args) -> int:
@@ -357,7 +376,8 @@ def _tag_file(args, tagger, workers: int, extra: list[str], out) -> None:
         if workers == 1:
             for texts in chunks:
                 out.write("".join(render(t, es, args.format)
-                                  for t, es in zip(texts, tagger.tag_batch(texts, args.batch_size, labels=args.labels))))
+                                  for t, es in zip(texts, tagger.tag_batch(texts, args.batch_size,
+                                                                           labels=args.labels))))
                 bar.update(len(texts))
         else:
             from collections import deque
@@ -441,6 +461,9 @@ def _portable_card(card: dict, renames: dict[str, str]) -> dict:
     if isinstance(card.get("embeddings"), dict):
         card["embeddings"] = {k: data_relative(v) for k, v in card["embeddings"].items()}
     card["lexicon"] = data_relative(card.get("lexicon"))
+    if isinstance(card.get("teachers"), list):  # the teachers' folders, without the machine's path above them
+        card["teachers"] = [str(Path(*Path(t).parts[-2:])) if isinstance(t, str) and t.startswith("/") else t
+                            for t in card["teachers"]]
     return card
 
 
@@ -485,37 +508,53 @@ def build_parser() -> argparse.ArgumentParser:
     from .output import FORMATS as OUTPUT_FORMATS
     from .train import TrainConfig
 
+    def train_args(t: argparse.ArgumentParser) -> None:
+        """The options of train and distill."""
+        t.add_argument("--model", default="bilstm_crf", choices=sorted(MODELS), help="the tagger to train")
+        t.add_argument("--dataset", choices=sorted(DATASETS), action="append",
+                       help="a named dataset under the data root; repeat it for a multi-task model with one head per "
+                            "dataset, the first being the default (e.g. --dataset msra --dataset weibo)")
+        t.add_argument("--task", action="append", metavar="NAME:TRAIN:DEV[:TEST]",
+                       help="a corpus of a multi-task model from files, its head named NAME; repeatable")
+        t.add_argument("--train", type=Path, help="training file (instead of --dataset)")
+        t.add_argument("--dev", type=Path, help="dev file for model selection")
+        t.add_argument("--test", type=Path, help="test file, scored once with the best model")
+        t.add_argument("--out", type=Path, required=True, help="output folder (model/, checkpoint/, log.jsonl)")
+        for f in dataclasses.fields(TrainConfig):  # one option per setting, help and default from TrainConfig
+            if f.metadata:
+                options = {k: v for k, v in f.metadata.items() if k != "help"}
+                t.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
+                               help=f.metadata["help"], **options)
+        t.add_argument("--bigram-min-count", type=int, default=1,
+                       help="leave out train's bigrams seen fewer times (unless among the most frequent pretrained "
+                            "ones): a smaller model")
+        t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+        t.add_argument("--char-vectors", help="word2vec file for characters, or 'none' (None: from the data root)")
+        t.add_argument("--bigram-vectors", help="word2vec file for bigrams, or 'none' (None: from the data root)")
+        t.add_argument("--word-vectors", help="word2vec file for lexicon words, or 'none' (None: from the data root)")
+        t.add_argument("--lexicon", type=Path,
+                       help="lexicon for lattice models: word list or word2vec file (None: the word vectors' "
+                            "vocabulary)")
+        t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="model config field, e.g. --set hidden=300 (repeatable)")
+        t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+        t.add_argument("--no-progress", action="store_true", help="no progress bars")
+        data_args(t)
+
     t = sub.add_parser("train", help="train a tagger", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    t.add_argument("--model", default="bilstm_crf", choices=sorted(MODELS), help="the tagger to train")
-    t.add_argument("--dataset", choices=sorted(DATASETS), action="append",
-                   help="a named dataset under the data root; repeat it for a multi-task model with one head per "
-                        "dataset, the first being the default (e.g. --dataset msra --dataset weibo)")
-    t.add_argument("--task", action="append", metavar="NAME:TRAIN:DEV[:TEST]",
-                   help="a corpus of a multi-task model from files, its head named NAME; repeatable")
-    t.add_argument("--train", type=Path, help="training file (instead of --dataset)")
-    t.add_argument("--dev", type=Path, help="dev file for model selection")
-    t.add_argument("--test", type=Path, help="test file, scored once with the best model")
-    t.add_argument("--out", type=Path, required=True, help="output folder (model/, checkpoint/, log.jsonl)")
-    for f in dataclasses.fields(TrainConfig):  # one option per setting, help and default from TrainConfig
-        if f.metadata:
-            options = {k: v for k, v in f.metadata.items() if k != "help"}
-            t.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
-                           help=f.metadata["help"], **options)
-    t.add_argument("--bigram-min-count", type=int, default=1,
-                   help="leave out train's bigrams seen fewer times (unless among the most frequent pretrained "
-                        "ones): a smaller model")
-    t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    t.add_argument("--char-vectors", help="word2vec file for characters, or 'none' (None: from the data root)")
-    t.add_argument("--bigram-vectors", help="word2vec file for bigrams, or 'none' (None: from the data root)")
-    t.add_argument("--word-vectors", help="word2vec file for lexicon words, or 'none' (None: from the data root)")
-    t.add_argument("--lexicon", type=Path,
-                   help="lexicon for lattice models: word list or word2vec file (None: the word vectors' vocabulary)")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="model config field, e.g. --set hidden=300 (repeatable)")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-    t.add_argument("--no-progress", action="store_true", help="no progress bars")
-    data_args(t)
+    train_args(t)
     t.set_defaults(func=cmd_train)
+
+    d = sub.add_parser("distill", help="train a student on gold tags plus the soft targets of trained teachers",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d.add_argument("--teacher", action="append", type=Path, required=True, metavar="DIR",
+                   help="a trained model whose outputs the student learns; repeat it for an ensemble (averaged)")
+    d.add_argument("--unlabelled", action="append", type=Path, default=[], metavar="FILE",
+                   help="texts without labels (one per line) that add soft targets only; repeatable")
+    d.add_argument("--unlabelled-dataset", action="append", choices=sorted(DATASETS), default=[], metavar="NAME",
+                   help="a named dataset's training texts with their labels dropped (e.g. msra); repeatable")
+    train_args(d)
+    d.set_defaults(func=cmd_train, distill="kl")
 
     e = sub.add_parser("evaluate", help="score a saved model")
     e.add_argument("model_dir", type=Path)
@@ -554,8 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "writing every line before it), skip leaves it out (reported), replace puts U+FFFD for bad bytes")
     g.add_argument("--output", type=Path, help="output file (default: stdout)")
     g.add_argument("--format", default="jsonl", choices=OUTPUT_FORMATS,
-                   help="jsonl: one JSON object per input line; conll: char<TAB>tag lines; text: [entity|LABEL] inline; "
-                        "html: one page with entities highlighted by type")
+                   help="jsonl: one JSON object per input line; conll: char<TAB>tag lines; text: [entity|LABEL] "
+                        "inline; html: one page with entities highlighted by type")
     g.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help="domain words (one per line) added to a lattice model's lexicon; repeatable")
     g.add_argument("--dictionary", type=Path, metavar="FILE",

@@ -60,6 +60,10 @@ class Batch:
     # Decoding constraints (only when some position is constrained, see lexner.tagging.ModelLine).
     allowed: torch.Tensor | None = None  # shape: (B, T, number of tags), bool; tags the decoder may choose
     labels: str | None = None  # the label set (head) that tags and allowed belong to; None: the default
+    # Distillation targets (see lexner.distill): a teacher's emission scores or tag marginals per character.
+    soft: torch.Tensor | None = None  # shape: (B, T, number of tags), float
+    soft_kind: str = ""  # "mse": match emission scores; "kl": match CRF tag marginals
+    soft_weight: float = 1.0
 
     def to(self, device: torch.device | str) -> "Batch":
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -197,6 +201,11 @@ class Featurizer:
                 for position, prefixes in item.get("constraints", {}).items():
                     allowed[b, position] = label_set.allowed_row(prefixes)
             padded["allowed"] = allowed
+        if "soft" in items[0]:
+            soft = torch.zeros(len(items), longest, len(items[0]["soft"][0]))
+            for b, item in enumerate(items):
+                soft[b, : len(item["soft"])] = torch.as_tensor(item["soft"])
+            padded["soft"] = soft
         if "piece_ids" in items[0]:
             piece_lengths = torch.tensor([len(item["piece_ids"]) for item in items])
             padded["piece_ids"] = _pad([item["piece_ids"] for item in items], max(int(piece_lengths.max()), 1))

@@ -76,6 +76,9 @@ class TrainConfig:
                                "empty: off", metavar="METHODS")
     augment_ratio: float = setting(0.2, "with augment: fraction of training sentences replaced by a noisy "
                                         "variant, anew each epoch")
+    distill: str = setting("", "with teachers (lexner distill): mse matches their emission scores, kl their CRF tag "
+                               "marginals", choices=("", "mse", "kl"))
+    distill_weight: float = setting(1.0, "with teachers: weight of the soft-target loss beside the gold tags' loss")
 
     def __post_init__(self) -> None:
         """Every setting checked for type and range, so that a bad one fails before any work, naming itself."""
@@ -91,7 +94,8 @@ class TrainConfig:
         ranges = {"lr": (0, math.inf, False), "encoder_lr": (0, math.inf, True), "lr_decay": (0, math.inf, True),
                   "momentum": (0, 1, True), "weight_decay": (0, math.inf, True), "clip": (0, math.inf, True),
                   "warmup": (0, 1, True), "max_minutes": (0, math.inf, True),
-                  "task_temperature": (0, math.inf, False), "augment_ratio": (0, 1, True)}
+                  "task_temperature": (0, math.inf, False), "augment_ratio": (0, 1, True),
+                  "distill_weight": (0, math.inf, True)}
         for name, (low, high, low_allowed) in ranges.items():
             value = getattr(self, name)
             ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -99,6 +103,8 @@ class TrainConfig:
             if not ok:
                 bound = f"{'≥' if low_allowed else '>'} {low}" + (f" and ≤ {high}" if high != math.inf else "")
                 raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+        if self.distill not in ("", "mse", "kl"):
+            raise ValueError(f"distill must be 'mse', 'kl' or '' (off), got {self.distill!r}")
         if self.augment:
             from .augment import METHODS
 
@@ -379,16 +385,45 @@ class Trainer:
         """
         return self.fit_tasks([Task(None, train, dev, test)], model_card)
 
-    def fit_tasks(self, tasks: Sequence[Task], model_card: dict[str, Any] | None = None) -> dict[str, Any]:
+    def fit_tasks(self, tasks: Sequence[Task], model_card: dict[str, Any] | None = None, teachers: Sequence = (),
+                  unlabelled: Sequence[str] = ()) -> dict[str, Any]:
         """:meth:`fit` for several corpora (multi-task: each task trains the head of its label set, batches
         hold one task's sentences, sampled as ``task_temperature`` says).  The model is selected on the mean of
-        the tasks' dev micro F1; results hold each task's scores under ``tasks``."""
+        the tasks' dev micro F1; results hold each task's scores under ``tasks``.
+
+        Distillation (``distill`` "mse" or "kl"): ``teachers`` (trained taggers with the student's tags) give
+        every training character soft targets (see :mod:`lexner.distill`); ``unlabelled`` texts train the
+        first task's head on soft targets alone (in batches of their own)."""
         try:
-            return self._fit(list(tasks), model_card)
+            return self._fit(list(tasks), model_card, list(teachers), list(unlabelled))
         finally:
             self._release_lock()
 
-    def _fit(self, tasks: list[Task], model_card: dict[str, Any] | None) -> dict[str, Any]:
+    def _soft_items(self, tasks: list[Task], teachers: list, unlabelled: list[str]) -> tuple[list[dict], list[int]]:
+        """The training items with the teachers' soft targets, and for each the index of its task (unlabelled
+        texts: one more index, after the tasks)."""
+        from .distill import teacher_targets
+
+        featurizer, cfg = self.model.featurizer, self.config
+        items, task_of = [], []
+        groups = [(k, task.name, task.train) for k, task in enumerate(tasks)]
+        if unlabelled:
+            groups.append((len(tasks), tasks[0].name, [Sentence(t) for t in unlabelled if t]))
+        for k, name, sentences in groups:
+            heads = [name if name in t.featurizer.label_sets else None for t in teachers]
+            targets = teacher_targets(teachers, [s.text for s in sentences], cfg.distill,
+                                      featurizer.label_set(name).tags, heads, cfg.eval_batch_size)
+            for s, target in zip(sentences, targets):
+                item = featurizer.encode_one(s.text, s.spans if k < len(tasks) else None, name)
+                item["soft"] = target
+                items.append(item)
+                task_of.append(k)
+        log.info("distillation (%s, weight %g): soft targets from %d teacher(s) for %d sentences (%d unlabelled)",
+                 cfg.distill, cfg.distill_weight, len(teachers), len(items), len(unlabelled))
+        return items, task_of
+
+    def _fit(self, tasks: list[Task], model_card: dict[str, Any] | None, teachers: list,
+             unlabelled: list[str]) -> dict[str, Any]:
         cfg = self.config
         main = self.world.main
         for task in tasks:
@@ -403,14 +438,23 @@ class Trainer:
         if main:
             self._take_lock()
             write_json(self.out_dir / "train_config.json", dataclasses.asdict(cfg))
-        encoded = [self.model.featurizer.encode_one(s.text, s.spans, task.name) for task in tasks for s in task.train]
-        task_of = [k for k, task in enumerate(tasks) for _ in task.train]
+        if bool(teachers) != bool(cfg.distill):
+            raise TrainingError("distillation needs both teachers and a kind (distill: mse or kl)")
+        if (unlabelled and not teachers) or (teachers and cfg.augment):
+            raise TrainingError("unlabelled text needs teachers; augmentation and distillation do not combine yet")
+        if teachers:
+            encoded, task_of = self._soft_items(tasks, teachers, unlabelled)
+        else:
+            encoded = [self.model.featurizer.encode_one(s.text, s.spans, task.name) for task in tasks
+                       for s in task.train]
+            task_of = [k for k, task in enumerate(tasks) for _ in task.train]
+        heads = [task.name for task in tasks] + [tasks[0].name]  # the head of each task index (unlabelled last)
         sentences = [s for task in tasks for s in task.train]
         augmenters = [Augmenter(cfg.augment.split(","), task.train) for task in tasks] if cfg.augment else None
-        sampler = BucketBatchSampler([len(s.text) for task in tasks for s in task.train], cfg.batch_size, cfg.seed,
+        sampler = BucketBatchSampler([len(item["chars"]) for item in encoded], cfg.batch_size, cfg.seed,
                                      self.world.rank, self.world.size, task_of, cfg.task_temperature)
         steps_per_epoch = len(sampler)
-        multi_task = len(tasks) > 1
+        multi_task = len(tasks) > 1 or bool(unlabelled)
         if multi_task:  # every parameter holds a gradient from the first step on (see zero_grad below)
             for p in self.model.parameters():
                 if p.requires_grad and p.grad is None:
@@ -435,7 +479,9 @@ class Trainer:
                 lr = self._lr_at(self.epoch, k if self.epoch == 0 else None, steps_per_epoch)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr * group["lr_scale"]
-                batch = self.model.featurizer.collate([epoch_items[i] for i in ids], tasks[task_of[ids[0]]].name)
+                batch = self.model.featurizer.collate([epoch_items[i] for i in ids], heads[task_of[ids[0]]])
+                if batch.soft is not None:
+                    batch.soft_kind, batch.soft_weight = cfg.distill, cfg.distill_weight
                 batch = batch.to(cfg.device)
                 with torch.autocast(device_type=cfg.device.split(":")[0], dtype=self.amp_dtype,
                                     enabled=self.amp_dtype is not None):

@@ -174,3 +174,25 @@ def test_numpy_search_on_cpu_gives_the_torch_search_paths_ties_included(seed):
         assert _search_numpy(em, mask, start, trans, end) == _search_torch(em, mask, start, trans, end)
     assert crf.viterbi(emissions, mask, allowed) == _search_torch(
         torch.where(allowed, emissions, neg), mask, start, trans, end)
+
+
+def test_log_marginals_equal_brute_force_over_every_path_with_padding():
+    torch.manual_seed(5)
+    tags = bioes_tags(["PER"])
+    crf = ConstrainedCRF(tags)
+    for p in crf.parameters():
+        torch.nn.init.normal_(p)
+    emissions = torch.randn(2, 4, len(tags))
+    mask = torch.tensor([[True, True, True, True], [True, True, True, False]])
+    got = crf.log_marginals(emissions, mask).exp()
+    for b, n in enumerate(mask.sum(1).tolist()):
+        totals = torch.zeros(n, len(tags))
+        for path in itertools.product(range(len(tags)), repeat=n):
+            s = (crf.start_transitions[path[0]] + crf.end_transitions[path[-1]]
+                 + sum(emissions[b, t, k] for t, k in enumerate(path))
+                 + sum(crf.transitions[a, c] for a, c in zip(path, path[1:])))
+            for t, k in enumerate(path):
+                totals[t, k] += s.detach().exp()
+        expected = totals / totals[0].sum()
+        torch.testing.assert_close(got[b, :n].detach(), expected, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got[b, :n].sum(-1).detach(), torch.ones(n))

@@ -182,6 +182,21 @@ def is_model_directory(directory: str | os.PathLike) -> bool:
             and all(child.name in known for child in directory.iterdir()))
 
 
+def soft_loss(crf: ConstrainedCRF, emissions: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """The distillation loss of a batch, per sentence (summed over its characters), averaged over sentences:
+    ``mse`` — the mean squared difference between the student's and the teacher's emission scores of each
+    character; ``kl`` — KL(teacher ‖ student) between their CRF tag marginals at each character."""
+    mask = batch.mask.unsqueeze(-1).float()
+    if batch.soft_kind == "mse":
+        per_char = ((emissions.float() - batch.soft) ** 2).mean(-1, keepdim=True)
+    elif batch.soft_kind == "kl":
+        teacher, log_student = batch.soft, crf.log_marginals(emissions, batch.mask)
+        per_char = (torch.xlogy(teacher, teacher) - teacher * log_student).sum(-1, keepdim=True)
+    else:
+        raise ValueError(f"soft_kind must be 'mse' or 'kl', got {batch.soft_kind!r}")
+    return (per_char * mask).sum((1, 2)).mean()
+
+
 class Head(nn.Module):
     """The output layer and CRF of one extra label set of a multi-task model."""
 
@@ -265,13 +280,18 @@ class Tagger(nn.Module):
         return next(self.parameters()).device
 
     def loss(self, batch: Batch) -> torch.Tensor:
-        """Mean negative log-likelihood of the gold tags of ``batch`` (a scalar).  Under autocast the
-        emissions may be half precision; the CRF always runs in float32."""
-        if batch.tags is None:
-            raise ValueError("loss() needs a batch encoded with gold spans")
+        """Mean negative log-likelihood of the gold tags of ``batch`` (a scalar), plus, for distillation,
+        ``soft_weight`` times the soft-target loss (see :func:`soft_loss`; a batch without gold tags has only
+        that).  Under autocast the emissions may be half precision; the CRF always runs in float32."""
+        if batch.tags is None and batch.soft is None:
+            raise ValueError("loss() needs a batch encoded with gold spans or soft targets")
         emissions = self.emissions(batch)
-        with torch.autocast(device_type=emissions.device.type, enabled=False):  # nll casts to float32
-            return self.head(batch.labels)[1].nll(emissions, batch.tags, batch.mask)
+        crf = self.head(batch.labels)[1]
+        with torch.autocast(device_type=emissions.device.type, enabled=False):  # the CRF runs in float32
+            total = crf.nll(emissions, batch.tags, batch.mask) if batch.tags is not None else 0.0
+            if batch.soft is not None:
+                total = total + batch.soft_weight * soft_loss(crf, emissions, batch)
+            return total
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """The training loss, so that ``DistributedDataParallel(tagger)(batch)`` works."""
