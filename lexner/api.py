@@ -99,14 +99,23 @@ def build_tagger(
     return tagger
 
 
-def load(path: str | os.PathLike | None = None, device: str = "cpu", extra_words: Iterable[str] = (),
+def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, device: str = "cpu",
+         extra_words: Iterable[str] = (),
          dictionary: Mapping[str, str] | Iterable[tuple[str, str]] | Dictionary | None = None) -> Tagger:
     """Load a saved tagger: ``ner = lexner.load("runs/weibo/model"); ner.tag("...")``.  Without ``path``, the
     bundled default model (:data:`DEFAULT_MODEL`, trained on MSRA: PER, LOC, ORG).
 
     ``extra_words``: domain words added to a lattice tagger's lexicon (see :meth:`Tagger.add_words`).
     ``dictionary``: ``{word: type}`` forced into every decoded path (see :meth:`Tagger.add_dictionary`).
+    A list of paths loads an ensemble that averages the models' tag marginals (:mod:`lexner.models.ensemble`).
     """
+    if isinstance(path, (list, tuple)):  # an ensemble (lexner.models.ensemble)
+        from .models.ensemble import Ensemble
+
+        tagger = Ensemble([load(p, device=device, extra_words=extra_words) for p in path])
+        if dictionary is not None:
+            tagger.add_dictionary(dictionary)
+        return tagger
     tagger = Tagger.load(DEFAULT_MODEL if path is None else path, device=device)
     extra_words = list(extra_words)
     if extra_words:

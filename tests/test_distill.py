@@ -106,3 +106,28 @@ def test_lexner_distill_command(corpus, tmp_path, capsys, monkeypatch):
     assert config["distill"] == "kl"
     card = json.loads((tmp_path / "student" / "model" / "config.json").read_text())["card"]
     assert card["teachers"] == [str(tmp_path / "teacher" / "model")]
+
+
+def test_an_ensemble_averages_marginals_and_tags_like_a_tagger(corpus, tmp_path):
+    import lexner
+    from tagger_contract import ODD_TEXTS
+
+    a, b = trained_teacher(corpus, 0), trained_teacher(corpus, 1)
+    a.save(tmp_path / "a")
+    b.save(tmp_path / "b")
+    ensemble = lexner.load([tmp_path / "a", tmp_path / "b"])
+    texts = [s.text for s in corpus]
+    probs, mask = ensemble.marginals(texts[:3])
+    one = [teacher_targets([m], texts[:3], "kl", ensemble.featurizer.tags) for m in (a, b)]
+    for i, text in enumerate(texts[:3]):
+        np.testing.assert_allclose(probs[i, : len(text)].numpy(), (one[0][i] + one[1][i]) / 2, atol=1e-5)
+    predicted = spans(ensemble, texts)
+    assert sum(p == [tuple(x) for x in s.spans] for p, s in zip(predicted, corpus)) >= 0.9 * len(corpus)
+    for text, entities in zip(ODD_TEXTS, ensemble.tag_batch(ODD_TEXTS)):
+        assert all(text[e.start : e.end] == e.text for e in entities)
+    forced = lexner.load([tmp_path / "a", tmp_path / "b"], dictionary={"在北京": "LOC"})
+    assert (2, 5, "LOC") in [(e.start, e.end, e.label) for e in forced.tag("张三在北京工作。")]
+    with pytest.raises(NotImplementedError):
+        ensemble.save(tmp_path / "e")
+    with pytest.raises(ValueError, match="at least two"):
+        lexner.load([tmp_path / "a"])

@@ -1,0 +1,78 @@
+"""An ensemble of trained taggers: ``lexner.load([dir1, dir2, ...])``.
+
+Each member tags the same pieces with its own vocabulary and lexicon; their CRF tag marginals (see
+``ConstrainedCRF.log_marginals``) are averaged per character, and the constrained Viterbi search picks the
+legal tag sequence with the highest sum of log averaged marginals (no transition scores: the members' own
+transitions are already inside their marginals).  Whitespace, long texts, typed dictionaries and heads of
+multi-task members (``labels=``) work as for one tagger.  Members must have the same entity types (their tag
+order may differ).  As a distillation teacher, pass the members (``ensemble.members``): they are averaged.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..crf import ConstrainedCRF
+from .base import Tagger
+
+
+class Ensemble(Tagger):
+    name = "ensemble"
+
+    def __init__(self, members: Sequence[Tagger]):
+        members = list(members)
+        if len(members) < 2:
+            raise ValueError("an ensemble needs at least two models")
+        first = members[0].featurizer
+        for member in members[1:]:
+            mine = {n: sorted(ls.tags) for n, ls in member.featurizer.label_sets.items()}
+            if mine != {n: sorted(ls.tags) for n, ls in first.label_sets.items()}:
+                raise ValueError(f"ensemble members must have the same label sets and types: "
+                                 f"{first.entity_types} vs {member.featurizer.entity_types}")
+        super().__init__(None, first)
+        self.members = nn.ModuleList(members)
+        self.decoders = {name: ConstrainedCRF(ls.tags) for name, ls in first.label_sets.items()}
+        for crf in self.decoders.values():  # decoding adds no scores of its own, only the constraints
+            for p in crf.parameters():
+                nn.init.zeros_(p)
+        self.eval()
+
+    def save(self, *args, **kwargs) -> None:
+        raise NotImplementedError("an ensemble is not saved; save its members and load them as a list")
+
+    def marginals(self, texts: Sequence[str], labels: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The members' averaged tag marginals of non-empty ``texts`` (B, T, tags, in the first member's tag
+        order) and the mask (B, T)."""
+        name = self.featurizer.default_labels if labels is None else labels
+        order = self.featurizer.label_set(name).tags
+        total, mask = None, None
+        with torch.inference_mode():
+            for member in self.members:
+                label_set = member.featurizer.label_set(name)
+                batch = member.featurizer.collate([member.featurizer.encode_one(t) for t in texts], name)
+                batch = batch.to(member.device)
+                probs = member.head(name)[1].log_marginals(member.emissions(batch), batch.mask).exp()
+                probs = probs[..., [label_set.tag_index[t] for t in order]].cpu()
+                total, mask = (probs if total is None else total + probs), batch.mask.cpu()
+        return total / len(self.members), mask
+
+    def _tag_block(self, pieces: list, lines: list, constraints: list, batch_size: int, found: dict,
+                   labels: str | None) -> None:
+        name = self.featurizer.default_labels if labels is None else labels
+        texts, items = [], []
+        for u, (a, b) in pieces:
+            texts.append(lines[u][1].view[a:b])
+            items.append({"chars": [0] * (b - a), "bigrams": [0] * (b - a)})
+            if constraints[u]:
+                items[-1]["constraints"] = {k - a: v for k, v in constraints[u].items() if a <= k < b}
+        order = sorted(range(len(pieces)), key=lambda j: len(texts[j]))
+        for k in range(0, len(order), batch_size):
+            chunk = order[k : k + batch_size]
+            probs, mask = self.marginals([texts[j] for j in chunk], labels)
+            allowed = self.featurizer.collate([items[j] for j in chunk], labels).allowed  # constraints only
+            paths = self.decoders[name].viterbi(probs.clamp_min(1e-30).log(), mask, allowed)
+            for j, path in zip(chunk, paths):
+                found[pieces[j]] = self.featurizer.decode_tags(path, labels)
