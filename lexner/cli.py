@@ -6,9 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -17,23 +15,6 @@ log = logging.getLogger("lexner")
 
 class CommandError(Exception):
     """A refused command (nothing was changed): ``lexner: error: MESSAGE`` on stderr, exit status 2."""
-
-
-def _provenance() -> dict:
-    """lexner's version and, when it runs from a git checkout, the commit (recorded in model cards)."""
-    import subprocess
-
-    from . import __version__
-
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=5).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, timeout=5).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = None, False
-    return {"version": __version__, "commit": commit and commit + ("+dirty" if dirty else "")}
 
 
 def _resolve_device(name: str) -> str:
@@ -148,8 +129,7 @@ def cmd_train(args) -> int:
     train_data = "+".join(t.name for t in tasks) if len(tasks) > 1 else (args.dataset or [str(args.train)])[0]
     card = {"train_data": train_data, "command": " ".join(sys.argv),
             "embeddings": {k: str(v) if v else None for k, v in embeddings.items()},
-            "lexicon": str(args.lexicon or embeddings.get("words")) if tagger.uses_lexicon else None,
-            "lexner": _provenance(), "threads": torch.get_num_threads(), "device": config.device}
+            "lexicon": str(args.lexicon or embeddings.get("words")) if tagger.uses_lexicon else None}
     teachers, unlabelled = _teachers_and_unlabelled(args)
     if teachers:
         card["teachers"] = [str(t) for t in args.teacher]
@@ -250,47 +230,9 @@ def _load_for_tagging(args, extra_words: list[str]):
         raise CommandError(str(err)) from None
 
 
-_WORKER_TAGGER = None
-
-
-def _worker_init(model_dir: str, extra_words: list[str], dictionary: list[tuple[str, str]] | None) -> None:
-    import torch
-
-    from .api import load
-
-    global _WORKER_TAGGER
-    torch.set_num_threads(1)  # one core per worker process
-    _WORKER_TAGGER = load(model_dir, extra_words=extra_words, dictionary=dictionary)
-
-
-def _worker_tag(lines: list[str], batch_size: int, fmt: str, labels: str | None) -> str:
-    from .output import render
-
-    tagged = _WORKER_TAGGER.tag_batch(lines, batch_size, labels=labels)
-    return "".join(render(t, es, fmt) for t, es in zip(lines, tagged))
-
-
-def _chunks(lines, size: int):
-    """Lists of ``size`` texts from ``(number, text)`` pairs.  If reading fails, the texts read before the
-    failure come out first (as a last, shorter chunk), then the error."""
-    chunk: list[str] = []
-    try:
-        for _, line in lines:
-            chunk.append(line)
-            if len(chunk) >= size:
-                yield chunk
-                chunk = []
-    except Exception:
-        if chunk:
-            yield chunk
-        raise
-    if chunk:
-        yield chunk
-
-
 def cmd_tag(args) -> int:
-    from .fileio import STDIN, atomic_file
     from .output import render
+    from .tagfile import page, tag_file
 
     _tag_model_and_texts(args)
     extra = _extra_words(args)
@@ -298,43 +240,17 @@ def cmd_tag(args) -> int:
     if args.input is None:
         if not args.text:
             raise CommandError("give text to tag, or --input FILE (- for standard input)")
-        with _page(sys.stdout, args.format):
+        with page(sys.stdout, args.format):
             for text, ents in zip(args.text, tagger.tag_batch(args.text, args.batch_size, labels=args.labels)):
                 sys.stdout.write(render(text, ents, args.format))
         return 0
-    workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
-    if tagger.device.type == "cuda":
-        workers = 1  # one process feeds the GPU
-    if args.output is None:
-        with _page(sys.stdout, args.format):
-            _tag_file(args, tagger, workers, extra, sys.stdout)
-        return 0
-    if str(args.input) != STDIN:
-        _refuse_same_file(args.input, args.output)
-    partial = args.output.with_name(args.output.name + ".partial")
     try:
-        with atomic_file(args.output, partial=partial) as out, _page(out, args.format):
-            _tag_file(args, tagger, workers, extra, out)  # an existing output survives a failed run
-    except BaseException:
-        if partial.exists():
-            log.error("%s was left as it was; what was tagged before the failure is in %s", args.output, partial)
-        raise
+        tag_file(tagger, args.input, args.output, fmt=args.format, batch_size=args.batch_size,
+                 workers=args.workers, errors=args.errors, labels=args.labels, progress=not args.no_progress,
+                 extra_words=extra)
+    except ValueError as err:  # the output is the input
+        raise CommandError(str(err)) from None
     return 0
-
-
-@contextmanager
-def _page(out, fmt: str):
-    """``--format html``: the texts' blocks inside one page (its head first, its end also after a failure, so
-    what was tagged can be looked at)."""
-    from .output import HTML_HEAD, HTML_TAIL
-
-    if fmt == "html":
-        out.write(HTML_HEAD)
-    try:
-        yield
-    finally:
-        if fmt == "html":
-            out.write(HTML_TAIL)
 
 
 def cmd_serve(args) -> int:
@@ -355,136 +271,20 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def _refuse_same_file(source: Path, target: Path) -> None:
-    if target.exists() and source.exists() and os.path.samefile(source, target):
-        raise CommandError(f"--output {target} is the input file; writing it would destroy the input")
-
-
-def _tag_file(args, tagger, workers: int, extra: list[str], out) -> None:
-    """Tag ``args.input`` line by line into the open text stream ``out``, in input order.  If the input
-    cannot be read to its end, every line before the failure is tagged and written before the error rises."""
-    from tqdm.auto import tqdm
-
-    from .fileio import iter_lines
-    from .output import render
-
-    bar = tqdm(unit="line", disable=args.no_progress or out is sys.stdout)
-    skipped: list[int] = []
-    lines = iter_lines(args.input, errors=args.errors, newline="\n", skipped=skipped)
-    chunks = _chunks(lines, args.batch_size * 16)  # bounded memory: a few chunks in flight at most
-    try:
-        if workers == 1:
-            for texts in chunks:
-                out.write("".join(render(t, es, args.format)
-                                  for t, es in zip(texts, tagger.tag_batch(texts, args.batch_size,
-                                                                           labels=args.labels))))
-                bar.update(len(texts))
-        else:
-            from collections import deque
-            from concurrent.futures import ProcessPoolExecutor
-
-            import multiprocessing
-
-            spawn = multiprocessing.get_context("spawn")  # fork after torch has started threads can hang
-            with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_worker_init,
-                                     initargs=(str(args.model_dir), extra,
-                                               tagger.dictionary.items() if tagger.dictionary else None)) as pool:
-                pending: deque = deque()
-
-                def write_oldest() -> None:
-                    n, future = pending.popleft()
-                    out.write(future.result())
-                    bar.update(n)
-
-                try:
-                    for texts in chunks:
-                        pending.append((len(texts), pool.submit(_worker_tag, texts, args.batch_size, args.format,
-                                                                args.labels)))
-                        while len(pending) > 2 * workers:  # write in input order as results come
-                            write_oldest()
-                finally:  # also when reading failed: what was read is written first
-                    while pending:
-                        write_oldest()
-    finally:
-        bar.close()
-        if skipped:
-            shown = ", ".join(map(str, skipped[:20])) + (", ..." if len(skipped) > 20 else "")
-            log.warning("%s: skipped %d line(s) that are not valid UTF-8 (--errors skip): line %s",
-                        args.input, len(skipped), shown)
-
-
 def cmd_export(args) -> int:
     from .api import load
-    from .fileio import atomic_directory
+    from .export import ExportError, export_model, export_target
 
-    target = _export_target(args.out_dir, args.force)
-    tagger = load(args.model_dir, extra_words=_extra_words(args))
-    renames = dict(_key_value(kv, "--rename") for kv in args.rename)
-    if renames:
-        tagger.featurizer.rename_types(renames)
-    extra = {k: v for k, v in tagger.metadata.items()
-             if k not in ("format_version", "model", "entity_types", "label_sets")}
-    if isinstance(extra.get("card"), dict):
-        extra["card"] = _portable_card(extra["card"], renames)
-    with atomic_directory(target) as tmp:
-        tagger.save(tmp, extra=extra, half=args.half)
+    try:
+        export_target(args.out_dir, args.force)  # refused before the model is even loaded
+        tagger = load(args.model_dir, extra_words=_extra_words(args))
+        target = export_model(tagger, args.out_dir, half=args.half, force=args.force,
+                              renames=dict(_key_value(kv, "--rename") for kv in args.rename))
+    except ExportError as err:
+        raise CommandError(str(err)) from None
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     print(json.dumps({"model": str(args.out_dir), "megabytes": round(size / 2**20, 2)}))
     return 0
-
-
-def _portable_card(card: dict, renames: dict[str, str]) -> dict:
-    """The model card of an exported copy: per-type scores under the renamed types, and no path of the machine
-    it was trained on (the command starts with ``lexner``; data files are named relative to the data root)."""
-    def rename_types(scores):
-        if isinstance(scores, dict) and isinstance(scores.get("per_type"), dict):
-            scores = {**scores, "per_type": {renames.get(k, k): v for k, v in scores["per_type"].items()}}
-        if isinstance(scores, dict) and isinstance(scores.get("tasks"), dict):  # a multi-task model's
-            scores = {**scores, "tasks": {k: rename_types(v) for k, v in scores["tasks"].items()}}
-        return scores
-
-    def data_relative(path):
-        if isinstance(path, str) and "embeddings/" in path:
-            return "$LEXNER_DATA/" + path[path.index("embeddings/"):]
-        return path
-
-    card = dict(card)
-    for split in ("dev", "test"):
-        if split in card:
-            card[split] = rename_types(card[split])
-    if isinstance(card.get("command"), str):
-        words = card["command"].split()
-        if words and (words[0].endswith("__main__.py") or words[0].endswith("/lexner")):
-            words[0] = "lexner"
-        words = [words[0]] + [Path(w).name if w.startswith("/") else w for w in words[1:]]
-        card["command"] = " ".join(words)
-    if isinstance(card.get("embeddings"), dict):
-        card["embeddings"] = {k: data_relative(v) for k, v in card["embeddings"].items()}
-    card["lexicon"] = data_relative(card.get("lexicon"))
-    if isinstance(card.get("teachers"), list):  # the teachers' folders, without the machine's path above them
-        card["teachers"] = [str(Path(*Path(t).parts[-2:])) if isinstance(t, str) and t.startswith("/") else t
-                            for t in card["teachers"]]
-    return card
-
-
-def _export_target(out_dir: Path, force: bool) -> Path:
-    """Where ``export`` may write: a new or empty directory, or — with ``force`` — one that holds nothing but a
-    lexner model.  Anything else is refused before any work, so no user file is ever deleted."""
-    from .models.base import is_model_directory
-
-    target = out_dir.resolve()
-    if not target.exists():
-        return target
-    if not target.is_dir():
-        raise CommandError(f"{out_dir} exists and is not a directory")
-    if not any(target.iterdir()):
-        return target
-    if not is_model_directory(target):
-        raise CommandError(f"{out_dir} is not empty and is not a lexner model directory; nothing was changed "
-                           "(export into a new or empty directory)")
-    if not force:
-        raise CommandError(f"{out_dir} holds a lexner model; give --force to replace it")
-    return target
 
 
 def build_parser() -> argparse.ArgumentParser:

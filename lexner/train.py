@@ -23,6 +23,7 @@ from .augment import Augmenter
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import Sentence
 from .evaluate import evaluate
+from .export import provenance
 from .fileio import atomic_directory, recover_directory, write_json
 from .models import Tagger
 
@@ -438,6 +439,9 @@ class Trainer:
         if main:
             self._take_lock()
             write_json(self.out_dir / "train_config.json", dataclasses.asdict(cfg))
+        # what every saved model's card says, beside what the caller adds (command, data files, ...)
+        model_card = {"lexner": provenance(), "device": cfg.device, "threads": torch.get_num_threads(),
+                      "train_data": "+".join(t.name or "train" for t in tasks), **(model_card or {})}
         if bool(teachers) != bool(cfg.distill):
             raise TrainingError("distillation needs both teachers and a kind (distill: mse or kl)")
         if (unlabelled and not teachers) or (teachers and cfg.augment):

@@ -125,9 +125,9 @@ def test_export_half_is_smaller_and_tags_alike(trained, capsys):
     full, half, copy = (lexner.load(d) for d in (source, trained / "half", trained / "copy"))
     assert copy.tag_batch(texts) == full.tag_batch(texts)
     assert half.tag_batch(texts) == full.tag_batch(texts)
-    from lexner.cli import _portable_card
+    from lexner.export import portable_card
 
-    assert half.metadata["card"] == _portable_card(full.metadata["card"], {})  # machine paths dropped
+    assert half.metadata["card"] == portable_card(full.metadata["card"], {})  # machine paths dropped
 
 
 def test_tag_takes_the_model_as_option_or_first_argument(trained, capsys):
@@ -164,12 +164,12 @@ def test_rename_types_refuses_to_merge(corpus):
 
 
 def test_exported_card_has_renamed_types_and_no_machine_paths():
-    from lexner.cli import _portable_card
+    from lexner.export import portable_card
 
     card = {"command": "/home/me/lexner/__main__.py train --dataset msra", "lexicon": "/data/x/embeddings/w.vec",
             "embeddings": {"chars": "../shared/data/embeddings/c.vec", "words": None},
             "dev": {"micro": {"f1": 0.9}, "per_type": {"NR": {"f1": 0.9}, "NS": {"f1": 0.8}}}}
-    out = _portable_card(card, {"NR": "PER", "NS": "LOC"})
+    out = portable_card(card, {"NR": "PER", "NS": "LOC"})
     assert out["command"] == "lexner train --dataset msra"
     assert out["lexicon"] == "$LEXNER_DATA/embeddings/w.vec"
     assert out["embeddings"] == {"chars": "$LEXNER_DATA/embeddings/c.vec", "words": None}

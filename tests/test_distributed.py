@@ -1,7 +1,6 @@
 """Data-parallel training: ``torchrun`` with 2 CPU processes (gloo) equals one process with the same global
 batch; AMP switches off cleanly on CPU."""
 
-import json
 import subprocess
 import sys
 

@@ -196,3 +196,11 @@ def test_the_fast_training_path_gives_the_losses_of_the_reference_path(corpus, t
     assert fast_losses == pytest.approx(ref_losses, rel=1e-5)
     for key in ref_state:
         torch.testing.assert_close(fast_state[key], ref_state[key], rtol=1e-4, atol=1e-5)
+
+
+def test_training_from_python_writes_a_model_card(corpus, tmp_path):
+    trainer = make_trainer(corpus, tmp_path, epochs=1)
+    trainer.fit(corpus[:15], corpus[15:])
+    card = lexner.load(tmp_path / "model").metadata["card"]
+    assert card["lexner"]["version"] == lexner.__version__ and card["device"] == "cpu"
+    assert card["train_data"] == "train" and card["epoch"] == 1 and "micro" in card["dev"]

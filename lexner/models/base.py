@@ -224,6 +224,7 @@ class Tagger(nn.Module):
         self.crf = ConstrainedCRF(featurizer.tags)  # the default label set's CRF (see make_output)
         self.metadata: dict[str, Any] = {}  # what config.json said beside the config (set by load)
         self.dictionary: Dictionary | None = None  # typed words forced into the decoded paths (add_dictionary)
+        self.source: Path | None = None  # the model directory it was loaded from (None: built in memory)
 
     # --- what a model implements -----------------------------------------------------------------------
     def features(self, batch: Batch) -> torch.Tensor:
@@ -529,4 +530,5 @@ class Tagger(nn.Module):
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor.sum())):
                 raise ModelFormatError(f"{weights_file}: {key} holds NaN or infinite (or absurdly large) values")
         model.metadata = {k: v for k, v in meta.items() if k not in ("config",)}
+        model.source = directory  # where it was loaded from (worker processes load it again from there)
         return model.to(device).eval()

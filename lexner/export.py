@@ -1,0 +1,99 @@
+"""Copies of saved models to give away: a new directory never replacing user files, a model card without
+machine paths, optionally renamed types and float16 weights (``lexner export``)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from .fileio import atomic_directory
+from .models.base import Tagger, is_model_directory
+
+
+class ExportError(ValueError):
+    """An export that would overwrite something it must not."""
+
+
+def provenance() -> dict:
+    """lexner's version and, when it runs from a git checkout, the commit (recorded in model cards)."""
+    from . import __version__
+
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=5).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=5).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, False
+    return {"version": __version__, "commit": commit and commit + ("+dirty" if dirty else "")}
+
+
+def portable_card(card: dict, renames: dict[str, str]) -> dict:
+    """The model card of an exported copy: per-type scores under the renamed types, and no path of the machine
+    it was trained on (the command starts with ``lexner``; data files are named relative to the data root)."""
+    def rename_types(scores):
+        if isinstance(scores, dict) and isinstance(scores.get("per_type"), dict):
+            scores = {**scores, "per_type": {renames.get(k, k): v for k, v in scores["per_type"].items()}}
+        if isinstance(scores, dict) and isinstance(scores.get("tasks"), dict):  # a multi-task model's
+            scores = {**scores, "tasks": {k: rename_types(v) for k, v in scores["tasks"].items()}}
+        return scores
+
+    def data_relative(path):
+        if isinstance(path, str) and "embeddings/" in path:
+            return "$LEXNER_DATA/" + path[path.index("embeddings/"):]
+        return path
+
+    card = dict(card)
+    for split in ("dev", "test"):
+        if split in card:
+            card[split] = rename_types(card[split])
+    if isinstance(card.get("command"), str):
+        words = card["command"].split()
+        if words and (words[0].endswith("__main__.py") or words[0].endswith("/lexner")):
+            words[0] = "lexner"
+        words = [words[0]] + [Path(w).name if w.startswith("/") else w for w in words[1:]]
+        card["command"] = " ".join(words)
+    if isinstance(card.get("embeddings"), dict):
+        card["embeddings"] = {k: data_relative(v) for k, v in card["embeddings"].items()}
+    card["lexicon"] = data_relative(card.get("lexicon"))
+    if isinstance(card.get("teachers"), list):  # the teachers' folders, without the machine's path above them
+        card["teachers"] = [str(Path(*Path(t).parts[-2:])) if isinstance(t, str) and t.startswith("/") else t
+                            for t in card["teachers"]]
+    return card
+
+
+def export_target(out_dir: Path, force: bool) -> Path:
+    """Where ``export`` may write: a new or empty directory, or — with ``force`` — one that holds nothing but a
+    lexner model.  Anything else is refused before any work, so no user file is ever deleted."""
+    target = out_dir.resolve()
+    if not target.exists():
+        return target
+    if not target.is_dir():
+        raise ExportError(f"{out_dir} exists and is not a directory")
+    if not any(target.iterdir()):
+        return target
+    if not is_model_directory(target):
+        raise ExportError(f"{out_dir} is not empty and is not a lexner model directory; nothing was changed "
+                           "(export into a new or empty directory)")
+    if not force:
+        raise ExportError(f"{out_dir} holds a lexner model; give --force to replace it")
+    return target
+
+
+def export_model(tagger: Tagger, out_dir: str | Path, half: bool = False, renames: dict[str, str] | None = None,
+                 force: bool = False) -> Path:
+    """Write ``tagger`` into ``out_dir`` (see :func:`export_target` for where that is allowed) with its model
+    card made portable (:func:`portable_card`), its types renamed by ``renames`` in every head
+    (``{"NR": "PER"}``) and, with ``half``, float16 weights.  Returns the directory written."""
+    target = export_target(Path(out_dir), force)
+    renames = dict(renames or {})
+    if renames:
+        tagger.featurizer.rename_types(renames)
+    extra = {k: v for k, v in tagger.metadata.items()
+             if k not in ("format_version", "model", "entity_types", "label_sets")}
+    if isinstance(extra.get("card"), dict):
+        extra["card"] = portable_card(extra["card"], renames)
+    with atomic_directory(target) as tmp:
+        tagger.save(tmp, extra=extra, half=half)
+    return target

@@ -1,0 +1,154 @@
+"""Tagging a file of any size line by line: ``lexner.tagfile.tag_file`` (what ``lexner tag --input`` runs).
+
+Lines are read, tagged and written a bounded number at a time (memory does not grow with the file), in input
+order, by this process or by a pool of worker processes (one core each).  Written into a path, the output goes
+to ``PATH.partial`` and is renamed into place at the end: an existing output survives a failed run, and what
+was tagged before a failure stays in the ``.partial`` file.  A line that is not valid UTF-8 is handled as
+``errors`` says (see ``lexner.fileio.iter_lines``); every line before it is tagged and written first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+from .fileio import STDIN, atomic_file, iter_lines
+from .output import HTML_HEAD, HTML_TAIL, render
+
+log = logging.getLogger(__name__)
+
+_WORKER_TAGGER = None
+
+
+def _worker_init(model_dir: str | None, extra_words: list[str], dictionary: list[tuple[str, str]] | None) -> None:
+    import torch
+
+    from .api import load
+
+    global _WORKER_TAGGER
+    torch.set_num_threads(1)  # one core per worker process
+    _WORKER_TAGGER = load(model_dir, extra_words=extra_words, dictionary=dictionary)
+
+
+def _worker_tag(lines: list[str], batch_size: int, fmt: str, labels: str | None) -> str:
+    tagged = _WORKER_TAGGER.tag_batch(lines, batch_size, labels=labels)
+    return "".join(render(t, es, fmt) for t, es in zip(lines, tagged))
+
+
+def _chunks(lines: Iterable[tuple[int, str]], size: int) -> Iterator[list[str]]:
+    """Lists of ``size`` texts from ``(number, text)`` pairs.  If reading fails, the texts read before the
+    failure come out first (as a last, shorter chunk), then the error."""
+    chunk: list[str] = []
+    try:
+        for _, line in lines:
+            chunk.append(line)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+    except Exception:
+        if chunk:
+            yield chunk
+        raise
+    if chunk:
+        yield chunk
+
+
+@contextmanager
+def page(out: IO[str], fmt: str):
+    """``html``: the texts' blocks inside one page (its head first, its end also after a failure, so what was
+    tagged can be looked at); other formats need no frame."""
+    if fmt == "html":
+        out.write(HTML_HEAD)
+    try:
+        yield
+    finally:
+        if fmt == "html":
+            out.write(HTML_TAIL)
+
+
+def tag_file(tagger, source: str | os.PathLike, target: str | os.PathLike | IO[str] | None = None, *,
+             fmt: str = "jsonl", batch_size: int = 64, workers: int = 1, errors: str = "strict",
+             labels: str | None = None, progress: bool = True, extra_words: Iterable[str] = ()) -> None:
+    """Tag every line of ``source`` (a UTF-8 file, or ``"-"`` for standard input; only LF ends a line) into
+    ``target`` — a path, an open text stream, or None for standard output — one record per line in ``fmt``
+    (see ``lexner.output.render``).
+
+    ``workers`` > 1 (0: one per core) tags in that many processes, each loading the model again from the
+    directory ``tagger`` was loaded from (with ``extra_words`` added and its dictionary), so ``tagger`` must
+    have been loaded from disk; on CUDA one process feeds the GPU.  A target that is the source file is refused
+    (``ValueError``) before anything is written."""
+    workers = workers if workers > 0 else (os.cpu_count() or 1)
+    if tagger.device.type == "cuda":
+        workers = 1
+    if workers > 1 and getattr(tagger, "source", None) is None:
+        raise ValueError("tagging with several workers needs a model loaded from a directory (lexner.load(path))")
+    if target is None or hasattr(target, "write"):
+        out = sys.stdout if target is None else target
+        with page(out, fmt):
+            _tag_lines(tagger, source, out, fmt, batch_size, workers, errors, labels,
+                       progress and out is not sys.stdout, list(extra_words))
+        return
+    target = Path(target)
+    if str(source) != STDIN and target.exists() and Path(source).exists() and os.path.samefile(source, target):
+        raise ValueError(f"--output {target} is the input file; writing it would destroy the input")
+    partial = target.with_name(target.name + ".partial")
+    try:
+        with atomic_file(target, partial=partial) as out, page(out, fmt):
+            _tag_lines(tagger, source, out, fmt, batch_size, workers, errors, labels, progress, list(extra_words))
+    except BaseException:
+        if partial.exists():
+            log.error("%s was left as it was; what was tagged before the failure is in %s", target, partial)
+        raise
+
+
+def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers: int, errors: str,
+               labels: str | None, progress: bool, extra_words: list[str]) -> None:
+    """Tag ``source`` line by line into the open text stream ``out``, in input order.  If the input cannot be
+    read to its end, every line before the failure is tagged and written before the error rises."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(unit="line", disable=not progress)
+    skipped: list[int] = []
+    lines = iter_lines(source, errors=errors, newline="\n", skipped=skipped)
+    chunks = _chunks(lines, batch_size * 16)  # bounded memory: a few chunks in flight at most
+    try:
+        if workers == 1:
+            for texts in chunks:
+                tagged = tagger.tag_batch(texts, batch_size, labels=labels)
+                out.write("".join(render(t, es, fmt) for t, es in zip(texts, tagged)))
+                bar.update(len(texts))
+        else:
+            from collections import deque
+            from concurrent.futures import ProcessPoolExecutor
+
+            import multiprocessing
+
+            spawn = multiprocessing.get_context("spawn")  # fork after torch has started threads can hang
+            dictionary = tagger.dictionary.items() if tagger.dictionary else None
+            with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_worker_init,
+                                     initargs=(str(tagger.source), extra_words, dictionary)) as pool:
+                pending: deque = deque()
+
+                def write_oldest() -> None:
+                    n, future = pending.popleft()
+                    out.write(future.result())
+                    bar.update(n)
+
+                try:
+                    for texts in chunks:
+                        pending.append((len(texts), pool.submit(_worker_tag, texts, batch_size, fmt, labels)))
+                        while len(pending) > 2 * workers:  # write in input order as results come
+                            write_oldest()
+                finally:  # also when reading failed: what was read is written first
+                    while pending:
+                        write_oldest()
+    finally:
+        bar.close()
+        if skipped:
+            shown = ", ".join(map(str, skipped[:20])) + (", ..." if len(skipped) > 20 else "")
+            log.warning("%s: skipped %d line(s) that are not valid UTF-8 (--errors skip): line %s",
+                        source, len(skipped), shown)

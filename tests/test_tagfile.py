@@ -1,0 +1,31 @@
+"""lexner.tagfile.tag_file: the library function behind lexner tag --input."""
+
+import io
+
+import pytest
+
+import lexner
+from lexner.api import build_tagger
+from lexner.tagfile import tag_file
+
+
+def test_tag_file_with_workers_equals_one_process_for_the_bundled_model(tmp_path):
+    lines = ["张三在北京大学读书。", "", "李四去了上海", "国际奥委会主席罗格"] * 30
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ner = lexner.load()  # the bundled model: workers load it again from where it was loaded
+    tag_file(ner, tmp_path / "in.txt", tmp_path / "one.jsonl", progress=False)
+    tag_file(ner, tmp_path / "in.txt", tmp_path / "two.jsonl", workers=2, batch_size=8, progress=False)
+    one = (tmp_path / "one.jsonl").read_text(encoding="utf-8")
+    assert one == (tmp_path / "two.jsonl").read_text(encoding="utf-8") and one.count("\n") == len(lines)
+    stream = io.StringIO()
+    tag_file(ner, tmp_path / "in.txt", stream, fmt="text", progress=False)
+    assert stream.getvalue().splitlines()[0] == "[张三|PER]在[北京大学|ORG]读书。"
+
+
+def test_tag_file_refuses_the_input_as_output_and_workers_for_an_unsaved_model(corpus, tmp_path):
+    (tmp_path / "in.txt").write_text("张三\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="is the input file"):
+        tag_file(lexner.load(), tmp_path / "in.txt", tmp_path / "in.txt")
+    assert (tmp_path / "in.txt").read_text(encoding="utf-8") == "张三\n"
+    with pytest.raises(ValueError, match="loaded from a directory"):
+        tag_file(build_tagger("bilstm_crf", corpus, {"hidden": 8}), tmp_path / "in.txt", workers=2)
