@@ -140,8 +140,6 @@ def cmd_train(args) -> int:
     except OSError as err:  # e.g. the disk is full: the last good model and checkpoint are intact
         raise CommandError(f"writing into {args.out} failed: {err}; the last finished epoch's model and "
                            "checkpoint are intact") from None
-    finally:
-        distributed.shutdown()
     if trainer.world.main:
         summary = {k: selection_scores(results[k]) for k in ("dev", "test") if k in results}
         print(json.dumps({"model": str(Path(args.out) / "model"), "best_epoch": results["best_epoch"],

@@ -37,18 +37,20 @@ def world() -> World:
                  int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def setup(device: str) -> tuple[World, str]:
-    """Join the process group when launched by ``torchrun``; returns the world and this process's device
-    (``cuda`` becomes ``cuda:LOCAL_RANK``)."""
+def setup(device: str) -> tuple[World, str, bool]:
+    """Join the process group when launched by ``torchrun``; returns the world, this process's device
+    (``cuda`` becomes ``cuda:LOCAL_RANK``) and whether this call joined the group (its caller then owns it and
+    leaves it with :func:`shutdown`)."""
     w = world()
     if not w.distributed:
-        return w, device
+        return w, device, False
     if device.startswith("cuda"):
         device = f"cuda:{w.local_rank}"
         torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
-    return w, device
+    if dist.is_initialized():
+        return w, device, False
+    dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return w, device, True
 
 
 def _active() -> bool:

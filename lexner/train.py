@@ -22,6 +22,7 @@ from . import distributed
 from .augment import Augmenter
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import Sentence
+from .features import Batch
 from .evaluate import evaluate
 from .export import provenance
 from .fileio import atomic_directory, recover_directory, write_json
@@ -285,7 +286,8 @@ class Trainer:
     """
 
     def __init__(self, model: Tagger, config: TrainConfig, out_dir: str | Path, progress: bool = True):
-        self.world, device = distributed.setup(config.device)  # a no-op unless launched by torchrun
+        # a no-op unless launched by torchrun; a group joined here is left at the end of fit
+        self.world, device, self._joined = distributed.setup(config.device)
         config = dataclasses.replace(config, device=device)
         self.model = model.to(config.device)
         self.config = config
@@ -399,6 +401,9 @@ class Trainer:
             return self._fit(list(tasks), model_card, list(teachers), list(unlabelled))
         finally:
             self._release_lock()
+            if self._joined:  # the trainer joined the process group: it leaves it
+                distributed.shutdown()
+                self._joined = False
 
     def _soft_items(self, tasks: list[Task], teachers: list, unlabelled: list[str]) -> tuple[list[dict], list[int]]:
         """The training items with the teachers' soft targets, and for each the index of its task (unlabelled
@@ -427,39 +432,19 @@ class Trainer:
              unlabelled: list[str]) -> dict[str, Any]:
         cfg = self.config
         main = self.world.main
-        for task in tasks:
-            self.model.featurizer.label_set(task.name)  # an unknown label set fails before any work
-            task.train = [s for s in cut_long(task.train, cfg.max_length) if s.text]
-            what = f" of task {task.name}" if task.name is not None else ""
-            if not task.train:
-                raise TrainingError(f"no training sentences{what} (the training data is empty or holds only empty "
-                                    "texts)")
-            if not any(s.text for s in task.dev):
-                raise TrainingError(f"no dev sentences{what}: model selection needs a non-empty dev set")
+        items, task_of, heads = self._prepare(tasks, teachers, unlabelled)
         if main:
             self._take_lock()
             write_json(self.out_dir / "train_config.json", dataclasses.asdict(cfg))
         # what every saved model's card says, beside what the caller adds (command, data files, ...)
         model_card = {"lexner": provenance(), "device": cfg.device, "threads": torch.get_num_threads(),
                       "train_data": "+".join(t.name or "train" for t in tasks), **(model_card or {})}
-        if bool(teachers) != bool(cfg.distill):
-            raise TrainingError("distillation needs both teachers and a kind (distill: mse or kl)")
-        if (unlabelled and not teachers) or (teachers and cfg.augment):
-            raise TrainingError("unlabelled text needs teachers; augmentation and distillation do not combine yet")
-        if teachers:
-            encoded, task_of = self._soft_items(tasks, teachers, unlabelled)
-        else:
-            encoded = [self.model.featurizer.encode_one(s.text, s.spans, task.name) for task in tasks
-                       for s in task.train]
-            task_of = [k for k, task in enumerate(tasks) for _ in task.train]
-        heads = [task.name for task in tasks] + [tasks[0].name]  # the head of each task index (unlabelled last)
         sentences = [s for task in tasks for s in task.train]
         augmenters = [Augmenter(cfg.augment.split(","), task.train) for task in tasks] if cfg.augment else None
-        sampler = BucketBatchSampler([len(item["chars"]) for item in encoded], cfg.batch_size, cfg.seed,
+        sampler = BucketBatchSampler([len(item["chars"]) for item in items], cfg.batch_size, cfg.seed,
                                      self.world.rank, self.world.size, task_of, cfg.task_temperature)
-        steps_per_epoch = len(sampler)
-        multi_task = len(tasks) > 1 or bool(unlabelled)
-        if multi_task:  # every parameter holds a gradient from the first step on (see zero_grad below)
+        multi_task = len(tasks) > 1
+        if multi_task:  # every parameter holds a gradient from the first step on (see _step)
             for p in self.model.parameters():
                 if p.requires_grad and p.grad is None:
                     p.grad = torch.zeros_like(p)
@@ -473,67 +458,11 @@ class Trainer:
                 break
             started = time.perf_counter()
             sampler.set_epoch(self.epoch)
-            epoch_items = encoded if augmenters is None else self._augmented(encoded, sentences, task_of, tasks,
-                                                                             augmenters)
-            self.model.train()
-            total, seen = 0.0, 0
-            bar = tqdm(sampler.shards(), desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="batch",
-                       total=steps_per_epoch, disable=not self.progress, leave=False)
-            for k, (ids, global_size) in enumerate(bar):
-                lr = self._lr_at(self.epoch, k if self.epoch == 0 else None, steps_per_epoch)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr * group["lr_scale"]
-                batch = self.model.featurizer.collate([epoch_items[i] for i in ids], heads[task_of[ids[0]]])
-                if batch.soft is not None:
-                    batch.soft_kind, batch.soft_weight = cfg.distill, cfg.distill_weight
-                batch = batch.to(cfg.device)
-                with torch.autocast(device_type=cfg.device.split(":")[0], dtype=self.amp_dtype,
-                                    enabled=self.amp_dtype is not None):
-                    loss = self.net(batch)  # the tagger's loss: mean over this rank's sentences
-                if not torch.isfinite(loss):
-                    kept = (f"the last good checkpoint (epoch {self.epoch}) is in {self.out_dir / CHECKPOINT_DIR}"
-                            if self.epoch else "no epoch had finished, so there is no checkpoint yet")
-                    raise TrainingError(f"loss became {loss.item()} at epoch {self.epoch + 1}, batch {k + 1}; "
-                                        f"{kept}. Try a lower --lr or --clip.")
-                # DDP averages over ranks: weight each shard by its share of the global batch
-                objective = loss * (len(ids) * self.world.size / global_size)
-                # a multi-task step leaves the other heads without gradients: zeros instead of None keep every
-                # parameter in the fused optimiser's lists from the first step (fused SGD fails on a parameter
-                # that joins them later)
-                self.optimizer.zero_grad(set_to_none=not multi_task)
-                if self.scaler is not None:
-                    self.scaler.scale(objective).backward()
-                    self.scaler.unscale_(self.optimizer)
-                else:
-                    objective.backward()
-                if cfg.clip > 0:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
-                if self.scaler is not None:
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                else:
-                    self.optimizer.step()
-                self.step += 1
-                total += loss.item() * len(ids)
-                seen += len(ids)
-                bar.set_postfix(loss=f"{total / seen:.3f}", refresh=False)
-            total, seen = distributed.all_sum([total, seen])
-            train_seconds = time.perf_counter() - started
-            scores = self.scores(self.model, tasks, "dev") if main else None
-            dev_scores = distributed.broadcast(scores)
-            self.epoch += 1
-            f1 = selection_f1(dev_scores)
-            improved = f1 > self.best_f1
-            if improved:
-                self.best_f1, self.best_epoch = f1, self.epoch
-                if main:
-                    with atomic_directory(self.out_dir / MODEL_DIR) as tmp:
-                        self.model.save(tmp, extra={"card": {**(model_card or {}), "epoch": self.epoch,
-                                                             "dev": dev_scores}})
+            epoch_items = items if augmenters is None else self._augmented(items, sentences, task_of, tasks,
+                                                                           augmenters)
+            lr, total, seen = self._train_epoch(sampler, epoch_items, task_of, heads, multi_task)
+            self._end_epoch(tasks, model_card, lr, total, seen, started)
             bad_epochs = self.epoch - self.best_epoch
-            if main:
-                self._log_epoch(lr, total, seen, train_seconds, started, dev_scores, improved)
-                self._save_checkpoint()
             epoch_seconds = time.perf_counter() - started
         if cfg.patience and bad_epochs >= cfg.patience:
             log.info("early stopping after epoch %d: no better dev F1 for %d epochs (best %.4f at epoch %d)",
@@ -541,6 +470,104 @@ class Trainer:
         results = distributed.broadcast(self.finish(tasks) if main else None)
         distributed.barrier()
         return results
+
+    def _prepare(self, tasks: list[Task], teachers: list, unlabelled: list[str]
+                 ) -> tuple[list[dict], list[int], list[str | None]]:
+        """Check the tasks and settings; the encoded training items, each item's task index and each task
+        index's head (unlabelled text, with distillation, is one more index after the tasks')."""
+        cfg = self.config
+        for task in tasks:
+            self.model.featurizer.label_set(task.name)  # an unknown label set fails before any work
+            task.train = [s for s in cut_long(task.train, cfg.max_length) if s.text]
+            what = f" of task {task.name}" if task.name is not None else ""
+            if not task.train:
+                raise TrainingError(f"no training sentences{what} (the training data is empty or holds only empty "
+                                    "texts)")
+            if not any(s.text for s in task.dev):
+                raise TrainingError(f"no dev sentences{what}: model selection needs a non-empty dev set")
+        if bool(teachers) != bool(cfg.distill):
+            raise TrainingError("distillation needs both teachers and a kind (distill: mse or kl)")
+        if (unlabelled and not teachers) or (teachers and cfg.augment):
+            raise TrainingError("unlabelled text needs teachers; augmentation and distillation do not combine yet")
+        heads = [task.name for task in tasks] + [tasks[0].name]
+        if teachers:
+            items, task_of = self._soft_items(tasks, teachers, unlabelled)
+        else:
+            items = [self.model.featurizer.encode_one(s.text, s.spans, task.name) for task in tasks
+                     for s in task.train]
+            task_of = [k for k, task in enumerate(tasks) for _ in task.train]
+        return items, task_of, heads
+
+    def _train_epoch(self, sampler: BucketBatchSampler, items: list[dict], task_of: list[int],
+                     heads: list[str | None], multi_task: bool) -> tuple[float, float, float]:
+        """One pass over this epoch's batches; returns the last learning rate, the summed loss and the number
+        of sentences (over every rank)."""
+        cfg = self.config
+        self.model.train()
+        total, seen, lr = 0.0, 0, cfg.lr
+        steps_per_epoch = len(sampler)
+        bar = tqdm(sampler.shards(), desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="batch",
+                   total=steps_per_epoch, disable=not self.progress, leave=False)
+        for k, (ids, global_size) in enumerate(bar):
+            lr = self._lr_at(self.epoch, k if self.epoch == 0 else None, steps_per_epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr * group["lr_scale"]
+            batch = self.model.featurizer.collate([items[i] for i in ids], heads[task_of[ids[0]]])
+            if batch.soft is not None:
+                batch.soft_kind, batch.soft_weight = cfg.distill, cfg.distill_weight
+            loss = self._step(batch.to(cfg.device), len(ids) * self.world.size / global_size, k, multi_task)
+            total += loss * len(ids)
+            seen += len(ids)
+            bar.set_postfix(loss=f"{total / seen:.3f}", refresh=False)
+        total, seen = distributed.all_sum([total, seen])
+        return lr, total, seen
+
+    def _step(self, batch: Batch, share: float, k: int, multi_task: bool) -> float:
+        """One optimisation step on ``batch`` (``share``: this rank's part of the global batch); its loss."""
+        cfg = self.config
+        with torch.autocast(device_type=cfg.device.split(":")[0], dtype=self.amp_dtype,
+                            enabled=self.amp_dtype is not None):
+            loss = self.net(batch)  # the tagger's loss: mean over this rank's sentences
+        if not torch.isfinite(loss):
+            kept = (f"the last good checkpoint (epoch {self.epoch}) is in {self.out_dir / CHECKPOINT_DIR}"
+                    if self.epoch else "no epoch had finished, so there is no checkpoint yet")
+            raise TrainingError(f"loss became {loss.item()} at epoch {self.epoch + 1}, batch {k + 1}; "
+                                f"{kept}. Try a lower --lr or --clip.")
+        objective = loss * share  # DDP averages over ranks: weight each shard by its share of the global batch
+        # a multi-task step leaves the other heads without gradients: zeros instead of None keep every parameter
+        # in the fused optimiser's lists from the first step (fused SGD fails on a parameter that joins later)
+        self.optimizer.zero_grad(set_to_none=not multi_task)
+        if self.scaler is not None:
+            self.scaler.scale(objective).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            objective.backward()
+        if cfg.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.step += 1
+        return loss.item()
+
+    def _end_epoch(self, tasks: list[Task], model_card: dict[str, Any], lr: float, total: float, seen: float,
+                   started: float) -> None:
+        """Score dev, keep the model if it is the best so far, log the epoch and write the checkpoint."""
+        main = self.world.main
+        train_seconds = time.perf_counter() - started
+        dev_scores = distributed.broadcast(self.scores(self.model, tasks, "dev") if main else None)
+        self.epoch += 1
+        improved = selection_f1(dev_scores) > self.best_f1
+        if improved:
+            self.best_f1, self.best_epoch = selection_f1(dev_scores), self.epoch
+            if main:
+                with atomic_directory(self.out_dir / MODEL_DIR) as tmp:
+                    self.model.save(tmp, extra={"card": {**model_card, "epoch": self.epoch, "dev": dev_scores}})
+        if main:
+            self._log_epoch(lr, total, seen, train_seconds, started, dev_scores, improved)
+            self._save_checkpoint()
 
     def _augmented(self, encoded: list[dict], sentences: list[Sentence], task_of: list[int], tasks: list[Task],
                    augmenters: list[Augmenter]) -> list[dict]:

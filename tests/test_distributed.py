@@ -72,8 +72,8 @@ def test_outside_torchrun_everything_is_one_process(monkeypatch):
 
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(key, raising=False)
-    world, device = distributed.setup("cuda:0")
-    assert world == distributed.World(0, 1, 0) and not world.distributed and device == "cuda:0"
+    world, device, joined = distributed.setup("cuda:0")
+    assert world == distributed.World(0, 1, 0) and not world.distributed and device == "cuda:0" and not joined
     assert distributed.broadcast({"a": 1}) == {"a": 1} and distributed.all_sum([1.0, 2.0]) == [1.0, 2.0]
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "4")
