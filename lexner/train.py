@@ -70,6 +70,10 @@ class TrainConfig:
                            "CPU", choices=("", "bf16", "fp16"))
     max_minutes: float = setting(0.0, "time budget: no epoch starts that would likely end past it (judged by the "
                                       "last epoch's time; the first epoch always runs); 0: no limit")
+    task_selection: str = setting("pooled", "multi-task model selection on dev: pooled (micro P/R/F1 over every "
+                                            "task's dev entities together: a small, noisy dev set weighs little) "
+                                            "or mean (the unweighted mean of the tasks' F1)",
+                                  choices=("pooled", "mean"))
     task_temperature: float = setting(1.0, "multi-task sampling: a task's share of batches is proportional to "
                                            "its size ** (1 / T); 1 keeps each sentence once per epoch, larger "
                                            "values give small corpora more")
@@ -584,7 +588,7 @@ class Trainer:
 
     def _log_epoch(self, lr: float, total: float, seen: float, train_seconds: float, started: float,
                    dev_scores: dict, improved: bool) -> None:
-        dev = dev_scores["mean"] if "tasks" in dev_scores else dev_scores["micro"]
+        dev = selection_scores(dev_scores)
         record = {
             "epoch": self.epoch, "lr": lr, "train_loss": total / max(seen, 1),
             "train_seconds": round(train_seconds, 2),
@@ -606,14 +610,22 @@ class Trainer:
 
     def scores(self, model: Tagger, tasks: Sequence[Task], split: str) -> dict[str, Any]:
         """The scores of ``model`` on each task's ``split`` ("dev" or "test"): :func:`evaluate`'s for one task;
-        for several, ``{"tasks": {name: scores}, "mean": the unweighted mean of their micro P/R/F1}``."""
+        for several, ``{"tasks": {name: scores}, "mean": the unweighted mean of their micro P/R/F1, "pooled": micro
+        P/R/F1 over all their entities, "selection": which of the two selects (``task_selection``)}``."""
         batch_size = self.config.eval_batch_size
         if len(tasks) == 1:
             return evaluate(model, getattr(tasks[0], split), batch_size, labels=tasks[0].name)
         per_task = {t.name: evaluate(model, getattr(t, split), batch_size, labels=t.name) for t in tasks
                     if getattr(t, split) is not None}
         mean = {k: sum(s["micro"][k] for s in per_task.values()) / len(per_task) for k in ("precision", "recall", "f1")}
-        return {"tasks": per_task, "mean": mean}
+        found = {name: s["micro"]["recall"] * s["micro"]["support"] for name, s in per_task.items()}  # true positives
+        predicted = sum(found[n] / s["micro"]["precision"] for n, s in per_task.items() if s["micro"]["precision"])
+        gold = sum(s["micro"]["support"] for s in per_task.values())
+        precision = sum(found.values()) / predicted if predicted else 0.0
+        recall = sum(found.values()) / gold if gold else 0.0
+        pooled = {"precision": precision, "recall": recall,
+                  "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0}
+        return {"tasks": per_task, "mean": mean, "pooled": pooled, "selection": self.config.task_selection}
 
     def finish(self, tasks: Sequence[Task]) -> dict[str, Any]:
         """Reload the best model, score it on dev (and test), write ``results.json`` and log the scores."""
@@ -644,8 +656,8 @@ def epoch_records(log_file: Path) -> list[dict[str, Any]]:
 
 
 def selection_scores(scores: dict[str, Any]) -> dict[str, float]:
-    """The scores that select a model: micro P/R/F1, or for several tasks the mean of theirs."""
-    return scores["mean"] if "tasks" in scores else scores["micro"]
+    """The scores that select a model: micro P/R/F1, or for several tasks their pooled or mean scores."""
+    return scores[scores.get("selection", "mean")] if "tasks" in scores else scores["micro"]
 
 
 def selection_f1(scores: dict[str, Any]) -> float:

@@ -48,7 +48,7 @@ def test_one_task_gives_the_same_batches_as_before():
     assert list(BucketBatchSampler(lengths, 4, seed=2)) == list(BucketBatchSampler(lengths, 4, seed=2, tasks=[0] * 11))
 
 
-def test_fit_tasks_trains_every_head_selects_on_the_mean_and_scores_each_task(corpus, tmp_path):
+def test_fit_tasks_trains_every_head_selects_on_pooled_dev_scores_and_scores_each_task(corpus, tmp_path):
     seed_everything(3)
     tagger = build_tagger("bilstm_crf", corpus, SMALL, seed=3,
                           label_sets={"coarse": ["LOC", "PER"], "fine": ["city", "name"]})
@@ -63,6 +63,9 @@ def test_fit_tasks_trains_every_head_selects_on_the_mean_and_scores_each_task(co
     assert set(tasks) == {"coarse", "fine"}
     assert set(tasks["fine"]["per_type"]) <= {"city", "name"} and set(tasks["coarse"]["per_type"]) <= {"LOC", "PER"}
     assert results["dev"]["mean"]["f1"] == pytest.approx((tasks["coarse"]["micro"]["f1"] + tasks["fine"]["micro"]["f1"]) / 2)
+    assert results["dev"]["selection"] == "pooled"  # the default: every dev entity counts once
+    found = sum(t["micro"]["recall"] * t["micro"]["support"] for t in tasks.values())
+    assert results["dev"]["pooled"]["recall"] == pytest.approx(found / sum(t["micro"]["support"] for t in tasks.values()))
     assert set(results["test"]["tasks"]) == {"coarse", "fine"}
     log = epoch_records(tmp_path / "log.jsonl")
     assert [r["epoch"] for r in log] == [1, 2] and set(log[0]["tasks"]) == {"coarse", "fine"}
