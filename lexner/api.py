@@ -7,12 +7,13 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .data import Sentence, data_root
+from .data import Sentence, data_root, entity_types
 from .dictionary import Dictionary
-from .features import Featurizer
+from .features import DEFAULT_LABELS, Featurizer
 from .lexicon import Lexicon
 from .models import Tagger, model_class
 from .models.base import checked_config
+from .models.bert import uses_encoder
 from .vectors import read_word2vec
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,9 @@ def build_tagger(
             lexicon = Lexicon.from_path(lexicon)
     else:
         lexicon = None
+    if not cls.uses_chars:  # e.g. bert_crf: no character or bigram vocabulary to build, no vectors to read
+        embeddings = {k: v for k, v in embeddings.items() if k not in ("chars", "bigrams")}
+        label_sets = label_sets or {DEFAULT_LABELS: entity_types(train)}
     char_counts, bigram_counts = Featurizer.count_tokens(train)
     pretrained = {}
     if embeddings.get("chars"):
@@ -79,12 +83,12 @@ def build_tagger(
     elif lexicon is not None and embeddings.get("words"):  # a plain word list: look its words up
         pretrained["words"] = read_word2vec(embeddings["words"], keep=set(lexicon.words))
     pieces = None
-    if getattr(model_config, "bert_path", ""):
+    if uses_encoder(model_config):
         from .pieces import PieceEncoder
 
         pieces = PieceEncoder.load(model_config.bert_path)
     featurizer = Featurizer.build(
-        train,
+        train if cls.uses_chars else [],
         extra_chars=pretrained.get("chars", ([],))[0],
         extra_bigrams=pretrained.get("bigrams", ([],))[0],
         lexicon=lexicon,

@@ -146,3 +146,15 @@ def test_flat_with_bert_features(tmp_path):
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing is downloaded|never downloaded"):
         build_tagger("bert_crf", toy_corpus(), {"bert_path": str(tmp_path / "nope")})
+
+
+def test_bert_crf_builds_no_character_vocabulary_and_leaves_the_callers_config_alone():
+    from lexner.models.bert import BertCRF, BertCRFConfig
+
+    corpus = toy_corpus()
+    tagger = build_tagger("bert_crf", corpus, {"bert_path": str(tiny_bert())})
+    assert len(tagger.featurizer.chars) <= 4 and len(tagger.featurizer.bigrams) <= 4  # the special tokens only
+    assert tagger.featurizer.entity_types == ["LOC", "PER"]
+    config = BertCRFConfig(bert_path=str(tiny_bert()))
+    built = BertCRF(config, tagger.featurizer)
+    assert config.bert_config == {} and built.config.bert_config["hidden_size"] == 32

@@ -212,6 +212,7 @@ class Tagger(nn.Module):
     name: ClassVar[str]
     Config: ClassVar[type]
     uses_lexicon: ClassVar[bool] = False  # whether batches must carry the lattice of lexicon matches
+    uses_chars: ClassVar[bool] = True  # whether it reads character and bigram ids (their vocabularies are built)
     max_length: int = 500  # tag_batch splits longer texts into pieces (see lexner.tagging)
     overlap: int = 50  # overlap of the pieces of one over-long sentence
     batch_tokens: int = 4096  # tag_batch: at most this many padded tokens per batch (long pieces, smaller batches)

@@ -7,6 +7,7 @@ downloaded.  A saved lexner model keeps the encoder's config (in ``config.json``
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,23 @@ class BertFeatures(nn.Module):
         return gathered * (batch.char_piece >= 0).unsqueeze(-1)
 
 
+def uses_encoder(config: Any) -> bool:
+    """Whether a tagger config asks for BERT features: a checkpoint to read (``bert_path``) or an encoder config
+    saved with the model (``bert_config``)."""
+    return bool(getattr(config, "bert_path", "") or getattr(config, "bert_config", None))
+
+
+def attach_encoder(tagger: Tagger, who: str) -> BertFeatures:
+    """The BERT features of ``tagger`` (built from its config), the one place where a tagger wires an encoder
+    in.  The tagger's own config copy records the encoder's config, so a saved model rebuilds it without the
+    checkpoint; the config the caller passed is left as it was."""
+    if tagger.featurizer.pieces is None:
+        raise ValueError(f"{who} needs a featurizer with the encoder's tokenizer")
+    bert = BertFeatures(tagger.config.bert_path, tagger.config.bert_config, tagger.featurizer.pieces)
+    tagger.config = dataclasses.replace(tagger.config, bert_config=bert.encoder_config)
+    return bert
+
+
 @dataclass
 class BertCRFConfig:
     bert_path: str = ""  # a local checkpoint directory (needed to build a new model, not to load a saved one)
@@ -133,13 +151,11 @@ class BertCRF(Tagger):
 
     name = "bert_crf"
     Config = BertCRFConfig
+    uses_chars = False  # the encoder's pieces are its only input
 
     def __init__(self, config: BertCRFConfig, featurizer: Featurizer):
         super().__init__(config, featurizer)
-        if featurizer.pieces is None:
-            raise ValueError("bert_crf needs a featurizer with the encoder's tokenizer")
-        self.bert = BertFeatures(config.bert_path, config.bert_config, featurizer.pieces)
-        config.bert_config = self.bert.encoder_config
+        self.bert = attach_encoder(self, "bert_crf")
         self.dropout = nn.Dropout(config.dropout)
         self.make_output(self.bert.dim)
 

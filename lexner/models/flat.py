@@ -31,7 +31,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..features import Batch, Featurizer
 from .base import Tagger
-from .bert import BertFeatures
+from .bert import attach_encoder, uses_encoder
 
 
 @dataclass
@@ -198,12 +198,7 @@ class FLAT(Tagger):
         if featurizer.lexicon is None:
             raise ValueError("flat needs a featurizer with a lexicon")
         self.make_embeddings(config.char_dim, config.bigram_dim, config.word_dim)
-        self.bert = None
-        if config.bert_path or config.bert_config:
-            if featurizer.pieces is None:
-                raise ValueError("flat with BERT features needs a featurizer with the encoder's tokenizer")
-            self.bert = BertFeatures(config.bert_path, config.bert_config, featurizer.pieces)
-            config.bert_config = self.bert.encoder_config
+        self.bert = attach_encoder(self, "flat with BERT features") if uses_encoder(config) else None
         bert_dim = self.bert.dim if self.bert is not None else 0
         self.char_project = nn.Linear(config.char_dim + config.bigram_dim + bert_dim, config.model_dim)
         self.word_project = nn.Linear(config.word_dim, config.model_dim)
