@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from dataclasses import dataclass, field
 
@@ -184,3 +184,57 @@ def merge_windows(windows: Sequence[tuple[int, int]], spans: Sequence[Sequence[S
             if low <= s.start < high and not (merged and merged[-1].end > s.start):
                 merged.append(s)
     return merged
+
+
+def tag_texts(tagger, texts: Iterable[str], batch_size: int = 64, labels: str | None = None) -> list[list]:
+    """``tagger.tag_batch(texts)``: each text's lines as the model sees them (:func:`model_lines`), each line's
+    windows (:func:`split_windows`), the tagger's typed dictionary as decoding constraints, the pieces decoded
+    by ``tagger.decode_pieces`` in blocks of ``tagger.block_pieces`` (memory does not grow with the length of
+    one input: a 30 MB line is as cheap per character as a sentence), and the windows' entities merged back
+    (:func:`merge_windows`) with offsets into the original texts."""
+    import torch
+
+    from .entity import Entity
+
+    if isinstance(texts, str):
+        raise TypeError("tag_batch() expects a sequence of str, got a single str; use tag()")
+    label_set = tagger.featurizer.label_set(labels)  # an unknown name fails before any work
+    try:
+        texts = list(texts)  # any iterable (a generator is read once)
+    except TypeError:
+        raise TypeError(f"tag_batch() expects an iterable of str, got {type(texts).__name__}") from None
+    for text in texts:
+        if not isinstance(text, str):
+            raise TypeError(f"tag_batch() expects str items, got {type(text).__name__}")
+    dictionary = tagger.dictionary
+    if dictionary is not None and not dictionary.labels <= set(label_set.entity_types):
+        raise ValueError(f"the dictionary's types {sorted(dictionary.labels - set(label_set.entity_types))} are "
+                         f"not types of label set {labels!r} ({', '.join(label_set.entity_types)})")
+    lines = [(i, line) for i, text in enumerate(texts) for line in model_lines(text)]
+    windows = [split_windows(line.view, tagger.max_length, tagger.overlap) for _, line in lines]
+    pieces = [(u, w) for u, ws in enumerate(windows) for w in ws]
+    constraints = [line.with_forced(dictionary.occurrences(line.view)) if dictionary else line.constraints
+                   for _, line in lines]
+    found: dict[tuple[int, tuple[int, int]], list] = {}
+    was_training = tagger.training
+    if was_training:  # a loaded model is in eval mode already: nothing changes, so threads may share it
+        tagger.eval()
+    try:
+        with torch.inference_mode():
+            for block in range(0, len(pieces), tagger.block_pieces):
+                part = pieces[block : block + tagger.block_pieces]
+                views = [lines[u][1].view[a:b] for u, (a, b) in part]
+                limits = [{k - a: v for k, v in constraints[u].items() if a <= k < b} if constraints[u] else {}
+                          for u, (a, b) in part]
+                for key, spans in zip(part, tagger.decode_pieces(views, limits, batch_size, labels)):
+                    found[key] = spans
+    finally:
+        if was_training:
+            tagger.train()
+    results: list[list] = [[] for _ in texts]
+    for u, ((i, line), ws) in enumerate(zip(lines, windows)):
+        for span in merge_windows(ws, [found.get((u, w), []) for w in ws]):
+            s = line.to_text(span)
+            results[i].append(Entity(s.start, s.end, s.label, texts[i][s.start : s.end]))
+    return results
+

@@ -25,7 +25,8 @@ from ..dictionary import Dictionary
 from ..entity import Entity
 from ..features import LABEL_SET_NAME, Batch, Featurizer
 from ..fileio import DataFormatError, ModelFormatError, read_json, write_bytes, write_json
-from ..tagging import merge_windows, model_lines, split_windows
+from ..schemes import Span
+from ..tagging import tag_texts
 from ..text import normalize
 from ..vectors import embedding_matrix
 
@@ -382,57 +383,19 @@ class Tagger(nn.Module):
         """Entities of each text.  Each line is tagged on its own, whitespace handled as ``lexner.tagging``
         describes; lines longer than ``max_length`` are tagged in pieces; pieces are grouped by length into
         batches of at most ``batch_size`` pieces and ``batch_tokens`` padded tokens.  ``labels``: as in
-        :meth:`tag`."""
-        if isinstance(texts, str):
-            raise TypeError("tag_batch() expects a sequence of str, got a single str; use tag()")
-        label_set = self.featurizer.label_set(labels)  # an unknown name fails before any work
-        try:
-            texts = list(texts)  # any iterable (a generator is read once)
-        except TypeError:
-            raise TypeError(f"tag_batch() expects an iterable of str, got {type(texts).__name__}") from None
-        for text in texts:
-            if not isinstance(text, str):
-                raise TypeError(f"tag_batch() expects str items, got {type(text).__name__}")
-        dictionary = self.dictionary
-        if dictionary is not None and not dictionary.labels <= set(label_set.entity_types):
-            raise ValueError(f"the dictionary's types {sorted(dictionary.labels - set(label_set.entity_types))} are "
-                             f"not types of label set {labels!r} ({', '.join(label_set.entity_types)})")
-        # each text's lines as the model sees them (whitespace and line breaks, see lexner.tagging), then each
-        # line's windows (long lines in pieces)
-        lines = [(i, line) for i, text in enumerate(texts) for line in model_lines(text)]
-        windows = [split_windows(line.view, self.max_length, self.overlap) for _, line in lines]
-        pieces = [(u, w) for u, ws in enumerate(windows) for w in ws]
-        constraints = [line.with_forced(dictionary.occurrences(line.view)) if dictionary else line.constraints
-                       for _, line in lines]
-        found: dict[tuple[int, tuple[int, int]], list] = {}
-        was_training = self.training
-        if was_training:  # a loaded model is in eval mode already: nothing changes, so threads may share it
-            self.eval()
-        try:
-            with torch.inference_mode():
-                # pieces stream through in blocks: only one block is encoded at a time, so memory does not
-                # grow with the length of the input (a 30 MB line is as cheap per character as a sentence)
-                for block in range(0, len(pieces), self.block_pieces):
-                    self._tag_block(pieces[block : block + self.block_pieces], lines, constraints, batch_size,
-                                    found, labels)
-        finally:
-            if was_training:
-                self.train()
-        results: list[list[Entity]] = [[] for _ in texts]
-        for u, ((i, line), ws) in enumerate(zip(lines, windows)):
-            for span in merge_windows(ws, [found.get((u, w), []) for w in ws]):
-                s = line.to_text(span)
-                results[i].append(Entity(s.start, s.end, s.label, texts[i][s.start : s.end]))
-        return results
+        :meth:`tag`.  The pipeline is :func:`lexner.tagging.tag_texts`; this model's part is
+        :meth:`decode_pieces`."""
+        return tag_texts(self, texts, batch_size, labels)
 
-    def _tag_block(self, pieces: list, lines: list, constraints: list, batch_size: int, found: dict,
-                   labels: str | None) -> None:
-        """Encode and decode ``pieces`` (``(line index, (start, end))`` windows), storing spans in ``found``."""
+    def decode_pieces(self, pieces: list[str], constraints: list[dict], batch_size: int,
+                      labels: str | None) -> list[list[Span]]:
+        """The spans of each piece (a whitespace-free view, see :mod:`lexner.tagging`) under its constraints
+        (``{position: allowed tag prefixes or tags}``), in the label set ``labels``."""
         encoded = []
-        for u, (a, b) in pieces:
-            item = self.featurizer.encode_one(lines[u][1].view[a:b])
-            if constraints[u]:
-                item["constraints"] = {k - a: v for k, v in constraints[u].items() if a <= k < b}
+        for text, constrained in zip(pieces, constraints):
+            item = self.featurizer.encode_one(text)
+            if constrained:
+                item["constraints"] = constrained
             encoded.append(item)
         # group by token count (characters + matched words): little padding, which FLAT pays quadratically;
         # a batch holds at most batch_size pieces and batch_tokens padded tokens (so few long ones)
@@ -443,10 +406,12 @@ class Tagger(nn.Module):
                 chunks[-1].append(j)
             else:
                 chunks.append([j])
+        found: list[list[Span]] = [[] for _ in pieces]
         for chunk in chunks:
             batch = self.featurizer.collate([encoded[j] for j in chunk], labels).to(self.device)
-            for key, path in zip((pieces[j] for j in chunk), self.decode(batch)):
-                found[key] = self.featurizer.decode_tags(path, labels)
+            for j, path in zip(chunk, self.decode(batch)):
+                found[j] = self.featurizer.decode_tags(path, labels)
+        return found
 
     # --- persistence -----------------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike, extra: Mapping[str, Any] | None = None, half: bool = False) -> None:

@@ -59,20 +59,17 @@ class Ensemble(Tagger):
                 total, mask = (probs if total is None else total + probs), batch.mask.cpu()
         return total / len(self.members), mask
 
-    def _tag_block(self, pieces: list, lines: list, constraints: list, batch_size: int, found: dict,
-                   labels: str | None) -> None:
+    def decode_pieces(self, pieces: list[str], constraints: list[dict], batch_size: int,
+                      labels: str | None) -> list[list]:
         name = self.featurizer.default_labels if labels is None else labels
-        texts, items = [], []
-        for u, (a, b) in pieces:
-            texts.append(lines[u][1].view[a:b])
-            items.append({"chars": [0] * (b - a), "bigrams": [0] * (b - a)})
-            if constraints[u]:
-                items[-1]["constraints"] = {k - a: v for k, v in constraints[u].items() if a <= k < b}
-        order = sorted(range(len(pieces)), key=lambda j: len(texts[j]))
+        items = [{"chars": [0] * len(text), "bigrams": [0] * len(text), **({"constraints": c} if c else {})}
+                 for text, c in zip(pieces, constraints)]
+        found: list[list] = [[] for _ in pieces]
+        order = sorted(range(len(pieces)), key=lambda j: len(pieces[j]))
         for k in range(0, len(order), batch_size):
             chunk = order[k : k + batch_size]
-            probs, mask = self.marginals([texts[j] for j in chunk], labels)
+            probs, mask = self.marginals([pieces[j] for j in chunk], labels)
             allowed = self.featurizer.collate([items[j] for j in chunk], labels).allowed  # constraints only
-            paths = self.decoders[name].viterbi(probs.clamp_min(1e-30).log(), mask, allowed)
-            for j, path in zip(chunk, paths):
-                found[pieces[j]] = self.featurizer.decode_tags(path, labels)
+            for j, path in zip(chunk, self.decoders[name].viterbi(probs.clamp_min(1e-30).log(), mask, allowed)):
+                found[j] = self.featurizer.decode_tags(path, labels)
+        return found
