@@ -83,7 +83,7 @@ def test_concurrent_requests_are_micro_batched_with_identical_results(server):
     ({}, None, 422),
     ({"text": 3}, None, 422),
     ({"texts": "张三"}, None, 422),
-    ({"text": "张三", "labels": "cluener"}, None, 422),
+    ({"text": "张三", "labels": "no-such-head"}, None, 422),
     (None, b"{not json", 422),
 ])
 def test_malformed_or_oversized_requests_are_refused_and_the_server_stays_up(server, body, raw, status):
@@ -96,4 +96,5 @@ def test_model_card(server):
     code, card = request(server, "/model")
     ner = lexner.load()
     assert code == 200 and card["model"] == ner.name and card["entity_types"] == ner.featurizer.entity_types
-    assert card["label_sets"] == {"default": ner.featurizer.entity_types} and card["card"] == ner.metadata["card"]
+    assert card["label_sets"] == {n: ls.entity_types for n, ls in ner.featurizer.label_sets.items()}
+    assert card["card"] == ner.metadata["card"]

@@ -60,6 +60,6 @@ def test_an_unknown_head_or_alignment_mode_is_refused():
     nlp = spacy.blank("zh")
     with pytest.raises(ValueError, match="alignment_mode"):
         nlp.add_pipe("lexner", config={"alignment_mode": "nearest"})
-    nlp.add_pipe("lexner", config={"labels": "weibo"})
-    with pytest.raises(ValueError, match="no label set 'weibo'"):
+    nlp.add_pipe("lexner", config={"labels": "no-such-head"})
+    with pytest.raises(ValueError, match="no label set .no-such-head."):
         nlp("张三")
