@@ -257,6 +257,27 @@ def peers_section(results: Path) -> list[str]:
     return out
 
 
+def multi_task_section(results: Path) -> list[str]:
+    out = []
+    for folder in sorted(p for p in results.iterdir() if p.is_dir() and p.name.startswith("multi_")):
+        for path in sorted(folder.glob("seed*.json")):
+            record = load(path)
+            res = record["results"]
+            out += [f"## Multi-task run `{folder.name}/{path.name}`", "",
+                    f"`{record['model']}`, one head per corpus ({record.get('train_data')}); best epoch "
+                    f"{res['best_epoch']} of {res['epochs_run']} (selected on {res['dev'].get('selection', 'mean')} "
+                    f"dev scores); command `{_short_command(record.get('command'))}`; collected on "
+                    f"{machine_line(record['machine'])}." + (f" Note: {record['note']}" if record.get("note") else ""),
+                    "", "| task | dev F1 | test F1 | test per type F1 |", "|---|---|---|---|"]
+            for task, dev in res["dev"]["tasks"].items():
+                test = res.get("test", {}).get("tasks", {}).get(task)
+                types = ", ".join(f"{k} {pct(v['f1'])}" for k, v in sorted(test["per_type"].items())) if test else "–"
+                out.append(f"| {task} | {pct(dev['micro']['f1'])} | "
+                           f"{'**' + pct(test['micro']['f1']) + '**' if test else '–'} | {types} |")
+            out.append("")
+    return out
+
+
 def domains_section(results: Path) -> list[str]:
     out = []
     for path in sorted(results.glob("domains_*.json")):
@@ -406,6 +427,7 @@ def build(results: Path, report: Path) -> str:
              ""]
     lines += accuracy_section(groups)
     lines += peers_section(results)
+    lines += multi_task_section(results)
     lines += domains_section(results)
     lines += ["## Speed and memory", ""]
     lines += profile_section(results) + train_speed_section(results) + ddp_speed_section(results)
