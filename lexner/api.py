@@ -107,7 +107,7 @@ def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, de
          extra_words: Iterable[str] = (),
          dictionary: Mapping[str, str] | Iterable[tuple[str, str]] | Dictionary | None = None) -> Tagger:
     """Load a saved tagger: ``ner = lexner.load("runs/weibo/model"); ner.tag("...")``.  Without ``path``, the
-    bundled default model (:data:`DEFAULT_MODEL`, trained on MSRA: PER, LOC, ORG).
+    bundled default model (:data:`DEFAULT_MODEL`, trained on MSRA, Weibo and CLUENER; default head PER, LOC, ORG).
 
     ``extra_words``: domain words added to a lattice tagger's lexicon (see :meth:`Tagger.add_words`).
     ``dictionary``: ``{word: type}`` forced into every decoded path (see :meth:`Tagger.add_dictionary`).

@@ -380,11 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="domain words added to a lattice model's lexicon before exporting; repeatable")
     x.set_defaults(func=cmd_export)
 
-    g = sub.add_parser("tag", help="tag text (with the bundled MSRA model unless --model is given)")
+    g = sub.add_parser("tag", help="tag text (with the bundled model unless --model is given)")
     g.add_argument("text", nargs="*", help="texts to tag (one record each on stdout, in --format); "
                                            "a model directory as the first argument is taken as --model")
     g.add_argument("--model", "-m", dest="model_dir", type=Path, default=None,
-                   help="a saved model directory (default: the bundled MSRA model, PER/LOC/ORG)")
+                   help="a saved model directory (default: the bundled model, PER/LOC/ORG)")
     g.add_argument("--input", type=Path, help="a UTF-8 file, one text per line (only LF ends a line); - reads stdin")
     g.add_argument("--errors", default="strict", choices=UTF8_ERRORS,
                    help="a line of --input that is not valid UTF-8: strict stops there (naming file:line, after "
