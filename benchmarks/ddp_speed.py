@@ -31,6 +31,8 @@ def main() -> None:
     args = parser.parse_args()
     from machine import machine_info
 
+    from lexner.train import epoch_records
+
     rows = []
     with tempfile.TemporaryDirectory(prefix="lexner-ddp-") as tmp:
         for n in args.processes:
@@ -43,7 +45,7 @@ def main() -> None:
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
                 sys.exit(f"ddp_speed: {n} process(es) failed:\n{done.stderr[-3000:]}")
-            log = [json.loads(line) for line in open(out / "log.jsonl", encoding="utf-8")]
+            log = epoch_records(out / "log.jsonl")
             rows.append({"processes": n, "epochs": len(log),
                          "sentences_per_second": round(sum(r["sentences_per_second"] for r in log) / len(log), 1),
                          "train_seconds": round(sum(r["train_seconds"] for r in log), 1)})

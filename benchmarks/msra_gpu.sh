@@ -26,7 +26,7 @@ status() {
     [ -f "$log" ] || continue
     python - "$log" <<'EOF'
 import json, sys
-lines = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+lines = [r for r in (json.loads(l) for l in open(sys.argv[1], encoding="utf-8")) if "final" not in r]
 last = lines[-1]
 best = max(lines, key=lambda l: l.get("dev", {}).get("f1", 0))
 print(f"{sys.argv[1].split('/')[-2]:22s} epoch {last['epoch']:3d}  dev {last['dev']['f1']:.4f}  "
