@@ -71,7 +71,8 @@ def build_tagger(
     if not cls.uses_chars:  # e.g. bert_crf: no character or bigram vocabulary to build, no vectors to read
         embeddings = {k: v for k, v in embeddings.items() if k not in ("chars", "bigrams")}
         label_sets = label_sets or {DEFAULT_LABELS: entity_types(train)}
-    char_counts, bigram_counts = Featurizer.count_tokens(train)
+    vocab_sentences = train if cls.uses_chars else []
+    _, bigram_counts = Featurizer.count_tokens(vocab_sentences)
     pretrained = {}
     if embeddings.get("chars"):
         pretrained["chars"] = read_word2vec(embeddings["chars"])
@@ -88,7 +89,7 @@ def build_tagger(
 
         pieces = PieceEncoder.load(model_config.bert_path)
     featurizer = Featurizer.build(
-        train if cls.uses_chars else [],
+        vocab_sentences,
         extra_chars=pretrained.get("chars", ([],))[0],
         extra_bigrams=pretrained.get("bigrams", ([],))[0],
         lexicon=lexicon,

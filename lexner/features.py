@@ -194,12 +194,8 @@ class Featurizer:
             most = max(int(counts.max()), 1)
             padded.update({k: _pad([item[k] for item in items], most) for k in WORD_KEYS})
             padded["word_mask"] = torch.arange(most)[None, :] < counts[:, None]
-        if any(item.get("constraints") for item in items):
-            label_set = self.label_set(labels)
-            allowed = torch.ones(len(items), longest, len(label_set.tags), dtype=torch.bool)
-            for b, item in enumerate(items):
-                for position, prefixes in item.get("constraints", {}).items():
-                    allowed[b, position] = label_set.allowed_row(prefixes)
+        allowed = self.allowed([item.get("constraints") for item in items], longest, labels)
+        if allowed is not None:
             padded["allowed"] = allowed
         if "soft" in items[0]:
             soft = torch.zeros(len(items), longest, len(items[0]["soft"][0]))
@@ -212,6 +208,20 @@ class Featurizer:
             padded["piece_lengths"] = piece_lengths
             padded["char_piece"] = _pad([[k + 1 for k in item["char_piece"]] for item in items], longest) - 1
         return Batch(lengths=lengths, labels=labels, **padded)
+
+    def allowed(self, constraints: Sequence[dict | None], length: int, labels: str | None = None
+                ) -> torch.Tensor | None:
+        """The (B, length, number of tags) bool mask of the tags the decoder may choose, from each sentence's
+        ``{position: allowed tag prefixes or tags}`` (see ``lexner.tagging.ModelLine``); None when nothing is
+        constrained."""
+        if not any(constraints):
+            return None
+        label_set = self.label_set(labels)
+        allowed = torch.ones(len(constraints), length, len(label_set.tags), dtype=torch.bool)
+        for b, constrained in enumerate(constraints):
+            for position, prefixes in (constrained or {}).items():
+                allowed[b, position] = label_set.allowed_row(prefixes)
+        return allowed
 
     def encode(self, texts: Sequence[str], spans: Sequence[Sequence[Span]] | None = None,
                labels: str | None = None) -> Batch:

@@ -25,6 +25,7 @@ from typing import Iterable, Sequence
 
 from dataclasses import dataclass, field
 
+from .entity import Entity
 from .schemes import Span
 from .text import normalize
 
@@ -192,9 +193,7 @@ def tag_texts(tagger, texts: Iterable[str], batch_size: int = 64, labels: str | 
     by ``tagger.decode_pieces`` in blocks of ``tagger.block_pieces`` (memory does not grow with the length of
     one input: a 30 MB line is as cheap per character as a sentence), and the windows' entities merged back
     (:func:`merge_windows`) with offsets into the original texts."""
-    import torch
-
-    from .entity import Entity
+    import torch  # imported on first use: lexner.tagging stays light for callers that only map offsets
 
     if isinstance(texts, str):
         raise TypeError("tag_batch() expects a sequence of str, got a single str; use tag()")

@@ -9,6 +9,22 @@ from lexner.schemes import allowed_transitions, bioes_tags
 TAGS = bioes_tags(["PER", "LOC"])
 
 
+def random_crf(seed: int, tags=TAGS) -> ConstrainedCRF:
+    """A CRF with normal random start, transition and end scores."""
+    torch.manual_seed(seed)
+    crf = ConstrainedCRF(tags)
+    for p in crf.parameters():
+        torch.nn.init.normal_(p)
+    return crf
+
+
+def path_score(crf: ConstrainedCRF, emissions: torch.Tensor, path) -> torch.Tensor:
+    """The CRF score of one tag path over (T, K) emissions."""
+    return (crf.start_transitions[path[0]] + crf.end_transitions[path[-1]]
+            + sum(emissions[t, k] for t, k in enumerate(path))
+            + sum(crf.transitions[a, b] for a, b in zip(path, path[1:])))
+
+
 @torch.no_grad()
 def brute_force_best(crf: ConstrainedCRF, emissions: torch.Tensor, legal_only: bool) -> list[int]:
     start, trans, end = allowed_transitions(TAGS)
@@ -16,9 +32,7 @@ def brute_force_best(crf: ConstrainedCRF, emissions: torch.Tensor, legal_only: b
     for path in itertools.product(range(len(TAGS)), repeat=emissions.shape[0]):
         if legal_only and not (start[path[0]] and end[path[-1]] and all(trans[a, b] for a, b in zip(path, path[1:]))):
             continue
-        score = crf.start_transitions[path[0]] + crf.end_transitions[path[-1]]
-        score = score + sum(emissions[t, tag] for t, tag in enumerate(path))
-        score = score + sum(crf.transitions[a, b] for a, b in zip(path, path[1:]))
+        score = path_score(crf, emissions, path)
         if score > best:
             best, best_path = float(score), list(path)
     return best_path
@@ -81,10 +95,7 @@ def test_nll_equals_pytorch_crf_values_and_gradients(seed):
     """lexner's vectorised log-likelihood is pytorch-crf's, within float rounding."""
     from torchcrf import CRF
 
-    torch.manual_seed(seed)
-    crf = ConstrainedCRF(TAGS)
-    for p in crf.parameters():
-        torch.nn.init.normal_(p)
+    crf = random_crf(seed)
     lengths = torch.randint(1, 9, (5,))
     lengths[0] = 8
     mask = torch.arange(8)[None, :] < lengths[:, None]
@@ -104,10 +115,7 @@ def test_nll_equals_pytorch_crf_values_and_gradients(seed):
 
 
 def test_nll_equals_brute_force_log_partition():
-    torch.manual_seed(0)
-    crf = ConstrainedCRF(TAGS)
-    for p in crf.parameters():
-        torch.nn.init.normal_(p)
+    crf = random_crf(0)
     emissions = torch.randn(1, 3, len(TAGS))
     tags = torch.tensor([[1, 2, 0]])
     paths = list(itertools.product(range(len(TAGS)), repeat=3))
@@ -123,10 +131,7 @@ def test_nll_equals_brute_force_log_partition():
 
 def test_viterbi_respects_per_position_allowed_tags():
     """``allowed`` constrains the search: the best path among those with allowed tags (brute force)."""
-    torch.manual_seed(3)
-    crf = ConstrainedCRF(TAGS)
-    for p in crf.parameters():
-        torch.nn.init.normal_(p)
+    crf = random_crf(3)
     emissions = torch.randn(1, 4, len(TAGS)) * 3
     allowed = torch.ones(1, 4, len(TAGS), dtype=torch.bool)
     allowed[0, 1] = torch.tensor([t[0] in "OS" for t in TAGS])
@@ -138,9 +143,7 @@ def test_viterbi_respects_per_position_allowed_tags():
             continue
         if not all(allowed[0, t, k] for t, k in enumerate(path)):
             continue
-        s = (crf.start_transitions[path[0]] + crf.end_transitions[path[-1]]
-             + sum(emissions[0, t, k] for t, k in enumerate(path))
-             + sum(crf.transitions[a, b] for a, b in zip(path, path[1:])))
+        s = path_score(crf, emissions[0], path)
         if s > best:
             best, best_path = float(s.detach()), list(path)
     assert crf.viterbi(emissions, torch.ones(1, 4, dtype=torch.bool), allowed) == [best_path]
@@ -150,10 +153,7 @@ def test_viterbi_respects_per_position_allowed_tags():
 def test_numpy_search_on_cpu_gives_the_torch_search_paths_ties_included(seed):
     from lexner.crf import _search_numpy, _search_torch
 
-    torch.manual_seed(seed)
-    crf = ConstrainedCRF(TAGS)
-    for p in crf.parameters():
-        torch.nn.init.normal_(p)
+    crf = random_crf(seed)
     if seed % 2:  # integer scores: many exact ties
         with torch.no_grad():
             for p in crf.parameters():
@@ -177,20 +177,15 @@ def test_numpy_search_on_cpu_gives_the_torch_search_paths_ties_included(seed):
 
 
 def test_log_marginals_equal_brute_force_over_every_path_with_padding():
-    torch.manual_seed(5)
     tags = bioes_tags(["PER"])
-    crf = ConstrainedCRF(tags)
-    for p in crf.parameters():
-        torch.nn.init.normal_(p)
+    crf = random_crf(5, tags)
     emissions = torch.randn(2, 4, len(tags))
     mask = torch.tensor([[True, True, True, True], [True, True, True, False]])
     got = crf.log_marginals(emissions, mask).exp()
     for b, n in enumerate(mask.sum(1).tolist()):
         totals = torch.zeros(n, len(tags))
         for path in itertools.product(range(len(tags)), repeat=n):
-            s = (crf.start_transitions[path[0]] + crf.end_transitions[path[-1]]
-                 + sum(emissions[b, t, k] for t, k in enumerate(path))
-                 + sum(crf.transitions[a, c] for a, c in zip(path, path[1:])))
+            s = path_score(crf, emissions[b], path)
             for t, k in enumerate(path):
                 totals[t, k] += s.detach().exp()
         expected = totals / totals[0].sum()

@@ -62,14 +62,12 @@ class Ensemble(Tagger):
     def decode_pieces(self, pieces: list[str], constraints: list[dict], batch_size: int,
                       labels: str | None) -> list[list]:
         name = self.featurizer.default_labels if labels is None else labels
-        items = [{"chars": [0] * len(text), "bigrams": [0] * len(text), **({"constraints": c} if c else {})}
-                 for text, c in zip(pieces, constraints)]
         found: list[list] = [[] for _ in pieces]
         order = sorted(range(len(pieces)), key=lambda j: len(pieces[j]))
         for k in range(0, len(order), batch_size):
             chunk = order[k : k + batch_size]
             probs, mask = self.marginals([pieces[j] for j in chunk], labels)
-            allowed = self.featurizer.collate([items[j] for j in chunk], labels).allowed  # constraints only
+            allowed = self.featurizer.allowed([constraints[j] for j in chunk], mask.shape[1], labels)
             for j, path in zip(chunk, self.decoders[name].viterbi(probs.clamp_min(1e-30).log(), mask, allowed)):
                 found[j] = self.featurizer.decode_tags(path, labels)
         return found
