@@ -3,6 +3,7 @@ atomic best-model and epoch checkpoints, ``resume``, and a JSON-lines log."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -85,6 +86,9 @@ class TrainConfig:
     distill: str = setting("", "with teachers (lexner distill): mse matches their emission scores, kl their CRF tag "
                                "marginals", choices=("", "mse", "kl"))
     distill_weight: float = setting(1.0, "with teachers: weight of the soft-target loss beside the gold tags' loss")
+    ema: float = setting(0.0, "exponential moving average of the weights with this decay per step (e.g. 0.999): "
+                              "dev scores, model selection and the saved model use the averaged weights, and the "
+                              "log also gives the raw weights' dev F1; 0: off")
 
     def __post_init__(self) -> None:
         """Every setting checked for type and range, so that a bad one fails before any work, naming itself."""
@@ -101,7 +105,7 @@ class TrainConfig:
                   "momentum": (0, 1, True), "weight_decay": (0, math.inf, True), "clip": (0, math.inf, True),
                   "warmup": (0, 1, True), "max_minutes": (0, math.inf, True),
                   "task_temperature": (0, math.inf, False), "augment_ratio": (0, 1, True),
-                  "distill_weight": (0, math.inf, True)}
+                  "distill_weight": (0, math.inf, True), "ema": (0, 1, True)}
         for name, (low, high, low_allowed) in ranges.items():
             value = getattr(self, name)
             ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -118,8 +122,46 @@ class TrainConfig:
             if unknown:
                 raise ValueError(f"augment must name methods among {', '.join(METHODS)} (comma-separated), got "
                                  f"{unknown}")
+        if self.ema >= 1:
+            raise ValueError(f"ema must be < 1 (a decay per step; 0 is off), got {self.ema!r}")
         if self.lr > 1:
             log.warning("lr %g is far above the usual range (Adam ~1e-3, SGD ~1e-2): training may diverge", self.lr)
+
+
+class WeightAverage:
+    """An exponential moving average of parameters (Polyak averaging): after step t each average moves towards
+    its parameter by ``1 - d`` with ``d = min(decay, (1 + t) / (10 + t))``, so early steps are not frozen in
+    by a decay meant for a long run."""
+
+    def __init__(self, params: Sequence[torch.nn.Parameter], decay: float):
+        self.params = list(params)
+        self.decay = decay
+        self.averages = [p.detach().clone() for p in self.params]
+
+    def update(self, step: int) -> None:
+        weight = 1.0 - min(self.decay, (1.0 + step) / (10.0 + step))
+        with torch.no_grad():
+            for average, p in zip(self.averages, self.params):
+                average.lerp_(p, weight)
+
+    def load(self, averages: Sequence[torch.Tensor]) -> None:
+        if len(averages) != len(self.params) or any(a.shape != p.shape for a, p in zip(averages, self.params)):
+            raise TrainingError("the checkpoint's weight averages do not match the model's parameters")
+        self.averages = [a.to(p.device, p.dtype).clone() for a, p in zip(averages, self.params)]
+
+    @contextlib.contextmanager
+    def swapped(self) -> Iterator[None]:
+        """The parameters hold the averages inside the block, their own values again after it."""
+        with torch.no_grad():
+            own = [p.detach().clone() for p in self.params]
+            for p, a in zip(self.params, self.averages):
+                p.copy_(a)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, o in zip(self.params, own):
+                    p.copy_(o)
 
 
 def seed_everything(seed: int) -> None:
@@ -314,6 +356,7 @@ class Trainer:
             groups.append({"params": [p for p in params if id(p) in encoder],
                            "lr_scale": config.encoder_lr / config.lr})
         self.optimizer = make_optimizer(groups, config)
+        self.ema = WeightAverage(params, config.ema) if config.ema else None
         self.epoch = 0  # epochs finished
         self.best_f1 = -1.0
         self.best_epoch = 0
@@ -341,6 +384,7 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "rng": rng_state(),
             "train_config": dataclasses.asdict(self.config),
             **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
+            **({"ema": self.ema.averages} if self.ema is not None else {}),
         })
 
     def _take_lock(self) -> None:
@@ -367,6 +411,10 @@ class Trainer:
         set_rng_state(state["rng"])
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            if "ema" not in state:
+                raise TrainingError(f"{path} was written without --ema: resume with the settings it was trained with")
+            self.ema.load(state["ema"])
         self.epoch, self.best_f1, self.best_epoch, self.step = (
             state["epoch"], state["best_f1"], state["best_epoch"], state["step"])
         log_path = self.out_dir / LOG_FILE
@@ -554,6 +602,8 @@ class Trainer:
         else:
             self.optimizer.step()
         self.step += 1
+        if self.ema is not None:
+            self.ema.update(self.step)
         return loss.item()
 
     def _end_epoch(self, tasks: list[Task], model_card: dict[str, Any], lr: float, total: float, seen: float,
@@ -561,16 +611,20 @@ class Trainer:
         """Score dev, keep the model if it is the best so far, log the epoch and write the checkpoint."""
         main = self.world.main
         train_seconds = time.perf_counter() - started
-        dev_scores = distributed.broadcast(self.scores(self.model, tasks, "dev") if main else None)
-        self.epoch += 1
-        improved = selection_f1(dev_scores) > self.best_f1
-        if improved:
-            self.best_f1, self.best_epoch = selection_f1(dev_scores), self.epoch
-            if main:
-                with atomic_directory(self.out_dir / MODEL_DIR) as tmp:
-                    self.model.save(tmp, extra={"card": {**model_card, "epoch": self.epoch, "dev": dev_scores}})
+        raw_f1 = None
+        if self.ema is not None and main:  # the raw weights' score, beside the averaged ones' (which select)
+            raw_f1 = selection_f1(self.scores(self.model, tasks, "dev"))
+        with self.ema.swapped() if self.ema is not None else contextlib.nullcontext():
+            dev_scores = distributed.broadcast(self.scores(self.model, tasks, "dev") if main else None)
+            self.epoch += 1
+            improved = selection_f1(dev_scores) > self.best_f1
+            if improved:
+                self.best_f1, self.best_epoch = selection_f1(dev_scores), self.epoch
+                if main:
+                    with atomic_directory(self.out_dir / MODEL_DIR) as tmp:
+                        self.model.save(tmp, extra={"card": {**model_card, "epoch": self.epoch, "dev": dev_scores}})
         if main:
-            self._log_epoch(lr, total, seen, train_seconds, started, dev_scores, improved)
+            self._log_epoch(lr, total, seen, train_seconds, started, dev_scores, improved, raw_f1)
             self._save_checkpoint()
 
     def _augmented(self, encoded: list[dict], sentences: list[Sentence], task_of: list[int], tasks: list[Task],
@@ -587,7 +641,7 @@ class Trainer:
         return items
 
     def _log_epoch(self, lr: float, total: float, seen: float, train_seconds: float, started: float,
-                   dev_scores: dict, improved: bool) -> None:
+                   dev_scores: dict, improved: bool, raw_f1: float | None = None) -> None:
         dev = selection_scores(dev_scores)
         record = {
             "epoch": self.epoch, "lr": lr, "train_loss": total / max(seen, 1),
@@ -599,13 +653,16 @@ class Trainer:
         }
         if "tasks" in dev_scores:
             record["tasks"] = {name: scores["micro"] for name, scores in dev_scores["tasks"].items()}
+        if raw_f1 is not None:
+            record["dev_raw_f1"] = raw_f1  # with ema: dev F1 of the weights before averaging
         if self.world.distributed:
             record["processes"] = self.world.size
         with open(self.out_dir / LOG_FILE, "a", encoding="utf-8") as out:
             out.write(json.dumps(record) + "\n")
         per_task = "".join(f", {name} {scores['f1']:.4f}" for name, scores in record.get("tasks", {}).items())
-        log.info("epoch %d: loss %.4f, dev P %.4f R %.4f F1 %.4f%s%s (%.0f s, %.1f sent/s)",
-                 self.epoch, record["train_loss"], dev["precision"], dev["recall"], dev["f1"], per_task,
+        raw = f" (raw weights {raw_f1:.4f})" if raw_f1 is not None else ""
+        log.info("epoch %d: loss %.4f, dev P %.4f R %.4f F1 %.4f%s%s%s (%.0f s, %.1f sent/s)",
+                 self.epoch, record["train_loss"], dev["precision"], dev["recall"], dev["f1"], raw, per_task,
                  " *" if improved else "", record["seconds"], record["sentences_per_second"])
 
     def scores(self, model: Tagger, tasks: Sequence[Task], split: str) -> dict[str, Any]:

@@ -8,8 +8,9 @@ import lexner
 from lexner.api import build_tagger
 from lexner.data import Sentence
 from lexner.schemes import Span
-from lexner.train import (Trainer, TrainConfig, TrainingError, bucketed_batches, cut_long, epoch_records,
-                          seed_everything)
+from lexner.checkpoint import load_checkpoint
+from lexner.train import (Trainer, TrainConfig, TrainingError, WeightAverage, bucketed_batches, cut_long,
+                          epoch_records, seed_everything)
 
 import random
 
@@ -204,3 +205,52 @@ def test_training_from_python_writes_a_model_card(corpus, tmp_path):
     card = lexner.load(tmp_path / "model").metadata["card"]
     assert card["lexner"]["version"] == lexner.__version__ and card["device"] == "cpu"
     assert card["train_data"] == "train" and card["epoch"] == 1 and "micro" in card["dev"]
+
+
+def test_weight_average_moves_towards_the_parameters_and_swaps_back():
+    p = torch.nn.Parameter(torch.zeros(3))
+    average = WeightAverage([p], decay=0.9)
+    with torch.no_grad():
+        p.fill_(1.0)
+    average.update(step=1000)  # late: the full decay, the average moves a tenth of the way
+    assert torch.allclose(average.averages[0], torch.full((3,), 0.1))
+    average.update(step=0)  # early: min(decay, 1/10) -> moves 90% of the remaining way
+    assert torch.allclose(average.averages[0], torch.full((3,), 0.91))
+    with average.swapped():
+        assert torch.allclose(p, torch.full((3,), 0.91))
+    assert torch.equal(p.detach(), torch.ones(3))
+
+
+def test_ema_selects_and_saves_the_averaged_weights_and_logs_the_raw_ones(corpus, tmp_path):
+    trainer = make_trainer(corpus, tmp_path, epochs=1, ema=0.9)
+    trainer.fit(corpus[:15], corpus[15:])
+    [record] = epoch_records(tmp_path / "log.jsonl")
+    assert 0 <= record["dev_raw_f1"] <= 1
+    saved = dict(trainer.model.state_dict())  # finish() reloaded the best model (epoch 1) from disk
+    state = load_checkpoint(tmp_path / "checkpoint")
+    names = [n for n, p in trainer.net.named_parameters() if p.requires_grad]
+    # the saved model holds the averages, the checkpoint the raw weights (and the averages beside them)
+    for name, average in zip(names, state["ema"]):
+        assert torch.equal(saved[name], average), name
+    assert any(not torch.equal(state["model"][n], saved[n]) for n in names)
+
+
+def test_resume_with_ema_reaches_the_same_averages(corpus, tmp_path):
+    full = make_trainer(corpus, tmp_path / "full", epochs=3, ema=0.8)
+    full.fit(corpus[:15], corpus[15:])
+    first = make_trainer(corpus, tmp_path / "cut", epochs=1, ema=0.8)
+    first.fit(corpus[:15], corpus[15:])
+    second = make_trainer(corpus, tmp_path / "cut", epochs=3, ema=0.8)
+    assert second.resume()
+    second.fit(corpus[:15], corpus[15:])
+    a, b = (load_checkpoint(tmp_path / d / "checkpoint")["ema"] for d in ("full", "cut"))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    make_trainer(corpus, tmp_path / "plain", epochs=1).fit(corpus[:15], corpus[15:])
+    with pytest.raises(TrainingError, match="without --ema"):
+        make_trainer(corpus, tmp_path / "plain", epochs=2, ema=0.8).resume()
+
+
+def test_ema_must_be_a_decay_below_one():
+    for bad in (1.0, -0.1, 2):
+        with pytest.raises(ValueError, match="ema"):
+            TrainConfig(ema=bad)
