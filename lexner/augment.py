@@ -1,8 +1,8 @@
-"""Noise augmentation of labelled training sentences; every method keeps the entity spans exact.
+"""Augmentation of labelled training sentences; every method keeps the entity spans exact.
 
 A sentence is handled as a list of segments — entity mentions and the text between them — so that a method
 can change a segment's length and the spans follow.  Methods (``TrainConfig.augment``, ``lexner train
---augment mention,case,space``):
+--augment mention,neighbour,...``):
 
 * ``mention`` — same-type mention replacement (Dai & Adel 2020): each mention, with probability ½ and at least
   one per sentence, becomes another mention of its type drawn from the training data;
@@ -11,7 +11,16 @@ can change a segment's length and the spans follow.  Methods (``TrainConfig.augm
   :mod:`lexner.tagging`: whitespace between Chinese characters is removed before the model runs, full-width
   forms and Traditional characters are normalised for every lookup, so noise of those kinds would reach the
   model unchanged and is not generated): a space or tab inserted where a letter meets a digit or a word
-  boundary of a Latin run (``iPhone15`` → ``iPhone 15``), inside entities too.
+  boundary of a Latin run (``iPhone15`` → ``iPhone 15``), inside entities too;
+* ``neighbour`` — lexicon-neighbour replacement: about ``WORD_SHARE`` of the non-entity words (cut by forward
+  maximum matching with the model's lexicon), at least one, each become one of their ``NEIGHBOURS`` nearest
+  words by cosine of the lexicon's vectors, among the lexicon words that occur in the training text, so the
+  lattice changes as it would on real text;
+* ``tfidf`` — low-information word replacement (Xie et al. 2020, UDA): a non-entity word is replaced with a
+  probability that grows as its TF-IDF falls below the sentence's highest (``WORD_SHARE`` on average) by a word
+  drawn from the training text's words, frequent (low-IDF) words likelier;
+* ``noise`` — one edit per 20 non-entity characters: insert a character drawn from the training text's,
+  delete one, or swap two adjacent words.
 
 :class:`Augmenter` picks one applicable method per sentence.  The trainer replaces a fraction of the training
 sentences (``augment_ratio``) by noisy variants, drawn anew every epoch from a generator seeded by the epoch,
@@ -20,12 +29,17 @@ so a resumed run sees the same variants.
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Callable, Sequence
 
+import numpy as np
+
 from .data import Sentence
+from .lexicon import Lexicon
 from .schemes import Span
 
 Segment = tuple[str, "str | None"]  # a piece of text and its entity type (None: outside any entity)
@@ -59,7 +73,8 @@ def from_segments(pieces: Sequence[Segment]) -> Sentence:
     return Sentence("".join(text for text, _ in pieces), spans)
 
 
-def replace_mentions(pieces: list[Segment], rng: random.Random, mentions: dict[str, list[str]]) -> list[Segment] | None:
+def replace_mentions(pieces: list[Segment], rng: random.Random, pool: "Augmenter") -> list[Segment] | None:
+    mentions = pool.mentions
     chosen = [k for k, (_, label) in enumerate(pieces) if label is not None and len(mentions.get(label, ())) > 1]
     if not chosen:
         return None
@@ -71,14 +86,14 @@ def replace_mentions(pieces: list[Segment], rng: random.Random, mentions: dict[s
     return out
 
 
-def change_case(pieces: list[Segment], rng: random.Random, mentions=None) -> list[Segment] | None:
+def change_case(pieces: list[Segment], rng: random.Random, pool: "Augmenter") -> list[Segment] | None:
     if not any(_LATIN_RUN.search(text) for text, _ in pieces):
         return None
     style = rng.choice([str.upper, str.lower, str.title])
     return [(_LATIN_RUN.sub(lambda m: style(m.group()), text), label) for text, label in pieces]
 
 
-def insert_spaces(pieces: list[Segment], rng: random.Random, mentions=None) -> list[Segment] | None:
+def insert_spaces(pieces: list[Segment], rng: random.Random, pool: "Augmenter") -> list[Segment] | None:
     gaps = [(k, m.start()) for k, (text, _) in enumerate(pieces) for m in _LATIN_GAP.finditer(text)]
     if not gaps:
         return None
@@ -87,34 +102,182 @@ def insert_spaces(pieces: list[Segment], rng: random.Random, mentions=None) -> l
     return [*pieces[:k], (text[:at] + rng.choice(" \t") + text[at:], label), *pieces[k + 1 :]]
 
 
-METHODS: dict[str, Callable[[list[Segment], random.Random, dict], "list[Segment] | None"]] = {
+def _replace_words(pieces: list[Segment], pool: "Augmenter", choose: Callable[[list[str]], dict[int, str]]
+                   ) -> list[Segment] | None:
+    """Every non-entity piece cut into words; ``choose`` maps positions in the sentence's list of those words
+    to their replacements."""
+    words = [pool.words(text) if label is None else [] for text, label in pieces]
+    replacements = choose([w for ws in words for w in ws])
+    if not replacements:
+        return None
+    out, position = [], 0
+    for (text, label), ws in zip(pieces, words):
+        if label is None:
+            text = "".join(replacements.get(position + i, w) for i, w in enumerate(ws))
+            position += len(ws)
+        out.append((text, label))
+    return out
+
+
+def replace_neighbours(pieces: list[Segment], rng: random.Random, pool: "Augmenter") -> list[Segment] | None:
+    def choose(words: list[str]) -> dict[int, str]:
+        candidates = [i for i, w in enumerate(words) if pool.neighbours(w)]
+        if not candidates:
+            return {}
+        picked = [i for i in candidates if rng.random() < WORD_SHARE] or [rng.choice(candidates)]
+        return {i: rng.choice(pool.neighbours(words[i])) for i in picked}
+
+    return _replace_words(pieces, pool, choose)
+
+
+def replace_uninformative(pieces: list[Segment], rng: random.Random, pool: "Augmenter") -> list[Segment] | None:
+    def choose(words: list[str]) -> dict[int, str]:
+        if not words:
+            return {}
+        counts = Counter(words)
+        scores = [counts[w] / len(words) * pool.idf.get(w, pool.max_idf) for w in words]
+        top = max(scores)
+        gaps = [top - score for score in scores]
+        mean_gap = sum(gaps) / len(gaps)
+        # UDA's rule: a word is replaced with probability proportional to how far its TF-IDF lies below the
+        # sentence's highest, WORD_SHARE on average; uniformly WORD_SHARE when all score alike
+        chances = [min(WORD_SHARE * gap / mean_gap, 1.0) if mean_gap else WORD_SHARE for gap in gaps]
+        picked = [i for i, chance in enumerate(chances) if rng.random() < chance]
+        if not picked:
+            picked = [max(range(len(words)), key=lambda i: (gaps[i], rng.random()))]
+        return {i: pool.uninformative_word(rng) for i in picked}
+
+    return _replace_words(pieces, pool, choose)
+
+
+def inject_noise(pieces: list[Segment], rng: random.Random, pool: "Augmenter") -> list[Segment] | None:
+    """One edit per 20 non-entity characters (at least one): insert a character drawn from the training
+    text's, delete one, or swap two adjacent words; never inside an entity."""
+    outside = [k for k, (text, label) in enumerate(pieces) if label is None and text]
+    if not outside:
+        return None
+    out = list(pieces)
+    for _ in range(max(1, sum(len(pieces[k][0]) for k in outside) // 20)):
+        k = rng.choice(outside)
+        text = out[k][0]
+        words = pool.words(text)
+        edit = rng.choice(("insert", "delete", "swap") if len(words) > 1 else ("insert", "delete"))
+        if edit == "insert":
+            at = rng.randrange(len(text) + 1)
+            text = text[:at] + pool.common_char(rng) + text[at:]
+        elif edit == "delete" and text:
+            at = rng.randrange(len(text))
+            text = text[:at] + text[at + 1 :]
+        elif edit == "swap":
+            i = rng.randrange(len(words) - 1)
+            text = "".join(words[:i] + [words[i + 1], words[i]] + words[i + 2 :])
+        out[k] = (text, None)
+    return out
+
+
+WORD_SHARE = 0.3  # neighbour and tfidf replace about this share of a sentence's non-entity words
+NEIGHBOURS = 5  # a word's replacements by neighbour: its nearest words by cosine among the candidates
+
+METHODS: dict[str, Callable[[list[Segment], random.Random, "Augmenter"], "list[Segment] | None"]] = {
     "mention": replace_mentions,
     "case": change_case,
     "space": insert_spaces,
+    "neighbour": replace_neighbours,
+    "tfidf": replace_uninformative,
+    "noise": inject_noise,
 }
 
 
 class Augmenter:
-    """Noisy variants of sentences by ``methods`` (names in :data:`METHODS`), with the mentions of ``train``
-    (per type) as the pool for ``mention``."""
+    """Noisy variants of sentences by ``methods`` (names in :data:`METHODS`), with what they draw from built
+    from ``train``: the mentions of each type (``mention``), the words of non-entity text — cut by forward
+    maximum matching with ``lexicon``, or into characters without one — with their document frequencies
+    (``tfidf``) and their nearest neighbours by ``lexicon``'s vectors among the lexicon words found in
+    ``train`` (``neighbour``, which needs a lexicon with vectors), and the characters (``noise``)."""
 
-    def __init__(self, methods: Sequence[str], train: Sequence[Sentence]):
+    def __init__(self, methods: Sequence[str], train: Sequence[Sentence], lexicon: Lexicon | None = None):
         unknown = [m for m in methods if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown augmentation {unknown}; choose from {', '.join(METHODS)}")
         self.methods = list(dict.fromkeys(methods))
+        if "neighbour" in self.methods and (lexicon is None or lexicon.vectors is None):
+            raise ValueError("augmentation 'neighbour' needs a lexicon with word vectors (a lattice tagger built "
+                             "from a word2vec lexicon: softlexicon, lattice_lstm, flat)")
+        self.lexicon = lexicon
         pool: dict[str, set[str]] = defaultdict(set)
         for s in train:
             for span in s.spans:
                 pool[span.label].add(s.text[span.start : span.end])
         self.mentions = {label: sorted(texts) for label, texts in pool.items()}
+        if {"tfidf", "neighbour", "noise"} & set(self.methods):
+            self._count_words(train)
 
     def __call__(self, sentence: Sentence, rng: random.Random) -> Sentence:
         """A variant by one of the methods that applies to the sentence (tried in random order); the
         sentence itself when none does."""
         pieces = segments(sentence)
         for method in rng.sample(self.methods, len(self.methods)):
-            changed = METHODS[method](pieces, rng, self.mentions)
+            changed = METHODS[method](pieces, rng, self)
             if changed is not None:
                 return from_segments(changed)
         return sentence
+
+    # what the word-level methods draw from ----------------------------------------------------------------
+    def words(self, text: str) -> list[str]:
+        """``text`` cut into words: at each position the longest lexicon word starting there, else one
+        character (characters throughout without a lexicon); the words join to ``text``."""
+        if self.lexicon is None:
+            return list(text)
+        longest = {}
+        for match in self.lexicon.match(text):  # sorted by (start, end): the last per start is the longest
+            longest[match.start] = match.end
+        out, position = [], 0
+        while position < len(text):
+            end = longest.get(position, position + 1)
+            out.append(text[position:end])
+            position = end
+        return out
+
+    def _count_words(self, train: Sequence[Sentence]) -> None:
+        document_frequency: Counter = Counter()
+        chars: Counter = Counter()
+        for s in train:
+            outside = [text for text, label in segments(s) if label is None]
+            document_frequency.update({w for text in outside for w in self.words(text)})
+            chars.update(c for text in outside for c in text if not c.isspace())
+        n = max(len(train), 1)
+        self.idf = {w: math.log(n / df) for w, df in document_frequency.items()}
+        self.max_idf = math.log(n) if n > 1 else 1.0
+        # replacements for tfidf: frequent (low-idf) words are likelier, as in UDA
+        self._uninformative = sorted(self.idf, key=lambda w: (self.idf[w], w))
+        self._uninformative_weights = list(itertools.accumulate(self.max_idf - self.idf[w] + 1e-3
+                                                                for w in self._uninformative))
+        self._chars, counts = zip(*sorted(chars.items())) if chars else (("的",), (1,))
+        self._char_weights = list(itertools.accumulate(counts))
+        self._neighbours: dict[str, list[str]] = {}
+        if self.lexicon is not None and self.lexicon.vectors is not None:
+            found = sorted(w for w in document_frequency if len(w) > 1 and self.lexicon.id(w) is not None)
+            vectors = self.lexicon.vectors[[self.lexicon.id(w) for w in found]].astype(np.float32)
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            self._candidates, self._unit = found, vectors / np.maximum(norms, 1e-8)
+
+    def uninformative_word(self, rng: random.Random) -> str:
+        return rng.choices(self._uninformative, cum_weights=self._uninformative_weights)[0] if self._uninformative \
+            else ""
+
+    def common_char(self, rng: random.Random) -> str:
+        return rng.choices(self._chars, cum_weights=self._char_weights)[0]
+
+    def neighbours(self, word: str) -> list[str]:
+        """The nearest lexicon words to ``word`` (cosine of their vectors) among those found in the training
+        text; none for a word of one character or one without a vector (computed once per word)."""
+        if word not in self._neighbours:
+            self._neighbours[word] = []
+            word_id = self.lexicon.id(word) if len(word) > 1 else None
+            if word_id is not None and len(self._candidates) > 1:
+                vector = self.lexicon.vectors[word_id].astype(np.float32)
+                similarity = self._unit @ (vector / max(float(np.linalg.norm(vector)), 1e-8))
+                order = np.argsort(-similarity)[: NEIGHBOURS + 1]
+                self._neighbours[word] = [self._candidates[i] for i in order
+                                          if self._candidates[i] != word][:NEIGHBOURS]
+        return self._neighbours[word]

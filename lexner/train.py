@@ -78,9 +78,11 @@ class TrainConfig:
     task_temperature: float = setting(1.0, "multi-task sampling: a task's share of batches is proportional to "
                                            "its size ** (1 / T); 1 keeps each sentence once per epoch, larger "
                                            "values give small corpora more")
-    augment: str = setting("", "noise augmentation, comma-separated: mention (same-type mention replacement), "
-                               "case (Latin letter case), space (whitespace between Latin letters/digits); "
-                               "empty: off", metavar="METHODS")
+    augment: str = setting("", "augmentation, comma-separated: mention (same-type mention replacement), case "
+                               "(Latin letter case), space (whitespace between Latin letters/digits), neighbour "
+                               "(non-entity words by their nearest lexicon words; lattice taggers), tfidf "
+                               "(low-TF-IDF non-entity words by other uninformative words), noise (insert/delete a "
+                               "non-entity character, swap adjacent words); empty: off", metavar="METHODS")
     augment_ratio: float = setting(0.2, "with augment: fraction of training sentences replaced by a noisy "
                                         "variant, anew each epoch")
     distill: str = setting("", "with teachers (lexner distill): mse matches their emission scores, kl their CRF tag "
@@ -492,7 +494,11 @@ class Trainer:
         model_card = {"lexner": provenance(), "device": cfg.device, "threads": torch.get_num_threads(),
                       "train_data": "+".join(t.name or "train" for t in tasks), **(model_card or {})}
         sentences = [s for task in tasks for s in task.train]
-        augmenters = [Augmenter(cfg.augment.split(","), task.train) for task in tasks] if cfg.augment else None
+        try:
+            augmenters = ([Augmenter(cfg.augment.split(","), task.train, self.model.featurizer.lexicon)
+                           for task in tasks] if cfg.augment else None)
+        except ValueError as err:  # e.g. neighbour for a tagger without a lexicon
+            raise TrainingError(str(err)) from None
         sampler = BucketBatchSampler([len(item["chars"]) for item in items], cfg.batch_size, cfg.seed,
                                      self.world.rank, self.world.size, task_of, cfg.task_temperature)
         multi_task = len(tasks) > 1

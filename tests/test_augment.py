@@ -5,11 +5,16 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from lexner.augment import Augmenter, METHODS, from_segments, segments
-from lexner.data import Sentence
-from lexner.schemes import Span
-from lexner.train import TrainConfig
+import numpy as np
 
+from lexner.augment import NEIGHBOURS, Augmenter, METHODS, from_segments, segments
+from lexner.data import Sentence
+from lexner.lexicon import Lexicon
+from lexner.schemes import Span
+from lexner.train import TrainConfig, TrainingError
+
+WORDS = ["北京", "上海", "张三", "在北", "三北京", "ab", "去上海"]
+LEXICON = Lexicon(WORDS, vectors=np.random.RandomState(0).randn(len(WORDS), 4))
 PIECES = st.lists(st.tuples(st.text(alphabet="张三北京在ab C1２ x", min_size=1, max_size=6),
                             st.sampled_from([None, None, "PER", "LOC"])), max_size=8)
 
@@ -31,10 +36,12 @@ def test_every_method_keeps_spans_exact_and_labels_in_order(pieces, seed):
     original = sentence_of(pieces)
     pool = [Sentence("王小明去上海", [Span(0, 3, "PER"), Span(4, 6, "LOC")]), Sentence("Alice", [Span(0, 5, "PER")])]
     for method in METHODS:
-        augmenter = Augmenter([method], [original, *pool])
+        augmenter = Augmenter([method], [original, *pool], LEXICON)
         variant = augmenter(original, random.Random(seed))
         check(variant)
         assert [s.label for s in variant.spans] == [s.label for s in original.spans]
+        if method in ("neighbour", "tfidf", "noise"):  # entities untouched, only the text between them changes
+            assert [t for t, label in segments(variant) if label] == [t for t, label in segments(original) if label]
         if method == "case":
             assert variant.text.lower() == original.text.lower()
             assert [(s.start, s.end) for s in variant.spans] == [(s.start, s.end) for s in original.spans]
@@ -96,3 +103,54 @@ def test_training_with_augmentation_replaces_sentences_each_epoch_reproducibly(c
     assert first != trainer._augmented(encoded, corpus, [0] * len(corpus), tasks, augmenters)
     trainer.epoch = 0
     assert trainer.fit(corpus[:15], corpus[15:])["epochs_run"] == 1
+    no_lexicon = Trainer(tagger, TrainConfig(epochs=1, augment="neighbour"), tmp_path / "n", progress=False)
+    with pytest.raises(TrainingError, match="neighbour.*lexicon"):
+        no_lexicon.fit(corpus[:15], corpus[15:])
+
+
+def test_words_are_cut_by_forward_maximum_matching_and_join_to_the_text():
+    augmenter = Augmenter(["noise"], [], LEXICON)
+    assert augmenter.words("张三北京去上海x") == ["张三", "北京", "去上海", "x"]
+    assert Augmenter(["noise"], []).words("张三") == ["张", "三"]  # no lexicon: characters
+
+
+def test_neighbour_replaces_non_entity_words_by_their_nearest_lexicon_words_seen_in_training():
+    words = ["喜欢", "热爱", "讨厌", "认为", "北京", "今天"]
+    vectors = np.array([[1, 0], [0.9, 0.1], [-1, 0], [0, 1], [0.5, 0.5], [0.1, 1]], dtype=np.float32)
+    lexicon = Lexicon(words, vectors=vectors)
+    train = [Sentence("我喜欢北京", [Span(3, 5, "LOC")]), Sentence("他热爱认为今天", []),
+             Sentence("讨厌", [])]
+    augmenter = Augmenter(["neighbour"], train, lexicon)
+    assert augmenter.neighbours("喜欢")[:2] == ["热爱", "今天"]  # cosine order, the word itself left out
+    assert len(augmenter.neighbours("喜欢")) <= NEIGHBOURS and "北京" not in augmenter.neighbours("喜欢")
+    assert augmenter.neighbours("我") == []  # one character: never replaced
+    variants = {augmenter(train[0], random.Random(seed)).text for seed in range(20)}
+    assert variants <= {"我" + w + "北京" for w in augmenter.neighbours("喜欢")} and len(variants) > 1
+    with pytest.raises(ValueError, match="neighbour.*word vectors"):
+        Augmenter(["neighbour"], train, Lexicon(words))
+
+
+def test_tfidf_replaces_low_information_words_with_frequent_ones():
+    train = [Sentence("的的张三说了", [Span(2, 4, "PER")])] + [Sentence(f"的了{c}", []) for c in "一二三四五六七八"]
+    augmenter = Augmenter(["tfidf"], train)
+    assert augmenter.idf["的"] < augmenter.idf["说"]
+    draws = [augmenter.uninformative_word(random.Random(seed)) for seed in range(200)]
+    assert draws.count("的") + draws.count("了") > draws.count("说") + draws.count("一")
+    counts = {"的": 0, "说": 0}
+    for seed in range(300):  # the repeated, everywhere-seen 的 is replaced more often than the rarer 说
+        variant = augmenter(train[0], random.Random(seed))
+        assert variant.text[variant.spans[0].start : variant.spans[0].end] == "张三"
+        counts["的"] += variant.text[:2] != "的的"
+        counts["说"] += variant.text[variant.spans[0].end] != "说"
+    assert counts["的"] > counts["说"]
+
+
+def test_noise_edits_only_the_text_between_entities():
+    train = [Sentence("今天张三在北京开会了", [Span(2, 4, "PER"), Span(5, 7, "LOC")])]
+    augmenter = Augmenter(["noise"], train)
+    kinds = set()
+    for seed in range(50):
+        variant = augmenter(train[0], random.Random(seed))
+        assert [variant.text[s.start : s.end] for s in variant.spans] == ["张三", "北京"]
+        kinds.add(len(variant.text) - len(train[0].text))
+    assert kinds == {-1, 0, 1}  # deletions, swaps and insertions all happen
