@@ -1,0 +1,44 @@
+"""lexner.integrations.ray on a local Ray cluster started by the test: two worker actors give what tag_batch
+gives in one process."""
+
+import pytest
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+
+import lexner  # noqa: E402
+from lexner.integrations.ray import tag_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = False
+    yield
+    ray.shutdown()
+
+
+def test_two_workers_tag_a_dataset_as_tag_batch_does(cluster):
+    texts = ["张三在北京大学读书。", "", "李四去了上海", "国际奥委会主席罗格", "Elon Musk 在 特斯拉", "今天天气不错"] * 10
+    texts = [f"{t}{i}" if i % 7 == 0 else t for i, t in enumerate(texts)]
+    rows = [{"id": i, "text": t} for i, t in enumerate(texts)]
+    tagged = tag_dataset(ray.data.from_items(rows, override_num_blocks=6), workers=2, rows_per_call=8,
+                         batch_size=4).take_all()
+    expected = lexner.load().tag_batch(texts)
+    assert [r["id"] for r in tagged] == list(range(len(texts)))
+    assert [r["text"] for r in tagged] == texts
+    got = [[(e["start"], e["end"], e["label"], e["text"]) for e in r["entities"]] for r in tagged]
+    assert got == [[(e.start, e.end, e.label, e.text) for e in entities] for entities in expected]
+    assert any(got) and not all(got)  # some rows with entities, some without
+
+
+def test_bad_arguments_fail_before_any_worker_starts(cluster, tmp_path):
+    ds = ray.data.from_items([{"body": "张三"}])
+    with pytest.raises(ValueError, match="no column 'text'"):
+        tag_dataset(ds)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        tag_dataset(ds, model=tmp_path / "missing", column="body")
+    with pytest.raises(ValueError, match="workers"):
+        tag_dataset(ds, column="body", workers=0)
