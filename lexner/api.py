@@ -13,7 +13,6 @@ from .features import DEFAULT_LABELS, Featurizer
 from .lexicon import Lexicon
 from .models import Tagger, model_class
 from .models.base import checked_config
-from .models.bert import uses_encoder
 from .vectors import read_word2vec
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,8 @@ def build_tagger(
     cls = model_class(model)
     model_config = checked_config(cls, dict(config or {}))  # ValueError naming a bad or unknown setting
     embeddings = dict(embeddings or {})
-    if cls.uses_lexicon:
+    reads = cls.inputs(model_config)  # what the model reads decides what is built and read here
+    if reads.words:
         if lexicon is None:
             lexicon = embeddings.get("words")
             if lexicon is None:
@@ -68,10 +68,10 @@ def build_tagger(
             lexicon = Lexicon.from_path(lexicon)
     else:
         lexicon = None
-    if not cls.uses_chars:  # e.g. bert_crf: no character or bigram vocabulary to build, no vectors to read
+    if not reads.chars:  # e.g. bert_crf: no character or bigram vocabulary to build, no vectors to read
         embeddings = {k: v for k, v in embeddings.items() if k not in ("chars", "bigrams")}
         label_sets = label_sets or {DEFAULT_LABELS: entity_types(train)}
-    vocab_sentences = train if cls.uses_chars else []
+    vocab_sentences = train if reads.chars else []
     _, bigram_counts = Featurizer.count_tokens(vocab_sentences)
     pretrained = {}
     if embeddings.get("chars"):
@@ -84,7 +84,7 @@ def build_tagger(
     elif lexicon is not None and embeddings.get("words"):  # a plain word list: look its words up
         pretrained["words"] = read_word2vec(embeddings["words"], keep=set(lexicon.words))
     pieces = None
-    if uses_encoder(model_config):
+    if reads.pieces:
         from .pieces import PieceEncoder
 
         pieces = PieceEncoder.load(model_config.bert_path)
@@ -98,9 +98,10 @@ def build_tagger(
         label_sets=label_sets,
     )
     tagger = cls(model_config, featurizer)
-    found = tagger.init_embeddings(pretrained, seed=seed)
-    for name, (_, vocab) in tagger.embedding_tables().items():
-        log.info("%s: %d entries, %d with pretrained vectors", name, len(vocab), found[name])
+    if tagger.embed is not None:
+        found = tagger.embed.init_from(pretrained, seed=seed)
+        for name, (_, vocab) in tagger.embed.tables().items():
+            log.info("%s: %d entries, %d with pretrained vectors", name, len(vocab), found[name])
     return tagger
 
 

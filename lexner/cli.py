@@ -129,7 +129,7 @@ def cmd_train(args) -> int:
     train_data = "+".join(t.name for t in tasks) if len(tasks) > 1 else (args.dataset or [str(args.train)])[0]
     card = {"train_data": train_data, "command": " ".join(sys.argv),
             "embeddings": {k: str(v) if v else None for k, v in embeddings.items()},
-            "lexicon": str(args.lexicon or embeddings.get("words")) if tagger.uses_lexicon else None}
+            "lexicon": str(args.lexicon or embeddings.get("words")) if tagger.reads.words else None}
     teachers, unlabelled = _teachers_and_unlabelled(args)
     if teachers:
         card["teachers"] = [str(t) for t in args.teacher]

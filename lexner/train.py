@@ -347,7 +347,7 @@ class Trainer:
             self.net: torch.nn.Module = DistributedDataParallel(
                 self.model, device_ids=[self.model.device] if device.startswith("cuda") else None,
                 # a shard may match no word (word cells unused); a multi-task step uses one head
-                find_unused_parameters=model.uses_lexicon or model.featurizer.multi_task)
+                find_unused_parameters=model.reads.words or model.featurizer.multi_task)
             torch.manual_seed(config.seed * 7919 + self.world.rank)  # different dropout masks on each rank
         else:
             self.net = self.model

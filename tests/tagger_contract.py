@@ -47,7 +47,7 @@ class TaggerContract:
 
     def make(self, seed: int = 0) -> Tagger:
         torch.manual_seed(seed)
-        lexicon = Lexicon(TOY_WORDS) if model_class(self.model_name).uses_lexicon else None
+        lexicon = Lexicon(TOY_WORDS) if model_class(self.model_name).inputs(model_class(self.model_name).Config()).words else None
         tagger = build_tagger(self.model_name, toy_corpus(), self.config, lexicon=lexicon)
         with torch.no_grad():  # random CRF transitions so that decoding is not trivially all-O
             for p in tagger.crf.parameters():
@@ -265,7 +265,7 @@ class TaggerContract:
         fine_corpus = [type(s)(s.text, [type(sp)(sp.start, sp.end, fine[sp.label]) for sp in s.spans])
                        for s in corpus]
         torch.manual_seed(0)
-        lexicon = Lexicon(TOY_WORDS) if model_class(self.model_name).uses_lexicon else None
+        lexicon = Lexicon(TOY_WORDS) if model_class(self.model_name).inputs(model_class(self.model_name).Config()).words else None
         tagger = build_tagger(self.model_name, corpus, self.config, lexicon=lexicon,
                               label_sets={"coarse": ["LOC", "PER"], "fine": ["city", "name"]})
         texts = [s.text for s in corpus]

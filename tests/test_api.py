@@ -23,11 +23,11 @@ def test_build_tagger_uses_pretrained_vectors(corpus, tmp_path):
     (tmp_path / "b.vec").write_text("2 4\n北京 1 1 1 1\n外外 2 2 2 2\n", encoding="utf-8")
     tagger = build_tagger("bilstm_crf", corpus, SMALL, {"chars": tmp_path / "c.vec", "bigrams": tmp_path / "b.vec"})
     chars, bigrams = tagger.featurizer.chars, tagger.featurizer.bigrams
-    weight = tagger.char_embedding.weight.detach().numpy()
+    weight = tagger.embed.chars.weight.detach().numpy()
     assert np.array_equal(weight[chars.index["京"]], [5, 6, 7, 8])
     assert np.array_equal(weight[0], [0, 0, 0, 0])
     assert "外外" in bigrams  # a pretrained bigram absent from train joins the vocabulary
-    assert np.array_equal(tagger.bigram_embedding.weight.detach().numpy()[bigrams.index["北京"]], [1, 1, 1, 1])
+    assert np.array_equal(tagger.embed.bigrams.weight.detach().numpy()[bigrams.index["北京"]], [1, 1, 1, 1])
 
 
 def test_default_embeddings_are_none_when_missing(tmp_path):

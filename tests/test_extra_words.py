@@ -88,7 +88,7 @@ def test_new_word_vector_is_the_mean_of_its_characters(name):
     size = len(tagger.featurizer.word_vocab)
     assert tagger.add_words(["北京", " 张三在 ", "张三在", "Ｎ京"]) == 2  # 北京 is known; 张三在 once; Ｎ京 -> N京
     assert len(tagger.featurizer.word_vocab) == size + 2
-    tables = tagger.embedding_tables()
+    tables = tagger.embed.tables()
     words, chars = tables["words"][0].weight, tables["chars"][0].weight
     assert words.shape[0] == size + 2
     ids = tagger.featurizer.chars.encode(list("张三在"))

@@ -53,11 +53,11 @@ def reference_direction(layer, x, words):
 
 def reference_emissions(model: LatticeLSTM, text: str) -> torch.Tensor:
     batch = model.featurizer.encode([text])
-    x = model.char_embedding(batch.chars[0])
-    if model.bigram_embedding is not None:
-        x = torch.cat([x, model.bigram_embedding(batch.bigrams[0])], -1)
+    x = model.embed.chars(batch.chars[0])
+    if model.embed.bigrams is not None:
+        x = torch.cat([x, model.embed.bigrams(batch.bigrams[0])], -1)
     n = len(text)
-    words = [(int(h), int(t), model.word_embedding(w))
+    words = [(int(h), int(t), model.embed.words(w))
              for h, t, w, m in zip(batch.word_heads[0], batch.word_tails[0], batch.word_ids[0], batch.word_mask[0]) if m]
     h = reference_direction(model.forward_lattice, x, words)
     if model.backward_lattice is not None:
@@ -110,7 +110,7 @@ def test_words_change_the_output():
     with_words = build_tagger("lattice_lstm", toy_corpus(), SMALL, lexicon=Lexicon(TOY_WORDS)).eval()
     torch.manual_seed(0)
     without = build_tagger("lattice_lstm", toy_corpus(), SMALL, lexicon=Lexicon(["不会出现的词"])).eval()
-    without.load_state_dict({k: v for k, v in with_words.state_dict().items() if "word_embedding" not in k},
+    without.load_state_dict({k: v for k, v in with_words.state_dict().items() if not k.startswith("embed.words.")},
                             strict=False)
     with torch.no_grad():
         a = with_words.emissions(with_words.featurizer.encode(["王小明在广州市工作"]))

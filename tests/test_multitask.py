@@ -3,8 +3,10 @@
 import json
 
 import pytest
+import torch
 
 import lexner
+from lexner.lexicon import Lexicon
 from lexner.api import build_tagger
 from lexner.cli import main
 from lexner.data import Sentence, write_jsonl
@@ -77,7 +79,7 @@ def test_fit_tasks_trains_every_head_selects_on_pooled_dev_scores_and_scores_eac
     assert [r["epoch"] for r in log] == [1, 2] and set(log[0]["tasks"]) == {"coarse", "fine"}
     loaded = lexner.load(tmp_path / "model")
     assert list(loaded.featurizer.label_sets) == ["coarse", "fine"]
-    assert json.loads((tmp_path / "model" / "config.json").read_text())["format_version"] == 2
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["format_version"] == 3
 
 
 def test_fit_tasks_refuses_a_task_without_a_head(corpus, tmp_path):
@@ -87,10 +89,23 @@ def test_fit_tasks_refuses_a_task_without_a_head(corpus, tmp_path):
         trainer.fit_tasks([Task("other", corpus, corpus)])
 
 
-def test_a_one_head_model_is_still_written_as_format_1(corpus, tmp_path):
-    build_tagger("bilstm_crf", corpus, SMALL).save(tmp_path / "m")
+def test_a_one_head_model_has_no_label_sets_and_models_of_earlier_formats_still_load(corpus, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    tagger = build_tagger("softlexicon", corpus, SMALL, lexicon=Lexicon(["北京", "张三"]))
+    tagger.save(tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert meta["format_version"] == 1 and "label_sets" not in meta
+    assert meta["format_version"] == 3 and "label_sets" not in meta
+    # format 1 (and 2) named the embedding tables' weights char_embedding.*, bigram_embedding.*, word_embedding.*
+    state = load_file(tmp_path / "m" / "model.safetensors")
+    old = {k.replace("embed.chars.", "char_embedding.").replace("embed.bigrams.", "bigram_embedding.")
+           .replace("embed.words.", "word_embedding."): v for k, v in state.items()}
+    assert "char_embedding.weight" in old and "word_embedding.weight" in old
+    save_file(old, tmp_path / "m" / "model.safetensors")
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**meta, "format_version": 1}), encoding="utf-8")
+    legacy = lexner.load(tmp_path / "m")
+    for key, value in tagger.state_dict().items():
+        assert torch.equal(legacy.state_dict()[key], value), key
 
 
 @pytest.mark.parametrize("label_sets, message", [

@@ -39,7 +39,7 @@ def test_words_change_the_emissions(corpus):
     batch = tagger.featurizer.encode(["张三在北京工作"])
     with torch.no_grad():
         before = tagger.emissions(batch)
-        tagger.word_embedding.weight.add_(1.0)
+        tagger.embed.words.weight.add_(1.0)
         assert not torch.allclose(before, tagger.emissions(batch))
 
 

@@ -1,7 +1,8 @@
 """The :class:`Tagger` contract every model implements, with save/load and ``tag`` written once here.
 
-A model subclass supplies a config dataclass, its layers in ``__init__(config, featurizer)`` (ending with
-``make_output(width)``), and the per-character ``features(batch)`` that the output layer of each label set
+A model subclass supplies a config dataclass, what it reads (``inputs(config)``, see :mod:`.embedder`), its
+layers in ``__init__(config, featurizer)`` (its embedding tables as one ``Embedder`` in ``self.embed``, ending
+with ``make_output(width)``), and the per-character ``features(batch)`` that the output layer of each label set
 turns into the emissions its CRF reads.  Everything else — heads, loss, constrained decoding, tagging text,
 saving and loading a model directory — is shared.  A multi-task model (one head per label set, see
 ``Featurizer``) tags with its default head unless asked for another (``tag(text, labels="cluener")``).
@@ -28,9 +29,10 @@ from ..fileio import DataFormatError, ModelFormatError, read_json, write_bytes, 
 from ..schemes import Span
 from ..tagging import tag_texts
 from ..text import normalize
-from ..vectors import embedding_matrix
+from .embedder import Embedder, Inputs, current_key
 
-FORMAT_VERSION = 2  # 2: a multi-task model's label sets (one-head models are still written as version 1)
+# 2: a multi-task model's label sets; 3: the embedding tables' weights under embed.* (read: every version)
+FORMAT_VERSION = 3
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -147,7 +149,7 @@ def _check_weights_header(weights_file: Path, expected: dict[str, tuple[int, ...
 
     try:
         with safe_open(str(weights_file), framework="pt") as handle:
-            header = {k: (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype())
+            header = {current_key(k): (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype())
                       for k in handle.keys()}
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelFormatError(f"{weights_file}: not a readable safetensors file ({err})") from None
@@ -212,8 +214,6 @@ class Tagger(nn.Module):
 
     name: ClassVar[str]
     Config: ClassVar[type]
-    uses_lexicon: ClassVar[bool] = False  # whether batches must carry the lattice of lexicon matches
-    uses_chars: ClassVar[bool] = True  # whether it reads character and bigram ids (their vocabularies are built)
     max_length: int = 500  # tag_batch splits longer texts into pieces (see lexner.tagging)
     overlap: int = 50  # overlap of the pieces of one over-long sentence
     batch_tokens: int = 4096  # tag_batch: at most this many padded tokens per batch (long pieces, smaller batches)
@@ -227,30 +227,18 @@ class Tagger(nn.Module):
         self.metadata: dict[str, Any] = {}  # what config.json said beside the config (set by load)
         self.dictionary: Dictionary | None = None  # typed words forced into the decoded paths (add_dictionary)
         self.source: Path | None = None  # the model directory it was loaded from (None: built in memory)
+        self.embed: Embedder | None = None  # its embedding tables, if it reads characters or words
 
     # --- what a model implements -----------------------------------------------------------------------
+    @classmethod
+    def inputs(cls, config: Any) -> Inputs:
+        """What a model of this kind with ``config`` reads (by default characters and bigrams)."""
+        return Inputs()
+
     def features(self, batch: Batch) -> torch.Tensor:
         """Per-character features of shape (B, T, width) for the characters of ``batch``, dropout applied:
         what every head's linear layer turns into tag scores (``width`` as given to :meth:`make_output`)."""
         raise NotImplementedError
-
-    def embedding_tables(self) -> dict[str, tuple[nn.Embedding, Sequence[str]]]:
-        """``{"chars"|"bigrams"|"words": (embedding layer, its vocabulary)}`` for pretrained initialisation: the
-        tables made by :meth:`make_embeddings`, if any."""
-        f = self.featurizer
-        tables = {"chars": (getattr(self, "char_embedding", None), f.chars.tokens),
-                  "bigrams": (getattr(self, "bigram_embedding", None), f.bigrams.tokens),
-                  "words": (getattr(self, "word_embedding", None), f.word_vocab)}
-        return {name: table for name, table in tables.items() if table[0] is not None}
-
-    def make_embeddings(self, char_dim: int, bigram_dim: int = 0, word_dim: int = 0) -> None:
-        """The character table, the bigram table (``bigram_dim`` > 0, else ``bigram_embedding`` is None) and the
-        lexicon-word table (``word_dim`` > 0), each with row 0 for padding."""
-        f = self.featurizer
-        self.char_embedding = nn.Embedding(len(f.chars), char_dim, padding_idx=0)
-        self.bigram_embedding = nn.Embedding(len(f.bigrams), bigram_dim, padding_idx=0) if bigram_dim else None
-        if word_dim:
-            self.word_embedding = nn.Embedding(len(f.word_vocab), word_dim, padding_idx=0)
 
     def make_output(self, width: int) -> None:
         """The heads: a linear layer from ``width`` features to the tag scores of each label set, with its CRF.
@@ -282,6 +270,11 @@ class Tagger(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @property
+    def reads(self) -> Inputs:
+        """What this model reads (:meth:`inputs` of its config)."""
+        return self.inputs(self.config)
+
     def loss(self, batch: Batch) -> torch.Tensor:
         """Mean negative log-likelihood of the gold tags of ``batch`` (a scalar), plus, for distillation,
         ``soft_weight`` times the soft-target loss (see :func:`soft_loss`; a batch without gold tags has only
@@ -304,25 +297,10 @@ class Tagger(nn.Module):
         """Best legal BIOES tag ids of each sentence (in the label set of ``batch.labels``)."""
         return self.head(batch.labels)[1].viterbi(self.emissions(batch), batch.mask, batch.allowed)
 
-    def init_embeddings(self, pretrained: Mapping[str, tuple[Sequence[str], Any]], seed: int = 0) -> dict[str, int]:
-        """Fill the embedding tables from ``{"chars": (tokens, vectors), ...}`` (see ``read_word2vec``).
-
-        Tables without pretrained vectors are initialised randomly too.  Returns, per table, how many of its
-        tokens had a pretrained vector.
-        """
-        found = {}
-        for name, (layer, vocab) in self.embedding_tables().items():
-            matrix, found[name] = embedding_matrix(vocab, pretrained.get(name), layer.embedding_dim, seed=seed)
-            with torch.no_grad():
-                layer.weight.copy_(torch.from_numpy(matrix))
-        return found
-
     def add_words(self, words: Iterable[str]) -> int:
         """Add domain words to the lexicon of a lattice tagger; they take part in matching from now on.
 
-        A new word's embedding is the mean of its characters' embeddings in this model (unknown characters
-        count as the unknown-character row) when characters and words have the same width, otherwise the
-        mean of all word embeddings.  Words already in the lexicon are left as they are.  Returns how many
+        A new word's embedding is made by :meth:`Embedder.new_word_rows`.  Words already in the lexicon are left as they are.  Returns how many
         words were new.  The model saved afterwards keeps them.
         """
         lexicon = self.featurizer.lexicon
@@ -339,20 +317,9 @@ class Tagger(nn.Module):
         new = list(dict.fromkeys(w for w in words if w not in lexicon))
         if not new:
             return 0
-        tables = self.embedding_tables()
-        layer = tables["words"][0]
-        chars = tables["chars"][0]
-        with torch.no_grad():
-            if chars.embedding_dim == layer.embedding_dim:
-                rows = [chars.weight[torch.tensor(self.featurizer.chars.encode(list(w)), device=self.device)].mean(0)
-                        for w in new]
-            else:
-                rows = [layer.weight[1:].mean(0)] * len(new)
-            added = torch.stack(rows)
-            weight = torch.cat([layer.weight, added])
-        lexicon.add(new, None if lexicon.vectors is None else added.cpu().numpy())  # its vectors stay aligned
-        layer.weight = nn.Parameter(weight, requires_grad=layer.weight.requires_grad)
-        layer.num_embeddings = weight.shape[0]
+        rows = self.embed.new_word_rows(new)
+        lexicon.add(new, None if lexicon.vectors is None else rows.cpu().numpy())  # its vectors stay aligned
+        self.embed.append_words(rows)
         return len(new)
 
     def add_dictionary(self, entries: Mapping[str, str] | Iterable[tuple[str, str]] | Dictionary) -> int:
@@ -422,7 +389,7 @@ class Tagger(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         meta = {
-            "format_version": FORMAT_VERSION if self.featurizer.multi_task else 1,  # older lexner reads version 1
+            "format_version": FORMAT_VERSION,
             "model": self.name,
             "config": dataclasses.asdict(self.config),
             "entity_types": self.featurizer.entity_types,
@@ -485,7 +452,7 @@ class Tagger(nn.Module):
         model = _build_for_loading(cls, config, featurizer, config_file)  # no memory committed yet
         _check_weights_header(weights_file, {k: tuple(v.shape) for k, v in model.state_dict().items()})
         try:
-            state = load_file(str(weights_file))
+            state = {current_key(k): v for k, v in load_file(str(weights_file)).items()}
         except (SafetensorError, OSError) as err:
             raise ModelFormatError(f"{weights_file}: not a readable safetensors file ({err})") from None
         try:

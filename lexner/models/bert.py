@@ -18,6 +18,7 @@ from torch import nn
 from ..features import Batch, Featurizer
 from ..fileio import ModelFormatError, read_json
 from .base import Tagger
+from .embedder import Inputs
 
 
 def build_encoder(path: str, saved_config: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
@@ -151,7 +152,10 @@ class BertCRF(Tagger):
 
     name = "bert_crf"
     Config = BertCRFConfig
-    uses_chars = False  # the encoder's pieces are its only input
+
+    @classmethod
+    def inputs(cls, config: BertCRFConfig) -> Inputs:
+        return Inputs(chars=False, pieces=True)  # the encoder's pieces are its only input
 
     def __init__(self, config: BertCRFConfig, featurizer: Featurizer):
         super().__init__(config, featurizer)

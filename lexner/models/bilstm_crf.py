@@ -12,6 +12,7 @@ from torch import nn
 
 from ..features import Batch, Featurizer
 from .base import Tagger
+from .embedder import Embedder
 from .recurrent import run_bilstm
 
 
@@ -32,7 +33,7 @@ class BiLSTMCRF(Tagger):
         super().__init__(config, featurizer)
         if config.hidden % 2:
             raise ValueError(f"hidden must be even (split over two directions), got {config.hidden}")
-        self.make_embeddings(config.char_dim, config.bigram_dim)
+        self.embed = Embedder(featurizer, config.char_dim, config.bigram_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.lstm = nn.LSTM(
             config.char_dim + config.bigram_dim, config.hidden // 2, num_layers=config.layers,
@@ -41,8 +42,5 @@ class BiLSTMCRF(Tagger):
         self.make_output(config.hidden)
 
     def features(self, batch: Batch) -> torch.Tensor:
-        x = self.char_embedding(batch.chars)  # shape: (B, T, char_dim)
-        if self.bigram_embedding is not None:
-            x = torch.cat([x, self.bigram_embedding(batch.bigrams)], dim=-1)
-        x = self.dropout(x)
+        x = self.dropout(self.embed.characters(batch))  # shape: (B, T, char_dim + bigram_dim)
         return self.dropout(run_bilstm(self.lstm, x, batch.lengths))  # shape: (B, T, hidden)

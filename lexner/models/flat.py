@@ -31,6 +31,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..features import Batch, Featurizer
 from .base import Tagger
+from .embedder import Embedder, Inputs
 from .bert import attach_encoder, uses_encoder
 
 
@@ -191,14 +192,16 @@ def _position_block(table: torch.Tensor, index: torch.Tensor, query: torch.Tenso
 class FLAT(Tagger):
     name = "flat"
     Config = FLATConfig
-    uses_lexicon = True
+    @classmethod
+    def inputs(cls, config: FLATConfig) -> Inputs:
+        return Inputs(words=True, pieces=uses_encoder(config))
 
     def __init__(self, config: FLATConfig, featurizer: Featurizer):
         super().__init__(config, featurizer)
         if featurizer.lexicon is None:
             raise ValueError("flat needs a featurizer with a lexicon")
-        self.make_embeddings(config.char_dim, config.bigram_dim, config.word_dim)
-        self.bert = attach_encoder(self, "flat with BERT features") if uses_encoder(config) else None
+        self.embed = Embedder(featurizer, config.char_dim, config.bigram_dim, config.word_dim)
+        self.bert = attach_encoder(self, "flat with BERT features") if self.reads.pieces else None
         bert_dim = self.bert.dim if self.bert is not None else 0
         self.char_project = nn.Linear(config.char_dim + config.bigram_dim + bert_dim, config.model_dim)
         self.word_project = nn.Linear(config.word_dim, config.model_dim)
@@ -211,14 +214,11 @@ class FLAT(Tagger):
         return list(self.bert.parameters()) if self.bert is not None else []
 
     def features(self, batch: Batch) -> torch.Tensor:
-        chars = self.char_embedding(batch.chars)  # shape: (B, T, char_dim)
-        if self.bigram_embedding is not None:
-            chars = torch.cat([chars, self.bigram_embedding(batch.bigrams)], dim=-1)
-        chars = self.embed_dropout(chars)
+        chars = self.embed_dropout(self.embed.characters(batch))  # shape: (B, T, char_dim + bigram_dim)
         if self.bert is not None:  # contextual features, not dropped like the static embeddings
             chars = torch.cat([chars, self.bert(batch)], dim=-1)
         chars = self.char_project(chars)  # shape: (B, T, d)
-        words = self.word_project(self.embed_dropout(self.word_embedding(batch.word_ids)))  # shape: (B, M, d)
+        words = self.word_project(self.embed_dropout(self.embed.words(batch.word_ids)))  # shape: (B, M, d)
         x = torch.cat([chars, words], dim=1)  # shape: (B, T+M, d): characters, then words
         B, T = batch.chars.shape
         positions = torch.arange(T, device=x.device).expand(B, T)

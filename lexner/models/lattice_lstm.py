@@ -27,6 +27,7 @@ from torch import nn
 
 from ..features import Batch, Featurizer
 from .base import Tagger
+from .embedder import Embedder, Inputs
 from .recurrent import reverse_within_length
 
 
@@ -171,7 +172,9 @@ def run_lattice(directions: list[LatticeDirection], xs: list[torch.Tensor], word
 class LatticeLSTM(Tagger):
     name = "lattice_lstm"
     Config = LatticeLSTMConfig
-    uses_lexicon = True
+    @classmethod
+    def inputs(cls, config: LatticeLSTMConfig) -> Inputs:
+        return Inputs(words=True)
 
     def __init__(self, config: LatticeLSTMConfig, featurizer: Featurizer):
         super().__init__(config, featurizer)
@@ -179,7 +182,7 @@ class LatticeLSTM(Tagger):
             raise ValueError("lattice_lstm needs a featurizer with a lexicon of words of length ≥ 2")
         if config.bidirectional and config.hidden % 2:
             raise ValueError(f"hidden must be even when bidirectional, got {config.hidden}")
-        self.make_embeddings(config.char_dim, config.bigram_dim, config.word_dim)
+        self.embed = Embedder(featurizer, config.char_dim, config.bigram_dim, config.word_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.word_dropout = nn.Dropout(config.word_dropout)
         per_direction = config.hidden // 2 if config.bidirectional else config.hidden
@@ -201,11 +204,8 @@ class LatticeLSTM(Tagger):
         return heads, tails
 
     def features(self, batch: Batch) -> torch.Tensor:
-        x = self.char_embedding(batch.chars)  # shape: (B, T, char_dim)
-        if self.bigram_embedding is not None:
-            x = torch.cat([x, self.bigram_embedding(batch.bigrams)], dim=-1)
-        x = self.dropout(x)
-        words = self.word_dropout(self.word_embedding(batch.word_ids))  # shape: (B, M, word_dim)
+        x = self.dropout(self.embed.characters(batch))  # shape: (B, T, char_dim + bigram_dim)
+        words = self.word_dropout(self.embed.words(batch.word_ids))  # shape: (B, M, word_dim)
         directions, xs = [self.forward_lattice], [x]
         heads, tails = self._lattice_lists(batch, reverse=False)
         if self.backward_lattice is not None:  # the reversed sentences join the batch as sentences B..2B−1

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..features import Batch, Featurizer
 from .base import Tagger
+from .embedder import Embedder, Inputs
 from .recurrent import run_bilstm
 
 
@@ -55,7 +56,9 @@ def pooled_word_sets(words: torch.Tensor, heads: torch.Tensor, tails: torch.Tens
 class SoftLexicon(Tagger):
     name = "softlexicon"
     Config = SoftLexiconConfig
-    uses_lexicon = True
+    @classmethod
+    def inputs(cls, config: SoftLexiconConfig) -> Inputs:
+        return Inputs(words=True)
 
     def __init__(self, config: SoftLexiconConfig, featurizer: Featurizer):
         super().__init__(config, featurizer)
@@ -63,7 +66,7 @@ class SoftLexicon(Tagger):
             raise ValueError("softlexicon needs a featurizer with a lexicon")
         if config.hidden % 2:
             raise ValueError(f"hidden must be even (split over two directions), got {config.hidden}")
-        self.make_embeddings(config.char_dim, config.bigram_dim, config.word_dim)
+        self.embed = Embedder(featurizer, config.char_dim, config.bigram_dim, config.word_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.lstm = nn.LSTM(
             config.char_dim + config.bigram_dim + 3 * config.word_dim, config.hidden // 2,
@@ -72,11 +75,7 @@ class SoftLexicon(Tagger):
         self.make_output(config.hidden)
 
     def features(self, batch: Batch) -> torch.Tensor:
-        parts = [self.char_embedding(batch.chars)]  # shape: (B, T, char_dim)
-        if self.bigram_embedding is not None:
-            parts.append(self.bigram_embedding(batch.bigrams))
-        words = self.word_embedding(batch.word_ids)  # shape: (B, M, word_dim); padding rows are zeros
-        parts.append(pooled_word_sets(words, batch.word_heads, batch.word_tails, batch.word_mask,
-                                      batch.chars.shape[1]))
-        x = self.dropout(torch.cat(parts, dim=-1))
+        words = self.embed.words(batch.word_ids)  # shape: (B, M, word_dim); padding rows are zeros
+        sets = pooled_word_sets(words, batch.word_heads, batch.word_tails, batch.word_mask, batch.chars.shape[1])
+        x = self.dropout(torch.cat([self.embed.characters(batch), sets], dim=-1))
         return self.dropout(run_bilstm(self.lstm, x, batch.lengths))  # shape: (B, T, hidden)
