@@ -180,10 +180,10 @@ def cmd_evaluate(args) -> int:
 
 
 def _extra_words(args) -> list[str]:
-    """The words of every ``--lexicon-add`` file (first column of each non-empty line)."""
-    from .fileio import iter_lines
+    """The words of every ``--lexicon-add`` file (word lists, see :func:`lexner.lexicon.read_wordlist`)."""
+    from .lexicon import read_wordlist
 
-    return [line.split()[0] for path in args.lexicon_add or [] for _, line in iter_lines(path) if line.strip()]
+    return [word for path in args.lexicon_add or [] for word in read_wordlist(path)]
 
 
 def _key_value(text: str, option: str) -> tuple[str, str]:

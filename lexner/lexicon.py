@@ -13,6 +13,12 @@ from .fileio import iter_lines
 from .text import normalize, normalize_many
 
 
+def read_wordlist(path: str | os.PathLike) -> list[str]:
+    """The words of a word-list file: one word per line; further whitespace-separated columns (frequencies,
+    tags) are ignored, and so are blank lines."""
+    return [fields[0] for _, line in iter_lines(path) if (fields := line.split())]
+
+
 class Match(NamedTuple):
     start: int
     end: int  # exclusive
@@ -54,13 +60,8 @@ class Lexicon:
     # construction -------------------------------------------------------------------------------------
     @classmethod
     def from_wordlist(cls, path: str | os.PathLike, min_length: int = 2) -> "Lexicon":
-        """One word per line; further whitespace-separated columns (frequencies, tags) are ignored."""
-        words = []
-        for _, line in iter_lines(path):
-            fields = line.split()
-            if fields:
-                words.append(fields[0])
-        return cls(words, min_length=min_length)
+        """The words of a word list (see :func:`read_wordlist`)."""
+        return cls(read_wordlist(path), min_length=min_length)
 
     @classmethod
     def from_word2vec(cls, path: str | os.PathLike, min_length: int = 2) -> "Lexicon":

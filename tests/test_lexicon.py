@@ -286,3 +286,16 @@ def test_from_word2vec_token_with_surrounding_space(tmp_path):
     lex = Lexicon.from_word2vec(path)
     assert lex.words == ["北京", "上海"]
     np.testing.assert_array_equal(lex.vectors, [[1, 2], [3, 4]])
+
+
+def test_read_wordlist_is_the_one_parser_of_lexicons_and_lexicon_add_files(tmp_path, monkeypatch):
+    from lexner import cli
+    from lexner.lexicon import read_wordlist
+
+    path = tmp_path / "words.txt"
+    path.write_text("北京 100 ns\n\n  上海\t7\n", encoding="utf-8")
+    assert read_wordlist(path) == ["北京", "上海"]
+    calls = []
+    monkeypatch.setattr("lexner.lexicon.read_wordlist", lambda p: calls.append(p) or ["x"])
+    assert cli._extra_words(type("Args", (), {"lexicon_add": [path]})()) == ["x"] and calls == [path]
+    assert Lexicon.from_wordlist(path).words == ["x"]
