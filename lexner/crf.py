@@ -82,9 +82,13 @@ class ConstrainedCRF(CRF):
         (B, T, K) bool or None — at each position only the allowed tags may be chosen (a constraint on the
         search, not an edit of its result).  ``O`` must stay allowed everywhere, so a legal path always exists.
 
+        Ties: at every choice the lowest tag index among the scores within :data:`TIE` (relative to a bound on
+        the scores' size at that position) of the best wins, so that float noise of a few units in the last place — padding a sentence into a batch changes its
+        emissions by ~1e-7 — never changes a path that was an exact tie (batched tagging equals one by one).
+
         On CPU the search runs in numpy: the same float32 sums in the same order as the torch search used on
-        GPUs (so the same paths, ties included: both pick the first best), without torch's per-operation
-        overhead, which dominated tagging one sentence at a time (``tests/test_crf.py`` checks they agree).
+        GPUs (so the same paths, ties included), without torch's per-operation overhead, which dominated tagging
+        one sentence at a time (``tests/test_crf.py`` checks they agree).
         """
         emissions = emissions.float()
         search = _search_numpy if emissions.device.type == "cpu" else _search_torch
@@ -97,6 +101,23 @@ class ConstrainedCRF(CRF):
         return search(emissions, mask, start, trans, end)
 
 
+TIE = 2e-6  # scores within this fraction of the largest a path can score by then tie with the best
+
+
+def _finite_max_abs(x):
+    """The largest finite absolute value in ``x`` (numpy array or tensor; 0 when none is finite)."""
+    finite = x[np.isfinite(x)] if isinstance(x, np.ndarray) else x[torch.isfinite(x)]
+    return float(abs(finite).max()) if len(finite) else 0.0
+
+
+def _tolerances(emissions, start, trans) -> list[float]:
+    """For each position, how far below the best a score still ties with it: :data:`TIE` times a bound on any
+    path's score magnitude there (the scores grow with the position, and so does their rounding noise)."""
+    per_step = _finite_max_abs(emissions) + _finite_max_abs(trans)
+    first = 1.0 + _finite_max_abs(start) + _finite_max_abs(emissions)
+    return [TIE * (first + t * per_step) for t in range(emissions.shape[1] + 1)]
+
+
 def _search_torch(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, trans: torch.Tensor,
                   end: torch.Tensor) -> list[list[int]]:
     """Viterbi over (B, T, K) emissions with (already constrained) start/transition/end scores, in torch."""
@@ -104,13 +125,16 @@ def _search_torch(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tens
     lengths = mask.sum(1)  # shape: (B,)
     score = start + emissions[:, 0]  # shape: (B, K)
     history = []
+    tolerance = _tolerances(emissions, start, trans)
     for t in range(1, length):
         # shape: (B, K_prev, K_next)
         candidates = score.unsqueeze(2) + trans + emissions[:, t].unsqueeze(1)
-        best, best_prev = candidates.max(dim=1)
+        best = candidates.amax(dim=1)
         score = torch.where(mask[:, t : t + 1], best, score)
-        history.append(best_prev)
-    current = (score + end).argmax(dim=1)  # shape: (B,); the tag at each sentence's last position
+        # the lowest index within the tolerance of the best (uint8: argmax returns the first maximum)
+        history.append((candidates >= (best - tolerance[t]).unsqueeze(1)).to(torch.uint8).argmax(dim=1))
+    final = score + end
+    current = (final >= (final.amax(dim=1) - tolerance[length]).unsqueeze(1)).to(torch.uint8).argmax(dim=1)
     path = torch.zeros(batch, length, dtype=torch.long, device=emissions.device)
     for t in range(length - 1, 0, -1):
         active = lengths > t
@@ -130,11 +154,14 @@ def _search_numpy(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tens
     lengths = keep.sum(1)
     score = start + em[:, 0]
     history = np.empty((max(length - 1, 0), batch, tags), dtype=np.int64)
+    tolerance = _tolerances(em, start, trans)
     for t in range(1, length):
         candidates = score[:, :, None] + trans + em[:, t][:, None, :]
-        history[t - 1] = candidates.argmax(1)
-        score = np.where(keep[:, t : t + 1], candidates.max(1), score)
-    current = (score + end).argmax(1)
+        best = candidates.max(1)
+        history[t - 1] = (candidates >= (best - tolerance[t])[:, None, :]).argmax(1)
+        score = np.where(keep[:, t : t + 1], best, score)
+    final = score + end
+    current = (final >= (final.max(1) - tolerance[length])[:, None]).argmax(1)
     path = np.zeros((batch, length), dtype=np.int64)
     rows = np.arange(batch)
     for t in range(length - 1, 0, -1):

@@ -191,3 +191,34 @@ def test_log_marginals_equal_brute_force_over_every_path_with_padding():
         expected = totals / totals[0].sum()
         torch.testing.assert_close(got[b, :n].detach(), expected, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(got[b, :n].sum(-1).detach(), torch.ones(n))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_exact_ties_break_the_same_way_under_float_noise_of_padding_size(seed):
+    """Padding a sentence into a batch changes its emissions by ~1e-7; an exact tie must not flip with it."""
+    from lexner.crf import _search_numpy, _search_torch
+
+    crf = random_crf(seed)
+    with torch.no_grad():  # integer scores: many exact ties between paths
+        for p in crf.parameters():
+            p.copy_(p.round())
+    torch.manual_seed(100 + seed)
+    emissions = (torch.randn(40, 12, len(TAGS)) * 2).round()
+    mask = torch.ones(40, 12, dtype=torch.bool)
+    exact = crf.viterbi(emissions, mask)
+    flips = 0
+    for trial in range(5):
+        noisy = emissions + torch.randn(emissions.shape) * 3e-7 * emissions.abs().clamp(min=1)
+        assert crf.viterbi(noisy, mask) == exact
+        neg = torch.tensor(float("-inf"))
+        start = torch.where(crf.allowed_start, crf.start_transitions, neg).detach()
+        trans = torch.where(crf.allowed_transitions, crf.transitions, neg).detach()
+        end = torch.where(crf.allowed_end, crf.end_transitions, neg).detach()
+        assert _search_torch(noisy, mask, start, trans, end) == exact
+        flips += noisy.argmax(-1).tolist() != emissions.argmax(-1).tolist()  # plain argmax does flip
+    assert flips > 0
+    # one sentence alone and inside a padded batch: the same path
+    alone = crf.viterbi(emissions[:1, :5], mask[:1, :5])
+    padded = torch.cat([emissions[:1], emissions[1:2]]) + torch.randn(2, 12, len(TAGS)) * 1e-7
+    lengths = torch.tensor([5, 12])
+    assert crf.viterbi(padded, torch.arange(12)[None] < lengths[:, None])[0] == alone[0]
