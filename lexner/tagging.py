@@ -19,9 +19,10 @@ dropped — so no entity is reported twice and offsets always index the whole te
 
 from __future__ import annotations
 
+import itertools
 import re
-from bisect import bisect_right
-from typing import Iterable, Sequence
+from bisect import bisect_left, bisect_right
+from typing import Iterable, Iterator, Sequence
 
 from dataclasses import dataclass, field
 
@@ -83,19 +84,22 @@ class ModelLine:
         return merged
 
 
-def model_lines(text: str) -> list[ModelLine]:
-    """The non-empty lines of ``text`` as the model sees them (see the module's docstring)."""
-    lines, start = [], 0
+def iter_model_lines(text: str) -> Iterator[ModelLine]:
+    """The non-empty lines of ``text`` as the model sees them (see the module's docstring), one at a time."""
+    start = 0
     for found in _LINE_BREAK.finditer(text):
-        lines.append((start, found.start()))
-        start = found.end()
-    lines.append((start, len(text)))
-    out = []
-    for start, end in lines:
-        line = _model_line(text, start, end)
+        line = _model_line(text, start, found.start())
         if line.view:
-            out.append(line)
-    return out
+            yield line
+        start = found.end()
+    line = _model_line(text, start, len(text))
+    if line.view:
+        yield line
+
+
+def model_lines(text: str) -> list[ModelLine]:
+    """:func:`iter_model_lines` as a list."""
+    return list(iter_model_lines(text))
 
 
 def _model_line(text: str, start: int, end: int) -> ModelLine:
@@ -174,25 +178,60 @@ def split_windows(text: str, max_length: int, overlap: int) -> list[tuple[int, i
     return windows
 
 
-def merge_windows(windows: Sequence[tuple[int, int]], spans: Sequence[Sequence[Span]]) -> list[Span]:
-    """Entities of the whole text from each window's entities (offsets relative to its window)."""
-    merged: list[Span] = []
-    for k, ((start, end), found) in enumerate(zip(windows, spans)):
+class WindowMerger:
+    """Puts the entities of a line's windows back together, one window at a time in order (so that nothing but
+    the last kept entity's end need be remembered): a window keeps the entities that start between the
+    middles of its overlaps with its neighbours, and none that would overlap one already kept."""
+
+    def __init__(self, windows: Sequence[tuple[int, int]]):
+        self.windows = windows
+        self.last_end = 0
+
+    def add(self, k: int, found: Sequence[Span]) -> list[Span]:
+        """The entities kept of window ``k``'s (offsets relative to the window), with offsets into the line."""
+        windows, (start, end) = self.windows, self.windows[k]
         low = (start + windows[k - 1][1] + 1) // 2 if k and windows[k - 1][1] > start else start
         high = (windows[k + 1][0] + end + 1) // 2 if k + 1 < len(windows) and windows[k + 1][0] < end else end
+        kept = []
         for span in found:
             s = Span(span.start + start, span.end + start, span.label)
-            if low <= s.start < high and not (merged and merged[-1].end > s.start):
-                merged.append(s)
-    return merged
+            if low <= s.start < high and s.start >= self.last_end:
+                kept.append(s)
+                self.last_end = s.end
+        return kept
+
+
+def merge_windows(windows: Sequence[tuple[int, int]], spans: Sequence[Sequence[Span]]) -> list[Span]:
+    """Entities of the whole text from each window's entities (offsets relative to its window)."""
+    merger = WindowMerger(windows)
+    return [s for k, found in enumerate(spans) for s in merger.add(k, found)]
+
+
+@dataclass
+class _Line:
+    """A line being tagged: which text it belongs to, its view, constraints (with their positions sorted, to
+    take each window's share without scanning them all), windows and merger."""
+
+    text: int
+    line: ModelLine
+    constraints: dict[int, str | tuple[str, ...]]
+    positions: list[int]
+    windows: list[tuple[int, int]]
+    merger: WindowMerger
+
+    def window_constraints(self, k: int) -> dict[int, str | tuple[str, ...]]:
+        a, b = self.windows[k]
+        return {p - a: self.constraints[p] for p in self.positions[bisect_left(self.positions, a):
+                                                                   bisect_left(self.positions, b)]}
 
 
 def tag_texts(tagger, texts: Iterable[str], batch_size: int = 64, labels: str | None = None) -> list[list]:
-    """``tagger.tag_batch(texts)``: each text's lines as the model sees them (:func:`model_lines`), each line's
-    windows (:func:`split_windows`), the tagger's typed dictionary as decoding constraints, the pieces decoded
-    by ``tagger.decode_pieces`` in blocks of ``tagger.block_pieces`` (memory does not grow with the length of
-    one input: a 30 MB line is as cheap per character as a sentence), and the windows' entities merged back
-    (:func:`merge_windows`) with offsets into the original texts."""
+    """``tagger.tag_batch(texts)``: each text's lines as the model sees them (:func:`iter_model_lines`), each
+    line's windows (:func:`split_windows`), the tagger's typed dictionary as decoding constraints, the pieces
+    decoded by ``tagger.decode_pieces`` in blocks of ``tagger.block_pieces`` and their entities merged back
+    (:class:`WindowMerger`) with offsets into the original texts.  Everything streams: lines are cut, and
+    windows' entities merged, as their block comes, so beyond the texts and the entities found, memory is
+    bounded by one block (a 30 MB line is as cheap per character as a sentence)."""
     import torch  # imported on first use: lexner.tagging stays light for callers that only map offsets
 
     if isinstance(texts, str):
@@ -209,31 +248,32 @@ def tag_texts(tagger, texts: Iterable[str], batch_size: int = 64, labels: str | 
     if dictionary is not None and not dictionary.labels <= set(label_set.entity_types):
         raise ValueError(f"the dictionary's types {sorted(dictionary.labels - set(label_set.entity_types))} are "
                          f"not types of label set {labels!r} ({', '.join(label_set.entity_types)})")
-    lines = [(i, line) for i, text in enumerate(texts) for line in model_lines(text)]
-    windows = [split_windows(line.view, tagger.max_length, tagger.overlap) for _, line in lines]
-    pieces = [(u, w) for u, ws in enumerate(windows) for w in ws]
-    constraints = [line.with_forced(dictionary.occurrences(line.view)) if dictionary else line.constraints
-                   for _, line in lines]
-    found: dict[tuple[int, tuple[int, int]], list] = {}
+
+    def pieces() -> Iterator[tuple[_Line, int]]:
+        for i, text in enumerate(texts):
+            for line in iter_model_lines(text):
+                constraints = line.with_forced(dictionary.occurrences(line.view)) if dictionary else line.constraints
+                windows = split_windows(line.view, tagger.max_length, tagger.overlap)
+                state = _Line(i, line, constraints, sorted(constraints), windows, WindowMerger(windows))
+                for k in range(len(windows)):
+                    yield state, k
+
+    results: list[list] = [[] for _ in texts]
     was_training = tagger.training
     if was_training:  # a loaded model is in eval mode already: nothing changes, so threads may share it
         tagger.eval()
     try:
         with torch.inference_mode():
-            for block in range(0, len(pieces), tagger.block_pieces):
-                part = pieces[block : block + tagger.block_pieces]
-                views = [lines[u][1].view[a:b] for u, (a, b) in part]
-                limits = [{k - a: v for k, v in constraints[u].items() if a <= k < b} if constraints[u] else {}
-                          for u, (a, b) in part]
-                for key, spans in zip(part, tagger.decode_pieces(views, limits, batch_size, labels)):
-                    found[key] = spans
+            stream = pieces()
+            while block := list(itertools.islice(stream, tagger.block_pieces)):
+                views = [state.line.view[slice(*state.windows[k])] for state, k in block]
+                limits = [state.window_constraints(k) if state.constraints else {} for state, k in block]
+                for (state, k), spans in zip(block, tagger.decode_pieces(views, limits, batch_size, labels)):
+                    text = texts[state.text]
+                    for span in state.merger.add(k, spans):
+                        s = state.line.to_text(span)
+                        results[state.text].append(Entity(s.start, s.end, s.label, text[s.start : s.end]))
     finally:
         if was_training:
             tagger.train()
-    results: list[list] = [[] for _ in texts]
-    for u, ((i, line), ws) in enumerate(zip(lines, windows)):
-        for span in merge_windows(ws, [found.get((u, w), []) for w in ws]):
-            s = line.to_text(span)
-            results[i].append(Entity(s.start, s.end, s.label, texts[i][s.start : s.end]))
     return results
-

@@ -256,11 +256,13 @@ print(" ".join(f"{g:.1f}" for g in growth))
 
 @pytest.mark.parametrize("model", ["softlexicon", "lattice_lstm", "flat"])
 def test_peak_memory_does_not_grow_with_one_texts_length(model, corpus, tmp_path):
-    """One long text (many lines) is tagged in streamed blocks of windows, so the peak of the Python
-    allocations made by tag() (tracemalloc; the process's RSS high-water mark is set by loading and hides
-    this at these sizes) grows by under 20 MB per MB of text beyond the first block.  Encoding every window first
-    (block_pieces unbounded) grows by 36 MB per MB with this lexicon (every 2-4 character piece of the text is
-    a word).  The model predicts only O (a large O bias): entities take no memory."""
+    """One long text (many lines) streams through the model: lines are cut and windows' entities merged as
+    their block of windows comes, so the peak of the Python allocations made by tag() (tracemalloc; the
+    process's RSS high-water mark is set by loading and hides this at these sizes) does not grow with the
+    text's length: under 1 MB per MB of text (measured: 3.3 MB at 0.25, 0.5 and 1 MB with softlexicon).  Keeping
+    every line's bookkeeping to the end grew by ~6 MB per MB; encoding every window first (block_pieces
+    unbounded) by 36 MB per MB with this lexicon (every 2-4 character piece of the text is a word).  The model
+    predicts only O (a large O bias): entities take no memory."""
     import subprocess
     import sys
 
@@ -282,4 +284,4 @@ def test_peak_memory_does_not_grow_with_one_texts_length(model, corpus, tmp_path
     assert done.returncode == 0, done.stderr[-2000:]
     small, large = map(float, done.stdout.split())
     per_megabyte = (large - small) / (float(sizes[1]) - float(sizes[0]))
-    assert per_megabyte < 20, (small, large)
+    assert per_megabyte < 1, (small, large)
