@@ -107,18 +107,20 @@ def build_tagger(
 
 def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, device: str = "cpu",
          extra_words: Iterable[str] = (),
-         dictionary: Mapping[str, str] | Iterable[tuple[str, str]] | Dictionary | None = None) -> Tagger:
+         dictionary: Mapping[str, str] | Iterable[tuple[str, str]] | Dictionary | None = None,
+         onnx: bool = False) -> Tagger:
     """Load a saved tagger: ``ner = lexner.load("runs/weibo/model"); ner.tag("...")``.  Without ``path``, the
     bundled default model (:data:`DEFAULT_MODEL`, trained on MSRA, Weibo and CLUENER; default head PER, LOC, ORG).
 
     ``extra_words``: domain words added to a lattice tagger's lexicon (see :meth:`Tagger.add_words`).
     ``dictionary``: ``{word: type}`` forced into every decoded path (see :meth:`Tagger.add_dictionary`).
+    ``onnx``: run a BiLSTM encoder through ONNX Runtime for single sentences (:mod:`lexner.onnx_encoder`).
     A list of paths loads an ensemble that averages the models' tag marginals (:mod:`lexner.models.ensemble`).
     """
     if isinstance(path, (list, tuple)):  # an ensemble (lexner.models.ensemble)
         from .models.ensemble import Ensemble
 
-        tagger = Ensemble([load(p, device=device, extra_words=extra_words) for p in path])
+        tagger = Ensemble([load(p, device=device, extra_words=extra_words, onnx=onnx) for p in path])
         if dictionary is not None:
             tagger.add_dictionary(dictionary)
         return tagger
@@ -129,4 +131,8 @@ def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, de
         log.info("added %d new lexicon words (%d given)", added, len(extra_words))
     if dictionary is not None:
         tagger.add_dictionary(dictionary)
+    if onnx:
+        from .onnx_encoder import use_onnx
+
+        use_onnx(tagger)
     return tagger

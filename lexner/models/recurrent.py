@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ..onnx_encoder import single_sentence
+
 
 def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse each row's first ``lengths[b]`` positions along dim 1, leaving the padding in place."""
@@ -24,8 +26,13 @@ def run_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.T
     in one matrix product; so there each direction runs unpacked on its own: the forward direction over ``x``
     (padding comes after every real position, so it cannot reach them), the backward one over each sentence
     reversed within its length, its output reversed back.  Same equations, same weights, outputs equal to the
-    packed run's up to float rounding (tested); benchmarks/README.md gives the training speed-up.
+    packed run's up to float rounding (tested); benchmarks/README.md gives the training speed-up.  A single
+    sentence runs through ONNX Runtime instead where :func:`lexner.onnx_encoder.use_onnx` attached a session.
     """
+    if x.shape[0] == 1 and int(lengths[0]) == x.shape[1]:  # one sentence: ONNX Runtime, if attached
+        fast = single_sentence(lstm, x)
+        if fast is not None:
+            return fast
     if x.device.type != "cpu" or not lstm.bidirectional or lstm.dropout or torch.is_autocast_enabled("cpu"):
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         h, _ = lstm(packed)

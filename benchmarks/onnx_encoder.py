@@ -1,0 +1,106 @@
+"""ONNX Runtime for the encoder, measured: one model loaded twice — as is, and with ``onnx=True`` (its BiLSTM
+run by ONNX Runtime for single sentences, see ``lexner.onnx_encoder``) — tagging the same MSRA test sentences
+side by side in one run, one thread each.
+
+    pip install -e ".[bench,peers,onnx]"
+    python benchmarks/onnx_encoder.py [--model DIR] [--limit 0] [--out benchmarks/results/onnx_encoder_cpu.json]
+
+Single calls: ``tag()`` on each sentence; batched: ``tag_batch`` with batches of 64 (which runs torch either
+way: the exported graph is right only for unpadded input, so batches of several sentences stay in torch).  Rounds alternate between
+the two and the best of ``--repeat`` counts.  ``identical`` says whether the two found exactly the same
+entities in every sentence.  ``--kernels`` also times the bare LSTM kernels (torch vs ONNX Runtime) on a
+batch of 1 and of 64 sentences of 40 characters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import machine_info  # noqa: E402
+
+import torch  # noqa: E402
+
+import lexner  # noqa: E402
+from lexner.data import load_dataset  # noqa: E402
+from lexner.models.recurrent import run_bilstm  # noqa: E402
+from lexner.onnx_encoder import SESSION  # noqa: E402
+
+
+def kernels(tagger, repeat: int) -> list[dict]:
+    """The bare BiLSTM, torch (as lexner runs it) vs its ONNX Runtime session, on random inputs."""
+    lstm = tagger.lstm
+    session = getattr(lstm, SESSION)
+    rows = []
+    for batch in (1, 64):
+        x = torch.randn(batch, 40, lstm.input_size)
+        lengths = torch.full((batch,), 40)
+        calls = 300 if batch == 1 else 20
+        best = {"torch": float("inf"), "onnx": float("inf")}
+        with torch.inference_mode():
+            for _ in range(repeat):
+                setattr(lstm, SESSION, None)  # torch's path
+                started = time.perf_counter()
+                for _ in range(calls):
+                    run_bilstm(lstm, x, lengths)
+                best["torch"] = min(best["torch"], (time.perf_counter() - started) / calls)
+                setattr(lstm, SESSION, session)
+                started = time.perf_counter()
+                for _ in range(calls):
+                    session.run(None, {"x": x.numpy()})
+                best["onnx"] = min(best["onnx"], (time.perf_counter() - started) / calls)
+        rows.append({"batch": batch, "length": 40, "torch_ms": round(best["torch"] * 1e3, 3),
+                     "onnx_ms": round(best["onnx"] * 1e3, 3), "onnx_speedup": round(best["torch"] / best["onnx"], 2)})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="a model directory (default: the bundled model)")
+    parser.add_argument("--limit", type=int, default=0, help="first N MSRA test sentences (0: all)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--kernels", action="store_true", help="also time the bare LSTM kernels")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    import onnxruntime
+
+    torch.set_num_threads(1)
+    systems = {"torch": lexner.load(args.model), "onnx": lexner.load(args.model, onnx=True)}
+    texts = [s.text for s in load_dataset("msra", "test")]
+    texts = texts[: args.limit] if args.limit else texts
+    chars = sum(map(len, texts))
+    rows = []
+    for kind, run in (("single call", lambda t: [t.tag(x) for x in texts]),
+                      ("batch 64", lambda t: t.tag_batch(texts, batch_size=64))):
+        best, found = {}, {}
+        for name, tagger in systems.items():
+            tagger.tag_batch(texts[:50])  # warm-up
+        for _ in range(args.repeat):
+            for name, tagger in systems.items():
+                started = time.perf_counter()
+                found[name] = run(tagger)
+                best[name] = min(best.get(name, float("inf")), time.perf_counter() - started)
+        rows.append({"kind": kind, **{f"{name}_chars_per_second": round(chars / best[name]) for name in systems},
+                     "onnx_speedup": round(best["torch"] / best["onnx"], 2),
+                     "identical": found["torch"] == found["onnx"],
+                     "sentences_differing": sum(a != b for a, b in zip(found["torch"], found["onnx"]))})
+        print(json.dumps(rows[-1]))
+    result = {"benchmark": "onnx_encoder", "model": systems["torch"].name, "model_dir": args.model or "bundled",
+              "texts": "msra/test", "sentences": len(texts), "characters": chars,
+              "onnxruntime": onnxruntime.__version__, "torch_threads": 1, "rows": rows,
+              **({"kernels": kernels(systems["onnx"], args.repeat)} if args.kernels else {}),
+              "machine": machine_info()}
+    if args.kernels:
+        print(json.dumps(result["kernels"]))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
