@@ -188,6 +188,16 @@ METHODS: dict[str, Callable[[list[Segment], random.Random, "Augmenter"], "list[S
 }
 
 
+def check_methods(methods: Sequence[str], lexicon: Lexicon | None) -> None:
+    """``ValueError`` for a method that is unknown or cannot work with ``lexicon`` (the model's)."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown augmentation {unknown}; choose from {', '.join(METHODS)}")
+    if "neighbour" in methods and (lexicon is None or lexicon.vectors is None):
+        raise ValueError("augmentation 'neighbour' needs a lexicon with word vectors (a lattice tagger built "
+                         "from a word2vec lexicon: softlexicon, lattice_lstm, flat)")
+
+
 class Augmenter:
     """Noisy variants of sentences by ``methods`` (names in :data:`METHODS`), with what they draw from built
     from ``train``: the mentions of each type (``mention``), the words of non-entity text — cut by forward
@@ -196,13 +206,8 @@ class Augmenter:
     ``train`` (``neighbour``, which needs a lexicon with vectors), and the characters (``noise``)."""
 
     def __init__(self, methods: Sequence[str], train: Sequence[Sentence], lexicon: Lexicon | None = None):
-        unknown = [m for m in methods if m not in METHODS]
-        if unknown:
-            raise ValueError(f"unknown augmentation {unknown}; choose from {', '.join(METHODS)}")
         self.methods = list(dict.fromkeys(methods))
-        if "neighbour" in self.methods and (lexicon is None or lexicon.vectors is None):
-            raise ValueError("augmentation 'neighbour' needs a lexicon with word vectors (a lattice tagger built "
-                             "from a word2vec lexicon: softlexicon, lattice_lstm, flat)")
+        check_methods(self.methods, lexicon)
         self.lexicon = lexicon
         pool: dict[str, set[str]] = defaultdict(set)
         for s in train:
@@ -257,7 +262,8 @@ class Augmenter:
         self._neighbours: dict[str, list[str]] = {}
         if self.lexicon is not None and self.lexicon.vectors is not None:
             found = sorted(w for w in document_frequency if len(w) > 1 and self.lexicon.id(w) is not None)
-            vectors = self.lexicon.vectors[[self.lexicon.id(w) for w in found]].astype(np.float32)
+            self._candidate_ids = [self.lexicon.id(w) for w in found]
+            vectors = self.lexicon.vectors[self._candidate_ids].astype(np.float32)
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             self._candidates, self._unit = found, vectors / np.maximum(norms, 1e-8)
 
@@ -277,7 +283,8 @@ class Augmenter:
             if word_id is not None and len(self._candidates) > 1:
                 vector = self.lexicon.vectors[word_id].astype(np.float32)
                 similarity = self._unit @ (vector / max(float(np.linalg.norm(vector)), 1e-8))
-                order = np.argsort(-similarity)[: NEIGHBOURS + 1]
-                self._neighbours[word] = [self._candidates[i] for i in order
-                                          if self._candidates[i] != word][:NEIGHBOURS]
+                order = np.argsort(-similarity)
+                # the word itself and its other spellings (one lexicon id, e.g. Traditional) are no neighbours
+                self._neighbours[word] = [self._candidates[i] for i in order[: NEIGHBOURS + 8]
+                                          if self._candidate_ids[i] != word_id][:NEIGHBOURS]
         return self._neighbours[word]

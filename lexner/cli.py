@@ -119,8 +119,8 @@ def cmd_train(args) -> int:
                               label_sets=label_sets)
     except ValueError as err:  # e.g. a setting out of range, hidden odd
         raise CommandError(str(err)) from None
-    trainer = Trainer(tagger, config, args.out, progress=not args.no_progress)
     try:
+        trainer = Trainer(tagger, config, args.out, progress=not args.no_progress)
         resumed = args.resume and trainer.resume()
     except TrainingError as err:
         raise CommandError(str(err)) from None

@@ -82,8 +82,8 @@ class ConstrainedCRF(CRF):
         (B, T, K) bool or None — at each position only the allowed tags may be chosen (a constraint on the
         search, not an edit of its result).  ``O`` must stay allowed everywhere, so a legal path always exists.
 
-        Ties: at every choice the lowest tag index among the scores within :data:`TIE` (relative to a bound on
-        the scores' size at that position) of the best wins, so that float noise of a few units in the last place — padding a sentence into a batch changes its
+        Ties: at every choice the lowest tag index among the scores within ``TIE`` × (a bound on the size of the
+        sentence's path scores at that position, from its own scores only) of the best wins, so that float noise of a few units in the last place — padding a sentence into a batch changes its
         emissions by ~1e-7 — never changes a path that was an exact tie (batched tagging equals one by one).
 
         On CPU the search runs in numpy: the same float32 sums in the same order as the torch search used on
@@ -101,21 +101,24 @@ class ConstrainedCRF(CRF):
         return search(emissions, mask, start, trans, end)
 
 
-TIE = 2e-6  # scores within this fraction of the largest a path can score by then tie with the best
+TIE = 2e-6  # scores closer to the best than this fraction of a bound on their size tie with it
 
 
-def _finite_max_abs(x):
-    """The largest finite absolute value in ``x`` (numpy array or tensor; 0 when none is finite)."""
-    finite = x[np.isfinite(x)] if isinstance(x, np.ndarray) else x[torch.isfinite(x)]
-    return float(abs(finite).max()) if len(finite) else 0.0
+def _tolerances_numpy(em: np.ndarray, start: np.ndarray, trans: np.ndarray) -> np.ndarray:
+    """(B, T): how far below the best a score at each position of each sentence still ties with it — TIE times
+    a bound on the size of any of that sentence's path scores there (its own emissions only, so a sentence's
+    decisions never depend on the others in its batch)."""
+    finite = lambda a: np.where(np.isfinite(a), np.abs(a), 0.0)  # noqa: E731
+    per_position = finite(em).max(2)  # shape: (B, T)
+    steps = np.arange(em.shape[1])
+    return TIE * (1.0 + finite(start).max() + np.cumsum(per_position, 1) + steps * finite(trans).max())
 
 
-def _tolerances(emissions, start, trans) -> list[float]:
-    """For each position, how far below the best a score still ties with it: :data:`TIE` times a bound on any
-    path's score magnitude there (the scores grow with the position, and so does their rounding noise)."""
-    per_step = _finite_max_abs(emissions) + _finite_max_abs(trans)
-    first = 1.0 + _finite_max_abs(start) + _finite_max_abs(emissions)
-    return [TIE * (first + t * per_step) for t in range(emissions.shape[1] + 1)]
+def _tolerances_torch(em: torch.Tensor, start: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
+    """:func:`_tolerances_numpy` in torch."""
+    finite = lambda a: torch.where(torch.isfinite(a), a.abs(), torch.zeros_like(a))  # noqa: E731
+    steps = torch.arange(em.shape[1], device=em.device)
+    return TIE * (1.0 + finite(start).max() + finite(em).amax(2).cumsum(1) + steps * finite(trans).max())
 
 
 def _search_torch(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, trans: torch.Tensor,
@@ -125,16 +128,17 @@ def _search_torch(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tens
     lengths = mask.sum(1)  # shape: (B,)
     score = start + emissions[:, 0]  # shape: (B, K)
     history = []
-    tolerance = _tolerances(emissions, start, trans)
+    tolerance = _tolerances_torch(emissions, start, trans)  # shape: (B, T)
     for t in range(1, length):
         # shape: (B, K_prev, K_next)
         candidates = score.unsqueeze(2) + trans + emissions[:, t].unsqueeze(1)
         best = candidates.amax(dim=1)
         score = torch.where(mask[:, t : t + 1], best, score)
         # the lowest index within the tolerance of the best (uint8: argmax returns the first maximum)
-        history.append((candidates >= (best - tolerance[t]).unsqueeze(1)).to(torch.uint8).argmax(dim=1))
+        history.append((candidates >= (best - tolerance[:, t : t + 1]).unsqueeze(1)).to(torch.uint8).argmax(dim=1))
     final = score + end
-    current = (final >= (final.amax(dim=1) - tolerance[length]).unsqueeze(1)).to(torch.uint8).argmax(dim=1)
+    last = tolerance.gather(1, (lengths - 1).unsqueeze(1))  # each sentence's own last position
+    current = (final >= final.amax(dim=1, keepdim=True) - last).to(torch.uint8).argmax(dim=1)
     path = torch.zeros(batch, length, dtype=torch.long, device=emissions.device)
     for t in range(length - 1, 0, -1):
         active = lengths > t
@@ -154,14 +158,15 @@ def _search_numpy(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tens
     lengths = keep.sum(1)
     score = start + em[:, 0]
     history = np.empty((max(length - 1, 0), batch, tags), dtype=np.int64)
-    tolerance = _tolerances(em, start, trans)
+    tolerance = _tolerances_numpy(em, start, trans)  # shape: (B, T)
     for t in range(1, length):
         candidates = score[:, :, None] + trans + em[:, t][:, None, :]
         best = candidates.max(1)
-        history[t - 1] = (candidates >= (best - tolerance[t])[:, None, :]).argmax(1)
+        history[t - 1] = (candidates >= (best - tolerance[:, t : t + 1])[:, None, :]).argmax(1)
         score = np.where(keep[:, t : t + 1], best, score)
     final = score + end
-    current = (final >= (final.max(1) - tolerance[length])[:, None]).argmax(1)
+    last = tolerance[np.arange(batch), lengths - 1][:, None]  # each sentence's own last position
+    current = (final >= final.max(1, keepdims=True) - last).argmax(1)
     path = np.zeros((batch, length), dtype=np.int64)
     rows = np.arange(batch)
     for t in range(length - 1, 0, -1):

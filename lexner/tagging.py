@@ -244,6 +244,8 @@ def tag_texts(tagger, texts: Iterable[str], batch_size: int = 64, labels: str | 
     for text in texts:
         if not isinstance(text, str):
             raise TypeError(f"tag_batch() expects str items, got {type(text).__name__}")
+    if tagger.block_pieces < 1 or tagger.max_length < 1:
+        raise ValueError(f"block_pieces and max_length must be ≥ 1, got {tagger.block_pieces}, {tagger.max_length}")
     dictionary = tagger.dictionary
     if dictionary is not None and not dictionary.labels <= set(label_set.entity_types):
         raise ValueError(f"the dictionary's types {sorted(dictionary.labels - set(label_set.entity_types))} are "

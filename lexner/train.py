@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from . import distributed
-from .augment import Augmenter
+from .augment import Augmenter, check_methods
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import Sentence
 from .features import Batch
@@ -28,6 +28,7 @@ from .evaluate import evaluate
 from .export import provenance
 from .fileio import atomic_directory, recover_directory, write_json
 from .models import Tagger
+from .models.embedder import current_key
 
 log = logging.getLogger(__name__)
 
@@ -151,19 +152,18 @@ class WeightAverage:
             raise TrainingError("the checkpoint's weight averages do not match the model's parameters")
         self.averages = [a.to(p.device, p.dtype).clone() for a, p in zip(averages, self.params)]
 
+    def _swap(self) -> None:
+        for k, p in enumerate(self.params):  # exchanges the tensors, copying nothing
+            p.data, self.averages[k] = self.averages[k], p.data
+
     @contextlib.contextmanager
     def swapped(self) -> Iterator[None]:
         """The parameters hold the averages inside the block, their own values again after it."""
-        with torch.no_grad():
-            own = [p.detach().clone() for p in self.params]
-            for p, a in zip(self.params, self.averages):
-                p.copy_(a)
+        self._swap()
         try:
             yield
         finally:
-            with torch.no_grad():
-                for p, o in zip(self.params, own):
-                    p.copy_(o)
+            self._swap()
 
 
 def seed_everything(seed: int) -> None:
@@ -359,6 +359,11 @@ class Trainer:
                            "lr_scale": config.encoder_lr / config.lr})
         self.optimizer = make_optimizer(groups, config)
         self.ema = WeightAverage(params, config.ema) if config.ema else None
+        if config.augment:  # a method this model cannot use fails now, before any data is read
+            try:
+                check_methods(config.augment.split(","), model.featurizer.lexicon)
+            except ValueError as err:
+                raise TrainingError(str(err)) from None
         self.epoch = 0  # epochs finished
         self.best_f1 = -1.0
         self.best_epoch = 0
@@ -408,14 +413,17 @@ class Trainer:
         if not path.is_dir():
             return False
         state = load_checkpoint(path)
-        self.model.load_state_dict(state["model"])
+        previous_ema = state.get("train_config", {}).get("ema", 0.0)
+        if previous_ema != self.config.ema:  # raw and averaged dev scores must not be compared with each other
+            raise TrainingError(f"{path} was written with --ema {previous_ema:g}, not {self.config.ema:g}: resume "
+                                "with the settings it was trained with")
+        # weights named as before the embedding tables moved into the Embedder are renamed
+        self.model.load_state_dict({current_key(k): v for k, v in state["model"].items()})
         self.optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None:
-            if "ema" not in state:
-                raise TrainingError(f"{path} was written without --ema: resume with the settings it was trained with")
             self.ema.load(state["ema"])
         self.epoch, self.best_f1, self.best_epoch, self.step = (
             state["epoch"], state["best_f1"], state["best_epoch"], state["step"])
@@ -494,11 +502,8 @@ class Trainer:
         model_card = {"lexner": provenance(), "device": cfg.device, "threads": torch.get_num_threads(),
                       "train_data": "+".join(t.name or "train" for t in tasks), **(model_card or {})}
         sentences = [s for task in tasks for s in task.train]
-        try:
-            augmenters = ([Augmenter(cfg.augment.split(","), task.train, self.model.featurizer.lexicon)
-                           for task in tasks] if cfg.augment else None)
-        except ValueError as err:  # e.g. neighbour for a tagger without a lexicon
-            raise TrainingError(str(err)) from None
+        augmenters = ([Augmenter(cfg.augment.split(","), task.train, self.model.featurizer.lexicon)
+                       for task in tasks] if cfg.augment else None)
         sampler = BucketBatchSampler([len(item["chars"]) for item in items], cfg.batch_size, cfg.seed,
                                      self.world.rank, self.world.size, task_of, cfg.task_temperature)
         multi_task = len(tasks) > 1

@@ -222,3 +222,26 @@ def test_exact_ties_break_the_same_way_under_float_noise_of_padding_size(seed):
     padded = torch.cat([emissions[:1], emissions[1:2]]) + torch.randn(2, 12, len(TAGS)) * 1e-7
     lengths = torch.tensor([5, 12])
     assert crf.viterbi(padded, torch.arange(12)[None] < lengths[:, None])[0] == alone[0]
+
+
+def test_a_sentences_decisions_do_not_depend_on_the_other_sentences_in_its_batch():
+    from lexner.crf import _search_numpy, _search_torch
+
+    crf = ConstrainedCRF(TAGS)
+    with torch.no_grad():
+        for p in crf.parameters():
+            p.zero_()
+    small = torch.zeros(1, 3, len(TAGS))
+    small[0, :, 1] = 0.001  # a real (tiny) preference, far above float noise
+    huge = torch.full((1, 3, len(TAGS)), 0.0)
+    huge[0, :, 2] = 1000.0
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    alone = crf.viterbi(small, mask[:1])
+    together = crf.viterbi(torch.cat([small, huge]), mask)
+    assert together[0] == alone[0] and alone[0] != [0, 0, 0]
+    neg = torch.tensor(float("-inf"))
+    start = torch.where(crf.allowed_start, crf.start_transitions, neg).detach()
+    trans = torch.where(crf.allowed_transitions, crf.transitions, neg).detach()
+    end = torch.where(crf.allowed_end, crf.end_transitions, neg).detach()
+    both = torch.cat([small, huge])
+    assert _search_torch(both, mask, start, trans, end) == _search_numpy(both, mask, start, trans, end) == together

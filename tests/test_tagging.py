@@ -75,3 +75,12 @@ def test_model_lines(text, views, constraints):
     assert [line.constraints for line in lines] == constraints
     for line in lines:
         assert "".join(text[line.offset(k)] for k in range(len(line.view))) == line.view
+
+
+def test_a_zero_block_or_window_size_is_refused_not_silently_empty(corpus):
+    from lexner.api import build_tagger
+
+    tagger = build_tagger("bilstm_crf", corpus, {"char_dim": 8, "bigram_dim": 4, "hidden": 8})
+    tagger.block_pieces = 0
+    with pytest.raises(ValueError, match="block_pieces"):
+        tagger.tag("张三在北京")

@@ -222,10 +222,15 @@ def test_weight_average_moves_towards_the_parameters_and_swaps_back():
 
 
 def test_ema_selects_and_saves_the_averaged_weights_and_logs_the_raw_ones(corpus, tmp_path):
+    trainer = make_trainer(corpus, tmp_path / "two", epochs=2, ema=0.9)
+    results = trainer.fit(corpus[:15], corpus[15:])
+    records = epoch_records(tmp_path / "two" / "log.jsonl")
+    best = max(records, key=lambda r: r["dev"]["f1"])
+    # the model selected and saved is the one whose (averaged) dev score was logged
+    assert results["dev"]["micro"]["f1"] == pytest.approx(best["dev"]["f1"])
+    assert all(0 <= r["dev_raw_f1"] <= 1 for r in records)
     trainer = make_trainer(corpus, tmp_path, epochs=1, ema=0.9)
     trainer.fit(corpus[:15], corpus[15:])
-    [record] = epoch_records(tmp_path / "log.jsonl")
-    assert 0 <= record["dev_raw_f1"] <= 1
     saved = dict(trainer.model.state_dict())  # finish() reloaded the best model (epoch 1) from disk
     state = load_checkpoint(tmp_path / "checkpoint")
     names = [n for n, p in trainer.net.named_parameters() if p.requires_grad]
@@ -246,11 +251,27 @@ def test_resume_with_ema_reaches_the_same_averages(corpus, tmp_path):
     a, b = (load_checkpoint(tmp_path / d / "checkpoint")["ema"] for d in ("full", "cut"))
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     make_trainer(corpus, tmp_path / "plain", epochs=1).fit(corpus[:15], corpus[15:])
-    with pytest.raises(TrainingError, match="without --ema"):
+    with pytest.raises(TrainingError, match="--ema 0, not 0.8"):
         make_trainer(corpus, tmp_path / "plain", epochs=2, ema=0.8).resume()
+    with pytest.raises(TrainingError, match="--ema 0.8, not 0"):
+        make_trainer(corpus, tmp_path / "cut", epochs=4).resume()
 
 
 def test_ema_must_be_a_decay_below_one():
     for bad in (1.0, -0.1, 2):
         with pytest.raises(ValueError, match="ema"):
             TrainConfig(ema=bad)
+
+
+def test_resume_from_a_checkpoint_written_before_the_embedder_refactor(corpus, tmp_path):
+    from lexner.checkpoint import save_checkpoint
+
+    make_trainer(corpus, tmp_path, epochs=1).fit(corpus[:15], corpus[15:])
+    state = load_checkpoint(tmp_path / "checkpoint")
+    renamed = {k.replace("embed.chars.", "char_embedding.").replace("embed.bigrams.", "bigram_embedding."): v
+               for k, v in state["model"].items()}
+    assert "char_embedding.weight" in renamed
+    save_checkpoint(tmp_path / "checkpoint", {**state, "model": renamed})
+    trainer = make_trainer(corpus, tmp_path, epochs=2)
+    assert trainer.resume()
+    assert torch.equal(trainer.model.embed.chars.weight, renamed["char_embedding.weight"])

@@ -10,8 +10,9 @@
 Each worker is a Ray actor that loads the model once (from ``model``, a directory every node can read; None:
 the bundled model) and tags the blocks Ray Data streams to it with :meth:`~lexner.Tagger.tag_batch`, so the
 output is what ``tag_batch`` gives on one machine: an ``entities`` column beside the input's columns, each row a
-list of ``{"start", "end", "label", "text"}`` with offsets into that row's text.  Rows keep their order within a
-block; Ray Data keeps the blocks' order when its ``DataContext.execution_options.preserve_order`` is set.
+list of ``{"start", "end", "label", "text"}`` with offsets into that row's text (a null text: none).  Rows keep
+their order within a block; Ray Data keeps the blocks' order when its ``DataContext.execution_options
+.preserve_order`` is set.
 
 Ray is an optional dependency: nothing in lexner imports this module, and importing it without Ray fails with
 the install hint.
@@ -44,7 +45,9 @@ class Tagging:
         self.labels, self.batch_size = labels, batch_size
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        texts = [str(text) for text in batch[self.column]]
+        if self.column not in batch:
+            raise ValueError(f"the dataset has no column {self.column!r} (it has {sorted(batch)})")
+        texts = ["" if text is None else str(text) for text in batch[self.column]]  # a null has no entities
         found = self.tagger.tag_batch(texts, batch_size=self.batch_size, labels=self.labels)
         return {**batch, self.output_column: [[e.to_dict() for e in entities] for entities in found]}
 
@@ -57,8 +60,9 @@ def tag_dataset(dataset: "ray.data.Dataset", model: str | os.PathLike | None = N
     takes ``rows_per_call`` rows and tags them in batches of ``batch_size`` texts.  ``labels``: the head of a
     multi-task model (None: the default one).  A loaded model can be given by the directory it was loaded
     from (``tagger.source``)."""
-    if column not in dataset.columns(fetch_if_missing=True):
-        raise ValueError(f"the dataset has no column {column!r} (it has {dataset.columns()})")
+    columns = dataset.columns(fetch_if_missing=False)  # known without running the pipeline, or None
+    if columns is not None and column not in columns:
+        raise ValueError(f"the dataset has no column {column!r} (it has {columns})")
     if workers < 1 or threads_per_worker < 1 or rows_per_call < 1 or batch_size < 1:
         raise ValueError("workers, threads_per_worker, rows_per_call and batch_size must be ≥ 1")
     if model is not None:

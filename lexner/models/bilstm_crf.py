@@ -36,7 +36,7 @@ class BiLSTMCRF(Tagger):
         self.embed = Embedder(featurizer, config.char_dim, config.bigram_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.lstm = nn.LSTM(
-            config.char_dim + config.bigram_dim, config.hidden // 2, num_layers=config.layers,
+            self.embed.width, config.hidden // 2, num_layers=config.layers,
             batch_first=True, bidirectional=True,
         )
         self.make_output(config.hidden)

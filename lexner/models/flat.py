@@ -203,7 +203,7 @@ class FLAT(Tagger):
         self.embed = Embedder(featurizer, config.char_dim, config.bigram_dim, config.word_dim)
         self.bert = attach_encoder(self, "flat with BERT features") if self.reads.pieces else None
         bert_dim = self.bert.dim if self.bert is not None else 0
-        self.char_project = nn.Linear(config.char_dim + config.bigram_dim + bert_dim, config.model_dim)
+        self.char_project = nn.Linear(self.embed.width + bert_dim, config.model_dim)
         self.word_project = nn.Linear(config.word_dim, config.model_dim)
         self.embed_dropout = nn.Dropout(config.embed_dropout)
         self.layers = nn.ModuleList(RelativeAttentionLayer(config) for _ in range(config.layers))

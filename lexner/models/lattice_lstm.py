@@ -186,7 +186,7 @@ class LatticeLSTM(Tagger):
         self.dropout = nn.Dropout(config.dropout)
         self.word_dropout = nn.Dropout(config.word_dropout)
         per_direction = config.hidden // 2 if config.bidirectional else config.hidden
-        input_dim = config.char_dim + config.bigram_dim
+        input_dim = self.embed.width
         self.forward_lattice = LatticeDirection(input_dim, config.word_dim, per_direction)
         self.backward_lattice = (
             LatticeDirection(input_dim, config.word_dim, per_direction) if config.bidirectional else None

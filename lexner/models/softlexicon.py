@@ -69,7 +69,7 @@ class SoftLexicon(Tagger):
         self.embed = Embedder(featurizer, config.char_dim, config.bigram_dim, config.word_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.lstm = nn.LSTM(
-            config.char_dim + config.bigram_dim + 3 * config.word_dim, config.hidden // 2,
+            self.embed.width + 3 * config.word_dim, config.hidden // 2,
             num_layers=config.layers, batch_first=True, bidirectional=True,
         )
         self.make_output(config.hidden)
