@@ -23,7 +23,8 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-STEPS = ("lexicon", "train_speed", "ddp_speed", "infer_speed", "flat_memory", "peers", "domains", "serve", "report")
+STEPS = ("lexicon", "train_speed", "ddp_speed", "infer_speed", "onnx", "flat_memory", "peers", "domains", "serve",
+         "report")
 TAGGERS = ("bilstm_crf", "softlexicon", "lattice_lstm", "flat")
 
 
@@ -94,6 +95,9 @@ def main() -> None:
             step("infer_speed", "--models", *models, "--out", str(results / f"infer_speed{device}.json"),
                  *(["--batch-sizes", "1", "8", "--seconds", "1", "--limit", "200"] if args.quick
                    else ["--batch-sizes", "1", "8", "64", "--threads", "1", "2", "--seconds", "20"]))
+        if "onnx" in args.only:  # the bundled model with and without ONNX Runtime for single sentences
+            step("onnx_encoder", "--kernels", "--out", str(results / "onnx_encoder_cpu.json"),
+                 *(["--limit", "100", "--repeat", "1"] if args.quick else []))
         if "flat_memory" in args.only:
             step("flat_memory", "--device", args.device, "--out", str(results / f"flat_memory{device}.json"),
                  *(["--lengths", "20", "40", "--lean-only", "80", "--naive-also", "--steps", "1", "--cap-gb", "4"]
