@@ -314,6 +314,28 @@ def serve_section(results: Path) -> list[str]:
     return out
 
 
+def onnx_section(results: Path) -> list[str]:
+    out = []
+    for path in sorted(results.glob("onnx_encoder_*.json")):
+        data = load(path)
+        out += [f"### ONNX Runtime for the encoder (`{path.name}`)", "",
+                f"{data['model']} ({data['model_dir']}) loaded as is and with `onnx=True`, tagging the same "
+                f"{data['sentences']:,} {data['texts']} sentences side by side, {data['torch_threads']} thread, "
+                f"onnxruntime {data['onnxruntime']}. {machine_line(data['machine'])}. "
+                f"Command: `{data['machine']['command']}`", "",
+                "| calls | torch chars/s | with ONNX chars/s | speed-up | same entities |", "|---|---|---|---|---|"]
+        for r in data["rows"]:
+            same = "yes" if r["identical"] else f"no ({r['sentences_differing']} sentences differ)"
+            out.append(f"| {r['kind']} | {r['torch_chars_per_second']:,} | {r['onnx_chars_per_second']:,} | "
+                       f"{r['onnx_speedup']}× | {same} |")
+        if data.get("kernels"):
+            out += ["", "Bare BiLSTM kernels: " + "; ".join(
+                f"batch {k['batch']} × {k['length']} characters: torch {k['torch_ms']} ms, ONNX Runtime "
+                f"{k['onnx_ms']} ms ({k['onnx_speedup']}×)" for k in data["kernels"]) + "."]
+        out.append("")
+    return out
+
+
 def standing(rows: list[dict]) -> list[str]:
     ours = [r for r in rows if r.get("kind") == "lexner" and "f1" in r]
     peers = [r for r in rows if r.get("kind") == "peer" and "f1" in r]
@@ -432,6 +454,7 @@ def build(results: Path, report: Path) -> str:
     lines += ["## Speed and memory", ""]
     lines += profile_section(results) + train_speed_section(results) + ddp_speed_section(results)
     lines += infer_speed_section(results)
+    lines += onnx_section(results)
     lines += serve_section(results)
     lines += flat_memory_section(results)
     lines += lexicon_section(results)
