@@ -42,14 +42,14 @@ class Lexicon:
         normalized = normalize_many([w.strip() for w in given])
         self.words: list[str] = []
         self._ids: dict[str, int] = {}
-        for word, norm in zip(given, normalized):
-            if aligned:
-                self.words.append(word)
-                if norm:
-                    self._ids.setdefault(norm, len(self.words) - 1)
-            elif norm and norm not in self._ids:
-                self._ids[norm] = len(self.words)
-                self.words.append(norm)
+        if aligned:  # ids are positions; the first of several words with one normal form is the one matched
+            self.words = given
+            self._ids = {norm: i for i, norm in reversed(list(enumerate(normalized))) if norm}
+        else:
+            for norm in normalized:
+                if norm and norm not in self._ids:
+                    self._ids[norm] = len(self.words)
+                    self.words.append(norm)
         if vectors is not None and len(vectors) != len(self.words):
             raise ValueError(f"{len(vectors)} vectors for {len(self.words)} distinct words")
         self.vectors = vectors

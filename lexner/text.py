@@ -21,6 +21,7 @@ from typing import Sequence
 
 _FULLWIDTH_TABLE = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}
 _FULLWIDTH_TABLE[0x3000] = 0x20
+_FULLWIDTH = re.compile("[\uff01-\uff5e\u3000]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -50,10 +51,14 @@ def to_simplified(text: str) -> str:
     return "".join(_char_to_simplified(c) for c in text)
 
 
+def _halfwidth(text: str) -> str:
+    return text.translate(_FULLWIDTH_TABLE) if _FULLWIDTH.search(text) else text
+
+
 def normalize(text: str) -> str:
     """``text`` with full-width ASCII variants mapped to ASCII, U+3000 to a space and Traditional characters to
     Simplified.  The result has exactly ``len(text)`` code points."""
-    return to_simplified(text.translate(_FULLWIDTH_TABLE))
+    return to_simplified(_halfwidth(text))
 
 
 def normalize_many(texts: Sequence[str]) -> list[str]:
@@ -61,9 +66,9 @@ def normalize_many(texts: Sequence[str]) -> list[str]:
     if not texts:
         return []
     joined = "\n".join(texts)
-    if "\n" in "".join(texts) or "\r" in joined:
+    if joined.count("\n") != len(texts) - 1 or "\r" in joined:  # a text holds a line break: one at a time
         return [normalize(t) for t in texts]
-    parts = to_simplified(joined.translate(_FULLWIDTH_TABLE)).split("\n")
-    if len(parts) != len(texts) or any(len(p) != len(t) for p, t in zip(parts, texts)):
+    parts = to_simplified(_halfwidth(joined)).split("\n")
+    if len(parts) != len(texts) or list(map(len, parts)) != list(map(len, texts)):
         return [normalize(t) for t in texts]
     return parts

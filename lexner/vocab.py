@@ -52,9 +52,10 @@ class Vocab:
         tokens = read_json(path)
         if not isinstance(tokens, list) or tokens[:2] != [PAD, UNK]:
             raise DataFormatError(path, None, f"not a lexner vocabulary (must start with {PAD!r}, {UNK!r})")
-        if not all(isinstance(t, str) and t for t in tokens):
+        if set(map(type, tokens)) != {str} or not all(tokens):
             raise DataFormatError(path, None, "every token must be a non-empty string")
-        vocab = cls(tokens[2:])
-        if len(vocab) != len(tokens):
+        vocab = cls()
+        vocab.tokens, vocab.index = tokens, dict(zip(tokens, range(len(tokens))))  # one pass in C: loads fast
+        if len(vocab.index) != len(tokens):
             raise DataFormatError(path, None, "a token occurs twice")
         return vocab
