@@ -156,21 +156,24 @@ def _search_numpy(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tens
     start, trans, end = start.numpy(), trans.numpy(), end.numpy()
     batch, length, tags = em.shape
     lengths = keep.sum(1)
+    full = bool((lengths == length).all())  # no padding (e.g. one sentence): no masking per step
     score = start + em[:, 0]
     history = np.empty((max(length - 1, 0), batch, tags), dtype=np.int64)
-    tolerance = _tolerances_numpy(em, start, trans)  # shape: (B, T)
+    tolerance = _tolerances_numpy(em, start, trans)[:, :, None]  # shape: (B, T, 1)
+    step_scores = em[:, :, None, :] + trans  # shape: (B, T, K_prev, K_next), all positions in one operation
     for t in range(1, length):
-        candidates = score[:, :, None] + trans + em[:, t][:, None, :]
+        candidates = score[:, :, None] + step_scores[:, t]
         best = candidates.max(1)
-        history[t - 1] = (candidates >= (best - tolerance[:, t : t + 1])[:, None, :]).argmax(1)
-        score = np.where(keep[:, t : t + 1], best, score)
+        history[t - 1] = (candidates >= (best - tolerance[:, t])[:, None, :]).argmax(1)
+        score = best if full else np.where(keep[:, t : t + 1], best, score)
     final = score + end
-    last = tolerance[np.arange(batch), lengths - 1][:, None]  # each sentence's own last position
+    last = tolerance[np.arange(batch), lengths - 1]  # each sentence's own last position, shape (B, 1)
     current = (final >= final.max(1, keepdims=True) - last).argmax(1)
     path = np.zeros((batch, length), dtype=np.int64)
     rows = np.arange(batch)
     for t in range(length - 1, 0, -1):
         path[:, t] = current
-        current = np.where(lengths > t, history[t - 1][rows, current], current)
+        previous = history[t - 1][rows, current]
+        current = previous if full else np.where(lengths > t, previous, current)
     path[:, 0] = current
     return [row[:n].tolist() for row, n in zip(path, lengths.tolist())]
