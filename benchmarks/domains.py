@@ -30,9 +30,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-COARSE = {"NR": "PER", "NS": "LOC", "NT": "ORG", "PER": "PER", "LOC": "LOC", "ORG": "ORG",
-          "PER.NAM": "PER", "LOC.NAM": "LOC", "GPE.NAM": "LOC", "ORG.NAM": "ORG",
-          "name": "PER", "address": "LOC", "company": "ORG", "government": "ORG", "organization": "ORG"}
+from lexner.data import TYPE_MAPS  # noqa: E402
+
+# MSRA's types by their usual names; every other corpus's person/place/organisation types through MSRA's
+MSRA_NAMES = {"NR": "PER", "NS": "LOC", "NT": "ORG"}
+COARSE = {"PER": "PER", "LOC": "LOC", "ORG": "ORG", **MSRA_NAMES,
+          **{source: MSRA_NAMES[target] for (_, head), mapping in TYPE_MAPS.items() if head == "msra"
+             for source, target in mapping.items()}}
 
 
 def coarse(spans) -> list:

@@ -28,19 +28,26 @@ def _resolve_device(name: str) -> str:
 
 
 def _load_tasks(args) -> list:
-    """The corpora to train on: one per ``--dataset`` (named by it) and per ``--task NAME:TRAIN:DEV[:TEST]``, or
-    the one of ``--train``/``--dev``/``--test``.  Several make a multi-task model (one head each, the first the
-    default); one trains a one-head model (``Task.name`` None)."""
-    from .data import DATASETS, load_dataset, read_file
+    """The corpora to train on: one per ``--dataset`` (named by it; ``NAME:HEAD`` — its types mapped by
+    ``TYPE_MAPS`` — trains the head of dataset HEAD, as task ``NAME-HEAD``) and per ``--task
+    NAME:TRAIN:DEV[:TEST]``, or the one of ``--train``/``--dev``/``--test``.  Several make a multi-task model
+    (one head per label set, the first the default); one trains a one-head model (``Task.name`` None)."""
+    from .data import DATASETS, TYPE_MAPS, load_dataset, map_types, read_file
     from .features import LABEL_SET_NAME
     from .train import Task
 
     root = args.data_root
     tasks = []
-    for name in args.dataset or []:
-        has_test = "test" in DATASETS[name]  # CLUENER's test split is not public
-        tasks.append(Task(name, load_dataset(name, "train", root), load_dataset(name, "dev", root),
-                          load_dataset(name, "test", root) if has_test else None))
+    for spec in args.dataset or []:
+        name, _, head = spec.partition(":")
+        splits = [load_dataset(name, "train", root), load_dataset(name, "dev", root),
+                  load_dataset(name, "test", root) if "test" in DATASETS[name] else None]
+        if head:
+            mapping = TYPE_MAPS[(name, head)]
+            splits = [map_types(split, mapping) if split is not None else None for split in splits]
+            tasks.append(Task(f"{name}-{head}", *splits, head=head))
+        else:
+            tasks.append(Task(name, *splits))
     for spec in args.task or []:
         parts = spec.split(":")
         if len(parts) not in (3, 4) or not all(parts):
@@ -61,7 +68,7 @@ def _load_tasks(args) -> list:
     if len(set(names)) != len(names) or not all(LABEL_SET_NAME.fullmatch(n) for n in names):
         raise CommandError(f"task names must be distinct and made of letters, digits, _ or -: {names}")
     if len(tasks) == 1:
-        tasks[0].name = None
+        tasks[0].name = tasks[0].head = None
     return tasks
 
 
@@ -112,7 +119,12 @@ def cmd_train(args) -> int:
         if path is not None:
             embeddings[name] = None if path == "none" else path
     seed_everything(args.seed)
-    label_sets = {t.name: entity_types(t.train) for t in tasks} if len(tasks) > 1 else None
+    label_sets = None
+    if len(tasks) > 1:  # one head per label set, its types those of every task that trains it
+        types: dict[str, set[str]] = {}
+        for t in tasks:
+            types.setdefault(t.labels, set()).update(entity_types(t.train))
+        label_sets = {name: sorted(found) for name, found in types.items()}
     try:
         tagger = build_tagger(args.model, [s for t in tasks for s in t.train], model_config, embeddings,
                               seed=args.seed, lexicon=args.lexicon, bigram_min_count=args.bigram_min_count,
@@ -300,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="format of --train/--dev/--test/--file (default: detect)")
         p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (cuda when present)")
 
-    from .data import DATASETS, FORMATS as DATA_FORMATS
+    from .data import DATASETS, FORMATS as DATA_FORMATS, TYPE_MAPS
     from .fileio import UTF8_ERRORS
     from .models import MODELS
     from .output import FORMATS as OUTPUT_FORMATS
@@ -309,9 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     def train_args(t: argparse.ArgumentParser) -> None:
         """The options of train and distill."""
         t.add_argument("--model", default="bilstm_crf", choices=sorted(MODELS), help="the tagger to train")
-        t.add_argument("--dataset", choices=sorted(DATASETS), action="append",
+        t.add_argument("--dataset", choices=sorted(DATASETS) + [f"{a}:{b}" for a, b in TYPE_MAPS], action="append",
                        help="a named dataset under the data root; repeat it for a multi-task model with one head per "
-                            "dataset, the first being the default (e.g. --dataset msra --dataset weibo)")
+                            "dataset, the first being the default (e.g. --dataset msra --dataset weibo); NAME:HEAD "
+                            "also trains HEAD's head on NAME with its types mapped (e.g. weibo:msra: Weibo's named "
+                            "persons, places and organisations as MSRA's NR/NS/NT)")
         t.add_argument("--task", action="append", metavar="NAME:TRAIN:DEV[:TEST]",
                        help="a corpus of a multi-task model from files, its head named NAME; repeatable")
         t.add_argument("--train", type=Path, help="training file (instead of --dataset)")

@@ -276,6 +276,23 @@ CARVED: dict[str, dict[str, tuple[int, int]]] = {
 }
 
 
+# How a named dataset's types read in another named dataset's label set, for a corpus that also trains another
+# head (``lexner train --dataset weibo:msra``): Weibo's and CLUENER's person, place and organisation names as
+# MSRA's NR/NS/NT.  Types without an entry are left out (Weibo's nominal mentions, CLUENER's book, game,
+# movie, position and scene), as MSRA annotates none of them.
+TYPE_MAPS: dict[tuple[str, str], dict[str, str]] = {
+    ("weibo", "msra"): {"PER.NAM": "NR", "LOC.NAM": "NS", "GPE.NAM": "NS", "ORG.NAM": "NT"},
+    ("cluener", "msra"): {"name": "NR", "address": "NS", "company": "NT", "government": "NT",
+                          "organization": "NT"},
+}
+
+
+def map_types(sentences: Iterable[Sentence], mapping: dict[str, str]) -> list[Sentence]:
+    """The sentences with each span's type mapped; spans of types without an entry are left out."""
+    return [Sentence(s.text, [Span(sp.start, sp.end, mapping[sp.label]) for sp in s.spans if sp.label in mapping])
+            for s in sentences]
+
+
 def carved_dev(name: str) -> tuple[int, int] | None:
     """``(size, seed)`` of a named dataset whose dev split is a seeded sample of its training file, else None."""
     return CARVED.get(name, {}).get("dev")

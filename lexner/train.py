@@ -292,13 +292,21 @@ class BucketBatchSampler(torch.utils.data.Sampler):
 
 @dataclass
 class Task:
-    """One corpus of a training: its sentences train the head of label set ``name`` (None: the default head
-    of a one-head model), its dev set takes part in model selection, its test set is scored at the end."""
+    """One corpus of a training: its sentences train the head of label set ``head`` — by default the one named
+    like the task, ``name`` (None: the default head of a one-head model) — its dev set takes part in model
+    selection, its test set is scored at the end.  Several tasks may train one head (e.g. Weibo's named
+    mentions mapped into MSRA's types, see :data:`lexner.data.TYPE_MAPS`); scores are reported per task."""
 
     name: str | None
     train: Sequence[Sentence]
     dev: Sequence[Sentence]
     test: Sequence[Sentence] | None = None
+    head: str | None = None
+
+    @property
+    def labels(self) -> str | None:
+        """The label set (head) this task trains and is scored with."""
+        return self.head if self.head is not None else self.name
 
 
 def cut_long(sentences: Sequence[Sentence], max_length: int) -> list[Sentence]:
@@ -474,9 +482,9 @@ class Trainer:
 
         featurizer, cfg = self.model.featurizer, self.config
         items, task_of = [], []
-        groups = [(k, task.name, task.train) for k, task in enumerate(tasks)]
+        groups = [(k, task.labels, task.train) for k, task in enumerate(tasks)]
         if unlabelled:
-            groups.append((len(tasks), tasks[0].name, [Sentence(t) for t in unlabelled if t]))
+            groups.append((len(tasks), tasks[0].labels, [Sentence(t) for t in unlabelled if t]))
         for k, name, sentences in groups:
             heads = [name if name in t.featurizer.label_sets else None for t in teachers]
             targets = teacher_targets(teachers, [s.text for s in sentences], cfg.distill,
@@ -540,7 +548,7 @@ class Trainer:
         index's head (unlabelled text, with distillation, is one more index after the tasks')."""
         cfg = self.config
         for task in tasks:
-            self.model.featurizer.label_set(task.name)  # an unknown label set fails before any work
+            self.model.featurizer.label_set(task.labels)  # an unknown label set fails before any work
             task.train = [s for s in cut_long(task.train, cfg.max_length) if s.text]
             what = f" of task {task.name}" if task.name is not None else ""
             if not task.train:
@@ -552,11 +560,11 @@ class Trainer:
             raise TrainingError("distillation needs both teachers and a kind (distill: mse or kl)")
         if (unlabelled and not teachers) or (teachers and cfg.augment):
             raise TrainingError("unlabelled text needs teachers; augmentation and distillation do not combine yet")
-        heads = [task.name for task in tasks] + [tasks[0].name]
+        heads = [task.labels for task in tasks] + [tasks[0].labels]
         if teachers:
             items, task_of = self._soft_items(tasks, teachers, unlabelled)
         else:
-            items = [self.model.featurizer.encode_one(s.text, s.spans, task.name) for task in tasks
+            items = [self.model.featurizer.encode_one(s.text, s.spans, task.labels) for task in tasks
                      for s in task.train]
             task_of = [k for k, task in enumerate(tasks) for _ in task.train]
         return items, task_of, heads
@@ -648,7 +656,7 @@ class Trainer:
             k = task_of[i]
             variant = augmenters[k](sentences[i], rng)
             if variant is not sentences[i]:
-                items[i] = self.model.featurizer.encode_one(variant.text, variant.spans, tasks[k].name)
+                items[i] = self.model.featurizer.encode_one(variant.text, variant.spans, tasks[k].labels)
         return items
 
     def _log_epoch(self, lr: float, total: float, seen: float, train_seconds: float, started: float,
@@ -682,8 +690,8 @@ class Trainer:
         P/R/F1 over all their entities, "selection": which of the two selects (``task_selection``)}``."""
         batch_size = self.config.eval_batch_size
         if len(tasks) == 1:
-            return evaluate(model, getattr(tasks[0], split), batch_size, labels=tasks[0].name)
-        per_task = {t.name: evaluate(model, getattr(t, split), batch_size, labels=t.name) for t in tasks
+            return evaluate(model, getattr(tasks[0], split), batch_size, labels=tasks[0].labels)
+        per_task = {t.name: evaluate(model, getattr(t, split), batch_size, labels=t.labels) for t in tasks
                     if getattr(t, split) is not None}
         mean = {k: sum(s["micro"][k] for s in per_task.values()) / len(per_task) for k in ("precision", "recall", "f1")}
         found = {name: s["micro"]["recall"] * s["micro"]["support"] for name, s in per_task.items()}  # true positives

@@ -221,12 +221,13 @@ def test_train_help_shows_every_training_setting_with_its_default(capsys):
 
 def test_choice_lists_come_from_the_library_registries():
     from lexner.cli import build_parser
-    from lexner.data import DATASETS, FORMATS
+    from lexner.data import DATASETS, FORMATS, TYPE_MAPS
     from lexner.fileio import UTF8_ERRORS
     from lexner.output import FORMATS as OUTPUT_FORMATS
 
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices
     options = {name: {a.dest: a.choices for a in parser._actions} for name, parser in sub.items()}
-    assert options["train"]["dataset"] == options["evaluate"]["dataset"] == sorted(DATASETS)
+    assert options["evaluate"]["dataset"] == sorted(DATASETS)
+    assert options["train"]["dataset"] == sorted(DATASETS) + [f"{a}:{b}" for a, b in TYPE_MAPS]
     assert options["train"]["format"] == ["auto", *FORMATS]
     assert list(options["tag"]["format"]) == list(OUTPUT_FORMATS) and list(options["tag"]["errors"]) == list(UTF8_ERRORS)

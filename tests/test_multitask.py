@@ -157,3 +157,41 @@ def test_cli_refuses_duplicate_or_malformed_tasks(corpus, tmp_path, capsys):
     assert "distinct" in capsys.readouterr().err
     assert main(["train", "--task", "a:only-one-file", "--out", str(tmp_path / "run")]) == 2
     assert "NAME:TRAIN:DEV" in capsys.readouterr().err
+
+
+def test_map_types_renames_known_types_and_leaves_the_rest_out():
+    from lexner.data import TYPE_MAPS, map_types
+
+    s = Sentence("小明说老师在新浪", [Span(0, 2, "PER.NAM"), Span(3, 5, "PER.NOM"), Span(6, 8, "ORG.NAM")])
+    [mapped] = map_types([s], TYPE_MAPS[("weibo", "msra")])
+    assert mapped.text == s.text and mapped.spans == [Span(0, 2, "NR"), Span(6, 8, "NT")]
+
+
+def test_two_tasks_can_train_one_head_and_are_scored_apart(corpus, tmp_path):
+    """A corpus in another convention, mapped into the first head's types, trains that head beside its own."""
+    tasks = [Task("coarse", corpus[:15], corpus[15:]), Task("fine", fine(corpus[:15]), fine(corpus[15:])),
+             Task("fine-coarse", corpus[:15], corpus[15:], head="coarse")]
+    seed_everything(3)
+    tagger = build_tagger("bilstm_crf", corpus, SMALL, label_sets={"coarse": ["LOC", "PER"], "fine": ["city", "name"]})
+    results = Trainer(tagger, TrainConfig(epochs=1, batch_size=4), tmp_path, progress=False).fit_tasks(tasks)
+    assert set(results["dev"]["tasks"]) == {"coarse", "fine", "fine-coarse"}
+    assert set(results["dev"]["tasks"]["fine-coarse"]["per_type"]) <= {"LOC", "PER"}  # scored with its head
+    assert list(lexner.load(tmp_path / "model").featurizer.label_sets) == ["coarse", "fine"]  # no extra head
+
+
+def test_cli_dataset_name_colon_head_maps_a_named_dataset_into_another_head(monkeypatch):
+    from argparse import Namespace
+
+    from lexner import cli, data
+
+    weibo = [Sentence("小明在新浪", [Span(0, 2, "PER.NAM"), Span(3, 5, "ORG.NAM")]),
+             Sentence("老师好", [Span(0, 2, "PER.NOM")])]
+    monkeypatch.setattr(data, "load_dataset", lambda name, split, root=None: weibo if name == "weibo" else [
+        Sentence("张三在北京", [Span(0, 2, "NR"), Span(3, 5, "NS")])])
+    args = Namespace(dataset=["msra", "weibo", "weibo:msra"], task=None, train=None, dev=None, test=None,
+                     data_root=None, format="auto")
+    tasks = cli._load_tasks(args)
+    assert [(t.name, t.labels) for t in tasks] == [("msra", "msra"), ("weibo", "weibo"), ("weibo-msra", "msra")]
+    assert tasks[2].train[0].spans == [Span(0, 2, "NR"), Span(3, 5, "NT")] and tasks[2].train[1].spans == []
+    with pytest.raises(SystemExit):  # no mapping from Weibo's types into CLUENER's: refused by the parser
+        main(["train", "--dataset", "weibo:cluener", "--out", "x"])
