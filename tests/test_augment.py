@@ -153,3 +153,11 @@ def test_noise_edits_only_the_text_between_entities():
         assert [variant.text[s.start : s.end] for s in variant.spans] == ["张三", "北京"]
         kinds.add(len(variant.text) - len(train[0].text))
     assert kinds == {-1, 0, 1}  # deletions, swaps and insertions all happen
+
+
+def test_neighbour_never_offers_another_spelling_of_the_same_word():
+    words = ["发展", "进步", "经济"]
+    lexicon = Lexicon(words, vectors=np.array([[1, 0], [0.9, 0.1], [0, 1]], dtype=np.float32))
+    train = [Sentence("經濟發展", []), Sentence("经济发展进步", [])]  # 發展 (Traditional) is 发展's row
+    augmenter = Augmenter(["neighbour"], train, lexicon)
+    assert "發展" not in augmenter.neighbours("发展") and augmenter.neighbours("发展")[0] == "进步"
