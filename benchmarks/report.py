@@ -274,6 +274,11 @@ def multi_task_section(results: Path) -> list[str]:
                 types = ", ".join(f"{k} {pct(v['f1'])}" for k, v in sorted(test["per_type"].items())) if test else "–"
                 out.append(f"| {task} | {pct(dev['micro']['f1'])} | "
                            f"{'**' + pct(test['micro']['f1']) + '**' if test else '–'} | {types} |")
+            averaged = [r for r in record.get("log", []) if "dev_raw_f1" in r]
+            if averaged:  # --ema: the averaged weights (which select) beside the raw ones, per epoch
+                out += ["", "Weight averaging (`--ema`), selection dev F1 per epoch, averaged / raw weights: "
+                        + "; ".join(f"{r['epoch']}: {pct(r['dev']['f1'])} / {pct(r['dev_raw_f1'])}" for r in averaged)
+                        + "."]
             out.append("")
     return out
 
