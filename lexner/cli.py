@@ -225,19 +225,23 @@ def _dictionary(args):
     return Dictionary.read(args.dictionary) if getattr(args, "dictionary", None) else None
 
 
+ONNX_HELP = ("run a BiLSTM encoder in ONNX Runtime for single sentences (faster one text at a time; "
+             'pip install "lexner[onnx]")')
+
+
 def _load_for_tagging(args, extra_words: list[str]):
     from .api import load
     from .fileio import ModelFormatError
 
     try:
         tagger = load(args.model_dir, device=_resolve_device(args.device), extra_words=extra_words,
-                      dictionary=_dictionary(args))
+                      dictionary=_dictionary(args), onnx=getattr(args, "onnx", False))
         tagger.featurizer.label_set(args.labels)  # an unknown --labels fails before any text is read
         return tagger
     except ModelFormatError:
         raise  # reported by main()
-    except ValueError as err:  # e.g. words for a model without a lexicon, a dictionary type it does not know
-        raise CommandError(str(err)) from None
+    except (ValueError, ImportError) as err:  # e.g. words for a model without a lexicon, a dictionary type it
+        raise CommandError(str(err)) from None  # does not know, --onnx without ONNX Runtime installed
 
 
 def cmd_tag(args) -> int:
@@ -419,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --input: tagging processes, one core each (0: one per core); order is kept")
     g.add_argument("--no-progress", action="store_true")
     g.add_argument("--device", default="cpu")
+    g.add_argument("--onnx", action="store_true", help=ONNX_HELP)
     g.set_defaults(func=cmd_tag)
 
     v = sub.add_parser("serve", help="serve a model over HTTP (POST /tag, GET /health, GET /model)",
@@ -439,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="WORD<TAB>TYPE lines: every occurrence is forced to be an entity of that type")
     v.add_argument("--labels", default=None, help=argparse.SUPPRESS)  # requests choose their head
     v.add_argument("--device", default="cpu")
+    v.add_argument("--onnx", action="store_true", help=ONNX_HELP)
     v.set_defaults(func=cmd_serve)
     return parser
 

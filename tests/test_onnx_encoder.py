@@ -71,3 +71,12 @@ def test_the_bundled_model_loads_with_onnx_and_tags_the_same():
     plain, fast = lexner.load(), lexner.load(onnx=True)
     for text in TEXTS:
         assert fast.tag(text) == plain.tag(text)
+
+
+def test_lexner_tag_onnx_prints_what_plain_tagging_prints(capsys):
+    from lexner.cli import main
+
+    assert main(["tag", "张三在北京大学工作。"]) == 0
+    plain = capsys.readouterr().out
+    assert main(["tag", "--onnx", "张三在北京大学工作。"]) == 0
+    assert capsys.readouterr().out == plain
