@@ -53,12 +53,22 @@ def _only(spans: Sequence[Sequence[Span]], test: Callable[[str], bool]) -> list[
 
 def evaluate(tagger, sentences: Sequence[Sentence], batch_size: int = 64, labels: str | None = None) -> dict:
     """Tag ``sentences`` with ``tagger`` (with the head of label set ``labels`` of a multi-task model; None:
-    its default head) and score against their gold spans.
+    its default head) and score against their gold spans.  A model exported with renamed types (its card's
+    ``renamed``, e.g. NR → PER) is scored on data that uses the old names by reading them as the new ones.
 
     Adds ``NE``/``NM`` micro scores when the labels are Weibo-style ``*.NAM``/``*.NOM``.
     """
     featurizer = getattr(tagger, "featurizer", None)  # any object with tag_batch() can be scored
     known = set(featurizer.label_set(labels).entity_types) if featurizer is not None else None
+    card = (getattr(tagger, "metadata", None) or {}).get("card")
+    renamed = card.get("renamed") if isinstance(card, dict) and isinstance(card.get("renamed"), dict) else {}
+    renamed = {old: new for old, new in renamed.items() if known is not None and old not in known and new in known}
+    if renamed and any(span.label in renamed for s in sentences for span in s.spans):
+        # the model was exported with its types renamed (lexner export --rename): score the data's types so
+        log.info("gold types read under the names the model was exported with: %s",
+                 ", ".join(f"{old} → {new}" for old, new in sorted(renamed.items())))
+        sentences = [Sentence(s.text, [Span(sp.start, sp.end, renamed.get(sp.label, sp.label)) for sp in s.spans])
+                     for s in sentences]
     unknown = Counter(span.label for s in sentences for span in s.spans if known is not None and span.label not in known)
     if unknown:
         log.warning("the gold data has entity types the model does not know (they all count as misses): %s; the "

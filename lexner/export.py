@@ -30,7 +30,8 @@ def provenance() -> dict:
 
 
 def portable_card(card: dict, renames: dict[str, str]) -> dict:
-    """The model card of an exported copy: per-type scores under the renamed types, and no path of the machine
+    """The model card of an exported copy: per-type scores under the renamed types, the renames themselves
+    (``renamed``: each type's name in the training data → its name now), and no path of the machine
     it was trained on (the command starts with ``lexner``; data files are named relative to the data root)."""
     def rename_types(scores):
         if isinstance(scores, dict) and isinstance(scores.get("per_type"), dict):
@@ -48,6 +49,10 @@ def portable_card(card: dict, renames: dict[str, str]) -> dict:
     for split in ("dev", "test"):
         if split in card:
             card[split] = rename_types(card[split])
+    if renames:  # the data's own names of the types, for scoring on that data (lexner.evaluate)
+        earlier = card.get("renamed") if isinstance(card.get("renamed"), dict) else {}
+        composed = {old: renames.get(new, new) for old, new in earlier.items()}
+        card["renamed"] = {**composed, **{old: new for old, new in renames.items() if old not in earlier.values()}}
     if isinstance(card.get("command"), str):
         words = card["command"].split()
         if words and (words[0].endswith("__main__.py") or words[0].endswith("/lexner")):

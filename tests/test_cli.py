@@ -153,6 +153,16 @@ def test_export_renames_entity_types(trained, capsys):
            [[(e.start, e.end, e.label) for e in ents] for ents in after.tag_batch(texts)]
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         main(["export", str(source), str(trained / "bad"), "--rename", "PER"])
+    # the card keeps the data's names, so the renamed model scores on data that still uses them
+    assert after.metadata["card"]["renamed"] == rename
+    from lexner.data import Sentence
+    from lexner.evaluate import evaluate
+    from lexner.schemes import Span
+
+    gold = [Sentence("张三在北京工作。", [Span(0, 2, "PER"), Span(3, 5, "LOC")])]
+    assert evaluate(after, gold)["micro"] == evaluate(before, gold)["micro"]
+    assert main(["export", str(trained / "renamed"), str(trained / "twice"), "--rename", "人名=person"]) == 0
+    assert load(trained / "twice").metadata["card"]["renamed"] == {"PER": "person", "LOC": "地名"}
 
 
 def test_rename_types_refuses_to_merge(corpus):
