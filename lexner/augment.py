@@ -262,7 +262,7 @@ class Augmenter:
         self._neighbours: dict[str, list[str]] = {}
         if self.lexicon is not None and self.lexicon.vectors is not None:
             found = sorted(w for w in document_frequency if len(w) > 1 and self.lexicon.id(w) is not None)
-            self._candidate_ids = [self.lexicon.id(w) for w in found]
+            self._candidate_ids = np.array([self.lexicon.id(w) for w in found], dtype=np.int64)
             vectors = self.lexicon.vectors[self._candidate_ids].astype(np.float32)
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             self._candidates, self._unit = found, vectors / np.maximum(norms, 1e-8)
@@ -283,8 +283,8 @@ class Augmenter:
             if word_id is not None and len(self._candidates) > 1:
                 vector = self.lexicon.vectors[word_id].astype(np.float32)
                 similarity = self._unit @ (vector / max(float(np.linalg.norm(vector)), 1e-8))
-                order = np.argsort(-similarity)
                 # the word itself and its other spellings (one lexicon id, e.g. Traditional) are no neighbours
-                self._neighbours[word] = [self._candidates[i] for i in order[: NEIGHBOURS + 8]
-                                          if self._candidate_ids[i] != word_id][:NEIGHBOURS]
+                similarity[self._candidate_ids == word_id] = -np.inf
+                order = np.argsort(-similarity)[:NEIGHBOURS]
+                self._neighbours[word] = [self._candidates[i] for i in order if np.isfinite(similarity[i])]
         return self._neighbours[word]

@@ -83,8 +83,9 @@ class ConstrainedCRF(CRF):
         search, not an edit of its result).  ``O`` must stay allowed everywhere, so a legal path always exists.
 
         Ties: at every choice the lowest tag index among the scores within ``TIE`` × (a bound on the size of the
-        sentence's path scores at that position, from its own scores only) of the best wins, so that float noise of a few units in the last place — padding a sentence into a batch changes its
-        emissions by ~1e-7 — never changes a path that was an exact tie (batched tagging equals one by one).
+        sentence's path scores at that position, from its own scores only) of the best wins, so that float noise
+        of a few units in the last place — padding a sentence into a batch changes its emissions by ~1e-7 —
+        never changes a path that was an exact tie (batched tagging equals one by one).
 
         On CPU the search runs in numpy: the same float32 sums in the same order as the torch search used on
         GPUs (so the same paths, ties included), without torch's per-operation overhead, which dominated tagging

@@ -60,10 +60,11 @@ def use_onnx(tagger: nn.Module, threads: int = 1) -> int:
     return len(lstms)
 
 
-def single_sentence(lstm: nn.LSTM, x: torch.Tensor) -> torch.Tensor | None:
+def single_sentence(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:
     """The BiLSTM's output for ``x`` of shape (1, T, input) from its ONNX Runtime session, or None where
-    torch must run it (no session, not one sentence, training, not on the CPU, gradients wanted)."""
+    torch must run it (no session, not one unpadded sentence, training, not on the CPU, gradients wanted)."""
     session = getattr(lstm, SESSION, None)
-    if session is None or x.shape[0] != 1 or lstm.training or x.device.type != "cpu" or torch.is_grad_enabled():
+    if (session is None or x.shape[0] != 1 or lstm.training or x.device.type != "cpu" or torch.is_grad_enabled()
+            or int(lengths[0]) != x.shape[1]):
         return None
     return torch.from_numpy(session.run(None, {"x": x.detach().float().numpy()})[0])

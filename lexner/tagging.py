@@ -97,11 +97,6 @@ def iter_model_lines(text: str) -> Iterator[ModelLine]:
         yield line
 
 
-def model_lines(text: str) -> list[ModelLine]:
-    """:func:`iter_model_lines` as a list."""
-    return list(iter_model_lines(text))
-
-
 def _model_line(text: str, start: int, end: int) -> ModelLine:
     parts: list[tuple[bool, int, int]] = []  # (is whitespace, start, end) in order, covering the line
     position = start
@@ -199,12 +194,6 @@ class WindowMerger:
                 kept.append(s)
                 self.last_end = s.end
         return kept
-
-
-def merge_windows(windows: Sequence[tuple[int, int]], spans: Sequence[Sequence[Span]]) -> list[Span]:
-    """Entities of the whole text from each window's entities (offsets relative to its window)."""
-    merger = WindowMerger(windows)
-    return [s for k, found in enumerate(spans) for s in merger.add(k, found)]
 
 
 @dataclass

@@ -108,3 +108,13 @@ def test_bigram_min_count_drops_rare_train_bigrams_even_when_pretrained(corpus, 
     assert rare and all(b in full for b in rare) and not any(b in pruned for b in rare if b != "北京")
     assert all(b in pruned for b, c in counts.items() if c >= 3)
     assert "外外" in pruned  # among the first EXTRA_PRETRAINED_BIGRAMS of the vector file
+
+
+@pytest.mark.parametrize("name", ["softlexicon", "lattice_lstm", "flat"])
+def test_a_tagger_that_reads_lexicon_words_refuses_a_featurizer_without_a_lexicon(name, corpus):
+    from lexner.features import Featurizer
+    from lexner.models import model_class
+
+    cls = model_class(name)
+    with pytest.raises(ValueError, match=f"{name} needs a featurizer with a lexicon"):
+        cls(cls.Config(), Featurizer.build(corpus))

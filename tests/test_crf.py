@@ -18,6 +18,14 @@ def random_crf(seed: int, tags=TAGS) -> ConstrainedCRF:
     return crf
 
 
+def constrained_scores(crf: ConstrainedCRF) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The start, transition and end scores the searches take: illegal ones at -inf."""
+    neg = torch.tensor(float("-inf"))
+    return tuple(torch.where(allowed, scores, neg).detach() for allowed, scores in (
+        (crf.allowed_start, crf.start_transitions), (crf.allowed_transitions, crf.transitions),
+        (crf.allowed_end, crf.end_transitions)))
+
+
 def path_score(crf: ConstrainedCRF, emissions: torch.Tensor, path) -> torch.Tensor:
     """The CRF score of one tag path over (T, K) emissions."""
     return (crf.start_transitions[path[0]] + crf.end_transitions[path[-1]]
@@ -165,10 +173,8 @@ def test_numpy_search_on_cpu_gives_the_torch_search_paths_ties_included(seed):
     mask = torch.arange(9)[None, :] < lengths[:, None]
     allowed = torch.rand(7, 9, len(TAGS)) < 0.7
     allowed[..., TAGS.index("O")] = True
+    start, trans, end = constrained_scores(crf)
     neg = torch.tensor(float("-inf"))
-    start = torch.where(crf.allowed_start, crf.start_transitions, neg).detach()
-    trans = torch.where(crf.allowed_transitions, crf.transitions, neg).detach()
-    end = torch.where(crf.allowed_end, crf.end_transitions, neg).detach()
     for extra in (None, allowed):
         em = emissions if extra is None else torch.where(extra, emissions, neg)
         assert _search_numpy(em, mask, start, trans, end) == _search_torch(em, mask, start, trans, end)
@@ -196,7 +202,7 @@ def test_log_marginals_equal_brute_force_over_every_path_with_padding():
 @pytest.mark.parametrize("seed", range(4))
 def test_exact_ties_break_the_same_way_under_float_noise_of_padding_size(seed):
     """Padding a sentence into a batch changes its emissions by ~1e-7; an exact tie must not flip with it."""
-    from lexner.crf import _search_numpy, _search_torch
+    from lexner.crf import _search_torch
 
     crf = random_crf(seed)
     with torch.no_grad():  # integer scores: many exact ties between paths
@@ -210,10 +216,7 @@ def test_exact_ties_break_the_same_way_under_float_noise_of_padding_size(seed):
     for trial in range(5):
         noisy = emissions + torch.randn(emissions.shape) * 3e-7 * emissions.abs().clamp(min=1)
         assert crf.viterbi(noisy, mask) == exact
-        neg = torch.tensor(float("-inf"))
-        start = torch.where(crf.allowed_start, crf.start_transitions, neg).detach()
-        trans = torch.where(crf.allowed_transitions, crf.transitions, neg).detach()
-        end = torch.where(crf.allowed_end, crf.end_transitions, neg).detach()
+        start, trans, end = constrained_scores(crf)
         assert _search_torch(noisy, mask, start, trans, end) == exact
         flips += noisy.argmax(-1).tolist() != emissions.argmax(-1).tolist()  # plain argmax does flip
     assert flips > 0
@@ -239,9 +242,6 @@ def test_a_sentences_decisions_do_not_depend_on_the_other_sentences_in_its_batch
     alone = crf.viterbi(small, mask[:1])
     together = crf.viterbi(torch.cat([small, huge]), mask)
     assert together[0] == alone[0] and alone[0] != [0, 0, 0]
-    neg = torch.tensor(float("-inf"))
-    start = torch.where(crf.allowed_start, crf.start_transitions, neg).detach()
-    trans = torch.where(crf.allowed_transitions, crf.transitions, neg).detach()
-    end = torch.where(crf.allowed_end, crf.end_transitions, neg).detach()
+    start, trans, end = constrained_scores(crf)
     both = torch.cat([small, huge])
     assert _search_torch(both, mask, start, trans, end) == _search_numpy(both, mask, start, trans, end) == together

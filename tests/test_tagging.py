@@ -2,7 +2,13 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from lexner.schemes import Span
-from lexner.tagging import merge_windows, sentence_pieces, split_windows
+from lexner.tagging import WindowMerger, sentence_pieces, split_windows
+
+
+def merge_windows(windows, spans):
+    """The entities WindowMerger keeps of each window in turn."""
+    merger = WindowMerger(windows)
+    return [s for k, found in enumerate(spans) for s in merger.add(k, found)]
 
 
 def test_sentence_pieces_keep_punctuation_and_closing_quotes():
@@ -68,9 +74,9 @@ def test_whitespace_class_is_exactly_str_isspace():
     ("\n \t\n", [], []),
 ])
 def test_model_lines(text, views, constraints):
-    from lexner.tagging import model_lines
+    from lexner.tagging import iter_model_lines
 
-    lines = model_lines(text)
+    lines = list(iter_model_lines(text))
     assert [line.view for line in lines] == views
     assert [line.constraints for line in lines] == constraints
     for line in lines:

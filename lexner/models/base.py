@@ -228,6 +228,8 @@ class Tagger(nn.Module):
         self.dictionary: Dictionary | None = None  # typed words forced into the decoded paths (add_dictionary)
         self.source: Path | None = None  # the model directory it was loaded from (None: built in memory)
         self.embed: Embedder | None = None  # its embedding tables, if it reads characters or words
+        if self.reads.words and featurizer.lexicon is None:
+            raise ValueError(f"{self.name} needs a featurizer with a lexicon")
 
     # --- what a model implements -----------------------------------------------------------------------
     @classmethod

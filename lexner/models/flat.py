@@ -198,8 +198,6 @@ class FLAT(Tagger):
 
     def __init__(self, config: FLATConfig, featurizer: Featurizer):
         super().__init__(config, featurizer)
-        if featurizer.lexicon is None:
-            raise ValueError("flat needs a featurizer with a lexicon")
         self.embed = Embedder(featurizer, config.char_dim, config.bigram_dim, config.word_dim)
         self.bert = attach_encoder(self, "flat with BERT features") if self.reads.pieces else None
         bert_dim = self.bert.dim if self.bert is not None else 0

@@ -178,7 +178,7 @@ class LatticeLSTM(Tagger):
 
     def __init__(self, config: LatticeLSTMConfig, featurizer: Featurizer):
         super().__init__(config, featurizer)
-        if featurizer.lexicon is None or featurizer.lexicon.min_length < 2:
+        if featurizer.lexicon.min_length < 2:
             raise ValueError("lattice_lstm needs a featurizer with a lexicon of words of length ≥ 2")
         if config.bidirectional and config.hidden % 2:
             raise ValueError(f"hidden must be even when bidirectional, got {config.hidden}")

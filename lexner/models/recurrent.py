@@ -29,10 +29,9 @@ def run_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.T
     packed run's up to float rounding (tested); benchmarks/README.md gives the training speed-up.  A single
     sentence runs through ONNX Runtime instead where :func:`lexner.onnx_encoder.use_onnx` attached a session.
     """
-    if x.shape[0] == 1 and int(lengths[0]) == x.shape[1]:  # one sentence: ONNX Runtime, if attached
-        fast = single_sentence(lstm, x)
-        if fast is not None:
-            return fast
+    fast = single_sentence(lstm, x, lengths)  # one sentence: ONNX Runtime, if attached
+    if fast is not None:
+        return fast
     if x.device.type != "cpu" or not lstm.bidirectional or lstm.dropout or torch.is_autocast_enabled("cpu"):
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         h, _ = lstm(packed)

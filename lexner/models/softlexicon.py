@@ -62,8 +62,6 @@ class SoftLexicon(Tagger):
 
     def __init__(self, config: SoftLexiconConfig, featurizer: Featurizer):
         super().__init__(config, featurizer)
-        if featurizer.lexicon is None:
-            raise ValueError("softlexicon needs a featurizer with a lexicon")
         if config.hidden % 2:
             raise ValueError(f"hidden must be even (split over two directions), got {config.hidden}")
         self.embed = Embedder(featurizer, config.char_dim, config.bigram_dim, config.word_dim)
