@@ -1,6 +1,7 @@
-"""ONNX Runtime for the encoder, measured: one model loaded twice — as is, and with ``onnx=True`` (its BiLSTM
-run by ONNX Runtime for single sentences, see ``lexner.onnx_encoder``) — tagging the same MSRA test sentences
-side by side in one run, one thread each.
+"""ONNX Runtime for the encoder, measured: one model loaded three times — as is (torch), with ``onnx=True``
+(its BiLSTM run by ONNX Runtime for single sentences, see ``lexner.onnx_encoder``) and with ``onnx="int8"``
+(the same with int8 LSTM weights) — tagging the same MSRA test sentences side by side in one run, one thread
+each, with the F1 of each on MSRA test (labels mapped to PER/LOC/ORG as in ``peers.py``).
 
     pip install -e ".[bench,peers,onnx]"
     python benchmarks/onnx_encoder.py [--model DIR] [--limit 0] [--out benchmarks/results/onnx_encoder_cpu.json]
@@ -9,7 +10,7 @@ Single calls: ``tag()`` on each sentence; batched: ``tag_batch`` with batches of
 way: the exported graph is right only for unpadded input, so batches of several sentences stay in torch).  Rounds alternate between
 the two and the best of ``--repeat`` counts.  ``identical`` says whether the two found exactly the same
 entities in every sentence.  ``--kernels`` also times the bare LSTM kernels (torch vs ONNX Runtime) on a
-batch of 1 and of 64 sentences of 40 characters.
+batch of 1 and of 64 sentences of 40 characters (the int8 graph too).
 """
 
 from __future__ import annotations
@@ -23,39 +24,41 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import machine_info  # noqa: E402
+from peers import LABELS, entity_spans  # noqa: E402
 
 import torch  # noqa: E402
 
 import lexner  # noqa: E402
 from lexner.data import load_dataset  # noqa: E402
+from lexner.evaluate import score_spans  # noqa: E402
 from lexner.models.recurrent import run_bilstm  # noqa: E402
 from lexner.onnx_encoder import SESSION  # noqa: E402
+from lexner.schemes import Span  # noqa: E402
 
 
-def kernels(tagger, repeat: int) -> list[dict]:
-    """The bare BiLSTM, torch (as lexner runs it) vs its ONNX Runtime session, on random inputs."""
-    lstm = tagger.lstm
-    session = getattr(lstm, SESSION)
+def kernels(systems: dict, repeat: int) -> list[dict]:
+    """The bare BiLSTM: torch (as lexner runs it) vs each system's ONNX Runtime session, on random inputs."""
+    lstm = systems["torch"].lstm
+    sessions = {name: getattr(tagger.lstm, SESSION) for name, tagger in systems.items() if name != "torch"}
     rows = []
     for batch in (1, 64):
         x = torch.randn(batch, 40, lstm.input_size)
         lengths = torch.full((batch,), 40)
         calls = 300 if batch == 1 else 20
-        best = {"torch": float("inf"), "onnx": float("inf")}
+        best = dict.fromkeys(["torch", *sessions], float("inf"))
         with torch.inference_mode():
             for _ in range(repeat):
-                setattr(lstm, SESSION, None)  # torch's path
                 started = time.perf_counter()
                 for _ in range(calls):
                     run_bilstm(lstm, x, lengths)
                 best["torch"] = min(best["torch"], (time.perf_counter() - started) / calls)
-                setattr(lstm, SESSION, session)
-                started = time.perf_counter()
-                for _ in range(calls):
-                    session.run(None, {"x": x.numpy()})
-                best["onnx"] = min(best["onnx"], (time.perf_counter() - started) / calls)
-        rows.append({"batch": batch, "length": 40, "torch_ms": round(best["torch"] * 1e3, 3),
-                     "onnx_ms": round(best["onnx"] * 1e3, 3), "onnx_speedup": round(best["torch"] / best["onnx"], 2)})
+                for name, session in sessions.items():
+                    started = time.perf_counter()
+                    for _ in range(calls):
+                        session.run(None, {"x": x.numpy(), "lengths": lengths.int().numpy()})
+                    best[name] = min(best[name], (time.perf_counter() - started) / calls)
+        rows.append({"batch": batch, "length": 40, **{f"{name}_ms": round(best[name] * 1e3, 3) for name in best},
+                     **{f"{name}_speedup": round(best["torch"] / best[name], 2) for name in sessions}})
     return rows
 
 
@@ -70,9 +73,12 @@ def main() -> None:
     import onnxruntime
 
     torch.set_num_threads(1)
-    systems = {"torch": lexner.load(args.model), "onnx": lexner.load(args.model, onnx=True)}
-    texts = [s.text for s in load_dataset("msra", "test")]
-    texts = texts[: args.limit] if args.limit else texts
+    systems = {"torch": lexner.load(args.model, onnx=False), "onnx": lexner.load(args.model, onnx=True),
+               "onnx-int8": lexner.load(args.model, onnx="int8")}
+    sentences = load_dataset("msra", "test")
+    sentences = sentences[: args.limit] if args.limit else sentences
+    texts = [s.text for s in sentences]
+    gold = [[Span(sp.start, sp.end, LABELS[sp.label]) for sp in s.spans] for s in sentences]
     chars = sum(map(len, texts))
     rows = []
     for kind, run in (("single call", lambda t: [t.tag(x) for x in texts]),
@@ -85,15 +91,19 @@ def main() -> None:
                 started = time.perf_counter()
                 found[name] = run(tagger)
                 best[name] = min(best.get(name, float("inf")), time.perf_counter() - started)
+        f1 = {name: score_spans(gold, [entity_spans(es) for es in found[name]], [len(t) for t in texts])["micro"]["f1"]
+              for name in systems}
         rows.append({"kind": kind, **{f"{name}_chars_per_second": round(chars / best[name]) for name in systems},
-                     "onnx_speedup": round(best["torch"] / best["onnx"], 2),
-                     "identical": found["torch"] == found["onnx"],
-                     "sentences_differing": sum(a != b for a, b in zip(found["torch"], found["onnx"]))})
+                     **{f"{name}_speedup": round(best["torch"] / best[name], 2) for name in systems if name != "torch"},
+                     **{f"{name}_f1": round(100 * f1[name], 2) for name in systems},
+                     "onnx_identical": found["torch"] == found["onnx"],
+                     **{f"{name}_sentences_differing": sum(a != b for a, b in zip(found["torch"], found[name]))
+                        for name in systems if name != "torch"}})
         print(json.dumps(rows[-1]))
     result = {"benchmark": "onnx_encoder", "model": systems["torch"].name, "model_dir": args.model or "bundled",
               "texts": "msra/test", "sentences": len(texts), "characters": chars,
               "onnxruntime": onnxruntime.__version__, "torch_threads": 1, "rows": rows,
-              **({"kernels": kernels(systems["onnx"], args.repeat)} if args.kernels else {}),
+              **({"kernels": kernels(systems, args.repeat)} if args.kernels else {}),
               "machine": machine_info()}
     if args.kernels:
         print(json.dumps(result["kernels"]))

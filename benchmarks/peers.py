@@ -91,8 +91,9 @@ def main() -> None:
     parser.add_argument("--peers", nargs="*", default=sorted(PEERS), choices=sorted(PEERS))
     parser.add_argument("--limit", type=int, default=0, help="only the first N test sentences (0 = all)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the lexner models")
-    parser.add_argument("--onnx", action="store_true", help="also each lexner model loaded with onnx=True (its "
-                                                            "BiLSTM in ONNX Runtime for single sentences)")
+    parser.add_argument("--runtimes", nargs="+", default=["torch"], choices=["torch", "onnx", "onnx-int8"],
+                        help="each lexner model once per runtime (lexner tag --runtime): onnx and onnx-int8 run its "
+                             "BiLSTM in ONNX Runtime for single sentences, onnx-int8 with int8 weights")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -134,14 +135,16 @@ def main() -> None:
             continue
         predicted, seconds = run_system(predict, texts)
         rows.append(scored(name, "peer", predicted, seconds))
-    for spec, onnx in [(spec, onnx) for spec in args.models for onnx in ((False, True) if args.onnx else (False,))]:
+    from lexner.onnx_encoder import runtime_argument
+
+    for spec, runtime in [(spec, runtime) for spec in args.models for runtime in args.runtimes]:
         name, _, directory = spec.partition("=")
-        tagger = lexner.load(directory or None, onnx=onnx)
+        tagger = lexner.load(directory or None, onnx=runtime_argument(runtime))
         predicted, seconds = run_system(lambda text, tagger=tagger: entity_spans(tagger.tag(text)), texts)
         started = time.perf_counter()
         batched = [entity_spans(es) for es in tagger.tag_batch(texts, batch_size=64)]
         batched_seconds = time.perf_counter() - started
-        rows.append(scored(name + ("+onnx" if onnx else ""), "lexner", predicted, seconds, model_dir=directory,
+        rows.append(scored(name + ("" if runtime == "torch" else f"+{runtime}"), "lexner", predicted, seconds, model_dir=directory,
                            chars_per_second_batch64=round(chars / batched_seconds),
                            batched_equals_one_by_one=batched == predicted))
     result = {"benchmark": "peers", "texts": "msra/test", "sentences": len(texts), "characters": chars,

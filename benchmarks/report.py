@@ -324,19 +324,23 @@ def onnx_section(results: Path) -> list[str]:
     for path in sorted(results.glob("onnx_encoder_*.json")):
         data = load(path)
         out += [f"### ONNX Runtime for the encoder (`{path.name}`)", "",
-                f"{data['model']} ({data['model_dir']}) loaded as is and with `onnx=True`, tagging the same "
-                f"{data['sentences']:,} {data['texts']} sentences side by side, {data['torch_threads']} thread, "
-                f"onnxruntime {data['onnxruntime']}. {machine_line(data['machine'])}. "
-                f"Command: `{data['machine']['command']}`", "",
-                "| calls | torch chars/s | with ONNX chars/s | speed-up | same entities |", "|---|---|---|---|---|"]
+                f"{data['model']} ({data['model_dir']}) loaded three times — torch, `onnx=True` and `onnx=\"int8\"` — "
+                f"tagging the same {data['sentences']:,} {data['texts']} sentences side by side, "
+                f"{data['torch_threads']} thread, onnxruntime {data['onnxruntime']}; F1 on those sentences, labels "
+                f"mapped to PER/LOC/ORG. {machine_line(data['machine'])}. Command: `{data['machine']['command']}`", "",
+                "| calls | runtime | chars/s | speed-up over torch | F1 | sentences differing from torch |",
+                "|---|---|---|---|---|---|"]
         for r in data["rows"]:
-            same = "yes" if r["identical"] else f"no ({r['sentences_differing']} sentences differ)"
-            out.append(f"| {r['kind']} | {r['torch_chars_per_second']:,} | {r['onnx_chars_per_second']:,} | "
-                       f"{r['onnx_speedup']}× | {same} |")
+            for name in ("torch", "onnx", "onnx-int8"):
+                speedup = f"{r[name + '_speedup']}×" if name != "torch" else "1×"
+                differing = r[name + "_sentences_differing"] if name != "torch" else "—"
+                out.append(f"| {r['kind']} | {name} | {r[name + '_chars_per_second']:,} | {speedup} | "
+                           f"{r[name + '_f1']:.2f} | {differing} |")
         if data.get("kernels"):
             out += ["", "Bare BiLSTM kernels: " + "; ".join(
                 f"batch {k['batch']} × {k['length']} characters: torch {k['torch_ms']} ms, ONNX Runtime "
-                f"{k['onnx_ms']} ms ({k['onnx_speedup']}×)" for k in data["kernels"]) + "."]
+                f"{k['onnx_ms']} ms ({k['onnx_speedup']}×), int8 {k['onnx-int8_ms']} ms ({k['onnx-int8_speedup']}×)"
+                for k in data["kernels"]) + "."]
         out.append("")
     return out
 

@@ -108,13 +108,16 @@ def build_tagger(
 def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, device: str = "cpu",
          extra_words: Iterable[str] = (),
          dictionary: Mapping[str, str] | Iterable[tuple[str, str]] | Dictionary | None = None,
-         onnx: bool = False) -> Tagger:
+         onnx: bool | str | None = None) -> Tagger:
     """Load a saved tagger: ``ner = lexner.load("runs/weibo/model"); ner.tag("...")``.  Without ``path``, the
     bundled default model (:data:`DEFAULT_MODEL`, trained on MSRA, Weibo and CLUENER; default head PER, LOC, ORG).
 
     ``extra_words``: domain words added to a lattice tagger's lexicon (see :meth:`Tagger.add_words`).
     ``dictionary``: ``{word: type}`` forced into every decoded path (see :meth:`Tagger.add_dictionary`).
-    ``onnx``: run a BiLSTM encoder through ONNX Runtime for single sentences (:mod:`lexner.onnx_encoder`).
+    ``onnx``: run a BiLSTM encoder through ONNX Runtime for single sentences (:mod:`lexner.onnx_encoder`):
+    True or "float32" (same outputs as torch), "int8" (int8 LSTM weights: faster, outputs close), False (torch),
+    None (what the model directory's config.json ``"runtime"`` says, torch if nothing; if that asks for ONNX
+    Runtime and it is not installed, a warning and torch).
     A list of paths loads an ensemble that averages the models' tag marginals (:mod:`lexner.models.ensemble`).
     """
     if isinstance(path, (list, tuple)):  # an ensemble (lexner.models.ensemble)
@@ -124,15 +127,24 @@ def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, de
         if dictionary is not None:
             tagger.add_dictionary(dictionary)
         return tagger
-    tagger = Tagger.load(DEFAULT_MODEL if path is None else path, device=device)
+    directory = DEFAULT_MODEL if path is None else path
+    tagger = Tagger.load(directory, device=device)
     extra_words = list(extra_words)
     if extra_words:
         added = tagger.add_words(extra_words)
         log.info("added %d new lexicon words (%d given)", added, len(extra_words))
     if dictionary is not None:
         tagger.add_dictionary(dictionary)
-    if onnx:
-        from .onnx_encoder import use_onnx
+    from .onnx_encoder import precision_of, use_onnx
 
-        use_onnx(tagger)
+    saved = tagger.metadata.get("runtime")
+    precision = precision_of(onnx, saved, Path(directory) / "config.json")
+    if precision is not None:
+        try:
+            use_onnx(tagger, precision=precision)
+        except ImportError:
+            if onnx is not None:
+                raise
+            log.warning("%s asks for ONNX Runtime (runtime %r), which is not installed; running in torch "
+                        '(pip install "lexner[onnx]")', directory, saved)
     return tagger

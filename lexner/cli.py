@@ -225,17 +225,26 @@ def _dictionary(args):
     return Dictionary.read(args.dictionary) if getattr(args, "dictionary", None) else None
 
 
-ONNX_HELP = ("run a BiLSTM encoder in ONNX Runtime for single sentences (faster one text at a time; "
-             'pip install "lexner[onnx]")')
+RUNTIME_HELP = ("how a BiLSTM encoder runs for single sentences: torch, onnx (ONNX Runtime, same outputs, faster "
+                "one text at a time) or onnx-int8 (int8 weights, faster still, outputs close); default: what the "
+                'model directory says, else torch (ONNX Runtime: pip install "lexner[onnx]")')
+
+
+def _runtime_args(parser: argparse.ArgumentParser) -> None:
+    from .onnx_encoder import RUNTIMES
+
+    parser.add_argument("--runtime", choices=list(RUNTIMES), default=None, help=RUNTIME_HELP)
+    parser.add_argument("--onnx", dest="runtime", action="store_const", const="onnx", help="same as --runtime onnx")
 
 
 def _load_for_tagging(args, extra_words: list[str]):
     from .api import load
     from .fileio import ModelFormatError
+    from .onnx_encoder import runtime_argument
 
     try:
         tagger = load(args.model_dir, device=_resolve_device(args.device), extra_words=extra_words,
-                      dictionary=_dictionary(args), onnx=getattr(args, "onnx", False))
+                      dictionary=_dictionary(args), onnx=runtime_argument(getattr(args, "runtime", None)))
         tagger.featurizer.label_set(args.labels)  # an unknown --labels fails before any text is read
         return tagger
     except ModelFormatError:
@@ -291,9 +300,9 @@ def cmd_export(args) -> int:
 
     try:
         export_target(args.out_dir, args.force)  # refused before the model is even loaded
-        tagger = load(args.model_dir, extra_words=_extra_words(args))
+        tagger = load(args.model_dir, extra_words=_extra_words(args), onnx=False)
         target = export_model(tagger, args.out_dir, half=args.half, force=args.force,
-                              renames=dict(_key_value(kv, "--rename") for kv in args.rename))
+                              renames=dict(_key_value(kv, "--rename") for kv in args.rename), runtime=args.runtime)
     except ExportError as err:
         raise CommandError(str(err)) from None
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
@@ -319,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .data import DATASETS, FORMATS as DATA_FORMATS, TYPE_MAPS
     from .fileio import UTF8_ERRORS
     from .models import MODELS
+    from .onnx_encoder import RUNTIMES
     from .output import FORMATS as OUTPUT_FORMATS
     from .train import TrainConfig
 
@@ -396,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rename an entity type in the copy (e.g. NR=PER); repeatable")
     x.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help="domain words added to a lattice model's lexicon before exporting; repeatable")
+    x.add_argument("--runtime", choices=list(RUNTIMES), default=None,
+                   help="how lexner.load runs the copy's BiLSTM by default, written into its config.json: torch, onnx "
+                        "or onnx-int8 (see lexner tag --runtime; default: as the source model says)")
     x.set_defaults(func=cmd_export)
 
     g = sub.add_parser("tag", help="tag text (with the bundled model unless --model is given)")
@@ -423,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --input: tagging processes, one core each (0: one per core); order is kept")
     g.add_argument("--no-progress", action="store_true")
     g.add_argument("--device", default="cpu")
-    g.add_argument("--onnx", action="store_true", help=ONNX_HELP)
+    _runtime_args(g)
     g.set_defaults(func=cmd_tag)
 
     v = sub.add_parser("serve", help="serve a model over HTTP (POST /tag, GET /health, GET /model)",
@@ -444,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="WORD<TAB>TYPE lines: every occurrence is forced to be an entity of that type")
     v.add_argument("--labels", default=None, help=argparse.SUPPRESS)  # requests choose their head
     v.add_argument("--device", default="cpu")
-    v.add_argument("--onnx", action="store_true", help=ONNX_HELP)
+    _runtime_args(v)
     v.set_defaults(func=cmd_serve)
     return parser
 

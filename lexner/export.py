@@ -87,10 +87,18 @@ def export_target(out_dir: Path, force: bool) -> Path:
 
 
 def export_model(tagger: Tagger, out_dir: str | Path, half: bool = False, renames: dict[str, str] | None = None,
-                 force: bool = False) -> Path:
+                 force: bool = False, runtime: str | None = None) -> Path:
     """Write ``tagger`` into ``out_dir`` (see :func:`export_target` for where that is allowed) with its model
     card made portable (:func:`portable_card`), its types renamed by ``renames`` in every head
-    (``{"NR": "PER"}``) and, with ``half``, float16 weights.  Returns the directory written."""
+    (``{"NR": "PER"}``), with ``half``, float16 weights and, with ``runtime`` ("torch", "onnx", "onnx-int8"),
+    how :func:`lexner.load` runs its BiLSTM by default (:mod:`lexner.onnx_encoder`; None: as the source model
+    says).  Returns the directory written."""
+    from .onnx_encoder import RUNTIMES, bilstms
+
+    if runtime is not None and runtime not in RUNTIMES:
+        raise ExportError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime not in (None, "torch") and not bilstms(tagger):
+        raise ExportError(f"runtime {runtime!r} runs a BiLSTM encoder in ONNX Runtime; {tagger.name} has none")
     target = export_target(Path(out_dir), force)
     renames = dict(renames or {})
     if renames:
@@ -99,6 +107,10 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool = False, rename
              if k not in ("format_version", "model", "entity_types", "label_sets")}
     if isinstance(extra.get("card"), dict):
         extra["card"] = portable_card(extra["card"], renames)
+    if runtime == "torch":
+        extra.pop("runtime", None)
+    elif runtime is not None:
+        extra["runtime"] = runtime
     with atomic_directory(target) as tmp:
         tagger.save(tmp, extra=extra, half=half)
     return target

@@ -1,47 +1,146 @@
-"""ONNX Runtime for the BiLSTM encoders of single-sentence calls (``pip install "lexner[onnx]"``)::
+"""ONNX Runtime for the BiLSTM encoders of CPU inference (``pip install "lexner[onnx]"``)::
 
-    ner = lexner.load(onnx=True)        # or use_onnx(ner) on a loaded tagger
+    ner = lexner.load(onnx=True)        # float32: the same outputs as torch
+    ner = lexner.load(onnx="int8")      # int8 LSTM weights: faster, outputs close
 
-At batch size 1 ONNX Runtime's LSTM kernel runs the bundled model's BiLSTM about twice as fast as torch's,
-which makes ``tag()`` on one sentence about 1.4 times as fast (``benchmarks/onnx_encoder.py``, outputs
-identical on MSRA test).  Only a batch of one sentence (what ``tag()`` on a one-line text runs) goes through
-ONNX Runtime: the exported graph runs each direction over the whole padded length, which is right only when
-there is no padding, so batches of several sentences run in torch as before.  Outputs equal torch's up to
+Each BiLSTM (an ``nn.LSTM`` run through :func:`lexner.models.recurrent.run_bilstm`) becomes one ONNX graph,
+built from its weights when this is called (a few milliseconds; nothing is written to the model directory):
+per layer one ONNX ``LSTM`` node over both directions, given each sentence's length (``sequence_lens``), so a
+padded batch is right for every sentence — the backward direction starts at each sentence's own last character
+and padding positions come out as zeros, as in torch.  Every CPU inference batch, one sentence or many, then
+runs in ONNX Runtime; training, gradients, CUDA and saving are unaffected.  float32 outputs equal torch's up to
 float rounding (~1e-6; the decoder's tie rule keeps such noise from changing a path).
 
-Each BiLSTM (an ``nn.LSTM`` run through :func:`lexner.models.recurrent.run_bilstm`) is exported when this is
-called, in memory (~0.2 s for the bundled model); nothing is written to the model directory, and training,
-CUDA and saving are unaffected.  Only CPU inference uses the sessions.
+``onnx="int8"`` quantizes the graph's LSTM weights to int8 (ONNX Runtime's dynamic quantization,
+``DynamicQuantizeLSTM``, activations quantized per call).  Outputs are then close to, not equal to, float32's;
+``benchmarks/onnx_encoder.py`` measures speed and F1 of torch, float32 and int8 side by side.  A model directory
+can carry the choice (``lexner export --runtime onnx-int8`` writes ``"runtime": "onnx-int8"`` into its
+config.json); :func:`lexner.load` then applies it unless told otherwise.
 """
 
 from __future__ import annotations
 
-import io
-import warnings
+import importlib
+import logging
+import tempfile
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 SESSION = "onnx_session"  # the attribute of an nn.LSTM that holds its ONNX Runtime session
+RUNTIMES = {"torch": None, "onnx": "float32", "onnx-int8": "int8"}  # config.json "runtime" -> load()'s onnx=
+PRECISIONS = ("float32", "int8")
+
+log = logging.getLogger(__name__)
 
 
-class _Encoder(nn.Module):
-    def __init__(self, lstm: nn.LSTM):
-        super().__init__()
-        self.lstm = lstm
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lstm(x)[0]
+def bilstms(tagger: nn.Module) -> list[nn.LSTM]:
+    """The batch-first bidirectional ``nn.LSTM`` encoders of ``tagger`` (what ONNX Runtime can run)."""
+    return [m for m in tagger.modules() if isinstance(m, nn.LSTM) and m.bidirectional and m.batch_first]
 
 
-def use_onnx(tagger: nn.Module, threads: int = 1) -> int:
-    """Run each bidirectional ``nn.LSTM`` of ``tagger`` through ONNX Runtime (``threads`` intra-op threads)
-    for single sentences on the CPU; returns how many were exported.  A tagger without one is refused."""
+def precision_of(onnx: bool | str | None, saved: object, where: object) -> str | None:
+    """What ``lexner.load(onnx=...)`` runs: None (torch), "float32" or "int8".  ``onnx`` None follows the model
+    directory's config.json ``"runtime"`` (``saved``, checked here; absent: torch), False is torch, True
+    float32."""
+    if saved is not None and saved not in RUNTIMES:
+        from .fileio import ModelFormatError
+
+        raise ModelFormatError(f"{where}: 'runtime' must be one of {', '.join(map(repr, RUNTIMES))}, got {saved!r}")
+    if onnx is None:
+        return RUNTIMES.get(saved)
+    if onnx is True or onnx is False:
+        return "float32" if onnx else None
+    if onnx not in PRECISIONS:
+        raise ValueError(f"onnx must be True, False, None or one of {', '.join(PRECISIONS)}; got {onnx!r}")
+    return onnx
+
+
+def runtime_argument(runtime: str | None) -> bool | str | None:
+    """``lexner.load``'s ``onnx=`` for a runtime name (``--runtime``; None: as the model directory says)."""
+    return None if runtime is None else RUNTIMES[runtime] or False
+
+
+class _DropPreprocessingHint(logging.Filter):
+    """ONNX Runtime's quantizer advises shape inference through the root logger; the LSTM graph needs none."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Please consider to run pre-processing")
+
+
+def _int8(graph: bytes) -> bytes:
+    """``graph`` with its LSTM weights quantized to int8 (ONNX Runtime's dynamic quantization)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    hint = _DropPreprocessingHint()
+    root = logging.getLogger()
+    root.addFilter(hint)
     try:
+        with tempfile.TemporaryDirectory(prefix="lexner-onnx-") as tmp:
+            source, target = Path(tmp, "float32.onnx"), Path(tmp, "int8.onnx")
+            source.write_bytes(graph)
+            quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+            return target.read_bytes()
+    finally:
+        root.removeFilter(hint)
+
+
+def _graph(lstm: nn.LSTM) -> bytes:
+    """``lstm`` (batch-first, bidirectional, any number of layers) as an ONNX graph: inputs ``x`` (B, T, input)
+    float32 and ``lengths`` (B,) int32, output ``h`` (B, T, 2 × hidden), zeros past each length."""
+    from onnx import TensorProto, checker, helper, numpy_helper
+
+    hidden = lstm.hidden_size
+    onnx_order = [0, 3, 1, 2]  # torch stacks the gates i, f, g, o; ONNX wants i, o, f, g ("iofc")
+
+    def gates(name: str) -> torch.Tensor:
+        weight = getattr(lstm, name).detach().cpu().float()
+        return weight.reshape(4, hidden, -1)[onnx_order].reshape(weight.shape)
+
+    nodes = [helper.make_node("Transpose", ["x"], ["x_time_first"], perm=[1, 0, 2])]
+    weights = [numpy_helper.from_array(np.array([0, 0, -1], dtype=np.int64), "both_directions")]
+    previous = "x_time_first"
+    for layer in range(lstm.num_layers):
+        per_direction = {"W": [], "R": [], "B": []}
+        for suffix in ("", "_reverse"):
+            per_direction["W"].append(gates(f"weight_ih_l{layer}{suffix}"))
+            per_direction["R"].append(gates(f"weight_hh_l{layer}{suffix}"))
+            per_direction["B"].append(torch.cat([gates(f"bias_ih_l{layer}{suffix}"),
+                                                 gates(f"bias_hh_l{layer}{suffix}")]).flatten()
+                                      if lstm.bias else torch.zeros(8 * hidden))
+        for key, tensors in per_direction.items():
+            weights.append(numpy_helper.from_array(torch.stack(tensors).numpy(), f"{key}{layer}"))
+        nodes += [helper.make_node("LSTM", [previous, f"W{layer}", f"R{layer}", f"B{layer}", "lengths"], [f"y{layer}"],
+                                   hidden_size=hidden, direction="bidirectional"),
+                  # (T, 2, B, hidden) -> (T, B, 2, hidden) -> (T, B, 2 × hidden): forward, then backward
+                  helper.make_node("Transpose", [f"y{layer}"], [f"y{layer}_by_sentence"], perm=[0, 2, 1, 3]),
+                  helper.make_node("Reshape", [f"y{layer}_by_sentence", "both_directions"], [f"h{layer}"])]
+        previous = f"h{layer}"
+    nodes.append(helper.make_node("Transpose", [previous], ["h"], perm=[1, 0, 2]))
+    graph = helper.make_graph(
+        nodes, "bilstm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "length", lstm.input_size]),
+         helper.make_tensor_value_info("lengths", TensorProto.INT32, ["batch"])],
+        [helper.make_tensor_value_info("h", TensorProto.FLOAT, ["batch", "length", 2 * hidden])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    checker.check_model(model)
+    return model.SerializeToString()
+
+
+def use_onnx(tagger: nn.Module, threads: int = 1, precision: str = "float32") -> int:
+    """Run each bidirectional ``nn.LSTM`` of ``tagger`` through ONNX Runtime (``threads`` intra-op threads)
+    in CPU inference, in float32 or with int8 weights (``precision``); returns how many there are.  A tagger
+    without one is refused."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    try:
+        importlib.import_module("onnx")  # builds the graphs
         import onnxruntime as ort
     except ImportError as err:
         raise ImportError('ONNX Runtime is an optional extra: pip install "lexner[onnx]"') from err
-    lstms = [m for m in tagger.modules() if isinstance(m, nn.LSTM) and m.bidirectional and m.batch_first]
+    lstms = bilstms(tagger)
     if not lstms:
         raise ValueError(f"{getattr(tagger, 'name', type(tagger).__name__)} has no BiLSTM encoder to run in "
                          "ONNX Runtime")
@@ -49,22 +148,16 @@ def use_onnx(tagger: nn.Module, threads: int = 1) -> int:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     for lstm in lstms:
-        buffer = io.BytesIO()
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the exporter warns about batch-first LSTMs and dynamic axes
-            torch.onnx.export(_Encoder(lstm).cpu().eval(), (torch.zeros(1, 2, lstm.input_size),), buffer,
-                              input_names=["x"], output_names=["h"],
-                              dynamic_axes={"x": {0: "batch", 1: "length"}, "h": {0: "batch", 1: "length"}},
-                              dynamo=False)
-        setattr(lstm, SESSION, ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"]))
+        graph = _graph(lstm) if precision == "float32" else _int8(_graph(lstm))
+        setattr(lstm, SESSION, ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"]))
     return len(lstms)
 
 
-def single_sentence(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:
-    """The BiLSTM's output for ``x`` of shape (1, T, input) from its ONNX Runtime session, or None where
-    torch must run it (no session, not one unpadded sentence, training, not on the CPU, gradients wanted)."""
+def onnx_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:
+    """The BiLSTM's output for the padded batch ``x`` of shape (B, T, input) from its ONNX Runtime session, or
+    None where torch must run it (no session, training, not on the CPU, gradients wanted)."""
     session = getattr(lstm, SESSION, None)
-    if (session is None or x.shape[0] != 1 or lstm.training or x.device.type != "cpu" or torch.is_grad_enabled()
-            or int(lengths[0]) != x.shape[1]):
+    if session is None or lstm.training or x.device.type != "cpu" or torch.is_grad_enabled():
         return None
-    return torch.from_numpy(session.run(None, {"x": x.detach().float().numpy()})[0])
+    feed = {"x": x.detach().float().numpy(), "lengths": lengths.to(torch.int32).numpy()}
+    return torch.from_numpy(session.run(None, feed)[0])

@@ -27,7 +27,7 @@ def tagger_of(name, corpus):
 
 
 @pytest.mark.parametrize("name", ["bilstm_crf", "softlexicon"])
-def test_single_sentences_run_in_onnx_runtime_with_torchs_outputs(name, corpus, monkeypatch):
+def test_inference_runs_in_onnx_runtime_with_torchs_outputs(name, corpus, monkeypatch):
     tagger = tagger_of(name, corpus)
     expected = [tagger.tag(t) for t in TEXTS]
     batched = tagger.tag_batch(TEXTS)
@@ -39,13 +39,22 @@ def test_single_sentences_run_in_onnx_runtime_with_torchs_outputs(name, corpus, 
     assert [tagger.tag(t) for t in TEXTS] == expected
     assert len(runs) == len(TEXTS)  # every one-line text went through the session
     runs.clear()
-    assert tagger.tag_batch(TEXTS) == batched and not runs  # a batch of several: torch
-    x = torch.randn(1, 6, tagger.lstm.input_size)
+    assert tagger.tag_batch(TEXTS) == batched and runs  # a padded batch too
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_a_padded_batch_gives_torchs_outputs_for_every_sentence(layers, corpus):
+    torch.manual_seed(layers)
+    tagger = build_tagger("bilstm_crf", corpus, {**SMALL, "layers": layers}).eval()
+    lengths = torch.tensor([7, 1, 4, 7, 2])
+    x = torch.randn(5, 7, tagger.lstm.input_size) * (torch.arange(7) < lengths[:, None]).unsqueeze(-1)
+    use_onnx(tagger)
     with torch.inference_mode():
-        fast = run_bilstm(tagger.lstm, x, torch.tensor([6]))
-        monkeypatch.setattr(tagger.lstm, SESSION, None)
-        slow = run_bilstm(tagger.lstm, x, torch.tensor([6]))
-    assert torch.allclose(fast, slow, atol=1e-5)
+        fast = run_bilstm(tagger.lstm, x, lengths)
+        setattr(tagger.lstm, SESSION, None)
+        slow = run_bilstm(tagger.lstm, x, lengths)
+    assert fast.shape == slow.shape and torch.allclose(fast, slow, atol=1e-5)
+    assert not fast[1, 1:].any()  # padding positions are zeros
 
 
 def test_training_and_gradients_never_use_the_session(corpus):
@@ -80,3 +89,89 @@ def test_lexner_tag_onnx_prints_what_plain_tagging_prints(capsys):
     plain = capsys.readouterr().out
     assert main(["tag", "--onnx", "张三在北京大学工作。"]) == 0
     assert capsys.readouterr().out == plain
+
+
+def test_int8_weights_give_close_but_not_identical_outputs(corpus):
+    tagger = tagger_of("softlexicon", corpus)
+    use_onnx(tagger, precision="int8")
+    x = torch.randn(1, 12, tagger.lstm.input_size)
+    with torch.inference_mode():
+        quantized = run_bilstm(tagger.lstm, x, torch.tensor([12]))
+        setattr(tagger.lstm, SESSION, None)
+        exact = run_bilstm(tagger.lstm, x, torch.tensor([12]))
+    error = (quantized - exact).abs().max().item()
+    assert 0 < error < 0.05  # quantized (not the float graph), and close
+    with pytest.raises(ValueError, match="precision"):
+        use_onnx(tagger, precision="int4")
+
+
+def saved_model(tmp_path, corpus, name="softlexicon"):
+    tagger = tagger_of(name, corpus)
+    tagger.save(tmp_path / "model")
+    return tmp_path / "model"
+
+
+def sessions(tagger):
+    return [getattr(m, SESSION, None) for m in tagger.modules() if isinstance(m, torch.nn.LSTM)]
+
+
+def test_an_exported_model_carries_its_runtime_and_load_can_override_it(tmp_path, corpus):
+    import json
+
+    import lexner
+    from lexner.export import export_model
+
+    out = export_model(lexner.load(saved_model(tmp_path, corpus)), tmp_path / "int8", runtime="onnx-int8")
+    assert json.loads((out / "config.json").read_text(encoding="utf-8"))["runtime"] == "onnx-int8"
+    assert all(s is not None for s in sessions(lexner.load(out)))  # as the directory says
+    assert all(s is None for s in sessions(lexner.load(out, onnx=False)))  # the caller decides
+    again = export_model(lexner.load(out, onnx=False), tmp_path / "again")
+    assert json.loads((again / "config.json").read_text(encoding="utf-8"))["runtime"] == "onnx-int8"  # kept
+    plain = export_model(lexner.load(out, onnx=False), tmp_path / "plain", runtime="torch")
+    assert "runtime" not in json.loads((plain / "config.json").read_text(encoding="utf-8"))
+    assert all(s is None for s in sessions(lexner.load(plain)))
+
+
+def test_runtime_errors_are_clean(tmp_path, corpus, monkeypatch, caplog):
+    import json
+    import sys
+
+    import lexner
+    from lexner.export import ExportError, export_model
+    from lexner.fileio import ModelFormatError
+
+    directory = saved_model(tmp_path, corpus)
+    config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    with pytest.raises(ValueError, match="onnx must be"):
+        lexner.load(directory, onnx="int4")
+    (directory / "config.json").write_text(json.dumps({**config, "runtime": "tpu"}), encoding="utf-8")
+    with pytest.raises(ModelFormatError, match=r"config\.json: 'runtime' must be one of"):
+        lexner.load(directory)
+    (directory / "config.json").write_text(json.dumps({**config, "runtime": "onnx-int8"}), encoding="utf-8")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # ONNX Runtime not installed
+    with caplog.at_level("WARNING"):
+        tagger = lexner.load(directory)  # the model's own preference: a warning, then torch
+    assert all(s is None for s in sessions(tagger)) and "not installed" in caplog.text
+    with pytest.raises(ImportError, match="lexner\\[onnx\\]"):
+        lexner.load(directory, onnx=True)  # asked for by the caller: an error
+    tagger = build_tagger("lattice_lstm", corpus, {"char_dim": 8, "bigram_dim": 8, "word_dim": 8, "hidden": 16},
+                          lexicon=Lexicon(["北京"]))
+    with pytest.raises(ExportError, match="has none"):
+        export_model(tagger, tmp_path / "out", runtime="onnx")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ExportError, match="runtime must be one of"):
+        export_model(tagger, tmp_path / "out", runtime="gpu")
+
+
+def test_lexner_tag_runtime_option_reaches_load(tmp_path, corpus, monkeypatch):
+    import lexner.api
+    from lexner.cli import main
+
+    seen = []
+    real = lexner.api.load
+    monkeypatch.setattr(lexner.api, "load", lambda *a, **k: seen.append(k["onnx"]) or real(*a, **k))
+    directory = saved_model(tmp_path, corpus)
+    for option, expected in ((["--runtime", "onnx-int8"], "int8"), (["--runtime", "torch"], False),
+                             (["--onnx"], "float32"), ([], None)):
+        assert main(["tag", "-m", str(directory), *option, "张三在北京"]) == 0
+        assert seen.pop() == expected

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..onnx_encoder import single_sentence
+from ..onnx_encoder import onnx_bilstm
 
 
 def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -26,10 +26,10 @@ def run_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.T
     in one matrix product; so there each direction runs unpacked on its own: the forward direction over ``x``
     (padding comes after every real position, so it cannot reach them), the backward one over each sentence
     reversed within its length, its output reversed back.  Same equations, same weights, outputs equal to the
-    packed run's up to float rounding (tested); benchmarks/README.md gives the training speed-up.  A single
-    sentence runs through ONNX Runtime instead where :func:`lexner.onnx_encoder.use_onnx` attached a session.
+    packed run's up to float rounding (tested); benchmarks/README.md gives the training speed-up.  CPU inference
+    runs in ONNX Runtime instead where :func:`lexner.onnx_encoder.use_onnx` attached a session.
     """
-    fast = single_sentence(lstm, x, lengths)  # one sentence: ONNX Runtime, if attached
+    fast = onnx_bilstm(lstm, x, lengths)  # ONNX Runtime, if attached (CPU inference)
     if fast is not None:
         return fast
     if x.device.type != "cpu" or not lstm.bidirectional or lstm.dropout or torch.is_autocast_enabled("cpu"):
