@@ -336,6 +336,9 @@ def onnx_section(results: Path) -> list[str]:
                 differing = r[name + "_sentences_differing"] if name != "torch" else "—"
                 out.append(f"| {r['kind']} | {name} | {r[name + '_chars_per_second']:,} | {speedup} | "
                            f"{r[name + '_f1']:.2f} | {differing} |")
+        if "sentences_batched_differing_from_single" in data:
+            out += ["", "Sentences whose batched entities differ from the same runtime's single calls: " + ", ".join(
+                f"{name} {n}" for name, n in data["sentences_batched_differing_from_single"].items()) + "."]
         if data.get("kernels"):
             out += ["", "Bare BiLSTM kernels: " + "; ".join(
                 f"batch {k['batch']} × {k['length']} characters: torch {k['torch_ms']} ms, ONNX Runtime "

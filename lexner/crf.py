@@ -152,29 +152,42 @@ def _search_torch(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tens
 
 def _search_numpy(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, trans: torch.Tensor,
                   end: torch.Tensor) -> list[list[int]]:
-    """:func:`_search_torch` in numpy, step for step."""
+    """:func:`_search_torch` in numpy: the same float32 sums in the same order, so the same paths.  The loop over
+    positions only adds and takes maxima; which previous tag each choice came from (the lowest index within the
+    tolerance) is found for all positions at once afterwards, and one sentence is traced back in plain Python —
+    per-call overhead is what costs most on short inputs."""
     em, keep = emissions.numpy(), mask.numpy()
     start, trans, end = start.numpy(), trans.numpy(), end.numpy()
     batch, length, tags = em.shape
     lengths = keep.sum(1)
     full = bool((lengths == length).all())  # no padding (e.g. one sentence): no masking per step
-    score = start + em[:, 0]
-    history = np.empty((max(length - 1, 0), batch, tags), dtype=np.int64)
-    tolerance = _tolerances_numpy(em, start, trans)[:, :, None]  # shape: (B, T, 1)
-    step_scores = em[:, :, None, :] + trans  # shape: (B, T, K_prev, K_next), all positions in one operation
+    tolerance = _tolerances_numpy(em, start, trans)  # shape: (B, T)
+    candidates = em[:, :, None, :] + trans  # shape: (B, T, K_prev, K_next); + the previous scores, step by step
+    best = np.empty((batch, length, tags), dtype=em.dtype)  # best score of each tag at each position
+    best[:, 0] = score = start + em[:, 0]
     for t in range(1, length):
-        candidates = score[:, :, None] + step_scores[:, t]
-        best = candidates.max(1)
-        history[t - 1] = (candidates >= (best - tolerance[:, t])[:, None, :]).argmax(1)
-        score = best if full else np.where(keep[:, t : t + 1], best, score)
+        step = candidates[:, t]
+        step += score[:, :, None]
+        step.max(1, out=best[:, t])
+        if not full:  # a finished sentence keeps its score
+            best[:, t] = np.where(keep[:, t : t + 1], best[:, t], score)
+        score = best[:, t]
+    # shape: (B, T - 1, K_next): the lowest previous tag within the tolerance of the best
+    history = (candidates[:, 1:] >= (best[:, 1:] - tolerance[:, 1:, None])[:, :, None, :]).argmax(2)
     final = score + end
-    last = tolerance[np.arange(batch), lengths - 1]  # each sentence's own last position, shape (B, 1)
+    last = tolerance[np.arange(batch), lengths - 1][:, None]  # each sentence's own last position, shape (B, 1)
     current = (final >= final.max(1, keepdims=True) - last).argmax(1)
+    if batch == 1:
+        tag, steps, n = int(current[0]), history[0].tolist(), int(lengths[0])
+        path = [tag] * n
+        for t in range(n - 1, 0, -1):
+            tag = path[t - 1] = steps[t - 1][tag]
+        return [path]
     path = np.zeros((batch, length), dtype=np.int64)
     rows = np.arange(batch)
     for t in range(length - 1, 0, -1):
         path[:, t] = current
-        previous = history[t - 1][rows, current]
+        previous = history[rows, t - 1, current]
         current = previous if full else np.where(lengths > t, previous, current)
     path[:, 0] = current
     return [row[:n].tolist() for row, n in zip(path, lengths.tolist())]

@@ -66,6 +66,8 @@ class Batch:
     soft_weight: float = 1.0
 
     def to(self, device: torch.device | str) -> "Batch":
+        if self.chars.device == torch.device(device):  # already there (collate makes CPU batches)
+            return self
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
         return Batch(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in moved.items()})
 
@@ -102,10 +104,8 @@ class LabelSet:
 
 
 def _pad(rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:
-    tensor = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, row in enumerate(rows):
-        tensor[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-    return tensor
+    """``rows`` right-padded with 0 to ``width``, as one (len(rows), width) tensor made in one call."""
+    return torch.tensor([[*row, *[0] * (width - len(row))] for row in rows], dtype=torch.long)
 
 
 class Featurizer:

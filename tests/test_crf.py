@@ -177,7 +177,11 @@ def test_numpy_search_on_cpu_gives_the_torch_search_paths_ties_included(seed):
     neg = torch.tensor(float("-inf"))
     for extra in (None, allowed):
         em = emissions if extra is None else torch.where(extra, emissions, neg)
-        assert _search_numpy(em, mask, start, trans, end) == _search_torch(em, mask, start, trans, end)
+        paths = _search_torch(em, mask, start, trans, end)
+        assert _search_numpy(em, mask, start, trans, end) == paths
+        for i, n in enumerate(lengths.tolist()):  # one sentence (its own search path), padded and not
+            assert _search_numpy(em[i : i + 1], mask[i : i + 1], start, trans, end) == [paths[i]]
+            assert _search_numpy(em[i : i + 1, :n], mask[i : i + 1, :n], start, trans, end) == [paths[i]]
     assert crf.viterbi(emissions, mask, allowed) == _search_torch(
         torch.where(allowed, emissions, neg), mask, start, trans, end)
 
