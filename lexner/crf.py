@@ -168,7 +168,7 @@ def _search_numpy(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tens
     for t in range(1, length):
         step = candidates[:, t]
         step += score[:, :, None]
-        step.max(1, out=best[:, t])
+        np.maximum.reduce(step, 1, out=best[:, t])  # step.max(1) without its Python wrapper
         if not full:  # a finished sentence keeps its score
             best[:, t] = np.where(keep[:, t : t + 1], best[:, t], score)
         score = best[:, t]
