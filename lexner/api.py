@@ -98,6 +98,7 @@ def build_tagger(
         label_sets=label_sets,
     )
     tagger = cls(model_config, featurizer)
+    tagger.fit_corpus(s.text for s in train)
     if tagger.embed is not None:
         found = tagger.embed.init_from(pretrained, seed=seed)
         for name, (_, vocab) in tagger.embed.tables().items():

@@ -147,3 +147,16 @@ class Lexicon:
         ]
         found.sort()
         return found
+
+    def count_uncovered(self, texts: Iterable[str]) -> np.ndarray:
+        """How often each word (by id) occurs in ``texts`` where no longer matched word covers it — the
+        statistic SoftLexicon's frequency weights use (so "北京" inside "北京大学" counts for "北京大学" only)."""
+        counts = np.zeros(len(self.words), dtype=np.int64)
+        for text in texts:
+            reach = -1  # the furthest end of the matches seen; they start no later than the current one
+            for m in sorted(self.match(text), key=lambda m: (m.start, -m.end)):  # longer first at one start
+                if m.end > reach:  # not inside an earlier (or same-start, longer) match
+                    counts[m.word_id] += 1
+                    reach = m.end
+        return counts
+

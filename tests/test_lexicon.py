@@ -299,3 +299,10 @@ def test_read_wordlist_is_the_one_parser_of_lexicons_and_lexicon_add_files(tmp_p
     monkeypatch.setattr("lexner.lexicon.read_wordlist", lambda p: calls.append(p) or ["x"])
     assert cli._extra_words(type("Args", (), {"lexicon_add": [path]})()) == ["x"] and calls == [path]
     assert Lexicon.from_wordlist(path).words == ["x"]
+
+
+def test_count_uncovered_skips_words_inside_longer_matches():
+    lexicon = Lexicon(["北京", "北京大学", "大学", "学在", "在北京"])
+    # 北京大学在北京: 北京 and 大学 lie inside 北京大学, the second 北京 inside 在北京; 学在 sticks out of 北京大学
+    counts = lexicon.count_uncovered(["北京大学在北京", "大学", "北京"])
+    assert dict(zip(lexicon.words, counts.tolist())) == {"北京": 1, "北京大学": 1, "大学": 1, "学在": 1, "在北京": 1}

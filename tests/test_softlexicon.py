@@ -17,6 +17,12 @@ class TestSoftLexiconWithoutBigrams(TaggerContract):
     config = {"char_dim": 16, "bigram_dim": 0, "word_dim": 12, "hidden": 24, "dropout": 0.0}
 
 
+class TestSoftLexiconFrequencyWeights(TaggerContract):
+    model_name = "softlexicon"
+    config = {"char_dim": 16, "bigram_dim": 8, "word_dim": 12, "hidden": 24, "dropout": 0.2,
+              "word_weights": "frequency"}
+
+
 def test_pooled_word_sets_by_hand():
     # one sentence of 5 characters; words [0, 2] (a), [1, 2] (b), [2, 4] (c), and one padding word
     words = torch.tensor([[[1.0], [10.0], [100.0], [7.0]]])
@@ -50,3 +56,41 @@ def test_needs_a_lexicon_and_even_hidden(corpus):
         SoftLexicon(SoftLexiconConfig(), Featurizer.build(corpus))
     with pytest.raises(ValueError, match="even"):
         SoftLexicon(SoftLexiconConfig(hidden=25), Featurizer.build(corpus, lexicon=Lexicon(TOY_WORDS)))
+
+
+def test_frequency_weighted_word_sets_by_hand():
+    # the sentence above; frequencies a: 1, b: 3, c: 4 (padding: anything)
+    words = torch.tensor([[[1.0], [10.0], [100.0], [7.0]]])
+    heads, tails = torch.tensor([[0, 1, 2, 0]]), torch.tensor([[2, 2, 4, 0]])
+    mask = torch.tensor([[True, True, True, False]])
+    pooled = pooled_word_sets(words, heads, tails, mask, 5, torch.tensor([[1, 3, 4, 9]]))[0]
+    # each word: 3 · z(w) / (the sum of z over all of the character's words)
+    expected = torch.tensor([
+        [3.0 * 1 / 1, 0.0, 0.0],  # 0: a (1)
+        [3.0 * 3 / 4 * 10, 3.0 * 1 / 4 * 1, 0.0],  # 1: b begins (3), inside a (1)
+        [3.0 * 4 / 8 * 100, 0.0, 3.0 * (1 * 1 + 3 * 10) / 8],  # 2: c begins (4), a (1) and b (3) end
+        [0.0, 3.0 * 100, 0.0],
+        [0.0, 0.0, 3.0 * 100],
+    ])
+    assert torch.allclose(pooled, expected)
+
+
+def test_frequency_weights_count_training_texts_and_survive_saving_and_new_words(corpus, tmp_path):
+    from lexner.models import Tagger
+
+    lexicon = Lexicon(TOY_WORDS)
+    tagger = build_tagger("softlexicon", corpus, {"hidden": 8, "word_weights": "frequency"}, lexicon=lexicon)
+    expected = lexicon.count_uncovered(s.text for s in corpus)
+    assert expected.sum() > 0 and tagger.word_counts[0] == 0  # row 0: padding
+    assert tagger.word_counts[1:].tolist() == expected.tolist()
+    tagger.save(tmp_path / "m")
+    loaded = Tagger.load(tmp_path / "m")
+    assert torch.equal(loaded.word_counts, tagger.word_counts)
+    assert loaded.add_words(["新词语", "北京"]) == 1
+    assert loaded.word_counts.shape[0] == tagger.word_counts.shape[0] + 1 and loaded.word_counts[-1] == 0
+    loaded.eval()
+    assert loaded.tag("新词语在北京") is not None  # the new word's weight is 1
+    loaded.save(tmp_path / "again")
+    assert torch.equal(Tagger.load(tmp_path / "again").word_counts, loaded.word_counts)
+    with pytest.raises(ValueError, match="word_weights"):
+        build_tagger("softlexicon", corpus, {"word_weights": "idf"}, lexicon=lexicon)

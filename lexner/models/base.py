@@ -40,6 +40,7 @@ WEIGHTS_FILE = "model.safetensors"
 MAX_CONFIG_INT = (1 << 31) - 1  # bounds every integer setting; sizes are checked against the weights
 MAX_LAYERS = 64  # layers are built in a Python loop: a huge count would hang before any check
 _FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+_INT_DTYPES = {"I32", "I64"}  # counts (softlexicon's word frequencies)
 
 
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
@@ -142,9 +143,10 @@ def _build_for_loading(cls, config, featurizer: Featurizer, config_file: Path) -
         raise ModelFormatError(f"{config_file}: the config's sizes cannot be built ({err})") from None
 
 
-def _check_weights_header(weights_file: Path, expected: dict[str, tuple[int, ...]]) -> None:
-    """The safetensors header (read without loading any tensor) must hold floating-point weights of exactly
-    the shapes the config implies, so that nothing larger than the file is ever read into memory."""
+def _check_weights_header(weights_file: Path, expected: dict[str, tuple[tuple[int, ...], bool]]) -> None:
+    """The safetensors header (read without loading any tensor) must hold weights of exactly the shapes the
+    config implies (``expected``: key -> (shape, floating point or not)), floating point where the model's are
+    and integers where it counts, so that nothing larger than the file is ever read into memory."""
     from safetensors import safe_open
 
     try:
@@ -154,13 +156,15 @@ def _check_weights_header(weights_file: Path, expected: dict[str, tuple[int, ...
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelFormatError(f"{weights_file}: not a readable safetensors file ({err})") from None
     for key, (_, dtype) in header.items():
-        if dtype not in _FLOAT_DTYPES:
+        if dtype not in _FLOAT_DTYPES and not (key in expected and not expected[key][1] and dtype in _INT_DTYPES):
             raise ModelFormatError(f"{weights_file}: {key} has dtype {dtype}; weights must be floating point")
     if set(header) != set(expected):
         missing, extra = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
         raise ModelFormatError(f"{weights_file}: weights do not match config.json: missing {missing[:5]}, "
                                f"unexpected {extra[:5]}")
-    for key, shape in expected.items():
+    for key, (shape, floating) in expected.items():
+        if floating and header[key][1] not in _FLOAT_DTYPES:
+            raise ModelFormatError(f"{weights_file}: {key} has dtype {header[key][1]}; it must be floating point")
         if header[key][0] != shape:
             raise ModelFormatError(f"{weights_file}: weights do not match config.json: {key} has shape "
                                    f"{list(header[key][0])}, the config implies {list(shape)}")
@@ -262,6 +266,10 @@ class Tagger(nn.Module):
     def emissions(self, batch: Batch) -> torch.Tensor:
         """Tag scores of shape (B, T, number of tags) of the head of ``batch.labels``."""
         return self.head(batch.labels)[0](self.features(batch))
+
+    def fit_corpus(self, texts: Iterable[str]) -> None:
+        """Statistics a model takes from its training texts before training (e.g. softlexicon's word
+        frequencies); none by default."""
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         """Parameters of a pretrained encoder, trained with their own (lower) learning rate."""
@@ -452,7 +460,8 @@ class Tagger(nn.Module):
         except DataFormatError as err:
             raise ModelFormatError(str(err)) from None
         model = _build_for_loading(cls, config, featurizer, config_file)  # no memory committed yet
-        _check_weights_header(weights_file, {k: tuple(v.shape) for k, v in model.state_dict().items()})
+        _check_weights_header(weights_file, {k: (tuple(v.shape), v.is_floating_point())
+                                             for k, v in model.state_dict().items()})
         try:
             state = {current_key(k): v for k, v in load_file(str(weights_file)).items()}
         except (SafetensorError, OSError) as err:

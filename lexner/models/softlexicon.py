@@ -4,11 +4,16 @@ NER"): the lattice's words are pooled into each character's input instead of cha
 For character j, the matched words fall into three sets by where j sits in them:
 B(j) = words that begin at j, M(j) = words with j strictly inside, E(j) = words that end at j
 (the lexicon's words have length ≥ 2, so the paper's fourth set S, single-character words, is the character
-itself and left out).  Each set is the mean of its words' embeddings (zeros when empty; the paper weights by
-corpus frequency, which would need counts taken over the test set too):
+itself and left out).  Each set is the mean of its words' embeddings (zeros when empty):
 
 x_j = [e^c(c_j); e^b(c_j c_{j+1}); mean e^w(B(j)); mean e^w(M(j)); mean e^w(E(j))]
 → dropout → BiLSTM → dropout → linear → CRF.
+
+``word_weights="frequency"`` weights the words as the paper does instead: v(S) = 3/Z · Σ_{w∈S} z(w) e^w(w),
+Z = Σ z(w) over all of j's words in the three sets, with z(w) = 1 + how often w occurs in the training texts
+not inside a longer matched word (:meth:`lexner.lexicon.Lexicon.count_uncovered`).  The paper counts over
+train, dev and test; here only the training texts are counted (the +1 keeps words they lack), and the counts
+are saved with the model.
 
 It reads the same lattice batch as Lattice-LSTM and FLAT, but runs a plain (cuDNN-fast) LSTM over it, so it
 tags almost as fast as the BiLSTM-CRF baseline.
@@ -17,6 +22,7 @@ tags almost as fast as the BiLSTM-CRF baseline.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 import torch
 from torch import nn
@@ -27,6 +33,9 @@ from .embedder import Embedder, Inputs
 from .recurrent import run_bilstm
 
 
+WORD_WEIGHTS = ("mean", "frequency")
+
+
 @dataclass
 class SoftLexiconConfig:
     char_dim: int = 50
@@ -35,20 +44,27 @@ class SoftLexiconConfig:
     hidden: int = 300  # both directions together
     layers: int = 1
     dropout: float = 0.5  # on the input features and on the LSTM output
+    word_weights: str = "mean"  # or "frequency": each word weighted by its training-text count (the paper's)
 
 
 def pooled_word_sets(words: torch.Tensor, heads: torch.Tensor, tails: torch.Tensor, word_mask: torch.Tensor,
-                     length: int) -> torch.Tensor:
-    """Mean word vectors of the B/M/E sets of every character: shape (B, T, 3 · D).
+                     length: int, frequencies: torch.Tensor | None = None) -> torch.Tensor:
+    """Pooled word vectors of the B/M/E sets of every character: shape (B, T, 3 · D).
 
     ``words`` (B, M, D) are the matched words' vectors, ``heads``/``tails`` (B, M) their first and last
-    character, ``word_mask`` (B, M) marks real words; ``length`` is T.
+    character, ``word_mask`` (B, M) marks real words; ``length`` is T.  Without ``frequencies`` each set is the
+    mean of its words; with them ((B, M), positive), each word is weighted by its frequency over the sum of the
+    frequencies of all the character's words (all three sets), times 3.
     """
     positions = torch.arange(length, device=words.device).view(1, 1, length)  # shape: (1, 1, T)
     h, t = heads.unsqueeze(-1), tails.unsqueeze(-1)  # shape: (B, M, 1)
     sets = torch.stack([h == positions, (h < positions) & (positions < t), t == positions], dim=1)
     sets = (sets & word_mask.view(word_mask.shape[0], 1, -1, 1)).to(words.dtype)  # shape: (B, 3, M, T)
-    weights = sets / sets.sum(2, keepdim=True).clamp(min=1)
+    if frequencies is None:
+        weights = sets / sets.sum(2, keepdim=True).clamp(min=1)
+    else:
+        sets = sets * frequencies.to(words.dtype).view(frequencies.shape[0], 1, -1, 1)
+        weights = sets * (3.0 / sets.sum((1, 2), keepdim=True).clamp(min=1e-6))
     pooled = torch.einsum("bsmt,bmd->btsd", weights, words)  # shape: (B, T, 3, D)
     return pooled.reshape(words.shape[0], length, -1)
 
@@ -64,7 +80,11 @@ class SoftLexicon(Tagger):
         super().__init__(config, featurizer)
         if config.hidden % 2:
             raise ValueError(f"hidden must be even (split over two directions), got {config.hidden}")
+        if config.word_weights not in WORD_WEIGHTS:
+            raise ValueError(f"word_weights must be one of {', '.join(WORD_WEIGHTS)}, got {config.word_weights!r}")
         self.embed = Embedder(featurizer, config.char_dim, config.bigram_dim, config.word_dim)
+        if config.word_weights == "frequency":  # z(w) - 1 per word-table row (row 0: padding), saved with the model
+            self.register_buffer("word_counts", torch.zeros(len(featurizer.word_vocab), dtype=torch.int32))
         self.dropout = nn.Dropout(config.dropout)
         self.lstm = nn.LSTM(
             self.embed.width + 3 * config.word_dim, config.hidden // 2,
@@ -72,8 +92,22 @@ class SoftLexicon(Tagger):
         )
         self.make_output(config.hidden)
 
+    def fit_corpus(self, texts: Iterable[str]) -> None:
+        """With frequency weights: count the lexicon's words in the training ``texts``."""
+        if self.config.word_weights == "frequency":
+            counts = self.featurizer.lexicon.count_uncovered(texts)
+            self.word_counts[1:] = torch.from_numpy(counts).to(self.word_counts)
+
+    def add_words(self, words: Iterable[str]) -> int:
+        added = super().add_words(words)
+        if added and self.config.word_weights == "frequency":  # new words were never counted: z(w) = 1
+            self.word_counts = torch.cat([self.word_counts, self.word_counts.new_zeros(added)])
+        return added
+
     def features(self, batch: Batch) -> torch.Tensor:
         words = self.embed.words(batch.word_ids)  # shape: (B, M, word_dim); padding rows are zeros
-        sets = pooled_word_sets(words, batch.word_heads, batch.word_tails, batch.word_mask, batch.chars.shape[1])
+        frequencies = self.word_counts[batch.word_ids] + 1 if self.config.word_weights == "frequency" else None
+        sets = pooled_word_sets(words, batch.word_heads, batch.word_tails, batch.word_mask, batch.chars.shape[1],
+                                frequencies)
         x = self.dropout(torch.cat([self.embed.characters(batch), sets], dim=-1))
         return self.dropout(run_bilstm(self.lstm, x, batch.lengths))  # shape: (B, T, hidden)
