@@ -42,9 +42,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     splits = {split: load_dataset(args.dataset, split) for split in ("dev", "test")}
-    systems = {f"member:{path}": lexner.load(path) for path in args.members}
-    systems["ensemble"] = lexner.load([str(p) for p in args.members])
-    systems.update({f"student:{path}": lexner.load(path) for path in args.students})
+    systems = {f"member:{path}": lexner.load(path, onnx=False) for path in args.members}  # all in torch
+    systems["ensemble"] = lexner.load([str(p) for p in args.members], onnx=False)
+    systems.update({f"student:{path}": lexner.load(path, onnx=False) for path in args.students})
     texts = [s.text for s in splits["test"][: args.speed_sentences]]
     chars = sum(map(len, texts))
     best = dict.fromkeys(systems, float("inf"))

@@ -34,14 +34,14 @@ import lexner  # noqa: E402
 from lexner.data import load_dataset  # noqa: E402
 from lexner.evaluate import score_spans  # noqa: E402
 from lexner.models.recurrent import run_bilstm  # noqa: E402
-from lexner.onnx_encoder import SESSION  # noqa: E402
+from lexner.onnx_encoder import session_of  # noqa: E402
 from lexner.schemes import Span  # noqa: E402
 
 
 def kernels(systems: dict, repeat: int) -> list[dict]:
     """The bare BiLSTM: torch (as lexner runs it) vs each system's ONNX Runtime session, on random inputs."""
     lstm = systems["torch"].lstm
-    sessions = {name: getattr(tagger.lstm, SESSION) for name, tagger in systems.items() if name != "torch"}
+    sessions = {name: session_of(tagger.lstm) for name, tagger in systems.items() if name != "torch"}
     rows = []
     for batch in (1, 64):
         x = torch.randn(batch, 40, lstm.input_size)

@@ -93,11 +93,15 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="only the first N test sentences (0 = all)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the lexner models")
     parser.add_argument("--repeat", type=int, default=3, help="rounds over every system in turn; the best counts")
-    parser.add_argument("--runtimes", nargs="+", default=["torch"], choices=["torch", "onnx", "onnx-int8"],
+    from lexner.onnx_encoder import RUNTIMES, runtime_argument
+
+    parser.add_argument("--runtimes", nargs="+", default=["torch"], choices=list(RUNTIMES),
                         help="each lexner model once per runtime (lexner tag --runtime): onnx and onnx-int8 run its "
                              "BiLSTM in ONNX Runtime for single sentences, onnx-int8 with int8 weights")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
 
     import torch
     from machine import machine_info
@@ -134,8 +138,6 @@ def main() -> None:
             rows.append({"system": name, "kind": "peer",
                          "skipped": f"not installed ({error}); pip install -e '.[peers]'"})
             print(json.dumps(rows[-1]), flush=True)
-    from lexner.onnx_encoder import runtime_argument
-
     for spec, runtime in [(spec, runtime) for spec in args.models for runtime in args.runtimes]:
         name, _, directory = spec.partition("=")
         tagger = lexner.load(directory or None, onnx=runtime_argument(runtime))

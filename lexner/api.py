@@ -9,6 +9,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .data import Sentence, data_root, entity_types
 from .dictionary import Dictionary
+from .fileio import ModelFormatError
 from .features import DEFAULT_LABELS, Featurizer
 from .lexicon import Lexicon
 from .models import Tagger, model_class
@@ -115,7 +116,7 @@ def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, de
 
     ``extra_words``: domain words added to a lattice tagger's lexicon (see :meth:`Tagger.add_words`).
     ``dictionary``: ``{word: type}`` forced into every decoded path (see :meth:`Tagger.add_dictionary`).
-    ``onnx``: run a BiLSTM encoder through ONNX Runtime for single sentences (:mod:`lexner.onnx_encoder`):
+    ``onnx``: run a BiLSTM encoder through ONNX Runtime in CPU inference (:mod:`lexner.onnx_encoder`):
     True or "float32" (same outputs as torch), "int8" (int8 LSTM weights: faster, outputs close), False (torch),
     None (what the model directory's config.json ``"runtime"`` says, torch if nothing; if that asks for ONNX
     Runtime and it is not installed, a warning and torch).
@@ -136,13 +137,18 @@ def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, de
         log.info("added %d new lexicon words (%d given)", added, len(extra_words))
     if dictionary is not None:
         tagger.add_dictionary(dictionary)
-    from .onnx_encoder import precision_of, use_onnx
+    from .onnx_encoder import bilstms, precision_of, runtime_name, use_onnx
 
     saved = tagger.metadata.get("runtime")
-    precision = precision_of(onnx, saved, Path(directory) / "config.json")
+    config_file = Path(directory) / "config.json"
+    precision = precision_of(onnx, saved, config_file)
     if precision is not None:
+        if onnx is None and not bilstms(tagger):
+            raise ModelFormatError(f"{config_file}: runtime {saved!r} runs a BiLSTM in ONNX Runtime; "
+                                   f"{tagger.name} has none")
         try:
             use_onnx(tagger, precision=precision)
+            tagger.runtime = runtime_name(precision)
         except ImportError:
             if onnx is not None:
                 raise

@@ -225,16 +225,18 @@ def _dictionary(args):
     return Dictionary.read(args.dictionary) if getattr(args, "dictionary", None) else None
 
 
-RUNTIME_HELP = ("how a BiLSTM encoder runs for single sentences: torch, onnx (ONNX Runtime, same outputs, faster "
-                "one text at a time) or onnx-int8 (int8 weights, faster still, outputs close); default: what the "
-                'model directory says, else torch (ONNX Runtime: pip install "lexner[onnx]")')
+RUNTIME_HELP = ("how a BiLSTM encoder runs on the CPU: torch, onnx (ONNX Runtime, same outputs, faster) or onnx-int8 "
+                "(int8 weights, faster still, outputs close); default: what the model directory says, else torch "
+                '(ONNX Runtime: pip install "lexner[onnx]")')
 
 
-def _runtime_args(parser: argparse.ArgumentParser) -> None:
+def _runtime_args(parser: argparse.ArgumentParser, help: str = RUNTIME_HELP, alias: bool = True) -> None:
     from .onnx_encoder import RUNTIMES
 
-    parser.add_argument("--runtime", choices=list(RUNTIMES), default=None, help=RUNTIME_HELP)
-    parser.add_argument("--onnx", dest="runtime", action="store_const", const="onnx", help="same as --runtime onnx")
+    parser.add_argument("--runtime", choices=list(RUNTIMES), default=None, help=help)
+    if alias:
+        parser.add_argument("--onnx", dest="runtime", action="store_const", const="onnx",
+                            help="same as --runtime onnx")
 
 
 def _load_for_tagging(args, extra_words: list[str]):
@@ -328,7 +330,6 @@ def build_parser() -> argparse.ArgumentParser:
     from .data import DATASETS, FORMATS as DATA_FORMATS, TYPE_MAPS
     from .fileio import UTF8_ERRORS
     from .models import MODELS
-    from .onnx_encoder import RUNTIMES
     from .output import FORMATS as OUTPUT_FORMATS
     from .train import TrainConfig
 
@@ -406,9 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rename an entity type in the copy (e.g. NR=PER); repeatable")
     x.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help="domain words added to a lattice model's lexicon before exporting; repeatable")
-    x.add_argument("--runtime", choices=list(RUNTIMES), default=None,
-                   help="how lexner.load runs the copy's BiLSTM by default, written into its config.json: torch, onnx "
-                        "or onnx-int8 (see lexner tag --runtime; default: as the source model says)")
+    _runtime_args(x, alias=False, help="how lexner.load runs the copy's BiLSTM by default, written into its "
+                                       "config.json: torch, onnx or onnx-int8 (see lexner tag --runtime; default: "
+                                       "as the source model says)")
     x.set_defaults(func=cmd_export)
 
     g = sub.add_parser("tag", help="tag text (with the bundled model unless --model is given)")

@@ -111,7 +111,7 @@ def _tolerances_numpy(em: np.ndarray, start: np.ndarray, trans: np.ndarray) -> n
     decisions never depend on the others in its batch)."""
     finite = lambda a: np.where(np.isfinite(a), np.abs(a), 0.0)  # noqa: E731
     per_position = finite(em).max(2)  # shape: (B, T)
-    steps = np.arange(em.shape[1])
+    steps = np.arange(em.shape[1], dtype=em.dtype)  # float32, as in torch
     return TIE * (1.0 + finite(start).max() + np.cumsum(per_position, 1) + steps * finite(trans).max())
 
 
@@ -132,7 +132,7 @@ def _search_torch(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tens
     tolerance = _tolerances_torch(emissions, start, trans)  # shape: (B, T)
     for t in range(1, length):
         # shape: (B, K_prev, K_next)
-        candidates = score.unsqueeze(2) + trans + emissions[:, t].unsqueeze(1)
+        candidates = score.unsqueeze(2) + (trans + emissions[:, t].unsqueeze(1))  # the numpy search's order
         best = candidates.amax(dim=1)
         score = torch.where(mask[:, t : t + 1], best, score)
         # the lowest index within the tolerance of the best (uint8: argmax returns the first maximum)

@@ -12,8 +12,13 @@ runs in ONNX Runtime; training, gradients, CUDA and saving are unaffected.  floa
 float rounding (~1e-6; the decoder's tie rule keeps such noise from changing a path).
 
 ``onnx="int8"`` quantizes the graph's LSTM weights to int8 (ONNX Runtime's dynamic quantization,
-``DynamicQuantizeLSTM``, activations quantized per call).  Outputs are then close to, not equal to, float32's;
-``benchmarks/onnx_encoder.py`` measures speed and F1 of torch, float32 and int8 side by side.  A model directory
+``DynamicQuantizeLSTM``, activations quantized per call).  Outputs are then close to, not equal to, float32's,
+and since the activations' scale is taken per call, a sentence's result can depend on the other sentences of
+its batch; ``benchmarks/onnx_encoder.py`` measures speed and F1 of torch, float32 and int8 side by side.
+
+Sessions are kept beside the modules (a tagger still pickles and copies, without them) with a fingerprint of
+the weights they were built from: once the weights change (training goes on), torch runs the LSTM again.
+ONNX Runtime uses as many threads as torch did when the sessions were built.  A model directory
 can carry the choice (``lexner export --runtime onnx-int8`` writes ``"runtime": "onnx-int8"`` into its
 config.json); :func:`lexner.load` then applies it unless told otherwise.
 """
@@ -23,13 +28,17 @@ from __future__ import annotations
 import importlib
 import logging
 import tempfile
+import weakref
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-SESSION = "onnx_session"  # the attribute of an nn.LSTM that holds its ONNX Runtime session
+# each nn.LSTM's ONNX Runtime session and the fingerprint of the weights it was built from; kept beside the
+# module, not in it, so that a tagger still pickles and copies (without its sessions)
+_SESSIONS: "weakref.WeakKeyDictionary[nn.LSTM, tuple[Any, tuple]]" = weakref.WeakKeyDictionary()
 RUNTIMES = {"torch": None, "onnx": "float32", "onnx-int8": "int8"}  # config.json "runtime" -> load()'s onnx=
 PRECISIONS = ("float32", "int8")
 
@@ -61,6 +70,11 @@ def precision_of(onnx: bool | str | None, saved: object, where: object) -> str |
 def runtime_argument(runtime: str | None) -> bool | str | None:
     """``lexner.load``'s ``onnx=`` for a runtime name (``--runtime``; None: as the model directory says)."""
     return None if runtime is None else RUNTIMES[runtime] or False
+
+
+def runtime_name(precision: str | None) -> str:
+    """The runtime name (``RUNTIMES``) of a precision (None: torch)."""
+    return next(name for name, p in RUNTIMES.items() if p == precision)
 
 
 class _DropPreprocessingHint(logging.Filter):
@@ -100,7 +114,8 @@ def _graph(lstm: nn.LSTM) -> bytes:
         return weight.reshape(4, hidden, -1)[onnx_order].reshape(weight.shape)
 
     nodes = [helper.make_node("Transpose", ["x"], ["x_time_first"], perm=[1, 0, 2])]
-    weights = [numpy_helper.from_array(np.array([0, 0, -1], dtype=np.int64), "both_directions")]
+    weights = [numpy_helper.from_array(np.array([0, 0, 2 * hidden], dtype=np.int64),
+                                       "both_directions")]
     previous = "x_time_first"
     for layer in range(lstm.num_layers):
         per_direction = {"W": [], "R": [], "B": []}
@@ -129,10 +144,38 @@ def _graph(lstm: nn.LSTM) -> bytes:
     return model.SerializeToString()
 
 
-def use_onnx(tagger: nn.Module, threads: int = 1, precision: str = "float32") -> int:
-    """Run each bidirectional ``nn.LSTM`` of ``tagger`` through ONNX Runtime (``threads`` intra-op threads)
-    in CPU inference, in float32 or with int8 weights (``precision``); returns how many there are.  A tagger
-    without one is refused."""
+def _fingerprint(lstm: nn.LSTM) -> tuple:
+    """Changes whenever a weight of ``lstm`` is changed in place (an optimiser step) or replaced."""
+    return tuple((p.data_ptr(), p._version) for p in lstm.parameters())
+
+
+def session_of(lstm: nn.LSTM) -> Any | None:
+    """The ONNX Runtime session attached to ``lstm``, or None (none attached, or its weights changed since:
+    then torch runs it, and the stale session is dropped)."""
+    attached = _SESSIONS.get(lstm)
+    if attached is None:
+        return None
+    session, fingerprint = attached
+    if fingerprint != _fingerprint(lstm):
+        log.info("an LSTM's weights changed after its ONNX Runtime session was built: torch runs it from now on")
+        del _SESSIONS[lstm]
+        return None
+    return session
+
+
+def attach(lstm: nn.LSTM, session: Any | None) -> None:
+    """Attach ``session`` to ``lstm`` for its current weights (None: detach)."""
+    if session is None:
+        _SESSIONS.pop(lstm, None)
+    else:
+        _SESSIONS[lstm] = (session, _fingerprint(lstm))
+
+
+def use_onnx(tagger: nn.Module, threads: int | None = None, precision: str = "float32") -> int:
+    """Run each bidirectional ``nn.LSTM`` of ``tagger`` through ONNX Runtime (``threads`` intra-op threads;
+    None: torch's thread count) in CPU inference, in float32 or with int8 weights (``precision``); returns how
+    many there are.  A tagger without one is refused.  If the weights change afterwards (training), torch runs
+    them again."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     try:
@@ -145,19 +188,22 @@ def use_onnx(tagger: nn.Module, threads: int = 1, precision: str = "float32") ->
         raise ValueError(f"{getattr(tagger, 'name', type(tagger).__name__)} has no BiLSTM encoder to run in "
                          "ONNX Runtime")
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = torch.get_num_threads() if threads is None else threads
     options.inter_op_num_threads = 1
     for lstm in lstms:
         graph = _graph(lstm) if precision == "float32" else _int8(_graph(lstm))
-        setattr(lstm, SESSION, ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"]))
+        attach(lstm, ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"]))
     return len(lstms)
 
 
 def onnx_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:
     """The BiLSTM's output for the padded batch ``x`` of shape (B, T, input) from its ONNX Runtime session, or
-    None where torch must run it (no session, training, not on the CPU, gradients wanted)."""
-    session = getattr(lstm, SESSION, None)
-    if session is None or lstm.training or x.device.type != "cpu" or torch.is_grad_enabled():
+    None where torch must run it (no session or a stale one, training, not on the CPU, gradients wanted, an
+    empty batch)."""
+    if lstm.training or x.device.type != "cpu" or torch.is_grad_enabled() or x.numel() == 0:
+        return None
+    session = session_of(lstm)
+    if session is None:
         return None
     feed = {"x": x.detach().float().numpy(), "lengths": lengths.to(torch.int32).numpy()}
     return torch.from_numpy(session.run(None, feed)[0])

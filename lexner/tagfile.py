@@ -24,14 +24,17 @@ log = logging.getLogger(__name__)
 _WORKER_TAGGER = None
 
 
-def _worker_init(model_dir: str | None, extra_words: list[str], dictionary: list[tuple[str, str]] | None) -> None:
+def _worker_init(model_dir: str | None, extra_words: list[str], dictionary: list[tuple[str, str]] | None,
+                 runtime: str) -> None:
     import torch
 
     from .api import load
+    from .onnx_encoder import runtime_argument
 
     global _WORKER_TAGGER
     torch.set_num_threads(1)  # one core per worker process
-    _WORKER_TAGGER = load(model_dir, extra_words=extra_words, dictionary=dictionary)
+    _WORKER_TAGGER = load(model_dir, extra_words=extra_words, dictionary=dictionary,
+                          onnx=runtime_argument(runtime))  # the runtime the parent's tagger runs
 
 
 def _worker_tag(lines: list[str], batch_size: int, fmt: str, labels: str | None) -> str:
@@ -130,7 +133,8 @@ def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers:
             spawn = multiprocessing.get_context("spawn")  # fork after torch has started threads can hang
             dictionary = tagger.dictionary.items() if tagger.dictionary else None
             with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_worker_init,
-                                     initargs=(str(tagger.source), extra_words, dictionary)) as pool:
+                                     initargs=(str(tagger.source), extra_words, dictionary,
+                                               getattr(tagger, "runtime", "torch"))) as pool:
                 pending: deque = deque()
 
                 def write_oldest() -> None:

@@ -249,3 +249,23 @@ def test_a_sentences_decisions_do_not_depend_on_the_other_sentences_in_its_batch
     start, trans, end = constrained_scores(crf)
     both = torch.cat([small, huge])
     assert _search_torch(both, mask, start, trans, end) == _search_numpy(both, mask, start, trans, end) == together
+
+
+def test_numpy_and_torch_searches_agree_at_the_edge_of_the_tie_tolerance():
+    """A candidate placed right at the tie tolerance below the best: the two searches must compute the
+    same tolerance and the same sums (dtype and order), or they split differently on such inputs."""
+    import numpy as np
+
+    from lexner.crf import _search_numpy, _search_torch, _tolerances_numpy
+
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        em = (rng.normal(size=(1, 2, 2)) * rng.choice([1e2, 1e5])).astype(np.float32)
+        start = (rng.normal(size=2) * 10).astype(np.float32)
+        trans = (rng.normal(size=(2, 2)) * 10).astype(np.float32)
+        first = start + em[0, 0]
+        edge = first[1] + trans[1, 0] - _tolerances_numpy(em, start, trans)[0, 1] * rng.uniform(0.99, 1.01)
+        trans[0, 0] = np.float32(edge - first[0])  # tag 0's route to tag 0 within a hair of the tolerance
+        args = (torch.from_numpy(em), torch.ones(1, 2, dtype=torch.bool), torch.from_numpy(start),
+                torch.from_numpy(trans), torch.tensor([0.0, float("-inf")]))
+        assert _search_numpy(*args) == _search_torch(*args)

@@ -9,7 +9,7 @@ pytest.importorskip("onnx")
 from lexner.api import build_tagger  # noqa: E402
 from lexner.lexicon import Lexicon  # noqa: E402
 from lexner.models.recurrent import run_bilstm  # noqa: E402
-from lexner.onnx_encoder import SESSION, use_onnx  # noqa: E402
+from lexner.onnx_encoder import attach, session_of, use_onnx  # noqa: E402
 
 SMALL = {"char_dim": 8, "bigram_dim": 8, "hidden": 16}
 TEXTS = ["张三在北京大学工作。", "李四去了广州市", "Elon Musk 在 上海", "我", "国际奥委会主席罗格出席开幕式。" * 3]
@@ -32,10 +32,9 @@ def test_inference_runs_in_onnx_runtime_with_torchs_outputs(name, corpus, monkey
     expected = [tagger.tag(t) for t in TEXTS]
     batched = tagger.tag_batch(TEXTS)
     assert use_onnx(tagger) == 1
-    session = getattr(tagger.lstm, SESSION)
+    session = session_of(tagger.lstm)
     runs = []
-    monkeypatch.setattr(tagger.lstm, SESSION, type("Spy", (), {"run": lambda self, *a: runs.append(1) or
-                                                                 session.run(*a)})())
+    attach(tagger.lstm, type("Spy", (), {"run": lambda self, *a: runs.append(1) or session.run(*a)})())
     assert [tagger.tag(t) for t in TEXTS] == expected
     assert len(runs) == len(TEXTS)  # every one-line text went through the session
     runs.clear()
@@ -51,7 +50,7 @@ def test_a_padded_batch_gives_torchs_outputs_for_every_sentence(layers, corpus):
     use_onnx(tagger)
     with torch.inference_mode():
         fast = run_bilstm(tagger.lstm, x, lengths)
-        setattr(tagger.lstm, SESSION, None)
+        attach(tagger.lstm, None)
         slow = run_bilstm(tagger.lstm, x, lengths)
     assert fast.shape == slow.shape and torch.allclose(fast, slow, atol=1e-5)
     assert not fast[1, 1:].any()  # padding positions are zeros
@@ -97,7 +96,7 @@ def test_int8_weights_give_close_but_not_identical_outputs(corpus):
     x = torch.randn(1, 12, tagger.lstm.input_size)
     with torch.inference_mode():
         quantized = run_bilstm(tagger.lstm, x, torch.tensor([12]))
-        setattr(tagger.lstm, SESSION, None)
+        attach(tagger.lstm, None)
         exact = run_bilstm(tagger.lstm, x, torch.tensor([12]))
     error = (quantized - exact).abs().max().item()
     assert 0 < error < 0.05  # quantized (not the float graph), and close
@@ -112,7 +111,7 @@ def saved_model(tmp_path, corpus, name="softlexicon"):
 
 
 def sessions(tagger):
-    return [getattr(m, SESSION, None) for m in tagger.modules() if isinstance(m, torch.nn.LSTM)]
+    return [session_of(m) for m in tagger.modules() if isinstance(m, torch.nn.LSTM)]
 
 
 def test_an_exported_model_carries_its_runtime_and_load_can_override_it(tmp_path, corpus):
@@ -175,3 +174,48 @@ def test_lexner_tag_runtime_option_reaches_load(tmp_path, corpus, monkeypatch):
                              (["--onnx"], "float32"), ([], None)):
         assert main(["tag", "-m", str(directory), *option, "张三在北京"]) == 0
         assert seen.pop() == expected
+
+
+def test_a_session_is_dropped_when_the_weights_change_and_never_pickled(corpus):
+    import copy
+    import pickle
+
+    tagger = tagger_of("softlexicon", corpus)
+    use_onnx(tagger)
+    x, lengths = torch.randn(2, 5, tagger.lstm.input_size), torch.tensor([5, 3])
+    with torch.no_grad():
+        tagger.lstm.weight_hh_l0.mul_(0.5)  # training went on (an in-place optimiser step)
+    with torch.inference_mode():
+        after = run_bilstm(tagger.lstm, x, lengths)
+    assert session_of(tagger.lstm) is None  # stale: torch runs the new weights
+    with torch.inference_mode():
+        assert torch.equal(after, run_bilstm(tagger.lstm, x, lengths))
+    use_onnx(tagger)
+    assert session_of(copy.deepcopy(tagger.lstm)) is None and session_of(tagger.lstm) is not None
+    assert session_of(pickle.loads(pickle.dumps(tagger.lstm))) is None
+    with torch.inference_mode():  # an empty batch: torch's empty output, not an ONNX Runtime abort
+        assert run_bilstm(tagger.lstm, x[:0], lengths[:0]).shape == (0, 5, tagger.lstm.hidden_size * 2)
+
+
+def test_workers_load_the_model_with_the_parents_runtime(tmp_path, corpus):
+    import lexner
+    from lexner import tagfile
+
+    directory = saved_model(tmp_path, corpus)
+    for onnx, runtime in ((False, "torch"), (True, "onnx"), ("int8", "onnx-int8")):
+        parent = lexner.load(directory, onnx=onnx)
+        assert parent.runtime == runtime
+        tagfile._worker_init(str(directory), [], None, parent.runtime)
+        assert tagfile._WORKER_TAGGER.runtime == runtime
+
+
+def test_a_runtime_in_the_config_of_a_model_without_a_bilstm_names_the_file(tmp_path, corpus):
+    import lexner
+    from lexner.fileio import ModelFormatError
+
+    tagger = build_tagger("lattice_lstm", corpus, {"char_dim": 8, "bigram_dim": 8, "word_dim": 8, "hidden": 16},
+                          lexicon=Lexicon(["北京"]))
+    tagger.save(tmp_path / "m", extra={"runtime": "onnx"})
+    with pytest.raises(ModelFormatError, match=r"config\.json: runtime 'onnx' runs a BiLSTM"):
+        lexner.load(tmp_path / "m")
+    assert lexner.load(tmp_path / "m", onnx=False).runtime == "torch"

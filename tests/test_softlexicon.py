@@ -88,9 +88,34 @@ def test_frequency_weights_count_training_texts_and_survive_saving_and_new_words
     assert torch.equal(loaded.word_counts, tagger.word_counts)
     assert loaded.add_words(["新词语", "北京"]) == 1
     assert loaded.word_counts.shape[0] == tagger.word_counts.shape[0] + 1 and loaded.word_counts[-1] == 0
-    loaded.eval()
-    assert loaded.tag("新词语在北京") is not None  # the new word's weight is 1
     loaded.save(tmp_path / "again")
     assert torch.equal(Tagger.load(tmp_path / "again").word_counts, loaded.word_counts)
     with pytest.raises(ValueError, match="word_weights"):
         build_tagger("softlexicon", corpus, {"word_weights": "idf"}, lexicon=lexicon)
+
+
+def test_frequency_weights_change_the_emissions_and_hostile_counts_are_refused(corpus, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from lexner.fileio import ModelFormatError
+    from lexner.models import Tagger
+
+    lexicon = Lexicon(TOY_WORDS)
+    torch.manual_seed(0)
+    weighted = build_tagger("softlexicon", corpus, {"hidden": 8, "word_weights": "frequency"}, lexicon=lexicon).eval()
+    plain = build_tagger("softlexicon", corpus, {"hidden": 8}, lexicon=lexicon).eval()
+    plain.load_state_dict({k: v for k, v in weighted.state_dict().items() if k != "word_counts"})
+    batch = weighted.featurizer.encode(["张三在北京工作，王小明在广州市"])
+    with torch.no_grad():
+        assert not torch.allclose(weighted.emissions(batch), plain.emissions(batch))
+        weighted.word_counts.zero_()  # every z(w) = 1: still not the per-set mean (one Z over all three sets)
+        assert not torch.allclose(weighted.emissions(batch), plain.emissions(batch))
+    weighted.save(tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    state = load_file(str(weights))
+    for bad, message in ((state["word_counts"] - 5, "negative counts"),
+                         (state["word_counts"].float(), "word_counts has dtype F32; it must be I32"),
+                         (state["word_counts"].long(), "word_counts has dtype I64; it must be I32")):
+        save_file({**state, "word_counts": bad}, str(weights))
+        with pytest.raises(ModelFormatError, match=message):
+            Tagger.load(tmp_path / "m")

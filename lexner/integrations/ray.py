@@ -34,13 +34,13 @@ class Tagging:
     """A Ray Data callable class: one loaded model per actor, tagging the ``column`` of each batch."""
 
     def __init__(self, model: str | None, column: str, output_column: str, labels: str | None, batch_size: int,
-                 threads: int):
+                 threads: int, onnx: bool | str | None = None):
         import torch
 
         import lexner
 
         torch.set_num_threads(threads)
-        self.tagger = lexner.load(model)
+        self.tagger = lexner.load(model, onnx=onnx)
         self.column, self.output_column = column, output_column
         self.labels, self.batch_size = labels, batch_size
 
@@ -54,12 +54,13 @@ class Tagging:
 
 def tag_dataset(dataset: "ray.data.Dataset", model: str | os.PathLike | None = None, *, column: str = "text",
                 output_column: str = "entities", labels: str | None = None, workers: int = 2,
-                threads_per_worker: int = 1, rows_per_call: int = 1024, batch_size: int = 64) -> "ray.data.Dataset":
+                threads_per_worker: int = 1, rows_per_call: int = 1024, batch_size: int = 64,
+                onnx: bool | str | None = None) -> "ray.data.Dataset":
     """``dataset`` with an ``output_column`` of the entities in each row's ``column``, tagged by ``workers``
     actors with ``threads_per_worker`` torch threads (and as many CPUs reserved) each; each call of an actor
     takes ``rows_per_call`` rows and tags them in batches of ``batch_size`` texts.  ``labels``: the head of a
-    multi-task model (None: the default one).  A loaded model can be given by the directory it was loaded
-    from (``tagger.source``)."""
+    multi-task model (None: the default one); ``onnx``: as in :func:`lexner.load` (None: as the model directory
+    says).  A loaded model can be given by the directory it was loaded from (``tagger.source``)."""
     columns = dataset.columns(fetch_if_missing=False)  # known without running the pipeline, or None
     if columns is not None and column not in columns:
         raise ValueError(f"the dataset has no column {column!r} (it has {columns})")
@@ -72,6 +73,7 @@ def tag_dataset(dataset: "ray.data.Dataset", model: str | os.PathLike | None = N
                                     "every node can read)")
     return dataset.map_batches(
         Tagging, fn_constructor_kwargs={"model": model, "column": column, "output_column": output_column,
-                                        "labels": labels, "batch_size": batch_size, "threads": threads_per_worker},
+                                        "labels": labels, "batch_size": batch_size, "threads": threads_per_worker,
+                                        "onnx": onnx},
         batch_size=rows_per_call, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=threads_per_worker)

@@ -40,7 +40,7 @@ WEIGHTS_FILE = "model.safetensors"
 MAX_CONFIG_INT = (1 << 31) - 1  # bounds every integer setting; sizes are checked against the weights
 MAX_LAYERS = 64  # layers are built in a Python loop: a huge count would hang before any check
 _FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
-_INT_DTYPES = {"I32", "I64"}  # counts (softlexicon's word frequencies)
+_INT_DTYPES = {torch.int32: "I32", torch.int64: "I64"}  # counts (softlexicon's word frequencies), stored exactly
 
 
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
@@ -143,10 +143,10 @@ def _build_for_loading(cls, config, featurizer: Featurizer, config_file: Path) -
         raise ModelFormatError(f"{config_file}: the config's sizes cannot be built ({err})") from None
 
 
-def _check_weights_header(weights_file: Path, expected: dict[str, tuple[tuple[int, ...], bool]]) -> None:
+def _check_weights_header(weights_file: Path, expected: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> None:
     """The safetensors header (read without loading any tensor) must hold weights of exactly the shapes the
-    config implies (``expected``: key -> (shape, floating point or not)), floating point where the model's are
-    and integers where it counts, so that nothing larger than the file is ever read into memory."""
+    config implies (``expected``: key -> (shape, the model's dtype)): floating point where the model's are, the
+    model's own integer type where it counts, so that nothing larger than the file is ever read into memory."""
     from safetensors import safe_open
 
     try:
@@ -156,15 +156,16 @@ def _check_weights_header(weights_file: Path, expected: dict[str, tuple[tuple[in
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelFormatError(f"{weights_file}: not a readable safetensors file ({err})") from None
     for key, (_, dtype) in header.items():
-        if dtype not in _FLOAT_DTYPES and not (key in expected and not expected[key][1] and dtype in _INT_DTYPES):
-            raise ModelFormatError(f"{weights_file}: {key} has dtype {dtype}; weights must be floating point")
+        wanted = expected[key][1] if key in expected else torch.float32
+        allowed = _FLOAT_DTYPES if wanted.is_floating_point else {_INT_DTYPES.get(wanted)}
+        if dtype not in allowed:
+            raise ModelFormatError(f"{weights_file}: {key} has dtype {dtype}; it must be "
+                                   + ("floating point" if wanted.is_floating_point else " or ".join(allowed)))
     if set(header) != set(expected):
         missing, extra = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
         raise ModelFormatError(f"{weights_file}: weights do not match config.json: missing {missing[:5]}, "
                                f"unexpected {extra[:5]}")
-    for key, (shape, floating) in expected.items():
-        if floating and header[key][1] not in _FLOAT_DTYPES:
-            raise ModelFormatError(f"{weights_file}: {key} has dtype {header[key][1]}; it must be floating point")
+    for key, (shape, _) in expected.items():
         if header[key][0] != shape:
             raise ModelFormatError(f"{weights_file}: weights do not match config.json: {key} has shape "
                                    f"{list(header[key][0])}, the config implies {list(shape)}")
@@ -231,6 +232,7 @@ class Tagger(nn.Module):
         self.metadata: dict[str, Any] = {}  # what config.json said beside the config (set by load)
         self.dictionary: Dictionary | None = None  # typed words forced into the decoded paths (add_dictionary)
         self.source: Path | None = None  # the model directory it was loaded from (None: built in memory)
+        self.runtime = "torch"  # how lexner.load set its BiLSTM to run (lexner.onnx_encoder.RUNTIMES)
         self.embed: Embedder | None = None  # its embedding tables, if it reads characters or words
         if self.reads.words and featurizer.lexicon is None:
             raise ValueError(f"{self.name} needs a featurizer with a lexicon")
@@ -460,8 +462,7 @@ class Tagger(nn.Module):
         except DataFormatError as err:
             raise ModelFormatError(str(err)) from None
         model = _build_for_loading(cls, config, featurizer, config_file)  # no memory committed yet
-        _check_weights_header(weights_file, {k: (tuple(v.shape), v.is_floating_point())
-                                             for k, v in model.state_dict().items()})
+        _check_weights_header(weights_file, {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()})
         try:
             state = {current_key(k): v for k, v in load_file(str(weights_file)).items()}
         except (SafetensorError, OSError) as err:
@@ -473,6 +474,8 @@ class Tagger(nn.Module):
         for key, tensor in model.state_dict().items():  # a NaN or inf anywhere makes the float32 sum non-finite
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor.sum())):
                 raise ModelFormatError(f"{weights_file}: {key} holds NaN or infinite (or absurdly large) values")
+            if not tensor.is_floating_point() and tensor.numel() and int(tensor.min()) < 0:
+                raise ModelFormatError(f"{weights_file}: {key} holds negative counts")
         model.metadata = {k: v for k, v in meta.items() if k not in ("config",)}
         model.source = directory  # where it was loaded from (worker processes load it again from there)
         return model.to(device).eval()

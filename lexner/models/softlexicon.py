@@ -106,7 +106,8 @@ class SoftLexicon(Tagger):
 
     def features(self, batch: Batch) -> torch.Tensor:
         words = self.embed.words(batch.word_ids)  # shape: (B, M, word_dim); padding rows are zeros
-        frequencies = self.word_counts[batch.word_ids] + 1 if self.config.word_weights == "frequency" else None
+        frequencies = (self.word_counts[batch.word_ids].to(words.dtype) + 1  # z(w); no int32 overflow
+                       if self.config.word_weights == "frequency" else None)
         sets = pooled_word_sets(words, batch.word_heads, batch.word_tails, batch.word_mask, batch.chars.shape[1],
                                 frequencies)
         x = self.dropout(torch.cat([self.embed.characters(batch), sets], dim=-1))
