@@ -348,6 +348,29 @@ def onnx_section(results: Path) -> list[str]:
     return out
 
 
+def ensemble_section(results: Path) -> list[str]:
+    out = []
+    for path in sorted(results.glob("ensemble_*.json")):
+        data = load(path)
+        out += [f"## Ensemble and distilled students (`{path.name}`)", "",
+                f"{data['dataset']} dev and test (micro F1, exact spans); speed: `tag()` one sentence per call on "
+                f"{data['speed_sentences']} test sentences, {data['torch_threads']} thread, all systems in turn. "
+                f"{machine_line(data['machine'])}. Command: `{data['machine']['command']}`", "",
+                "| system | dev F1 | test F1 | chars/s, one sentence per call |", "|---|---|---|---|"]
+        for r in data["rows"]:
+            out.append(f"| {r['system']} | {r['dev_f1']:.2f} | {r['test_f1']:.2f} | "
+                       f"{r['chars_per_second_one_per_call']:,} |")
+        out.append("")
+        for kind in ("members", "students"):
+            summary = data.get(kind) or {}
+            if summary:
+                out.append(f"* {kind}: test F1 {summary['test_f1_mean']:.2f} ± {summary['test_f1_stdev']:.2f} "
+                           f"(n = {summary['n']}; dev {summary['dev_f1_mean']:.2f}), "
+                           f"{summary['chars_per_second_mean']:,} chars/s")
+        out.append("")
+    return out
+
+
 def standing(rows: list[dict]) -> list[str]:
     ours = [r for r in rows if r.get("kind") == "lexner" and "f1" in r]
     peers = [r for r in rows if r.get("kind") == "peer" and "f1" in r]
@@ -463,6 +486,7 @@ def build(results: Path, report: Path) -> str:
     lines += peers_section(results)
     lines += multi_task_section(results)
     lines += domains_section(results)
+    lines += ensemble_section(results)
     lines += ["## Speed and memory", ""]
     lines += profile_section(results) + train_speed_section(results) + ddp_speed_section(results)
     lines += infer_speed_section(results)
