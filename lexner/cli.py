@@ -245,7 +245,8 @@ def _load_for_tagging(args, extra_words: list[str]):
     from .onnx_encoder import runtime_argument
 
     try:
-        tagger = load(args.model_dir, device=_resolve_device(args.device), extra_words=extra_words,
+        model = args.model_dir[0] if isinstance(args.model_dir, list) and len(args.model_dir) == 1 else args.model_dir
+        tagger = load(model, device=_resolve_device(args.device), extra_words=extra_words,
                       dictionary=_dictionary(args), onnx=runtime_argument(getattr(args, "runtime", None)))
         tagger.featurizer.label_set(args.labels)  # an unknown --labels fails before any text is read
         return tagger
@@ -383,8 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     train_args(d)
     d.set_defaults(func=cmd_train, distill="kl")
 
-    e = sub.add_parser("evaluate", help="score a saved model")
-    e.add_argument("model_dir", type=Path)
+    e = sub.add_parser("evaluate", help="score a saved model (several: their ensemble)")
+    e.add_argument("model_dir", type=Path, nargs="+",
+                   help="a saved model directory; several are scored as one ensemble (tag marginals averaged)")
     e.add_argument("--dataset", choices=sorted(DATASETS))
     e.add_argument("--split", default="test", choices=["train", "dev", "test"])
     e.add_argument("--file", type=Path, help="a data file in any supported format")

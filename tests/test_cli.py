@@ -38,6 +38,15 @@ def test_train_evaluate_tag(trained, capsys):
     scores = json.loads(capsys.readouterr().out)
     assert set(scores["per_type"]) <= {"PER", "LOC"} and "micro" in scores and "macro" in scores
 
+    model = trained / "run" / "model"
+    assert main(["evaluate", str(model), str(model), "--file", str(trained / "test.jsonl")]) == 0  # an ensemble
+    from lexner import load
+    from lexner.data import read_file
+    from lexner.evaluate import evaluate
+
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(
+        evaluate(load([model, model]), read_file(trained / "test.jsonl"))))
+
     assert main(["tag", str(trained / "run" / "model"), "张三在北京", "李四"]) == 0
     lines = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
     assert [l["text"] for l in lines] == ["张三在北京", "李四"]
