@@ -175,10 +175,10 @@ class Featurizer:
         if spans is not None:
             item["tags"] = self.label_set(labels).encode(spans, len(text))
         if self.lexicon is not None:
-            matches = self.lexicon.match(norm, normalized=True)
-            item["word_ids"] = [m.word_id + 1 for m in matches]
-            item["word_heads"] = [m.start for m in matches]
-            item["word_tails"] = [m.end - 1 for m in matches]
+            matches = self.lexicon.match_spans(norm, normalized=True)  # (start, end, word id)
+            item["word_ids"] = [word_id + 1 for _, _, word_id in matches]
+            item["word_heads"] = [start for start, _, _ in matches]
+            item["word_tails"] = [end - 1 for _, end, _ in matches]
         if self.pieces is not None:
             item["piece_ids"], item["char_piece"] = self.pieces.encode(text)
         return item

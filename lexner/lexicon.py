@@ -134,17 +134,19 @@ class Lexicon:
 
         ``text`` is normalised first (unless ``normalized`` says the caller did); offsets index it as given.
         """
+        return [Match._make(found) for found in self.match_spans(text, normalized)]
+
+    def match_spans(self, text: str, normalized: bool = False) -> list[tuple[int, int, int]]:
+        """:meth:`match` as plain ``(start, end, word_id)`` tuples (cheaper to make; what featurisation reads)."""
         automaton = self._automaton
         if automaton is None:
             with self._lock:  # several threads may tag with one model: build once
                 if self._automaton is None:
                     self._automaton = self._build()
                 automaton = self._automaton
-        found = [
-            Match(last + 1 - length, last + 1, word_id)
-            for last, (word_id, length) in automaton.iter(text if normalized else normalize(text))
-            if word_id >= 0
-        ]
+        found = [(last + 1 - length, last + 1, word_id)
+                 for last, (word_id, length) in automaton.iter(text if normalized else normalize(text))
+                 if word_id >= 0]
         found.sort()
         return found
 
