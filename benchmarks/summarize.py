@@ -25,7 +25,7 @@ def main() -> None:
             rec = json.loads(path.read_text(encoding="utf-8"))
             res = rec["results"]
             test = res.get("test")
-            if test is None:
+            if test is None or "micro" not in test:  # no test split, or a multi-task run (scores per task)
                 continue
             f1s.append(test["micro"]["f1"])
             ne, nm = (pct(test[k]["f1"]) if k in test else "-" for k in ("NE", "NM"))
