@@ -146,7 +146,7 @@ def _graph(lstm: nn.LSTM) -> bytes:
 
 def _fingerprint(lstm: nn.LSTM) -> tuple:
     """Changes whenever a weight of ``lstm`` is changed in place (an optimiser step) or replaced."""
-    return tuple((p.data_ptr(), p._version) for p in lstm.parameters())
+    return tuple((p.data_ptr(), p._version) for p in lstm._flat_weights)  # its parameters, cheaply
 
 
 def session_of(lstm: nn.LSTM) -> Any | None:
