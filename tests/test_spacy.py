@@ -63,3 +63,17 @@ def test_an_unknown_head_or_alignment_mode_is_refused():
     nlp.add_pipe("lexner", config={"labels": "no-such-head"})
     with pytest.raises(ValueError, match="no label set .no-such-head."):
         nlp("张三")
+
+
+def test_the_runtime_setting_reaches_lexner_load():
+    pytest.importorskip("onnxruntime")
+    nlp = spacy.blank("zh")
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        nlp.add_pipe("lexner", config={"runtime": "tpu"})
+    nlp.add_pipe("lexner", config={"runtime": "onnx"})
+    plain = spacy.blank("zh")
+    plain.add_pipe("lexner", config={"runtime": "torch"})
+    assert nlp.get_pipe("lexner").tagger.runtime == "onnx"
+    assert plain.get_pipe("lexner").tagger.runtime == "torch"
+    text = "张三在北京大学工作。"
+    assert [(e.text, e.label_) for e in nlp(text).ents] == [(e.text, e.label_) for e in plain(text).ents]

@@ -4,6 +4,7 @@
     nlp = spacy.blank("zh")
     nlp.add_pipe("lexner")                                   # the bundled model
     nlp.add_pipe("lexner", config={"model": "runs/x/model", "labels": "cluener"})
+    nlp.add_pipe("lexner", config={"runtime": "onnx-int8"})  # torch, onnx or onnx-int8 (lexner tag --runtime)
     doc = nlp("张三在北京工作。")
     [(e.text, e.label_) for e in doc.ents]
 
@@ -34,29 +35,31 @@ UNALIGNED = "lexner_unaligned"
 
 
 @Language.factory("lexner", default_config={"model": None, "labels": None, "alignment_mode": "expand",
-                                             "batch_size": 64, "device": "cpu"})
+                                             "batch_size": 64, "device": "cpu", "runtime": None})
 def make_lexner(nlp: Language, name: str, model: str | None, labels: str | None, alignment_mode: str,
-                batch_size: int, device: str) -> "LexnerComponent":
-    return LexnerComponent(model, labels, alignment_mode, batch_size, device)
+                batch_size: int, device: str, runtime: str | None) -> "LexnerComponent":
+    return LexnerComponent(model, labels, alignment_mode, batch_size, device, runtime)
 
 
 class LexnerComponent:
     """Sets ``doc.ents`` from a lexner tagger (see the module docstring)."""
 
     def __init__(self, model: str | None = None, labels: str | None = None, alignment_mode: str = "expand",
-                 batch_size: int = 64, device: str = "cpu"):
+                 batch_size: int = 64, device: str = "cpu", runtime: str | None = None):
+        from lexner.onnx_encoder import RUNTIMES
+
         if alignment_mode not in ("expand", "strict", "contract"):
             raise ValueError(f"alignment_mode must be 'expand', 'strict' or 'contract', got {alignment_mode!r}")
+        if runtime is not None and runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)} or None, got {runtime!r}")
         self.model, self.labels, self.alignment_mode = model, labels, alignment_mode
-        self.batch_size, self.device = batch_size, device
+        self.batch_size, self.device, self.runtime = batch_size, device, runtime
         self._tagger = None  # loaded on first use, or from the pipeline folder by from_disk
 
     @property
     def tagger(self):
         if self._tagger is None:
-            import lexner
-
-            self._tagger = lexner.load(self.model, device=self.device)
+            self._tagger = self._load(self.model)
             self._tagger.featurizer.label_set(self.labels)  # an unknown head fails here, naming the heads
         return self._tagger
 
@@ -100,9 +103,13 @@ class LexnerComponent:
                                                   if k not in ("format_version", "model", "entity_types",
                                                                "label_sets")})
 
-    def from_disk(self, path: str | Path, exclude: Iterable[str] = ()) -> "LexnerComponent":
+    def _load(self, model: str | Path | None):
         import lexner
+        from lexner.onnx_encoder import runtime_argument
 
-        self._tagger = lexner.load(Path(path) / MODEL_DIR, device=self.device)
+        return lexner.load(model, device=self.device, onnx=runtime_argument(self.runtime))
+
+    def from_disk(self, path: str | Path, exclude: Iterable[str] = ()) -> "LexnerComponent":
+        self._tagger = self._load(Path(path) / MODEL_DIR)
         self._tagger.featurizer.label_set(self.labels)
         return self
