@@ -156,9 +156,8 @@ class Lexicon:
         counts = np.zeros(len(self.words), dtype=np.int64)
         for text in texts:
             reach = -1  # the furthest end of the matches seen; they start no later than the current one
-            for m in sorted(self.match(text), key=lambda m: (m.start, -m.end)):  # longer first at one start
-                if m.end > reach:  # not inside an earlier (or same-start, longer) match
-                    counts[m.word_id] += 1
-                    reach = m.end
+            for start, end, word_id in sorted(self.match_spans(text), key=lambda m: (m[0], -m[1])):  # longer first
+                if end > reach:  # not inside an earlier (or same-start, longer) match
+                    counts[word_id] += 1
+                    reach = end
         return counts
-

@@ -39,10 +39,19 @@ def test_train_evaluate_tag(trained, capsys):
     assert set(scores["per_type"]) <= {"PER", "LOC"} and "micro" in scores and "macro" in scores
 
     model = trained / "run" / "model"
-    assert main(["evaluate", str(model), str(model), "--file", str(trained / "test.jsonl")]) == 0  # an ensemble
+    import lexner.api
     from lexner import load
     from lexner.data import read_file
     from lexner.evaluate import evaluate
+
+    loaded = []
+    real_load = lexner.api.load
+    lexner.api.load = lambda path, **kw: loaded.append(path) or real_load(path, **kw)
+    try:
+        assert main(["evaluate", str(model), str(model), "--file", str(trained / "test.jsonl")]) == 0  # an ensemble
+    finally:
+        lexner.api.load = real_load
+    assert loaded[0] == [model, model]  # both directories reached load() together: one ensemble
 
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(
         evaluate(load([model, model]), read_file(trained / "test.jsonl"))))

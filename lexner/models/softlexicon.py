@@ -85,8 +85,9 @@ class SoftLexicon(Tagger):
         if config.word_weights not in WORD_WEIGHTS:
             raise ValueError(f"word_weights must be one of {', '.join(WORD_WEIGHTS)}, got {config.word_weights!r}")
         self.embed = Embedder(featurizer, config.char_dim, config.bigram_dim, config.word_dim)
-        if config.word_weights == "frequency":  # z(w) - 1 per word-table row (row 0: padding), saved with the model
-            self.register_buffer("word_counts", torch.zeros(len(featurizer.word_vocab), dtype=torch.int32))
+        # with frequency weights: z(w) - 1 per word-table row (row 0: padding), saved with the model; else None
+        self.register_buffer("word_counts", torch.zeros(len(featurizer.word_vocab), dtype=torch.int32)
+                             if config.word_weights == "frequency" else None)
         self.dropout = nn.Dropout(config.dropout)
         self.lstm = nn.LSTM(
             self.embed.width + 3 * config.word_dim, config.hidden // 2,
@@ -96,20 +97,20 @@ class SoftLexicon(Tagger):
 
     def fit_corpus(self, texts: Iterable[str]) -> None:
         """With frequency weights: count the lexicon's words in the training ``texts``."""
-        if self.config.word_weights == "frequency":
+        if self.word_counts is not None:
             counts = self.featurizer.lexicon.count_uncovered(texts)
             self.word_counts[1:] = torch.from_numpy(counts).to(self.word_counts)
 
     def add_words(self, words: Iterable[str]) -> int:
         added = super().add_words(words)
-        if added and self.config.word_weights == "frequency":  # new words were never counted: z(w) = 1
+        if added and self.word_counts is not None:  # new words were never counted: z(w) = 1
             self.word_counts = torch.cat([self.word_counts, self.word_counts.new_zeros(added)])
         return added
 
     def features(self, batch: Batch) -> torch.Tensor:
         words = self.embed.words(batch.word_ids)  # shape: (B, M, word_dim); padding rows are zeros
-        frequencies = (self.word_counts[batch.word_ids].to(words.dtype) + 1  # z(w); no int32 overflow
-                       if self.config.word_weights == "frequency" else None)
+        frequencies = (None if self.word_counts is None  # z(w), in float: no int32 overflow
+                       else self.word_counts[batch.word_ids].to(words.dtype) + 1)
         sets = pooled_word_sets(words, batch.word_heads, batch.word_tails, batch.word_mask, batch.chars.shape[1],
                                 frequencies)
         x = self.dropout(torch.cat([self.embed.characters(batch), sets], dim=-1))
