@@ -7,15 +7,18 @@ and attention (Transformer-XL style, per head) scores
     A_ij = (q_i + u)·k_j + (q_i + v)·(R_ij W_R),   q = E W_q, k = E W_k (or E when keys are not projected).
 Only the character outputs go to the tag layer and the CRF.
 
-Memory.  The reference code materialises several (N, N, d) tensors per sentence (four sinusoids, their
+Memory and speed.  The reference code materialises several (N, N, d) tensors per sentence (four sinusoids, their
 concatenation, the fused R, R W_R) and keeps them for the backward pass.  Here (``lean=True``):
 * W_r [p;p;p;p] = Σ_k W_r^(k) p_{d_k}: each of the four projections is tabulated once per distance value,
-  and since the four distances of a pair follow from h_i − h_j and the two tokens' lengths, their sum is
-  tabulated per (length, length, h_i − h_j) and gathered once per pair: the only per-pair tensor is its ReLU;
+  and since the four distances of a pair follow from h_i − h_j and the two tokens' lengths, R itself (with its
+  ReLU) is tabulated per (length, length, h_i − h_j);
 * (q_i + v)·(R_ij W_R) = R_ij · (W_R (q_i + v)): the query is projected into R's space, so R W_R is never formed;
-* R is built and consumed in blocks of query rows; when the batch's R would exceed ``checkpoint_elements``,
-  each block runs under activation checkpointing, so no per-pair tensor of width d outlives its block and
-  the backward pass rebuilds it block by block (small batches skip the recomputation: it costs time).
+* character keys, most of the pairs: a query meets all of them through the W = 2n − 1 rows of its length's
+  slice, so its scores against those rows are one matrix product per query length, and each pair picks one
+  scalar — no per-pair tensor of width d, forward or backward.  Word keys (few) gather their table rows;
+* scores are built and consumed in blocks of query rows; when the batch's block tensors would exceed
+  ``checkpoint_elements``, each block runs under activation checkpointing, so none outlives its block and the
+  backward pass rebuilds them block by block (small batches skip the recomputation: it costs time).
 ``lean=False`` computes the same scores the reference way (kept for tests and the memory benchmark).
 """
 
@@ -51,10 +54,11 @@ class FLATConfig:
     project_keys: bool = True  # the paper's W_k; the reference code's default (k_proj=False) leaves keys as they are
     scaled: bool = False  # divide scores by sqrt(head dim): neither the paper nor the reference default does
     lean: bool = True  # the memory-lean relative-position path (False: the reference full-tensor path)
-    # lean path: query rows per block so that B·rows·N·d stays under this.  Small blocks stay in the CPU's
-    # cache: 2^20 tagged MSRA test 3x faster at batch 64 than 2^24, and trained ~1.25x faster (see benchmarks)
-    block_elements: int = 1 << 20
-    checkpoint_elements: int = 1 << 26  # lean path: recompute R in backward only when B·N·N·d exceeds this
+    # lean path: query rows per block so that a block's character-key scores and word-key rows hold about this
+    # many elements (64 MB).  Few large blocks trained MSRA ~1.5-2x faster than 2^20 (each block's backward
+    # zero-fills a gradient of the whole table)
+    block_elements: int = 1 << 24
+    checkpoint_elements: int = 1 << 26  # lean path: recompute blocks in backward only when they total more
     # FLAT+BERT: a local BERT-style checkpoint whose features join each character's input (see models/bert.py)
     bert_path: str = ""
     bert_config: dict = field(default_factory=dict)  # filled in from the checkpoint; lets the model reload
@@ -120,11 +124,14 @@ class RelativeAttentionLayer(nn.Module):
 
     def position_scores_lean(self, qv: torch.Tensor, heads: torch.Tensor, tails: torch.Tensor,
                              span: int) -> torch.Tensor:
-        """Tabulated projections, query projected into R's space, blocks of query rows under checkpointing.
+        """Tabulated projections, query projected into R's space, scores per table row, blocks of query rows.
 
         The four distances of a pair are functions of (x = h_i − h_j, len_i, len_j): th = x + len_i − 1,
-        ht = x − (len_j − 1), tt = x + (len_i − 1) − (len_j − 1).  So W_r[p;p;p;p] + b_r is tabulated once per
-        (len_i, len_j, x) for the token lengths present in the batch, and each pair gathers one row of it.
+        ht = x − (len_j − 1), tt = x + (len_i − 1) − (len_j − 1).  So R = ReLU(W_r[p;p;p;p] + b_r) is tabulated
+        once per (len_i, len_j, x) for the token lengths present in the batch.  A query i of length class a only
+        ever meets the rows (a, ·, ·), so its position score against every row of that slice is one matrix
+        product, and each pair (i, j) then picks one scalar, the row (a_i, len_j, h_i − h_j): no tensor of width
+        d per pair exists, forward or backward.
         """
         d = self.config.model_dim
         lengths = tails - heads + 1  # shape: (B, N); 1 for characters
@@ -137,27 +144,31 @@ class RelativeAttentionLayer(nn.Module):
         a = (present - 1).view(-1, 1, 1)  # len_i − 1, shape: (K, 1, 1)
         b = (present - 1).view(1, -1, 1)  # len_j − 1, shape: (1, K, 1)
         shift = reach + x  # row of distance 0 + x
-        # shape: (K, K, 2S+1, d): the fused projection for every (len_i, len_j, x)
-        table = hh[shift].expand(len(present), len(present), -1, -1) + th[shift + a] + ht[shift - b] \
-            + tt[shift + a - b] + self.fuse.bias
-        table = table.reshape(-1, d)
-        K, width = len(present), 2 * span + 1
-        index = ((length_id.unsqueeze(2) * K + length_id.unsqueeze(1)) * width
-                 + heads.unsqueeze(2) - heads.unsqueeze(1) + span)  # shape: (B, N, N)
-        # (q_i + v)·(R_ij W_R) = R_ij · (W_R-projected query): shape (B, h, N, d)
+        # shape: (K, K, 2S+1, d): R for every (len_i, len_j, x)
+        table = F.relu(hh[shift].expand(len(present), len(present), -1, -1) + th[shift + a] + ht[shift - b]
+                       + tt[shift + a - b] + self.fuse.bias)
+        K, width, T = len(present), 2 * span + 1, span + 1
+        # character keys (length class 0: 1 is the shortest length and characters always have it):
+        # column h_i − j + span of the query's class slice; word keys: a row of the whole table
+        char_column = heads[:, :, None] - torch.arange(T, device=qv.device) + span  # shape: (B, N, T)
+        word_index = ((length_id.unsqueeze(2) * K + length_id[:, None, T:]) * width
+                      + heads.unsqueeze(2) - heads[:, None, T:] + span)  # shape: (B, N, M)
+        # (q_i + v)·(R_ij W_R) = R_ij · (W_R-projected query): shape (B, N, h, d)
         w = self.rel.weight.view(self.heads, self.head_dim, d)
-        query = torch.einsum("bhie,hec->bhic", qv, w)
-        B, N = index.shape[:2]
-        rows = max(1, self.config.block_elements // max(1, B * N * d))
-        recompute = torch.is_grad_enabled() and B * N * N * d > self.config.checkpoint_elements
+        query = torch.einsum("bhie,hec->bihc", qv, w)
+        B, N = heads.shape
+        per_row = B * self.heads * width + B * (N - T) * d  # elements of a block's scores and word rows, per query
+        rows = max(1, self.config.block_elements // max(1, per_row))
+        recompute = torch.is_grad_enabled() and N * per_row > self.config.checkpoint_elements
         blocks = []
         for start in range(0, N, rows):
-            args = (table, index[:, start : start + rows], query[:, :, start : start + rows])
+            block = slice(start, start + rows)
+            args = (table, length_id[:, block], char_column[:, block], word_index[:, block], query[:, block])
             if recompute:
                 blocks.append(checkpoint(_position_block, *args, use_reentrant=False))
             else:
                 blocks.append(_position_block(*args))
-        return torch.cat(blocks, dim=2)
+        return torch.cat(blocks, dim=1).transpose(1, 2)  # shape: (B, h, N, N)
 
     def forward(self, x: torch.Tensor, heads: torch.Tensor, tails: torch.Tensor, key_mask: torch.Tensor,
                 span: int) -> torch.Tensor:
@@ -181,12 +192,26 @@ class RelativeAttentionLayer(nn.Module):
         return self.norm2(x + self.ffn_dropout(self.ffn(x)))
 
 
-def _position_block(table: torch.Tensor, index: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-    """R for a block of query rows, gathered from the fused table, contracted with the projected query.
+def _position_block(table: torch.Tensor, classes: torch.Tensor, char_column: torch.Tensor,
+                    word_index: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """Position scores of a block of query rows against every key.
 
-    table: (rows of the fused table, d); index: (B, rows, N); query: (B, h, rows, d).  Returns (B, h, rows, N)."""
-    r = F.relu(table[index])  # shape: (B, rows, N, d)
-    return torch.einsum("bijc,bhic->bhij", r, query)
+    table: (K, K, W, d), R per (query length class, key length class, h_i − h_j); classes: (B, rows), each
+    query's class; char_column: (B, rows, T), the row x of (class, 0) each character key reads; word_index:
+    (B, rows, M), the row of the whole table each word key reads; query: (B, rows, h, d).  Character keys are
+    most pairs, and a query meets them through one slice of W rows: one matrix product per query class, then a
+    scalar per pair.  Word keys are few per query and of any class: their rows are gathered.  Returns
+    (B, rows, h, T + M)."""
+    B, rows, heads, d = query.shape
+    K, width = table.shape[0], table.shape[2]
+    slices = query.new_zeros(B, rows, heads, width)  # each query against its class's character-key rows
+    for k in range(K):
+        chosen = classes == k
+        if chosen.any():
+            slices[chosen] = query[chosen] @ table[k, 0].t()
+    chars = slices.gather(3, char_column.unsqueeze(2).expand(-1, -1, heads, -1))  # shape: (B, rows, h, T)
+    words = torch.einsum("bijc,bihc->bihj", table.reshape(-1, d)[word_index], query)  # shape: (B, rows, h, M)
+    return torch.cat([chars, words], dim=3)
 
 
 class FLAT(Tagger):
