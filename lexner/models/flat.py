@@ -128,10 +128,10 @@ class RelativeAttentionLayer(nn.Module):
 
         The four distances of a pair are functions of (x = h_i − h_j, len_i, len_j): th = x + len_i − 1,
         ht = x − (len_j − 1), tt = x + (len_i − 1) − (len_j − 1).  So R = ReLU(W_r[p;p;p;p] + b_r) is tabulated
-        once per (len_i, len_j, x) for the token lengths present in the batch.  A query i of length class a only
-        ever meets the rows (a, ·, ·), so its position score against every row of that slice is one matrix
-        product, and each pair (i, j) then picks one scalar, the row (a_i, len_j, h_i − h_j): no tensor of width
-        d per pair exists, forward or backward.
+        once per (len_i, len_j, x) for the token lengths present in the batch.  A query i of length class a meets
+        every character key through the rows (a, 1, ·), so its scores against all those rows are one matrix
+        product per class, and each character pair then picks one scalar: no tensor of width d per character
+        pair exists, forward or backward.  Word keys gather their rows (a_i, len_j, h_i − h_j).
         """
         d = self.config.model_dim
         lengths = tails - heads + 1  # shape: (B, N); 1 for characters
