@@ -41,7 +41,7 @@ def build_tagger(
     config: Mapping[str, Any] | None = None,
     embeddings: Mapping[str, str | os.PathLike | None] | None = None,
     seed: int = 1,
-    lexicon: Lexicon | str | os.PathLike | None = None,
+    lexicon: Lexicon | str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     bigram_min_count: int = 1,
     label_sets: Mapping[str, Sequence[str]] | None = None,
 ) -> Tagger:
@@ -51,8 +51,10 @@ def build_tagger(
     The character vocabulary is train's characters plus every pretrained character; the bigram vocabulary is
     train's bigrams seen at least ``bigram_min_count`` times plus the :data:`EXTRA_PRETRAINED_BIGRAMS` most
     frequent pretrained ones (a larger ``bigram_min_count`` makes a smaller model).  Taggers that use a lexicon
-    take ``lexicon`` (a :class:`Lexicon` or a path to a word list or word2vec file), by default the vocabulary
-    of ``embeddings["words"]``; its vectors, if any, initialise the word embeddings.  ``label_sets``
+    take ``lexicon`` (a :class:`Lexicon`, a path to a word list or word2vec file, or several paths: the union
+    of their words), by default the vocabulary of ``embeddings["words"]``; its vectors, if any, initialise the
+    word embeddings, otherwise its words are looked up in ``embeddings["words"]``.  Of a plain word list, only
+    the words with a pretrained vector or seen in ``train`` are kept (the others would stay random).  ``label_sets``
     (``{name: entity types}``, the default first) makes a multi-task model with one head per label set
     (trained with ``Trainer.fit_tasks``); without it, one head with ``train``'s types.
     """
@@ -66,7 +68,7 @@ def build_tagger(
             if lexicon is None:
                 raise ValueError(f"{model} needs a lexicon: pass lexicon=... or embeddings['words']")
         if not isinstance(lexicon, Lexicon):
-            lexicon = Lexicon.from_path(lexicon)
+            lexicon = Lexicon.from_paths(lexicon)
     else:
         lexicon = None
     if not reads.chars:  # e.g. bert_crf: no character or bigram vocabulary to build, no vectors to read
@@ -82,8 +84,10 @@ def build_tagger(
         pretrained["bigrams"] = read_word2vec(embeddings["bigrams"], keep=kept, first=EXTRA_PRETRAINED_BIGRAMS)
     if lexicon is not None and lexicon.vectors is not None:
         pretrained["words"] = (lexicon.words, lexicon.vectors)
-    elif lexicon is not None and embeddings.get("words"):  # a plain word list: look its words up
-        pretrained["words"] = read_word2vec(embeddings["words"], keep=set(lexicon.words))
+    elif lexicon is not None:  # a plain word list: look its words up
+        if embeddings.get("words"):
+            pretrained["words"] = read_word2vec(embeddings["words"], keep=set(lexicon.words))
+        lexicon = _learnable_words(lexicon, pretrained.get("words", ([],))[0], [s.text for s in train])
     pieces = None
     if reads.pieces:
         from .pieces import PieceEncoder
@@ -105,6 +109,19 @@ def build_tagger(
         for name, (_, vocab) in tagger.embed.tables().items():
             log.info("%s: %d entries, %d with pretrained vectors", name, len(vocab), found[name])
     return tagger
+
+
+def _learnable_words(lexicon: Lexicon, with_vectors: Sequence[str], texts: Sequence[str]) -> Lexicon:
+    """The words of a plain word list that have a pretrained vector or occur in the training ``texts``: any
+    other word would only ever be represented by its random initial vector, noise wherever it matched."""
+    vectors = set(with_vectors)
+    seen = {m.word_id for text in texts for m in lexicon.match(text)}
+    kept = [w for i, w in enumerate(lexicon.words) if i in seen or w in vectors]
+    if len(kept) < len(lexicon):
+        log.info("lexicon: %d of %d words kept (%d with pretrained vectors, %d more seen in the training texts)",
+                 len(kept), len(lexicon), sum(w in vectors for w in kept), sum(w not in vectors for w in kept))
+        lexicon = Lexicon(kept, min_length=lexicon.min_length)
+    return lexicon
 
 
 def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, device: str = "cpu",

@@ -141,7 +141,8 @@ def cmd_train(args) -> int:
     train_data = "+".join(t.name for t in tasks) if len(tasks) > 1 else (args.dataset or [str(args.train)])[0]
     card = {"train_data": train_data, "command": " ".join(sys.argv),
             "embeddings": {k: str(v) if v else None for k, v in embeddings.items()},
-            "lexicon": str(args.lexicon or embeddings.get("words")) if tagger.reads.words else None}
+            "lexicon": (" + ".join(map(str, args.lexicon or [embeddings.get("words")])) if tagger.reads.words
+                        else None)}
     teachers, unlabelled = _teachers_and_unlabelled(args)
     if teachers:
         card["teachers"] = [str(t) for t in args.teacher]
@@ -360,9 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--char-vectors", help="word2vec file for characters, or 'none' (None: from the data root)")
         t.add_argument("--bigram-vectors", help="word2vec file for bigrams, or 'none' (None: from the data root)")
         t.add_argument("--word-vectors", help="word2vec file for lexicon words, or 'none' (None: from the data root)")
-        t.add_argument("--lexicon", type=Path,
-                       help="lexicon for lattice models: word list or word2vec file (None: the word vectors' "
-                            "vocabulary)")
+        t.add_argument("--lexicon", type=Path, action="append", metavar="FILE",
+                       help="lexicon for lattice models: word list or word2vec file, repeatable for the union of "
+                            "several (None: the word vectors' vocabulary); words with neither a vector nor a "
+                            "match in the training texts are left out")
         t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="model config field, e.g. --set hidden=300 (repeatable)")
         t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")

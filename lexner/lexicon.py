@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Iterable, NamedTuple
+from typing import Iterable, NamedTuple, Sequence
 
 import ahocorasick
 import numpy as np
@@ -88,6 +88,16 @@ class Lexicon:
                 return cls.from_word2vec(path, min_length)
             break
         return cls.from_wordlist(path, min_length)
+
+    @classmethod
+    def from_paths(cls, paths: str | os.PathLike | Sequence[str | os.PathLike], min_length: int = 2) -> "Lexicon":
+        """One file: :meth:`from_path`.  Several (word lists or word2vec files): the union of their words, in
+        order, without vectors (a tagger built on it looks its words up in its word vectors)."""
+        if isinstance(paths, (str, os.PathLike)):
+            return cls.from_path(paths, min_length)
+        if len(paths) == 1:
+            return cls.from_path(paths[0], min_length)
+        return cls([w for path in paths for w in cls.from_path(path, min_length).words], min_length=min_length)
 
     def __len__(self) -> int:
         return len(self.words)

@@ -118,3 +118,16 @@ def test_a_tagger_that_reads_lexicon_words_refuses_a_featurizer_without_a_lexico
     cls = model_class(name)
     with pytest.raises(ValueError, match=f"{name} needs a featurizer with a lexicon"):
         cls(cls.Config(), Featurizer.build(corpus))
+
+
+def test_a_plain_word_list_keeps_only_words_with_a_vector_or_seen_in_train(corpus, tmp_path):
+    (tmp_path / "w.vec").write_text("2 4\n北京 1 1 1 1\n天津 2 2 2 2\n", encoding="utf-8")
+    (tmp_path / "words.txt").write_text("北京\n天津\n上海\n重庆\n", encoding="utf-8")  # 上海 is in corpus, 重庆 not
+    config = {**SMALL, "word_dim": 4}
+    tagger = build_tagger("softlexicon", corpus, config, {"words": tmp_path / "w.vec"}, lexicon=tmp_path / "words.txt")
+    lexicon = tagger.featurizer.lexicon
+    assert sorted(lexicon.words) == sorted(["北京", "天津", "上海"])
+    weight = tagger.embed.words.weight.detach().numpy()
+    assert np.array_equal(weight[tagger.featurizer.word_vocab.index("天津")], [2, 2, 2, 2])
+    with_vectors = build_tagger("softlexicon", corpus, config, lexicon=tmp_path / "w.vec")  # its own vectors: all kept
+    assert with_vectors.featurizer.lexicon.words == ["北京", "天津"]

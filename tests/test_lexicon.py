@@ -306,3 +306,13 @@ def test_count_uncovered_skips_words_inside_longer_matches():
     # 北京大学在北京: 北京 and 大学 lie inside 北京大学, the second 北京 inside 在北京; 学在 sticks out of 北京大学
     counts = lexicon.count_uncovered(["北京大学在北京", "大学", "北京"])
     assert dict(zip(lexicon.words, counts.tolist())) == {"北京": 1, "北京大学": 1, "大学": 1, "学在": 1, "在北京": 1}
+
+
+def test_from_paths_is_the_union_of_several_files_without_vectors(tmp_path):
+    (tmp_path / "a.vec").write_text("2 2\n北京 1 2\n上海 3 4\n", encoding="utf-8")
+    (tmp_path / "b.txt").write_text("上海 12 ns\n南京市\n", encoding="utf-8")
+    one = Lexicon.from_paths(tmp_path / "a.vec")
+    assert one.words == ["北京", "上海"] and one.vectors.tolist() == [[1, 2], [3, 4]]
+    assert Lexicon.from_paths([tmp_path / "a.vec"]).vectors is not None
+    both = Lexicon.from_paths([tmp_path / "a.vec", tmp_path / "b.txt"])
+    assert both.words == ["北京", "上海", "南京市"] and both.vectors is None
