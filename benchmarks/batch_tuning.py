@@ -36,7 +36,7 @@ def main() -> None:
 
     import lexner
     from lexner.data import load_dataset
-    from machine import machine_info
+    from machine import machine_info, write_result
 
     torch.set_num_threads(args.threads)
     texts = [s.text for s in load_dataset("msra", "test")]
@@ -67,9 +67,7 @@ def main() -> None:
               "model": args.model or "bundled", "torch_threads": args.threads, "repeat": args.repeat,
               "defaults": {"batch_tokens": default_tokens}, "rows": rows,
               "machine": machine_info()}
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

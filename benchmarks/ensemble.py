@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_result  # noqa: E402
 
 
 def main() -> None:
@@ -77,9 +77,7 @@ def main() -> None:
               "members": summary("member:"), "students": summary("student:"),
               "speed_sentences": len(texts), "torch_threads": 1, "machine": machine_info()}
     print(json.dumps({"members": result["members"], "students": result["students"]}))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_result  # noqa: E402
 from peers import LABELS  # noqa: E402
 
 import lexner  # noqa: E402
@@ -61,9 +61,7 @@ def main() -> None:
         "machine": machine_info(),
     }
     print(json.dumps({k: v for k, v in record.items() if k != "machine"}, ensure_ascii=False))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_result(args.out, record, indent=1)
 
 
 if __name__ == "__main__":

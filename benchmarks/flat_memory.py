@@ -117,7 +117,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    from machine import machine_info
+    from machine import machine_info, write_result
 
     rows = []
     for length in args.lengths + args.lean_only:
@@ -136,9 +136,7 @@ def main() -> None:
     result = {"benchmark": "flat_memory", "device": args.device, "threads": args.threads, "batch": args.batch,
               "rows": rows, "ratios": ratios, "machine": machine_info()}
     print(json.dumps(ratios, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

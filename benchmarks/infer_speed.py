@@ -99,7 +99,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    from machine import machine_info
+    from machine import machine_info, write_result
 
     from contextlib import nullcontext
 
@@ -148,9 +148,7 @@ def main() -> None:
                 ratios.setdefault(name, {})[f"threads {key[0]}, batch {key[1]}"] = round(
                     speed(f"{name} @ this tree") / speed(f"{name} @ {commit}"), 3)
         result["speedup_vs_baseline"] = ratios
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

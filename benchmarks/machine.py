@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import subprocess
@@ -51,6 +52,14 @@ def machine_info() -> dict:
     except ImportError:
         pass
     return info
+
+
+def write_result(path: Path | None, result: dict, indent: int = 2) -> None:
+    """Write a result file (JSON, UTF-8, its folders made); no path: nothing is written."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 @contextmanager

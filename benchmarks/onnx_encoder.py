@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_result  # noqa: E402
 from peers import LABELS, entity_spans  # noqa: E402
 
 import torch  # noqa: E402
@@ -115,9 +115,7 @@ def main() -> None:
               "machine": machine_info()}
     if args.kernels:
         print(json.dumps(result["kernels"]))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ def main() -> None:
         parser.error("--repeat must be at least 1")
 
     import torch
-    from machine import machine_info
+    from machine import machine_info, write_result
 
     import lexner
     from lexner.data import load_dataset
@@ -166,9 +166,7 @@ def main() -> None:
         rows.append(scored(name, kind, predicted[name], best[name], **extra))
     result = {"benchmark": "peers", "texts": "msra/test", "sentences": len(texts), "characters": chars,
               "torch_threads": args.threads, "rows": rows, "machine": machine_info()}
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

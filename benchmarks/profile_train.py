@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_result  # noqa: E402
 
 from lexner.api import build_tagger, default_embeddings  # noqa: E402
 from lexner.data import load_dataset  # noqa: E402
@@ -138,9 +138,7 @@ def main() -> None:
         del tagger
     result = {"benchmark": "profile_train", "dataset": args.dataset, "threads": args.threads,
               "device": args.device, "optimizer": args.optimizer, "rows": rows, "machine": machine_info()}
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

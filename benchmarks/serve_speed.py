@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from machine import machine_info
+    from machine import machine_info, write_result
     from test_serve import free_port, request
 
     import lexner
@@ -87,9 +87,7 @@ def main() -> None:
     result = {"benchmark": "serve_speed", "model": args.model or "bundled default model", "threads": args.threads,
               "tag_in_process_calls_per_second": round(in_process, 1), "rows": rows, "machine": machine_info()}
     print(json.dumps({"tag_in_process_calls_per_second": result["tag_in_process_calls_per_second"]}))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_result  # noqa: E402
 
 MSRA_TYPES = {"NR": "PER", "NS": "LOC", "NT": "ORG"}
 WEIBO_NAMED = {"PER.NAM": "PER", "LOC.NAM": "LOC", "GPE.NAM": "LOC", "ORG.NAM": "ORG"}
@@ -84,9 +84,7 @@ def main() -> None:
         rows.append(row)
     result = {"benchmark": "traditional", "model": args.model or "bundled default model", "rows": rows,
               "machine": machine_info()}
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

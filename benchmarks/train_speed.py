@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_result  # noqa: E402
 
 from lexner.train import bucketed_batches  # noqa: E402
 
@@ -181,9 +181,7 @@ def main() -> None:
                 smallest, largest = min(speeds), max(speeds)
                 result.setdefault("speedup", {})[model] = {
                     f"batch {largest} / batch {smallest}": round(speeds[largest] / speeds[smallest], 2)}
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_result(args.out, result)
     print(json.dumps(result.get("speedup_vs_baseline", result.get("speedup", {})), indent=2))
 
 

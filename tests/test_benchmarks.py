@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from domains import coarse  # noqa: E402
+from machine import write_result  # noqa: E402
 from peers import words_to_spans  # noqa: E402
 
 from lexner.schemes import Span  # noqa: E402
@@ -61,3 +62,10 @@ def test_benchmark_harness_covers_every_lexicon_tagger_and_refuses_zero_steps():
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "flat_memory.py"
     done = subprocess.run([sys.executable, str(script), "--steps", "0"], capture_output=True, text=True)
     assert done.returncode == 2 and "--steps must be ≥ 1" in done.stderr
+
+
+def test_write_result_makes_its_folders_and_keeps_chinese_readable(tmp_path):
+    path = tmp_path / "a" / "b.json"
+    write_result(path, {"text": "北京"})
+    assert path.read_text(encoding="utf-8") == '{\n  "text": "北京"\n}\n'
+    write_result(None, {"text": "北京"})  # no --out: nothing written, no error
