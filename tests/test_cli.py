@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from lexner import load
 from lexner.cli import main
 from lexner.data import write_jsonl
 from lexner.schemes import spans_to_tags
@@ -40,7 +41,6 @@ def test_train_evaluate_tag(trained, capsys):
 
     model = trained / "run" / "model"
     import lexner.api
-    from lexner import load
     from lexner.data import read_file
     from lexner.evaluate import evaluate
 
@@ -78,6 +78,20 @@ def test_resume_flag_continues(trained, capsys):
     assert code == 0
     epochs = [r["epoch"] for r in epoch_records(trained / "run" / "log.jsonl")]
     assert epochs == [1, 2, 3]
+
+
+def test_train_matches_the_union_of_several_lexicons(trained):
+    (trained / "a.txt").write_text("北京\n上海\n", encoding="utf-8")
+    (trained / "b.txt").write_text("上海 3 ns\n广州市\n火星\n", encoding="utf-8")  # 火星: in no training text
+    code = main(["train", "--train", str(trained / "train.bio"), "--dev", str(trained / "dev.bmes"),
+                 "--model", "softlexicon", "--lexicon", str(trained / "a.txt"), "--lexicon", str(trained / "b.txt"),
+                 "--out", str(trained / "lex"), "--epochs", "1", "--batch-size", "4", "--set", "hidden=16",
+                 "--set", "char_dim=8", "--set", "bigram_dim=4", "--set", "word_dim=4", "--no-progress"])
+    assert code == 0
+    model = load(trained / "lex" / "model")
+    assert sorted(model.featurizer.lexicon.words) == sorted(["北京", "上海", "广州市"])
+    card = json.loads((trained / "lex" / "model" / "config.json").read_text(encoding="utf-8"))
+    assert "a.txt + " in json.dumps(card, ensure_ascii=False)
 
 
 def test_malformed_file_error_names_file_and_line(tmp_path, capsys, monkeypatch):
@@ -159,7 +173,6 @@ def test_tag_takes_the_model_as_option_or_first_argument(trained, capsys):
 
 
 def test_export_renames_entity_types(trained, capsys):
-    from lexner import load
 
     source = trained / "run" / "model"
     rename = {"PER": "人名", "LOC": "地名"}
