@@ -173,7 +173,6 @@ def test_tag_takes_the_model_as_option_or_first_argument(trained, capsys):
 
 
 def test_export_renames_entity_types(trained, capsys):
-
     source = trained / "run" / "model"
     rename = {"PER": "人名", "LOC": "地名"}
     assert main(["export", str(source), str(trained / "renamed"), "--rename", "PER=人名", "--rename", "LOC=地名"]) == 0
