@@ -50,3 +50,14 @@ def test_an_lstm_with_inner_dropout_keeps_the_packed_path(dropout):
     x, lengths = torch.randn(2, 5, 4), torch.tensor([5, 3])
     torch.testing.assert_close(run_bilstm(lstm, x, lengths), packed_reference(lstm, x, lengths), rtol=1e-5,
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_an_unpadded_batch_outside_training_runs_in_one_call_with_the_same_outputs(layers, monkeypatch):
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(5, 3, num_layers=layers, batch_first=True, bidirectional=True).eval()
+    x, lengths = torch.randn(2, 7, 5), torch.tensor([7, 7])
+    with torch.no_grad():
+        expected = packed_reference(lstm, x, lengths)
+        monkeypatch.setattr("lexner.models.recurrent.reverse_within_length", lambda *a: pytest.fail("reversed"))
+        torch.testing.assert_close(run_bilstm(lstm, x, lengths), expected, rtol=1e-5, atol=1e-6)
