@@ -27,7 +27,7 @@ def run_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.T
     (padding comes after every real position, so it cannot reach them), the backward one over each sentence
     reversed within its length, its output reversed back.  Outside training, a batch without padding (one
     sentence per ``tag()`` call) runs both directions in one call of ``lstm`` (~1.1x faster ``tag()``); training
-    keeps one path for every batch, so its runs reproduce.  Same equations, same weights, outputs equal to the
+    steps keep one path for every batch.  Same equations, same weights, outputs equal to the
     packed run's up to float rounding (tested); benchmarks/README.md gives the training speed-up.  CPU inference
     runs in ONNX Runtime instead where :func:`lexner.onnx_encoder.use_onnx` attached a session.
     """
