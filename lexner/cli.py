@@ -257,6 +257,20 @@ def _load_for_tagging(args, extra_words: list[str]):
         raise CommandError(str(err)) from None  # does not know, --onnx without ONNX Runtime installed
 
 
+def _warn_texts_that_look_like_files(texts: list[str]) -> None:
+    """Positional arguments are texts; one that names a file (or is ``-``) was most likely meant as ``--input``."""
+    def names_a_file(text: str) -> bool:
+        try:
+            return "\n" not in text and Path(text).is_file()
+        except (OSError, ValueError):  # e.g. a long text is not a valid file name
+            return False
+
+    for text in texts:
+        if text == "-" or names_a_file(text):
+            log.warning("%r is tagged as a text; to tag the lines of %s, use --input %s", text,
+                        "standard input" if text == "-" else "that file", text)
+
+
 def cmd_tag(args) -> int:
     from .output import render
     from .tagfile import page, tag_file
@@ -267,6 +281,7 @@ def cmd_tag(args) -> int:
     if args.input is None:
         if not args.text:
             raise CommandError("give text to tag, or --input FILE (- for standard input)")
+        _warn_texts_that_look_like_files(args.text)
         with page(sys.stdout, args.format):
             for text, ents in zip(args.text, tagger.tag_batch(args.text, args.batch_size, labels=args.labels)):
                 sys.stdout.write(render(text, ents, args.format))
@@ -417,8 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_export)
 
     g = sub.add_parser("tag", help="tag text (with the bundled model unless --model is given)")
-    g.add_argument("text", nargs="*", help="texts to tag (one record each on stdout, in --format); "
-                                           "a model directory as the first argument is taken as --model")
+    g.add_argument("text", nargs="*", help="texts to tag (one record each on stdout, in --format; a file name is "
+                                           "tagged as text, with a warning: use --input); a model directory as the "
+                                           "first argument is taken as --model")
     g.add_argument("--model", "-m", dest="model_dir", type=Path, default=None,
                    help="a saved model directory (default: the bundled model, PER/LOC/ORG)")
     g.add_argument("--input", type=Path, help="a UTF-8 file, one text per line (only LF ends a line); - reads stdin")

@@ -271,3 +271,18 @@ def test_choice_lists_come_from_the_library_registries():
     assert options["train"]["dataset"] == sorted(DATASETS) + [f"{a}:{b}" for a, b in TYPE_MAPS]
     assert options["train"]["format"] == ["auto", *FORMATS]
     assert list(options["tag"]["format"]) == list(OUTPUT_FORMATS) and list(options["tag"]["errors"]) == list(UTF8_ERRORS)
+
+
+def test_tag_warns_when_a_text_names_a_file(trained, capsys, caplog, tmp_path):
+    model = str(trained / "run" / "model")
+    existing = tmp_path / "notes.txt"
+    existing.write_text("张三在北京\n", encoding="utf-8")
+    long_text = "张三在北京。" * 200  # longer than a file name may be: no error, no warning
+    capsys.readouterr()
+    with caplog.at_level("WARNING", logger="lexner"):
+        assert main(["tag", "--model", model, str(existing), "-", long_text]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in records] == [str(existing), "-", long_text]  # still tagged as texts
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 2
+    assert f"--input {existing}" in warned[0] and "standard input" in warned[1]
