@@ -32,7 +32,7 @@ def _load_tasks(args) -> list:
     ``TYPE_MAPS`` — trains the head of dataset HEAD, as task ``NAME-HEAD``) and per ``--task
     NAME:TRAIN:DEV[:TEST]``, or the one of ``--train``/``--dev``/``--test``.  Several make a multi-task model
     (one head per label set, the first the default); one trains a one-head model (``Task.name`` None)."""
-    from .data import DATASETS, TYPE_MAPS, load_dataset, map_types, read_file
+    from .data import DATASETS, TRAIN_DEV_SEED, TYPE_MAPS, carve, load_dataset, map_types, read_file
     from .features import LABEL_SET_NAME
     from .train import Task
 
@@ -55,13 +55,20 @@ def _load_tasks(args) -> list:
         name, files = parts[0], [Path(p) for p in parts[1:]]
         tasks.append(Task(name, *(read_file(f, args.format) for f in files)))
     if args.train or args.dev:
-        if not (args.train and args.dev):
-            raise CommandError("--train and --dev go together")
+        if not args.train:
+            raise CommandError("--dev needs --train")
         if tasks:
             raise CommandError("--train/--dev train a one-head model; with --dataset or --task, give every corpus "
                                "as --task NAME:TRAIN:DEV[:TEST]")
-        return [Task(None, read_file(args.train, args.format), read_file(args.dev, args.format),
-                     read_file(args.test, args.format) if args.test else None)]
+        train = read_file(args.train, args.format)
+        if args.dev:
+            dev = read_file(args.dev, args.format)
+        else:
+            size = max(1, round(args.dev_fraction * len(train)))
+            dev, train = carve(train, size, TRAIN_DEV_SEED, args.train)
+            log.info("no --dev: %d sentences of %s (%.0f%%, seed %d) are the dev split, %d train",
+                     len(dev), args.train, 100 * args.dev_fraction, TRAIN_DEV_SEED, len(train))
+        return [Task(None, train, dev, read_file(args.test, args.format) if args.test else None)]
     if not tasks:
         raise SystemExit("error: give --dataset NAME, or --train FILE and --dev FILE")
     names = [t.name for t in tasks]
@@ -206,6 +213,16 @@ def _key_value(text: str, option: str) -> tuple[str, str]:
     return key, value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1 (exclusive), got {text!r}")
+    return value
+
+
 def _tag_model_and_texts(args) -> None:
     """``lexner tag`` takes the model with ``--model``; without it, a first argument that is a model directory
     (the older form ``lexner tag DIR TEXT...``) is the model, and otherwise the bundled default model tags."""
@@ -344,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="format of --train/--dev/--test/--file (default: detect)")
         p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (cuda when present)")
 
-    from .data import DATASETS, FORMATS as DATA_FORMATS, TYPE_MAPS
+    from .data import DATASETS, FORMATS as DATA_FORMATS, TRAIN_DEV_FRACTION, TYPE_MAPS
     from .fileio import UTF8_ERRORS
     from .models import MODELS
     from .output import FORMATS as OUTPUT_FORMATS
@@ -361,7 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--task", action="append", metavar="NAME:TRAIN:DEV[:TEST]",
                        help="a corpus of a multi-task model from files, its head named NAME; repeatable")
         t.add_argument("--train", type=Path, help="training file (instead of --dataset)")
-        t.add_argument("--dev", type=Path, help="dev file for model selection")
+        t.add_argument("--dev", type=Path, help="dev file for model selection (without it: a seeded sample of "
+                                                "--train, see --dev-fraction)")
+        t.add_argument("--dev-fraction", type=_fraction, default=TRAIN_DEV_FRACTION,
+                       help="--train without --dev: this fraction of its sentences (a fixed seeded sample) is the "
+                            f"dev split (default {TRAIN_DEV_FRACTION})")
         t.add_argument("--test", type=Path, help="test file, scored once with the best model")
         t.add_argument("--out", type=Path, required=True, help="output folder (model/, checkpoint/, log.jsonl)")
         for f in dataclasses.fields(TrainConfig):  # one option per setting, help and default from TrainConfig

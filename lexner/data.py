@@ -262,6 +262,10 @@ CLUENER_DEV_SIZE = 1000
 CLUENER_DEV_SEED = 20200401
 CLUENER_TEST_SIZE = 1000
 CLUENER_TEST_SEED = 20200402
+# ``lexner train --train FILE`` without ``--dev``: the dev split is this fraction of FILE, a sample with this seed
+# (fixed, not the training seed, so that runs with different seeds select on the same sentences)
+TRAIN_DEV_FRACTION = 0.1
+TRAIN_DEV_SEED = 20261202
 
 DATASETS: dict[str, dict[str, str]] = {
     "msra": {"train": "msra/train.char.bmes", "test": "msra/test.char.bmes"},
@@ -331,16 +335,25 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None) -
     carved = CARVED.get(name, {})
     if split != "train" and split not in carved:
         return read_file(dataset_path(name, split, root))
-    rest = read_file(dataset_path(name, "train", root))
+    path = dataset_path(name, "train", root)
+    rest = read_file(path)
     for part, (size, seed) in carved.items():
-        if size > len(rest):
-            raise DataFormatError(dataset_path(name, "train", root), None,
-                                  f"{len(rest)} sentences left, too few to carve a {part} split of {size}")
-        chosen = set(random.Random(seed).sample(range(len(rest)), size))
+        chosen, rest = carve(rest, size, seed, path, part)
         if part == split:
-            return [s for i, s in enumerate(rest) if i in chosen]
-        rest = [s for i, s in enumerate(rest) if i not in chosen]
+            return chosen
     return rest
+
+
+def carve(sentences: Sequence[Sentence], size: int, seed: int, path: str | os.PathLike,
+          part: str = "dev") -> tuple[list[Sentence], list[Sentence]]:
+    """``(chosen, rest)``: a seeded sample of ``size`` sentences (in file order) and the others, in file order.
+    ``path`` names the file in the error when there are too few sentences to leave any for training."""
+    if not 0 < size < len(sentences):
+        raise DataFormatError(path, None, f"{len(sentences)} sentences, too few to carve a {part} split of {size} "
+                                          "and keep some for training")
+    picked = set(random.Random(seed).sample(range(len(sentences)), size))
+    return ([s for i, s in enumerate(sentences) if i in picked],
+            [s for i, s in enumerate(sentences) if i not in picked])
 
 
 def entity_types(sentences: Iterable[Sentence]) -> list[str]:

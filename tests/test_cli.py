@@ -286,3 +286,31 @@ def test_tag_warns_when_a_text_names_a_file(trained, capsys, caplog, tmp_path):
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warned) == 2
     assert f"--input {existing}" in warned[0] and "standard input" in warned[1]
+
+
+def test_train_without_dev_carves_a_seeded_dev_split_from_train(corpus, tmp_path, monkeypatch, caplog):
+    from lexner.cli import _load_tasks, build_parser
+    from lexner.data import TRAIN_DEV_SEED
+
+    monkeypatch.setenv("LEXNER_DATA", str(tmp_path / "no-data"))
+    write_conll(corpus, tmp_path / "train.bio", "BIO")
+
+    def tasks(*extra):
+        return _load_tasks(build_parser().parse_args(["train", "--train", str(tmp_path / "train.bio"), "--out",
+                                                      str(tmp_path / "run"), *extra]))
+
+    with caplog.at_level("INFO", logger="lexner"):
+        (task,) = tasks("--dev-fraction", "0.25")
+    assert len(task.dev) == round(0.25 * len(corpus)) and len(task.train) + len(task.dev) == len(corpus)
+    assert sorted(s.text for s in task.train + task.dev) == sorted(s.text for s in corpus)  # nothing lost or twice
+    assert f"seed {TRAIN_DEV_SEED}" in caplog.text and "train.bio" in caplog.text
+    (again,) = tasks("--dev-fraction", "0.25", "--seed", "7")  # the training seed does not move the split
+    assert again.dev == task.dev
+    (default,) = tasks()
+    assert len(default.dev) == max(1, round(0.1 * len(corpus)))
+    with pytest.raises(SystemExit):
+        tasks("--dev-fraction", "1.5")
+    one = tmp_path / "one.bio"
+    write_conll(corpus[:1], one, "BIO")
+    with pytest.raises(ValueError, match="one.bio.*too few to carve a dev split"):
+        _load_tasks(build_parser().parse_args(["train", "--train", str(one), "--out", str(tmp_path / "r")]))
