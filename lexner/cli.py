@@ -30,7 +30,7 @@ def _resolve_device(name: str) -> str:
 def _load_tasks(args) -> list:
     """The corpora to train on: one per ``--dataset`` (named by it; ``NAME:HEAD`` — its types mapped by
     ``TYPE_MAPS`` — trains the head of dataset HEAD, as task ``NAME-HEAD``) and per ``--task
-    NAME:TRAIN:DEV[:TEST]``, or the one of ``--train``/``--dev``/``--test``.  Several make a multi-task model
+    NAME:TRAIN[:DEV[:TEST]]``, or the one of ``--train``/``--dev``/``--test``.  Several make a multi-task model
     (one head per label set, the first the default); one trains a one-head model (``Task.name`` None)."""
     from .data import DATASETS, TRAIN_DEV_SEED, TYPE_MAPS, carve, load_dataset, map_types, read_file
     from .features import LABEL_SET_NAME
@@ -48,27 +48,32 @@ def _load_tasks(args) -> list:
             tasks.append(Task(f"{name}-{head}", *splits, head=head))
         else:
             tasks.append(Task(name, *splits))
+    def from_files(train_path: Path, dev_path: Path | None, test_path: Path | None) -> tuple:
+        """(train, dev, test) sentences; without a dev file, dev is a fixed seeded sample of train."""
+        train = read_file(train_path, args.format)
+        if dev_path:
+            dev = read_file(dev_path, args.format)
+        else:
+            size = max(1, round(args.dev_fraction * len(train)))
+            dev, train = carve(train, size, TRAIN_DEV_SEED, train_path)
+            log.info("no dev file: %d sentences of %s (%.0f%%, seed %d) are the dev split, %d train",
+                     len(dev), train_path, 100 * args.dev_fraction, TRAIN_DEV_SEED, len(train))
+        return train, dev, read_file(test_path, args.format) if test_path else None
+
     for spec in args.task or []:
         parts = spec.split(":")
-        if len(parts) not in (3, 4) or not all(parts):
-            raise CommandError(f"--task {spec!r}: expected NAME:TRAIN:DEV or NAME:TRAIN:DEV:TEST")
-        name, files = parts[0], [Path(p) for p in parts[1:]]
-        tasks.append(Task(name, *(read_file(f, args.format) for f in files)))
+        required = parts[:2] + (parts[3:] if len(parts) == 4 else parts[2:])  # DEV may be empty before TEST
+        if len(parts) not in (2, 3, 4) or not all(required):
+            raise CommandError(f"--task {spec!r}: expected NAME:TRAIN[:DEV[:TEST]] (NAME:TRAIN::TEST without DEV)")
+        name, files = parts[0], [Path(p) if p else None for p in parts[1:]] + [None] * (4 - len(parts))
+        tasks.append(Task(name, *from_files(*files)))
     if args.train or args.dev:
         if not args.train:
             raise CommandError("--dev needs --train")
         if tasks:
             raise CommandError("--train/--dev train a one-head model; with --dataset or --task, give every corpus "
-                               "as --task NAME:TRAIN:DEV[:TEST]")
-        train = read_file(args.train, args.format)
-        if args.dev:
-            dev = read_file(args.dev, args.format)
-        else:
-            size = max(1, round(args.dev_fraction * len(train)))
-            dev, train = carve(train, size, TRAIN_DEV_SEED, args.train)
-            log.info("no --dev: %d sentences of %s (%.0f%%, seed %d) are the dev split, %d train",
-                     len(dev), args.train, 100 * args.dev_fraction, TRAIN_DEV_SEED, len(train))
-        return [Task(None, train, dev, read_file(args.test, args.format) if args.test else None)]
+                               "as --task NAME:TRAIN[:DEV[:TEST]]")
+        return [Task(None, *from_files(args.train, args.dev, args.test))]
     if not tasks:
         raise SystemExit("error: give --dataset NAME, or --train FILE and --dev FILE")
     names = [t.name for t in tasks]
@@ -375,13 +380,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "dataset, the first being the default (e.g. --dataset msra --dataset weibo); NAME:HEAD "
                             "also trains HEAD's head on NAME with its types mapped (e.g. weibo:msra: Weibo's named "
                             "persons, places and organisations as MSRA's NR/NS/NT)")
-        t.add_argument("--task", action="append", metavar="NAME:TRAIN:DEV[:TEST]",
-                       help="a corpus of a multi-task model from files, its head named NAME; repeatable")
+        t.add_argument("--task", action="append", metavar="NAME:TRAIN[:DEV[:TEST]]",
+                       help="a corpus of a multi-task model from files, its head named NAME (without DEV: a seeded "
+                            "sample of TRAIN, see --dev-fraction); repeatable")
         t.add_argument("--train", type=Path, help="training file (instead of --dataset)")
         t.add_argument("--dev", type=Path, help="dev file for model selection (without it: a seeded sample of "
                                                 "--train, see --dev-fraction)")
         t.add_argument("--dev-fraction", type=_fraction, default=TRAIN_DEV_FRACTION,
-                       help="--train without --dev: this fraction of its sentences (a fixed seeded sample) is the "
+                       help="a training file without a dev file: this fraction of its sentences (a fixed seeded sample) is the "
                             f"dev split (default {TRAIN_DEV_FRACTION})")
         t.add_argument("--test", type=Path, help="test file, scored once with the best model")
         t.add_argument("--out", type=Path, required=True, help="output folder (model/, checkpoint/, log.jsonl)")

@@ -155,8 +155,22 @@ def test_cli_refuses_duplicate_or_malformed_tasks(corpus, tmp_path, capsys):
     spec = f"a:{tmp_path / 't.jsonl'}:{tmp_path / 't.jsonl'}"
     assert main(["train", "--task", spec, "--task", spec, "--out", str(tmp_path / "run")]) == 2
     assert "distinct" in capsys.readouterr().err
-    assert main(["train", "--task", "a:only-one-file", "--out", str(tmp_path / "run")]) == 2
-    assert "NAME:TRAIN:DEV" in capsys.readouterr().err
+    for bad in ("a", "a::dev", ":train", "a:t:d:x:y", "a:t:d:"):
+        assert main(["train", "--task", bad, "--out", str(tmp_path / "run")]) == 2
+        assert "NAME:TRAIN[:DEV[:TEST]]" in capsys.readouterr().err
+
+
+def test_a_task_without_a_dev_file_carves_one_from_its_train(corpus, tmp_path):
+    from lexner.cli import _load_tasks, build_parser
+
+    write_jsonl(corpus, tmp_path / "t.jsonl")
+    write_jsonl(corpus[:5], tmp_path / "test.jsonl")
+    t = tmp_path / "t.jsonl"
+    args = build_parser().parse_args(["train", "--task", f"a:{t}", "--task", f"b:{t}::{tmp_path / 'test.jsonl'}",
+                                      "--dev-fraction", "0.2", "--out", str(tmp_path / "run")])
+    a, b = _load_tasks(args)
+    assert len(a.dev) == round(0.2 * len(corpus)) and len(a.train) + len(a.dev) == len(corpus)
+    assert (b.train, b.dev) == (a.train, a.dev) and a.test is None and len(b.test) == 5
 
 
 def test_map_types_renames_known_types_and_leaves_the_rest_out():
