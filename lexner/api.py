@@ -44,13 +44,15 @@ def build_tagger(
     lexicon: Lexicon | str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     bigram_min_count: int = 1,
     label_sets: Mapping[str, Sequence[str]] | None = None,
+    pretrained_bigrams: int | None = EXTRA_PRETRAINED_BIGRAMS,
 ) -> Tagger:
     """A new, untrained tagger whose vocabularies come from ``train`` and whose embedding tables are
     initialised from the word2vec files in ``embeddings`` (``{"chars": path, "bigrams": path, "words": path}``).
 
     The character vocabulary is train's characters plus every pretrained character; the bigram vocabulary is
-    train's bigrams seen at least ``bigram_min_count`` times plus the :data:`EXTRA_PRETRAINED_BIGRAMS` most
-    frequent pretrained ones (a larger ``bigram_min_count`` makes a smaller model).  Taggers that use a lexicon
+    train's bigrams seen at least ``bigram_min_count`` times plus the ``pretrained_bigrams`` most frequent
+    pretrained ones (None: all of them; a larger ``bigram_min_count`` or a smaller ``pretrained_bigrams`` makes
+    a smaller model, with more of the bigrams of new text unknown).  Taggers that use a lexicon
     take ``lexicon`` (a :class:`Lexicon`, a path to a word list or word2vec file, or several paths: the union
     of their words), by default the vocabulary of ``embeddings["words"]``; its vectors, if any, initialise the
     word embeddings, otherwise its words are looked up in ``embeddings["words"]``.  Of a plain word list, only
@@ -81,7 +83,8 @@ def build_tagger(
         pretrained["chars"] = read_word2vec(embeddings["chars"])
     if embeddings.get("bigrams"):
         kept = {b for b, count in bigram_counts.items() if count >= bigram_min_count}
-        pretrained["bigrams"] = read_word2vec(embeddings["bigrams"], keep=kept, first=EXTRA_PRETRAINED_BIGRAMS)
+        pretrained["bigrams"] = read_word2vec(embeddings["bigrams"], keep=None if pretrained_bigrams is None else kept,
+                                              first=pretrained_bigrams or 0)
     if lexicon is not None and lexicon.vectors is not None:
         pretrained["words"] = (lexicon.words, lexicon.vectors)
     elif lexicon is not None:  # a plain word list: look its words up

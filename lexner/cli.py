@@ -140,7 +140,7 @@ def cmd_train(args) -> int:
     try:
         tagger = build_tagger(args.model, [s for t in tasks for s in t.train], model_config, embeddings,
                               seed=args.seed, lexicon=args.lexicon, bigram_min_count=args.bigram_min_count,
-                              label_sets=label_sets)
+                              label_sets=label_sets, pretrained_bigrams=args.pretrained_bigrams)
     except ValueError as err:  # e.g. a setting out of range, hidden odd
         raise CommandError(str(err)) from None
     try:
@@ -226,6 +226,14 @@ def _fraction(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"expected a number between 0 and 1 (exclusive), got {text!r}")
     return value
+
+
+def _count_or_all(text: str) -> int | None:
+    if text == "all":
+        return None
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a count or 'all', got {text!r}")
+    return int(text)
 
 
 def _tag_model_and_texts(args) -> None:
@@ -366,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="format of --train/--dev/--test/--file (default: detect)")
         p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (cuda when present)")
 
+    from .api import EXTRA_PRETRAINED_BIGRAMS
     from .data import DATASETS, FORMATS as DATA_FORMATS, TRAIN_DEV_FRACTION, TYPE_MAPS
     from .fileio import UTF8_ERRORS
     from .models import MODELS
@@ -399,6 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--bigram-min-count", type=int, default=1,
                        help="leave out train's bigrams seen fewer times (unless among the most frequent pretrained "
                             "ones): a smaller model")
+        t.add_argument("--pretrained-bigrams", type=_count_or_all, default=EXTRA_PRETRAINED_BIGRAMS,
+                       help="how many of the bigram vectors' file's first (most frequent) bigrams join the vocabulary "
+                            f"beside train's, or 'all' (default {EXTRA_PRETRAINED_BIGRAMS}); the others of new text "
+                            "are unknown to the model")
         t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
         t.add_argument("--char-vectors", help="word2vec file for characters, or 'none' (None: from the data root)")
         t.add_argument("--bigram-vectors", help="word2vec file for bigrams, or 'none' (None: from the data root)")

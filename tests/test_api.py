@@ -110,6 +110,18 @@ def test_bigram_min_count_drops_rare_train_bigrams_even_when_pretrained(corpus, 
     assert "外外" in pruned  # among the first EXTRA_PRETRAINED_BIGRAMS of the vector file
 
 
+@pytest.mark.parametrize("first, joined", [(0, []), (1, ["外外"]), (2, ["外外", "内内"]), (None, ["外外", "内内", "上上"])])
+def test_pretrained_bigrams_sets_how_many_of_the_file_join_beside_train(corpus, tmp_path, first, joined):
+    rows = ["外外 2 2 2 2", "内内 3 3 3 3", "北京 1 1 1 1", "上上 4 4 4 4"]  # 北京 occurs in train, the others not
+    (tmp_path / "b.vec").write_text(f"{len(rows)} 4\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    tagger = build_tagger("bilstm_crf", corpus, SMALL, {"bigrams": tmp_path / "b.vec"}, pretrained_bigrams=first)
+    bigrams = tagger.featurizer.bigrams
+    assert [b for b in ("外外", "内内", "上上") if b in bigrams] == joined and "北京" in bigrams
+    for b in joined:  # with their pretrained vectors
+        row = tagger.embed.bigrams.weight.detach().numpy()[bigrams.index[b]]
+        assert np.array_equal(row, [float(next(r for r in rows if r.startswith(b)).split()[1])] * 4)
+
+
 @pytest.mark.parametrize("name", ["softlexicon", "lattice_lstm", "flat"])
 def test_a_tagger_that_reads_lexicon_words_refuses_a_featurizer_without_a_lexicon(name, corpus):
     from lexner.features import Featurizer

@@ -314,3 +314,16 @@ def test_train_without_dev_carves_a_seeded_dev_split_from_train(corpus, tmp_path
     write_conll(corpus[:1], one, "BIO")
     with pytest.raises(ValueError, match="one.bio.*too few to carve a dev split"):
         _load_tasks(build_parser().parse_args(["train", "--train", str(one), "--out", str(tmp_path / "r")]))
+
+
+def test_pretrained_bigrams_option_takes_a_count_or_all():
+    from lexner.api import EXTRA_PRETRAINED_BIGRAMS
+    from lexner.cli import build_parser
+
+    parse = lambda *extra: build_parser().parse_args(["train", "--dataset", "weibo", "--out", "r", *extra])  # noqa: E731
+    assert parse().pretrained_bigrams == EXTRA_PRETRAINED_BIGRAMS
+    assert parse("--pretrained-bigrams", "all").pretrained_bigrams is None
+    assert parse("--pretrained-bigrams", "0").pretrained_bigrams == 0
+    for bad in ("-1", "many", "1.5"):
+        with pytest.raises(SystemExit):
+            parse("--pretrained-bigrams", bad)
