@@ -417,6 +417,13 @@ class Trainer:
         """Continue from ``out_dir/checkpoint`` if there is one; returns whether it did."""
         if self.world.main:
             self._take_lock()
+        try:
+            return self._resume()
+        except BaseException:  # the directory is not this trainer's after all: another may take it
+            self._release_lock()
+            raise
+
+    def _resume(self) -> bool:
         path = recover_directory(self.out_dir / CHECKPOINT_DIR)
         if not path.is_dir():
             return False
@@ -426,7 +433,17 @@ class Trainer:
             raise TrainingError(f"{path} was written with --ema {previous_ema:g}, not {self.config.ema:g}: resume "
                                 "with the settings it was trained with")
         # weights named as before the embedding tables moved into the Embedder are renamed
-        self.model.load_state_dict({current_key(k): v for k, v in state["model"].items()})
+        weights = {current_key(k): v for k, v in state["model"].items()}
+        own = self.model.state_dict()
+        differ = [f"{k} {tuple(v.shape)} there, {tuple(own[k].shape)} here" for k, v in weights.items()
+                  if k in own and v.shape != own[k].shape]
+        missing, extra = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
+        if differ or missing or extra:
+            found = "; ".join(differ[:3] + [f"{len(missing)} weight(s) missing there"] * bool(missing)
+                              + [f"{len(extra)} weight(s) unknown here"] * bool(extra))
+            raise TrainingError(f"{path} was written for another model ({found}): resume with the model, data and "
+                                "vocabulary settings it was trained with")
+        self.model.load_state_dict(weights)
         self.optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         if self.scaler is not None and "scaler" in state:

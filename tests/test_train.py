@@ -275,3 +275,16 @@ def test_resume_from_a_checkpoint_written_before_the_embedder_refactor(corpus, t
     trainer = make_trainer(corpus, tmp_path, epochs=2)
     assert trainer.resume()
     assert torch.equal(trainer.model.embed.chars.weight, renamed["char_embedding.weight"])
+
+
+def test_resume_into_a_different_model_is_a_clear_error(corpus, tmp_path):
+    make_trainer(corpus, tmp_path, epochs=1).fit(corpus[:15], corpus[15:])
+    seed_everything(3)
+    wider = Trainer(build_tagger("bilstm_crf", corpus, {**SMALL, "hidden": 32}, seed=3),
+                    TrainConfig(epochs=2, batch_size=4, lr=0.01, seed=3, patience=0), tmp_path, progress=False)
+    with pytest.raises(TrainingError, match=r"another model \(.*lstm.*\): resume with the model, data and vocab"):
+        wider.resume()
+    fewer_chars = Trainer(build_tagger("bilstm_crf", corpus[:3], SMALL, seed=3),  # a smaller vocabulary
+                          TrainConfig(epochs=2, batch_size=4, lr=0.01, seed=3, patience=0), tmp_path, progress=False)
+    with pytest.raises(TrainingError, match=r"embed\.chars\.weight \(\d+, 16\) there, \(\d+, 16\) here"):
+        fewer_chars.resume()
