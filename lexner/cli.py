@@ -67,15 +67,15 @@ def _load_tasks(args) -> list:
             raise CommandError(f"--task {spec!r}: expected NAME:TRAIN[:DEV[:TEST]] (NAME:TRAIN::TEST without DEV)")
         name, files = parts[0], [Path(p) if p else None for p in parts[1:]] + [None] * (4 - len(parts))
         tasks.append(Task(name, *from_files(*files)))
-    if args.train or args.dev:
-        if not args.train:
-            raise CommandError("--dev needs --train")
+    if args.train or args.dev or args.test:
         if tasks:
-            raise CommandError("--train/--dev train a one-head model; with --dataset or --task, give every corpus "
-                               "as --task NAME:TRAIN[:DEV[:TEST]]")
+            raise CommandError("--train/--dev/--test train a one-head model; with --dataset or --task, give every "
+                               "corpus as --task NAME:TRAIN[:DEV[:TEST]]")
+        if not args.train:
+            raise CommandError("--dev and --test need --train")
         return [Task(None, *from_files(args.train, args.dev, args.test))]
     if not tasks:
-        raise SystemExit("error: give --dataset NAME, or --train FILE and --dev FILE")
+        raise SystemExit("error: give --dataset NAME, --task NAME:TRAIN[:DEV[:TEST]], or --train FILE [--dev FILE]")
     names = [t.name for t in tasks]
     if len(set(names)) != len(names) or not all(LABEL_SET_NAME.fullmatch(n) for n in names):
         raise CommandError(f"task names must be distinct and made of letters, digits, _ or -: {names}")
@@ -395,9 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--train", type=Path, help="training file (instead of --dataset)")
         t.add_argument("--dev", type=Path, help="dev file for model selection (without it: a seeded sample of "
                                                 "--train, see --dev-fraction)")
-        t.add_argument("--dev-fraction", type=_fraction, default=TRAIN_DEV_FRACTION,
-                       help="a training file without a dev file: this fraction of its sentences (a fixed seeded sample) is the "
-                            f"dev split (default {TRAIN_DEV_FRACTION})")
+        t.add_argument("--dev-fraction", type=_fraction, default=TRAIN_DEV_FRACTION, metavar="F",
+                       help="a training file without a dev file: this fraction of its sentences (a fixed seeded "
+                            "sample) is the dev split")
         t.add_argument("--test", type=Path, help="test file, scored once with the best model")
         t.add_argument("--out", type=Path, required=True, help="output folder (model/, checkpoint/, log.jsonl)")
         for f in dataclasses.fields(TrainConfig):  # one option per setting, help and default from TrainConfig
@@ -409,9 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="leave out train's bigrams seen fewer times (unless among the most frequent pretrained "
                             "ones): a smaller model")
         t.add_argument("--pretrained-bigrams", type=_count_or_all, default=EXTRA_PRETRAINED_BIGRAMS,
-                       help="how many of the bigram vectors' file's first (most frequent) bigrams join the vocabulary "
-                            f"beside train's, or 'all' (default {EXTRA_PRETRAINED_BIGRAMS}); the others of new text "
-                            "are unknown to the model")
+                       metavar="N|all", help="how many of the bigram vectors' file's first (most frequent) bigrams "
+                                             "join the vocabulary beside train's, or all of them; the others of new "
+                                             "text are unknown to the model")
         t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
         t.add_argument("--char-vectors", help="word2vec file for characters, or 'none' (None: from the data root)")
         t.add_argument("--bigram-vectors", help="word2vec file for bigrams, or 'none' (None: from the data root)")

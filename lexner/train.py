@@ -414,7 +414,9 @@ class Trainer:
             self._lock = None
 
     def resume(self) -> bool:
-        """Continue from ``out_dir/checkpoint`` if there is one; returns whether it did."""
+        """Continue from ``out_dir/checkpoint`` if there is one; returns whether it did.  A checkpoint of another
+        model (other weight names or shapes) is refused before anything is loaded; if it fails later, the trainer
+        is half-loaded and should not be trained further."""
         if self.world.main:
             self._take_lock()
         try:

@@ -327,3 +327,31 @@ def test_pretrained_bigrams_option_takes_a_count_or_all():
     for bad in ("-1", "many", "1.5"):
         with pytest.raises(SystemExit):
             parse("--pretrained-bigrams", bad)
+
+
+def test_train_passes_pretrained_bigrams_to_build_tagger(corpus, tmp_path, monkeypatch):
+    import lexner.api
+
+    monkeypatch.setenv("LEXNER_DATA", str(tmp_path / "no-data"))
+    write_conll(corpus, tmp_path / "train.bio", "BIO")
+    seen = []
+
+    def refuse(*args, **kwargs):
+        seen.append(kwargs["pretrained_bigrams"])
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(lexner.api, "build_tagger", refuse)
+    for value, expected in (("all", None), ("7", 7)):
+        assert main(["train", "--train", str(tmp_path / "train.bio"), "--out", str(tmp_path / "run"),
+                     "--pretrained-bigrams", value, "--no-progress"]) == 2
+    assert seen == [None, 7]
+
+
+def test_train_refuses_dev_or_test_files_without_train_or_beside_tasks(corpus, tmp_path, capsys):
+    write_jsonl(corpus, tmp_path / "t.jsonl")
+    f = str(tmp_path / "t.jsonl")
+    for extra in (["--dev", f], ["--test", f]):
+        assert main(["train", *extra, "--out", str(tmp_path / "run")]) == 2
+        assert "--dev and --test need --train" in capsys.readouterr().err
+        assert main(["train", "--task", f"a:{f}", *extra, "--out", str(tmp_path / "run")]) == 2
+        assert "give every corpus as --task" in capsys.readouterr().err
