@@ -48,6 +48,7 @@ def _load_tasks(args) -> list:
             tasks.append(Task(f"{name}-{head}", *splits, head=head))
         else:
             tasks.append(Task(name, *splits))
+
     def from_files(train_path: Path, dev_path: Path | None, test_path: Path | None) -> tuple:
         """(train, dev, test) sentences; without a dev file, dev is a fixed seeded sample of train."""
         train = read_file(train_path, args.format)
@@ -220,12 +221,11 @@ def _key_value(text: str, option: str) -> tuple[str, str]:
 
 def _fraction(text: str) -> float:
     try:
-        value = float(text)
+        if 0 < (value := float(text)) < 1:
+            return value
     except ValueError:
-        value = float("nan")
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1 (exclusive), got {text!r}")
-    return value
+        pass
+    raise argparse.ArgumentTypeError(f"expected a number between 0 and 1 (exclusive), got {text!r}")
 
 
 def _count_or_all(text: str) -> int | None:

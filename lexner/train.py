@@ -438,11 +438,13 @@ class Trainer:
         weights = {current_key(k): v for k, v in state["model"].items()}
         own = self.model.state_dict()
         differ = [f"{k} {tuple(v.shape)} there, {tuple(own[k].shape)} here" for k, v in weights.items()
-                  if k in own and v.shape != own[k].shape]
-        missing, extra = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
-        if differ or missing or extra:
-            found = "; ".join(differ[:3] + [f"{len(missing)} weight(s) missing there"] * bool(missing)
-                              + [f"{len(extra)} weight(s) unknown here"] * bool(extra))
+                  if k in own and v.shape != own[k].shape][:3]
+        if missing := len(own.keys() - weights.keys()):
+            differ.append(f"{missing} weight(s) missing there")
+        if extra := len(weights.keys() - own.keys()):
+            differ.append(f"{extra} weight(s) unknown here")
+        if differ:
+            found = "; ".join(differ)
             raise TrainingError(f"{path} was written for another model ({found}): resume with the model, data and "
                                 "vocabulary settings it was trained with")
         self.model.load_state_dict(weights)
