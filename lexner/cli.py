@@ -236,6 +236,12 @@ def _count_or_all(text: str) -> int | None:
     return int(text)
 
 
+def _length(text: str) -> int:
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected a number of characters ≥ 1, got {text!r}")
+
+
 def _tag_model_and_texts(args) -> None:
     """``lexner tag`` takes the model with ``--model``; without it, a first argument that is a model directory
     (the older form ``lexner tag DIR TEXT...``) is the model, and otherwise the bundled default model tags."""
@@ -351,7 +357,8 @@ def cmd_export(args) -> int:
         export_target(args.out_dir, args.force)  # refused before the model is even loaded
         tagger = load(args.model_dir, extra_words=_extra_words(args), onnx=False)
         target = export_model(tagger, args.out_dir, half=args.half, force=args.force,
-                              renames=dict(_key_value(kv, "--rename") for kv in args.rename), runtime=args.runtime)
+                              renames=dict(_key_value(kv, "--rename") for kv in args.rename), runtime=args.runtime,
+                              max_length=args.max_length)
     except ExportError as err:
         raise CommandError(str(err)) from None
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
@@ -466,6 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rename an entity type in the copy (e.g. NR=PER); repeatable")
     x.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help="domain words added to a lattice model's lexicon before exporting; repeatable")
+    x.add_argument("--max-length", type=_length, metavar="N",
+                   help="the copy tags texts longer than N characters in pieces of at most N (default: as the "
+                        "source model; training sets it from the training sentences' lengths)")
     _runtime_args(x, alias=False, help="how lexner.load runs the copy's BiLSTM by default, written into its "
                                        "config.json: torch, onnx or onnx-int8 (see lexner tag --runtime; default: "
                                        "as the source model says)")

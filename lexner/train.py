@@ -29,6 +29,7 @@ from .export import provenance
 from .fileio import atomic_directory, recover_directory, write_json
 from .models import Tagger
 from .models.embedder import current_key
+from .tagging import piece_length
 
 log = logging.getLogger(__name__)
 
@@ -577,6 +578,9 @@ class Trainer:
                                     "texts)")
             if not any(s.text for s in task.dev):
                 raise TrainingError(f"no dev sentences{what}: model selection needs a non-empty dev set")
+        self.model.set_max_length(piece_length([len(s.text) for task in tasks for s in task.train]))
+        log.info("texts longer than %d characters will be tagged in pieces (lexner.tagging.piece_length)",
+                 self.model.max_length)
         if bool(teachers) != bool(cfg.distill):
             raise TrainingError("distillation needs both teachers and a kind (distill: mse or kl)")
         if (unlabelled and not teachers) or (teachers and cfg.augment):

@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from domains import coarse  # noqa: E402
 from machine import write_result  # noqa: E402
 from peers import words_to_spans  # noqa: E402
+from piece_length import joined  # noqa: E402
 
 from lexner.schemes import Span  # noqa: E402
 
@@ -24,6 +25,13 @@ def test_words_to_spans_walks_offsets_and_maps_labels():
 def test_words_to_spans_survives_a_normalised_word():
     # a tool that returns half-width text for full-width input: offsets follow the word lengths
     assert words_to_spans("ＡＢ张三", [("AB", "n"), ("张三", "nr")]) == [Span(2, 4, "PER")]
+
+
+def test_joined_dev_lines_keep_every_span_on_its_text(corpus):
+    lines = joined(corpus, 3)
+    assert len(lines) == -(-len(corpus) // 3) and "".join(s.text for s in lines) == "".join(s.text for s in corpus)
+    assert [line.text[a:b] for line in lines for a, b, _ in line.spans] == \
+        [s.text[a:b] for s in corpus for a, b, _ in s.spans]
 
 
 def test_domain_types_map_to_per_loc_org_and_the_rest_is_left_out():

@@ -162,6 +162,23 @@ def test_export_half_is_smaller_and_tags_alike(trained, capsys):
     assert half.metadata["card"] == portable_card(full.metadata["card"], {})  # machine paths dropped
 
 
+def test_training_sets_the_piece_length_from_the_training_sentences_and_export_can_change_it(trained, corpus,
+                                                                                           capsys):
+    from lexner.tagging import piece_length
+
+    source = trained / "run" / "model"
+    train_lengths = [len(s.text) for s in corpus[:15]]
+    assert load(source).max_length == piece_length(train_lengths)
+    assert main(["export", str(source), str(trained / "pieces"), "--max-length", "70"]) == 0
+    assert load(trained / "pieces").max_length == 70
+    assert main(["export", str(source), str(trained / "same")]) == 0
+    assert load(trained / "same").max_length == piece_length(train_lengths)
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", str(source), str(trained / "bad"), "--max-length", "0"])
+    assert exit_.value.code == 2 and "expected a number of characters" in capsys.readouterr().err
+    assert not (trained / "bad").exists()
+
+
 def test_tag_takes_the_model_as_option_or_first_argument(trained, capsys):
     model = str(trained / "run" / "model")
     capsys.readouterr()

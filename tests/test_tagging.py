@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from lexner.schemes import Span
-from lexner.tagging import WindowMerger, sentence_pieces, split_windows
+from lexner.tagging import MIN_PIECE_LENGTH, WindowMerger, piece_length, sentence_pieces, split_windows
 
 
 def merge_windows(windows, spans):
@@ -14,6 +14,15 @@ def merge_windows(windows, spans):
 def test_sentence_pieces_keep_punctuation_and_closing_quotes():
     text = "他说：“好。”然后走了！！还有"
     assert [text[a:b] for a, b in sentence_pieces(text)] == ["他说：“好。”", "然后走了！！", "还有"]
+
+
+def test_piece_length_is_the_99th_percentile_of_training_lengths_with_a_floor():
+    assert piece_length([80] * 99 + [400]) == 80  # one outlier in a hundred does not count
+    assert piece_length([80] * 98 + [400, 400]) == 400
+    assert piece_length(list(range(1, 201))) == 198
+    assert piece_length([5, 7, 9]) == MIN_PIECE_LENGTH  # short training texts still tag a text in sizeable pieces
+    with pytest.raises(ValueError):
+        piece_length([])
 
 
 def test_short_text_is_one_window():

@@ -219,7 +219,7 @@ class Tagger(nn.Module):
 
     name: ClassVar[str]
     Config: ClassVar[type]
-    max_length: int = 500  # tag_batch splits longer texts into pieces (see lexner.tagging)
+    max_length: int = 500  # tag_batch splits longer texts into pieces (see lexner.tagging, set_max_length)
     overlap: int = 50  # overlap of the pieces of one over-long sentence
     batch_tokens: int = 4096  # tag_batch: at most this many padded tokens per batch (long pieces, smaller batches)
     block_pieces: int = 4096  # tag_batch: pieces encoded at a time (bounds memory on long inputs)
@@ -392,6 +392,14 @@ class Tagger(nn.Module):
                 found[j] = self.featurizer.decode_tags(path, labels)
         return found
 
+    def set_max_length(self, length: int) -> None:
+        """Tag texts longer than ``length`` characters in pieces of at most ``length`` (see lexner.tagging); the
+        windows of one over-long sentence overlap by a quarter of that, at most the default ``overlap``.  Saved
+        with the model; training sets it from the training sentences (lexner.tagging.piece_length)."""
+        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+            raise ValueError(f"max_length must be an integer ≥ 1, got {length!r}")
+        self.max_length, self.overlap = length, min(Tagger.overlap, length // 4)
+
     # --- persistence -----------------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike, extra: Mapping[str, Any] | None = None, half: bool = False) -> None:
         """Write ``config.json``, ``model.safetensors`` and the vocabularies into ``directory``.
@@ -406,6 +414,7 @@ class Tagger(nn.Module):
             "config": dataclasses.asdict(self.config),
             "entity_types": self.featurizer.entity_types,
             **(extra or {}),
+            "max_length": self.max_length,
         }
         if self.featurizer.multi_task:  # one head per label set, the default one first
             meta["label_sets"] = {name: ls.entity_types for name, ls in self.featurizer.label_sets.items()}
@@ -476,6 +485,10 @@ class Tagger(nn.Module):
                 raise ModelFormatError(f"{weights_file}: {key} holds NaN or infinite (or absurdly large) values")
             if not tensor.is_floating_point() and tensor.numel() and int(tensor.min()) < 0:
                 raise ModelFormatError(f"{weights_file}: {key} holds negative counts")
-        model.metadata = {k: v for k, v in meta.items() if k not in ("config",)}
+        length = meta.get("max_length", Tagger.max_length)  # models saved before it was recorded: the default
+        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+            raise ModelFormatError(f"{config_file}: 'max_length' must be an integer ≥ 1, got {length!r}")
+        model.set_max_length(length)
+        model.metadata = {k: v for k, v in meta.items() if k not in ("config", "max_length")}
         model.source = directory  # where it was loaded from (worker processes load it again from there)
         return model.to(device).eval()
