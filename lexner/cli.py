@@ -101,7 +101,7 @@ def cmd_train(args) -> int:
     from .api import build_tagger, default_embeddings
     from .data import entity_types, report_unseen_labels
     from . import distributed
-    from .train import TrainConfig, Trainer, TrainingError, seed_everything, selection_scores
+    from .train import TrainConfig, Trainer, TrainingError, check_out_dir, seed_everything, selection_scores
 
     if not distributed.world().main:  # under torchrun: one process speaks
         logging.getLogger().setLevel(logging.WARNING)
@@ -119,6 +119,10 @@ def cmd_train(args) -> int:
         model_config = parse_config_values(model_class(args.model), dict(_key_value(kv, "--set") for kv in args.set))
     except ValueError as err:
         raise CommandError(f"--set: {err}") from None  # before any data is read
+    try:
+        check_out_dir(args.out, args.resume, args.force)  # likewise: an --out that would lose a run
+    except TrainingError as err:
+        raise CommandError(str(err)) from None
     tasks = _load_tasks(args)
     for task in tasks:
         what = f" ({task.name})" if task.name else ""
@@ -145,7 +149,7 @@ def cmd_train(args) -> int:
     except ValueError as err:  # e.g. a setting out of range, hidden odd
         raise CommandError(str(err)) from None
     try:
-        trainer = Trainer(tagger, config, args.out, progress=not args.no_progress)
+        trainer = Trainer(tagger, config, args.out, progress=not args.no_progress, replace=args.force)
         resumed = args.resume and trainer.resume()
     except TrainingError as err:
         raise CommandError(str(err)) from None
@@ -164,8 +168,9 @@ def cmd_train(args) -> int:
     except TrainingError as err:
         raise CommandError(str(err)) from None
     except OSError as err:  # e.g. the disk is full: the last good model and checkpoint are intact
-        raise CommandError(f"writing into {args.out} failed: {err}; the last finished epoch's model and "
-                           "checkpoint are intact") from None
+        kept = ("the last finished epoch's model and checkpoint are intact" if trainer.epoch
+                else "no epoch had finished")
+        raise CommandError(f"writing into {args.out} failed: {err}; {kept}") from None
     if trainer.world.main:
         summary = {k: selection_scores(results[k]) for k in ("dev", "test") if k in results}
         print(json.dumps({"model": str(Path(args.out) / "model"), "best_epoch": results["best_epoch"],
@@ -430,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="model config field, e.g. --set hidden=300 (repeatable)")
         t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+        t.add_argument("--force", action="store_true",
+                       help="replace a previous run in OUT (its model/, checkpoint/, logs and results; nothing "
+                            "else in the folder); without it (or --resume) such a folder is refused")
         t.add_argument("--no-progress", action="store_true", help="no progress bars")
         data_args(t)
 

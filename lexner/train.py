@@ -8,7 +8,9 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,9 @@ log = logging.getLogger(__name__)
 MODEL_DIR = "model"  # the best model so far, a loadable model directory
 CHECKPOINT_DIR = "checkpoint"  # the state after the last finished epoch, for --resume
 LOG_FILE = "log.jsonl"
+RESULTS_FILE = "results.json"
+CONFIG_FILE = "train_config.json"
+RUN_FILES = (MODEL_DIR, CHECKPOINT_DIR, LOG_FILE, RESULTS_FILE, CONFIG_FILE)  # what a run writes into out_dir
 
 
 class TrainingError(RuntimeError):
@@ -174,6 +179,39 @@ def seed_everything(seed: int) -> None:
 
 
 LOCK_FILE = ".lock"
+
+
+def previous_run(out_dir: Path) -> list[str]:
+    """What an earlier run left in ``out_dir`` (the names of RUN_FILES present)."""
+    return [name for name in RUN_FILES if (out_dir / name).exists()]
+
+
+def check_out_dir(out_dir: str | os.PathLike, resume: bool = False, replace: bool = False) -> None:
+    """Refuse, before any work, an output folder a run cannot write or would lose an earlier run in: a path that
+    is not a folder, one under a folder that cannot be written, or a folder holding a previous run (unless it
+    is resumed, ``resume``, or replaced, ``replace``)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TrainingError(f"{out_dir} exists and is not a directory; give another --out")
+    existing = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        to_create = f" (to create {out_dir})" if existing != out_dir else ""
+        raise TrainingError(f"cannot write into {existing}{to_create}; give another --out")
+    found = previous_run(out_dir)
+    if found and not (resume or replace):
+        raise TrainingError(f"{out_dir} holds a previous run ({', '.join(found)}); give --resume to continue it, "
+                            "--force to replace it, or another --out")
+
+
+def remove_previous_run(out_dir: Path) -> None:
+    """Delete what an earlier run wrote into ``out_dir`` (RUN_FILES; nothing else in the folder)."""
+    for name in previous_run(out_dir):
+        path = out_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    log.info("replaced the previous run in %s", out_dir)
 
 
 def lock_directory(directory: Path):
@@ -342,13 +380,18 @@ class Trainer:
     ``out_dir/log.jsonl`` — one JSON object per epoch; ``out_dir/results.json`` — final scores.
     """
 
-    def __init__(self, model: Tagger, config: TrainConfig, out_dir: str | Path, progress: bool = True):
+    def __init__(self, model: Tagger, config: TrainConfig, out_dir: str | Path, progress: bool = True,
+                 replace: bool = False):
+        """``replace``: a previous run in ``out_dir`` is deleted when this one starts (see :func:`check_out_dir`;
+        without it, and without :meth:`resume`, such a folder is refused)."""
         # a no-op unless launched by torchrun; a group joined here is left at the end of fit
         self.world, device, self._joined = distributed.setup(config.device)
         config = dataclasses.replace(config, device=device)
         self.model = model.to(config.device)
         self.config = config
         self.out_dir = Path(out_dir)
+        self.replace = replace
+        self.resume_asked = False  # resume() was called: a previous run in out_dir is this one's
         self.progress = progress and self.world.main
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
@@ -418,6 +461,7 @@ class Trainer:
         """Continue from ``out_dir/checkpoint`` if there is one; returns whether it did.  A checkpoint of another
         model (other weight names or shapes) is refused before anything is loaded; if it fails later, the trainer
         is half-loaded and should not be trained further."""
+        self.resume_asked = True
         if self.world.main:
             self._take_lock()
         try:
@@ -524,10 +568,14 @@ class Trainer:
              unlabelled: list[str]) -> dict[str, Any]:
         cfg = self.config
         main = self.world.main
+        if main:
+            check_out_dir(self.out_dir, self.resume_asked, self.replace)
         items, task_of, heads = self._prepare(tasks, teachers, unlabelled)
         if main:
             self._take_lock()
-            write_json(self.out_dir / "train_config.json", dataclasses.asdict(cfg))
+            if self.replace and self.epoch == 0:
+                remove_previous_run(self.out_dir)
+            write_json(self.out_dir / CONFIG_FILE, dataclasses.asdict(cfg))
         # what every saved model's card says, beside what the caller adds (command, data files, ...)
         model_card = {"lexner": provenance(), "device": cfg.device, "threads": torch.get_num_threads(),
                       "train_data": "+".join(t.name or "train" for t in tasks), **(model_card or {})}
@@ -737,7 +785,7 @@ class Trainer:
             results["test"] = self.scores(best, tasks, "test")
         history = epoch_records(self.out_dir / LOG_FILE)
         results["train_seconds"] = round(sum(r["seconds"] for r in history), 1)
-        write_json(self.out_dir / "results.json", results)
+        write_json(self.out_dir / RESULTS_FILE, results)
         with open(self.out_dir / LOG_FILE, "a", encoding="utf-8") as out:  # the final scores end the log
             out.write(json.dumps({"final": True, "best_epoch": self.best_epoch,
                                   **{k: selection_scores(results[k]) for k in ("dev", "test") if k in results}})

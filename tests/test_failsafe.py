@@ -491,3 +491,58 @@ def test_tag_input_survives_random_bytes(saved, tmp_path_factory, data):
     for record in records:
         for e in record["entities"]:
             assert record["text"][e["start"]:e["end"]] == e["text"]
+
+
+def train_cli(corpus, tmp_path, out, *extra):
+    from lexner.data import write_jsonl
+
+    write_jsonl(corpus[:15], tmp_path / "train.jsonl")
+    write_jsonl(corpus[15:], tmp_path / "dev.jsonl")
+    return main(["train", "--train", str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "dev.jsonl"),
+                 "--out", str(out), "--epochs", "1", "--set", "hidden=8", "--set", "char_dim=4",
+                 "--set", "bigram_dim=4", "--char-vectors", "none", "--bigram-vectors", "none", "--no-progress",
+                 *extra])
+
+
+def test_a_new_training_never_replaces_a_previous_run_unasked(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_cli(corpus, tmp_path, out) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    capsys.readouterr()
+    code = main(["train", "--train", str(tmp_path / "missing.jsonl"), "--out", str(out), "--epochs", "1"])
+    assert code == 2  # refused before the (missing) data is even read
+    err = capsys.readouterr().err
+    assert "holds a previous run" in err and "--resume" in err and "--force" in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"} == before
+
+
+def test_force_replaces_only_the_previous_runs_files(corpus, tmp_path):
+    out = tmp_path / "run"
+    assert train_cli(corpus, tmp_path, out) == 0
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    assert train_cli(corpus, tmp_path, out, "--force", "--seed", "2") == 0
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "mine"
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r.get("epoch") for r in records if "final" not in r] == [1] and sum("final" in r for r in records) == 1
+    assert json.loads((out / "train_config.json").read_text())["seed"] == 2
+
+
+def test_an_out_that_is_a_file_is_refused_before_any_work(corpus, tmp_path, capsys):
+    (tmp_path / "afile").write_text("keep me", encoding="utf-8")
+    assert train_cli(corpus, tmp_path, tmp_path / "afile") == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text(encoding="utf-8") == "keep me"
+
+
+def test_the_trainer_refuses_a_folder_with_a_previous_run_unless_resumed_or_replaced(corpus, tmp_path):
+    from lexner.train import TrainConfig, Trainer, TrainingError
+
+    config = TrainConfig(epochs=1, batch_size=8)
+    Trainer(build_tagger("bilstm_crf", corpus, SMALL), config, tmp_path, progress=False).fit(corpus, corpus)
+    with pytest.raises(TrainingError, match="holds a previous run"):
+        Trainer(build_tagger("bilstm_crf", corpus, SMALL), config, tmp_path, progress=False).fit(corpus, corpus)
+    resumed = Trainer(build_tagger("bilstm_crf", corpus, SMALL), config, tmp_path, progress=False)
+    assert resumed.resume()
+    resumed.fit(corpus, corpus)  # the run is finished: nothing more to do, nothing refused
+    replaced = Trainer(build_tagger("bilstm_crf", corpus, SMALL), config, tmp_path, progress=False, replace=True)
+    assert replaced.fit(corpus, corpus)["epochs_run"] == 1
