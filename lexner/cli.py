@@ -281,7 +281,9 @@ def _runtime_args(parser: argparse.ArgumentParser, help: str = RUNTIME_HELP, ali
                             help="same as --runtime onnx")
 
 
-def _load_for_tagging(args, extra_words: list[str]):
+def _load_for_tagging(args, extra_words: list[str], one_head: bool = True):
+    """The model to tag with; ``one_head``: it tags with ``--labels`` only, checked now (lexner serve's requests
+    choose their head, checked per request)."""
     from .api import load
     from .fileio import ModelFormatError
     from .onnx_encoder import runtime_argument
@@ -290,7 +292,8 @@ def _load_for_tagging(args, extra_words: list[str]):
         model = args.model_dir[0] if isinstance(args.model_dir, list) and len(args.model_dir) == 1 else args.model_dir
         tagger = load(model, device=_resolve_device(args.device), extra_words=extra_words,
                       dictionary=_dictionary(args), onnx=runtime_argument(getattr(args, "runtime", None)))
-        tagger.featurizer.label_set(args.labels)  # an unknown --labels fails before any text is read
+        if one_head:
+            tagger.check_head(args.labels)  # an unknown --labels, or one lacking a dictionary type, fails now
         return tagger
     except ModelFormatError:
         raise  # reported by main()
@@ -347,7 +350,7 @@ def cmd_serve(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    tagger = _load_for_tagging(args, _extra_words(args))
+    tagger = _load_for_tagging(args, _extra_words(args), one_head=False)
     app = create_app(tagger, max_chars=args.max_chars, max_texts=args.max_texts, max_batch=args.batch_size,
                      batch_wait_ms=args.batch_wait_ms)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")

@@ -126,7 +126,7 @@ def create_app(tagger, max_chars: int = 10_000, max_texts: int = 256, max_batch:
         if longest > max_chars:
             raise HTTPException(413, f"a text of {longest} characters; at most {max_chars}")
         try:
-            tagger.featurizer.label_set(request.labels)
+            tagger.check_head(request.labels)
         except ValueError as err:
             raise HTTPException(422, str(err)) from None
         results = [[e.to_dict() for e in entities] for entities in await batcher.tag(texts, request.labels)]

@@ -242,7 +242,7 @@ def tag_texts(tagger, texts: Iterable[str], batch_size: int = 64, labels: str | 
 
     if isinstance(texts, str):
         raise TypeError("tag_batch() expects a sequence of str, got a single str; use tag()")
-    label_set = tagger.featurizer.label_set(labels)  # an unknown name fails before any work
+    tagger.check_head(labels)  # an unknown head, or one lacking a dictionary type, fails before any work
     try:
         texts = list(texts)  # any iterable (a generator is read once)
     except TypeError:
@@ -253,9 +253,6 @@ def tag_texts(tagger, texts: Iterable[str], batch_size: int = 64, labels: str | 
     if tagger.block_pieces < 1 or tagger.max_length < 1:
         raise ValueError(f"block_pieces and max_length must be ≥ 1, got {tagger.block_pieces}, {tagger.max_length}")
     dictionary = tagger.dictionary
-    if dictionary is not None and not dictionary.labels <= set(label_set.entity_types):
-        raise ValueError(f"the dictionary's types {sorted(dictionary.labels - set(label_set.entity_types))} are "
-                         f"not types of label set {labels!r} ({', '.join(label_set.entity_types)})")
 
     def pieces() -> Iterator[tuple[_Line, int]]:
         for i, text in enumerate(texts):

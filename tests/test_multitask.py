@@ -209,3 +209,18 @@ def test_cli_dataset_name_colon_head_maps_a_named_dataset_into_another_head(monk
     assert tasks[2].train[0].spans == [Span(0, 2, "NR"), Span(3, 5, "NT")] and tasks[2].train[1].spans == []
     with pytest.raises(SystemExit):  # no mapping from Weibo's types into CLUENER's: refused by the parser
         main(["train", "--dataset", "weibo:cluener", "--out", "x"])
+
+
+def test_a_dictionary_type_of_another_head_is_refused_naming_the_head(corpus, tmp_path, capsys):
+    tagger = build_tagger("bilstm_crf", corpus, SMALL, label_sets={"coarse": ["LOC", "PER"], "fine": ["city", "name"]})
+    tagger.save(tmp_path / "m")
+    tagger.add_dictionary({"南京": "city"})  # a type of the "fine" head
+    assert [(e.text, e.label) for e in tagger.tag("南京", labels="fine")] == [("南京", "city")]
+    with pytest.raises(ValueError, match=r"\['city'\] are not types of the default head \(LOC, PER\)"):
+        tagger.tag("南京")
+    (tmp_path / "d.tsv").write_text("南京\tcity\n", encoding="utf-8")
+    tag = ["tag", "--model", str(tmp_path / "m"), "--dictionary", str(tmp_path / "d.tsv"), "南京"]
+    assert main(tag) == 2  # a clean error before any text is tagged, not a traceback
+    assert "not types of the default head" in capsys.readouterr().err
+    assert main(tag + ["--labels", "fine"]) == 0
+    assert '"label": "city"' in capsys.readouterr().out

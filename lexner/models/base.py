@@ -351,6 +351,16 @@ class Tagger(nn.Module):
         self.dictionary.add(extra.items())
         return len(self.dictionary)
 
+    def check_head(self, labels: str | None) -> None:
+        """Raise ``ValueError`` unless this model can tag with head ``labels`` (None: the default one): the head
+        exists and knows every type of the typed dictionary."""
+        label_set = self.featurizer.label_set(labels)  # an unknown name raises
+        if self.dictionary is not None and not self.dictionary.labels <= set(label_set.entity_types):
+            head = f"head {labels!r}" if labels is not None else "the default head"
+            raise ValueError(f"the dictionary's types {sorted(self.dictionary.labels - set(label_set.entity_types))} "
+                             f"are not types of {head} ({', '.join(label_set.entity_types)}); tag with a head "
+                             "that has them, or leave them out of the dictionary")
+
     def tag(self, text: str, labels: str | None = None) -> list[Entity]:
         """Entities of one text, with offsets into ``text``; ``labels``: the head of a multi-task model to
         tag with (None: the default one)."""
