@@ -23,7 +23,7 @@ def _resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda was asked for, but torch sees no CUDA device")
+        raise CommandError("--device cuda was asked for, but torch sees no CUDA device")
     return name
 
 
@@ -76,7 +76,7 @@ def _load_tasks(args) -> list:
             raise CommandError("--dev and --test need --train")
         return [Task(None, *from_files(args.train, args.dev, args.test))]
     if not tasks:
-        raise SystemExit("error: give --dataset NAME, --task NAME:TRAIN[:DEV[:TEST]], or --train FILE [--dev FILE]")
+        raise CommandError("give --dataset NAME, --task NAME:TRAIN[:DEV[:TEST]], or --train FILE [--dev FILE]")
     names = [t.name for t in tasks]
     if len(set(names)) != len(names) or not all(LABEL_SET_NAME.fullmatch(n) for n in names):
         raise CommandError(f"task names must be distinct and made of letters, digits, _ or -: {names}")
@@ -198,13 +198,13 @@ def cmd_evaluate(args) -> int:
     from .data import load_dataset, read_file
     from .evaluate import evaluate
 
+    if not (args.file or args.dataset):  # before the model is loaded
+        raise CommandError("give --dataset NAME [--split SPLIT] or --file PATH")
     tagger = _load_for_tagging(args, _extra_words(args))
     if args.file:
         sentences = read_file(args.file, args.format)
-    elif args.dataset:
-        sentences = load_dataset(args.dataset, args.split, args.data_root)
     else:
-        raise SystemExit("error: give --dataset NAME [--split SPLIT] or --file PATH")
+        sentences = load_dataset(args.dataset, args.split, args.data_root)
     scores = evaluate(tagger, sentences, labels=args.labels)
     print(json.dumps(scores, indent=2, ensure_ascii=False))
     return 0
@@ -220,7 +220,7 @@ def _extra_words(args) -> list[str]:
 def _key_value(text: str, option: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not (sep and key):
-        raise SystemExit(f"lexner: error: {option} expects KEY=VALUE, got {text!r}")
+        raise CommandError(f"{option} expects KEY=VALUE, got {text!r}")
     return key, value
 
 
@@ -359,7 +359,7 @@ def cmd_serve(args) -> int:
 
 def cmd_export(args) -> int:
     from .api import load
-    from .export import ExportError, export_model, export_target
+    from .export import export_model, export_target
 
     try:
         export_target(args.out_dir, args.force)  # refused before the model is even loaded
@@ -367,7 +367,7 @@ def cmd_export(args) -> int:
         target = export_model(tagger, args.out_dir, half=args.half, force=args.force,
                               renames=dict(_key_value(kv, "--rename") for kv in args.rename), runtime=args.runtime,
                               max_length=args.max_length)
-    except ExportError as err:
+    except ValueError as err:  # ExportError, or a --rename that names no type or merges two
         raise CommandError(str(err)) from None
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     print(json.dumps({"model": str(args.out_dir), "megabytes": round(size / 2**20, 2)}))

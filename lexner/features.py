@@ -241,6 +241,9 @@ class Featurizer:
     def rename_types(self, names: dict[str, str]) -> None:
         """Rename entity types (``{"NR": "PER"}``) in every label set that has them; tag ids keep their
         positions, so a trained model's weights still fit.  Types not in ``names`` keep their name."""
+        known = {t for label_set in self.label_sets.values() for t in label_set.entity_types}
+        if unknown := sorted(set(names) - known):
+            raise ValueError(f"cannot rename {unknown}: not types of this model ({', '.join(sorted(known))})")
         renamed = {}
         for name, label_set in self.label_sets.items():
             types = [names.get(t, t) for t in label_set.entity_types]

@@ -198,8 +198,14 @@ def test_export_renames_entity_types(trained, capsys):
     texts = ["张三在北京工作。", "李四去了上海"]
     assert [[(e.start, e.end, rename[e.label]) for e in ents] for ents in before.tag_batch(texts)] == \
            [[(e.start, e.end, e.label) for e in ents] for ents in after.tag_batch(texts)]
-    with pytest.raises(SystemExit, match="KEY=VALUE"):
-        main(["export", str(source), str(trained / "bad"), "--rename", "PER"])
+    capsys.readouterr()
+    assert main(["export", str(source), str(trained / "bad"), "--rename", "PER"]) == 2
+    assert "lexner: error: --rename expects KEY=VALUE, got 'PER'" in capsys.readouterr().err
+    for bad, message in (("NOPE=X", "cannot rename ['NOPE']: not types of this model (LOC, PER)"),
+                         ("PER=LOC", "would merge types")):
+        assert main(["export", str(source), str(trained / "bad"), "--rename", bad]) == 2
+        assert message in capsys.readouterr().err
+    assert not (trained / "bad").exists()
     # the card keeps the data's names, so the renamed model scores on data that still uses them
     assert after.metadata["card"]["renamed"] == rename
     from lexner.data import Sentence
@@ -372,3 +378,12 @@ def test_train_refuses_dev_or_test_files_without_train_or_beside_tasks(corpus, t
         assert "--dev and --test need --train" in capsys.readouterr().err
         assert main(["train", "--task", f"a:{f}", *extra, "--out", str(tmp_path / "run")]) == 2
         assert "give every corpus as --task" in capsys.readouterr().err
+
+
+def test_usage_mistakes_exit_2_with_the_lexner_prefix(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "no-model")]) == 2  # checked before the model is even looked for
+    assert "lexner: error: give --dataset NAME [--split SPLIT] or --file PATH" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "run")]) == 2
+    assert "lexner: error: give --dataset NAME" in capsys.readouterr().err
+    assert main(["train", "--dataset", "weibo", "--out", str(tmp_path / "run"), "--set", "hidden"]) == 2
+    assert "lexner: error: --set expects KEY=VALUE, got 'hidden'" in capsys.readouterr().err
