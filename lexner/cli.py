@@ -316,19 +316,25 @@ def _warn_texts_that_look_like_files(texts: list[str]) -> None:
 
 
 def cmd_tag(args) -> int:
+    from contextlib import nullcontext
+
+    from .fileio import atomic_file
     from .output import render
     from .tagfile import page, tag_file
 
     _tag_model_and_texts(args)
+    if args.input is None and not args.text:
+        raise CommandError("give text to tag, or --input FILE (- for standard input)")
+    if args.input is not None and args.text:
+        raise CommandError(f"give texts or --input, not both (texts given: {args.text[:3]})")
     extra = _extra_words(args)
     tagger = _load_for_tagging(args, extra)
     if args.input is None:
-        if not args.text:
-            raise CommandError("give text to tag, or --input FILE (- for standard input)")
         _warn_texts_that_look_like_files(args.text)
-        with page(sys.stdout, args.format):
-            for text, ents in zip(args.text, tagger.tag_batch(args.text, args.batch_size, labels=args.labels)):
-                sys.stdout.write(render(text, ents, args.format))
+        tagged = tagger.tag_batch(args.text, args.batch_size, labels=args.labels)
+        with atomic_file(args.output) if args.output is not None else nullcontext(sys.stdout) as out:
+            with page(out, args.format):
+                out.write("".join(render(text, ents, args.format) for text, ents in zip(args.text, tagged)))
         return 0
     try:
         tag_file(tagger, args.input, args.output, fmt=args.format, batch_size=args.batch_size,
@@ -553,6 +559,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (DataFormatError, ModelFormatError, FileNotFoundError, IsADirectoryError, CommandError) as err:
+    except (DataFormatError, ModelFormatError, CommandError) as err:
         print(f"lexner: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file that cannot be read or written (missing, a directory, no space, ...)
+        where = f"{err.filename}: " if err.filename and str(err.filename) not in (err.strerror or "") else ""
+        print(f"lexner: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2

@@ -44,7 +44,7 @@ def open_text(path: str | os.PathLike, errors: str = "strict", newline: str | No
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a directory, not a file")
-    if not path.is_file():
+    if not path.exists():  # a pipe or device (<(cmd), /dev/stdin) is read like a file
         raise FileNotFoundError(f"{path}: no such file")
     opener = {".gz": gzip.open, ".xz": lzma.open}.get(path.suffix)
     if opener is not None:
@@ -115,6 +115,9 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
     if final.is_dir():
         raise IsADirectoryError(f"{final}: is a directory")
     parent = final.parent
+    blocking = next((p for p in (parent, *parent.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise NotADirectoryError(f"{final}: cannot be written, {blocking} is a file, not a directory")
     parent.mkdir(parents=True, exist_ok=True)
     mode = final.stat().st_mode & 0o7777 if final.exists() else _default_mode()
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=parent)

@@ -99,12 +99,14 @@ def tag_file(tagger, source: str | os.PathLike, target: str | os.PathLike | IO[s
     if str(source) != STDIN and target.exists() and Path(source).exists() and os.path.samefile(source, target):
         raise ValueError(f"--output {target} is the input file; writing it would destroy the input")
     partial = target.with_name(target.name + ".partial")
+    existed = target.exists()
     try:
         with atomic_file(target, partial=partial) as out, page(out, fmt):
             _tag_lines(tagger, source, out, fmt, batch_size, workers, errors, labels, progress, list(extra_words))
     except BaseException:
         if partial.exists():
-            log.error("%s was left as it was; what was tagged before the failure is in %s", target, partial)
+            log.error("%s %s; what was tagged before the failure is in %s", target,
+                      "was left as it was" if existed else "was not written", partial)
         raise
 
 

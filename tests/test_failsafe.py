@@ -546,3 +546,30 @@ def test_the_trainer_refuses_a_folder_with_a_previous_run_unless_resumed_or_repl
     resumed.fit(corpus, corpus)  # the run is finished: nothing more to do, nothing refused
     replaced = Trainer(build_tagger("bilstm_crf", corpus, SMALL), config, tmp_path, progress=False, replace=True)
     assert replaced.fit(corpus, corpus)["epochs_run"] == 1
+
+
+def test_tag_texts_go_to_output_and_texts_beside_input_are_refused(saved, tmp_path, capsys):
+    out = tmp_path / "x.jsonl"
+    assert main(["tag", "--model", str(saved), "张三在北京", "--output", str(out)]) == 0
+    assert json.loads(out.read_text(encoding="utf-8"))["text"] == "张三在北京"
+    assert capsys.readouterr().out == ""
+    (tmp_path / "in.txt").write_text("李四\n", encoding="utf-8")
+    assert main(["tag", "--model", str(saved), "--input", str(tmp_path / "in.txt"), "王五在广州"]) == 2
+    assert "give texts or --input, not both" in capsys.readouterr().err
+
+
+def test_an_output_under_a_file_is_a_clean_error(saved, tmp_path, capsys):
+    (tmp_path / "in.txt").write_text("李四\n", encoding="utf-8")
+    target = tmp_path / "in.txt" / "o.jsonl"
+    assert main(["tag", "--model", str(saved), "--input", str(tmp_path / "in.txt"), "--output", str(target)]) == 2
+    assert "in.txt is a file, not a directory" in capsys.readouterr().err
+    assert (tmp_path / "in.txt").read_text(encoding="utf-8") == "李四\n"
+
+
+def test_input_may_be_a_pipe(saved, tmp_path, capsys):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen([sys.executable, "-c", f"open({str(fifo)!r}, 'w').write('张三\\n李四\\n')"])
+    assert main(["tag", "--model", str(saved), "--input", str(fifo)]) == 0
+    writer.wait()
+    assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == ["张三", "李四"]
