@@ -58,6 +58,11 @@ def _weibo_char(token: str) -> str | None:
     return char if len(char) == 1 else None
 
 
+# A line whose character is a whitespace character other than space and tab: the character (Weibo: and its
+# position digits), spaces or tabs, the tag.
+_SPACE_CHARACTER_LINE = re.compile(r"([^ \t][0-9]*)[ \t]+(\S+)[ \t]*")
+
+
 def _read_char_per_line(path: str | os.PathLike, weibo: bool) -> list[Sentence]:
     blocks: list[tuple[int, list[str], list[str]]] = []  # (first line, characters, tags) per sentence
     chars: list[str] = []
@@ -67,6 +72,8 @@ def _read_char_per_line(path: str | os.PathLike, weibo: bool) -> list[Sentence]:
             chars, tags = [], []
             continue
         fields = line.split()
+        if len(fields) != 2 and (spaced := _SPACE_CHARACTER_LINE.fullmatch(line)):
+            fields = list(spaced.groups())  # the character itself is whitespace (U+3000, NBSP, ...)
         if len(fields) != 2:
             raise DataFormatError(path, lineno, f"expected 'CHAR TAG' (2 fields), got {len(fields)}: {line[:40]!r}")
         token, tag = fields

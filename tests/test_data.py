@@ -64,6 +64,13 @@ def test_conll_bmes_space_several_blank_lines_no_trailing_blank(tmp_path):
     ]
 
 
+def test_conll_lines_whose_character_is_whitespace(tmp_path):
+    path = write(tmp_path / "t.bio", "张 B-PER\n三 I-PER\n\u3000 O\n\u00a0\tO\n北 B-LOC\n京 I-LOC \n")
+    assert read_file(path) == [Sentence("张三\u3000\u00a0北京", [Span(0, 2, "PER"), Span(4, 6, "LOC")])]
+    with pytest.raises(DataFormatError, match=r"t2.bio:2: expected 'CHAR TAG'"):
+        read_file(write(tmp_path / "t2.bio", "张 O\n北 京 O\n"))
+
+
 def test_conll_bio_tab_separated(tmp_path):
     sents = [
         [("我", "O"), ("在", "O"), ("北", "B-LOC"), ("京", "I-LOC")],
