@@ -205,6 +205,8 @@ def cmd_evaluate(args) -> int:
         sentences = read_file(args.file, args.format)
     else:
         sentences = load_dataset(args.dataset, args.split, args.data_root)
+    if not any(s.text for s in sentences):
+        raise CommandError(f"{args.file or f'{args.dataset} {args.split}'}: no sentences to score")
     scores = evaluate(tagger, sentences, labels=args.labels)
     print(json.dumps(scores, indent=2, ensure_ascii=False))
     return 0

@@ -624,6 +624,9 @@ class Trainer:
             if not task.train:
                 raise TrainingError(f"no training sentences{what} (the training data is empty or holds only empty "
                                     "texts)")
+            if not any(s.spans for s in task.train):
+                raise TrainingError(f"no entities in the training sentences{what}: a model would have nothing to "
+                                    "learn (is the data in the format and tag scheme it was read as?)")
             if not any(s.text for s in task.dev):
                 raise TrainingError(f"no dev sentences{what}: model selection needs a non-empty dev set")
         self.model.set_max_length(piece_length([len(s.text) for task in tasks for s in task.train]))

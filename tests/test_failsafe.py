@@ -573,3 +573,17 @@ def test_input_may_be_a_pipe(saved, tmp_path, capsys):
     assert main(["tag", "--model", str(saved), "--input", str(fifo)]) == 0
     writer.wait()
     assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == ["张三", "李四"]
+
+
+def test_empty_or_entity_free_data_is_refused(corpus, tmp_path, capsys):
+    from lexner.data import Sentence, write_jsonl
+
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    build_tagger("bilstm_crf", corpus, SMALL).save(tmp_path / "m")
+    assert main(["evaluate", str(tmp_path / "m"), "--file", str(tmp_path / "empty.txt")]) == 2
+    assert "no sentences to score" in capsys.readouterr().err
+    write_jsonl([Sentence(s.text, []) for s in corpus], tmp_path / "plain.jsonl")
+    code = main(["train", "--train", str(tmp_path / "plain.jsonl"), "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--set", "hidden=8", "--char-vectors", "none", "--bigram-vectors", "none", "--no-progress"])
+    assert code == 2 and "no entities in the training sentences" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "model").exists()
