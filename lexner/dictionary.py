@@ -14,10 +14,13 @@ knows: anything else is refused when the dictionary is given (the decoder has no
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Iterable, Mapping
 
 from .fileio import DataFormatError, iter_lines
+
+log = logging.getLogger(__name__)
 from .lexicon import Lexicon
 
 
@@ -46,15 +49,22 @@ class Dictionary:
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "Dictionary":
-        """A ``word<TAB>TYPE`` file (UTF-8, one entry per line; empty lines skipped)."""
+        """A ``word<TAB>TYPE`` file (UTF-8, one entry per line; empty lines skipped).  A word given again with
+        another type takes the later one, with a warning naming both lines."""
         entries = []
+        given: dict[str, tuple[int, str]] = {}  # word → (line, type) where it was last given
         for lineno, line in iter_lines(path):
             if not line.strip():
                 continue
             fields = line.split("\t")
             if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
                 raise DataFormatError(path, lineno, f"expected 'WORD<TAB>TYPE', got {line[:60]!r}")
-            entries.append((fields[0].strip(), fields[1].strip()))
+            word, label = fields[0].strip(), fields[1].strip()
+            if word in given and given[word][1] != label:
+                log.warning("%s:%d: %r is %s here but %s on line %d; the later type counts", path, lineno, word,
+                            label, given[word][1], given[word][0])
+            given[word] = (lineno, label)
+            entries.append((word, label))
         return cls(entries)
 
     def __len__(self) -> int:

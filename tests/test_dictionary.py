@@ -43,3 +43,12 @@ def test_load_and_cli_take_a_dictionary(corpus, tmp_path, capsys):
     (tmp_path / "d.tsv").write_text("南京\tCITY\n", encoding="utf-8")
     assert main(["tag", "--model", str(tmp_path / "m"), "--dictionary", str(tmp_path / "d.tsv"), "南京"]) == 2
     assert "['CITY'] are not types of this model" in capsys.readouterr().err
+
+
+def test_a_word_given_twice_in_a_file_warns_naming_both_lines(tmp_path, caplog):
+    (tmp_path / "d.tsv").write_text("腾讯\tORG\n北京\tLOC\n\n腾讯\tPER\n北京\tLOC\n", encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        dictionary = Dictionary.read(tmp_path / "d.tsv")
+    assert dict(dictionary.items())["腾讯"] == "PER"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{tmp_path / 'd.tsv'}:4: '腾讯' is PER here but ORG on line 1; the later type counts"]
