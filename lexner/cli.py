@@ -113,10 +113,11 @@ def cmd_train(args) -> int:
     config = _train_config(device=_resolve_device(args.device),
                            **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.metadata})
     from .models import model_class
-    from .models.base import parse_config_values
+    from .models.base import checked_config, parse_config_values
 
     try:
         model_config = parse_config_values(model_class(args.model), dict(_key_value(kv, "--set") for kv in args.set))
+        checked_config(model_class(args.model), model_config)  # ranges and the model's own rules (hidden even)
     except ValueError as err:
         raise CommandError(f"--set: {err}") from None  # before any data is read
     try:

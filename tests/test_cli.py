@@ -387,3 +387,16 @@ def test_usage_mistakes_exit_2_with_the_lexner_prefix(tmp_path, capsys):
     assert "lexner: error: give --dataset NAME" in capsys.readouterr().err
     assert main(["train", "--dataset", "weibo", "--out", str(tmp_path / "run"), "--set", "hidden"]) == 2
     assert "lexner: error: --set expects KEY=VALUE, got 'hidden'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model, settings, message", [
+    ("softlexicon", ["hidden=21"], "hidden must be an even number ≥ 2"),
+    ("bilstm_crf", ["hidden=0"], "hidden must be an even number ≥ 2"),
+    ("lattice_lstm", ["hidden=7"], "hidden must be an even number ≥ 2"),
+    ("flat", ["model_dim=100", "heads=8"], "model_dim 100 must be a positive multiple of heads 8"),
+])
+def test_model_settings_are_checked_before_any_data_is_read(model, settings, message, tmp_path, capsys):
+    sets = [arg for setting in settings for arg in ("--set", setting)]
+    code = main(["train", "--model", model, "--train", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "r"),
+                 *sets])
+    assert code == 2 and message in capsys.readouterr().err  # not the missing file: the data was never read

@@ -110,7 +110,7 @@ def test_long_sentence_in_small_blocks():
 
 
 def test_heads_must_divide_model_dim():
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(ValueError, match="must be a positive multiple of heads"):
         make(model_dim=18, heads=4)
 
 

@@ -13,7 +13,7 @@ from torch import nn
 from ..features import Batch, Featurizer
 from .base import Tagger
 from .embedder import Embedder
-from .recurrent import run_bilstm
+from .recurrent import check_even_hidden, run_bilstm
 
 
 @dataclass
@@ -24,6 +24,9 @@ class BiLSTMCRFConfig:
     layers: int = 1
     dropout: float = 0.5  # on the embeddings and on the LSTM output
 
+    def __post_init__(self) -> None:
+        check_even_hidden(self.hidden)
+
 
 class BiLSTMCRF(Tagger):
     name = "bilstm_crf"
@@ -31,8 +34,6 @@ class BiLSTMCRF(Tagger):
 
     def __init__(self, config: BiLSTMCRFConfig, featurizer: Featurizer):
         super().__init__(config, featurizer)
-        if config.hidden % 2:
-            raise ValueError(f"hidden must be even (split over two directions), got {config.hidden}")
         self.embed = Embedder(featurizer, config.char_dim, config.bigram_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.lstm = nn.LSTM(

@@ -63,6 +63,10 @@ class FLATConfig:
     bert_path: str = ""
     bert_config: dict = field(default_factory=dict)  # filled in from the checkpoint; lets the model reload
 
+    def __post_init__(self) -> None:
+        if self.heads < 1 or self.model_dim < 1 or self.model_dim % self.heads:
+            raise ValueError(f"model_dim {self.model_dim} must be a positive multiple of heads {self.heads}")
+
 
 def sinusoid_table(positions: torch.Tensor, dim: int) -> torch.Tensor:
     """p_d for each d in ``positions``: p[2k] = sin(d / 10000^(2k/dim)), p[2k+1] = cos(...).  Shape (*, dim)."""
@@ -86,8 +90,6 @@ class RelativeAttentionLayer(nn.Module):
     def __init__(self, config: FLATConfig):
         super().__init__()
         d, self.heads = config.model_dim, config.heads
-        if d % config.heads:
-            raise ValueError(f"model_dim {d} is not divisible by heads {config.heads}")
         self.head_dim = d // config.heads
         self.config = config
         self.query = nn.Linear(d, d)

@@ -28,7 +28,7 @@ from torch import nn
 from ..features import Batch, Featurizer
 from .base import Tagger
 from .embedder import Embedder, Inputs
-from .recurrent import reverse_within_length
+from .recurrent import check_even_hidden, reverse_within_length
 
 
 @dataclass
@@ -40,6 +40,9 @@ class LatticeLSTMConfig:
     bidirectional: bool = True
     dropout: float = 0.5  # on character inputs and on the lattice output
     word_dropout: float = 0.5  # on word embeddings (the reference code's gaz_dropout)
+
+    def __post_init__(self) -> None:
+        check_even_hidden(self.hidden, self.bidirectional)
 
 
 @dataclass
@@ -180,8 +183,6 @@ class LatticeLSTM(Tagger):
         super().__init__(config, featurizer)
         if featurizer.lexicon.min_length < 2:
             raise ValueError("lattice_lstm needs a featurizer with a lexicon of words of length ≥ 2")
-        if config.bidirectional and config.hidden % 2:
-            raise ValueError(f"hidden must be even when bidirectional, got {config.hidden}")
         self.embed = Embedder(featurizer, config.char_dim, config.bigram_dim, config.word_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.word_dropout = nn.Dropout(config.word_dropout)

@@ -9,6 +9,14 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from ..onnx_encoder import onnx_bilstm
 
 
+def check_even_hidden(hidden: int, bidirectional: bool = True) -> None:
+    """A model config's ``hidden`` (both directions together): at least one unit per direction, split evenly."""
+    directions = 2 if bidirectional else 1
+    if hidden < directions or hidden % directions:
+        raise ValueError(f"hidden must be {'an even number ≥ 2' if bidirectional else '≥ 1'} (both directions "
+                         f"together), got {hidden}")
+
+
 def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse each row's first ``lengths[b]`` positions along dim 1, leaving the padding in place."""
     length = x.shape[1]

@@ -30,7 +30,7 @@ from torch import nn
 from ..features import Batch, Featurizer
 from .base import Tagger
 from .embedder import Embedder, Inputs
-from .recurrent import run_bilstm
+from .recurrent import check_even_hidden, run_bilstm
 
 
 WORD_WEIGHTS = ("mean", "frequency")
@@ -45,6 +45,11 @@ class SoftLexiconConfig:
     layers: int = 1
     dropout: float = 0.5  # on the input features and on the LSTM output
     word_weights: str = "mean"  # or "frequency": each word weighted by its training-text count (the paper's)
+
+    def __post_init__(self) -> None:
+        check_even_hidden(self.hidden)
+        if self.word_weights not in WORD_WEIGHTS:
+            raise ValueError(f"word_weights must be one of {', '.join(WORD_WEIGHTS)}, got {self.word_weights!r}")
 
 
 def pooled_word_sets(words: torch.Tensor, heads: torch.Tensor, tails: torch.Tensor, word_mask: torch.Tensor,
@@ -80,10 +85,6 @@ class SoftLexicon(Tagger):
 
     def __init__(self, config: SoftLexiconConfig, featurizer: Featurizer):
         super().__init__(config, featurizer)
-        if config.hidden % 2:
-            raise ValueError(f"hidden must be even (split over two directions), got {config.hidden}")
-        if config.word_weights not in WORD_WEIGHTS:
-            raise ValueError(f"word_weights must be one of {', '.join(WORD_WEIGHTS)}, got {config.word_weights!r}")
         self.embed = Embedder(featurizer, config.char_dim, config.bigram_dim, config.word_dim)
         # with frequency weights: z(w) - 1 per word-table row (row 0: padding), saved with the model; else None
         self.register_buffer("word_counts", torch.zeros(len(featurizer.word_vocab), dtype=torch.int32)
