@@ -38,7 +38,9 @@ def teacher_targets(teachers: Sequence, texts: Sequence[str], kind: str, tags: S
     for teacher, head in zip(teachers, labels):
         label_set = teacher.featurizer.label_set(head)
         if sorted(label_set.tags) != sorted(tags):
-            raise ValueError(f"a teacher's tags {label_set.tags} are not the student's {list(tags)}")
+            which = teacher.source or f"teacher {teachers.index(teacher) + 1}"
+            raise ValueError(f"{which}: the teacher's tags {label_set.tags} are not the student's {list(tags)} "
+                             "(types named otherwise? lexner export --rename gives them the student's names)")
         columns = [label_set.tag_index[t] for t in tags]
         crf = teacher.head(head)[1]
         teacher.eval()

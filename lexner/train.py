@@ -553,8 +553,11 @@ class Trainer:
             groups.append((len(tasks), tasks[0].labels, [Sentence(t) for t in unlabelled if t]))
         for k, name, sentences in groups:
             heads = [name if name in t.featurizer.label_sets else None for t in teachers]
-            targets = teacher_targets(teachers, [s.text for s in sentences], cfg.distill,
-                                      featurizer.label_set(name).tags, heads, cfg.eval_batch_size)
+            try:
+                targets = teacher_targets(teachers, [s.text for s in sentences], cfg.distill,
+                                          featurizer.label_set(name).tags, heads, cfg.eval_batch_size)
+            except ValueError as err:  # a teacher of other types
+                raise TrainingError(str(err)) from None
             for s, target in zip(sentences, targets):
                 item = featurizer.encode_one(s.text, s.spans if k < len(tasks) else None, name)
                 item["soft"] = target
