@@ -244,10 +244,16 @@ def _count_or_all(text: str) -> int | None:
     return int(text)
 
 
-def _length(text: str) -> int:
-    if text.isdigit() and int(text) >= 1:
-        return int(text)
-    raise argparse.ArgumentTypeError(f"expected a number of characters ≥ 1, got {text!r}")
+def _at_least(low: int, what: str = "an integer"):
+    """An argparse type: an integer ≥ ``low``."""
+    def parse(text: str) -> int:
+        try:
+            if (value := int(text)) >= low:
+                return value
+        except ValueError:
+            pass
+        raise argparse.ArgumentTypeError(f"expected {what} ≥ {low}, got {text!r}")
+    return parse
 
 
 def _tag_model_and_texts(args) -> None:
@@ -429,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
                 options = {k: v for k, v in f.metadata.items() if k != "help"}
                 t.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
                                help=f.metadata["help"], **options)
-        t.add_argument("--bigram-min-count", type=int, default=1,
+        t.add_argument("--bigram-min-count", type=_at_least(1), default=1,
                        help="leave out train's bigrams seen fewer times (unless among the most frequent pretrained "
                             "ones): a smaller model")
         t.add_argument("--pretrained-bigrams", type=_count_or_all, default=EXTRA_PRETRAINED_BIGRAMS,
@@ -493,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rename an entity type in the copy (e.g. NR=PER); repeatable")
     x.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help="domain words added to a lattice model's lexicon before exporting; repeatable")
-    x.add_argument("--max-length", type=_length, metavar="N",
+    x.add_argument("--max-length", type=_at_least(1, "a number of characters"), metavar="N",
                    help="the copy tags texts longer than N characters in pieces of at most N (default: as the "
                         "source model; training sets it from the training sentences' lengths)")
     _runtime_args(x, alias=False, help="how lexner.load runs the copy's BiLSTM by default, written into its "
@@ -522,8 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(constrained decoding; leftmost, then longest match wins)")
     g.add_argument("--labels", metavar="NAME",
                    help="the label set (head) of a multi-task model to tag with (default: its first, e.g. PER/LOC/ORG)")
-    g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--workers", type=int, default=1,
+    g.add_argument("--batch-size", type=_at_least(1), default=64)
+    g.add_argument("--workers", type=_at_least(0), default=1,
                    help="with --input: tagging processes, one core each (0: one per core); order is kept")
     g.add_argument("--no-progress", action="store_true")
     g.add_argument("--device", default="cpu")
@@ -535,13 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--model", "-m", dest="model_dir", type=Path, default=None,
                    help="a saved model directory (default: the bundled model)")
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    v.add_argument("--port", type=int, default=8000)
-    v.add_argument("--max-chars", type=int, default=10_000, help="longest text accepted (longer: 413)")
-    v.add_argument("--max-texts", type=int, default=256, help="most texts in one request (more: 413)")
-    v.add_argument("--batch-size", type=int, default=64, help="most texts tagged together (micro-batching)")
+    v.add_argument("--port", type=_at_least(0), default=8000)
+    v.add_argument("--max-chars", type=_at_least(1), default=10_000, help="longest text accepted (longer: 413)")
+    v.add_argument("--max-texts", type=_at_least(1), default=256, help="most texts in one request (more: 413)")
+    v.add_argument("--batch-size", type=_at_least(1), default=64, help="most texts tagged together (micro-batching)")
     v.add_argument("--batch-wait-ms", type=float, default=2.0,
                    help="how long a request waits for others to share its batch")
-    v.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    v.add_argument("--threads", type=_at_least(0), default=0, help="torch threads (0: torch's default)")
     v.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help="domain words added to a lattice model's lexicon; repeatable")
     v.add_argument("--dictionary", type=Path, metavar="FILE",

@@ -175,7 +175,7 @@ def test_training_sets_the_piece_length_from_the_training_sentences_and_export_c
     assert load(trained / "same").max_length == piece_length(train_lengths)
     with pytest.raises(SystemExit) as exit_:
         main(["export", str(source), str(trained / "bad"), "--max-length", "0"])
-    assert exit_.value.code == 2 and "expected a number of characters" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "expected a number of characters ≥ 1" in capsys.readouterr().err
     assert not (trained / "bad").exists()
 
 
@@ -400,3 +400,14 @@ def test_model_settings_are_checked_before_any_data_is_read(model, settings, mes
     code = main(["train", "--model", model, "--train", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "r"),
                  *sets])
     assert code == 2 and message in capsys.readouterr().err  # not the missing file: the data was never read
+
+
+@pytest.mark.parametrize("args", [
+    ["tag", "--batch-size", "0", "x"], ["tag", "--workers", "-3", "x"], ["serve", "--max-chars", "-5"],
+    ["serve", "--max-texts", "0"], ["serve", "--batch-size", "0"], ["export", "a", "b", "--max-length", "0"],
+    ["train", "--dataset", "weibo", "--out", "r", "--bigram-min-count", "0"],
+])
+def test_counts_out_of_range_are_refused_by_the_parser(args, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2 and "expected " in capsys.readouterr().err
