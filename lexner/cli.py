@@ -336,6 +336,8 @@ def cmd_tag(args) -> int:
         raise CommandError("give text to tag, or --input FILE (- for standard input)")
     if args.input is not None and args.text:
         raise CommandError(f"give texts or --input, not both (texts given: {args.text[:3]})")
+    if args.output is not None and not args.output.name:
+        raise CommandError(f"--output needs a file name, got {str(args.output)!r}")
     extra = _extra_words(args)
     tagger = _load_for_tagging(args, extra)
     if args.input is None:

@@ -587,3 +587,11 @@ def test_empty_or_entity_free_data_is_refused(corpus, tmp_path, capsys):
                  "--set", "hidden=8", "--char-vectors", "none", "--bigram-vectors", "none", "--no-progress"])
     assert code == 2 and "no entities in the training sentences" in capsys.readouterr().err
     assert not (tmp_path / "run" / "model").exists()
+
+
+def test_a_file_given_as_the_model_or_an_empty_output_name_is_a_clean_error(saved, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
+    assert main(["tag", "--model", str(tmp_path / "notes.txt"), "张三"]) == 2
+    assert "notes.txt: a file, not a model directory" in capsys.readouterr().err
+    assert main(["tag", "--model", str(saved), "张三", "--output", ""]) == 2
+    assert "--output needs a file name" in capsys.readouterr().err

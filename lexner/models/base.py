@@ -441,6 +441,8 @@ class Tagger(nn.Module):
         from . import model_class
 
         directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise ModelFormatError(f"{directory}: a file, not a model directory")
         if not directory.is_dir():
             raise FileNotFoundError(f"{directory}: no such model directory")
         for required in (CONFIG_FILE, WEIGHTS_FILE):
