@@ -78,7 +78,7 @@ def main() -> None:
             continue
         lines = joined(dev, k)
         for length in sorted(set(args.lengths) | {saved}, reverse=True):
-            tagger.set_max_length(length)
+            tagger.set_piece_length(length)
             scores = evaluate(tagger, lines, labels=head)
             row = {"dataset": name, "head": head or "default", "join": k, "lines": len(lines),
                    "mean_chars": round(sum(len(s.text) for s in lines) / len(lines), 1),

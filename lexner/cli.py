@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -101,7 +102,8 @@ def cmd_train(args) -> int:
     from .api import build_tagger, default_embeddings
     from .data import entity_types, report_unseen_labels
     from . import distributed
-    from .train import TrainConfig, Trainer, TrainingError, check_out_dir, seed_everything, selection_scores
+    from .train import (REPLACED_DIR, TrainConfig, Trainer, TrainingError, check_out_dir, seed_everything,
+                        selection_scores)
 
     if not distributed.world().main:  # under torchrun: one process speaks
         logging.getLogger().setLevel(logging.WARNING)
@@ -171,6 +173,8 @@ def cmd_train(args) -> int:
     except OSError as err:  # e.g. the disk is full: the last good model and checkpoint are intact
         kept = ("the last finished epoch's model and checkpoint are intact" if trainer.epoch
                 else "no epoch had finished")
+        if (Path(args.out) / REPLACED_DIR).exists():
+            kept += f"; the run --force replaced is in {Path(args.out) / REPLACED_DIR}"
         raise CommandError(f"writing into {args.out} failed: {err}; {kept}") from None
     if trainer.world.main:
         summary = {k: selection_scores(results[k]) for k in ("dev", "test") if k in results}
@@ -383,7 +387,7 @@ def cmd_export(args) -> int:
         tagger = load(args.model_dir, extra_words=_extra_words(args), onnx=False)
         target = export_model(tagger, args.out_dir, half=args.half, force=args.force,
                               renames=dict(_key_value(kv, "--rename") for kv in args.rename), runtime=args.runtime,
-                              max_length=args.max_length)
+                              piece_length=args.piece_length)
     except ValueError as err:  # ExportError, or a --rename that names no type or merges two
         raise CommandError(str(err)) from None
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
@@ -456,8 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="model config field, e.g. --set hidden=300 (repeatable)")
         t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
         t.add_argument("--force", action="store_true",
-                       help="replace a previous run in OUT (its model/, checkpoint/, logs and results; nothing "
-                            "else in the folder); without it (or --resume) such a folder is refused")
+                       help="replace a previous run in OUT (its model/, checkpoint/, logs and results, kept in "
+                            "OUT/.replaced until the first checkpoint; nothing else in the folder); without it (or "
+                            "--resume) such a folder is refused")
         t.add_argument("--no-progress", action="store_true", help="no progress bars")
         data_args(t)
 
@@ -501,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rename an entity type in the copy (e.g. NR=PER); repeatable")
     x.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help="domain words added to a lattice model's lexicon before exporting; repeatable")
-    x.add_argument("--max-length", type=_at_least(1, "a number of characters"), metavar="N",
+    x.add_argument("--piece-length", type=_at_least(1, "a number of characters"), metavar="N",
                    help="the copy tags texts longer than N characters in pieces of at most N (default: as the "
                         "source model; training sets it from the training sentences' lengths)")
     _runtime_args(x, alias=False, help="how lexner.load runs the copy's BiLSTM by default, written into its "
@@ -573,6 +578,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataFormatError, ModelFormatError, CommandError) as err:
         print(f"lexner: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (lexner tag ... | head): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 1
     except OSError as err:  # a file that cannot be read or written (missing, a directory, no space, ...)
         where = f"{err.filename}: " if err.filename and str(err.filename) not in (err.strerror or "") else ""
         print(f"lexner: error: {where}{err.strerror or err}", file=sys.stderr)

@@ -19,9 +19,9 @@ import os
 from typing import Iterable, Mapping
 
 from .fileio import DataFormatError, iter_lines
+from .lexicon import Lexicon
 
 log = logging.getLogger(__name__)
-from .lexicon import Lexicon
 
 
 class Dictionary:

@@ -87,12 +87,12 @@ def export_target(out_dir: Path, force: bool) -> Path:
 
 
 def export_model(tagger: Tagger, out_dir: str | Path, half: bool = False, renames: dict[str, str] | None = None,
-                 force: bool = False, runtime: str | None = None, max_length: int | None = None) -> Path:
+                 force: bool = False, runtime: str | None = None, piece_length: int | None = None) -> Path:
     """Write ``tagger`` into ``out_dir`` (see :func:`export_target` for where that is allowed) with its model
     card made portable (:func:`portable_card`), its types renamed by ``renames`` in every head
     (``{"NR": "PER"}``), with ``half``, float16 weights and, with ``runtime`` ("torch", "onnx", "onnx-int8"),
     how :func:`lexner.load` runs its BiLSTM by default (:mod:`lexner.onnx_encoder`; None: as the source model
-    says) and, with ``max_length``, the piece length it tags long texts in (:meth:`Tagger.set_max_length`).
+    says) and, with ``piece_length``, the length of the pieces it tags long texts in (:meth:`Tagger.set_piece_length`).
     Returns the directory written."""
     from .onnx_encoder import RUNTIMES, bilstms
 
@@ -101,8 +101,8 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool = False, rename
     if runtime not in (None, "torch") and not bilstms(tagger):
         raise ExportError(f"runtime {runtime!r} runs a BiLSTM encoder in ONNX Runtime; {tagger.name} has none")
     target = export_target(Path(out_dir), force)
-    if max_length is not None:
-        tagger.set_max_length(max_length)
+    if piece_length is not None:
+        tagger.set_piece_length(piece_length)
     renames = dict(renames or {})
     if renames:
         tagger.featurizer.rename_types(renames)

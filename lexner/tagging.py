@@ -140,10 +140,11 @@ def _model_line(text: str, start: int, end: int) -> ModelLine:
 
 # A trained model tags texts in pieces about as long as most of its training sentences (lexner.train sets it):
 # a model trained on sentences of up to ~100 characters scores lower on long lines than on the same sentences
-# in pieces (benchmarks/piece_length.py).  The piece length is the training lengths' 99th percentile, never
-# below MIN_PIECE_LENGTH; models saved without one keep Tagger.max_length.
+# in pieces (benchmarks/piece_length.py).  The piece length is the training lengths' 99th percentile, between
+# MIN_PIECE_LENGTH and MAX_PIECE_LENGTH (the length of models saved without one).
 PIECE_QUANTILE = 0.99
 MIN_PIECE_LENGTH = 64
+MAX_PIECE_LENGTH = 500
 
 
 def piece_length(lengths: Sequence[int]) -> int:
@@ -151,7 +152,7 @@ def piece_length(lengths: Sequence[int]) -> int:
     if not lengths:
         raise ValueError("piece_length needs at least one training length")
     ordered = sorted(lengths)
-    return max(MIN_PIECE_LENGTH, ordered[math.ceil(PIECE_QUANTILE * len(ordered)) - 1])
+    return min(MAX_PIECE_LENGTH, max(MIN_PIECE_LENGTH, ordered[math.ceil(PIECE_QUANTILE * len(ordered)) - 1]))
 
 
 SENTENCE_END = re.compile(r"[。！？!?；;…\n]+[”’」』）)]*")

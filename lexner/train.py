@@ -41,6 +41,7 @@ LOG_FILE = "log.jsonl"
 RESULTS_FILE = "results.json"
 CONFIG_FILE = "train_config.json"
 RUN_FILES = (MODEL_DIR, CHECKPOINT_DIR, LOG_FILE, RESULTS_FILE, CONFIG_FILE)  # what a run writes into out_dir
+REPLACED_DIR = ".replaced"  # a run replaced by --force, kept until the new run's first checkpoint
 
 
 class TrainingError(RuntimeError):
@@ -70,7 +71,8 @@ class TrainConfig:
     patience: int = setting(10, "early stopping: stop after this many epochs without a better dev F1; 0: never")
     seed: int = setting(1, "random seed (initialisation, batches, dropout, augmentation)")
     device: str = "cpu"
-    max_length: int = setting(0, "training sentences longer than this are cut into pieces; 0: no limit")
+    max_length: int = setting(0, "training sentences longer than this are cut into pieces; 0: no limit (the "
+                                 "piece length the model records follows the cut sentences' lengths)")
     eval_batch_size: int = setting(64, "sentences per batch when scoring dev and test")
     encoder_lr: float = setting(2e-5, "learning rate of a pretrained encoder (bert_crf, flat with bert_path), on "
                                       "the same schedule")
@@ -182,14 +184,17 @@ LOCK_FILE = ".lock"
 
 
 def previous_run(out_dir: Path) -> list[str]:
-    """What an earlier run left in ``out_dir`` (the names of RUN_FILES present)."""
-    return [name for name in RUN_FILES if (out_dir / name).exists()]
+    """What an earlier run left in ``out_dir``: the RUN_FILES present, with a ``.old`` copy that
+    :class:`lexner.fileio.atomic_directory` may have left."""
+    return [p for name in RUN_FILES for p in (name, name + ".old") if (out_dir / p).exists()]
 
 
-def check_out_dir(out_dir: str | os.PathLike, resume: bool = False, replace: bool = False) -> None:
+def check_out_dir(out_dir: str | os.PathLike, resume: bool = False, replace: bool = False,
+                  probe_lock: bool = True) -> None:
     """Refuse, before any work, an output folder a run cannot write or would lose an earlier run in: a path that
-    is not a folder, one under a folder that cannot be written, or a folder holding a previous run (unless it
-    is resumed, ``resume``, or replaced, ``replace``)."""
+    is not a folder, one under a folder that cannot be written, one a training is running in (``probe_lock``:
+    the caller does not hold its lock), or one holding a previous run (unless it is resumed, ``resume``, or
+    replaced, ``replace``)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise TrainingError(f"{out_dir} exists and is not a directory; give another --out")
@@ -197,21 +202,27 @@ def check_out_dir(out_dir: str | os.PathLike, resume: bool = False, replace: boo
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         to_create = f" (to create {out_dir})" if existing != out_dir else ""
         raise TrainingError(f"cannot write into {existing}{to_create}; give another --out")
+    if probe_lock and (out_dir / LOCK_FILE).exists():
+        lock_directory(out_dir).close()  # a running training's folder: refused naming it
     found = previous_run(out_dir)
     if found and not (resume or replace):
         raise TrainingError(f"{out_dir} holds a previous run ({', '.join(found)}); give --resume to continue it, "
                             "--force to replace it, or another --out")
 
 
-def remove_previous_run(out_dir: Path) -> None:
-    """Delete what an earlier run wrote into ``out_dir`` (RUN_FILES; nothing else in the folder)."""
-    for name in previous_run(out_dir):
-        path = out_dir / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    log.info("replaced the previous run in %s", out_dir)
+def set_aside_previous_run(out_dir: Path) -> None:
+    """``--force``: move what an earlier run wrote into ``out_dir`` (:func:`previous_run`; nothing else in the
+    folder) into ``out_dir/.replaced``, deleted once the new run has written its first checkpoint."""
+    found = previous_run(out_dir)
+    if not found:
+        return
+    aside = out_dir / REPLACED_DIR
+    if aside.exists():  # left by a --force run that failed before its first checkpoint: replaced again
+        shutil.rmtree(aside)
+    aside.mkdir()
+    for name in found:
+        os.replace(out_dir / name, aside / name)
+    log.info("the previous run in %s is set aside in %s until this run's first checkpoint", out_dir, aside)
 
 
 def lock_directory(directory: Path):
@@ -391,7 +402,7 @@ class Trainer:
         self.config = config
         self.out_dir = Path(out_dir)
         self.replace = replace
-        self.resume_asked = False  # resume() was called: a previous run in out_dir is this one's
+        self.resume_asked = False  # resume() was called (whether or not there was a checkpoint)
         self.progress = progress and self.world.main
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
@@ -445,6 +456,14 @@ class Trainer:
             **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
             **({"ema": self.ema.averages} if self.ema is not None else {}),
         })
+
+    def _check_out_dir(self) -> None:
+        """:func:`check_out_dir` for this trainer: a folder whose run it resumed (or already trained) is its own."""
+        if self.resume_asked and not self.epoch and not self.replace and previous_run(self.out_dir):
+            raise TrainingError(f"{self.out_dir} holds a previous run but no checkpoint to resume from; give "
+                                "--force to replace it, or another --out")
+        check_out_dir(self.out_dir, resume=self.epoch > 0, replace=self.replace,
+                      probe_lock=getattr(self, "_lock", None) is None)
 
     def _take_lock(self) -> None:
         """Lock ``out_dir`` for this process (once): two trainings never write into one directory."""
@@ -572,12 +591,12 @@ class Trainer:
         cfg = self.config
         main = self.world.main
         if main:
-            check_out_dir(self.out_dir, self.resume_asked, self.replace)
+            self._check_out_dir()
         items, task_of, heads = self._prepare(tasks, teachers, unlabelled)
         if main:
             self._take_lock()
             if self.replace and self.epoch == 0:
-                remove_previous_run(self.out_dir)
+                set_aside_previous_run(self.out_dir)
             write_json(self.out_dir / CONFIG_FILE, dataclasses.asdict(cfg))
         # what every saved model's card says, beside what the caller adds (command, data files, ...)
         model_card = {"lexner": provenance(), "device": cfg.device, "threads": torch.get_num_threads(),
@@ -632,7 +651,7 @@ class Trainer:
                                     "learn (is the data in the format and tag scheme it was read as?)")
             if not any(s.text for s in task.dev):
                 raise TrainingError(f"no dev sentences{what}: model selection needs a non-empty dev set")
-        self.model.set_max_length(piece_length([len(s.text) for task in tasks for s in task.train]))
+        self.model.set_piece_length(piece_length([len(s.text) for task in tasks for s in task.train]))
         log.info("texts longer than %d characters will be tagged in pieces (lexner.tagging.piece_length)",
                  self.model.max_length)
         if bool(teachers) != bool(cfg.distill):
@@ -724,6 +743,8 @@ class Trainer:
         if main:
             self._log_epoch(lr, total, seen, train_seconds, started, dev_scores, improved, raw_f1)
             self._save_checkpoint()
+            if (self.out_dir / REPLACED_DIR).exists():  # the run --force replaced is no longer needed
+                shutil.rmtree(self.out_dir / REPLACED_DIR)
 
     def _augmented(self, encoded: list[dict], sentences: list[Sentence], task_of: list[int], tasks: list[Task],
                    augmenters: list[Augmenter]) -> list[dict]:

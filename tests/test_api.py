@@ -147,31 +147,31 @@ def test_a_plain_word_list_keeps_only_words_with_a_vector_or_seen_in_train(corpu
 
 def test_the_piece_length_is_saved_and_loaded_and_checked(saved, tmp_path):
     assert lexner.load(saved).max_length == 500  # built in memory: the class default, written into config.json
-    edit_config(saved, max_length=120)
+    edit_config(saved, piece_length=120)
     tagger = lexner.load(saved)
     assert (tagger.max_length, tagger.overlap) == (120, 30)  # over-long sentences' windows overlap by a quarter
     tagger.save(tmp_path / "again")
-    assert json.loads((tmp_path / "again" / "config.json").read_text())["max_length"] == 120
+    assert json.loads((tmp_path / "again" / "config.json").read_text())["piece_length"] == 120
     for bad in ("120", 0, -5, True, 1.5):
-        edit_config(saved, max_length=bad)
-        with pytest.raises(ModelFormatError, match="max_length"):
+        edit_config(saved, piece_length=bad)
+        with pytest.raises(ModelFormatError, match="piece_length"):
             lexner.load(saved)
 
 
 def test_a_model_saved_without_a_piece_length_keeps_the_old_default(saved):
     meta = json.loads((saved / "config.json").read_text())
-    del meta["max_length"]
+    del meta["piece_length"]
     (saved / "config.json").write_text(json.dumps(meta))
     tagger = lexner.load(saved)
     assert (tagger.max_length, tagger.overlap) == (500, 50)
 
 
-def test_set_max_length_sets_the_overlap_and_refuses_nonsense(saved):
+def test_set_piece_length_sets_the_overlap_and_refuses_nonsense(saved):
     tagger = lexner.load(saved)
-    tagger.set_max_length(9)
+    tagger.set_piece_length(9)
     assert (tagger.max_length, tagger.overlap) == (9, 2)
-    tagger.set_max_length(1000)
+    tagger.set_piece_length(1000)
     assert (tagger.max_length, tagger.overlap) == (1000, 50)  # never more than the default overlap
     for bad in (0, -1, True, 2.5, "9"):
-        with pytest.raises(ValueError, match="max_length"):
-            tagger.set_max_length(bad)
+        with pytest.raises(ValueError, match="piece length"):
+            tagger.set_piece_length(bad)

@@ -169,12 +169,12 @@ def test_training_sets_the_piece_length_from_the_training_sentences_and_export_c
     source = trained / "run" / "model"
     train_lengths = [len(s.text) for s in corpus[:15]]
     assert load(source).max_length == piece_length(train_lengths)
-    assert main(["export", str(source), str(trained / "pieces"), "--max-length", "70"]) == 0
+    assert main(["export", str(source), str(trained / "pieces"), "--piece-length", "70"]) == 0
     assert load(trained / "pieces").max_length == 70
     assert main(["export", str(source), str(trained / "same")]) == 0
     assert load(trained / "same").max_length == piece_length(train_lengths)
     with pytest.raises(SystemExit) as exit_:
-        main(["export", str(source), str(trained / "bad"), "--max-length", "0"])
+        main(["export", str(source), str(trained / "bad"), "--piece-length", "0"])
     assert exit_.value.code == 2 and "expected a number of characters ≥ 1" in capsys.readouterr().err
     assert not (trained / "bad").exists()
 
@@ -404,7 +404,7 @@ def test_model_settings_are_checked_before_any_data_is_read(model, settings, mes
 
 @pytest.mark.parametrize("args", [
     ["tag", "--batch-size", "0", "x"], ["tag", "--workers", "-3", "x"], ["serve", "--max-chars", "-5"],
-    ["serve", "--max-texts", "0"], ["serve", "--batch-size", "0"], ["export", "a", "b", "--max-length", "0"],
+    ["serve", "--max-texts", "0"], ["serve", "--batch-size", "0"], ["export", "a", "b", "--piece-length", "0"],
     ["train", "--dataset", "weibo", "--out", "r", "--bigram-min-count", "0"],
 ])
 def test_counts_out_of_range_are_refused_by_the_parser(args, capsys):

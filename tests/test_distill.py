@@ -117,7 +117,7 @@ def test_an_ensemble_averages_marginals_and_tags_like_a_tagger(corpus, tmp_path)
 
     a, b = trained_teacher(corpus, 0), trained_teacher(corpus, 1)
     a.save(tmp_path / "a")
-    b.set_max_length(80)
+    b.set_piece_length(80)
     b.save(tmp_path / "b")
     ensemble = lexner.load([tmp_path / "a", tmp_path / "b"])
     assert ensemble.max_length == 80  # pieces no member would find too long

@@ -525,6 +525,7 @@ def test_force_replaces_only_the_previous_runs_files(corpus, tmp_path):
     records = [json.loads(line) for line in (out / "log.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r.get("epoch") for r in records if "final" not in r] == [1] and sum("final" in r for r in records) == 1
     assert json.loads((out / "train_config.json").read_text())["seed"] == 2
+    assert not (out / ".replaced").exists()  # the replaced run is deleted once the new one has a checkpoint
 
 
 def test_an_out_that_is_a_file_is_refused_before_any_work(corpus, tmp_path, capsys):
@@ -532,6 +533,45 @@ def test_an_out_that_is_a_file_is_refused_before_any_work(corpus, tmp_path, caps
     assert train_cli(corpus, tmp_path, tmp_path / "afile") == 2
     assert "exists and is not a directory" in capsys.readouterr().err
     assert (tmp_path / "afile").read_text(encoding="utf-8") == "keep me"
+
+
+def test_a_forced_run_that_fails_before_its_first_checkpoint_keeps_the_replaced_run(corpus, tmp_path, monkeypatch):
+    import torch
+
+    from lexner.train import TrainConfig, Trainer, TrainingError
+
+    config = TrainConfig(epochs=1, batch_size=8)
+    Trainer(build_tagger("bilstm_crf", corpus, SMALL), config, tmp_path, progress=False).fit(corpus, corpus)
+    before = (tmp_path / "model" / "model.safetensors").read_bytes()
+    forced = Trainer(build_tagger("bilstm_crf", corpus, SMALL), config, tmp_path, progress=False, replace=True)
+    monkeypatch.setattr(type(forced.model), "loss", lambda self, batch: torch.tensor(float("nan")))
+    with pytest.raises(TrainingError, match="loss became nan"):
+        forced.fit(corpus, corpus)
+    assert (tmp_path / ".replaced" / "model" / "model.safetensors").read_bytes() == before
+    assert not (tmp_path / "model").exists()
+
+
+def test_resume_without_a_checkpoint_does_not_overwrite_a_previous_run(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_cli(corpus, tmp_path, out) == 0
+    import shutil
+
+    shutil.rmtree(out / "checkpoint")
+    before = (out / "model" / "model.safetensors").read_bytes()
+    assert train_cli(corpus, tmp_path, out, "--resume") == 2
+    assert "holds a previous run but no checkpoint to resume from" in capsys.readouterr().err
+    assert (out / "model" / "model.safetensors").read_bytes() == before
+
+
+def test_a_folder_a_training_runs_in_is_refused_naming_it(corpus, tmp_path, capsys):
+    from lexner.train import TrainConfig, Trainer
+
+    running = Trainer(build_tagger("bilstm_crf", corpus, SMALL), TrainConfig(epochs=1), tmp_path / "run",
+                      progress=False)
+    running.resume()  # holds the folder's lock, as a training does from its start to its end
+    assert train_cli(corpus, tmp_path, tmp_path / "run", "--force") == 2
+    assert f"in use by another training (pid {os.getpid()})" in capsys.readouterr().err
+    running._release_lock()
 
 
 def test_the_trainer_refuses_a_folder_with_a_previous_run_unless_resumed_or_replaced(corpus, tmp_path):
@@ -595,3 +635,13 @@ def test_a_file_given_as_the_model_or_an_empty_output_name_is_a_clean_error(save
     assert "notes.txt: a file, not a model directory" in capsys.readouterr().err
     assert main(["tag", "--model", str(saved), "张三", "--output", ""]) == 2
     assert "--output needs a file name" in capsys.readouterr().err
+
+
+def test_a_closed_output_pipe_ends_quietly(saved, tmp_path):
+    (tmp_path / "in.txt").write_text("张三在北京\n" * 5000, encoding="utf-8")
+    tag = subprocess.Popen([sys.executable, "-m", "lexner", "tag", "--model", str(saved), "--no-progress",
+                            "--input", str(tmp_path / "in.txt")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    tag.stdout.readline()
+    tag.stdout.close()  # as `| head -1` does
+    err = tag.stderr.read().decode()
+    assert tag.wait() == 1 and "Traceback" not in err and "error" not in err

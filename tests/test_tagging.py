@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from lexner.schemes import Span
-from lexner.tagging import MIN_PIECE_LENGTH, WindowMerger, piece_length, sentence_pieces, split_windows
+from lexner.tagging import MAX_PIECE_LENGTH, MIN_PIECE_LENGTH, WindowMerger, piece_length, sentence_pieces, split_windows
 
 
 def merge_windows(windows, spans):
@@ -21,6 +21,7 @@ def test_piece_length_is_the_99th_percentile_of_training_lengths_with_a_floor():
     assert piece_length([80] * 98 + [400, 400]) == 400
     assert piece_length(list(range(1, 201))) == 198
     assert piece_length([5, 7, 9]) == MIN_PIECE_LENGTH  # short training texts still tag a text in sizeable pieces
+    assert piece_length([2000] * 10) == MAX_PIECE_LENGTH  # long documents: pieces no longer than before
     with pytest.raises(ValueError):
         piece_length([])
 

@@ -27,7 +27,7 @@ from ..entity import Entity
 from ..features import LABEL_SET_NAME, Batch, Featurizer
 from ..fileio import DataFormatError, ModelFormatError, read_json, write_bytes, write_json
 from ..schemes import Span
-from ..tagging import tag_texts
+from ..tagging import MAX_PIECE_LENGTH, tag_texts
 from ..text import normalize
 from .embedder import Embedder, Inputs, current_key
 
@@ -219,7 +219,7 @@ class Tagger(nn.Module):
 
     name: ClassVar[str]
     Config: ClassVar[type]
-    max_length: int = 500  # tag_batch splits longer texts into pieces (see lexner.tagging, set_max_length)
+    max_length: int = MAX_PIECE_LENGTH  # the piece length: tag_batch splits longer texts (set_piece_length)
     overlap: int = 50  # overlap of the pieces of one over-long sentence
     batch_tokens: int = 4096  # tag_batch: at most this many padded tokens per batch (long pieces, smaller batches)
     block_pieces: int = 4096  # tag_batch: pieces encoded at a time (bounds memory on long inputs)
@@ -402,12 +402,12 @@ class Tagger(nn.Module):
                 found[j] = self.featurizer.decode_tags(path, labels)
         return found
 
-    def set_max_length(self, length: int) -> None:
+    def set_piece_length(self, length: int) -> None:
         """Tag texts longer than ``length`` characters in pieces of at most ``length`` (see lexner.tagging); the
         windows of one over-long sentence overlap by a quarter of that, at most the default ``overlap``.  Saved
         with the model; training sets it from the training sentences (lexner.tagging.piece_length)."""
         if not isinstance(length, int) or isinstance(length, bool) or length < 1:
-            raise ValueError(f"max_length must be an integer ≥ 1, got {length!r}")
+            raise ValueError(f"the piece length must be an integer ≥ 1, got {length!r}")
         self.max_length, self.overlap = length, min(Tagger.overlap, length // 4)
 
     # --- persistence -----------------------------------------------------------------------------------
@@ -424,7 +424,7 @@ class Tagger(nn.Module):
             "config": dataclasses.asdict(self.config),
             "entity_types": self.featurizer.entity_types,
             **(extra or {}),
-            "max_length": self.max_length,
+            "piece_length": self.max_length,
         }
         if self.featurizer.multi_task:  # one head per label set, the default one first
             meta["label_sets"] = {name: ls.entity_types for name, ls in self.featurizer.label_sets.items()}
@@ -497,10 +497,10 @@ class Tagger(nn.Module):
                 raise ModelFormatError(f"{weights_file}: {key} holds NaN or infinite (or absurdly large) values")
             if not tensor.is_floating_point() and tensor.numel() and int(tensor.min()) < 0:
                 raise ModelFormatError(f"{weights_file}: {key} holds negative counts")
-        length = meta.get("max_length", Tagger.max_length)  # models saved before it was recorded: the default
+        length = meta.get("piece_length", Tagger.max_length)  # models saved before it was recorded: the default
         if not isinstance(length, int) or isinstance(length, bool) or length < 1:
-            raise ModelFormatError(f"{config_file}: 'max_length' must be an integer ≥ 1, got {length!r}")
-        model.set_max_length(length)
-        model.metadata = {k: v for k, v in meta.items() if k not in ("config", "max_length")}
+            raise ModelFormatError(f"{config_file}: 'piece_length' must be an integer ≥ 1, got {length!r}")
+        model.set_piece_length(length)
+        model.metadata = {k: v for k, v in meta.items() if k not in ("config", "piece_length")}
         model.source = directory  # where it was loaded from (worker processes load it again from there)
         return model.to(device).eval()

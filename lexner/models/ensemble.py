@@ -34,7 +34,7 @@ class Ensemble(Tagger):
                                  f"{first.entity_types} vs {member.featurizer.entity_types}")
         super().__init__(None, first)
         self.members = nn.ModuleList(members)
-        self.set_max_length(min(member.max_length for member in members))  # pieces every member was made for
+        self.set_piece_length(min(member.max_length for member in members))  # pieces every member was made for
         self.decoders = {name: ConstrainedCRF(ls.tags) for name, ls in first.label_sets.items()}
         for crf in self.decoders.values():  # decoding adds no scores of its own, only the constraints
             for p in crf.parameters():
