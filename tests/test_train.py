@@ -288,3 +288,16 @@ def test_resume_into_a_different_model_is_a_clear_error(corpus, tmp_path):
                           TrainConfig(epochs=2, batch_size=4, lr=0.01, seed=3, patience=0), tmp_path, progress=False)
     with pytest.raises(TrainingError, match=r"embed\.chars\.weight \(\d+, 16\) there, \(\d+, 16\) here"):
         fewer_chars.resume()
+
+
+def test_training_records_the_99th_percentile_of_its_sentence_lengths_as_the_piece_length(corpus, tmp_path):
+    from lexner.tagging import piece_length
+
+    long = [Sentence("".join(s.text for s in group), [Span(a + sum(len(t.text) for t in group[:k]), b + sum(
+        len(t.text) for t in group[:k]), label) for k, s in enumerate(group) for a, b, label in s.spans])
+        for group in (corpus[i:i + 9] for i in range(0, len(corpus), 2))]
+    lengths = [len(s.text) for s in long]
+    assert piece_length(lengths) > 64  # the percentile, not the floor
+    trainer = make_trainer(long, tmp_path, epochs=1)
+    trainer.fit(long, long[:3])
+    assert lexner.load(tmp_path / "model").max_length == piece_length(lengths)
