@@ -39,10 +39,14 @@ def request(port: int, path: str, body=None, raw: bytes | None = None) -> tuple[
 
 @pytest.fixture(scope="module")
 def server():
+    yield from serving("--max-chars", "200", "--max-texts", "8")
+
+
+def serving(*options: str):
+    """A ``lexner serve`` process with ``options``: yields its port once /health answers, ends it after."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "lexner", "serve", "--port", str(port), "--max-chars", "200",
-                                "--max-texts", "8", "--threads", "1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen([sys.executable, "-m", "lexner", "serve", "--port", str(port), "--threads", "1",
+                                *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 120
         while True:
@@ -98,3 +102,12 @@ def test_model_card(server):
     assert code == 200 and card["model"] == ner.name and card["entity_types"] == ner.featurizer.entity_types
     assert card["label_sets"] == {n: ls.entity_types for n, ls in ner.featurizer.label_sets.items()}
     assert card["card"] == ner.metadata["card"]
+
+
+def test_dictionary_types_a_requested_head_lacks_are_a_422_not_a_500(tmp_path):
+    (tmp_path / "d.tsv").write_text("腾讯\tcompany\n", encoding="utf-8")  # a type of the cluener head only
+    for port in serving("--dictionary", str(tmp_path / "d.tsv")):
+        status, body = request(port, "/tag", {"text": "腾讯在深圳"})
+        assert status == 422 and "not types of the default head" in body["detail"]
+        status, body = request(port, "/tag", {"text": "腾讯在深圳", "labels": "cluener"})
+        assert status == 200 and {"start": 0, "end": 2, "label": "company", "text": "腾讯"} in body["entities"]
