@@ -645,3 +645,17 @@ def test_a_closed_output_pipe_ends_quietly(saved, tmp_path):
     tag.stdout.close()  # as `| head -1` does
     err = tag.stderr.read().decode()
     assert tag.wait() == 1 and "Traceback" not in err and "error" not in err
+
+
+def test_resume_with_force_continues_a_checkpoint_or_starts_again_without_one(corpus, tmp_path):
+    out = tmp_path / "run"
+    assert train_cli(corpus, tmp_path, out) == 0
+    assert train_cli(corpus, tmp_path, out, "--resume", "--force") == 0  # finished: resumed, nothing replaced
+    assert not (out / ".replaced").exists()
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["epoch"] for r in records if "final" not in r] == [1]
+    import shutil
+
+    shutil.rmtree(out / "checkpoint")  # as if it had failed before its first checkpoint
+    assert train_cli(corpus, tmp_path, out, "--resume", "--force") == 0
+    assert (out / "checkpoint").is_dir() and not (out / ".replaced").exists()
