@@ -173,8 +173,8 @@ def cmd_train(args) -> int:
     except OSError as err:  # e.g. the disk is full: the last good model and checkpoint are intact
         kept = ("the last finished epoch's model and checkpoint are intact" if trainer.epoch
                 else "no epoch had finished")
-        if (Path(args.out) / REPLACED_DIR).exists():
-            kept += f"; the run --force replaced is in {Path(args.out) / REPLACED_DIR}"
+        if (aside := Path(args.out) / REPLACED_DIR).exists():
+            kept += f"; the run --force replaced is in {aside}"
         raise CommandError(f"writing into {args.out} failed: {err}; {kept}") from None
     if trainer.world.main:
         summary = {k: selection_scores(results[k]) for k in ("dev", "test") if k in results}

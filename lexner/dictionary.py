@@ -51,7 +51,6 @@ class Dictionary:
     def read(cls, path: str | os.PathLike) -> "Dictionary":
         """A ``word<TAB>TYPE`` file (UTF-8, one entry per line; empty lines skipped).  A word given again with
         another type takes the later one, with a warning naming both lines."""
-        entries = []
         given: dict[str, tuple[int, str]] = {}  # word → (line, type) where it was last given
         for lineno, line in iter_lines(path):
             if not line.strip():
@@ -64,8 +63,7 @@ class Dictionary:
                 log.warning("%s:%d: %r is %s here but %s on line %d; the later type counts", path, lineno, word,
                             label, given[word][1], given[word][0])
             given[word] = (lineno, label)
-            entries.append((word, label))
-        return cls(entries)
+        return cls((word, label) for word, (_, label) in given.items())
 
     def __len__(self) -> int:
         return len(self.types)

@@ -393,8 +393,9 @@ class Trainer:
 
     def __init__(self, model: Tagger, config: TrainConfig, out_dir: str | Path, progress: bool = True,
                  replace: bool = False):
-        """``replace``: a previous run in ``out_dir`` is deleted when this one starts (see :func:`check_out_dir`;
-        without it, and without :meth:`resume`, such a folder is refused)."""
+        """``replace``: a previous run in ``out_dir`` is set aside when this one starts and deleted after its first
+        checkpoint (see :func:`set_aside_previous_run`); without it, and without a checkpoint :meth:`resume`
+        continues, such a folder is refused (:func:`check_out_dir`)."""
         # a no-op unless launched by torchrun; a group joined here is left at the end of fit
         self.world, device, self._joined = distributed.setup(config.device)
         config = dataclasses.replace(config, device=device)

@@ -355,11 +355,12 @@ class Tagger(nn.Module):
         """Raise ``ValueError`` unless this model can tag with head ``labels`` (None: the default one): the head
         exists and knows every type of the typed dictionary."""
         label_set = self.featurizer.label_set(labels)  # an unknown name raises
-        if self.dictionary is not None and not self.dictionary.labels <= set(label_set.entity_types):
+        missing = sorted(self.dictionary.labels - set(label_set.entity_types)) if self.dictionary is not None else []
+        if missing:
             head = f"head {labels!r}" if labels is not None else "the default head"
-            raise ValueError(f"the dictionary's types {sorted(self.dictionary.labels - set(label_set.entity_types))} "
-                             f"are not types of {head} ({', '.join(label_set.entity_types)}); tag with a head "
-                             "that has them, or leave them out of the dictionary")
+            raise ValueError(f"the dictionary's types {missing} are not types of {head} "
+                             f"({', '.join(label_set.entity_types)}); tag with a head that has them, or leave them "
+                             "out of the dictionary")
 
     def tag(self, text: str, labels: str | None = None) -> list[Entity]:
         """Entities of one text, with offsets into ``text``; ``labels``: the head of a multi-task model to
@@ -497,10 +498,10 @@ class Tagger(nn.Module):
                 raise ModelFormatError(f"{weights_file}: {key} holds NaN or infinite (or absurdly large) values")
             if not tensor.is_floating_point() and tensor.numel() and int(tensor.min()) < 0:
                 raise ModelFormatError(f"{weights_file}: {key} holds negative counts")
-        length = meta.get("piece_length", Tagger.max_length)  # models saved before it was recorded: the default
-        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
-            raise ModelFormatError(f"{config_file}: 'piece_length' must be an integer ≥ 1, got {length!r}")
-        model.set_piece_length(length)
+        try:  # models saved before it was recorded: the default
+            model.set_piece_length(meta.get("piece_length", Tagger.max_length))
+        except ValueError as err:
+            raise ModelFormatError(f"{config_file}: 'piece_length': {err}") from None
         model.metadata = {k: v for k, v in meta.items() if k not in ("config", "piece_length")}
         model.source = directory  # where it was loaded from (worker processes load it again from there)
         return model.to(device).eval()
