@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import json
@@ -46,10 +47,18 @@ def open_text(path: str | os.PathLike, errors: str = "strict", newline: str | No
         raise IsADirectoryError(f"{path}: is a directory, not a file")
     if not path.exists():  # a pipe or device (<(cmd), /dev/stdin) is read like a file
         raise FileNotFoundError(f"{path}: no such file")
-    opener = {".gz": gzip.open, ".xz": lzma.open}.get(path.suffix)
-    if opener is not None:
-        return opener(path, "rt", encoding="utf-8-sig", errors=errors, newline=newline)
-    return open(path, "r", encoding="utf-8-sig", errors=errors, newline=newline)
+    opener = {".gz": gzip.open, ".xz": lzma.open}.get(path.suffix, open)
+    return _text_without_bom(opener(path, "rb"), errors, newline)
+
+
+def _text_without_bom(binary: IO[bytes], errors: str, newline: str | None) -> io.TextIOWrapper:
+    """``binary`` read as UTF-8 text, a leading byte-order mark dropped.  (Python's ``utf-8-sig`` codec loses a
+    file of one or two bytes that begin like a BOM, ``b"\\xef"``, when it decodes a stream.)"""
+    if not hasattr(binary, "peek"):  # e.g. a BytesIO standing in for standard input
+        binary = io.BufferedReader(binary)
+    if binary.peek(3)[:3] == codecs.BOM_UTF8:
+        binary.read(3)
+    return io.TextIOWrapper(binary, encoding="utf-8", errors=errors, newline=newline)
 
 
 def iter_lines(path: str | os.PathLike, errors: str = "strict", newline: str | None = None,
@@ -66,8 +75,7 @@ def iter_lines(path: str | os.PathLike, errors: str = "strict", newline: str | N
     if errors not in UTF8_ERRORS:
         raise ValueError(f"errors must be one of {UTF8_ERRORS}, got {errors!r}")
     if str(path) == STDIN:
-        handle = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="surrogateescape",
-                                  newline=newline)
+        handle = _text_without_bom(sys.stdin.buffer, "surrogateescape", newline)
         name = "<stdin>"
     else:
         handle, name = open_text(path, errors="surrogateescape", newline=newline), str(path)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import lexner
 from lexner.api import build_tagger
@@ -474,6 +474,7 @@ def test_integer_or_nan_weights_do_not_load(saved, corrupt):
 @settings(max_examples=int(os.environ.get("LEXNER_FUZZ_EXAMPLES", "25")), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=400) | st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")))
+@example(data=b"\xef")  # half a byte-order mark (found by this test)
 def test_tag_input_survives_random_bytes(saved, tmp_path_factory, data):
     """Any bytes: with --errors replace every LF-separated line gives one record whose offsets are exact; with
     --errors strict either the same or a clean error naming the first bad line."""

@@ -55,6 +55,12 @@ def test_bom_only_at_start_is_dropped(tmp_path):
     assert list(iter_lines(path)) == [(1, "a"), (2, "\ufeffb")]
 
 
+@pytest.mark.parametrize("raw", [b"\xef", b"\xef\xbb", b"\xef\xbbx"])
+def test_a_file_that_begins_like_a_bom_is_not_lost(tmp_path, raw):
+    (tmp_path / "t.txt").write_bytes(raw)  # the utf-8-sig codec used to swallow the first two
+    assert [n for n, _ in iter_lines(tmp_path / "t.txt", errors="replace")] == [1]
+
+
 def test_open_text_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         open_text(tmp_path / "missing.txt")
