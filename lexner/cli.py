@@ -103,7 +103,7 @@ def cmd_train(args) -> int:
     from .data import entity_types, report_unseen_labels
     from . import distributed
     from .train import (REPLACED_DIR, TrainConfig, Trainer, TrainingError, check_out_dir, seed_everything,
-                        selection_scores)
+                        selection_scores, teachers_by_task)
 
     if not distributed.world().main:  # under torchrun: one process speaks
         logging.getLogger().setLevel(logging.WARNING)
@@ -127,6 +127,11 @@ def cmd_train(args) -> int:
     except TrainingError as err:
         raise CommandError(str(err)) from None
     tasks = _load_tasks(args)
+    specs = [_teacher_spec(spec) for spec in getattr(args, "teacher", None) or []]
+    try:  # a teacher for a task this training lacks fails before any model is built or loaded
+        teachers_by_task(tasks, [(task, path) if task else path for task, path in specs])
+    except TrainingError as err:
+        raise CommandError(str(err)) from None
     for task in tasks:
         what = f" ({task.name})" if task.name else ""
         report_unseen_labels(task.train, task.dev, "dev" + what)
@@ -163,7 +168,7 @@ def cmd_train(args) -> int:
             "embeddings": {k: str(v) if v else None for k, v in embeddings.items()},
             "lexicon": (" + ".join(map(str, args.lexicon or [embeddings.get("words")])) if tagger.reads.words
                         else None)}
-    teachers, unlabelled = _teachers_and_unlabelled(args)
+    teachers, unlabelled = _teachers_and_unlabelled(args, specs)
     if teachers:
         card["teachers"] = [str(t) for t in args.teacher]
     try:
@@ -183,13 +188,30 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _teachers_and_unlabelled(args) -> tuple[list, list[str]]:
-    """``lexner distill``: the teacher models and the unlabelled texts (none for ``lexner train``)."""
+def _teacher_spec(spec: str) -> tuple[str | None, Path]:
+    """``--teacher DIR`` (every task) or ``--teacher TASK=DIR`` (that task alone): (task name or None, DIR).
+    A DIR that exists is taken whole, even with ``=`` in its name."""
+    from .features import LABEL_SET_NAME
+
+    task, sep, path = spec.partition("=")
+    if not sep or Path(spec).exists():
+        return None, Path(spec)
+    if not LABEL_SET_NAME.fullmatch(task) or not path:
+        raise CommandError(f"--teacher {spec!r}: expected DIR or TASK=DIR (TASK a task name of this training)")
+    return task, Path(path)
+
+
+def _teachers_and_unlabelled(args, specs: list[tuple[str | None, Path]]) -> tuple[list, list[str]]:
+    """``lexner distill``: the teacher models (of ``specs``, see :func:`_teacher_spec`; a pair (task, model)
+    for a teacher of one task) and the unlabelled texts (none for ``lexner train``)."""
     from .api import load
     from .data import load_dataset
     from .fileio import iter_lines
 
-    teachers = [load(path, device=_resolve_device(args.device)) for path in getattr(args, "teacher", None) or []]
+    teachers = []
+    for task, path in specs:
+        teacher = load(path, device=_resolve_device(args.device))
+        teachers.append((task, teacher) if task is not None else teacher)
     unlabelled = [line.strip() for path in getattr(args, "unlabelled", []) for _, line in iter_lines(path)]
     for name in getattr(args, "unlabelled_dataset", []):
         unlabelled += [s.text for s in load_dataset(name, "train", args.data_root)]
@@ -472,8 +494,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("distill", help="train a student on gold tags plus the soft targets of trained teachers",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    d.add_argument("--teacher", action="append", type=Path, required=True, metavar="DIR",
-                   help="a trained model whose outputs the student learns; repeat it for an ensemble (averaged)")
+    d.add_argument("--teacher", action="append", required=True, metavar="[TASK=]DIR",
+                   help="a trained model whose outputs the student learns; repeat it for an ensemble (averaged); "
+                        "TASK=DIR: it teaches that task of a multi-task training alone (e.g. msra=runs/m/model); "
+                        "a task without teachers trains on its gold tags only")
     d.add_argument("--unlabelled", action="append", type=Path, default=[], metavar="FILE",
                    help="texts without labels (one per line) that add soft targets only; repeatable")
     d.add_argument("--unlabelled-dataset", action="append", choices=sorted(DATASETS), default=[], metavar="NAME",

@@ -8,7 +8,8 @@ training (teachers in eval mode, no dropout):
   distillation does with logits);
 * ``kl`` — the mean of the teachers' CRF tag marginals (forward-backward), matched by KL divergence.
 
-Several teachers make an ensemble (their outputs averaged).  Teachers may be any taggers with their own
+Several teachers make an ensemble (their outputs averaged); in a multi-task training each task may have
+teachers of its own (``lexner.train.teachers_by_task``).  Teachers may be any taggers with their own
 vocabularies; they must have the student's tags (in any order: columns are matched by tag name).  Unlabelled
 text adds characters with soft targets only.
 """

@@ -62,6 +62,7 @@ class Batch:
     labels: str | None = None  # the label set (head) that tags and allowed belong to; None: the default
     # Distillation targets (see lexner.distill): a teacher's emission scores or tag marginals per character.
     soft: torch.Tensor | None = None  # shape: (B, T, number of tags), float
+    soft_mask: torch.Tensor | None = None  # shape: (B,), bool; the sentences that have soft targets (None: all)
     soft_kind: str = ""  # "mse": match emission scores; "kl": match CRF tag marginals
     soft_weight: float = 1.0
 
@@ -197,11 +198,15 @@ class Featurizer:
         allowed = self.allowed([item.get("constraints") for item in items], longest, labels)
         if allowed is not None:
             padded["allowed"] = allowed
-        if "soft" in items[0]:
-            soft = torch.zeros(len(items), longest, len(items[0]["soft"][0]))
-            for b, item in enumerate(items):
-                soft[b, : len(item["soft"])] = torch.as_tensor(item["soft"])
+        with_soft = [b for b, item in enumerate(items) if "soft" in item]
+        if with_soft:
+            soft = torch.zeros(len(items), longest, len(items[with_soft[0]]["soft"][0]))
+            for b in with_soft:
+                soft[b, : len(items[b]["soft"])] = torch.as_tensor(items[b]["soft"])
             padded["soft"] = soft
+            if len(with_soft) < len(items):  # e.g. noisy variants of distilled sentences: gold tags only
+                padded["soft_mask"] = torch.zeros(len(items), dtype=torch.bool)
+                padded["soft_mask"][with_soft] = True
         if "piece_ids" in items[0]:
             piece_lengths = torch.tensor([len(item["piece_ids"]) for item in items])
             padded["piece_ids"] = _pad([item["piece_ids"] for item in items], max(int(piece_lengths.max()), 1))

@@ -359,6 +359,26 @@ class Task:
         return self.head if self.head is not None else self.name
 
 
+def teachers_by_task(tasks: Sequence[Task], teachers: Sequence) -> dict[str | None, list]:
+    """Each task's teachers (by task name): ``teachers`` holds taggers, which teach every task, and
+    ``(task name, tagger)`` pairs, which teach the task of that name alone."""
+    names = [task.name for task in tasks]
+    out: dict[str | None, list] = {name: [] for name in names}
+    for teacher in teachers:
+        scope, teacher = teacher if isinstance(teacher, tuple) else (None, teacher)
+        if scope is None:
+            for name in names:
+                out[name].append(teacher)
+        elif scope in out:
+            out[scope].append(teacher)
+        elif names == [None]:
+            raise TrainingError(f"a teacher for task {scope!r}: this training has one task, which every teacher "
+                                "teaches (give the teacher without a task name)")
+        else:
+            raise TrainingError(f"a teacher for task {scope!r}: no such task; the tasks are {', '.join(names)}")
+    return out
+
+
 def cut_long(sentences: Sequence[Sentence], max_length: int) -> list[Sentence]:
     """Cut sentences longer than ``max_length`` into pieces, never through an entity where avoidable."""
     if max_length <= 0:
@@ -551,8 +571,11 @@ class Trainer:
         the tasks' dev micro F1; results hold each task's scores under ``tasks``.
 
         Distillation (``distill`` "mse" or "kl"): ``teachers`` (trained taggers with the student's tags) give
-        every training character soft targets (see :mod:`lexner.distill`); ``unlabelled`` texts train the
-        first task's head on soft targets alone (in batches of their own)."""
+        training characters soft targets (see :mod:`lexner.distill`).  A teacher teaches every task, or, given
+        as a pair ``(task name, tagger)``, that task alone; a task without teachers trains on its gold tags
+        only, and several teachers of a task are an ensemble (averaged).  ``unlabelled`` texts train the first
+        task's head on its teachers' soft targets alone (in batches of their own).  With augmentation, a noisy
+        variant trains on its gold tags alone (the teachers' targets belong to the original text)."""
         try:
             return self._fit(list(tasks), model_card, list(teachers), list(unlabelled))
         finally:
@@ -567,24 +590,30 @@ class Trainer:
         from .distill import teacher_targets
 
         featurizer, cfg = self.model.featurizer, self.config
+        of_task = teachers_by_task(tasks, teachers)
         items, task_of = [], []
-        groups = [(k, task.labels, task.train) for k, task in enumerate(tasks)]
+        groups = [(k, task.labels, task.train, of_task[task.name]) for k, task in enumerate(tasks)]
         if unlabelled:
-            groups.append((len(tasks), tasks[0].labels, [Sentence(t) for t in unlabelled if t]))
-        for k, name, sentences in groups:
-            heads = [name if name in t.featurizer.label_sets else None for t in teachers]
-            try:
-                targets = teacher_targets(teachers, [s.text for s in sentences], cfg.distill,
-                                          featurizer.label_set(name).tags, heads, cfg.eval_batch_size)
-            except ValueError as err:  # a teacher of other types
-                raise TrainingError(str(err)) from None
+            groups.append((len(tasks), tasks[0].labels, [Sentence(t) for t in unlabelled if t], of_task[tasks[0].name]))
+        taught = 0
+        for k, name, sentences, chosen in groups:
+            targets: Sequence = [None] * len(sentences)
+            if chosen:
+                heads = [name if name in t.featurizer.label_sets else None for t in chosen]
+                try:
+                    targets = teacher_targets(chosen, [s.text for s in sentences], cfg.distill,
+                                              featurizer.label_set(name).tags, heads, cfg.eval_batch_size)
+                except ValueError as err:  # a teacher of other types
+                    raise TrainingError(str(err)) from None
+                taught += len(sentences)
             for s, target in zip(sentences, targets):
                 item = featurizer.encode_one(s.text, s.spans if k < len(tasks) else None, name)
-                item["soft"] = target
+                if target is not None:
+                    item["soft"] = target
                 items.append(item)
                 task_of.append(k)
-        log.info("distillation (%s, weight %g): soft targets from %d teacher(s) for %d sentences (%d unlabelled)",
-                 cfg.distill, cfg.distill_weight, len(teachers), len(items), len(unlabelled))
+        log.info("distillation (%s, weight %g): soft targets from %d teacher(s) for %d of %d sentences (%d "
+                 "unlabelled)", cfg.distill, cfg.distill_weight, len(teachers), taught, len(items), len(unlabelled))
         return items, task_of
 
     def _fit(self, tasks: list[Task], model_card: dict[str, Any] | None, teachers: list,
@@ -657,8 +686,8 @@ class Trainer:
                  self.model.max_length)
         if bool(teachers) != bool(cfg.distill):
             raise TrainingError("distillation needs both teachers and a kind (distill: mse or kl)")
-        if (unlabelled and not teachers) or (teachers and cfg.augment):
-            raise TrainingError("unlabelled text needs teachers; augmentation and distillation do not combine yet")
+        if unlabelled and not teachers:
+            raise TrainingError("unlabelled text needs teachers")
         heads = [task.labels for task in tasks] + [tasks[0].labels]
         if teachers:
             items, task_of = self._soft_items(tasks, teachers, unlabelled)
@@ -752,8 +781,8 @@ class Trainer:
         """This epoch's training items: ``augment_ratio`` of them replaced by noisy variants, drawn from a
         generator seeded by the seed and the epoch (a resumed run draws the same)."""
         rng = random.Random(self.config.seed * 1_000_003 + self.epoch)
-        items = list(encoded)
-        for i in rng.sample(range(len(items)), round(self.config.augment_ratio * len(items))):
+        items = list(encoded)  # the labelled sentences' items first, then any unlabelled text's (kept as they are)
+        for i in rng.sample(range(len(sentences)), round(self.config.augment_ratio * len(sentences))):
             k = task_of[i]
             variant = augmenters[k](sentences[i], rng)
             if variant is not sentences[i]:

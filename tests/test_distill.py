@@ -136,3 +136,90 @@ def test_an_ensemble_averages_marginals_and_tags_like_a_tagger(corpus, tmp_path)
         ensemble.save(tmp_path / "e")
     with pytest.raises(ValueError, match="at least two"):
         lexner.load([tmp_path / "a"])
+
+
+def test_teachers_by_task_gives_unscoped_teachers_to_every_task_and_scoped_ones_to_theirs():
+    from lexner.train import teachers_by_task
+
+    tasks = [Task("msra", [], []), Task("weibo", [], []), Task("weibo-msra", [], [], head="msra")]
+    assert teachers_by_task(tasks, ["all", ("weibo", "w1"), ("weibo", "w2"), ("msra", "m")]) == {
+        "msra": ["all", "m"], "weibo": ["all", "w1", "w2"], "weibo-msra": ["all"]}
+    assert teachers_by_task(tasks, [("msra", "m")])["weibo"] == []  # gold tags only
+    with pytest.raises(TrainingError, match="no such task; the tasks are msra, weibo, weibo-msra"):
+        teachers_by_task(tasks, [("cluener", "c")])
+    with pytest.raises(TrainingError, match="one task"):
+        teachers_by_task([Task(None, [], [])], [("msra", "m")])
+
+
+def test_a_teacher_of_one_task_gives_soft_targets_to_that_tasks_sentences_alone(corpus, tmp_path):
+    from test_multitask import fine
+
+    coarse_teacher = trained_teacher(swapped(corpus))
+    seed_everything(2)
+    student = build_tagger("bilstm_crf", corpus, SMALL, seed=2,
+                           label_sets={"coarse": ["LOC", "PER"], "fine": ["city", "name"]})
+    tasks = [Task("coarse", corpus[:15], corpus[15:]), Task("fine", fine(corpus[:15]), fine(corpus[15:]))]
+    trainer = Trainer(student, TrainConfig(epochs=1, batch_size=4, distill="kl"), tmp_path, progress=False)
+    items, task_of = trainer._soft_items(tasks, [("coarse", coarse_teacher)], [s.text for s in corpus[:3]])
+    assert [("soft" in item, k) for item, k in zip(items, task_of)] == (
+        [(True, 0)] * 15 + [(False, 1)] * 15 + [(True, 2)] * 3)  # unlabelled text: the first task's teachers
+    expected = teacher_targets([coarse_teacher], [corpus[0].text], "kl", student.featurizer.label_set("coarse").tags)
+    np.testing.assert_allclose(items[0]["soft"], expected[0])
+    results = trainer.fit_tasks(tasks, teachers=[("coarse", coarse_teacher)])
+    assert set(results["dev"]["tasks"]) == {"coarse", "fine"}
+    with pytest.raises(TrainingError, match="teacher 1: the teacher's tags"):  # a coarse teacher cannot teach fine
+        Trainer(student, TrainConfig(epochs=1, distill="kl"), tmp_path / "x", progress=False).fit_tasks(
+            tasks, teachers=[("fine", coarse_teacher)])
+
+
+def test_augmented_variants_of_distilled_sentences_train_on_gold_tags_alone(corpus, tmp_path):
+    from lexner.models.base import soft_loss
+
+    teacher = trained_teacher(corpus)
+    student = build_tagger("bilstm_crf", corpus, SMALL, seed=1)
+    items = [student.featurizer.encode_one(s.text, s.spans) for s in corpus[:3]]
+    targets = teacher_targets([teacher], [s.text for s in corpus[:3]], "kl", student.featurizer.tags)
+    items[0]["soft"], items[2]["soft"] = targets[0], targets[2]
+    batch = student.featurizer.collate(items)
+    assert batch.soft_mask.tolist() == [True, False, True]
+    batch.soft_kind = "kl"
+    kept = student.featurizer.collate([items[0], items[2]])
+    kept.soft_kind = "kl"
+    with torch.no_grad():
+        mixed = soft_loss(student.crf, student.emissions(batch), batch)
+        alone = soft_loss(student.crf, student.emissions(kept), kept)
+    assert mixed.item() == pytest.approx(alone.item() * 2 / 3, rel=1e-4)  # the variant adds zero, counts as one
+    assert student.featurizer.collate([items[0], items[2]]).soft_mask is None
+    config = TrainConfig(epochs=2, batch_size=4, distill="kl", augment="mention", augment_ratio=0.5, patience=0)
+    results = Trainer(student, config, tmp_path, progress=False).fit_tasks(
+        [Task(None, corpus[:15], corpus[15:])], teachers=[teacher], unlabelled=[s.text for s in corpus[:4]])
+    assert results["best_epoch"] >= 1
+
+
+def test_lexner_distill_teacher_for_one_task(corpus, tmp_path, capsys, monkeypatch):
+    import json
+
+    from lexner.cli import main
+    from lexner.data import write_jsonl
+    from test_multitask import fine
+
+    monkeypatch.setenv("LEXNER_DATA", str(tmp_path / "no-data"))
+    for name, sentences in (("coarse", corpus), ("fine", fine(corpus))):
+        write_jsonl(sentences[:15], tmp_path / f"{name}_train.jsonl")
+        write_jsonl(sentences[15:], tmp_path / f"{name}_dev.jsonl")
+    tasks = [f"--task={n}:{tmp_path / n}_train.jsonl:{tmp_path / n}_dev.jsonl" for n in ("coarse", "fine")]
+    small = ["--set", "hidden=16", "--set", "char_dim=8", "--set", "bigram_dim=4", "--no-progress", "--device", "cpu",
+             "--batch-size", "4", "--epochs", "1"]
+    assert main(["train", "--train", str(tmp_path / "coarse_train.jsonl"), "--dev", str(tmp_path / "coarse_dev.jsonl"),
+                 "--out", str(tmp_path / "teacher"), *small]) == 0
+    capsys.readouterr()
+    teacher = str(tmp_path / "teacher" / "model")
+    assert main(["distill", "--teacher", f"nope={teacher}", *tasks, "--out", str(tmp_path / "bad"), *small]) == 2
+    assert "no such task; the tasks are coarse, fine" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    assert main(["distill", "--teacher", "=x", *tasks, "--out", str(tmp_path / "bad"), *small]) == 2
+    assert "expected DIR or TASK=DIR" in capsys.readouterr().err
+    assert main(["distill", "--teacher", f"coarse={teacher}", *tasks, "--augment", "mention",
+                 "--out", str(tmp_path / "student"), *small]) == 0
+    card = json.loads((tmp_path / "student" / "model" / "config.json").read_text())["card"]
+    assert card["teachers"] == [f"coarse={teacher}"]

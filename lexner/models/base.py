@@ -193,8 +193,11 @@ def is_model_directory(directory: str | os.PathLike) -> bool:
 def soft_loss(crf: ConstrainedCRF, emissions: torch.Tensor, batch: Batch) -> torch.Tensor:
     """The distillation loss of a batch, per sentence (summed over its characters), averaged over sentences:
     ``mse`` — the mean squared difference between the student's and the teacher's emission scores of each
-    character; ``kl`` — KL(teacher ‖ student) between their CRF tag marginals at each character."""
+    character; ``kl`` — KL(teacher ‖ student) between their CRF tag marginals at each character.  Sentences
+    without soft targets (``batch.soft_mask`` False) count as zero."""
     mask = batch.mask.unsqueeze(-1).float()
+    if batch.soft_mask is not None:
+        mask = mask * batch.soft_mask[:, None, None].float()
     if batch.soft_kind == "mse":
         per_char = ((emissions.float() - batch.soft) ** 2).mean(-1, keepdim=True)
     elif batch.soft_kind == "kl":
