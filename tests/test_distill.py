@@ -200,14 +200,10 @@ def test_lexner_distill_teacher_for_one_task(corpus, tmp_path, capsys, monkeypat
     import json
 
     from lexner.cli import main
-    from lexner.data import write_jsonl
-    from test_multitask import fine
+    from test_multitask import task_options
 
     monkeypatch.setenv("LEXNER_DATA", str(tmp_path / "no-data"))
-    for name, sentences in (("coarse", corpus), ("fine", fine(corpus))):
-        write_jsonl(sentences[:15], tmp_path / f"{name}_train.jsonl")
-        write_jsonl(sentences[15:], tmp_path / f"{name}_dev.jsonl")
-    tasks = [f"--task={n}:{tmp_path / n}_train.jsonl:{tmp_path / n}_dev.jsonl" for n in ("coarse", "fine")]
+    tasks = task_options(corpus, tmp_path)
     small = ["--set", "hidden=16", "--set", "char_dim=8", "--set", "bigram_dim=4", "--no-progress", "--device", "cpu",
              "--batch-size", "4", "--epochs", "1"]
     assert main(["train", "--train", str(tmp_path / "coarse_train.jsonl"), "--dev", str(tmp_path / "coarse_dev.jsonl"),

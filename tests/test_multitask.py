@@ -123,12 +123,17 @@ def test_load_refuses_bad_label_sets(corpus, tmp_path, label_sets, message):
         lexner.load(tmp_path / "m")
 
 
+def task_options(corpus, folder) -> list[str]:
+    """``--task`` options of a two-task training (coarse and fine labels), its files written into ``folder``."""
+    for name, sentences in (("coarse", corpus), ("fine", fine(corpus))):
+        write_jsonl(sentences[:15], folder / f"{name}_train.jsonl")
+        write_jsonl(sentences[15:], folder / f"{name}_dev.jsonl")
+    return [f"--task={n}:{folder / n}_train.jsonl:{folder / n}_dev.jsonl" for n in ("coarse", "fine")]
+
+
 def test_cli_trains_tags_evaluates_and_exports_a_multi_task_model(corpus, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("LEXNER_DATA", str(tmp_path / "no-data"))
-    for name, sentences in (("coarse", corpus), ("fine", fine(corpus))):
-        write_jsonl(sentences[:15], tmp_path / f"{name}_train.jsonl")
-        write_jsonl(sentences[15:], tmp_path / f"{name}_dev.jsonl")
-    tasks = [f"--task={n}:{tmp_path / n}_train.jsonl:{tmp_path / n}_dev.jsonl" for n in ("coarse", "fine")]
+    tasks = task_options(corpus, tmp_path)
     assert main(["train", *tasks, "--out", str(tmp_path / "run"), "--epochs", "2", "--batch-size", "4",
                  "--set", "hidden=16", "--set", "char_dim=8", "--set", "bigram_dim=4", "--no-progress",
                  "--device", "cpu", "--task-temperature", "2"]) == 0
