@@ -46,7 +46,7 @@ def _load_tasks(args) -> list:
         if head:
             mapping = TYPE_MAPS[(name, head)]
             splits = [map_types(split, mapping) if split is not None else None for split in splits]
-            tasks.append(Task(f"{name}-{head}", *splits, head=head))
+            tasks.append(Task(f"{name}-{head}", *splits, head=head, type_map=mapping))
         else:
             tasks.append(Task(name, *splits))
 

@@ -24,11 +24,30 @@ import torch
 KINDS = ("mse", "kl")
 
 
+def mapped_tags(teacher_tags: Sequence[str], student_tags: Sequence[str], type_map: dict[str, str]) -> np.ndarray:
+    """The (teacher tags, student tags) 0/1 matrix that sums a teacher's tag marginals into the student's tags
+    when the student's corpus had its types mapped (``lexner.data.TYPE_MAPS``): ``B-T`` → ``B-type_map[T]``,
+    a type without an entry → ``O`` (its mentions are no entities for the student).  ``ValueError`` when a
+    mapped tag is not the student's."""
+    index = {t: i for i, t in enumerate(student_tags)}
+    matrix = np.zeros((len(teacher_tags), len(student_tags)), dtype=np.float32)
+    for row, tag in enumerate(teacher_tags):
+        prefix, _, label = tag.partition("-")
+        target = f"{prefix}-{type_map[label]}" if label in type_map else "O"
+        if target not in index:
+            raise ValueError(f"the teacher's tag {tag} maps to {target}, which is not among the student's tags "
+                             f"{list(student_tags)}")
+        matrix[row, index[target]] = 1.0
+    return matrix
+
+
 def teacher_targets(teachers: Sequence, texts: Sequence[str], kind: str, tags: Sequence[str],
-                    labels: Sequence[str | None] | None = None, batch_size: int = 64) -> list[np.ndarray]:
+                    labels: Sequence[str | None] | None = None, batch_size: int = 64,
+                    type_map: dict[str, str] | None = None) -> list[np.ndarray]:
     """Per text, a float32 array (characters, tags) in the order of ``tags``: the teachers' mean emission
     scores (``kind`` "mse") or mean tag marginals ("kl").  ``labels[i]``: the head of teacher i (None: its
-    default)."""
+    default).  ``type_map``: the map the student's corpus had its types renamed with; a teacher with the
+    corpus's original types then teaches through it (``kl`` only: marginals sum, see :func:`mapped_tags`)."""
     if kind not in KINDS:
         raise ValueError(f"distillation kind must be one of {KINDS}, got {kind!r}")
     if not teachers:
@@ -38,11 +57,20 @@ def teacher_targets(teachers: Sequence, texts: Sequence[str], kind: str, tags: S
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     for teacher, head in zip(teachers, labels):
         label_set = teacher.featurizer.label_set(head)
+        which = teacher.source or f"teacher {teachers.index(teacher) + 1}"
+        matrix = None  # the teacher's tags are the student's: columns reordered
         if sorted(label_set.tags) != sorted(tags):
-            which = teacher.source or f"teacher {teachers.index(teacher) + 1}"
-            raise ValueError(f"{which}: the teacher's tags {label_set.tags} are not the student's {list(tags)} "
-                             "(types named otherwise? lexner export --rename gives them the student's names)")
-        columns = [label_set.tag_index[t] for t in tags]
+            if type_map is None:
+                raise ValueError(f"{which}: the teacher's tags {label_set.tags} are not the student's {list(tags)} "
+                                 "(types named otherwise? lexner export --rename gives them the student's names)")
+            if kind != "kl":
+                raise ValueError(f"{which}: a teacher of the corpus's original types teaches through its type map, "
+                                 "which needs kl distillation (marginals add up, emission scores do not)")
+            try:
+                matrix = mapped_tags(label_set.tags, tags, type_map)
+            except ValueError as err:
+                raise ValueError(f"{which}: {err}") from None
+        columns = [label_set.tag_index[t] for t in tags] if matrix is None else None
         crf = teacher.head(head)[1]
         teacher.eval()
         with torch.inference_mode():
@@ -54,7 +82,7 @@ def teacher_targets(teachers: Sequence, texts: Sequence[str], kind: str, tags: S
                 batch = batch.to(teacher.device)
                 emissions = teacher.emissions(batch).float()
                 out = emissions if kind == "mse" else crf.log_marginals(emissions, batch.mask).exp()
-                out = out[..., columns].cpu().numpy()
+                out = out[..., columns].cpu().numpy() if matrix is None else out.cpu().numpy() @ matrix
                 for row, i in enumerate(ids):
                     total[i] += out[row, : len(texts[i])]
     return [t / len(teachers) for t in total]

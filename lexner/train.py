@@ -352,6 +352,7 @@ class Task:
     dev: Sequence[Sentence]
     test: Sequence[Sentence] | None = None
     head: str | None = None
+    type_map: dict[str, str] | None = None  # how the corpus's own types were renamed into the head's, if they were
 
     @property
     def labels(self) -> str | None:
@@ -573,7 +574,8 @@ class Trainer:
         Distillation (``distill`` "mse" or "kl"): ``teachers`` (trained taggers with the student's tags) give
         training characters soft targets (see :mod:`lexner.distill`).  A teacher teaches every task, or, given
         as a pair ``(task name, tagger)``, that task alone; a task without teachers trains on its gold tags
-        only, and several teachers of a task are an ensemble (averaged).  ``unlabelled`` texts train the first
+        only, and several teachers of a task are an ensemble (averaged).  A task with a ``type_map`` may have
+        teachers of its corpus's original types (taught through the map, see ``lexner.distill.mapped_tags``).  ``unlabelled`` texts train the first
         task's head on its teachers' soft targets alone (in batches of their own).  With augmentation, a noisy
         variant trains on its gold tags alone (the teachers' targets belong to the original text)."""
         try:
@@ -592,17 +594,19 @@ class Trainer:
         featurizer, cfg = self.model.featurizer, self.config
         of_task = teachers_by_task(tasks, teachers)
         items, task_of = [], []
-        groups = [(k, task.labels, task.train, of_task[task.name]) for k, task in enumerate(tasks)]
+        groups = [(k, task, task.train) for k, task in enumerate(tasks)]
         if unlabelled:
-            groups.append((len(tasks), tasks[0].labels, [Sentence(t) for t in unlabelled if t], of_task[tasks[0].name]))
+            groups.append((len(tasks), tasks[0], [Sentence(t) for t in unlabelled if t]))
         taught = 0
-        for k, name, sentences, chosen in groups:
+        for k, task, sentences in groups:
+            name, chosen = task.labels, of_task[task.name]
             targets: Sequence = [None] * len(sentences)
             if chosen:
                 heads = [name if name in t.featurizer.label_sets else None for t in chosen]
                 try:
                     targets = teacher_targets(chosen, [s.text for s in sentences], cfg.distill,
-                                              featurizer.label_set(name).tags, heads, cfg.eval_batch_size)
+                                              featurizer.label_set(name).tags, heads, cfg.eval_batch_size,
+                                              task.type_map)
                 except ValueError as err:  # a teacher of other types
                     raise TrainingError(str(err)) from None
                 taught += len(sentences)

@@ -219,3 +219,41 @@ def test_lexner_distill_teacher_for_one_task(corpus, tmp_path, capsys, monkeypat
                  "--out", str(tmp_path / "student"), *small]) == 0
     card = json.loads((tmp_path / "student" / "model" / "config.json").read_text())["card"]
     assert card["teachers"] == [f"coarse={teacher}"]
+
+
+def test_mapped_tags_sum_a_teachers_tags_into_the_mapped_types_and_unmapped_types_into_o():
+    from lexner.distill import mapped_tags
+
+    teacher = ["O", "B-PER.NAM", "E-PER.NAM", "S-PER.NOM", "S-GPE.NAM", "S-LOC.NAM"]
+    student = ["O", "B-NR", "E-NR", "S-NS"]
+    matrix = mapped_tags(teacher, student, {"PER.NAM": "NR", "GPE.NAM": "NS", "LOC.NAM": "NS"})
+    assert [student[row.argmax()] for row in matrix] == ["O", "B-NR", "E-NR", "O", "S-NS", "S-NS"]
+    assert (matrix.sum(1) == 1).all()
+    with pytest.raises(ValueError, match="S-NT, which is not among the student's tags"):
+        mapped_tags(["O", "S-ORG.NAM"], student, {"ORG.NAM": "NT"})
+
+
+def test_a_teacher_of_the_original_types_teaches_a_mapped_corpus_through_its_type_map(corpus, tmp_path):
+    from lexner.data import map_types
+
+    teacher = trained_teacher(corpus)  # PER and LOC
+    mapping = {"PER": "name"}  # the student's corpus keeps persons only, renamed
+    mapped = map_types(corpus, mapping)
+    student = build_tagger("bilstm_crf", mapped, SMALL, seed=1)
+    texts = [s.text for s in corpus[:4]]
+    got = teacher_targets([teacher], texts, "kl", student.featurizer.tags, type_map=mapping)
+    full = teacher_targets([teacher], texts, "kl", teacher.featurizer.tags)
+    index = teacher.featurizer.label_set(None).tag_index
+    for g, f in zip(got, full):
+        np.testing.assert_allclose(g.sum(1), 1, atol=1e-4)
+        for column, tag in enumerate(student.featurizer.tags):
+            expected = (f[:, [index[t] for t in index if t == "O" or t.endswith("-LOC")]].sum(1) if tag == "O"
+                        else f[:, index[tag.replace("name", "PER")]])
+            np.testing.assert_allclose(g[:, column], expected, atol=1e-5)
+    with pytest.raises(ValueError, match="not the student's"):  # without the map: refused as before
+        teacher_targets([teacher], texts, "kl", student.featurizer.tags)
+    with pytest.raises(ValueError, match="needs kl distillation"):
+        teacher_targets([teacher], texts, "mse", student.featurizer.tags, type_map=mapping)
+    trainer = Trainer(student, TrainConfig(epochs=1, batch_size=4, distill="kl"), tmp_path, progress=False)
+    results = trainer.fit_tasks([Task(None, mapped[:15], mapped[15:], type_map=mapping)], teachers=[teacher])
+    assert results["best_epoch"] == 1

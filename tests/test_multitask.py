@@ -212,6 +212,7 @@ def test_cli_dataset_name_colon_head_maps_a_named_dataset_into_another_head(monk
     tasks = cli._load_tasks(args)
     assert [(t.name, t.labels) for t in tasks] == [("msra", "msra"), ("weibo", "weibo"), ("weibo-msra", "msra")]
     assert tasks[2].train[0].spans == [Span(0, 2, "NR"), Span(3, 5, "NT")] and tasks[2].train[1].spans == []
+    assert tasks[2].type_map == data.TYPE_MAPS[("weibo", "msra")] and tasks[1].type_map is None  # for teachers
     with pytest.raises(SystemExit):  # no mapping from Weibo's types into CLUENER's: refused by the parser
         main(["train", "--dataset", "weibo:cluener", "--out", "x"])
 
