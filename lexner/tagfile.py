@@ -2,8 +2,9 @@
 
 Lines are read, tagged and written a bounded number at a time (memory does not grow with the file), in input
 order, by this process or by a pool of worker processes (one core each).  Written into a path, the output goes
-to ``PATH.partial`` and is renamed into place at the end: an existing output survives a failed run, and what
-was tagged before a failure stays in the ``.partial`` file.  A line that is not valid UTF-8 is handled as
+to a temporary file renamed into place at the end: an existing output survives a failed run, and what was
+tagged before a failure is kept as ``PATH.partial``; a later run that succeeds leaves such a file as it is
+(it may be the user's own) and warns that it is stale.  A line that is not valid UTF-8 is handled as
 ``errors`` says (see ``lexner.fileio.iter_lines``); every line before it is tagged and written first.
 """
 
@@ -99,15 +100,19 @@ def tag_file(tagger, source: str | os.PathLike, target: str | os.PathLike | IO[s
     if str(source) != STDIN and target.exists() and Path(source).exists() and os.path.samefile(source, target):
         raise ValueError(f"--output {target} is the input file; writing it would destroy the input")
     partial = target.with_name(target.name + ".partial")
-    existed = target.exists()
+    existed, earlier = target.exists(), partial.exists()
     try:
         with atomic_file(target, partial=partial) as out, page(out, fmt):
             _tag_lines(tagger, source, out, fmt, batch_size, workers, errors, labels, progress, list(extra_words))
     except BaseException:
         if partial.exists():
-            log.error("%s %s; what was tagged before the failure is in %s", target,
-                      "was left as it was" if existed else "was not written", partial)
+            log.error("%s %s; what was tagged before the failure is in %s%s", target,
+                      "was left as it was" if existed else "was not written", partial,
+                      " (it replaced the one there before)" if earlier else "")
         raise
+    if earlier:  # left by an earlier failed run (or the user's own): kept, but no longer the latest work
+        log.warning("%s is complete; %s, there before this run, was left as it was (an earlier run's failure? "
+                    "delete it if so)", target, partial)
 
 
 def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers: int, errors: str,

@@ -137,7 +137,7 @@ def test_tag_refuses_to_write_over_its_input(saved, tmp_path, capsys):
     assert text.read_bytes() == before
 
 
-def test_tag_keeps_an_existing_output_when_the_run_fails(saved, tmp_path, capsys):
+def test_tag_keeps_an_existing_output_when_the_run_fails(saved, tmp_path, capsys, caplog):
     text = tmp_path / "t.txt"
     text.write_bytes("张三在北京\n".encode() * 10 + b"\xff\xfe bad\n")
     out = tmp_path / "out.jsonl"
@@ -147,6 +147,12 @@ def test_tag_keeps_an_existing_output_when_the_run_fails(saved, tmp_path, capsys
     assert out.read_text(encoding="utf-8") == "precious\n"
     # the ten lines before the bad one were tagged and kept beside it; no temporary file is left
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "out.jsonl", "out.jsonl.partial", "t.txt"]
+    assert len((tmp_path / "out.jsonl.partial").read_text(encoding="utf-8").splitlines()) == 10
+    # a later run that succeeds leaves that file alone (it may be the user's) and says it is stale
+    text.write_text("张三在北京\n" * 3, encoding="utf-8")
+    assert main(["tag", "--model", str(saved), "--input", str(text), "--output", str(out), "--no-progress"]) == 0
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 3
+    assert "out.jsonl.partial, there before this run, was left as it was" in caplog.text
     assert len((tmp_path / "out.jsonl.partial").read_text(encoding="utf-8").splitlines()) == 10
 
 
