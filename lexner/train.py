@@ -575,9 +575,10 @@ class Trainer:
         training characters soft targets (see :mod:`lexner.distill`).  A teacher teaches every task, or, given
         as a pair ``(task name, tagger)``, that task alone; a task without teachers trains on its gold tags
         only, and several teachers of a task are an ensemble (averaged).  A task with a ``type_map`` may have
-        teachers of its corpus's original types (taught through the map, see ``lexner.distill.mapped_tags``).  ``unlabelled`` texts train the first
-        task's head on its teachers' soft targets alone (in batches of their own).  With augmentation, a noisy
-        variant trains on its gold tags alone (the teachers' targets belong to the original text)."""
+        teachers of its corpus's original types (taught through the map, see ``lexner.distill.mapped_tags``).
+        ``unlabelled`` texts train the first task's head on its teachers' soft targets alone (in batches of
+        their own).  With augmentation, a noisy variant trains on its gold tags alone (the teachers' targets
+        belong to the original text)."""
         try:
             return self._fit(list(tasks), model_card, list(teachers), list(unlabelled))
         finally:
