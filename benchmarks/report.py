@@ -25,7 +25,7 @@ PUBLISHED = [
     ("FLAT, ctb.50d lexicon (Li et al. 2020)", "flat", 94.12, 60.32),
     ("FLAT, sgns lexicon (Li et al. 2020)", None, 94.35, 63.42),
 ]
-DATASETS = ("weibo", "msra")
+DATASETS = ("weibo", "msra", "cluener")
 
 
 def pct(x: float) -> str:
@@ -61,8 +61,10 @@ def accuracy_groups(results: Path) -> list[dict]:
 
 
 def published_f1(model: str, dataset: str) -> str:
+    """The published F1 of ``model`` on ``dataset`` (``–`` for CLUENER: its papers score the official test set,
+    which is not available here)."""
     for _, key, msra, weibo in PUBLISHED:
-        if key == model:
+        if key == model and dataset in ("msra", "weibo"):
             return f"{msra if dataset == 'msra' else weibo:.2f}"
     return "–"
 
@@ -70,14 +72,15 @@ def published_f1(model: str, dataset: str) -> str:
 def accuracy_section(groups: list[dict]) -> list[str]:
     out = ["## Accuracy", "",
            "Test scores of the model selected on dev (MSRA: the 2,500-sentence dev split carved from train with "
-           "seed 20180701), entity-level exact match (seqeval strict, IOBES), in %. One row per result folder "
-           "under `results/`; every seed is listed.", ""]
+           "seed 20180701; CLUENER: 1,000-sentence test and dev splits carved from its train file, seeds 20200402 "
+           "and 20200401, its 10 types), entity-level exact match (seqeval strict, IOBES), in %. One row per "
+           "result folder under `results/`; every seed is listed.", ""]
     for dataset in DATASETS:
         rows = [g for g in groups if g["dataset"] == dataset]
         if not rows:
             continue
         weibo = dataset == "weibo"
-        out += [f"### {dataset.upper() if dataset == 'msra' else 'Weibo'}", "",
+        out += [f"### {'Weibo' if weibo else dataset.upper()}", "",
                 "| result | model | seeds | test F1 per seed | mean ± std | P | R |" + (" NE | NM |" if weibo else "")
                 + " best epoch / epochs run | train time per seed (s) | published |",
                 "|---|---|---|---|---|---|---|" + ("---|---|" if weibo else "") + "---|---|---|"]

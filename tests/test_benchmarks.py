@@ -54,8 +54,12 @@ def test_report_reads_only_result_files(tmp_path):
                               "test": {**scores, "micro": {**scores["micro"], "f1": f1}}},
                   "machine": {"cpu": "X", "cores": 2, "date": "2026-01-01", "commit": "abc"}}
         (results / "weibo_bilstm_crf" / f"seed{seed}.json").write_text(json.dumps(record))
+    (results / "cluener_softlexicon").mkdir()
+    (results / "cluener_softlexicon" / "seed1.json").write_text(json.dumps({**record, "model": "softlexicon"}))
     text = build(results, tmp_path / "REPORT.md")
     assert "50.00 / 70.00" in text and "60.00 ± 14.14" in text
+    cluener = text.split("### CLUENER")[1].split("###")[0]  # its own table; no published figure to compare with
+    assert "| cluener_softlexicon | `softlexicon` | 2 | 70.00 |" in cluener and cluener.count("| – |") == 1
     assert (tmp_path / "plots" / "f1_vs_time.png").stat().st_size > 0
 
 
