@@ -49,23 +49,31 @@ class ConstrainedCRF(CRF):
 
     def log_marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """log P(tag at position t = k | sentence) under this (unconstrained) CRF, by forward-backward:
-        shape (B, T, K), differentiable; rows at padding positions are meaningless (mask them out)."""
-        emissions = emissions.float()
+        shape (B, T, K), differentiable; rows at padding positions are meaningless (mask them out).
+
+        Scaled forward-backward: each position's forward and backward scores are kept normalised (shifted by
+        their log-sum-exp, which changes no marginal), and the marginals are ``log_softmax(alpha + beta)`` per
+        position rather than ``alpha + beta - log Z``.  The unscaled sums grow with the sentence and the
+        emissions' size (thousands), and in float32 their cancellation made the gradient wrong — in a student
+        being distilled it pushed the emissions ever larger, training diverged (see benchmarks/README.md)."""
+        emissions = emissions.to(torch.promote_types(emissions.dtype, torch.float32))  # half: float32; double stays
         batch, length, _ = emissions.shape
-        alphas = [self.start_transitions + emissions[:, 0]]
+
+        def normalised(scores: torch.Tensor) -> torch.Tensor:
+            return scores - torch.logsumexp(scores, dim=-1, keepdim=True)
+
+        alphas = [normalised(self.start_transitions + emissions[:, 0])]
         for t in range(1, length):
-            step = torch.logsumexp(alphas[-1].unsqueeze(2) + self.transitions, dim=1) + emissions[:, t]
+            step = normalised(torch.logsumexp(alphas[-1].unsqueeze(2) + self.transitions, dim=1) + emissions[:, t])
             alphas.append(torch.where(mask[:, t : t + 1], step, alphas[-1]))
         # beta_t(k): log-sum of the scores of every continuation after position t from tag k, end included
         lengths = mask.sum(1)
-        beta = self.end_transitions.expand(batch, -1)
+        beta = normalised(self.end_transitions.expand(batch, -1))
         betas = [beta] * length
         for t in range(length - 2, -1, -1):
             step = torch.logsumexp(self.transitions + (emissions[:, t + 1] + betas[t + 1]).unsqueeze(1), dim=2)
-            betas[t] = torch.where((lengths > t + 1).unsqueeze(1), step, beta)
-        alpha, beta = torch.stack(alphas, 1), torch.stack(betas, 1)  # shape: (B, T, K)
-        log_z = torch.logsumexp(alphas[-1] + self.end_transitions, dim=1)  # shape: (B,)
-        return alpha + beta - log_z.view(batch, 1, 1)
+            betas[t] = torch.where((lengths > t + 1).unsqueeze(1), normalised(step), beta)
+        return torch.log_softmax(torch.stack(alphas, 1) + torch.stack(betas, 1), dim=-1)  # shape: (B, T, K)
 
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> list[list[int]]:
         """The constrained :meth:`viterbi` (pytorch-crf's own ``decode`` would allow illegal tag sequences)."""

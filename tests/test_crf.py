@@ -269,3 +269,27 @@ def test_numpy_and_torch_searches_agree_at_the_edge_of_the_tie_tolerance():
         args = (torch.from_numpy(em), torch.ones(1, 2, dtype=torch.bool), torch.from_numpy(start),
                 torch.from_numpy(trans), torch.tensor([0.0, float("-inf")]))
         assert _search_numpy(*args) == _search_torch(*args)
+
+
+def test_log_marginals_gradient_stays_accurate_in_float32_at_large_emission_scales():
+    """A long sentence with large emissions (a student late in distillation): the float32 gradient of the soft
+    loss matches float64's.  The unscaled forward-backward (alpha + beta - log Z) got it wrong here."""
+    import copy
+
+    tags = bioes_tags(["PER", "LOC", "ORG"])
+    crf = random_crf(1, tags)
+    torch.manual_seed(5)
+    base = 60 * torch.randn(3, 120, len(tags))
+    mask = torch.ones(3, 120, dtype=torch.bool)
+    mask[1, 90:] = False
+    target = torch.softmax(torch.randn(3, 120, len(tags)), -1)
+    grads = {}
+    for dtype in (torch.float32, torch.float64):
+        model = copy.deepcopy(crf).to(dtype)
+        emissions = base.to(dtype, copy=True).requires_grad_(True)
+        log_m = model.log_marginals(emissions, mask)
+        assert log_m.dtype == dtype
+        (-(target.to(dtype) * log_m).sum(-1) * mask).sum().backward()
+        grads[dtype] = emissions.grad.double()
+    error = (grads[torch.float32] - grads[torch.float64]).abs().max().item()
+    assert error < 1e-3 * grads[torch.float64].abs().max().item(), error
