@@ -129,7 +129,7 @@ def cmd_train(args) -> int:
     tasks = _load_tasks(args)
     specs = [_teacher_spec(spec) for spec in getattr(args, "teacher", None) or []]
     try:  # a teacher for a task this training lacks fails before any model is built or loaded
-        teachers_by_task(tasks, [(task, path) if task else path for task, path in specs])
+        teachers_by_task(tasks, [(task, path) if task is not None else path for task, path in specs])
     except TrainingError as err:
         raise CommandError(str(err)) from None
     for task in tasks:
@@ -208,10 +208,12 @@ def _teachers_and_unlabelled(args, specs: list[tuple[str | None, Path]]) -> tupl
     from .data import load_dataset
     from .fileio import iter_lines
 
+    loaded = {}  # path → model: one copy of a model that teaches several tasks
     teachers = []
     for task, path in specs:
-        teacher = load(path, device=_resolve_device(args.device))
-        teachers.append((task, teacher) if task is not None else teacher)
+        if path not in loaded:
+            loaded[path] = load(path, device=_resolve_device(args.device))
+        teachers.append((task, loaded[path]) if task is not None else loaded[path])
     unlabelled = [line.strip() for path in getattr(args, "unlabelled", []) for _, line in iter_lines(path)]
     for name in getattr(args, "unlabelled_dataset", []):
         unlabelled += [s.text for s in load_dataset(name, "train", args.data_root)]

@@ -58,19 +58,20 @@ def teacher_targets(teachers: Sequence, texts: Sequence[str], kind: str, tags: S
     for teacher, head in zip(teachers, labels):
         label_set = teacher.featurizer.label_set(head)
         which = teacher.source or f"teacher {teachers.index(teacher) + 1}"
-        matrix = None  # the teacher's tags are the student's: columns reordered
-        if sorted(label_set.tags) != sorted(tags):
-            if type_map is None:
-                raise ValueError(f"{which}: the teacher's tags {label_set.tags} are not the student's {list(tags)} "
-                                 "(types named otherwise? lexner export --rename gives them the student's names)")
-            if kind != "kl":
-                raise ValueError(f"{which}: a teacher of the corpus's original types teaches through its type map, "
-                                 "which needs kl distillation (marginals add up, emission scores do not)")
-            try:
-                matrix = mapped_tags(label_set.tags, tags, type_map)
-            except ValueError as err:
-                raise ValueError(f"{which}: {err}") from None
-        columns = [label_set.tag_index[t] for t in tags] if matrix is None else None
+        if sorted(label_set.tags) == sorted(tags):  # the student's tags, perhaps in another order
+            mapping = {t: t for t in label_set.entity_types}
+        elif type_map is None:
+            raise ValueError(f"{which}: the teacher's tags {label_set.tags} are not the student's {list(tags)} "
+                             "(types named otherwise? lexner export --rename gives them the student's names)")
+        elif kind != "kl":
+            raise ValueError(f"{which}: a teacher of the corpus's original types teaches through its type map, "
+                             "which needs kl distillation (marginals add up, emission scores do not)")
+        else:
+            mapping = type_map
+        try:
+            matrix = mapped_tags(label_set.tags, tags, mapping)  # a permutation when the tags are the student's
+        except ValueError as err:
+            raise ValueError(f"{which}: {err}") from None
         crf = teacher.head(head)[1]
         teacher.eval()
         with torch.inference_mode():
@@ -82,7 +83,7 @@ def teacher_targets(teachers: Sequence, texts: Sequence[str], kind: str, tags: S
                 batch = batch.to(teacher.device)
                 emissions = teacher.emissions(batch).float()
                 out = emissions if kind == "mse" else crf.log_marginals(emissions, batch.mask).exp()
-                out = out[..., columns].cpu().numpy() if matrix is None else out.cpu().numpy() @ matrix
+                out = out.cpu().numpy() @ matrix
                 for row, i in enumerate(ids):
                     total[i] += out[row, : len(texts[i])]
     return [t / len(teachers) for t in total]
