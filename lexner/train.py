@@ -481,11 +481,13 @@ class Trainer:
 
     def _check_out_dir(self) -> None:
         """:func:`check_out_dir` for this trainer: a folder whose run it resumed (or already trained) is its own."""
-        if self.resume_asked and not self.epoch and not self.replace and previous_run(self.out_dir):
+        # a run stopped before its first checkpoint left only its config: resuming it is starting it again
+        trained = [p for p in previous_run(self.out_dir) if not p.startswith(CONFIG_FILE)]
+        if self.resume_asked and not self.epoch and not self.replace and trained:
             raise TrainingError(f"{self.out_dir} holds a previous run but no checkpoint to resume from; give "
                                 "--force to replace it, or another --out")
-        check_out_dir(self.out_dir, resume=self.epoch > 0, replace=self.replace,
-                      probe_lock=getattr(self, "_lock", None) is None)
+        check_out_dir(self.out_dir, resume=self.epoch > 0 or (self.resume_asked and not trained),
+                      replace=self.replace, probe_lock=getattr(self, "_lock", None) is None)
 
     def _take_lock(self) -> None:
         """Lock ``out_dir`` for this process (once): two trainings never write into one directory."""

@@ -576,6 +576,17 @@ def test_resume_without_a_checkpoint_does_not_overwrite_a_previous_run(corpus, t
     assert (out / "model" / "model.safetensors").read_bytes() == before
 
 
+def test_resume_starts_again_a_run_stopped_before_its_first_checkpoint(corpus, tmp_path, caplog):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "train_config.json").write_text("{}")  # all a run writes before its first epoch ends
+    with caplog.at_level("INFO", logger="lexner"):
+        assert train_cli(corpus, tmp_path, out, "--resume") == 0
+    assert "starting from scratch" in caplog.text
+    assert (out / "model" / "model.safetensors").exists()
+    assert json.loads((out / "train_config.json").read_text())  # rewritten by the new run
+
+
 def test_a_folder_a_training_runs_in_is_refused_naming_it(corpus, tmp_path, capsys):
     from lexner.train import TrainConfig, Trainer
 
