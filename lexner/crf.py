@@ -164,26 +164,26 @@ def _search_numpy(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tens
     positions only adds and takes maxima; which previous tag each choice came from (the lowest index within the
     tolerance) is found for all positions at once afterwards, and one sentence is traced back in plain Python —
     per-call overhead is what costs most on short inputs."""
-    em, keep = emissions.numpy(), mask.numpy()
+    em = emissions.numpy()
     start, trans, end = start.numpy(), trans.numpy(), end.numpy()
     batch, length, tags = em.shape
-    lengths = keep.sum(1)
-    full = bool((lengths == length).all())  # no padding (e.g. one sentence): no masking per step
+    lengths = mask.numpy().sum(1)
+    full = bool((lengths == length).all())  # no padding (e.g. one sentence)
     tolerance = _tolerances_numpy(em, start, trans)  # shape: (B, T)
     candidates = em[:, :, None, :] + trans  # shape: (B, T, K_prev, K_next); + the previous scores, step by step
     best = np.empty((batch, length, tags), dtype=em.dtype)  # best score of each tag at each position
     best[:, 0] = score = start + em[:, 0]
+    # Past a sentence's end the search runs on over its padding unmasked: those scores are never read (its
+    # final scores are taken at its own last position, and its path is traced back from there).
     for t in range(1, length):
         step = candidates[:, t]
         step += score[:, :, None]
-        np.maximum.reduce(step, 1, out=best[:, t])  # step.max(1) without its Python wrapper
-        if not full:  # a finished sentence keeps its score
-            best[:, t] = np.where(keep[:, t : t + 1], best[:, t], score)
-        score = best[:, t]
+        score = np.maximum.reduce(step, 1, out=best[:, t])  # step.max(1) without its Python wrapper
     # shape: (B, T - 1, K_next): the lowest previous tag within the tolerance of the best
     history = (candidates[:, 1:] >= (best[:, 1:] - tolerance[:, 1:, None])[:, :, None, :]).argmax(2)
-    final = score + end
-    last = tolerance[np.arange(batch), lengths - 1][:, None]  # each sentence's own last position, shape (B, 1)
+    rows = np.arange(batch)
+    final = best[rows, lengths - 1] + end  # each sentence's scores at its own last position, shape (B, K)
+    last = tolerance[rows, lengths - 1][:, None]  # shape (B, 1)
     current = (final >= final.max(1, keepdims=True) - last).argmax(1)
     if batch == 1:
         tag, steps, n = int(current[0]), history[0].tolist(), int(lengths[0])
@@ -192,7 +192,6 @@ def _search_numpy(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tens
             tag = path[t - 1] = steps[t - 1][tag]
         return [path]
     path = np.zeros((batch, length), dtype=np.int64)
-    rows = np.arange(batch)
     for t in range(length - 1, 0, -1):
         path[:, t] = current
         previous = history[rows, t - 1, current]

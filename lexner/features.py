@@ -7,6 +7,7 @@ Lattice-LSTM and FLAT both read the lattice from the same :class:`Batch`.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections import Counter
@@ -14,12 +15,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from .data import Sentence
 from .fileio import DataFormatError, read_json, write_json
 from .lexicon import Lexicon
-from .schemes import Span, bioes_tags, spans_to_tags, tags_to_spans
+from .schemes import PathReader, Span, bioes_tags, spans_to_tags
 from .text import normalize
 from .vocab import Vocab
 
@@ -83,6 +85,7 @@ class LabelSet:
         self.entity_types = list(entity_types)
         self.tags = bioes_tags(self.entity_types)
         self.tag_index = {t: i for i, t in enumerate(self.tags)}
+        self.reader = PathReader(self.tags)
         self._allowed_rows: dict[str | tuple[str, ...], torch.Tensor] = {}
 
     def encode(self, spans: Sequence[Span], length: int) -> list[int]:
@@ -91,7 +94,7 @@ class LabelSet:
         return [self.tag_index[t] for t in spans_to_tags(known, length, "BIOES")]
 
     def decode(self, ids: Sequence[int]) -> list[Span]:
-        return tags_to_spans([self.tags[i] for i in ids], "BIOES")
+        return self.reader.spans(ids)
 
     def allowed_row(self, allowed: str | tuple[str, ...]) -> torch.Tensor:
         """A (number of tags,) bool row: for a string, True for the tags whose BIOES prefix is in it (``"OBS"``);
@@ -105,8 +108,13 @@ class LabelSet:
 
 
 def _pad(rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:
-    """``rows`` right-padded with 0 to ``width``, as one (len(rows), width) tensor made in one call."""
-    return torch.tensor([[*row, *[0] * (width - len(row))] for row in rows], dtype=torch.long)
+    """``rows`` right-padded with 0 to ``width``, as one (len(rows), width) long tensor: every value is written
+    at once, in row order, into the positions the rows' lengths leave unpadded."""
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    padded = np.zeros((len(rows), width), dtype=np.int64)
+    padded[np.arange(width) < lengths[:, None]] = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64,
+                                                              count=int(lengths.sum()))
+    return torch.from_numpy(padded)
 
 
 class Featurizer:

@@ -135,3 +135,29 @@ def allowed_transitions(tags: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np
             else:  # B or I: the entity must continue with the same type
                 trans[i, j] = pj in ("I", "E") and kj == ki
     return start, trans, end
+
+
+class PathReader:
+    """:func:`tags_to_spans` for paths of tag ids over one BIOES tag set.  A path the BIOES grammar allows (every
+    path the constrained CRF finds) is read in a few array operations — its entities start at the ``B``/``S``
+    tags and end at the ``E``/``S`` tags, in turn — and any other path leniently by :func:`tags_to_spans`, so
+    the spans are the same either way."""
+
+    def __init__(self, tags: Sequence[str]):
+        self.tags = list(tags)
+        self.start, self.transitions, self.end = allowed_transitions(self.tags)
+        parsed = [split_tag(tag) for tag in self.tags]
+        self.opens = np.array([p in ("B", "S") for p, _ in parsed])
+        self.closes = np.array([p in ("E", "S") for p, _ in parsed])
+        self.labels = [label for _, label in parsed]
+
+    def spans(self, ids: Sequence[int]) -> list[Span]:
+        path = np.asarray(ids, dtype=np.intp)
+        if not len(path):
+            return []
+        if not (self.start[path[0]] and self.end[path[-1]] and self.transitions[path[:-1], path[1:]].all()):
+            return tags_to_spans([self.tags[i] for i in path.tolist()], "BIOES")
+        starts = np.flatnonzero(self.opens[path]).tolist()
+        ends = (np.flatnonzero(self.closes[path]) + 1).tolist()
+        labels = self.labels
+        return [Span(a, b, labels[t]) for a, b, t in zip(starts, ends, path[starts].tolist())]

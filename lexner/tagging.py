@@ -99,6 +99,8 @@ def iter_model_lines(text: str) -> Iterator[ModelLine]:
 
 
 def _model_line(text: str, start: int, end: int) -> ModelLine:
+    if not _SPACE_RUN.search(text, start, end):  # most lines: nothing to remove, one stretch
+        return ModelLine(text[start:end], [0], [start])
     parts: list[tuple[bool, int, int]] = []  # (is whitespace, start, end) in order, covering the line
     position = start
     for run in _SPACE_RUN.finditer(text, start, end):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import Counter
 from typing import Iterable, Sequence
@@ -41,8 +42,7 @@ class Vocab:
         return token in self.index
 
     def encode(self, tokens: Sequence[str]) -> list[int]:
-        get = self.index.get
-        return [get(tok, 1) for tok in tokens]
+        return list(map(self.index.get, tokens, itertools.repeat(1)))  # unknown: 1 (UNK)
 
     def save(self, path: str | os.PathLike) -> None:
         write_json(path, self.tokens)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from lexner.schemes import (
     SCHEMES,
+    PathReader,
     Span,
     allowed_transitions,
     bioes_tags,
@@ -314,3 +315,15 @@ def test_allowed_transitions_agree_with_well_formedness():
             legal = start[seq[0]] and end[seq[-1]] and all(trans[a, b] for a, b in zip(seq, seq[1:]))
             tags = [TAGS[i] for i in seq]
             assert bool(legal) == (count_ill_formed(tags, "BIOES") == 0), tags
+
+
+@SETTINGS
+@given(st.lists(st.integers(0, len(TAGS) - 1), max_size=30), st.data())
+def test_path_reader_reads_any_path_as_tags_to_spans_does(ids, data):
+    """Legal paths (the fast reading) and any others (the lenient one) give tags_to_spans's spans."""
+    reader = PathReader(TAGS)
+    legal = spans_to_tags(data.draw(st.lists(st.sampled_from(["PER", "LOC"]), max_size=4).map(
+        lambda labels: [Span(2 * k, 2 * k + 1 + k % 2, label) for k, label in enumerate(labels)])),
+        2 * 4 + 2, "BIOES")  # well-formed, with S- and B-E entities
+    for path in (ids, [TAGS.index(t) for t in legal]):
+        assert reader.spans(path) == tags_to_spans([TAGS[i] for i in path], "BIOES")

@@ -100,3 +100,19 @@ def test_a_zero_block_or_window_size_is_refused_not_silently_empty(corpus):
     tagger.block_pieces = 0
     with pytest.raises(ValueError, match="block_pieces"):
         tagger.tag("张三在北京")
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.text(alphabet="北京张三a1 \t\u3000\n\r\u2028。", max_size=40))
+def test_model_lines_keep_every_visible_character_where_it_was(text):
+    from lexner.tagging import iter_model_lines
+
+    lines = list(iter_model_lines(text))
+    offsets = [line.offset(k) for line in lines for k in range(len(line.view))]
+    assert offsets == sorted(set(offsets))  # in order, each character of the text at most once
+    assert "".join(line.view for line in lines) == "".join(text[k] for k in offsets)
+    kept = set(offsets)
+    assert all(text[k].isspace() for k in range(len(text)) if k not in kept)  # only whitespace goes
+    for line in lines:
+        assert line.view and line.view == line.view.strip()
+        assert not any(c in line.view for c in "\n\r\u2028")
