@@ -93,8 +93,9 @@ class LabelSet:
         known = [s for s in spans if f"S-{s.label}" in self.tag_index]
         return [self.tag_index[t] for t in spans_to_tags(known, length, "BIOES")]
 
-    def decode(self, ids: Sequence[int]) -> list[Span]:
-        return self.reader.spans(ids)
+    def decode(self, paths: Sequence[Sequence[int]]) -> list[list[Span]]:
+        """The entity spans of each path of tag ids."""
+        return self.reader.spans(paths)
 
     def allowed_row(self, allowed: str | tuple[str, ...]) -> torch.Tensor:
         """A (number of tags,) bool row: for a string, True for the tags whose BIOES prefix is in it (``"OBS"``);
@@ -283,8 +284,9 @@ class Featurizer:
     def multi_task(self) -> bool:
         return len(self.label_sets) > 1
 
-    def decode_tags(self, ids: Sequence[int], labels: str | None = None) -> list[Span]:
-        return self.label_set(labels).decode(ids)
+    def decode_paths(self, paths: Sequence[Sequence[int]], labels: str | None = None) -> list[list[Span]]:
+        """The entity spans of each path of tag ids of label set ``labels``."""
+        return self.label_set(labels).decode(paths)
 
     # persistence ---------------------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> None:

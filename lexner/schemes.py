@@ -6,6 +6,7 @@ any of the three schemes, which :func:`detect_scheme` recognises from the tag pr
 
 from __future__ import annotations
 
+import itertools
 from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
@@ -138,10 +139,10 @@ def allowed_transitions(tags: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np
 
 
 class PathReader:
-    """:func:`tags_to_spans` for paths of tag ids over one BIOES tag set.  A path the BIOES grammar allows (every
-    path the constrained CRF finds) is read in a few array operations — its entities start at the ``B``/``S``
-    tags and end at the ``E``/``S`` tags, in turn — and any other path leniently by :func:`tags_to_spans`, so
-    the spans are the same either way."""
+    """:func:`tags_to_spans` for paths of tag ids over one BIOES tag set, a batch of paths at a time.  The paths
+    the BIOES grammar allows (every path the constrained CRF finds) are read together in a few array operations
+    — an entity starts at each ``B``/``S`` tag and ends at the next ``E``/``S`` tag — and any other path
+    leniently by :func:`tags_to_spans`, so the spans are the same either way."""
 
     def __init__(self, tags: Sequence[str]):
         self.tags = list(tags)
@@ -151,13 +152,29 @@ class PathReader:
         self.closes = np.array([p in ("E", "S") for p, _ in parsed])
         self.labels = [label for _, label in parsed]
 
-    def spans(self, ids: Sequence[int]) -> list[Span]:
-        path = np.asarray(ids, dtype=np.intp)
-        if not len(path):
-            return []
-        if not (self.start[path[0]] and self.end[path[-1]] and self.transitions[path[:-1], path[1:]].all()):
-            return tags_to_spans([self.tags[i] for i in path.tolist()], "BIOES")
-        starts = np.flatnonzero(self.opens[path]).tolist()
-        ends = (np.flatnonzero(self.closes[path]) + 1).tolist()
-        labels = self.labels
-        return [Span(a, b, labels[t]) for a, b, t in zip(starts, ends, path[starts].tolist())]
+    def spans(self, paths: Sequence[Sequence[int]]) -> list[list[Span]]:
+        """The entity spans of each path."""
+        lengths = np.fromiter(map(len, paths), dtype=np.intp, count=len(paths))
+        ends = np.cumsum(lengths)
+        firsts = ends - lengths  # where each path begins in their concatenation
+        flat = np.fromiter(itertools.chain.from_iterable(paths), dtype=np.intp, count=int(ends[-1]) if len(ends) else 0)
+        owner = np.repeat(np.arange(len(paths)), lengths)  # the path of each position
+        legal = np.empty(len(flat), dtype=bool)  # each tag may follow its predecessor (or begin its path) ...
+        legal[1:] = self.transitions[flat[:-1], flat[1:]]
+        nonempty = lengths > 0
+        heads, tails = firsts[nonempty], ends[nonempty] - 1
+        legal[heads] = self.start[flat[heads]]
+        legal[tails] &= self.end[flat[tails]]  # ... and may end it
+        illegal = np.zeros(len(paths), dtype=bool)
+        illegal[owner[~legal]] = True
+        read = ~illegal[owner]  # positions of legal paths: their opening and closing tags pair up in turn
+        opened = np.flatnonzero(self.opens[flat] & read)
+        closed = np.flatnonzero(self.closes[flat] & read) + 1
+        which = owner[opened]
+        starts, stops = (opened - firsts[which]).tolist(), (closed - firsts[which]).tolist()
+        labels = [self.labels[t] for t in flat[opened].tolist()]
+        entities = iter(zip(starts, stops, labels))
+        counts = np.bincount(which, minlength=len(paths)).tolist()
+        return [tags_to_spans([self.tags[t] for t in path], "BIOES") if bad
+                else [Span(*next(entities)) for _ in range(count)]
+                for path, bad, count in zip(paths, illegal.tolist(), counts)]

@@ -325,5 +325,7 @@ def test_path_reader_reads_any_path_as_tags_to_spans_does(ids, data):
     legal = spans_to_tags(data.draw(st.lists(st.sampled_from(["PER", "LOC"]), max_size=4).map(
         lambda labels: [Span(2 * k, 2 * k + 1 + k % 2, label) for k, label in enumerate(labels)])),
         2 * 4 + 2, "BIOES")  # well-formed, with S- and B-E entities
-    for path in (ids, [TAGS.index(t) for t in legal]):
-        assert reader.spans(path) == tags_to_spans([TAGS[i] for i in path], "BIOES")
+    path = [TAGS.index(t) for t in legal]
+    paths = [ids, path, [], ids[:1], path[::-1], path, path[:-1]]  # legal and not, in one batch
+    assert reader.spans(paths) == [tags_to_spans([TAGS[i] for i in path], "BIOES") for path in paths]
+    assert reader.spans([]) == []

@@ -402,8 +402,8 @@ class Tagger(nn.Module):
         found: list[list[Span]] = [[] for _ in pieces]
         for chunk in chunks:
             batch = self.featurizer.collate([encoded[j] for j in chunk], labels).to(self.device)
-            for j, path in zip(chunk, self.decode(batch)):
-                found[j] = self.featurizer.decode_tags(path, labels)
+            for j, spans in zip(chunk, self.featurizer.decode_paths(self.decode(batch), labels)):
+                found[j] = spans
         return found
 
     def set_piece_length(self, length: int) -> None:

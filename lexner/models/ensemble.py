@@ -69,6 +69,7 @@ class Ensemble(Tagger):
             chunk = order[k : k + batch_size]
             probs, mask = self.marginals([pieces[j] for j in chunk], labels)
             allowed = self.featurizer.allowed([constraints[j] for j in chunk], mask.shape[1], labels)
-            for j, path in zip(chunk, self.decoders[name].viterbi(probs.clamp_min(1e-30).log(), mask, allowed)):
-                found[j] = self.featurizer.decode_tags(path, labels)
+            paths = self.decoders[name].viterbi(probs.clamp_min(1e-30).log(), mask, allowed)
+            for j, spans in zip(chunk, self.featurizer.decode_paths(paths, labels)):
+                found[j] = spans
         return found
