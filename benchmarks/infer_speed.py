@@ -126,6 +126,7 @@ def main() -> None:
                     sys.exit(f"infer_speed: measuring {name} ({directory}) failed with exit code {done.returncode}")
                 record = json.loads(done.stdout.strip().splitlines()[-1])
                 record["name"] = name if code is None else f"{name} @ {code}"
+                record["model_dir"] = directory  # as given, not this machine's absolute path
                 results.append(record)
                 print(f"{record['name']}: load {record['load_seconds']} s, {record['disk_mb']} MB on disk, "
                       f"peak RSS {record['peak_rss_mb']} MB, " + ", ".join(

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from lexner.export import command_line
+
 
 def _cpu_model() -> str:
     try:
@@ -38,7 +40,7 @@ def machine_info() -> dict:
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": _commit(),
-        "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+        "command": command_line([os.path.basename(sys.executable)] + sys.argv),
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),

@@ -102,6 +102,7 @@ def cmd_train(args) -> int:
     from .api import build_tagger, default_embeddings
     from .data import entity_types, report_unseen_labels
     from . import distributed
+    from .export import command_line
     from .train import (REPLACED_DIR, TrainConfig, Trainer, TrainingError, check_out_dir, seed_everything,
                         selection_scores, teachers_by_task)
 
@@ -164,7 +165,7 @@ def cmd_train(args) -> int:
     if args.resume and not resumed:
         log.info("no checkpoint in %s; starting from scratch", args.out)
     train_data = "+".join(t.name for t in tasks) if len(tasks) > 1 else (args.dataset or [str(args.train)])[0]
-    card = {"train_data": train_data, "command": " ".join(sys.argv),
+    card = {"train_data": train_data, "command": command_line(sys.argv),
             "embeddings": {k: str(v) if v else None for k, v in embeddings.items()},
             "lexicon": (" + ".join(map(str, args.lexicon or [embeddings.get("words")])) if tagger.reads.words
                         else None)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Sequence
 
 from .fileio import atomic_directory
 from .models.base import Tagger, is_model_directory
@@ -27,6 +28,22 @@ def provenance() -> dict:
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, False
     return {"version": __version__, "commit": commit and commit + ("+dirty" if dirty else "")}
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """``argv`` as recorded in model cards and result files, without this machine's paths: the lexner program
+    (its entry point or ``lexner/__main__.py``) as ``lexner``, a path under the working directory relative to it."""
+    here = Path.cwd()
+
+    def portable(word: str) -> str:
+        if word.startswith("/") and Path(word).is_relative_to(here):
+            return str(Path(word).relative_to(here))
+        return word
+
+    words = list(argv)
+    if words and (words[0].endswith("__main__.py") or Path(words[0]).name == "lexner"):
+        words[0] = "lexner"
+    return " ".join(map(portable, words))
 
 
 def portable_card(card: dict, renames: dict[str, str]) -> dict:

@@ -411,3 +411,13 @@ def test_counts_out_of_range_are_refused_by_the_parser(args, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(args)
     assert exit_.value.code == 2 and "expected " in capsys.readouterr().err
+
+
+def test_recorded_command_lines_hold_no_machine_paths(tmp_path, monkeypatch):
+    from lexner.export import command_line
+
+    monkeypatch.chdir(tmp_path)
+    argv = [str(tmp_path / ".venv/bin/lexner"), "train", "--out", str(tmp_path / "runs/a"), "--train", "/srv/x.txt"]
+    assert command_line(argv) == "lexner train --out runs/a --train /srv/x.txt"  # outside the folder: as given
+    assert command_line(["/usr/lib/python3/site-packages/lexner/__main__.py", "tag"]) == "lexner tag"
+    assert command_line(["python", "benchmarks/peers.py", "--out", str(tmp_path)]) == "python benchmarks/peers.py --out ."
