@@ -53,7 +53,7 @@ def main() -> None:
     best = min(timings)
     result = {
         "benchmark": "lexicon_matching",
-        "lexicon": str(path),
+        "lexicon": str(args.lexicon) if args.lexicon else "$LEXNER_DATA/embeddings/word.50d.vec.xz",
         "lexicon_words": len(lexicon),
         "texts": f"{args.dataset}/{args.split}",
         "sentences": len(texts),
