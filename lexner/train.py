@@ -481,13 +481,8 @@ class Trainer:
 
     def _check_out_dir(self) -> None:
         """:func:`check_out_dir` for this trainer: a folder whose run it resumed (or already trained) is its own."""
-        # a run stopped before its first checkpoint left only its config: resuming it is starting it again
-        trained = [p for p in previous_run(self.out_dir) if not p.startswith(CONFIG_FILE)]
-        if self.resume_asked and not self.epoch and not self.replace and trained:
-            raise TrainingError(f"{self.out_dir} holds a previous run but no checkpoint to resume from; give "
-                                "--force to replace it, or another --out")
-        check_out_dir(self.out_dir, resume=self.epoch > 0 or (self.resume_asked and not trained),
-                      replace=self.replace, probe_lock=getattr(self, "_lock", None) is None)
+        check_out_dir(self.out_dir, resume=self.epoch > 0 or self.resume_asked, replace=self.replace,
+                      probe_lock=getattr(self, "_lock", None) is None)  # resume() refused what it cannot continue
 
     def _take_lock(self) -> None:
         """Lock ``out_dir`` for this process (once): two trainings never write into one directory."""
@@ -516,6 +511,10 @@ class Trainer:
     def _resume(self) -> bool:
         path = recover_directory(self.out_dir / CHECKPOINT_DIR)
         if not path.is_dir():
+            # a run stopped before its first checkpoint left only its config: resuming it is starting it again
+            if not self.replace and [p for p in previous_run(self.out_dir) if not p.startswith(CONFIG_FILE)]:
+                raise TrainingError(f"{self.out_dir} holds a previous run but no checkpoint to resume from; give "
+                                    "--force to replace it, or another --out")
             return False
         state = load_checkpoint(path)
         previous_ema = state.get("train_config", {}).get("ema", 0.0)
