@@ -157,7 +157,8 @@ class PathReader:
         lengths = np.fromiter(map(len, paths), dtype=np.intp, count=len(paths))
         ends = np.cumsum(lengths)
         firsts = ends - lengths  # where each path begins in their concatenation
-        flat = np.fromiter(itertools.chain.from_iterable(paths), dtype=np.intp, count=int(ends[-1]) if len(ends) else 0)
+        total = int(ends[-1]) if len(ends) else 0
+        flat = np.fromiter(itertools.chain.from_iterable(paths), dtype=np.intp, count=total)
         owner = np.repeat(np.arange(len(paths)), lengths)  # the path of each position
         legal = np.empty(len(flat), dtype=bool)  # each tag may follow its predecessor (or begin its path) ...
         legal[1:] = self.transitions[flat[:-1], flat[1:]]
