@@ -41,9 +41,12 @@ def command_line(argv: Sequence[str]) -> str:
         return word
 
     words = list(argv)
-    if words and (words[0].endswith("__main__.py") or Path(words[0]).name == "lexner"):
-        words[0] = "lexner"
-    return " ".join(map(portable, words))
+    return " ".join(map(portable, [_program(words[0]), *words[1:]] if words else []))
+
+
+def _program(word: str) -> str:
+    """A command's first word: the lexner program (its entry point or ``lexner/__main__.py``) as ``lexner``."""
+    return "lexner" if word.endswith("__main__.py") or Path(word).name == "lexner" else word
 
 
 def portable_card(card: dict, renames: dict[str, str]) -> dict:
@@ -72,10 +75,8 @@ def portable_card(card: dict, renames: dict[str, str]) -> dict:
         card["renamed"] = {**composed, **{old: new for old, new in renames.items() if old not in earlier.values()}}
     if isinstance(card.get("command"), str):
         words = card["command"].split()
-        if words and (words[0].endswith("__main__.py") or words[0].endswith("/lexner")):
-            words[0] = "lexner"
-        words = [words[0]] + [Path(w).name if w.startswith("/") else w for w in words[1:]]
-        card["command"] = " ".join(words)
+        card["command"] = " ".join([_program(words[0]), *(Path(w).name if w.startswith("/") else w
+                                                            for w in words[1:])] if words else [])
     if isinstance(card.get("embeddings"), dict):
         card["embeddings"] = {k: data_relative(v) for k, v in card["embeddings"].items()}
     card["lexicon"] = data_relative(card.get("lexicon"))
