@@ -50,13 +50,15 @@ def child(out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--compare", metavar="REV", required=True)
+    parser.add_argument("--compare", metavar="REV", help="the revision to compare with (required)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child)
         return
+    if not args.compare:
+        parser.error("--compare REV is required")
     from machine import lexner_at, machine_info, write_result
 
     with lexner_at(args.compare) as (commit, baseline), tempfile.TemporaryDirectory() as folder:
