@@ -66,8 +66,7 @@ def main() -> None:
         for name, tree in ((commit, baseline), ("this tree", None)):
             path = Path(folder) / f"{len(outputs)}.json"
             env = {**os.environ, **({"PYTHONPATH": baseline} if tree else {})}
-            subprocess.run([sys.executable, __file__, "--child", str(path)], check=True, env=env,
-                           cwd=folder if tree else None)
+            subprocess.run([sys.executable, __file__, "--child", str(path)], check=True, env=env)
             outputs[name] = json.loads(path.read_text())
     before, after = outputs[commit], outputs["this tree"]
     rows = {key: {"texts": len(before[key]), "entities": sum(map(len, before[key])),
