@@ -312,6 +312,27 @@ def domains_section(results: Path) -> list[str]:
     return out
 
 
+def unseen_section(results: Path) -> list[str]:
+    out = []
+    for path in sorted(results.glob("unseen_*.json")):
+        data = load(path)
+        splits = "; ".join(f"{name} {r['entities']:,} entities, {r['seen_share']:.1f} % seen in train"
+                           for name, r in data["splits"].items())
+        blocks = ", ".join(f"{r['seen_share']:.1f}" for r in data["blocks"])
+        out += [f"## Seen and unseen entities (`{path.name}`, {data['dataset']})", "",
+                f"An entity is seen when its text occurs with its type as an entity of train. {splits}. Contiguous "
+                f"blocks of {data['blocks'][0]['sentences']:,} training sentences, each against the rest of the "
+                f"file: {blocks} % seen (dev is drawn at random from the same file). {provenance(data)}", "",
+                "| model | split | F1 | seen: P | R | F1 | unseen: P | R | F1 |", "|---|---|---|---|---|---|---|---|---|"]
+        for name, row in data["models"].items():
+            for split in data["splits"]:
+                r = row[split]
+                out.append(f"| {name} | {split} | **{r['micro']['f1']:.2f}** | " + " | ".join(
+                    f"{r[part][k]:.2f}" for part in ("seen", "unseen") for k in ("precision", "recall", "f1")) + " |")
+        out.append("")
+    return out
+
+
 def serve_section(results: Path) -> list[str]:
     out = []
     for path in sorted(results.glob("serve_speed_*.json")):
@@ -495,6 +516,7 @@ def build(results: Path, report: Path) -> str:
     lines += multi_task_section(results)
     lines += domains_section(results)
     lines += ensemble_section(results)
+    lines += unseen_section(results)
     lines += ["## Speed and memory", ""]
     lines += profile_section(results) + train_speed_section(results) + ddp_speed_section(results)
     lines += infer_speed_section(results)

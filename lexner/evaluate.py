@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from seqeval.metrics import classification_report
 from seqeval.scheme import IOBES
@@ -51,12 +51,38 @@ def _only(spans: Sequence[Sequence[Span]], test: Callable[[str], bool]) -> list[
     return [[s for s in sentence if test(s.label)] for sentence in spans]
 
 
-def evaluate(tagger, sentences: Sequence[Sentence], batch_size: int = 64, labels: str | None = None) -> dict:
+def mentions(sentences: Iterable[Sentence]) -> set[tuple[str, str]]:
+    """Every entity of ``sentences`` as ``(surface text, type)``."""
+    return {(s.text[span.start:span.end], span.label) for s in sentences for span in s.spans}
+
+
+def _split_by_seen(texts: Sequence[str], spans: Sequence[Sequence[Span]], seen: set[tuple[str, str]]
+                   ) -> tuple[list[list[Span]], list[list[Span]]]:
+    """``spans`` in two parts: those whose surface and type are in ``seen``, and the others."""
+    inside, outside = [], []
+    for text, row in zip(texts, spans):
+        known = [(text[span.start:span.end], span.label) in seen for span in row]
+        inside.append([span for span, k in zip(row, known) if k])
+        outside.append([span for span, k in zip(row, known) if not k])
+    return inside, outside
+
+
+def _read_as(sentences: Sequence[Sentence], renamed: dict[str, str]) -> list[Sentence]:
+    return [Sentence(s.text, [Span(sp.start, sp.end, renamed.get(sp.label, sp.label)) for sp in s.spans])
+            for s in sentences]
+
+
+def evaluate(tagger, sentences: Sequence[Sentence], batch_size: int = 64, labels: str | None = None,
+             seen: Sequence[Sentence] | None = None) -> dict:
     """Tag ``sentences`` with ``tagger`` (with the head of label set ``labels`` of a multi-task model; None:
     its default head) and score against their gold spans.  A model exported with renamed types (its card's
     ``renamed``, e.g. NR → PER) is scored on data that uses the old names by reading them as the new ones.
 
-    Adds ``NE``/``NM`` micro scores when the labels are Weibo-style ``*.NAM``/``*.NOM``.
+    Adds ``NE``/``NM`` micro scores when the labels are Weibo-style ``*.NAM``/``*.NOM``.  With ``seen`` (the
+    training sentences), adds ``seen``/``unseen`` micro scores: gold and predicted entities are split by
+    whether their surface text with their type occurs as an entity in ``seen`` — how well the model
+    generalises past the names it was trained on (the usual reason a test score lies below a dev score
+    carved from the training data).  Each part also gives ``share``: its fraction of the gold entities.
     """
     featurizer = getattr(tagger, "featurizer", None)  # any object with tag_batch() can be scored
     known = set(featurizer.label_set(labels).entity_types) if featurizer is not None else None
@@ -67,8 +93,8 @@ def evaluate(tagger, sentences: Sequence[Sentence], batch_size: int = 64, labels
         # the model was exported with its types renamed (lexner export --rename): score the data's types so
         log.info("gold types read under the names the model was exported with: %s",
                  ", ".join(f"{old} → {new}" for old, new in sorted(renamed.items())))
-        sentences = [Sentence(s.text, [Span(sp.start, sp.end, renamed.get(sp.label, sp.label)) for sp in s.spans])
-                     for s in sentences]
+        sentences = _read_as(sentences, renamed)
+        seen = _read_as(seen, renamed) if seen is not None else None
     unknown = Counter(span.label for s in sentences for span in s.spans if known is not None and span.label not in known)
     if unknown:
         log.warning("the gold data has entity types the model does not know (they all count as misses): %s; the "
@@ -83,5 +109,12 @@ def evaluate(tagger, sentences: Sequence[Sentence], batch_size: int = 64, labels
     if labels and all(any(test(l) for test in SUBSETS.values()) for l in labels):
         for name, test in SUBSETS.items():
             result[name] = score_spans(_only(gold, test), _only(predicted, test), lengths)["micro"]
+    if seen is not None:
+        trained_on = mentions(seen)
+        total = sum(map(len, gold))
+        for name, g, p in zip(("seen", "unseen"), _split_by_seen(texts, gold, trained_on),
+                              _split_by_seen(texts, predicted, trained_on)):
+            result[name] = score_spans(g, p, lengths)["micro"]
+            result[name]["share"] = result[name]["support"] / total if total else 0.0
     result["sentences"] = len(sentences)
     return result

@@ -81,3 +81,23 @@ def test_write_result_makes_its_folders_and_keeps_chinese_readable(tmp_path):
     write_result(path, {"text": "北京"})
     assert path.read_text(encoding="utf-8") == '{\n  "text": "北京"\n}\n'
     write_result(None, {"text": "北京"})  # no --out: nothing written, no error
+
+
+def test_seen_shares_of_blocks_and_splits(corpus, tmp_path):
+    from unseen import block_shares, seen_share
+
+    from lexner.data import Sentence, write_jsonl
+    from lexner.evaluate import mentions
+
+    train = [Sentence("张三在北京", [Span(0, 2, "PER"), Span(3, 5, "LOC")])]
+    other = [Sentence("张三去上海", [Span(0, 2, "PER"), Span(3, 5, "LOC")]), Sentence("北京", [Span(0, 2, "ORG")])]
+    assert seen_share(other, mentions(train)) == {"sentences": 2, "entities": 3, "seen_share": 33.3}
+    assert seen_share([Sentence("无", [])], mentions(train))["seen_share"] == 0.0
+
+    write_jsonl(train + other + train, tmp_path / "all.jsonl")  # blocks of 2: [0, 2) and [2, 4)
+    rows = block_shares(tmp_path / "all.jsonl", 2, 2)
+    assert [r["first"] for r in rows] == [0, 2]
+    # block 0 (train + 张三去上海) against the rest (北京 ORG + train): 张三 and 北京 LOC seen, 上海 not
+    assert rows[0]["entities"] == 4 and rows[0]["seen_share"] == 75.0
+    # block 1 (北京 ORG + train) against the rest (train + 张三去上海): 北京 ORG unseen, the rest seen
+    assert rows[1]["entities"] == 3 and rows[1]["seen_share"] == 66.7

@@ -38,6 +38,15 @@ def test_train_evaluate_tag(trained, capsys):
     assert main(["evaluate", str(trained / "run" / "model"), "--file", str(trained / "test.jsonl")]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert set(scores["per_type"]) <= {"PER", "LOC"} and "micro" in scores and "macro" in scores
+    assert "seen" not in scores
+    assert main(["evaluate", str(trained / "run" / "model"), "--file", str(trained / "test.jsonl"),
+                 "--seen-from", str(trained / "train.bio")]) == 0  # another format than the scored file
+    split = json.loads(capsys.readouterr().out)
+    assert split["micro"] == scores["micro"]
+    assert split["seen"]["support"] + split["unseen"]["support"] == scores["micro"]["support"]
+    assert main(["evaluate", str(trained / "run" / "model"), "--file", str(trained / "test.jsonl"),
+                 "--seen-from", str(trained / "missing.bio")]) != 0
+    assert "missing.bio" in capsys.readouterr().err
 
     model = trained / "run" / "model"
     import lexner.api
@@ -214,6 +223,8 @@ def test_export_renames_entity_types(trained, capsys):
 
     gold = [Sentence("张三在北京工作。", [Span(0, 2, "PER"), Span(3, 5, "LOC")])]
     assert evaluate(after, gold)["micro"] == evaluate(before, gold)["micro"]
+    seen = [Sentence("张三", [Span(0, 2, "PER")])]  # the training data's names, as the gold data's
+    assert evaluate(after, gold, seen=seen)["seen"] == evaluate(before, gold, seen=seen)["seen"]
     assert main(["export", str(trained / "renamed"), str(trained / "twice"), "--rename", "人名=person"]) == 0
     assert load(trained / "twice").metadata["card"]["renamed"] == {"PER": "person", "LOC": "地名"}
 

@@ -56,3 +56,25 @@ def test_evaluating_on_types_the_model_does_not_know_warns(corpus, caplog):
     with caplog.at_level("WARNING"):
         evaluate(tagger, [Sentence("张三在北京", [Span(0, 2, "NR"), Span(3, 5, "NS")])])
     assert "entity types the model does not know" in caplog.text and "'NR': 1" in caplog.text
+
+
+def test_seen_and_unseen_entities_are_scored_apart():
+    train = [Sentence("张三在北京", [Span(0, 2, "PER"), Span(3, 5, "LOC")])]
+    sents = [Sentence("张三和李四去北京", [Span(0, 2, "PER"), Span(3, 5, "PER"), Span(6, 8, "LOC")])]
+    # 张三 and 北京 were seen in training with these types; 李四 was not; the model misses 北京 and invents
+    # 去北 (unseen, wrong) and tags 张三 right
+    tagger = FixedTagger({"张三和李四去北京": [Span(0, 2, "PER"), Span(3, 5, "PER"), Span(5, 7, "LOC")]})
+    scores = evaluate(tagger, sents, seen=train)
+    assert scores["seen"]["recall"] == 0.5 and scores["seen"]["precision"] == 1.0
+    assert scores["seen"]["support"] == 2 and scores["seen"]["share"] == pytest.approx(2 / 3)
+    assert scores["unseen"]["recall"] == 1.0 and scores["unseen"]["precision"] == 0.5
+    assert scores["unseen"]["share"] == pytest.approx(1 / 3)
+    assert scores["micro"]["recall"] == pytest.approx(2 / 3)  # the overall scores do not change
+    assert "seen" not in evaluate(tagger, sents)
+
+
+def test_a_mention_seen_with_another_type_counts_as_unseen():
+    train = [Sentence("北京", [Span(0, 2, "ORG")])]
+    sents = [Sentence("北京", [Span(0, 2, "LOC")])]
+    scores = evaluate(FixedTagger({"北京": [Span(0, 2, "LOC")]}), sents, seen=train)
+    assert scores["unseen"]["support"] == 1 and scores["seen"]["support"] == 0 and scores["seen"]["share"] == 0.0
