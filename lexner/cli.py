@@ -1,4 +1,4 @@
-"""The ``lexner`` command: train, evaluate, export, tag, serve."""
+"""The ``lexner`` command: train, distill, evaluate, export, info, tag, serve."""
 
 from __future__ import annotations
 
@@ -420,8 +420,20 @@ def cmd_export(args) -> int:
                               piece_length=args.piece_length)
     except ValueError as err:  # ExportError, or a --rename that names no type or merges two
         raise CommandError(str(err)) from None
-    size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
-    print(json.dumps({"model": str(args.out_dir), "megabytes": round(size / 2**20, 2)}))
+    print(json.dumps({"model": str(args.out_dir), "megabytes": _megabytes(target)}))
+    return 0
+
+
+def _megabytes(folder: Path) -> float:
+    """The size of the files under ``folder``, in MiB."""
+    return round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20, 2)
+
+
+def cmd_info(args) -> int:
+    tagger = _load_for_tagging(args, [], one_head=False)
+    folder = tagger.source
+    about = {"path": str(folder), "megabytes": _megabytes(folder)} if folder is not None else {}
+    print(json.dumps({**about, **tagger.describe()}, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -577,6 +589,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="cpu")
     _runtime_args(g)
     g.set_defaults(func=cmd_tag)
+
+    i = sub.add_parser("info", help="what a saved model is: kind, types, heads, size, how it was trained")
+    i.add_argument("model_dir", type=Path, nargs="?", default=None,
+                   help="a saved model directory (default: the bundled model)")
+    i.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    i.set_defaults(func=cmd_info)
 
     v = sub.add_parser("serve", help="serve a model over HTTP (POST /tag, GET /health, GET /model)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -4,7 +4,7 @@
   ``{"results": [[...], ...]}``; ``"labels": NAME`` picks a head of a multi-task model.  Entities are
   ``{"start", "end", "label", "text"}`` with offsets into the text.  A text longer than ``max_chars`` or a list
   longer than ``max_texts`` is answered 413; a malformed request 422 (FastAPI's validation); an unknown head 422.
-* ``GET /health`` → ``{"status": "ok"}``; ``GET /model`` → the model's name, types, label sets and card.
+* ``GET /health`` → ``{"status": "ok"}``; ``GET /model`` → what the model is (:meth:`lexner.models.base.Tagger.describe`).
 
 Requests in flight share one model through micro-batching: texts that arrive within ``batch_wait_ms`` of each
 other (up to ``max_batch`` texts) are tagged by one ``tag_batch`` call in a single worker thread, so the model
@@ -112,10 +112,7 @@ def create_app(tagger, max_chars: int = 10_000, max_texts: int = 256, max_batch:
 
     @app.get("/model")
     async def model() -> dict:
-        featurizer = tagger.featurizer
-        return {"model": tagger.name, "entity_types": featurizer.entity_types,
-                "label_sets": {name: ls.entity_types for name, ls in featurizer.label_sets.items()},
-                "card": tagger.metadata.get("card", {})}
+        return tagger.describe()
 
     @app.post("/tag")
     async def tag(request: TagRequest) -> dict:

@@ -229,6 +229,21 @@ def test_export_renames_entity_types(trained, capsys):
     assert load(trained / "twice").metadata["card"]["renamed"] == {"PER": "person", "LOC": "地名"}
 
 
+def test_info_describes_a_model(trained, capsys, tmp_path):
+    model = trained / "run" / "model"
+    capsys.readouterr()
+    assert main(["info", str(model)]) == 0
+    about = json.loads(capsys.readouterr().out)
+    tagger = load(model)
+    assert about["model"] == tagger.name and about["entity_types"] == tagger.featurizer.entity_types
+    assert about["label_sets"] == {"default": tagger.featurizer.entity_types}
+    assert about["path"] == str(model) and about["card"]["train_data"] == str(trained / "train.bio")
+    assert 0 < about["megabytes"] * 2**20 == pytest.approx(sum(p.stat().st_size for p in model.rglob("*")
+                                                               if p.is_file()), abs=0.01 * 2**20)
+    assert main(["info", str(tmp_path / "no-model")]) == 2
+    assert "no-model" in capsys.readouterr().err
+
+
 def test_rename_types_refuses_to_merge(corpus):
     from lexner.features import Featurizer
 

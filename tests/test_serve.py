@@ -102,6 +102,8 @@ def test_model_card(server):
     assert code == 200 and card["model"] == ner.name and card["entity_types"] == ner.featurizer.entity_types
     assert card["label_sets"] == {n: ls.entity_types for n, ls in ner.featurizer.label_sets.items()}
     assert card["card"] == ner.metadata["card"]
+    assert card == json.loads(json.dumps(ner.describe(), ensure_ascii=False))  # one description for lexner info too
+    assert card["parameters"] == sum(p.numel() for p in ner.parameters()) and card["runtime"] == "torch"
 
 
 def test_dictionary_types_a_requested_head_lacks_are_a_422_not_a_500(tmp_path):
