@@ -242,7 +242,7 @@ def cmd_evaluate(args) -> int:
         seen = load_dataset(args.dataset, "train", args.data_root)
     elif args.seen_from:
         seen = read_file(args.seen_from, args.format)
-    scores = evaluate(tagger, sentences, labels=args.labels, seen=seen)
+    scores = evaluate(tagger, sentences, labels=args.labels, seen=seen, progress=not args.no_progress)
     print(json.dumps(scores, indent=2, ensure_ascii=False))
     return 0
 
@@ -540,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seen-from", metavar="FILE",
                    help="the training data (a file; with --dataset, 'train' names its train split): adds scores "
                         "for entities seen there (same text and type) and for unseen ones")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
     data_args(e)
     e.set_defaults(func=cmd_evaluate)
 

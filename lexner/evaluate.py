@@ -8,6 +8,7 @@ from typing import Callable, Iterable, Sequence
 
 from seqeval.metrics import classification_report
 from seqeval.scheme import IOBES
+from tqdm.auto import tqdm
 
 from .data import Sentence
 from .schemes import Span, spans_to_tags
@@ -73,7 +74,7 @@ def _read_as(sentences: Sequence[Sentence], renamed: dict[str, str]) -> list[Sen
 
 
 def evaluate(tagger, sentences: Sequence[Sentence], batch_size: int = 64, labels: str | None = None,
-             seen: Sequence[Sentence] | None = None) -> dict:
+             seen: Sequence[Sentence] | None = None, progress: bool = False) -> dict:
     """Tag ``sentences`` with ``tagger`` (with the head of label set ``labels`` of a multi-task model; None:
     its default head) and score against their gold spans.  A model exported with renamed types (its card's
     ``renamed``, e.g. NR → PER) is scored on data that uses the old names by reading them as the new ones.
@@ -83,6 +84,7 @@ def evaluate(tagger, sentences: Sequence[Sentence], batch_size: int = 64, labels
     whether their surface text with their type occurs as an entity in ``seen`` — how well the model
     generalises past the names it was trained on (the usual reason a test score lies below a dev score
     carved from the training data).  Each part also gives ``share``: its fraction of the gold entities.
+    ``progress``: a progress bar (stderr) while tagging.
     """
     featurizer = getattr(tagger, "featurizer", None)  # any object with tag_batch() can be scored
     known = set(featurizer.label_set(labels).entity_types) if featurizer is not None else None
@@ -100,7 +102,11 @@ def evaluate(tagger, sentences: Sequence[Sentence], batch_size: int = 64, labels
         log.warning("the gold data has entity types the model does not know (they all count as misses): %s; the "
                     "model's types are %s", dict(unknown), sorted(known))
     texts = [s.text for s in sentences]
-    tagged = tagger.tag_batch(texts, batch_size) if labels is None else tagger.tag_batch(texts, batch_size, labels)
+    options = {"labels": labels} if labels is not None else {}  # any tag_batch(texts, batch_size) will do
+    with tqdm(total=len(texts), unit="sentence", desc="tagging", disable=not progress) as bar:
+        if progress:
+            options["progress"] = lambda done: bar.update(done - bar.n)
+        tagged = tagger.tag_batch(texts, batch_size, **options)
     predicted = [[Span(e.start, e.end, e.label) for e in ents] for ents in tagged]
     gold = [s.spans for s in sentences]
     lengths = [len(t) for t in texts]

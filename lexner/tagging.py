@@ -23,7 +23,7 @@ import itertools
 import math
 import re
 from bisect import bisect_left, bisect_right
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from dataclasses import dataclass, field
 
@@ -234,13 +234,15 @@ class _Line:
                                                                    bisect_left(self.positions, b)]}
 
 
-def tag_texts(tagger, texts: Iterable[str], batch_size: int = 64, labels: str | None = None) -> list[list]:
+def tag_texts(tagger, texts: Iterable[str], batch_size: int = 64, labels: str | None = None,
+              progress: Callable[[int], None] | None = None) -> list[list]:
     """``tagger.tag_batch(texts)``: each text's lines as the model sees them (:func:`iter_model_lines`), each
     line's windows (:func:`split_windows`), the tagger's typed dictionary as decoding constraints, the pieces
     decoded by ``tagger.decode_pieces`` in blocks of ``tagger.block_pieces`` and their entities merged back
     (:class:`WindowMerger`) with offsets into the original texts.  Everything streams: lines are cut, and
     windows' entities merged, as their block comes, so beyond the texts and the entities found, memory is
-    bounded by one block (a 30 MB line is as cheap per character as a sentence)."""
+    bounded by one block (a 30 MB line is as cheap per character as a sentence).  ``progress``, if given, is
+    called after each block with how many texts are done (batching does not depend on it)."""
     import torch  # imported on first use: lexner.tagging stays light for callers that only map offsets
 
     if isinstance(texts, str):
@@ -281,6 +283,10 @@ def tag_texts(tagger, texts: Iterable[str], batch_size: int = 64, labels: str | 
                     for span in state.merger.add(k, spans):
                         s = state.line.to_text(span)
                         results[state.text].append(Entity(s.start, s.end, s.label, text[s.start : s.end]))
+                if progress is not None:
+                    progress(block[-1][0].text)  # the texts before the block's last one are done
+            if progress is not None:
+                progress(len(texts))
     finally:
         if was_training:
             tagger.train()

@@ -116,3 +116,27 @@ def test_model_lines_keep_every_visible_character_where_it_was(text):
     for line in lines:
         assert line.view and line.view == line.view.strip()
         assert not any(c in line.view for c in "\n\r\u2028")
+
+
+def test_progress_counts_texts_done_and_changes_nothing(corpus):
+    from lexner.api import build_tagger
+
+    tagger = build_tagger("bilstm_crf", corpus, {"char_dim": 4, "bigram_dim": 4, "hidden": 8})
+    tagger.block_pieces = 2  # several blocks
+    texts = [s.text for s in corpus] + ["", "张三\n李四"]  # an empty text (no pieces) and one of two lines
+    plain = tagger.tag_batch(texts, batch_size=3)
+    calls = []
+    assert tagger.tag_batch(texts, batch_size=3, progress=calls.append) == plain
+    assert len(calls) > 2 and calls == sorted(calls) and calls[-1] == len(texts) and calls[0] < len(texts)
+
+
+def test_evaluate_with_a_progress_bar_scores_the_same(corpus, capsys):
+    from lexner.api import build_tagger
+    from lexner.evaluate import evaluate
+
+    tagger = build_tagger("bilstm_crf", corpus, {"char_dim": 4, "bigram_dim": 4, "hidden": 8})
+    tagger.block_pieces = 2
+    quiet = evaluate(tagger, corpus)
+    capsys.readouterr()
+    assert evaluate(tagger, corpus, progress=True) == quiet
+    assert f"{len(corpus)}/{len(corpus)}" in capsys.readouterr().err  # the bar reached the end

@@ -14,7 +14,7 @@ import dataclasses
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 import torch
 from safetensors import SafetensorError
@@ -382,13 +382,14 @@ class Tagger(nn.Module):
             raise TypeError(f"tag() expects a str, got {type(text).__name__}")
         return self.tag_batch([text], labels=labels)[0]
 
-    def tag_batch(self, texts: Iterable[str], batch_size: int = 64, labels: str | None = None) -> list[list[Entity]]:
+    def tag_batch(self, texts: Iterable[str], batch_size: int = 64, labels: str | None = None,
+                  progress: Callable[[int], None] | None = None) -> list[list[Entity]]:
         """Entities of each text.  Each line is tagged on its own, whitespace handled as ``lexner.tagging``
         describes; lines longer than ``max_length`` are tagged in pieces; pieces are grouped by length into
         batches of at most ``batch_size`` pieces and ``batch_tokens`` padded tokens.  ``labels``: as in
-        :meth:`tag`.  The pipeline is :func:`lexner.tagging.tag_texts`; this model's part is
-        :meth:`decode_pieces`."""
-        return tag_texts(self, texts, batch_size, labels)
+        :meth:`tag`; ``progress``: called now and then with how many texts are done.  The pipeline is
+        :func:`lexner.tagging.tag_texts`; this model's part is :meth:`decode_pieces`."""
+        return tag_texts(self, texts, batch_size, labels, progress)
 
     def decode_pieces(self, pieces: list[str], constraints: list[dict], batch_size: int,
                       labels: str | None) -> list[list[Span]]:
