@@ -13,7 +13,8 @@ request); larger sizes call ``tag_batch(texts, batch_size=B)`` on chunks of B se
 ``--compare REV --repeat N`` measures each model N times alternately with lexner at git revision REV
 (extracted with ``git archive``) and with this tree, and reports this tree's speed-up (ratio of medians): how
 tagging speed changed, side by side in one run — by wall time and by the process's CPU time (steadier on a
-machine other work shares: a process waiting for a core accrues no CPU time).
+machine other work shares: a process waiting for a core accrues no CPU time) — and the ratio of the median
+load times (``lexner.load``, wall time).
 """
 
 from __future__ import annotations
@@ -150,8 +151,12 @@ def main() -> None:
                 for field, kind in (("chars_per_second", "wall"), ("chars_per_cpu_second", "cpu")):
                     ratios.setdefault(kind, {}).setdefault(name, {})[f"threads {key[0]}, batch {key[1]}"] = round(
                         speed(f"{name} @ this tree", field) / speed(f"{name} @ {commit}", field), 3)
+            loads = {label: statistics.median(m["load_seconds"] for m in results if m["name"] == label)
+                     for label in (f"{name} @ {commit}", f"{name} @ this tree")}
+            ratios.setdefault("load", {})[name] = round(loads[f"{name} @ this tree"] / loads[f"{name} @ {commit}"], 3)
         result["speedup_vs_baseline"] = ratios["wall"]
         result["cpu_time_speedup_vs_baseline"] = ratios["cpu"]
+        result["load_seconds_ratio_vs_baseline"] = ratios["load"]  # this tree's median load time over REV's
     write_result(args.out, result)
 
 

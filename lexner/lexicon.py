@@ -39,12 +39,13 @@ class Lexicon:
         aligned with its word list; a word that normalises like an earlier one keeps its row but is never
         matched (the earlier one is)."""
         given = list(words)
-        normalized = normalize_many([w.strip() for w in given])
+        normalized = normalize_many(list(map(str.strip, given)))
         self.words: list[str] = []
         self._ids: dict[str, int] = {}
         if aligned:  # ids are positions; the first of several words with one normal form is the one matched
             self.words = given
-            self._ids = {norm: i for i, norm in reversed(list(enumerate(normalized))) if norm}
+            self._ids = dict(zip(reversed(normalized), range(len(normalized) - 1, -1, -1)))  # first one wins
+            self._ids.pop("", None)
         else:
             for norm in normalized:
                 if norm and norm not in self._ids:
