@@ -306,7 +306,7 @@ class Featurizer:
             saved = read_json(directory / LEXICON_FILE)
             if not isinstance(saved, dict) or not isinstance(saved.get("words"), list):
                 raise DataFormatError(directory / LEXICON_FILE, None, "not a lexner lexicon file")
-            if set(map(type, saved["words"])) - {str}:  # (map: one pass in C; 121k words load in ms)
+            if set(map(type, saved["words"])) - {str}:  # map: one pass in C
                 raise DataFormatError(directory / LEXICON_FILE, None, "every word must be a string")
             min_length = saved.get("min_length", 2)
             if type(min_length) is not int or not 1 <= min_length <= MAX_WORD_LENGTH:
