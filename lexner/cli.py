@@ -50,16 +50,20 @@ def _load_tasks(args) -> list:
         else:
             tasks.append(Task(name, *splits))
 
+    carved = []  # the training files a dev split was carved from
+
     def from_files(train_path: Path, dev_path: Path | None, test_path: Path | None) -> tuple:
         """(train, dev, test) sentences; without a dev file, dev is a fixed seeded sample of train."""
         train = read_file(train_path, args.format)
         if dev_path:
             dev = read_file(dev_path, args.format)
         else:
+            carved.append(train_path)
             size = max(1, round(args.dev_fraction * len(train)))
-            dev, train = carve(train, size, TRAIN_DEV_SEED, train_path)
-            log.info("no dev file: %d sentences of %s (%.0f%%, seed %d) are the dev split, %d train",
-                     len(dev), train_path, 100 * args.dev_fraction, TRAIN_DEV_SEED, len(train))
+            dev, train = carve(train, size, TRAIN_DEV_SEED, train_path, blocks=args.dev_blocks)
+            log.info("no dev file: %d sentences of %s (%.0f%%, seed %d%s) are the dev split, %d train", len(dev),
+                     train_path, 100 * args.dev_fraction, TRAIN_DEV_SEED,
+                     f", {args.dev_blocks} runs of consecutive sentences" if args.dev_blocks else "", len(train))
         return train, dev, read_file(test_path, args.format) if test_path else None
 
     for spec in args.task or []:
@@ -75,15 +79,23 @@ def _load_tasks(args) -> list:
                                "corpus as --task NAME:TRAIN[:DEV[:TEST]]")
         if not args.train:
             raise CommandError("--dev and --test need --train")
+        if args.dev_blocks and args.dev:
+            raise CommandError(NO_CARVING)
         return [Task(None, *from_files(args.train, args.dev, args.test))]
     if not tasks:
         raise CommandError("give --dataset NAME, --task NAME:TRAIN[:DEV[:TEST]], or --train FILE [--dev FILE]")
+    if args.dev_blocks and not carved:
+        raise CommandError(NO_CARVING)
     names = [t.name for t in tasks]
     if len(set(names)) != len(names) or not all(LABEL_SET_NAME.fullmatch(n) for n in names):
         raise CommandError(f"task names must be distinct and made of letters, digits, _ or -: {names}")
     if len(tasks) == 1:
         tasks[0].name = tasks[0].head = None
     return tasks
+
+
+NO_CARVING = ("--dev-blocks: no dev split is carved here (every corpus has a dev file, or is a named dataset with "
+              "its own)")
 
 
 def _train_config(**settings):
@@ -476,6 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--dev-fraction", type=_fraction, default=TRAIN_DEV_FRACTION, metavar="F",
                        help="a training file without a dev file: this fraction of its sentences (a fixed seeded "
                             "sample) is the dev split")
+        t.add_argument("--dev-blocks", type=_at_least(0), default=0, metavar="N",
+                       help="with --dev-fraction: carve dev as N runs of consecutive sentences instead of single "
+                            "sentences (0), so that it shares fewer documents and names with train and scores "
+                            "nearer to new text")
         t.add_argument("--test", type=Path, help="test file, scored once with the best model")
         t.add_argument("--out", type=Path, required=True, help="output folder (model/, checkpoint/, log.jsonl)")
         for f in dataclasses.fields(TrainConfig):  # one option per setting, help and default from TrainConfig

@@ -13,6 +13,7 @@ Supported formats (``read_file(path, format="auto")``):
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -352,13 +353,31 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None) -
 
 
 def carve(sentences: Sequence[Sentence], size: int, seed: int, path: str | os.PathLike,
-          part: str = "dev") -> tuple[list[Sentence], list[Sentence]]:
+          part: str = "dev", blocks: int = 0) -> tuple[list[Sentence], list[Sentence]]:
     """``(chosen, rest)``: a seeded sample of ``size`` sentences (in file order) and the others, in file order.
-    ``path`` names the file in the error when there are too few sentences to leave any for training."""
+    ``path`` names the file in the error when there are too few sentences to leave any for training.
+
+    ``blocks`` > 0 samples runs of consecutive sentences instead of single ones: the file is cut into runs of
+    ⌈size / blocks⌉ sentences and ``blocks`` of them are drawn (the last in file order cut short to make
+    ``size``).  Sentences of one document sit together in a file, so a random sample shares every document —
+    and its names — with the rest, and scores on it run high for new text; runs of sentences share fewer.  On
+    MSRA, 83.7 % of the entities of its random 2,500-sentence dev occur in the rest of the file, 48–84 % of
+    those of a run of 2,500 consecutive sentences, 71.6 % of its test set's
+    (``benchmarks/results/unseen_msra.json``)."""
     if not 0 < size < len(sentences):
         raise DataFormatError(path, None, f"{len(sentences)} sentences, too few to carve a {part} split of {size} "
                                           "and keep some for training")
-    picked = set(random.Random(seed).sample(range(len(sentences)), size))
+    rng = random.Random(seed)
+    if blocks > 0:
+        run = -(-size // blocks)
+        slots = range(0, len(sentences) - run + 1, run)  # the whole runs of the file
+        if len(slots) < blocks:
+            raise DataFormatError(path, None, f"{len(sentences)} sentences, too few to carve a {part} split of "
+                                              f"{size} as {blocks} runs of {run}")
+        starts = sorted(rng.sample(slots, blocks))
+        picked = set(itertools.islice((i for start in starts for i in range(start, start + run)), size))
+    else:
+        picked = set(rng.sample(range(len(sentences)), size))
     return ([s for i, s in enumerate(sentences) if i in picked],
             [s for i, s in enumerate(sentences) if i not in picked])
 

@@ -357,6 +357,20 @@ def test_train_without_dev_carves_a_seeded_dev_split_from_train(corpus, tmp_path
     assert again.dev == task.dev
     (default,) = tasks()
     assert len(default.dev) == max(1, round(0.1 * len(corpus)))
+    caplog.clear()
+    with caplog.at_level("INFO", logger="lexner"):
+        (runs,) = tasks("--dev-fraction", "0.25", "--dev-blocks", "2")
+    position = {s.text: i for i, s in enumerate(corpus)}
+    picked = [position[s.text] for s in runs.dev]
+    assert len(runs.dev) == len(task.dev) and runs.dev != task.dev and "2 runs of consecutive" in caplog.text
+    assert sum(1 for k, i in enumerate(picked) if k == 0 or i != picked[k - 1] + 1) <= 2
+    from lexner.cli import CommandError
+
+    with pytest.raises(CommandError, match="--dev-blocks: no dev split is carved"):
+        tasks("--dev", str(tmp_path / "train.bio"), "--dev-blocks", "2")
+    with pytest.raises(CommandError, match="--dev-blocks: no dev split is carved"):
+        _load_tasks(build_parser().parse_args(["train", "--task", f"a:{tmp_path / 'train.bio'}:{tmp_path / 'train.bio'}",
+                                               "--dev-blocks", "2", "--out", "r"]))
     with pytest.raises(SystemExit):
         tasks("--dev-fraction", "1.5")
     one = tmp_path / "one.bio"

@@ -494,3 +494,25 @@ def test_ill_formed_tags_are_reported_with_their_lines(tmp_path, caplog):
     assert "2 tag(s) break the BMES scheme" in caplog.text and "line(s) 5, 8;" in caplog.text
     assert str(path) in caplog.text
     assert [s.spans for s in sentences][1:] == [[Span(1, 3, "LOC")], [Span(0, 1, "PER")]]
+
+
+def test_carving_runs_of_consecutive_sentences(tmp_path):
+    from lexner.data import DataFormatError, Sentence, carve
+
+    sentences = [Sentence(f"第{i}句", []) for i in range(100)]
+    number = {s.text: i for i, s in enumerate(sentences)}
+    for size, blocks in ((10, 2), (7, 3), (25, 5), (1, 1)):
+        chosen, rest = carve(sentences, size, 5, tmp_path / "train.txt", blocks=blocks)
+        picked = [number[s.text] for s in chosen]
+        assert len(chosen) == size and sorted(picked) == picked  # in file order
+        assert sorted(picked + [number[s.text] for s in rest]) == list(range(100))  # nothing lost or twice
+        runs = sum(1 for k, i in enumerate(picked) if k == 0 or i != picked[k - 1] + 1)
+        assert runs <= blocks  # runs that happen to touch read as one
+        run = -(-size // blocks)
+        assert all(i % run == 0 for k, i in enumerate(picked) if k == 0 or i != picked[k - 1] + 1)
+        assert carve(sentences, size, 5, tmp_path / "train.txt", blocks=blocks)[0] == chosen  # seeded
+    # the random sample (blocks 0) is what it always was
+    assert carve(sentences, 10, 5, tmp_path / "train.txt")[0] == carve(sentences, 10, 5, tmp_path / "train.txt",
+                                                                       blocks=0)[0]
+    with pytest.raises(DataFormatError, match="train.txt.*as 6 runs of 17"):  # five whole runs of 17 in 100
+        carve(sentences, 99, 5, tmp_path / "train.txt", blocks=6)
