@@ -58,7 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=[], metavar="NAME=DIR",
                         help="models to score (an empty DIR: the bundled model)")
-    parser.add_argument("--limit", type=int, default=0, help="score the first N sentences of dev and test (0: all)")
+    parser.add_argument("--limit", type=int, default=0, help="the first N sentences of dev and test only (0: all)")
     parser.add_argument("--blocks", type=int, default=8, help="contiguous blocks of the training file to measure")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path)
@@ -71,7 +71,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     train = load_dataset("msra", "train")
-    splits = {"dev": load_dataset("msra", "dev"), "test": load_dataset("msra", "test")}
+    splits = {name: load_dataset("msra", name) for name in ("dev", "test")}
+    splits = {name: sentences[: args.limit] if args.limit else sentences for name, sentences in splits.items()}
     trained_on = mentions(train)
     result = {"benchmark": "unseen", "dataset": "msra",
               "splits": {name: seen_share(sentences, trained_on) for name, sentences in splits.items()},
@@ -83,7 +84,6 @@ def main() -> None:
         tagger = lexner.load(folder or None)
         row = {"model": folder or "bundled default model"}
         for split, sentences in splits.items():
-            sentences = sentences[: args.limit] if args.limit else sentences
             scores = evaluate(tagger, sentences, seen=train)
             row[split] = {part: percent(scores[part]) for part in ("micro", "seen", "unseen")}
         print(json.dumps({name: row}, ensure_ascii=False), flush=True)
