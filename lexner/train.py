@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -360,6 +361,21 @@ class Task:
         return self.head if self.head is not None else self.name
 
 
+def data_fingerprints(tasks: Sequence[Task]) -> dict[str, str]:
+    """A SHA-256 of each task's training and dev sentences (texts and spans), by task name ("" for a one-head
+    model): a checkpoint records them, so that ``--resume`` on other data — another file, or a dev split
+    carved otherwise — is refused instead of comparing dev scores of different sentences."""
+    out = {}
+    for task in tasks:
+        digest = hashlib.sha256()
+        for part in (task.train, task.dev):
+            for s in part:
+                digest.update(json.dumps([s.text, [list(span) for span in s.spans]], ensure_ascii=False).encode())
+            digest.update(b"\0")
+        out[task.name or ""] = digest.hexdigest()
+    return out
+
+
 def teachers_by_task(tasks: Sequence[Task], teachers: Sequence) -> dict[str | None, list]:
     """Each task's teachers (by task name): ``teachers`` holds taggers, which teach every task, and
     ``(task name, tagger)`` pairs, which teach the task of that name alone."""
@@ -453,6 +469,7 @@ class Trainer:
         self.best_f1 = -1.0
         self.best_epoch = 0
         self.step = 0
+        self.data: dict[str, str] | None = None  # data_fingerprints of the run (of the checkpoint resumed, if any)
 
     def _amp_dtype(self) -> torch.dtype | None:
         if not self.config.amp:
@@ -474,7 +491,7 @@ class Trainer:
         save_checkpoint(self.out_dir / CHECKPOINT_DIR, {
             "epoch": self.epoch, "best_f1": self.best_f1, "best_epoch": self.best_epoch, "step": self.step,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "rng": rng_state(),
-            "train_config": dataclasses.asdict(self.config),
+            "train_config": dataclasses.asdict(self.config), **({"data": self.data} if self.data else {}),
             **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
             **({"ema": self.ema.averages} if self.ema is not None else {}),
         })
@@ -543,13 +560,7 @@ class Trainer:
             self.ema.load(state["ema"])
         self.epoch, self.best_f1, self.best_epoch, self.step = (
             state["epoch"], state["best_f1"], state["best_epoch"], state["step"])
-        log_path = self.out_dir / LOG_FILE
-        # a kill after the log line but before the checkpoint: that epoch is redone, its line dropped
-        if log_path.is_file() and self.world.main:
-            records = [(line, json.loads(line)) for line in log_path.read_text(encoding="utf-8").splitlines()
-                       if line.strip()]
-            lines = [line for line, r in records if "final" not in r and r["epoch"] <= self.epoch]
-            log_path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        self.data = state.get("data")  # checkpoints written before it was recorded: None, not checked
         log.info("resumed from %s after epoch %d (best dev F1 %.4f at epoch %d)",
                  path, self.epoch, self.best_f1, self.best_epoch)
         return True
@@ -628,6 +639,21 @@ class Trainer:
         main = self.world.main
         if main:
             self._check_out_dir()
+        data = data_fingerprints(tasks)
+        if self.data is not None and self.data != data:
+            changed = sorted(name or "the training" for name in data.keys() | self.data.keys()
+                             if data.get(name) != self.data.get(name))
+            raise TrainingError(f"{self.out_dir / CHECKPOINT_DIR} was trained on other sentences ({', '.join(changed)}"
+                                " data: its training or dev split differs): resume with the data it was trained with "
+                                "(the same files, --dataset, --dev-fraction and --dev-blocks)")
+        self.data = data
+        log_path = self.out_dir / LOG_FILE
+        if self.epoch and main and log_path.is_file():  # resumed: the log continues after the checkpoint's epoch
+            # (a kill after an epoch's log line but before its checkpoint: that epoch is redone, its line dropped)
+            records = [(line, json.loads(line)) for line in log_path.read_text(encoding="utf-8").splitlines()
+                       if line.strip()]
+            lines = [line for line, r in records if "final" not in r and r["epoch"] <= self.epoch]
+            log_path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         items, task_of, heads = self._prepare(tasks, teachers, unlabelled)
         if main:
             self._take_lock()

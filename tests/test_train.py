@@ -301,3 +301,28 @@ def test_training_records_the_99th_percentile_of_its_sentence_lengths_as_the_pie
     trainer = make_trainer(long, tmp_path, epochs=1)
     trainer.fit(long, long[:3])
     assert lexner.load(tmp_path / "model").max_length == piece_length(lengths)
+
+
+def test_resume_on_other_sentences_is_refused_before_anything_is_written(corpus, tmp_path):
+    from lexner.checkpoint import save_checkpoint
+
+    make_trainer(corpus, tmp_path, epochs=1).fit(corpus[:15], corpus[15:])
+    files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != ".lock"}
+    for train, dev in ((corpus[:15], corpus[14:]), (corpus[1:15], corpus[15:])):  # another dev split, train
+        other = make_trainer(corpus, tmp_path, epochs=2)
+        assert other.resume()
+        with pytest.raises(TrainingError, match="trained on other sentences.*--dev-fraction and --dev-blocks"):
+            other.fit(train, dev)
+        assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != ".lock"} == files
+    same = make_trainer(corpus, tmp_path, epochs=2)
+    assert same.resume()
+    same.fit(corpus[:15], corpus[15:])
+    assert same.epoch == 2
+    # a checkpoint written before the data were recorded resumes unchecked
+    state = load_checkpoint(tmp_path / "checkpoint")
+    assert set(state["data"]) == {""}
+    save_checkpoint(tmp_path / "checkpoint", {k: v for k, v in state.items() if k != "data"})
+    old = make_trainer(corpus, tmp_path, epochs=3)
+    assert old.resume()
+    old.fit(corpus[:15], corpus[14:])
+    assert old.epoch == 3
