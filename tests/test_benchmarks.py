@@ -83,7 +83,7 @@ def test_write_result_makes_its_folders_and_keeps_chinese_readable(tmp_path):
     write_result(None, {"text": "北京"})  # no --out: nothing written, no error
 
 
-def test_seen_shares_of_blocks_and_splits(corpus, tmp_path):
+def test_seen_shares_of_blocks_and_splits(tmp_path):
     from unseen import block_shares, seen_share
 
     from lexner.data import Sentence, write_jsonl
