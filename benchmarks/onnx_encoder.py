@@ -1,18 +1,19 @@
-"""ONNX Runtime for the encoder, measured: one model loaded three times — as is (torch), with ``onnx=True``
-(its BiLSTM run by ONNX Runtime, see ``lexner.onnx_encoder``) and with ``onnx="int8"``
-(the same with int8 LSTM weights) — tagging the same MSRA test sentences side by side in one run, one thread
-each, with the F1 of each on MSRA test (labels mapped to PER/LOC/ORG as in ``peers.py``).
+"""The CPU runtimes of the encoder, measured: one model loaded four times — as is (torch), with ``onnx=True``
+(its BiLSTM run by ONNX Runtime, see ``lexner.onnx_encoder``), with ``onnx="int8"`` (the same with int8 LSTM
+weights) and with ``runtime="torch-bf16"`` (a bfloat16 copy of the LSTM in torch) — tagging the same MSRA test
+sentences side by side in one run, one thread each, with the F1 of each on MSRA test (labels mapped to
+PER/LOC/ORG as in ``peers.py``).
 
     pip install -e ".[bench,peers,onnx]"
     python benchmarks/onnx_encoder.py [--model DIR] [--limit 0] [--out benchmarks/results/onnx_encoder_cpu.json]
 
 Single calls: ``tag()`` on each sentence; batched: ``tag_batch`` with batches of 64 (padded batches run in
-ONNX Runtime too).  Rounds alternate between the three and the best of ``--repeat`` counts.
+ONNX Runtime too).  Rounds alternate between the four and the best of ``--repeat`` counts.
 ``*_sentences_differing`` counts the sentences where a runtime's entities differ from torch's;
 ``sentences_batched_differing_from_single`` those where a runtime's batched entities differ from its own single
-calls (int8 quantizes activations per call, so a sentence's result may depend on its batch).  ``--kernels`` also
-times the bare LSTM kernels (torch, ONNX Runtime float32 and int8) on a batch of 1 and of 64 sentences of 40
-characters.
+calls (int8 quantizes activations per call, so a sentence's result may depend on its batch; bfloat16 kernels
+may round a sentence differently in a batch).  ``--kernels`` also times the bare LSTM kernels (torch, ONNX
+Runtime float32 and int8, torch bfloat16) on a batch of 1 and of 64 sentences of 40 characters.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from lexner.schemes import Span  # noqa: E402
 
 
 def kernels(systems: dict, repeat: int) -> list[dict]:
-    """The bare BiLSTM: torch (as lexner runs it) vs each system's ONNX Runtime session, on random inputs."""
+    """The bare BiLSTM: torch (as lexner runs it) vs each system's session (ONNX Runtime or bfloat16), on random
+    inputs."""
     lstm = systems["torch"].lstm
     sessions = {name: session_of(tagger.lstm) for name, tagger in systems.items() if name != "torch"}
     rows = []
@@ -76,7 +78,8 @@ def main() -> None:
 
     torch.set_num_threads(1)
     systems = {"torch": lexner.load(args.model, onnx=False), "onnx": lexner.load(args.model, onnx=True),
-               "onnx-int8": lexner.load(args.model, onnx="int8")}
+               "onnx-int8": lexner.load(args.model, onnx="int8"),
+               "torch-bf16": lexner.load(args.model, runtime="torch-bf16")}
     sentences = load_dataset("msra", "test")
     sentences = sentences[: args.limit] if args.limit else sentences
     texts = [s.text for s in sentences]
@@ -103,7 +106,7 @@ def main() -> None:
                         for name in systems if name != "torch"}})
         outputs[kind] = found
         print(json.dumps(rows[-1]))
-    # int8 quantizes activations per call, so a sentence's result may depend on the batch it is in
+    # int8 quantizes activations per call (bfloat16 kernels block differently): a result may depend on its batch
     batched_vs_single = {name: sum(a != b for a, b in zip(outputs["single call"][name], outputs["batch 64"][name]))
                          for name in systems}
     print(json.dumps({"sentences_batched_differing_from_single": batched_vs_single}))

@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="only the first N test sentences (0 = all)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the lexner models")
     parser.add_argument("--repeat", type=int, default=3, help="rounds over every system in turn; the best counts")
-    from lexner.onnx_encoder import RUNTIMES, runtime_argument
+    from lexner.onnx_encoder import RUNTIMES
 
     parser.add_argument("--runtimes", nargs="+", default=["torch"], choices=list(RUNTIMES),
                         help="each lexner model once per runtime (lexner tag --runtime): onnx and onnx-int8 run its "
@@ -140,7 +140,7 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     for spec, runtime in [(spec, runtime) for spec in args.models for runtime in args.runtimes]:
         name, _, directory = spec.partition("=")
-        tagger = lexner.load(directory or None, onnx=runtime_argument(runtime))
+        tagger = lexner.load(directory or None, runtime=runtime)
         systems[name + ("" if runtime == "torch" else f"+{runtime}")] = (
             "lexner", lambda text, tagger=tagger: entity_spans(tagger.tag(text)),
             lambda texts, tagger=tagger: [entity_spans(es) for es in tagger.tag_batch(texts, batch_size=64)],

@@ -130,22 +130,24 @@ def _learnable_words(lexicon: Lexicon, with_vectors: Sequence[str], texts: Seque
 def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, device: str = "cpu",
          extra_words: Iterable[str] = (),
          dictionary: Mapping[str, str] | Iterable[tuple[str, str]] | Dictionary | None = None,
-         onnx: bool | str | None = None) -> Tagger:
+         onnx: bool | str | None = None, runtime: str | None = None) -> Tagger:
     """Load a saved tagger: ``ner = lexner.load("runs/weibo/model"); ner.tag("...")``.  Without ``path``, the
     bundled default model (:data:`DEFAULT_MODEL`, trained on MSRA, Weibo and CLUENER; default head PER, LOC, ORG).
 
     ``extra_words``: domain words added to a lattice tagger's lexicon (see :meth:`Tagger.add_words`).
     ``dictionary``: ``{word: type}`` forced into every decoded path (see :meth:`Tagger.add_dictionary`).
-    ``onnx``: run a BiLSTM encoder through ONNX Runtime in CPU inference (:mod:`lexner.onnx_encoder`):
-    True or "float32" (same outputs as torch), "int8" (int8 LSTM weights: faster, outputs close), False (torch),
-    None (what the model directory's config.json ``"runtime"`` says, torch if nothing; if that asks for ONNX
-    Runtime and it is not installed, a warning and torch).
+    ``runtime``: how a BiLSTM encoder runs in CPU inference (:mod:`lexner.onnx_encoder`): "torch",
+    "torch-bf16" (a bfloat16 copy of the LSTM: faster on CPUs with bfloat16 arithmetic, outputs close), "onnx"
+    (ONNX Runtime, same outputs as torch) or "onnx-int8" (int8 LSTM weights: faster, outputs close); None: what
+    the model directory's config.json ``"runtime"`` says, torch if nothing (if that asks for ONNX Runtime and it
+    is not installed, a warning and torch).  ``onnx``: the older spelling — True or "float32" (onnx), "int8"
+    (onnx-int8), False (torch).
     A list of paths loads an ensemble that averages the models' tag marginals (:mod:`lexner.models.ensemble`).
     """
     if isinstance(path, (list, tuple)):  # an ensemble (lexner.models.ensemble)
         from .models.ensemble import Ensemble
 
-        tagger = Ensemble([load(p, device=device, extra_words=extra_words, onnx=onnx) for p in path])
+        tagger = Ensemble([load(p, device=device, extra_words=extra_words, onnx=onnx, runtime=runtime) for p in path])
         if dictionary is not None:
             tagger.add_dictionary(dictionary)
         return tagger
@@ -157,20 +159,19 @@ def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, de
         log.info("added %d new lexicon words (%d given)", added, len(extra_words))
     if dictionary is not None:
         tagger.add_dictionary(dictionary)
-    from .onnx_encoder import bilstms, precision_of, runtime_name, use_onnx
+    from .onnx_encoder import bilstms, runtime_of, use_runtime
 
     saved = tagger.metadata.get("runtime")
     config_file = Path(directory) / "config.json"
-    precision = precision_of(onnx, saved, config_file)
-    if precision is not None:
-        if onnx is None and not bilstms(tagger):
-            raise ModelFormatError(f"{config_file}: runtime {saved!r} runs a BiLSTM in ONNX Runtime; "
-                                   f"{tagger.name} has none")
+    chosen = runtime_of(runtime, onnx, saved, config_file)
+    if chosen != "torch":
+        asked = runtime is not None or onnx is not None
+        if not asked and not bilstms(tagger):
+            raise ModelFormatError(f"{config_file}: runtime {saved!r} runs a BiLSTM encoder; {tagger.name} has none")
         try:
-            use_onnx(tagger, precision=precision)
-            tagger.runtime = runtime_name(precision)
+            use_runtime(tagger, chosen)
         except ImportError:
-            if onnx is not None:
+            if asked:
                 raise
             log.warning("%s asks for ONNX Runtime (runtime %r), which is not installed; running in torch "
                         '(pip install "lexner[onnx]")', directory, saved)

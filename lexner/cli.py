@@ -322,7 +322,8 @@ def _dictionary(args):
     return Dictionary.read(args.dictionary) if getattr(args, "dictionary", None) else None
 
 
-RUNTIME_HELP = ("how a BiLSTM encoder runs on the CPU: torch, onnx (ONNX Runtime, same outputs, faster) or onnx-int8 "
+RUNTIME_HELP = ("how a BiLSTM encoder runs on the CPU: torch, torch-bf16 (a bfloat16 copy of the LSTM: faster on CPUs "
+                "with bfloat16 arithmetic, outputs close), onnx (ONNX Runtime, same outputs, faster) or onnx-int8 "
                 "(int8 weights, faster still, outputs close); default: what the model directory says, else torch "
                 '(ONNX Runtime: pip install "lexner[onnx]")')
 
@@ -341,12 +342,11 @@ def _load_for_tagging(args, extra_words: list[str], one_head: bool = True):
     choose their head, checked per request)."""
     from .api import load
     from .fileio import ModelFormatError
-    from .onnx_encoder import runtime_argument
 
     try:
         model = args.model_dir[0] if isinstance(args.model_dir, list) and len(args.model_dir) == 1 else args.model_dir
         tagger = load(model, device=_resolve_device(args.device), extra_words=extra_words,
-                      dictionary=_dictionary(args), onnx=runtime_argument(getattr(args, "runtime", None)))
+                      dictionary=_dictionary(args), runtime=getattr(args, "runtime", None))
         if one_head:
             tagger.check_head(args.labels)  # an unknown --labels, or one lacking a dictionary type, fails now
         return tagger
@@ -574,8 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the copy tags texts longer than N characters in pieces of at most N (default: as the "
                         "source model; training sets it from the training sentences' lengths)")
     _runtime_args(x, alias=False, help="how lexner.load runs the copy's BiLSTM by default, written into its "
-                                       "config.json: torch, onnx or onnx-int8 (see lexner tag --runtime; default: "
-                                       "as the source model says)")
+                                       "config.json: torch, torch-bf16, onnx or onnx-int8 (see lexner tag "
+                                       "--runtime; default: as the source model says)")
     x.set_defaults(func=cmd_export)
 
     g = sub.add_parser("tag", help="tag text (with the bundled model unless --model is given)")

@@ -108,7 +108,7 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool = False, rename
                  force: bool = False, runtime: str | None = None, piece_length: int | None = None) -> Path:
     """Write ``tagger`` into ``out_dir`` (see :func:`export_target` for where that is allowed) with its model
     card made portable (:func:`portable_card`), its types renamed by ``renames`` in every head
-    (``{"NR": "PER"}``), with ``half``, float16 weights and, with ``runtime`` ("torch", "onnx", "onnx-int8"),
+    (``{"NR": "PER"}``), with ``half``, float16 weights and, with ``runtime`` (one of ``lexner.onnx_encoder.RUNTIMES``),
     how :func:`lexner.load` runs its BiLSTM by default (:mod:`lexner.onnx_encoder`; None: as the source model
     says) and, with ``piece_length``, the length of the pieces it tags long texts in (:meth:`Tagger.set_piece_length`).
     Returns the directory written."""
@@ -117,7 +117,7 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool = False, rename
     if runtime is not None and runtime not in RUNTIMES:
         raise ExportError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if runtime not in (None, "torch") and not bilstms(tagger):
-        raise ExportError(f"runtime {runtime!r} runs a BiLSTM encoder in ONNX Runtime; {tagger.name} has none")
+        raise ExportError(f"runtime {runtime!r} runs a BiLSTM encoder; {tagger.name} has none")
     target = export_target(Path(out_dir), force)
     if piece_length is not None:
         tagger.set_piece_length(piece_length)

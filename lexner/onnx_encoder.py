@@ -1,7 +1,9 @@
-"""ONNX Runtime for the BiLSTM encoders of CPU inference (``pip install "lexner[onnx]"``)::
+"""Faster CPU runtimes for the BiLSTM encoders of inference: ONNX Runtime (``pip install "lexner[onnx]"``)
+and torch in bfloat16::
 
-    ner = lexner.load(onnx=True)        # float32: the same outputs as torch
-    ner = lexner.load(onnx="int8")      # int8 LSTM weights: faster, outputs close
+    ner = lexner.load(onnx=True)               # ONNX Runtime, float32: the same outputs as torch
+    ner = lexner.load(onnx="int8")             # int8 LSTM weights: faster, outputs close
+    ner = lexner.load(runtime="torch-bf16")    # torch with a bfloat16 copy of the LSTM: outputs close
 
 Each BiLSTM (an ``nn.LSTM`` run through :func:`lexner.models.recurrent.run_bilstm`) becomes one ONNX graph,
 built from its weights when this is called (a few milliseconds; nothing is written to the model directory):
@@ -14,17 +16,24 @@ float rounding (~1e-6; the decoder's tie rule keeps such noise from changing a p
 ``onnx="int8"`` quantizes the graph's LSTM weights to int8 (ONNX Runtime's dynamic quantization,
 ``DynamicQuantizeLSTM``, activations quantized per call).  Outputs are then close to, not equal to, float32's,
 and since the activations' scale is taken per call, a sentence's result can depend on the other sentences of
-its batch; ``benchmarks/onnx_encoder.py`` measures speed and F1 of torch, float32 and int8 side by side.
+its batch; ``benchmarks/onnx_encoder.py`` measures speed and F1 of the runtimes side by side.
 
-Sessions are kept beside the modules (a tagger still pickles and copies, without them) with a fingerprint of
-the weights they were built from: once the weights change (training goes on), torch runs the LSTM again.
-ONNX Runtime uses as many threads as torch did when the sessions were built.  A model directory
+``runtime="torch-bf16"`` runs a bfloat16 copy of each LSTM in torch (inputs rounded to bfloat16, outputs back
+in float32; the rest of the model stays float32): no extra dependency and outputs close to float32's (a
+hidden state off by ~1e-2 at most).  A sentence's hidden states can differ by rounding between a batch and a
+call of its own (the kernels block differently), rarely enough to change an entity.  It pays on CPUs with
+native bfloat16 arithmetic (AVX512-BF16, AMX); elsewhere torch emulates it and it may be slower than float32.
+
+Sessions (and bfloat16 copies) are kept beside the modules (a tagger still pickles and copies, without them)
+with a fingerprint of the weights they were built from: once the weights change (training goes on), torch runs
+the LSTM again.  ONNX Runtime uses as many threads as torch did when the sessions were built.  A model directory
 can carry the choice (``lexner export --runtime onnx-int8`` writes ``"runtime": "onnx-int8"`` into its
 config.json); :func:`lexner.load` then applies it unless told otherwise.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import logging
 import tempfile
@@ -39,42 +48,79 @@ from torch import nn
 # each nn.LSTM's ONNX Runtime session and the fingerprint of the weights it was built from; kept beside the
 # module, not in it, so that a tagger still pickles and copies (without its sessions)
 _SESSIONS: "weakref.WeakKeyDictionary[nn.LSTM, tuple[Any, tuple]]" = weakref.WeakKeyDictionary()
-RUNTIMES = {"torch": None, "onnx": "float32", "onnx-int8": "int8"}  # config.json "runtime" -> load()'s onnx=
-PRECISIONS = ("float32", "int8")
+# the runtimes of lexner.load(runtime=...), lexner tag --runtime and config.json's "runtime"; None: as saved
+RUNTIMES = ("torch", "torch-bf16", "onnx", "onnx-int8")
+ONNX_PRECISIONS = {"onnx": "float32", "onnx-int8": "int8"}  # ONNX runtimes -> use_onnx's precision
+PRECISIONS = tuple(ONNX_PRECISIONS.values())
 
 log = logging.getLogger(__name__)
 
 
 def bilstms(tagger: nn.Module) -> list[nn.LSTM]:
-    """The batch-first bidirectional ``nn.LSTM`` encoders of ``tagger`` (what ONNX Runtime can run)."""
+    """The batch-first bidirectional ``nn.LSTM`` encoders of ``tagger`` (what the runtimes here can run)."""
     return [m for m in tagger.modules() if isinstance(m, nn.LSTM) and m.bidirectional and m.batch_first]
 
 
-def precision_of(onnx: bool | str | None, saved: object, where: object) -> str | None:
-    """What ``lexner.load(onnx=...)`` runs: None (torch), "float32" or "int8".  ``onnx`` None follows the model
-    directory's config.json ``"runtime"`` (``saved``, checked here; absent: torch), False is torch, True
-    float32."""
+def runtime_of(runtime: str | None, onnx: bool | str | None, saved: object, where: object) -> str:
+    """The runtime (one of :data:`RUNTIMES`) ``lexner.load(runtime=..., onnx=...)`` applies: ``runtime`` if
+    given; else ``onnx`` (True or "float32": onnx, "int8": onnx-int8, False: torch); else the model directory's
+    config.json ``"runtime"`` (``saved``, checked here; absent: torch)."""
     if saved is not None and saved not in RUNTIMES:
         from .fileio import ModelFormatError
 
         raise ModelFormatError(f"{where}: 'runtime' must be one of {', '.join(map(repr, RUNTIMES))}, got {saved!r}")
+    if runtime is not None:
+        if onnx is not None:
+            raise ValueError("give runtime= or onnx=, not both")
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)} or None; got {runtime!r}")
+        return runtime
     if onnx is None:
-        return RUNTIMES.get(saved)
+        return saved or "torch"
     if onnx is True or onnx is False:
-        return "float32" if onnx else None
+        return "onnx" if onnx else "torch"
     if onnx not in PRECISIONS:
         raise ValueError(f"onnx must be True, False, None or one of {', '.join(PRECISIONS)}; got {onnx!r}")
-    return onnx
+    return next(name for name, precision in ONNX_PRECISIONS.items() if precision == onnx)
 
 
-def runtime_argument(runtime: str | None) -> bool | str | None:
-    """``lexner.load``'s ``onnx=`` for a runtime name (``--runtime``; None: as the model directory says)."""
-    return None if runtime is None else RUNTIMES[runtime] or False
+def use_runtime(tagger: nn.Module, runtime: str) -> None:
+    """Run the BiLSTMs of ``tagger`` in CPU inference as ``runtime`` says (torch: as they are) and record it in
+    ``tagger.runtime``.  A tagger without a BiLSTM is refused (``ValueError``) for any other runtime; ONNX
+    Runtime not installed raises ``ImportError``."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
+    if runtime == "torch-bf16":
+        lstms = _bilstms_of(tagger, "run in bfloat16")
+        for lstm in lstms:
+            attach(lstm, Bfloat16Session(lstm))
+    elif runtime != "torch":
+        use_onnx(tagger, precision=ONNX_PRECISIONS[runtime])
+    tagger.runtime = runtime
 
 
-def runtime_name(precision: str | None) -> str:
-    """The runtime name (``RUNTIMES``) of a precision (None: torch)."""
-    return next(name for name, p in RUNTIMES.items() if p == precision)
+def _bilstms_of(tagger: nn.Module, what: str) -> list[nn.LSTM]:
+    """The BiLSTMs of ``tagger``; ``ValueError`` if it has none (``what``: what would have been done)."""
+    lstms = bilstms(tagger)
+    if not lstms:
+        raise ValueError(f"{getattr(tagger, 'name', type(tagger).__name__)} has no BiLSTM encoder to {what}")
+    return lstms
+
+
+class Bfloat16Session:
+    """A bfloat16 copy of an ``nn.LSTM`` run by torch, with an ONNX Runtime session's ``run`` signature (float32
+    ``x`` and int32 ``lengths`` in, float32 ``h`` out), so that it attaches and goes stale the same way."""
+
+    def __init__(self, lstm: nn.LSTM):
+        self.lstm = copy.deepcopy(lstm).to(torch.bfloat16).eval()  # a copy: no session of its own
+
+    def run(self, _outputs: Any, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        from .models.recurrent import run_bilstm
+
+        x = torch.from_numpy(feed["x"]).to(torch.bfloat16)
+        with torch.inference_mode():
+            h = run_bilstm(self.lstm, x, torch.from_numpy(feed["lengths"]).long())
+        return [h.float().numpy()]
 
 
 class _DropPreprocessingHint(logging.Filter):
@@ -150,14 +196,15 @@ def _fingerprint(lstm: nn.LSTM) -> tuple:
 
 
 def session_of(lstm: nn.LSTM) -> Any | None:
-    """The ONNX Runtime session attached to ``lstm``, or None (none attached, or its weights changed since:
-    then torch runs it, and the stale session is dropped)."""
+    """The session (ONNX Runtime, or a :class:`Bfloat16Session`) attached to ``lstm``, or None (none attached,
+    or its weights changed since: then torch runs it, and the stale session is dropped)."""
     attached = _SESSIONS.get(lstm)
     if attached is None:
         return None
     session, fingerprint = attached
     if fingerprint != _fingerprint(lstm):
-        log.info("an LSTM's weights changed after its ONNX Runtime session was built: torch runs it from now on")
+        log.info("an LSTM's weights changed after its session (%s) was built: torch runs it from now on",
+                 type(session).__name__)
         del _SESSIONS[lstm]
         return None
     return session
@@ -183,10 +230,7 @@ def use_onnx(tagger: nn.Module, threads: int | None = None, precision: str = "fl
         import onnxruntime as ort
     except ImportError as err:
         raise ImportError('ONNX Runtime is an optional extra: pip install "lexner[onnx]"') from err
-    lstms = bilstms(tagger)
-    if not lstms:
-        raise ValueError(f"{getattr(tagger, 'name', type(tagger).__name__)} has no BiLSTM encoder to run in "
-                         "ONNX Runtime")
+    lstms = _bilstms_of(tagger, "run in ONNX Runtime")
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads() if threads is None else threads
     options.inter_op_num_threads = 1
@@ -197,7 +241,7 @@ def use_onnx(tagger: nn.Module, threads: int | None = None, precision: str = "fl
 
 
 def onnx_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:
-    """The BiLSTM's output for the padded batch ``x`` of shape (B, T, input) from its ONNX Runtime session, or
+    """The BiLSTM's output for the padded batch ``x`` of shape (B, T, input) from its attached session, or
     None where torch must run it (no session or a stale one, training, not on the CPU, gradients wanted, an
     empty batch)."""
     if lstm.training or x.device.type != "cpu" or torch.is_grad_enabled() or x.numel() == 0:

@@ -30,12 +30,11 @@ def _worker_init(model_dir: str | None, extra_words: list[str], dictionary: list
     import torch
 
     from .api import load
-    from .onnx_encoder import runtime_argument
 
     global _WORKER_TAGGER
     torch.set_num_threads(1)  # one core per worker process
     _WORKER_TAGGER = load(model_dir, extra_words=extra_words, dictionary=dictionary,
-                          onnx=runtime_argument(runtime))  # the runtime the parent's tagger runs
+                          runtime=runtime)  # the runtime the parent's tagger runs
 
 
 def _worker_tag(lines: list[str], batch_size: int, fmt: str, labels: str | None) -> str:

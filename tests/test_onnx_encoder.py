@@ -168,10 +168,10 @@ def test_lexner_tag_runtime_option_reaches_load(tmp_path, corpus, monkeypatch):
 
     seen = []
     real = lexner.api.load
-    monkeypatch.setattr(lexner.api, "load", lambda *a, **k: seen.append(k["onnx"]) or real(*a, **k))
+    monkeypatch.setattr(lexner.api, "load", lambda *a, **k: seen.append(k["runtime"]) or real(*a, **k))
     directory = saved_model(tmp_path, corpus)
-    for option, expected in ((["--runtime", "onnx-int8"], "int8"), (["--runtime", "torch"], False),
-                             (["--onnx"], "float32"), ([], None)):
+    for option, expected in ((["--runtime", "onnx-int8"], "onnx-int8"), (["--runtime", "torch"], "torch"),
+                             (["--runtime", "torch-bf16"], "torch-bf16"), (["--onnx"], "onnx"), ([], None)):
         assert main(["tag", "-m", str(directory), *option, "张三在北京"]) == 0
         assert seen.pop() == expected
 

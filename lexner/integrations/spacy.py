@@ -105,9 +105,8 @@ class LexnerComponent:
 
     def _load(self, model: str | Path | None):
         import lexner
-        from lexner.onnx_encoder import runtime_argument
 
-        return lexner.load(model, device=self.device, onnx=runtime_argument(self.runtime))
+        return lexner.load(model, device=self.device, runtime=self.runtime)
 
     def from_disk(self, path: str | Path, exclude: Iterable[str] = ()) -> "LexnerComponent":
         self._tagger = self._load(Path(path) / MODEL_DIR)
