@@ -44,6 +44,9 @@ def machine_info() -> dict:
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
+        # runnable processes averaged over 1, 5 and 15 minutes when the result was written: how much other work
+        # shared the machine (on the 2-core VM, trainings beside a benchmark show as ~2 or more)
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
     try:
         import torch
