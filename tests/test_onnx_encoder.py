@@ -11,19 +11,12 @@ from lexner.lexicon import Lexicon  # noqa: E402
 from lexner.models.recurrent import run_bilstm  # noqa: E402
 from lexner.onnx_encoder import attach, session_of, use_onnx  # noqa: E402
 
-SMALL = {"char_dim": 8, "bigram_dim": 8, "hidden": 16}
-TEXTS = ["张三在北京大学工作。", "李四去了广州市", "Elon Musk 在 上海", "我", "国际奥委会主席罗格出席开幕式。" * 3]
+from small_bilstm import SMALL, TEXTS  # noqa: E402
+from small_bilstm import tagger_of as small_tagger  # noqa: E402
 
 
 def tagger_of(name, corpus):
-    torch.manual_seed(0)
-    extra = {"word_dim": 8} if name == "softlexicon" else {}
-    lexicon = Lexicon(["北京", "北京大学", "广州", "广州市", "上海"]) if name == "softlexicon" else None
-    tagger = build_tagger(name, corpus, {**SMALL, **extra}, lexicon=lexicon).eval()
-    with torch.no_grad():  # random transitions: entities get predicted
-        for p in tagger.crf.parameters():
-            p.normal_(0, 1)
-    return tagger
+    return small_tagger(name, corpus, random_crf=True)
 
 
 @pytest.mark.parametrize("name", ["bilstm_crf", "softlexicon"])

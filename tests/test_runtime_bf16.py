@@ -12,16 +12,7 @@ from lexner.export import export_model
 from lexner.lexicon import Lexicon
 from lexner.models.recurrent import run_bilstm
 from lexner.onnx_encoder import Bfloat16Session, attach, session_of, use_runtime
-
-SMALL = {"char_dim": 8, "bigram_dim": 8, "hidden": 16}
-TEXTS = ["张三在北京大学工作。", "李四去了广州市", "Elon Musk 在 上海", "我", "国际奥委会主席罗格出席开幕式。" * 3]
-
-
-def tagger_of(name, corpus):
-    torch.manual_seed(0)
-    extra = {"word_dim": 8} if name == "softlexicon" else {}
-    lexicon = Lexicon(["北京", "北京大学", "广州", "广州市", "上海"]) if name == "softlexicon" else None
-    return build_tagger(name, corpus, {**SMALL, **extra}, lexicon=lexicon).eval()
+from small_bilstm import TEXTS, tagger_of
 
 
 @pytest.mark.parametrize("name", ["bilstm_crf", "softlexicon"])
