@@ -23,8 +23,14 @@ def _resolve_device(name: str) -> str:
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CommandError(f"--device {name}: not a device (auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise CommandError("--device cuda was asked for, but torch sees no CUDA device")
+    if device.type not in ("cpu", "cuda"):
+        raise CommandError(f"--device {name}: lexner runs on cpu or cuda")
     return name
 
 

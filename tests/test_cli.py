@@ -461,3 +461,12 @@ def test_recorded_command_lines_hold_no_machine_paths(tmp_path, monkeypatch):
     assert command_line(argv) == "lexner train --out runs/a --train /srv/x.txt"  # outside the folder: as given
     assert command_line(["/usr/lib/python3/site-packages/lexner/__main__.py", "tag"]) == "lexner tag"
     assert command_line(["python", "benchmarks/peers.py", "--out", str(tmp_path)]) == "python benchmarks/peers.py --out ."
+
+
+@pytest.mark.parametrize("device", ["bogus", "mps", "cuda:x"])
+def test_a_bad_device_is_a_clean_error(device, capsys):
+    from lexner.cli import main
+
+    assert main(["tag", "--device", device, "张三在北京"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"lexner: error: --device {device}") and "Traceback" not in err

@@ -118,3 +118,11 @@ def test_added_word_enters_softlexicon_sets():
         after = tagger.emissions(batch)
     assert batch.word_mask.sum().item() == plain.word_mask.sum().item() + 2  # 工作 was matched before
     assert not torch.allclose(before, after)
+
+
+def test_add_words_refuses_a_str_and_non_str_words():
+    tagger = build_tagger("softlexicon", toy_corpus(), {}, lexicon=Lexicon(TOY_WORDS))
+    with pytest.raises(TypeError, match="not one str"):
+        tagger.add_words("新冠肺炎")  # would have added nothing (its characters are shorter than min_length)
+    with pytest.raises(TypeError, match="got int"):
+        tagger.add_words(["新冠", 1])

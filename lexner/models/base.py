@@ -321,8 +321,12 @@ class Tagger(nn.Module):
         lexicon = self.featurizer.lexicon
         if lexicon is None:
             raise ValueError(f"{self.name} does not use a lexicon; added words would have no effect")
+        if isinstance(words, str):
+            raise TypeError("add_words() expects a list of words, not one str (it would add its characters)")
         words = list(words)
         for word in words:
+            if not isinstance(word, str):
+                raise TypeError(f"add_words() expects words as str, got {type(word).__name__}")
             try:
                 word.encode("utf-8")
             except UnicodeEncodeError:
