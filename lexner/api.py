@@ -147,7 +147,8 @@ def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, de
     if isinstance(path, (list, tuple)):  # an ensemble (lexner.models.ensemble)
         from .models.ensemble import Ensemble
 
-        tagger = Ensemble([load(p, device=device, extra_words=extra_words, onnx=onnx, runtime=runtime) for p in path])
+        tagger = Ensemble([load(p, device=device, extra_words=extra_words, onnx=onnx, runtime=runtime)
+                           for p in path])
         if dictionary is not None:
             tagger.add_dictionary(dictionary)
         return tagger
