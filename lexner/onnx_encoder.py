@@ -19,8 +19,8 @@ and since the activations' scale is taken per call, a sentence's result can depe
 its batch; ``benchmarks/onnx_encoder.py`` measures speed and F1 of the runtimes side by side.
 
 ``runtime="torch-bf16"`` runs a bfloat16 copy of each LSTM in torch (inputs rounded to bfloat16, outputs back
-in float32; the rest of the model stays float32): no extra dependency and outputs close to float32's (a
-hidden state off by ~1e-2 at most).  A sentence's hidden states can differ by rounding between a batch and a
+in float32; the rest of the model stays float32): no extra dependency and outputs close to float32's
+(``tests/test_runtime_bf16.py`` bounds the difference).  A sentence's hidden states can differ by rounding between a batch and a
 call of its own (the kernels block differently), rarely enough to change an entity.  It pays on CPUs with
 native bfloat16 arithmetic (AVX512-BF16, AMX); elsewhere torch emulates it and it may be slower than float32.
 
