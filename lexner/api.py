@@ -114,6 +114,30 @@ def build_tagger(
     return tagger
 
 
+def load_for_training(directory: str | os.PathLike, label_sets: Mapping[str | None, Iterable[str]],
+                      device: str = "cpu") -> Tagger:
+    """The trained model saved in ``directory``, to train further on corpora of ``label_sets`` (``{head name:
+    entity types}``, None the default head): its vocabularies, lexicon, settings and weights stay; a head it
+    has must already know the types it is given, and a name it lacks gets a new, untrained head with those types.
+    A ValueError says which head lacks which types."""
+    tagger = Tagger.load(directory, device)
+    featurizer = tagger.featurizer
+    for name, types in label_sets.items():
+        types = sorted(set(types))
+        head = featurizer.default_labels if name is None else name
+        if head not in featurizer.label_sets:
+            tagger.add_head(head, types)
+            log.info("%s: a new head %r for types %s", directory, head, ", ".join(types))
+            continue
+        known = featurizer.label_sets[head].entity_types
+        if missing := [t for t in types if t not in known]:
+            raise ValueError(f"{directory}: its head {head!r} has the types {', '.join(known)}, not "
+                             f"{', '.join(missing)}; train a corpus of other types under a new name (--task "
+                             "NAME:TRAIN), which gets a head of its own")
+    tagger.source = None  # changed in memory from here on
+    return tagger
+
+
 def _learnable_words(lexicon: Lexicon, with_vectors: Sequence[str], texts: Sequence[str]) -> Lexicon:
     """The words of a plain word list that have a pretrained vector or occur in the training ``texts``: any
     other word would only ever be represented by its random initial vector, noise wherever it matched."""

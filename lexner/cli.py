@@ -38,7 +38,8 @@ def _load_tasks(args) -> list:
     """The corpora to train on: one per ``--dataset`` (named by it; ``NAME:HEAD`` — its types mapped by
     ``TYPE_MAPS`` — trains the head of dataset HEAD, as task ``NAME-HEAD``) and per ``--task
     NAME:TRAIN[:DEV[:TEST]]``, or the one of ``--train``/``--dev``/``--test``.  Several make a multi-task model
-    (one head per label set, the first the default); one trains a one-head model (``Task.name`` None)."""
+    (one head per label set, the first the default); one trains a one-head model (``Task.name`` None), except
+    with ``--init-from``, where the task's name chooses the saved model's head (``--train``: the default one)."""
     from .data import DATASETS, TRAIN_DEV_SEED, TYPE_MAPS, carve, load_dataset, map_types, read_file
     from .features import LABEL_SET_NAME
     from .train import Task
@@ -95,11 +96,12 @@ def _load_tasks(args) -> list:
     names = [t.name for t in tasks]
     if len(set(names)) != len(names) or not all(LABEL_SET_NAME.fullmatch(n) for n in names):
         raise CommandError(f"task names must be distinct and made of letters, digits, _ or -: {names}")
-    if len(tasks) == 1:
+    if len(tasks) == 1 and args.init_from is None:  # a new one-head model; a saved model's heads go by name
         tasks[0].name = tasks[0].head = None
     return tasks
 
 
+DEFAULT_TAGGER = "bilstm_crf"  # what lexner train builds without --model or --init-from
 NO_CARVING = ("--dev-blocks: no dev split is carved here (every corpus has a dev file, or is a named dataset with "
               "its own)")
 
@@ -117,7 +119,7 @@ def _train_config(**settings):
 def cmd_train(args) -> int:
     import torch
 
-    from .api import build_tagger, default_embeddings
+    from .api import build_tagger, default_embeddings, load_for_training
     from .data import entity_types, report_unseen_labels
     from . import distributed
     from .export import command_line
@@ -136,9 +138,13 @@ def cmd_train(args) -> int:
     from .models import model_class
     from .models.base import checked_config, parse_config_values
 
+    if args.init_from is not None and (args.set or args.lexicon):
+        raise CommandError("--init-from: the settings and the lexicon are the saved model's; leave out --set and "
+                           "--lexicon")
+    model_name = args.model or DEFAULT_TAGGER
     try:
-        model_config = parse_config_values(model_class(args.model), dict(_key_value(kv, "--set") for kv in args.set))
-        checked_config(model_class(args.model), model_config)  # ranges and the model's own rules (hidden even)
+        model_config = parse_config_values(model_class(model_name), dict(_key_value(kv, "--set") for kv in args.set))
+        checked_config(model_class(model_name), model_config)  # ranges and the model's own rules (hidden even)
     except ValueError as err:
         raise CommandError(f"--set: {err}") from None  # before any data is read
     try:
@@ -170,10 +176,18 @@ def cmd_train(args) -> int:
             types.setdefault(t.labels, set()).update(entity_types(t.train))
         label_sets = {name: sorted(found) for name, found in types.items()}
     try:
-        tagger = build_tagger(args.model, [s for t in tasks for s in t.train], model_config, embeddings,
-                              seed=args.seed, lexicon=args.lexicon, bigram_min_count=args.bigram_min_count,
-                              label_sets=label_sets, pretrained_bigrams=args.pretrained_bigrams)
-    except ValueError as err:  # e.g. a setting out of range, hidden odd
+        if args.init_from is not None:  # every head a task trains: its name (None: the default) and types
+            heads: dict[str | None, set[str]] = {}
+            for t in tasks:
+                heads.setdefault(t.labels, set()).update(entity_types(t.train))
+            tagger = load_for_training(args.init_from, heads)
+            if args.model is not None and args.model != tagger.name:
+                raise CommandError(f"--model {args.model}: {args.init_from} holds a {tagger.name} model")
+        else:
+            tagger = build_tagger(model_name, [s for t in tasks for s in t.train], model_config, embeddings,
+                                  seed=args.seed, lexicon=args.lexicon, bigram_min_count=args.bigram_min_count,
+                                  label_sets=label_sets, pretrained_bigrams=args.pretrained_bigrams)
+    except (ValueError, FileNotFoundError) as err:  # e.g. hidden odd, a head without a type, not a model
         raise CommandError(str(err)) from None
     try:
         trainer = Trainer(tagger, config, args.out, progress=not args.no_progress, replace=args.force)
@@ -183,10 +197,14 @@ def cmd_train(args) -> int:
     if args.resume and not resumed:
         log.info("no checkpoint in %s; starting from scratch", args.out)
     train_data = "+".join(t.name for t in tasks) if len(tasks) > 1 else (args.dataset or [str(args.train)])[0]
-    card = {"train_data": train_data, "command": command_line(sys.argv),
-            "embeddings": {k: str(v) if v else None for k, v in embeddings.items()},
-            "lexicon": (" + ".join(map(str, args.lexicon or [embeddings.get("words")])) if tagger.reads.words
-                        else None)}
+    if args.init_from is not None:  # what built the model is what built the one it continues
+        source = tagger.metadata.get("card") or {}
+        card = {"init_from": str(args.init_from), **{k: source.get(k) for k in ("embeddings", "lexicon")}}
+    else:
+        card = {"embeddings": {k: str(v) if v else None for k, v in embeddings.items()},
+                "lexicon": (" + ".join(map(str, args.lexicon or [embeddings.get("words")])) if tagger.reads.words
+                            else None)}
+    card = {"train_data": train_data, "command": command_line(sys.argv), **card}
     teachers, unlabelled = _teachers_and_unlabelled(args, specs)
     if teachers:
         card["teachers"] = [str(t) for t in args.teacher]
@@ -479,7 +497,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     def train_args(t: argparse.ArgumentParser) -> None:
         """The options of train and distill."""
-        t.add_argument("--model", default="bilstm_crf", choices=sorted(MODELS), help="the tagger to train")
+        t.add_argument("--model", choices=sorted(MODELS), help=f"the tagger to train (default: {DEFAULT_TAGGER})")
+        t.add_argument("--init-from", type=Path, metavar="DIR",
+                       help="train further a saved model (fine-tuning, e.g. lexner/default_model on your own data): "
+                            "its tagger, settings, vocabularies and lexicon are kept (--set, --lexicon and the "
+                            "vector and vocabulary options are not used); a task trains the head of its name, and "
+                            "one the model lacks gets a new head (a --train corpus: the default head, whose types "
+                            "it must have)")
         t.add_argument("--dataset", choices=sorted(DATASETS) + [f"{a}:{b}" for a, b in TYPE_MAPS], action="append",
                        help="a named dataset under the data root; repeat it for a multi-task model with one head per "
                             "dataset, the first being the default (e.g. --dataset msra --dataset weibo); NAME:HEAD "

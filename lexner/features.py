@@ -252,6 +252,12 @@ class Featurizer:
         except KeyError:
             raise ValueError(f"no label set {labels!r}; this model has {', '.join(self.label_sets)}") from None
 
+    def add_label_set(self, name: str, types: Sequence[str]) -> None:
+        """A new label set ``name`` with ``types`` after the others (the default one stays the default)."""
+        if name in self.label_sets:
+            raise ValueError(f"label set {name!r} exists already")
+        self._set_types({**{n: ls.entity_types for n, ls in self.label_sets.items()}, name: list(types)})
+
     def rename_types(self, names: dict[str, str]) -> None:
         """Rename entity types (``{"NR": "PER"}``) in every label set that has them; tag ids keep their
         positions, so a trained model's weights still fit.  Types not in ``names`` keep their name."""

@@ -268,6 +268,13 @@ class Tagger(nn.Module):
         head = self.heads[name]
         return head.output, head.crf
 
+    def add_head(self, name: str, types: Sequence[str]) -> None:
+        """A new, untrained head (output layer and CRF) for label set ``name`` with entity types ``types``:
+        how a trained model learns a corpus of other types (``lexner train --init-from``)."""
+        self.featurizer.add_label_set(name, types)
+        width = self.output.in_features
+        self.heads[name] = Head(width, self.featurizer.label_set(name).tags).to(self.device)
+
     def emissions(self, batch: Batch) -> torch.Tensor:
         """Tag scores of shape (B, T, number of tags) of the head of ``batch.labels``."""
         return self.head(batch.labels)[0](self.features(batch))
