@@ -151,6 +151,24 @@ def _learnable_words(lexicon: Lexicon, with_vectors: Sequence[str], texts: Seque
     return lexicon
 
 
+def resolve_device(name: str) -> str:
+    """``name`` checked: "auto" (CUDA when torch sees a device, else the CPU), "cpu", "cuda" or "cuda:N"; a
+    ValueError says what is wrong (not a device; CUDA asked for where torch sees none)."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {name}: not a device (auto, cpu, cuda or cuda:N)") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {name}: lexner runs on cpu or cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name} was asked for, but torch sees no CUDA device")
+    return str(name)
+
+
 def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, device: str = "cpu",
          extra_words: Iterable[str] = (),
          dictionary: Mapping[str, str] | Iterable[tuple[str, str]] | Dictionary | None = None,
@@ -158,6 +176,7 @@ def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, de
     """Load a saved tagger: ``ner = lexner.load("runs/weibo/model"); ner.tag("...")``.  Without ``path``, the
     bundled default model (:data:`DEFAULT_MODEL`, trained on MSRA, Weibo and CLUENER; default head PER, LOC, ORG).
 
+    ``device``: "cpu", "cuda", "cuda:N" or "auto" (CUDA when there is one).
     ``extra_words``: domain words added to a lattice tagger's lexicon (see :meth:`Tagger.add_words`).
     ``dictionary``: ``{word: type}`` forced into every decoded path (see :meth:`Tagger.add_dictionary`).
     ``runtime``: how a BiLSTM encoder runs in CPU inference (:mod:`lexner.onnx_encoder`): "torch",
@@ -177,7 +196,7 @@ def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, de
             tagger.add_dictionary(dictionary)
         return tagger
     directory = DEFAULT_MODEL if path is None else path
-    tagger = Tagger.load(directory, device=device)
+    tagger = Tagger.load(directory, device=resolve_device(device))
     extra_words = list(extra_words)
     if extra_words:
         added = tagger.add_words(extra_words)

@@ -19,19 +19,12 @@ class CommandError(Exception):
 
 
 def _resolve_device(name: str) -> str:
-    import torch
+    from .api import resolve_device
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise CommandError(f"--device {name}: not a device (auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CommandError("--device cuda was asked for, but torch sees no CUDA device")
-    if device.type not in ("cpu", "cuda"):
-        raise CommandError(f"--device {name}: lexner runs on cpu or cuda")
-    return name
+        return resolve_device(name)
+    except ValueError as err:
+        raise CommandError(f"--{err}") from None
 
 
 def _load_tasks(args) -> list:

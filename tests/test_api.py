@@ -96,6 +96,22 @@ def test_load_on_device_and_eval_mode(saved):
     assert not tagger.training and tagger.device.type == "cpu"
 
 
+def test_load_on_auto_picks_cuda_only_where_torch_sees_it(saved):
+    assert lexner.load(saved, device="auto").device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.parametrize("device, message", [
+    ("bogus", "device bogus: not a device (auto, cpu, cuda or cuda:N)"),
+    ("meta", "device meta: lexner runs on cpu or cuda"),
+    pytest.param("cuda", "device cuda was asked for, but torch sees no CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without CUDA")),
+])
+def test_load_on_a_device_it_cannot_use_is_a_clear_error(saved, device, message):
+    with pytest.raises(ValueError) as err:
+        lexner.load(saved, device=device)
+    assert str(err.value) == message
+
+
 def test_bigram_min_count_drops_rare_train_bigrams_even_when_pretrained(corpus, tmp_path):
     (tmp_path / "b.vec").write_text("2 4\n外外 2 2 2 2\n北京 1 1 1 1\n", encoding="utf-8")
     vectors = {"bigrams": tmp_path / "b.vec"}
