@@ -586,7 +586,11 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="copy a saved model, optionally compact (float16 weights)")
     x.add_argument("model_dir", type=Path)
     x.add_argument("out_dir", type=Path)
-    x.add_argument("--half", action="store_true", help="store weights as float16 (about half the size)")
+    precision = x.add_mutually_exclusive_group()
+    precision.add_argument("--half", action="store_const", const=True, default=None,
+                           help="store weights as float16 (about half the size; default: as model_dir stores them)")
+    precision.add_argument("--float32", dest="half", action="store_const", const=False,
+                           help="store weights as float32")
     x.add_argument("--force", action="store_true",
                    help="replace OUT_DIR if it holds a lexner model (a directory with anything else is never replaced)")
     x.add_argument("--rename", action="append", default=[], metavar="OLD=NEW",

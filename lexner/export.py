@@ -104,11 +104,12 @@ def export_target(out_dir: Path, force: bool) -> Path:
     return target
 
 
-def export_model(tagger: Tagger, out_dir: str | Path, half: bool = False, renames: dict[str, str] | None = None,
+def export_model(tagger: Tagger, out_dir: str | Path, half: bool | None = None, renames: dict[str, str] | None = None,
                  force: bool = False, runtime: str | None = None, piece_length: int | None = None) -> Path:
     """Write ``tagger`` into ``out_dir`` (see :func:`export_target` for where that is allowed) with its model
     card made portable (:func:`portable_card`), its types renamed by ``renames`` in every head
-    (``{"NR": "PER"}``), with ``half``, float16 weights and, with ``runtime`` (one of ``lexner.onnx_encoder.RUNTIMES``),
+    (``{"NR": "PER"}``), its weights in float16 with ``half`` (None: as the model it was loaded from stores them,
+    float32 for one built in memory) and, with ``runtime`` (one of ``lexner.onnx_encoder.RUNTIMES``),
     how :func:`lexner.load` runs its BiLSTM by default (:mod:`lexner.onnx_encoder`; None: as the source model
     says) and, with ``piece_length``, the length of the pieces it tags long texts in (:meth:`Tagger.set_piece_length`).
     Returns the directory written."""
@@ -133,5 +134,5 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool = False, rename
     elif runtime is not None:
         extra["runtime"] = runtime
     with atomic_directory(target) as tmp:
-        tagger.save(tmp, extra=extra, half=half)
+        tagger.save(tmp, extra=extra, half=tagger.stored_half if half is None else half)
     return target

@@ -171,6 +171,25 @@ def test_export_half_is_smaller_and_tags_alike(trained, capsys):
     assert half.metadata["card"] == portable_card(full.metadata["card"], {})  # machine paths dropped
 
 
+def test_export_keeps_the_stored_precision_unless_told(trained):
+    from safetensors import safe_open
+
+    def dtypes(name):
+        with safe_open(str(trained / name / "model.safetensors"), "pt") as f:
+            return {str(f.get_slice(k).get_dtype()) for k in f.keys()}
+
+    source = trained / "run" / "model"
+    assert main(["export", str(source), str(trained / "half"), "--half"]) == 0
+    assert main(["export", str(trained / "half"), str(trained / "again")]) == 0  # a float16 model stays float16
+    assert main(["export", str(trained / "half"), str(trained / "full"), "--float32"]) == 0
+    assert main(["export", str(source), str(trained / "copy")]) == 0
+    assert "F16" in dtypes("again") and "F32" not in dtypes("again")
+    assert "F32" in dtypes("full") and "F16" not in dtypes("full")
+    assert "F32" in dtypes("copy") and "F16" not in dtypes("copy")
+    with pytest.raises(SystemExit):
+        main(["export", str(source), str(trained / "both"), "--half", "--float32"])
+
+
 def test_training_sets_the_piece_length_from_the_training_sentences_and_export_can_change_it(trained, corpus,
                                                                                            capsys):
     from lexner.tagging import piece_length

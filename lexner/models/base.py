@@ -235,6 +235,7 @@ class Tagger(nn.Module):
         self.metadata: dict[str, Any] = {}  # what config.json said beside the config (set by load)
         self.dictionary: Dictionary | None = None  # typed words forced into the decoded paths (add_dictionary)
         self.source: Path | None = None  # the model directory it was loaded from (None: built in memory)
+        self.stored_half = False  # whether that directory stores float16 weights (export keeps it so)
         self.runtime = "torch"  # how lexner.load set its BiLSTM to run (lexner.onnx_encoder.RUNTIMES)
         self.embed: Embedder | None = None  # its embedding tables, if it reads characters or words
         if self.reads.words and featurizer.lexicon is None:
@@ -529,4 +530,5 @@ class Tagger(nn.Module):
             raise ModelFormatError(f"{config_file}: 'piece_length': {err}") from None
         model.metadata = {k: v for k, v in meta.items() if k not in ("config", "piece_length")}
         model.source = directory  # where it was loaded from (worker processes load it again from there)
+        model.stored_half = any(v.dtype == torch.float16 for v in state.values())
         return model.to(device).eval()
