@@ -26,7 +26,9 @@ mark.entity .label { font-size: 0.65em; font-weight: bold; margin-left: 0.4em; c
 HTML_TAIL = "</body></html>\n"
 # Characters str.splitlines breaks at that json.dumps leaves raw (it escapes those below U+0020 itself).
 _LINE_SEPARATORS = str.maketrans({c: f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"})
-_ESCAPE = str.maketrans({c: "\\" + c for c in "\\[]|"})
+# text format: the marks' characters after a backslash; every line break str.splitlines knows as an escape
+_ESCAPE = str.maketrans({**{c: "\\" + c for c in "\\[]|"}, "\n": "\\n", "\r": "\\r",
+                         **{c: f"\\u{ord(c):04x}" for c in "\v\f\x1c\x1d\x1e\x85\u2028\u2029"}})
 
 
 def _escape(text: str) -> str:
@@ -53,7 +55,8 @@ def render(text: str, entities: Sequence[Entity], fmt: str = "jsonl") -> str:
       characters are left out (as in CoNLL-style Chinese NER files), so the lines hold the other characters;
     * ``text`` — the text with each entity marked inline as ``[entity text|LABEL]``; a ``[``, ``|``, ``]`` or
       backslash of the text itself is written with a backslash before it (``\\[``), so marks are never
-      ambiguous;
+      ambiguous, and its line breaks as ``\\n``, ``\\r`` or ``\\uXXXX`` (U+000B, U+000C, U+001C–U+001E, U+0085,
+      U+2028, U+2029), so that every text is one line;
     * ``html`` — one ``<div class="text">`` with each entity as ``<mark class="entity" data-label="LABEL">``
       (coloured by type, the label shown after it); a page is :data:`HTML_HEAD`, the texts' blocks, then
       :data:`HTML_TAIL` (see :func:`render_html`).

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from lexner.entity import Entity
 from lexner.output import render
@@ -35,3 +36,35 @@ def test_text_format_escapes_brackets_and_bars_of_the_text():
     text = "[注]张三|李四\\"
     entities = [Entity(3, 5, "PER", "张三")]
     assert render(text, entities, "text") == "\\[注\\][张三|PER]\\|李四\\\\\n"
+
+
+def unescape_text_format(line: str) -> str:
+    """The text of a ``text``-format line, its marks removed and its escapes undone (what a reader does)."""
+    out, k = [], 0
+    while k < len(line):
+        c = line[k]
+        if c == "\\":
+            code = line[k + 1]
+            if code == "u":
+                out.append(chr(int(line[k + 2 : k + 6], 16)))
+                k += 6
+                continue
+            out.append({"n": "\n", "r": "\r"}.get(code, code))
+            k += 2
+        elif c == "[":
+            end = line.index("|", k)
+            out.append(line[k + 1 : end])  # entity texts hold no mark characters here
+            k = line.index("]", end) + 1
+        else:
+            out.append(c)
+            k += 1
+    return "".join(out)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="张三\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029\\[]|u n", max_size=30))
+def test_text_format_is_one_line_per_text_and_reads_back_to_the_text(text):
+    entities = [Entity(k, k + 2, "PER", "张三") for k in range(len(text) - 1) if text[k : k + 2] == "张三"]
+    line = render(text, entities, "text")
+    assert line.endswith("\n") and len(line.splitlines()) == 1
+    assert unescape_text_format(line[:-1]) == text
