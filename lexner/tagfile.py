@@ -26,7 +26,7 @@ _WORKER_TAGGER = None
 
 
 def _worker_init(model_dir: str | None, extra_words: list[str], dictionary: list[tuple[str, str]] | None,
-                 runtime: str) -> None:
+                 runtime: str, piece_length: int) -> None:
     import torch
 
     from .api import load
@@ -35,6 +35,7 @@ def _worker_init(model_dir: str | None, extra_words: list[str], dictionary: list
     torch.set_num_threads(1)  # one core per worker process
     _WORKER_TAGGER = load(model_dir, extra_words=extra_words, dictionary=dictionary,
                           runtime=runtime)  # the runtime the parent's tagger runs
+    _WORKER_TAGGER.set_piece_length(piece_length)  # and its pieces, even if set in memory
 
 
 def _worker_tag(lines: list[str], batch_size: int, fmt: str, labels: str | None) -> str:
@@ -81,7 +82,8 @@ def tag_file(tagger, source: str | os.PathLike, target: str | os.PathLike | IO[s
     (see ``lexner.output.render``).
 
     ``workers`` > 1 (0: one per core) tags in that many processes, each loading the model again from the
-    directory ``tagger`` was loaded from (with ``extra_words`` added and its dictionary), so ``tagger`` must
+    directory ``tagger`` was loaded from (with ``extra_words`` added, its dictionary, runtime and piece length; other
+    changes made in memory, such as words added with ``add_words``, are not seen there), so ``tagger`` must
     have been loaded from disk; on CUDA one process feeds the GPU.  A target that is the source file is refused
     (``ValueError``) before anything is written."""
     workers = workers if workers > 0 else (os.cpu_count() or 1)
@@ -140,7 +142,7 @@ def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers:
             dictionary = tagger.dictionary.items() if tagger.dictionary else None
             with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_worker_init,
                                      initargs=(str(tagger.source), extra_words, dictionary,
-                                               getattr(tagger, "runtime", "torch"))) as pool:
+                                               getattr(tagger, "runtime", "torch"), tagger.max_length)) as pool:
                 pending: deque = deque()
 
                 def write_oldest() -> None:
