@@ -198,7 +198,7 @@ def test_workers_load_the_model_with_the_parents_runtime(tmp_path, corpus):
     for onnx, runtime in ((False, "torch"), (True, "onnx"), ("int8", "onnx-int8")):
         parent = lexner.load(directory, onnx=onnx)
         assert parent.runtime == runtime
-        tagfile._worker_init(str(directory), [], None, parent.runtime)
+        tagfile._worker_init(str(directory), [], None, parent.runtime, parent.max_length)
         assert tagfile._WORKER_TAGGER.runtime == runtime
 
 
