@@ -133,7 +133,8 @@ def load_for_training(directory: str | os.PathLike, label_sets: Mapping[str | No
         if missing := [t for t in types if t not in known]:
             raise ValueError(f"{directory}: its head {head!r} has the types {', '.join(known)}, not "
                              f"{', '.join(missing)}; train a corpus of other types under a new name (--task "
-                             "NAME:TRAIN), which gets a head of its own")
+                             "NAME:TRAIN), which gets a head of its own, or give the model the corpus's names for "
+                             "the same types first (lexner export --rename OLD=NEW)")
     tagger.source = None  # changed in memory from here on
     return tagger
 
