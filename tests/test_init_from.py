@@ -88,3 +88,15 @@ def test_cli_refuses_a_corpus_of_other_types_for_the_default_head(saved, corpus,
                  str(tmp_path / "run")]) == 2
     assert "head 'default' has the types LOC, PER, not city, name" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # refused before anything is written
+
+
+def test_distill_can_start_from_a_saved_model_taught_by_it(saved, corpus, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LEXNER_DATA", str(tmp_path / "no-data"))
+    write_jsonl(corpus[:15], tmp_path / "train.jsonl")
+    write_jsonl(corpus[15:], tmp_path / "dev.jsonl")
+    out = tmp_path / "student"
+    assert main(["distill", "--init-from", str(saved), "--teacher", str(saved), "--train",
+                 str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "dev.jsonl"), "--out", str(out),
+                 "--epochs", "1", "--batch-size", "4", "--no-progress", "--device", "cpu"]) == 0
+    card = lexner.load(out / "model").metadata["card"]
+    assert card["init_from"] == str(saved) and card["teachers"] == [str(saved)]
