@@ -24,11 +24,12 @@ mark.entity .label { font-size: 0.65em; font-weight: bold; margin-left: 0.4em; c
 </style></head><body>
 """
 HTML_TAIL = "</body></html>\n"
-# Characters str.splitlines breaks at that json.dumps leaves raw (it escapes those below U+0020 itself).
-_LINE_SEPARATORS = str.maketrans({c: f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"})
-# text format: the marks' characters after a backslash; every line break str.splitlines knows as an escape
-_ESCAPE = str.maketrans({**{c: "\\" + c for c in "\\[]|"}, "\n": "\\n", "\r": "\\r",
-                         **{c: f"\\u{ord(c):04x}" for c in "\v\f\x1c\x1d\x1e\x85\u2028\u2029"}})
+_LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"  # every character str.splitlines breaks at
+_UNICODE_ESCAPES = {c: f"\\u{ord(c):04x}" for c in _LINE_BREAKS}
+# jsonl: the line breaks json.dumps leaves raw (it escapes those below U+0020 itself)
+_LINE_SEPARATORS = str.maketrans({c: e for c, e in _UNICODE_ESCAPES.items() if c >= " "})
+# text format: the marks' characters after a backslash, every line break as an escape (\n and \r as such)
+_ESCAPE = str.maketrans({**_UNICODE_ESCAPES, "\n": "\\n", "\r": "\\r", **{c: "\\" + c for c in "\\[]|"}})
 
 
 def _escape(text: str) -> str:
