@@ -58,6 +58,14 @@ class Lexicon:
         self._automaton: ahocorasick.Automaton | None = None
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles (``copy.deepcopy`` of a tagger, multiprocessing) leave out the lock and the matcher,
+        which is built again on first use."""
+        return {**self.__dict__, "_automaton": None, "_lock": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
     # construction -------------------------------------------------------------------------------------
     @classmethod
     def from_wordlist(cls, path: str | os.PathLike, min_length: int = 2) -> "Lexicon":

@@ -316,3 +316,21 @@ def test_from_paths_is_the_union_of_several_files_without_vectors(tmp_path):
     assert Lexicon.from_paths([tmp_path / "a.vec"]).vectors is not None
     both = Lexicon.from_paths([tmp_path / "a.vec", tmp_path / "b.txt"])
     assert both.words == ["北京", "上海", "南京市"] and both.vectors is None
+
+
+def test_a_lexicon_copies_and_pickles_with_its_matches(corpus):
+    """The lock that guards building the matcher is left out of copies and pickles (it cannot be copied), and
+    the matcher is built again; a tagger with a lexicon therefore copies too."""
+    import copy
+    import pickle
+
+    from lexner.api import build_tagger
+
+    lexicon = Lexicon(["北京", "北京大学", "大学"])
+    expected = lexicon.match("他在北京大学")  # the matcher is built
+    for clone in (copy.deepcopy(lexicon), pickle.loads(pickle.dumps(lexicon))):
+        assert clone.match("他在北京大学") == expected and clone._lock is not lexicon._lock
+    tagger = build_tagger("softlexicon", corpus, {"char_dim": 8, "bigram_dim": 8, "word_dim": 8, "hidden": 8},
+                          lexicon=Lexicon(["北京", "上海"])).eval()
+    text = "张三在北京和上海工作"
+    assert copy.deepcopy(tagger).tag(text) == tagger.tag(text)
