@@ -24,6 +24,7 @@ class ConstrainedCRF(CRF):
         self.register_buffer("allowed_start", start, persistent=False)
         self.register_buffer("allowed_transitions", trans, persistent=False)
         self.register_buffer("allowed_end", end, persistent=False)
+        self._allowed_numpy: tuple[np.ndarray, ...] | None = None  # the three masks as arrays, on first CPU search
 
     def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean negative log-likelihood per sentence.  Every sentence must have ``mask[:, 0]`` true.
@@ -81,7 +82,6 @@ class ConstrainedCRF(CRF):
             mask = torch.ones(emissions.shape[:2], dtype=torch.bool, device=emissions.device)
         return self.viterbi(emissions, mask.bool())
 
-    @torch.no_grad()
     def viterbi(self, emissions: torch.Tensor, mask: torch.Tensor,
                 allowed: torch.Tensor | None = None) -> list[list[int]]:
         """Best legal tag sequence of each sentence (lists of lengths ``mask.sum(1)``).
@@ -99,15 +99,36 @@ class ConstrainedCRF(CRF):
         GPUs (so the same paths, ties included), without torch's per-operation overhead, which dominated tagging
         one sentence at a time (``tests/test_crf.py`` checks they agree).
         """
-        emissions = emissions.float()
-        search = _search_numpy if emissions.device.type == "cpu" else _search_torch
-        neg = torch.tensor(float("-inf"), device=emissions.device)
-        start = torch.where(self.allowed_start, self.start_transitions, neg)  # shape: (K,)
-        trans = torch.where(self.allowed_transitions, self.transitions, neg)  # shape: (K, K)
-        end = torch.where(self.allowed_end, self.end_transitions, neg)  # shape: (K,)
-        if allowed is not None:
-            emissions = torch.where(allowed, emissions, neg)
-        return search(emissions, mask, start, trans, end)
+        emissions = emissions.detach().float()
+        if emissions.device.type == "cpu":
+            em = emissions.numpy()
+            if allowed is not None:
+                em = np.where(allowed.numpy(), em, np.float32(-np.inf))
+            return _search_numpy(em, mask.numpy(), *self._constrained_numpy())
+        with torch.no_grad():
+            neg = torch.tensor(float("-inf"), device=emissions.device)
+            if allowed is not None:
+                emissions = torch.where(allowed, emissions, neg)
+            return _search_torch(emissions, mask, *self.constrained_scores())
+
+    def constrained_scores(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The start (K,), transition (K, K) and end (K,) scores with ``-inf`` where the tag scheme forbids."""
+        with torch.no_grad():
+            neg = torch.tensor(float("-inf"), device=self.transitions.device)
+            return (torch.where(self.allowed_start, self.start_transitions, neg),
+                    torch.where(self.allowed_transitions, self.transitions, neg),
+                    torch.where(self.allowed_end, self.end_transitions, neg))
+
+    def _constrained_numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`constrained_scores` in numpy (CPU parameters): three ``np.where`` calls, cheaper than torch's.
+        Made anew for every search: scores kept from one call to the next would have to notice every change of
+        the parameters, and fused optimiser steps leave no trace in a tensor's version counter."""
+        if self._allowed_numpy is None:  # the scheme's masks never change
+            self._allowed_numpy = tuple(m.numpy() for m in (self.allowed_start, self.allowed_transitions,
+                                                            self.allowed_end))
+        scores = (self.start_transitions, self.transitions, self.end_transitions)
+        return tuple(np.where(allowed, score.detach().float().numpy(), np.float32(-np.inf))
+                     for allowed, score in zip(self._allowed_numpy, scores))
 
 
 TIE = 2e-6  # scores closer to the best than this fraction of a bound on their size tie with it
@@ -158,35 +179,38 @@ def _search_torch(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tens
     return [row[:n].tolist() for row, n in zip(path.cpu(), lengths.cpu().tolist())]
 
 
-def _search_numpy(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, trans: torch.Tensor,
-                  end: torch.Tensor) -> list[list[int]]:
-    """:func:`_search_torch` in numpy: the same float32 sums in the same order, so the same paths.  The loop over
-    positions only adds and takes maxima; which previous tag each choice came from (the lowest index within the
-    tolerance) is found for all positions at once afterwards, and one sentence is traced back in plain Python —
-    per-call overhead is what costs most on short inputs."""
-    em = emissions.numpy()
-    start, trans, end = start.numpy(), trans.numpy(), end.numpy()
+def _search_numpy(em: np.ndarray, mask: np.ndarray, start: np.ndarray, trans: np.ndarray,
+                  end: np.ndarray) -> list[list[int]]:
+    """:func:`_search_torch` in numpy (float32 arrays, ``mask`` bool): the same float32 sums in the same order,
+    so the same paths.  The loop over positions only adds and takes maxima, time first, over views made in C;
+    which previous tag each choice came from (the lowest index within the tolerance) is found for all positions
+    at once afterwards, and one sentence is traced back in plain Python — per-call overhead is what costs most
+    on short inputs."""
     batch, length, tags = em.shape
-    lengths = mask.numpy().sum(1)
+    lengths = mask.sum(1)
     full = bool((lengths == length).all())  # no padding (e.g. one sentence)
-    tolerance = _tolerances_numpy(em, start, trans)  # shape: (B, T)
-    candidates = em[:, :, None, :] + trans  # shape: (B, T, K_prev, K_next); + the previous scores, step by step
-    best = np.empty((batch, length, tags), dtype=em.dtype)  # best score of each tag at each position
-    best[:, 0] = score = start + em[:, 0]
+    tolerance = _tolerances_numpy(em, start, trans).T  # shape: (T, B)
+    em = em.transpose(1, 0, 2)  # shape: (T, B, K)
+    # shape: (T, K_prev, B, K_next), the previous tag outermost, so that the maximum over it is taken between
+    # whole contiguous (B, K_next) blocks (over an inner axis numpy is several times slower); the previous
+    # scores are added step by step
+    candidates = em[:, None, :, :] + trans[None, :, None, :]
+    best = np.empty((length, batch, tags), dtype=em.dtype)  # best score of each tag at each position
+    best[0] = start + em[0]
     # Past a sentence's end the search runs on over its padding unmasked: those scores are never read (its
     # final scores are taken at its own last position, and its path is traced back from there).
-    for t in range(1, length):
-        step = candidates[:, t]
-        step += score[:, :, None]
-        score = np.maximum.reduce(step, 1, out=best[:, t])  # step.max(1) without its Python wrapper
-    # shape: (B, T - 1, K_next): the lowest previous tag within the tolerance of the best
-    history = (candidates[:, 1:] >= (best[:, 1:] - tolerance[:, 1:, None])[:, :, None, :]).argmax(2)
+    add, maximum = np.add, np.maximum.reduce
+    for step, previous, out in zip(candidates[1:], best[:, :, :, None].transpose(0, 2, 1, 3), best[1:]):
+        add(step, previous, out=step)  # previous: (K_prev, B, 1)
+        maximum(step, 0, out=out)  # step.max(0) without its Python wrapper
+    # shape: (T - 1, B, K_next): the lowest previous tag within the tolerance of the best
+    history = (candidates[1:] >= (best[1:] - tolerance[1:, :, None])[:, None, :, :]).argmax(1)
     rows = np.arange(batch)
-    final = best[rows, lengths - 1] + end  # each sentence's scores at its own last position, shape (B, K)
-    last = tolerance[rows, lengths - 1][:, None]  # shape (B, 1)
+    final = best[lengths - 1, rows] + end  # each sentence's scores at its own last position, shape (B, K)
+    last = tolerance[lengths - 1, rows][:, None]  # shape (B, 1)
     current = (final >= final.max(1, keepdims=True) - last).argmax(1)
     if batch == 1:
-        tag, steps, n = int(current[0]), history[0].tolist(), int(lengths[0])
+        tag, steps, n = int(current[0]), history[:, 0].tolist(), int(lengths[0])
         path = [tag] * n
         for t in range(n - 1, 0, -1):
             tag = path[t - 1] = steps[t - 1][tag]
@@ -194,7 +218,7 @@ def _search_numpy(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tens
     path = np.zeros((batch, length), dtype=np.int64)
     for t in range(length - 1, 0, -1):
         path[:, t] = current
-        previous = history[rows, t - 1, current]
+        previous = history[t - 1, rows, current]
         current = previous if full else np.where(lengths > t, previous, current)
     path[:, 0] = current
     return [row[:n].tolist() for row, n in zip(path, lengths.tolist())]

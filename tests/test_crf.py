@@ -26,6 +26,13 @@ def constrained_scores(crf: ConstrainedCRF) -> tuple[torch.Tensor, torch.Tensor,
         (crf.allowed_end, crf.end_transitions)))
 
 
+def numpy_search(*tensors: torch.Tensor) -> list[list[int]]:
+    """lexner.crf._search_numpy over the arrays of ``tensors`` (emissions, mask, start, transition, end)."""
+    from lexner.crf import _search_numpy
+
+    return _search_numpy(*(t.numpy() for t in tensors))
+
+
 def path_score(crf: ConstrainedCRF, emissions: torch.Tensor, path) -> torch.Tensor:
     """The CRF score of one tag path over (T, K) emissions."""
     return (crf.start_transitions[path[0]] + crf.end_transitions[path[-1]]
@@ -159,7 +166,7 @@ def test_viterbi_respects_per_position_allowed_tags():
 
 @pytest.mark.parametrize("seed", range(6))
 def test_numpy_search_on_cpu_gives_the_torch_search_paths_ties_included(seed):
-    from lexner.crf import _search_numpy, _search_torch
+    from lexner.crf import _search_torch
 
     crf = random_crf(seed)
     if seed % 2:  # integer scores: many exact ties
@@ -178,12 +185,30 @@ def test_numpy_search_on_cpu_gives_the_torch_search_paths_ties_included(seed):
     for extra in (None, allowed):
         em = emissions if extra is None else torch.where(extra, emissions, neg)
         paths = _search_torch(em, mask, start, trans, end)
-        assert _search_numpy(em, mask, start, trans, end) == paths
+        assert numpy_search(em, mask, start, trans, end) == paths
         for i, n in enumerate(lengths.tolist()):  # one sentence (its own search path), padded and not
-            assert _search_numpy(em[i : i + 1], mask[i : i + 1], start, trans, end) == [paths[i]]
-            assert _search_numpy(em[i : i + 1, :n], mask[i : i + 1, :n], start, trans, end) == [paths[i]]
+            assert numpy_search(em[i : i + 1], mask[i : i + 1], start, trans, end) == [paths[i]]
+            assert numpy_search(em[i : i + 1, :n], mask[i : i + 1, :n], start, trans, end) == [paths[i]]
     assert crf.viterbi(emissions, mask, allowed) == _search_torch(
         torch.where(allowed, emissions, neg), mask, start, trans, end)
+
+
+def test_the_cpu_search_follows_scores_changed_in_place_or_replaced():
+    """The CPU search keeps its constrained scores as arrays between calls: training steps (in place) and new
+    parameters (replaced) must reach it, exactly as the torch search sees them."""
+    from lexner.crf import _search_torch
+
+    crf = random_crf(3)
+    emissions, mask = torch.randn(3, 6, len(TAGS)), torch.ones(3, 6, dtype=torch.bool)
+    crf.viterbi(emissions, mask)  # scores cached
+    for change in range(2):
+        if change == 0:
+            with torch.no_grad():
+                crf.transitions.mul_(-4.0)  # an optimiser step: in place
+        else:
+            crf.start_transitions = torch.nn.Parameter(torch.randn(len(TAGS)) * 5)  # replaced
+        expected = _search_torch(emissions, mask, *constrained_scores(crf))
+        assert crf.viterbi(emissions, mask) == expected
 
 
 def test_log_marginals_equal_brute_force_over_every_path_with_padding():
@@ -232,7 +257,7 @@ def test_exact_ties_break_the_same_way_under_float_noise_of_padding_size(seed):
 
 
 def test_a_sentences_decisions_do_not_depend_on_the_other_sentences_in_its_batch():
-    from lexner.crf import _search_numpy, _search_torch
+    from lexner.crf import _search_torch
 
     crf = ConstrainedCRF(TAGS)
     with torch.no_grad():
@@ -248,7 +273,7 @@ def test_a_sentences_decisions_do_not_depend_on_the_other_sentences_in_its_batch
     assert together[0] == alone[0] and alone[0] != [0, 0, 0]
     start, trans, end = constrained_scores(crf)
     both = torch.cat([small, huge])
-    assert _search_torch(both, mask, start, trans, end) == _search_numpy(both, mask, start, trans, end) == together
+    assert _search_torch(both, mask, start, trans, end) == numpy_search(both, mask, start, trans, end) == together
 
 
 def test_numpy_and_torch_searches_agree_at_the_edge_of_the_tie_tolerance():
@@ -256,7 +281,7 @@ def test_numpy_and_torch_searches_agree_at_the_edge_of_the_tie_tolerance():
     same tolerance and the same sums (dtype and order), or they split differently on such inputs."""
     import numpy as np
 
-    from lexner.crf import _search_numpy, _search_torch, _tolerances_numpy
+    from lexner.crf import _search_torch, _tolerances_numpy
 
     rng = np.random.default_rng(0)
     for _ in range(2000):
@@ -268,7 +293,7 @@ def test_numpy_and_torch_searches_agree_at_the_edge_of_the_tie_tolerance():
         trans[0, 0] = np.float32(edge - first[0])  # tag 0's route to tag 0 within a hair of the tolerance
         args = (torch.from_numpy(em), torch.ones(1, 2, dtype=torch.bool), torch.from_numpy(start),
                 torch.from_numpy(trans), torch.tensor([0.0, float("-inf")]))
-        assert _search_numpy(*args) == _search_torch(*args)
+        assert numpy_search(*args) == _search_torch(*args)
 
 
 def test_log_marginals_gradient_stays_accurate_in_float32_at_large_emission_scales():
