@@ -111,11 +111,18 @@ class LabelSet:
 def _pad(rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:
     """``rows`` right-padded with 0 to ``width``, as one (len(rows), width) long tensor: every value is written
     at once, in row order, into the positions the rows' lengths leave unpadded."""
+    if len(rows) == 1 and len(rows[0]) == width:  # one row, nothing to pad (tag() of one sentence): one call
+        return torch.from_numpy(np.array(rows, dtype=np.int64))
     lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     padded = np.zeros((len(rows), width), dtype=np.int64)
     padded[np.arange(width) < lengths[:, None]] = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64,
                                                               count=int(lengths.sum()))
     return torch.from_numpy(padded)
+
+
+def _lengths(rows: Iterable[Sequence]) -> torch.Tensor:
+    """The length of each row, as a long tensor (numpy first: torch.tensor on a list is slower)."""
+    return torch.from_numpy(np.fromiter(map(len, rows), dtype=np.int64))
 
 
 class Featurizer:
@@ -195,12 +202,12 @@ class Featurizer:
 
     def collate(self, items: Sequence[dict], labels: str | None = None) -> Batch:
         """Pad encoded texts (from :meth:`encode_one`) into a :class:`Batch` for the head of ``labels``."""
-        lengths = torch.tensor([len(item["chars"]) for item in items])
+        lengths = _lengths(item["chars"] for item in items)
         longest = int(lengths.max())
         padded = {k: _pad([item[k] for item in items], longest) for k in CHAR_KEYS if k in items[0]}
         padded["mask"] = torch.arange(longest)[None, :] < lengths[:, None]
         if "word_ids" in items[0]:
-            counts = torch.tensor([len(item["word_ids"]) for item in items])
+            counts = _lengths(item["word_ids"] for item in items)
             most = max(int(counts.max()), 1)
             padded.update({k: _pad([item[k] for item in items], most) for k in WORD_KEYS})
             padded["word_mask"] = torch.arange(most)[None, :] < counts[:, None]
