@@ -1,6 +1,6 @@
 """The CPU runtimes of the encoder, measured: one model loaded four times — as is (torch), with ``onnx=True``
-(its BiLSTM run by ONNX Runtime, see ``lexner.onnx_encoder``), with ``onnx="int8"`` (the same with int8 LSTM
-weights) and with ``runtime="torch-bf16"`` (a bfloat16 copy of the LSTM in torch) — tagging the same MSRA test
+(its encoder, ids to tag scores, run by ONNX Runtime, see ``lexner.onnx_encoder``), with ``onnx="int8"`` (the
+same with int8 LSTM weights) and with ``runtime="torch-bf16"`` (a bfloat16 copy of the LSTM in torch) — tagging the same MSRA test
 sentences side by side in one run, one thread each, with the F1 of each on MSRA test (labels mapped to
 PER/LOC/ORG as in ``peers.py``).
 
@@ -12,8 +12,9 @@ ONNX Runtime too).  Rounds alternate between the four and the best of ``--repeat
 ``*_sentences_differing`` counts the sentences where a runtime's entities differ from torch's;
 ``sentences_batched_differing_from_single`` those where a runtime's batched entities differ from its own single
 calls (int8 quantizes activations per call, so a sentence's result may depend on its batch; bfloat16 kernels
-may round a sentence differently in a batch).  ``--kernels`` also times the bare LSTM kernels (torch, ONNX
-Runtime float32 and int8, torch bfloat16) on a batch of 1 and of 64 sentences of 40 characters.
+may round a sentence differently in a batch).  ``--kernels`` also times the encoders alone (``emissions``: ids
+to tag scores; torch, ONNX Runtime float32 and int8, torch bfloat16) on a batch of 1 and of 64 sentences of 40
+characters.
 """
 
 from __future__ import annotations
@@ -34,35 +35,28 @@ import torch  # noqa: E402
 import lexner  # noqa: E402
 from lexner.data import load_dataset  # noqa: E402
 from lexner.evaluate import score_spans  # noqa: E402
-from lexner.models.recurrent import run_bilstm  # noqa: E402
-from lexner.onnx_encoder import session_of  # noqa: E402
 from lexner.schemes import Span  # noqa: E402
 
 
-def kernels(systems: dict, repeat: int) -> list[dict]:
-    """The bare BiLSTM: torch (as lexner runs it) vs each system's session (ONNX Runtime or bfloat16), on random
-    inputs."""
-    lstm = systems["torch"].lstm
-    sessions = {name: session_of(tagger.lstm) for name, tagger in systems.items() if name != "torch"}
+def kernels(systems: dict, texts: list[str], repeat: int) -> list[dict]:
+    """Each system's encoder alone (``emissions``: ids to tag scores) on the same encoded batches of MSRA test
+    sentences cut to 40 characters."""
+    featurizer = systems["torch"].featurizer
+    pieces = [t[:40] for t in texts if len(t) >= 40]
     rows = []
-    for batch in (1, 64):
-        x = torch.randn(batch, 40, lstm.input_size)
-        lengths = torch.full((batch,), 40)
-        calls = 300 if batch == 1 else 20
-        best = dict.fromkeys(["torch", *sessions], float("inf"))
+    for size in (1, 64):
+        batch = featurizer.collate([featurizer.encode_one(t) for t in pieces[:size]])
+        calls = 300 if size == 1 else 20
+        best = dict.fromkeys(systems, float("inf"))
         with torch.inference_mode():
             for _ in range(repeat):
-                started = time.perf_counter()
-                for _ in range(calls):
-                    run_bilstm(lstm, x, lengths)
-                best["torch"] = min(best["torch"], (time.perf_counter() - started) / calls)
-                for name, session in sessions.items():
+                for name, tagger in systems.items():
                     started = time.perf_counter()
                     for _ in range(calls):
-                        session.run(None, {"x": x.numpy(), "lengths": lengths.int().numpy()})
+                        tagger.emissions(batch)
                     best[name] = min(best[name], (time.perf_counter() - started) / calls)
-        rows.append({"batch": batch, "length": 40, **{f"{name}_ms": round(best[name] * 1e3, 3) for name in best},
-                     **{f"{name}_speedup": round(best["torch"] / best[name], 2) for name in sessions}})
+        rows.append({"batch": size, "length": 40, **{f"{name}_ms": round(best[name] * 1e3, 3) for name in best},
+                     **{f"{name}_speedup": round(best["torch"] / best[name], 2) for name in systems if name != "torch"}})
     return rows
 
 
@@ -71,7 +65,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="a model directory (default: the bundled model)")
     parser.add_argument("--limit", type=int, default=0, help="first N MSRA test sentences (0: all)")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--kernels", action="store_true", help="also time the bare LSTM kernels")
+    parser.add_argument("--kernels", action="store_true", help="also time the encoders alone")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     import onnxruntime
@@ -114,7 +108,7 @@ def main() -> None:
               "texts": "msra/test", "sentences": len(texts), "characters": chars,
               "onnxruntime": onnxruntime.__version__, "torch_threads": 1, "rows": rows,
               "sentences_batched_differing_from_single": batched_vs_single,
-              **({"kernels": kernels(systems, args.repeat)} if args.kernels else {}),
+              **({"kernels": kernels(systems, texts, args.repeat)} if args.kernels else {}),
               "machine": machine_info()}
     if args.kernels:
         print(json.dumps(result["kernels"]))

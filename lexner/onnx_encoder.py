@@ -1,22 +1,28 @@
-"""Faster CPU runtimes for the BiLSTM encoders of inference: ONNX Runtime (``pip install "lexner[onnx]"``)
-and torch in bfloat16::
+"""Faster CPU runtimes for inference of the taggers with a BiLSTM encoder (bilstm_crf, softlexicon): ONNX
+Runtime (``pip install "lexner[onnx]"``) and torch in bfloat16::
 
     ner = lexner.load(onnx=True)               # ONNX Runtime, float32: the same outputs as torch
     ner = lexner.load(onnx="int8")             # int8 LSTM weights: faster, outputs close
     ner = lexner.load(runtime="torch-bf16")    # torch with a bfloat16 copy of the LSTM: outputs close
 
-Each BiLSTM (an ``nn.LSTM`` run through :func:`lexner.models.recurrent.run_bilstm`) becomes one ONNX graph,
-built from its weights when this is called (a few milliseconds; nothing is written to the model directory):
-per layer one ONNX ``LSTM`` node over both directions, given each sentence's length (``sequence_lens``), so a
-padded batch is right for every sentence — the backward direction starts at each sentence's own last character
-and padding positions come out as zeros, as in torch.  Every CPU inference batch, one sentence or many, then
-runs in ONNX Runtime; training, gradients, CUDA and saving are unaffected.  float32 outputs equal torch's up to
-float rounding (~1e-6; the decoder's tie rule keeps such noise from changing a path).
+**ONNX Runtime** runs a tagger's whole encoder, from a batch's ids to every head's tag scores, as one ONNX graph
+built from its weights when this is called (tens of milliseconds; nothing is written to the model directory):
+embedding lookups, the model's own input features (softlexicon's pooled word sets), the BiLSTM and each head's
+linear layer.  Each model writes its part as :meth:`~lexner.models.base.Tagger.onnx_features`, next to its torch
+``features`` and with the same operations (tests check that they agree); the :class:`Graph` here supplies the
+BiLSTM — per layer one ONNX ``LSTM`` node over both directions, given each sentence's length
+(``sequence_lens``), so a padded batch is right for every sentence (padding positions come out as zeros, as in
+torch) — and the heads.  One ONNX Runtime call per batch replaces some thirty small torch operations, which cost
+more than the arithmetic when ``tag()`` is called one sentence at a time.  Every CPU inference batch, one
+sentence or many, then runs in ONNX Runtime; training, gradients, CUDA and saving are unaffected (torch runs
+them).  float32 outputs equal torch's up to float rounding (~1e-5 on the tag scores; the decoder's tie rule
+keeps such noise from changing a path).
 
 ``onnx="int8"`` quantizes the graph's LSTM weights to int8 (ONNX Runtime's dynamic quantization,
-``DynamicQuantizeLSTM``, activations quantized per call).  Outputs are then close to, not equal to, float32's,
-and since the activations' scale is taken per call, a sentence's result can depend on the other sentences of
-its batch; ``benchmarks/onnx_encoder.py`` measures speed and F1 of the runtimes side by side.
+``DynamicQuantizeLSTM``, activations quantized per call; everything else stays float32).  Outputs are then close
+to, not equal to, float32's, and since the activations' scale is taken per call, a sentence's result can depend
+on the other sentences of its batch; ``benchmarks/onnx_encoder.py`` measures speed and F1 of the runtimes side
+by side.
 
 ``runtime="torch-bf16"`` runs a bfloat16 copy of each LSTM in torch (inputs rounded to bfloat16, outputs back
 in float32; the rest of the model stays float32): no extra dependency and outputs close to float32's
@@ -24,9 +30,12 @@ in float32; the rest of the model stays float32): no extra dependency and output
 call of its own (the kernels block differently), rarely enough to change an entity.  It pays on CPUs with
 native bfloat16 arithmetic (AVX512-BF16, AMX); elsewhere torch emulates it and it may be slower than float32.
 
-Sessions (and bfloat16 copies) are kept beside the modules (a tagger still pickles and copies, without them)
-with a fingerprint of the weights they were built from: once the weights change (training goes on), torch runs
-the LSTM again.  ONNX Runtime uses as many threads as torch did when the sessions were built.  A model directory
+Sessions (ONNX Runtime's, beside the tagger; bfloat16 copies, beside each LSTM) are kept beside the modules, not
+in them (a tagger still pickles and copies, without them), and only while the weights they were built from stay
+as they were: putting the tagger in training mode (``tagger.train()``, as every training loop does) drops them,
+and so does a weight replaced (``add_words`` grows the word table) or changed in place outside training (its
+version counter moves; a fused optimiser step does not move it, hence the first rule) — torch runs the model
+from then on.  ONNX Runtime uses as many threads as torch did when the session was built.  A model directory
 can carry the choice (``lexner export --runtime onnx-int8`` writes ``"runtime": "onnx-int8"`` into its
 config.json); :func:`lexner.load` then applies it unless told otherwise.
 """
@@ -45,9 +54,10 @@ import numpy as np
 import torch
 from torch import nn
 
-# each nn.LSTM's ONNX Runtime session and the fingerprint of the weights it was built from; kept beside the
-# module, not in it, so that a tagger still pickles and copies (without its sessions)
-_SESSIONS: "weakref.WeakKeyDictionary[nn.LSTM, tuple[Any, tuple]]" = weakref.WeakKeyDictionary()
+# each module's session (a tagger's ONNX Runtime session, an nn.LSTM's Bfloat16Session), where its weights are
+# kept and a snapshot of them when it was built; beside the module, not in it, so that a tagger still pickles and
+# copies (without its sessions).  The entry holds tensors and dictionaries, never a module: it keeps none alive.
+_SESSIONS: "weakref.WeakKeyDictionary[nn.Module, tuple[Any, tuple, Snapshot]]" = weakref.WeakKeyDictionary()
 # the runtimes of lexner.load(runtime=...), lexner tag --runtime and config.json's "runtime"; None: as saved
 RUNTIMES = ("torch", "torch-bf16", "onnx", "onnx-int8")
 ONNX_PRECISIONS = {"onnx": "float32", "onnx-int8": "int8"}  # ONNX runtimes -> use_onnx's precision
@@ -85,13 +95,14 @@ def runtime_of(runtime: str | None, onnx: bool | str | None, saved: object, wher
 
 
 def use_runtime(tagger: nn.Module, runtime: str) -> None:
-    """Run the BiLSTMs of ``tagger`` in CPU inference as ``runtime`` says (torch: as they are) and record it in
-    ``tagger.runtime``.  A tagger without a BiLSTM is refused (``ValueError``) for any other runtime; ONNX
-    Runtime not installed raises ``ImportError``."""
+    """Run ``tagger`` in CPU inference as ``runtime`` says (torch: as it is) and record it in ``tagger.runtime``.
+    A tagger without a BiLSTM is refused (``ValueError``) for any other runtime; ONNX Runtime not installed
+    raises ``ImportError``."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
     if runtime == "torch-bf16":
         lstms = _bilstms_of(tagger, "run in bfloat16")
+        attach(tagger, None)
         for lstm in lstms:
             attach(lstm, Bfloat16Session(lstm))
     elif runtime != "torch":
@@ -108,19 +119,16 @@ def _bilstms_of(tagger: nn.Module, what: str) -> list[nn.LSTM]:
 
 
 class Bfloat16Session:
-    """A bfloat16 copy of an ``nn.LSTM`` run by torch, with an ONNX Runtime session's ``run`` signature (float32
-    ``x`` and int32 ``lengths`` in, float32 ``h`` out), so that it attaches and goes stale the same way."""
+    """A bfloat16 copy of an ``nn.LSTM`` run by torch: float32 ``x`` (B, T, input) and ``lengths`` in, float32
+    outputs (B, T, 2 × hidden) out, as :func:`lexner.models.recurrent.run_bilstm` gives them."""
 
     def __init__(self, lstm: nn.LSTM):
         self.lstm = copy.deepcopy(lstm).to(torch.bfloat16).eval()  # a copy: no session of its own
 
-    def run(self, _outputs: Any, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         from .models.recurrent import run_bilstm
 
-        x = torch.from_numpy(feed["x"]).to(torch.bfloat16)
-        with torch.inference_mode():
-            h = run_bilstm(self.lstm, x, torch.from_numpy(feed["lengths"]).long())
-        return [h.float().numpy()]
+        return run_bilstm(self.lstm, x.to(torch.bfloat16), lengths).float()
 
 
 class _DropPreprocessingHint(logging.Filter):
@@ -131,7 +139,8 @@ class _DropPreprocessingHint(logging.Filter):
 
 
 def _int8(graph: bytes) -> bytes:
-    """``graph`` with its LSTM weights quantized to int8 (ONNX Runtime's dynamic quantization)."""
+    """``graph`` with its LSTM weights quantized to int8 (ONNX Runtime's dynamic quantization; other nodes stay
+    float32)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     hint = _DropPreprocessingHint()
@@ -141,113 +150,243 @@ def _int8(graph: bytes) -> bytes:
         with tempfile.TemporaryDirectory(prefix="lexner-onnx-") as tmp:
             source, target = Path(tmp, "float32.onnx"), Path(tmp, "int8.onnx")
             source.write_bytes(graph)
-            quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+            quantize_dynamic(source, target, weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM"])
             return target.read_bytes()
     finally:
         root.removeFilter(hint)
 
 
-def _graph(lstm: nn.LSTM) -> bytes:
-    """``lstm`` (batch-first, bidirectional, any number of layers) as an ONNX graph: inputs ``x`` (B, T, input)
-    float32 and ``lengths`` (B,) int32, output ``h`` (B, T, 2 × hidden), zeros past each length."""
-    from onnx import TensorProto, checker, helper, numpy_helper
-
-    hidden = lstm.hidden_size
-    onnx_order = [0, 3, 1, 2]  # torch stacks the gates i, f, g, o; ONNX wants i, o, f, g ("iofc")
-
-    def gates(name: str) -> torch.Tensor:
-        weight = getattr(lstm, name).detach().cpu().float()
-        return weight.reshape(4, hidden, -1)[onnx_order].reshape(weight.shape)
-
-    nodes = [helper.make_node("Transpose", ["x"], ["x_time_first"], perm=[1, 0, 2])]
-    weights = [numpy_helper.from_array(np.array([0, 0, 2 * hidden], dtype=np.int64),
-                                       "both_directions")]
-    previous = "x_time_first"
-    for layer in range(lstm.num_layers):
-        per_direction = {"W": [], "R": [], "B": []}
-        for suffix in ("", "_reverse"):
-            per_direction["W"].append(gates(f"weight_ih_l{layer}{suffix}"))
-            per_direction["R"].append(gates(f"weight_hh_l{layer}{suffix}"))
-            per_direction["B"].append(torch.cat([gates(f"bias_ih_l{layer}{suffix}"),
-                                                 gates(f"bias_hh_l{layer}{suffix}")]).flatten()
-                                      if lstm.bias else torch.zeros(8 * hidden))
-        for key, tensors in per_direction.items():
-            weights.append(numpy_helper.from_array(torch.stack(tensors).numpy(), f"{key}{layer}"))
-        nodes += [helper.make_node("LSTM", [previous, f"W{layer}", f"R{layer}", f"B{layer}", "lengths"], [f"y{layer}"],
-                                   hidden_size=hidden, direction="bidirectional"),
-                  # (T, 2, B, hidden) -> (T, B, 2, hidden) -> (T, B, 2 × hidden): forward, then backward
-                  helper.make_node("Transpose", [f"y{layer}"], [f"y{layer}_by_sentence"], perm=[0, 2, 1, 3]),
-                  helper.make_node("Reshape", [f"y{layer}_by_sentence", "both_directions"], [f"h{layer}"])]
-        previous = f"h{layer}"
-    nodes.append(helper.make_node("Transpose", [previous], ["h"], perm=[1, 0, 2]))
-    graph = helper.make_graph(
-        nodes, "bilstm",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "length", lstm.input_size]),
-         helper.make_tensor_value_info("lengths", TensorProto.INT32, ["batch"])],
-        [helper.make_tensor_value_info("h", TensorProto.FLOAT, ["batch", "length", 2 * hidden])], weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
-    checker.check_model(model)
-    return model.SerializeToString()
+# the Batch fields an encoder graph may read, with their ONNX element types (every other one: int64)
+_BOOL_INPUTS = ("word_mask",)
 
 
-def _fingerprint(lstm: nn.LSTM) -> tuple:
-    """Changes whenever a weight of ``lstm`` is changed in place (an optimiser step) or replaced."""
-    return tuple((p.data_ptr(), p._version) for p in lstm._flat_weights)  # its parameters, cheaply
+class Graph:
+    """An ONNX graph being built from a tagger's modules, one node at a time: :meth:`input` declares a
+    :class:`~lexner.features.Batch` field the graph reads, :meth:`weight` takes a module's tensor as it is now,
+    :meth:`op` adds a node and returns the name of its output (names are made unique here)."""
+
+    def __init__(self) -> None:
+        self.nodes: list = []
+        self.initializers: list = []
+        self.inputs: dict[str, Any] = {}  # Batch field name -> its ONNX value info
+        self.outputs: list = []
+        self._names = 0
+
+    def _name(self, hint: str) -> str:
+        self._names += 1
+        return f"{hint}_{self._names}"
+
+    def input(self, field: str) -> str:
+        """The Batch field ``field`` as an input of shape (B, T) or (B, M) ((B,) for ``lengths``)."""
+        if field not in self.inputs:
+            from onnx import TensorProto, helper
+
+            kind = TensorProto.BOOL if field in _BOOL_INPUTS else TensorProto.INT64
+            shape = ["batch"] if field == "lengths" else ["batch", f"{field}_length"]
+            self.inputs[field] = helper.make_tensor_value_info(field, kind, shape)
+        return field
+
+    def constant(self, value: Any, dtype: Any = np.int64) -> str:
+        """A constant tensor (``value`` as an array of ``dtype``)."""
+        from onnx import numpy_helper
+
+        name = self._name("constant")
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def weight(self, tensor: torch.Tensor, transpose: bool = False) -> str:
+        """A weight of the model as it is now (floating point as float32), optionally transposed."""
+        array = tensor.detach().cpu()
+        array = (array.float() if array.is_floating_point() else array).numpy()
+        return self.constant(array.T if transpose else array, array.dtype)
+
+    def op(self, kind: str, *inputs: str, **attributes: Any) -> str:
+        """A node of type ``kind`` over ``inputs``; returns its (one) output's name."""
+        from onnx import helper
+
+        output = self._name(kind.lower())
+        self.nodes.append(helper.make_node(kind, list(inputs), [output], **attributes))
+        return output
+
+    def bilstm(self, lstm: nn.LSTM, x: str) -> str:
+        """``lstm`` (batch-first, bidirectional, any number of layers) over ``x`` (B, T, input), each sentence up
+        to its length (input ``lengths``): shape (B, T, 2 × hidden), zeros past each length, as
+        :func:`lexner.models.recurrent.run_bilstm` gives it."""
+        from onnx import TensorProto
+
+        hidden = lstm.hidden_size
+        onnx_order = [0, 3, 1, 2]  # torch stacks the gates i, f, g, o; ONNX wants i, o, f, g ("iofc")
+
+        def gates(name: str) -> torch.Tensor:
+            weight = getattr(lstm, name).detach().cpu().float()
+            return weight.reshape(4, hidden, -1)[onnx_order].reshape(weight.shape)
+
+        lengths = self.op("Cast", self.input("lengths"), to=TensorProto.INT32)
+        both_directions = self.constant([0, 0, 2 * hidden])
+        h = self.op("Transpose", x, perm=[1, 0, 2])  # time first
+        for layer in range(lstm.num_layers):
+            per_direction: dict[str, list[torch.Tensor]] = {"W": [], "R": [], "B": []}
+            for suffix in ("", "_reverse"):
+                per_direction["W"].append(gates(f"weight_ih_l{layer}{suffix}"))
+                per_direction["R"].append(gates(f"weight_hh_l{layer}{suffix}"))
+                per_direction["B"].append(torch.cat([gates(f"bias_ih_l{layer}{suffix}"),
+                                                     gates(f"bias_hh_l{layer}{suffix}")]).flatten()
+                                          if lstm.bias else torch.zeros(8 * hidden))
+            w, r, b = (self.weight(torch.stack(per_direction[key])) for key in "WRB")
+            y = self.op("LSTM", h, w, r, b, lengths, hidden_size=hidden, direction="bidirectional")
+            # (T, 2, B, hidden) -> (T, B, 2, hidden) -> (T, B, 2 × hidden): forward, then backward
+            h = self.op("Reshape", self.op("Transpose", y, perm=[0, 2, 1, 3]), both_directions)
+        return self.op("Transpose", h, perm=[1, 0, 2])
+
+    def output(self, name: str, value: str) -> None:
+        """``value`` (float32, (B, T, width)) as the graph's output ``name``."""
+        from onnx import TensorProto, helper
+
+        self.nodes.append(helper.make_node("Identity", [value], [name]))
+        self.outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", "length", None]))
+
+    def serialize(self) -> bytes:
+        from onnx import checker, helper
+
+        graph = helper.make_graph(self.nodes, "lexner", list(self.inputs.values()), self.outputs, self.initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+        checker.check_model(model)
+        return model.SerializeToString()
 
 
-def session_of(lstm: nn.LSTM) -> Any | None:
-    """The session (ONNX Runtime, or a :class:`Bfloat16Session`) attached to ``lstm``, or None (none attached,
-    or its weights changed since: then torch runs it, and the stale session is dropped)."""
-    attached = _SESSIONS.get(lstm)
+def emissions_graph(tagger: nn.Module) -> Graph:
+    """The ONNX graph of ``tagger``'s inference, from a batch's ids to the tag scores of every head, one output
+    per label set (named by it)."""
+    graph = Graph()
+    features = tagger.onnx_features(graph)
+    for name in tagger.featurizer.label_sets:
+        linear = tagger.head(name)[0]
+        graph.output(name, graph.op("Add", graph.op("MatMul", features, graph.weight(linear.weight, transpose=True)),
+                                    graph.weight(linear.bias)))
+    return graph
+
+
+class EmissionsSession:
+    """An ONNX Runtime session of :func:`emissions_graph`: the tag scores of a batch for its head."""
+
+    def __init__(self, tagger: nn.Module, precision: str, threads: int) -> None:
+        import onnxruntime as ort
+
+        graph = emissions_graph(tagger)
+        serialized = graph.serialize()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(serialized if precision == "float32" else _int8(serialized), options,
+                                            providers=["CPUExecutionProvider"])
+        self.inputs = list(graph.inputs)
+        self.heads = {value.name for value in graph.outputs}
+        self.default = tagger.featurizer.default_labels
+
+    def run(self, batch: Any) -> torch.Tensor | None:
+        """The (B, T, number of tags) scores of ``batch``'s head; None for a head added since."""
+        head = self.default if batch.labels is None else batch.labels
+        if head not in self.heads:
+            return None
+        feed = {field: getattr(batch, field).numpy() for field in self.inputs}
+        return torch.from_numpy(self.session.run([head], feed)[0])
+
+
+# A snapshot of tensors holds the tensors themselves (not their addresses, which a replacement could reuse) and
+# their version counters, which in-place changes move
+Snapshot = tuple[tuple[torch.Tensor, int], ...]
+
+
+def _snapshot(tensors: list[torch.Tensor]) -> Snapshot:
+    return tuple((tensor, tensor._version) for tensor in tensors)
+
+
+def _unchanged(taken: Snapshot, tensors: list[torch.Tensor]) -> bool:
+    """Whether ``tensors`` are the very tensors of ``taken``, in order, none changed in place since."""
+    return len(taken) == len(tensors) and all(
+        tensor is then and tensor._version == version for tensor, (then, version) in zip(tensors, taken))
+
+
+def _sources(module: nn.Module) -> tuple[tuple[dict, str], ...]:
+    """Where the weights a session attached to ``module`` is built from are kept: an LSTM's weights; a tagger's
+    parameters and buffers — each as the dictionary its module keeps it in (``_parameters``/``_buffers``, which
+    refer to no module) and its name there, so that a weight replaced later is seen, cheaply."""
+    modules = [module] if isinstance(module, nn.LSTM) else module.modules()
+    return tuple((table, name) for owner in modules for table in (owner._parameters, owner._buffers)
+                 for name, value in table.items() if value is not None)
+
+
+def _weights(sources: tuple[tuple[dict, str], ...]) -> list[torch.Tensor]:
+    return [table[name] for table, name in sources]
+
+
+def session_of(module: nn.Module) -> Any | None:
+    """The session attached to ``module`` (a tagger's :class:`EmissionsSession`, an LSTM's
+    :class:`Bfloat16Session`), or None (none attached, or its weights changed since: then torch runs it, and the
+    stale session is dropped)."""
+    attached = _SESSIONS.get(module)
     if attached is None:
         return None
-    session, fingerprint = attached
-    if fingerprint != _fingerprint(lstm):
-        log.info("an LSTM's weights changed after its session (%s) was built: torch runs it from now on",
-                 type(session).__name__)
-        del _SESSIONS[lstm]
+    session, sources, weights = attached
+    if not _unchanged(weights, _weights(sources)):
+        log.info("the weights of a %s changed after its session (%s) was built: torch runs it from now on",
+                 type(module).__name__, type(session).__name__)
+        del _SESSIONS[module]
         return None
     return session
 
 
-def attach(lstm: nn.LSTM, session: Any | None) -> None:
-    """Attach ``session`` to ``lstm`` for its current weights (None: detach)."""
+def attach(module: nn.Module, session: Any | None) -> None:
+    """Attach ``session`` to ``module`` (a tagger or an LSTM) for its current weights (None: detach)."""
     if session is None:
-        _SESSIONS.pop(lstm, None)
+        _SESSIONS.pop(module, None)
     else:
-        _SESSIONS[lstm] = (session, _fingerprint(lstm))
+        sources = _sources(module)
+        _SESSIONS[module] = (session, sources, _snapshot(_weights(sources)))
+
+
+def drop_sessions(tagger: nn.Module) -> bool:
+    """Detach every session of ``tagger`` and its LSTMs; whether there was one."""
+    return any([_SESSIONS.pop(module, None) is not None for module in (tagger, *bilstms(tagger))])
 
 
 def use_onnx(tagger: nn.Module, threads: int | None = None, precision: str = "float32") -> int:
-    """Run each bidirectional ``nn.LSTM`` of ``tagger`` through ONNX Runtime (``threads`` intra-op threads;
-    None: torch's thread count) in CPU inference, in float32 or with int8 weights (``precision``); returns how
-    many there are.  A tagger without one is refused.  If the weights change afterwards (training), torch runs
-    them again."""
+    """Run ``tagger``'s encoder and heads in ONNX Runtime (``threads`` intra-op threads; None: torch's thread
+    count) in CPU inference, with float32 or int8 LSTM weights (``precision``); returns how many BiLSTMs it
+    has.  A tagger without one is refused.  If the weights change afterwards (training), torch runs them again."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     try:
-        importlib.import_module("onnx")  # builds the graphs
-        import onnxruntime as ort
+        importlib.import_module("onnx")  # builds the graph
+        importlib.import_module("onnxruntime")
     except ImportError as err:
         raise ImportError('ONNX Runtime is an optional extra: pip install "lexner[onnx]"') from err
     lstms = _bilstms_of(tagger, "run in ONNX Runtime")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads() if threads is None else threads
-    options.inter_op_num_threads = 1
     for lstm in lstms:
-        graph = _graph(lstm) if precision == "float32" else _int8(_graph(lstm))
-        attach(lstm, ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"]))
+        attach(lstm, None)
+    attach(tagger, EmissionsSession(tagger, precision, torch.get_num_threads() if threads is None else threads))
     return len(lstms)
 
 
-def onnx_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:
-    """The BiLSTM's output for the padded batch ``x`` of shape (B, T, input) from its attached session, or
-    None where torch must run it (no session or a stale one, training, not on the CPU, gradients wanted, an
-    empty batch)."""
-    if lstm.training or x.device.type != "cpu" or torch.is_grad_enabled() or x.numel() == 0:
+def _cpu_inference(module: nn.Module, x: torch.Tensor) -> bool:
+    """Whether an attached session may run: inference on the CPU, no gradients wanted, a non-empty batch."""
+    return not module.training and x.device.type == "cpu" and not torch.is_grad_enabled() and x.numel() > 0
+
+
+def onnx_emissions(tagger: nn.Module, batch: Any) -> torch.Tensor | None:
+    """The tag scores of ``batch`` from the tagger's attached ONNX Runtime session, or None where torch must
+    compute them (no session or a stale one, training, not on the CPU, gradients wanted, an empty batch, a head
+    added after the session was built)."""
+    if not _cpu_inference(tagger, batch.chars):
+        return None
+    session = session_of(tagger)
+    return None if session is None else session.run(batch)
+
+
+def bfloat16_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:
+    """The BiLSTM's output for the padded batch ``x`` from its attached :class:`Bfloat16Session`, or None where
+    torch must run it (as for :func:`onnx_emissions`)."""
+    if not _cpu_inference(lstm, x):
         return None
     session = session_of(lstm)
-    if session is None:
-        return None
-    feed = {"x": x.detach().float().numpy(), "lengths": lengths.to(torch.int32).numpy()}
-    return torch.from_numpy(session.run(None, feed)[0])
+    return None if session is None else session.run(x, lengths)

@@ -1,4 +1,5 @@
-"""lexner.onnx_encoder: single sentences through ONNX Runtime give torch's outputs; everything else is torch."""
+"""lexner.onnx_encoder: a tagger's inference through ONNX Runtime (ids to every head's tag scores in one graph)
+gives torch's outputs, one sentence or a padded batch; training, stale weights and copies run torch."""
 
 import pytest
 import torch
@@ -8,8 +9,7 @@ pytest.importorskip("onnx")
 
 from lexner.api import build_tagger  # noqa: E402
 from lexner.lexicon import Lexicon  # noqa: E402
-from lexner.models.recurrent import run_bilstm  # noqa: E402
-from lexner.onnx_encoder import attach, session_of, use_onnx  # noqa: E402
+from lexner.onnx_encoder import attach, onnx_emissions, session_of, use_onnx  # noqa: E402
 
 from small_bilstm import SMALL, TEXTS  # noqa: E402
 from small_bilstm import tagger_of as small_tagger  # noqa: E402
@@ -19,34 +19,54 @@ def tagger_of(name, corpus):
     return small_tagger(name, corpus, random_crf=True)
 
 
+def emissions_both_ways(tagger, texts, labels=None):
+    """The tag scores of ``texts`` as one padded batch: from the attached session, and from torch."""
+    featurizer = tagger.featurizer
+    batch = featurizer.collate([featurizer.encode_one(t) for t in texts], labels)
+    with torch.inference_mode():
+        fast = tagger.emissions(batch)
+        session = session_of(tagger)
+        attach(tagger, None)
+        slow = tagger.emissions(batch)
+        attach(tagger, session)
+    return fast, slow, batch
+
+
 @pytest.mark.parametrize("name", ["bilstm_crf", "softlexicon"])
-def test_inference_runs_in_onnx_runtime_with_torchs_outputs(name, corpus, monkeypatch):
+def test_inference_runs_in_onnx_runtime_with_torchs_outputs(name, corpus):
     tagger = tagger_of(name, corpus)
     expected = [tagger.tag(t) for t in TEXTS]
     batched = tagger.tag_batch(TEXTS)
     assert use_onnx(tagger) == 1
-    session = session_of(tagger.lstm)
+    session = session_of(tagger)
     runs = []
-    attach(tagger.lstm, type("Spy", (), {"run": lambda self, *a: runs.append(1) or session.run(*a)})())
+    attach(tagger, type("Spy", (), {"run": lambda self, batch: runs.append(len(batch)) or session.run(batch)})())
     assert [tagger.tag(t) for t in TEXTS] == expected
-    assert len(runs) == len(TEXTS)  # every one-line text went through the session
+    assert runs == [1] * len(TEXTS)  # every one-line text went through the session
     runs.clear()
-    assert tagger.tag_batch(TEXTS) == batched and runs  # a padded batch too
+    assert tagger.tag_batch(TEXTS) == batched and max(runs) > 1  # a padded batch too
 
 
-@pytest.mark.parametrize("layers", [1, 2])
-def test_a_padded_batch_gives_torchs_outputs_for_every_sentence(layers, corpus):
-    torch.manual_seed(layers)
-    tagger = build_tagger("bilstm_crf", corpus, {**SMALL, "layers": layers}).eval()
-    lengths = torch.tensor([7, 1, 4, 7, 2])
-    x = torch.randn(5, 7, tagger.lstm.input_size) * (torch.arange(7) < lengths[:, None]).unsqueeze(-1)
+@pytest.mark.parametrize("name,config", [("bilstm_crf", {"layers": 2}), ("softlexicon", {}),
+                                         ("softlexicon", {"word_weights": "frequency", "layers": 2})])
+def test_a_padded_batch_gives_torchs_tag_scores_for_every_sentence_and_head(name, config, corpus):
+    torch.manual_seed(1)
+    extra = {"word_dim": 8} if name == "softlexicon" else {}
+    lexicon = Lexicon(["北京", "北京大学", "大学", "广州", "广州市", "上海", "奥委会"]) if extra else None
+    tagger = build_tagger(name, corpus, {**SMALL, **extra, **config}, lexicon=lexicon,
+                          label_sets={"news": ["PER", "LOC", "ORG"], "fine": ["PER", "LOC", "ORG", "GPE"]}).eval()
+    if config.get("word_weights") == "frequency":
+        tagger.fit_corpus(TEXTS)
+        assert tagger.word_counts.any()  # the weights differ from a plain mean
+    for parameter in tagger.parameters():  # scores of a trained size, so that mistakes show
+        torch.nn.init.normal_(parameter)
     use_onnx(tagger)
-    with torch.inference_mode():
-        fast = run_bilstm(tagger.lstm, x, lengths)
-        attach(tagger.lstm, None)
-        slow = run_bilstm(tagger.lstm, x, lengths)
-    assert fast.shape == slow.shape and torch.allclose(fast, slow, atol=1e-5)
-    assert not fast[1, 1:].any()  # padding positions are zeros
+    for labels in (None, "fine"):
+        fast, slow, batch = emissions_both_ways(tagger, TEXTS, labels)
+        assert fast.shape == slow.shape == (len(TEXTS), batch.chars.shape[1], len(tagger.head(labels)[1].transitions))
+        torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-4)
+    if extra:
+        assert batch.word_mask.sum(1).min() == 0 and batch.word_mask.sum(1).max() > 1  # words, and none, padded
 
 
 def test_training_and_gradients_never_use_the_session(corpus):
@@ -86,11 +106,7 @@ def test_lexner_tag_onnx_prints_what_plain_tagging_prints(capsys):
 def test_int8_weights_give_close_but_not_identical_outputs(corpus):
     tagger = tagger_of("softlexicon", corpus)
     use_onnx(tagger, precision="int8")
-    x = torch.randn(1, 12, tagger.lstm.input_size)
-    with torch.inference_mode():
-        quantized = run_bilstm(tagger.lstm, x, torch.tensor([12]))
-        attach(tagger.lstm, None)
-        exact = run_bilstm(tagger.lstm, x, torch.tensor([12]))
+    quantized, exact, _ = emissions_both_ways(tagger, TEXTS[:1])
     error = (quantized - exact).abs().max().item()
     assert 0 < error < 0.05  # quantized (not the float graph), and close
     with pytest.raises(ValueError, match="precision"):
@@ -103,10 +119,6 @@ def saved_model(tmp_path, corpus, name="softlexicon"):
     return tmp_path / "model"
 
 
-def sessions(tagger):
-    return [session_of(m) for m in tagger.modules() if isinstance(m, torch.nn.LSTM)]
-
-
 def test_an_exported_model_carries_its_runtime_and_load_can_override_it(tmp_path, corpus):
     import json
 
@@ -115,13 +127,13 @@ def test_an_exported_model_carries_its_runtime_and_load_can_override_it(tmp_path
 
     out = export_model(lexner.load(saved_model(tmp_path, corpus)), tmp_path / "int8", runtime="onnx-int8")
     assert json.loads((out / "config.json").read_text(encoding="utf-8"))["runtime"] == "onnx-int8"
-    assert all(s is not None for s in sessions(lexner.load(out)))  # as the directory says
-    assert all(s is None for s in sessions(lexner.load(out, onnx=False)))  # the caller decides
+    assert session_of(lexner.load(out)) is not None  # as the directory says
+    assert session_of(lexner.load(out, onnx=False)) is None  # the caller decides
     again = export_model(lexner.load(out, onnx=False), tmp_path / "again")
     assert json.loads((again / "config.json").read_text(encoding="utf-8"))["runtime"] == "onnx-int8"  # kept
     plain = export_model(lexner.load(out, onnx=False), tmp_path / "plain", runtime="torch")
     assert "runtime" not in json.loads((plain / "config.json").read_text(encoding="utf-8"))
-    assert all(s is None for s in sessions(lexner.load(plain)))
+    assert session_of(lexner.load(plain)) is None
 
 
 def test_runtime_errors_are_clean(tmp_path, corpus, monkeypatch, caplog):
@@ -143,7 +155,7 @@ def test_runtime_errors_are_clean(tmp_path, corpus, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # ONNX Runtime not installed
     with caplog.at_level("WARNING"):
         tagger = lexner.load(directory)  # the model's own preference: a warning, then torch
-    assert all(s is None for s in sessions(tagger)) and "not installed" in caplog.text
+    assert session_of(tagger) is None and "not installed" in caplog.text
     with pytest.raises(ImportError, match="lexner\\[onnx\\]"):
         lexner.load(directory, onnx=True)  # asked for by the caller: an error
     tagger = build_tagger("lattice_lstm", corpus, {"char_dim": 8, "bigram_dim": 8, "word_dim": 8, "hidden": 16},
@@ -175,19 +187,56 @@ def test_a_session_is_dropped_when_the_weights_change_and_never_pickled(corpus):
 
     tagger = tagger_of("softlexicon", corpus)
     use_onnx(tagger)
-    x, lengths = torch.randn(2, 5, tagger.lstm.input_size), torch.tensor([5, 3])
     with torch.no_grad():
         tagger.lstm.weight_hh_l0.mul_(0.5)  # training went on (an in-place optimiser step)
+    batch = tagger.featurizer.collate([tagger.featurizer.encode_one(t) for t in TEXTS])
     with torch.inference_mode():
-        after = run_bilstm(tagger.lstm, x, lengths)
-    assert session_of(tagger.lstm) is None  # stale: torch runs the new weights
+        after = tagger.emissions(batch)
+    assert session_of(tagger) is None  # stale: torch runs the new weights
     with torch.inference_mode():
-        assert torch.equal(after, run_bilstm(tagger.lstm, x, lengths))
+        assert torch.equal(after, tagger.emissions(batch))
     use_onnx(tagger)
-    assert session_of(copy.deepcopy(tagger.lstm)) is None and session_of(tagger.lstm) is not None
-    assert session_of(pickle.loads(pickle.dumps(tagger.lstm))) is None
+    expected = tagger.tag("他在深圳腾讯上班")
+    assert tagger.add_words(["腾讯", "深圳"]) == 2  # the word table is replaced by a larger one
+    assert session_of(tagger) is None  # its new rows are not in the graph: torch, not an index error
+    assert tagger.tag("他在深圳腾讯上班") is not None
+    use_onnx(tagger)
+    assert session_of(copy.deepcopy(tagger)) is None and session_of(tagger) is not None
+    assert session_of(pickle.loads(pickle.dumps(tagger))) is None
     with torch.inference_mode():  # an empty batch: torch's empty output, not an ONNX Runtime abort
-        assert run_bilstm(tagger.lstm, x[:0], lengths[:0]).shape == (0, 5, tagger.lstm.hidden_size * 2)
+        empty = tagger.featurizer.collate([tagger.featurizer.encode_one("北京")])
+        empty.chars = empty.chars[:0]
+        assert onnx_emissions(tagger, empty) is None
+    assert expected is not None
+
+
+def test_training_mode_drops_the_session_which_a_fused_step_would_not(corpus):
+    from lexner.onnx_encoder import use_runtime
+
+    tagger = tagger_of("bilstm_crf", corpus)
+    use_runtime(tagger, "onnx")
+    weight = tagger.lstm.weight_hh_l0
+    weight.grad = torch.ones_like(weight)
+    torch.optim.Adam([weight], lr=0.5, fused=True).step()  # torch 2.13: the version counter does not move
+    tagger.train()  # what every training loop does first
+    assert session_of(tagger) is None and tagger.runtime == "torch"
+    tagger.eval()
+    assert session_of(tagger) is None  # eval mode alone brings back nothing
+
+
+def test_a_head_added_after_the_session_runs_in_torch(corpus):
+    tagger = tagger_of("bilstm_crf", corpus)
+    use_onnx(tagger)
+    tagger.add_head("extra", ["PER", "GPE"])
+    session = session_of(tagger)
+    runs = []
+    attach(tagger, type("Spy", (), {"run": lambda self, batch: runs.append(batch.labels) or session.run(batch)})())
+    featurizer = tagger.featurizer
+    with torch.inference_mode():
+        for labels in (None, "extra"):
+            scores = tagger.emissions(featurizer.collate([featurizer.encode_one(t) for t in TEXTS], labels))
+            assert scores.shape[-1] == len(tagger.head(labels)[1].transitions)
+    assert runs == [None, "extra"] and session.run(featurizer.encode(TEXTS, labels="extra")) is None  # torch ran it
 
 
 def test_workers_load_the_model_with_the_parents_runtime(tmp_path, corpus):

@@ -47,7 +47,9 @@ def test_training_stale_weights_and_copies_run_torch(corpus):
     out = run_bilstm(tagger.lstm, x, lengths)
     assert out.requires_grad and out.dtype == torch.float32  # training: the float32 LSTM, with gradients
     assert session_of(copy.deepcopy(tagger.lstm)) is None
+    assert session_of(tagger.lstm) is None and tagger.runtime == "torch"  # training mode dropped the copy
     tagger.eval()
+    use_runtime(tagger, "torch-bf16")
     with torch.no_grad():
         tagger.lstm.weight_hh_l0.mul_(0.5)  # the weights changed after the copy was made
     with torch.inference_mode():

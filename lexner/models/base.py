@@ -26,6 +26,7 @@ from ..dictionary import Dictionary
 from ..entity import Entity
 from ..features import LABEL_SET_NAME, Batch, Featurizer
 from ..fileio import DataFormatError, ModelFormatError, read_json, write_bytes, write_json
+from ..onnx_encoder import Graph, drop_sessions, onnx_emissions
 from ..schemes import Span
 from ..tagging import MAX_PIECE_LENGTH, tag_texts
 from ..text import normalize
@@ -252,6 +253,12 @@ class Tagger(nn.Module):
         what every head's linear layer turns into tag scores (``width`` as given to :meth:`make_output`)."""
         raise NotImplementedError
 
+    def onnx_features(self, graph: Graph) -> str:
+        """:meth:`features` in inference (no dropout) as nodes of ``graph``, reading the same Batch fields
+        (``graph.input``); returns the name of the (B, T, width) result.  Models that ONNX Runtime can run
+        (:mod:`lexner.onnx_encoder`) implement it with the same operations as :meth:`features`."""
+        raise NotImplementedError(f"{self.name} does not run in ONNX Runtime")
+
     def make_output(self, width: int) -> None:
         """The heads: a linear layer from ``width`` features to the tag scores of each label set, with its CRF.
         The default label set's are ``output`` and ``crf``; a multi-task model's others are ``heads[name]``."""
@@ -276,8 +283,18 @@ class Tagger(nn.Module):
         width = self.output.in_features
         self.heads[name] = Head(width, self.featurizer.label_set(name).tags).to(self.device)
 
+    def train(self, mode: bool = True) -> "Tagger":
+        """:meth:`nn.Module.train`; training mode also drops the runtime sessions ``lexner.load`` attached
+        (:mod:`lexner.onnx_encoder`), which hold the weights as they were: torch runs the model from then on."""
+        if mode and drop_sessions(self):
+            self.runtime = "torch"
+        return super().train(mode)
+
     def emissions(self, batch: Batch) -> torch.Tensor:
         """Tag scores of shape (B, T, number of tags) of the head of ``batch.labels``."""
+        fast = onnx_emissions(self, batch)  # ONNX Runtime, if lexner.load attached a session (CPU inference)
+        if fast is not None:
+            return fast
         return self.head(batch.labels)[0](self.features(batch))
 
     def fit_corpus(self, texts: Iterable[str]) -> None:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..features import Batch, Featurizer
+from ..onnx_encoder import Graph
 from .base import Tagger
 from .embedder import Embedder
 from .recurrent import check_even_hidden, run_bilstm
@@ -45,3 +46,6 @@ class BiLSTMCRF(Tagger):
     def features(self, batch: Batch) -> torch.Tensor:
         x = self.dropout(self.embed.characters(batch))  # shape: (B, T, char_dim + bigram_dim)
         return self.dropout(run_bilstm(self.lstm, x, batch.lengths))  # shape: (B, T, hidden)
+
+    def onnx_features(self, graph: Graph) -> str:
+        return graph.bilstm(self.lstm, self.embed.onnx_characters(graph))

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..features import Batch, Featurizer
+from ..onnx_encoder import Graph
 from ..vectors import embedding_matrix
 
 
@@ -48,6 +49,14 @@ class Embedder(nn.Module):
         """Each character's embedding joined with its bigram's: shape (B, T, ``width``)."""
         x = self.chars(batch.chars)
         return torch.cat([x, self.bigrams(batch.bigrams)], dim=-1) if self.bigrams is not None else x
+
+    def onnx_characters(self, graph: Graph) -> str:
+        """:meth:`characters` as nodes of an ONNX ``graph`` (see :meth:`lexner.models.base.Tagger.onnx_features`)."""
+        x = graph.op("Gather", graph.weight(self.chars.weight), graph.input("chars"))
+        if self.bigrams is None:
+            return x
+        return graph.op("Concat", x, graph.op("Gather", graph.weight(self.bigrams.weight), graph.input("bigrams")),
+                        axis=-1)
 
     def tables(self) -> dict[str, tuple[nn.Embedding, Sequence[str]]]:
         """``{"chars"|"bigrams"|"words": (table, its vocabulary)}`` of the tables this model has."""

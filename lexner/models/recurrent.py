@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..onnx_encoder import onnx_bilstm
+from ..onnx_encoder import bfloat16_bilstm
 
 
 def check_even_hidden(hidden: int, bidirectional: bool = True) -> None:
@@ -37,9 +37,10 @@ def run_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.T
     sentence per ``tag()`` call) runs both directions in one call of ``lstm`` (~1.1x faster ``tag()``); training
     steps keep one path for every batch.  Same equations, same weights, outputs equal to the
     packed run's up to float rounding (tested); benchmarks/README.md gives the training speed-up.  CPU inference
-    runs in ONNX Runtime instead where :func:`lexner.onnx_encoder.use_onnx` attached a session.
+    runs a bfloat16 copy instead where ``lexner.load(runtime="torch-bf16")`` attached one
+    (:mod:`lexner.onnx_encoder`).
     """
-    fast = onnx_bilstm(lstm, x, lengths)  # ONNX Runtime, if attached (CPU inference)
+    fast = bfloat16_bilstm(lstm, x, lengths)  # a bfloat16 copy, if attached (CPU inference)
     if fast is not None:
         return fast
     if x.device.type != "cpu" or not lstm.bidirectional or lstm.dropout or torch.is_autocast_enabled("cpu"):

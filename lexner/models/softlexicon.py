@@ -24,10 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..features import Batch, Featurizer
+from ..onnx_encoder import Graph
 from .base import Tagger
 from .embedder import Embedder, Inputs
 from .recurrent import check_even_hidden, run_bilstm
@@ -76,6 +78,37 @@ def pooled_word_sets(words: torch.Tensor, heads: torch.Tensor, tails: torch.Tens
     return pooled.reshape(batch, length, -1)
 
 
+def onnx_pooled_word_sets(graph: Graph, words: str, dim: int, frequencies: str | None) -> str:
+    """:func:`pooled_word_sets` as nodes of an ONNX ``graph``, op for op: ``words`` (B, M, ``dim``) and
+    ``frequencies`` (B, M) name values of the graph; heads, tails, the word mask and T come from its inputs."""
+    from onnx import TensorProto
+
+    length = graph.op("Gather", graph.op("Shape", graph.input("chars")), graph.constant(1))
+    positions = graph.op("Range", graph.constant(0), length, graph.constant(1))  # shape: (T,)
+    last = graph.constant([-1])
+    h, t = (graph.op("Unsqueeze", graph.input(name), last) for name in ("word_heads", "word_tails"))  # (B, M, 1)
+    inside = graph.op("And", graph.op("Less", h, positions), graph.op("Less", positions, t))
+    second = graph.constant([1])
+    sets = graph.op("Concat", *(graph.op("Unsqueeze", s, second)
+                                for s in (graph.op("Equal", h, positions), inside, graph.op("Equal", t, positions))),
+                    axis=1)  # shape: (B, 3, M, T)
+    real = graph.op("Unsqueeze", graph.input("word_mask"), graph.constant([1, 3]))  # shape: (B, 1, M, 1)
+    sets = graph.op("Cast", graph.op("And", sets, real), to=TensorProto.FLOAT)
+    if frequencies is None:
+        total = graph.op("ReduceSum", sets, graph.constant([2]), keepdims=1)
+        weights = graph.op("Div", sets, graph.op("Max", total, graph.constant(1.0, np.float32)))
+    else:
+        sets = graph.op("Mul", sets, graph.op("Unsqueeze", frequencies, graph.constant([1, 3])))
+        total = graph.op("ReduceSum", sets, graph.constant([1, 2]), keepdims=1)
+        weights = graph.op("Mul", sets, graph.op("Div", graph.constant(3.0, np.float32),
+                                                 graph.op("Max", total, graph.constant(1e-6, np.float32))))
+    # shape: (B, T · 3, M) @ (B, M, D) -> (B, T · 3, D) -> (B, T, 3 · D), one matrix product per sentence
+    most = graph.op("Slice", graph.op("Shape", graph.input("word_ids")), second, graph.constant([2]))  # [M]
+    flat = graph.op("Reshape", graph.op("Transpose", weights, perm=[0, 3, 1, 2]),
+                    graph.op("Concat", graph.constant([0, -1]), most, axis=0))
+    return graph.op("Reshape", graph.op("MatMul", flat, words), graph.constant([0, -1, 3 * dim]))
+
+
 class SoftLexicon(Tagger):
     name = "softlexicon"
     Config = SoftLexiconConfig
@@ -116,3 +149,16 @@ class SoftLexicon(Tagger):
                                 frequencies)
         x = self.dropout(torch.cat([self.embed.characters(batch), sets], dim=-1))
         return self.dropout(run_bilstm(self.lstm, x, batch.lengths))  # shape: (B, T, hidden)
+
+    def onnx_features(self, graph: Graph) -> str:
+        words = graph.op("Gather", graph.weight(self.embed.words.weight), graph.input("word_ids"))
+        frequencies = None
+        if self.word_counts is not None:
+            from onnx import TensorProto
+
+            counts = graph.op("Gather", graph.weight(self.word_counts), graph.input("word_ids"))
+            frequencies = graph.op("Add", graph.op("Cast", counts, to=TensorProto.FLOAT),
+                                   graph.constant(1.0, np.float32))
+        x = graph.op("Concat", self.embed.onnx_characters(graph), onnx_pooled_word_sets(graph, words, self.embed.words.embedding_dim, frequencies),
+                     axis=-1)
+        return graph.bilstm(self.lstm, x)
