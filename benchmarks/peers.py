@@ -97,7 +97,7 @@ def main() -> None:
 
     parser.add_argument("--runtimes", nargs="+", default=["torch"], choices=list(RUNTIMES),
                         help="each lexner model once per runtime (lexner tag --runtime): onnx and onnx-int8 run its "
-                             "BiLSTM in ONNX Runtime for single sentences, onnx-int8 with int8 weights")
+                             "encoder in ONNX Runtime, onnx-int8 with int8 LSTM weights")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.repeat < 1:

@@ -2,7 +2,7 @@
 
     python benchmarks/same_outputs.py --compare e176d8f --out benchmarks/results/same_outputs_vs_e176d8f.json
 
-The bundled model (torch, and ONNX int8 when onnxruntime is installed) tags MSRA test, Weibo test and CLUENER
+The bundled model (torch, and ONNX float32 and int8 when onnxruntime is installed) tags MSRA test, Weibo test and CLUENER
 dev, plus the first 3,000 of those texts with a space and a line break put in, with ``tag_batch`` and (the first
 1,500) one ``tag()`` call each, once with REV's lexner (extracted by ``git archive``) and once with this tree, each
 in its own process; the result counts the texts whose entities differ.
@@ -37,14 +37,13 @@ def child(out: Path) -> None:
     import lexner
 
     torch.set_num_threads(1)
-    runtimes = [None] + (["int8"] if importlib.util.find_spec("onnxruntime") else [])
+    runtimes = {"torch": None} | ({"onnx": True, "int8": "int8"} if importlib.util.find_spec("onnxruntime") else {})
     batch = texts()
     found = {}
-    for onnx in runtimes:
+    for name, onnx in runtimes.items():
         tagger = lexner.load(onnx=onnx)
-        found[f"tag_batch {onnx or 'torch'}"] = [[[e.start, e.end, e.label] for e in ents]
-                                                 for ents in tagger.tag_batch(batch)]
-        found[f"tag {onnx or 'torch'}"] = [[[e.start, e.end, e.label] for e in tagger.tag(t)] for t in batch[:1500]]
+        found[f"tag_batch {name}"] = [[[e.start, e.end, e.label] for e in ents] for ents in tagger.tag_batch(batch)]
+        found[f"tag {name}"] = [[[e.start, e.end, e.label] for e in tagger.tag(t)] for t in batch[:1500]]
     out.write_text(json.dumps(found))
 
 

@@ -110,7 +110,7 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool | None = None, 
     card made portable (:func:`portable_card`), its types renamed by ``renames`` in every head
     (``{"NR": "PER"}``), its weights in float16 with ``half`` (None: as the model it was loaded from stores them,
     float32 for one built in memory) and, with ``runtime`` (one of ``lexner.onnx_encoder.RUNTIMES``),
-    how :func:`lexner.load` runs its BiLSTM by default (:mod:`lexner.onnx_encoder`; None: as the source model
+    how :func:`lexner.load` runs its encoder by default (:mod:`lexner.onnx_encoder`; None: as the source model
     says) and, with ``piece_length``, the length of the pieces it tags long texts in (:meth:`Tagger.set_piece_length`).
     Returns the directory written."""
     from .onnx_encoder import RUNTIMES, bilstms
