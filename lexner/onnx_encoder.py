@@ -245,13 +245,29 @@ class Graph:
         self.nodes.append(helper.make_node("Identity", [value], [name]))
         self.outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", "length", None]))
 
-    def serialize(self) -> bytes:
-        from onnx import checker, helper
+    def serialize(self, precision: str = "float32") -> bytes:
+        """The graph as an ONNX model, its LSTM weights quantized to int8 for ``precision`` "int8".  ONNX Runtime
+        checks it when a session is made (a separate ``onnx.checker`` pass would copy every weight once more)."""
+        from onnx import helper, load_from_string, numpy_helper
 
-        graph = helper.make_graph(self.nodes, "lexner", list(self.inputs.values()), self.outputs, self.initializers)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
-        checker.check_model(model)
-        return model.SerializeToString()
+        def model(initializers: list) -> Any:
+            graph = helper.make_graph(self.nodes, "lexner", list(self.inputs.values()), self.outputs, initializers)
+            return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+
+        if precision == "float32":
+            return model(self.initializers).SerializeToString()
+        # The quantizer rewrites the LSTM nodes and copies every other weight through its passes: the tables
+        # that Gather nodes look up (the embeddings, most of the bytes) go through as one-row stand-ins and
+        # come back afterwards.
+        looked_up = {node.input[0] for node in self.nodes if node.op_type == "Gather"}
+        tables = {t.name: t for t in self.initializers if t.name in looked_up}
+        stand_ins = [numpy_helper.from_array(np.zeros((1, *t.dims[1:]), helper.tensor_dtype_to_np_dtype(t.data_type)),
+                                             t.name) if t.name in tables else t for t in self.initializers]
+        quantized = load_from_string(_int8(model(stand_ins).SerializeToString()))
+        for tensor in quantized.graph.initializer:
+            if tensor.name in tables:
+                tensor.CopyFrom(tables[tensor.name])
+        return quantized.SerializeToString()
 
 
 def emissions_graph(tagger: nn.Module) -> Graph:
@@ -273,12 +289,10 @@ class EmissionsSession:
         import onnxruntime as ort
 
         graph = emissions_graph(tagger)
-        serialized = graph.serialize()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(serialized if precision == "float32" else _int8(serialized), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(graph.serialize(precision), options, providers=["CPUExecutionProvider"])
         self.inputs = list(graph.inputs)
         self.heads = {value.name for value in graph.outputs}
         self.default = tagger.featurizer.default_labels

@@ -103,6 +103,25 @@ def test_lexner_tag_onnx_prints_what_plain_tagging_prints(capsys):
     assert capsys.readouterr().out == plain
 
 
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_the_graph_is_a_valid_onnx_model_with_every_weight(precision, corpus):
+    """The graph passes onnx's checker (ONNX Runtime is left to check it at load time), and an int8 one keeps
+    the full embedding tables (they go through the quantizer as one-row stand-ins)."""
+    import numpy as np
+    import onnx
+
+    from lexner.onnx_encoder import emissions_graph
+
+    tagger = tagger_of("softlexicon", corpus)
+    model = onnx.load_from_string(emissions_graph(tagger).serialize(precision))
+    onnx.checker.check_model(model)
+    quantized = [node.op_type for node in model.graph.node if "LSTM" in node.op_type]
+    assert quantized == (["LSTM"] if precision == "float32" else ["DynamicQuantizeLSTM"])
+    for table in (tagger.embed.chars, tagger.embed.bigrams, tagger.embed.words):
+        stored = next(t for t in model.graph.initializer if tuple(t.dims) == tuple(table.weight.shape))
+        assert np.array_equal(onnx.numpy_helper.to_array(stored), table.weight.detach().numpy())
+
+
 def test_int8_weights_give_close_but_not_identical_outputs(corpus):
     tagger = tagger_of("softlexicon", corpus)
     use_onnx(tagger, precision="int8")
