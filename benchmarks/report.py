@@ -352,15 +352,18 @@ def onnx_section(results: Path) -> list[str]:
     out = []
     for path in sorted(results.glob("onnx_encoder_*.json")):
         data = load(path)
+        runtimes = [name for name in ("torch", "onnx", "onnx-int8", "torch-bf16")
+                    if f"{name}_chars_per_second" in data["rows"][0]]
         out += [f"### ONNX Runtime for the encoder (`{path.name}`)", "",
-                f"{data['model']} ({data['model_dir']}) loaded three times — torch, `onnx=True` and `onnx=\"int8\"` — "
+                f"{data['model']} ({data['model_dir']}) loaded {len(runtimes)} times — "
+                f"{', '.join(f'`{name}`' for name in runtimes)} — "
                 f"tagging the same {data['sentences']:,} {data['texts']} sentences side by side, "
                 f"{data['torch_threads']} thread, onnxruntime {data['onnxruntime']}; F1 on those sentences, labels "
                 f"mapped to PER/LOC/ORG. {provenance(data)}", "",
                 "| calls | runtime | chars/s | speed-up over torch | F1 | sentences differing from torch |",
                 "|---|---|---|---|---|---|"]
         for r in data["rows"]:
-            for name in ("torch", "onnx", "onnx-int8"):
+            for name in runtimes:
                 speedup = f"{r[name + '_speedup']}×" if name != "torch" else "1×"
                 differing = r[name + "_sentences_differing"] if name != "torch" else "—"
                 out.append(f"| {r['kind']} | {name} | {r[name + '_chars_per_second']:,} | {speedup} | "
@@ -369,9 +372,11 @@ def onnx_section(results: Path) -> list[str]:
             out += ["", "Sentences whose batched entities differ from the same runtime's single calls: " + ", ".join(
                 f"{name} {n}" for name, n in data["sentences_batched_differing_from_single"].items()) + "."]
         if data.get("kernels"):
-            out += ["", "Bare BiLSTM kernels: " + "; ".join(
-                f"batch {k['batch']} × {k['length']} characters: torch {k['torch_ms']} ms, ONNX Runtime "
-                f"{k['onnx_ms']} ms ({k['onnx_speedup']}×), int8 {k['onnx-int8_ms']} ms ({k['onnx-int8_speedup']}×)"
+            timed = data.get("kernels_of", "the bare BiLSTM")  # results before the whole-encoder graph timed the LSTM
+            out += ["", f"Timed alone ({timed}): " + "; ".join(
+                f"batch {k['batch']} × {k['length']} characters: " + ", ".join(
+                    f"{name} {k[name + '_ms']} ms" + (f" ({k[name + '_speedup']}×)" if name != "torch" else "")
+                    for name in runtimes if name + "_ms" in k)
                 for k in data["kernels"]) + "."]
         out.append("")
     return out
