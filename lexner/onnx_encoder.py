@@ -5,14 +5,15 @@ Runtime (``pip install "lexner[onnx]"``) and torch in bfloat16::
     ner = lexner.load(onnx="int8")             # int8 LSTM weights: faster, outputs close
     ner = lexner.load(runtime="torch-bf16")    # torch with a bfloat16 copy of the LSTM: outputs close
 
-**ONNX Runtime** runs a tagger's whole encoder, from a batch's ids to every head's tag scores, as one ONNX graph
-built from its weights when this is called (tens of milliseconds; nothing is written to the model directory):
-embedding lookups, the model's own input features (softlexicon's pooled word sets), the BiLSTM and each head's
-linear layer.  Each model writes its part as :meth:`~lexner.models.base.Tagger.onnx_features`, next to its torch
+**ONNX Runtime** runs a tagger's whole encoder, from a batch's ids to the default head's tag scores, as one ONNX
+graph built from its weights when this is called (tens of milliseconds; nothing is written to the model
+directory): embedding lookups, the model's own input features (softlexicon's pooled word sets), the BiLSTM and
+the head's linear layer.  Another head of a multi-task model gets a graph of its own the first time it is asked
+for (ONNX Runtime would compute every head of one graph on every call).  Each model writes its part as :meth:`~lexner.models.base.Tagger.onnx_features`, next to its torch
 ``features`` and with the same operations (tests check that they agree); the :class:`Graph` here supplies the
 BiLSTM — per layer one ONNX ``LSTM`` node over both directions, given each sentence's length
 (``sequence_lens``), so a padded batch is right for every sentence (padding positions come out as zeros, as in
-torch) — and the heads.  One ONNX Runtime call per batch replaces some thirty small torch operations, which cost
+torch) — and the head.  One ONNX Runtime call per batch replaces some thirty small torch operations, which cost
 more than the arithmetic when ``tag()`` is called one sentence at a time.  Every CPU inference batch, one
 sentence or many, then runs in ONNX Runtime; training, gradients, CUDA and saving are unaffected (torch runs
 them).  float32 outputs equal torch's up to float rounding (~1e-5 on the tag scores; the decoder's tie rule
@@ -270,40 +271,48 @@ class Graph:
         return quantized.SerializeToString()
 
 
-def emissions_graph(tagger: nn.Module) -> Graph:
-    """The ONNX graph of ``tagger``'s inference, from a batch's ids to the tag scores of every head, one output
-    per label set (named by it)."""
+def emissions_graph(tagger: nn.Module, labels: str | None = None) -> Graph:
+    """The ONNX graph of ``tagger``'s inference, from a batch's ids to the tag scores of head ``labels`` (None:
+    the default one; the output is named by its label set).  One head per graph: ONNX Runtime computes every
+    output of a graph whichever are asked for, and another head's scores (or the features as an output of their
+    own) cost up to a sixth of a batch's time."""
     graph = Graph()
     features = tagger.onnx_features(graph)
-    for name in tagger.featurizer.label_sets:
-        linear = tagger.head(name)[0]
-        graph.output(name, graph.op("Add", graph.op("MatMul", features, graph.weight(linear.weight, transpose=True)),
-                                    graph.weight(linear.bias)))
+    linear = tagger.head(labels)[0]
+    graph.output(tagger.featurizer.default_labels if labels is None else labels,
+                 graph.op("Add", graph.op("MatMul", features, graph.weight(linear.weight, transpose=True)),
+                          graph.weight(linear.bias)))
     return graph
 
 
 class EmissionsSession:
-    """An ONNX Runtime session of :func:`emissions_graph`: the tag scores of a batch for its head."""
+    """ONNX Runtime sessions of :func:`emissions_graph`, one per head: the default head's is made at once,
+    another's the first time it is asked for (each holds its own copy of the weights)."""
 
     def __init__(self, tagger: nn.Module, precision: str, threads: int) -> None:
+        self.precision, self.threads = precision, threads
+        self.default = tagger.featurizer.default_labels
+        self.sessions: dict[str, Any] = {}
+        self.inputs: list[str] = []
+        self.add_head(tagger, self.default)
+
+    def add_head(self, tagger: nn.Module, head: str) -> None:
+        """Make the session of ``head`` from ``tagger``'s weights as they are now."""
         import onnxruntime as ort
 
-        graph = emissions_graph(tagger)
+        graph = emissions_graph(tagger, head)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(graph.serialize(precision), options, providers=["CPUExecutionProvider"])
+        self.sessions[head] = ort.InferenceSession(graph.serialize(self.precision), options,
+                                                   providers=["CPUExecutionProvider"])
         self.inputs = list(graph.inputs)
-        self.heads = {value.name for value in graph.outputs}
-        self.default = tagger.featurizer.default_labels
 
-    def run(self, batch: Any) -> torch.Tensor | None:
-        """The (B, T, number of tags) scores of ``batch``'s head; None for a head added since."""
+    def run(self, batch: Any) -> torch.Tensor:
+        """The (B, T, number of tags) tag scores of ``batch`` for its head, which must have a session."""
         head = self.default if batch.labels is None else batch.labels
-        if head not in self.heads:
-            return None
         feed = {field: getattr(batch, field).numpy() for field in self.inputs}
-        return torch.from_numpy(self.session.run([head], feed)[0])
+        return torch.from_numpy(self.sessions[head].run([head], feed)[0])
 
 
 # A snapshot of tensors holds the tensors themselves (not their addresses, which a replacement could reuse) and
@@ -388,13 +397,19 @@ def _cpu_inference(module: nn.Module, x: torch.Tensor) -> bool:
 
 
 def onnx_emissions(tagger: nn.Module, batch: Any) -> torch.Tensor | None:
-    """The tag scores of ``batch`` from the tagger's attached ONNX Runtime session, or None where torch must
-    compute them (no session or a stale one, training, not on the CPU, gradients wanted, an empty batch, a head
-    added after the session was built)."""
+    """The tag scores of ``batch`` from the tagger's attached ONNX Runtime sessions (a head without one yet gets
+    one, from the weights it has then), or None where torch must compute them (no session or a stale one,
+    training, not on the CPU, gradients wanted, an empty batch)."""
     if not _cpu_inference(tagger, batch.chars):
         return None
     session = session_of(tagger)
-    return None if session is None else session.run(batch)
+    if session is None:
+        return None
+    head = session.default if batch.labels is None else batch.labels
+    if head not in session.sessions:
+        session.add_head(tagger, head)
+        attach(tagger, session)  # the snapshot now holds the new head's weights too
+    return session.run(batch)
 
 
 def bfloat16_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:

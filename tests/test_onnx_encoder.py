@@ -40,7 +40,8 @@ def test_inference_runs_in_onnx_runtime_with_torchs_outputs(name, corpus):
     assert use_onnx(tagger) == 1
     session = session_of(tagger)
     runs = []
-    attach(tagger, type("Spy", (), {"run": lambda self, batch: runs.append(len(batch)) or session.run(batch)})())
+    attach(tagger, type("Spy", (), {"default": session.default, "sessions": session.sessions,
+                                    "run": lambda self, batch: runs.append(len(batch)) or session.run(batch)})())
     assert [tagger.tag(t) for t in TEXTS] == expected
     assert runs == [1] * len(TEXTS)  # every one-line text went through the session
     runs.clear()
@@ -243,19 +244,20 @@ def test_training_mode_drops_the_session_which_a_fused_step_would_not(corpus):
     assert session_of(tagger) is None  # eval mode alone brings back nothing
 
 
-def test_a_head_added_after_the_session_runs_in_torch(corpus):
+def test_another_head_gets_a_session_of_its_own_when_first_asked_for_even_one_added_later(corpus):
     tagger = tagger_of("bilstm_crf", corpus)
     use_onnx(tagger)
-    tagger.add_head("extra", ["PER", "GPE"])
+    tagger.add_head("extra", ["PER", "GPE"])  # after the first session was built
     session = session_of(tagger)
-    runs = []
-    attach(tagger, type("Spy", (), {"run": lambda self, batch: runs.append(batch.labels) or session.run(batch)})())
-    featurizer = tagger.featurizer
-    with torch.inference_mode():
-        for labels in (None, "extra"):
-            scores = tagger.emissions(featurizer.collate([featurizer.encode_one(t) for t in TEXTS], labels))
-            assert scores.shape[-1] == len(tagger.head(labels)[1].transitions)
-    assert runs == [None, "extra"] and session.run(featurizer.encode(TEXTS, labels="extra")) is None  # torch ran it
+    assert session is not None and list(session.sessions) == [session.default]
+    for labels in (None, "extra"):
+        fast, slow, _ = emissions_both_ways(tagger, TEXTS, labels)
+        assert fast.shape[-1] == len(tagger.head(labels)[1].transitions)
+        torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+    assert list(session.sessions) == [session.default, "extra"]
+    with torch.no_grad():
+        tagger.heads["extra"].output.weight.mul_(2.0)  # a weight of the new head changed in place
+    assert session_of(tagger) is None  # its snapshot holds the new head's weights too
 
 
 def test_workers_load_the_model_with_the_parents_runtime(tmp_path, corpus):
