@@ -101,12 +101,14 @@ def use_runtime(tagger: nn.Module, runtime: str) -> None:
     raises ``ImportError``."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
-    if runtime == "torch-bf16":
+    if runtime == "torch":
+        drop_sessions(tagger)  # whatever ran it before
+    elif runtime == "torch-bf16":
         lstms = _bilstms_of(tagger, "run in bfloat16")
-        attach(tagger, None)
+        drop_sessions(tagger)
         for lstm in lstms:
             attach(lstm, Bfloat16Session(lstm))
-    elif runtime != "torch":
+    else:
         use_onnx(tagger, precision=ONNX_PRECISIONS[runtime])
     tagger.runtime = runtime
 

@@ -245,6 +245,20 @@ def test_training_mode_drops_the_session_which_a_fused_step_would_not(corpus):
     assert session_of(tagger) is None  # eval mode alone brings back nothing
 
 
+def test_switching_runtimes_leaves_only_the_last_ones_sessions(corpus):
+    from lexner.onnx_encoder import use_runtime
+
+    tagger = tagger_of("softlexicon", corpus)
+    use_runtime(tagger, "onnx-int8")
+    assert session_of(tagger) is not None
+    use_runtime(tagger, "torch-bf16")
+    assert session_of(tagger) is None and session_of(tagger.lstm) is not None
+    use_runtime(tagger, "onnx")
+    assert session_of(tagger) is not None and session_of(tagger.lstm) is None
+    use_runtime(tagger, "torch")
+    assert session_of(tagger) is None and session_of(tagger.lstm) is None and tagger.runtime == "torch"
+
+
 def test_another_head_gets_a_session_of_its_own_when_first_asked_for_even_one_added_later(corpus):
     tagger = tagger_of("bilstm_crf", corpus)
     use_onnx(tagger)
