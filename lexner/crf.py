@@ -24,7 +24,6 @@ class ConstrainedCRF(CRF):
         self.register_buffer("allowed_start", start, persistent=False)
         self.register_buffer("allowed_transitions", trans, persistent=False)
         self.register_buffer("allowed_end", end, persistent=False)
-        self._allowed_numpy: tuple[np.ndarray, ...] | None = None  # the three masks as arrays, on first CPU search
 
     def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean negative log-likelihood per sentence.  Every sentence must have ``mask[:, 0]`` true.
@@ -123,12 +122,10 @@ class ConstrainedCRF(CRF):
         """:meth:`constrained_scores` in numpy (CPU parameters): three ``np.where`` calls, cheaper than torch's.
         Made anew for every search: scores kept from one call to the next would have to notice every change of
         the parameters, and fused optimiser steps leave no trace in a tensor's version counter."""
-        if self._allowed_numpy is None:  # the scheme's masks never change
-            self._allowed_numpy = tuple(m.numpy() for m in (self.allowed_start, self.allowed_transitions,
-                                                            self.allowed_end))
-        scores = (self.start_transitions, self.transitions, self.end_transitions)
-        return tuple(np.where(allowed, score.detach().float().numpy(), np.float32(-np.inf))
-                     for allowed, score in zip(self._allowed_numpy, scores))
+        pairs = ((self.allowed_start, self.start_transitions), (self.allowed_transitions, self.transitions),
+                 (self.allowed_end, self.end_transitions))
+        return tuple(np.where(allowed.numpy(), score.detach().float().numpy(), np.float32(-np.inf))
+                     for allowed, score in pairs)
 
 
 TIE = 2e-6  # scores closer to the best than this fraction of a bound on their size tie with it

@@ -6,18 +6,19 @@ Runtime (``pip install "lexner[onnx]"``) and torch in bfloat16::
     ner = lexner.load(runtime="torch-bf16")    # torch with a bfloat16 copy of the LSTM: outputs close
 
 **ONNX Runtime** runs a tagger's whole encoder, from a batch's ids to the default head's tag scores, as one ONNX
-graph built from its weights when this is called (tens of milliseconds; nothing is written to the model
-directory): embedding lookups, the model's own input features (softlexicon's pooled word sets), the BiLSTM and
-the head's linear layer.  Another head of a multi-task model gets a graph of its own the first time it is asked
-for (ONNX Runtime would compute every head of one graph on every call).  Each model writes its part as :meth:`~lexner.models.base.Tagger.onnx_features`, next to its torch
-``features`` and with the same operations (tests check that they agree); the :class:`Graph` here supplies the
-BiLSTM — per layer one ONNX ``LSTM`` node over both directions, given each sentence's length
-(``sequence_lens``), so a padded batch is right for every sentence (padding positions come out as zeros, as in
-torch) — and the head.  One ONNX Runtime call per batch replaces some thirty small torch operations, which cost
-more than the arithmetic when ``tag()`` is called one sentence at a time.  Every CPU inference batch, one
-sentence or many, then runs in ONNX Runtime; training, gradients, CUDA and saving are unaffected (torch runs
-them).  float32 outputs equal torch's up to float rounding (~1e-5 on the tag scores; the decoder's tie rule
-keeps such noise from changing a path).
+graph built from its weights when this is called (nothing is written to the model directory): embedding lookups,
+the model's own input features (softlexicon's pooled word sets), the BiLSTM and the head's linear layer. Another
+head of a multi-task model gets a graph of its own the first time it is asked for (ONNX Runtime would compute
+every head of one graph on every call). Each model writes its part as
+:meth:`~lexner.models.base.Tagger.onnx_features`, next to its torch ``features`` and with the same operations
+(tests check that they agree); the :class:`Graph` here supplies the BiLSTM — per layer one ONNX ``LSTM`` node over
+both directions, given each sentence's length (``sequence_lens``), so a padded batch is right for every sentence
+(padding positions come out as zeros, as in torch) — and the head. One ONNX Runtime call per batch replaces some
+thirty small torch operations, which cost more than the arithmetic when ``tag()`` is called one sentence at a
+time. Every CPU inference batch, one sentence or many, then runs in ONNX Runtime; training, gradients, CUDA and
+saving are unaffected (torch runs them). float32 outputs equal torch's up to float rounding
+(``tests/test_onnx_encoder.py`` bounds the tag scores' difference; the decoder's tie rule keeps such noise from
+changing a path).
 
 ``onnx="int8"`` quantizes the graph's LSTM weights to int8 (ONNX Runtime's dynamic quantization,
 ``DynamicQuantizeLSTM``, activations quantized per call; everything else stays float32).  Outputs are then close
@@ -135,7 +136,7 @@ class Bfloat16Session:
 
 
 class _DropPreprocessingHint(logging.Filter):
-    """ONNX Runtime's quantizer advises shape inference through the root logger; the LSTM graph needs none."""
+    """ONNX Runtime's quantizer advises shape inference through the root logger; lexner's graphs need none."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("Please consider to run pre-processing")
@@ -276,8 +277,7 @@ class Graph:
 def emissions_graph(tagger: nn.Module, labels: str | None = None) -> Graph:
     """The ONNX graph of ``tagger``'s inference, from a batch's ids to the tag scores of head ``labels`` (None:
     the default one; the output is named by its label set).  One head per graph: ONNX Runtime computes every
-    output of a graph whichever are asked for, and another head's scores (or the features as an output of their
-    own) cost up to a sixth of a batch's time."""
+    output of a graph whichever are asked for (benchmarks/README.md measures what the other heads cost)."""
     graph = Graph()
     features = tagger.onnx_features(graph)
     linear = tagger.head(labels)[0]

@@ -18,14 +18,6 @@ def random_crf(seed: int, tags=TAGS) -> ConstrainedCRF:
     return crf
 
 
-def constrained_scores(crf: ConstrainedCRF) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The start, transition and end scores the searches take: illegal ones at -inf."""
-    neg = torch.tensor(float("-inf"))
-    return tuple(torch.where(allowed, scores, neg).detach() for allowed, scores in (
-        (crf.allowed_start, crf.start_transitions), (crf.allowed_transitions, crf.transitions),
-        (crf.allowed_end, crf.end_transitions)))
-
-
 def numpy_search(*tensors: torch.Tensor) -> list[list[int]]:
     """lexner.crf._search_numpy over the arrays of ``tensors`` (emissions, mask, start, transition, end)."""
     from lexner.crf import _search_numpy
@@ -180,7 +172,7 @@ def test_numpy_search_on_cpu_gives_the_torch_search_paths_ties_included(seed):
     mask = torch.arange(9)[None, :] < lengths[:, None]
     allowed = torch.rand(7, 9, len(TAGS)) < 0.7
     allowed[..., TAGS.index("O")] = True
-    start, trans, end = constrained_scores(crf)
+    start, trans, end = crf.constrained_scores()
     neg = torch.tensor(float("-inf"))
     for extra in (None, allowed):
         em = emissions if extra is None else torch.where(extra, emissions, neg)
@@ -207,7 +199,7 @@ def test_the_cpu_search_follows_scores_changed_in_place_or_replaced():
                 crf.transitions.mul_(-4.0)  # an optimiser step: in place
         else:
             crf.start_transitions = torch.nn.Parameter(torch.randn(len(TAGS)) * 5)  # replaced
-        expected = _search_torch(emissions, mask, *constrained_scores(crf))
+        expected = _search_torch(emissions, mask, *crf.constrained_scores())
         assert crf.viterbi(emissions, mask) == expected
 
 
@@ -245,7 +237,7 @@ def test_exact_ties_break_the_same_way_under_float_noise_of_padding_size(seed):
     for trial in range(5):
         noisy = emissions + torch.randn(emissions.shape) * 3e-7 * emissions.abs().clamp(min=1)
         assert crf.viterbi(noisy, mask) == exact
-        start, trans, end = constrained_scores(crf)
+        start, trans, end = crf.constrained_scores()
         assert _search_torch(noisy, mask, start, trans, end) == exact
         flips += noisy.argmax(-1).tolist() != emissions.argmax(-1).tolist()  # plain argmax does flip
     assert flips > 0
@@ -271,7 +263,7 @@ def test_a_sentences_decisions_do_not_depend_on_the_other_sentences_in_its_batch
     alone = crf.viterbi(small, mask[:1])
     together = crf.viterbi(torch.cat([small, huge]), mask)
     assert together[0] == alone[0] and alone[0] != [0, 0, 0]
-    start, trans, end = constrained_scores(crf)
+    start, trans, end = crf.constrained_scores()
     both = torch.cat([small, huge])
     assert _search_torch(both, mask, start, trans, end) == numpy_search(both, mask, start, trans, end) == together
 
