@@ -119,3 +119,23 @@ def test_frequency_weights_change_the_emissions_and_hostile_counts_are_refused(c
         save_file({**state, "word_counts": bad}, str(weights))
         with pytest.raises(ModelFormatError, match=message):
             Tagger.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize("model, with_words", [("softlexicon", False), ("flat", True), ("lattice_lstm", True)])
+def test_tag_batch_counts_words_in_a_batch_only_for_taggers_that_pay_for_them(corpus, model, with_words):
+    # 30 pieces of 10 characters: "北京" matches in each, so a piece is 10 tokens, or 10 + its words
+    torch.manual_seed(0)
+    tagger = build_tagger(model, corpus, {}, lexicon=Lexicon(TOY_WORDS)).eval()
+    assert tagger.tokens_include_words is with_words
+    tagger.batch_tokens = 100
+    texts = ["北京和上海和广州很好"] * 30
+    words = len(tagger.featurizer.encode_one(texts[0])["word_ids"])
+    assert words >= 3
+    shapes = []
+    decode = tagger.decode
+    tagger.decode = lambda batch: (shapes.append(tuple(batch.chars.shape)), decode(batch))[1]
+    alone = tagger.tag(texts[0])
+    shapes.clear()
+    assert tagger.tag_batch(texts, batch_size=64) == [alone] * 30
+    per_batch = 100 // (10 + words) if with_words else 10
+    assert [b for b, _ in shapes] == [per_batch] * (30 // per_batch) + ([30 % per_batch] if 30 % per_batch else [])

@@ -226,6 +226,11 @@ class Tagger(nn.Module):
     max_length: int = MAX_PIECE_LENGTH  # the piece length: tag_batch splits longer texts (set_piece_length)
     overlap: int = 50  # overlap of the pieces of one over-long sentence
     batch_tokens: int = 4096  # tag_batch: at most this many padded tokens per batch (long pieces, smaller batches)
+    # What a piece costs in tag_batch, for grouping pieces of like cost (little padding) and for batch_tokens:
+    # its characters, or, for taggers whose work grows with the matched words too (FLAT attends over them,
+    # Lattice-LSTM runs a cell for each), its characters and words.  A softlexicon model pools its words before
+    # an LSTM over characters, which pays for every padded character (benchmarks/README.md, "Batching").
+    tokens_include_words: ClassVar[bool] = False
     block_pieces: int = 4096  # tag_batch: pieces encoded at a time (bounds memory on long inputs)
 
     def __init__(self, config: Any, featurizer: Featurizer):
@@ -415,7 +420,8 @@ class Tagger(nn.Module):
                   progress: Callable[[int], None] | None = None) -> list[list[Entity]]:
         """Entities of each text.  Each line is tagged on its own, whitespace handled as ``lexner.tagging``
         describes; lines longer than ``max_length`` are tagged in pieces; pieces are grouped by length into
-        batches of at most ``batch_size`` pieces and ``batch_tokens`` padded tokens.  ``labels``: as in
+        batches of at most ``batch_size`` pieces and ``batch_tokens`` padded tokens (see
+        ``tokens_include_words``).  ``labels``: as in
         :meth:`tag`; ``progress``: called now and then with how many texts are done.  The pipeline is
         :func:`lexner.tagging.tag_texts`; this model's part is :meth:`decode_pieces`."""
         return tag_texts(self, texts, batch_size, labels, progress)
@@ -430,9 +436,10 @@ class Tagger(nn.Module):
             if constrained:
                 item["constraints"] = constrained
             encoded.append(item)
-        # group by token count (characters + matched words): little padding, which FLAT pays quadratically;
-        # a batch holds at most batch_size pieces and batch_tokens padded tokens (so few long ones)
-        tokens = [len(e["chars"]) + len(e.get("word_ids", ())) for e in encoded]
+        # group by token count (see tokens_include_words): little padding, which FLAT pays quadratically; a
+        # batch holds at most batch_size pieces and batch_tokens padded tokens (so few long ones)
+        with_words = self.tokens_include_words
+        tokens = [len(e["chars"]) + (len(e.get("word_ids", ())) if with_words else 0) for e in encoded]
         chunks: list[list[int]] = []
         for j in sorted(range(len(pieces)), key=tokens.__getitem__):
             if chunks and len(chunks[-1]) < batch_size and (len(chunks[-1]) + 1) * tokens[j] <= self.batch_tokens:

@@ -219,6 +219,7 @@ def _position_block(table: torch.Tensor, classes: torch.Tensor, char_column: tor
 class FLAT(Tagger):
     name = "flat"
     Config = FLATConfig
+    tokens_include_words = True  # its work grows with the matched words
     @classmethod
     def inputs(cls, config: FLATConfig) -> Inputs:
         return Inputs(words=True, pieces=uses_encoder(config))

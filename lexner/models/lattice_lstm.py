@@ -175,6 +175,7 @@ def run_lattice(directions: list[LatticeDirection], xs: list[torch.Tensor], word
 class LatticeLSTM(Tagger):
     name = "lattice_lstm"
     Config = LatticeLSTMConfig
+    tokens_include_words = True  # its work grows with the matched words
     @classmethod
     def inputs(cls, config: LatticeLSTMConfig) -> Inputs:
         return Inputs(words=True)
