@@ -180,9 +180,9 @@ def _search_numpy(em: np.ndarray, mask: np.ndarray, start: np.ndarray, trans: np
                   end: np.ndarray) -> list[list[int]]:
     """:func:`_search_torch` in numpy (float32 arrays, ``mask`` bool): the same float32 sums in the same order,
     so the same paths.  The loop over positions only adds and takes maxima, time first, over views made in C;
-    which previous tag each choice came from (the lowest index within the tolerance) is found for all positions
-    at once afterwards, and one sentence is traced back in plain Python — per-call overhead is what costs most
-    on short inputs."""
+    which previous tag each choice came from (the lowest index within the tolerance) is found afterwards: for
+    one sentence at all positions at once, then traced back in plain Python (per-call overhead is what costs
+    most on short inputs); for a batch along each sentence's traced path only."""
     batch, length, tags = em.shape
     lengths = mask.sum(1)
     full = bool((lengths == length).all())  # no padding (e.g. one sentence)
@@ -200,22 +200,23 @@ def _search_numpy(em: np.ndarray, mask: np.ndarray, start: np.ndarray, trans: np
     for step, previous, out in zip(candidates[1:], best[:, :, :, None].transpose(0, 2, 1, 3), best[1:]):
         add(step, previous, out=step)  # previous: (K_prev, B, 1)
         maximum(step, 0, out=out)  # step.max(0) without its Python wrapper
-    # shape: (T - 1, B, K_next): the lowest previous tag within the tolerance of the best
-    history = (candidates[1:] >= (best[1:] - tolerance[1:, :, None])[:, None, :, :]).argmax(1)
     rows = np.arange(batch)
     final = best[lengths - 1, rows] + end  # each sentence's scores at its own last position, shape (B, K)
     last = tolerance[lengths - 1, rows][:, None]  # shape (B, 1)
     current = (final >= final.max(1, keepdims=True) - last).argmax(1)
-    if batch == 1:
-        tag, steps, n = int(current[0]), history[:, 0].tolist(), int(lengths[0])
+    # Which previous tag a tag came from: the lowest one whose candidate is within the tolerance of the best
+    if batch == 1:  # for every tag at every position at once (small), then traced back in plain Python
+        history = (candidates[1:, :, 0] >= (best[1:, 0] - tolerance[1:])[:, None, :]).argmax(1)  # (T - 1, K)
+        tag, steps, n = int(current[0]), history.tolist(), int(lengths[0])
         path = [tag] * n
         for t in range(n - 1, 0, -1):
             tag = path[t - 1] = steps[t - 1][tag]
         return [path]
     path = np.zeros((batch, length), dtype=np.int64)
-    for t in range(length - 1, 0, -1):
+    for t in range(length - 1, 0, -1):  # for the traced tag of each sentence only
         path[:, t] = current
-        previous = history[t - 1, rows, current]
+        chosen = candidates[t][:, rows, current]  # shape: (K_prev, B)
+        previous = (chosen >= best[t, rows, current] - tolerance[t]).argmax(0)
         current = previous if full else np.where(lengths > t, previous, current)
     path[:, 0] = current
     return [row[:n].tolist() for row, n in zip(path, lengths.tolist())]
