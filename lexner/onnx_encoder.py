@@ -214,8 +214,8 @@ class Graph:
 
     def bilstm(self, lstm: nn.LSTM, x: str) -> str:
         """``lstm`` (batch-first, bidirectional, any number of layers) over ``x`` (B, T, input), each sentence up
-        to its length (input ``lengths``): shape (B, T, 2 × hidden), zeros past each length, as
-        :func:`lexner.models.recurrent.run_bilstm` gives it."""
+        to its length (input ``lengths``): what :func:`lexner.models.recurrent.run_bilstm` gives (zeros past each
+        length), time first — shape (T, B, 2 × hidden), as ONNX's LSTM works (see :func:`emissions_graph`)."""
         from onnx import TensorProto
 
         hidden = lstm.hidden_size
@@ -240,7 +240,7 @@ class Graph:
             y = self.op("LSTM", h, w, r, b, lengths, hidden_size=hidden, direction="bidirectional")
             # (T, 2, B, hidden) -> (T, B, 2, hidden) -> (T, B, 2 × hidden): forward, then backward
             h = self.op("Reshape", self.op("Transpose", y, perm=[0, 2, 1, 3]), both_directions)
-        return self.op("Transpose", h, perm=[1, 0, 2])
+        return h
 
     def output(self, name: str, value: str) -> None:
         """``value`` (float32, (B, T, width)) as the graph's output ``name``."""
@@ -279,11 +279,12 @@ def emissions_graph(tagger: nn.Module, labels: str | None = None) -> Graph:
     the default one; the output is named by its label set).  One head per graph: ONNX Runtime computes every
     output of a graph whichever are asked for (benchmarks/README.md measures what the other heads cost)."""
     graph = Graph()
-    features = tagger.onnx_features(graph)
-    linear = tagger.head(labels)[0]
+    features = tagger.onnx_features(graph)  # time first: the linear layer is applied position by position, so
+    linear = tagger.head(labels)[0]  # only its few tag scores need turning batch first, not the BiLSTM's output
+    scores = graph.op("Add", graph.op("MatMul", features, graph.weight(linear.weight, transpose=True)),
+                      graph.weight(linear.bias))
     graph.output(tagger.featurizer.default_labels if labels is None else labels,
-                 graph.op("Add", graph.op("MatMul", features, graph.weight(linear.weight, transpose=True)),
-                          graph.weight(linear.bias)))
+                 graph.op("Transpose", scores, perm=[1, 0, 2]))
     return graph
 
 

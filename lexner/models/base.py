@@ -260,7 +260,8 @@ class Tagger(nn.Module):
 
     def onnx_features(self, graph: Graph) -> str:
         """:meth:`features` in inference (no dropout) as nodes of ``graph``, reading the same Batch fields
-        (``graph.input``); returns the name of the (B, T, width) result.  Models that ONNX Runtime can run
+        (``graph.input``); returns the name of the result, time first: shape (T, B, width), as ONNX's LSTM
+        leaves it (:meth:`lexner.onnx_encoder.Graph.bilstm`).  Models that ONNX Runtime can run
         (:mod:`lexner.onnx_encoder`) implement it with the same operations as :meth:`features`."""
         raise NotImplementedError(f"{self.name} does not run in ONNX Runtime")
 
