@@ -22,8 +22,8 @@ from .data import Sentence
 from .fileio import DataFormatError, read_json, write_json
 from .lexicon import Lexicon
 from .schemes import PathReader, Span, bioes_tags, spans_to_tags
-from .text import normalize
-from .vocab import Vocab
+from .text import normalize, normalize_many
+from .vocab import UNK, Vocab
 
 END = "</s>"  # the right neighbour of a sentence's last character in its bigram
 LEXICON_FILE = "lexicon.json"
@@ -39,6 +39,41 @@ MODEL_FILES = ("chars.json", "bigrams.json", LEXICON_FILE, TOKENIZER_DIR)  # wha
 def bigrams(normalized: str) -> list[str]:
     """The bigram at each position: the character and its right neighbour (``</s>`` after the last)."""
     return [a + b for a, b in zip(normalized, normalized[1:])] + ([normalized[-1] + END] if normalized else [])
+
+
+# A bigram as one int64 key, for looking up many at once (Featurizer.encode_many): its first code point times
+# _KEY_BASE plus its second, END counting as one more code point past Unicode's
+_END_CODE = 0x110000
+_KEY_BASE = _END_CODE + 1
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
+
+
+class _BigramKeys:
+    """A bigram vocabulary as sorted keys (see _KEY_BASE) with their ids, searched with numpy."""
+
+    def __init__(self, vocab: Vocab):
+        self.vocab, self.size = vocab, len(vocab)  # what it was made from (a vocabulary may grow)
+        pairs = [(ord(token[0]) * _KEY_BASE + (ord(token[1]) if len(token) == 2 else _END_CODE), i)
+                 for token, i in vocab.index.items() if len(token) == 2 or token[1:] == END]
+        pairs.sort()
+        self.keys = np.array([key for key, _ in pairs], dtype=np.int64)
+        self.ids = np.array([i for _, i in pairs], dtype=np.int64)
+        self.unknown = vocab.index[UNK]
+
+    def lookup(self, codes: np.ndarray, last: np.ndarray) -> np.ndarray:
+        """The ids of the bigrams of texts whose code points ``codes`` are laid end to end, ``last`` holding
+        where each text ends (the index of its last character): what :func:`bigrams` and ``Vocab.encode``
+        give for each text, in one array."""
+        keys = codes * _KEY_BASE
+        keys[:-1] += codes[1:]
+        keys[last] = codes[last] * _KEY_BASE + _END_CODE
+        if not len(self.keys):
+            return np.full(len(keys), self.unknown, dtype=np.int64)
+        at = np.searchsorted(self.keys, keys).clip(max=len(self.keys) - 1)
+        return np.where(self.keys[at] == keys, self.ids[at], self.unknown)
 
 
 @dataclass
@@ -137,6 +172,7 @@ class Featurizer:
         self.bigrams = bigram_vocab
         self._set_types(entity_types)
         self.lexicon = lexicon
+        self._bigram_keys: _BigramKeys | None = None  # made by encode_many when first needed
 
     @staticmethod
     def count_tokens(sentences: Iterable[Sentence]) -> tuple[Counter, Counter]:
@@ -191,6 +227,30 @@ class Featurizer:
         item = {"chars": self.chars.encode(norm), "bigrams": self.bigrams.encode(bigrams(norm))}
         if spans is not None:
             item["tags"] = self.label_set(labels).encode(spans, len(text))
+        return self._add_lattice(item, text, norm)
+
+    def encode_many(self, texts: Sequence[str]) -> list[dict[str, list[int]]]:
+        """:meth:`encode_one` of each non-empty text (no gold tags), the characters and bigrams of all of them
+        looked up at once: several times cheaper per text than one call each (``tag_batch`` encodes so)."""
+        if not all(texts):
+            raise ValueError("cannot encode an empty text; filter empty texts out first")
+        norms = normalize_many(texts)
+        joined = "".join(norms)
+        ends = list(itertools.accumulate(map(len, norms)))
+        if self._bigram_keys is None or self._bigram_keys.vocab is not self.bigrams or (
+                self._bigram_keys.size != len(self.bigrams)):
+            self._bigram_keys = _BigramKeys(self.bigrams)
+        char_ids = self.chars.encode(joined)
+        bigram_ids = self._bigram_keys.lookup(_code_points(joined), np.array(ends, dtype=np.int64) - 1).tolist()
+        items = []
+        for text, norm, start, end in zip(texts, norms, [0, *ends], ends):
+            items.append(self._add_lattice({"chars": char_ids[start:end], "bigrams": bigram_ids[start:end]},
+                                           text, norm))
+        return items
+
+    def _add_lattice(self, item: dict, text: str, norm: str) -> dict:
+        """``item`` with the lattice of ``text`` (normalised: ``norm``) if there is a lexicon, and its word
+        pieces if there is a tokenizer."""
         if self.lexicon is not None:
             matches = self.lexicon.match_spans(norm, normalized=True)  # (start, end, word id)
             item["word_ids"] = [word_id + 1 for _, _, word_id in matches]

@@ -13,3 +13,39 @@ def test_pad_right_pads_each_row_with_zeros(rows, extra):
     padded = _pad(rows, width)
     assert padded.dtype == torch.long
     assert padded.tolist() == [row + [0] * (width - len(row)) for row in rows]
+
+
+def _featurizer():
+    from conftest import toy_corpus
+
+    from lexner.features import END, Featurizer
+    from lexner.lexicon import Lexicon
+
+    # bigrams seen in the corpus, one pretrained-style extra of each kind (a pair, one ending a text) and tokens
+    # that are no bigram at all; characters that only normalised text has (Simplified, half-width)
+    return Featurizer.build(toy_corpus(), extra_chars=["台", "湾", "A", " "],
+                            extra_bigrams=["台湾", "国" + END, "x", "<s>" + END, "abc", "A "],
+                            lexicon=Lexicon(["北京", "台湾", "张三", "ab", "👍👍"]))
+
+
+FEATURIZER = _featurizer()
+# characters of the toy corpus, Traditional ones, full-width and ideographic space, Latin, astral, a lone surrogate
+ALPHABET = st.sampled_from(list("张三在北京工作李四住上海国臺灣台湾ＡＢab 　👍\ud83d") + ["\n"])
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.text(ALPHABET, min_size=1, max_size=12), max_size=6))
+def test_encode_many_equals_encode_one_of_each_text(texts):
+    assert FEATURIZER.encode_many(texts) == [FEATURIZER.encode_one(text) for text in texts]
+
+
+def test_encode_many_follows_a_grown_bigram_vocabulary_and_refuses_empty_texts():
+    import pytest
+
+    featurizer = _featurizer()
+    assert featurizer.encode_many(["北京人"])[0]["bigrams"][1] == 1  # 京人: unknown
+    featurizer.bigrams.add("京人")
+    assert featurizer.encode_many(["北京人"]) == [featurizer.encode_one("北京人")]
+    assert featurizer.encode_many(["北京人"])[0]["bigrams"][1] != 1
+    with pytest.raises(ValueError, match="empty"):
+        featurizer.encode_many(["北京", ""])

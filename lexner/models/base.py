@@ -431,12 +431,10 @@ class Tagger(nn.Module):
                       labels: str | None) -> list[list[Span]]:
         """The spans of each piece (a whitespace-free view, see :mod:`lexner.tagging`) under its constraints
         (``{position: allowed tag prefixes or tags}``), in the label set ``labels``."""
-        encoded = []
-        for text, constrained in zip(pieces, constraints):
-            item = self.featurizer.encode_one(text)
+        encoded = self.featurizer.encode_many(pieces)
+        for item, constrained in zip(encoded, constraints):
             if constrained:
                 item["constraints"] = constrained
-            encoded.append(item)
         # group by token count (see tokens_include_words): little padding, which FLAT pays quadratically; a
         # batch holds at most batch_size pieces and batch_tokens padded tokens (so few long ones)
         with_words = self.tokens_include_words
