@@ -231,7 +231,10 @@ class Featurizer:
 
     def encode_many(self, texts: Sequence[str]) -> list[dict[str, list[int]]]:
         """:meth:`encode_one` of each non-empty text (no gold tags), the characters and bigrams of all of them
-        looked up at once: several times cheaper per text than one call each (``tag_batch`` encodes so)."""
+        looked up at once: several times cheaper per text than one call each (``tag_batch`` encodes so), but
+        dearer for a single text (the numpy calls' overhead), which goes to :meth:`encode_one` instead."""
+        if len(texts) == 1:
+            return [self.encode_one(texts[0])]
         if not all(texts):
             raise ValueError("cannot encode an empty text; filter empty texts out first")
         norms = normalize_many(texts)
