@@ -240,11 +240,11 @@ class Featurizer:
         norms = normalize_many(texts)
         joined = "".join(norms)
         ends = list(itertools.accumulate(map(len, norms)))
-        if self._bigram_keys is None or self._bigram_keys.vocab is not self.bigrams or (
-                self._bigram_keys.size != len(self.bigrams)):
-            self._bigram_keys = _BigramKeys(self.bigrams)
+        keys = self._bigram_keys
+        if keys is None or keys.vocab is not self.bigrams or keys.size != len(self.bigrams):  # made, or grown
+            keys = self._bigram_keys = _BigramKeys(self.bigrams)
         char_ids = self.chars.encode(joined)
-        bigram_ids = self._bigram_keys.lookup(_code_points(joined), np.array(ends, dtype=np.int64) - 1).tolist()
+        bigram_ids = keys.lookup(_code_points(joined), np.array(ends, dtype=np.int64) - 1).tolist()
         items = []
         for text, norm, start, end in zip(texts, norms, [0, *ends], ends):
             items.append(self._add_lattice({"chars": char_ids[start:end], "bigrams": bigram_ids[start:end]},

@@ -422,9 +422,9 @@ class Tagger(nn.Module):
         """Entities of each text.  Each line is tagged on its own, whitespace handled as ``lexner.tagging``
         describes; lines longer than ``max_length`` are tagged in pieces; pieces are grouped by length into
         batches of at most ``batch_size`` pieces and ``batch_tokens`` padded tokens (see
-        ``tokens_include_words``).  ``labels``: as in
-        :meth:`tag`; ``progress``: called now and then with how many texts are done.  The pipeline is
-        :func:`lexner.tagging.tag_texts`; this model's part is :meth:`decode_pieces`."""
+        ``tokens_include_words``).  ``labels``: as in :meth:`tag`; ``progress``: called now and then with how
+        many texts are done.  The pipeline is :func:`lexner.tagging.tag_texts`; this model's part is
+        :meth:`decode_pieces`."""
         return tag_texts(self, texts, batch_size, labels, progress)
 
     def decode_pieces(self, pieces: list[str], constraints: list[dict], batch_size: int,
