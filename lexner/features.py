@@ -155,9 +155,15 @@ def _pad(rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:
     return torch.from_numpy(padded)
 
 
-def _lengths(rows: Iterable[Sequence]) -> torch.Tensor:
-    """The length of each row, as a long tensor (numpy first: torch.tensor on a list is slower)."""
-    return torch.from_numpy(np.fromiter(map(len, rows), dtype=np.int64))
+def _lengths(rows: Iterable[Sequence]) -> np.ndarray:
+    """The length of each row (int64)."""
+    return np.fromiter(map(len, rows), dtype=np.int64)
+
+
+def _mask(lengths: np.ndarray, width: int) -> torch.Tensor:
+    """(len(lengths), width) bool: True on the first ``lengths[b]`` positions of row b (numpy is cheaper than
+    torch for the small tensors of one call)."""
+    return torch.from_numpy(np.arange(width) < lengths[:, None])
 
 
 class Featurizer:
@@ -268,12 +274,12 @@ class Featurizer:
         lengths = _lengths(item["chars"] for item in items)
         longest = int(lengths.max())
         padded = {k: _pad([item[k] for item in items], longest) for k in CHAR_KEYS if k in items[0]}
-        padded["mask"] = torch.arange(longest)[None, :] < lengths[:, None]
+        padded["mask"] = _mask(lengths, longest)
         if "word_ids" in items[0]:
             counts = _lengths(item["word_ids"] for item in items)
             most = max(int(counts.max()), 1)
             padded.update({k: _pad([item[k] for item in items], most) for k in WORD_KEYS})
-            padded["word_mask"] = torch.arange(most)[None, :] < counts[:, None]
+            padded["word_mask"] = _mask(counts, most)
         allowed = self.allowed([item.get("constraints") for item in items], longest, labels)
         if allowed is not None:
             padded["allowed"] = allowed
@@ -291,7 +297,7 @@ class Featurizer:
             padded["piece_ids"] = _pad([item["piece_ids"] for item in items], max(int(piece_lengths.max()), 1))
             padded["piece_lengths"] = piece_lengths
             padded["char_piece"] = _pad([[k + 1 for k in item["char_piece"]] for item in items], longest) - 1
-        return Batch(lengths=lengths, labels=labels, **padded)
+        return Batch(lengths=torch.from_numpy(lengths), labels=labels, **padded)
 
     def allowed(self, constraints: Sequence[dict | None], length: int, labels: str | None = None
                 ) -> torch.Tensor | None:
