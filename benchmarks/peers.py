@@ -162,7 +162,8 @@ def main() -> None:
     for name, (kind, _predict, predict_batch, extra) in systems.items():
         if predict_batch is not None:
             extra = {**extra, "chars_per_second_batch64": round(chars / best_batched[name]),
-                     "batched_equals_one_by_one": batched[name] == predicted[name]}
+                     "batched_equals_one_by_one": batched[name] == predicted[name],
+                     "f1_batch64": score_spans(gold, batched[name], lengths)["micro"]["f1"]}
         rows.append(scored(name, kind, predicted[name], best[name], **extra))
     result = {"benchmark": "peers", "texts": "msra/test", "sentences": len(texts), "characters": chars,
               "torch_threads": args.threads, "rows": rows, "machine": machine_info()}
