@@ -229,7 +229,8 @@ class Tagger(nn.Module):
     # What a piece costs in tag_batch, for grouping pieces of like cost (little padding) and for batch_tokens:
     # its characters, or, for taggers whose work grows with the matched words too (FLAT attends over them,
     # Lattice-LSTM runs a cell for each), its characters and words.  A softlexicon model pools its words before
-    # an LSTM over characters, which pays for every padded character (benchmarks/README.md, "Batching").
+    # an LSTM over characters, which pays for every padded character (benchmarks/README.md, "Tagging speed:
+    # batches grouped by characters").
     tokens_include_words: ClassVar[bool] = False
     block_pieces: int = 4096  # tag_batch: pieces encoded at a time (bounds memory on long inputs)
 
