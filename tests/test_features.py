@@ -43,9 +43,10 @@ def test_encode_many_follows_a_grown_bigram_vocabulary_and_refuses_empty_texts()
     import pytest
 
     featurizer = _featurizer()
-    assert featurizer.encode_many(["北京人"])[0]["bigrams"][1] == 1  # 京人: unknown
+    texts = ["北京人", "张三"]  # two: one text goes to encode_one
+    assert featurizer.encode_many(texts)[0]["bigrams"][1] == 1  # 京人: unknown
     featurizer.bigrams.add("京人")
-    assert featurizer.encode_many(["北京人"]) == [featurizer.encode_one("北京人")]
-    assert featurizer.encode_many(["北京人"])[0]["bigrams"][1] != 1
+    assert featurizer.encode_many(texts) == [featurizer.encode_one(text) for text in texts]
+    assert featurizer.encode_many(texts)[0]["bigrams"][1] != 1
     with pytest.raises(ValueError, match="empty"):
         featurizer.encode_many(["北京", ""])
