@@ -311,9 +311,8 @@ class EmissionsSession:
                                                    providers=["CPUExecutionProvider"])
         self.inputs = list(graph.inputs)
 
-    def run(self, batch: Any) -> torch.Tensor:
-        """The (B, T, number of tags) tag scores of ``batch`` for its head, which must have a session."""
-        head = self.default if batch.labels is None else batch.labels
+    def run(self, batch: Any, head: str) -> torch.Tensor:
+        """The (B, T, number of tags) tag scores of ``batch`` for ``head``, which must have a session."""
         feed = {field: getattr(batch, field).numpy() for field in self.inputs}
         return torch.from_numpy(self.sessions[head].run([head], feed)[0])
 
@@ -412,7 +411,7 @@ def onnx_emissions(tagger: nn.Module, batch: Any) -> torch.Tensor | None:
     if head not in session.sessions:
         session.add_head(tagger, head)
         attach(tagger, session)  # the snapshot now holds the new head's weights too
-    return session.run(batch)
+    return session.run(batch, head)
 
 
 def bfloat16_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:

@@ -41,7 +41,7 @@ def test_inference_runs_in_onnx_runtime_with_torchs_outputs(name, corpus):
     session = session_of(tagger)
     runs = []
     attach(tagger, type("Spy", (), {"default": session.default, "sessions": session.sessions,
-                                    "run": lambda self, batch: runs.append(len(batch)) or session.run(batch)})())
+                                    "run": lambda self, batch, head: runs.append(len(batch)) or session.run(batch, head)})())
     assert [tagger.tag(t) for t in TEXTS] == expected
     assert runs == [1] * len(TEXTS)  # every one-line text went through the session
     runs.clear()
