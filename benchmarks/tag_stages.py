@@ -32,7 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 STAGES = ("encode", "collate", "emissions", "search", "spans")
 
 
-def child(runtime: str, limit: int, repeat: int, out: Path) -> None:
+def setup(runtime: str, limit: int) -> tuple:
+    """The bundled model loaded with ``runtime`` (1 thread), its featurizer, its default head's CRF, and the
+    first ``limit`` MSRA test texts."""
     import torch
 
     import lexner
@@ -40,8 +42,13 @@ def child(runtime: str, limit: int, repeat: int, out: Path) -> None:
 
     torch.set_num_threads(1)
     tagger = lexner.load(runtime=runtime)
-    featurizer, crf = tagger.featurizer, tagger.head(None)[1]
-    texts = [s.text for s in load_dataset("msra", "test")[:limit]]
+    return tagger, tagger.featurizer, tagger.head(None)[1], [s.text for s in load_dataset("msra", "test")[:limit]]
+
+
+def child(runtime: str, limit: int, repeat: int, out: Path) -> None:
+    import torch
+
+    tagger, featurizer, crf, texts = setup(runtime, limit)
     best = dict.fromkeys((*STAGES, "tag()"), float("inf"))
     with torch.inference_mode():
         for _ in range(repeat):
@@ -71,14 +78,7 @@ def child(runtime: str, limit: int, repeat: int, out: Path) -> None:
 
 
 def child_batched(runtime: str, limit: int, repeat: int, batch_size: int, out: Path) -> None:
-    import torch
-
-    import lexner
-    from lexner.data import load_dataset
-
-    torch.set_num_threads(1)
-    tagger = lexner.load(runtime=runtime)
-    featurizer, crf = tagger.featurizer, tagger.head(None)[1]
+    tagger, featurizer, crf, texts = setup(runtime, limit)
     spent = dict.fromkeys(STAGES, 0.0)
     running = set()  # stages being timed (encode_many may call encode_one: counted once)
 
@@ -101,7 +101,6 @@ def child_batched(runtime: str, limit: int, repeat: int, batch_size: int, out: P
                                (crf, "viterbi", "search"), (featurizer, "decode_paths", "spans")):
         if hasattr(owner, name):
             setattr(owner, name, timed(stage, getattr(owner, name)))
-    texts = [s.text for s in load_dataset("msra", "test")[:limit]]
     chars = sum(map(len, texts))
     tagger.tag_batch(texts[:64], batch_size=batch_size)  # warm-up, untimed
     best: dict = {}
