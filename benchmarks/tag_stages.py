@@ -7,8 +7,10 @@ For each of the first ``--limit`` MSRA test sentences, one at a time, as ``tag()
 (``encode_one``), collation into a batch of one, the tag scores (``emissions``), the constrained search
 (``viterbi``) and reading spans from the path — then ``tag()`` itself on the same sentences (its pipeline
 around those stages: lines, pieces, entities).  Milliseconds per sentence, best of ``--repeat`` rounds, 1 thread.
-With ``--compare REV`` lexner at REV is measured the same way in a process of its own, this tree in another, in
-turn.
+With ``--compare REV`` lexner at REV is measured the same way in processes of its own, this tree in others,
+alternating for ``--rounds`` rounds (A B A B ...), each one's fastest round kept: measured once each, one after
+the other, the second often came out slower in every stage, changed or not (the VM's speed drifts by 10-20 %
+within minutes).
 
 ``--batched``: ``tag_batch`` over those sentences instead (its own grouping into batches of ``--batch-size``),
 each stage timed where the pipeline calls it — featurisation (``encode_many`` or ``encode_one``), collation,
@@ -131,6 +133,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=2000, help="the first N MSRA test sentences")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--compare", metavar="REV", help="also measure lexner at this git revision, in turn")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="processes per revision, the revisions alternating (A B A B ...); each one's "
+                             "fastest round is kept, so that the VM's drift favours neither")
     parser.add_argument("--batched", action="store_true", help="tag_batch's stages instead of one tag() call's")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path)
@@ -146,20 +151,28 @@ def main() -> None:
 
     this_tree = str(Path(__file__).resolve().parent.parent)
     batch_size = args.batch_size if args.batched else None
-    rows = {}
+    total = "tag_batch" if batch_size else "tag()"
+
+    def in_turn(sources: dict[str, str]) -> dict[str, dict]:
+        """Each source measured once per round, in turn; each one's fastest round (by its total) kept."""
+        rounds: dict[str, list[dict]] = {name: [] for name in sources}
+        for _ in range(args.rounds):
+            for name, path in sources.items():
+                rounds[name].append(measure(args.runtime, args.limit, args.repeat, path, batch_size))
+        return {name: min(measured, key=lambda row: row[total]) for name, measured in rounds.items()}
+
     if args.compare:
         with lexner_at(args.compare) as (commit, baseline):
-            rows[commit] = measure(args.runtime, args.limit, args.repeat, baseline, batch_size)
-            rows["this tree"] = measure(args.runtime, args.limit, args.repeat, this_tree, batch_size)
+            rows = in_turn({commit: baseline, "this tree": this_tree})
     else:
-        rows["this tree"] = measure(args.runtime, args.limit, args.repeat, this_tree, batch_size)
+        rows = in_turn({"this tree": this_tree})
     for name, row in rows.items():
         print(name, json.dumps(row))
     write_result(args.out, {"benchmark": "tag_stages", "model": "bundled", "runtime": args.runtime,
                             "texts": "msra/test", "sentences": args.limit,
                             **({"batch_size": batch_size, "unit": "µs per character"} if batch_size
                                else {"unit": "ms per sentence"}),
-                            "rows": rows, "machine": machine_info()})
+                            "rounds": args.rounds, "rows": rows, "machine": machine_info()})
 
 
 if __name__ == "__main__":
