@@ -101,3 +101,26 @@ def test_seen_shares_of_blocks_and_splits(tmp_path):
     assert rows[0]["entities"] == 4 and rows[0]["seen_share"] == 75.0
     # block 1 (北京 ORG + train) against the rest (train + 张三去上海): 北京 ORG unseen, the rest seen
     assert rows[1]["entities"] == 3 and rows[1]["seen_share"] == 66.7
+
+
+def test_ab_speed_imports_another_lexner_beside_this_one(tmp_path):
+    """The baseline package, linked under another name, is a second lexner whose modules import each other
+    (relatively) within it, not this tree's."""
+    import importlib
+
+    import lexner
+    from ab_speed import BASELINE, import_baseline
+
+    folder, links = tmp_path / "checkout", tmp_path / "links"
+    folder.mkdir()
+    links.mkdir()
+    (folder / "lexner").symlink_to(Path(lexner.__file__).parent, target_is_directory=True)
+    try:
+        baseline = import_baseline(str(folder), str(links))
+        api = importlib.import_module(f"{BASELINE}.api")
+        assert baseline is not lexner and baseline.load is not lexner.load
+        assert api.Tagger.__module__ == f"{BASELINE}.models.base"
+    finally:
+        sys.path.remove(str(links))
+        for name in [n for n in sys.modules if n == BASELINE or n.startswith(BASELINE + ".")]:
+            del sys.modules[name]
