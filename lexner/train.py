@@ -54,6 +54,9 @@ def setting(default: Any, help: str, **argparse_options: Any) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, **argparse_options})
 
 
+TASK_PREFIX = "task:"  # task_selection "task:NAME": select on that task's dev F1
+
+
 @dataclass
 class TrainConfig:
     """How to train: each setting's help is also its ``lexner train --option``'s (the options are made from
@@ -82,9 +85,10 @@ class TrainConfig:
     max_minutes: float = setting(0.0, "time budget: no epoch starts that would likely end past it (judged by the "
                                       "last epoch's time; the first epoch always runs); 0: no limit")
     task_selection: str = setting("pooled", "multi-task model selection on dev: pooled (micro P/R/F1 over every "
-                                            "task's dev entities together: a small, noisy dev set weighs little) "
-                                            "or mean (the unweighted mean of the tasks' F1)",
-                                  choices=("pooled", "mean"))
+                                            "task's dev entities together: a small, noisy dev set weighs little), "
+                                            "mean (the unweighted mean of the tasks' F1) or task:NAME (that task's "
+                                            "own dev F1: the other tasks train beside it as auxiliaries)",
+                                  metavar="pooled|mean|task:NAME")
     task_temperature: float = setting(1.0, "multi-task sampling: a task's share of batches is proportional to "
                                            "its size ** (1 / T); 1 keeps each sentence once per epoch, larger "
                                            "values give small corpora more")
@@ -125,6 +129,9 @@ class TrainConfig:
             if not ok:
                 bound = f"{'≥' if low_allowed else '>'} {low}" + (f" and ≤ {high}" if high != math.inf else "")
                 raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+        if self.task_selection not in ("pooled", "mean") and not (
+                self.task_selection.startswith(TASK_PREFIX) and len(self.task_selection) > len(TASK_PREFIX)):
+            raise ValueError(f"task_selection must be 'pooled', 'mean' or 'task:NAME', got {self.task_selection!r}")
         if self.distill not in ("", "mse", "kl"):
             raise ValueError(f"distill must be 'mse', 'kl' or '' (off), got {self.distill!r}")
         if self.augment:
@@ -713,6 +720,10 @@ class Trainer:
                                     "learn (is the data in the format and tag scheme it was read as?)")
             if not any(s.text for s in task.dev):
                 raise TrainingError(f"no dev sentences{what}: model selection needs a non-empty dev set")
+        chosen = cfg.task_selection.removeprefix(TASK_PREFIX)
+        if cfg.task_selection.startswith(TASK_PREFIX) and chosen not in [t.name for t in tasks if len(tasks) > 1]:
+            raise TrainingError(f"task_selection {cfg.task_selection!r}: no task {chosen!r} among those trained "
+                                f"({', '.join(str(t.name) for t in tasks) if len(tasks) > 1 else 'one task alone'})")
         self.model.set_piece_length(piece_length([len(s.text) for task in tasks for s in task.train]))
         log.info("texts longer than %d characters will be tagged in pieces (lexner.tagging.piece_length)",
                  self.model.max_length)
@@ -849,7 +860,7 @@ class Trainer:
     def scores(self, model: Tagger, tasks: Sequence[Task], split: str) -> dict[str, Any]:
         """The scores of ``model`` on each task's ``split`` ("dev" or "test"): :func:`evaluate`'s for one task;
         for several, ``{"tasks": {name: scores}, "mean": the unweighted mean of their micro P/R/F1, "pooled": micro
-        P/R/F1 over all their entities, "selection": which of the two selects (``task_selection``)}``."""
+        P/R/F1 over all their entities, "selection": which selects (``task_selection``)}``."""
         batch_size = self.config.eval_batch_size
         if len(tasks) == 1:
             return evaluate(model, getattr(tasks[0], split), batch_size, labels=tasks[0].labels)
@@ -894,8 +905,14 @@ def epoch_records(log_file: Path) -> list[dict[str, Any]]:
 
 
 def selection_scores(scores: dict[str, Any]) -> dict[str, float]:
-    """The scores that select a model: micro P/R/F1, or for several tasks their pooled or mean scores."""
-    return scores[scores.get("selection", "mean")] if "tasks" in scores else scores["micro"]
+    """The scores that select a model: micro P/R/F1, or for several tasks their pooled or mean scores, or one
+    task's micro P/R/F1 (``task:NAME``)."""
+    if "tasks" not in scores:
+        return scores["micro"]
+    selection = scores.get("selection", "mean")
+    if selection.startswith(TASK_PREFIX):
+        return scores["tasks"][selection.removeprefix(TASK_PREFIX)]["micro"]
+    return scores[selection]
 
 
 def selection_f1(scores: dict[str, Any]) -> float:

@@ -82,6 +82,41 @@ def test_fit_tasks_trains_every_head_selects_on_pooled_dev_scores_and_scores_eac
     assert json.loads((tmp_path / "model" / "config.json").read_text())["format_version"] == 3
 
 
+def test_task_selection_task_name_selects_on_that_tasks_dev_alone(corpus, tmp_path):
+    """``task:NAME``: each epoch's selection score is that task's dev micro F1 (the other task trains beside it),
+    and the best epoch is the one where it was highest."""
+    seed_everything(4)
+    tagger = build_tagger("bilstm_crf", corpus, SMALL, seed=4,
+                          label_sets={"coarse": ["LOC", "PER"], "fine": ["city", "name"]})
+    config = TrainConfig(epochs=4, batch_size=4, optimizer="adam", lr=0.02, seed=4, patience=0,
+                         task_selection="task:fine")
+    swapped = {"name": "city", "city": "name"}  # a fine dev set the model gets wrong: its F1 differs from coarse's
+    fine_dev = [Sentence(s.text, [Span(sp.start, sp.end, swapped[sp.label]) for sp in s.spans])
+                for s in fine(corpus[15:])]
+    results = Trainer(tagger, config, tmp_path, progress=False).fit_tasks(
+        [Task("coarse", corpus[:15], corpus[15:]), Task("fine", fine(corpus[:15]), fine_dev)])
+    log = epoch_records(tmp_path / "log.jsonl")
+    assert all(r["dev"] == r["tasks"]["fine"] for r in log)
+    f1, other = ([r["tasks"][name]["f1"] for r in log] for name in ("fine", "coarse"))
+    assert results["best_epoch"] == f1.index(max(f1)) + 1
+    assert other.index(max(other)) != f1.index(max(f1))  # selecting on coarse (or pooled) would choose otherwise
+    assert results["dev"]["selection"] == "task:fine"
+
+
+@pytest.mark.parametrize("selection", ["task:", "fine", "best"])
+def test_task_selection_refuses_a_malformed_choice(selection):
+    with pytest.raises(ValueError, match="task_selection must be"):
+        TrainConfig(task_selection=selection)
+
+
+def test_task_selection_refuses_a_task_not_trained_before_any_work(corpus, tmp_path):
+    tagger = build_tagger("bilstm_crf", corpus, SMALL, label_sets={"coarse": ["LOC", "PER"], "fine": ["city", "name"]})
+    trainer = Trainer(tagger, TrainConfig(epochs=1, task_selection="task:weibo"), tmp_path, progress=False)
+    with pytest.raises(Exception, match="no task 'weibo' among those trained \\(coarse, fine\\)"):
+        trainer.fit_tasks([Task("coarse", corpus[:15], corpus[15:]), Task("fine", fine(corpus[:15]), fine(corpus[15:]))])
+    assert not (tmp_path / "log.jsonl").exists()
+
+
 def test_fit_tasks_refuses_a_task_without_a_head(corpus, tmp_path):
     tagger = build_tagger("bilstm_crf", corpus, SMALL, label_sets={"coarse": ["LOC", "PER"], "fine": ["city"]})
     trainer = Trainer(tagger, TrainConfig(epochs=1), tmp_path, progress=False)
