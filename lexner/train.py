@@ -720,10 +720,12 @@ class Trainer:
                                     "learn (is the data in the format and tag scheme it was read as?)")
             if not any(s.text for s in task.dev):
                 raise TrainingError(f"no dev sentences{what}: model selection needs a non-empty dev set")
-        chosen = cfg.task_selection.removeprefix(TASK_PREFIX)
-        if cfg.task_selection.startswith(TASK_PREFIX) and chosen not in [t.name for t in tasks if len(tasks) > 1]:
-            raise TrainingError(f"task_selection {cfg.task_selection!r}: no task {chosen!r} among those trained "
-                                f"({', '.join(str(t.name) for t in tasks) if len(tasks) > 1 else 'one task alone'})")
+        if cfg.task_selection.startswith(TASK_PREFIX):
+            names = [str(t.name) for t in tasks] if len(tasks) > 1 else []  # one task alone has no name
+            chosen = cfg.task_selection.removeprefix(TASK_PREFIX)
+            if chosen not in names:
+                raise TrainingError(f"task_selection {cfg.task_selection!r}: no task {chosen!r} among those trained "
+                                    f"({', '.join(names) or 'one task alone'})")
         self.model.set_piece_length(piece_length([len(s.text) for task in tasks for s in task.train]))
         log.info("texts longer than %d characters will be tagged in pieces (lexner.tagging.piece_length)",
                  self.model.max_length)
