@@ -60,6 +60,13 @@ def accuracy_groups(results: Path) -> list[dict]:
     return groups
 
 
+def test_scores(record: dict, dataset: str) -> dict:
+    """A result's test scores on ``dataset``: its one task's, or that task's among several (a model trained on
+    ``dataset`` beside auxiliary corpora, e.g. Weibo with CLUENER)."""
+    test = record["results"]["test"]
+    return test["tasks"][dataset] if "tasks" in test else test
+
+
 def published_f1(model: str, dataset: str) -> str:
     """The published F1 of ``model`` on ``dataset`` (``–`` for CLUENER: its papers score the official test set,
     which is not available here)."""
@@ -85,7 +92,7 @@ def accuracy_section(groups: list[dict]) -> list[str]:
                 + " best epoch / epochs run | train time per seed (s) | published |",
                 "|---|---|---|---|---|---|---|" + ("---|---|" if weibo else "") + "---|---|---|"]
         for g in rows:
-            tests = [r["results"]["test"] for r in g["records"]]
+            tests = [test_scores(r, dataset) for r in g["records"]]
             f1s = [t["micro"]["f1"] for t in tests]
             mean = statistics.mean(f1s)
             spread = f"{pct(mean)} ± {pct(statistics.stdev(f1s))}" if len(f1s) > 1 else pct(mean)
@@ -435,7 +442,7 @@ def plots(results: Path, groups: list[dict], directory: Path) -> list[str]:
     for ax, dataset in zip(axes, DATASETS):
         for g in (g for g in groups if g["dataset"] == dataset):
             xs = [r["results"]["train_seconds"] / 60 for r in g["records"]]
-            ys = [100 * r["results"]["test"]["micro"]["f1"] for r in g["records"]]
+            ys = [100 * test_scores(r, dataset)["micro"]["f1"] for r in g["records"]]
             ax.scatter(xs, ys, label=g["name"])
         ax.set(title=dataset, xlabel="training time (min)", ylabel="test F1 (%)")
         if ax.get_legend_handles_labels()[0]:

@@ -124,3 +124,14 @@ def test_ab_speed_imports_another_lexner_beside_this_one(tmp_path):
         sys.path.remove(str(links))
         for name in [n for n in sys.modules if n == BASELINE or n.startswith(BASELINE + ".")]:
             del sys.modules[name]
+
+
+def test_report_reads_a_datasets_task_of_a_multi_task_result():
+    """A result folder named after a dataset may hold a run that trained it beside auxiliary corpora: the report
+    takes that dataset's task's scores, not the pooled ones."""
+    from report import test_scores
+
+    weibo, cluener = {"micro": {"f1": 0.61}}, {"micro": {"f1": 0.72}}
+    multi = {"results": {"test": {"tasks": {"weibo": weibo, "cluener": cluener}, "pooled": {"f1": 0.7}}}}
+    assert test_scores(multi, "weibo") is weibo
+    assert test_scores({"results": {"test": weibo}}, "weibo") is weibo
