@@ -58,11 +58,10 @@ def main() -> None:
     import torch
 
     import lexner
+    from lexner.api import DEFAULT_MODEL
     from lexner.data import load_dataset
 
     torch.set_num_threads(1)
-    from lexner.api import DEFAULT_MODEL
-
     model = args.model or DEFAULT_MODEL
     texts = [s.text for s in load_dataset("msra", "test")]
     chars_single, chars_all = sum(map(len, texts[: args.single])), sum(map(len, texts))
