@@ -8,9 +8,9 @@ For each of the first ``--limit`` MSRA test sentences, one at a time, as ``tag()
 (``viterbi``) and reading spans from the path — then ``tag()`` itself on the same sentences (its pipeline
 around those stages: lines, pieces, entities).  Milliseconds per sentence, best of ``--repeat`` rounds, 1 thread.
 With ``--compare REV`` lexner at REV is measured the same way in processes of its own, this tree in others,
-alternating for ``--rounds`` rounds (A B A B ...), each one's fastest round kept: measured once each, one after
-the other, the second often came out slower in every stage, changed or not (the VM's speed drifts by 10-20 %
-within minutes).
+for ``--rounds`` rounds, the order reversed every other round (A B, B A, ...), each one's fastest round kept:
+measured once each, one after the other, the second often came out slower even in stages no change touched (the
+VM's speed drifts by 10-20 % within minutes).  ``ab_speed.py`` compares two revisions within one process.
 
 ``--batched``: ``tag_batch`` over those sentences instead (its own grouping into batches of ``--batch-size``),
 each stage timed where the pipeline calls it — featurisation (``encode_many`` or ``encode_one``), collation,
@@ -134,8 +134,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--compare", metavar="REV", help="also measure lexner at this git revision, in turn")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="processes per revision, the revisions alternating (A B A B ...); each one's "
-                             "fastest round is kept, so that the VM's drift favours neither")
+                        help="processes per revision, the order reversed every other round (A B, B A, ...); each "
+                             "one's fastest round is kept, so that the VM's drift favours neither")
     parser.add_argument("--batched", action="store_true", help="tag_batch's stages instead of one tag() call's")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path)
@@ -154,11 +154,12 @@ def main() -> None:
     total = "tag_batch" if batch_size else "tag()"
 
     def in_turn(sources: dict[str, str]) -> dict[str, dict]:
-        """Each source measured once per round, in turn; each one's fastest round (by its total) kept."""
+        """Each source measured once per round, the order reversed every other round (A B, B A, A B ...); each
+        one's fastest round (by its total) kept."""
         rounds: dict[str, list[dict]] = {name: [] for name in sources}
-        for _ in range(args.rounds):
-            for name, path in sources.items():
-                rounds[name].append(measure(args.runtime, args.limit, args.repeat, path, batch_size))
+        for r in range(args.rounds):
+            for name in (list(sources) if r % 2 == 0 else list(sources)[::-1]):
+                rounds[name].append(measure(args.runtime, args.limit, args.repeat, sources[name], batch_size))
         return {name: min(measured, key=lambda row: row[total]) for name, measured in rounds.items()}
 
     if args.compare:
