@@ -7,7 +7,9 @@ Chinese text, which has none), except whitespace between two Latin letters or di
 15``).  Entities are then constrained in the decoder, never edited afterwards: an entity cannot start or end
 at a kept whitespace character (it may only be inside one), and cannot run across removed whitespace — so no
 entity ever starts or ends with whitespace, holds whitespace other than between Latin letters/digits, or
-crosses a line break.  Offsets always index the original text (:class:`ModelLine` maps them back, in memory proportional to the number of whitespace runs).
+crosses a line break.  Control and format characters (NUL, zero-width space, soft hyphen, BOM, ...:
+``CONTROLS``) are left out of the view too, but mark no boundary: an entity may run across them, never start
+or end on one.  Offsets always index the original text (:class:`ModelLine` maps them back, in memory proportional to the number of whitespace runs).
 
 A text longer than ``max_length`` is cut after sentence-final punctuation into pieces of at most
 ``max_length`` characters (consecutive sentences are packed together); a single sentence that is still too
@@ -33,7 +35,15 @@ from .text import normalize
 
 # Every code point for which str.isspace() is true (checked against it in tests/test_tagging.py).
 WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# Every control (Unicode category Cc) and format (Cf) character that is not whitespace — NUL, zero-width space
+# and joiners, soft hyphen, byte-order mark, direction marks, ... (checked against unicodedata in
+# tests/test_tagging.py).  The model never sees them and no entity starts or ends on one, but unlike whitespace
+# they mark no boundary: ``北\u200b京`` is one word.
+CONTROLS = ("\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e"
+            "\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+            "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f")
 _SPACE_RUN = re.compile(f"[{WHITESPACE}]+")
+_HIDDEN_RUN = re.compile(f"[{WHITESPACE}{CONTROLS}]+")  # what the model does not see
 _LINE_BREAK = re.compile("\r\n|[\n\x0b\x0c\r\x1c\x1d\x1e\x85\u2028\u2029]")  # what str.splitlines splits at
 
 # What may stand at a position of a line's view (see ModelLine.constraints): tag prefixes allowed there.
@@ -99,15 +109,16 @@ def iter_model_lines(text: str) -> Iterator[ModelLine]:
 
 
 def _model_line(text: str, start: int, end: int) -> ModelLine:
-    if not _SPACE_RUN.search(text, start, end):  # most lines: nothing to remove, one stretch
+    if not _HIDDEN_RUN.search(text, start, end):  # most lines: nothing to remove, one stretch
         return ModelLine(text[start:end], [0], [start])
-    parts: list[tuple[bool, int, int]] = []  # (is whitespace, start, end) in order, covering the line
-    position = start
-    for run in _SPACE_RUN.finditer(text, start, end):
+    parts: list[tuple[bool, int, int]] = []  # (holds whitespace, start, end) in order: the visible stretches
+    position = start  # and the runs of whitespace, each with any control characters next to it
+    for run in _HIDDEN_RUN.finditer(text, start, end):
         if run.start() > position:
             parts.append((False, position, run.start()))
-        parts.append((True, run.start(), run.end()))
-        position = run.end()
+        if _SPACE_RUN.search(text, run.start(), run.end()):
+            parts.append((True, run.start(), run.end()))
+        position = run.end()  # a run of control characters alone just goes, as if it were not there
     if position < end:
         parts.append((False, position, end))
     pieces: list[str] = []
@@ -130,8 +141,9 @@ def _model_line(text: str, start: int, end: int) -> ModelLine:
             keep(a, b)
         elif 0 < k < len(parts) - 1:  # whitespace with text on both sides (at a line's ends it just goes)
             if is_latin_alnum(text[a - 1]) and is_latin_alnum(text[b]):
-                constraints.update(dict.fromkeys(range(size, size + b - a), INSIDE))
-                keep(a, b)
+                for kept in _SPACE_RUN.finditer(text, a, b):  # its whitespace, not its control characters
+                    constraints.update(dict.fromkeys(range(size, size + kept.end() - kept.start()), INSIDE))
+                    keep(kept.start(), kept.end())
             else:
                 must_end.add(size - 1)
                 must_start.add(size)

@@ -33,9 +33,10 @@ TOY_WORDS = ["北京", "上海", "广州", "广州市", "州市", "南京", "张
 
 
 # Random texts for the whitespace/line-break properties: CJK and Latin characters, digits, punctuation, every
-# kind of whitespace, and every line break str.splitlines knows.
-WHITESPACE_TEXTS = st.text(alphabet="张三李四王小明北京上海广州市在的工作ab Ee1２。，@ \t\u3000\xa0\u2003\n\r\u2028\u2029\x85\x0b",
-                           max_size=40)
+# kind of whitespace, every line break str.splitlines knows, and control/format characters.
+HIDDEN = "\u200b\x00\ufeff\xad\u200d"
+WHITESPACE_TEXTS = st.text(alphabet="张三李四王小明北京上海广州市在的工作ab Ee1２。，@ \t\u3000\xa0\u2003\n\r\u2028\u2029\x85\x0b"
+                           + HIDDEN, max_size=40)
 # Random CRF transitions make decoding of an untrained model non-trivial, with entities of every shape.
 _CACHE: dict[str, Tagger] = {}
 
@@ -168,13 +169,14 @@ class TaggerContract:
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
     @given(text=WHITESPACE_TEXTS)
     def test_entities_never_start_or_end_with_whitespace_nor_cross_a_line(self, text):
-        """No entity starts or ends with whitespace; whitespace inside an entity only between Latin letters or
+        """No entity starts or ends with whitespace or a control character; whitespace inside an entity only between Latin letters or
         digits; no entity holds a line break."""
         from lexner.tagging import is_latin_alnum
 
         for e in self.cached().tag(text):
             assert text[e.start:e.end] == e.text
             assert not e.text[0].isspace() and not e.text[-1].isspace(), e
+            assert e.text[0] not in HIDDEN and e.text[-1] not in HIDDEN, e
             assert len(e.text.splitlines()) == 1 and not e.text.splitlines(keepends=True)[0] != e.text, e
             stripped = [(k, c) for k, c in enumerate(e.text) if not c.isspace()]
             for (k1, left), (k2, right) in zip(stripped, stripped[1:]):

@@ -74,6 +74,22 @@ def test_whitespace_class_is_exactly_str_isspace():
         assert bool(pattern.fullmatch(c)) == c.isspace(), hex(code)
 
 
+def test_control_class_is_every_control_and_format_character_that_is_not_whitespace():
+    import re
+    import unicodedata
+
+    from lexner.tagging import CONTROLS
+
+    pattern = re.compile(f"[{CONTROLS}]")
+    for code in range(0x110000):
+        c = chr(code)
+        hidden = unicodedata.category(c) in ("Cc", "Cf") and not c.isspace()
+        if pattern.fullmatch(c):
+            assert hidden, hex(code)
+        elif code < 0x10000:  # the whole Basic Multilingual Plane (later Unicode versions add astral ones)
+            assert not hidden, hex(code)
+
+
 @pytest.mark.parametrize("text, views, constraints", [
     ("我 和 张三", ["我和张三"], [{0: "OES", 1: "OS", 2: "OBS"}]),  # removed spaces: an entity boundary on both sides
     (" hhh ", ["hhh"], [{}]),  # at a line's ends whitespace simply goes
@@ -82,6 +98,10 @@ def test_whitespace_class_is_exactly_str_isspace():
     ("张三在北京。\n李四\r\n\r\n王五\u2028赵六", ["张三在北京。", "李四", "王五", "赵六"], [{}, {}, {}, {}]),
     ("a 张 b", ["a张b"], [{0: "OES", 1: "OS", 2: "OBS"}]),
     ("\n \t\n", [], []),
+    ("张三\u200b在北\x00京\ufeff", ["张三在北京"], [{}]),  # control characters go without a boundary
+    ("我\u200b 和", ["我和"], [{0: "OES", 1: "OBS"}]),  # beside whitespace: the whitespace's boundary
+    ("Elon\u200b Musk", ["Elon Musk"], [{4: "OI"}]),  # kept whitespace keeps no control character
+    ("\u200b\xad\n\ufeff", [], []),
 ])
 def test_model_lines(text, views, constraints):
     from lexner.tagging import iter_model_lines
@@ -103,7 +123,7 @@ def test_a_zero_block_or_window_size_is_refused_not_silently_empty(corpus):
 
 
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)
-@given(st.text(alphabet="北京张三a1 \t\u3000\n\r\u2028。", max_size=40))
+@given(st.text(alphabet="北京张三a1 \t\u3000\n\r\u2028。\u200b\x00\ufeff\xad", max_size=40))
 def test_model_lines_keep_every_visible_character_where_it_was(text):
     from lexner.tagging import iter_model_lines
 
@@ -112,7 +132,9 @@ def test_model_lines_keep_every_visible_character_where_it_was(text):
     assert offsets == sorted(set(offsets))  # in order, each character of the text at most once
     assert "".join(line.view for line in lines) == "".join(text[k] for k in offsets)
     kept = set(offsets)
-    assert all(text[k].isspace() for k in range(len(text)) if k not in kept)  # only whitespace goes
+    assert all(text[k].isspace() or text[k] in "\u200b\x00\ufeff\xad"  # only whitespace and controls go
+               for k in range(len(text)) if k not in kept)
+    assert not any(c in line.view for line in lines for c in "\u200b\x00\ufeff\xad")
     for line in lines:
         assert line.view and line.view == line.view.strip()
         assert not any(c in line.view for c in "\n\r\u2028")
