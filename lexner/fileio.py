@@ -12,6 +12,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 from contextlib import contextmanager, suppress
 from typing import IO, Any, Iterator
@@ -48,7 +49,12 @@ def open_text(path: str | os.PathLike, errors: str = "strict", newline: str | No
     if not path.exists():  # a pipe or device (<(cmd), /dev/stdin) is read like a file
         raise FileNotFoundError(f"{path}: no such file")
     opener = {".gz": gzip.open, ".xz": lzma.open}.get(path.suffix, open)
-    return _text_without_bom(opener(path, "rb"), errors, newline)
+    binary = opener(path, "rb")
+    try:
+        return _text_without_bom(binary, errors, newline)  # reads the first bytes
+    except _DECOMPRESSION_ERRORS as err:
+        binary.close()
+        raise _cannot_decompress(path, 0, err) from None
 
 
 def _text_without_bom(binary: IO[bytes], errors: str, newline: str | None) -> io.TextIOWrapper:
@@ -80,7 +86,7 @@ def iter_lines(path: str | os.PathLike, errors: str = "strict", newline: str | N
     else:
         handle, name = open_text(path, errors="surrogateescape", newline=newline), str(path)
     try:
-        for lineno, line in enumerate(handle, start=1):
+        for lineno, line in _numbered(handle, name):
             line = line[:-1] if line.endswith("\n") else line
             if newline == "\n" and line.endswith("\r"):
                 line = line[:-1]
@@ -100,6 +106,26 @@ def iter_lines(path: str | os.PathLike, errors: str = "strict", newline: str | N
             handle.detach()  # leave sys.stdin's buffer open
         else:
             handle.close()
+
+
+def _numbered(handle: IO[str], name: str) -> Iterator[tuple[int, str]]:
+    """The lines of ``handle`` numbered from 1; compressed data that is cut short or corrupt raises
+    :class:`DataFormatError` naming the file and the last line read whole."""
+    lineno = 0
+    try:
+        for lineno, line in enumerate(handle, start=1):
+            yield lineno, line
+    except _DECOMPRESSION_ERRORS as err:
+        raise _cannot_decompress(name, lineno, err) from None
+
+
+_DECOMPRESSION_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError)
+
+
+def _cannot_decompress(name: str | os.PathLike, lines: int, err: Exception) -> DataFormatError:
+    where = f"after line {lines}" if lines else "at its start"
+    return DataFormatError(name, None, f"cannot be decompressed {where} (cut short, or not the compressed file "
+                                       f"its name says: {err})")
 
 
 def _default_mode() -> int:

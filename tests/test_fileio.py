@@ -85,6 +85,19 @@ def test_invalid_utf8_names_the_line(tmp_path, suffix, opener):
     assert info.value.line == 3
 
 
+@pytest.mark.parametrize("suffix, compress", [(".gz", gzip.compress), (".xz", lzma.compress)])
+def test_compressed_data_cut_short_or_corrupt_names_the_file(tmp_path, suffix, compress):
+    whole = compress(b"".join(b"line %d\n" % i for i in range(20000)))
+    for name, raw, where in [("cut", whole[: len(whole) // 2], "after line"), ("empty", whole[:5], "at its start"),
+                             ("plain", b"not compressed\n", "at its start")]:
+        path = _write(tmp_path / f"{name}{suffix}", raw)
+        lines = []
+        with pytest.raises(DataFormatError, match=f"cannot be decompressed {where}") as info:
+            lines.extend(iter_lines(path))
+        assert info.value.path == str(path)
+        assert lines == [(k + 1, f"line {k}") for k in range(len(lines))]  # every line before the damage
+
+
 def test_invalid_utf8_after_the_first_chunk_is_reported(tmp_path):
     # whatever line number is reported, a bad byte deep in a file is an error, not silently accepted
     raw = b"".join(b"line %d\n" % i for i in range(5000)) + b"\xff\n"
