@@ -387,6 +387,24 @@ def _warn_texts_that_look_like_files(texts: list[str]) -> None:
                         "standard input" if text == "-" else "that file", text)
 
 
+def _command_line_texts(texts: list[str], errors: str) -> list[str]:
+    """The texts given as arguments (bytes that are not UTF-8 arrive as lone surrogates), as ``--errors`` says."""
+    from .fileio import as_utf8_errors_say
+
+    out = []
+    for k, text in enumerate(texts, start=1):
+        try:
+            kept = as_utf8_errors_say(text, errors)
+        except UnicodeEncodeError:
+            raise CommandError(f"text {k} on the command line is not valid UTF-8 (--errors replace puts U+FFFD "
+                               "for its bad bytes, --errors skip leaves it out)") from None
+        if kept is None:
+            log.warning("text %d on the command line is not valid UTF-8: left out (--errors skip)", k)
+        else:
+            out.append(kept)
+    return out
+
+
 def cmd_tag(args) -> int:
     from contextlib import nullcontext
 
@@ -404,11 +422,12 @@ def cmd_tag(args) -> int:
     extra = _extra_words(args)
     tagger = _load_for_tagging(args, extra)
     if args.input is None:
-        _warn_texts_that_look_like_files(args.text)
-        tagged = tagger.tag_batch(args.text, args.batch_size, labels=args.labels)
+        texts = _command_line_texts(args.text, args.errors)
+        _warn_texts_that_look_like_files(texts)
+        tagged = tagger.tag_batch(texts, args.batch_size, labels=args.labels)
         with atomic_file(args.output) if args.output is not None else nullcontext(sys.stdout) as out:
             with page(out, args.format):
-                out.write("".join(render(text, ents, args.format) for text, ents in zip(args.text, tagged)))
+                out.write("".join(render(text, ents, args.format) for text, ents in zip(texts, tagged)))
         return 0
     try:
         tag_file(tagger, args.input, args.output, fmt=args.format, batch_size=args.batch_size,
@@ -613,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a saved model directory (default: the bundled model, PER/LOC/ORG)")
     g.add_argument("--input", type=Path, help="a UTF-8 file, one text per line (only LF ends a line); - reads stdin")
     g.add_argument("--errors", default="strict", choices=UTF8_ERRORS,
-                   help="a line of --input that is not valid UTF-8: strict stops there (naming file:line, after "
+                   help="a line of --input (or a text argument) that is not valid UTF-8: strict stops there (naming file:line, after "
                         "writing every line before it), skip leaves it out (reported), replace puts U+FFFD for bad bytes")
     g.add_argument("--output", type=Path, help="output file (default: stdout)")
     g.add_argument("--format", default="jsonl", choices=OUTPUT_FORMATS,

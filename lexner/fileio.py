@@ -91,21 +91,34 @@ def iter_lines(path: str | os.PathLike, errors: str = "strict", newline: str | N
             if newline == "\n" and line.endswith("\r"):
                 line = line[:-1]
             try:
-                line.encode("utf-8")  # undecodable bytes became lone surrogates, which cannot be encoded
+                line = as_utf8_errors_say(line, errors)
             except UnicodeEncodeError:
-                if errors == "strict":
-                    raise DataFormatError(name, lineno, "not valid UTF-8") from None
-                if errors == "skip":
-                    if skipped is not None:
-                        skipped.append(lineno)
-                    continue
-                line = line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                raise DataFormatError(name, lineno, "not valid UTF-8") from None
+            if line is None:
+                if skipped is not None:
+                    skipped.append(lineno)
+                continue
             yield lineno, line
     finally:
         if str(path) == STDIN:
             handle.detach()  # leave sys.stdin's buffer open
         else:
             handle.close()
+
+
+def as_utf8_errors_say(text: str, errors: str) -> str | None:
+    """``text``, decoded with ``surrogateescape`` (undecodable bytes became lone surrogates), as the ``errors``
+    policy of :data:`UTF8_ERRORS` says: itself when it is valid UTF-8; otherwise ``strict`` raises
+    UnicodeEncodeError, ``skip`` gives None and ``replace`` puts U+FFFD for each bad byte."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        if errors == "strict":
+            raise
+        if errors == "skip":
+            return None
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text
 
 
 def _numbered(handle: IO[str], name: str) -> Iterator[tuple[int, str]]:

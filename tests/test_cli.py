@@ -356,6 +356,20 @@ def test_tag_warns_when_a_text_names_a_file(trained, capsys, caplog, tmp_path):
     assert f"--input {existing}" in warned[0] and "standard input" in warned[1]
 
 
+def test_a_text_argument_that_is_not_utf8_follows_errors(trained, capsys, tmp_path):
+    model, out = str(trained / "run" / "model"), tmp_path / "out.jsonl"
+    bad = b"\xff\xe5\xbc\xa0\xe4\xb8\x89".decode("utf-8", "surrogateescape")  # as argv holds b"\xff张三"
+    out.write_text("kept\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["tag", "--model", model, "--output", str(out), bad, "李四"]) == 2  # strict: nothing written
+    assert "text 1 on the command line is not valid UTF-8" in capsys.readouterr().err
+    assert out.read_text(encoding="utf-8") == "kept\n"
+    assert main(["tag", "--model", model, "--output", str(out), "--errors", "replace", bad, "李四"]) == 0
+    assert [json.loads(line)["text"] for line in out.read_text(encoding="utf-8").splitlines()] == ["\ufffd张三", "李四"]
+    assert main(["tag", "--model", model, "--errors", "skip", bad, "李四"]) == 0
+    assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == ["李四"]
+
+
 def test_train_without_dev_carves_a_seeded_dev_split_from_train(corpus, tmp_path, monkeypatch, caplog):
     from lexner.cli import _load_tasks, build_parser
     from lexner.data import TRAIN_DEV_SEED
