@@ -307,15 +307,17 @@ def _count_or_all(text: str) -> int | None:
     return int(text)
 
 
-def _at_least(low: int, what: str = "an integer"):
-    """An argparse type: an integer ≥ ``low``."""
+def _at_least(low: int, what: str = "an integer", high: float | None = None, kind: type = int):
+    """An argparse type: a number of ``kind`` ≥ ``low`` (and ≤ ``high`` when given)."""
+    bounds = f"≥ {low}" if high is None else f"from {low} to {high}"
+
     def parse(text: str) -> int:
         try:
-            if (value := int(text)) >= low:
+            if low <= (value := kind(text)) and (high is None or value <= high):
                 return value
         except ValueError:
             pass
-        raise argparse.ArgumentTypeError(f"expected {what} ≥ {low}, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {what} {bounds}, got {text!r}")
     return parse
 
 
@@ -452,7 +454,8 @@ def cmd_serve(args) -> int:
     tagger = _load_for_tagging(args, _extra_words(args), one_head=False)
     app = create_app(tagger, max_chars=args.max_chars, max_texts=args.max_texts, max_batch=args.batch_size,
                      batch_wait_ms=args.batch_wait_ms)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+    # uvicorn's own lines say where it listens (the port chosen for --port 0); requests logged with --verbose
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=args.verbose)
     return 0
 
 
@@ -664,11 +667,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--model", "-m", dest="model_dir", type=Path, default=None,
                    help="a saved model directory (default: the bundled model)")
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    v.add_argument("--port", type=_at_least(0), default=8000)
+    v.add_argument("--port", type=_at_least(0, "a port number", high=65535), default=8000,
+                   help="port to listen on (0: any free port; the one chosen is printed)")
     v.add_argument("--max-chars", type=_at_least(1), default=10_000, help="longest text accepted (longer: 413)")
     v.add_argument("--max-texts", type=_at_least(1), default=256, help="most texts in one request (more: 413)")
     v.add_argument("--batch-size", type=_at_least(1), default=64, help="most texts tagged together (micro-batching)")
-    v.add_argument("--batch-wait-ms", type=float, default=2.0,
+    v.add_argument("--batch-wait-ms", type=_at_least(0, "milliseconds", high=1000, kind=float), default=2.0,
                    help="how long a request waits for others to share its batch")
     v.add_argument("--threads", type=_at_least(0), default=0, help="torch threads (0: torch's default)")
     v.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",

@@ -356,6 +356,16 @@ def test_tag_warns_when_a_text_names_a_file(trained, capsys, caplog, tmp_path):
     assert f"--input {existing}" in warned[0] and "standard input" in warned[1]
 
 
+@pytest.mark.parametrize("option, value, message", [("--port", "70000", "a port number from 0 to 65535"),
+                                                     ("--port", "-1", "a port number from 0 to 65535"),
+                                                     ("--batch-wait-ms", "1e9", "milliseconds from 0 to 1000"),
+                                                     ("--batch-wait-ms", "nan", "milliseconds from 0 to 1000")])
+def test_serve_refuses_a_port_or_a_batch_wait_out_of_range(option, value, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", option, value])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_a_text_argument_that_is_not_utf8_follows_errors(trained, capsys, tmp_path):
     model, out = str(trained / "run" / "model"), tmp_path / "out.jsonl"
     bad = b"\xff\xe5\xbc\xa0\xe4\xb8\x89".decode("utf-8", "surrogateescape")  # as argv holds b"\xff张三"

@@ -1,7 +1,7 @@
 """lexner serve: a real server process on a free localhost port, concurrent and malformed requests."""
 
 import json
-import socket
+import re
 import subprocess
 import sys
 import time
@@ -18,12 +18,6 @@ import lexner  # noqa: E402
 
 TEXTS = ["张三在北京大学读书。", "李四去了上海，见到了王小明。", "", "国际奥委会主席罗格出席开幕式\n2008年北京奥运会",
          "😀 @小明 在深圳"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(port: int, path: str, body=None, raw: bytes | None = None) -> tuple[int, dict]:
@@ -43,11 +37,18 @@ def server():
 
 
 def serving(*options: str):
-    """A ``lexner serve`` process with ``options``: yields its port once /health answers, ends it after."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "lexner", "serve", "--port", str(port), "--threads", "1",
+    """A ``lexner serve --port 0`` process with ``options``: yields the port it says it chose once /health
+    answers there, ends it after."""
+    process = subprocess.Popen([sys.executable, "-m", "lexner", "serve", "--port", "0", "--threads", "1",
                                 *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
+        said = b""
+        while not (chosen := re.search(rb"running on http://127\.0\.0\.1:(\d+)", said)):
+            line = process.stdout.readline()  # the server's few start-up lines
+            if not line:
+                raise RuntimeError(f"server did not start: {said.decode()[-2000:]}")
+            said += line
+        port = int(chosen.group(1))
         deadline = time.time() + 120
         while True:
             try:
