@@ -259,6 +259,10 @@ def cmd_evaluate(args) -> int:
 
     if not (args.file or args.dataset):  # before the model is loaded
         raise CommandError("give --dataset NAME [--split SPLIT] or --file PATH")
+    if args.file and (args.dataset or args.split):
+        raise CommandError(f"give --file or --dataset [--split], not both (--file {args.file} with "
+                           f"{'--dataset ' + args.dataset if args.dataset else '--split ' + args.split})")
+    args.split = args.split or "test"
     tagger = _load_for_tagging(args, _extra_words(args))
     if args.file:
         sentences = read_file(args.file, args.format)
@@ -590,7 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model_dir", type=Path, nargs="+",
                    help="a saved model directory; several are scored as one ensemble (tag marginals averaged)")
     e.add_argument("--dataset", choices=sorted(DATASETS))
-    e.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    e.add_argument("--split", choices=["train", "dev", "test"], help="the split of --dataset (default: test)")
     e.add_argument("--file", type=Path, help="a data file in any supported format")
     e.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help="domain words (one per line) added to a lattice model's lexicon; repeatable")

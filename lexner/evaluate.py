@@ -99,8 +99,12 @@ def evaluate(tagger, sentences: Sequence[Sentence], batch_size: int = 64, labels
         seen = _read_as(seen, renamed) if seen is not None else None
     unknown = Counter(span.label for s in sentences for span in s.spans if known is not None and span.label not in known)
     if unknown:
+        heads = [name for name, label_set in featurizer.label_sets.items()
+                 if name != labels and set(unknown) <= set(label_set.entity_types)]
         log.warning("the gold data has entity types the model does not know (they all count as misses): %s; the "
-                    "model's types are %s", dict(unknown), sorted(known))
+                    "model's types are %s%s", dict(unknown), sorted(known),
+                    f"; its head {heads[0]!r} has them: score with labels={heads[0]!r} (lexner evaluate --labels "
+                    f"{heads[0]})" if heads else "")
     texts = [s.text for s in sentences]
     options = {"labels": labels} if labels is not None else {}  # any tag_batch(texts, batch_size) will do
     with tqdm(total=len(texts), unit="sentence", desc="tagging", disable=not progress) as bar:

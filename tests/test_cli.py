@@ -47,6 +47,9 @@ def test_train_evaluate_tag(trained, capsys):
     assert main(["evaluate", str(trained / "run" / "model"), "--file", str(trained / "test.jsonl"),
                  "--seen-from", str(trained / "missing.bio")]) != 0
     assert "missing.bio" in capsys.readouterr().err
+    for other in (["--dataset", "weibo"], ["--split", "dev"]):  # refused, not silently left unused
+        assert main(["evaluate", str(trained / "run" / "model"), "--file", str(trained / "test.jsonl"), *other]) == 2
+        assert "give --file or --dataset [--split], not both" in capsys.readouterr().err
 
     model = trained / "run" / "model"
     import lexner.api

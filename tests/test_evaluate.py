@@ -56,6 +56,23 @@ def test_evaluating_on_types_the_model_does_not_know_warns(corpus, caplog):
     with caplog.at_level("WARNING"):
         evaluate(tagger, [Sentence("张三在北京", [Span(0, 2, "NR"), Span(3, 5, "NS")])])
     assert "entity types the model does not know" in caplog.text and "'NR': 1" in caplog.text
+    assert "its head" not in caplog.text
+
+
+def test_the_warning_names_the_head_that_knows_the_types(corpus, caplog):
+    from lexner.api import build_tagger
+    from lexner.data import Sentence
+    from lexner.schemes import Span
+
+    tagger = build_tagger("bilstm_crf", corpus, {"char_dim": 4, "bigram_dim": 4, "hidden": 8},
+                          label_sets={"coarse": ["LOC", "PER"], "fine": ["city", "name"]})
+    with caplog.at_level("WARNING"):
+        evaluate(tagger, [Sentence("张三在北京", [Span(0, 2, "name"), Span(3, 5, "city")])])
+    assert "its head 'fine' has them: score with labels='fine'" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        evaluate(tagger, [Sentence("张三在北京", [Span(0, 2, "name"), Span(3, 5, "city")])], labels="fine")
+    assert "does not know" not in caplog.text
 
 
 def test_seen_and_unseen_entities_are_scored_apart():
