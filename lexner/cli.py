@@ -7,7 +7,9 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -690,6 +692,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is so that it unwinds as from Ctrl-C."""
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -697,8 +707,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .fileio import DataFormatError
     from .models import ModelFormatError
 
+    on_term = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():  # SIGTERM unwinds like Ctrl-C: temporary files go
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         return args.func(args)
+    except KeyboardInterrupt as stop:  # files being written are left as they were (or kept as .partial)
+        print(f"lexner: {'terminated' if isinstance(stop, Terminated) else 'interrupted'}", file=sys.stderr)
+        return 143 if isinstance(stop, Terminated) else 130
     except (DataFormatError, ModelFormatError, CommandError) as err:
         print(f"lexner: error: {err}", file=sys.stderr)
         return 2
@@ -709,3 +725,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{err.filename}: " if err.filename and str(err.filename) not in (err.strerror or "") else ""
         print(f"lexner: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_term)

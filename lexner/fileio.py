@@ -159,6 +159,8 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
     permissions; a new one gets the umask's (never safetensors' 0600).  Text that cannot be encoded (a lone
     surrogate) raises before anything is replaced.  ``binary``: the stream takes bytes."""
     final = Path(final)
+    if final.is_symlink():  # write the file the link names, and keep the link
+        final = Path(os.path.realpath(final))
     if final.is_dir():
         raise IsADirectoryError(f"{final}: is a directory")
     parent = final.parent

@@ -98,6 +98,18 @@ def test_compressed_data_cut_short_or_corrupt_names_the_file(tmp_path, suffix, c
         assert lines == [(k + 1, f"line {k}") for k in range(len(lines))]  # every line before the damage
 
 
+def test_atomic_file_through_a_symlink_writes_the_linked_file_and_keeps_the_link(tmp_path):
+    from lexner.fileio import atomic_file
+
+    (tmp_path / "real.txt").write_text("old\n", encoding="utf-8")
+    (tmp_path / "link.txt").symlink_to("real.txt")
+    with atomic_file(tmp_path / "link.txt") as out:
+        out.write("new\n")
+    assert (tmp_path / "link.txt").is_symlink()
+    assert (tmp_path / "real.txt").read_text(encoding="utf-8") == "new\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.txt", "real.txt"]
+
+
 def test_invalid_utf8_after_the_first_chunk_is_reported(tmp_path):
     # whatever line number is reported, a bad byte deep in a file is an error, not silently accepted
     raw = b"".join(b"line %d\n" % i for i in range(5000)) + b"\xff\n"

@@ -174,6 +174,26 @@ def weights(model_dir: Path) -> dict:
     return load_file(str(model_dir / "checkpoint" / "trainer_state.safetensors"))
 
 
+@pytest.mark.parametrize("sig, code, said", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_a_terminated_or_interrupted_tag_leaves_the_output_as_it_was_and_no_temporary_file(tmp_path, sig, code, said):
+    out = tmp_path / "out.jsonl"
+    out.write_text("kept\n", encoding="utf-8")
+    process = subprocess.Popen([sys.executable, "-m", "lexner", "tag", "--input", "-", "--output", str(out)],
+                               stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while not list(tmp_path.glob(".out.jsonl.*.tmp")):  # writing has begun: it waits for more input
+            assert process.poll() is None and time.time() < deadline, process.stderr.read().decode()
+            time.sleep(0.1)
+        process.send_signal(sig)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == code and f"lexner: {said}" in err.decode() and "Traceback" not in err.decode()
+    assert out.read_text(encoding="utf-8") == "kept\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
 def test_kill_at_any_moment_then_resume_reaches_the_uninterrupted_result(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
