@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .fileio import DataFormatError, iter_lines
-from .schemes import Span, detect_scheme, ill_formed, split_tag, tags_to_spans
+from .schemes import Span, detect_scheme, ill_formed, is_type_name, split_tag, tags_to_spans
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +162,8 @@ def read_jsonl(path: str | os.PathLike) -> list[Sentence]:
 
 
 def _label(value) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"an entity label must be a non-empty string, got {value!r}")
+    if not is_type_name(value):
+        raise ValueError(f"an entity label must be a non-empty string without whitespace, got {value!r}")
     return value
 
 

@@ -113,6 +113,12 @@ def spans_to_tags(spans: Iterable[Span], length: int, scheme: str = "BIOES") -> 
     return tags
 
 
+def is_type_name(name: object) -> bool:
+    """An entity type name: a non-empty string without whitespace (it is written into ``B-TYPE`` tags of
+    whitespace-separated CoNLL lines, and must read back)."""
+    return isinstance(name, str) and bool(name) and not any(c.isspace() for c in name)
+
+
 def bioes_tags(entity_types: Sequence[str]) -> list[str]:
     """The model's tag set for these entity types: ``O`` then ``B/I/E/S`` of each type, in order."""
     return ["O"] + [f"{p}-{t}" for t in entity_types for p in "BIES"]

@@ -398,8 +398,10 @@ def edit(path: Path, **changes):
     ({"hidden": 12000}, "weights do not match config.json: lstm"),
     ({"config.bogus": 1}, "config keys \\['bogus'\\] are not settings of bilstm_crf"),
     ({"config": None}, "'config' must be a JSON object"),
-    ({"entity_types": ["PER", 3]}, "'entity_types' must be a list of distinct non-empty strings"),
+    ({"entity_types": ["PER", 3]}, "'entity_types' must be a list of distinct type names"),
+    ({"entity_types": ["PER", "A B"]}, "'entity_types' must be a list of distinct type names"),
     ({"model": ["x"]}, "'model' must name a tagger"),
+    ({"model": "nosuch"}, "config.json: unknown model 'nosuch'"),
 ])
 def test_hostile_config_values_are_model_format_errors_naming_the_file(saved, changes, message):
     edit(saved, **changes)

@@ -27,7 +27,7 @@ from ..entity import Entity
 from ..features import LABEL_SET_NAME, Batch, Featurizer
 from ..fileio import DataFormatError, ModelFormatError, read_json, write_bytes, write_json
 from ..onnx_encoder import Graph, drop_sessions, onnx_emissions
-from ..schemes import Span
+from ..schemes import Span, is_type_name
 from ..tagging import MAX_PIECE_LENGTH, tag_texts
 from ..text import normalize
 from .embedder import Embedder, Inputs, current_key
@@ -173,8 +173,7 @@ def _check_weights_header(weights_file: Path, expected: dict[str, tuple[tuple[in
 
 
 def _distinct_types(types: Any) -> bool:
-    return (isinstance(types, list) and all(isinstance(t, str) and t for t in types)
-            and len(set(types)) == len(types))
+    return isinstance(types, list) and all(map(is_type_name, types)) and len(set(types)) == len(types)
 
 
 def is_model_directory(directory: str | os.PathLike) -> bool:
@@ -515,16 +514,20 @@ class Tagger(nn.Module):
         name, types = meta.get("model"), meta.get("entity_types")
         if not isinstance(name, str):
             raise ModelFormatError(f"{config_file}: 'model' must name a tagger, got {name!r}")
-        cls = model_class(name)
+        try:
+            cls = model_class(name)
+        except ModelFormatError as err:
+            raise ModelFormatError(f"{config_file}: {err}") from None
         if not _distinct_types(types):
-            raise ModelFormatError(f"{config_file}: 'entity_types' must be a list of distinct non-empty strings")
+            raise ModelFormatError(f"{config_file}: 'entity_types' must be a list of distinct type names (non-empty, "
+                                   "without whitespace)")
         label_sets = meta.get("label_sets")
         if label_sets is not None:
             if not (isinstance(label_sets, dict) and label_sets and all(
                     isinstance(k, str) and LABEL_SET_NAME.fullmatch(k) and _distinct_types(v)
                     for k, v in label_sets.items())):
                 raise ModelFormatError(f"{config_file}: 'label_sets' must map names (letters, digits, _ or -) to "
-                                       "lists of distinct non-empty strings")
+                                       "lists of distinct type names (non-empty, without whitespace)")
             if list(label_sets.values())[0] != types:
                 raise ModelFormatError(f"{config_file}: the first of 'label_sets' must be 'entity_types'")
             types = label_sets
