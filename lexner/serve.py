@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 
 class TagRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key ("label") is refused, not silently ignored
+
     text: str | None = None
     texts: list[str] | None = None
     labels: str | None = None
