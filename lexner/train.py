@@ -720,6 +720,11 @@ class Trainer:
                                     "learn (is the data in the format and tag scheme it was read as?)")
             if not any(s.text for s in task.dev):
                 raise TrainingError(f"no dev sentences{what}: model selection needs a non-empty dev set")
+            known = set(self.model.featurizer.label_set(task.labels).entity_types)
+            if (dev_types := {span.label for s in task.dev for span in s.spans}) and not dev_types & known:
+                raise TrainingError(f"the dev sentences{what} have none of the model's entity types "
+                                    f"({', '.join(sorted(known))}) but {', '.join(sorted(dev_types))}: dev F1 would "
+                                    "be 0 whatever the model learns (the dev file of another corpus?)")
         if cfg.task_selection.startswith(TASK_PREFIX):
             names = [str(t.name) for t in tasks] if len(tasks) > 1 else []  # one task alone has no name
             chosen = cfg.task_selection.removeprefix(TASK_PREFIX)

@@ -364,6 +364,14 @@ def test_empty_training_or_dev_data_is_refused(corpus, tmp_path, capsys):
     assert "no training sentences" in capsys.readouterr().err
     assert main([*common, "--train", str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "empty.jsonl")]) == 2
     assert "no dev sentences" in capsys.readouterr().err
+    from lexner.data import Sentence
+    from lexner.schemes import Span
+
+    write_jsonl([Sentence("张三在北京", [Span(0, 2, "name")])], tmp_path / "other.jsonl")  # another corpus's types
+    assert main([*common, "--train", str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "other.jsonl"),
+                 "--char-vectors", "none", "--bigram-vectors", "none"]) == 2
+    assert "the dev sentences have none of the model's entity types (LOC, PER) but name" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "model").exists()
 
 
 def test_a_nan_in_the_first_epoch_says_there_is_no_checkpoint_yet(corpus, tmp_path, monkeypatch):
