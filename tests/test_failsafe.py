@@ -397,6 +397,16 @@ def edit(path: Path, **changes):
     (path / "config.json").write_text(json.dumps(meta))
 
 
+def test_a_misspelt_config_key_is_named_but_a_saver_s_own_metadata_is_quiet(saved, caplog):
+    edit(saved, runtme="onnx-int8", piece_lenght=10, trained_by="me")
+    with caplog.at_level("WARNING"):
+        lexner.load(saved)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 2 and all("config.json" in w for w in warned)
+    assert "'runtme' is not a key lexner reads; did you mean 'runtime'?" in warned[0]
+    assert "did you mean 'piece_length'?" in warned[1]
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"hidden": "64"}, "config hidden must be an integer"),
     ({"hidden": 10**9}, "sizes cannot be built|weights do not match"),  # 800 GB implied: refused, nothing committed

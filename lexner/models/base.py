@@ -11,6 +11,8 @@ saving and loading a model directory — is shared.  A multi-task model (one hea
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,9 +34,13 @@ from ..tagging import MAX_PIECE_LENGTH, tag_texts
 from ..text import normalize
 from .embedder import Embedder, Inputs, current_key
 
+log = logging.getLogger(__name__)
+
 # 2: a multi-task model's label sets; 3: the embedding tables' weights under embed.* (read: every version)
 FORMAT_VERSION = 3
 CONFIG_FILE = "config.json"
+# The keys of config.json that lexner reads (save() writes them, and any of its ``extra``)
+CONFIG_KEYS = ("format_version", "model", "config", "entity_types", "label_sets", "piece_length", "card", "runtime")
 WEIGHTS_FILE = "model.safetensors"
 
 
@@ -556,6 +562,9 @@ class Tagger(nn.Module):
         except ValueError as err:
             raise ModelFormatError(f"{config_file}: 'piece_length': {err}") from None
         model.metadata = {k: v for k, v in meta.items() if k not in ("config", "piece_length")}
+        for key in meta:  # other keys are the saver's own metadata (save(extra=...)), but a near miss is a typo
+            if key not in CONFIG_KEYS and (near := difflib.get_close_matches(key, CONFIG_KEYS, n=1, cutoff=0.8)):
+                log.warning("%s: %r is not a key lexner reads; did you mean %r?", config_file, key, near[0])
         model.source = directory  # where it was loaded from (worker processes load it again from there)
         model.stored_half = any(v.dtype == torch.float16 for v in state.values())
         return model.to(device).eval()
