@@ -480,6 +480,9 @@ def test_bad_vocabulary_and_lexicon_contents_are_model_format_errors(corpus, tmp
     (model / "lexicon.json").write_text(json.dumps({**lexicon, "min_length": 10**9}))
     with pytest.raises(ModelFormatError, match="lexicon.json: min_length must be an integer"):
         lexner.load(model)
+    (model / "lexicon.json").unlink()
+    with pytest.raises(ModelFormatError, match="lexicon.json: missing, and a softlexicon model reads lexicon words"):
+        lexner.load(model)
     (model / "lexicon.json").write_text(json.dumps(lexicon))
     chars = json.loads((model / "chars.json").read_text())
     (model / "chars.json").write_text(json.dumps(chars + [None]))

@@ -26,7 +26,7 @@ from torch import nn
 from ..crf import ConstrainedCRF
 from ..dictionary import Dictionary
 from ..entity import Entity
-from ..features import LABEL_SET_NAME, Batch, Featurizer
+from ..features import LABEL_SET_NAME, LEXICON_FILE, Batch, Featurizer
 from ..fileio import DataFormatError, ModelFormatError, read_json, write_bytes, write_json
 from ..onnx_encoder import Graph, drop_sessions, onnx_emissions
 from ..schemes import Span, is_type_name
@@ -542,6 +542,8 @@ class Tagger(nn.Module):
             featurizer = Featurizer.load(directory, types)
         except DataFormatError as err:
             raise ModelFormatError(str(err)) from None
+        if cls.inputs(config).words and featurizer.lexicon is None:
+            raise ModelFormatError(f"{directory / LEXICON_FILE}: missing, and a {name} model reads lexicon words")
         model = _build_for_loading(cls, config, featurizer, config_file)  # no memory committed yet
         _check_weights_header(weights_file, {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()})
         try:
