@@ -187,6 +187,9 @@ def _record_spans(obj: dict, text: str) -> tuple[list[Span], int]:
             if not isinstance(ent, dict) or not {"start", "end", "label"} <= set(ent):
                 raise ValueError(f"an entity needs integer 'start', 'end' and a 'label': {ent!r}")
             spans.append(Span(*_offsets(ent["start"], ent["end"], text, "entities"), _label(ent["label"])))
+            if "text" in ent and ent["text"] != text[ent["start"]:ent["end"]]:  # lexner's own output carries it
+                raise ValueError(f"entity ({ent['start']}, {ent['end']}) reads {text[ent['start']:ent['end']]!r}, "
+                                 f"but its 'text' says {ent['text']!r} (offsets shifted?)")
         return spans, 0
     key = "label" if "label" in obj else "labels" if "labels" in obj else None
     if key is None:

@@ -462,6 +462,8 @@ def test_jsonl_reads_cluener_and_doccano_natively(tmp_path):
     ({"text": "张三", "label": [[0, 2, None]]}, "label must be a non-empty string without whitespace"),
     ({"text": "张三", "label": [[0, 2, ""]]}, "label must be a non-empty string without whitespace"),
     ({"text": "张三", "entities": [{"start": 0, "end": 2, "label": "A B"}]}, "without whitespace, got 'A B'"),
+    ({"text": "张三在北京", "entities": [{"start": 2, "end": 4, "label": "LOC", "text": "北京"}]},
+     r"x.jsonl:1: entity \(2, 4\) reads '在北', but its 'text' says '北京'"),
     ({"text": "张三", "label": {"name": {"张三": [[0, 2]]}}}, "outside the text"),
     ({"text": "张三在", "label": {"name": {"张三": [[0, 2]]}}}, "reads '张三在' .offsets are end-inclusive"),
     ({"text": "张三", "entities": [{"start": 0, "end": 2, "label": ["PER"]}]}, "label must be a non-empty string without whitespace"),
