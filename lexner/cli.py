@@ -494,6 +494,24 @@ def cmd_info(args) -> int:
     return 0
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default after its help, unless it has none (None); an empty string shows as '', in the
+    default and among the choices ({'',bf16,fp16})."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None:
+            return action.help or ""
+        if action.default == "":
+            return f"{action.help or ''} (default: '')"
+        return super()._get_help_string(action)
+
+    def _metavar_formatter(self, action: argparse.Action, default_metavar: str):
+        if action.choices is not None and action.metavar is None and "" in action.choices:
+            shown = "{" + ",".join(repr(c) if c == "" else str(c) for c in action.choices) + "}"
+            return lambda size: (shown,) * size if isinstance(size, int) else (shown,)
+        return super()._metavar_formatter(action, default_metavar)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -575,12 +593,12 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--no-progress", action="store_true", help="no progress bars")
         data_args(t)
 
-    t = sub.add_parser("train", help="train a tagger", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t = sub.add_parser("train", help="train a tagger", formatter_class=_DefaultsHelp)
     train_args(t)
     t.set_defaults(func=cmd_train)
 
     d = sub.add_parser("distill", help="train a student on gold tags plus the soft targets of trained teachers",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_DefaultsHelp)
     d.add_argument("--teacher", action="append", required=True, metavar="[TASK=]DIR",
                    help="a trained model whose outputs the student learns; repeat it for an ensemble (averaged); "
                         "TASK=DIR: it teaches that task of a multi-task training alone (e.g. msra=runs/m/model); "
@@ -669,7 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_info)
 
     v = sub.add_parser("serve", help="serve a model over HTTP (POST /tag, GET /health, GET /model)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_DefaultsHelp)
     v.add_argument("--model", "-m", dest="model_dir", type=Path, default=None,
                    help="a saved model directory (default: the bundled model)")
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")

@@ -330,6 +330,7 @@ def test_train_help_shows_every_training_setting_with_its_default(capsys):
         if f.name != "device":
             assert shown(f"--{f.name.replace('_', '-')}") and shown(f"{f.metadata['help']} (default: "), f.name
     assert shown("the most epochs (default: 50)") and shown("sentences per batch (default: 10)")
+    assert "(default:None)" not in text and shown("--amp {'',bf16,fp16}")  # no default shown for none
 
 
 def test_choice_lists_come_from_the_library_registries():
