@@ -122,6 +122,15 @@ def test_a_zero_block_or_window_size_is_refused_not_silently_empty(corpus):
         tagger.tag("张三在北京")
 
 
+@pytest.mark.parametrize("batch_size", [0, -1, "8", 2.5, True])
+def test_a_batch_size_that_is_not_a_positive_integer_is_refused(corpus, batch_size):
+    from lexner.api import build_tagger
+
+    tagger = build_tagger("bilstm_crf", corpus, {"char_dim": 8, "bigram_dim": 4, "hidden": 8})
+    with pytest.raises(ValueError, match="batch_size must be an integer ≥ 1"):
+        tagger.tag_batch(["张三在北京"], batch_size)
+
+
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(st.text(alphabet="北京张三a1 \t\u3000\n\r\u2028。\u200b\x00\ufeff\xad", max_size=40))
 def test_model_lines_keep_every_visible_character_where_it_was(text):
