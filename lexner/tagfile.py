@@ -95,7 +95,7 @@ def tag_file(tagger, source: str | os.PathLike, target: str | os.PathLike | IO[s
         out = sys.stdout if target is None else target
         with page(out, fmt):
             _tag_lines(tagger, source, out, fmt, batch_size, workers, errors, labels,
-                       progress and out is not sys.stdout, list(extra_words))
+                       progress and not (out is sys.stdout and sys.stdout.isatty()), list(extra_words))
         return
     target = Path(target)
     if str(source) != STDIN and target.exists() and Path(source).exists() and os.path.samefile(source, target):

@@ -43,3 +43,18 @@ def test_workers_tag_in_the_pieces_the_parent_was_set_to(tmp_path):
     assert one == (tmp_path / "two.jsonl").read_text(encoding="utf-8")
     saved_pieces = lexner.load().tag_batch(lines)
     assert one != "".join(render(t, es) for t, es in zip(lines, saved_pieces))  # the pieces change outputs
+
+
+def test_the_progress_bar_shows_when_stdout_is_redirected_not_on_a_terminal(tmp_path, capsys, monkeypatch):
+    import sys
+
+    (tmp_path / "in.txt").write_text("张三在北京\n李四\n", encoding="utf-8")
+    ner = lexner.load()
+    capsys.readouterr()
+    tag_file(ner, tmp_path / "in.txt", None, progress=True)  # stdout is captured: as with > FILE
+    redirected = capsys.readouterr()
+    assert redirected.out.count("\n") == 2 and "line" in redirected.err  # the bar, on stderr
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    tag_file(ner, tmp_path / "in.txt", None, progress=True)  # records on a terminal: no bar among them
+    on_terminal = capsys.readouterr()
+    assert on_terminal.out == redirected.out and on_terminal.err == ""
