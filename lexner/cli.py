@@ -369,7 +369,9 @@ def _load_for_tagging(args, extra_words: list[str], one_head: bool = True):
     from .fileio import ModelFormatError
 
     try:
-        model = args.model_dir[0] if isinstance(args.model_dir, list) and len(args.model_dir) == 1 else args.model_dir
+        model = args.model_dir
+        if isinstance(model, list):  # lexner evaluate: none (the bundled model), one, or an ensemble
+            model = None if not model else model[0] if len(model) == 1 else model
         tagger = load(model, device=_resolve_device(args.device), extra_words=extra_words,
                       dictionary=_dictionary(args), runtime=getattr(args, "runtime", None))
         if one_head:
@@ -611,8 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_train, distill="kl")
 
     e = sub.add_parser("evaluate", help="score a saved model (several: their ensemble)")
-    e.add_argument("model_dir", type=Path, nargs="+",
-                   help="a saved model directory; several are scored as one ensemble (tag marginals averaged)")
+    e.add_argument("model_dir", type=Path, nargs="*",
+                   help="a saved model directory (none: the bundled model); several are scored as one ensemble "
+                        "(tag marginals averaged)")
     e.add_argument("--dataset", choices=sorted(DATASETS))
     e.add_argument("--split", choices=["train", "dev", "test"], help="the split of --dataset (default: test)")
     e.add_argument("--file", type=Path, help="a data file in any supported format")

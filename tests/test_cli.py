@@ -372,6 +372,14 @@ def test_serve_refuses_a_port_or_a_batch_wait_out_of_range(option, value, messag
     assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_evaluate_without_a_model_directory_scores_the_bundled_model(tmp_path, capsys):
+    (tmp_path / "gold.jsonl").write_text(json.dumps({"text": "张三在北京大学读书。", "entities": [
+        {"start": 0, "end": 2, "label": "PER"}, {"start": 3, "end": 7, "label": "ORG"}]}) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["evaluate", "--file", str(tmp_path / "gold.jsonl"), "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["micro"]["f1"] == 1.0
+
+
 def test_a_text_argument_that_is_not_utf8_follows_errors(trained, capsys, tmp_path):
     model, out = str(trained / "run" / "model"), tmp_path / "out.jsonl"
     bad = b"\xff\xe5\xbc\xa0\xe4\xb8\x89".decode("utf-8", "surrogateescape")  # as argv holds b"\xff张三"
