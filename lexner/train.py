@@ -214,8 +214,8 @@ def check_out_dir(out_dir: str | os.PathLike, resume: bool = False, replace: boo
         lock_directory(out_dir).close()  # a running training's folder: refused naming it
     found = previous_run(out_dir)
     if found and not (resume or replace):
-        raise TrainingError(f"{out_dir} holds a previous run ({', '.join(found)}); give --resume to continue it, "
-                            "--force to replace it, or another --out")
+        raise TrainingError(f"{out_dir} holds a previous run ({', '.join(found)}); give --resume (Trainer.resume()) "
+                            "to continue it, --force (Trainer(replace=True)) to replace it, or another --out")
 
 
 def set_aside_previous_run(out_dir: Path) -> None:
@@ -538,7 +538,7 @@ class Trainer:
             # a run stopped before its first checkpoint left only its config: resuming it is starting it again
             if not self.replace and [p for p in previous_run(self.out_dir) if not p.startswith(CONFIG_FILE)]:
                 raise TrainingError(f"{self.out_dir} holds a previous run but no checkpoint to resume from; give "
-                                    "--force to replace it, or another --out")
+                                    "--force (Trainer(replace=True)) to replace it, or another --out")
             return False
         state = load_checkpoint(path)
         previous_ema = state.get("train_config", {}).get("ema", 0.0)
