@@ -178,9 +178,9 @@ class TaggerContract:
             assert not e.text[0].isspace() and not e.text[-1].isspace(), e
             assert e.text[0] not in HIDDEN and e.text[-1] not in HIDDEN, e
             assert len(e.text.splitlines()) == 1 and not e.text.splitlines(keepends=True)[0] != e.text, e
-            stripped = [(k, c) for k, c in enumerate(e.text) if not c.isspace()]
+            stripped = [(k, c) for k, c in enumerate(e.text) if not c.isspace() and c not in HIDDEN]
             for (k1, left), (k2, right) in zip(stripped, stripped[1:]):
-                if k2 > k1 + 1:  # whitespace between them
+                if any(c.isspace() for c in e.text[k1 + 1:k2]):  # whitespace between them
                     assert is_latin_alnum(left) and is_latin_alnum(right), e
 
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
