@@ -317,7 +317,7 @@ def _at_least(low: int, what: str = "an integer", high: float | None = None, kin
     """An argparse type: a number of ``kind`` ≥ ``low`` (and ≤ ``high`` when given)."""
     bounds = f"≥ {low}" if high is None else f"from {low} to {high}"
 
-    def parse(text: str) -> int:
+    def parse(text: str) -> int | float:
         try:
             if low <= (value := kind(text)) and (high is None or value <= high):
                 return value
@@ -662,8 +662,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a saved model directory (default: the bundled model, PER/LOC/ORG)")
     g.add_argument("--input", type=Path, help="a UTF-8 file, one text per line (only LF ends a line); - reads stdin")
     g.add_argument("--errors", default="strict", choices=UTF8_ERRORS,
-                   help="a line of --input (or a text argument) that is not valid UTF-8: strict stops there (naming file:line, after "
-                        "writing every line before it), skip leaves it out (reported), replace puts U+FFFD for bad bytes")
+                   help="a line of --input (or a text argument) that is not valid UTF-8: strict stops there (naming "
+                        "file:line, after writing every line before it), skip leaves it out (reported), replace puts "
+                        "U+FFFD for bad bytes")
     g.add_argument("--output", type=Path, help="output file (default: stdout)")
     g.add_argument("--format", default="jsonl", choices=OUTPUT_FORMATS,
                    help="jsonl: one JSON object per input line; conll: char<TAB>tag lines; text: [entity|LABEL] "

@@ -9,7 +9,8 @@ at a kept whitespace character (it may only be inside one), and cannot run acros
 entity ever starts or ends with whitespace, holds whitespace other than between Latin letters/digits, or
 crosses a line break.  Control and format characters (NUL, zero-width space, soft hyphen, BOM, ...:
 ``CONTROLS``) are left out of the view too, but mark no boundary: an entity may run across them, never start
-or end on one.  Offsets always index the original text (:class:`ModelLine` maps them back, in memory proportional to the number of whitespace runs).
+or end on one.  Offsets always index the original text (:class:`ModelLine` maps them back, in memory
+proportional to the number of whitespace runs).
 
 A text longer than ``max_length`` is cut after sentence-final punctuation into pieces of at most
 ``max_length`` characters (consecutive sentences are packed together); a single sentence that is still too

@@ -169,8 +169,8 @@ class TaggerContract:
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
     @given(text=WHITESPACE_TEXTS)
     def test_entities_never_start_or_end_with_whitespace_nor_cross_a_line(self, text):
-        """No entity starts or ends with whitespace or a control character; whitespace inside an entity only between Latin letters or
-        digits; no entity holds a line break."""
+        """No entity starts or ends with whitespace or a control character; whitespace inside an entity only
+        between Latin letters or digits; no entity holds a line break."""
         from lexner.tagging import is_latin_alnum
 
         for e in self.cached().tag(text):
