@@ -117,7 +117,7 @@ def cmd_train(args) -> int:
     from .api import build_tagger, default_embeddings, load_for_training
     from .data import entity_types, report_unseen_labels
     from . import distributed
-    from .export import command_line
+    from .export import command_line, portable_path
     from .train import (REPLACED_DIR, TrainConfig, Trainer, TrainingError, check_out_dir, seed_everything,
                         selection_scores, teachers_by_task)
 
@@ -191,7 +191,8 @@ def cmd_train(args) -> int:
         raise CommandError(str(err)) from None
     if args.resume and not resumed:
         log.info("no checkpoint in %s; starting from scratch", args.out)
-    train_data = "+".join(t.name for t in tasks) if len(tasks) > 1 else (args.dataset or [str(args.train)])[0]
+    train_data = ("+".join(t.name for t in tasks) if len(tasks) > 1
+                  else (args.dataset or [portable_path(str(args.train))])[0])
     if args.init_from is not None:  # what built the model is what built the one it continues
         source = tagger.metadata.get("card") or {}
         card = {"init_from": str(args.init_from), **{k: source.get(k) for k in ("embeddings", "lexicon")}}

@@ -32,16 +32,26 @@ def provenance() -> dict:
 
 def command_line(argv: Sequence[str]) -> str:
     """``argv`` as recorded in model cards and result files, without this machine's paths: the lexner program
-    (its entry point or ``lexner/__main__.py``) as ``lexner``, a path under the working directory relative to it."""
-    here = Path.cwd()
-
-    def portable(word: str) -> str:
-        if word.startswith("/") and Path(word).is_relative_to(here):
-            return str(Path(word).relative_to(here))
-        return word
-
+    (its entry point or ``lexner/__main__.py``) as ``lexner``, each path as :func:`portable_path` writes it."""
     words = list(argv)
-    return " ".join(map(portable, [_program(words[0]), *words[1:]] if words else []))
+    return " ".join(map(portable_path, [_program(words[0]), *words[1:]] if words else []))
+
+
+def portable_path(word: str) -> str:
+    """An absolute path as recorded without this machine's layout: under the data root as ``$LEXNER_DATA/...``
+    (a shell that sets it runs the command again), under the working directory relative to it; any other word
+    as it is."""
+    from .data import data_root
+
+    if not word.startswith("/"):
+        return word
+    path = Path(word)
+    root = data_root().absolute()
+    if path.is_relative_to(root):
+        return f"$LEXNER_DATA/{path.relative_to(root)}"
+    if path.is_relative_to(Path.cwd()):
+        return str(path.relative_to(Path.cwd()))
+    return word
 
 
 def _program(word: str) -> str:

@@ -518,6 +518,15 @@ def test_recorded_command_lines_hold_no_machine_paths(tmp_path, monkeypatch):
     assert command_line(argv) == "lexner train --out runs/a --train /srv/x.txt"  # outside the folder: as given
     assert command_line(["/usr/lib/python3/site-packages/lexner/__main__.py", "tag"]) == "lexner tag"
     assert command_line(["python", "benchmarks/peers.py", "--out", str(tmp_path)]) == "python benchmarks/peers.py --out ."
+    data = tmp_path.parent / "shared-data"  # the data root beside the checkout, as in this project
+    monkeypatch.setenv("LEXNER_DATA", str(data))
+    train, test = data / "msra/train.char.bmes", data / "msra/test.char.bmes"
+    assert command_line(["lexner", "train", "--train", str(train), "--test", str(test)]) == \
+        "lexner train --train $LEXNER_DATA/msra/train.char.bmes --test $LEXNER_DATA/msra/test.char.bmes"
+    from lexner.export import portable_path
+
+    assert portable_path(str(train)) == "$LEXNER_DATA/msra/train.char.bmes"  # the card's train_data too
+    assert portable_path("msra/train.char.bmes") == "msra/train.char.bmes"
 
 
 @pytest.mark.parametrize("device", ["bogus", "mps", "cuda:x"])
