@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +34,7 @@ def main() -> None:
 
     import torch
     from machine import machine_info, write_result
-    from test_serve import free_port, request
+    from test_serve import request, serving
 
     import lexner
     from lexner.data import load_dataset
@@ -49,20 +48,8 @@ def main() -> None:
         tagger.tag(text)
     in_process = len(texts) / (time.perf_counter() - started)
 
-    port = free_port()
-    command = [sys.executable, "-m", "lexner", "serve", "--port", str(port), "--threads", str(args.threads)]
-    server = subprocess.Popen(command + (["--model", args.model] if args.model else []))
     rows = []
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if request(port, "/health")[0] == 200:
-                    break
-            except OSError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.2)
+    with serving(*(["--model", args.model] if args.model else []), threads=args.threads) as port:
         for text in texts[:20]:  # warm-up
             request(port, "/tag", {"text": text})
         for clients in args.clients:
@@ -81,9 +68,6 @@ def main() -> None:
                    "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 2)}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     result = {"benchmark": "serve_speed", "model": args.model or "bundled default model", "threads": args.threads,
               "tag_in_process_calls_per_second": round(in_process, 1), "rows": rows, "machine": machine_info()}
     print(json.dumps({"tag_in_process_calls_per_second": result["tag_in_process_calls_per_second"]}))

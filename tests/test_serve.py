@@ -1,5 +1,6 @@
 """lexner serve: a real server process on a free localhost port, concurrent and malformed requests."""
 
+import contextlib
 import json
 import re
 import subprocess
@@ -33,13 +34,15 @@ def request(port: int, path: str, body=None, raw: bytes | None = None) -> tuple[
 
 @pytest.fixture(scope="module")
 def server():
-    yield from serving("--max-chars", "200", "--max-texts", "8")
+    with serving("--max-chars", "200", "--max-texts", "8") as port:
+        yield port
 
 
-def serving(*options: str):
-    """A ``lexner serve --port 0`` process with ``options``: yields the port it says it chose once /health
-    answers there, ends it after."""
-    process = subprocess.Popen([sys.executable, "-m", "lexner", "serve", "--port", "0", "--threads", "1",
+@contextlib.contextmanager
+def serving(*options: str, threads: int = 1):
+    """A ``lexner serve --port 0`` process with ``options`` (also used by benchmarks/serve_speed.py): gives
+    the port it says it chose once /health answers there, ends it after."""
+    process = subprocess.Popen([sys.executable, "-m", "lexner", "serve", "--port", "0", "--threads", str(threads),
                                 *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         said = b""
@@ -111,7 +114,7 @@ def test_model_card(server):
 
 def test_dictionary_types_a_requested_head_lacks_are_a_422_not_a_500(tmp_path):
     (tmp_path / "d.tsv").write_text("腾讯\tcompany\n", encoding="utf-8")  # a type of the cluener head only
-    for port in serving("--dictionary", str(tmp_path / "d.tsv")):
+    with serving("--dictionary", str(tmp_path / "d.tsv")) as port:
         status, body = request(port, "/tag", {"text": "腾讯在深圳"})
         assert status == 422 and "not types of the default head" in body["detail"]
         status, body = request(port, "/tag", {"text": "腾讯在深圳", "labels": "cluener"})
