@@ -3,7 +3,9 @@
 * ``POST /tag`` with ``{"text": "..."}`` → ``{"entities": [...]}``, or ``{"texts": ["...", ...]}`` →
   ``{"results": [[...], ...]}``; ``"labels": NAME`` picks a head of a multi-task model.  Entities are
   ``{"start", "end", "label", "text"}`` with offsets into the text.  A text longer than ``max_chars`` or a list
-  longer than ``max_texts`` is answered 413; a malformed request 422 (FastAPI's validation); an unknown head 422.
+  longer than ``max_texts`` is answered 413, and so is a body of more bytes than any such request can take as
+  JSON (:func:`body_limit`), before it is read whole; a body not sent as ``Content-Type: application/json``
+  415; a malformed request 422 (FastAPI's validation); an unknown head 422.
 * ``GET /health`` → ``{"status": "ok"}``; ``GET /model`` → what the model is (:meth:`lexner.models.base.Tagger.describe`).
 
 Requests in flight share one model through micro-batching: texts that arrive within ``batch_wait_ms`` of each
@@ -95,6 +97,50 @@ class MicroBatcher:
                     position += len(p.texts)
 
 
+def body_limit(max_chars: int, max_texts: int) -> int:
+    """The most bytes a request within the limits can take: ``max_texts`` texts of ``max_chars`` characters,
+    each written as JSON's longest escape (12 bytes: a surrogate pair of ``\\uXXXX``), plus room for keys,
+    quotes and whitespace."""
+    return max_texts * (12 * max_chars + 64) + 65_536
+
+
+class _BodyChecks:
+    """ASGI middleware for POST bodies: one not declared as JSON is answered 415 (``curl -d`` sends a form type,
+    which FastAPI would refuse with a puzzling 422); one over ``limit`` bytes 413 — by its Content-Length
+    before anything is read, or, sent in chunks, as soon as what arrived passes the limit (FastAPI passes the
+    HTTPException raised while it reads the body on as the response)."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        from fastapi.responses import JSONResponse
+
+        headers = dict(scope["headers"])
+        kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if not (kind == b"application/json" or kind.startswith(b"application/") and kind.endswith(b"+json")):
+            said = kind.decode("latin-1") or "none"
+            refusal = f"the body must be JSON, sent with Content-Type: application/json (got {said})"
+            return await JSONResponse({"detail": refusal}, 415)(scope, receive, send)
+        refusal = f"a request body of more than {self.limit} bytes"
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await JSONResponse({"detail": refusal}, 413)(scope, receive, send)
+        received = 0
+
+        async def limited():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise HTTPException(413, refusal)
+            return message
+
+        await self.app(scope, limited, send)
+
+
 def create_app(tagger, max_chars: int = 10_000, max_texts: int = 256, max_batch: int = 64,
                batch_wait_ms: float = 2.0) -> FastAPI:
     """The FastAPI application serving ``tagger``."""
@@ -107,6 +153,7 @@ def create_app(tagger, max_chars: int = 10_000, max_texts: int = 256, max_batch:
         await batcher.stop()
 
     app = FastAPI(title="lexner", description="Chinese named-entity recognition", lifespan=lifespan)
+    app.add_middleware(_BodyChecks, limit=body_limit(max_chars, max_texts))
 
     @app.get("/health")
     async def health() -> dict:

@@ -1,6 +1,7 @@
 """lexner serve: a real server process on a free localhost port, concurrent and malformed requests."""
 
 import contextlib
+import http.client
 import json
 import re
 import subprocess
@@ -16,6 +17,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 import lexner  # noqa: E402
+from lexner.serve import body_limit  # noqa: E402
 
 TEXTS = ["张三在北京大学读书。", "李四去了上海，见到了王小明。", "", "国际奥委会主席罗格出席开幕式\n2008年北京奥运会",
          "😀 @小明 在深圳"]
@@ -99,6 +101,48 @@ def test_concurrent_requests_are_micro_batched_with_identical_results(server):
 def test_malformed_or_oversized_requests_are_refused_and_the_server_stays_up(server, body, raw, status):
     code, answer = request(server, "/tag", body, raw)
     assert code == status and "detail" in answer
+    assert request(server, "/health") == (200, {"status": "ok"})
+
+
+@pytest.mark.parametrize("kind", [None, "application/x-www-form-urlencoded", "text/plain"])
+def test_a_body_not_sent_as_json_is_a_415_that_says_so(server, kind):
+    connection = http.client.HTTPConnection("127.0.0.1", server, timeout=60)
+    try:
+        connection.request("POST", "/tag", body=json.dumps({"text": "张三"}).encode(),
+                           headers={"Content-Type": kind} if kind else {})
+        answer = connection.getresponse()
+        assert answer.status == 415
+        assert f"Content-Type: application/json (got {kind or 'none'})" in json.loads(answer.read())["detail"]
+    finally:
+        connection.close()
+    code, answer = request(server, "/tag", raw=json.dumps({"text": "张三"}).encode())  # application/json
+    assert code == 200
+
+
+def test_a_body_over_the_byte_limit_is_refused_by_its_length_or_once_it_passes_it(server):
+    padded = b'{"text": "' + b" " * body_limit(200, 8) + b'"}'  # (a long text, too, but refused as a body)
+    code, answer = request(server, "/tag", raw=padded)
+    assert code == 413 and "a request body of more than" in answer["detail"]
+    sent = []
+
+    def chunks():  # no Content-Length: the server learns the size only by reading
+        yield b'{"text": "'
+        for _ in range(1000):
+            sent.append(len(b" " * 1000))
+            yield b" " * 1000
+        yield b'"}'
+
+    connection = http.client.HTTPConnection("127.0.0.1", server, timeout=60)
+    try:
+        connection.request("POST", "/tag", body=chunks(), headers={"Content-Type": "application/json"},
+                           encode_chunked=True)
+        answer = connection.getresponse()
+        assert answer.status == 413 and "a request body of more than" in json.loads(answer.read())["detail"]
+    except (BrokenPipeError, ConnectionResetError):  # the server answered and closed while we still sent
+        pass
+    finally:
+        connection.close()
+    assert sum(sent) > body_limit(200, 8)
     assert request(server, "/health") == (200, {"status": "ok"})
 
 
