@@ -15,7 +15,7 @@ import tempfile
 import zlib
 from pathlib import Path
 from contextlib import contextmanager, suppress
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 
 class DataFormatError(ValueError):
@@ -68,7 +68,8 @@ def _text_without_bom(binary: IO[bytes], errors: str, newline: str | None) -> io
 
 
 def iter_lines(path: str | os.PathLike, errors: str = "strict", newline: str | None = None,
-               skipped: list[int] | None = None) -> Iterator[tuple[int, str]]:
+               skipped: list[int] | None = None,
+               on_open: Callable[[IO[str]], None] | None = None) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, line_without_newline)``, numbering from 1; ``path`` ``-`` reads standard input.
 
     ``errors`` says what happens to a line that is not valid UTF-8: ``strict`` raises :class:`DataFormatError`
@@ -77,6 +78,9 @@ def iter_lines(path: str | os.PathLike, errors: str = "strict", newline: str | N
 
     ``newline=None``: LF, CRLF and a lone CR each end a line (data files from any system).  ``newline="\n"``:
     only LF ends a line and a CR just before it is dropped, so a lone CR stays inside its line (texts to tag).
+
+    ``on_open``, if given, is called with the open text stream before the first line is read (for
+    :func:`bytes_read`).
     """
     if errors not in UTF8_ERRORS:
         raise ValueError(f"errors must be one of {UTF8_ERRORS}, got {errors!r}")
@@ -85,6 +89,8 @@ def iter_lines(path: str | os.PathLike, errors: str = "strict", newline: str | N
         name = "<stdin>"
     else:
         handle, name = open_text(path, errors="surrogateescape", newline=newline), str(path)
+    if on_open is not None:
+        on_open(handle)
     try:
         for lineno, line in _numbered(handle, name):
             line = line[:-1] if line.endswith("\n") else line
@@ -104,6 +110,25 @@ def iter_lines(path: str | os.PathLike, errors: str = "strict", newline: str | N
             handle.detach()  # leave sys.stdin's buffer open
         else:
             handle.close()
+
+
+def file_size(path: str | os.PathLike) -> int | None:
+    """The size in bytes of a regular file (compressed, for ``.gz``/``.xz``); None for standard input, a pipe
+    or a device, whose end cannot be known before it comes."""
+    try:
+        return os.path.getsize(path) if str(path) != STDIN and Path(path).is_file() else None
+    except OSError:
+        return None
+
+
+def bytes_read(handle: IO[str], size: int) -> int:
+    """How far reading has got into the file under ``handle`` (a stream from :func:`open_text`), in bytes of
+    the file on disk — read ahead of the lines handed out by at most a buffer, compressed bytes for
+    ``.gz``/``.xz`` — capped at ``size``; ``size`` once the stream is closed."""
+    try:
+        return min(size, os.lseek(handle.fileno(), 0, os.SEEK_CUR))
+    except (ValueError, OSError, AttributeError):  # closed (read to its end; a closed GzipFile has no file)
+        return size
 
 
 def as_utf8_errors_say(text: str, errors: str) -> str | None:

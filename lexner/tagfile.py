@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
-from .fileio import STDIN, atomic_file, iter_lines
+from .fileio import STDIN, atomic_file, bytes_read, file_size, iter_lines
 from .output import HTML_HEAD, HTML_TAIL, render
 
 log = logging.getLogger(__name__)
@@ -122,16 +122,34 @@ def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers:
     read to its end, every line before the failure is tagged and written before the error rises."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(unit="line", disable=not progress)
+    size = file_size(source)
+    if size:  # a file: the bar counts its bytes, so that it has a total and an ETA; lines done beside
+        bar = tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress)
+    else:  # standard input or a pipe: lines, with no end known
+        bar = tqdm(unit="line", disable=not progress)
+    handle: list[IO[str]] = []
+    done = 0
+
+    def advance(n: int, position: int) -> None:  # n more lines written; the input read up to ``position``
+        nonlocal done
+        done += n
+        if size:
+            bar.set_postfix_str(f"{done} lines", refresh=False)
+        bar.update(position - bar.n if size else n)
+
+    def read_so_far() -> int:
+        return bytes_read(handle[0], size) if size and handle else 0
+
     skipped: list[int] = []
-    lines = iter_lines(source, errors=errors, newline="\n", skipped=skipped)
+    lines = iter_lines(source, errors=errors, newline="\n", skipped=skipped, on_open=handle.append)
     chunks = _chunks(lines, batch_size * 16)  # bounded memory: a few chunks in flight at most
     try:
         if workers == 1:
             for texts in chunks:
+                position = read_so_far()
                 tagged = tagger.tag_batch(texts, batch_size, labels=labels)
                 out.write("".join(render(t, es, fmt) for t, es in zip(texts, tagged)))
-                bar.update(len(texts))
+                advance(len(texts), position)
         else:
             from collections import deque
             from concurrent.futures import ProcessPoolExecutor
@@ -146,18 +164,21 @@ def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers:
                 pending: deque = deque()
 
                 def write_oldest() -> None:
-                    n, future = pending.popleft()
+                    n, position, future = pending.popleft()
                     out.write(future.result())
-                    bar.update(n)
+                    advance(n, position)
 
                 try:
                     for texts in chunks:
-                        pending.append((len(texts), pool.submit(_worker_tag, texts, batch_size, fmt, labels)))
+                        pending.append((len(texts), read_so_far(),
+                                        pool.submit(_worker_tag, texts, batch_size, fmt, labels)))
                         while len(pending) > 2 * workers:  # write in input order as results come
                             write_oldest()
                 finally:  # also when reading failed: what was read is written first
                     while pending:
                         write_oldest()
+        if size:  # read to its end (the last chunk may have been full: the end was found after it)
+            bar.update(size - bar.n)
     finally:
         bar.close()
         if skipped:

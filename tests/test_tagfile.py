@@ -58,3 +58,30 @@ def test_the_progress_bar_shows_when_stdout_is_redirected_not_on_a_terminal(tmp_
     tag_file(ner, tmp_path / "in.txt", None, progress=True)  # records on a terminal: no bar among them
     on_terminal = capsys.readouterr()
     assert on_terminal.out == redirected.out and on_terminal.err == ""
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_the_progress_bar_of_a_file_counts_its_bytes_to_its_size_with_the_lines_beside(tmp_path, capsys, suffix):
+    import gzip
+
+    lines = ["张三在北京大学读书。"] * 300
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    source = tmp_path / f"in.txt{suffix}"
+    source.write_bytes(gzip.compress(data) if suffix else data)
+    positions = []
+    ner = lexner.load()
+    import tqdm
+
+    real_update = tqdm.std.tqdm.update
+
+    def update(bar, n=1):
+        positions.append(bar.n + n)
+        return real_update(bar, n)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tqdm.std.tqdm, "update", update)
+        tag_file(ner, source, tmp_path / "out.jsonl", batch_size=4, progress=True)  # chunks of 64 lines
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    size = source.stat().st_size
+    assert positions == sorted(positions) and positions[-1] == size and len(positions) > 2
+    assert "100%" in bar and "300 lines" in bar
