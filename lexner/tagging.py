@@ -255,7 +255,8 @@ def tag_texts(tagger, texts: Iterable[str], batch_size: int = 64, labels: str | 
     (:class:`WindowMerger`) with offsets into the original texts.  Everything streams: lines are cut, and
     windows' entities merged, as their block comes, so beyond the texts and the entities found, memory is
     bounded by one block (a 30 MB line is as cheap per character as a sentence).  ``progress``, if given, is
-    called after each block with how many texts are done (batching does not depend on it)."""
+    called after each batch with how many texts are done — within a block an estimate, the block's texts in
+    proportion to its pieces decoded — and never with fewer than before (batching does not depend on it)."""
     import torch  # imported on first use: lexner.tagging stays light for callers that only map offsets
 
     if isinstance(texts, str):
@@ -293,7 +294,11 @@ def tag_texts(tagger, texts: Iterable[str], batch_size: int = 64, labels: str | 
             while block := list(itertools.islice(stream, tagger.block_pieces)):
                 views = [state.line.view[slice(*state.windows[k])] for state, k in block]
                 limits = [state.window_constraints(k) if state.constraints else {} for state, k in block]
-                for (state, k), spans in zip(block, tagger.decode_pieces(views, limits, batch_size, labels)):
+                done = None
+                if progress is not None:  # within a block, its share of the texts as its pieces are decoded
+                    first, last, n = block[0][0].text, block[-1][0].text, len(block)
+                    done = lambda decoded: progress(first + (last - first) * decoded // n)  # noqa: E731
+                for (state, k), spans in zip(block, tagger.decode_pieces(views, limits, batch_size, labels, done)):
                     text = texts[state.text]
                     for span in state.merger.add(k, spans):
                         s = state.line.to_text(span)

@@ -130,6 +130,9 @@ def test_an_ensemble_averages_marginals_and_tags_like_a_tagger(corpus, tmp_path)
     assert sum(p == [tuple(x) for x in s.spans] for p, s in zip(predicted, corpus)) >= 0.9 * len(corpus)
     for text, entities in zip(ODD_TEXTS, ensemble.tag_batch(ODD_TEXTS)):
         assert all(text[e.start : e.end] == e.text for e in entities)
+    calls = []
+    assert ensemble.tag_batch(texts, batch_size=2, progress=calls.append) == ensemble.tag_batch(texts)
+    assert calls == sorted(calls) and calls[-1] == len(texts) and len(set(calls)) > 2  # a step per batch
     forced = lexner.load([tmp_path / "a", tmp_path / "b"], dictionary={"在北京": "LOC"})
     assert (2, 5, "LOC") in [(e.start, e.end, e.label) for e in forced.tag("张三在北京工作。")]
     with pytest.raises(NotImplementedError):

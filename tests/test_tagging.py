@@ -161,6 +161,18 @@ def test_progress_counts_texts_done_and_changes_nothing(corpus):
     assert len(calls) > 2 and calls == sorted(calls) and calls[-1] == len(texts) and calls[0] < len(texts)
 
 
+def test_progress_moves_within_one_block_as_its_batches_are_decoded(corpus):
+    from lexner.api import build_tagger
+
+    tagger = build_tagger("bilstm_crf", corpus, {"char_dim": 4, "bigram_dim": 4, "hidden": 8})
+    texts = [s.text for s in corpus] * 4  # one block (4096 pieces), batches of 2
+    assert len(texts) >= 8
+    calls = []
+    tagger.tag_batch(texts, batch_size=2, progress=calls.append)
+    assert calls == sorted(calls) and calls[-1] == len(texts)
+    assert len(set(calls)) >= len(texts) // 2 - 1  # a step per batch, not one jump at the block's end
+
+
 def test_evaluate_with_a_progress_bar_scores_the_same(corpus, capsys):
     from lexner.api import build_tagger
     from lexner.evaluate import evaluate

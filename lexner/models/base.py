@@ -434,9 +434,10 @@ class Tagger(nn.Module):
         return tag_texts(self, texts, batch_size, labels, progress)
 
     def decode_pieces(self, pieces: list[str], constraints: list[dict], batch_size: int,
-                      labels: str | None) -> list[list[Span]]:
+                      labels: str | None, done: Callable[[int], None] | None = None) -> list[list[Span]]:
         """The spans of each piece (a whitespace-free view, see :mod:`lexner.tagging`) under its constraints
-        (``{position: allowed tag prefixes or tags}``), in the label set ``labels``."""
+        (``{position: allowed tag prefixes or tags}``), in the label set ``labels``; ``done``, if given, is
+        called after each batch with how many pieces are decoded."""
         encoded = self.featurizer.encode_many(pieces)
         for item, constrained in zip(encoded, constraints):
             if constrained:
@@ -452,10 +453,14 @@ class Tagger(nn.Module):
             else:
                 chunks.append([j])
         found: list[list[Span]] = [[] for _ in pieces]
+        decoded = 0
         for chunk in chunks:
             batch = self.featurizer.collate([encoded[j] for j in chunk], labels).to(self.device)
             for j, spans in zip(chunk, self.featurizer.decode_paths(self.decode(batch), labels)):
                 found[j] = spans
+            decoded += len(chunk)
+            if done is not None:
+                done(decoded)
         return found
 
     def set_piece_length(self, length: int) -> None:

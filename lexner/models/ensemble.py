@@ -10,7 +10,7 @@ order may differ).  As a distillation teacher, pass the members (``ensemble.memb
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -61,7 +61,7 @@ class Ensemble(Tagger):
         return total / len(self.members), mask
 
     def decode_pieces(self, pieces: list[str], constraints: list[dict], batch_size: int,
-                      labels: str | None) -> list[list]:
+                      labels: str | None, done: Callable[[int], None] | None = None) -> list[list]:
         name = self.featurizer.default_labels if labels is None else labels
         found: list[list] = [[] for _ in pieces]
         order = sorted(range(len(pieces)), key=lambda j: len(pieces[j]))
@@ -72,4 +72,6 @@ class Ensemble(Tagger):
             paths = self.decoders[name].viterbi(probs.clamp_min(1e-30).log(), mask, allowed)
             for j, spans in zip(chunk, self.featurizer.decode_paths(paths, labels)):
                 found[j] = spans
+            if done is not None:
+                done(k + len(chunk))
         return found
