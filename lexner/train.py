@@ -427,6 +427,16 @@ def _piece(s: Sentence, start: int, end: int) -> Sentence:
     return Sentence(s.text[start:end], spans)
 
 
+KEPT_ON_RESUME = ("optimizer", "ema", "distill")
+"""Settings a resumed run must share with its checkpoint: the optimizer's saved state is another optimizer's,
+averaged (ema) and raw dev scores must not be compared, and a distilled run goes on without its teachers as a
+plain one (and a plain one would start distilling half-way)."""
+
+
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else (str(value) or "none")
+
+
 class Trainer:
     """Trains one :class:`Tagger` and writes everything into ``out_dir``.
 
@@ -541,10 +551,11 @@ class Trainer:
                                     "--force (Trainer(replace=True)) to replace it, or another --out")
             return False
         state = load_checkpoint(path)
-        previous_ema = state.get("train_config", {}).get("ema", 0.0)
-        if previous_ema != self.config.ema:  # raw and averaged dev scores must not be compared with each other
-            raise TrainingError(f"{path} was written with --ema {previous_ema:g}, not {self.config.ema:g}: resume "
-                                "with the settings it was trained with")
+        previous = {**dataclasses.asdict(TrainConfig()), **state.get("train_config", {})}  # older: the defaults
+        if changed := [f"--{key.replace('_', '-')} {_shown(previous[key])}, not {_shown(getattr(self.config, key))}"
+                       for key in KEPT_ON_RESUME if previous[key] != getattr(self.config, key)]:
+            raise TrainingError(f"{path} was written with {', '.join(changed)}: resume with the settings it was "
+                                f"trained with (lexner {'distill' if previous['distill'] else 'train'})")
         # weights named as before the embedding tables moved into the Embedder are renamed
         weights = {current_key(k): v for k, v in state["model"].items()}
         own = self.model.state_dict()

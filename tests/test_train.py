@@ -257,6 +257,20 @@ def test_resume_with_ema_reaches_the_same_averages(corpus, tmp_path):
         make_trainer(corpus, tmp_path / "cut", epochs=4).resume()
 
 
+def test_resume_with_another_optimizer_or_distillation_setting_is_refused_before_anything_changes(corpus, tmp_path):
+    make_trainer(corpus, tmp_path, epochs=1).fit(corpus[:15], corpus[15:])  # SGD, no distillation
+    written = lambda: {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.name != ".lock"}  # noqa: E731
+    before = written()
+    with pytest.raises(TrainingError, match="--optimizer sgd, not adam: resume with the settings .*lexner train"):
+        make_trainer(corpus, tmp_path, epochs=2, optimizer="adam").resume()
+    with pytest.raises(TrainingError, match="--distill none, not kl"):
+        make_trainer(corpus, tmp_path, epochs=2, distill="kl").resume()
+    with pytest.raises(TrainingError, match="--optimizer sgd, not adam, --ema 0, not 0.5"):
+        make_trainer(corpus, tmp_path, epochs=2, optimizer="adam", ema=0.5).resume()
+    assert written() == before
+    assert make_trainer(corpus, tmp_path, epochs=2, lr_decay=0.2).resume()  # other settings may change
+
+
 def test_ema_must_be_a_decay_below_one():
     for bad in (1.0, -0.1, 2):
         with pytest.raises(ValueError, match="ema"):
