@@ -117,6 +117,8 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be an integer in [0, 2**32 - 1] (numpy's seeds), got {self.seed!r}")
         ranges = {"lr": (0, math.inf, False), "encoder_lr": (0, math.inf, True), "lr_decay": (0, math.inf, True),
                   "momentum": (0, 1, True), "weight_decay": (0, math.inf, True), "clip": (0, math.inf, True),
                   "warmup": (0, 1, True), "max_minutes": (0, math.inf, True),

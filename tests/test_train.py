@@ -105,6 +105,26 @@ def test_train_config_rejects_unknown_optimizer():
         TrainConfig(optimizer="adagrad")
 
 
+@pytest.mark.parametrize("seed", [-1, 2**32, True, 1.5])
+def test_train_config_rejects_a_seed_numpy_cannot_take(seed):
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*32 - 1\]"):
+        TrainConfig(seed=seed)
+    assert TrainConfig(seed=2**32 - 1).seed == 2**32 - 1
+
+
+@pytest.mark.parametrize("model, key", [("bilstm_crf", "char_dim"), ("bilstm_crf", "layers"),
+                                        ("softlexicon", "word_dim"), ("lattice_lstm", "word_dim"),
+                                        ("flat", "heads"), ("flat", "model_dim"), ("flat", "ffn_dim")])
+def test_a_model_size_of_zero_is_refused_where_it_would_mean_no_layer(model, key):
+    from lexner.models import model_class
+    from lexner.models.base import checked_config
+
+    with pytest.raises(ValueError, match=rf"config {key} must be an integer in \[1, "):
+        checked_config(model_class(model), {key: 0})
+    for allowed in model_class(model).Config.zero_allowed:  # 0 means off: bigrams, FLAT's blocking
+        assert getattr(checked_config(model_class(model), {allowed: 0}), allowed) == 0
+
+
 def test_sampler_shards_are_the_global_batches_split_and_reshuffled_per_epoch():
     from lexner.train import BucketBatchSampler
 

@@ -99,8 +99,9 @@ def checked_config(cls, values: Any):
                 raise ValueError(f"{where} must be true or false, got {value!r}")
         elif isinstance(default, int):
             limit = MAX_LAYERS if key == "layers" else MAX_CONFIG_INT
-            if type(value) is not int or not 0 <= value <= limit:
-                raise ValueError(f"{where} must be an integer in [0, {limit}], got {value!r}")
+            low = 0 if key in getattr(cls.Config, "zero_allowed", ()) else 1  # a size of 0 is no layer at all
+            if type(value) is not int or not low <= value <= limit:
+                raise ValueError(f"{where} must be an integer in [{low}, {limit}], got {value!r}")
         elif isinstance(default, float):
             high = 1.0 if "dropout" in key else float(MAX_CONFIG_INT)
             if type(value) not in (int, float) or not (0.0 <= value <= high):  # NaN fails both comparisons

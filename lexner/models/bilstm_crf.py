@@ -6,6 +6,7 @@ x_j = [e^c(c_j); e^b(c_j c_{j+1})] → dropout → BiLSTM → dropout → linear
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -19,6 +20,7 @@ from .recurrent import check_even_hidden, run_bilstm
 
 @dataclass
 class BiLSTMCRFConfig:
+    zero_allowed: ClassVar[tuple[str, ...]] = ("bigram_dim",)  # int settings that may be 0 (others: ≥ 1)
     char_dim: int = 50  # the pretrained character vectors are 50-d
     bigram_dim: int = 50  # 0 turns bigrams off
     hidden: int = 200  # both directions together (100 each), as in the paper's baseline

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,7 @@ from .bert import attach_encoder, uses_encoder
 
 @dataclass
 class FLATConfig:
+    zero_allowed: ClassVar[tuple[str, ...]] = ("bigram_dim", "block_elements", "checkpoint_elements")  # int settings that may be 0 (others: ≥ 1)
     char_dim: int = 50  # the pretrained vectors are 50-d
     bigram_dim: int = 50  # 0 turns bigrams off
     word_dim: int = 50

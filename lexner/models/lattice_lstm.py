@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -33,6 +34,7 @@ from .recurrent import check_even_hidden, reverse_within_length
 
 @dataclass
 class LatticeLSTMConfig:
+    zero_allowed: ClassVar[tuple[str, ...]] = ("bigram_dim",)  # int settings that may be 0 (others: ≥ 1)
     char_dim: int = 50  # the pretrained vectors are 50-d
     bigram_dim: int = 50  # 0 turns bigrams off
     word_dim: int = 50

@@ -22,7 +22,7 @@ tags almost as fast as the BiLSTM-CRF baseline.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import ClassVar, Iterable
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ WORD_WEIGHTS = ("mean", "frequency")
 
 @dataclass
 class SoftLexiconConfig:
+    zero_allowed: ClassVar[tuple[str, ...]] = ("bigram_dim",)  # int settings that may be 0 (others: ≥ 1)
     char_dim: int = 50
     bigram_dim: int = 50  # 0 turns bigrams off
     word_dim: int = 50  # the pretrained word vectors are 50-d
