@@ -31,7 +31,7 @@ def test_ents_are_lexners_entities_one_by_one_and_batched():
 def test_an_entity_inside_a_word_token_is_expanded_or_reported():
     text = "张三在北京工作"  # lexner: 张三/PER, 北京/LOC; the tokens cut 张三 off from nothing but glue 在 to it
     words, spaces = ["张三在", "北京", "工作"], [False, False, False]
-    for mode, ents, unaligned in (("expand", [(0, 3, "PER"), (3, 5, "LOC")], None),
+    for mode, ents, unaligned in (("expand", [(0, 3, "PER"), (3, 5, "LOC")], [(0, 2, "PER")]),
                                   ("strict", [(3, 5, "LOC")], [(0, 2, "PER")])):
         nlp = spacy.blank("zh")
         component = nlp.add_pipe("lexner", config={"alignment_mode": mode})
@@ -39,6 +39,14 @@ def test_an_entity_inside_a_word_token_is_expanded_or_reported():
         assert doc.text == text
         assert entities(doc) == ents
         assert doc.user_data.get(UNALIGNED) == unaligned
+
+
+def test_an_expanded_entity_dropped_for_an_overlap_is_kept_as_lexner_found_it():
+    # lexner: 张三/PER, 北京/LOC; the token 三在北 joins them, so both expand over it and overlap
+    words, spaces = ["张", "三在北", "京", "工作"], [False] * 4
+    nlp = spacy.blank("zh")
+    doc = nlp.add_pipe("lexner")(Doc(nlp.vocab, words=words, spaces=spaces))
+    assert len(doc.ents) == 1 and doc.user_data[UNALIGNED] == [(0, 2, "PER"), (3, 5, "LOC")]
 
 
 def test_pipeline_folder_round_trip_carries_the_model(corpus, tmp_path):
@@ -50,10 +58,21 @@ def test_pipeline_folder_round_trip_carries_the_model(corpus, tmp_path):
     texts = [s.text for s in corpus]
     before = [entities(d) for d in nlp.pipe(texts)]
     assert {label for ents in before for _, _, label in ents} <= {"city", "name"}
+    assert nlp.pipe_labels == {"lexner": ["city", "name"]}  # the head's types (spaCy's meta.json lists them)
     nlp.to_disk(tmp_path / "pipeline")
     shutil.rmtree(tmp_path / "model")  # the pipeline folder holds its own copy
     loaded = spacy.load(tmp_path / "pipeline")
     assert [entities(d) for d in loaded.pipe(texts)] == before
+
+
+def test_a_pipeline_with_the_default_head_saves_and_lists_its_types(tmp_path):
+    nlp = spacy.blank("zh")
+    nlp.add_pipe("lexner")
+    assert nlp.meta["labels"] == {"lexner": []}  # the model is not loaded yet
+    tagged = entities(nlp("张三在北京"))
+    assert nlp.meta["labels"] == {"lexner": lexner.load().featurizer.entity_types}
+    nlp.to_disk(tmp_path / "pipeline")  # was a TypeError: spaCy read the head's name (None) as the labels
+    assert entities(spacy.load(tmp_path / "pipeline")("张三在北京")) == tagged
 
 
 def test_an_unknown_head_or_alignment_mode_is_refused():

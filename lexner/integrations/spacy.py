@@ -11,10 +11,12 @@
 The component tags each doc's text with lexner and sets ``doc.ents`` from lexner's character offsets
 (``Doc.char_span``).  spaCy's default Chinese tokenizer splits text into characters, so every entity falls on
 token boundaries; with a word segmenter (jieba, pkuseg) an entity may start or end inside a token: with
-``alignment_mode`` "expand" (the default) it grows to the tokens it touches, with "strict" it is left out — in
-both cases the entity as lexner found it is kept in ``doc.user_data["lexner_unaligned"]`` as ``(start, end,
-label)`` so nothing is lost silently.  An expanded entity that would overlap another is dropped the same way
-(``spacy.util.filter_spans`` keeps the longer).  ``nlp.pipe`` tags docs in batches through ``tag_batch``.
+``alignment_mode`` "expand" (the default) it grows to the tokens it touches ("contract": shrinks to those inside
+it), with "strict" it is left out — in every case the entity as lexner found it is kept in
+``doc.user_data["lexner_unaligned"]`` as ``(start, end, label)`` (sorted) so nothing changes silently.  An
+expanded entity that would overlap another is dropped and kept there the same way (``spacy.util.filter_spans``
+keeps the longer).  The component's ``labels`` are its head's entity types once its model is loaded (the setting
+``labels`` names the head, as ``tag(labels=...)`` does).  ``nlp.pipe`` tags docs in batches through ``tag_batch``.
 
 ``nlp.to_disk(path)`` stores the lexner model inside the pipeline folder (``path/lexner/model``), so
 ``spacy.load(path)`` works on a machine without the original model directory.
@@ -52,7 +54,8 @@ class LexnerComponent:
             raise ValueError(f"alignment_mode must be 'expand', 'strict' or 'contract', got {alignment_mode!r}")
         if runtime is not None and runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)} or None, got {runtime!r}")
-        self.model, self.labels, self.alignment_mode = model, labels, alignment_mode
+        # the head's name: spaCy reads a component's ``labels`` as its label list (nlp.meta, to_disk)
+        self.model, self.head, self.alignment_mode = model, labels, alignment_mode
         self.batch_size, self.device, self.runtime = batch_size, device, runtime
         self._tagger = None  # loaded on first use, or from the pipeline folder by from_disk
 
@@ -60,8 +63,17 @@ class LexnerComponent:
     def tagger(self):
         if self._tagger is None:
             self._tagger = self._load(self.model)
-            self._tagger.featurizer.label_set(self.labels)  # an unknown head fails here, naming the heads
+            self._tagger.featurizer.label_set(self.head)  # an unknown head fails here, naming the heads
         return self._tagger
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The entity types the component sets (its head's), as spaCy expects of a component's ``labels``; empty
+        until the model is loaded (first use, or ``from_disk``: spaCy reads this before it calls that, when the
+        model given at first may be gone)."""
+        if self._tagger is None:
+            return ()
+        return tuple(self.tagger.featurizer.label_set(self.head).entity_types)
 
     def __call__(self, doc: Doc) -> Doc:
         return next(iter(self.pipe([doc])))
@@ -78,17 +90,18 @@ class LexnerComponent:
             yield from self._tag(chunk)
 
     def _tag(self, docs: list[Doc]) -> list[Doc]:
-        tagged = self.tagger.tag_batch([doc.text for doc in docs], self.batch_size, labels=self.labels)
+        tagged = self.tagger.tag_batch([doc.text for doc in docs], self.batch_size, labels=self.head)
         for doc, entities in zip(docs, tagged):
             spans, unaligned = [], []
             for e in entities:
                 span = doc.char_span(e.start, e.end, label=e.label, alignment_mode=self.alignment_mode)
-                if span is None:
-                    unaligned.append((e.start, e.end, e.label))
-                else:
-                    spans.append(span)
-            kept = filter_spans(spans)
-            unaligned += [(s.start_char, s.end_char, s.label_) for s in spans if s not in kept]
+                if span is None or (span.start_char, span.end_char) != (e.start, e.end):
+                    unaligned.append((e.start, e.end, e.label))  # left out, or grown/shrunk to the tokens
+                if span is not None:
+                    spans.append((span, (e.start, e.end, e.label)))
+            kept = filter_spans([span for span, _ in spans])
+            unaligned += [found for span, found in spans if span not in kept and found not in unaligned]
+            unaligned.sort()
             doc.ents = kept
             if unaligned:
                 doc.user_data[UNALIGNED] = unaligned
@@ -110,5 +123,5 @@ class LexnerComponent:
 
     def from_disk(self, path: str | Path, exclude: Iterable[str] = ()) -> "LexnerComponent":
         self._tagger = self._load(Path(path) / MODEL_DIR)
-        self._tagger.featurizer.label_set(self.labels)
+        self._tagger.featurizer.label_set(self.head)
         return self
