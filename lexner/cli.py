@@ -338,6 +338,11 @@ def _tag_model_and_texts(args) -> None:
         first = Path(args.text[0]) if args.text else None
         if first is not None and (first / CONFIG_FILE).is_file():
             args.model_dir, args.text = first, args.text[1:]
+        elif first is not None and _is_directory(args.text[0]):  # a model meant, not a text: say so
+            inside = first / "model"
+            hint = (f"; a training run's model is in its model/ folder: {inside}"
+                    if (inside / CONFIG_FILE).is_file() else "")
+            raise CommandError(f"{first} is a directory but not a model directory (no {CONFIG_FILE}){hint}")
         else:
             args.model_dir = DEFAULT_MODEL
 
@@ -384,18 +389,30 @@ def _load_for_tagging(args, extra_words: list[str], one_head: bool = True):
         raise CommandError(str(err)) from None  # does not know, --onnx without ONNX Runtime installed
 
 
+def _names(text: str, kind: str) -> bool:
+    """Whether a command-line text names an existing file (``kind`` "file") or directory ("dir")."""
+    try:
+        return "\n" not in text and (Path(text).is_file() if kind == "file" else Path(text).is_dir())
+    except (OSError, ValueError):  # e.g. a long text is not a valid file name
+        return False
+
+
+def _is_directory(text: str) -> bool:
+    return _names(text, "dir")
+
+
 def _warn_texts_that_look_like_files(texts: list[str]) -> None:
-    """Positional arguments are texts; one that names a file (or is ``-``) was most likely meant as ``--input``."""
-    def names_a_file(text: str) -> bool:
-        try:
-            return "\n" not in text and Path(text).is_file()
-        except (OSError, ValueError):  # e.g. a long text is not a valid file name
-            return False
+    """Positional arguments are texts; one that names a file (or is ``-``) was most likely meant as ``--input``,
+    one that names a directory as a model (one per command: ``--model``)."""
+    from .models.base import CONFIG_FILE
 
     for text in texts:
-        if text == "-" or names_a_file(text):
+        if text == "-" or _names(text, "file"):
             log.warning("%r is tagged as a text; to tag the lines of %s, use --input %s", text,
                         "standard input" if text == "-" else "that file", text)
+        elif _is_directory(text):
+            model = " (a model directory: one model tags, --model DIR)" if (Path(text) / CONFIG_FILE).is_file() else ""
+            log.warning("%r is tagged as a text, though it names a directory%s", text, model)
 
 
 def _command_line_texts(texts: list[str], errors: str) -> list[str]:

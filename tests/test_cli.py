@@ -362,6 +362,19 @@ def test_tag_warns_when_a_text_names_a_file(trained, capsys, caplog, tmp_path):
     assert f"--input {existing}" in warned[0] and "standard input" in warned[1]
 
 
+def test_tag_refuses_a_first_argument_that_is_a_directory_but_no_model(trained, capsys, caplog):
+    capsys.readouterr()
+    assert main(["tag", str(trained / "run"), "张三在北京"]) == 2  # the run folder, not its model/
+    said = capsys.readouterr()
+    assert said.out == "" and f"{trained / 'run'} is a directory but not a model directory" in said.err
+    assert f"its model/ folder: {trained / 'run' / 'model'}" in said.err
+    model = str(trained / "run" / "model")
+    with caplog.at_level("WARNING", logger="lexner"):  # a second model is tagged as text, with a warning
+        assert main(["tag", model, model, "张三在北京"]) == 0
+    assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == [model, "张三在北京"]
+    assert any("names a directory (a model directory: one model tags" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.parametrize("option, value, message", [("--port", "70000", "a port number from 0 to 65535"),
                                                      ("--port", "-1", "a port number from 0 to 65535"),
                                                      ("--batch-wait-ms", "1e9", "milliseconds from 0 to 1000"),
