@@ -188,17 +188,21 @@ def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, de
     (onnx-int8), False (torch).
     A list of paths loads an ensemble that averages the models' tag marginals (:mod:`lexner.models.ensemble`).
     """
+    if isinstance(extra_words, (str, bytes, os.PathLike)):
+        raise TypeError("extra_words expects words (a list, or an open file of one word per line), not one "
+                        "string or a file name (it would add its characters)")
+    extra_words = list(extra_words)  # an iterator (an open file) is read once, for every member of an ensemble
     if isinstance(path, (list, tuple)):  # an ensemble (lexner.models.ensemble)
         from .models.ensemble import Ensemble
 
-        tagger = Ensemble([load(p, device=device, extra_words=extra_words, onnx=onnx, runtime=runtime)
-                           for p in path])
+        tagger = Ensemble([load(p, device=device, onnx=onnx, runtime=runtime) for p in path])
+        if extra_words:
+            tagger.add_words(extra_words)
         if dictionary is not None:
             tagger.add_dictionary(dictionary)
         return tagger
     directory = DEFAULT_MODEL if path is None else path
     tagger = Tagger.load(directory, device=resolve_device(device))
-    extra_words = list(extra_words)
     if extra_words:
         added = tagger.add_words(extra_words)
         log.info("added %d new lexicon words (%d given)", added, len(extra_words))

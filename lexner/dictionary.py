@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from .fileio import DataFormatError, iter_lines
 from .lexicon import Lexicon
@@ -34,8 +34,14 @@ class Dictionary:
 
     def add(self, entries: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
         """Add ``{word: type}`` entries (or pairs); a word given again takes the new type."""
+        if isinstance(entries, (str, bytes, os.PathLike)):
+            raise TypeError("a dictionary is {word: type} or (word, type) pairs, not a file name or one string; "
+                            "for a file of word<TAB>TYPE lines: Dictionary.read(path)")
         items = entries.items() if isinstance(entries, Mapping) else entries
-        for word, label in items:
+        for item in items:
+            if isinstance(item, str) or not isinstance(item, Sequence) or len(item) != 2:
+                raise TypeError(f"a dictionary entry is a (word, type) pair, got {item!r}")
+            word, label = item
             if not isinstance(word, str) or not word.strip():
                 raise ValueError(f"a dictionary word must be a non-empty string, got {word!r}")
             if not isinstance(label, str) or not label.strip():

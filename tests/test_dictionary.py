@@ -26,6 +26,14 @@ def test_bad_entries_are_refused(entries):
         Dictionary(entries)
 
 
+@pytest.mark.parametrize("entries", ["dict.tsv", b"dict.tsv", [("腾讯",)], ["腾讯"], [("腾讯", "ORG", "x")]])
+def test_a_file_name_or_entries_that_are_not_pairs_are_a_type_error_that_says_what_is_taken(entries):
+    with pytest.raises(TypeError, match="pair|Dictionary.read"):
+        Dictionary(entries)
+    with pytest.raises(TypeError):
+        lexner.load(dictionary=entries)
+
+
 def test_dictionary_file_errors_name_file_and_line(tmp_path):
     path = tmp_path / "d.tsv"
     path.write_text("腾讯\tORG\n\n字节跳动 ORG\n", encoding="utf-8")

@@ -126,3 +126,22 @@ def test_add_words_refuses_a_str_and_non_str_words():
         tagger.add_words("新冠肺炎")  # would have added nothing (its characters are shorter than min_length)
     with pytest.raises(TypeError, match="got int"):
         tagger.add_words(["新冠", 1])
+
+
+def test_load_takes_extra_words_once_for_every_member_of_an_ensemble_and_refuses_one_str(tmp_path):
+    torch.manual_seed(0)
+    lattice = build_tagger("softlexicon", toy_corpus(), {"hidden": 16}, lexicon=Lexicon(TOY_WORDS))
+    lattice.save(tmp_path / "a")
+    lattice.save(tmp_path / "b")
+    build_tagger("bilstm_crf", toy_corpus(), {"hidden": 16}).save(tmp_path / "c")  # no lexicon: left as it is
+    (tmp_path / "words.txt").write_text("西安\n孙七\n", encoding="utf-8")
+    with open(tmp_path / "words.txt", encoding="utf-8") as words:  # an iterator: read once, for every member
+        ensemble = lexner.load([tmp_path / "a", tmp_path / "b", tmp_path / "c"], extra_words=words)
+    assert [["西安" in m.featurizer.lexicon for m in ensemble.members[:2]]] == [[True, True]]
+    assert ensemble.add_words(["上海市", "西安"]) == 1
+    assert all("上海市" in m.featurizer.lexicon for m in ensemble.members[:2])
+    with pytest.raises(ValueError, match="no member of this ensemble uses a lexicon"):
+        lexner.load([tmp_path / "c", tmp_path / "c"]).add_words(["西安"])
+    for one in ("新冠肺炎", tmp_path / "words.txt"):
+        with pytest.raises(TypeError, match="not one\\s+string or a file name"):
+            lexner.load(tmp_path / "a", extra_words=one)

@@ -265,3 +265,8 @@ def test_a_dictionary_type_of_another_head_is_refused_naming_the_head(corpus, tm
     assert "not types of the default head" in capsys.readouterr().err
     assert main(tag + ["--labels", "fine"]) == 0
     assert '"label": "city"' in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"\['PER', 'city'\] are not all types of one head \(coarse: "):
+        tagger.add_dictionary({"张三": "PER"})  # beside city: every head would refuse to tag
+    assert tagger.dictionary.items() == [("南京", "city")]  # as it was
+    tagger.dictionary = None  # dropped: any head tags again
+    assert tagger.tag("南京") is not None

@@ -382,15 +382,22 @@ class Tagger(nn.Module):
     def add_dictionary(self, entries: Mapping[str, str] | Iterable[tuple[str, str]] | Dictionary) -> int:
         """Force words to be tagged as given types: ``ner.add_dictionary({"腾讯": "ORG"})``.  Every selected
         occurrence (see :mod:`lexner.dictionary`) becomes exactly one entity of its type, by constraining the
-        decoder.  Types the model does not know raise ``ValueError`` (a multi-task model: types of no head; tagging
-        with a head that lacks one of the dictionary's types raises it then).  Returns the dictionary's size.  Kept
-        in memory only (not saved with the model)."""
+        decoder.  Types the model does not know raise ``ValueError``; so do, in a multi-task model, types that no
+        one head has all of (with the entries added before); tagging with a head that lacks one of the dictionary's
+        types raises it then.  Returns the dictionary's size.  Kept in memory only (not saved with the model);
+        ``ner.dictionary = None`` drops it."""
         extra = entries if isinstance(entries, Dictionary) else Dictionary(entries)
-        known = {t for label_set in self.featurizer.label_sets.values() for t in label_set.entity_types}
+        heads = {name: set(label_set.entity_types) for name, label_set in self.featurizer.label_sets.items()}
+        known = set().union(*heads.values())
         unknown = sorted(extra.labels - known)
         if unknown:
             raise ValueError(f"dictionary types {unknown} are not types of this model "
                              f"({', '.join(sorted(known))}): it has no tags for them")
+        wanted = extra.labels | (self.dictionary.labels if self.dictionary is not None else set())
+        if not any(wanted <= types for types in heads.values()):
+            raise ValueError(f"dictionary types {sorted(wanted)} are not all types of one head "
+                             f"({'; '.join(f'{n}: {sorted(t)}' for n, t in heads.items())}): no head could tag "
+                             "with them")
         if self.dictionary is None:
             self.dictionary = Dictionary()
         self.dictionary.add(extra.items())

@@ -10,7 +10,7 @@ order may differ).  As a distillation teacher, pass the members (``ensemble.memb
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -40,6 +40,17 @@ class Ensemble(Tagger):
             for p in crf.parameters():
                 nn.init.zeros_(p)
         self.eval()
+
+    def add_words(self, words: Iterable[str]) -> int:
+        """:meth:`Tagger.add_words` for every member with a lexicon (members without one tag as before); returns
+        the most words new to one of them.  ``ValueError`` if no member has a lexicon."""
+        if isinstance(words, str):
+            raise TypeError("add_words() expects a list of words, not one str (it would add its characters)")
+        words = list(words)
+        lattice = [m for m in self.members if m.featurizer.lexicon is not None]
+        if not lattice:
+            raise ValueError("no member of this ensemble uses a lexicon; added words would have no effect")
+        return max(member.add_words(words) for member in lattice)
 
     def save(self, *args, **kwargs) -> None:
         raise NotImplementedError("an ensemble is not saved; save its members and load them as a list")
