@@ -142,6 +142,12 @@ def cmd_train(args) -> int:
         checked_config(model_class(model_name), model_config)  # ranges and the model's own rules (hidden even)
     except ValueError as err:
         raise CommandError(f"--set: {err}") from None  # before any data is read
+    if model_name == "bert_crf" and args.init_from is None and not model_config.get("bert_path"):
+        raise CommandError("bert_crf reads a local BERT checkpoint: give --set bert_path=DIR (its config.json, "
+                           "weights and tokenizer; nothing is downloaded)")
+    if args.lexicon and model_name == "bilstm_crf":
+        raise CommandError("--lexicon: bilstm_crf uses no lexicon; choose a lexicon tagger with --model "
+                           "(softlexicon, lattice_lstm or flat)")
     try:
         check_out_dir(args.out, args.resume, args.force)  # likewise: an --out that would lose a run
     except TrainingError as err:
@@ -312,6 +318,13 @@ def _count_or_all(text: str) -> int | None:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a count or 'all', got {text!r}")
     return int(text)
+
+
+def _folder(text: str) -> Path:
+    """A folder argument: an empty one (an unset ``"$OUT"``) would be the current directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"needs a folder name, got {text!r}")
+    return Path(text)
 
 
 def _at_least(low: int, what: str = "an integer", high: float | None = None, kind: type = int):
@@ -582,7 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "sentences (0), so that it shares fewer documents and names with train and scores "
                             "nearer to new text")
         t.add_argument("--test", type=Path, help="test file, scored once with the best model")
-        t.add_argument("--out", type=Path, required=True, help="output folder (model/, checkpoint/, log.jsonl)")
+        t.add_argument("--out", type=_folder, required=True, help="output folder (model/, checkpoint/, log.jsonl)")
         for f in dataclasses.fields(TrainConfig):  # one option per setting, help and default from TrainConfig
             if f.metadata:
                 options = {k: v for k, v in f.metadata.items() if k != "help"}

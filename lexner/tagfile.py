@@ -122,6 +122,8 @@ def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers:
     read to its end, every line before the failure is tagged and written before the error rises."""
     from tqdm.auto import tqdm
 
+    if str(source) != STDIN and not Path(source).exists():  # before a progress bar is drawn
+        raise FileNotFoundError(f"{source}: no such file")
     size = file_size(source)
     if size:  # a file: the bar counts its bytes, so that it has a total and an ETA; lines done beside
         bar = tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress)

@@ -7,6 +7,7 @@ import pytest
 from lexner import load
 from lexner.cli import main
 from lexner.data import write_jsonl
+from lexner.fileio import ModelFormatError
 from lexner.schemes import spans_to_tags
 from lexner.train import epoch_records
 
@@ -549,3 +550,31 @@ def test_a_bad_device_is_a_clean_error(device, capsys):
     assert main(["tag", "--device", device, "张三在北京"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"lexner: error: --device {device}") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--out", ""], "--out: needs a folder name, got ''"),
+    (["--out", "o", "--lexicon", "words.txt"], "bilstm_crf uses no lexicon; choose a lexicon tagger"),
+    (["--out", "o", "--model", "bert_crf"], "give --set bert_path=DIR"),
+])
+def test_train_refuses_options_it_could_only_ignore_or_misuse_before_reading_data(tmp_path, monkeypatch, capsys,
+                                                                                 options, message):
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(["train", "--train", "no-such-file.bmes", *options])
+    except SystemExit as exit:  # argparse's usage error
+        code = exit.code
+    assert code == 2  # the option, not the missing file
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written (--out '' trained into the current directory)
+
+
+def test_a_missing_input_file_is_named_before_any_progress_bar(capsys, tmp_path):
+    assert main(["tag", "--input", str(tmp_path / "missing.txt")]) != 0
+    err = capsys.readouterr().err
+    assert "missing.txt: no such file" in err and "line" not in err.replace("missing", "")
+
+
+def test_loading_a_training_run_folder_names_its_model_folder(trained):
+    with pytest.raises(ModelFormatError, match=f"a training run's folder\\? its model is {trained / 'run' / 'model'}"):
+        load(trained / "run")

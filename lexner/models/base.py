@@ -516,7 +516,10 @@ class Tagger(nn.Module):
             raise FileNotFoundError(f"{directory}: no such model directory")
         for required in (CONFIG_FILE, WEIGHTS_FILE):
             if not (directory / required).is_file():
-                raise ModelFormatError(f"{directory}: missing {required}; is this a lexner model directory?")
+                inside = directory / "model"
+                hint = (f"a training run's folder? its model is {inside}" if (inside / CONFIG_FILE).is_file()
+                        else "is this a lexner model directory?")
+                raise ModelFormatError(f"{directory}: missing {required}; {hint}")
         config_file, weights_file = directory / CONFIG_FILE, directory / WEIGHTS_FILE
         try:
             meta = read_json(config_file)
