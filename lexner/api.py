@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .data import Sentence, data_root, entity_types
+from .data import Sentence, check_sentences, data_root, entity_types
 from .dictionary import Dictionary
 from .fileio import ModelFormatError
 from .features import DEFAULT_LABELS, Featurizer
@@ -60,6 +60,7 @@ def build_tagger(
     (``{name: entity types}``, the default first) makes a multi-task model with one head per label set
     (trained with ``Trainer.fit_tasks``); without it, one head with ``train``'s types.
     """
+    check_sentences(train, "train")
     cls = model_class(model)
     model_config = checked_config(cls, dict(config or {}))  # ValueError naming a bad or unknown setting
     embeddings = dict(embeddings or {})

@@ -22,7 +22,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from .fileio import DataFormatError, iter_lines
 from .schemes import Span, detect_scheme, ill_formed, is_type_name, split_tag, tags_to_spans
@@ -41,6 +41,17 @@ class Sentence:
 
     def __len__(self) -> int:
         return len(self.text)
+
+
+def check_sentences(value: Any, what: str) -> None:
+    """``TypeError`` unless ``value`` is a sequence of :class:`Sentence` (a file name or a list of plain texts
+    is what a caller of the Python API most likely passed; the message says how to read data)."""
+    if isinstance(value, (str, bytes, os.PathLike)) or not isinstance(value, Sequence) or not all(
+            isinstance(s, Sentence) for s in value):
+        got = type(value).__name__ if not isinstance(value, Sequence) or isinstance(value, (str, bytes)) else \
+            f"a {type(value).__name__} of {', '.join(sorted({type(s).__name__ for s in value}))}"
+        raise TypeError(f"{what} must be a list of lexner.data.Sentence, got {got}: read a file with "
+                        "lexner.data.read_file(path), a named corpus with load_dataset(name, split)")
 
 
 # --- readers --------------------------------------------------------------------------------------------

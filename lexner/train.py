@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .augment import Augmenter, check_methods
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .data import Sentence
+from .data import Sentence, check_sentences
 from .features import Batch
 from .evaluate import evaluate
 from .export import provenance
@@ -363,6 +363,13 @@ class Task:
     test: Sequence[Sentence] | None = None
     head: str | None = None
     type_map: dict[str, str] | None = None  # how the corpus's own types were renamed into the head's, if they were
+
+    def __post_init__(self) -> None:
+        where = f"task {self.name}: " if self.name else ""
+        check_sentences(self.train, f"{where}the training data")
+        check_sentences(self.dev, f"{where}the dev data")
+        if self.test is not None:
+            check_sentences(self.test, f"{where}the test data")
 
     @property
     def labels(self) -> str | None:

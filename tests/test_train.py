@@ -291,6 +291,15 @@ def test_resume_with_another_optimizer_or_distillation_setting_is_refused_before
     assert make_trainer(corpus, tmp_path, epochs=2, lr_decay=0.2).resume()  # other settings may change
 
 
+@pytest.mark.parametrize("train, dev, got", [("train.bmes", None, "got str"), (["张三在北京"], [], "got a list of str"),
+                                             (None, "dev.bmes", "got NoneType")])
+def test_the_python_api_says_what_data_it_takes_and_how_to_read_it(corpus, tmp_path, train, dev, got):
+    with pytest.raises(TypeError, match=f"must be a list of lexner.data.Sentence, {got}: read a file with"):
+        build_tagger("bilstm_crf", train, SMALL)
+    with pytest.raises(TypeError, match="must be a list of lexner.data.Sentence"):
+        make_trainer(corpus, tmp_path, epochs=1).fit(train if train is not None else corpus, dev)
+
+
 def test_ema_must_be_a_decay_below_one():
     for bad in (1.0, -0.1, 2):
         with pytest.raises(ValueError, match="ema"):
