@@ -138,7 +138,7 @@ def cmd_train(args) -> int:
                            "--lexicon")
     model_name = args.model or DEFAULT_TAGGER
     try:
-        model_config = parse_config_values(model_class(model_name), dict(_key_value(kv, "--set") for kv in args.set))
+        model_config = parse_config_values(model_class(model_name), _key_values(args.set, "--set"))
         checked_config(model_class(model_name), model_config)  # ranges and the model's own rules (hidden even)
     except ValueError as err:
         raise CommandError(f"--set: {err}") from None  # before any data is read
@@ -296,11 +296,17 @@ def _extra_words(args) -> list[str]:
     return [word for path in args.lexicon_add or [] for word in read_wordlist(path)]
 
 
-def _key_value(text: str, option: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not (sep and key):
-        raise CommandError(f"{option} expects KEY=VALUE, got {text!r}")
-    return key, value
+def _key_values(texts: Sequence[str], option: str) -> dict[str, str]:
+    """``KEY=VALUE`` arguments of a repeatable option; a key given twice is refused (one would be lost)."""
+    out: dict[str, str] = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if not (sep and key):
+            raise CommandError(f"{option} expects KEY=VALUE, got {text!r}")
+        if key in out:
+            raise CommandError(f"{option} {key}= given twice ({out[key]!r}, {value!r})")
+        out[key] = value
+    return out
 
 
 def _fraction(text: str) -> float:
@@ -502,12 +508,12 @@ def cmd_export(args) -> int:
     from .api import load
     from .export import export_model, export_target
 
+    renames = _key_values(args.rename, "--rename")
     try:
         export_target(args.out_dir, args.force)  # refused before the model is even loaded
         tagger = load(args.model_dir, extra_words=_extra_words(args), onnx=False)
-        target = export_model(tagger, args.out_dir, half=args.half, force=args.force,
-                              renames=dict(_key_value(kv, "--rename") for kv in args.rename), runtime=args.runtime,
-                              piece_length=args.piece_length)
+        target = export_model(tagger, args.out_dir, half=args.half, force=args.force, renames=renames,
+                              runtime=args.runtime, piece_length=args.piece_length)
     except ValueError as err:  # ExportError, or a --rename that names no type or merges two
         raise CommandError(str(err)) from None
     print(json.dumps({"model": str(args.out_dir), "megabytes": _megabytes(target)}))
@@ -525,6 +531,27 @@ def cmd_info(args) -> int:
     about = {"path": str(folder), "megabytes": _megabytes(folder)} if folder is not None else {}
     print(json.dumps({**about, **tagger.describe()}, indent=2, ensure_ascii=False))
     return 0
+
+
+class _StoreOnce(argparse._StoreAction):
+    """argparse's plain "store", refusing an option given twice: the first value would be lost silently
+    (``--augment mention --augment case`` trained with case alone)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = self.__dict__.setdefault("_given", set())  # the namespaces this option was stored into
+        if option_string is not None and id(namespace) in given:
+            parser.error(f"argument {'/'.join(self.option_strings)}: given more than once; it takes one value")
+        given.add(id(namespace))
+        super().__call__(parser, namespace, values, option_string)
+
+
+class _Parser(argparse.ArgumentParser):
+    """The parser of lexner and of its commands (add_subparsers makes them of this class too)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)  # the default action
+        self.register("action", "store", _StoreOnce)
 
 
 class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
@@ -548,7 +575,7 @@ class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="lexner", description="Chinese NER with lexicon enhancement.")
+    parser = _Parser(prog="lexner", description="Chinese NER with lexicon enhancement.")
     parser.add_argument("--version", action="version", version=f"lexner {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)

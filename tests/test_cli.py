@@ -502,7 +502,7 @@ def test_usage_mistakes_exit_2_with_the_lexner_prefix(tmp_path, capsys):
 
 @pytest.mark.parametrize("model, settings, message", [
     ("softlexicon", ["hidden=21"], "hidden must be an even number ≥ 2"),
-    ("bilstm_crf", ["hidden=0"], "hidden must be an even number ≥ 2"),
+    ("bilstm_crf", ["hidden=0"], "config hidden must be an integer in [1, "),
     ("lattice_lstm", ["hidden=7"], "hidden must be an even number ≥ 2"),
     ("flat", ["model_dim=100", "heads=8"], "model_dim 100 must be a positive multiple of heads 8"),
 ])
@@ -578,3 +578,21 @@ def test_a_missing_input_file_is_named_before_any_progress_bar(capsys, tmp_path)
 def test_loading_a_training_run_folder_names_its_model_folder(trained):
     with pytest.raises(ModelFormatError, match=f"a training run's folder\\? its model is {trained / 'run' / 'model'}"):
         load(trained / "run")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--train", "t.bmes", "--out", "o", "--augment", "mention", "--augment", "case"],
+     "argument --augment: given more than once; it takes one value"),
+    (["tag", "--model", "a", "-m", "b", "张三"], "argument --model/-m: given more than once"),
+    (["train", "--train", "t.bmes", "--out", "o", "--set", "hidden=8", "--set", "hidden=16"],
+     "--set hidden= given twice ('8', '16')"),
+    (["export", "m", "o", "--rename", "PER=X", "--rename", "PER=Y"], "--rename PER= given twice ('X', 'Y')"),
+])
+def test_a_one_value_option_or_a_key_given_twice_is_refused_not_overwritten(tmp_path, monkeypatch, capsys,
+                                                                           argv, message):
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(argv)
+    except SystemExit as exit:  # argparse's usage error
+        code = exit.code
+    assert code == 2 and message in capsys.readouterr().err
