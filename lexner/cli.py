@@ -35,7 +35,8 @@ def _load_tasks(args) -> list:
     NAME:TRAIN[:DEV[:TEST]]``, or the one of ``--train``/``--dev``/``--test``.  Several make a multi-task model
     (one head per label set, the first the default); one trains a one-head model (``Task.name`` None), except
     with ``--init-from``, where the task's name chooses the saved model's head (``--train``: the default one)."""
-    from .data import DATASETS, TRAIN_DEV_SEED, TYPE_MAPS, carve, load_dataset, map_types, read_file
+    from .data import (DATASETS, TRAIN_DEV_FRACTION, TRAIN_DEV_SEED, TYPE_MAPS, carve, load_dataset, map_types,
+                       read_file)
     from .features import LABEL_SET_NAME
     from .train import Task
 
@@ -53,6 +54,8 @@ def _load_tasks(args) -> list:
             tasks.append(Task(name, *splits))
 
     carved = []  # the training files a dev split was carved from
+    carving = " and ".join(option for option, given in (("--dev-fraction", args.dev_fraction is not None),
+                                                          ("--dev-blocks", args.dev_blocks)) if given)
 
     def from_files(train_path: Path, dev_path: Path | None, test_path: Path | None) -> tuple:
         """(train, dev, test) sentences; without a dev file, dev is a fixed seeded sample of train."""
@@ -61,10 +64,11 @@ def _load_tasks(args) -> list:
             dev = read_file(dev_path, args.format)
         else:
             carved.append(train_path)
-            size = max(1, round(args.dev_fraction * len(train)))
+            fraction = TRAIN_DEV_FRACTION if args.dev_fraction is None else args.dev_fraction
+            size = max(1, round(fraction * len(train)))
             dev, train = carve(train, size, TRAIN_DEV_SEED, train_path, blocks=args.dev_blocks)
             log.info("no dev file: %d sentences of %s (%.0f%%, seed %d%s) are the dev split, %d train", len(dev),
-                     train_path, 100 * args.dev_fraction, TRAIN_DEV_SEED,
+                     train_path, 100 * fraction, TRAIN_DEV_SEED,
                      f", {args.dev_blocks} runs of consecutive sentences" if args.dev_blocks else "", len(train))
         return train, dev, read_file(test_path, args.format) if test_path else None
 
@@ -81,13 +85,13 @@ def _load_tasks(args) -> list:
                                "corpus as --task NAME:TRAIN[:DEV[:TEST]]")
         if not args.train:
             raise CommandError("--dev and --test need --train")
-        if args.dev_blocks and args.dev:
-            raise CommandError(NO_CARVING)
+        if carving and args.dev:
+            raise CommandError(NO_CARVING.format(carving))
         return [Task(None, *from_files(args.train, args.dev, args.test))]
     if not tasks:
         raise CommandError("give --dataset NAME, --task NAME:TRAIN[:DEV[:TEST]], or --train FILE [--dev FILE]")
-    if args.dev_blocks and not carved:
-        raise CommandError(NO_CARVING)
+    if carving and not carved:
+        raise CommandError(NO_CARVING.format(carving))
     names = [t.name for t in tasks]
     if len(set(names)) != len(names) or not all(LABEL_SET_NAME.fullmatch(n) for n in names):
         raise CommandError(f"task names must be distinct and made of letters, digits, _ or -: {names}")
@@ -97,8 +101,8 @@ def _load_tasks(args) -> list:
 
 
 DEFAULT_TAGGER = "bilstm_crf"  # what lexner train builds without --model or --init-from
-NO_CARVING = ("--dev-blocks: no dev split is carved here (every corpus has a dev file, or is a named dataset with "
-              "its own)")
+NO_CARVING = ("{}: no dev split is carved here (every corpus has a dev file, or is a named dataset with its "
+              "own)")
 
 
 def _train_config(**settings):
@@ -614,9 +618,9 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--train", type=Path, help="training file (instead of --dataset)")
         t.add_argument("--dev", type=Path, help="dev file for model selection (without it: a seeded sample of "
                                                 "--train, see --dev-fraction)")
-        t.add_argument("--dev-fraction", type=_fraction, default=TRAIN_DEV_FRACTION, metavar="F",
+        t.add_argument("--dev-fraction", type=_fraction, default=None, metavar="F",
                        help="a training file without a dev file: this fraction of its sentences (a fixed seeded "
-                            "sample) is the dev split")
+                            f"sample) is the dev split (default: {TRAIN_DEV_FRACTION})")
         t.add_argument("--dev-blocks", type=_at_least(0), default=0, metavar="N",
                        help="with --dev-fraction: carve dev as N runs of consecutive sentences instead of single "
                             "sentences (0), so that it shares fewer documents and names with train and scores "

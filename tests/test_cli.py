@@ -442,6 +442,8 @@ def test_train_without_dev_carves_a_seeded_dev_split_from_train(corpus, tmp_path
     with pytest.raises(CommandError, match="--dev-blocks: no dev split is carved"):
         _load_tasks(build_parser().parse_args(["train", "--task", f"a:{tmp_path / 'train.bio'}:{tmp_path / 'train.bio'}",
                                                "--dev-blocks", "2", "--out", "r"]))
+    with pytest.raises(CommandError, match="--dev-fraction: no dev split is carved"):  # was ignored silently
+        tasks("--dev", str(tmp_path / "train.bio"), "--dev-fraction", "0.3")
     with pytest.raises(SystemExit):
         tasks("--dev-fraction", "1.5")
     one = tmp_path / "one.bio"
