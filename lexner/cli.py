@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 log = logging.getLogger("lexner")
 
@@ -361,7 +361,7 @@ def _tag_model_and_texts(args) -> None:
         first = Path(args.text[0]) if args.text else None
         if first is not None and (first / CONFIG_FILE).is_file():
             args.model_dir, args.text = first, args.text[1:]
-        elif first is not None and _is_directory(args.text[0]):  # a model meant, not a text: say so
+        elif first is not None and _names(args.text[0], Path.is_dir):  # a model meant, not a text: say so
             inside = first / "model"
             hint = (f"; a training run's model is in its model/ folder: {inside}"
                     if (inside / CONFIG_FILE).is_file() else "")
@@ -412,16 +412,12 @@ def _load_for_tagging(args, extra_words: list[str], one_head: bool = True):
         raise CommandError(str(err)) from None  # does not know, --onnx without ONNX Runtime installed
 
 
-def _names(text: str, kind: str) -> bool:
-    """Whether a command-line text names an existing file (``kind`` "file") or directory ("dir")."""
+def _names(text: str, kind: Callable[[Path], bool]) -> bool:
+    """Whether a command-line text names an existing path of a ``kind`` (``Path.is_file``, ``Path.is_dir``)."""
     try:
-        return "\n" not in text and (Path(text).is_file() if kind == "file" else Path(text).is_dir())
+        return "\n" not in text and kind(Path(text))
     except (OSError, ValueError):  # e.g. a long text is not a valid file name
         return False
-
-
-def _is_directory(text: str) -> bool:
-    return _names(text, "dir")
 
 
 def _warn_texts_that_look_like_files(texts: list[str]) -> None:
@@ -430,10 +426,10 @@ def _warn_texts_that_look_like_files(texts: list[str]) -> None:
     from .models.base import CONFIG_FILE
 
     for text in texts:
-        if text == "-" or _names(text, "file"):
+        if text == "-" or _names(text, Path.is_file):
             log.warning("%r is tagged as a text; to tag the lines of %s, use --input %s", text,
                         "standard input" if text == "-" else "that file", text)
-        elif _is_directory(text):
+        elif _names(text, Path.is_dir):
             model = " (a model directory: one model tags, --model DIR)" if (Path(text) / CONFIG_FILE).is_file() else ""
             log.warning("%r is tagged as a text, though it names a directory%s", text, model)
 
