@@ -41,7 +41,8 @@ from .bert import attach_encoder, uses_encoder
 
 @dataclass
 class FLATConfig:
-    zero_allowed: ClassVar[tuple[str, ...]] = ("bigram_dim", "block_elements", "checkpoint_elements")  # int settings that may be 0 (others: ≥ 1)
+    # int settings that may be 0 (others: ≥ 1)
+    zero_allowed: ClassVar[tuple[str, ...]] = ("bigram_dim", "block_elements", "checkpoint_elements")
     char_dim: int = 50  # the pretrained vectors are 50-d
     bigram_dim: int = 50  # 0 turns bigrams off
     word_dim: int = 50
