@@ -43,11 +43,14 @@ def mapped_tags(teacher_tags: Sequence[str], student_tags: Sequence[str], type_m
 
 def teacher_targets(teachers: Sequence, texts: Sequence[str], kind: str, tags: Sequence[str],
                     labels: Sequence[str | None] | None = None, batch_size: int = 64,
-                    type_map: dict[str, str] | None = None) -> list[np.ndarray]:
+                    type_map: dict[str, str] | None = None, progress: str | None = None) -> list[np.ndarray]:
     """Per text, a float32 array (characters, tags) in the order of ``tags``: the teachers' mean emission
     scores (``kind`` "mse") or mean tag marginals ("kl").  ``labels[i]``: the head of teacher i (None: its
     default).  ``type_map``: the map the student's corpus had its types renamed with; a teacher with the
-    corpus's original types then teaches through it (``kl`` only: marginals sum, see :func:`mapped_tags`)."""
+    corpus's original types then teaches through it (``kl`` only: marginals sum, see :func:`mapped_tags`).
+    ``progress``: a progress bar (stderr) with this description, over every teacher's sentences."""
+    from tqdm.auto import tqdm
+
     if kind not in KINDS:
         raise ValueError(f"distillation kind must be one of {KINDS}, got {kind!r}")
     if not teachers:
@@ -55,6 +58,7 @@ def teacher_targets(teachers: Sequence, texts: Sequence[str], kind: str, tags: S
     labels = list(labels) if labels is not None else [None] * len(teachers)
     total = [np.zeros((len(t), len(tags)), dtype=np.float32) for t in texts]
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    bar = tqdm(total=len(teachers) * len(texts), desc=progress, unit="sentence", disable=progress is None)
     for teacher, head in zip(teachers, labels):
         label_set = teacher.featurizer.label_set(head)
         which = teacher.source or f"teacher {teachers.index(teacher) + 1}"
@@ -77,6 +81,7 @@ def teacher_targets(teachers: Sequence, texts: Sequence[str], kind: str, tags: S
         with torch.inference_mode():
             for k in range(0, len(order), batch_size):
                 ids = [i for i in order[k : k + batch_size] if texts[i]]
+                bar.update(len(order[k : k + batch_size]))
                 if not ids:
                     continue
                 batch = teacher.featurizer.collate([teacher.featurizer.encode_one(texts[i]) for i in ids], head)
@@ -86,4 +91,5 @@ def teacher_targets(teachers: Sequence, texts: Sequence[str], kind: str, tags: S
                 out = out.cpu().numpy() @ matrix
                 for row, i in enumerate(ids):
                     total[i] += out[row, : len(texts[i])]
+    bar.close()
     return [t / len(teachers) for t in total]

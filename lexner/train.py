@@ -646,7 +646,8 @@ class Trainer:
                 try:
                     targets = teacher_targets(chosen, [s.text for s in sentences], cfg.distill,
                                               featurizer.label_set(name).tags, heads, cfg.eval_batch_size,
-                                              task.type_map)
+                                              task.type_map, f"soft targets ({task.name or 'train'})"
+                                              if self.progress else None)
                 except ValueError as err:  # a teacher of other types
                     raise TrainingError(str(err)) from None
                 taught += len(sentences)

@@ -72,6 +72,16 @@ def test_teacher_targets_average_an_ensemble_and_follow_the_students_tag_order(c
     assert np.allclose(teacher_targets([a], texts[:1], "mse", tags)[0], emissions[:, ::-1])
 
 
+def test_teacher_targets_show_a_progress_bar_over_every_teachers_sentences_when_asked(corpus, capsys):
+    a, b = trained_teacher(corpus, 0), trained_teacher(corpus, 1)
+    texts = [s.text for s in corpus[:5]] + [""]
+    quiet = teacher_targets([a, b], texts, "kl", a.featurizer.tags, batch_size=2)
+    assert capsys.readouterr().err == ""
+    shown = teacher_targets([a, b], texts, "kl", a.featurizer.tags, batch_size=2, progress="soft targets")
+    assert all(np.array_equal(x, y) for x, y in zip(quiet, shown))
+    assert f"soft targets: 100%|██████████| {2 * len(texts)}/{2 * len(texts)}" in capsys.readouterr().err
+
+
 def test_distillation_refuses_mismatched_teachers_and_incomplete_settings(corpus, tmp_path):
     other = build_tagger("bilstm_crf", [Sentence("北京", [Span(0, 2, "GPE")])], SMALL)
     with pytest.raises(ValueError, match="not the student's"):
