@@ -244,6 +244,20 @@ def _teacher_spec(spec: str) -> tuple[str | None, Path]:
     return task, Path(path)
 
 
+def _labelled_lines(lines: list[str]) -> bool:
+    """Whether most of these lines read as a CoNLL file's: a token, whitespace, a tag (``张 B-PER``, ``O``)."""
+    from .schemes import split_tag
+
+    def tagged(line: str) -> bool:
+        fields = line.split()
+        try:
+            return len(fields) == 2 and len(fields[0]) <= 2 and bool(split_tag(fields[1]))
+        except ValueError:
+            return False
+
+    return bool(lines) and sum(map(tagged, lines)) >= 0.9 * len(lines)
+
+
 def _teachers_and_unlabelled(args, specs: list[tuple[str | None, Path]]) -> tuple[list, list[str]]:
     """``lexner distill``: the teacher models (of ``specs``, see :func:`_teacher_spec`; a pair (task, model)
     for a teacher of one task) and the unlabelled texts (none for ``lexner train``)."""
@@ -251,13 +265,19 @@ def _teachers_and_unlabelled(args, specs: list[tuple[str | None, Path]]) -> tupl
     from .data import load_dataset
     from .fileio import iter_lines
 
+    unlabelled = []
+    for path in getattr(args, "unlabelled", []):
+        texts = [line.strip() for _, line in iter_lines(path)]
+        if _labelled_lines([t for t in texts if t][:200]):
+            raise CommandError(f"--unlabelled {path}: its lines are a character and a tag each (a CoNLL/BMES file); "
+                               "--unlabelled takes one text per line (labelled data: --dataset or --task)")
+        unlabelled += texts
     loaded = {}  # path → model: one copy of a model that teaches several tasks
     teachers = []
     for task, path in specs:
         if path not in loaded:
             loaded[path] = load(path, device=_resolve_device(args.device))
         teachers.append((task, loaded[path]) if task is not None else loaded[path])
-    unlabelled = [line.strip() for path in getattr(args, "unlabelled", []) for _, line in iter_lines(path)]
     for name in getattr(args, "unlabelled_dataset", []):
         unlabelled += [s.text for s in load_dataset(name, "train", args.data_root)]
     unlabelled = [t for t in unlabelled if t]

@@ -101,7 +101,7 @@ def test_lexner_distill_command(corpus, tmp_path, capsys, monkeypatch):
     import json
 
     from lexner.cli import main
-    from lexner.data import write_jsonl
+    from lexner.data import write_conll, write_jsonl
 
     monkeypatch.setenv("LEXNER_DATA", str(tmp_path / "no-data"))
     write_jsonl(corpus[:15], tmp_path / "train.jsonl")
@@ -119,6 +119,10 @@ def test_lexner_distill_command(corpus, tmp_path, capsys, monkeypatch):
     assert config["distill"] == "kl"
     card = json.loads((tmp_path / "student" / "model" / "config.json").read_text())["card"]
     assert card["teachers"] == [str(tmp_path / "teacher" / "model")]
+    write_conll(corpus, tmp_path / "labelled.bmes", "BMES")  # labelled data given as unlabelled: refused
+    assert main(["distill", "--teacher", str(tmp_path / "teacher" / "model"), "--unlabelled",
+                 str(tmp_path / "labelled.bmes"), *files, "--out", str(tmp_path / "wrong"), *small]) == 2
+    assert "its lines are a character and a tag each" in capsys.readouterr().err
 
 
 def test_an_ensemble_averages_marginals_and_tags_like_a_tagger(corpus, tmp_path):
