@@ -135,8 +135,7 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool | None = None, 
     renames = dict(renames or {})
     if renames:
         tagger.featurizer.rename_types(renames)
-    extra = {k: v for k, v in tagger.metadata.items()
-             if k not in ("format_version", "model", "entity_types", "label_sets")}
+    extra = dict(tagger.metadata)
     if isinstance(extra.get("card"), dict):
         extra["card"] = portable_card(extra["card"], renames)
     if runtime == "torch":

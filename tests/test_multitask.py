@@ -243,7 +243,7 @@ def test_cli_dataset_name_colon_head_maps_a_named_dataset_into_another_head(monk
     monkeypatch.setattr(data, "load_dataset", lambda name, split, root=None: weibo if name == "weibo" else [
         Sentence("张三在北京", [Span(0, 2, "NR"), Span(3, 5, "NS")])])
     args = Namespace(dataset=["msra", "weibo", "weibo:msra"], task=None, train=None, dev=None, test=None,
-                     data_root=None, format="auto", dev_blocks=0)
+                     data_root=None, format="auto", dev_blocks=0, dev_fraction=None)
     tasks = cli._load_tasks(args)
     assert [(t.name, t.labels) for t in tasks] == [("msra", "msra"), ("weibo", "weibo"), ("weibo-msra", "msra")]
     assert tasks[2].train[0].spans == [Span(0, 2, "NR"), Span(3, 5, "NT")] and tasks[2].train[1].spans == []

@@ -112,9 +112,7 @@ class LexnerComponent:
         path.mkdir(parents=True, exist_ok=True)
         if (path / MODEL_DIR).exists():
             shutil.rmtree(path / MODEL_DIR)
-        self.tagger.save(path / MODEL_DIR, extra={k: v for k, v in self.tagger.metadata.items()
-                                                  if k not in ("format_version", "model", "entity_types",
-                                                               "label_sets")})
+        self.tagger.save(path / MODEL_DIR, extra=self.tagger.metadata)  # its card and runtime travel with it
 
     def _load(self, model: str | Path | None):
         import lexner

@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 3
 CONFIG_FILE = "config.json"
 # The keys of config.json that lexner reads (save() writes them, and any of its ``extra``)
-CONFIG_KEYS = ("format_version", "model", "config", "entity_types", "label_sets", "piece_length", "card", "runtime")
+WRITTEN_BY_SAVE = ("format_version", "model", "config", "entity_types", "label_sets", "piece_length")
+"""config.json keys :meth:`Tagger.save` writes from the model itself; the others are its caller's (``extra``)."""
+CONFIG_KEYS = (*WRITTEN_BY_SAVE, "card", "runtime")
 WEIGHTS_FILE = "model.safetensors"
 
 
@@ -245,7 +247,7 @@ class Tagger(nn.Module):
         self.config = config
         self.featurizer = featurizer
         self.crf = ConstrainedCRF(featurizer.tags)  # the default label set's CRF (see make_output)
-        self.metadata: dict[str, Any] = {}  # what config.json said beside the config (set by load)
+        self.metadata: dict[str, Any] = {}  # config.json's keys beside WRITTEN_BY_SAVE (card, runtime; by load)
         self.dictionary: Dictionary | None = None  # typed words forced into the decoded paths (add_dictionary)
         self.source: Path | None = None  # the model directory it was loaded from (None: built in memory)
         self.stored_half = False  # whether that directory stores float16 weights (export keeps it so)
@@ -579,7 +581,7 @@ class Tagger(nn.Module):
             model.set_piece_length(meta.get("piece_length", Tagger.max_length))
         except ValueError as err:
             raise ModelFormatError(f"{config_file}: 'piece_length': {err}") from None
-        model.metadata = {k: v for k, v in meta.items() if k not in ("config", "piece_length")}
+        model.metadata = {k: v for k, v in meta.items() if k not in WRITTEN_BY_SAVE}
         for key in meta:  # other keys are the saver's own metadata (save(extra=...)), but a near miss is a typo
             if key not in CONFIG_KEYS and (near := difflib.get_close_matches(key, CONFIG_KEYS, n=1, cutoff=0.8)):
                 log.warning("%s: %r is not a key lexner reads; did you mean %r?", config_file, key, near[0])
