@@ -6,7 +6,7 @@ import pytest
 
 from lexner import load
 from lexner.cli import main
-from lexner.data import write_jsonl
+from lexner.data import read_file, write_jsonl
 from lexner.fileio import ModelFormatError
 from lexner.schemes import spans_to_tags
 from lexner.train import epoch_records
@@ -54,7 +54,6 @@ def test_train_evaluate_tag(trained, capsys):
 
     model = trained / "run" / "model"
     import lexner.api
-    from lexner.data import read_file
     from lexner.evaluate import evaluate
 
     loaded = []

@@ -50,3 +50,14 @@ def test_cli_tags_with_the_bundled_model(capsys, default):
     assert [r["entities"] for r in lines] == expected
     assert main(["tag", "--model", str(DEFAULT_MODEL), "--format", "text", "张三在北京大学读书。"]) == 0
     assert capsys.readouterr().out == "[张三|PER]在[北京大学|ORG]读书。\n"
+
+
+def test_an_ensemble_of_renamed_models_scores_gold_in_the_names_they_were_trained_on():
+    from lexner.data import Sentence
+    from lexner.evaluate import evaluate
+    from lexner.schemes import Span
+
+    gold = [Sentence("张三在北京大学读书。", [Span(0, 2, "NR"), Span(3, 7, "NT")])]  # MSRA's names
+    single = evaluate(lexner.load(), gold)["micro"]
+    assert single["f1"] == 1.0  # the bundled model was exported with NR → PER, NS → LOC, NT → ORG
+    assert evaluate(lexner.load([DEFAULT_MODEL, DEFAULT_MODEL]), gold)["micro"] == single  # was F1 0

@@ -35,6 +35,16 @@ class Ensemble(Tagger):
         super().__init__(None, first)
         self.members = nn.ModuleList(members)
         self.set_piece_length(min(member.max_length for member in members))  # pieces every member was made for
+        # the members' type renames (lexner export --rename: NR → PER), so that evaluate reads gold data the
+        # members were trained on as they do; a type renamed two ways is left out
+        renames: dict[str, set[str]] = {}
+        for member in members:
+            card = member.metadata.get("card")
+            renamed = card.get("renamed") if isinstance(card, dict) else None
+            for old, new in renamed.items() if isinstance(renamed, dict) else ():
+                renames.setdefault(old, set()).add(new)
+        if renamed := {old: next(iter(new)) for old, new in renames.items() if len(new) == 1}:
+            self.metadata = {"card": {"renamed": renamed}}
         self.decoders = {name: ConstrainedCRF(ls.tags) for name, ls in first.label_sets.items()}
         for crf in self.decoders.values():  # decoding adds no scores of its own, only the constraints
             for p in crf.parameters():
