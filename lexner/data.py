@@ -269,10 +269,13 @@ def read_file(path: str | os.PathLike, format: str = "auto") -> list[Sentence]:
 
 
 def write_jsonl(sentences: Iterable[Sentence], path: str | os.PathLike) -> None:
+    """``sentences`` as JSONL, one record per line for every line reader (:func:`lexner.output.json_line`)."""
+    from .output import json_line
+
     with open(path, "w", encoding="utf-8") as out:
         for s in sentences:
-            ents = [{"start": a, "end": b, "label": l} for a, b, l in s.spans]
-            out.write(json.dumps({"text": s.text, "entities": ents}, ensure_ascii=False) + "\n")
+            out.write(json_line({"text": s.text, "entities": [{"start": a, "end": b, "label": l}
+                                                              for a, b, l in s.spans]}))
 
 
 # --- named datasets -------------------------------------------------------------------------------------

@@ -41,6 +41,12 @@ def _colour(label: str) -> str:
     return _COLOURS.get(base) or _PALETTE[zlib.crc32(base.encode("utf-8")) % len(_PALETTE)]
 
 
+def json_line(record: dict) -> str:
+    """``record`` as one line of JSON (UTF-8 text, newline-terminated) that every line reader sees as one line,
+    ``str.splitlines`` too: U+0085, U+2028 and U+2029 written as JSON escapes."""
+    return json.dumps(record, ensure_ascii=False).translate(_LINE_SEPARATORS) + "\n"
+
+
 def render_html(text: str, entities: Sequence[Entity]) -> str:
     """A self-contained HTML page showing ``text`` with its entities highlighted by type:
     ``open("x.html", "w").write(lexner.render_html(text, ner.tag(text)))``."""
@@ -55,7 +61,7 @@ def render(text: str, entities: Sequence[Entity], fmt: str = "jsonl") -> str:
     * ``conll`` — one ``character<TAB>BIOES tag`` line per character, then a blank line; whitespace
       characters are left out (as in CoNLL-style Chinese NER files), so the lines hold the other characters;
     * ``text`` — the text with each entity marked inline as ``[entity text|LABEL]``; a ``[``, ``|``, ``]`` or
-      backslash of the text itself is written with a backslash before it (``\\[``), so marks are never
+      backslash of the text or a label is written with a backslash before it (``\\[``), so marks are never
       ambiguous, and its line breaks as ``\\n``, ``\\r`` or ``\\uXXXX`` (U+000B, U+000C, U+001C–U+001E, U+0085,
       U+2028, U+2029), so that every text is one line;
     * ``html`` — one ``<div class="text">`` with each entity as ``<mark class="entity" data-label="LABEL">``
@@ -63,15 +69,14 @@ def render(text: str, entities: Sequence[Entity], fmt: str = "jsonl") -> str:
       :data:`HTML_TAIL` (see :func:`render_html`).
     """
     if fmt == "jsonl":
-        line = json.dumps({"text": text, "entities": [e.to_dict() for e in entities]}, ensure_ascii=False)
-        return line.translate(_LINE_SEPARATORS) + "\n"  # one physical line even for str.splitlines readers
+        return json_line({"text": text, "entities": [e.to_dict() for e in entities]})
     if fmt == "conll":
         tags = spans_to_tags([Span(e.start, e.end, e.label) for e in entities], len(text), "BIOES")
         return "".join(f"{c}\t{t}\n" for c, t in zip(text, tags) if not c.isspace()) + "\n"
     if fmt == "text":
         out, position = [], 0
         for e in entities:
-            out += [_escape(text[position : e.start]), f"[{_escape(e.text)}|{e.label}]"]
+            out += [_escape(text[position : e.start]), f"[{_escape(e.text)}|{_escape(e.label)}]"]
             position = e.end
         return "".join(out) + _escape(text[position:]) + "\n"
     if fmt == "html":

@@ -285,11 +285,13 @@ def test_write_jsonl_read_jsonl_round_trip(tmp_path):
         Sentence("", []),
         Sentence("IBM 和 \"quotes\"\\", [Span(0, 3, "ORG.NAM")]),
         Sentence("😀北京", [Span(1, 3, "GPE")]),
+        Sentence("北京\u2028上海\x85广州\u2029", [Span(0, 2, "LOC")]),
     ]
     path = tmp_path / "out.jsonl"
     write_jsonl(sents, path)
     assert read_jsonl(path) == sents
     assert read_file(path) == sents
+    assert len(path.read_text(encoding="utf-8").splitlines()) == len(sents)  # one record per line, any reader
     raw = path.read_text(encoding="utf-8")
     assert "张三" in raw  # written as UTF-8, not \u escapes
     assert len(raw.splitlines()) == len(sents)

@@ -36,6 +36,8 @@ def test_text_format_escapes_brackets_and_bars_of_the_text():
     text = "[注]张三|李四\\"
     entities = [Entity(3, 5, "PER", "张三")]
     assert render(text, entities, "text") == "\\[注\\][张三|PER]\\|李四\\\\\n"
+    odd_type = [Entity(3, 5, "A|B]", "张三")]  # a type name may hold the marks' characters too
+    assert render(text, odd_type, "text") == "\\[注\\][张三|A\\|B\\]]\\|李四\\\\\n"
 
 
 def unescape_text_format(line: str) -> str:
