@@ -245,17 +245,10 @@ def _teacher_spec(spec: str) -> tuple[str | None, Path]:
 
 
 def _labelled_lines(lines: list[str]) -> bool:
-    """Whether most of these lines read as a CoNLL file's: a token, whitespace, a tag (``张 B-PER``, ``O``)."""
-    from .schemes import split_tag
+    """Whether most of these lines read as a character-per-line file's (``张 B-PER``)."""
+    from .data import is_tagged_line
 
-    def tagged(line: str) -> bool:
-        fields = line.split()
-        try:
-            return len(fields) == 2 and len(fields[0]) <= 2 and bool(split_tag(fields[1]))
-        except ValueError:
-            return False
-
-    return bool(lines) and sum(map(tagged, lines)) >= 0.9 * len(lines)
+    return bool(lines) and sum(map(is_tagged_line, lines)) >= 0.9 * len(lines)
 
 
 def _teachers_and_unlabelled(args, specs: list[tuple[str | None, Path]]) -> tuple[list, list[str]]:

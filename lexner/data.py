@@ -242,6 +242,16 @@ def _drop_nested(spans: list[Span]) -> list[Span]:
     return sorted(kept)
 
 
+def is_tagged_line(line: str) -> bool:
+    """Whether ``line`` reads as a character-per-line file's: a character (or a Weibo ``char+digit``),
+    whitespace and a tag (``张 B-PER``, ``{ O``)."""
+    fields = line.split()
+    try:
+        return len(fields) == 2 and len(fields[0]) <= 2 and bool(split_tag(fields[1]))
+    except ValueError:
+        return False
+
+
 def detect_format(path: str | os.PathLike) -> str:
     path = Path(path)
     if any(s in (".jsonl", ".json") for s in path.suffixes):
@@ -250,7 +260,7 @@ def detect_format(path: str | os.PathLike) -> str:
         fields = line.split()
         if not fields:
             continue
-        if line.lstrip().startswith("{"):
+        if line.lstrip().startswith("{") and not is_tagged_line(line):  # a text may begin with {: "{ O"
             return "jsonl"
         token = fields[0]
         return "weibo" if len(token) >= 2 and token[-1].isdigit() and _weibo_char(token) else "conll"

@@ -313,6 +313,8 @@ def test_write_jsonl_read_jsonl_round_trip(tmp_path):
         ("a.txt", "科 O\n技 O\n", "conll"),
         ("a.txt", "8 O\n", "conll"),  # a digit character alone is conll
         ("a.txt", "科\tB-PER\n", "conll"),
+        ("a.txt", "{\tO\n张\tB-PER\n", "conll"),  # a text beginning with { (lexner tag --format conll of it)
+        ("a.txt", "{ S-X\n", "conll"),
         ("a.txt", "", "conll"),
         ("a.txt", "\n\n", "conll"),
     ],
