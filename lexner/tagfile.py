@@ -144,7 +144,15 @@ def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers:
 
     skipped: list[int] = []
     lines = iter_lines(source, errors=errors, newline="\n", skipped=skipped, on_open=handle.append)
-    chunks = _chunks(lines, batch_size * 16)  # bounded memory: a few chunks in flight at most
+    blank: list[int] = []  # conll: the input lines (numbers) that get no record
+
+    def noted(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+        for number, line in lines:
+            if fmt == "conll" and (not line or line.isspace()):
+                blank.append(number)
+            yield number, line
+
+    chunks = _chunks(noted(lines), batch_size * 16)  # bounded memory: a few chunks in flight at most
     try:
         if workers == 1:
             for texts in chunks:
@@ -184,6 +192,14 @@ def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers:
     finally:
         bar.close()
         if skipped:
-            shown = ", ".join(map(str, skipped[:20])) + (", ..." if len(skipped) > 20 else "")
             log.warning("%s: skipped %d line(s) that are not valid UTF-8 (--errors skip): line %s",
-                        source, len(skipped), shown)
+                        source, len(skipped), _numbers(skipped))
+        if blank:
+            log.warning("%s: %d line(s) empty or whitespace only (line %s) have no record in CoNLL output (its "
+                        "blank lines only separate records), so records after them do not line up with input "
+                        "lines; --format jsonl keeps one record per line", source, len(blank), _numbers(blank))
+
+
+def _numbers(lines: list[int]) -> str:
+    """Line numbers for a message: the first twenty."""
+    return ", ".join(map(str, lines[:20])) + (", ..." if len(lines) > 20 else "")

@@ -85,3 +85,18 @@ def test_the_progress_bar_of_a_file_counts_its_bytes_to_its_size_with_the_lines_
     size = source.stat().st_size
     assert positions == sorted(positions) and positions[-1] == size and len(positions) > 2
     assert "100%" in bar and "300 lines" in bar
+
+
+def test_conll_output_warns_that_empty_lines_get_no_record(tmp_path, caplog):
+    from lexner.data import read_file
+
+    (tmp_path / "in.txt").write_text("张三在北京\n\n李四在上海\n  \n", encoding="utf-8")
+    with caplog.at_level("WARNING", logger="lexner"):
+        tag_file(lexner.load(), tmp_path / "in.txt", tmp_path / "out.conll", fmt="conll", progress=False)
+    assert len(read_file(tmp_path / "out.conll", "conll")) == 2  # of 4 input lines
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "2 line(s) empty or whitespace only (line 2, 4) have no record" in warned[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lexner"):  # jsonl keeps a record per line: nothing to say
+        tag_file(lexner.load(), tmp_path / "in.txt", tmp_path / "out.jsonl", progress=False)
+    assert not caplog.records and len((tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()) == 4
