@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .fileio import DataFormatError, iter_lines
-from .schemes import Span, detect_scheme, ill_formed, is_type_name, split_tag, tags_to_spans
+from .schemes import TYPE_NAME_RULE, Span, detect_scheme, ill_formed, is_type_name, split_tag, tags_to_spans
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def read_jsonl(path: str | os.PathLike) -> list[Sentence]:
 
 def _label(value) -> str:
     if not is_type_name(value):
-        raise ValueError(f"an entity label must be a non-empty string without whitespace, got {value!r}")
+        raise ValueError(f"an entity label must be {TYPE_NAME_RULE}, got {value!r}")
     return value
 
 

@@ -21,7 +21,7 @@ import torch
 from .data import Sentence
 from .fileio import DataFormatError, read_json, write_json
 from .lexicon import Lexicon
-from .schemes import PathReader, Span, bioes_tags, is_type_name, spans_to_tags
+from .schemes import TYPE_NAME_RULE, PathReader, Span, bioes_tags, is_type_name, spans_to_tags
 from .text import normalize, normalize_many
 from .vocab import UNK, Vocab
 
@@ -358,7 +358,7 @@ class Featurizer:
         if bad:
             raise ValueError(f"label set names must be 1-64 letters, digits, _ or -: {bad}")
         if bad := sorted({repr(t) for types in named.values() for t in types if not is_type_name(t)}):
-            raise ValueError(f"entity type names must be non-empty and without whitespace: {', '.join(bad)}")
+            raise ValueError(f"entity type names must each be {TYPE_NAME_RULE}: {', '.join(bad)}")
         self.label_sets = {name: LabelSet(types) for name, types in named.items()}
         self.default_labels = next(iter(self.label_sets))
         default = self.label_sets[self.default_labels]

@@ -25,6 +25,8 @@ def split_tag(tag: str) -> tuple[str, str | None]:
     if tag == "O":
         return "O", None
     if len(tag) > 2 and tag[1] in "-_" and tag[0] in "BIMES":
+        if not is_type_name(tag[2:]):
+            raise ValueError(f"tag {tag!r}: its type must be {TYPE_NAME_RULE}")
         return tag[0], tag[2:]
     raise ValueError(f"not a tag in BIO/BIOES/BMES form: {tag!r}")
 
@@ -85,7 +87,8 @@ def ill_formed(tags: Sequence[str], scheme: str | None = None) -> list[int]:
     scheme = scheme or detect_scheme(tags)
     spans = tags_to_spans(tags, scheme)
     canonical = spans_to_tags(spans, len(tags), scheme)
-    return [k for k, (a, b) in enumerate(zip(tags, canonical)) if a != b]
+    written = [prefix if label is None else f"{prefix}-{label}" for prefix, label in map(split_tag, tags)]
+    return [k for k, (a, b) in enumerate(zip(written, canonical)) if a != b]  # B_PER is B-PER written otherwise
 
 
 def count_ill_formed(tags: Sequence[str], scheme: str | None = None) -> int:
@@ -113,10 +116,15 @@ def spans_to_tags(spans: Iterable[Span], length: int, scheme: str = "BIOES") -> 
     return tags
 
 
+TYPE_NAME_RULE = "a non-empty string without whitespace, not starting or ending with '-'"
+
+
 def is_type_name(name: object) -> bool:
     """An entity type name: a non-empty string without whitespace (it is written into ``B-TYPE`` tags of
-    whitespace-separated CoNLL lines, and must read back)."""
-    return isinstance(name, str) and bool(name) and not any(c.isspace() for c in name)
+    whitespace-separated CoNLL lines, and must read back) that neither starts nor ends with ``-`` (the scorer,
+    seqeval, strips those: ``X-`` and ``X`` would be scored as one type)."""
+    return (isinstance(name, str) and bool(name) and not any(c.isspace() for c in name)
+            and not name.startswith("-") and not name.endswith("-"))
 
 
 def bioes_tags(entity_types: Sequence[str]) -> list[str]:

@@ -329,3 +329,20 @@ def test_path_reader_reads_any_path_as_tags_to_spans_does(ids, data):
     paths = [ids, path, [], ids[:1], path[::-1], path, path[:-1]]  # legal and not, in one batch
     assert reader.spans(paths) == [tags_to_spans([TAGS[i] for i in path], "BIOES") for path in paths]
     assert reader.spans([]) == []
+
+
+def test_a_type_name_may_not_start_or_end_with_a_dash_which_the_scorer_would_strip():
+    from lexner.schemes import is_type_name, split_tag
+
+    assert is_type_name("PER.NAM") and is_type_name("A-B") and not is_type_name("X-") and not is_type_name("-X")
+    for tag in ("B-X-", "I--X"):
+        with pytest.raises(ValueError, match="not starting or ending with '-'"):
+            split_tag(tag)
+
+
+def test_tags_joined_by_an_underscore_are_not_reported_as_breaking_the_scheme():
+    from lexner.schemes import ill_formed
+
+    assert ill_formed(["B_PER", "I_PER", "O", "B_LOC"]) == []
+    assert ill_formed(["B_PER", "E_PER", "S_LOC"]) == []
+    assert ill_formed(["I_PER", "O"]) == [0]  # still a break
