@@ -167,8 +167,9 @@ def read_jsonl(path: str | os.PathLike) -> list[Sentence]:
                 raise DataFormatError(path, lineno, f"entities {tuple(a)} and {tuple(b)} overlap")
         sentences.append(Sentence(text, spans))
     if dropped:
-        log.warning("%s: dropped %d mention(s) nested inside a longer one (kept the longer), line(s) %s", path,
-                    len(dropped), ", ".join(map(str, sorted(set(dropped))[:10])))
+        log.warning("%s: dropped %d mention(s) overlapping a longer one (kept the longer; of one span given two "
+                    "types, the first type by name), line(s) %s", path, len(dropped),
+                    ", ".join(map(str, sorted(set(dropped))[:10])))
     return sentences
 
 
