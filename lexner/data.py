@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .fileio import DataFormatError, iter_lines
-from .schemes import TYPE_NAME_RULE, Span, detect_scheme, ill_formed, is_type_name, split_tag, tags_to_spans
+from .schemes import (TYPE_NAME_RULE, Span, detect_scheme, ill_formed, is_type_name, spans_to_tags, split_tag,
+                      tags_to_spans)
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +278,20 @@ def read_file(path: str | os.PathLike, format: str = "auto") -> list[Sentence]:
     if format in ("conll", "weibo"):
         return _read_char_per_line(path, weibo=format == "weibo")
     raise ValueError(f"unknown format {format!r}; expected 'auto' or one of {FORMATS}")
+
+
+def write_conll(sentences: Iterable[Sentence], path: str | os.PathLike, scheme: str = "BIOES") -> None:
+    """``sentences`` as a character-per-line file (``character TAB tag``, a blank line after each sentence) in
+    ``scheme`` (BIO, BIOES or BMES), which :func:`read_file` reads back.  Such a file cannot hold a whitespace
+    character or an empty sentence: a sentence with one raises ``ValueError`` (:func:`write_jsonl` keeps any
+    text)."""
+    with open(path, "w", encoding="utf-8") as out:
+        for k, s in enumerate(sentences):
+            if not s.text or any(c.isspace() for c in s.text):
+                raise ValueError(f"sentence {k} ({s.text[:20]!r}) is empty or holds whitespace, which a "
+                                 "character-per-line file cannot hold; write_jsonl keeps it")
+            tags = spans_to_tags(s.spans, len(s.text), scheme)
+            out.write("".join(f"{c}\t{t}\n" for c, t in zip(s.text, tags)) + "\n")
 
 
 def write_jsonl(sentences: Iterable[Sentence], path: str | os.PathLike) -> None:

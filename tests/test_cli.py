@@ -6,18 +6,9 @@ import pytest
 
 from lexner import load
 from lexner.cli import main
-from lexner.data import read_file, write_jsonl
+from lexner.data import read_file, write_conll, write_jsonl
 from lexner.fileio import ModelFormatError
-from lexner.schemes import spans_to_tags
 from lexner.train import epoch_records
-
-
-def write_conll(sentences, path, scheme="BIO"):
-    with open(path, "w", encoding="utf-8") as out:
-        for s in sentences:
-            for char, tag in zip(s.text, spans_to_tags(s.spans, len(s.text), scheme)):
-                out.write(f"{char} {tag}\n")
-            out.write("\n")
 
 
 @pytest.fixture

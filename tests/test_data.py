@@ -279,6 +279,19 @@ def test_jsonl_entities_not_a_list(tmp_path, entities):
     assert_error_at(path, 2, lambda: read_jsonl(path))
 
 
+@pytest.mark.parametrize("scheme", ["BIO", "BIOES", "BMES"])
+def test_write_conll_reads_back_and_refuses_what_a_character_per_line_file_cannot_hold(tmp_path, scheme):
+    from lexner.data import write_conll
+
+    sents = [Sentence("张三在北京工作。", [Span(0, 2, "PER"), Span(3, 5, "LOC")]),
+             Sentence("😀北京{x}", [Span(1, 3, "GPE"), Span(3, 6, "ORG.NAM")]), Sentence("好", [])]
+    write_conll(sents, tmp_path / "out.txt", scheme)
+    assert read_file(tmp_path / "out.txt") == sents
+    for bad in (Sentence("Elon Musk", [Span(0, 9, "PER")]), Sentence("", [])):
+        with pytest.raises(ValueError, match="empty or holds whitespace.*write_jsonl keeps it"):
+            write_conll([sents[0], bad], tmp_path / "bad.txt", scheme)
+
+
 def test_write_jsonl_read_jsonl_round_trip(tmp_path):
     sents = [
         Sentence("张三在北京工作。", [Span(0, 2, "PER"), Span(3, 5, "LOC")]),
