@@ -256,6 +256,13 @@ def test_info_describes_a_model(trained, capsys, tmp_path):
     assert about["path"] == str(model) and about["card"]["train_data"] == str(trained / "train.bio")
     assert 0 < about["megabytes"] * 2**20 == pytest.approx(sum(p.stat().st_size for p in model.rglob("*")
                                                                if p.is_file()), abs=0.01 * 2**20)
+    assert about["stored"] == "float32" and about["piece_length"] == tagger.max_length
+    assert about["lexicon_words"] is None  # bilstm_crf has no lexicon
+    assert main(["export", str(model), str(tmp_path / "half"), "--half", "--piece-length", "40"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "half")]) == 0
+    half = json.loads(capsys.readouterr().out)
+    assert half["stored"] == "float16" and half["piece_length"] == 40  # what the copy is, not its source
     assert main(["info", str(tmp_path / "no-model")]) == 2
     assert "no-model" in capsys.readouterr().err
 
