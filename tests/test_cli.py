@@ -556,6 +556,9 @@ def test_a_bad_device_is_a_clean_error(device, capsys):
     (["--out", ""], "--out: needs a folder name, got ''"),
     (["--out", "o", "--lexicon", "words.txt"], "bilstm_crf uses no lexicon; choose a lexicon tagger"),
     (["--out", "o", "--model", "bert_crf"], "give --set bert_path=DIR"),
+    (["--out", "o", "--augment-ratio", "0.5"], "--augment-ratio has no effect without --augment"),
+    (["--out", "o", "--bigram-vectors", "none", "--pretrained-bigrams", "all"],
+     "--pretrained-bigrams has no effect without bigram vectors"),
 ])
 def test_train_refuses_options_it_could_only_ignore_or_misuse_before_reading_data(tmp_path, monkeypatch, capsys,
                                                                                  options, message):
