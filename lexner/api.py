@@ -13,7 +13,7 @@ from .fileio import ModelFormatError
 from .features import DEFAULT_LABELS, Featurizer
 from .lexicon import Lexicon
 from .models import Tagger, model_class
-from .models.base import checked_config
+from .models.base import checked_config, word_list
 from .vectors import read_word2vec
 
 log = logging.getLogger(__name__)
@@ -189,10 +189,7 @@ def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, de
     (onnx-int8), False (torch).
     A list of paths loads an ensemble that averages the models' tag marginals (:mod:`lexner.models.ensemble`).
     """
-    if isinstance(extra_words, (str, bytes, os.PathLike)):
-        raise TypeError("extra_words expects words (a list, or an open file of one word per line), not one "
-                        "string or a file name (it would add its characters)")
-    extra_words = list(extra_words)  # an iterator (an open file) is read once, for every member of an ensemble
+    extra_words = word_list(extra_words, "extra_words")  # read once (an open file), for every ensemble member
     if isinstance(path, (list, tuple)):  # an ensemble (lexner.models.ensemble)
         from .models.ensemble import Ensemble
 

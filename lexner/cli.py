@@ -149,14 +149,12 @@ def cmd_train(args) -> int:
     if model_name == "bert_crf" and args.init_from is None and not model_config.get("bert_path"):
         raise CommandError("bert_crf reads a local BERT checkpoint: give --set bert_path=DIR (its config.json, "
                            "weights and tokenizer; nothing is downloaded)")
-    ignored = [(option, needs) for option, needs, unused in (
-        ("--augment-ratio", "--augment", config.augment_ratio != TrainConfig.augment_ratio and not config.augment),
-        ("--pretrained-bigrams", "bigram vectors (not --bigram-vectors none)",
-         args.pretrained_bigrams != EXTRA_PRETRAINED_BIGRAMS and (args.bigram_vectors or "").lower() == "none"))
-        if unused]
-    if ignored:
-        option, needs = ignored[0]
-        raise CommandError(f"{option} has no effect without {needs}")
+    for option, needs, unused in (
+            ("--augment-ratio", "--augment", config.augment_ratio != TrainConfig.augment_ratio and not config.augment),
+            ("--pretrained-bigrams", "bigram vectors (not --bigram-vectors none)",
+             args.pretrained_bigrams != EXTRA_PRETRAINED_BIGRAMS and (args.bigram_vectors or "").lower() == "none")):
+        if unused:
+            raise CommandError(f"{option} has no effect without {needs}")
     if args.lexicon and model_name == "bilstm_crf":
         raise CommandError("--lexicon: bilstm_crf uses no lexicon; choose a lexicon tagger with --model "
                            "(softlexicon, lattice_lstm or flat)")

@@ -124,6 +124,19 @@ def _checked_config(cls, values: Any, config_file: Path):
         raise ModelFormatError(f"{config_file}: {err}") from None
 
 
+def word_list(words: Iterable[str], what: str = "add_words()") -> list[str]:
+    """``words`` read once into a list (an open file of one word per line too), refusing one string or a file
+    name — iterated, it would give single characters — and items that are not str."""
+    if isinstance(words, (str, bytes, os.PathLike)):
+        raise TypeError(f"{what} expects words (a list, or an open file of one word per line), not one string or "
+                        "a file name (it would add its characters)")
+    words = list(words)
+    for word in words:
+        if not isinstance(word, str):
+            raise TypeError(f"{what} expects words as str, got {type(word).__name__}")
+    return words
+
+
 @contextmanager
 def _without_initialisation():
     """Build modules without running torch's parameter initialisers (the weights are loaded right after):
@@ -361,12 +374,8 @@ class Tagger(nn.Module):
         lexicon = self.featurizer.lexicon
         if lexicon is None:
             raise ValueError(f"{self.name} does not use a lexicon; added words would have no effect")
-        if isinstance(words, str):
-            raise TypeError("add_words() expects a list of words, not one str (it would add its characters)")
-        words = list(words)
+        words = word_list(words)
         for word in words:
-            if not isinstance(word, str):
-                raise TypeError(f"add_words() expects words as str, got {type(word).__name__}")
             try:
                 word.encode("utf-8")
             except UnicodeEncodeError:

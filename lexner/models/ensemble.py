@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..crf import ConstrainedCRF
-from .base import Tagger
+from .base import Tagger, word_list
 
 
 class Ensemble(Tagger):
@@ -54,9 +54,7 @@ class Ensemble(Tagger):
     def add_words(self, words: Iterable[str]) -> int:
         """:meth:`Tagger.add_words` for every member with a lexicon (members without one tag as before); returns
         the most words new to one of them.  ``ValueError`` if no member has a lexicon."""
-        if isinstance(words, str):
-            raise TypeError("add_words() expects a list of words, not one str (it would add its characters)")
-        words = list(words)
+        words = word_list(words)
         lattice = [m for m in self.members if m.featurizer.lexicon is not None]
         if not lattice:
             raise ValueError("no member of this ensemble uses a lexicon; added words would have no effect")
