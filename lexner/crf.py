@@ -128,17 +128,20 @@ class ConstrainedCRF(CRF):
                      for allowed, score in pairs)
 
 
+BLOCK_VALUES = 1 << 16  # the numpy search makes the candidates of this many (K, K, B) values at a time
 TIE = 2e-6  # scores closer to the best than this fraction of a bound on their size tie with it
 
 
 def _tolerances_numpy(em: np.ndarray, start: np.ndarray, trans: np.ndarray) -> np.ndarray:
-    """(B, T): how far below the best a score at each position of each sentence still ties with it — TIE times
-    a bound on the size of any of that sentence's path scores there (its own emissions only, so a sentence's
-    decisions never depend on the others in its batch)."""
+    """(T, B) from (T, K, B) emissions: how far below the best a score at each position of each sentence still
+    ties with it — TIE times a bound on the size of any of that sentence's path scores there (its own emissions
+    only, so a sentence's decisions never depend on the others in its batch)."""
     finite = lambda a: np.where(np.isfinite(a), np.abs(a), 0.0)  # noqa: E731
-    per_position = finite(em).max(2)  # shape: (B, T)
-    steps = np.arange(em.shape[1], dtype=em.dtype)  # float32, as in torch
-    return TIE * (1.0 + finite(start).max() + np.cumsum(per_position, 1) + steps * finite(trans).max())
+    per_position = np.abs(em).max(1)  # shape: (T, B); the same as finite(em).max(1) where all are finite
+    if not np.isfinite(per_position).all():  # decoding constraints put -inf among the emissions
+        per_position = finite(em).max(1)
+    steps = np.arange(em.shape[0], dtype=em.dtype)[:, None]  # float32, as in torch
+    return TIE * (1.0 + finite(start).max() + np.cumsum(per_position, 0) + steps * finite(trans).max())
 
 
 def _tolerances_torch(em: torch.Tensor, start: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
@@ -179,34 +182,43 @@ def _search_torch(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tens
 def _search_numpy(em: np.ndarray, mask: np.ndarray, start: np.ndarray, trans: np.ndarray,
                   end: np.ndarray) -> list[list[int]]:
     """:func:`_search_torch` in numpy (float32 arrays, ``mask`` bool): the same float32 sums in the same order,
-    so the same paths.  The loop over positions only adds and takes maxima, time first, over views made in C;
+    so the same paths.  The loop over positions only adds and takes maxima, in place, over views made in C, a
+    block of positions at a time (the candidates of a whole batch made at once cost more to write and read back
+    from memory than the sums themselves);
     which previous tag each choice came from (the lowest index within the tolerance) is found afterwards: for
     one sentence at all positions at once, then traced back in plain Python (per-call overhead is what costs
     most on short inputs); for a batch along each sentence's traced path only."""
     batch, length, tags = em.shape
     lengths = mask.sum(1)
     full = bool((lengths == length).all())  # no padding (e.g. one sentence)
-    tolerance = _tolerances_numpy(em, start, trans).T  # shape: (T, B)
-    em = em.transpose(1, 0, 2)  # shape: (T, B, K)
-    # shape: (T, K_prev, B, K_next), the previous tag outermost, so that the maximum over it is taken between
-    # whole contiguous (B, K_next) blocks (over an inner axis numpy is several times slower); the previous
-    # scores are added step by step
-    candidates = em[:, None, :, :] + trans[None, :, None, :]
-    best = np.empty((length, batch, tags), dtype=em.dtype)  # best score of each tag at each position
-    best[0] = start + em[0]
+    # (T, K, B): the sentences innermost, so that every operation below runs along rows of B values
+    em = np.ascontiguousarray(em.transpose(1, 2, 0))
+    tolerance = _tolerances_numpy(em, start, trans)  # shape: (T, B)
+    moves = trans[:, :, None]  # shape: (K_prev, K_next, 1)
+    best = np.empty((length, tags, batch), dtype=em.dtype)  # best score of each tag at each position
+    best[0] = start[:, None] + em[0]
     # Past a sentence's end the search runs on over its padding unmasked: those scores are never read (its
     # final scores are taken at its own last position, and its path is traced back from there).
     add, maximum = np.add, np.maximum.reduce
-    for step, previous, out in zip(candidates[1:], best[:, :, :, None].transpose(0, 2, 1, 3), best[1:]):
-        add(step, previous, out=step)  # previous: (K_prev, B, 1)
-        maximum(step, 0, out=out)  # step.max(0) without its Python wrapper
+    block = max(1, BLOCK_VALUES // (tags * tags * batch))  # positions whose candidates stay in the cache
+    for first in range(1, length, block):
+        # shape: (positions, K_prev, K_next, B), the previous tag outermost, so that the maximum over it is
+        # taken between whole contiguous (K_next, B) blocks; emission + transition here, the previous scores
+        # added step by step (the torch search's order)
+        candidates = em[first : first + block, None] + moves
+        for step, previous, out in zip(candidates, best[first - 1 :, :, None], best[first : first + block]):
+            add(step, previous, out=step)  # previous: (K_prev, 1, B)
+            maximum(step, 0, out=out)  # step.max(0) without its Python wrapper
     rows = np.arange(batch)
-    final = best[lengths - 1, rows] + end  # each sentence's scores at its own last position, shape (B, K)
+    final = best[lengths - 1, :, rows] + end  # each sentence's scores at its own last position, shape (B, K)
     last = tolerance[lengths - 1, rows][:, None]  # shape (B, 1)
     current = (final >= final.max(1, keepdims=True) - last).argmax(1)
     # Which previous tag a tag came from: the lowest one whose candidate is within the tolerance of the best
     if batch == 1:  # for every tag at every position at once (small), then traced back in plain Python
-        history = (candidates[1:, :, 0] >= (best[1:, 0] - tolerance[1:])[:, None, :]).argmax(1)  # (T - 1, K)
+        if not 1 < length <= block + 1:  # not all in one block (the last one's alone are left): all again
+            candidates = (em[1:, None] + moves) + best[:-1, :, None]  # shape: (T - 1, K_prev, K, 1)
+        candidates = candidates[..., 0]
+        history = (candidates >= (best[1:, :, 0] - tolerance[1:])[:, None, :]).argmax(1)  # shape: (T - 1, K)
         tag, steps, n = int(current[0]), history.tolist(), int(lengths[0])
         path = [tag] * n
         for t in range(n - 1, 0, -1):
@@ -215,8 +227,8 @@ def _search_numpy(em: np.ndarray, mask: np.ndarray, start: np.ndarray, trans: np
     path = np.zeros((batch, length), dtype=np.int64)
     for t in range(length - 1, 0, -1):  # for the traced tag of each sentence only
         path[:, t] = current
-        chosen = candidates[t][:, rows, current]  # shape: (K_prev, B)
-        previous = (chosen >= best[t, rows, current] - tolerance[t]).argmax(0)
+        chosen = (trans[:, current] + em[t, current, rows]) + best[t - 1]  # shape: (K_prev, B)
+        previous = (chosen >= best[t, current, rows] - tolerance[t]).argmax(0)
         current = previous if full else np.where(lengths > t, previous, current)
     path[:, 0] = current
     return [row[:n].tolist() for row, n in zip(path, lengths.tolist())]

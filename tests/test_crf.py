@@ -157,9 +157,15 @@ def test_viterbi_respects_per_position_allowed_tags():
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_numpy_search_on_cpu_gives_the_torch_search_paths_ties_included(seed):
+@pytest.mark.parametrize("block_values", [None, 1, 300])
+def test_numpy_search_on_cpu_gives_the_torch_search_paths_ties_included(seed, block_values, monkeypatch):
+    """Also with the candidates made a few positions at a time (``BLOCK_VALUES``: 1 makes one position at a
+    time; 300, three for one sentence of these 9 tags, one for the batch), as in long sentences and batches."""
+    from lexner import crf as module
     from lexner.crf import _search_torch
 
+    if block_values is not None:
+        monkeypatch.setattr(module, "BLOCK_VALUES", block_values)
     crf = random_crf(seed)
     if seed % 2:  # integer scores: many exact ties
         with torch.no_grad():
@@ -281,7 +287,7 @@ def test_numpy_and_torch_searches_agree_at_the_edge_of_the_tie_tolerance():
         start = (rng.normal(size=2) * 10).astype(np.float32)
         trans = (rng.normal(size=(2, 2)) * 10).astype(np.float32)
         first = start + em[0, 0]
-        edge = first[1] + trans[1, 0] - _tolerances_numpy(em, start, trans)[0, 1] * rng.uniform(0.99, 1.01)
+        edge = first[1] + trans[1, 0] - _tolerances_numpy(em.transpose(1, 2, 0), start, trans)[1, 0] * rng.uniform(0.99, 1.01)
         trans[0, 0] = np.float32(edge - first[0])  # tag 0's route to tag 0 within a hair of the tolerance
         args = (torch.from_numpy(em), torch.ones(1, 2, dtype=torch.bool), torch.from_numpy(start),
                 torch.from_numpy(trans), torch.tensor([0.0, float("-inf")]))
