@@ -9,6 +9,7 @@ import torch
 from torchcrf import CRF
 
 from .schemes import allowed_transitions
+from .snapshot import snapshot, unchanged
 
 
 class ConstrainedCRF(CRF):
@@ -118,30 +119,51 @@ class ConstrainedCRF(CRF):
                     torch.where(self.allowed_transitions, self.transitions, neg),
                     torch.where(self.allowed_end, self.end_transitions, neg))
 
-    def _constrained_numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`constrained_scores` in numpy (CPU parameters): three ``np.where`` calls, cheaper than torch's.
-        Made anew for every search: scores kept from one call to the next would have to notice every change of
-        the parameters, and fused optimiser steps leave no trace in a tensor's version counter."""
-        pairs = ((self.allowed_start, self.start_transitions), (self.allowed_transitions, self.transitions),
-                 (self.allowed_end, self.end_transitions))
-        return tuple(np.where(allowed.numpy(), score.detach().float().numpy(), np.float32(-np.inf))
-                     for allowed, score in pairs)
+    def train(self, mode: bool = True) -> "ConstrainedCRF":
+        """:meth:`nn.Module.train`; training mode also drops the CPU search's copy of the scores (see
+        :meth:`_constrained_numpy`)."""
+        if mode:
+            self.__dict__.pop("_numpy_scores", None)
+        return super().train(mode)
+
+    def _constrained_numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]:
+        """:meth:`constrained_scores` in numpy (CPU parameters), with the bounds of their sizes the tie tolerance
+        reads (:func:`_bounds_numpy`).  Kept from one search to the next while the parameters are the same
+        tensors, unchanged in place, and the CRF is not put in training mode (:mod:`lexner.snapshot`'s rule:
+        fused optimiser steps move no version counter, and every training loop calls ``train()``)."""
+        tensors = (self.allowed_start, self.start_transitions, self.allowed_transitions, self.transitions,
+                   self.allowed_end, self.end_transitions)
+        kept = self.__dict__.get("_numpy_scores")
+        if kept is not None and unchanged(kept[0], tensors):
+            return kept[1]
+        start, trans, end = (np.where(allowed.numpy(), score.detach().float().numpy(), np.float32(-np.inf))
+                             for allowed, score in zip(tensors[::2], tensors[1::2]))
+        scores = (start, trans, end, _bounds_numpy(start, trans))
+        self.__dict__["_numpy_scores"] = (snapshot(tensors), scores)
+        return scores
 
 
 BLOCK_VALUES = 1 << 16  # the numpy search makes the candidates of this many (K, K, B) values at a time
 TIE = 2e-6  # scores closer to the best than this fraction of a bound on their size tie with it
 
 
-def _tolerances_numpy(em: np.ndarray, start: np.ndarray, trans: np.ndarray) -> np.ndarray:
-    """(T, B) from (T, K, B) emissions: how far below the best a score at each position of each sentence still
-    ties with it — TIE times a bound on the size of any of that sentence's path scores there (its own emissions
-    only, so a sentence's decisions never depend on the others in its batch)."""
+def _bounds_numpy(start: np.ndarray, trans: np.ndarray) -> tuple[float, float]:
+    """The parts of :func:`_tolerances_numpy`'s bound that the scores alone give: 1 + the largest finite start
+    score's size, and the largest finite transition score's size."""
     finite = lambda a: np.where(np.isfinite(a), np.abs(a), 0.0)  # noqa: E731
-    per_position = np.abs(em).max(1)  # shape: (T, B); the same as finite(em).max(1) where all are finite
-    if not np.isfinite(per_position).all():  # decoding constraints put -inf among the emissions
-        per_position = finite(em).max(1)
+    return 1.0 + finite(start).max(), finite(trans).max()
+
+
+def _tolerances_numpy(em: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """(T, B) from (T, K, B) emissions and :func:`_bounds_numpy`: how far below the best a score at each position
+    of each sentence still ties with it — TIE times a bound on the size of any of that sentence's path scores
+    there (its own emissions only, so a sentence's decisions never depend on the others in its batch)."""
+    per_position = np.abs(em).max(1)  # shape: (T, B)
+    if not np.isfinite(per_position).all():  # decoding constraints put -inf among the emissions: finite ones
+        per_position = np.where(np.isfinite(em), np.abs(em), 0.0).max(1)
     steps = np.arange(em.shape[0], dtype=em.dtype)[:, None]  # float32, as in torch
-    return TIE * (1.0 + finite(start).max() + np.cumsum(per_position, 0) + steps * finite(trans).max())
+    first, per_step = bounds
+    return TIE * (first + np.cumsum(per_position, 0) + steps * per_step)
 
 
 def _tolerances_torch(em: torch.Tensor, start: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
@@ -179,21 +201,22 @@ def _search_torch(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tens
     return [row[:n].tolist() for row, n in zip(path.cpu(), lengths.cpu().tolist())]
 
 
-def _search_numpy(em: np.ndarray, mask: np.ndarray, start: np.ndarray, trans: np.ndarray,
-                  end: np.ndarray) -> list[list[int]]:
+def _search_numpy(em: np.ndarray, mask: np.ndarray, start: np.ndarray, trans: np.ndarray, end: np.ndarray,
+                  bounds: tuple[float, float] | None = None) -> list[list[int]]:
     """:func:`_search_torch` in numpy (float32 arrays, ``mask`` bool): the same float32 sums in the same order,
     so the same paths.  The loop over positions only adds and takes maxima, in place, over views made in C, a
     block of positions at a time (the candidates of a whole batch made at once cost more to write and read back
     from memory than the sums themselves);
     which previous tag each choice came from (the lowest index within the tolerance) is found afterwards: for
     one sentence at all positions at once, then traced back in plain Python (per-call overhead is what costs
-    most on short inputs); for a batch along each sentence's traced path only."""
+    most on short inputs); for a batch along each sentence's traced path only.  ``bounds``: those of
+    :func:`_bounds_numpy` (None: found here)."""
     batch, length, tags = em.shape
     lengths = mask.sum(1)
     full = bool((lengths == length).all())  # no padding (e.g. one sentence)
     # (T, K, B): the sentences innermost, so that every operation below runs along rows of B values
     em = np.ascontiguousarray(em.transpose(1, 2, 0))
-    tolerance = _tolerances_numpy(em, start, trans)  # shape: (T, B)
+    tolerance = _tolerances_numpy(em, bounds or _bounds_numpy(start, trans))  # shape: (T, B)
     moves = trans[:, :, None]  # shape: (K_prev, K_next, 1)
     best = np.empty((length, tags, batch), dtype=em.dtype)  # best score of each tag at each position
     best[0] = start[:, None] + em[0]

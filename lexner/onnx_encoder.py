@@ -56,6 +56,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .snapshot import Snapshot, snapshot, unchanged
+
 # each module's session (a tagger's ONNX Runtime session, an nn.LSTM's Bfloat16Session), where its weights are
 # kept and a snapshot of them when it was built; beside the module, not in it, so that a tagger still pickles and
 # copies (without its sessions).  The entry holds tensors and dictionaries, never a module: it keeps none alive.
@@ -317,21 +319,6 @@ class EmissionsSession:
         return torch.from_numpy(self.sessions[head].run([head], feed)[0])
 
 
-# A snapshot of tensors holds the tensors themselves (not their addresses, which a replacement could reuse) and
-# their version counters, which in-place changes move
-Snapshot = tuple[tuple[torch.Tensor, int], ...]
-
-
-def _snapshot(tensors: list[torch.Tensor]) -> Snapshot:
-    return tuple((tensor, tensor._version) for tensor in tensors)
-
-
-def _unchanged(taken: Snapshot, tensors: list[torch.Tensor]) -> bool:
-    """Whether ``tensors`` are the very tensors of ``taken``, in order, none changed in place since."""
-    return len(taken) == len(tensors) and all(
-        tensor is then and tensor._version == version for tensor, (then, version) in zip(tensors, taken))
-
-
 def _sources(module: nn.Module) -> tuple[tuple[dict, str], ...]:
     """Where the weights a session attached to ``module`` is built from are kept: an LSTM's weights; a tagger's
     parameters and buffers — each as the dictionary its module keeps it in (``_parameters``/``_buffers``, which
@@ -353,7 +340,7 @@ def session_of(module: nn.Module) -> Any | None:
     if attached is None:
         return None
     session, sources, weights = attached
-    if not _unchanged(weights, _weights(sources)):
+    if not unchanged(weights, _weights(sources)):
         log.info("the weights of a %s changed after its session (%s) was built: torch runs it from now on",
                  type(module).__name__, type(session).__name__)
         del _SESSIONS[module]
@@ -367,7 +354,7 @@ def attach(module: nn.Module, session: Any | None) -> None:
         _SESSIONS.pop(module, None)
     else:
         sources = _sources(module)
-        _SESSIONS[module] = (session, sources, _snapshot(_weights(sources)))
+        _SESSIONS[module] = (session, sources, snapshot(_weights(sources)))
 
 
 def drop_sessions(tagger: nn.Module) -> bool:

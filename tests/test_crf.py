@@ -209,6 +209,26 @@ def test_the_cpu_search_follows_scores_changed_in_place_or_replaced():
         assert crf.viterbi(emissions, mask) == expected
 
 
+def test_the_cpu_search_follows_a_fused_optimiser_step_made_in_training_mode():
+    """A fused Adam step moves no version counter: the kept scores go when the CRF is put in training mode, as
+    every training loop does."""
+    from lexner.crf import _search_torch
+
+    crf = random_crf(4).eval()
+    emissions, mask = torch.randn(3, 6, len(TAGS)), torch.ones(3, 6, dtype=torch.bool)
+    before = crf.viterbi(emissions, mask)  # scores kept
+    optimiser = torch.optim.Adam(crf.parameters(), lr=5.0, fused=True)
+    crf.train()
+    versions = [p._version for p in crf.parameters()]
+    crf.nll(emissions, torch.tensor([before[0]] * 3), mask).neg().backward()  # away from the current paths
+    optimiser.step()
+    assert [p._version for p in crf.parameters()] == versions  # what makes the training-mode rule needed
+    crf.eval()
+    expected = _search_torch(emissions, mask, *crf.constrained_scores())
+    assert expected != before
+    assert crf.viterbi(emissions, mask) == expected
+
+
 def test_log_marginals_equal_brute_force_over_every_path_with_padding():
     tags = bioes_tags(["PER"])
     crf = random_crf(5, tags)
@@ -279,7 +299,7 @@ def test_numpy_and_torch_searches_agree_at_the_edge_of_the_tie_tolerance():
     same tolerance and the same sums (dtype and order), or they split differently on such inputs."""
     import numpy as np
 
-    from lexner.crf import _search_torch, _tolerances_numpy
+    from lexner.crf import _bounds_numpy, _search_torch, _tolerances_numpy
 
     rng = np.random.default_rng(0)
     for _ in range(2000):
@@ -287,7 +307,7 @@ def test_numpy_and_torch_searches_agree_at_the_edge_of_the_tie_tolerance():
         start = (rng.normal(size=2) * 10).astype(np.float32)
         trans = (rng.normal(size=(2, 2)) * 10).astype(np.float32)
         first = start + em[0, 0]
-        edge = first[1] + trans[1, 0] - _tolerances_numpy(em.transpose(1, 2, 0), start, trans)[1, 0] * rng.uniform(0.99, 1.01)
+        edge = first[1] + trans[1, 0] - _tolerances_numpy(em.transpose(1, 2, 0), _bounds_numpy(start, trans))[1, 0] * rng.uniform(0.99, 1.01)
         trans[0, 0] = np.float32(edge - first[0])  # tag 0's route to tag 0 within a hair of the tolerance
         args = (torch.from_numpy(em), torch.ones(1, 2, dtype=torch.bool), torch.from_numpy(start),
                 torch.from_numpy(trans), torch.tensor([0.0, float("-inf")]))
