@@ -35,9 +35,9 @@ native bfloat16 arithmetic (AVX512-BF16, AMX); elsewhere torch emulates it and i
 Sessions (ONNX Runtime's, beside the tagger; bfloat16 copies, beside each LSTM) are kept beside the modules, not
 in them (a tagger still pickles and copies, without them), and only while the weights they were built from stay
 as they were: putting the tagger in training mode (``tagger.train()``, as every training loop does) drops them,
-and so does a weight replaced (``add_words`` grows the word table) or changed in place outside training (its
-version counter moves; a fused optimiser step does not move it, hence the first rule) — torch runs the model
-from then on.  ONNX Runtime uses as many threads as torch did when the session was built.  A model directory
+and so does a weight replaced (``add_words`` grows the word table), given other data (``p.data = ...``) or
+changed in place outside training (its version counter moves; a fused optimiser step does not move it, hence the
+first rule; :mod:`lexner.snapshot`) — torch runs the model from then on.  ONNX Runtime uses as many threads as torch did when the session was built.  A model directory
 can carry the choice (``lexner export --runtime onnx-int8`` writes ``"runtime": "onnx-int8"`` into its
 config.json); :func:`lexner.load` then applies it unless told otherwise.
 """

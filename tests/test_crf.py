@@ -229,6 +229,20 @@ def test_the_cpu_search_follows_a_fused_optimiser_step_made_in_training_mode():
     assert crf.viterbi(emissions, mask) == expected
 
 
+def test_the_cpu_search_follows_weights_swapped_in_through_data():
+    """The trainer scores averaged weights by swapping them in (``p.data = average``: the same tensor, the same
+    version counter) while the CRF stays in evaluation mode."""
+    from lexner.crf import _search_torch
+
+    crf = random_crf(6).eval()
+    emissions, mask = torch.randn(3, 6, len(TAGS)), torch.ones(3, 6, dtype=torch.bool)
+    before = crf.viterbi(emissions, mask)  # scores kept
+    crf.transitions.data = -4.0 * crf.transitions.data
+    expected = _search_torch(emissions, mask, *crf.constrained_scores())
+    assert expected != before
+    assert crf.viterbi(emissions, mask) == expected
+
+
 def test_log_marginals_equal_brute_force_over_every_path_with_padding():
     tags = bioes_tags(["PER"])
     crf = random_crf(5, tags)
