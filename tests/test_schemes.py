@@ -331,6 +331,26 @@ def test_path_reader_reads_any_path_as_tags_to_spans_does(ids, data):
     assert reader.spans([]) == []
 
 
+MANY_TAGS = bioes_tags([f"T{k}" for k in range(30)])  # ids past 40 ('('), 42 ('*'), 63 ('?'), 92 ('\\') ...
+
+
+@SETTINGS
+@given(st.lists(st.integers(0, len(MANY_TAGS) - 1), max_size=30),
+       st.lists(st.tuples(st.integers(0, 29), st.integers(1, 3)), max_size=6))
+def test_path_reader_reads_paths_of_a_large_tag_set_as_tags_to_spans_does(ids, entities):
+    """Tag ids whose characters mean something in a regular expression are read as plain tags."""
+    reader = PathReader(MANY_TAGS)
+    spans, position = [], 0
+    for kind, length in entities:
+        spans.append(Span(position + 1, position + 1 + length, f"T{kind}"))
+        position += length + 1
+    path = [MANY_TAGS.index(t) for t in spans_to_tags(spans, position + 1, "BIOES")]
+    for checked in (ids, path):
+        assert reader.spans([checked]) == [tags_to_spans([MANY_TAGS[i] for i in checked], "BIOES")]
+    assert reader.spans([path])[0] == spans
+    assert PathReader(["O"]).spans([[0, 0], []]) == [[], []]
+
+
 def test_a_type_name_may_not_start_or_end_with_a_dash_which_the_scorer_would_strip():
     from lexner.schemes import is_type_name, split_tag
 
