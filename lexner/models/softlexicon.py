@@ -64,18 +64,19 @@ def pooled_word_sets(words: torch.Tensor, heads: torch.Tensor, tails: torch.Tens
     mean of its words; with them ((B, M), positive), each word is weighted by its frequency over the sum of the
     frequencies of all the character's words (all three sets), times 3.
     """
-    positions = torch.arange(length, device=words.device).view(1, 1, length)  # shape: (1, 1, T)
-    h, t = heads.unsqueeze(-1), tails.unsqueeze(-1)  # shape: (B, M, 1)
-    sets = torch.stack([h == positions, (h < positions) & (positions < t), t == positions], dim=1)
-    sets = (sets & word_mask.view(word_mask.shape[0], 1, -1, 1)).to(words.dtype)  # shape: (B, 3, M, T)
+    positions = torch.arange(length, device=words.device).view(1, length, 1)  # shape: (1, T, 1)
+    h, t = heads.unsqueeze(1), tails.unsqueeze(1)  # shape: (B, 1, M)
+    # position first: the (B, T · 3, M) matrix of the product below as it is made, nothing to permute
+    sets = torch.stack([h == positions, (h < positions) & (positions < t), t == positions], dim=2)
+    sets = (sets & word_mask.view(word_mask.shape[0], 1, 1, -1)).to(words.dtype)  # shape: (B, T, 3, M)
     if frequencies is None:
-        weights = sets / sets.sum(2, keepdim=True).clamp(min=1)
+        weights = sets / sets.sum(3, keepdim=True).clamp(min=1)
     else:
-        sets = sets * frequencies.to(words.dtype).view(frequencies.shape[0], 1, -1, 1)
-        weights = sets * (3.0 / sets.sum((1, 2), keepdim=True).clamp(min=1e-6))
-    batch, sets_count, most, _ = weights.shape
-    # shape: (B, T · 3, M) @ (B, M, D): einsum("bsmt,bmd->btsd") as one batched matrix product, cheaper to call
-    pooled = weights.permute(0, 3, 1, 2).reshape(batch, length * sets_count, most) @ words
+        sets = sets * frequencies.to(words.dtype).view(frequencies.shape[0], 1, 1, -1)
+        weights = sets * (3.0 / sets.sum((2, 3), keepdim=True).clamp(min=1e-6))
+    batch, _, sets_count, most = weights.shape
+    # shape: (B, T · 3, M) @ (B, M, D): einsum("btsm,bmd->btsd") as one batched matrix product, cheaper to call
+    pooled = weights.reshape(batch, length * sets_count, most) @ words
     return pooled.reshape(batch, length, -1)
 
 
@@ -85,28 +86,27 @@ def onnx_pooled_word_sets(graph: Graph, words: str, dim: int, frequencies: str |
     from onnx import TensorProto
 
     length = graph.op("Gather", graph.op("Shape", graph.input("chars")), graph.constant(1))
-    positions = graph.op("Range", graph.constant(0), length, graph.constant(1))  # shape: (T,)
-    last = graph.constant([-1])
-    h, t = (graph.op("Unsqueeze", graph.input(name), last) for name in ("word_heads", "word_tails"))  # (B, M, 1)
+    positions = graph.op("Unsqueeze", graph.op("Range", graph.constant(0), length, graph.constant(1)),
+                         graph.constant([-1]))  # shape: (T, 1)
+    second, third = graph.constant([1]), graph.constant([2])
+    h, t = (graph.op("Unsqueeze", graph.input(name), second) for name in ("word_heads", "word_tails"))  # (B, 1, M)
     inside = graph.op("And", graph.op("Less", h, positions), graph.op("Less", positions, t))
-    second = graph.constant([1])
-    sets = graph.op("Concat", *(graph.op("Unsqueeze", s, second)
+    sets = graph.op("Concat", *(graph.op("Unsqueeze", s, third)
                                 for s in (graph.op("Equal", h, positions), inside, graph.op("Equal", t, positions))),
-                    axis=1)  # shape: (B, 3, M, T)
-    real = graph.op("Unsqueeze", graph.input("word_mask"), graph.constant([1, 3]))  # shape: (B, 1, M, 1)
+                    axis=2)  # shape: (B, T, 3, M)
+    real = graph.op("Unsqueeze", graph.input("word_mask"), graph.constant([1, 2]))  # shape: (B, 1, 1, M)
     sets = graph.op("Cast", graph.op("And", sets, real), to=TensorProto.FLOAT)
     if frequencies is None:
-        total = graph.op("ReduceSum", sets, graph.constant([2]), keepdims=1)
+        total = graph.op("ReduceSum", sets, graph.constant([3]), keepdims=1)
         weights = graph.op("Div", sets, graph.op("Max", total, graph.constant(1.0, np.float32)))
     else:
-        sets = graph.op("Mul", sets, graph.op("Unsqueeze", frequencies, graph.constant([1, 3])))
-        total = graph.op("ReduceSum", sets, graph.constant([1, 2]), keepdims=1)
+        sets = graph.op("Mul", sets, graph.op("Unsqueeze", frequencies, graph.constant([1, 2])))
+        total = graph.op("ReduceSum", sets, graph.constant([2, 3]), keepdims=1)
         weights = graph.op("Mul", sets, graph.op("Div", graph.constant(3.0, np.float32),
                                                  graph.op("Max", total, graph.constant(1e-6, np.float32))))
     # shape: (B, T · 3, M) @ (B, M, D) -> (B, T · 3, D) -> (B, T, 3 · D), one matrix product per sentence
-    most = graph.op("Slice", graph.op("Shape", graph.input("word_ids")), second, graph.constant([2]))  # [M]
-    flat = graph.op("Reshape", graph.op("Transpose", weights, perm=[0, 3, 1, 2]),
-                    graph.op("Concat", graph.constant([0, -1]), most, axis=0))
+    most = graph.op("Slice", graph.op("Shape", graph.input("word_ids")), second, third)  # [M]
+    flat = graph.op("Reshape", weights, graph.op("Concat", graph.constant([0, -1]), most, axis=0))
     return graph.op("Reshape", graph.op("MatMul", flat, words), graph.constant([0, -1, 3 * dim]))
 
 
