@@ -69,8 +69,8 @@ def pooled_word_sets(words: torch.Tensor, heads: torch.Tensor, tails: torch.Tens
     # position first: the (B, T · 3, M) matrix of the product below as it is made, nothing to permute
     sets = torch.stack([h == positions, (h < positions) & (positions < t), t == positions], dim=2)
     sets = (sets & word_mask.view(word_mask.shape[0], 1, 1, -1)).to(words.dtype)  # shape: (B, T, 3, M)
-    if frequencies is None:
-        weights = sets / sets.sum(3, keepdim=True).clamp(min=1)
+    if frequencies is None:  # 1 / count for the set's words: sets are 0 or 1, so x · (1 / n) is exactly x / n
+        weights = sets * (1.0 / sets.sum(3, keepdim=True).clamp(min=1))
     else:
         sets = sets * frequencies.to(words.dtype).view(frequencies.shape[0], 1, 1, -1)
         weights = sets * (3.0 / sets.sum((2, 3), keepdim=True).clamp(min=1e-6))
@@ -98,7 +98,8 @@ def onnx_pooled_word_sets(graph: Graph, words: str, dim: int, frequencies: str |
     sets = graph.op("Cast", graph.op("And", sets, real), to=TensorProto.FLOAT)
     if frequencies is None:
         total = graph.op("ReduceSum", sets, graph.constant([3]), keepdims=1)
-        weights = graph.op("Div", sets, graph.op("Max", total, graph.constant(1.0, np.float32)))
+        weights = graph.op("Mul", sets,
+                           graph.op("Reciprocal", graph.op("Max", total, graph.constant(1.0, np.float32))))
     else:
         sets = graph.op("Mul", sets, graph.op("Unsqueeze", frequencies, graph.constant([1, 2])))
         total = graph.op("ReduceSum", sets, graph.constant([2, 3]), keepdims=1)
