@@ -7,8 +7,10 @@ the other (even alternating processes, ``tag_stages.py --rounds``) differ by mor
 cent.  Here lexner at ``REV`` is imported beside this tree's (its package extracted under another name), both
 load the same model (this tree's bundled one unless ``--model``) with the same runtime, one thread, and each
 round times both in turn, the order alternating: ``tag()`` one sentence per call over the first ``--single``
-MSRA test sentences, then ``tag_batch`` over all of them (batch 64).  A round's ratio compares two timings
-taken seconds apart; the result gives each round's ratios and their median.  The entities of the two sides
+MSRA test sentences, then ``tag_batch`` over all of them (batch 64) — both in chunks (50 sentences, 1,024 texts)
+that the two sides take in turn, so that the VM's drift, which moves within seconds, meets both alike.  Wall and
+CPU seconds (``time.process_time``: a process waiting for a core accrues none) are both kept; the result gives
+each round's ratios and their median.  The entities of the two sides
 are compared too (texts whose entities differ).
 """
 
@@ -27,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import lexner_at, machine_info, write_result  # noqa: E402
 
 BASELINE = "lexner_baseline"  # the name REV's package is imported under
+SINGLE_CHUNK = 50  # sentences one side tags one per call before the other side takes the same ones
+BATCHED_CHUNK = 1024  # texts one side tags with tag_batch before the other side takes the same ones
 
 
 def import_baseline(folder: str, into: str):
@@ -38,10 +42,19 @@ def import_baseline(folder: str, into: str):
     return importlib.import_module(BASELINE)
 
 
-def timed(function) -> float:
-    started = time.perf_counter()
-    function()
-    return time.perf_counter() - started
+def interleaved(sides: dict, chunks: list, work, first: int) -> dict[str, tuple[float, float]]:
+    """Wall and CPU seconds of ``work(tagger, chunk)`` over all ``chunks`` for each side, the sides taking each
+    chunk in turn (the order alternating from chunk to chunk, starting with side ``first``): both meet the VM's
+    drift, which moves within seconds, in the same proportion."""
+    spent = {name: [0.0, 0.0] for name in sides}
+    names = list(sides)
+    for k, chunk in enumerate(chunks):
+        for name in (names if (k + first) % 2 == 0 else names[::-1]):
+            wall, cpu = time.perf_counter(), time.process_time()
+            work(sides[name], chunk)
+            spent[name][0] += time.perf_counter() - wall
+            spent[name][1] += time.process_time() - cpu
+    return {name: (wall, cpu) for name, (wall, cpu) in spent.items()}
 
 
 def main() -> None:
@@ -71,23 +84,24 @@ def main() -> None:
         outputs = [[[(e.start, e.end, e.label) for e in found] for found in tagger.tag_batch(texts, args.batch_size)]
                    for tagger in sides.values()]  # also the warm-up; as tuples (the two Entity classes never equal)
         differ = sum(a != b for a, b in zip(*outputs))
+        single_chunks = [texts[k : k + SINGLE_CHUNK] for k in range(0, args.single, SINGLE_CHUNK)]
+        batched_chunks = [texts[k : k + BATCHED_CHUNK] for k in range(0, len(texts), BATCHED_CHUNK)]
         rounds = []
         for r in range(args.rounds):
-            order = list(sides) if r % 2 == 0 else list(sides)[::-1]
-            row = {}
-            for name in order:
-                tagger = sides[name]
-                single = timed(lambda: [tagger.tag(text) for text in texts[: args.single]])
-                batched = timed(lambda: tagger.tag_batch(texts, batch_size=args.batch_size))
-                row[name] = {"single_chars_per_second": round(chars_single / single),
-                             "batched_chars_per_second": round(chars_all / batched)}
-            for kind in ("single", "batched"):
+            single = interleaved(sides, single_chunks, lambda tagger, chunk: [tagger.tag(text) for text in chunk], r)
+            batched = interleaved(sides, batched_chunks,
+                                  lambda tagger, chunk: tagger.tag_batch(chunk, args.batch_size), r)
+            row = {name: {"single_chars_per_second": round(chars_single / single[name][0]),
+                          "batched_chars_per_second": round(chars_all / batched[name][0]),
+                          "single_cpu_chars_per_second": round(chars_single / single[name][1]),
+                          "batched_cpu_chars_per_second": round(chars_all / batched[name][1])} for name in sides}
+            for kind in ("single", "batched", "single_cpu", "batched_cpu"):
                 key = f"{kind}_chars_per_second"
                 row[f"{kind}_ratio"] = round(row["this tree"][key] / row[commit][key], 4)
             print(r + 1, row, flush=True)
             rounds.append(row)
     summary = {f"{kind}_ratio_median": statistics.median(row[f"{kind}_ratio"] for row in rounds)
-               for kind in ("single", "batched")}
+               for kind in ("single", "batched", "single_cpu", "batched_cpu")}
     summary.update({f"{name} {kind}_chars_per_second_median": statistics.median(row[name][f"{kind}_chars_per_second"]
                                                                                 for row in rounds)
                     for name in sides for kind in ("single", "batched")})

@@ -37,9 +37,10 @@ in them (a tagger still pickles and copies, without them), and only while the we
 as they were: putting the tagger in training mode (``tagger.train()``, as every training loop does) drops them,
 and so does a weight replaced (``add_words`` grows the word table), given other data (``p.data = ...``) or
 changed in place outside training (its version counter moves; a fused optimiser step does not move it, hence the
-first rule; :mod:`lexner.snapshot`) — torch runs the model from then on.  ONNX Runtime uses as many threads as torch did when the session was built.  A model directory
-can carry the choice (``lexner export --runtime onnx-int8`` writes ``"runtime": "onnx-int8"`` into its
-config.json); :func:`lexner.load` then applies it unless told otherwise.
+first rule; :mod:`lexner.snapshot`) — torch runs the model from then on.  ONNX Runtime uses as many threads as
+torch did when the session was built.  A model directory can carry the choice (``lexner export --runtime
+onnx-int8`` writes ``"runtime": "onnx-int8"`` into its config.json); :func:`lexner.load` then applies it unless
+told otherwise.
 """
 
 from __future__ import annotations

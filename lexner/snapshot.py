@@ -3,8 +3,9 @@ Runtime sessions, bfloat16 LSTMs, the CPU search's constrained scores) notice th
 
 A snapshot holds the tensors themselves (not their addresses, which a replacement could reuse), their version
 counters, which in-place changes move, and where their data lies, which ``tensor.data = other`` changes (how
-the trainer swaps in averaged weights, ``lexner.train.WeightAverage``) without moving the counter.  A fused optimiser step (``torch.optim.Adam(fused=True)``) does not move
-them, so the holders of such copies also drop them whenever their module is put in training mode.
+the trainer swaps in averaged weights, ``lexner.train.WeightAverage``) without moving the counter.  A fused
+optimiser step (``torch.optim.Adam(fused=True)``) does not move them, so the holders of such copies also drop
+them whenever their module is put in training mode.
 """
 
 from __future__ import annotations
