@@ -18,7 +18,7 @@ scored with ``lexner.evaluate.score_spans`` (seqeval, strict, exact start/end/ty
 per second with one sentence per call, as these libraries are used; lexner's batched speed
 (``tag_batch``, batch 64) is reported separately.  The systems take each chunk of 100 sentences in turn (the
 order rotating), ``--repeat`` rounds, and each one's best round counts: the VM's speed drifts within seconds,
-and so every system meets the same drift (whole passes one after the other gave the same pair ratios from 0.94×
+and so every system meets the same drift (whole passes one after the other gave one tree ratios from 1.00×
 to 1.30×).  A system that is not installed is recorded as skipped.
 """
 
