@@ -209,6 +209,50 @@ def test_export_replaces_a_model_only_with_force(saved, tmp_path, capsys):
 
 
 # --- 4. invalid UTF-8 in tag --input: nothing before the bad line is lost; --errors -----------------------
+def test_save_refuses_a_folder_holding_other_files_and_leaves_them(saved, tmp_path):
+    """``tagger.save(".")`` in a project folder would have overwritten its config.json."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.json").write_text("{\"mine\": 1}", encoding="utf-8")
+    (project / "notes.txt").write_text("keep", encoding="utf-8")
+    tagger = lexner.load(saved)
+    with pytest.raises(ValueError, match="not empty and does not hold a lexner model; nothing was written"):
+        tagger.save(project)
+    assert sorted(p.name for p in project.iterdir()) == ["config.json", "notes.txt"]
+    assert (project / "config.json").read_text(encoding="utf-8") == "{\"mine\": 1}"
+    with pytest.raises(ValueError, match="is a file, not a directory"):
+        tagger.save(project / "notes.txt")
+
+
+def test_save_over_a_model_replaces_it_whole(corpus, saved, tmp_path):
+    """A bilstm_crf saved over a softlexicon model: the old lexicon.json would have been read with it."""
+    from lexner.lexicon import Lexicon
+
+    folder = tmp_path / "over"
+    build_tagger("softlexicon", corpus, {"char_dim": 4, "bigram_dim": 4, "word_dim": 4, "hidden": 8},
+                 lexicon=Lexicon(["北京", "上海"])).save(folder)
+    assert (folder / "lexicon.json").is_file()
+    lexner.load(saved).save(folder)
+    assert not (folder / "lexicon.json").exists()
+    again = lexner.load(folder)
+    assert again.name == "bilstm_crf" and again.featurizer.lexicon is None
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    again.save(empty)  # an existing empty folder: written in place
+    assert lexner.load(empty).name == "bilstm_crf"
+
+
+def test_a_loaded_model_saved_again_keeps_its_card_and_runtime(saved, tmp_path):
+    """A model's card (how it was trained) and runtime were dropped by save() unless given again."""
+    card = {"train_data": "msra", "command": "lexner train ..."}
+    lexner.load(saved).save(tmp_path / "carded", extra={"card": card, "runtime": "torch-bf16"})
+    loaded = lexner.load(tmp_path / "carded")
+    assert loaded.runtime == "torch-bf16"
+    loaded.save(tmp_path / "again")
+    meta = json.loads((tmp_path / "again" / "config.json").read_text(encoding="utf-8"))
+    assert meta["card"] == card and meta["runtime"] == "torch-bf16"
+
+
 @pytest.fixture(scope="module")
 def bad_utf8_input(tmp_path_factory):
     path = tmp_path_factory.mktemp("input") / "in.txt"

@@ -112,7 +112,7 @@ class LexnerComponent:
         path.mkdir(parents=True, exist_ok=True)
         if (path / MODEL_DIR).exists():
             shutil.rmtree(path / MODEL_DIR)
-        self.tagger.save(path / MODEL_DIR, extra=self.tagger.metadata)  # its card and runtime travel with it
+        self.tagger.save(path / MODEL_DIR)  # its card and runtime travel with it (save keeps its metadata)
 
     def _load(self, model: str | Path | None):
         import lexner

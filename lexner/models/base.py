@@ -27,7 +27,7 @@ from ..crf import ConstrainedCRF
 from ..dictionary import Dictionary
 from ..entity import Entity
 from ..features import LABEL_SET_NAME, LEXICON_FILE, Batch, Featurizer
-from ..fileio import DataFormatError, ModelFormatError, read_json, write_bytes, write_json
+from ..fileio import DataFormatError, ModelFormatError, atomic_directory, read_json, write_bytes, write_json
 from ..onnx_encoder import Graph, drop_sessions, onnx_emissions
 from ..schemes import Span, is_type_name
 from ..tagging import MAX_PIECE_LENGTH, tag_texts
@@ -495,12 +495,31 @@ class Tagger(nn.Module):
 
     # --- persistence -----------------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike, extra: Mapping[str, Any] | None = None, half: bool = False) -> None:
-        """Write ``config.json``, ``model.safetensors`` and the vocabularies into ``directory``.
+        """Write ``config.json``, ``model.safetensors`` and the vocabularies into ``directory``: a new or empty
+        directory, or one holding a lexner model and nothing else, which is replaced whole (no file of the old
+        model stays behind to be read with the new one: another model's ``lexicon.json`` would be).  Anything
+        else — a folder with other files, a file — is refused with ``ValueError`` before anything is written.
 
+        ``extra``: top-level ``config.json`` keys beside lexner's own (the model card, the runtime); None: those
+        the model was loaded with (:attr:`metadata`), so a loaded model saved again keeps its card and runtime.
         ``half``: store floating-point weights as float16 (about half the size; they are float32 again when
         loaded, so predictions may differ very slightly from the float32 model's)."""
+        extra = self.metadata if extra is None else extra
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        if directory.exists() and not directory.is_dir():
+            raise ValueError(f"{directory} is a file, not a directory; nothing was written")
+        filled = directory.is_dir() and any(directory.iterdir())
+        if filled and not is_model_directory(directory):
+            raise ValueError(f"{directory} is not empty and does not hold a lexner model; nothing was written "
+                             "(save into a new or empty directory)")
+        if filled or not directory.exists():  # built beside it and swapped in: a failure leaves nothing half-written
+            with atomic_directory(directory) as built:
+                self._write(built, extra, half)
+        else:
+            self._write(directory, extra, half)
+
+    def _write(self, directory: Path, extra: Mapping[str, Any] | None, half: bool) -> None:
+        """:meth:`save`'s files, written into the existing ``directory``."""
         meta = {
             "format_version": FORMAT_VERSION,
             "model": self.name,
