@@ -147,11 +147,15 @@ BLOCK_VALUES = 1 << 16  # the numpy search makes the candidates of this many (K,
 TIE = 2e-6  # scores closer to the best than this fraction of a bound on their size tie with it
 
 
+def _finite_sizes(a: np.ndarray) -> np.ndarray:
+    """|a| where finite, 0 where not (the -inf of forbidden transitions and constrained tags)."""
+    return np.where(np.isfinite(a), np.abs(a), 0.0)
+
+
 def _bounds_numpy(start: np.ndarray, trans: np.ndarray) -> tuple[float, float]:
     """The parts of :func:`_tolerances_numpy`'s bound that the scores alone give: 1 + the largest finite start
     score's size, and the largest finite transition score's size."""
-    finite = lambda a: np.where(np.isfinite(a), np.abs(a), 0.0)  # noqa: E731
-    return 1.0 + finite(start).max(), finite(trans).max()
+    return 1.0 + _finite_sizes(start).max(), _finite_sizes(trans).max()
 
 
 def _tolerances_numpy(em: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
@@ -160,7 +164,7 @@ def _tolerances_numpy(em: np.ndarray, bounds: tuple[float, float]) -> np.ndarray
     there (its own emissions only, so a sentence's decisions never depend on the others in its batch)."""
     per_position = np.abs(em).max(1)  # shape: (T, B)
     if not np.isfinite(per_position).all():  # decoding constraints put -inf among the emissions: finite ones
-        per_position = np.where(np.isfinite(em), np.abs(em), 0.0).max(1)
+        per_position = _finite_sizes(em).max(1)
     steps = np.arange(em.shape[0], dtype=em.dtype)[:, None]  # float32, as in torch
     first, per_step = bounds
     return TIE * (first + np.cumsum(per_position, 0) + steps * per_step)
@@ -206,11 +210,10 @@ def _search_numpy(em: np.ndarray, mask: np.ndarray, start: np.ndarray, trans: np
     """:func:`_search_torch` in numpy (float32 arrays, ``mask`` bool): the same float32 sums in the same order,
     so the same paths.  The loop over positions only adds and takes maxima, in place, over views made in C, a
     block of positions at a time (the candidates of a whole batch made at once cost more to write and read back
-    from memory than the sums themselves);
-    which previous tag each choice came from (the lowest index within the tolerance) is found afterwards: for
-    one sentence at all positions at once, then traced back in plain Python (per-call overhead is what costs
-    most on short inputs); for a batch along each sentence's traced path only.  ``bounds``: those of
-    :func:`_bounds_numpy` (None: found here)."""
+    from memory than the sums themselves); which previous tag each choice came from (the lowest index within the
+    tolerance) is found afterwards: for one sentence at all positions at once, then traced back in plain Python
+    (per-call overhead is what costs most on short inputs); for a batch along each sentence's traced path only.
+    ``bounds``: those of :func:`_bounds_numpy` (None: found here)."""
     batch, length, tags = em.shape
     lengths = mask.sum(1)
     full = bool((lengths == length).all())  # no padding (e.g. one sentence)
