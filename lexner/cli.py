@@ -118,7 +118,7 @@ def _train_config(**settings):
 def cmd_train(args) -> int:
     import torch
 
-    from .api import EXTRA_PRETRAINED_BIGRAMS, build_tagger, default_embeddings, load_for_training
+    from .api import build_tagger, default_embeddings, load_for_training
     from .data import entity_types, report_unseen_labels
     from . import distributed
     from .export import command_line, portable_path
@@ -150,9 +150,9 @@ def cmd_train(args) -> int:
         raise CommandError("bert_crf reads a local BERT checkpoint: give --set bert_path=DIR (its config.json, "
                            "weights and tokenizer; nothing is downloaded)")
     for option, needs, unused in (
-            ("--augment-ratio", "--augment", config.augment_ratio != TrainConfig.augment_ratio and not config.augment),
+            ("--augment-ratio", "--augment", _given(args, "augment_ratio") and not config.augment),
             ("--pretrained-bigrams", "bigram vectors (not --bigram-vectors none)",
-             args.pretrained_bigrams != EXTRA_PRETRAINED_BIGRAMS and (args.bigram_vectors or "").lower() == "none")):
+             _given(args, "pretrained_bigrams") and (args.bigram_vectors or "").lower() == "none")):
         if unused:
             raise CommandError(f"{option} has no effect without {needs}")
     if args.lexicon and model_name == "bilstm_crf":
@@ -552,15 +552,23 @@ def cmd_info(args) -> int:
     return 0
 
 
+GIVEN = "_given"  # the parsed arguments' set of the options given on the command line (by their dest)
+
+
+def _given(args: argparse.Namespace, dest: str) -> bool:
+    """Whether the option stored in ``dest`` was given, even with its default value."""
+    return dest in getattr(args, GIVEN, ())
+
+
 class _StoreOnce(argparse._StoreAction):
     """argparse's plain "store", refusing an option given twice: the first value would be lost silently
-    (``--augment mention --augment case`` trained with case alone)."""
+    (``--augment mention --augment case`` trained with case alone).  Records each option given (:func:`_given`)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        given = self.__dict__.setdefault("_given", set())  # the namespaces this option was stored into
-        if option_string is not None and id(namespace) in given:
+        given = vars(namespace).setdefault(GIVEN, set())
+        if option_string is not None and self.dest in given:
             parser.error(f"argument {'/'.join(self.option_strings)}: given more than once; it takes one value")
-        given.add(id(namespace))
+        given.add(self.dest)
         super().__call__(parser, namespace, values, option_string)
 
 

@@ -559,6 +559,9 @@ def test_a_bad_device_is_a_clean_error(device, capsys):
     (["--out", "o", "--augment-ratio", "0.5"], "--augment-ratio has no effect without --augment"),
     (["--out", "o", "--bigram-vectors", "none", "--pretrained-bigrams", "all"],
      "--pretrained-bigrams has no effect without bigram vectors"),
+    (["--out", "o", "--augment-ratio", "0.2"], "--augment-ratio has no effect without --augment"),  # the default
+    (["--out", "o", "--bigram-vectors", "none", "--pretrained-bigrams", "50000"],
+     "--pretrained-bigrams has no effect without bigram vectors"),
 ])
 def test_train_refuses_options_it_could_only_ignore_or_misuse_before_reading_data(tmp_path, monkeypatch, capsys,
                                                                                  options, message):
