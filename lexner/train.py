@@ -409,6 +409,13 @@ def teachers_by_task(tasks: Sequence[Task], teachers: Sequence) -> dict[str | No
                                 "teaches (give the teacher without a task name)")
         else:
             raise TrainingError(f"a teacher for task {scope!r}: no such task; the tasks are {', '.join(names)}")
+    for name, given in out.items():  # a teacher twice would only count double in its task's ensemble: a slip
+        keys = [Path(t).resolve() if isinstance(t, (str, os.PathLike)) else id(t) for t in given]
+        twice = next((t for t, key in zip(given, keys) if keys.count(key) > 1), None)
+        if twice is not None:
+            what = f"task {name!r}" if name is not None else "the training"
+            raise TrainingError(f"teacher {twice} is given twice for {what}; give each teacher once (an ensemble "
+                                "averages its members: a repeated one would only count double)")
     return out
 
 

@@ -166,6 +166,14 @@ def test_teachers_by_task_gives_unscoped_teachers_to_every_task_and_scoped_ones_
         teachers_by_task(tasks, [("cluener", "c")])
     with pytest.raises(TrainingError, match="one task"):
         teachers_by_task([Task(None, [], [])], [("msra", "m")])
+    # one teacher for two tasks is fine; twice for one task (directly, or unscoped and scoped) is a slip
+    assert teachers_by_task(tasks, [("weibo", "w"), ("weibo-msra", "w")])["weibo-msra"] == ["w"]
+    for teachers in ([("weibo", "w"), ("weibo", "./w")], ["w", ("msra", "w")]):
+        with pytest.raises(TrainingError, match="teacher .*w is given twice for task '(weibo|msra)'"):
+            teachers_by_task(tasks, teachers)
+    tagger = object()
+    with pytest.raises(TrainingError, match="given twice for the training"):
+        teachers_by_task([Task(None, [], [])], [tagger, tagger])
 
 
 def test_a_teacher_of_one_task_gives_soft_targets_to_that_tasks_sentences_alone(corpus, tmp_path):
