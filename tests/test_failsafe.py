@@ -240,6 +240,12 @@ def test_save_over_a_model_replaces_it_whole(corpus, saved, tmp_path):
     empty.mkdir()
     again.save(empty)  # an existing empty folder: written in place
     assert lexner.load(empty).name == "bilstm_crf"
+    link = tmp_path / "link"
+    link.symlink_to(folder, target_is_directory=True)
+    build_tagger("softlexicon", corpus, {"char_dim": 4, "bigram_dim": 4, "word_dim": 4, "hidden": 8},
+                 lexicon=Lexicon(["北京"])).save(link)  # through a link: the folder it points to is replaced
+    assert link.is_symlink() and lexner.load(folder).name == "softlexicon"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "link", "m", "over"]  # nothing left over
 
 
 def test_a_loaded_model_saved_again_keeps_its_card_and_runtime(saved, tmp_path):

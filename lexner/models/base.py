@@ -513,7 +513,7 @@ class Tagger(nn.Module):
             raise ValueError(f"{directory} is not empty and does not hold a lexner model; nothing was written "
                              "(save into a new or empty directory)")
         if filled or not directory.exists():  # built beside it and swapped in: a failure leaves nothing half-written
-            with atomic_directory(directory) as built:
+            with atomic_directory(directory.resolve()) as built:  # a link: the folder it points to
                 self._write(built, extra, half)
         else:
             self._write(directory, extra, half)
