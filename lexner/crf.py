@@ -9,7 +9,6 @@ import torch
 from torchcrf import CRF
 
 from .schemes import allowed_transitions
-from .snapshot import snapshot, unchanged
 
 
 class ConstrainedCRF(CRF):
@@ -119,27 +118,22 @@ class ConstrainedCRF(CRF):
                     torch.where(self.allowed_transitions, self.transitions, neg),
                     torch.where(self.allowed_end, self.end_transitions, neg))
 
-    def train(self, mode: bool = True) -> "ConstrainedCRF":
-        """:meth:`nn.Module.train`; training mode also drops the CPU search's copy of the scores (see
-        :meth:`_constrained_numpy`)."""
-        if mode:
-            self.__dict__.pop("_numpy_scores", None)
-        return super().train(mode)
-
     def _constrained_numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]:
         """:meth:`constrained_scores` in numpy (CPU parameters), with the bounds of their sizes the tie tolerance
-        reads (:func:`_bounds_numpy`).  Kept from one search to the next while the parameters are the same
-        tensors, unchanged in place, and the CRF is not put in training mode (:mod:`lexner.snapshot`'s rule:
-        fused optimiser steps move no version counter, and every training loop calls ``train()``)."""
-        tensors = (self.allowed_start, self.start_transitions, self.allowed_transitions, self.transitions,
-                   self.allowed_end, self.end_transitions)
+        reads (:func:`_bounds_numpy`).  Kept from one search to the next while the three score parameters hold
+        the same values, byte for byte (a few hundred bytes compared: no optimiser step, in place or not, fused
+        or not, through ``.data`` or not, goes unseen)."""
+        values = tuple(p.detach().cpu().numpy().tobytes()
+                       for p in (self.start_transitions, self.transitions, self.end_transitions))
         kept = self.__dict__.get("_numpy_scores")
-        if kept is not None and unchanged(kept[0], tensors):
+        if kept is not None and kept[0] == values:
             return kept[1]
+        pairs = ((self.allowed_start, self.start_transitions), (self.allowed_transitions, self.transitions),
+                 (self.allowed_end, self.end_transitions))
         start, trans, end = (np.where(allowed.numpy(), score.detach().float().numpy(), np.float32(-np.inf))
-                             for allowed, score in zip(tensors[::2], tensors[1::2]))
+                             for allowed, score in pairs)
         scores = (start, trans, end, _bounds_numpy(start, trans))
-        self.__dict__["_numpy_scores"] = (snapshot(tensors), scores)
+        self.__dict__["_numpy_scores"] = (values, scores)
         return scores
 
 
@@ -215,6 +209,8 @@ def _search_numpy(em: np.ndarray, mask: np.ndarray, start: np.ndarray, trans: np
     (per-call overhead is what costs most on short inputs); for a batch along each sentence's traced path only.
     ``bounds``: those of :func:`_bounds_numpy` (None: found here)."""
     batch, length, tags = em.shape
+    if batch == 0:
+        return []
     lengths = mask.sum(1)
     full = bool((lengths == length).all())  # no padding (e.g. one sentence)
     # (T, K, B): the sentences innermost, so that every operation below runs along rows of B values

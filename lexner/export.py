@@ -7,8 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Sequence
 
-from .fileio import atomic_directory
-from .models.base import Tagger, is_model_directory
+from .models.base import Tagger, model_target
 
 
 class ExportError(ValueError):
@@ -98,18 +97,14 @@ def portable_card(card: dict, renames: dict[str, str]) -> dict:
 
 def export_target(out_dir: Path, force: bool) -> Path:
     """Where ``export`` may write: a new or empty directory, or — with ``force`` — one that holds nothing but a
-    lexner model.  Anything else is refused before any work, so no user file is ever deleted."""
+    lexner model (:func:`lexner.models.base.model_target`).  Anything else is refused before any work, so no user
+    file is ever deleted."""
     target = out_dir.resolve()
-    if not target.exists():
-        return target
-    if not target.is_dir():
-        raise ExportError(f"{out_dir} exists and is not a directory")
-    if not any(target.iterdir()):
-        return target
-    if not is_model_directory(target):
-        raise ExportError(f"{out_dir} is not empty and is not a lexner model directory; nothing was changed "
-                           "(export into a new or empty directory)")
-    if not force:
+    try:
+        filled = model_target(target)
+    except ValueError as err:
+        raise ExportError(str(err)) from None
+    if filled and not force:
         raise ExportError(f"{out_dir} holds a lexner model; give --force to replace it")
     return target
 
@@ -142,6 +137,5 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool | None = None, 
         extra.pop("runtime", None)
     elif runtime is not None:
         extra["runtime"] = runtime
-    with atomic_directory(target) as tmp:
-        tagger.save(tmp, extra=extra, half=tagger.stored_half if half is None else half)
+    tagger.save(target, extra=extra, half=tagger.stored_half if half is None else half)  # whole or not at all
     return target

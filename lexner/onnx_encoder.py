@@ -37,10 +37,9 @@ in them (a tagger still pickles and copies, without them), and only while the we
 as they were: putting the tagger in training mode (``tagger.train()``, as every training loop does) drops them,
 and so does a weight replaced (``add_words`` grows the word table), given other data (``p.data = ...``) or
 changed in place outside training (its version counter moves; a fused optimiser step does not move it, hence the
-first rule; :mod:`lexner.snapshot`) — torch runs the model from then on.  ONNX Runtime uses as many threads as
-torch did when the session was built.  A model directory can carry the choice (``lexner export --runtime
-onnx-int8`` writes ``"runtime": "onnx-int8"`` into its config.json); :func:`lexner.load` then applies it unless
-told otherwise.
+first rule) — torch runs the model from then on.  ONNX Runtime uses as many threads as torch did when the
+session was built.  A model directory can carry the choice (``lexner export --runtime onnx-int8`` writes
+``"runtime": "onnx-int8"`` into its config.json); :func:`lexner.load` then applies it unless told otherwise.
 """
 
 from __future__ import annotations
@@ -56,8 +55,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-
-from .snapshot import Snapshot, snapshot, unchanged
 
 # each module's session (a tagger's ONNX Runtime session, an nn.LSTM's Bfloat16Session), where its weights are
 # kept and a snapshot of them when it was built; beside the module, not in it, so that a tagger still pickles and
@@ -320,6 +317,24 @@ class EmissionsSession:
         return torch.from_numpy(self.sessions[head].run([head], feed)[0])
 
 
+# A snapshot of tensors holds the tensors themselves (not their addresses, which a replacement could reuse), their
+# version counters, which in-place changes move, and where their data lies, which ``tensor.data = other`` changes
+# (how the trainer swaps in averaged weights, lexner.train.WeightAverage) without moving the counter
+Snapshot = tuple[tuple[torch.Tensor, int, int], ...]
+
+
+def _snapshot(tensors: list[torch.Tensor]) -> Snapshot:
+    return tuple((tensor, tensor._version, tensor.data_ptr()) for tensor in tensors)
+
+
+def _unchanged(taken: Snapshot, tensors: list[torch.Tensor]) -> bool:
+    """Whether ``tensors`` are the very tensors of ``taken``, in order, none changed in place or given other data
+    since."""
+    return len(taken) == len(tensors) and all(
+        tensor is then and tensor._version == version and tensor.data_ptr() == address
+        for tensor, (then, version, address) in zip(tensors, taken))
+
+
 def _sources(module: nn.Module) -> tuple[tuple[dict, str], ...]:
     """Where the weights a session attached to ``module`` is built from are kept: an LSTM's weights; a tagger's
     parameters and buffers — each as the dictionary its module keeps it in (``_parameters``/``_buffers``, which
@@ -341,7 +356,7 @@ def session_of(module: nn.Module) -> Any | None:
     if attached is None:
         return None
     session, sources, weights = attached
-    if not unchanged(weights, _weights(sources)):
+    if not _unchanged(weights, _weights(sources)):
         log.info("the weights of a %s changed after its session (%s) was built: torch runs it from now on",
                  type(module).__name__, type(session).__name__)
         del _SESSIONS[module]
@@ -355,7 +370,7 @@ def attach(module: nn.Module, session: Any | None) -> None:
         _SESSIONS.pop(module, None)
     else:
         sources = _sources(module)
-        _SESSIONS[module] = (session, sources, snapshot(_weights(sources)))
+        _SESSIONS[module] = (session, sources, _snapshot(_weights(sources)))
 
 
 def drop_sessions(tagger: nn.Module) -> bool:

@@ -209,38 +209,46 @@ def test_the_cpu_search_follows_scores_changed_in_place_or_replaced():
         assert crf.viterbi(emissions, mask) == expected
 
 
-def test_the_cpu_search_follows_a_fused_optimiser_step_made_in_training_mode():
-    """A fused Adam step moves no version counter: the kept scores go when the CRF is put in training mode, as
-    every training loop does."""
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_the_cpu_search_follows_a_fused_optimiser_step(mode):
+    """A fused Adam step moves no version counter, and a decode in training mode (as a user's own loop might
+    call it) or in evaluation mode must still see its result: the kept scores are compared by value."""
     from lexner.crf import _search_torch
 
-    crf = random_crf(4).eval()
+    crf = random_crf(4).train(mode == "train")
     emissions, mask = torch.randn(3, 6, len(TAGS)), torch.ones(3, 6, dtype=torch.bool)
     before = crf.viterbi(emissions, mask)  # scores kept
     optimiser = torch.optim.Adam(crf.parameters(), lr=5.0, fused=True)
-    crf.train()
     versions = [p._version for p in crf.parameters()]
     crf.nll(emissions, torch.tensor([before[0]] * 3), mask).neg().backward()  # away from the current paths
     optimiser.step()
-    assert [p._version for p in crf.parameters()] == versions  # what makes the training-mode rule needed
-    crf.eval()
+    assert [p._version for p in crf.parameters()] == versions  # unseen by version counters
     expected = _search_torch(emissions, mask, *crf.constrained_scores())
     assert expected != before
     assert crf.viterbi(emissions, mask) == expected
 
 
-def test_the_cpu_search_follows_weights_swapped_in_through_data():
-    """The trainer scores averaged weights by swapping them in (``p.data = average``: the same tensor, the same
-    version counter) while the CRF stays in evaluation mode."""
+@pytest.mark.parametrize("how", ["swapped", "copied"])
+def test_the_cpu_search_follows_weights_changed_through_data(how):
+    """The trainer scores averaged weights by swapping them in (``p.data = average``); ``p.data.copy_()`` changes
+    them in place: neither moves the version counter."""
     from lexner.crf import _search_torch
 
     crf = random_crf(6).eval()
     emissions, mask = torch.randn(3, 6, len(TAGS)), torch.ones(3, 6, dtype=torch.bool)
     before = crf.viterbi(emissions, mask)  # scores kept
-    crf.transitions.data = -4.0 * crf.transitions.data
+    if how == "swapped":
+        crf.transitions.data = -4.0 * crf.transitions.data
+    else:
+        crf.transitions.data.copy_(-4.0 * crf.transitions.data)
     expected = _search_torch(emissions, mask, *crf.constrained_scores())
     assert expected != before
     assert crf.viterbi(emissions, mask) == expected
+
+
+def test_an_empty_batch_has_no_paths():
+    crf = random_crf(1)
+    assert crf.viterbi(torch.zeros(0, 4, len(TAGS)), torch.zeros(0, 4, dtype=torch.bool)) == []
 
 
 def test_log_marginals_equal_brute_force_over_every_path_with_padding():

@@ -216,15 +216,15 @@ def test_save_refuses_a_folder_holding_other_files_and_leaves_them(saved, tmp_pa
     (project / "config.json").write_text("{\"mine\": 1}", encoding="utf-8")
     (project / "notes.txt").write_text("keep", encoding="utf-8")
     tagger = lexner.load(saved)
-    with pytest.raises(ValueError, match="not empty and does not hold a lexner model; nothing was written"):
+    with pytest.raises(ValueError, match="not empty and is not a lexner model directory; nothing was written"):
         tagger.save(project)
     assert sorted(p.name for p in project.iterdir()) == ["config.json", "notes.txt"]
     assert (project / "config.json").read_text(encoding="utf-8") == "{\"mine\": 1}"
-    with pytest.raises(ValueError, match="is a file, not a directory"):
+    with pytest.raises(ValueError, match="exists and is not a directory"):
         tagger.save(project / "notes.txt")
 
 
-def test_save_over_a_model_replaces_it_whole(corpus, saved, tmp_path):
+def test_save_over_a_model_replaces_it_whole(corpus, saved, tmp_path, monkeypatch):
     """A bilstm_crf saved over a softlexicon model: the old lexicon.json would have been read with it."""
     from lexner.lexicon import Lexicon
 
@@ -246,6 +246,11 @@ def test_save_over_a_model_replaces_it_whole(corpus, saved, tmp_path):
                  lexicon=Lexicon(["北京"])).save(link)  # through a link: the folder it points to is replaced
     assert link.is_symlink() and lexner.load(folder).name == "softlexicon"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "link", "m", "over"]  # nothing left over
+    # the current directory holding a model: replacing it whole would delete the working directory
+    monkeypatch.chdir(folder)
+    with pytest.raises(ValueError, match="holds the current directory"):
+        again.save(".")
+    assert lexner.load(folder).name == "softlexicon" and Path.cwd() == folder.resolve()
 
 
 def test_a_loaded_model_saved_again_keeps_its_card_and_runtime(saved, tmp_path):

@@ -229,6 +229,9 @@ def test_a_session_is_dropped_when_the_weights_change_and_never_pickled(corpus):
         empty = tagger.featurizer.collate([tagger.featurizer.encode_one("北京")])
         empty.chars = empty.chars[:0]
         assert onnx_emissions(tagger, empty) is None
+    use_onnx(tagger)  # weights swapped in through .data (the trainer's averaged weights): no counter moves
+    tagger.lstm.weight_hh_l0.data = tagger.lstm.weight_hh_l0.data * 0.5
+    assert session_of(tagger) is None
 
 
 def test_training_mode_drops_the_session_which_a_fused_step_would_not(corpus):

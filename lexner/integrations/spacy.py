@@ -24,7 +24,6 @@ keeps the longer).  The component's ``labels`` are its head's entity types once 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -110,9 +109,7 @@ class LexnerComponent:
     def to_disk(self, path: str | Path, exclude: Iterable[str] = ()) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        if (path / MODEL_DIR).exists():
-            shutil.rmtree(path / MODEL_DIR)
-        self.tagger.save(path / MODEL_DIR)  # its card and runtime travel with it (save keeps its metadata)
+        self.tagger.save(path / MODEL_DIR)  # a model there is replaced whole; its card and runtime travel with it
 
     def _load(self, model: str | Path | None):
         import lexner

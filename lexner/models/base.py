@@ -212,6 +212,23 @@ def is_model_directory(directory: str | os.PathLike) -> bool:
             and all(child.name in known for child in directory.iterdir()))
 
 
+def model_target(directory: Path) -> bool:
+    """Whether writing a model into ``directory`` replaces one (True: it holds a lexner model and nothing else)
+    or fills a new or empty directory (False).  Anything else raises ``ValueError`` before anything is written,
+    so no user file is ever lost: a file, a directory holding other files, and a model directory that holds
+    the current directory (replacing it whole would delete the process's working directory)."""
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{directory} exists and is not a directory; nothing was written")
+    filled = directory.is_dir() and any(directory.iterdir())
+    if filled and not is_model_directory(directory):
+        raise ValueError(f"{directory} is not empty and is not a lexner model directory; nothing was written "
+                         "(write into a new or empty directory)")
+    if filled and Path.cwd().resolve().is_relative_to(directory.resolve()):
+        raise ValueError(f"{directory} holds the current directory, which replacing the model there would delete; "
+                         "nothing was written (write it from another directory)")
+    return filled
+
+
 def soft_loss(crf: ConstrainedCRF, emissions: torch.Tensor, batch: Batch) -> torch.Tensor:
     """The distillation loss of a batch, per sentence (summed over its characters), averaged over sentences:
     ``mse`` — the mean squared difference between the student's and the teacher's emission scores of each
@@ -506,12 +523,7 @@ class Tagger(nn.Module):
         loaded, so predictions may differ very slightly from the float32 model's)."""
         extra = self.metadata if extra is None else extra
         directory = Path(directory)
-        if directory.exists() and not directory.is_dir():
-            raise ValueError(f"{directory} is a file, not a directory; nothing was written")
-        filled = directory.is_dir() and any(directory.iterdir())
-        if filled and not is_model_directory(directory):
-            raise ValueError(f"{directory} is not empty and does not hold a lexner model; nothing was written "
-                             "(save into a new or empty directory)")
+        filled = model_target(directory)
         if filled or not directory.exists():  # built beside it and swapped in: a failure leaves nothing half-written
             with atomic_directory(directory.resolve()) as built:  # a link: the folder it points to
                 self._write(built, extra, half)
