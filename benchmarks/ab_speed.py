@@ -84,7 +84,7 @@ def main() -> None:
         outputs = [[[(e.start, e.end, e.label) for e in found] for found in tagger.tag_batch(texts, args.batch_size)]
                    for tagger in sides.values()]  # also the warm-up; as tuples (the two Entity classes never equal)
         differ = sum(a != b for a, b in zip(*outputs))
-        single_chunks = [texts[k : k + SINGLE_CHUNK] for k in range(0, args.single, SINGLE_CHUNK)]
+        single_chunks = [texts[k : min(k + SINGLE_CHUNK, args.single)] for k in range(0, args.single, SINGLE_CHUNK)]
         batched_chunks = [texts[k : k + BATCHED_CHUNK] for k in range(0, len(texts), BATCHED_CHUNK)]
         rounds = []
         for r in range(args.rounds):

@@ -565,10 +565,11 @@ class _StoreOnce(argparse._StoreAction):
     (``--augment mention --augment case`` trained with case alone).  Records each option given (:func:`_given`)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        given = vars(namespace).setdefault(GIVEN, set())
-        if option_string is not None and self.dest in given:
-            parser.error(f"argument {'/'.join(self.option_strings)}: given more than once; it takes one value")
-        given.add(self.dest)
+        if option_string is not None:  # an option (a positional argument is stored even when absent)
+            given = vars(namespace).setdefault(GIVEN, set())
+            if self.dest in given:
+                parser.error(f"argument {'/'.join(self.option_strings)}: given more than once; it takes one value")
+            given.add(self.dest)
         super().__call__(parser, namespace, values, option_string)
 
 

@@ -329,7 +329,8 @@ def test_numpy_and_torch_searches_agree_at_the_edge_of_the_tie_tolerance():
         start = (rng.normal(size=2) * 10).astype(np.float32)
         trans = (rng.normal(size=(2, 2)) * 10).astype(np.float32)
         first = start + em[0, 0]
-        edge = first[1] + trans[1, 0] - _tolerances_numpy(em.transpose(1, 2, 0), _bounds_numpy(start, trans))[1, 0] * rng.uniform(0.99, 1.01)
+        tolerance = _tolerances_numpy(em.transpose(1, 2, 0), _bounds_numpy(start, trans))[1, 0]
+        edge = first[1] + trans[1, 0] - tolerance * rng.uniform(0.99, 1.01)
         trans[0, 0] = np.float32(edge - first[0])  # tag 0's route to tag 0 within a hair of the tolerance
         args = (torch.from_numpy(em), torch.ones(1, 2, dtype=torch.bool), torch.from_numpy(start),
                 torch.from_numpy(trans), torch.tensor([0.0, float("-inf")]))

@@ -336,19 +336,30 @@ MANY_TAGS = bioes_tags([f"T{k}" for k in range(30)])  # ids past 40 ('('), 42 ('
 
 @SETTINGS
 @given(st.lists(st.integers(0, len(MANY_TAGS) - 1), max_size=30),
-       st.lists(st.tuples(st.integers(0, 29), st.integers(1, 3)), max_size=6))
+       st.lists(st.tuples(st.integers(0, 29), st.integers(1, 3), st.integers(0, 1)), max_size=6))
 def test_path_reader_reads_paths_of_a_large_tag_set_as_tags_to_spans_does(ids, entities):
-    """Tag ids whose characters mean something in a regular expression are read as plain tags."""
+    """Tag ids whose characters mean something in a regular expression are read as plain tags; legal paths,
+    adjacent entities included, take the regular-expression reading (not the lenient one, which would give the
+    same spans and hide a broken fast path)."""
     reader = PathReader(MANY_TAGS)
     spans, position = [], 0
-    for kind, length in entities:
-        spans.append(Span(position + 1, position + 1 + length, f"T{kind}"))
-        position += length + 1
+    for kind, length, gap in entities:
+        spans.append(Span(position + gap, position + gap + length, f"T{kind}"))
+        position += gap + length
     path = [MANY_TAGS.index(t) for t in spans_to_tags(spans, position + 1, "BIOES")]
     for checked in (ids, path):
         assert reader.spans([checked]) == [tags_to_spans([MANY_TAGS[i] for i in checked], "BIOES")]
     assert reader.spans([path])[0] == spans
+    assert reader._legal.fullmatch("".join(map(chr, path)))
     assert PathReader(["O"]).spans([[0, 0], []]) == [[], []]
+
+
+def test_path_reader_reads_other_tag_sets_leniently():
+    """A tag set that is not lexner's BIOES set (underscores, a type without S-) reads every path leniently."""
+    for tags in (["O", "B_PER", "I_PER", "E_PER", "S_PER"], ["O", "B-PER", "I-PER", "E-PER"]):
+        reader = PathReader(tags)
+        for path in ([0, 1, 2, 3, 0], [1, 3, 3, 0], []):
+            assert reader.spans([path]) == [tags_to_spans([tags[i] for i in path], "BIOES")]
 
 
 def test_a_type_name_may_not_start_or_end_with_a_dash_which_the_scorer_would_strip():
