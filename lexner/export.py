@@ -137,5 +137,5 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool | None = None, 
         extra.pop("runtime", None)
     elif runtime is not None:
         extra["runtime"] = runtime
-    tagger.save(target, extra=extra, half=tagger.stored_half if half is None else half)  # whole or not at all
+    tagger.save(target, extra=extra, half=half)  # whole or not at all; half None: as the source stores them
     return target

@@ -847,7 +847,8 @@ class Trainer:
                 self.best_f1, self.best_epoch = selection_f1(dev_scores), self.epoch
                 if main:
                     with atomic_directory(self.out_dir / MODEL_DIR) as tmp:
-                        self.model.save(tmp, extra={"card": {**model_card, "epoch": self.epoch, "dev": dev_scores}})
+                        self.model.save(tmp, extra={"card": {**model_card, "epoch": self.epoch, "dev": dev_scores}},
+                                        half=False)  # full precision, even from a float16 --init-from model
         if main:
             self._log_epoch(lr, total, seen, train_seconds, started, dev_scores, improved, raw_f1)
             self._save_checkpoint()

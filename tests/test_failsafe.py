@@ -262,6 +262,12 @@ def test_a_loaded_model_saved_again_keeps_its_card_and_runtime(saved, tmp_path):
     loaded.save(tmp_path / "again")
     meta = json.loads((tmp_path / "again" / "config.json").read_text(encoding="utf-8"))
     assert meta["card"] == card and meta["runtime"] == "torch-bf16"
+    # and float16 weights stay float16 (the bundled model doubled in size when saved again)
+    lexner.load(saved).save(tmp_path / "half", half=True)
+    lexner.load(tmp_path / "half").save(tmp_path / "half2")
+    assert lexner.load(tmp_path / "half2").stored_half
+    sizes = [(tmp_path / name / "model.safetensors").stat().st_size for name in ("half", "half2")]
+    assert sizes[0] == sizes[1]
 
 
 @pytest.fixture(scope="module")

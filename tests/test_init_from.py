@@ -100,3 +100,16 @@ def test_distill_can_start_from_a_saved_model_taught_by_it(saved, corpus, tmp_pa
                  "--epochs", "1", "--batch-size", "4", "--no-progress", "--device", "cpu"]) == 0
     card = lexner.load(out / "model").metadata["card"]
     assert card["init_from"] == str(saved) and card["teachers"] == [str(saved)]
+
+
+def test_a_model_trained_from_a_float16_one_is_saved_in_full_precision(saved, corpus, tmp_path, monkeypatch):
+    """save() keeps a loaded model's precision by default; a training's output must not inherit float16."""
+    monkeypatch.setenv("LEXNER_DATA", str(tmp_path / "no-data"))
+    lexner.load(saved).save(tmp_path / "half", half=True)
+    write_jsonl(corpus[:15], tmp_path / "train.jsonl")
+    write_jsonl(corpus[15:], tmp_path / "dev.jsonl")
+    out = tmp_path / "tuned"
+    assert main(["train", "--init-from", str(tmp_path / "half"), "--train", str(tmp_path / "train.jsonl"), "--dev",
+                 str(tmp_path / "dev.jsonl"), "--out", str(out), "--epochs", "1", "--batch-size", "4",
+                 "--no-progress", "--device", "cpu"]) == 0
+    assert lexner.load(tmp_path / "half").stored_half and not lexner.load(out / "model").stored_half

@@ -511,7 +511,8 @@ class Tagger(nn.Module):
         self.max_length, self.overlap = length, min(Tagger.overlap, length // 4)
 
     # --- persistence -----------------------------------------------------------------------------------
-    def save(self, directory: str | os.PathLike, extra: Mapping[str, Any] | None = None, half: bool = False) -> None:
+    def save(self, directory: str | os.PathLike, extra: Mapping[str, Any] | None = None,
+             half: bool | None = None) -> None:
         """Write ``config.json``, ``model.safetensors`` and the vocabularies into ``directory``: a new or empty
         directory, or one holding a lexner model and nothing else, which is replaced whole (no file of the old
         model stays behind to be read with the new one: another model's ``lexicon.json`` would be).  Anything
@@ -520,8 +521,10 @@ class Tagger(nn.Module):
         ``extra``: top-level ``config.json`` keys beside lexner's own (the model card, the runtime); None: those
         the model was loaded with (:attr:`metadata`), so a loaded model saved again keeps its card and runtime.
         ``half``: store floating-point weights as float16 (about half the size; they are float32 again when
-        loaded, so predictions may differ very slightly from the float32 model's)."""
+        loaded, so predictions may differ very slightly from the float32 model's); None: as the directory the model
+        was loaded from stores them (float32 for a model built in memory), so the bundled model stays float16."""
         extra = self.metadata if extra is None else extra
+        half = self.stored_half if half is None else half
         directory = Path(directory)
         filled = model_target(directory)
         if filled or not directory.exists():  # built beside it and swapped in: a failure leaves nothing half-written
