@@ -33,6 +33,7 @@ from .fileio import atomic_directory, recover_directory, write_json
 from .models import Tagger
 from .models.embedder import current_key
 from .tagging import piece_length
+from .vocab import UNK_ID
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,9 @@ class TrainConfig:
     distill: str = setting("", "with teachers (lexner distill): mse matches their emission scores, kl their CRF tag "
                                "marginals", choices=("", "mse", "kl"))
     distill_weight: float = setting(1.0, "with teachers: weight of the soft-target loss beside the gold tags' loss")
+    unk_dropout: float = setting(0.0, "each training character and bigram is read as unknown with this "
+                                      "probability, drawn anew every batch, so that the model learns to tag from "
+                                      "context what it never saw (new names); 0: off")
     ema: float = setting(0.0, "exponential moving average of the weights with this decay per step (e.g. 0.999): "
                               "dev scores, model selection and the saved model use the averaged weights, and the "
                               "log also gives the raw weights' dev F1; 0: off")
@@ -123,7 +127,7 @@ class TrainConfig:
                   "momentum": (0, 1, True), "weight_decay": (0, math.inf, True), "clip": (0, math.inf, True),
                   "warmup": (0, 1, True), "max_minutes": (0, math.inf, True),
                   "task_temperature": (0, math.inf, False), "augment_ratio": (0, 1, True),
-                  "distill_weight": (0, math.inf, True), "ema": (0, 1, True)}
+                  "distill_weight": (0, math.inf, True), "ema": (0, 1, True), "unk_dropout": (0, 1, True)}
         for name, (low, high, low_allowed) in ranges.items():
             value = getattr(self, name)
             ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -145,6 +149,8 @@ class TrainConfig:
                                  f"{unknown}")
         if self.ema >= 1:
             raise ValueError(f"ema must be < 1 (a decay per step; 0 is off), got {self.ema!r}")
+        if self.unk_dropout >= 1:
+            raise ValueError(f"unk_dropout must be < 1 (a probability; 0 is off), got {self.unk_dropout!r}")
         if self.lr > 1:
             log.warning("lr %g is far above the usual range (Adam ~1e-3, SGD ~1e-2): training may diverge", self.lr)
 
@@ -275,6 +281,16 @@ def make_optimizer(groups: list[dict], config: TrainConfig) -> torch.optim.Optim
         return factory(groups, fused=True, **kwargs)
     except (RuntimeError, TypeError, ValueError):  # an older torch, or a device without the fused kernel
         return factory(groups, **kwargs)
+
+
+def read_as_unknown(batch: Batch, p: float, generator: torch.Generator) -> None:
+    """``--unk-dropout``: each real character's and bigram's id in ``batch`` replaced by the unknown id with
+    probability ``p`` (independently; padding stays padding).  The batch gets new tensors: collation may share
+    its tensors with the encoded items, which later epochs read again."""
+    for name in ("chars", "bigrams"):
+        ids = getattr(batch, name)
+        dropped = (torch.rand(ids.shape, generator=generator) < p) & batch.mask
+        setattr(batch, name, ids.masked_fill(dropped, UNK_ID))
 
 
 def bucketed_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -783,6 +799,7 @@ class Trainer:
         self.model.train()
         total, seen, lr = 0.0, 0, cfg.lr
         steps_per_epoch = len(sampler)
+        unknowns = torch.Generator().manual_seed((cfg.seed * 1_000_003 + self.epoch) * 1_009 + self.world.rank)
         bar = tqdm(sampler.shards(), desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="batch",
                    total=steps_per_epoch, disable=not self.progress, leave=False)
         for k, (ids, global_size) in enumerate(bar):
@@ -790,6 +807,8 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
             batch = self.model.featurizer.collate([items[i] for i in ids], heads[task_of[ids[0]]])
+            if cfg.unk_dropout:
+                read_as_unknown(batch, cfg.unk_dropout, unknowns)
             if batch.soft is not None:
                 batch.soft_kind, batch.soft_weight = cfg.distill, cfg.distill_weight
             loss = self._step(batch.to(cfg.device), len(ids) * self.world.size / global_size, k, multi_task)

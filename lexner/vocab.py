@@ -10,6 +10,7 @@ from typing import Iterable, Sequence
 from .fileio import DataFormatError, read_json, write_json
 
 PAD, UNK = "<pad>", "<unk>"
+UNK_ID = 1  # every Vocab's id of UNK (id 0 is PAD)
 
 
 class Vocab:
@@ -42,7 +43,7 @@ class Vocab:
         return token in self.index
 
     def encode(self, tokens: Sequence[str]) -> list[int]:
-        return list(map(self.index.get, tokens, itertools.repeat(1)))  # unknown: 1 (UNK)
+        return list(map(self.index.get, tokens, itertools.repeat(UNK_ID)))
 
     def save(self, path: str | os.PathLike) -> None:
         write_json(path, self.tokens)

@@ -369,3 +369,40 @@ def test_resume_on_other_sentences_is_refused_before_anything_is_written(corpus,
     assert old.resume()
     old.fit(corpus[:15], corpus[14:])
     assert old.epoch == 3
+
+
+def test_unk_dropout_reads_real_characters_and_bigrams_as_unknown_at_its_rate_and_leaves_padding():
+    from lexner.features import Featurizer
+    from lexner.train import read_as_unknown
+    from lexner.vocab import UNK_ID
+
+    featurizer = Featurizer.build([Sentence("张三在北京工作", [Span(0, 2, "PER")]), Sentence("李四", [])])
+    items = [featurizer.encode_one(text) for text in ("张三在北京工作" * 40, "李四")]
+    kept = [dict(item) for item in items]
+    batch = featurizer.collate(items)
+    chars, bigrams = batch.chars.clone(), batch.bigrams.clone()
+    read_as_unknown(batch, 0.3, torch.Generator().manual_seed(1))
+    for before, after in ((chars, batch.chars), (bigrams, batch.bigrams)):
+        changed = before != after
+        assert (after[changed] == UNK_ID).all()
+        assert not changed[~batch.mask].any()  # padding stays padding
+        assert 0.2 < changed[batch.mask].float().mean() < 0.4
+    assert not torch.equal(batch.chars == UNK_ID, batch.bigrams == UNK_ID)  # drawn independently
+    assert all(torch.equal(torch.as_tensor(a["chars"]), torch.as_tensor(b["chars"])) for a, b in zip(items, kept))
+    untouched = featurizer.collate(items)
+    read_as_unknown(untouched, 0.0, torch.Generator().manual_seed(1))
+    assert torch.equal(untouched.chars, chars) and torch.equal(untouched.bigrams, bigrams)
+
+
+def test_unk_dropout_trains_differently_reproducibly_and_is_checked(corpus, tmp_path):
+    def weights(out, **overrides):
+        make_trainer(corpus, out, epochs=2, **overrides).fit(corpus[:15], corpus[15:])
+        return lexner.load(out / "model").embed.chars.weight
+
+    plain = weights(tmp_path / "plain")
+    dropped = weights(tmp_path / "dropped", unk_dropout=0.2)
+    assert not torch.equal(plain, dropped)
+    assert torch.equal(dropped, weights(tmp_path / "again", unk_dropout=0.2))
+    for bad in (1.0, -0.1, 2):
+        with pytest.raises(ValueError, match="unk_dropout"):
+            TrainConfig(unk_dropout=bad)
