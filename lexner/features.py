@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -150,8 +150,9 @@ def _pad(rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:
         return torch.from_numpy(np.array(rows, dtype=np.int64))
     lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     padded = np.zeros((len(rows), width), dtype=np.int64)
-    padded[np.arange(width) < lengths[:, None]] = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64,
-                                                              count=int(lengths.sum()))
+    padded[np.arange(width) < lengths[:, None]] = (
+        np.concatenate(rows) if isinstance(rows[0], np.ndarray)  # encode_many's arrays
+        else np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum())))
     return torch.from_numpy(padded)
 
 
@@ -235,10 +236,12 @@ class Featurizer:
             item["tags"] = self.label_set(labels).encode(spans, len(text))
         return self._add_lattice(item, text, norm)
 
-    def encode_many(self, texts: Sequence[str]) -> list[dict[str, list[int]]]:
-        """:meth:`encode_one` of each non-empty text (no gold tags), the characters and bigrams of all of them
-        looked up at once: several times cheaper per text than one call each (``tag_batch`` encodes so), but
-        dearer for a single text (the numpy calls' overhead), which goes to :meth:`encode_one` instead."""
+    def encode_many(self, texts: Sequence[str]) -> list[dict[str, Sequence[int]]]:
+        """:meth:`encode_one` of each non-empty text (no gold tags), the characters, bigrams and lattices of all
+        of them looked up at once: several times cheaper per text than one call each (``tag_batch`` encodes so),
+        but dearer for a single text (the numpy calls' overhead), which goes to :meth:`encode_one` instead.  The
+        fields are int64 arrays (views into one array per field), not lists: the garbage collector does not
+        track arrays, so thousands of items alive during ``tag_batch`` do not bring on a full collection."""
         if len(texts) == 1:
             return [self.encode_one(texts[0])]
         if not all(texts):
@@ -249,12 +252,28 @@ class Featurizer:
         keys = self._bigram_keys
         if keys is None or keys.vocab is not self.bigrams or keys.size != len(self.bigrams):  # made, or grown
             keys = self._bigram_keys = _BigramKeys(self.bigrams)
-        char_ids = self.chars.encode(joined)
-        bigram_ids = keys.lookup(_code_points(joined), np.array(ends, dtype=np.int64) - 1).tolist()
-        items = []
-        for text, norm, start, end in zip(texts, norms, [0, *ends], ends):
-            items.append(self._add_lattice({"chars": char_ids[start:end], "bigrams": bigram_ids[start:end]},
-                                           text, norm))
+        char_ids = np.array(self.chars.encode(joined), dtype=np.int64)
+        bigram_ids = keys.lookup(_code_points(joined), np.array(ends, dtype=np.int64) - 1)
+        items = [{"chars": char_ids[start:end], "bigrams": bigram_ids[start:end]}
+                 for start, end in zip([0, *ends], ends)]
+        if self.lexicon is not None:
+            counts = []  # each text's matches, (start, end, word id) each, flattened as they come
+
+            def matched() -> Iterator[int]:
+                for norm in norms:
+                    found = self.lexicon.match_spans(norm, normalized=True)
+                    counts.append(len(found))
+                    yield from itertools.chain.from_iterable(found)
+
+            matches = np.fromiter(matched(), dtype=np.int64).reshape(-1, 3)
+            bounds = [0, *itertools.accumulate(counts)]
+            fields = {"word_ids": matches[:, 2] + 1, "word_heads": matches[:, 0].copy(),
+                      "word_tails": matches[:, 1] - 1}
+            for item, a, b in zip(items, bounds, bounds[1:]):
+                item.update({name: values[a:b] for name, values in fields.items()})
+        if self.pieces is not None:
+            for item, text in zip(items, texts):
+                item["piece_ids"], item["char_piece"] = self.pieces.encode(text)
         return items
 
     def _add_lattice(self, item: dict, text: str, norm: str) -> dict:

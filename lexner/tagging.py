@@ -71,8 +71,8 @@ class ModelLine:
     removed whitespace is one stretch, whatever its length."""
 
     view: str
-    starts: list[int]
-    origins: list[int]
+    starts: tuple[int, ...]  # tuples: the garbage collector stops tracking them (thousands live in tag_batch)
+    origins: tuple[int, ...]
     constraints: dict[int, str] = field(default_factory=dict)
 
     def offset(self, position: int) -> int:
@@ -111,7 +111,7 @@ def iter_model_lines(text: str) -> Iterator[ModelLine]:
 
 def _model_line(text: str, start: int, end: int) -> ModelLine:
     if not _HIDDEN_RUN.search(text, start, end):  # most lines: nothing to remove, one stretch
-        return ModelLine(text[start:end], [0], [start])
+        return ModelLine(text[start:end], (0,), (start,))
     parts: list[tuple[bool, int, int]] = []  # (holds whitespace, start, end) in order: the visible stretches
     position = start  # and the runs of whitespace, each with any control characters next to it
     for run in _HIDDEN_RUN.finditer(text, start, end):
@@ -150,7 +150,7 @@ def _model_line(text: str, start: int, end: int) -> ModelLine:
                 must_start.add(size)
     for k in must_end | must_start:
         constraints[k] = ALONE if k in must_end and k in must_start else BEFORE_GAP if k in must_end else AFTER_GAP
-    return ModelLine("".join(pieces), starts, origins, constraints)
+    return ModelLine("".join(pieces), tuple(starts), tuple(origins), constraints)
 
 
 # A trained model tags texts in pieces about as long as most of its training sentences (lexner.train sets it):
@@ -237,8 +237,8 @@ class _Line:
     text: int
     line: ModelLine
     constraints: dict[int, str | tuple[str, ...]]
-    positions: list[int]
-    windows: list[tuple[int, int]]
+    positions: tuple[int, ...]
+    windows: tuple[tuple[int, int], ...]
     merger: WindowMerger
 
     def window_constraints(self, k: int) -> dict[int, str | tuple[str, ...]]:
@@ -279,8 +279,8 @@ def tag_texts(tagger, texts: Iterable[str], batch_size: int = 64, labels: str | 
         for i, text in enumerate(texts):
             for line in iter_model_lines(text):
                 constraints = line.with_forced(dictionary.occurrences(line.view)) if dictionary else line.constraints
-                windows = split_windows(line.view, tagger.max_length, tagger.overlap)
-                state = _Line(i, line, constraints, sorted(constraints), windows, WindowMerger(windows))
+                windows = tuple(split_windows(line.view, tagger.max_length, tagger.overlap))  # see ModelLine
+                state = _Line(i, line, constraints, tuple(sorted(constraints)), windows, WindowMerger(windows))
                 for k in range(len(windows)):
                     yield state, k
 

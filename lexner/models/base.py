@@ -491,7 +491,7 @@ class Tagger(nn.Module):
                 chunks[-1].append(j)
             else:
                 chunks.append([j])
-        found: list[list[Span]] = [[] for _ in pieces]
+        found: list = [None] * len(pieces)  # every piece's spans are set below (no empty list made per piece)
         decoded = 0
         for chunk in chunks:
             batch = self.featurizer.collate([encoded[j] for j in chunk], labels).to(self.device)
