@@ -252,24 +252,16 @@ class Featurizer:
         keys = self._bigram_keys
         if keys is None or keys.vocab is not self.bigrams or keys.size != len(self.bigrams):  # made, or grown
             keys = self._bigram_keys = _BigramKeys(self.bigrams)
+        codes = _code_points(joined)
         char_ids = np.array(self.chars.encode(joined), dtype=np.int64)
-        bigram_ids = keys.lookup(_code_points(joined), np.array(ends, dtype=np.int64) - 1)
+        bigram_ids = keys.lookup(codes, np.array(ends, dtype=np.int64) - 1)
         items = [{"chars": char_ids[start:end], "bigrams": bigram_ids[start:end]}
                  for start, end in zip([0, *ends], ends)]
         if self.lexicon is not None:
-            counts = []  # each text's matches, (start, end, word id) each, flattened as they come
-
-            def matched() -> Iterator[int]:
-                for norm in norms:
-                    found = self.lexicon.match_spans(norm, normalized=True)
-                    counts.append(len(found))
-                    yield from itertools.chain.from_iterable(found)
-
-            matches = np.fromiter(matched(), dtype=np.int64).reshape(-1, 3)
-            bounds = [0, *itertools.accumulate(counts)]
+            matches, bounds = self.lexicon.match_arrays(codes, ends)  # rows (start, end, word id), text by text
             fields = {"word_ids": matches[:, 2] + 1, "word_heads": matches[:, 0].copy(),
                       "word_tails": matches[:, 1] - 1}
-            for item, a, b in zip(items, bounds, bounds[1:]):
+            for item, a, b in zip(items, bounds.tolist(), bounds[1:].tolist()):
                 item.update({name: values[a:b] for name, values in fields.items()})
         if self.pieces is not None:
             for item, text in zip(items, texts):

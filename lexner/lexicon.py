@@ -19,6 +19,63 @@ def read_wordlist(path: str | os.PathLike) -> list[str]:
     return [fields[0] for _, line in iter_lines(path) if (fields := line.split())]
 
 
+CODE_BITS = 21  # every code point is below 2 ** 21
+
+
+class _Trie:
+    """Words (normal forms) as a trie whose edges are sorted int64 keys ``parent node << CODE_BITS | code
+    point``: walked one depth at a time for every position of many texts at once with numpy (see
+    :meth:`Lexicon.match_arrays`); the same matches as the Aho-Corasick automaton, without a Python object per
+    match."""
+
+    def __init__(self, words: dict[str, int]):
+        """``words``: ``{normal form: word id}`` of the words to match."""
+        forms = list(words)
+        lengths = np.fromiter(map(len, forms), dtype=np.int64, count=len(forms))
+        self.depth = int(lengths.max(initial=0))
+        codes = np.zeros((len(forms), self.depth), dtype=np.int64)
+        codes[np.arange(self.depth) < lengths[:, None]] = np.frombuffer(
+            "".join(forms).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        node = np.zeros(len(forms), dtype=np.int64)  # each word's node at the depth reached (0: the root)
+        keys, children, count = [], [], 1
+        for d in range(self.depth):
+            longer = lengths > d
+            unique, inverse = np.unique(node[longer] << CODE_BITS | codes[longer, d], return_inverse=True)
+            keys.append(unique)
+            children.append(np.arange(count, count + len(unique)))
+            node[longer] = count + inverse.reshape(-1)
+            count += len(unique)
+        keys_all = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
+        order = np.argsort(keys_all)
+        self.keys = keys_all[order]
+        self.children = (np.concatenate(children) if children else np.zeros(0, dtype=np.int64))[order]
+        self.word = np.full(count, -1, dtype=np.int64)  # the word ending at each node, or -1
+        self.word[node] = np.fromiter(words.values(), dtype=np.int64, count=len(forms))
+
+    def match(self, codes: np.ndarray, limits: np.ndarray) -> np.ndarray:
+        """(start, end, word id) rows of every word starting at each position of ``codes`` and ending by that
+        position's ``limits`` (its text's end), sorted by (start, end)."""
+        starts = np.arange(len(codes), dtype=np.int64)
+        node = np.zeros(len(codes), dtype=np.int64)
+        found = []
+        for d in range(self.depth):
+            inside = starts + d < limits[starts]
+            starts, node = starts[inside], node[inside]
+            if not len(starts) or not len(self.keys):
+                break
+            key = node << CODE_BITS | codes[starts + d]
+            at = np.minimum(np.searchsorted(self.keys, key), len(self.keys) - 1)
+            edge = self.keys[at] == key
+            starts, node = starts[edge], self.children[at[edge]]
+            word = self.word[node]
+            ends = word >= 0
+            found.append(np.stack([starts[ends], starts[ends] + d + 1, word[ends]], axis=1))
+        if not found:
+            return np.zeros((0, 3), dtype=np.int64)
+        matches = np.concatenate(found)
+        return matches[np.argsort(matches[:, 0] * (self.depth + 1) + matches[:, 1] - matches[:, 0], kind="stable")]
+
+
 class Match(NamedTuple):
     start: int
     end: int  # exclusive
@@ -56,12 +113,13 @@ class Lexicon:
         self.vectors = vectors
         self.min_length = min_length
         self._automaton: ahocorasick.Automaton | None = None
+        self._trie: _Trie | None = None
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
-        """Copies and pickles (``copy.deepcopy`` of a tagger, multiprocessing) leave out the lock and the matcher,
-        which is built again on first use."""
-        return {**self.__dict__, "_automaton": None, "_lock": None}
+        """Copies and pickles (``copy.deepcopy`` of a tagger, multiprocessing) leave out the lock and the
+        matchers, which are built again on first use."""
+        return {**self.__dict__, "_automaton": None, "_trie": None, "_lock": None}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, _lock=threading.Lock())
@@ -134,7 +192,7 @@ class Lexicon:
             ids.append(self._ids[word])
         if new_vectors:
             self.vectors = np.concatenate([self.vectors, np.stack(new_vectors).astype(self.vectors.dtype)])
-        self._automaton = None
+        self._automaton = self._trie = None
         return ids
 
     # matching -----------------------------------------------------------------------------------------
@@ -168,6 +226,28 @@ class Lexicon:
                  if word_id >= 0]
         found.sort()
         return found
+
+    def match_arrays(self, codes: np.ndarray, ends: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`match_spans` of many normalised texts at once: ``codes`` are the code points of the texts
+        joined (int64), ``ends`` where each text ends in them.  Returns ``(matches, bounds)``: int64 rows
+        ``(start, end, word id)``, offsets into their own text, text by text, each text's sorted by (start, end);
+        text k's rows are ``matches[bounds[k]:bounds[k + 1]]``."""
+        trie = self._trie
+        if trie is None:
+            with self._lock:
+                if self._trie is None:
+                    self._trie = _Trie({w: i for w, i in self._ids.items() if len(w) >= self.min_length})
+                trie = self._trie
+        ends = np.asarray(ends, dtype=np.int64)
+        if not len(ends):
+            return np.zeros((0, 3), dtype=np.int64), np.zeros(1, dtype=np.int64)
+        starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+        limits = np.repeat(ends, ends - starts)
+        matches = trie.match(codes, limits)
+        bounds = np.searchsorted(matches[:, 0], np.concatenate([starts, ends[-1:]]))
+        text_starts = np.repeat(starts, np.diff(bounds))
+        matches[:, :2] -= text_starts[:, None]
+        return matches, bounds
 
     def count_uncovered(self, texts: Iterable[str]) -> np.ndarray:
         """How often each word (by id) occurs in ``texts`` where no longer matched word covers it — the

@@ -54,6 +54,28 @@ def test_match_equals_naive_scan(words, texts, min_length):
 
 @SETTINGS
 @given(
+    words=st.lists(st.text(alphabet=ALPHABET + ["\ud83d"], min_size=1, max_size=4), max_size=12),
+    texts=st.lists(st.text(alphabet=ALPHABET + ["\ud83d"], max_size=20), max_size=5),
+    min_length=st.integers(1, 3),
+    aligned=st.booleans(),
+)
+def test_match_arrays_of_joined_texts_equal_match_spans_of_each(words, texts, min_length, aligned):
+    lex = Lexicon(words, min_length=min_length, aligned=aligned)
+    norms = [normalize(text) for text in texts]
+    joined = "".join(norms)
+    codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
+    ends = np.cumsum([len(norm) for norm in norms], dtype=np.int64)
+    matches, bounds = lex.match_arrays(codes, ends)
+    assert matches.dtype == bounds.dtype == np.int64 and len(bounds) == len(texts) + 1
+    got = [list(map(tuple, matches[a:b].tolist())) for a, b in zip(bounds, bounds[1:])]
+    assert got == [lex.match_spans(norm, normalized=True) for norm in norms]  # none crosses a text's end
+    lex.add(["ccc"])  # a grown lexicon is matched anew
+    assert [list(map(tuple, m)) for m in [lex.match_arrays(np.array([99, 99, 99]), [3])[0].tolist()]] == [
+        lex.match_spans("ccc")]
+
+
+@SETTINGS
+@given(
     words=st.lists(st.text(alphabet=ALPHABET, min_size=1, max_size=3), max_size=10),
     text=st.text(alphabet=ALPHABET, max_size=20),
 )
