@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
