@@ -1,4 +1,5 @@
-"""A lexicon (word list) and its Aho-Corasick matcher.  Knows nothing about torch or models."""
+"""A lexicon (word list) and its matchers — Aho-Corasick for one text, a trie walked with numpy for many.
+Knows nothing about torch or models."""
 
 from __future__ import annotations
 
