@@ -116,8 +116,6 @@ def _train_config(**settings):
 
 
 def cmd_train(args) -> int:
-    import torch
-
     from .api import build_tagger, default_embeddings, load_for_training
     from .data import entity_types, report_unseen_labels
     from . import distributed
@@ -128,10 +126,7 @@ def cmd_train(args) -> int:
     if not distributed.world().main:  # under torchrun: one process speaks
         logging.getLogger().setLevel(logging.WARNING)
 
-    if args.threads < 0:
-        raise CommandError(f"--threads must be ≥ 0 (0: torch's default), got {args.threads}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _use_threads(args)
     config = _train_config(device=_resolve_device(args.device),
                            **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.metadata})
     from .models import model_class
@@ -295,6 +290,7 @@ def cmd_evaluate(args) -> int:
         raise CommandError(f"give --file or --dataset [--split], not both (--file {args.file} with "
                            f"{'--dataset ' + args.dataset if args.dataset else '--split ' + args.split})")
     args.split = args.split or "test"
+    _use_threads(args)
     tagger = _load_for_tagging(args, _extra_words(args))
     if args.file:
         sentences = read_file(args.file, args.format)
@@ -370,6 +366,18 @@ def _at_least(low: int, what: str = "an integer", high: float | None = None, kin
     return parse
 
 
+THREADS_HELP = ("torch threads, also ONNX Runtime's (0: torch's default, one per core; on a shared machine 1 is "
+                "often faster)")
+
+
+def _use_threads(args) -> None:
+    """``--threads``, before any model is loaded (ONNX Runtime sessions take torch's thread count)."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
 def _tag_model_and_texts(args) -> None:
     """``lexner tag`` takes the model with ``--model``; without it, a first argument that is a model directory
     (the older form ``lexner tag DIR TEXT...``) is the model, and otherwise the bundled default model tags."""
@@ -377,7 +385,7 @@ def _tag_model_and_texts(args) -> None:
     from .models.base import CONFIG_FILE
 
     if args.model_dir is None:
-        first = Path(args.text[0]) if args.text else None
+        first = Path(args.text[0]) if args.text and args.text[0] else None  # "" is a text, not "."
         if first is not None and (first / CONFIG_FILE).is_file():
             args.model_dir, args.text = first, args.text[1:]
         elif first is not None and _names(args.text[0], Path.is_dir):  # a model meant, not a text: say so
@@ -434,7 +442,7 @@ def _load_for_tagging(args, extra_words: list[str], one_head: bool = True):
 def _names(text: str, kind: Callable[[Path], bool]) -> bool:
     """Whether a command-line text names an existing path of a ``kind`` (``Path.is_file``, ``Path.is_dir``)."""
     try:
-        return "\n" not in text and kind(Path(text))
+        return bool(text) and "\n" not in text and kind(Path(text))  # Path("") is "."
     except (OSError, ValueError):  # e.g. a long text is not a valid file name
         return False
 
@@ -483,8 +491,11 @@ def cmd_tag(args) -> int:
         raise CommandError("give text to tag, or --input FILE (- for standard input)")
     if args.input is not None and args.text:
         raise CommandError(f"give texts or --input, not both (texts given: {args.text[:3]})")
+    if args.output is not None and str(args.output) == "-":
+        args.output = None  # standard output, as --input - is standard input
     if args.output is not None and not args.output.name:
         raise CommandError(f"--output needs a file name, got {str(args.output)!r}")
+    _use_threads(args)
     extra = _extra_words(args)
     tagger = _load_for_tagging(args, extra)
     if args.input is None:
@@ -511,10 +522,7 @@ def cmd_serve(args) -> int:
         from .serve import create_app
     except ImportError as err:
         raise CommandError(f"lexner serve needs the serve extra ({err}): pip install 'lexner[serve]'") from None
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _use_threads(args)
     tagger = _load_for_tagging(args, _extra_words(args), one_head=False)
     app = create_app(tagger, max_chars=args.max_chars, max_texts=args.max_texts, max_batch=args.batch_size,
                      batch_wait_ms=args.batch_wait_ms)
@@ -663,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="N|all", help="how many of the bigram vectors' file's first (most frequent) bigrams "
                                              "join the vocabulary beside train's, or all of them; the others of new "
                                              "text are unknown to the model")
-        t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+        t.add_argument("--threads", type=_at_least(0), default=0, help=THREADS_HELP)
         t.add_argument("--char-vectors", help="word2vec file for characters, or 'none' (None: from the data root)")
         t.add_argument("--bigram-vectors", help="word2vec file for bigrams, or 'none' (None: from the data root)")
         t.add_argument("--word-vectors", help="word2vec file for lexicon words, or 'none' (None: from the data root)")
@@ -715,6 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the training data (a file; with --dataset, 'train' names its train split): adds scores "
                         "for entities seen there (same text and type) and for unseen ones")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.add_argument("--threads", type=_at_least(0), default=0, help=THREADS_HELP)
     data_args(e)
     e.set_defaults(func=cmd_evaluate)
 
@@ -751,7 +760,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a line of --input (or a text argument) that is not valid UTF-8: strict stops there (naming "
                         "file:line, after writing every line before it), skip leaves it out (reported), replace puts "
                         "U+FFFD for bad bytes")
-    g.add_argument("--output", type=Path, help="output file (default: stdout)")
+    g.add_argument("--output", type=Path, help="output file (default, or -: stdout)")
     g.add_argument("--format", default="jsonl", choices=OUTPUT_FORMATS,
                    help="jsonl: one JSON object per input line; conll: char<TAB>tag lines; text: [entity|LABEL] "
                         "inline; html: one page with entities highlighted by type")
@@ -766,6 +775,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=_at_least(0), default=1,
                    help="with --input: tagging processes, one core each (0: one per core); order is kept")
     g.add_argument("--no-progress", action="store_true")
+    g.add_argument("--threads", type=_at_least(0), default=0, help=THREADS_HELP + " (each of several --workers uses 1)")
     g.add_argument("--device", default="cpu")
     _runtime_args(g)
     g.set_defaults(func=cmd_tag)
@@ -788,7 +798,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--batch-size", type=_at_least(1), default=64, help="most texts tagged together (micro-batching)")
     v.add_argument("--batch-wait-ms", type=_at_least(0, "milliseconds", high=1000, kind=float), default=2.0,
                    help="how long a request waits for others to share its batch")
-    v.add_argument("--threads", type=_at_least(0), default=0, help="torch threads (0: torch's default)")
+    v.add_argument("--threads", type=_at_least(0), default=0, help=THREADS_HELP)
     v.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help="domain words added to a lattice model's lexicon; repeatable")
     v.add_argument("--dictionary", type=Path, metavar="FILE",

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -602,3 +603,40 @@ def test_a_one_value_option_or_a_key_given_twice_is_refused_not_overwritten(tmp_
     except SystemExit as exit:  # argparse's usage error
         code = exit.code
     assert code == 2 and message in capsys.readouterr().err
+
+
+def test_tag_takes_an_empty_text_as_a_text_and_dash_output_as_stdout(trained, capsys, monkeypatch, caplog):
+    model = str(trained / "run" / "model")
+    monkeypatch.chdir(model)  # Path("") is "." — here a model directory, which an empty text must not become
+    assert main(["tag", "--model", model, "", "李四"]) == 0
+    assert "names a directory" not in caplog.text
+    assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == ["", "李四"]
+    assert main(["tag", "--model", model, "--output", "-", "李四"]) == 0
+    assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == ["李四"]
+    assert not (Path(model) / "-").exists()
+    import lexner.api
+
+    class Loaded(Exception):
+        pass
+
+    def load(path, **kw):
+        raise Loaded(path)
+
+    monkeypatch.setattr(lexner.api, "load", load)
+    with pytest.raises(Loaded) as loaded:
+        main(["tag", "", "李四"])  # without --model: the bundled model, not the folder "" would name
+    assert loaded.value.args == (lexner.api.DEFAULT_MODEL,)
+
+
+def test_tag_and_evaluate_take_threads(trained, monkeypatch, capsys):
+    import torch
+
+    model = str(trained / "run" / "model")
+    chosen = []
+    monkeypatch.setattr(torch, "set_num_threads", chosen.append)
+    assert main(["tag", "--model", model, "--threads", "1", "李四"]) == 0
+    assert main(["evaluate", model, "--file", str(trained / "test.jsonl"), "--threads", "2", "--no-progress"]) == 0
+    assert chosen == [1, 2]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["tag", "--model", model, "--threads", "-1", "李四"])
