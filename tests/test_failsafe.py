@@ -402,13 +402,16 @@ def test_a_second_training_into_the_same_directory_is_refused(corpus, tmp_path):
     ("--lr-decay", "-1", "lr_decay must be a finite number ≥ 0"),
     ("--epochs", "0", "epochs must be an integer ≥ 1"),
     ("--patience", "-1", "patience must be an integer ≥ 0"),
-    ("--threads", "-2", "threads must be ≥ 0"),
+    ("--threads", "-2", "--threads: expected an integer ≥ 0, got '-2'"),
     ("--lr", "nan", "lr must be a finite number > 0"),
     ("--warmup", "2", "warmup must be a finite number ≥ 0 and ≤ 1"),
 ])
 def test_bad_training_options_fail_cleanly_before_any_work(tmp_path, capsys, option, value, message):
     out = tmp_path / "run"
-    code = main(["train", "--train", "missing.txt", "--dev", "missing.txt", "--out", str(out), option, value])
+    try:
+        code = main(["train", "--train", "missing.txt", "--dev", "missing.txt", "--out", str(out), option, value])
+    except SystemExit as exit:  # refused by the option parser
+        code = exit.code
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
@@ -767,3 +770,21 @@ def test_resume_with_force_continues_a_checkpoint_or_starts_again_without_one(co
     shutil.rmtree(out / "checkpoint")  # as if it had failed before its first checkpoint
     assert train_cli(corpus, tmp_path, out, "--resume", "--force") == 0
     assert (out / "checkpoint").is_dir() and not (out / ".replaced").exists()
+
+
+def test_a_weight_float16_cannot_store_is_refused_before_anything_is_written(corpus, saved, tmp_path):
+    import torch
+
+    tagger = lexner.load(saved)
+    with torch.no_grad():
+        tagger.embed.chars.weight[3, 0] = 1e5  # beyond float16's ±65504: inf, which a load refuses
+    before = {p.name: p.read_bytes() for p in saved.iterdir()}
+    for target in (saved, tmp_path / "new", tmp_path / "empty"):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        with pytest.raises(ValueError, match=r"embed\.chars\.weight holds values float16 cannot store.*magnitude 100000\)"):
+            tagger.save(target, half=True)
+    assert {p.name: p.read_bytes() for p in saved.iterdir()} == before  # the old model untouched
+    assert not (tmp_path / "new").exists() and not list((tmp_path / "empty").iterdir())
+    assert main(["export", str(saved), str(tmp_path / "ok"), "--half"]) == 0  # finite weights still export
+    tagger.save(tmp_path / "full", half=False)  # float32 stores it
+    assert lexner.load(tmp_path / "full").embed.chars.weight[3, 0] == 1e5

@@ -534,7 +534,15 @@ class Tagger(nn.Module):
             self._write(directory, extra, half)
 
     def _write(self, directory: Path, extra: Mapping[str, Any] | None, half: bool) -> None:
-        """:meth:`save`'s files, written into the existing ``directory``."""
+        """:meth:`save`'s files, written into the existing ``directory`` (nothing written if a weight cannot be
+        stored in float16)."""
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        if half:
+            for name, value in state.items():
+                if value.is_floating_point() and value.numel() and not torch.isfinite(value.half()).all():
+                    raise ValueError(f"{name} holds values float16 cannot store (beyond ±65504, or not finite: "
+                                     f"largest magnitude {value.abs().max().item():g}); save it in float32")
+            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
         meta = {
             "format_version": FORMAT_VERSION,
             "model": self.name,
@@ -547,9 +555,6 @@ class Tagger(nn.Module):
             meta["label_sets"] = {name: ls.entity_types for name, ls in self.featurizer.label_sets.items()}
         write_json(directory / CONFIG_FILE, meta)
         self.featurizer.save(directory)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        if half:
-            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
         write_bytes(directory / WEIGHTS_FILE, save(state, metadata={"format": "pt", "model": self.name}))
 
     @staticmethod
