@@ -65,6 +65,8 @@ def build_tagger(
     model_config = checked_config(cls, dict(config or {}))  # ValueError naming a bad or unknown setting
     embeddings = dict(embeddings or {})
     reads = cls.inputs(model_config)  # what the model reads decides what is built and read here
+    sources = {"chars": embeddings.get("chars"), "bigrams": embeddings.get("bigrams"),
+               "words": embeddings.get("words") or lexicon}  # where each table's vectors come from, for errors
     if reads.words:
         if lexicon is None:
             lexicon = embeddings.get("words")
@@ -92,6 +94,13 @@ def build_tagger(
         if embeddings.get("words"):
             pretrained["words"] = read_word2vec(embeddings["words"], keep=set(lexicon.words))
         lexicon = _learnable_words(lexicon, pretrained.get("words", ([],))[0], [s.text for s in train])
+    for name, (_, vectors) in pretrained.items():
+        setting = f"{name[:-1]}_dim"  # chars: char_dim, ...
+        width = getattr(model_config, setting, None)
+        if width and vectors.shape[1] != width:  # 0: no such table
+            raise ValueError(f"{sources[name]}: its {name[:-1]} vectors have {vectors.shape[1]} dimensions, the "
+                             f"model's {setting} is {width}: set {setting}={vectors.shape[1]} (lexner train --set "
+                             f"{setting}={vectors.shape[1]}) or give vectors of {width} dimensions")
     pieces = None
     if reads.pieces:
         from .pieces import PieceEncoder

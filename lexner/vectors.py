@@ -36,6 +36,7 @@ def read_word2vec(
     dim = int(fields[1])
     tokens: list[str] = []
     rows: list[np.ndarray] = []
+    row_lines: list[int] = []
     for lineno, line in lines:
         position = lineno - 2
         if not line.strip():
@@ -52,7 +53,12 @@ def read_word2vec(
             raise DataFormatError(path, lineno, "vector contains a value that is not a number") from None
         tokens.append(token)
         rows.append(vector)
+        row_lines.append(lineno)
     matrix = np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
+    bad = np.flatnonzero(~np.isfinite(matrix).all(axis=1))
+    if len(bad):  # nan, inf, or a number beyond float32 (which reads as inf): training would turn to nan
+        raise DataFormatError(path, row_lines[bad[0]], f"vector holds a value that is not a finite float32 number "
+                                                       f"({len(bad)} such line(s) in the file)")
     return tokens, matrix
 
 

@@ -191,3 +191,16 @@ def test_set_piece_length_sets_the_overlap_and_refuses_nonsense(saved):
     for bad in (0, -1, True, 2.5, "9"):
         with pytest.raises(ValueError, match="piece length"):
             tagger.set_piece_length(bad)
+
+
+def test_pretrained_vectors_of_another_width_are_refused_naming_the_file_and_the_setting(corpus, tmp_path):
+    from lexner.api import build_tagger
+
+    (tmp_path / "chars3.vec").write_text("1 3\n张 0.1 0.2 0.3\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"chars3\.vec: its char vectors have 3 dimensions, the model's char_dim is "
+                                         r"16: set char_dim=3 \(lexner train --set char_dim=3\)"):
+        build_tagger("bilstm_crf", corpus, {"char_dim": 16, "bigram_dim": 0, "hidden": 8},
+                     embeddings={"chars": tmp_path / "chars3.vec"})
+    tagger = build_tagger("bilstm_crf", corpus, {"char_dim": 3, "bigram_dim": 0, "hidden": 8},
+                          embeddings={"chars": tmp_path / "chars3.vec"})
+    assert tagger.embed.chars.weight.shape[1] == 3

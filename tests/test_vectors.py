@@ -105,6 +105,9 @@ def test_read_word2vec_bad_header(tmp_path, header):
         ("北京 1 2 3\n\n上海\n", 4),  # no numbers at all (line numbers count blank lines)
         ("北京 1 2 3\n上海 1 2 x\n", 3),  # not a number
         ("北京 1 nan? 3\n", 2),
+        ("北京 1 2 3\n上海 1 nan 3\n", 3),  # not finite: training would turn to nan
+        ("北京 1 2 3\n\n上海 -inf 2 3\n广州 1 2 inf\n", 4),  # the first such line
+        ("北京 1 2 1e39\n", 2),  # beyond float32: read as inf
     ],
 )
 def test_read_word2vec_bad_vector(tmp_path, body, line):
