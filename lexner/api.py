@@ -65,13 +65,15 @@ def build_tagger(
     model_config = checked_config(cls, dict(config or {}))  # ValueError naming a bad or unknown setting
     embeddings = dict(embeddings or {})
     reads = cls.inputs(model_config)  # what the model reads decides what is built and read here
+    # where each table's vectors come from, for errors
     sources = {"chars": embeddings.get("chars"), "bigrams": embeddings.get("bigrams"),
-               "words": embeddings.get("words") or lexicon}  # where each table's vectors come from, for errors
+               "words": embeddings.get("words") or (lexicon if not isinstance(lexicon, Lexicon) else "the lexicon")}
     if reads.words:
         if lexicon is None:
             lexicon = embeddings.get("words")
             if lexicon is None:
-                raise ValueError(f"{model} needs a lexicon: pass lexicon=... or embeddings['words']")
+                raise ValueError(f"{model} needs a lexicon: pass lexicon=... or embeddings['words'] (lexner train: "
+                                 "--lexicon FILE or --word-vectors FILE)")
         if not isinstance(lexicon, Lexicon):
             lexicon = Lexicon.from_paths(lexicon)
     else:
@@ -94,6 +96,11 @@ def build_tagger(
         if embeddings.get("words"):
             pretrained["words"] = read_word2vec(embeddings["words"], keep=set(lexicon.words))
         lexicon = _learnable_words(lexicon, pretrained.get("words", ([],))[0], [s.text for s in train])
+    if lexicon is not None and not any(len(word) >= lexicon.min_length for word in lexicon.words):
+        kept = "" if lexicon.vectors is not None else " with a vector or found in the training text"
+        raise ValueError(f"{sources['words']}: the lexicon has no word to match (none of {lexicon.min_length} "
+                         f"characters or more{kept}): {model} would learn nothing from it (a word list has one "
+                         "word per line; is this one?)")
     for name, (_, vectors) in pretrained.items():
         setting = f"{name[:-1]}_dim"  # chars: char_dim, ...
         width = getattr(model_config, setting, None)

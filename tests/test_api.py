@@ -204,3 +204,15 @@ def test_pretrained_vectors_of_another_width_are_refused_naming_the_file_and_the
     tagger = build_tagger("bilstm_crf", corpus, {"char_dim": 3, "bigram_dim": 0, "hidden": 8},
                           embeddings={"chars": tmp_path / "chars3.vec"})
     assert tagger.embed.chars.weight.shape[1] == 3
+
+
+def test_a_lexicon_with_no_word_to_match_is_refused_naming_it(corpus, tmp_path):
+    from lexner.api import build_tagger
+
+    small = {"char_dim": 4, "bigram_dim": 4, "word_dim": 4, "hidden": 8}
+    (tmp_path / "chars.txt").write_text("张 B-PER\n三 E-PER\n", encoding="utf-8")  # a data file, not a word list
+    for model in ("softlexicon", "lattice_lstm"):
+        with pytest.raises(ValueError, match=r"chars\.txt: the lexicon has no word to match .* would learn nothing"):
+            build_tagger(model, corpus, small, lexicon=tmp_path / "chars.txt")
+    with pytest.raises(ValueError, match=r"needs a lexicon: .*--lexicon FILE or --word-vectors FILE"):
+        build_tagger("softlexicon", corpus, small)

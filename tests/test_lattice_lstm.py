@@ -109,7 +109,8 @@ def test_words_change_the_output():
     torch.manual_seed(0)
     with_words = build_tagger("lattice_lstm", toy_corpus(), SMALL, lexicon=Lexicon(TOY_WORDS)).eval()
     torch.manual_seed(0)
-    without = build_tagger("lattice_lstm", toy_corpus(), SMALL, lexicon=Lexicon(["不会出现的词"])).eval()
+    never = Lexicon(["不会出现的词"], vectors=torch.zeros(1, SMALL["word_dim"]).numpy())  # a vector: it is kept
+    without = build_tagger("lattice_lstm", toy_corpus(), SMALL, lexicon=never).eval()
     without.load_state_dict({k: v for k, v in with_words.state_dict().items() if not k.startswith("embed.words.")},
                             strict=False)
     with torch.no_grad():
