@@ -122,6 +122,9 @@ def _read_char_per_line(path: str | os.PathLike, weibo: bool) -> list[Sentence]:
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # a valid JSON escape (\\ud83d) that no UTF-8 file can hold
 
 
+JSON_LINES_HINT = " — the file must hold one JSON object per line (JSON Lines), not one JSON document"
+
+
 def read_jsonl(path: str | os.PathLike) -> list[Sentence]:
     """One JSON object per line, each in one of three layouts (detected per record):
 
@@ -143,9 +146,10 @@ def read_jsonl(path: str | os.PathLike) -> list[Sentence]:
         try:
             obj = json.loads(line)
         except (json.JSONDecodeError, RecursionError) as err:
-            raise DataFormatError(path, lineno, f"not valid JSON ({err})") from None
+            raise DataFormatError(path, lineno, f"not valid JSON ({err}){JSON_LINES_HINT}") from None
         if not isinstance(obj, dict) or "text" not in obj:
-            raise DataFormatError(path, lineno, "expected a JSON object with a 'text'")
+            raise DataFormatError(path, lineno, "expected a JSON object with a 'text'"
+                                  + (JSON_LINES_HINT if isinstance(obj, list) else ""))
         text = obj["text"]
         if not isinstance(text, str):
             raise DataFormatError(path, lineno, f"'text' must be a string, got {type(text).__name__}")

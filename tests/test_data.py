@@ -536,3 +536,16 @@ def test_carving_runs_of_consecutive_sentences(tmp_path):
                                                                        blocks=0)[0]
     with pytest.raises(DataFormatError, match="train.txt.*as 6 runs of 17"):  # five whole runs of 17 in 100
         carve(sentences, 99, 5, tmp_path / "train.txt", blocks=6)
+
+
+@pytest.mark.parametrize("content, line", [
+    ('[{"text": "张三", "entities": []}]\n', 1),  # one JSON document holding a list
+    ('{\n  "text": "张三",\n  "entities": []\n}\n', 1),  # pretty-printed
+])
+def test_a_json_document_instead_of_json_lines_says_what_the_file_must_hold(tmp_path, content, line):
+    from lexner.fileio import DataFormatError
+
+    path = tmp_path / "data.jsonl"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataFormatError, match=rf"data\.jsonl:{line}: .*one JSON object per line \(JSON Lines\)"):
+        read_file(path)
