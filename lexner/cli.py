@@ -60,13 +60,19 @@ def _load_tasks(args) -> list:
     def from_files(train_path: Path, dev_path: Path | None, test_path: Path | None) -> tuple:
         """(train, dev, test) sentences; without a dev file, dev is a fixed seeded sample of train."""
         train = read_file(train_path, args.format)
-        if dev_path:
-            dev = read_file(dev_path, args.format)
-        else:
+        dev = read_file(dev_path, args.format) if dev_path else None
+        for path, sentences, what in ((train_path, train, "training"), (dev_path, dev, "dev")):
+            if sentences is not None and not any(s.text for s in sentences):
+                raise CommandError(f"{path}: no {what} sentences (the file is empty or holds only empty texts)")
+        if dev is None:
             carved.append(train_path)
             fraction = TRAIN_DEV_FRACTION if args.dev_fraction is None else args.dev_fraction
             size = max(1, round(fraction * len(train)))
             dev, train = carve(train, size, TRAIN_DEV_SEED, train_path, blocks=args.dev_blocks)
+            if any(s.spans for s in dev) and not any(s.spans for s in train):
+                raise CommandError(f"{train_path}: every sentence with entities went to the dev split carved from it "
+                                   f"({len(dev)} of {len(dev) + len(train)} sentences): give more training data, or "
+                                   "a --dev file")
             log.info("no dev file: %d sentences of %s (%.0f%%, seed %d%s) are the dev split, %d train", len(dev),
                      train_path, 100 * fraction, TRAIN_DEV_SEED,
                      f", {args.dev_blocks} runs of consecutive sentences" if args.dev_blocks else "", len(train))

@@ -425,12 +425,21 @@ def test_empty_training_or_dev_data_is_refused(corpus, tmp_path, capsys):
     (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")
     common = ["train", "--out", str(tmp_path / "run"), "--epochs", "1", "--no-progress", "--set", "hidden=8"]
     assert main([*common, "--train", str(tmp_path / "empty.jsonl"), "--dev", str(tmp_path / "train.jsonl")]) == 2
-    assert "no training sentences" in capsys.readouterr().err
+    assert "empty.jsonl: no training sentences" in capsys.readouterr().err
     assert main([*common, "--train", str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "empty.jsonl")]) == 2
-    assert "no dev sentences" in capsys.readouterr().err
+    assert "empty.jsonl: no dev sentences" in capsys.readouterr().err
     from lexner.data import Sentence
     from lexner.schemes import Span
 
+    # the one sentence with entities drawn into the dev split carved from the file (10 % of 2: one sentence)
+    from lexner.data import TRAIN_DEV_SEED, carve
+
+    plain, named = Sentence("他在那里", []), Sentence("张三在北京", [Span(0, 2, "PER")])
+    pair = [plain, named] if carve([0, 1], 1, TRAIN_DEV_SEED, "x")[0] == [1] else [named, plain]
+    write_jsonl(pair, tmp_path / "two.jsonl")
+    assert main([*common, "--train", str(tmp_path / "two.jsonl"), "--char-vectors", "none", "--bigram-vectors",
+                 "none"]) == 2
+    assert "two.jsonl: every sentence with entities went to the dev split carved from it" in capsys.readouterr().err
     write_jsonl([Sentence("张三在北京", [Span(0, 2, "name")])], tmp_path / "other.jsonl")  # another corpus's types
     assert main([*common, "--train", str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "other.jsonl"),
                  "--char-vectors", "none", "--bigram-vectors", "none"]) == 2
