@@ -30,6 +30,7 @@ class Dictionary:
     def __init__(self, entries: Mapping[str, str] | Iterable[tuple[str, str]] = ()):
         self._lexicon = Lexicon([], min_length=1)
         self.types: dict[int, str] = {}
+        self.where: dict[str, str] = {}  # type → "file:line" giving it, for errors (Dictionary.read fills it)
         self.add(entries)
 
     def add(self, entries: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
@@ -69,7 +70,10 @@ class Dictionary:
                 log.warning("%s:%d: %r is %s here but %s on line %d; the later type counts", path, lineno, word,
                             label, given[word][1], given[word][0])
             given[word] = (lineno, label)
-        return cls((word, label) for word, (_, label) in given.items())
+        dictionary = cls((word, label) for word, (_, label) in given.items())
+        for lineno, label in sorted(given.values()):
+            dictionary.where.setdefault(label, f"{path}:{lineno}")
+        return dictionary
 
     def __len__(self) -> int:
         return len(self.types)

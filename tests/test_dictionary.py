@@ -48,9 +48,10 @@ def test_load_and_cli_take_a_dictionary(corpus, tmp_path, capsys):
     (tmp_path / "d.tsv").write_text("南京\tPER\n", encoding="utf-8")
     assert main(["tag", "--model", str(tmp_path / "m"), "--dictionary", str(tmp_path / "d.tsv"), "南京"]) == 0
     assert '"label": "PER", "text": "南京"' in capsys.readouterr().out
-    (tmp_path / "d.tsv").write_text("南京\tCITY\n", encoding="utf-8")
+    (tmp_path / "d.tsv").write_text("上海\tLOC\n南京\tCITY\n北京\tCITY\n", encoding="utf-8")
     assert main(["tag", "--model", str(tmp_path / "m"), "--dictionary", str(tmp_path / "d.tsv"), "南京"]) == 2
-    assert "['CITY'] are not types of this model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "['CITY'] are not types of this model" in err and f"(given at {tmp_path / 'd.tsv'}:2)" in err
 
 
 def test_a_word_given_twice_in_a_file_warns_naming_both_lines(tmp_path, caplog):

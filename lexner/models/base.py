@@ -419,8 +419,10 @@ class Tagger(nn.Module):
         known = set().union(*heads.values())
         unknown = sorted(extra.labels - known)
         if unknown:
+            where = [extra.where[label] for label in unknown if label in extra.where]
             raise ValueError(f"dictionary types {unknown} are not types of this model "
-                             f"({', '.join(sorted(known))}): it has no tags for them")
+                             f"({', '.join(sorted(known))}): it has no tags for them"
+                             + (f" (given at {', '.join(where)})" if where else ""))
         wanted = extra.labels | (self.dictionary.labels if self.dictionary is not None else set())
         if not any(wanted <= types for types in heads.values()):
             raise ValueError(f"dictionary types {sorted(wanted)} are not all types of one head "
