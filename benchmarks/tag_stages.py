@@ -15,12 +15,15 @@ VM's speed drifts by 10-20 % within minutes).  ``ab_speed.py`` compares two revi
 ``--batched``: ``tag_batch`` over those sentences instead (its own grouping into batches of ``--batch-size``),
 each stage timed where the pipeline calls it — featurisation (``encode_many`` or ``encode_one``), collation,
 tag scores, search, spans — and ``rest`` the remainder of the call (lines, grouping, merging, entities);
-microseconds per character, from the round with the fastest ``tag_batch``.
+microseconds per character, from the round with the fastest ``tag_batch``.  Beside them, the garbage
+collector's share of that round (``gc``, time inside the stages above, not added to them) and how many full
+collections it made (``full_collections``).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -103,18 +106,31 @@ def child_batched(runtime: str, limit: int, repeat: int, batch_size: int, out: P
                                (crf, "viterbi", "search"), (featurizer, "decode_paths", "spans")):
         if hasattr(owner, name):
             setattr(owner, name, timed(stage, getattr(owner, name)))
+    collected = {"gc": 0.0, "full_collections": 0, "since": 0.0}  # the garbage collector's work, within the stages
+
+    def on_collection(phase: str, info: dict) -> None:
+        if phase == "start":
+            collected["since"] = time.perf_counter()
+        else:
+            collected["gc"] += time.perf_counter() - collected["since"]
+            collected["full_collections"] += info["generation"] == 2
+
+    gc.callbacks.append(on_collection)
     chars = sum(map(len, texts))
     tagger.tag_batch(texts[:64], batch_size=batch_size)  # warm-up, untimed
     best: dict = {}
     for _ in range(repeat):
         for stage in STAGES:
             spent[stage] = 0.0
+        collected.update(gc=0.0, full_collections=0)
         started = time.perf_counter()
         tagger.tag_batch(texts, batch_size=batch_size)
         total = time.perf_counter() - started
         if not best or total < best["tag_batch"]:
-            best = {**spent, "rest": total - sum(spent.values()), "tag_batch": total}
-    out.write_text(json.dumps({stage: round(seconds / chars * 1e6, 3) for stage, seconds in best.items()}))
+            best = {**spent, "rest": total - sum(spent.values()), "tag_batch": total, "gc": collected["gc"],
+                    "full_collections": collected["full_collections"]}
+    out.write_text(json.dumps({stage: value if stage == "full_collections" else round(value / chars * 1e6, 3)
+                               for stage, value in best.items()}))
 
 
 def measure(runtime: str, limit: int, repeat: int, pythonpath: str | None, batch_size: int | None = None) -> dict:
