@@ -372,6 +372,13 @@ def _at_least(low: int, what: str = "an integer", high: float | None = None, kin
     return parse
 
 
+def _file_name(text: str) -> Path:
+    """An output file's path; one ending in a path separator names a folder (Path would drop the separator)."""
+    if text.endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(f"{text!r} names a folder; give a file name (e.g. {text}tagged.jsonl)")
+    return Path(text)
+
+
 THREADS_HELP = ("torch threads, also ONNX Runtime's (0: torch's default, one per core; on a shared machine 1 is "
                 "often faster)")
 
@@ -766,7 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a line of --input (or a text argument) that is not valid UTF-8: strict stops there (naming "
                         "file:line, after writing every line before it), skip leaves it out (reported), replace puts "
                         "U+FFFD for bad bytes")
-    g.add_argument("--output", type=Path, help="output file (default, or -: stdout)")
+    g.add_argument("--output", type=_file_name, help="output file (default, or -: stdout)")
     g.add_argument("--format", default="jsonl", choices=OUTPUT_FORMATS,
                    help="jsonl: one JSON object per input line; conll: char<TAB>tag lines; text: [entity|LABEL] "
                         "inline; html: one page with entities highlighted by type")

@@ -614,6 +614,10 @@ def test_tag_takes_an_empty_text_as_a_text_and_dash_output_as_stdout(trained, ca
     assert main(["tag", "--model", model, "--output", "-", "李四"]) == 0
     assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == ["李四"]
     assert not (Path(model) / "-").exists()
+    with pytest.raises(SystemExit):
+        main(["tag", "--model", model, "--output", "folder/", "李四"])
+    assert "'folder/' names a folder; give a file name" in capsys.readouterr().err
+    assert not (Path(model) / "folder").exists()
     import lexner.api
 
     class Loaded(Exception):
