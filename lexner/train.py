@@ -514,6 +514,8 @@ class Trainer:
                 check_methods(config.augment.split(","), model.featurizer.lexicon)
             except ValueError as err:
                 raise TrainingError(str(err)) from None
+        if config.unk_dropout and not model.reads.chars:
+            raise TrainingError(f"unk_dropout: {model.name} does not read characters or bigrams (nothing to drop)")
         self.epoch = 0  # epochs finished
         self.best_f1 = -1.0
         self.best_epoch = 0

@@ -158,3 +158,12 @@ def test_bert_crf_builds_no_character_vocabulary_and_leaves_the_callers_config_a
     config = BertCRFConfig(bert_path=str(tiny_bert()))
     built = BertCRF(config, tagger.featurizer)
     assert config.bert_config == {} and built.config.bert_config["hidden_size"] == 32
+
+
+def test_unk_dropout_is_refused_for_a_model_reading_no_characters(tmp_path):
+    from lexner.train import Trainer, TrainConfig, TrainingError
+
+    tagger = build_tagger("bert_crf", toy_corpus(), {"bert_path": str(tiny_bert())})
+    with pytest.raises(TrainingError, match="unk_dropout: bert_crf does not read characters"):
+        Trainer(tagger, TrainConfig(unk_dropout=0.1), tmp_path, progress=False)
+    Trainer(tagger, TrainConfig(), tmp_path, progress=False)  # without it: fine
