@@ -66,8 +66,10 @@ def build_tagger(
     embeddings = dict(embeddings or {})
     reads = cls.inputs(model_config)  # what the model reads decides what is built and read here
     # where each table's vectors come from, for errors
+    given = lexicon if lexicon is not None else embeddings.get("words")  # the lexicon's file(s), or a Lexicon
     sources = {"chars": embeddings.get("chars"), "bigrams": embeddings.get("bigrams"),
-               "words": embeddings.get("words") or (lexicon if not isinstance(lexicon, Lexicon) else "the lexicon")}
+               "words": "the lexicon" if isinstance(given, Lexicon) else
+               ", ".join(map(str, given)) if isinstance(given, (list, tuple)) else given}
     if reads.words:
         if lexicon is None:
             lexicon = embeddings.get("words")

@@ -146,7 +146,8 @@ def read_jsonl(path: str | os.PathLike) -> list[Sentence]:
         try:
             obj = json.loads(line)
         except (json.JSONDecodeError, RecursionError) as err:
-            raise DataFormatError(path, lineno, f"not valid JSON ({err}){JSON_LINES_HINT}") from None
+            hint = JSON_LINES_HINT if not sentences else ""  # the first record: perhaps one JSON document
+            raise DataFormatError(path, lineno, f"not valid JSON ({err}){hint}") from None
         if not isinstance(obj, dict) or "text" not in obj:
             raise DataFormatError(path, lineno, "expected a JSON object with a 'text'"
                                   + (JSON_LINES_HINT if isinstance(obj, list) else ""))

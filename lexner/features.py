@@ -20,7 +20,7 @@ import torch
 
 from .data import Sentence
 from .fileio import DataFormatError, read_json, write_json
-from .lexicon import Lexicon
+from .lexicon import Lexicon, code_points
 from .schemes import TYPE_NAME_RULE, PathReader, Span, bioes_tags, is_type_name, spans_to_tags
 from .text import normalize, normalize_many
 from .vocab import UNK, Vocab
@@ -45,10 +45,6 @@ def bigrams(normalized: str) -> list[str]:
 # _KEY_BASE plus its second, END counting as one more code point past Unicode's
 _END_CODE = 0x110000
 _KEY_BASE = _END_CODE + 1
-
-
-def _code_points(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
 
 
 class _BigramKeys:
@@ -252,13 +248,13 @@ class Featurizer:
         keys = self._bigram_keys
         if keys is None or keys.vocab is not self.bigrams or keys.size != len(self.bigrams):  # made, or grown
             keys = self._bigram_keys = _BigramKeys(self.bigrams)
-        codes = _code_points(joined)
+        codes = code_points(joined)
         char_ids = np.array(self.chars.encode(joined), dtype=np.int64)
         bigram_ids = keys.lookup(codes, np.array(ends, dtype=np.int64) - 1)
         items = [{"chars": char_ids[start:end], "bigrams": bigram_ids[start:end]}
                  for start, end in zip([0, *ends], ends)]
         if self.lexicon is not None:
-            matches, bounds = self.lexicon.match_arrays(codes, ends)  # rows (start, end, word id), text by text
+            matches, bounds = self.lexicon.match_many(norms, normalized=True)  # rows (start, end, word id)
             fields = {"word_ids": matches[:, 2] + 1, "word_heads": matches[:, 0].copy(),
                       "word_tails": matches[:, 1] - 1}
             for item, a, b in zip(items, bounds.tolist(), bounds[1:].tolist()):

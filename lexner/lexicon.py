@@ -3,9 +3,10 @@ Knows nothing about torch or models."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
-from typing import Iterable, NamedTuple, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import ahocorasick
 import numpy as np
@@ -21,44 +22,51 @@ def read_wordlist(path: str | os.PathLike) -> list[str]:
 
 
 CODE_BITS = 21  # every code point is below 2 ** 21
+# Lexicon.match_many: texts of fewer characters in all are matched one by one with the automaton: the trie's
+# numpy calls cost more than they save on little text (benchmarks/results/lexicon_match_many.json: the automaton
+# is cheaper per character for 316 characters a call, the trie for 1,260 and more)
+TRIE_MIN_CHARS = 1024
+
+
+def code_points(text: str) -> np.ndarray:
+    """The code points of ``text`` (lone surrogates included), int64."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
 
 
 class _Trie:
     """Words (normal forms) as a trie whose edges are sorted int64 keys ``parent node << CODE_BITS | code
     point``: walked one depth at a time for every position of many texts at once with numpy (see
-    :meth:`Lexicon.match_arrays`); the same matches as the Aho-Corasick automaton, without a Python object per
-    match."""
+    :meth:`Lexicon.match_many`); the same matches as the Aho-Corasick automaton, without a Python object per
+    match.  Built in time and memory linear in the words' characters."""
 
     def __init__(self, words: dict[str, int]):
         """``words``: ``{normal form: word id}`` of the words to match."""
-        forms = list(words)
+        forms = sorted(words, key=len, reverse=True)  # longest first: the words longer than d are a prefix
         lengths = np.fromiter(map(len, forms), dtype=np.int64, count=len(forms))
-        self.depth = int(lengths.max(initial=0))
-        codes = np.zeros((len(forms), self.depth), dtype=np.int64)
-        codes[np.arange(self.depth) < lengths[:, None]] = np.frombuffer(
-            "".join(forms).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        self.depth = int(lengths[0]) if len(forms) else 0
+        letters = code_points("".join(forms))
+        firsts = np.cumsum(lengths) - lengths  # where each word starts in letters
         node = np.zeros(len(forms), dtype=np.int64)  # each word's node at the depth reached (0: the root)
-        keys, children, count = [], [], 1
+        keys, children, count = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], 1
         for d in range(self.depth):
-            longer = lengths > d
-            unique, inverse = np.unique(node[longer] << CODE_BITS | codes[longer, d], return_inverse=True)
+            longer = int(np.searchsorted(-lengths, -d, side="left"))  # how many words are longer than d
+            unique, inverse = np.unique(node[:longer] << CODE_BITS | letters[firsts[:longer] + d], return_inverse=True)
             keys.append(unique)
             children.append(np.arange(count, count + len(unique)))
-            node[longer] = count + inverse.reshape(-1)
+            node[:longer] = count + inverse.reshape(-1)
             count += len(unique)
-        keys_all = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
-        order = np.argsort(keys_all)
-        self.keys = keys_all[order]
-        self.children = (np.concatenate(children) if children else np.zeros(0, dtype=np.int64))[order]
+        every_key = np.concatenate(keys)
+        order = np.argsort(every_key)  # each depth's keys are sorted, not all of them together
+        self.keys, self.children = every_key[order], np.concatenate(children)[order]
         self.word = np.full(count, -1, dtype=np.int64)  # the word ending at each node, or -1
-        self.word[node] = np.fromiter(words.values(), dtype=np.int64, count=len(forms))
+        self.word[node] = np.fromiter(map(words.__getitem__, forms), dtype=np.int64, count=len(forms))
 
     def match(self, codes: np.ndarray, limits: np.ndarray) -> np.ndarray:
         """(start, end, word id) rows of every word starting at each position of ``codes`` and ending by that
         position's ``limits`` (its text's end), sorted by (start, end)."""
         starts = np.arange(len(codes), dtype=np.int64)
         node = np.zeros(len(codes), dtype=np.int64)
-        found = []
+        found = [np.zeros((0, 3), dtype=np.int64)]
         for d in range(self.depth):
             inside = starts + d < limits[starts]
             starts, node = starts[inside], node[inside]
@@ -71,8 +79,6 @@ class _Trie:
             word = self.word[node]
             ends = word >= 0
             found.append(np.stack([starts[ends], starts[ends] + d + 1, word[ends]], axis=1))
-        if not found:
-            return np.zeros((0, 3), dtype=np.int64)
         matches = np.concatenate(found)
         return matches[np.argsort(matches[:, 0] * (self.depth + 1) + matches[:, 1] - matches[:, 0], kind="stable")]
 
@@ -178,25 +184,37 @@ class Lexicon:
 
     def add(self, words: Iterable[str], vectors: np.ndarray | None = None) -> list[int]:
         """Add words (existing ones are kept) and return the ids of all given words."""
-        ids, new_vectors = [], []
-        for k, word in enumerate(words):
-            word = normalize(word.strip())
-            if not word:
-                raise ValueError("cannot add an empty word")
-            if word not in self._ids:
-                self._ids[word] = len(self.words)
-                self.words.append(word)
-                if self.vectors is not None:
-                    if vectors is None:
-                        raise ValueError("this lexicon has vectors: give a vector for each added word")
-                    new_vectors.append(vectors[k])
-            ids.append(self._ids[word])
-        if new_vectors:
-            self.vectors = np.concatenate([self.vectors, np.stack(new_vectors).astype(self.vectors.dtype)])
-        self._automaton = self._trie = None
+        with self._lock:  # no matcher is being built from the words meanwhile
+            self._automaton = self._trie = None  # built again on next use (also if a word below is refused)
+            ids, new_vectors = [], []
+            for k, word in enumerate(words):
+                word = normalize(word.strip())
+                if not word:
+                    raise ValueError("cannot add an empty word")
+                if word not in self._ids:
+                    self._ids[word] = len(self.words)
+                    self.words.append(word)
+                    if self.vectors is not None:
+                        if vectors is None:
+                            raise ValueError("this lexicon has vectors: give a vector for each added word")
+                        new_vectors.append(vectors[k])
+                ids.append(self._ids[word])
+            if new_vectors:
+                self.vectors = np.concatenate([self.vectors, np.stack(new_vectors).astype(self.vectors.dtype)])
         return ids
 
     # matching -----------------------------------------------------------------------------------------
+    def _matcher(self, name: str, build):
+        """The matcher kept in attribute ``name``, built by ``build()`` on first use — once, though several
+        threads may tag with one model (``add`` drops the matchers, under the same lock)."""
+        matcher = getattr(self, name)
+        if matcher is None:
+            with self._lock:
+                if getattr(self, name) is None:
+                    setattr(self, name, build())
+                matcher = getattr(self, name)
+        return matcher
+
     def _build(self) -> ahocorasick.Automaton:
         automaton = ahocorasick.Automaton()
         for word, word_id in self._ids.items():  # normalised forms (what texts are matched as)
@@ -216,38 +234,36 @@ class Lexicon:
 
     def match_spans(self, text: str, normalized: bool = False) -> list[tuple[int, int, int]]:
         """:meth:`match` as plain ``(start, end, word_id)`` tuples (cheaper to make; what featurisation reads)."""
-        automaton = self._automaton
-        if automaton is None:
-            with self._lock:  # several threads may tag with one model: build once
-                if self._automaton is None:
-                    self._automaton = self._build()
-                automaton = self._automaton
+        automaton = self._matcher("_automaton", self._build)
         found = [(last + 1 - length, last + 1, word_id)
                  for last, (word_id, length) in automaton.iter(text if normalized else normalize(text))
                  if word_id >= 0]
         found.sort()
         return found
 
-    def match_arrays(self, codes: np.ndarray, ends: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`match_spans` of many normalised texts at once: ``codes`` are the code points of the texts
-        joined (int64), ``ends`` where each text ends in them.  Returns ``(matches, bounds)``: int64 rows
-        ``(start, end, word id)``, offsets into their own text, text by text, each text's sorted by (start, end);
-        text k's rows are ``matches[bounds[k]:bounds[k + 1]]``."""
-        trie = self._trie
-        if trie is None:
-            with self._lock:
-                if self._trie is None:
-                    self._trie = _Trie({w: i for w, i in self._ids.items() if len(w) >= self.min_length})
-                trie = self._trie
-        ends = np.asarray(ends, dtype=np.int64)
-        if not len(ends):
-            return np.zeros((0, 3), dtype=np.int64), np.zeros(1, dtype=np.int64)
-        starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
-        limits = np.repeat(ends, ends - starts)
-        matches = trie.match(codes, limits)
+    def match_many(self, texts: Sequence[str], normalized: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`match_spans` of many texts at once, as arrays: ``(matches, bounds)``, int64 rows ``(start, end,
+        word id)`` with offsets into their own text, text by text, each text's sorted by (start, end); text k's
+        rows are ``matches[bounds[k]:bounds[k + 1]]``.  Much text is matched by a trie walked with numpy (no
+        Python object per match), little text (under :data:`TRIE_MIN_CHARS`) by the automaton."""
+        norms = list(texts) if normalized else normalize_many(list(texts))
+        ends = np.fromiter(itertools.accumulate(map(len, norms)), dtype=np.int64, count=len(norms))
+        if not len(norms) or ends[-1] < TRIE_MIN_CHARS:
+            counts = []  # each text's matches, flattened as they come
+
+            def matched() -> Iterator[int]:
+                for norm in norms:
+                    found = self.match_spans(norm, normalized=True)
+                    counts.append(len(found))
+                    yield from itertools.chain.from_iterable(found)
+
+            matches = np.fromiter(matched(), dtype=np.int64).reshape(-1, 3)
+            return matches, np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+        trie = self._matcher("_trie", lambda: _Trie({w: i for w, i in self._ids.items() if len(w) >= self.min_length}))
+        starts = ends - np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
+        matches = trie.match(code_points("".join(norms)), np.repeat(ends, ends - starts))
         bounds = np.searchsorted(matches[:, 0], np.concatenate([starts, ends[-1:]]))
-        text_starts = np.repeat(starts, np.diff(bounds))
-        matches[:, :2] -= text_starts[:, None]
+        matches[:, :2] -= np.repeat(starts, np.diff(bounds))[:, None]
         return matches, bounds
 
     def count_uncovered(self, texts: Iterable[str]) -> np.ndarray:

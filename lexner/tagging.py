@@ -261,7 +261,7 @@ def tag_texts(tagger, texts: Iterable[str], batch_size: int = 64, labels: str | 
 
     if isinstance(texts, str):
         raise TypeError("tag_batch() expects a sequence of str, got a single str; use tag()")
-    if isinstance(texts, (set, frozenset, dict)):  # the results come in the texts' order, which these lack
+    if isinstance(texts, (set, frozenset)):  # the results come in the texts' order, which a set lacks
         raise TypeError(f"tag_batch() expects an ordered sequence of str, got a {type(texts).__name__} (no order to "
                         "give the results in): pass a list")
     tagger.check_head(labels)  # an unknown head, or one lacking a dictionary type, fails before any work

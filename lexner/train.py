@@ -285,8 +285,8 @@ def make_optimizer(groups: list[dict], config: TrainConfig) -> torch.optim.Optim
 
 def read_as_unknown(batch: Batch, p: float, generator: torch.Generator) -> None:
     """``--unk-dropout``: each real character's and bigram's id in ``batch`` replaced by the unknown id with
-    probability ``p`` (independently; padding stays padding).  The batch gets new tensors: collation may share
-    its tensors with the encoded items, which later epochs read again."""
+    probability ``p`` (independently; padding stays padding).  The batch gets new tensors (its own are left as
+    collation made them)."""
     for name in ("chars", "bigrams"):
         ids = getattr(batch, name)
         dropped = (torch.rand(ids.shape, generator=generator) < p) & batch.mask

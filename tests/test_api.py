@@ -214,5 +214,9 @@ def test_a_lexicon_with_no_word_to_match_is_refused_naming_it(corpus, tmp_path):
     for model in ("softlexicon", "lattice_lstm"):
         with pytest.raises(ValueError, match=r"chars\.txt: the lexicon has no word to match .* would learn nothing"):
             build_tagger(model, corpus, small, lexicon=tmp_path / "chars.txt")
+    (tmp_path / "w.vec").write_text("1 4\n北京 0.1 0.2 0.3 0.4\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"chars\.txt: the lexicon has no word"):  # the lexicon given, not the vectors
+        build_tagger("softlexicon", corpus, small, lexicon=tmp_path / "chars.txt",
+                     embeddings={"words": tmp_path / "w.vec"})
     with pytest.raises(ValueError, match=r"needs a lexicon: .*--lexicon FILE or --word-vectors FILE"):
         build_tagger("softlexicon", corpus, small)

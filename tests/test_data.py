@@ -549,3 +549,8 @@ def test_a_json_document_instead_of_json_lines_says_what_the_file_must_hold(tmp_
     path.write_text(content, encoding="utf-8")
     with pytest.raises(DataFormatError, match=rf"data\.jsonl:{line}: .*one JSON object per line \(JSON Lines\)"):
         read_file(path)
+
+    path.write_text('{"text": "张三", "entities": []}\n{"text": "李四", "entities": [}\n', encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"data\.jsonl:2: not valid JSON") as info:
+        read_file(path)  # a bad line in a JSON Lines file: no hint about the format
+    assert "JSON Lines" not in str(info.value)

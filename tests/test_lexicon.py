@@ -59,19 +59,35 @@ def test_match_equals_naive_scan(words, texts, min_length):
     min_length=st.integers(1, 3),
     aligned=st.booleans(),
 )
-def test_match_arrays_of_joined_texts_equal_match_spans_of_each(words, texts, min_length, aligned):
+def test_match_many_equals_match_spans_of_each_text_by_trie_and_by_automaton(words, texts, min_length, aligned):
+    import lexner.lexicon as lexicon_module
+
     lex = Lexicon(words, min_length=min_length, aligned=aligned)
-    norms = [normalize(text) for text in texts]
-    joined = "".join(norms)
-    codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
-    ends = np.cumsum([len(norm) for norm in norms], dtype=np.int64)
-    matches, bounds = lex.match_arrays(codes, ends)
-    assert matches.dtype == bounds.dtype == np.int64 and len(bounds) == len(texts) + 1
-    got = [list(map(tuple, matches[a:b].tolist())) for a, b in zip(bounds, bounds[1:])]
-    assert got == [lex.match_spans(norm, normalized=True) for norm in norms]  # none crosses a text's end
-    lex.add(["ccc"])  # a grown lexicon is matched anew
-    assert [list(map(tuple, m)) for m in [lex.match_arrays(np.array([99, 99, 99]), [3])[0].tolist()]] == [
-        lex.match_spans("ccc")]
+    expected = [lex.match_spans(text) for text in texts]
+    kept = lexicon_module.TRIE_MIN_CHARS
+    for threshold in (0, 10**9):  # the trie for any text; the automaton for all
+        lexicon_module.TRIE_MIN_CHARS = threshold
+        try:
+            matches, bounds = lex.match_many(texts)
+            assert matches.dtype == bounds.dtype == np.int64 and len(bounds) == len(texts) + 1
+            got = [list(map(tuple, matches[a:b].tolist())) for a, b in zip(bounds, bounds[1:])]
+            assert got == expected  # none crosses a text's end
+            lex.add(["ccc"])  # a grown lexicon is matched anew
+            assert [list(map(tuple, lex.match_many(["xcccx"])[0].tolist()))] == [lex.match_spans("xcccx")]
+        finally:
+            lexicon_module.TRIE_MIN_CHARS = kept
+
+
+def test_the_trie_matches_words_far_longer_than_the_others(monkeypatch):
+    import lexner.lexicon as lexicon_module
+
+    monkeypatch.setattr(lexicon_module, "TRIE_MIN_CHARS", 0)
+    lex = Lexicon(["北京", "北京大学", "长" * 5000, "长长"])  # built depth by depth over the words still that long
+    texts = ["在北京大学", "长" * 5001, "长" * 4999]
+    matches, bounds = lex.match_many(texts)
+    assert [list(map(tuple, matches[a:b].tolist())) for a, b in zip(bounds, bounds[1:])] == [
+        lex.match_spans(text) for text in texts]
+    assert (0, 5000, 2) in map(tuple, matches[bounds[1]:bounds[2]].tolist())
 
 
 @SETTINGS

@@ -1,3 +1,4 @@
+import copy
 import json
 import logging
 
@@ -378,7 +379,7 @@ def test_unk_dropout_reads_real_characters_and_bigrams_as_unknown_at_its_rate_an
 
     featurizer = Featurizer.build([Sentence("张三在北京工作", [Span(0, 2, "PER")]), Sentence("李四", [])])
     items = [featurizer.encode_one(text) for text in ("张三在北京工作" * 40, "李四")]
-    kept = [dict(item) for item in items]
+    kept = copy.deepcopy(items)
     batch = featurizer.collate(items)
     chars, bigrams = batch.chars.clone(), batch.bigrams.clone()
     read_as_unknown(batch, 0.3, torch.Generator().manual_seed(1))
