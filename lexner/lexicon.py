@@ -259,7 +259,8 @@ class Lexicon:
 
             matches = np.fromiter(matched(), dtype=np.int64).reshape(-1, 3)
             return matches, np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
-        trie = self._matcher("_trie", lambda: _Trie({w: i for w, i in self._ids.items() if len(w) >= self.min_length}))
+        trie = self._matcher("_trie", lambda: _Trie({word: i for word, i in self._ids.items()
+                                                      if len(word) >= self.min_length}))
         starts = ends - np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
         matches = trie.match(code_points("".join(norms)), np.repeat(ends, ends - starts))
         bounds = np.searchsorted(matches[:, 0], np.concatenate([starts, ends[-1:]]))
