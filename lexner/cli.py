@@ -372,8 +372,11 @@ def _at_least(low: int, what: str = "an integer", high: float | None = None, kin
     return parse
 
 
-def _file_name(text: str) -> Path:
-    """An output file's path; one ending in a path separator names a folder (Path would drop the separator)."""
+def _file_name(text: str) -> Path | None:
+    """An output file's path; ``-`` is standard output (None), as ``--input -`` is standard input; a path
+    ending in a separator names a folder (Path would drop the separator)."""
+    if text == "-":
+        return None
     if text.endswith(("/", os.sep)):
         raise argparse.ArgumentTypeError(f"{text!r} names a folder; give a file name (e.g. {text}tagged.jsonl)")
     return Path(text)
@@ -398,8 +401,8 @@ def _tag_model_and_texts(args) -> None:
     from .models.base import CONFIG_FILE
 
     if args.model_dir is None:
-        first = Path(args.text[0]) if args.text and args.text[0] else None  # "" is a text, not "."
-        if first is not None and (first / CONFIG_FILE).is_file():
+        first = Path(args.text[0]) if args.text else None
+        if first is not None and _names(args.text[0], lambda path: (path / CONFIG_FILE).is_file()):
             args.model_dir, args.text = first, args.text[1:]
         elif first is not None and _names(args.text[0], Path.is_dir):  # a model meant, not a text: say so
             inside = first / "model"
@@ -504,8 +507,6 @@ def cmd_tag(args) -> int:
         raise CommandError("give text to tag, or --input FILE (- for standard input)")
     if args.input is not None and args.text:
         raise CommandError(f"give texts or --input, not both (texts given: {args.text[:3]})")
-    if args.output is not None and str(args.output) == "-":
-        args.output = None  # standard output, as --input - is standard input
     if args.output is not None and not args.output.name:
         raise CommandError(f"--output needs a file name, got {str(args.output)!r}")
     _use_threads(args)

@@ -247,7 +247,8 @@ class Lexicon:
         rows are ``matches[bounds[k]:bounds[k + 1]]``.  Much text is matched by a trie walked with numpy (no
         Python object per match), little text (under :data:`TRIE_MIN_CHARS`) by the automaton."""
         norms = list(texts) if normalized else normalize_many(list(texts))
-        ends = np.fromiter(itertools.accumulate(map(len, norms)), dtype=np.int64, count=len(norms))
+        lengths = np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
+        ends = np.cumsum(lengths)
         if not len(norms) or ends[-1] < TRIE_MIN_CHARS:
             counts = []  # each text's matches, flattened as they come
 
@@ -261,8 +262,8 @@ class Lexicon:
             return matches, np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
         trie = self._matcher("_trie", lambda: _Trie({word: i for word, i in self._ids.items()
                                                       if len(word) >= self.min_length}))
-        starts = ends - np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
-        matches = trie.match(code_points("".join(norms)), np.repeat(ends, ends - starts))
+        starts = ends - lengths
+        matches = trie.match(code_points("".join(norms)), np.repeat(ends, lengths))
         bounds = np.searchsorted(matches[:, 0], np.concatenate([starts, ends[-1:]]))
         matches[:, :2] -= np.repeat(starts, np.diff(bounds))[:, None]
         return matches, bounds

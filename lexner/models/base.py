@@ -540,11 +540,12 @@ class Tagger(nn.Module):
         stored in float16)."""
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         if half:
-            for name, value in state.items():
-                if value.is_floating_point() and value.numel() and not torch.isfinite(value.half()).all():
+            halved = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+            for name, value in halved.items():
+                if value.is_floating_point() and not torch.isfinite(value).all():
                     raise ValueError(f"{name} holds values float16 cannot store (beyond ±65504, or not finite: "
-                                     f"largest magnitude {value.abs().max().item():g}); save it in float32")
-            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+                                     f"largest magnitude {state[name].abs().max().item():g}); save it in float32")
+            state = halved
         meta = {
             "format_version": FORMAT_VERSION,
             "model": self.name,
