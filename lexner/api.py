@@ -211,6 +211,9 @@ def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, de
     if isinstance(path, (list, tuple)):  # an ensemble (lexner.models.ensemble)
         from .models.ensemble import Ensemble
 
+        if len(path) < 2:  # refused before any model is read
+            raise ValueError(f"a list of paths loads an ensemble, which needs at least two models (got {len(path)}: "
+                             f"{[str(p) for p in path]}); pass one path as it is to load one model")
         tagger = Ensemble([load(p, device=device, onnx=onnx, runtime=runtime) for p in path])
         if extra_words:
             tagger.add_words(extra_words)

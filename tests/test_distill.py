@@ -151,8 +151,10 @@ def test_an_ensemble_averages_marginals_and_tags_like_a_tagger(corpus, tmp_path)
     assert (2, 5, "LOC") in [(e.start, e.end, e.label) for e in forced.tag("张三在北京工作。")]
     with pytest.raises(NotImplementedError):
         ensemble.save(tmp_path / "e")
-    with pytest.raises(ValueError, match="at least two"):
+    with pytest.raises(ValueError, match="at least two models .got 1.*pass one path as it is"):
         lexner.load([tmp_path / "a"])
+    with pytest.raises(ValueError, match="got 0"):
+        lexner.load([])
 
 
 def test_teachers_by_task_gives_unscoped_teachers_to_every_task_and_scoped_ones_to_theirs():
