@@ -41,6 +41,21 @@ def mapped_tags(teacher_tags: Sequence[str], student_tags: Sequence[str], type_m
     return matrix
 
 
+def teacher_head(teacher, name: str | None, tags: Sequence[str]) -> str | None:
+    """The head of ``teacher`` that teaches a task named ``name`` whose tags are ``tags``: the head of that
+    name, else the default head when its tags are the student's, else the one other head whose tags are (a
+    multi-task model, e.g. the bundled one, teaching a one-head student on its Weibo types); None (the default
+    head, whose tags :func:`teacher_targets` then checks) when no head or several fit."""
+    label_sets = teacher.featurizer.label_sets
+    if name in label_sets:
+        return name
+    wanted = sorted(tags)
+    if sorted(teacher.featurizer.label_set(None).tags) == wanted:
+        return None
+    fitting = [head for head, label_set in label_sets.items() if sorted(label_set.tags) == wanted]
+    return fitting[0] if len(fitting) == 1 else None
+
+
 def teacher_targets(teachers: Sequence, texts: Sequence[str], kind: str, tags: Sequence[str],
                     labels: Sequence[str | None] | None = None, batch_size: int = 64,
                     type_map: dict[str, str] | None = None, progress: str | None = None) -> list[np.ndarray]:

@@ -654,7 +654,7 @@ class Trainer:
     def _soft_items(self, tasks: list[Task], teachers: list, unlabelled: list[str]) -> tuple[list[dict], list[int]]:
         """The training items with the teachers' soft targets, and for each the index of its task (unlabelled
         texts: one more index, after the tasks)."""
-        from .distill import teacher_targets
+        from .distill import teacher_head, teacher_targets
 
         featurizer, cfg = self.model.featurizer, self.config
         of_task = teachers_by_task(tasks, teachers)
@@ -667,10 +667,11 @@ class Trainer:
             name, chosen = task.labels, of_task[task.name]
             targets: Sequence = [None] * len(sentences)
             if chosen:
-                heads = [name if name in t.featurizer.label_sets else None for t in chosen]
+                tags = featurizer.label_set(name).tags
+                heads = [teacher_head(t, name, tags) for t in chosen]
                 try:
                     targets = teacher_targets(chosen, [s.text for s in sentences], cfg.distill,
-                                              featurizer.label_set(name).tags, heads, cfg.eval_batch_size,
+                                              tags, heads, cfg.eval_batch_size,
                                               task.type_map, f"soft targets ({task.name or 'train'})"
                                               if self.progress else None)
                 except ValueError as err:  # a teacher of other types

@@ -199,6 +199,27 @@ def test_a_teacher_of_one_task_gives_soft_targets_to_that_tasks_sentences_alone(
             tasks, teachers=[("fine", coarse_teacher)])
 
 
+def test_a_multi_head_teacher_teaches_a_one_head_student_through_the_head_with_the_students_tags(corpus, tmp_path):
+    from test_multitask import fine
+
+    from lexner.distill import teacher_head
+
+    teacher = build_tagger("bilstm_crf", corpus, SMALL, seed=3,
+                           label_sets={"coarse": ["LOC", "PER"], "fine": ["city", "name"]})
+    student = build_tagger("bilstm_crf", fine(corpus), SMALL, seed=4)  # one head, the teacher's fine types
+    tags = student.featurizer.tags
+    assert teacher_head(teacher, None, tags) == "fine"  # not the default head, whose tags are other
+    assert teacher_head(teacher, "coarse", tags) == "coarse"  # a head of the task's name comes first
+    assert teacher_head(teacher, None, build_tagger("bilstm_crf", corpus, SMALL).featurizer.tags) is None
+    trainer = Trainer(student, TrainConfig(epochs=1, batch_size=4, distill="kl"), tmp_path, progress=False)
+    items, _ = trainer._soft_items([Task(None, fine(corpus[:4]), fine(corpus[4:]))], [teacher], [])
+    expected = teacher_targets([teacher], [corpus[0].text], "kl", tags, ["fine"])
+    np.testing.assert_allclose(items[0]["soft"], expected[0])
+    twin = build_tagger("bilstm_crf", corpus, SMALL, seed=3,
+                        label_sets={"coarse": ["LOC", "PER"], "fine": ["city", "name"], "again": ["city", "name"]})
+    assert teacher_head(twin, None, tags) is None  # two heads fit: none is guessed (the default's tags are checked)
+
+
 def test_augmented_variants_of_distilled_sentences_train_on_gold_tags_alone(corpus, tmp_path):
     from lexner.models.base import soft_loss
 
