@@ -51,7 +51,7 @@ def child(args) -> None:
         texts = texts[: args.limit]
     rss_before_load = peak_rss_mb()
     started = time.perf_counter()
-    tagger = lexner.load(args.model)
+    tagger = lexner.load(args.model, runtime=args.runtime)
     load_seconds = time.perf_counter() - started
     started = time.perf_counter()
     tagger.tag(texts[0])  # the first call also builds what is built lazily (the lexicon's matcher)
@@ -81,7 +81,8 @@ def child(args) -> None:
                          "sentences_per_second": round(sentences / elapsed, 1)})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     print(json.dumps({
-        "model": tagger.name, "model_dir": str(args.model), "load_seconds": round(load_seconds, 3),
+        "model": tagger.name, "model_dir": str(args.model), "runtime": args.runtime,
+        "load_seconds": round(load_seconds, 3),
         "first_call_seconds": round(first_call_seconds, 3),
         "disk_mb": round(disk_bytes(Path(args.model)) / 2**20, 2),
         "rss_mb_after_load": round(rss_after_load, 1), "load_rss_growth_mb": round(rss_after_load - rss_before_load, 1),
@@ -98,6 +99,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N test sentences (0 = all)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--runtime", choices=["torch", "torch-bf16", "onnx", "onnx-int8"],
+                        help="lexner.load(runtime=...) (default: as the model directory says)")
     parser.add_argument("--compare", metavar="REV",
                         help="measure each model with lexner at git revision REV and with this tree, alternately")
     parser.add_argument("--repeat", type=int, default=1, help="with --compare: this many REV/tree pairs (median)")
@@ -126,7 +129,7 @@ def main() -> None:
                 cmd = [sys.executable, __file__, "--child", "--model", str(Path(directory).resolve()),
                        "--seconds", str(args.seconds), "--limit", str(args.limit),
                        "--batch-sizes", *map(str, args.batch_sizes), "--threads", *map(str, args.threads),
-                       "--models", spec]
+                       "--models", spec, *(["--runtime", args.runtime] if args.runtime else [])]
                 env = {**os.environ, **({"PYTHONPATH": tree} if tree else {})}
                 done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
                 if done.returncode != 0:

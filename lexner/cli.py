@@ -554,7 +554,7 @@ def cmd_export(args) -> int:
         export_target(args.out_dir, args.force)  # refused before the model is even loaded
         tagger = load(args.model_dir, extra_words=_extra_words(args), onnx=False)
         target = export_model(tagger, args.out_dir, half=args.half, force=args.force, renames=renames,
-                              runtime=args.runtime, piece_length=args.piece_length)
+                              runtime=args.runtime, piece_length=args.piece_length, onnx_graphs=args.onnx_graph)
     except ValueError as err:  # ExportError, or a --rename that names no type or merges two
         raise CommandError(str(err)) from None
     print(json.dumps({"model": str(args.out_dir), "megabytes": _megabytes(target)}))
@@ -761,6 +761,10 @@ def build_parser() -> argparse.ArgumentParser:
     _runtime_args(x, alias=False, help="how lexner.load runs the copy's BiLSTM by default, written into its "
                                        "config.json: torch, torch-bf16, onnx or onnx-int8 (see lexner tag "
                                        "--runtime; default: as the source model says)")
+    x.add_argument("--onnx-graph", action="append", default=[], choices=["float32", "int8"], metavar="PRECISION",
+                   help="the copy carries the ONNX graph of its default head at this precision (float32 or int8; "
+                        "repeatable), so that loading it with --runtime onnx / onnx-int8 builds none (needs the onnx "
+                        "extra; the graph of an ONNX --runtime and those the source carries come along anyway)")
     x.set_defaults(func=cmd_export)
 
     g = sub.add_parser("tag", help="tag text (with the bundled model unless --model is given)")

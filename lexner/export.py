@@ -3,6 +3,7 @@ machine paths, optionally renamed types and float16 weights (``lexner export``).
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 from pathlib import Path
 from typing import Sequence
@@ -110,20 +111,31 @@ def export_target(out_dir: Path, force: bool) -> Path:
 
 
 def export_model(tagger: Tagger, out_dir: str | Path, half: bool | None = None, renames: dict[str, str] | None = None,
-                 force: bool = False, runtime: str | None = None, piece_length: int | None = None) -> Path:
+                 force: bool = False, runtime: str | None = None, piece_length: int | None = None,
+                 onnx_graphs: Sequence[str] = ()) -> Path:
     """Write ``tagger`` into ``out_dir`` (see :func:`export_target` for where that is allowed) with its model
     card made portable (:func:`portable_card`), its types renamed by ``renames`` in every head
     (``{"NR": "PER"}``), its weights in float16 with ``half`` (None: as the model it was loaded from stores them,
     float32 for one built in memory) and, with ``runtime`` (one of ``lexner.onnx_encoder.RUNTIMES``),
     how :func:`lexner.load` runs its encoder by default (:mod:`lexner.onnx_encoder`; None: as the source model
     says) and, with ``piece_length``, the length of the pieces it tags long texts in (:meth:`Tagger.set_piece_length`).
-    Returns the directory written."""
-    from .onnx_encoder import RUNTIMES, bilstms
+    ``onnx_graphs``: precisions ("float32", "int8") whose ONNX graph of the default head the copy carries
+    (:func:`lexner.onnx_encoder.carried_graph`: a load with that runtime then builds none); the copy also
+    carries the graph of its ONNX runtime and those the source carried.  Returns the directory written."""
+    from .onnx_encoder import GRAPH_FILES, ONNX_PRECISIONS, RUNTIMES, bilstms, carried_graph, graph_bytes
 
     if runtime is not None and runtime not in RUNTIMES:
         raise ExportError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    if runtime not in (None, "torch") and not bilstms(tagger):
-        raise ExportError(f"runtime {runtime!r} runs a BiLSTM encoder; {tagger.name} has none")
+    if unknown := [p for p in onnx_graphs if p not in GRAPH_FILES]:
+        raise ExportError(f"an ONNX graph's precision must be one of {', '.join(GRAPH_FILES)}, got {unknown[0]!r}")
+    runs_as = tagger.metadata.get("runtime") if runtime is None else runtime
+    graphs = sorted({*onnx_graphs, *([ONNX_PRECISIONS[runs_as]] if runs_as in ONNX_PRECISIONS else []),
+                     *(p for p in GRAPH_FILES if carried_graph(tagger, p) is not None)})
+    if (runtime not in (None, "torch") or graphs) and not bilstms(tagger):
+        raise ExportError(f"{f'runtime {runtime!r}' if runtime not in (None, 'torch') else 'an ONNX graph'} runs a "
+                          f"BiLSTM encoder; {tagger.name} has none")
+    if graphs and any(importlib.util.find_spec(name) is None for name in ("onnx", "onnxruntime")):
+        raise ExportError('an ONNX graph is built with the onnx extra: pip install "lexner[onnx]"')
     target = export_target(Path(out_dir), force)
     if piece_length is not None:
         tagger.set_piece_length(piece_length)
@@ -138,4 +150,10 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool | None = None, 
     elif runtime is not None:
         extra["runtime"] = runtime
     tagger.save(target, extra=extra, half=half)  # whole or not at all; half None: as the source stores them
+    if graphs:  # built from the weights as saved (float16 ones come back as a load gives them)
+        from .fileio import write_bytes
+
+        saved = Tagger.load(target)
+        for precision in graphs:
+            write_bytes(target / GRAPH_FILES[precision], graph_bytes(saved, None, precision))
     return target

@@ -6,7 +6,9 @@ Runtime (``pip install "lexner[onnx]"``) and torch in bfloat16::
     ner = lexner.load(runtime="torch-bf16")    # torch with a bfloat16 copy of the LSTM: outputs close
 
 **ONNX Runtime** runs a tagger's whole encoder, from a batch's ids to the default head's tag scores, as one ONNX
-graph built from its weights when this is called (nothing is written to the model directory): embedding lookups,
+graph built from its weights when this is called, or read from the model directory where it carries one made from
+the same weights (``lexner export --onnx-graph int8``: :func:`carried_graph`; building takes the onnx package's
+import and, for int8, the quantizer — seconds — reading it a few milliseconds): embedding lookups,
 the model's own input features (softlexicon's pooled word sets), the BiLSTM and the head's linear layer. Another
 head of a multi-task model gets a graph of its own the first time it is asked for (ONNX Runtime would compute
 every head of one graph on every call). Each model writes its part as
@@ -45,7 +47,9 @@ session was built.  A model directory can carry the choice (``lexner export --ru
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib
+import importlib.util
 import logging
 import tempfile
 import weakref
@@ -64,6 +68,12 @@ _SESSIONS: "weakref.WeakKeyDictionary[nn.Module, tuple[Any, tuple, Snapshot]]" =
 RUNTIMES = ("torch", "torch-bf16", "onnx", "onnx-int8")
 ONNX_PRECISIONS = {"onnx": "float32", "onnx-int8": "int8"}  # ONNX runtimes -> use_onnx's precision
 PRECISIONS = tuple(ONNX_PRECISIONS.values())
+# the default head's graph a model directory may carry, per precision (lexner export --onnx-graph)
+GRAPH_FILES = {precision: f"encoder-{precision}.onnx" for precision in PRECISIONS}
+# what the graphs built here compute, as a number: raise it with any change to a graph's nodes, so that no graph a
+# model directory carries from before is used
+GRAPH_FORMAT = 1
+ONNX_EXTRA = 'ONNX Runtime is an optional extra: pip install "lexner[onnx]"'
 
 log = logging.getLogger(__name__)
 
@@ -165,16 +175,22 @@ _BOOL_INPUTS = ("word_mask",)
 
 
 class Graph:
-    """An ONNX graph being built from a tagger's modules, one node at a time: :meth:`input` declares a
+    """An ONNX graph being built from ``tagger``'s modules, one node at a time: :meth:`input` declares a
     :class:`~lexner.features.Batch` field the graph reads, :meth:`weight` takes a module's tensor as it is now,
-    :meth:`op` adds a node and returns the name of its output (names are made unique here)."""
+    :meth:`lookup` looks ids up in one of its tables, :meth:`op` adds a node and returns the name of its output
+    (names are made unique here).  The tables (embeddings, counts: most of a model's bytes) are not copied into
+    the graph: each is an input named by the tagger's name for it (``embed.words.weight``), fed the tagger's own
+    tensor at every call (:class:`EmissionsSession`), so the graph stays small enough to build fast and for a
+    model directory to carry (:data:`GRAPH_FILES`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tagger: nn.Module) -> None:
         self.nodes: list = []
         self.initializers: list = []
         self.inputs: dict[str, Any] = {}  # Batch field name -> its ONNX value info
+        self.tables: dict[str, Any] = {}  # the tagger's name of a table -> its ONNX value info
         self.outputs: list = []
         self._names = 0
+        self._tagger_names = {id(t): name for name, t in (*tagger.named_parameters(), *tagger.named_buffers())}
 
     def _name(self, hint: str) -> str:
         self._names += 1
@@ -197,6 +213,17 @@ class Graph:
         name = self._name("constant")
         self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
         return name
+
+    def lookup(self, table: torch.Tensor, field: str) -> str:
+        """The rows of ``table`` (a 2-D parameter or buffer of the tagger: an embedding table, counts) at the ids
+        of Batch field ``field``; the table is an input of the graph (see :class:`Graph`)."""
+        from onnx import helper
+
+        name = self._tagger_names[id(table)]
+        if name not in self.tables:
+            kind = helper.np_dtype_to_tensor_dtype(_table_array(table).dtype)
+            self.tables[name] = helper.make_tensor_value_info(name, kind, [f"{name}_rows", *table.shape[1:]])
+        return self.op("Gather", name, self.input(field))
 
     def weight(self, tensor: torch.Tensor, transpose: bool = False) -> str:
         """A weight of the model as it is now (floating point as float32), optionally transposed."""
@@ -249,36 +276,25 @@ class Graph:
         self.nodes.append(helper.make_node("Identity", [value], [name]))
         self.outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", "length", None]))
 
-    def serialize(self, precision: str = "float32") -> bytes:
-        """The graph as an ONNX model, its LSTM weights quantized to int8 for ``precision`` "int8".  ONNX Runtime
-        checks it when a session is made (a separate ``onnx.checker`` pass would copy every weight once more)."""
-        from onnx import helper, load_from_string, numpy_helper
+    def serialize(self, precision: str = "float32", metadata: dict[str, str] | None = None) -> bytes:
+        """The graph as an ONNX model, its LSTM weights quantized to int8 for ``precision`` "int8", with
+        ``metadata`` as the model's metadata properties.  ONNX Runtime checks it when a session is made."""
+        from onnx import helper, load_from_string
 
-        def model(initializers: list) -> Any:
-            graph = helper.make_graph(self.nodes, "lexner", list(self.inputs.values()), self.outputs, initializers)
-            return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
-
-        if precision == "float32":
-            return model(self.initializers).SerializeToString()
-        # The quantizer rewrites the LSTM nodes and copies every other weight through its passes: the tables
-        # that Gather nodes look up (the embeddings, most of the bytes) go through as one-row stand-ins and
-        # come back afterwards.
-        looked_up = {node.input[0] for node in self.nodes if node.op_type == "Gather"}
-        tables = {t.name: t for t in self.initializers if t.name in looked_up}
-        stand_ins = [numpy_helper.from_array(np.zeros((1, *t.dims[1:]), helper.tensor_dtype_to_np_dtype(t.data_type)),
-                                             t.name) if t.name in tables else t for t in self.initializers]
-        quantized = load_from_string(_int8(model(stand_ins).SerializeToString()))
-        for tensor in quantized.graph.initializer:
-            if tensor.name in tables:
-                tensor.CopyFrom(tables[tensor.name])
-        return quantized.SerializeToString()
+        graph = helper.make_graph(self.nodes, "lexner", [*self.inputs.values(), *self.tables.values()],
+                                  self.outputs, self.initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+        if precision == "int8":
+            model = load_from_string(_int8(model.SerializeToString()))
+        helper.set_model_props(model, dict(metadata or {}))
+        return model.SerializeToString()
 
 
 def emissions_graph(tagger: nn.Module, labels: str | None = None) -> Graph:
     """The ONNX graph of ``tagger``'s inference, from a batch's ids to the tag scores of head ``labels`` (None:
     the default one; the output is named by its label set).  One head per graph: ONNX Runtime computes every
     output of a graph whichever are asked for (benchmarks/README.md measures what the other heads cost)."""
-    graph = Graph()
+    graph = Graph(tagger)
     features = tagger.onnx_features(graph)  # time first: the linear layer is applied position by position, so
     linear = tagger.head(labels)[0]  # only its few tag scores need turning batch first, not the BiLSTM's output
     scores = graph.op("Add", graph.op("MatMul", features, graph.weight(linear.weight, transpose=True)),
@@ -289,32 +305,95 @@ def emissions_graph(tagger: nn.Module, labels: str | None = None) -> Graph:
 
 
 class EmissionsSession:
-    """ONNX Runtime sessions of :func:`emissions_graph`, one per head: the default head's is made at once,
-    another's the first time it is asked for (each holds its own copy of the weights)."""
+    """ONNX Runtime sessions of :func:`emissions_graph`, one per head: the default head's is made at once (from the
+    graph ``carried`` by the model directory when it was made from these weights, see :func:`carried_graph`),
+    another's the first time it is asked for.  Each is fed the tagger's tables at every call (:class:`Graph`)."""
 
-    def __init__(self, tagger: nn.Module, precision: str, threads: int) -> None:
+    def __init__(self, tagger: nn.Module, precision: str, threads: int, carried: bytes | None = None) -> None:
         self.precision, self.threads = precision, threads
         self.default = tagger.featurizer.default_labels
-        self.sessions: dict[str, Any] = {}
-        self.inputs: list[str] = []
-        self.add_head(tagger, self.default)
+        # head -> (its session, the Batch fields it reads, its tables by the tagger's names)
+        self.sessions: dict[str, tuple[Any, list[str], dict[str, np.ndarray]]] = {}
+        if carried is None or not self._use(tagger, self.default, carried, check=True):
+            self.add_head(tagger, self.default)
 
     def add_head(self, tagger: nn.Module, head: str) -> None:
         """Make the session of ``head`` from ``tagger``'s weights as they are now."""
+        try:
+            model = graph_bytes(tagger, head, self.precision)
+        except ImportError as err:  # ONNX Runtime is there, the onnx package that builds graphs is not
+            raise ImportError(ONNX_EXTRA) from err
+        self._use(tagger, head, model, check=False)
+
+    def _use(self, tagger: nn.Module, head: str, model: bytes, check: bool) -> bool:
+        """Make the session of ``head`` from ``model`` (a serialized graph of :func:`graph_bytes`); with ``check``,
+        only if its metadata says it is this head's, at this precision, from these very weights (else False)."""
         import onnxruntime as ort
 
-        graph = emissions_graph(tagger, head)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
-        self.sessions[head] = ort.InferenceSession(graph.serialize(self.precision), options,
-                                                   providers=["CPUExecutionProvider"])
-        self.inputs = list(graph.inputs)
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        meta = session.get_modelmeta().custom_metadata_map
+        tables = [name for name in meta.get("tables", "").split(",") if name]
+        live = dict((*tagger.named_parameters(), *tagger.named_buffers()))
+        if check:
+            expected = graph_metadata(tagger, head, self.precision, tables) if all(t in live for t in tables) else {}
+            if any(meta.get(key) != value for key, value in expected.items()) or not expected:
+                log.info("the model directory's ONNX graph (%s) was not made from these weights: building one",
+                         GRAPH_FILES[self.precision])
+                return False
+        fields = [i.name for i in session.get_inputs() if i.name not in tables]
+        self.sessions[head] = (session, fields, {name: _table_array(live[name]) for name in tables})
+        return True
 
     def run(self, batch: Any, head: str) -> torch.Tensor:
         """The (B, T, number of tags) tag scores of ``batch`` for ``head``, which must have a session."""
-        feed = {field: getattr(batch, field).numpy() for field in self.inputs}
-        return torch.from_numpy(self.sessions[head].run([head], feed)[0])
+        session, fields, tables = self.sessions[head]
+        feed = {field: getattr(batch, field).numpy() for field in fields}
+        return torch.from_numpy(session.run([head], {**feed, **tables})[0])
+
+
+def _table_array(table: torch.Tensor) -> np.ndarray:
+    """A table as the graph reads it: the tensor's own memory where it can be (float32 and int64 tables)."""
+    table = table.detach().cpu()
+    return (table.float() if table.is_floating_point() else table).contiguous().numpy()
+
+
+def weights_digest(tagger: nn.Module, tables: list[str]) -> str:
+    """A SHA-1 digest of every parameter and buffer of ``tagger`` but ``tables`` (by name, dtype, shape, bytes):
+    what a graph built from the tagger holds, so that a carried graph is used only with the weights it holds."""
+    digest = hashlib.sha1()
+    for name, tensor in tagger.state_dict().items():
+        if name not in tables:
+            tensor = tensor.detach().cpu().contiguous()
+            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+            digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def graph_metadata(tagger: nn.Module, head: str, precision: str, tables: list[str]) -> dict[str, str]:
+    """What a graph's metadata says of it: lexner's graph format, head, precision, tables and weights."""
+    return {"lexner_graph_format": str(GRAPH_FORMAT), "head": head, "precision": precision,
+            "tables": ",".join(tables), "weights_sha1": weights_digest(tagger, tables)}
+
+
+def graph_bytes(tagger: nn.Module, head: str | None, precision: str) -> bytes:
+    """The serialized :func:`emissions_graph` of ``head`` (None: the default one) at ``precision``, with the
+    metadata :class:`EmissionsSession` checks a carried graph by."""
+    head = tagger.featurizer.default_labels if head is None else head
+    graph = emissions_graph(tagger, head)
+    return graph.serialize(precision, graph_metadata(tagger, head, precision, list(graph.tables)))
+
+
+def carried_graph(tagger: nn.Module, precision: str) -> bytes | None:
+    """The default head's graph at ``precision`` that the directory ``tagger`` was loaded from carries (``lexner
+    export --onnx-graph``), or None.  Used only if made from the tagger's weights as they are (checked when the
+    session is made): with it, ``lexner.load(runtime="onnx-int8")`` neither builds nor quantizes a graph, nor
+    imports the onnx package."""
+    source = getattr(tagger, "source", None)
+    path = Path(source, GRAPH_FILES[precision]) if source is not None else None
+    return path.read_bytes() if path is not None and path.is_file() else None
 
 
 # A snapshot of tensors holds the tensors themselves (not their addresses, which a replacement could reuse), their
@@ -384,15 +463,15 @@ def use_onnx(tagger: nn.Module, threads: int | None = None, precision: str = "fl
     has.  A tagger without one is refused.  If the weights change afterwards (training), torch runs them again."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    try:
-        importlib.import_module("onnx")  # builds the graph
-        importlib.import_module("onnxruntime")
-    except ImportError as err:
-        raise ImportError('ONNX Runtime is an optional extra: pip install "lexner[onnx]"') from err
     lstms = _bilstms_of(tagger, "run in ONNX Runtime")
+    carried = carried_graph(tagger, precision)
+    needed = ["onnxruntime"] + (["onnx"] if carried is None else [])  # onnx builds graphs
+    if any(importlib.util.find_spec(name) is None for name in needed):
+        raise ImportError(ONNX_EXTRA)
     for lstm in lstms:
         attach(lstm, None)
-    attach(tagger, EmissionsSession(tagger, precision, torch.get_num_threads() if threads is None else threads))
+    attach(tagger, EmissionsSession(tagger, precision, torch.get_num_threads() if threads is None else threads,
+                                    carried))
     return len(lstms)
 
 

@@ -105,22 +105,26 @@ def test_lexner_tag_onnx_prints_what_plain_tagging_prints(capsys):
 
 
 @pytest.mark.parametrize("precision", ["float32", "int8"])
-def test_the_graph_is_a_valid_onnx_model_with_every_weight(precision, corpus):
-    """The graph passes onnx's checker (ONNX Runtime is left to check it at load time), and an int8 one keeps
-    the full embedding tables (they go through the quantizer as one-row stand-ins)."""
-    import numpy as np
+def test_the_graph_is_a_valid_onnx_model_that_reads_the_tables_as_inputs(precision, corpus):
+    """The graph passes onnx's checker (ONNX Runtime is left to check it at load time); the tables are inputs
+    named as the tagger names them, none copied into the graph; its metadata says what it was made from."""
     import onnx
 
-    from lexner.onnx_encoder import emissions_graph
+    from lexner.onnx_encoder import GRAPH_FORMAT, graph_bytes, weights_digest
 
     tagger = tagger_of("softlexicon", corpus)
-    model = onnx.load_from_string(emissions_graph(tagger).serialize(precision))
+    model = onnx.load_from_string(graph_bytes(tagger, None, precision))
     onnx.checker.check_model(model)
     quantized = [node.op_type for node in model.graph.node if "LSTM" in node.op_type]
     assert quantized == (["LSTM"] if precision == "float32" else ["DynamicQuantizeLSTM"])
-    for table in (tagger.embed.chars, tagger.embed.bigrams, tagger.embed.words):
-        stored = next(t for t in model.graph.initializer if tuple(t.dims) == tuple(table.weight.shape))
-        assert np.array_equal(onnx.numpy_helper.to_array(stored), table.weight.detach().numpy())
+    tables = [i.name for i in model.graph.input if "." in i.name]  # the Batch fields' names have no dot
+    assert sorted(tables) == ["embed.bigrams.weight", "embed.chars.weight", "embed.words.weight"]
+    largest = max(tagger.embed.words.weight.shape[0], tagger.embed.bigrams.weight.shape[0])
+    assert all(t.dims[0] < largest for t in model.graph.initializer if t.dims)  # no table inside
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta == {"lexner_graph_format": str(GRAPH_FORMAT), "head": tagger.featurizer.default_labels,
+                    "precision": precision, "tables": ",".join(tables),
+                    "weights_sha1": weights_digest(tagger, tables)}
 
 
 def test_int8_weights_give_close_but_not_identical_outputs(corpus):
@@ -156,6 +160,53 @@ def test_an_exported_model_carries_its_runtime_and_load_can_override_it(tmp_path
     assert session_of(lexner.load(plain)) is None
 
 
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_a_carried_graph_is_used_without_building_one_and_only_with_the_weights_it_was_made_from(
+        precision, tmp_path, corpus, monkeypatch, caplog):
+    import lexner
+    import lexner.onnx_encoder as encoder
+    from lexner.export import export_model
+    from lexner.onnx_encoder import GRAPH_FILES
+
+    runtime = {"float32": "onnx", "int8": "onnx-int8"}[precision]
+    out = export_model(lexner.load(saved_model(tmp_path, corpus)), tmp_path / "carries", onnx_graphs=[precision],
+                       half=True)
+    assert (out / GRAPH_FILES[precision]).is_file() and "runtime" not in (out / "config.json").read_text()
+    built = lexner.load(out, runtime=runtime)  # the float16 weights as loaded: what the carried graph was made from
+    built.source = None  # so that this one builds its own
+    encoder.use_runtime(built, runtime)
+    expected = [built.tag(t) for t in TEXTS]
+
+    def no_building(*args, **kwargs):
+        raise AssertionError("a graph was built")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(encoder, "emissions_graph", no_building)
+        carried = lexner.load(out, runtime=runtime, extra_words=["新词语"])  # new words: only a table grows
+        assert [carried.tag(t) for t in TEXTS] == expected
+        fast, exact, _ = emissions_both_ways(carried, TEXTS)
+        assert (fast - exact).abs().max().item() < (1e-4 if precision == "float32" else 0.05)
+    # a graph from other weights (another model's file put there) is not used: one is built instead
+    other = export_model(lexner.load(saved_model(tmp_path / "b", corpus, name="bilstm_crf")), tmp_path / "other",
+                         onnx_graphs=[precision])
+    (out / GRAPH_FILES[precision]).write_bytes((other / GRAPH_FILES[precision]).read_bytes())
+    with caplog.at_level("INFO", logger="lexner.onnx_encoder"):
+        rebuilt = lexner.load(out, runtime=runtime)
+    assert "was not made from these weights" in caplog.text
+    assert [rebuilt.tag(t) for t in TEXTS] == expected
+    assert export_model(lexner.load(out), out, force=True) == out.resolve()  # a model directory still
+    assert (out / GRAPH_FILES[precision]).is_file()  # the copy carries what its source carried
+
+
+def test_the_bundled_model_carries_the_int8_graph_of_its_weights(monkeypatch):
+    import lexner
+    import lexner.onnx_encoder as encoder
+
+    monkeypatch.setattr(encoder, "emissions_graph", lambda *a, **k: pytest.fail("a graph was built"))
+    tagger = lexner.load(runtime="onnx-int8")
+    assert encoder.session_of(tagger) is not None and encoder.carried_graph(tagger, "int8") is not None
+
+
 def test_runtime_errors_are_clean(tmp_path, corpus, monkeypatch, caplog):
     import json
     import sys
@@ -182,6 +233,10 @@ def test_runtime_errors_are_clean(tmp_path, corpus, monkeypatch, caplog):
                           lexicon=Lexicon(["北京"]))
     with pytest.raises(ExportError, match="has none"):
         export_model(tagger, tmp_path / "out", runtime="onnx")
+    with pytest.raises(ExportError, match="an ONNX graph runs a BiLSTM encoder"):
+        export_model(tagger, tmp_path / "out", onnx_graphs=["int8"])
+    with pytest.raises(ExportError, match="precision must be one of"):
+        export_model(tagger, tmp_path / "out", onnx_graphs=["int4"])
     assert not (tmp_path / "out").exists()
     with pytest.raises(ExportError, match="runtime must be one of"):
         export_model(tagger, tmp_path / "out", runtime="gpu")

@@ -201,13 +201,14 @@ def _distinct_types(types: Any) -> bool:
 def is_model_directory(directory: str | os.PathLike) -> bool:
     """Whether ``directory`` holds a lexner model and nothing else (what ``export --force`` may replace)."""
     from ..features import MODEL_FILES
+    from ..onnx_encoder import GRAPH_FILES
 
     directory = Path(directory)
     try:
         meta = read_json(directory / CONFIG_FILE)
     except (DataFormatError, OSError, UnicodeDecodeError):
         return False
-    known = {CONFIG_FILE, WEIGHTS_FILE, *MODEL_FILES}
+    known = {CONFIG_FILE, WEIGHTS_FILE, *MODEL_FILES, *GRAPH_FILES.values()}
     return (isinstance(meta, dict) and "format_version" in meta and "model" in meta
             and all(child.name in known for child in directory.iterdir()))
 

@@ -52,11 +52,10 @@ class Embedder(nn.Module):
 
     def onnx_characters(self, graph: Graph) -> str:
         """:meth:`characters` as nodes of an ONNX ``graph`` (see :meth:`lexner.models.base.Tagger.onnx_features`)."""
-        x = graph.op("Gather", graph.weight(self.chars.weight), graph.input("chars"))
+        x = graph.lookup(self.chars.weight, "chars")
         if self.bigrams is None:
             return x
-        return graph.op("Concat", x, graph.op("Gather", graph.weight(self.bigrams.weight), graph.input("bigrams")),
-                        axis=-1)
+        return graph.op("Concat", x, graph.lookup(self.bigrams.weight, "bigrams"), axis=-1)
 
     def tables(self) -> dict[str, tuple[nn.Embedding, Sequence[str]]]:
         """``{"chars"|"bigrams"|"words": (table, its vocabulary)}`` of the tables this model has."""

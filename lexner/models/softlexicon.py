@@ -153,12 +153,12 @@ class SoftLexicon(Tagger):
         return self.dropout(run_bilstm(self.lstm, x, batch.lengths))  # shape: (B, T, hidden)
 
     def onnx_features(self, graph: Graph) -> str:
-        words = graph.op("Gather", graph.weight(self.embed.words.weight), graph.input("word_ids"))
+        words = graph.lookup(self.embed.words.weight, "word_ids")
         frequencies = None
         if self.word_counts is not None:
             from onnx import TensorProto
 
-            counts = graph.op("Gather", graph.weight(self.word_counts), graph.input("word_ids"))
+            counts = graph.lookup(self.word_counts, "word_ids")
             frequencies = graph.op("Add", graph.op("Cast", counts, to=TensorProto.FLOAT),
                                    graph.constant(1.0, np.float32))
         x = graph.op("Concat", self.embed.onnx_characters(graph), onnx_pooled_word_sets(graph, words, self.embed.words.embedding_dim, frequencies),
