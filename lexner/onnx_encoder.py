@@ -333,7 +333,14 @@ class EmissionsSession:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
-        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        try:
+            session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # ONNX Runtime's own error classes: a carried file it cannot read is not used
+            if not check:
+                raise
+            log.warning("the model directory's ONNX graph (%s) cannot be used (%s): building one",
+                        GRAPH_FILES[self.precision], str(err).splitlines()[0] if str(err) else type(err).__name__)
+            return False
         meta = session.get_modelmeta().custom_metadata_map
         tables = [name for name in meta.get("tables", "").split(",") if name]
         live = dict((*tagger.named_parameters(), *tagger.named_buffers()))
@@ -393,7 +400,18 @@ def carried_graph(tagger: nn.Module, precision: str) -> bytes | None:
     imports the onnx package."""
     source = getattr(tagger, "source", None)
     path = Path(source, GRAPH_FILES[precision]) if source is not None else None
-    return path.read_bytes() if path is not None and path.is_file() else None
+    if path is None or not path.is_file():
+        return None
+    graph = path.read_bytes()
+    if _EXTERNAL_DATA_KEY in graph:  # lexner's graphs hold every weight; older ONNX Runtimes read such paths unchecked
+        log.warning("%s refers to data in other files, which lexner's graphs never do: not used", path)
+        return None
+    return graph
+
+
+# the key of an ONNX tensor's external data entries (a file, or a memory address) as its serialized bytes hold it;
+# a weight's bytes holding it by chance only costs building the graph
+_EXTERNAL_DATA_KEY = b"location"
 
 
 # A snapshot of tensors holds the tensors themselves (not their addresses, which a replacement could reuse), their

@@ -194,8 +194,20 @@ def test_a_carried_graph_is_used_without_building_one_and_only_with_the_weights_
         rebuilt = lexner.load(out, runtime=runtime)
     assert "was not made from these weights" in caplog.text
     assert [rebuilt.tag(t) for t in TEXTS] == expected
-    assert export_model(lexner.load(out), out, force=True) == out.resolve()  # a model directory still
-    assert (out / GRAPH_FILES[precision]).is_file()  # the copy carries what its source carried
+    assert export_model(lexner.load(out), out, force=True) == out.resolve()  # a model directory still, and the
+    with monkeypatch.context() as patched:  # copy carries a graph of its own weights where its source carried one
+        patched.setattr(encoder, "emissions_graph", no_building)
+        assert [lexner.load(out, runtime=runtime).tag(t) for t in TEXTS] == expected
+    caplog.clear()
+    (out / GRAPH_FILES[precision]).write_bytes(b"not a graph")  # damaged: a warning, and one is built
+    with caplog.at_level("WARNING", logger="lexner.onnx_encoder"):
+        rebuilt = lexner.load(out, runtime=runtime)
+    assert "cannot be used" in caplog.text and [rebuilt.tag(t) for t in TEXTS] == expected
+    caplog.clear()
+    (out / GRAPH_FILES[precision]).write_bytes(b'\x08\x07"\x08location*\x0b/etc/passwd')  # a path to another file
+    with caplog.at_level("WARNING", logger="lexner.onnx_encoder"):
+        assert encoder.carried_graph(lexner.load(out), precision) is None
+    assert "refers to data in other files" in caplog.text
 
 
 def test_the_bundled_model_carries_the_int8_graph_of_its_weights(monkeypatch):
