@@ -51,7 +51,7 @@ def child(args) -> None:
         texts = texts[: args.limit]
     rss_before_load = peak_rss_mb()
     started = time.perf_counter()
-    tagger = lexner.load(args.model, runtime=args.runtime)
+    tagger = lexner.load(args.model, **({"runtime": args.runtime} if args.runtime else {}))  # older revisions lack it
     load_seconds = time.perf_counter() - started
     started = time.perf_counter()
     tagger.tag(texts[0])  # the first call also builds what is built lazily (the lexicon's matcher)

@@ -73,7 +73,9 @@ GRAPH_FILES = {precision: f"encoder-{precision}.onnx" for precision in PRECISION
 # what the graphs built here compute, as a number: raise it with any change to a graph's nodes, so that no graph a
 # model directory carries from before is used
 GRAPH_FORMAT = 1
+GRAPH_IR_VERSION = 8  # the ONNX IR version graphs are written in (ONNX Runtime 1.16, the oldest allowed, reads ≤ 9)
 ONNX_EXTRA = 'ONNX Runtime is an optional extra: pip install "lexner[onnx]"'
+BUILD_EXTRA = 'building an ONNX graph needs the onnx package: pip install "lexner[onnx]"'
 
 log = logging.getLogger(__name__)
 
@@ -286,6 +288,7 @@ class Graph:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
         if precision == "int8":
             model = load_from_string(_int8(model.SerializeToString()))
+        model.ir_version = GRAPH_IR_VERSION  # not the onnx package's newest: older ONNX Runtimes read the graph too
         helper.set_model_props(model, dict(metadata or {}))
         return model.SerializeToString()
 
@@ -312,8 +315,8 @@ class EmissionsSession:
     def __init__(self, tagger: nn.Module, precision: str, threads: int, carried: bytes | None = None) -> None:
         self.precision, self.threads = precision, threads
         self.default = tagger.featurizer.default_labels
-        # head -> (its session, the Batch fields it reads, its tables by the tagger's names)
-        self.sessions: dict[str, tuple[Any, list[str], dict[str, np.ndarray]]] = {}
+        # head -> (its session, the Batch fields it reads, its tables by the tagger's names); None: torch runs it
+        self.sessions: dict[str, tuple[Any, list[str], dict[str, np.ndarray]] | None] = {}
         if carried is None or not self._use(tagger, self.default, carried, check=True):
             self.add_head(tagger, self.default)
 
@@ -322,7 +325,7 @@ class EmissionsSession:
         try:
             model = graph_bytes(tagger, head, self.precision)
         except ImportError as err:  # ONNX Runtime is there, the onnx package that builds graphs is not
-            raise ImportError(ONNX_EXTRA) from err
+            raise ImportError(BUILD_EXTRA) from err
         self._use(tagger, head, model, check=False)
 
     def _use(self, tagger: nn.Module, head: str, model: bytes, check: bool) -> bool:
@@ -347,8 +350,9 @@ class EmissionsSession:
         if check:
             expected = graph_metadata(tagger, head, self.precision, tables) if all(t in live for t in tables) else {}
             if any(meta.get(key) != value for key, value in expected.items()) or not expected:
-                log.info("the model directory's ONNX graph (%s) was not made from these weights: building one",
-                         GRAPH_FILES[self.precision])
+                log.warning("the model directory's ONNX graph (%s) was made from other weights or by another lexner: "
+                            "building one (lexner export --onnx-graph %s writes a new one)",
+                            GRAPH_FILES[self.precision], self.precision)
                 return False
         fields = [i.name for i in session.get_inputs() if i.name not in tables]
         self.sessions[head] = (session, fields, {name: _table_array(live[name]) for name in tables})
@@ -397,7 +401,8 @@ def carried_graph(tagger: nn.Module, precision: str) -> bytes | None:
     """The default head's graph at ``precision`` that the directory ``tagger`` was loaded from carries (``lexner
     export --onnx-graph``), or None.  Used only if made from the tagger's weights as they are (checked when the
     session is made): with it, ``lexner.load(runtime="onnx-int8")`` neither builds nor quantizes a graph, nor
-    imports the onnx package."""
+    imports the onnx package (another head's graph is built when first asked for; without the onnx package,
+    torch runs that head)."""
     source = getattr(tagger, "source", None)
     path = Path(source, GRAPH_FILES[precision]) if source is not None else None
     if path is None or not path.is_file():
@@ -509,9 +514,13 @@ def onnx_emissions(tagger: nn.Module, batch: Any) -> torch.Tensor | None:
         return None
     head = session.default if batch.labels is None else batch.labels
     if head not in session.sessions:
-        session.add_head(tagger, head)
+        try:
+            session.add_head(tagger, head)
+        except ImportError as err:  # a carried graph ran the default head without the onnx package
+            log.warning("head %r runs in torch: %s", head, err)
+            session.sessions[head] = None
         attach(tagger, session)  # the snapshot now holds the new head's weights too
-    return session.run(batch, head)
+    return None if session.sessions[head] is None else session.run(batch, head)
 
 
 def bfloat16_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:

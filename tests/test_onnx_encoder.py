@@ -192,7 +192,7 @@ def test_a_carried_graph_is_used_without_building_one_and_only_with_the_weights_
     (out / GRAPH_FILES[precision]).write_bytes((other / GRAPH_FILES[precision]).read_bytes())
     with caplog.at_level("INFO", logger="lexner.onnx_encoder"):
         rebuilt = lexner.load(out, runtime=runtime)
-    assert "was not made from these weights" in caplog.text
+    assert "was made from other weights or by another lexner" in caplog.text
     assert [rebuilt.tag(t) for t in TEXTS] == expected
     assert export_model(lexner.load(out), out, force=True) == out.resolve()  # a model directory still, and the
     with monkeypatch.context() as patched:  # copy carries a graph of its own weights where its source carried one
@@ -210,13 +210,32 @@ def test_a_carried_graph_is_used_without_building_one_and_only_with_the_weights_
     assert "refers to data in other files" in caplog.text
 
 
-def test_the_bundled_model_carries_the_int8_graph_of_its_weights(monkeypatch):
+def test_the_bundled_model_carries_the_int8_graph_of_its_weights_and_of_todays_code(monkeypatch, caplog):
+    import sys
+
+    import onnx
+
     import lexner
     import lexner.onnx_encoder as encoder
 
-    monkeypatch.setattr(encoder, "emissions_graph", lambda *a, **k: pytest.fail("a graph was built"))
-    tagger = lexner.load(runtime="onnx-int8")
-    assert encoder.session_of(tagger) is not None and encoder.carried_graph(tagger, "int8") is not None
+    fresh = onnx.load_from_string(encoder.graph_bytes(lexner.load(), None, "int8"))  # what this lexner builds
+
+    def structure(model):  # the nodes and the weights' names and shapes: a change of code GRAPH_FORMAT must follow
+        return ([(n.op_type, list(n.input), list(n.output), sorted(a.name for a in n.attribute)) for n in model.graph.node],
+                sorted((t.name, tuple(t.dims)) for t in model.graph.initializer), model.ir_version)
+
+    with monkeypatch.context() as patched:
+        patched.setitem(sys.modules, "onnx", None)  # neither needed nor imported for the default head
+        with monkeypatch.context() as building:
+            building.setattr(encoder, "emissions_graph", lambda *a, **k: pytest.fail("a graph was built"))
+            tagger = lexner.load(runtime="onnx-int8")
+        carried = encoder.carried_graph(tagger, "int8")
+        assert encoder.session_of(tagger) is not None and carried is not None
+        with caplog.at_level("WARNING", logger="lexner.onnx_encoder"):  # another head needs a graph built: torch
+            assert tagger.tag("张三在北京工作。", labels="weibo") == lexner.load().tag("张三在北京工作。", labels="weibo")
+        assert "head 'weibo' runs in torch" in caplog.text and "needs the onnx package" in caplog.text
+    assert structure(onnx.load_from_string(carried)) == structure(fresh)
+    assert fresh.ir_version == encoder.GRAPH_IR_VERSION
 
 
 def test_runtime_errors_are_clean(tmp_path, corpus, monkeypatch, caplog):
