@@ -3,12 +3,15 @@ machine paths, optionally renamed types and float16 weights (``lexner export``).
 
 from __future__ import annotations
 
-import importlib.util
+import logging
 import subprocess
 from pathlib import Path
 from typing import Sequence
 
 from .models.base import Tagger, model_target
+
+
+log = logging.getLogger(__name__)
 
 
 class ExportError(ValueError):
@@ -122,20 +125,27 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool | None = None, 
     ``onnx_graphs``: precisions ("float32", "int8") whose ONNX graph of the default head the copy carries
     (:func:`lexner.onnx_encoder.carried_graph`: a load with that runtime then builds none); the copy also
     carries the graph of its ONNX runtime and those the source carried.  Returns the directory written."""
-    from .onnx_encoder import GRAPH_FILES, ONNX_PRECISIONS, RUNTIMES, bilstms, carried_graph, graph_bytes
+    from .onnx_encoder import (BUILD_EXTRA, GRAPH_FILES, ONNX_PRECISIONS, RUNTIMES, bilstms, carried_graph,
+                               graph_bytes, graphs_can_be_built)
 
     if runtime is not None and runtime not in RUNTIMES:
         raise ExportError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if unknown := [p for p in onnx_graphs if p not in GRAPH_FILES]:
         raise ExportError(f"an ONNX graph's precision must be one of {', '.join(GRAPH_FILES)}, got {unknown[0]!r}")
     runs_as = tagger.metadata.get("runtime") if runtime is None else runtime
-    graphs = sorted({*onnx_graphs, *([ONNX_PRECISIONS[runs_as]] if runs_as in ONNX_PRECISIONS else []),
-                     *(p for p in GRAPH_FILES if carried_graph(tagger, p) is not None)})
-    if (runtime not in (None, "torch") or graphs) and not bilstms(tagger):
-        raise ExportError(f"{f'runtime {runtime!r}' if runtime not in (None, 'torch') else 'an ONNX graph'} runs a "
-                          f"BiLSTM encoder; {tagger.name} has none")
-    if graphs and any(importlib.util.find_spec(name) is None for name in ("onnx", "onnxruntime")):
-        raise ExportError('an ONNX graph is built with the onnx extra: pip install "lexner[onnx]"')
+    asked = {*onnx_graphs, *([ONNX_PRECISIONS[runs_as]] if runs_as in ONNX_PRECISIONS else [])}
+    if runtime not in (None, "torch") and not bilstms(tagger):
+        raise ExportError(f"runtime {runtime!r} runs a BiLSTM encoder; {tagger.name} has none")
+    if asked and not bilstms(tagger):
+        raise ExportError(f"an ONNX graph runs a BiLSTM encoder; {tagger.name} has none")
+    if asked and not graphs_can_be_built():
+        raise ExportError(f"an ONNX graph is built with the onnx extra: {BUILD_EXTRA.split(': ')[-1]}")
+    inherited = {p for p in GRAPH_FILES if carried_graph(tagger, p) is not None} - asked
+    if inherited and not graphs_can_be_built():
+        log.warning("the copy carries no ONNX graph, unlike %s: building one needs the onnx extra (%s)",
+                    tagger.source, BUILD_EXTRA.split(": ")[-1])
+        inherited = set()
+    graphs = sorted(asked | inherited)
     target = export_target(Path(out_dir), force)
     if piece_length is not None:
         tagger.set_piece_length(piece_length)

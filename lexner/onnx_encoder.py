@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib
 import importlib.util
 import logging
 import tempfile
@@ -397,6 +396,11 @@ def graph_bytes(tagger: nn.Module, head: str | None, precision: str) -> bytes:
     return graph.serialize(precision, graph_metadata(tagger, head, precision, list(graph.tables)))
 
 
+def graphs_can_be_built() -> bool:
+    """Whether the packages that build (onnx) and quantize (onnxruntime) graphs are installed."""
+    return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
+
+
 def carried_graph(tagger: nn.Module, precision: str) -> bytes | None:
     """The default head's graph at ``precision`` that the directory ``tagger`` was loaded from carries (``lexner
     export --onnx-graph``), or None.  Used only if made from the tagger's weights as they are (checked when the
@@ -488,8 +492,7 @@ def use_onnx(tagger: nn.Module, threads: int | None = None, precision: str = "fl
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     lstms = _bilstms_of(tagger, "run in ONNX Runtime")
     carried = carried_graph(tagger, precision)
-    needed = ["onnxruntime"] + (["onnx"] if carried is None else [])  # onnx builds graphs
-    if any(importlib.util.find_spec(name) is None for name in needed):
+    if importlib.util.find_spec("onnxruntime") is None or (carried is None and not graphs_can_be_built()):
         raise ImportError(ONNX_EXTRA)
     for lstm in lstms:
         attach(lstm, None)

@@ -238,6 +238,23 @@ def test_the_bundled_model_carries_the_int8_graph_of_its_weights_and_of_todays_c
     assert fresh.ir_version == encoder.GRAPH_IR_VERSION
 
 
+def test_a_copy_of_a_model_that_carries_a_graph_is_made_without_the_onnx_package_and_carries_none(
+        tmp_path, monkeypatch, caplog):
+    import sys
+
+    import lexner
+    from lexner.export import ExportError, export_model
+    from lexner.onnx_encoder import GRAPH_FILES
+
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with caplog.at_level("WARNING", logger="lexner.export"):
+        out = export_model(lexner.load(), tmp_path / "copy", renames={"PER": "NR"})
+    assert "carries no ONNX graph" in caplog.text and not (out / GRAPH_FILES["int8"]).exists()
+    with pytest.raises(ExportError, match="onnx extra"):  # asked for: refused, before anything is written
+        export_model(lexner.load(), tmp_path / "asked", onnx_graphs=["int8"])
+    assert not (tmp_path / "asked").exists()
+
+
 def test_runtime_errors_are_clean(tmp_path, corpus, monkeypatch, caplog):
     import json
     import sys
