@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import glob
 import io
 import json
 import lzma
@@ -254,13 +255,23 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DataFormatError(path, None, "JSON nested too deeply") from None
 
 
-def recover_directory(final: str | os.PathLike) -> Path:
-    """``final``, restored from ``final.old`` if a crash between :class:`atomic_directory`'s two renames left
-    only the previous version there."""
+def old_versions(final: str | os.PathLike) -> list[Path]:
+    """The previous versions of ``final`` that a crash between :class:`atomic_directory`'s two renames may have
+    left (``.NAME.old-XXXXXXXX``, a name it made; ``NAME.old``, the name earlier lexner versions used), newest
+    first."""
     final = Path(final)
-    old = final.with_name(final.name + ".old")
-    if not final.exists() and old.is_dir():
-        os.replace(old, final)
+    found = [p for p in final.parent.glob(f".{glob.escape(final.name)}.old-*") if p.is_dir()]
+    legacy = final.with_name(final.name + ".old")
+    found += [legacy] if legacy.is_dir() else []
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def recover_directory(final: str | os.PathLike) -> Path:
+    """``final``, restored from its newest previous version (:func:`old_versions`) if a crash between
+    :class:`atomic_directory`'s two renames left only that."""
+    final = Path(final)
+    if not final.exists() and (left := old_versions(final)):
+        os.replace(left[0], final)
     return final
 
 
@@ -269,7 +280,9 @@ class atomic_directory:
 
     ``with atomic_directory(final) as tmp: write files into tmp``.  If the block raises, ``final`` is
     untouched and the temporary directory is removed.  On success the previous ``final`` (if any) is
-    replaced; a crash between the two renames leaves ``final.old`` holding the previous version.
+    replaced: moved aside under a new name of its own (``.NAME.old-XXXXXXXX``; no existing file or folder is
+    ever removed but ``final``), then deleted; a crash between the two renames leaves it there
+    (:func:`recover_directory`).  If the swap itself fails, the new version is removed and ``final`` stays.
     """
 
     def __init__(self, final: str | os.PathLike):
@@ -291,11 +304,20 @@ class atomic_directory:
             if child.is_file():
                 with open(child, "rb") as handle:
                     os.fsync(handle.fileno())
-        old = self.final.with_name(self.final.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        if self.final.exists():
-            os.replace(self.final, old)
-        os.replace(self.tmp, self.final)
+        # an empty folder of a new name, which the rename replaces: nothing that exists is ever overwritten
+        old = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.old-", dir=self.final.parent))
+        moved = False
+        try:
+            if self.final.exists():
+                os.replace(self.final, old)
+                moved = True
+            os.replace(self.tmp, self.final)
+        except BaseException:
+            if moved:
+                os.replace(old, self.final)  # the previous version back in place
+            else:
+                old.rmdir()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
         shutil.rmtree(old, ignore_errors=True)
         return False

@@ -29,7 +29,7 @@ from .data import Sentence, check_sentences
 from .features import Batch
 from .evaluate import evaluate
 from .export import provenance
-from .fileio import atomic_directory, recover_directory, write_json
+from .fileio import atomic_directory, old_versions, recover_directory, write_json
 from .models import Tagger
 from .models.embedder import current_key
 from .tagging import piece_length
@@ -200,9 +200,10 @@ LOCK_FILE = ".lock"
 
 
 def previous_run(out_dir: Path) -> list[str]:
-    """What an earlier run left in ``out_dir``: the RUN_FILES present, with a ``.old`` copy that
-    :class:`lexner.fileio.atomic_directory` may have left."""
-    return [p for name in RUN_FILES for p in (name, name + ".old") if (out_dir / p).exists()]
+    """What an earlier run left in ``out_dir``: the RUN_FILES present, with the previous versions that
+    :class:`lexner.fileio.atomic_directory` may have left (:func:`lexner.fileio.old_versions`)."""
+    return [p for name in RUN_FILES
+            for p in ([name] if (out_dir / name).exists() else []) + [o.name for o in old_versions(out_dir / name)]]
 
 
 def check_out_dir(out_dir: str | os.PathLike, resume: bool = False, replace: bool = False,

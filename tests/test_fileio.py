@@ -177,15 +177,38 @@ def test_atomic_directory_replaces_old(tmp_path):
     assert _listing(tmp_path) == ["model"]  # no model.old, no temporary directory
 
 
-def test_atomic_directory_replaces_leftover_old(tmp_path):
+def test_atomic_directory_never_touches_a_folder_of_another_name_such_as_model_old(tmp_path):
     final = tmp_path / "model"
     final.mkdir()
-    (tmp_path / "model.old").mkdir()  # left by an earlier crash
-    (tmp_path / "model.old" / "stale").write_text("x", encoding="utf-8")
+    (tmp_path / "model.old").mkdir()  # the user's own folder (a helper's audit: it used to be deleted)
+    (tmp_path / "model.old" / "notes.txt").write_text("x", encoding="utf-8")
     with atomic_directory(final) as tmp:
         (tmp / "a.txt").write_text("new", encoding="utf-8")
     assert _listing(final) == ["a.txt"]
-    assert _listing(tmp_path) == ["model"]
+    assert _listing(tmp_path) == ["model", "model.old"] and _listing(tmp_path / "model.old") == ["notes.txt"]
+
+
+def test_a_failed_swap_leaves_the_previous_version_in_place_and_nothing_else(tmp_path, monkeypatch):
+    import os
+
+    final = tmp_path / "model"
+    final.mkdir()
+    (final / "a.txt").write_text("old", encoding="utf-8")
+    real = os.replace
+
+    def failing(src, dst):
+        name = os.path.basename(src)
+        if name.startswith(".model.") and ".old-" not in name:  # the new version's rename, not the old one's
+            raise OSError("device busy")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match="device busy"):
+        with atomic_directory(final) as tmp:
+            (tmp / "a.txt").write_text("new", encoding="utf-8")
+    monkeypatch.undo()
+    assert (final / "a.txt").read_text(encoding="utf-8") == "old"
+    assert _listing(tmp_path) == ["model"]  # no hidden copy, no empty folder left
 
 
 def test_atomic_directory_exception_keeps_old(tmp_path):

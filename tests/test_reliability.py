@@ -250,7 +250,10 @@ def test_a_crash_between_the_renames_is_recovered_on_resume(tmp_path):
     final = tmp_path / "checkpoint"
     with atomic_directory(final) as tmp:
         (tmp / "a").write_text("1")
-    os.replace(final, tmp_path / "checkpoint.old")  # the state a crash between the two renames leaves
+    os.replace(final, tmp_path / ".checkpoint.old-x1y2z3")  # the state a crash between the two renames leaves
+    assert recover_directory(final) == final and (final / "a").read_text() == "1"
+    assert not (tmp_path / ".checkpoint.old-x1y2z3").exists()
+    os.replace(final, tmp_path / "checkpoint.old")  # as earlier lexner versions named it
     assert recover_directory(final) == final and (final / "a").read_text() == "1"
     assert not (tmp_path / "checkpoint.old").exists()
 
