@@ -428,10 +428,11 @@ RUNTIME_HELP = ("how a BiLSTM encoder runs on the CPU: torch, torch-bf16 (a bflo
 def _runtime_args(parser: argparse.ArgumentParser, help: str = RUNTIME_HELP, alias: bool = True) -> None:
     from .onnx_encoder import RUNTIMES
 
-    parser.add_argument("--runtime", choices=list(RUNTIMES), default=None, help=help)
+    group = parser.add_mutually_exclusive_group()  # one of them, as lexner.load takes runtime= or onnx=
+    group.add_argument("--runtime", choices=list(RUNTIMES), default=None, help=help)
     if alias:
-        parser.add_argument("--onnx", dest="runtime", action="store_const", const="onnx",
-                            help="same as --runtime onnx")
+        group.add_argument("--onnx", dest="runtime", action="store_const", const="onnx",
+                           help="same as --runtime onnx")
 
 
 def _load_for_tagging(args, extra_words: list[str], one_head: bool = True):

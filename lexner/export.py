@@ -132,15 +132,16 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool | None = None, 
         raise ExportError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if unknown := [p for p in onnx_graphs if p not in GRAPH_FILES]:
         raise ExportError(f"an ONNX graph's precision must be one of {', '.join(GRAPH_FILES)}, got {unknown[0]!r}")
-    runs_as = tagger.metadata.get("runtime") if runtime is None else runtime
-    asked = {*onnx_graphs, *([ONNX_PRECISIONS[runs_as]] if runs_as in ONNX_PRECISIONS else [])}
+    asked = {*onnx_graphs, *([ONNX_PRECISIONS[runtime]] if runtime in ONNX_PRECISIONS else [])}
     if runtime not in (None, "torch") and not bilstms(tagger):
         raise ExportError(f"runtime {runtime!r} runs a BiLSTM encoder; {tagger.name} has none")
     if asked and not bilstms(tagger):
         raise ExportError(f"an ONNX graph runs a BiLSTM encoder; {tagger.name} has none")
     if asked and not graphs_can_be_built():
         raise ExportError(f"an ONNX graph is built with the onnx extra: {BUILD_EXTRA.split(': ')[-1]}")
-    inherited = {p for p in GRAPH_FILES if carried_graph(tagger, p) is not None} - asked
+    kept = tagger.metadata.get("runtime") if runtime is None else None  # the source's runtime, kept
+    inherited = {p for p in GRAPH_FILES if carried_graph(tagger, p) is not None}  # and graphs: where possible
+    inherited = (inherited | ({ONNX_PRECISIONS[kept]} if kept in ONNX_PRECISIONS else set())) - asked
     if inherited and not graphs_can_be_built():
         log.warning("the copy carries no ONNX graph, unlike %s: building one needs the onnx extra (%s)",
                     tagger.source, BUILD_EXTRA.split(": ")[-1])

@@ -98,7 +98,9 @@ def tag_file(tagger, source: str | os.PathLike, target: str | os.PathLike | IO[s
                        progress and not (out is sys.stdout and sys.stdout.isatty()), list(extra_words))
         return
     target = Path(target)
-    if str(source) != STDIN and target.exists() and Path(source).exists() and os.path.samefile(source, target):
+    if str(source) != STDIN and Path(source).exists() and (
+            os.path.realpath(source) == os.path.realpath(target)  # also a path through folders not made yet
+            or target.exists() and os.path.samefile(source, target)):  # also a hard link
         raise ValueError(f"--output {target} is the input file; writing it would destroy the input")
     partial = target.with_name(target.name + ".partial")
     existed, earlier = target.exists(), partial.exists()

@@ -253,6 +253,11 @@ def test_a_copy_of_a_model_that_carries_a_graph_is_made_without_the_onnx_package
     with pytest.raises(ExportError, match="onnx extra"):  # asked for: refused, before anything is written
         export_model(lexner.load(), tmp_path / "asked", onnx_graphs=["int8"])
     assert not (tmp_path / "asked").exists()
+    monkeypatch.delitem(sys.modules, "onnx")
+    int8 = export_model(lexner.load(), tmp_path / "int8", runtime="onnx-int8")
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    again = export_model(lexner.load(int8, runtime="torch"), tmp_path / "again")  # its runtime kept, not asked for
+    assert "onnx-int8" in (again / "config.json").read_text() and not (again / GRAPH_FILES["int8"]).exists()
 
 
 def test_runtime_errors_are_clean(tmp_path, corpus, monkeypatch, caplog):
@@ -290,6 +295,14 @@ def test_runtime_errors_are_clean(tmp_path, corpus, monkeypatch, caplog):
         export_model(tagger, tmp_path / "out", runtime="gpu")
 
 
+def test_onnx_and_runtime_options_are_refused_together(capsys):
+    from lexner.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["tag", "--onnx", "--runtime", "torch-bf16", "张三"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def test_lexner_tag_runtime_option_reaches_load(tmp_path, corpus, monkeypatch):
     import lexner.api
     from lexner.cli import main
@@ -302,6 +315,19 @@ def test_lexner_tag_runtime_option_reaches_load(tmp_path, corpus, monkeypatch):
                              (["--runtime", "torch-bf16"], "torch-bf16"), (["--onnx"], "onnx"), ([], None)):
         assert main(["tag", "-m", str(directory), *option, "张三在北京"]) == 0
         assert seen.pop() == expected
+
+
+def test_words_added_to_a_model_loaded_with_an_onnx_runtime_keep_it_in_that_runtime(tmp_path, corpus):
+    import lexner
+
+    for members in ([saved_model(tmp_path, corpus)], [saved_model(tmp_path / "a", corpus)] * 2):
+        tagger = lexner.load(members[0] if len(members) == 1 else members, runtime="onnx")
+        tagger.add_words(["腾讯", "深圳"])  # an ensemble's members too (a helper's audit: they fell back to torch)
+        for model in getattr(tagger, "members", [tagger]):
+            assert session_of(model) is not None and model.runtime == "onnx"
+            fast, exact, batch = emissions_both_ways(model, ["他在深圳腾讯上班"])
+            assert batch.word_ids.max() >= len(model.featurizer.word_vocab) - 2  # the new words are matched
+            assert (fast - exact).abs().max().item() < 1e-4
 
 
 def test_a_session_is_dropped_when_the_weights_change_and_never_pickled(corpus):

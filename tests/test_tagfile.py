@@ -25,9 +25,10 @@ def test_tag_file_with_workers_equals_one_process_for_the_bundled_model(tmp_path
 
 def test_tag_file_refuses_the_input_as_output_and_workers_for_an_unsaved_model(corpus, tmp_path):
     (tmp_path / "in.txt").write_text("张三\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="is the input file"):
-        tag_file(lexner.load(), tmp_path / "in.txt", tmp_path / "in.txt")
-    assert (tmp_path / "in.txt").read_text(encoding="utf-8") == "张三\n"
+    for same in (tmp_path / "in.txt", tmp_path / "not_made_yet" / ".." / "in.txt"):  # also through a new folder
+        with pytest.raises(ValueError, match="is the input file"):
+            tag_file(lexner.load(), tmp_path / "in.txt", same)
+    assert (tmp_path / "in.txt").read_text(encoding="utf-8") == "张三\n" and not (tmp_path / "not_made_yet").exists()
     with pytest.raises(ValueError, match="loaded from a directory"):
         tag_file(build_tagger("bilstm_crf", corpus, {"hidden": 8}), tmp_path / "in.txt", workers=2)
 

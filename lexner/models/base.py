@@ -406,6 +406,10 @@ class Tagger(nn.Module):
         rows = self.embed.new_word_rows(new)
         lexicon.add(new, None if lexicon.vectors is None else rows.cpu().numpy())  # its vectors stay aligned
         self.embed.append_words(rows)
+        if self.runtime != "torch":  # its session was made from the smaller table: made again (a carried graph
+            from ..onnx_encoder import use_runtime  # reads the tables as inputs, so it still fits)
+
+            use_runtime(self, self.runtime)
         return len(new)
 
     def add_dictionary(self, entries: Mapping[str, str] | Iterable[tuple[str, str]] | Dictionary) -> int:
