@@ -568,10 +568,15 @@ def _megabytes(folder: Path) -> float:
 
 
 def cmd_info(args) -> int:
+    from .onnx_encoder import GRAPH_FILES
+
+    args.runtime = "torch"  # describing a model makes no ONNX Runtime session; its config's runtime is reported
     tagger = _load_for_tagging(args, [], one_head=False)
     folder = tagger.source
     about = {"path": str(folder), "megabytes": _megabytes(folder)} if folder is not None else {}
-    print(json.dumps({**about, **tagger.describe()}, indent=2, ensure_ascii=False))
+    runs = {"runtime": tagger.metadata.get("runtime", "torch"),  # what lexner.load gives unless told otherwise
+            "onnx_graphs": [p for p, name in GRAPH_FILES.items() if folder is not None and (folder / name).is_file()]}
+    print(json.dumps({**about, **tagger.describe(), **runs}, indent=2, ensure_ascii=False))
     return 0
 
 

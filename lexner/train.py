@@ -670,6 +670,9 @@ class Trainer:
             if chosen:
                 tags = featurizer.label_set(name).tags
                 heads = [teacher_head(t, name, tags) for t in chosen]
+                for teacher, head in zip(chosen, heads):
+                    log.info("task %s: %s teaches through its head %s", task.name or "train",
+                             teacher.source or "a teacher", head or teacher.featurizer.default_labels)
                 try:
                     targets = teacher_targets(chosen, [s.text for s in sentences], cfg.distill,
                                               tags, heads, cfg.eval_batch_size,

@@ -259,6 +259,7 @@ def test_info_describes_a_model(trained, capsys, tmp_path):
                                                                if p.is_file()), abs=0.01 * 2**20)
     assert about["stored"] == "float32" and about["piece_length"] == tagger.max_length
     assert about["lexicon_words"] is None  # bilstm_crf has no lexicon
+    assert about["runtime"] == "torch" and about["onnx_graphs"] == []
     assert main(["export", str(model), str(tmp_path / "half"), "--half", "--piece-length", "40"]) == 0
     capsys.readouterr()
     assert main(["info", str(tmp_path / "half")]) == 0

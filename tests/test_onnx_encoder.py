@@ -143,14 +143,22 @@ def saved_model(tmp_path, corpus, name="softlexicon"):
     return tmp_path / "model"
 
 
-def test_an_exported_model_carries_its_runtime_and_load_can_override_it(tmp_path, corpus):
+def test_an_exported_model_carries_its_runtime_and_load_can_override_it(tmp_path, corpus, monkeypatch, capsys):
     import json
 
     import lexner
+    import lexner.onnx_encoder as encoder
+    from lexner.cli import main
     from lexner.export import export_model
 
     out = export_model(lexner.load(saved_model(tmp_path, corpus)), tmp_path / "int8", runtime="onnx-int8")
     assert json.loads((out / "config.json").read_text(encoding="utf-8"))["runtime"] == "onnx-int8"
+    with monkeypatch.context() as patched:
+        patched.setattr(encoder, "use_runtime", lambda *a: pytest.fail("a session was made"))
+        capsys.readouterr()
+        assert main(["info", str(out)]) == 0  # describes it without making a session
+    about = json.loads(capsys.readouterr().out)
+    assert about["runtime"] == "onnx-int8" and about["onnx_graphs"] == ["int8"]
     assert session_of(lexner.load(out)) is not None  # as the directory says
     assert session_of(lexner.load(out, onnx=False)) is None  # the caller decides
     again = export_model(lexner.load(out, onnx=False), tmp_path / "again")
