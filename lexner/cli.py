@@ -310,6 +310,8 @@ def cmd_evaluate(args) -> int:
     elif args.seen_from:
         seen = read_file(args.seen_from, args.format)
     scores = evaluate(tagger, sentences, labels=args.labels, seen=seen, progress=not args.no_progress)
+    members = getattr(tagger, "members", [tagger])  # an ensemble's members each run as their directory says
+    scores["runtime"] = members[0].runtime if len(members) == 1 else [m.runtime for m in members]
     print(json.dumps(scores, indent=2, ensure_ascii=False))
     return 0
 
@@ -744,6 +746,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "for entities seen there (same text and type) and for unseen ones")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.add_argument("--threads", type=_at_least(0), default=0, help=THREADS_HELP)
+    _runtime_args(e)  # scores depend on it (int8 differs from torch): the output names the one used
     data_args(e)
     e.set_defaults(func=cmd_evaluate)
 

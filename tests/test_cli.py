@@ -58,7 +58,7 @@ def test_train_evaluate_tag(trained, capsys):
     assert loaded[0] == [model, model]  # both directories reached load() together: one ensemble
 
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(
-        evaluate(load([model, model]), read_file(trained / "test.jsonl"))))
+        {**evaluate(load([model, model]), read_file(trained / "test.jsonl")), "runtime": ["torch", "torch"]}))
 
     assert main(["tag", str(trained / "run" / "model"), "张三在北京", "李四"]) == 0
     lines = [json.loads(l) for l in capsys.readouterr().out.splitlines()]

@@ -159,6 +159,10 @@ def test_an_exported_model_carries_its_runtime_and_load_can_override_it(tmp_path
         assert main(["info", str(out)]) == 0  # describes it without making a session
     about = json.loads(capsys.readouterr().out)
     assert about["runtime"] == "onnx-int8" and about["onnx_graphs"] == ["int8"]
+    (tmp_path / "gold.bio").write_text("张 B-PER\n三 I-PER\n在 O\n北 B-LOC\n京 I-LOC\n\n", encoding="utf-8")
+    for given, used in (([], "onnx-int8"), (["--runtime", "torch"], "torch")):  # scores say how they were made
+        assert main(["evaluate", str(out), "--file", str(tmp_path / "gold.bio"), "--no-progress", *given]) == 0
+        assert json.loads(capsys.readouterr().out)["runtime"] == used
     assert session_of(lexner.load(out)) is not None  # as the directory says
     assert session_of(lexner.load(out, onnx=False)) is None  # the caller decides
     again = export_model(lexner.load(out, onnx=False), tmp_path / "again")
