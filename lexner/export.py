@@ -125,7 +125,7 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool | None = None, 
     ``onnx_graphs``: precisions ("float32", "int8") whose ONNX graph of the default head the copy carries
     (:func:`lexner.onnx_encoder.carried_graph`: a load with that runtime then builds none); the copy also
     carries the graph of its ONNX runtime and those the source carried.  Returns the directory written."""
-    from .onnx_encoder import (BUILD_EXTRA, GRAPH_FILES, ONNX_PRECISIONS, RUNTIMES, bilstms, carried_graph,
+    from .onnx_encoder import (GRAPH_FILES, ONNX_INSTALL, ONNX_PRECISIONS, RUNTIMES, bilstms, carried_graph,
                                graph_bytes, graphs_can_be_built)
 
     if runtime is not None and runtime not in RUNTIMES:
@@ -138,13 +138,13 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool | None = None, 
     if asked and not bilstms(tagger):
         raise ExportError(f"an ONNX graph runs a BiLSTM encoder; {tagger.name} has none")
     if asked and not graphs_can_be_built():
-        raise ExportError(f"an ONNX graph is built with the onnx extra: {BUILD_EXTRA.split(': ')[-1]}")
+        raise ExportError(f"an ONNX graph is built with the onnx extra: {ONNX_INSTALL}")
     kept = tagger.metadata.get("runtime") if runtime is None else None  # the source's runtime, kept
     inherited = {p for p in GRAPH_FILES if carried_graph(tagger, p) is not None}  # and graphs: where possible
     inherited = (inherited | ({ONNX_PRECISIONS[kept]} if kept in ONNX_PRECISIONS else set())) - asked
     if inherited and not graphs_can_be_built():
         log.warning("the copy carries no ONNX graph, unlike %s: building one needs the onnx extra (%s)",
-                    tagger.source, BUILD_EXTRA.split(": ")[-1])
+                    tagger.source, ONNX_INSTALL)
         inherited = set()
     graphs = sorted(asked | inherited)
     target = export_target(Path(out_dir), force)

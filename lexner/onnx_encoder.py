@@ -73,8 +73,9 @@ GRAPH_FILES = {precision: f"encoder-{precision}.onnx" for precision in PRECISION
 # model directory carries from before is used
 GRAPH_FORMAT = 1
 GRAPH_IR_VERSION = 8  # the ONNX IR version graphs are written in (ONNX Runtime 1.16, the oldest allowed, reads ≤ 9)
-ONNX_EXTRA = 'ONNX Runtime is an optional extra: pip install "lexner[onnx]"'
-BUILD_EXTRA = 'building an ONNX graph needs the onnx package: pip install "lexner[onnx]"'
+ONNX_INSTALL = 'pip install "lexner[onnx]"'  # the optional extra: onnx builds graphs, onnxruntime runs them
+ONNX_EXTRA = f"ONNX Runtime is an optional extra: {ONNX_INSTALL}"
+BUILD_EXTRA = f"building an ONNX graph needs the onnx package: {ONNX_INSTALL}"
 
 log = logging.getLogger(__name__)
 

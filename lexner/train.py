@@ -202,8 +202,11 @@ LOCK_FILE = ".lock"
 def previous_run(out_dir: Path) -> list[str]:
     """What an earlier run left in ``out_dir``: the RUN_FILES present, with the previous versions that
     :class:`lexner.fileio.atomic_directory` may have left (:func:`lexner.fileio.old_versions`)."""
-    return [p for name in RUN_FILES
-            for p in ([name] if (out_dir / name).exists() else []) + [o.name for o in old_versions(out_dir / name)]]
+    found = []
+    for name in RUN_FILES:
+        found += [name] if (out_dir / name).exists() else []
+        found += [old.name for old in old_versions(out_dir / name)]
+    return found
 
 
 def check_out_dir(out_dir: str | os.PathLike, resume: bool = False, replace: bool = False,
