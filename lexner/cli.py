@@ -873,3 +873,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, on_term)
+
+
+def entry() -> None:
+    """The ``lexner`` command and ``python -m lexner``: :func:`main`, then the process ends with its exit code.
+    A torchrun worker ends without Python's finalization (streams and log handlers flushed first): PyTorch's
+    gloo and DistributedDataParallel objects torn down there aborted one worker run in ten or so after a
+    training that had succeeded ("terminate called without an active exception", exit -6, so torchrun
+    reported a failure)."""
+    code = main()
+    workers = sys.modules.get(f"{__package__}.distributed")  # imported with the trainer (not importing torch here)
+    if workers is not None and workers.world().distributed:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code or 0)
+    raise SystemExit(code)

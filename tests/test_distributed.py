@@ -91,3 +91,18 @@ def test_tagger_and_batches_follow_the_device():
         tagger = tagger.to("cuda")
         assert tagger.featurizer.encode(["张三"]).to(tagger.device).chars.is_cuda
         assert tagger.tag("张三在北京") is not None
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_torchrun_worker_ends_without_finalization(monkeypatch, workers):
+    """PyTorch's process-group objects torn down by Python's finalization aborted a worker now and then after
+    a training that succeeded: ``lexner``'s entry ends a worker with ``os._exit`` (its exit code kept)."""
+    from lexner import cli, distributed  # noqa: F401  (the trainer imports it in a real run)
+
+    ended = []
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    monkeypatch.setattr(cli.os, "_exit", lambda code: ended.append(code))
+    monkeypatch.setenv("WORLD_SIZE", str(workers))
+    with pytest.raises(SystemExit) as stop:  # reached only because os._exit is a stand-in here
+        cli.entry()
+    assert stop.value.code == 3 and ended == ([3] if workers > 1 else [])
