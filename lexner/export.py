@@ -160,11 +160,13 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool | None = None, 
         extra.pop("runtime", None)
     elif runtime is not None:
         extra["runtime"] = runtime
-    tagger.save(target, extra=extra, half=half)  # whole or not at all; half None: as the source stores them
-    if graphs:  # built from the weights as saved (float16 ones come back as a load gives them)
+    def add_graphs(folder: Path) -> None:  # built from the weights as saved (float16 ones as a load gives them)
         from .fileio import write_bytes
 
-        saved = Tagger.load(target)
+        saved = Tagger.load(folder)
         for precision in graphs:
-            write_bytes(target / GRAPH_FILES[precision], graph_bytes(saved, None, precision))
+            write_bytes(folder / GRAPH_FILES[precision], graph_bytes(saved, None, precision))
+
+    # whole, graphs included, or not at all; half None: as the source stores them
+    tagger.save(target, extra=extra, half=half, more=add_graphs if graphs else None)
     return target

@@ -441,3 +441,26 @@ def test_a_runtime_in_the_config_of_a_model_without_a_bilstm_names_the_file(tmp_
     with pytest.raises(ModelFormatError, match=r"config\.json: runtime 'onnx' runs a BiLSTM"):
         lexner.load(tmp_path / "m")
     assert lexner.load(tmp_path / "m", onnx=False).runtime == "torch"
+
+
+def test_an_export_whose_graph_fails_writes_nothing(tmp_path, corpus, monkeypatch):
+    """The graph is written with the model, before the swap: a failure leaves the previous export as it was."""
+    import lexner
+    import lexner.onnx_encoder as encoder
+    from lexner.export import export_model
+
+    source = lexner.load(saved_model(tmp_path, corpus))
+    out = export_model(source, tmp_path / "out")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("no graph today")
+
+    monkeypatch.setattr(encoder, "graph_bytes", failing)
+    with pytest.raises(RuntimeError, match="no graph today"):
+        export_model(source, out, force=True, onnx_graphs=["int8"])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # nothing left aside
+    with pytest.raises(RuntimeError, match="no graph today"):
+        export_model(source, tmp_path / "new", onnx_graphs=["int8"])
+    assert not (tmp_path / "new").exists()

@@ -519,7 +519,7 @@ class Tagger(nn.Module):
 
     # --- persistence -----------------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike, extra: Mapping[str, Any] | None = None,
-             half: bool | None = None) -> None:
+             half: bool | None = None, more: Callable[[Path], None] | None = None) -> None:
         """Write ``config.json``, ``model.safetensors`` and the vocabularies into ``directory``: a new or empty
         directory, or one holding a lexner model and nothing else, which is replaced whole (no file of the old
         model stays behind to be read with the new one: another model's ``lexicon.json`` would be).  Anything
@@ -529,7 +529,9 @@ class Tagger(nn.Module):
         the model was loaded with (:attr:`metadata`), so a loaded model saved again keeps its card and runtime.
         ``half``: store floating-point weights as float16 (about half the size; they are float32 again when
         loaded, so predictions may differ very slightly from the float32 model's); None: as the directory the model
-        was loaded from stores them (float32 for a model built in memory), so the bundled model stays float16."""
+        was loaded from stores them (float32 for a model built in memory), so the bundled model stays float16.
+        ``more``: called with the folder being written once lexner's files are in it, to add files of its own
+        (an export's ONNX graphs), which then land with the model or not at all."""
         extra = self.metadata if extra is None else extra
         half = self.stored_half if half is None else half
         directory = Path(directory)
@@ -537,8 +539,12 @@ class Tagger(nn.Module):
         if filled or not directory.exists():  # built beside it and swapped in: a failure leaves nothing half-written
             with atomic_directory(directory.resolve()) as built:  # a link: the folder it points to
                 self._write(built, extra, half)
+                if more is not None:
+                    more(built)
         else:
             self._write(directory, extra, half)
+            if more is not None:
+                more(directory)
 
     def _write(self, directory: Path, extra: Mapping[str, Any] | None, half: bool) -> None:
         """:meth:`save`'s files, written into the existing ``directory`` (nothing written if a weight cannot be
