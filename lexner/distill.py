@@ -80,7 +80,9 @@ def teacher_targets(teachers: Sequence, texts: Sequence[str], kind: str, tags: S
         if sorted(label_set.tags) == sorted(tags):  # the student's tags, perhaps in another order
             mapping = {t: t for t in label_set.entity_types}
         elif type_map is None:
-            raise ValueError(f"{which}: the teacher's tags {label_set.tags} are not the student's {list(tags)} "
+            student_types = sorted({t.partition("-")[2] for t in tags} - {""})
+            raise ValueError(f"{which}: the teacher's entity types {sorted(label_set.entity_types)} are not the "
+                             f"student's {student_types} "
                              "(types named otherwise? lexner export --rename gives them the student's names)")
         elif kind != "kl":
             raise ValueError(f"{which}: a teacher of the corpus's original types teaches through its type map, "

@@ -90,7 +90,7 @@ def test_distillation_refuses_mismatched_teachers_and_incomplete_settings(corpus
     with pytest.raises(TrainingError, match="teachers and a kind"):
         Trainer(student, TrainConfig(epochs=1), tmp_path, progress=False).fit_tasks(
             [Task(None, corpus, corpus)], teachers=[student])
-    with pytest.raises(TrainingError, match=r"teacher 1: the teacher's tags .* are not the student's .*--rename"):
+    with pytest.raises(TrainingError, match=r"teacher 1: the teacher's entity types \['GPE'\] are not the student's \['LOC', 'PER'\] .*--rename"):
         Trainer(student, TrainConfig(epochs=1, distill="kl"), tmp_path / "d", progress=False).fit_tasks(
             [Task(None, corpus, corpus)], teachers=[other])  # a clean error (lexner distill: exit 2)
     with pytest.raises(ValueError, match="distill must be"):
