@@ -275,8 +275,8 @@ def _teachers_and_unlabelled(args, specs: list[tuple[str | None, Path]]) -> tupl
     loaded = {}  # path → model: one copy of a model that teaches several tasks
     teachers = []
     for task, path in specs:
-        if path not in loaded:
-            loaded[path] = load(path, device=_resolve_device(args.device))
+        if path not in loaded:  # torch, whatever runtime its directory asks for: the exact network's soft targets
+            loaded[path] = load(path, device=_resolve_device(args.device), runtime="torch")
         teachers.append((task, loaded[path]) if task is not None else loaded[path])
     for name in getattr(args, "unlabelled_dataset", []):
         unlabelled += [s.text for s in load_dataset(name, "train", args.data_root)]

@@ -464,3 +464,17 @@ def test_an_export_whose_graph_fails_writes_nothing(tmp_path, corpus, monkeypatc
     with pytest.raises(RuntimeError, match="no graph today"):
         export_model(source, tmp_path / "new", onnx_graphs=["int8"])
     assert not (tmp_path / "new").exists()
+
+
+def test_a_teacher_runs_in_torch_whatever_runtime_its_directory_asks_for(tmp_path, corpus):
+    import argparse
+
+    import lexner
+    from lexner.cli import _teachers_and_unlabelled
+    from lexner.export import export_model
+
+    out = export_model(lexner.load(saved_model(tmp_path, corpus)), tmp_path / "int8", runtime="onnx-int8")
+    assert session_of(lexner.load(out)) is not None  # what a user's load gives
+    args = argparse.Namespace(unlabelled=[], unlabelled_dataset=[], device="cpu", data_root=None)
+    (teacher,), _ = _teachers_and_unlabelled(args, [(None, out)])
+    assert session_of(teacher) is None and teacher.metadata["runtime"] == "onnx-int8"
