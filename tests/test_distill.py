@@ -194,7 +194,9 @@ def test_a_teacher_of_one_task_gives_soft_targets_to_that_tasks_sentences_alone(
     np.testing.assert_allclose(items[0]["soft"], expected[0])
     results = trainer.fit_tasks(tasks, teachers=[("coarse", coarse_teacher)])
     assert set(results["dev"]["tasks"]) == {"coarse", "fine"}
-    with pytest.raises(TrainingError, match="teacher 1: the teacher's tags"):  # a coarse teacher cannot teach fine
+    # a coarse teacher cannot teach fine types
+    with pytest.raises(TrainingError, match=r"teacher 1: the teacher's entity types \['LOC', 'PER'\] are not the "
+                                            r"student's \['city', 'name'\]"):
         Trainer(student, TrainConfig(epochs=1, distill="kl"), tmp_path / "x", progress=False).fit_tasks(
             tasks, teachers=[("fine", coarse_teacher)])
 
