@@ -232,12 +232,21 @@ def check_out_dir(out_dir: str | os.PathLike, resume: bool = False, replace: boo
 
 def set_aside_previous_run(out_dir: Path) -> None:
     """``--force``: move what an earlier run wrote into ``out_dir`` (:func:`previous_run`; nothing else in the
-    folder) into ``out_dir/.replaced``, deleted once the new run has written its first checkpoint."""
+    folder) into ``out_dir/.replaced``, deleted once the new run has written its first checkpoint.  A
+    ``.replaced`` left by a ``--force`` run that stopped before its first checkpoint still holds the run being
+    replaced: it stays, and what that attempt wrote is removed."""
     found = previous_run(out_dir)
     if not found:
         return
     aside = out_dir / REPLACED_DIR
-    if aside.exists():  # left by a --force run that failed before its first checkpoint: replaced again
+    if aside.exists() and not (out_dir / CHECKPOINT_DIR).exists():
+        for name in found:
+            path = out_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        log.info("%s still holds the run being replaced (the last --force run here stopped before its first "
+                 "checkpoint); that attempt's files are removed", aside)
+        return
+    if aside.exists():  # the attempt that set it aside reached a checkpoint: it is the run being replaced now
         shutil.rmtree(aside)
     aside.mkdir()
     for name in found:
@@ -649,6 +658,11 @@ class Trainer:
         belong to the original text)."""
         try:
             return self._fit(list(tasks), model_card, list(teachers), list(unlabelled))
+        except BaseException:
+            if self.world.main and (self.out_dir / REPLACED_DIR).is_dir():
+                log.warning("the run this one replaces is kept in %s until a run here writes its first checkpoint",
+                            self.out_dir / REPLACED_DIR)
+            raise
         finally:
             self._release_lock()
             if self._joined:  # the trainer joined the process group: it leaves it
@@ -699,7 +713,9 @@ class Trainer:
         cfg = self.config
         main = self.world.main
         if main:
-            self._check_out_dir()
+            self._check_out_dir()  # a folder another training holds is refused, naming it
+            self._take_lock()  # before the data's preparation (minutes with soft targets): no training slips in
+            self._check_out_dir()  # and what a run that ended meanwhile left is seen
         data = data_fingerprints(tasks)
         if self.data is not None and self.data != data:
             changed = sorted(name or "the training" for name in data.keys() | self.data.keys()
@@ -717,7 +733,6 @@ class Trainer:
             log_path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         items, task_of, heads = self._prepare(tasks, teachers, unlabelled)
         if main:
-            self._take_lock()
             if self.replace and self.epoch == 0:
                 set_aside_previous_run(self.out_dir)
             write_json(self.out_dir / CONFIG_FILE, dataclasses.asdict(cfg))

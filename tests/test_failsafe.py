@@ -658,6 +658,13 @@ def test_a_forced_run_that_fails_before_its_first_checkpoint_keeps_the_replaced_
         forced.fit(corpus, corpus)
     assert (tmp_path / ".replaced" / "model" / "model.safetensors").read_bytes() == before
     assert not (tmp_path / "model").exists()
+    (tmp_path / "model").mkdir()  # what a failed attempt may leave (a model of a first epoch, no checkpoint)
+    again = Trainer(build_tagger("bilstm_crf", corpus, SMALL), config, tmp_path, progress=False, replace=True)
+    monkeypatch.setattr(type(again.model), "loss", lambda self, batch: torch.tensor(float("nan")))
+    with pytest.raises(TrainingError, match="loss became nan"):  # tried again: the replaced run is still kept
+        again.fit(corpus, corpus)
+    assert (tmp_path / ".replaced" / "model" / "model.safetensors").read_bytes() == before
+    assert not (tmp_path / "model").exists()
 
 
 def test_resume_without_a_checkpoint_does_not_overwrite_a_previous_run(corpus, tmp_path, capsys):
@@ -692,6 +699,30 @@ def test_a_folder_a_training_runs_in_is_refused_naming_it(corpus, tmp_path, caps
     assert train_cli(corpus, tmp_path, tmp_path / "run", "--force") == 2
     assert f"in use by another training (pid {os.getpid()})" in capsys.readouterr().err
     running._release_lock()
+
+
+def test_a_run_that_ends_while_another_prepares_its_data_is_not_overwritten(corpus, tmp_path, monkeypatch):
+    """The folder is locked before the data's preparation, and its previous run looked for under the lock."""
+    from lexner.train import TrainConfig, Trainer, TrainingError
+
+    config = TrainConfig(epochs=1, batch_size=8)
+    late = Trainer(build_tagger("bilstm_crf", corpus, SMALL), config, tmp_path / "run", progress=False)
+    first = Trainer(build_tagger("bilstm_crf", corpus, SMALL), config, tmp_path / "run", progress=False)
+    prepare = Trainer._prepare
+
+    def slow_prepare(self, *args):  # the first run starts and ends while the late one prepares its data
+        if self is late:
+            with pytest.raises(TrainingError, match="in use by another training"):
+                first.fit(corpus, corpus)
+        return prepare(self, *args)
+
+    monkeypatch.setattr(Trainer, "_prepare", slow_prepare)
+    assert late.fit(corpus, corpus)["epochs_run"] == 1
+    checked = []
+    monkeypatch.setattr(Trainer, "_prepare", lambda self, *args: checked.append(self) or prepare(self, *args))
+    with pytest.raises(TrainingError, match="holds a previous run"):  # the lock's holder sees what is there
+        Trainer(build_tagger("bilstm_crf", corpus, SMALL), config, tmp_path / "run", progress=False).fit(corpus, corpus)
+    assert not checked
 
 
 def test_the_trainer_refuses_a_folder_with_a_previous_run_unless_resumed_or_replaced(corpus, tmp_path):
