@@ -163,8 +163,13 @@ def cmd_train(args) -> int:
         check_out_dir(args.out, args.resume, args.force)  # likewise: an --out that would lose a run
     except TrainingError as err:
         raise CommandError(str(err)) from None
-    tasks = _load_tasks(args)
     specs = [_teacher_spec(spec) for spec in getattr(args, "teacher", None) or []]
+    if args.force:  # what --force sets aside (and deletes at the first checkpoint) must not be what it reads
+        for option, path in [("--init-from", args.init_from), *(("--teacher", p) for _, p in specs)]:
+            if path is not None and Path(path).resolve().is_relative_to(Path(args.out).resolve()):
+                raise CommandError(f"{option} {path} lies inside --out {args.out}, whose run --force replaces; "
+                                   "copy it elsewhere first (lexner export), or give another --out")
+    tasks = _load_tasks(args)
     try:  # a teacher for a task this training lacks fails before any model is built or loaded
         teachers_by_task(tasks, [(task, path) if task is not None else path for task, path in specs])
     except TrainingError as err:

@@ -209,15 +209,34 @@ def previous_run(out_dir: Path) -> list[str]:
     return found
 
 
+def saved_folder_around(path: Path) -> Path | None:
+    """The folder that ``path`` is, or lies inside, whose files a run or a save replaces whole: a model
+    directory (its config and weights) or a run's ``model/`` or ``checkpoint/``; None if none."""
+    from .models.base import CONFIG_FILE as MODEL_CONFIG, WEIGHTS_FILE
+
+    for folder in (path, *path.parents):
+        if (folder / MODEL_CONFIG).is_file() and (folder / WEIGHTS_FILE).is_file():
+            return folder
+        if folder.name in (MODEL_DIR, CHECKPOINT_DIR) and any((folder.parent / n).is_file()
+                                                              for n in (LOG_FILE, CONFIG_FILE)):
+            return folder
+    return None
+
+
 def check_out_dir(out_dir: str | os.PathLike, resume: bool = False, replace: bool = False,
                   probe_lock: bool = True) -> None:
     """Refuse, before any work, an output folder a run cannot write or would lose an earlier run in: a path that
-    is not a folder, one under a folder that cannot be written, one a training is running in (``probe_lock``:
-    the caller does not hold its lock), or one holding a previous run (unless it is resumed, ``resume``, or
-    replaced, ``replace``)."""
+    is not a folder, one that is or lies inside a model directory or another run's ``model/`` or
+    ``checkpoint/`` (replaced whole when that is saved again), one under a folder that cannot be written, one
+    a training is running in (``probe_lock``: the caller does not hold its lock), or one holding a previous run
+    (unless it is resumed, ``resume``, or replaced, ``replace``)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise TrainingError(f"{out_dir} exists and is not a directory; give another --out")
+    if (inside := saved_folder_around(out_dir.absolute())) is not None:
+        where = "is" if inside == out_dir.absolute() else f"lies inside {inside}, which is"
+        raise TrainingError(f"{out_dir} {where} a saved model or checkpoint, replaced whole when saved again "
+                            "(a run there would be lost); give another --out")
     existing = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         to_create = f" (to create {out_dir})" if existing != out_dir else ""

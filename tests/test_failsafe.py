@@ -644,6 +644,35 @@ def test_an_out_that_is_a_file_is_refused_before_any_work(corpus, tmp_path, caps
     assert (tmp_path / "afile").read_text(encoding="utf-8") == "keep me"
 
 
+def test_an_out_inside_a_saved_model_or_checkpoint_is_refused(corpus, tmp_path, capsys):
+    """A run's model/ and checkpoint/ (and any model directory) are replaced whole when saved again: a run
+    written inside one would be lost."""
+    run = tmp_path / "run"
+    assert train_cli(corpus, tmp_path, run) == 0
+    for out in (run / "model", run / "model" / "nested", run / "checkpoint" / "x"):
+        assert train_cli(corpus, tmp_path, out) == 2
+        assert "a saved model or checkpoint, replaced whole when saved again" in capsys.readouterr().err
+    assert not (run / "model" / "nested").exists() and not (run / "checkpoint" / "x").exists()
+    exported = tmp_path / "exported"
+    assert main(["export", str(run / "model"), str(exported)]) == 0
+    assert train_cli(corpus, tmp_path, exported / "run") == 2
+    assert f"lies inside {exported}" in capsys.readouterr().err
+
+
+def test_force_refuses_a_model_it_reads_from_inside_the_run_it_replaces(corpus, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train_cli(corpus, tmp_path, run) == 0
+    before = (run / "model" / "model.safetensors").read_bytes()
+    files = ["--train", str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "dev.jsonl"), "--no-progress",
+             "--epochs", "1"]
+    assert main(["train", "--init-from", str(run / "model"), "--out", str(run), "--force", *files]) == 2
+    assert f"--init-from {run / 'model'} lies inside --out {run}, whose run --force replaces" in capsys.readouterr().err
+    assert main(["distill", "--teacher", str(run / "model"), "--out", str(run), "--force", *files,
+                 "--char-vectors", "none", "--bigram-vectors", "none"]) == 2
+    assert f"--teacher {run / 'model'} lies inside --out" in capsys.readouterr().err
+    assert (run / "model" / "model.safetensors").read_bytes() == before and not (run / ".replaced").exists()
+
+
 def test_a_forced_run_that_fails_before_its_first_checkpoint_keeps_the_replaced_run(corpus, tmp_path, monkeypatch):
     import torch
 
