@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from .fileio import atomic_directory, read_json, write_bytes, write_json
+from .fileio import DataFormatError, atomic_directory, read_json, write_bytes, write_json
 
 STATE_FILE = "trainer_state.json"
 TENSORS_FILE = "trainer_state.safetensors"
@@ -49,9 +50,23 @@ def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any]) -> None
 
 
 def load_checkpoint(directory: str | os.PathLike) -> dict[str, Any]:
+    """The state :func:`save_checkpoint` wrote into ``directory``; a damaged one (cut short, edited) is a
+    ``DataFormatError`` naming the file (whether it holds the keys its writer wrote is the reader's to check)."""
     directory = Path(directory)
-    tensors = load_file(str(directory / TENSORS_FILE))
-    return _unflatten(read_json(directory / STATE_FILE), tensors)
+    try:
+        tensors = load_file(str(directory / TENSORS_FILE))
+    except SafetensorError as err:
+        raise DataFormatError(directory / TENSORS_FILE, None, f"cannot be read ({err}): the checkpoint is "
+                                                              "damaged") from None
+    structure = read_json(directory / STATE_FILE)
+    try:
+        state = _unflatten(structure, tensors)
+    except (KeyError, TypeError, ValueError) as err:  # a tensor it names is not there, a value of another kind
+        raise DataFormatError(directory / STATE_FILE, None, f"does not match {TENSORS_FILE} ({type(err).__name__}: "
+                              f"{err}): the checkpoint is damaged or edited") from None
+    if not isinstance(state, dict):
+        raise DataFormatError(directory / STATE_FILE, None, "not a checkpoint's state: damaged or edited")
+    return state
 
 
 def rng_state() -> dict[str, Any]:

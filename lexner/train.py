@@ -24,12 +24,12 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .augment import Augmenter, check_methods
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import STATE_FILE, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import Sentence, check_sentences
 from .features import Batch
 from .evaluate import evaluate
 from .export import provenance
-from .fileio import atomic_directory, old_versions, recover_directory, write_json
+from .fileio import DataFormatError, atomic_directory, old_versions, recover_directory, write_json
 from .models import Tagger
 from .models.embedder import current_key
 from .tagging import piece_length
@@ -609,6 +609,7 @@ class Trainer:
             raise
 
     def _resume(self) -> bool:
+        recover_directory(self.out_dir / MODEL_DIR)  # a stop between a save's two renames: its previous version
         path = recover_directory(self.out_dir / CHECKPOINT_DIR)
         if not path.is_dir():
             # a run stopped before its first checkpoint left only its config: resuming it is starting it again
@@ -617,6 +618,10 @@ class Trainer:
                                     "--force (Trainer(replace=True)) to replace it, or another --out")
             return False
         state = load_checkpoint(path)
+        if missing := [k for k in ("model", "optimizer", "rng", "epoch", "best_f1", "best_epoch", "step")
+                       if k not in state]:  # what every trainer has written
+            raise TrainingError(f"{path / STATE_FILE} lacks {', '.join(missing)}: not a lexner trainer's checkpoint "
+                                "(damaged or edited)")
         previous = {**dataclasses.asdict(TrainConfig()), **state.get("train_config", {})}  # older: the defaults
         if changed := [f"--{key.replace('_', '-')} {_shown(previous[key])}, not {_shown(getattr(self.config, key))}"
                        for key in KEPT_ON_RESUME if previous[key] != getattr(self.config, key)]:
@@ -746,9 +751,7 @@ class Trainer:
         log_path = self.out_dir / LOG_FILE
         if self.epoch and main and log_path.is_file():  # resumed: the log continues after the checkpoint's epoch
             # (a kill after an epoch's log line but before its checkpoint: that epoch is redone, its line dropped)
-            records = [(line, json.loads(line)) for line in log_path.read_text(encoding="utf-8").splitlines()
-                       if line.strip()]
-            lines = [line for line, r in records if "final" not in r and r["epoch"] <= self.epoch]
+            lines = [line for line, r in log_records(log_path) if "final" not in r and r["epoch"] <= self.epoch]
             log_path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         items, task_of, heads = self._prepare(tasks, teachers, unlabelled)
         if main:
@@ -977,7 +980,7 @@ class Trainer:
 
     def finish(self, tasks: Sequence[Task]) -> dict[str, Any]:
         """Reload the best model, score it on dev (and test), write ``results.json`` and log the scores."""
-        best = Tagger.load(self.out_dir / MODEL_DIR, device=self.config.device)
+        best = Tagger.load(recover_directory(self.out_dir / MODEL_DIR), device=self.config.device)
         results: dict[str, Any] = {"best_epoch": self.best_epoch, "epochs_run": self.epoch,
                                    "dev": self.scores(best, tasks, "dev")}
         if any(t.test is not None for t in tasks):
@@ -997,10 +1000,32 @@ class Trainer:
         return results
 
 
+def log_records(log_file: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Each record of a training log with its line.  A last line cut short (a stop or a full disk while it was
+    written) is left out, with a warning; any other line that is not an epoch's or the final record is a
+    ``DataFormatError`` naming the file and line."""
+    text = Path(log_file).read_text(encoding="utf-8")
+    lines = text.splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if number == len(lines) and not text.endswith("\n"):
+                log.warning("%s:%d: a last line cut short, left out", log_file, number)
+                continue
+            record = None
+        if not isinstance(record, dict) or not ("final" in record or isinstance(record.get("epoch"), int)):
+            raise DataFormatError(log_file, number, "not a training log's record (damaged or edited)")
+        records.append((line, record))
+    return records
+
+
 def epoch_records(log_file: Path) -> list[dict[str, Any]]:
     """The per-epoch records of a training log (without the final scores line)."""
-    records = [json.loads(line) for line in open(log_file, encoding="utf-8") if line.strip()]
-    return [r for r in records if "final" not in r]
+    return [r for _, r in log_records(log_file) if "final" not in r]
 
 
 def selection_scores(scores: dict[str, Any]) -> dict[str, float]:

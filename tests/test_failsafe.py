@@ -857,3 +857,39 @@ def test_a_weight_float16_cannot_store_is_refused_before_anything_is_written(cor
     assert main(["export", str(saved), str(tmp_path / "ok"), "--half"]) == 0  # finite weights still export
     tagger.save(tmp_path / "full", half=False)  # float32 stores it
     assert lexner.load(tmp_path / "full").embed.chars.weight[3, 0] == 1e5
+
+
+def test_a_damaged_log_or_checkpoint_is_named_and_a_log_line_cut_short_is_left_out(corpus, tmp_path, capsys, caplog):
+    import shutil
+
+    from lexner.train import epoch_records
+
+    pristine = tmp_path / "pristine"
+    assert train_cli(corpus, tmp_path, pristine) == 0
+    for name, damage, expected in (
+            ("log.jsonl", '{"epoch": 1}\nnot json\n{"final": true}\n', ":2: not a training log's record"),
+            ("checkpoint/trainer_state.safetensors", "\0" * 100, ": cannot be read"),
+            ("checkpoint/trainer_state.json", "{}", " lacks model, optimizer")):
+        case = tmp_path / name.replace("/", "_")
+        shutil.copytree(pristine, case)
+        (case / name).write_text(damage, encoding="utf-8")
+        assert train_cli(corpus, tmp_path, case, "--resume") == 2
+        assert f"{case / name}{expected}" in capsys.readouterr().err
+    log_file = pristine / "log.jsonl"
+    first = log_file.read_text(encoding="utf-8").splitlines()[0]
+    log_file.write_text(first[:-5], encoding="utf-8")  # a stop while the first epoch's line was written
+    with caplog.at_level("WARNING", logger="lexner"):
+        assert train_cli(corpus, tmp_path, pristine, "--resume") == 0  # finished: the results written again
+    assert "a last line cut short, left out" in caplog.text
+    assert epoch_records(log_file) == [] and json.loads(log_file.read_text(encoding="utf-8"))["final"]
+
+
+def test_a_stop_between_the_two_renames_of_a_model_save_is_recovered_on_resume(corpus, tmp_path):
+    import os
+
+    run = tmp_path / "run"
+    assert train_cli(corpus, tmp_path, run) == 0
+    before = (run / "model" / "model.safetensors").read_bytes()
+    os.replace(run / "model", run / ".model.old-abcdefgh")  # the first rename done, the second not
+    assert train_cli(corpus, tmp_path, run, "--resume") == 0  # nothing left to train: finished
+    assert (run / "model" / "model.safetensors").read_bytes() == before
