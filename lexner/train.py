@@ -425,10 +425,17 @@ class Task:
         return self.head if self.head is not None else self.name
 
 
-def data_fingerprints(tasks: Sequence[Task]) -> dict[str, str]:
+TAUGHT_BY = "\0teachers"  # data_fingerprints' keys beside the tasks' names (no task is named so)
+UNLABELLED = "\0unlabelled"
+
+
+def data_fingerprints(tasks: Sequence[Task], teachers: Sequence = (), unlabelled: Sequence[str] = ()
+                      ) -> dict[str, str]:
     """A SHA-256 of each task's training and dev sentences (texts and spans), by task name ("" for a one-head
-    model): a checkpoint records them, so that ``--resume`` on other data — another file, or a dev split
-    carved otherwise — is refused instead of comparing dev scores of different sentences."""
+    model), and with distillation of the teachers (each one's task and weights) and of the unlabelled texts: a
+    checkpoint records them, so that ``--resume`` on other data — another file, a dev split carved otherwise,
+    other teachers — is refused instead of comparing dev scores of different sentences or going on with
+    soft targets of another kind."""
     out = {}
     for task in tasks:
         digest = hashlib.sha256()
@@ -437,6 +444,17 @@ def data_fingerprints(tasks: Sequence[Task]) -> dict[str, str]:
                 digest.update(json.dumps([s.text, [list(span) for span in s.spans]], ensure_ascii=False).encode())
             digest.update(b"\0")
         out[task.name or ""] = digest.hexdigest()
+    if teachers:
+        digest = hashlib.sha256()
+        for teacher in teachers:
+            scope, teacher = teacher if isinstance(teacher, tuple) else (None, teacher)
+            digest.update(json.dumps(scope).encode())
+            for name, value in sorted(teacher.state_dict().items()):
+                digest.update(name.encode())
+                digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        out[TAUGHT_BY] = digest.hexdigest()
+    if unlabelled:
+        out[UNLABELLED] = hashlib.sha256("\n".join(unlabelled).encode()).hexdigest()
     return out
 
 
@@ -740,13 +758,18 @@ class Trainer:
             self._check_out_dir()  # a folder another training holds is refused, naming it
             self._take_lock()  # before the data's preparation (minutes with soft targets): no training slips in
             self._check_out_dir()  # and what a run that ended meanwhile left is seen
-        data = data_fingerprints(tasks)
-        if self.data is not None and self.data != data:
-            changed = sorted(name or "the training" for name in data.keys() | self.data.keys()
-                             if data.get(name) != self.data.get(name))
-            raise TrainingError(f"{self.out_dir / CHECKPOINT_DIR} was trained on other sentences ({', '.join(changed)}"
-                                " data: its training or dev split differs): resume with the data it was trained with "
-                                "(the same files, --dataset, --dev-fraction and --dev-blocks)")
+        data = data_fingerprints(tasks, teachers, unlabelled)
+        recorded = self.data or {}
+        older = TAUGHT_BY in data and TAUGHT_BY not in recorded  # distilled before teachers were recorded
+        compared = sorted(k for k in data.keys() | recorded.keys() if not (older and k in (TAUGHT_BY, UNLABELLED)))
+        if self.data is not None and (changed := [k for k in compared if data.get(k) != recorded.get(k)]):
+            shown = {TAUGHT_BY: "other teachers (--teacher)", UNLABELLED: "other unlabelled texts (--unlabelled)"}
+            sentences = [name or "the training" for name in changed if name not in shown]
+            found = ([f"other sentences ({', '.join(sorted(sentences))} data: its training or dev split differs)"]
+                     if sentences else []) + [shown[k] for k in changed if k in shown]
+            raise TrainingError(f"{self.out_dir / CHECKPOINT_DIR} was trained with {' and '.join(found)}: resume with "
+                                "the data it was trained with (the same files, --dataset, --dev-fraction, "
+                                "--dev-blocks, teachers and unlabelled texts)")
         self.data = data
         log_path = self.out_dir / LOG_FILE
         if self.epoch and main and log_path.is_file():  # resumed: the log continues after the checkpoint's epoch

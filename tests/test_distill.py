@@ -307,3 +307,25 @@ def test_a_teacher_of_the_original_types_teaches_a_mapped_corpus_through_its_typ
     trainer = Trainer(student, TrainConfig(epochs=1, batch_size=4, distill="kl"), tmp_path, progress=False)
     results = trainer.fit_tasks([Task(None, mapped[:15], mapped[15:], type_map=mapping)], teachers=[teacher])
     assert results["best_epoch"] == 1
+
+
+def test_resume_with_other_teachers_or_unlabelled_texts_is_refused(corpus, tmp_path):
+    a, b = trained_teacher(corpus, 0), trained_teacher(corpus, 1)
+    tasks = [Task(None, corpus[:15], corpus[15:])]
+
+    def trainer(epochs):
+        return Trainer(build_tagger("bilstm_crf", corpus, SMALL), TrainConfig(epochs=epochs, distill="kl",
+                                                                             batch_size=8), tmp_path, progress=False)
+
+    trainer(1).fit_tasks(tasks, teachers=[a], unlabelled=["北京欢迎你"])
+    for teachers, unlabelled, said in (([b], ["北京欢迎你"], "other teachers"),
+                                       ([("", a)], ["北京欢迎你"], "other teachers"),  # a's own task, not every task
+                                       ([a], ["上海欢迎你"], "other unlabelled texts"), ([a], [], "other unlabelled")):
+        other = trainer(2)
+        assert other.resume()
+        with pytest.raises(TrainingError, match=f"was trained with {said}"):
+            other.fit_tasks(tasks, teachers=teachers, unlabelled=unlabelled)
+    same = trainer(2)
+    assert same.resume()
+    same.fit_tasks(tasks, teachers=[a], unlabelled=["北京欢迎你"])
+    assert same.epoch == 2

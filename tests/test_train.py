@@ -355,7 +355,7 @@ def test_resume_on_other_sentences_is_refused_before_anything_is_written(corpus,
     for train, dev in ((corpus[:15], corpus[14:]), (corpus[1:15], corpus[15:])):  # another dev split, train
         other = make_trainer(corpus, tmp_path, epochs=2)
         assert other.resume()
-        with pytest.raises(TrainingError, match="trained on other sentences.*--dev-fraction and --dev-blocks"):
+        with pytest.raises(TrainingError, match="trained with other sentences.*--dev-fraction, --dev-blocks"):
             other.fit(train, dev)
         assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != ".lock"} == files
     same = make_trainer(corpus, tmp_path, epochs=2)
