@@ -29,7 +29,7 @@ from .data import Sentence, check_sentences
 from .features import Batch
 from .evaluate import evaluate
 from .export import provenance
-from .fileio import DataFormatError, atomic_directory, old_versions, recover_directory, write_json
+from .fileio import DataFormatError, atomic_directory, old_versions, read_json, recover_directory, write_json
 from .models import Tagger
 from .models.embedder import current_key
 from .tagging import piece_length
@@ -668,9 +668,23 @@ class Trainer:
         self.epoch, self.best_f1, self.best_epoch, self.step = (
             state["epoch"], state["best_f1"], state["best_epoch"], state["step"])
         self.data = state.get("data")  # checkpoints written before it was recorded: None, not checked
+        self._adopt_later_model()
         log.info("resumed from %s after epoch %d (best dev F1 %.4f at epoch %d)",
                  path, self.epoch, self.best_f1, self.best_epoch)
         return True
+
+    def _adopt_later_model(self) -> None:
+        """An epoch's better model is saved before its checkpoint: a stop between the two leaves in ``model/`` the
+        model of an epoch the checkpoint does not hold (the checkpoint's best is gone).  It stays the best so
+        far, with the epoch and dev scores its card records, so that results name the model they score."""
+        card_file = self.out_dir / MODEL_DIR / "config.json"
+        card = read_json(card_file).get("card", {}) if card_file.is_file() else {}
+        epoch, dev = card.get("epoch"), card.get("dev")
+        if isinstance(epoch, int) and epoch > self.epoch and isinstance(dev, dict):
+            log.warning("%s holds the model of epoch %d, saved after the checkpoint's epoch %d: it stays the best "
+                        "model so far (dev F1 %.4f); the checkpoint's best, of epoch %d, was replaced by it",
+                        self.out_dir / MODEL_DIR, epoch, self.epoch, selection_f1(dev), self.best_epoch)
+            self.best_f1, self.best_epoch = selection_f1(dev), epoch
 
     # --- training --------------------------------------------------------------------------------------
     def fit(self, train: Sequence[Sentence], dev: Sequence[Sentence], test: Sequence[Sentence] | None = None,

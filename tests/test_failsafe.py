@@ -893,3 +893,17 @@ def test_a_stop_between_the_two_renames_of_a_model_save_is_recovered_on_resume(c
     os.replace(run / "model", run / ".model.old-abcdefgh")  # the first rename done, the second not
     assert train_cli(corpus, tmp_path, run, "--resume") == 0  # nothing left to train: finished
     assert (run / "model" / "model.safetensors").read_bytes() == before
+
+
+def test_a_model_saved_after_the_last_checkpoint_stays_the_best_with_its_own_epoch(corpus, tmp_path, caplog):
+    """A stop between an improving epoch's model save and its checkpoint: results name the model they score."""
+    run = tmp_path / "run"
+    assert train_cli(corpus, tmp_path, run) == 0
+    config = json.loads((run / "model" / "config.json").read_text(encoding="utf-8"))
+    config["card"]["epoch"] = 2  # as if epoch 2 had saved its better model and stopped before its checkpoint
+    config["card"]["dev"]["micro"]["f1"] = 0.99
+    (run / "model" / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with caplog.at_level("WARNING", logger="lexner"):
+        assert train_cli(corpus, tmp_path, run, "--resume") == 0  # nothing left to train: finished
+    assert "holds the model of epoch 2, saved after the checkpoint's epoch 1" in caplog.text
+    assert json.loads((run / "results.json").read_text(encoding="utf-8"))["best_epoch"] == 2
