@@ -9,6 +9,7 @@ import io
 import json
 import lzma
 import os
+import re
 import shutil
 import stat
 import sys
@@ -264,6 +265,17 @@ def old_versions(final: str | os.PathLike) -> list[Path]:
     legacy = final.with_name(final.name + ".old")
     found += [legacy] if legacy.is_dir() else []
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def stale_copies(final: str | os.PathLike) -> list[Path]:
+    """What :class:`atomic_directory` left beside ``final`` when its process was killed: folders it was building
+    (``.NAME.XXXXXXXX``, mkdtemp's eight characters) and previous versions it had set aside
+    (:func:`old_versions`).  Only for a caller that owns ``final``'s folder (a training holding its lock):
+    another process may be writing them."""
+    final = Path(final)
+    building = re.compile(rf"\.{re.escape(final.name)}\.[a-z0-9_]{{8}}")
+    return [p for p in final.parent.glob(f".{glob.escape(final.name)}.*")
+            if p.is_dir() and building.fullmatch(p.name)] + old_versions(final)
 
 
 def recover_directory(final: str | os.PathLike) -> Path:

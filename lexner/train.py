@@ -29,7 +29,8 @@ from .data import Sentence, check_sentences
 from .features import Batch
 from .evaluate import evaluate
 from .export import provenance
-from .fileio import DataFormatError, atomic_directory, old_versions, read_json, recover_directory, write_json
+from .fileio import (DataFormatError, atomic_directory, old_versions, read_json, recover_directory,
+                     stale_copies, write_json)
 from .models import Tagger
 from .models.embedder import current_key
 from .tagging import piece_length
@@ -627,8 +628,13 @@ class Trainer:
             raise
 
     def _resume(self) -> bool:
-        recover_directory(self.out_dir / MODEL_DIR)  # a stop between a save's two renames: its previous version
-        path = recover_directory(self.out_dir / CHECKPOINT_DIR)
+        for name in (MODEL_DIR, CHECKPOINT_DIR):  # a stop between a save's two renames: its previous version back
+            recover_directory(self.out_dir / name)
+            if self.world.main and (stale := stale_copies(self.out_dir / name)):  # the folder is ours (locked)
+                for folder in stale:
+                    shutil.rmtree(folder)
+                log.info("removed %d folder(s) a stopped save of %s left", len(stale), self.out_dir / name)
+        path = self.out_dir / CHECKPOINT_DIR
         if not path.is_dir():
             # a run stopped before its first checkpoint left only its config: resuming it is starting it again
             if not self.replace and [p for p in previous_run(self.out_dir) if not p.startswith(CONFIG_FILE)]:

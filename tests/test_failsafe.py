@@ -891,8 +891,12 @@ def test_a_stop_between_the_two_renames_of_a_model_save_is_recovered_on_resume(c
     assert train_cli(corpus, tmp_path, run) == 0
     before = (run / "model" / "model.safetensors").read_bytes()
     os.replace(run / "model", run / ".model.old-abcdefgh")  # the first rename done, the second not
+    (run / ".model.x1y2z3w4").mkdir()  # the new version being built
+    (run / ".checkpoint.old-12345678").mkdir()  # an older checkpoint set aside, not yet deleted
+    (run / ".model.mine").mkdir()  # not a name lexner makes
     assert train_cli(corpus, tmp_path, run, "--resume") == 0  # nothing left to train: finished
     assert (run / "model" / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".") and p.is_dir()) == [".model.mine"]
 
 
 def test_a_model_saved_after_the_last_checkpoint_stays_the_best_with_its_own_epoch(corpus, tmp_path, caplog):
