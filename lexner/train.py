@@ -679,6 +679,21 @@ class Trainer:
                  path, self.epoch, self.best_f1, self.best_epoch)
         return True
 
+    def _settings_record(self, cfg: TrainConfig) -> dict[str, Any]:
+        """What ``train_config.json`` says: this run's settings and, for a resumed run, each resume's changes
+        (``resumed``: after which epoch, each changed setting as [before, after]), so that settings no epoch
+        ran with before a resume are not claimed for the whole run."""
+        record: dict[str, Any] = dataclasses.asdict(cfg)
+        path = self.out_dir / CONFIG_FILE
+        if not (self.epoch and path.is_file()):
+            return record
+        before = read_json(path)
+        history = before.pop("resumed", []) if isinstance(before, dict) else []
+        if changed := {k: [before[k], v] for k, v in record.items() if isinstance(before, dict) and k in before
+                       and before[k] != v}:
+            history.append({"after_epoch": self.epoch, "changed": changed})
+        return {**record, **({"resumed": history} if history else {})}
+
     def _adopt_later_model(self) -> None:
         """An epoch's better model is saved before its checkpoint: a stop between the two leaves in ``model/`` the
         model of an epoch the checkpoint does not hold (the checkpoint's best is gone).  It stays the best so
@@ -800,7 +815,7 @@ class Trainer:
         if main:
             if self.replace and self.epoch == 0:
                 set_aside_previous_run(self.out_dir)
-            write_json(self.out_dir / CONFIG_FILE, dataclasses.asdict(cfg))
+            write_json(self.out_dir / CONFIG_FILE, self._settings_record(cfg))
         # what every saved model's card says, beside what the caller adds (command, data files, ...)
         model_card = {"lexner": provenance(), "device": cfg.device, "threads": torch.get_num_threads(),
                       "train_data": "+".join(t.name or "train" for t in tasks), **(model_card or {})}

@@ -911,3 +911,14 @@ def test_a_model_saved_after_the_last_checkpoint_stays_the_best_with_its_own_epo
         assert train_cli(corpus, tmp_path, run, "--resume") == 0  # nothing left to train: finished
     assert "holds the model of epoch 2, saved after the checkpoint's epoch 1" in caplog.text
     assert json.loads((run / "results.json").read_text(encoding="utf-8"))["best_epoch"] == 2
+
+
+def test_train_config_records_what_each_resume_changed(corpus, tmp_path):
+    run = tmp_path / "run"
+    assert train_cli(corpus, tmp_path, run, "--lr", "0.01") == 0
+    assert "resumed" not in json.loads((run / "train_config.json").read_text(encoding="utf-8"))
+    assert train_cli(corpus, tmp_path, run, "--resume", "--lr", "0.02") == 0
+    assert train_cli(corpus, tmp_path, run, "--resume", "--lr", "0.02", "--patience", "3") == 0
+    record = json.loads((run / "train_config.json").read_text(encoding="utf-8"))
+    assert record["lr"] == 0.02 and record["resumed"] == [{"after_epoch": 1, "changed": {"lr": [0.01, 0.02]}},
+                                                          {"after_epoch": 1, "changed": {"patience": [10, 3]}}]
