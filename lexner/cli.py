@@ -126,8 +126,8 @@ def cmd_train(args) -> int:
     from .data import entity_types, report_unseen_labels
     from . import distributed
     from .export import command_line, portable_path
-    from .train import (REPLACED_DIR, TrainConfig, Trainer, TrainingError, check_out_dir, seed_everything,
-                        selection_scores, teachers_by_task)
+    from .train import (REPLACED_DIR, TrainConfig, Trainer, TrainingError, check_out_dir, previous_run,
+                        seed_everything, selection_scores, teachers_by_task)
 
     if not distributed.world().main:  # under torchrun: one process speaks
         logging.getLogger().setLevel(logging.WARNING)
@@ -165,9 +165,10 @@ def cmd_train(args) -> int:
         raise CommandError(str(err)) from None
     specs = [_teacher_spec(spec) for spec in getattr(args, "teacher", None) or []]
     if args.force:  # what --force sets aside (and deletes at the first checkpoint) must not be what it reads
+        moved = [(args.out / name).resolve() for name in (*previous_run(args.out), REPLACED_DIR)]
         for option, path in [("--init-from", args.init_from), *(("--teacher", p) for _, p in specs)]:
-            if path is not None and Path(path).resolve().is_relative_to(Path(args.out).resolve()):
-                raise CommandError(f"{option} {path} lies inside --out {args.out}, whose run --force replaces; "
+            if path is not None and any(Path(path).resolve().is_relative_to(m) for m in moved):
+                raise CommandError(f"{option} {path} lies inside the run in --out {args.out} that --force replaces; "
                                    "copy it elsewhere first (lexner export), or give another --out")
     tasks = _load_tasks(args)
     try:  # a teacher for a task this training lacks fails before any model is built or loaded

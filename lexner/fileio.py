@@ -9,7 +9,6 @@ import io
 import json
 import lzma
 import os
-import re
 import shutil
 import stat
 import sys
@@ -268,14 +267,13 @@ def old_versions(final: str | os.PathLike) -> list[Path]:
 
 
 def stale_copies(final: str | os.PathLike) -> list[Path]:
-    """What :class:`atomic_directory` left beside ``final`` when its process was killed: folders it was building
-    (``.NAME.XXXXXXXX``, mkdtemp's eight characters) and previous versions it had set aside
-    (:func:`old_versions`).  Only for a caller that owns ``final``'s folder (a training holding its lock):
-    another process may be writing them."""
+    """What :class:`atomic_directory` left beside ``final`` when its process was killed: a new version it was
+    building (``.NAME.new-XXXXXXXX``) and previous versions it had set aside (``.NAME.old-XXXXXXXX``) — names it
+    makes, never a user's (``NAME.old`` included).  Only for a caller that owns ``final``'s folder (a training
+    holding its lock): another process may be writing them."""
     final = Path(final)
-    building = re.compile(rf"\.{re.escape(final.name)}\.[a-z0-9_]{{8}}")
-    return [p for p in final.parent.glob(f".{glob.escape(final.name)}.*")
-            if p.is_dir() and building.fullmatch(p.name)] + old_versions(final)
+    return [p for kind in ("new", "old") for p in final.parent.glob(f".{glob.escape(final.name)}.{kind}-*")
+            if p.is_dir()]
 
 
 def recover_directory(final: str | os.PathLike) -> Path:
@@ -302,7 +300,7 @@ class atomic_directory:
 
     def __enter__(self) -> Path:
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.", dir=self.final.parent))
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.new-", dir=self.final.parent))
         umask = os.umask(0)
         os.umask(umask)
         self.tmp.chmod(0o777 & ~umask)  # mkdtemp creates 0700; give the usual permissions

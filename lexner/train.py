@@ -211,13 +211,15 @@ def previous_run(out_dir: Path) -> list[str]:
 
 
 def saved_folder_around(path: Path) -> Path | None:
-    """The folder that ``path`` is, or lies inside, whose files a run or a save replaces whole: a model
-    directory (its config and weights) or a run's ``model/`` or ``checkpoint/``; None if none."""
+    """The folder that ``path`` is, or lies inside, whose files a save replaces whole: a model directory
+    (``path`` itself: its config and weights) or a run's ``model/`` or ``checkpoint/`` (``path`` or a folder
+    above it); None if none.  (A model directory above ``path`` is not replaced while it holds anything else.)"""
     from .models.base import CONFIG_FILE as MODEL_CONFIG, WEIGHTS_FILE
 
+    path = path.resolve()
+    if (path / MODEL_CONFIG).is_file() and (path / WEIGHTS_FILE).is_file():
+        return path
     for folder in (path, *path.parents):
-        if (folder / MODEL_CONFIG).is_file() and (folder / WEIGHTS_FILE).is_file():
-            return folder
         if folder.name in (MODEL_DIR, CHECKPOINT_DIR) and any((folder.parent / n).is_file()
                                                               for n in (LOG_FILE, CONFIG_FILE)):
             return folder
@@ -234,8 +236,8 @@ def check_out_dir(out_dir: str | os.PathLike, resume: bool = False, replace: boo
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise TrainingError(f"{out_dir} exists and is not a directory; give another --out")
-    if (inside := saved_folder_around(out_dir.absolute())) is not None:
-        where = "is" if inside == out_dir.absolute() else f"lies inside {inside}, which is"
+    if (inside := saved_folder_around(out_dir)) is not None:
+        where = "is" if inside == out_dir.resolve() else f"lies inside {inside}, which is"
         raise TrainingError(f"{out_dir} {where} a saved model or checkpoint, replaced whole when saved again "
                             "(a run there would be lost); give another --out")
     existing = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
@@ -628,12 +630,14 @@ class Trainer:
             raise
 
     def _resume(self) -> bool:
-        for name in (MODEL_DIR, CHECKPOINT_DIR):  # a stop between a save's two renames: its previous version back
-            recover_directory(self.out_dir / name)
-            if self.world.main and (stale := stale_copies(self.out_dir / name)):  # the folder is ours (locked)
-                for folder in stale:
-                    shutil.rmtree(folder)
-                log.info("removed %d folder(s) a stopped save of %s left", len(stale), self.out_dir / name)
+        if self.world.main:  # one process puts things right, the others read after it
+            for name in (MODEL_DIR, CHECKPOINT_DIR):  # a stop between a save's two renames: its previous version
+                recover_directory(self.out_dir / name)
+                if stale := stale_copies(self.out_dir / name):  # the folder is ours (locked)
+                    for folder in stale:
+                        shutil.rmtree(folder)
+                    log.info("removed %d folder(s) a stopped save of %s left", len(stale), self.out_dir / name)
+        distributed.barrier()
         path = self.out_dir / CHECKPOINT_DIR
         if not path.is_dir():
             # a run stopped before its first checkpoint left only its config: resuming it is starting it again
@@ -699,13 +703,18 @@ class Trainer:
         model of an epoch the checkpoint does not hold (the checkpoint's best is gone).  It stays the best so
         far, with the epoch and dev scores its card records, so that results name the model they score."""
         card_file = self.out_dir / MODEL_DIR / "config.json"
-        card = read_json(card_file).get("card", {}) if card_file.is_file() else {}
-        epoch, dev = card.get("epoch"), card.get("dev")
-        if isinstance(epoch, int) and epoch > self.epoch and isinstance(dev, dict):
+        config = read_json(card_file) if card_file.is_file() else {}
+        card = config.get("card") if isinstance(config, dict) else None
+        epoch, dev = (card.get("epoch"), card.get("dev")) if isinstance(card, dict) else (None, None)
+        try:
+            f1 = selection_f1(dev) if isinstance(epoch, int) and epoch > self.epoch else None
+        except (KeyError, TypeError, AttributeError):  # a card of another shape: nothing to adopt
+            f1 = None
+        if f1 is not None:
             log.warning("%s holds the model of epoch %d, saved after the checkpoint's epoch %d: it stays the best "
                         "model so far (dev F1 %.4f); the checkpoint's best, of epoch %d, was replaced by it",
-                        self.out_dir / MODEL_DIR, epoch, self.epoch, selection_f1(dev), self.best_epoch)
-            self.best_f1, self.best_epoch = selection_f1(dev), epoch
+                        self.out_dir / MODEL_DIR, epoch, self.epoch, f1, self.best_epoch)
+            self.best_f1, self.best_epoch = f1, epoch
 
     # --- training --------------------------------------------------------------------------------------
     def fit(self, train: Sequence[Sentence], dev: Sequence[Sentence], test: Sequence[Sentence] | None = None,
@@ -736,7 +745,7 @@ class Trainer:
         try:
             return self._fit(list(tasks), model_card, list(teachers), list(unlabelled))
         except BaseException:
-            if self.world.main and (self.out_dir / REPLACED_DIR).is_dir():
+            if self.replace and getattr(self, "_lock", None) is not None and (self.out_dir / REPLACED_DIR).is_dir():
                 log.warning("the run this one replaces is kept in %s until a run here writes its first checkpoint",
                             self.out_dir / REPLACED_DIR)
             raise

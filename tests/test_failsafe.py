@@ -644,9 +644,9 @@ def test_an_out_that_is_a_file_is_refused_before_any_work(corpus, tmp_path, caps
     assert (tmp_path / "afile").read_text(encoding="utf-8") == "keep me"
 
 
-def test_an_out_inside_a_saved_model_or_checkpoint_is_refused(corpus, tmp_path, capsys):
-    """A run's model/ and checkpoint/ (and any model directory) are replaced whole when saved again: a run
-    written inside one would be lost."""
+def test_an_out_inside_a_saved_model_or_checkpoint_is_refused(corpus, tmp_path, capsys, monkeypatch):
+    """A run's model/ and checkpoint/ (and a model directory itself) are replaced whole when saved again: a
+    run written inside one would be lost."""
     run = tmp_path / "run"
     assert train_cli(corpus, tmp_path, run) == 0
     for out in (run / "model", run / "model" / "nested", run / "checkpoint" / "x"):
@@ -655,8 +655,10 @@ def test_an_out_inside_a_saved_model_or_checkpoint_is_refused(corpus, tmp_path, 
     assert not (run / "model" / "nested").exists() and not (run / "checkpoint" / "x").exists()
     exported = tmp_path / "exported"
     assert main(["export", str(run / "model"), str(exported)]) == 0
-    assert train_cli(corpus, tmp_path, exported / "run") == 2
-    assert f"lies inside {exported}" in capsys.readouterr().err
+    assert train_cli(corpus, tmp_path, exported) == 2
+    assert f"{exported} is a saved model or checkpoint" in capsys.readouterr().err
+    monkeypatch.chdir(run / "model")  # a path through the current folder: ../../other is beside run, not inside it
+    assert train_cli(corpus, tmp_path, Path("../../other")) == 0
 
 
 def test_force_refuses_a_model_it_reads_from_inside_the_run_it_replaces(corpus, tmp_path, capsys):
@@ -666,11 +668,14 @@ def test_force_refuses_a_model_it_reads_from_inside_the_run_it_replaces(corpus, 
     files = ["--train", str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "dev.jsonl"), "--no-progress",
              "--epochs", "1"]
     assert main(["train", "--init-from", str(run / "model"), "--out", str(run), "--force", *files]) == 2
-    assert f"--init-from {run / 'model'} lies inside --out {run}, whose run --force replaces" in capsys.readouterr().err
+    assert f"--init-from {run / 'model'} lies inside the run in --out {run} that --force replaces" in capsys.readouterr().err
     assert main(["distill", "--teacher", str(run / "model"), "--out", str(run), "--force", *files,
                  "--char-vectors", "none", "--bigram-vectors", "none"]) == 2
-    assert f"--teacher {run / 'model'} lies inside --out" in capsys.readouterr().err
+    assert f"--teacher {run / 'model'} lies inside the run" in capsys.readouterr().err
     assert (run / "model" / "model.safetensors").read_bytes() == before and not (run / ".replaced").exists()
+    assert main(["export", str(run / "model"), str(run / "base")]) == 0  # a folder of the user's: not moved
+    assert main(["train", "--init-from", str(run / "base"), "--out", str(run), "--force", *files]) == 0
+    assert (run / "base" / "model.safetensors").read_bytes() == before
 
 
 def test_a_forced_run_that_fails_before_its_first_checkpoint_keeps_the_replaced_run(corpus, tmp_path, monkeypatch):
@@ -891,12 +896,14 @@ def test_a_stop_between_the_two_renames_of_a_model_save_is_recovered_on_resume(c
     assert train_cli(corpus, tmp_path, run) == 0
     before = (run / "model" / "model.safetensors").read_bytes()
     os.replace(run / "model", run / ".model.old-abcdefgh")  # the first rename done, the second not
-    (run / ".model.x1y2z3w4").mkdir()  # the new version being built
+    (run / ".model.new-x1y2z3w4").mkdir()  # the new version being built
     (run / ".checkpoint.old-12345678").mkdir()  # an older checkpoint set aside, not yet deleted
-    (run / ".model.mine").mkdir()  # not a name lexner makes
+    for name in (".model.mine", ".model.x1y2z3w4"):  # not names lexner makes: a user's
+        (run / name).mkdir()
     assert train_cli(corpus, tmp_path, run, "--resume") == 0  # nothing left to train: finished
     assert (run / "model" / "model.safetensors").read_bytes() == before
-    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".") and p.is_dir()) == [".model.mine"]
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".") and p.is_dir()) == [
+        ".model.mine", ".model.x1y2z3w4"]
 
 
 def test_a_model_saved_after_the_last_checkpoint_stays_the_best_with_its_own_epoch(corpus, tmp_path, caplog):

@@ -464,6 +464,10 @@ def test_an_export_whose_graph_fails_writes_nothing(tmp_path, corpus, monkeypatc
     with pytest.raises(RuntimeError, match="no graph today"):
         export_model(source, tmp_path / "new", onnx_graphs=["int8"])
     assert not (tmp_path / "new").exists()
+    (tmp_path / "empty").mkdir()  # an empty folder given: it stays empty
+    with pytest.raises(RuntimeError, match="no graph today"):
+        export_model(source, tmp_path / "empty", onnx_graphs=["int8"])
+    assert list((tmp_path / "empty").iterdir()) == []
 
 
 def test_a_teacher_runs_in_torch_whatever_runtime_its_directory_asks_for(tmp_path, corpus):

@@ -536,7 +536,8 @@ class Tagger(nn.Module):
         half = self.stored_half if half is None else half
         directory = Path(directory)
         filled = model_target(directory)
-        if filled or not directory.exists():  # built beside it and swapped in: a failure leaves nothing half-written
+        # built beside it and swapped in (an empty folder too when a caller adds files): a failure leaves nothing
+        if filled or not directory.exists() or more is not None:  # half-written
             with atomic_directory(directory.resolve()) as built:  # a link: the folder it points to
                 self._write(built, extra, half)
                 if more is not None:
