@@ -674,8 +674,9 @@ def test_force_refuses_a_model_it_reads_from_inside_the_run_it_replaces(corpus, 
     assert f"--teacher {run / 'model'} lies inside the run" in capsys.readouterr().err
     assert (run / "model" / "model.safetensors").read_bytes() == before and not (run / ".replaced").exists()
     assert main(["export", str(run / "model"), str(run / "base")]) == 0  # a folder of the user's: not moved
+    base = (run / "base" / "model.safetensors").read_bytes()
     assert main(["train", "--init-from", str(run / "base"), "--out", str(run), "--force", *files]) == 0
-    assert (run / "base" / "model.safetensors").read_bytes() == before
+    assert (run / "base" / "model.safetensors").read_bytes() == base
 
 
 def test_a_forced_run_that_fails_before_its_first_checkpoint_keeps_the_replaced_run(corpus, tmp_path, monkeypatch):
