@@ -760,6 +760,26 @@ def test_a_run_that_ends_while_another_prepares_its_data_is_not_overwritten(corp
     assert not checked
 
 
+def test_a_run_that_ends_between_the_check_and_the_lock_is_seen(corpus, tmp_path, monkeypatch):
+    from lexner.train import TrainConfig, Trainer, TrainingError
+
+    config = TrainConfig(epochs=1, batch_size=8)
+    late = Trainer(build_tagger("bilstm_crf", corpus, SMALL), config, tmp_path / "run", progress=False)
+    first = Trainer(build_tagger("bilstm_crf", corpus, SMALL), config, tmp_path / "run", progress=False)
+    take = Trainer._take_lock
+
+    def slow_take(self):  # the first run starts and ends after the late one checked the folder
+        if self is late and getattr(self, "_lock", None) is None:
+            first.fit(corpus, corpus)
+        take(self)
+
+    monkeypatch.setattr(Trainer, "_take_lock", slow_take)
+    model_file = tmp_path / "run" / "model" / "model.safetensors"
+    with pytest.raises(TrainingError, match="holds a previous run"):
+        late.fit(corpus, corpus)
+    assert model_file.is_file() and json.loads((tmp_path / "run" / "results.json").read_text())["epochs_run"] == 1
+
+
 def test_the_trainer_refuses_a_folder_with_a_previous_run_unless_resumed_or_replaced(corpus, tmp_path):
     from lexner.train import TrainConfig, Trainer, TrainingError
 
