@@ -272,8 +272,8 @@ def stale_copies(final: str | os.PathLike) -> list[Path]:
     makes, never a user's (``NAME.old`` included).  Only for a caller that owns ``final``'s folder (a training
     holding its lock): another process may be writing them."""
     final = Path(final)
-    return [p for kind in ("new", "old") for p in final.parent.glob(f".{glob.escape(final.name)}.{kind}-*")
-            if p.is_dir()]
+    building = [p for p in final.parent.glob(f".{glob.escape(final.name)}.new-*") if p.is_dir()]
+    return building + [p for p in old_versions(final) if p.name.startswith(".")]  # not the legacy NAME.old
 
 
 def recover_directory(final: str | os.PathLike) -> Path:

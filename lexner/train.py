@@ -32,6 +32,7 @@ from .export import provenance
 from .fileio import (DataFormatError, atomic_directory, old_versions, read_json, recover_directory,
                      stale_copies, write_json)
 from .models import Tagger
+from .models.base import CONFIG_FILE as MODEL_CONFIG, WEIGHTS_FILE
 from .models.embedder import current_key
 from .tagging import piece_length
 from .vocab import UNK_ID
@@ -214,8 +215,6 @@ def saved_folder_around(path: Path) -> Path | None:
     """The folder that ``path`` is, or lies inside, whose files a save replaces whole: a model directory
     (``path`` itself: its config and weights) or a run's ``model/`` or ``checkpoint/`` (``path`` or a folder
     above it); None if none.  (A model directory above ``path`` is not replaced while it holds anything else.)"""
-    from .models.base import CONFIG_FILE as MODEL_CONFIG, WEIGHTS_FILE
-
     path = path.resolve()
     if (path / MODEL_CONFIG).is_file() and (path / WEIGHTS_FILE).is_file():
         return path
@@ -461,6 +460,18 @@ def data_fingerprints(tasks: Sequence[Task], teachers: Sequence = (), unlabelled
     return out
 
 
+def changed_inputs(recorded: dict[str, str], now: dict[str, str]) -> list[str]:
+    """What differs between a checkpoint's :func:`data_fingerprints` and this run's, in words (none: the
+    same).  A checkpoint distilled before teachers and unlabelled texts were recorded has no word on them."""
+    older = TAUGHT_BY in now and TAUGHT_BY not in recorded
+    changed = sorted(k for k in now.keys() | recorded.keys()
+                     if now.get(k) != recorded.get(k) and not (older and k in (TAUGHT_BY, UNLABELLED)))
+    shown = {TAUGHT_BY: "other teachers (--teacher)", UNLABELLED: "other unlabelled texts (--unlabelled)"}
+    sentences = [name or "the training" for name in changed if name not in shown]
+    return ([f"other sentences ({', '.join(sentences)} data: its training or dev split differs)"] if sentences
+            else []) + [shown[k] for k in changed if k in shown]
+
+
 def teachers_by_task(tasks: Sequence[Task], teachers: Sequence) -> dict[str | None, list]:
     """Each task's teachers (by task name): ``teachers`` holds taggers, which teach every task, and
     ``(task name, tagger)`` pairs, which teach the task of that name alone."""
@@ -692,9 +703,10 @@ class Trainer:
         if not (self.epoch and path.is_file()):
             return record
         before = read_json(path)
-        history = before.pop("resumed", []) if isinstance(before, dict) else []
-        if changed := {k: [before[k], v] for k, v in record.items() if isinstance(before, dict) and k in before
-                       and before[k] != v}:
+        if not isinstance(before, dict):
+            return record
+        history = before.pop("resumed", [])
+        if changed := {k: [before[k], v] for k, v in record.items() if k in before and before[k] != v}:
             history.append({"after_epoch": self.epoch, "changed": changed})
         return {**record, **({"resumed": history} if history else {})}
 
@@ -702,7 +714,7 @@ class Trainer:
         """An epoch's better model is saved before its checkpoint: a stop between the two leaves in ``model/`` the
         model of an epoch the checkpoint does not hold (the checkpoint's best is gone).  It stays the best so
         far, with the epoch and dev scores its card records, so that results name the model they score."""
-        card_file = self.out_dir / MODEL_DIR / "config.json"
+        card_file = self.out_dir / MODEL_DIR / MODEL_CONFIG
         config = read_json(card_file) if card_file.is_file() else {}
         card = config.get("card") if isinstance(config, dict) else None
         epoch, dev = (card.get("epoch"), card.get("dev")) if isinstance(card, dict) else (None, None)
@@ -803,14 +815,7 @@ class Trainer:
             self._take_lock()  # before the data's preparation (minutes with soft targets): no training slips in
             self._check_out_dir()  # and what a run that ended meanwhile left is seen
         data = data_fingerprints(tasks, teachers, unlabelled)
-        recorded = self.data or {}
-        older = TAUGHT_BY in data and TAUGHT_BY not in recorded  # distilled before teachers were recorded
-        compared = sorted(k for k in data.keys() | recorded.keys() if not (older and k in (TAUGHT_BY, UNLABELLED)))
-        if self.data is not None and (changed := [k for k in compared if data.get(k) != recorded.get(k)]):
-            shown = {TAUGHT_BY: "other teachers (--teacher)", UNLABELLED: "other unlabelled texts (--unlabelled)"}
-            sentences = [name or "the training" for name in changed if name not in shown]
-            found = ([f"other sentences ({', '.join(sorted(sentences))} data: its training or dev split differs)"]
-                     if sentences else []) + [shown[k] for k in changed if k in shown]
+        if self.data is not None and (found := changed_inputs(self.data, data)):
             raise TrainingError(f"{self.out_dir / CHECKPOINT_DIR} was trained with {' and '.join(found)}: resume with "
                                 "the data it was trained with (the same files, --dataset, --dev-fraction, "
                                 "--dev-blocks, teachers and unlabelled texts)")
@@ -1047,7 +1052,7 @@ class Trainer:
 
     def finish(self, tasks: Sequence[Task]) -> dict[str, Any]:
         """Reload the best model, score it on dev (and test), write ``results.json`` and log the scores."""
-        best = Tagger.load(recover_directory(self.out_dir / MODEL_DIR), device=self.config.device)
+        best = Tagger.load(self.out_dir / MODEL_DIR, device=self.config.device)
         results: dict[str, Any] = {"best_epoch": self.best_epoch, "epochs_run": self.epoch,
                                    "dev": self.scores(best, tasks, "dev")}
         if any(t.test is not None for t in tasks):
