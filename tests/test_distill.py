@@ -157,6 +157,32 @@ def test_an_ensemble_averages_marginals_and_tags_like_a_tagger(corpus, tmp_path)
         lexner.load([])
 
 
+def test_an_ensemble_takes_a_multi_task_member_through_its_head_with_the_first_members_types(corpus, tmp_path):
+    import lexner
+
+    one = trained_teacher(corpus, 0)
+    one.save(tmp_path / "one")
+    multi = build_tagger("bilstm_crf", corpus, SMALL, seed=3, label_sets={"fine": ["city", "name"],
+                                                                        "coarse": ["PER", "LOC"]})
+    multi.save(tmp_path / "multi")
+    ensemble = lexner.load([tmp_path / "one", tmp_path / "multi"])
+    assert ensemble.heads == [{"default": "default"}, {"default": "coarse"}]
+    texts = [s.text for s in corpus[:3]]
+    probs, _ = ensemble.marginals(texts)
+    tags = ensemble.featurizer.tags
+    members = [lexner.load(tmp_path / "one"), lexner.load(tmp_path / "multi")]
+    alone = [teacher_targets([members[0]], texts, "kl", tags),
+             teacher_targets([members[1]], texts, "kl", tags, labels=["coarse"])]
+    for i, text in enumerate(texts):
+        np.testing.assert_allclose(probs[i, : len(text)].numpy(), (alone[0][i] + alone[1][i]) / 2, atol=1e-5)
+    found = [label for ents in spans(ensemble, [s.text for s in corpus]) for _, _, label in ents]
+    assert found and set(found) <= {"PER", "LOC"}  # the coarse head's types, not the fine one's
+    # the first member's label sets are the ensemble's: a one-task model has no head for "fine"
+    with pytest.raises(ValueError, match=r"ensemble member 2 has no head with the first member's label set 'fine' "
+                                         r"\(city, name\); its heads: default: LOC, PER"):
+        lexner.load([tmp_path / "multi", tmp_path / "one"])
+
+
 def test_teachers_by_task_gives_unscoped_teachers_to_every_task_and_scoped_ones_to_theirs():
     from lexner.train import teachers_by_task
 

@@ -4,8 +4,10 @@ Each member tags the same pieces with its own vocabulary and lexicon; their CRF 
 ``ConstrainedCRF.log_marginals``) are averaged per character, and the constrained Viterbi search picks the
 legal tag sequence with the highest sum of log averaged marginals (no transition scores: the members' own
 transitions are already inside their marginals).  Whitespace, long texts, typed dictionaries and heads of
-multi-task members (``labels=``) work as for one tagger.  Members must have the same entity types (their tag
-order may differ).  As a distillation teacher, pass the members (``ensemble.members``): they are averaged.
+multi-task members (``labels=``) work as for one tagger.  The first member's label sets are the ensemble's; every
+other member answers each of them with its head of that name or, failing that, its one head with the same entity
+types (their tag order may differ), so a one-task model and a multi-task one (the bundled model's ``weibo``
+head beside a Weibo model) can be averaged: put the model with the fewest heads first.  As a distillation teacher, pass the members (``ensemble.members``): they are averaged.
 """
 
 from __future__ import annotations
@@ -27,11 +29,7 @@ class Ensemble(Tagger):
         if len(members) < 2:
             raise ValueError("an ensemble needs at least two models")
         first = members[0].featurizer
-        for member in members[1:]:
-            mine = {n: sorted(ls.tags) for n, ls in member.featurizer.label_sets.items()}
-            if mine != {n: sorted(ls.tags) for n, ls in first.label_sets.items()}:
-                raise ValueError(f"ensemble members must have the same label sets and types: "
-                                 f"{first.entity_types} vs {member.featurizer.entity_types}")
+        self.heads = [matching_heads(first.label_sets, member, index) for index, member in enumerate(members)]
         super().__init__(None, first)
         self.members = nn.ModuleList(members)
         self.set_piece_length(min(member.max_length for member in members))  # pieces every member was made for
@@ -70,11 +68,12 @@ class Ensemble(Tagger):
         order = self.featurizer.label_set(name).tags
         total, mask = None, None
         with torch.inference_mode():
-            for member in self.members:
-                label_set = member.featurizer.label_set(name)
-                batch = member.featurizer.collate([member.featurizer.encode_one(t) for t in texts], name)
+            for member, heads in zip(self.members, self.heads):
+                head = heads[name]
+                label_set = member.featurizer.label_set(head)
+                batch = member.featurizer.collate([member.featurizer.encode_one(t) for t in texts], head)
                 batch = batch.to(member.device)
-                probs = member.head(name)[1].log_marginals(member.emissions(batch), batch.mask).exp()
+                probs = member.head(head)[1].log_marginals(member.emissions(batch), batch.mask).exp()
                 probs = probs[..., [label_set.tag_index[t] for t in order]].cpu()
                 total, mask = (probs if total is None else total + probs), batch.mask.cpu()
         return total / len(self.members), mask
@@ -94,3 +93,24 @@ class Ensemble(Tagger):
             if done is not None:
                 done(k + len(chunk))
         return found
+
+
+def matching_heads(label_sets: dict, member: Tagger, index: int) -> dict[str, str]:
+    """For each of ``label_sets`` (name → label set, the first member's), the head of ``member`` (the
+    ``index``-th) that answers it: the head of that name with the same tags, else the member's one head with
+    those tags.  ``ValueError`` naming the member and the label set when there is none or several."""
+    own = member.featurizer.label_sets
+    found = {}
+    for name, label_set in label_sets.items():
+        wanted = sorted(label_set.tags)
+        if name in own and sorted(own[name].tags) == wanted:
+            found[name] = name
+            continue
+        fitting = [head for head, mine in own.items() if sorted(mine.tags) == wanted]
+        if len(fitting) != 1:
+            heads = "; ".join(f"{head}: {', '.join(mine.entity_types)}" for head, mine in own.items())
+            raise ValueError(f"ensemble member {index + 1} has {'no' if not fitting else 'more than one'} head with "
+                             f"the first member's label set {name!r} ({', '.join(label_set.entity_types)}); "
+                             f"its heads: {heads}")
+        found[name] = fitting[0]
+    return found
