@@ -7,7 +7,8 @@ transitions are already inside their marginals).  Whitespace, long texts, typed 
 multi-task members (``labels=``) work as for one tagger.  The first member's label sets are the ensemble's; every
 other member answers each of them with its head of that name or, failing that, its one head with the same entity
 types (their tag order may differ), so a one-task model and a multi-task one (the bundled model's ``weibo``
-head beside a Weibo model) can be averaged: put the model with the fewest heads first.  As a distillation teacher, pass the members (``ensemble.members``): they are averaged.
+head beside a Weibo model) can be averaged: put the model with the fewest heads first.  As a distillation
+teacher, pass the members (``ensemble.members``): they are averaged.
 """
 
 from __future__ import annotations
