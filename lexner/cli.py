@@ -526,8 +526,8 @@ def cmd_tag(args) -> int:
         _warn_texts_that_look_like_files(texts)
         tagged = tagger.tag_batch(texts, args.batch_size, labels=args.labels)
         with atomic_file(args.output) if args.output is not None else nullcontext(sys.stdout) as out:
-            with page(out, args.format):
-                out.write("".join(render(text, ents, args.format) for text, ents in zip(texts, tagged)))
+            with page(out, args.format) as records:
+                records.write("".join(render(text, ents, args.format) for text, ents in zip(texts, tagged)))
         return 0
     try:
         tag_file(tagger, args.input, args.output, fmt=args.format, batch_size=args.batch_size,

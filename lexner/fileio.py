@@ -183,12 +183,17 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
     file survives a failed run) and the temporary file is removed — or, with ``partial``, renamed to that path
     if anything was written, so that the work done before the failure is kept.  A replaced file keeps its
     permissions; a new one gets the umask's (never safetensors' 0600).  Text that cannot be encoded (a lone
-    surrogate) raises before anything is replaced.  ``binary``: the stream takes bytes."""
+    surrogate) raises before anything is replaced.  ``binary``: the stream takes bytes.  A ``final`` that is not a
+regular file (a device such as ``/dev/null``, a named pipe, ``/dev/stdout``) is written into directly."""
     final = Path(final)
-    if final.is_symlink():  # write the file the link names, and keep the link
-        final = Path(os.path.realpath(final))
     if final.is_dir():
         raise IsADirectoryError(f"{final}: is a directory")
+    if final.exists() and not stat.S_ISREG(final.stat().st_mode):  # a device, a pipe, /dev/stdout: written
+        with open(final, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as out:
+            yield out  # into, as a stream (never replaced by a file; there is nothing to keep on a failure)
+        return
+    if final.is_symlink():  # write the file the link names, and keep the link
+        final = Path(os.path.realpath(final))
     parent = final.parent
     blocking = next((p for p in (parent, *parent.parents) if p.exists() and not p.is_dir()), None)
     if blocking is not None:

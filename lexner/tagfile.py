@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
@@ -61,17 +61,40 @@ def _chunks(lines: Iterable[tuple[int, str]], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
+class _Framed:
+    """A text stream that writes ``head`` into ``out`` before its first text."""
+
+    def __init__(self, out: IO[str], head: str):
+        self.out, self.head, self.started = out, head, False
+
+    def write(self, text: str) -> int:
+        if not self.started:
+            self.out.write(self.head)
+            self.started = True
+        return self.out.write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
 @contextmanager
 def page(out: IO[str], fmt: str):
-    """``html``: the texts' blocks inside one page (its head first, its end also after a failure, so what was
-    tagged can be looked at); other formats need no frame."""
-    if fmt == "html":
-        out.write(HTML_HEAD)
+    """The stream to write the records into: for ``html``, the texts' blocks inside one page (its head before
+    the first block, its end also after a failure, so what was tagged can be looked at; a failure before the
+    first block writes nothing, so that no empty page is kept as partial work); other formats need no frame."""
+    if fmt != "html":
+        yield out
+        return
+    framed = _Framed(out, HTML_HEAD)
     try:
-        yield
-    finally:
-        if fmt == "html":
+        yield framed
+    except BaseException:
+        if framed.started:
             out.write(HTML_TAIL)
+        raise
+    if not framed.started:  # no text at all: an empty page
+        out.write(HTML_HEAD)
+    out.write(HTML_TAIL)
 
 
 def tag_file(tagger, source: str | os.PathLike, target: str | os.PathLike | IO[str] | None = None, *,
@@ -93,20 +116,18 @@ def tag_file(tagger, source: str | os.PathLike, target: str | os.PathLike | IO[s
         raise ValueError("tagging with several workers needs a model loaded from a directory (lexner.load(path))")
     if target is None or hasattr(target, "write"):
         out = sys.stdout if target is None else target
-        with page(out, fmt):
-            _tag_lines(tagger, source, out, fmt, batch_size, workers, errors, labels,
+        with page(out, fmt) as records:
+            _tag_lines(tagger, source, records, fmt, batch_size, workers, errors, labels,
                        progress and not (out is sys.stdout and sys.stdout.isatty()), list(extra_words))
         return
     target = Path(target)
-    if str(source) != STDIN and Path(source).exists() and (
-            os.path.realpath(source) == os.path.realpath(target)  # also a path through folders not made yet
-            or target.exists() and os.path.samefile(source, target)):  # also a hard link
+    if _same_file(source, target):
         raise ValueError(f"--output {target} is the input file; writing it would destroy the input")
     partial = target.with_name(target.name + ".partial")
     existed, earlier = target.exists(), partial.exists()
     try:
-        with atomic_file(target, partial=partial) as out, page(out, fmt):
-            _tag_lines(tagger, source, out, fmt, batch_size, workers, errors, labels, progress, list(extra_words))
+        with atomic_file(target, partial=partial) as out, page(out, fmt) as records:
+            _tag_lines(tagger, source, records, fmt, batch_size, workers, errors, labels, progress, list(extra_words))
     except BaseException:
         if partial.exists():
             log.error("%s %s; what was tagged before the failure is in %s%s", target,
@@ -116,6 +137,19 @@ def tag_file(tagger, source: str | os.PathLike, target: str | os.PathLike | IO[s
     if earlier:  # left by an earlier failed run (or the user's own): kept, but no longer the latest work
         log.warning("%s is complete; %s, there before this run, was left as it was (an earlier run's failure? "
                     "delete it if so)", target, partial)
+
+
+def _same_file(source, target: Path) -> bool:
+    """Whether writing ``target`` would replace the input ``source`` (a path, or ``"-"``: standard input, which
+    may be a file redirected in): by its name, a path through folders not made yet, or a hard link."""
+    if str(source) == STDIN:
+        with suppress(OSError, ValueError):
+            return target.exists() and os.path.samestat(os.fstat(sys.stdin.fileno()), os.stat(target))
+        return False
+    if not Path(source).exists():
+        return False
+    return (os.path.realpath(source) == os.path.realpath(target)
+            or target.exists() and os.path.samefile(source, target))
 
 
 def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers: int, errors: str,

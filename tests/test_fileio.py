@@ -110,6 +110,28 @@ def test_atomic_file_through_a_symlink_writes_the_linked_file_and_keeps_the_link
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.txt", "real.txt"]
 
 
+def test_atomic_file_writes_into_a_named_pipe_and_never_replaces_it_with_a_file(tmp_path):
+    import os
+    import stat
+    import threading
+
+    from lexner.fileio import atomic_file
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text(encoding="utf-8")))
+    reader.start()
+    with atomic_file(fifo) as out:
+        out.write("张三\n")
+    reader.join(timeout=10)
+    assert received == ["张三\n"]
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
+    with atomic_file("/dev/null", binary=True) as out:  # a device: written into, left a device
+        out.write(b"x")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
 def test_invalid_utf8_after_the_first_chunk_is_reported(tmp_path):
     # whatever line number is reported, a bad byte deep in a file is an error, not silently accepted
     raw = b"".join(b"line %d\n" % i for i in range(5000)) + b"\xff\n"

@@ -33,6 +33,31 @@ def test_tag_file_refuses_the_input_as_output_and_workers_for_an_unsaved_model(c
         tag_file(build_tagger("bilstm_crf", corpus, {"hidden": 8}), tmp_path / "in.txt", workers=2)
 
 
+def test_tag_file_refuses_an_output_that_is_the_file_redirected_into_standard_input(tmp_path, monkeypatch):
+    import sys
+
+    (tmp_path / "in.txt").write_text("张三\n", encoding="utf-8")
+    with open(tmp_path / "in.txt", encoding="utf-8") as stdin:  # lexner tag --input - --output in.txt < in.txt
+        monkeypatch.setattr(sys, "stdin", stdin)
+        with pytest.raises(ValueError, match="is the input file"):
+            tag_file(lexner.load(), "-", tmp_path / "in.txt", progress=False)
+        tag_file(lexner.load(), "-", tmp_path / "out.jsonl", progress=False)  # another file: tagged
+    assert (tmp_path / "in.txt").read_text(encoding="utf-8") == "张三\n"
+    assert '"张三"' in (tmp_path / "out.jsonl").read_text(encoding="utf-8")
+
+
+def test_an_html_page_that_fails_before_its_first_text_leaves_no_partial_and_an_earlier_one_alone(tmp_path):
+    (tmp_path / "page.html.partial").write_text("my notes\n", encoding="utf-8")
+    with pytest.raises(FileNotFoundError):
+        tag_file(lexner.load(), tmp_path / "missing.txt", tmp_path / "page.html", fmt="html", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["page.html.partial"]
+    assert (tmp_path / "page.html.partial").read_text(encoding="utf-8") == "my notes\n"
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")  # no text at all: still a whole (empty) page
+    tag_file(lexner.load(), tmp_path / "empty.txt", tmp_path / "empty.html", fmt="html", progress=False)
+    page = (tmp_path / "empty.html").read_text(encoding="utf-8")
+    assert page.lstrip().lower().startswith("<!doctype html") and page.rstrip().endswith("</html>")
+
+
 def test_workers_tag_in_the_pieces_the_parent_was_set_to(tmp_path):
     ner = lexner.load()
     ner.set_piece_length(8)  # in memory only: the workers load the model from disk, with its saved 98
