@@ -16,6 +16,7 @@ is never used by two threads at once and results are exactly ``tag_batch``'s.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -140,6 +141,17 @@ class _BodyChecks:
         await self.app(scope, limited, send)
 
 
+class _JSON(JSONResponse):
+    """JSON with non-ASCII characters as they are, except a text with a lone surrogate (sent as a ``\\ud800``
+    escape; UTF-8 cannot hold it): then every character is escaped, so that the text comes back as it was sent."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def create_app(tagger, max_chars: int = 10_000, max_texts: int = 256, max_batch: int = 64,
                batch_wait_ms: float = 2.0) -> FastAPI:
     """The FastAPI application serving ``tagger``."""
@@ -163,7 +175,7 @@ def create_app(tagger, max_chars: int = 10_000, max_texts: int = 256, max_batch:
         return tagger.describe()
 
     @app.post("/tag")
-    async def tag(request: TagRequest) -> dict:
+    async def tag(request: TagRequest) -> JSONResponse:
         texts = [request.text] if request.text is not None else request.texts
         if len(texts) > max_texts:
             raise HTTPException(413, f"{len(texts)} texts in one request; at most {max_texts}")
@@ -175,6 +187,6 @@ def create_app(tagger, max_chars: int = 10_000, max_texts: int = 256, max_batch:
         except ValueError as err:
             raise HTTPException(422, str(err)) from None
         results = [[e.to_dict() for e in entities] for entities in await batcher.tag(texts, request.labels)]
-        return {"entities": results[0]} if request.text is not None else {"results": results}
+        return _JSON({"entities": results[0]} if request.text is not None else {"results": results})
 
     return app

@@ -104,6 +104,14 @@ def test_malformed_or_oversized_requests_are_refused_and_the_server_stays_up(ser
     assert request(server, "/health") == (200, {"status": "ok"})
 
 
+def test_a_lone_surrogate_in_a_text_comes_back_escaped_not_as_a_500(server):
+    text = "张\ud800三在北京"  # sent as the JSON escape \ud800; UTF-8 cannot hold it
+    code, answer = request(server, "/tag", None, json.dumps({"text": text}).encode("ascii"))
+    assert code == 200 and answer == {"entities": expected([text])[0]}
+    assert any("\ud800" in e["text"] for e in answer["entities"])  # the case that failed: inside an entity
+    assert request(server, "/health") == (200, {"status": "ok"})
+
+
 @pytest.mark.parametrize("kind", [None, "application/x-www-form-urlencoded", "text/plain"])
 def test_a_body_not_sent_as_json_is_a_415_that_says_so(server, kind):
     connection = http.client.HTTPConnection("127.0.0.1", server, timeout=60)
