@@ -57,6 +57,25 @@ def test_load_rejects_a_newer_format(saved):
         lexner.load(saved)
 
 
+@pytest.mark.parametrize("version", [None, "3", True, 0, -7])
+def test_load_rejects_a_missing_or_damaged_format_version_without_saying_upgrade(saved, version):
+    edit_config(saved, format_version=version)
+    with pytest.raises(ModelFormatError, match="'format_version' missing or not a positive integer") as info:
+        lexner.load(saved)
+    assert "upgrade" not in str(info.value)
+
+
+def test_load_rejects_a_model_card_that_is_not_an_object_and_a_missing_vocabulary(saved):
+    edit_config(saved, card=[1])
+    with pytest.raises(ModelFormatError, match="'card' .* must be a JSON object, got list"):
+        lexner.load(saved)
+    edit_config(saved, card={"train_data": "toy"})
+    assert lexner.load(saved).metadata["card"] == {"train_data": "toy"}
+    (saved / "chars.json").unlink()
+    with pytest.raises(ModelFormatError, match="chars.json: no such file"):
+        lexner.load(saved)
+
+
 def test_load_rejects_weights_that_do_not_match_the_config(saved):
     meta = json.loads((saved / "config.json").read_text())
     meta["config"]["hidden"] = 16

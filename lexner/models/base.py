@@ -596,11 +596,17 @@ class Tagger(nn.Module):
         if not isinstance(meta, dict):
             raise ModelFormatError(f"{config_file}: expected a JSON object")
         version = meta.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ModelFormatError(f"{config_file}: 'format_version' missing or not a positive integer "
+                                   f"(got {version!r}); a damaged file?")
+        if version > FORMAT_VERSION:
             raise ModelFormatError(
                 f"{config_file}: format_version {version!r}; this lexner reads versions up to "
                 f"{FORMAT_VERSION} (upgrade lexner to load it)"
             )
+        if not isinstance(meta.get("card", {}), dict):
+            raise ModelFormatError(f"{config_file}: 'card' (the model card) must be a JSON object, "
+                                   f"got {type(meta['card']).__name__}")
         name, types = meta.get("model"), meta.get("entity_types")
         if not isinstance(name, str):
             raise ModelFormatError(f"{config_file}: 'model' must name a tagger, got {name!r}")
@@ -624,7 +630,7 @@ class Tagger(nn.Module):
         config = _checked_config(cls, meta.get("config"), config_file)
         try:
             featurizer = Featurizer.load(directory, types)
-        except DataFormatError as err:
+        except (DataFormatError, FileNotFoundError) as err:  # a damaged file, or one of the model's files missing
             raise ModelFormatError(str(err)) from None
         if cls.inputs(config).words and featurizer.lexicon is None:
             raise ModelFormatError(f"{directory / LEXICON_FILE}: missing, and a {name} model reads lexicon words")
