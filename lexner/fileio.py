@@ -68,6 +68,14 @@ def _text_without_bom(binary: IO[bytes], errors: str, newline: str | None) -> io
     return io.TextIOWrapper(binary, encoding="utf-8", errors=errors, newline=newline)
 
 
+def shown_name(path: str | os.PathLike) -> str:
+    """How messages name an input: its path, or ``<stdin>`` for ``-``."""
+    return "<stdin>" if str(path) == STDIN else str(path)
+
+
+UTF16_MARKS = ("\udcff\udcfe", "\udcfe\udcff")  # FF FE / FE FF, as read with surrogateescape
+
+
 def iter_lines(path: str | os.PathLike, errors: str = "strict", newline: str | None = None,
                skipped: list[int] | None = None,
                on_open: Callable[[IO[str]], None] | None = None) -> Iterator[tuple[int, str]]:
@@ -75,7 +83,8 @@ def iter_lines(path: str | os.PathLike, errors: str = "strict", newline: str | N
 
     ``errors`` says what happens to a line that is not valid UTF-8: ``strict`` raises :class:`DataFormatError`
     naming the file and line (after every earlier line was yielded), ``skip`` leaves the line out and appends
-    its number to ``skipped``, ``replace`` yields it with each bad byte replaced by U+FFFD.
+    its number to ``skipped``, ``replace`` yields it with each bad byte replaced by U+FFFD.  A file that starts
+    with a UTF-16 byte-order mark raises at once, whatever ``errors`` says.
 
     ``newline=None``: LF, CRLF and a lone CR each end a line (data files from any system).  ``newline="\n"``:
     only LF ends a line and a CR just before it is dropped, so a lone CR stays inside its line (texts to tag).
@@ -85,15 +94,18 @@ def iter_lines(path: str | os.PathLike, errors: str = "strict", newline: str | N
     """
     if errors not in UTF8_ERRORS:
         raise ValueError(f"errors must be one of {UTF8_ERRORS}, got {errors!r}")
+    name = shown_name(path)
     if str(path) == STDIN:
         handle = _text_without_bom(sys.stdin.buffer, "surrogateescape", newline)
-        name = "<stdin>"
     else:
-        handle, name = open_text(path, errors="surrogateescape", newline=newline), str(path)
+        handle = open_text(path, errors="surrogateescape", newline=newline)
     if on_open is not None:
         on_open(handle)
     try:
         for lineno, line in _numbered(handle, name):
+            if lineno == 1 and line[:2] in UTF16_MARKS:  # every line would be garbage, whatever errors says
+                raise DataFormatError(name, 1, "starts with a UTF-16 byte-order mark; lexner reads UTF-8 "
+                                               "(convert it: iconv -f UTF-16 -t UTF-8)")
             line = line[:-1] if line.endswith("\n") else line
             if newline == "\n" and line.endswith("\r"):
                 line = line[:-1]

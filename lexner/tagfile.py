@@ -17,7 +17,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
-from .fileio import STDIN, atomic_file, bytes_read, file_size, iter_lines
+from .fileio import STDIN, atomic_file, bytes_read, file_size, iter_lines, shown_name
 from .output import HTML_HEAD, HTML_TAIL, render
 
 log = logging.getLogger(__name__)
@@ -229,11 +229,12 @@ def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers:
         bar.close()
         if skipped:
             log.warning("%s: skipped %d line(s) that are not valid UTF-8 (--errors skip): line %s",
-                        source, len(skipped), _numbers(skipped))
+                        shown_name(source), len(skipped), _numbers(skipped))
         if blank:
             log.warning("%s: %d line(s) empty or whitespace only (line %s) have no record in CoNLL output (its "
                         "blank lines only separate records), so records after them do not line up with input "
-                        "lines; --format jsonl keeps one record per line", source, len(blank), _numbers(blank))
+                        "lines; --format jsonl keeps one record per line", shown_name(source), len(blank),
+                        _numbers(blank))
 
 
 def _numbers(lines: list[int]) -> str:

@@ -76,6 +76,15 @@ def test_invalid_utf8_on_first_line(tmp_path):
     assert "UTF-8" in str(info.value)
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+@pytest.mark.parametrize("errors", ["strict", "skip", "replace"])
+def test_a_utf16_file_is_refused_with_a_hint_whatever_errors_says(tmp_path, encoding, errors):
+    raw = "张三在北京\n李四\n".encode(encoding)
+    path = _write(tmp_path / "u16.txt", raw if encoding == "utf-16" else b"\xfe\xff" + raw)
+    with pytest.raises(DataFormatError, match=r"u16.txt:1: starts with a UTF-16 byte-order mark.*iconv"):
+        list(iter_lines(path, errors=errors))
+
+
 @pytest.mark.parametrize("suffix, opener", [(".txt", None), (".gz", gzip.open)])
 def test_invalid_utf8_names_the_line(tmp_path, suffix, opener):
     path = _write(tmp_path / f"bad{suffix}", b"ab\ncd\ne\xfff\ngh\n", opener)

@@ -46,6 +46,18 @@ def test_tag_file_refuses_an_output_that_is_the_file_redirected_into_standard_in
     assert '"张三"' in (tmp_path / "out.jsonl").read_text(encoding="utf-8")
 
 
+def test_lines_skipped_from_standard_input_are_reported_as_stdin(tmp_path, monkeypatch, caplog):
+    import sys
+
+    (tmp_path / "in.txt").write_bytes("张三\n".encode() + b"\xff bad\n" + "李四\n".encode())
+    with open(tmp_path / "in.txt", encoding="utf-8") as stdin:
+        monkeypatch.setattr(sys, "stdin", stdin)
+        stream = io.StringIO()
+        tag_file(lexner.load(), "-", stream, errors="skip", progress=False)
+    assert stream.getvalue().count("\n") == 2
+    assert "<stdin>: skipped 1 line(s) that are not valid UTF-8 (--errors skip): line 2" in caplog.text
+
+
 def test_an_html_page_that_fails_before_its_first_text_leaves_no_partial_and_an_earlier_one_alone(tmp_path):
     (tmp_path / "page.html.partial").write_text("my notes\n", encoding="utf-8")
     with pytest.raises(FileNotFoundError):
