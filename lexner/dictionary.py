@@ -8,7 +8,9 @@ Which occurrences are selected: leftmost first, and at one start the longest wor
 one already selected is skipped (``{"北京": LOC, "北京大学": ORG}`` on ``北京大学在北京`` forces ``北京大学``/ORG
 and the second ``北京``/LOC).  Words are matched after lexner's normalisation (full-width ASCII = ASCII), on
 the characters the model sees (whitespace removed, see :mod:`lexner.tagging`): an occurrence that would put an
-entity boundary where whitespace forbids one (inside ``北 京``, say) is skipped.  Types must be types the model
+entity boundary where whitespace forbids one (inside ``北 京``, say) is skipped, and a word holding whitespace
+the model does not see (``北 京``; only whitespace between Latin letters or digits, ``Elon Musk``, is seen) never
+matches: adding one warns.  Types must be types the model
 knows: anything else is refused when the dictionary is given (the decoder has no tag for it).
 """
 
@@ -20,6 +22,7 @@ from typing import Iterable, Mapping, Sequence
 
 from .fileio import DataFormatError, iter_lines
 from .lexicon import Lexicon
+from .tagging import iter_model_lines
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,20 @@ class Dictionary:
                 word.encode("utf-8")
             except UnicodeEncodeError:
                 raise ValueError(f"dictionary word {word!r} holds a lone surrogate") from None
-            (word_id,) = self._lexicon.add([word])
-            self.types[word_id] = label.strip()
+            if (seen := "".join(line.view for line in iter_model_lines(word.strip()))) != word.strip():
+                log.warning("dictionary word %r can never match: the model does not see its whitespace (except "
+                            "between Latin letters or digits), line breaks or control characters; as it sees the "
+                            "text: %r", word, seen)
+            self._put(word, label.strip())
+
+    def update(self, other: "Dictionary") -> None:
+        """Add the entries of another dictionary (checked when they were added there)."""
+        for word, label in other.items():
+            self._put(word, label)
+
+    def _put(self, word: str, label: str) -> None:
+        (word_id,) = self._lexicon.add([word])
+        self.types[word_id] = label
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "Dictionary":

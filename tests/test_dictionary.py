@@ -61,3 +61,16 @@ def test_a_word_given_twice_in_a_file_warns_naming_both_lines(tmp_path, caplog):
     assert dict(dictionary.items())["腾讯"] == "PER"
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warnings == [f"{tmp_path / 'd.tsv'}:4: '腾讯' is PER here but ORG on line 1; the later type counts"]
+
+
+def test_a_word_with_whitespace_the_model_does_not_see_warns_once_that_it_can_never_match(corpus, tmp_path, caplog):
+    build_tagger("bilstm_crf", corpus, {"char_dim": 4, "bigram_dim": 4, "hidden": 8}).save(tmp_path / "m")
+    with caplog.at_level("WARNING"):
+        ner = lexner.load(tmp_path / "m", dictionary={"南 京": "PER", " 上海 ": "LOC", "Elon Musk": "PER",
+                                                      "深\u200b圳": "LOC"})
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert [w.split(" can never match")[0] for w in warnings] == [
+        "dictionary word '南 京'", "dictionary word '深\\u200b圳'"]  # once each (not again on adding to the model)
+    assert "as it sees the text: '南京'" in warnings[0]
+    # as warned: no match in the text the model sees; the others do match
+    assert ner.dictionary.occurrences("南京去上海见Elon Musk") == [(3, 5, "LOC"), (6, 15, "PER")]

@@ -435,7 +435,7 @@ class Tagger(nn.Module):
                              "with them")
         if self.dictionary is None:
             self.dictionary = Dictionary()
-        self.dictionary.add(extra.items())
+        self.dictionary.update(extra)
         return len(self.dictionary)
 
     def describe(self) -> dict[str, Any]:
