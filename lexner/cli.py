@@ -303,8 +303,7 @@ def cmd_evaluate(args) -> int:
                            f"{'--dataset ' + args.dataset if args.dataset else '--split ' + args.split})")
     args.split = args.split or "test"
     _use_threads(args)
-    tagger = _load_for_tagging(args, _extra_words(args))
-    if args.file:
+    if args.file:  # the data first: a mistake in it is named before the model takes its seconds to load
         sentences = read_file(args.file, args.format)
     else:
         sentences = load_dataset(args.dataset, args.split, args.data_root)
@@ -315,6 +314,7 @@ def cmd_evaluate(args) -> int:
         seen = load_dataset(args.dataset, "train", args.data_root)
     elif args.seen_from:
         seen = read_file(args.seen_from, args.format)
+    tagger = _load_for_tagging(args, _extra_words(args))
     scores = evaluate(tagger, sentences, labels=args.labels, seen=seen, progress=not args.no_progress)
     members = getattr(tagger, "members", [tagger])  # an ensemble's members each run as their directory says
     scores["runtime"] = members[0].runtime if len(members) == 1 else [m.runtime for m in members]

@@ -394,6 +394,17 @@ def test_evaluate_without_a_model_directory_scores_the_bundled_model(tmp_path, c
     assert json.loads(capsys.readouterr().out)["micro"]["f1"] == 1.0
 
 
+def test_evaluate_names_a_missing_data_file_before_loading_the_model(tmp_path, capsys, monkeypatch):
+    import lexner.cli
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the data was read")
+
+    monkeypatch.setattr(lexner.cli, "_load_for_tagging", no_model)
+    assert main(["evaluate", "--file", str(tmp_path / "typo.jsonl"), "--no-progress"]) == 2
+    assert "typo.jsonl" in capsys.readouterr().err
+
+
 def test_a_text_argument_that_is_not_utf8_follows_errors(trained, capsys, tmp_path):
     model, out = str(trained / "run" / "model"), tmp_path / "out.jsonl"
     bad = b"\xff\xe5\xbc\xa0\xe4\xb8\x89".decode("utf-8", "surrogateescape")  # as argv holds b"\xff张三"
