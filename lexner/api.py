@@ -221,6 +221,8 @@ def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, de
             tagger.add_dictionary(dictionary)
         return tagger
     directory = DEFAULT_MODEL if path is None else path
+    if not str(directory).strip():  # Path("") is the current folder: "missing config.json" would puzzle
+        raise ValueError(f"an empty model path ({str(directory)!r}); None loads the bundled model")
     tagger = Tagger.load(directory, device=resolve_device(device))
     if extra_words:
         added = tagger.add_words(extra_words)

@@ -239,3 +239,9 @@ def test_a_lexicon_with_no_word_to_match_is_refused_naming_it(corpus, tmp_path):
                      embeddings={"words": tmp_path / "w.vec"})
     with pytest.raises(ValueError, match=r"needs a lexicon: .*--lexicon FILE or --word-vectors FILE"):
         build_tagger("softlexicon", corpus, small)
+
+
+@pytest.mark.parametrize("path", ["", "  "])
+def test_an_empty_model_path_is_named_as_such(path):
+    with pytest.raises(ValueError, match="an empty model path"):
+        lexner.load(path)
