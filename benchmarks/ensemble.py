@@ -39,7 +39,6 @@ def main() -> None:
     import lexner
     from lexner.data import load_dataset
     from lexner.evaluate import evaluate
-    from lexner.models.ensemble import matching_heads
 
     torch.set_num_threads(1)
     splits = {split: load_dataset(args.dataset, split) for split in ("dev", "test")}
@@ -47,12 +46,12 @@ def main() -> None:
     systems["ensemble"] = lexner.load([str(p) for p in args.members], onnx=False)
     systems.update({f"student:{path}": lexner.load(path, onnx=False) for path in args.students})
     # each system through its head with the first member's types (a multi-task member: e.g. the bundled model's
-    # weibo head), as the ensemble takes it
-    wanted = systems["ensemble"].featurizer
-    heads = {name: matching_heads({wanted.default_labels: wanted.label_set()}, tagger, k)[wanted.default_labels]
-             for k, (name, tagger) in enumerate(systems.items()) if name != "ensemble"}
-    labels = {name: None if name == "ensemble" or heads[name] == tagger.featurizer.default_labels else heads[name]
-              for name, tagger in systems.items()}
+    # weibo head), as the ensemble takes it; a system without one, through its default head
+    wanted = systems["ensemble"].featurizer.label_set()
+    labels = {}
+    for name, tagger in systems.items():
+        head = None if name == "ensemble" else tagger.featurizer.head_with_tags(None, wanted.tags)
+        labels[name] = None if head == tagger.featurizer.default_labels else head
     texts = [s.text for s in splits["test"][: args.speed_sentences]]
     chars = sum(map(len, texts))
     best = dict.fromkeys(systems, float("inf"))

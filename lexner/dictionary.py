@@ -9,8 +9,8 @@ one already selected is skipped (``{"北京": LOC, "北京大学": ORG}`` on ``�
 and the second ``北京``/LOC).  Words are matched after lexner's normalisation (full-width ASCII = ASCII), on
 the characters the model sees (whitespace removed, see :mod:`lexner.tagging`): an occurrence that would put an
 entity boundary where whitespace forbids one (inside ``北 京``, say) is skipped, and a word holding whitespace
-the model does not see (``北 京``; only whitespace between Latin letters or digits, ``Elon Musk``, is seen) never
-matches: adding one warns.  Types must be types the model
+the model does not see (``北 京``; only whitespace between Latin letters or digits, ``Elon Musk``, is seen), a line
+break or a control character (``深\u200b圳``) never matches: adding one warns.  Types must be types the model
 knows: anything else is refused when the dictionary is given (the decoder has no tag for it).
 """
 
@@ -36,8 +36,9 @@ class Dictionary:
         self.where: dict[str, str] = {}  # type → "file:line" giving it, for errors (Dictionary.read fills it)
         self.add(entries)
 
-    def add(self, entries: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
-        """Add ``{word: type}`` entries (or pairs); a word given again takes the new type."""
+    def add(self, entries: Mapping[str, str] | Iterable[tuple[str, str]], where: str | None = None) -> None:
+        """Add ``{word: type}`` entries (or pairs); a word given again takes the new type.  ``where``: where they
+        were given (``file:line``), for warnings."""
         if isinstance(entries, (str, bytes, os.PathLike)):
             raise TypeError("a dictionary is {word: type} or (word, type) pairs, not a file name or one string; "
                             "for a file of word<TAB>TYPE lines: Dictionary.read(path)")
@@ -55,9 +56,9 @@ class Dictionary:
             except UnicodeEncodeError:
                 raise ValueError(f"dictionary word {word!r} holds a lone surrogate") from None
             if (seen := "".join(line.view for line in iter_model_lines(word.strip()))) != word.strip():
-                log.warning("dictionary word %r can never match: the model does not see its whitespace (except "
+                log.warning("%sdictionary word %r can never match: the model does not see its whitespace (except "
                             "between Latin letters or digits), line breaks or control characters; as it sees the "
-                            "text: %r", word, seen)
+                            "text: %r", f"{where}: " if where else "", word, seen)
             self._put(word, label.strip())
 
     def update(self, other: "Dictionary") -> None:
@@ -85,7 +86,9 @@ class Dictionary:
                 log.warning("%s:%d: %r is %s here but %s on line %d; the later type counts", path, lineno, word,
                             label, given[word][1], given[word][0])
             given[word] = (lineno, label)
-        dictionary = cls((word, label) for word, (_, label) in given.items())
+        dictionary = cls()
+        for word, (lineno, label) in given.items():
+            dictionary.add([(word, label)], where=f"{path}:{lineno}")
         for lineno, label in sorted(given.values()):
             dictionary.where.setdefault(label, f"{path}:{lineno}")
         return dictionary

@@ -42,18 +42,16 @@ def mapped_tags(teacher_tags: Sequence[str], student_tags: Sequence[str], type_m
 
 
 def teacher_head(teacher, name: str | None, tags: Sequence[str]) -> str | None:
-    """The head of ``teacher`` that teaches a task named ``name`` whose tags are ``tags``: the head of that
-    name, else the default head when its tags are the student's, else the one other head whose tags are (a
-    multi-task model, e.g. the bundled one, teaching a one-head student on its Weibo types); None (the default
-    head, whose tags :func:`teacher_targets` then checks) when no head or several fit."""
-    label_sets = teacher.featurizer.label_sets
-    if name in label_sets:
+    """The head of ``teacher`` that teaches a task named ``name`` whose tags are ``tags``: its head of that name,
+    even with other types (a teacher of the corpus's original types, which :func:`teacher_targets` maps), else
+    the one :meth:`Featurizer.head_with_tags` finds (a multi-task model, e.g. the bundled one, teaching a one-head
+    student on its Weibo types); None (the default head, whose tags :func:`teacher_targets` then checks) when
+    none is found."""
+    featurizer = teacher.featurizer
+    if name in featurizer.label_sets:
         return name
-    wanted = sorted(tags)
-    if sorted(teacher.featurizer.label_set(None).tags) == wanted:
-        return None
-    fitting = [head for head, label_set in label_sets.items() if sorted(label_set.tags) == wanted]
-    return fitting[0] if len(fitting) == 1 else None
+    head = featurizer.head_with_tags(name, tags)
+    return None if head == featurizer.default_labels else head
 
 
 def teacher_targets(teachers: Sequence, texts: Sequence[str], kind: str, tags: Sequence[str],

@@ -326,6 +326,17 @@ class Featurizer:
         return self.collate([self.encode_one(t, None if spans is None else spans[i], labels)
                              for i, t in enumerate(texts)], labels)
 
+    def head_with_tags(self, name: str | None, tags: Sequence[str]) -> str | None:
+        """The label set that answers one named ``name`` whose tags are ``tags`` (in any order): the set of that
+        name, else the default set, else the only other one, with those tags; None when none or several fit
+        (the bundled model's ``weibo`` head answers a one-task Weibo model's default set)."""
+        wanted = sorted(tags)
+        for candidate in (name, self.default_labels):
+            if candidate in self.label_sets and sorted(self.label_sets[candidate].tags) == wanted:
+                return candidate
+        fitting = [head for head, label_set in self.label_sets.items() if sorted(label_set.tags) == wanted]
+        return fitting[0] if len(fitting) == 1 else None
+
     def label_set(self, labels: str | None = None) -> LabelSet:
         """The label set named ``labels`` (None: the default one)."""
         if labels is None:

@@ -9,6 +9,7 @@ import io
 import json
 import lzma
 import os
+import re
 import shutil
 import stat
 import sys
@@ -104,8 +105,8 @@ def iter_lines(path: str | os.PathLike, errors: str = "strict", newline: str | N
     try:
         for lineno, line in _numbered(handle, name):
             if lineno == 1 and line[:2] in UTF16_MARKS:  # every line would be garbage, whatever errors says
-                raise DataFormatError(name, 1, "starts with a UTF-16 byte-order mark; lexner reads UTF-8 "
-                                               "(convert it: iconv -f UTF-16 -t UTF-8)")
+                raise DataFormatError(name, 1, "starts with a UTF-16 (or UTF-32) byte-order mark; lexner reads "
+                                               "UTF-8 (convert it: iconv -f UTF-16 -t UTF-8, or -f UTF-32)")
             line = line[:-1] if line.endswith("\n") else line
             if newline == "\n" and line.endswith("\r"):
                 line = line[:-1]
@@ -186,6 +187,24 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
+_DESCRIPTOR_PATH = re.compile(r"/(?:dev/fd|proc/self/fd)/(\d+)")
+
+
+def open_descriptor(path: str | os.PathLike) -> int | None:
+    """The descriptor number a path such as ``/dev/stdout`` or ``/dev/fd/3`` names, if it is open; else None."""
+    text = os.path.abspath(path)
+    number = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}.get(text)
+    if number is None and (found := _DESCRIPTOR_PATH.fullmatch(text)):
+        number = int(found.group(1))
+    if number is None:
+        return None
+    try:
+        os.fstat(number)
+    except OSError:
+        return None
+    return number
+
+
 @contextmanager
 def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = None,
                 binary: bool = False) -> Iterator[IO]:
@@ -195,14 +214,20 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
     file survives a failed run) and the temporary file is removed — or, with ``partial``, renamed to that path
     if anything was written, so that the work done before the failure is kept.  A replaced file keeps its
     permissions; a new one gets the umask's (never safetensors' 0600).  Text that cannot be encoded (a lone
-    surrogate) raises before anything is replaced.  ``binary``: the stream takes bytes.  A ``final`` that is not a
-regular file (a device such as ``/dev/null``, a named pipe, ``/dev/stdout``) is written into directly."""
+    surrogate) raises before anything is replaced.  ``binary``: the stream takes bytes.
+
+    A ``final`` that names an open descriptor (``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N``,
+    ``/proc/self/fd/N``: whatever it is redirected to, a file appended to with ``>>`` too) or that is not a
+    regular file (a device such as ``/dev/null``, a named pipe) is written into as a stream, at its position:
+    never replaced, and what was written before a failure stays there."""
     final = Path(final)
     if final.is_dir():
         raise IsADirectoryError(f"{final}: is a directory")
-    if final.exists() and not stat.S_ISREG(final.stat().st_mode):  # a device, a pipe, /dev/stdout: written
-        with open(final, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as out:
-            yield out  # into, as a stream (never replaced by a file; there is nothing to keep on a failure)
+    descriptor = open_descriptor(final)
+    if descriptor is not None or final.exists() and not stat.S_ISREG(final.stat().st_mode):
+        stream = os.dup(descriptor) if descriptor is not None else os.open(final, os.O_WRONLY)
+        with (os.fdopen(stream, "wb") if binary else os.fdopen(stream, "w", encoding="utf-8", newline="")) as out:
+            yield out
         return
     if final.is_symlink():  # write the file the link names, and keep the link
         final = Path(os.path.realpath(final))

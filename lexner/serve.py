@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -164,6 +166,10 @@ def create_app(tagger, max_chars: int = 10_000, max_texts: int = 256, max_batch:
         await batcher.stop()
 
     app = FastAPI(title="lexner", description="Chinese named-entity recognition", lifespan=lifespan)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc: RequestValidationError) -> JSONResponse:  # FastAPI's answer, through _JSON:
+        return _JSON({"detail": jsonable_encoder(exc.errors())}, 422)  # it echoes the input, surrogates too
     app.add_middleware(_BodyChecks, limit=body_limit(max_chars, max_texts))
 
     @app.get("/health")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import sys
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -141,12 +142,14 @@ def tag_file(tagger, source: str | os.PathLike, target: str | os.PathLike | IO[s
 
 def _same_file(source, target: Path) -> bool:
     """Whether writing ``target`` would replace the input ``source`` (a path, or ``"-"``: standard input, which
-    may be a file redirected in): by its name, a path through folders not made yet, or a hard link."""
-    if str(source) == STDIN:
-        with suppress(OSError, ValueError):
-            return target.exists() and os.path.samestat(os.fstat(sys.stdin.fileno()), os.stat(target))
-        return False
-    if not Path(source).exists():
+    may be a file redirected in): by its name, a path through folders not made yet, or a hard link.  Only a
+    regular file can be replaced: a device, a pipe or a terminal is written into (``/dev/null`` as both is fine)."""
+    with suppress(OSError, ValueError, AttributeError):  # AttributeError: no standard input at all (None)
+        if target.exists() and not stat.S_ISREG(target.stat().st_mode):
+            return False
+        if str(source) == STDIN:
+            return target.exists() and os.path.samestat(os.fstat(sys.stdin.fileno()), target.stat())
+    if str(source) == STDIN or not Path(source).exists():
         return False
     return (os.path.realpath(source) == os.path.realpath(target)
             or target.exists() and os.path.samefile(source, target))

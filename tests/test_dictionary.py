@@ -74,3 +74,11 @@ def test_a_word_with_whitespace_the_model_does_not_see_warns_once_that_it_can_ne
     assert "as it sees the text: '南京'" in warnings[0]
     # as warned: no match in the text the model sees; the others do match
     assert ner.dictionary.occurrences("南京去上海见Elon Musk") == [(3, 5, "LOC"), (6, 15, "PER")]
+
+
+def test_a_word_in_a_file_that_can_never_match_is_named_with_its_line(tmp_path, caplog):
+    (tmp_path / "d.tsv").write_text("腾讯\tORG\n北 京\tLOC\n", encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        Dictionary.read(tmp_path / "d.tsv")
+    assert [r.getMessage().split(" can never")[0] for r in caplog.records] == [
+        f"{tmp_path / 'd.tsv'}:2: dictionary word '北 京'"]

@@ -6,7 +6,7 @@ import torch
 
 from lexner.api import build_tagger
 from lexner.data import Sentence
-from lexner.distill import teacher_targets
+from lexner.distill import teacher_head, teacher_targets
 from lexner.schemes import Span
 from lexner.train import Task, Trainer, TrainConfig, TrainingError, seed_everything
 
@@ -178,9 +178,15 @@ def test_an_ensemble_takes_a_multi_task_member_through_its_head_with_the_first_m
     found = [label for ents in spans(ensemble, [s.text for s in corpus]) for _, _, label in ents]
     assert found and set(found) <= {"PER", "LOC"}  # the coarse head's types, not the fine one's
     # the first member's label sets are the ensemble's: a one-task model has no head for "fine"
-    with pytest.raises(ValueError, match=r"ensemble member 2 has no head with the first member's label set 'fine' "
-                                         r"\(city, name\); its heads: default: LOC, PER"):
+    with pytest.raises(ValueError, match=r"ensemble member 2 has no head, or several, with the first member's "
+                                         r"label set 'fine' \(city, name\); its heads: default: LOC, PER"):
         lexner.load([tmp_path / "multi", tmp_path / "one"])
+    # two heads with the types: the default one answers, for an ensemble as for a distillation teacher
+    twin = build_tagger("bilstm_crf", corpus, SMALL, seed=4, label_sets={"a": ["PER", "LOC"], "b": ["LOC", "PER"]})
+    twin.save(tmp_path / "twin")
+    assert lexner.load([tmp_path / "one", tmp_path / "twin"]).heads[1] == {"default": "a"}
+    assert teacher_head(twin, None, one.featurizer.tags) is None  # its default head
+    assert teacher_head(twin, "b", one.featurizer.tags) == "b"
 
 
 def test_teachers_by_task_gives_unscoped_teachers_to_every_task_and_scoped_ones_to_theirs():

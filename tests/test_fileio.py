@@ -81,7 +81,7 @@ def test_invalid_utf8_on_first_line(tmp_path):
 def test_a_utf16_file_is_refused_with_a_hint_whatever_errors_says(tmp_path, encoding, errors):
     raw = "张三在北京\n李四\n".encode(encoding)
     path = _write(tmp_path / "u16.txt", raw if encoding == "utf-16" else b"\xfe\xff" + raw)
-    with pytest.raises(DataFormatError, match=r"u16.txt:1: starts with a UTF-16 byte-order mark.*iconv"):
+    with pytest.raises(DataFormatError, match=r"u16.txt:1: starts with a UTF-16 \(or UTF-32\) byte-order mark.*iconv"):
         list(iter_lines(path, errors=errors))
 
 
@@ -129,16 +129,33 @@ def test_atomic_file_writes_into_a_named_pipe_and_never_replaces_it_with_a_file(
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     received = []
-    reader = threading.Thread(target=lambda: received.append(fifo.read_text(encoding="utf-8")))
-    reader.start()
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text(encoding="utf-8")), daemon=True)
+    reader.start()  # a daemon: should the pipe be replaced, its open() blocks for ever without holding pytest
     with atomic_file(fifo) as out:
         out.write("张三\n")
     reader.join(timeout=10)
     assert received == ["张三\n"]
     assert stat.S_ISFIFO(fifo.stat().st_mode) and sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
-    with atomic_file("/dev/null", binary=True) as out:  # a device: written into, left a device
-        out.write(b"x")
-    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_atomic_file_writes_into_an_open_descriptor_at_its_position_as_with_dev_stdout(tmp_path):
+    import os
+
+    from lexner.fileio import atomic_file, open_descriptor
+
+    log = tmp_path / "log.txt"
+    log.write_text("precious\n", encoding="utf-8")
+    with open(log, "a", encoding="utf-8") as appended:  # as `lexner tag ... --output /dev/stdout >> log.txt`
+        number = appended.fileno()
+        assert open_descriptor(f"/dev/fd/{number}") == number == open_descriptor(f"/proc/self/fd/{number}")
+        with atomic_file(f"/dev/fd/{number}") as out:
+            out.write("张三\n")
+    assert log.read_text(encoding="utf-8") == "precious\n张三\n"  # appended to, not replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.txt"]
+    assert open_descriptor("/dev/stdout") == 1 and open_descriptor(tmp_path / "log.txt") is None
+    closed = os.open(log, os.O_RDONLY)
+    os.close(closed)
+    assert open_descriptor(f"/dev/fd/{closed}") is None
 
 
 def test_invalid_utf8_after_the_first_chunk_is_reported(tmp_path):

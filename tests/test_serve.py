@@ -109,6 +109,9 @@ def test_a_lone_surrogate_in_a_text_comes_back_escaped_not_as_a_500(server):
     code, answer = request(server, "/tag", None, json.dumps({"text": text}).encode("ascii"))
     assert code == 200 and answer == {"entities": expected([text])[0]}
     assert any("\ud800" in e["text"] for e in answer["entities"])  # the case that failed: inside an entity
+    for body in ({"text": "\ud800", "texts": ["a"]}, {"text": ["\ud800"]}):  # refusals echo the input
+        code, answer = request(server, "/tag", None, json.dumps(body).encode("ascii"))
+        assert code == 422 and "detail" in answer
     assert request(server, "/health") == (200, {"status": "ok"})
 
 

@@ -46,6 +46,19 @@ def test_tag_file_refuses_an_output_that_is_the_file_redirected_into_standard_in
     assert '"张三"' in (tmp_path / "out.jsonl").read_text(encoding="utf-8")
 
 
+def test_a_device_as_both_standard_input_and_output_is_not_the_input_file(tmp_path, monkeypatch):
+    import sys
+
+    from lexner.tagfile import _same_file
+
+    with open("/dev/null", encoding="utf-8") as stdin:  # lexner tag --input - --output /dev/null < /dev/null
+        monkeypatch.setattr(sys, "stdin", stdin)
+        tag_file(lexner.load(), "-", "/dev/null", progress=False)
+    (tmp_path / "out.jsonl").write_text("", encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", None)  # no standard input at all (<&-): not the output, no traceback
+    assert not _same_file("-", tmp_path / "out.jsonl")
+
+
 def test_lines_skipped_from_standard_input_are_reported_as_stdin(tmp_path, monkeypatch, caplog):
     import sys
 

@@ -5,10 +5,10 @@ Each member tags the same pieces with its own vocabulary and lexicon; their CRF 
 legal tag sequence with the highest sum of log averaged marginals (no transition scores: the members' own
 transitions are already inside their marginals).  Whitespace, long texts, typed dictionaries and heads of
 multi-task members (``labels=``) work as for one tagger.  The first member's label sets are the ensemble's; every
-other member answers each of them with its head of that name or, failing that, its one head with the same entity
-types (their tag order may differ), so a one-task model and a multi-task one (the bundled model's ``weibo``
-head beside a Weibo model) can be averaged: put the model with the fewest heads first.  As a distillation
-teacher, pass the members (``ensemble.members``): they are averaged.
+other member answers each of them with its head of that name and entity types, else its default head, else its
+one head with those types (their tag order may differ), so a one-task model and a multi-task one (the bundled
+model's ``weibo`` head beside a Weibo model) can be averaged: put the model with the fewest heads first.  As a
+distillation teacher, pass the members (``ensemble.members``): they are averaged.
 """
 
 from __future__ import annotations
@@ -98,20 +98,16 @@ class Ensemble(Tagger):
 
 def matching_heads(label_sets: dict, member: Tagger, index: int) -> dict[str, str]:
     """For each of ``label_sets`` (name → label set, the first member's), the head of ``member`` (the
-    ``index``-th) that answers it: the head of that name with the same tags, else the member's one head with
-    those tags.  ``ValueError`` naming the member and the label set when there is none or several."""
-    own = member.featurizer.label_sets
+    ``index``-th) that answers it (:meth:`Featurizer.head_with_tags`: the head of that name with the same tags,
+    else the default head, else the only one).  ``ValueError`` naming the member and the label set when none
+    or several fit."""
     found = {}
     for name, label_set in label_sets.items():
-        wanted = sorted(label_set.tags)
-        if name in own and sorted(own[name].tags) == wanted:
-            found[name] = name
-            continue
-        fitting = [head for head, mine in own.items() if sorted(mine.tags) == wanted]
-        if len(fitting) != 1:
-            heads = "; ".join(f"{head}: {', '.join(mine.entity_types)}" for head, mine in own.items())
-            raise ValueError(f"ensemble member {index + 1} has {'no' if not fitting else 'more than one'} head with "
-                             f"the first member's label set {name!r} ({', '.join(label_set.entity_types)}); "
-                             f"its heads: {heads}")
-        found[name] = fitting[0]
+        head = member.featurizer.head_with_tags(name, label_set.tags)
+        if head is None:
+            own = member.featurizer.label_sets
+            heads = "; ".join(f"{h}: {', '.join(mine.entity_types)}" for h, mine in own.items())
+            raise ValueError(f"ensemble member {index + 1} has no head, or several, with the first member's label "
+                             f"set {name!r} ({', '.join(label_set.entity_types)}); its heads: {heads}")
+        found[name] = head
     return found
