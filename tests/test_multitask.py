@@ -270,3 +270,11 @@ def test_a_dictionary_type_of_another_head_is_refused_naming_the_head(corpus, tm
     assert tagger.dictionary.items() == [("南京", "city")]  # as it was
     tagger.dictionary = None  # dropped: any head tags again
     assert tagger.tag("南京") is not None
+
+
+@pytest.mark.parametrize("labels", [123, ["fine"], b"fine"])
+def test_a_head_that_is_not_a_name_is_a_type_error(corpus, labels):
+    tagger = build_tagger("bilstm_crf", corpus, SMALL, label_sets={"coarse": ["LOC", "PER"], "fine": ["city"]})
+    with pytest.raises(TypeError, match="labels must be a head's name"):
+        tagger.tag("张三在北京", labels=labels)
+    assert all(e.label == "city" for e in tagger.tag("张三在北京", labels="fine"))  # a name works

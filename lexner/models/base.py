@@ -453,7 +453,9 @@ class Tagger(nn.Module):
 
     def check_head(self, labels: str | None) -> None:
         """Raise ``ValueError`` unless this model can tag with head ``labels`` (None: the default one): the head
-        exists and knows every type of the typed dictionary."""
+        exists and knows every type of the typed dictionary; ``TypeError`` if ``labels`` is not a name."""
+        if labels is not None and not isinstance(labels, str):
+            raise TypeError(f"labels must be a head's name (a str) or None, got {type(labels).__name__}")
         label_set = self.featurizer.label_set(labels)  # an unknown name raises
         missing = sorted(self.dictionary.labels - set(label_set.entity_types)) if self.dictionary is not None else []
         if missing:
