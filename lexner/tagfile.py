@@ -34,6 +34,7 @@ def _worker_init(model_dir: str | None, extra_words: list[str], dictionary: list
 
     global _WORKER_TAGGER
     torch.set_num_threads(1)  # one core per worker process
+    logging.getLogger("lexner.dictionary").setLevel(logging.ERROR)  # its warnings were the parent's, once
     _WORKER_TAGGER = load(model_dir, extra_words=extra_words, dictionary=dictionary,
                           runtime=runtime)  # the runtime the parent's tagger runs
     _WORKER_TAGGER.set_piece_length(piece_length)  # and its pieces, even if set in memory

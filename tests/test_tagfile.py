@@ -83,6 +83,15 @@ def test_an_html_page_that_fails_before_its_first_text_leaves_no_partial_and_an_
     assert page.lstrip().lower().startswith("<!doctype html") and page.rstrip().endswith("</html>")
 
 
+def test_workers_do_not_repeat_the_parents_dictionary_warnings(tmp_path, capfd):
+    (tmp_path / "in.txt").write_text("张三在北京\n李四\n", encoding="utf-8")
+    ner = lexner.load(dictionary={"北 京": "LOC", "张三": "PER"})  # 北 京 can never match: the parent warns
+    capfd.readouterr()
+    tag_file(ner, tmp_path / "in.txt", tmp_path / "out.jsonl", workers=2, batch_size=1, progress=False)
+    assert "can never match" not in capfd.readouterr().err  # not once more per worker (their stderr is ours)
+    assert '"张三"' in (tmp_path / "out.jsonl").read_text(encoding="utf-8")
+
+
 def test_workers_tag_in_the_pieces_the_parent_was_set_to(tmp_path):
     ner = lexner.load()
     ner.set_piece_length(8)  # in memory only: the workers load the model from disk, with its saved 98
