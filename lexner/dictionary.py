@@ -55,7 +55,8 @@ class Dictionary:
                 word.encode("utf-8")
             except UnicodeEncodeError:
                 raise ValueError(f"dictionary word {word!r} holds a lone surrogate") from None
-            if (seen := "".join(line.view for line in iter_model_lines(word.strip()))) != word.strip():
+            stored = word.strip()  # as the lexicon keeps it
+            if (seen := "".join(line.view for line in iter_model_lines(stored))) != stored:
                 log.warning("%sdictionary word %r can never match: the model does not see its whitespace (except "
                             "between Latin letters or digits), line breaks or control characters; as it sees the "
                             "text: %r", f"{where}: " if where else "", word, seen)
