@@ -59,9 +59,9 @@ def _load_tasks(args) -> list:
 
     def from_files(train_path: Path, dev_path: Path | None, test_path: Path | None) -> tuple:
         """(train, dev, test) sentences; without a dev file, dev is a fixed seeded sample of train."""
-        train = read_file(train_path, args.format)
-        dev = read_file(dev_path, args.format) if dev_path else None
-        for path, sentences, what in ((train_path, train, "training"), (dev_path, dev, "dev")):
+        paths = {"training": train_path, "dev": dev_path, "test": test_path}
+        train, dev, test = read = [read_file(path, args.format) if path else None for path in paths.values()]
+        for (what, path), sentences in zip(paths.items(), read):
             if sentences is not None and not any(s.text for s in sentences):
                 raise CommandError(f"{path}: no {what} sentences (the file is empty or holds only empty texts)")
         if dev is None:
@@ -76,7 +76,7 @@ def _load_tasks(args) -> list:
             log.info("no dev file: %d sentences of %s (%.0f%%, seed %d%s) are the dev split, %d train", len(dev),
                      train_path, 100 * fraction, TRAIN_DEV_SEED,
                      f", {args.dev_blocks} runs of consecutive sentences" if args.dev_blocks else "", len(train))
-        return train, dev, read_file(test_path, args.format) if test_path else None
+        return train, dev, test
 
     for spec in args.task or []:
         parts = spec.split(":")
@@ -314,6 +314,9 @@ def cmd_evaluate(args) -> int:
         seen = load_dataset(args.dataset, "train", args.data_root)
     elif args.seen_from:
         seen = read_file(args.seen_from, args.format)
+        if not any(s.text for s in seen):
+            raise CommandError(f"--seen-from {args.seen_from}: no sentences (the file is empty or holds only empty "
+                               "texts)")
     tagger = _load_for_tagging(args, _extra_words(args))
     scores = evaluate(tagger, sentences, labels=args.labels, seen=seen, progress=not args.no_progress)
     members = getattr(tagger, "members", [tagger])  # an ensemble's members each run as their directory says
@@ -322,11 +325,15 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _extra_words(args) -> list[str]:
-    """The words of every ``--lexicon-add`` file (word lists, see :func:`lexner.lexicon.read_wordlist`)."""
-    from .lexicon import read_wordlist
+LEXICON_ADD_HELP = ("domain words added to a lattice model's lexicon: a word list (one word per line; further "
+                    "whitespace-separated columns, such as frequencies, are ignored) or a word2vec file; repeatable")
 
-    return [word for path in args.lexicon_add or [] for word in read_wordlist(path)]
+
+def _extra_words(args) -> list[str]:
+    """The words of every ``--lexicon-add`` file (word lists or word2vec files, :func:`lexner.lexicon.read_words`)."""
+    from .lexicon import read_words
+
+    return [word for path in args.lexicon_add or [] for word in read_words(path)[0]]
 
 
 def _key_values(texts: Sequence[str], option: str) -> dict[str, str]:
@@ -742,7 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", choices=["train", "dev", "test"], help="the split of --dataset (default: test)")
     e.add_argument("--file", type=Path, help="a data file in any supported format")
     e.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
-                   help="domain words (one per line) added to a lattice model's lexicon; repeatable")
+                   help=LEXICON_ADD_HELP)
     e.add_argument("--dictionary", type=Path, metavar="FILE",
                    help="WORD<TAB>TYPE lines: every occurrence is forced to be an entity of that type")
     e.add_argument("--labels", metavar="NAME",
@@ -769,7 +776,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--rename", action="append", default=[], metavar="OLD=NEW",
                    help="rename an entity type in the copy (e.g. NR=PER); repeatable")
     x.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
-                   help="domain words added to a lattice model's lexicon before exporting; repeatable")
+                   help=LEXICON_ADD_HELP)
     x.add_argument("--piece-length", type=_at_least(1, "a number of characters"), metavar="N",
                    help="the copy tags texts longer than N characters in pieces of at most N (default: as the "
                         "source model; training sets it from the training sentences' lengths)")
@@ -798,7 +805,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="jsonl: one JSON object per input line; conll: char<TAB>tag lines; text: [entity|LABEL] "
                         "inline; html: one page with entities highlighted by type")
     g.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
-                   help="domain words (one per line) added to a lattice model's lexicon; repeatable")
+                   help=LEXICON_ADD_HELP)
     g.add_argument("--dictionary", type=Path, metavar="FILE",
                    help="WORD<TAB>TYPE lines: every occurrence is forced to be an entity of that type "
                         "(constrained decoding; leftmost, then longest match wins)")
@@ -833,7 +840,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long a request waits for others to share its batch")
     v.add_argument("--threads", type=_at_least(0), default=0, help=THREADS_HELP)
     v.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
-                   help="domain words added to a lattice model's lexicon; repeatable")
+                   help=LEXICON_ADD_HELP)
     v.add_argument("--dictionary", type=Path, metavar="FILE",
                    help="WORD<TAB>TYPE lines: every occurrence is forced to be an entity of that type")
     v.add_argument("--labels", default=None, help=argparse.SUPPRESS)  # requests choose their head

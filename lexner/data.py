@@ -20,9 +20,10 @@ import os
 import random
 import re
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from .fileio import DataFormatError, iter_lines
 from .schemes import (TYPE_NAME_RULE, Span, detect_scheme, ill_formed, is_type_name, spans_to_tags, split_tag,
@@ -76,16 +77,16 @@ def _weibo_char(token: str) -> str | None:
 _SPACE_CHARACTER_LINE = re.compile(r"([^ \t][0-9]*)[ \t]+(\S+)[ \t]*")
 
 
-def _read_char_per_line(path: str | os.PathLike, weibo: bool) -> list[Sentence]:
+def _read_char_per_line(path: str | os.PathLike, lines: Iterable[tuple[int, str]], weibo: bool) -> list[Sentence]:
     blocks: list[tuple[int, list[str], list[str]]] = []  # (first line, characters, tags) per sentence
     chars: list[str] = []
     tags: list[str] = []
-    for lineno, line in iter_lines(path):
+    for lineno, line in lines:
         if not line.strip():
             chars, tags = [], []
             continue
         fields = line.split()
-        if len(fields) != 2 and (spaced := _SPACE_CHARACTER_LINE.fullmatch(line)):
+        if (len(fields) != 2 or line[:1].isspace()) and (spaced := _SPACE_CHARACTER_LINE.fullmatch(line)):
             fields = list(spaced.groups())  # the character itself is whitespace (U+3000, NBSP, ...)
         if len(fields) != 2:
             raise DataFormatError(path, lineno, f"expected 'CHAR TAG' (2 fields), got {len(fields)}: {line[:40]!r}")
@@ -102,6 +103,9 @@ def _read_char_per_line(path: str | os.PathLike, weibo: bool) -> list[Sentence]:
             blocks.append((lineno, chars, tags))
         chars.append(char)
         tags.append(tag)
+    if len(blocks) > 2 and all(len(block_chars) == 1 for _, block_chars, _ in blocks):
+        log.warning("%s: each of its %d sentences is one character long — a blank line after every line (line "
+                    "endings doubled, CR CR LF?); sentences are separated by blank lines", path, len(blocks))
     # One scheme for the whole file: a BMES file's sentence with only B-/O tags is still BMES.
     try:
         scheme = detect_scheme(tag for _, _, block_tags in blocks for tag in block_tags)
@@ -138,9 +142,14 @@ def read_jsonl(path: str | os.PathLike) -> list[Sentence]:
     training set: a book title holding a company name): there the longer mention is kept and the inner one
     dropped, counted in a warning with its line.
     """
+    with closing(iter_lines(path)) as lines:
+        return _read_jsonl(path, lines)
+
+
+def _read_jsonl(path: str | os.PathLike, lines: Iterable[tuple[int, str]]) -> list[Sentence]:
     sentences = []
     dropped: list[int] = []
-    for lineno, line in iter_lines(path):
+    for lineno, line in lines:
         if not line.strip():
             continue
         try:
@@ -185,11 +194,21 @@ def _label(value) -> str:
     return value
 
 
-def _offsets(start, end, text: str, what: str) -> tuple[int, int]:
+def _offsets(start, end, text: str, what: str, inclusive: bool = False) -> tuple[int, int]:
+    """``(start, end)`` of an entity given as ``start, end`` (``end`` exclusive, or ``inclusive`` as CLUENER
+    writes it), checked against ``text``; the message quotes the offsets as given."""
     if type(start) is not int or type(end) is not int:
         raise ValueError(f"{what}: start and end must be integers, got {start!r}, {end!r}")
-    if not 0 <= start < end <= len(text):
-        raise ValueError(f"{what}: entity ({start}, {end}) outside the text of length {len(text)}")
+    given = f"[{start}, {end}] (end-inclusive)" if inclusive else f"({start}, {end})"
+    if start < 0:
+        raise ValueError(f"{what}: entity {given} starts at a negative offset")
+    if end < start:
+        raise ValueError(f"{what}: entity {given} ends before it starts")
+    end = end + 1 if inclusive else end
+    if end == start:
+        raise ValueError(f"{what}: entity {given} is empty")
+    if end > len(text):
+        raise ValueError(f"{what}: entity {given} ends beyond the text of length {len(text)}")
     return start, end
 
 
@@ -221,10 +240,12 @@ def _record_spans(obj: dict, text: str) -> tuple[list[Span], int]:
             if not isinstance(mentions, dict):
                 raise ValueError(f"CLUENER label {label!r}: expected {{mention: [[start, end], ...]}}, got {mentions!r}")
             for mention, positions in mentions.items():
-                if not isinstance(positions, list) or not all(isinstance(x, list) and len(x) == 2 for x in positions):
-                    raise ValueError(f"CLUENER mention {mention!r}: expected a list of [start, end] pairs")
+                if (not isinstance(positions, list) or not positions
+                        or not all(isinstance(x, list) and len(x) == 2 for x in positions)):
+                    raise ValueError(f"CLUENER mention {mention!r}: expected a list of [start, end] pairs, got "
+                                     f"{positions!r}")
                 for a, b in positions:
-                    start, end = _offsets(a, b + 1 if type(b) is int else b, text, f"CLUENER mention {mention!r}")
+                    start, end = _offsets(a, b, text, f"CLUENER mention {mention!r}", inclusive=True)
                     if text[start:end] != mention:
                         raise ValueError(f"CLUENER mention {mention!r} at [{a}, {b}] reads {text[start:end]!r} "
                                          "(offsets are end-inclusive)")
@@ -259,30 +280,45 @@ def is_tagged_line(line: str) -> bool:
         return False
 
 
-def detect_format(path: str | os.PathLike) -> str:
-    path = Path(path)
-    if any(s in (".jsonl", ".json") for s in path.suffixes):
+def _line_format(line: str) -> str:
+    """The format a file whose first non-blank line is ``line`` is in (see :func:`detect_format`)."""
+    if line.lstrip().startswith("{") and not is_tagged_line(line):  # a text may begin with {: "{ O"
         return "jsonl"
-    for _, line in iter_lines(path):
-        fields = line.split()
-        if not fields:
-            continue
-        if line.lstrip().startswith("{") and not is_tagged_line(line):  # a text may begin with {: "{ O"
-            return "jsonl"
-        token = fields[0]
-        return "weibo" if len(token) >= 2 and token[-1].isdigit() and _weibo_char(token) else "conll"
-    return "conll"
+    token = line.split()[0]
+    return "weibo" if len(token) >= 2 and token[-1].isdigit() and _weibo_char(token) else "conll"
+
+
+def _sniffed(path: str | os.PathLike, lines: Iterator[tuple[int, str]]) -> tuple[str, Iterator[tuple[int, str]]]:
+    """The format of the file ``lines`` are read from (by its suffix, else its first non-blank line) and its
+    lines again, those read to decide included: the file is read once, so a pipe (``<(cmd)``, /dev/stdin)
+    loses nothing."""
+    if any(s in (".jsonl", ".json") for s in Path(path).suffixes):
+        return "jsonl", lines
+    seen = []
+    for item in lines:
+        seen.append(item)
+        if item[1].split():
+            return _line_format(item[1]), itertools.chain(seen, lines)
+    return "conll", iter(seen)
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """``jsonl`` for a ``.json``/``.jsonl`` suffix or a first non-blank line that is a JSON object, ``weibo``
+    for a character with its position digits (``科0 B-ORG.NAM``), else ``conll``."""
+    with closing(iter_lines(path)) as lines:
+        return _sniffed(path, lines)[0]
 
 
 def read_file(path: str | os.PathLike, format: str = "auto") -> list[Sentence]:
-    """Read a dataset file in one of :data:`FORMATS` (``auto`` detects it)."""
-    if format == "auto":
-        format = detect_format(path)
-    if format == "jsonl":
-        return read_jsonl(path)
-    if format in ("conll", "weibo"):
-        return _read_char_per_line(path, weibo=format == "weibo")
-    raise ValueError(f"unknown format {format!r}; expected 'auto' or one of {FORMATS}")
+    """Read a dataset file in one of :data:`FORMATS` (``auto`` detects it), reading it once."""
+    if format not in ("auto", *FORMATS):
+        raise ValueError(f"unknown format {format!r}; expected 'auto' or one of {FORMATS}")
+    with closing(iter_lines(path)) as lines:
+        if format == "auto":
+            format, lines = _sniffed(path, lines)
+        if format == "jsonl":
+            return _read_jsonl(path, lines)
+        return _read_char_per_line(path, lines, weibo=format == "weibo")
 
 
 def write_conll(sentences: Iterable[Sentence], path: str | os.PathLike, scheme: str = "BIOES") -> None:

@@ -22,6 +22,7 @@ from typing import Iterable, Mapping, Sequence
 
 from .fileio import DataFormatError, iter_lines
 from .lexicon import Lexicon
+from .text import normalize
 from .tagging import iter_model_lines
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class Dictionary:
     def read(cls, path: str | os.PathLike) -> "Dictionary":
         """A ``word<TAB>TYPE`` file (UTF-8, one entry per line; empty lines skipped).  A word given again with
         another type takes the later one, with a warning naming both lines."""
-        given: dict[str, tuple[int, str]] = {}  # word → (line, type) where it was last given
+        given: dict[str, tuple[int, str, str]] = {}  # normal form → (line, type, word) where it was last given
         for lineno, line in iter_lines(path):
             if not line.strip():
                 continue
@@ -83,14 +84,17 @@ class Dictionary:
             if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
                 raise DataFormatError(path, lineno, f"expected 'WORD<TAB>TYPE', got {line[:60]!r}")
             word, label = fields[0].strip(), fields[1].strip()
-            if word in given and given[word][1] != label:
-                log.warning("%s:%d: %r is %s here but %s on line %d; the later type counts", path, lineno, word,
-                            label, given[word][1], given[word][0])
-            given[word] = (lineno, label)
+            key = normalize(word)  # ＡＢＣ and ABC are one word to the matcher
+            if key in given and given[key][1] != label:
+                before, before_type, before_word = given[key]
+                also = f" ({before_word!r} there, the same word to the matcher)" if before_word != word else ""
+                log.warning("%s:%d: %r is %s here but %s on line %d%s; the later type counts", path, lineno, word,
+                            label, before_type, before, also)
+            given[key] = (lineno, label, word)
         dictionary = cls()
-        for word, (lineno, label) in given.items():
+        for lineno, label, word in given.values():
             dictionary.add([(word, label)], where=f"{path}:{lineno}")
-        for lineno, label in sorted(given.values()):
+        for lineno, label, _ in sorted(given.values()):
             dictionary.where.setdefault(label, f"{path}:{lineno}")
         return dictionary
 

@@ -26,8 +26,14 @@ class DataFormatError(ValueError):
     def __init__(self, path: str | os.PathLike, line: int | None, message: str):
         self.path = str(path)
         self.line = line
+        self.message = message
         where = f"{self.path}:{line}" if line is not None else self.path
+        if len(message) > MESSAGE_CHARS:  # a quoted 100,000-character line: its head and its tail say enough
+            message = f"{message[:MESSAGE_CHARS * 2 // 3]} [...] {message[-MESSAGE_CHARS // 3:]}"
         super().__init__(f"{where}: {message}")
+
+
+MESSAGE_CHARS = 300  # DataFormatError: longer messages (quoting a long line or tag) are cut in the middle
 
 
 class ModelFormatError(ValueError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+from contextlib import closing
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import ahocorasick
@@ -18,7 +19,30 @@ from .text import normalize, normalize_many
 def read_wordlist(path: str | os.PathLike) -> list[str]:
     """The words of a word-list file: one word per line; further whitespace-separated columns (frequencies,
     tags) are ignored, and so are blank lines."""
-    return [fields[0] for _, line in iter_lines(path) if (fields := line.split())]
+    with closing(iter_lines(path)) as lines:
+        return _words(lines)
+
+
+def _words(lines: Iterable[tuple[int, str]]) -> list[str]:
+    return [fields[0] for _, line in lines if (fields := line.split())]
+
+
+def is_word2vec_header(line: str) -> bool:
+    """Whether ``line`` is a word2vec file's first line, ``COUNT DIM``."""
+    fields = line.split()
+    return len(fields) == 2 and all(f.isdigit() for f in fields)
+
+
+def read_words(path: str | os.PathLike) -> tuple[list[str], np.ndarray | None]:
+    """The words of a word2vec file (its first line ``COUNT DIM``) with their vectors, or of a word list (see
+    :func:`read_wordlist`) with None; the file is read once, so a pipe (``<(xzcat ...)``) loses nothing."""
+    from .vectors import read_word2vec
+
+    with closing(iter_lines(path)) as lines:
+        first = next(lines, None)
+        if first is not None and is_word2vec_header(first[1]):
+            return read_word2vec(path, lines=itertools.chain([first], lines))
+        return _words(itertools.chain([first] if first else [], lines)), None
 
 
 CODE_BITS = 21  # every code point is below 2 ** 21
@@ -145,7 +169,10 @@ class Lexicon:
         """
         from .vectors import read_word2vec
 
-        tokens, matrix = read_word2vec(path)
+        return cls._with_vectors(*read_word2vec(path), min_length=min_length)
+
+    @classmethod
+    def _with_vectors(cls, tokens: list[str], matrix: np.ndarray, min_length: int) -> "Lexicon":
         lex = cls(tokens, min_length=min_length)
         first = {}
         for i, tok in enumerate(normalize_many([t.strip() for t in tokens])):
@@ -155,13 +182,11 @@ class Lexicon:
 
     @classmethod
     def from_path(cls, path: str | os.PathLike, min_length: int = 2) -> "Lexicon":
-        """A word2vec file if its first line is ``COUNT DIM``, otherwise a word list."""
-        for _, first_line in iter_lines(path):
-            fields = first_line.split()
-            if len(fields) == 2 and all(f.isdigit() for f in fields):
-                return cls.from_word2vec(path, min_length)
-            break
-        return cls.from_wordlist(path, min_length)
+        """A word2vec file if its first line is ``COUNT DIM``, otherwise a word list (:func:`read_words`)."""
+        words, vectors = read_words(path)
+        if vectors is not None:
+            return cls._with_vectors(words, vectors, min_length)
+        return cls(words, min_length=min_length)
 
     @classmethod
     def from_paths(cls, paths: str | os.PathLike | Sequence[str | os.PathLike], min_length: int = 2) -> "Lexicon":

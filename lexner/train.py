@@ -873,8 +873,11 @@ class Trainer:
         cfg = self.config
         for task in tasks:
             self.model.featurizer.label_set(task.labels)  # an unknown label set fails before any work
-            task.train = [s for s in cut_long(task.train, cfg.max_length) if s.text]
+            pieces = list(cut_long(task.train, cfg.max_length))
+            task.train = [s for s in pieces if s.text]
             what = f" of task {task.name}" if task.name is not None else ""
+            if len(pieces) > len(task.train):  # nothing to learn from, but not dropped without a word
+                log.info("%d empty training text(s)%s left out", len(pieces) - len(task.train), what)
             if not task.train:
                 raise TrainingError(f"no training sentences{what} (the training data is empty or holds only empty "
                                     "texts)")

@@ -7,25 +7,33 @@ the same vocabulary and seed always give the same matrix.  Nothing is cached on 
 
 from __future__ import annotations
 
+import logging
 import os
-from typing import Collection, Sequence
+from contextlib import closing
+from typing import Collection, Iterator, Sequence
 
 import numpy as np
 
 from .fileio import DataFormatError, iter_lines
 from .text import normalize
 
+log = logging.getLogger(__name__)
+
 
 def read_word2vec(
-    path: str | os.PathLike, keep: Collection[str] | None = None, first: int = 0
+    path: str | os.PathLike, keep: Collection[str] | None = None, first: int = 0,
+    lines: Iterator[tuple[int, str]] | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """Read a word2vec text file: a ``COUNT DIM`` header, then ``token v1 ... vDIM`` per line.
 
     Tokens are normalised.  With ``keep``, only the tokens in ``keep`` and the ``first`` tokens of the file
     (word2vec writes the most frequent first) are parsed — much faster for big files.
-    Returns the tokens in file order and a float32 matrix of shape ``(len(tokens), DIM)``.
+    Returns the tokens in file order and a float32 matrix of shape ``(len(tokens), DIM)``.  ``lines``: the
+    file's numbered lines where the caller has begun reading it (:func:`lexner.lexicon.read_words`).
     """
-    lines = iter_lines(path)
+    if lines is None:
+        with closing(iter_lines(path)) as lines:
+            return read_word2vec(path, keep, first, lines)
     try:
         _, header = next(lines)
     except StopIteration:
@@ -33,33 +41,54 @@ def read_word2vec(
     fields = header.split()
     if len(fields) != 2 or not all(f.isdigit() for f in fields):
         raise DataFormatError(path, 1, f"expected a 'COUNT DIM' header, got {header[:60]!r}")
-    dim = int(fields[1])
+    count, dim = map(int, fields)
+    if dim == 0:
+        raise DataFormatError(path, 1, "the header gives DIM 0; vectors need at least one number")
     tokens: list[str] = []
     rows: list[np.ndarray] = []
     row_lines: list[int] = []
+    read = 0
     for lineno, line in lines:
         position = lineno - 2
         if not line.strip():
             continue
+        read += 1
         parts = line.rstrip().split(" ")
         if len(parts) < dim + 1:
-            raise DataFormatError(path, lineno, f"expected a token and {dim} numbers, got {len(parts)} fields")
+            tabs = " (tab-separated? word2vec separates by single spaces)" if "\t" in line else ""
+            raise DataFormatError(path, lineno, f"expected a token and {dim} numbers, got {len(parts)} "
+                                                f"fields{tabs}")
+        if len(parts) > dim + 1 and _all_numbers(parts[1:]):  # not a token holding a space: a longer vector
+            raise DataFormatError(path, lineno, f"expected a token and {dim} numbers (the header's DIM), got "
+                                                f"{len(parts) - 1} numbers (a token may hold spaces, but not end "
+                                                "in a number after one: that reads as a longer vector)")
         token = normalize(" ".join(parts[:-dim]))  # a token may itself contain a space
         if keep is not None and token not in keep and position >= first:
             continue
         try:
             vector = np.array(parts[-dim:], dtype=np.float32)
         except ValueError:
-            raise DataFormatError(path, lineno, "vector contains a value that is not a number") from None
+            empty = " (an empty field: two spaces in a row?)" if "" in parts[-dim:] else ""
+            raise DataFormatError(path, lineno, f"vector contains a value that is not a number{empty}") from None
         tokens.append(token)
         rows.append(vector)
         row_lines.append(lineno)
+    if read != count:
+        log.warning("%s: the header says %d vectors, the file holds %d; read them all", path, count, read)
     matrix = np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
     bad = np.flatnonzero(~np.isfinite(matrix).all(axis=1))
     if len(bad):  # nan, inf, or a number beyond float32 (which reads as inf): training would turn to nan
         raise DataFormatError(path, row_lines[bad[0]], f"vector holds a value that is not a finite float32 number "
                                                        f"({len(bad)} such line(s) in the file)")
     return tokens, matrix
+
+
+def _all_numbers(fields: Sequence[str]) -> bool:
+    try:
+        np.array(fields, dtype=np.float32)
+    except ValueError:
+        return False
+    return True
 
 
 def embedding_matrix(

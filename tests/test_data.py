@@ -481,7 +481,7 @@ def test_jsonl_reads_cluener_and_doccano_natively(tmp_path):
     ({"text": "张三", "entities": [{"start": 0, "end": 2, "label": "A B"}]}, "with '-', got 'A B'"),
     ({"text": "张三在北京", "entities": [{"start": 2, "end": 4, "label": "LOC", "text": "北京"}]},
      r"x.jsonl:1: entity \(2, 4\) reads '在北', but its 'text' says '北京'"),
-    ({"text": "张三", "label": {"name": {"张三": [[0, 2]]}}}, "outside the text"),
+    ({"text": "张三", "label": {"name": {"张三": [[0, 2]]}}}, "ends beyond the text of length 2"),
     ({"text": "张三在", "label": {"name": {"张三": [[0, 2]]}}}, "reads '张三在' .offsets are end-inclusive"),
     ({"text": "张三", "entities": [{"start": 0, "end": 2, "label": ["PER"]}]}, "label must be a non-empty string without whitespace"),
 ])
@@ -554,3 +554,72 @@ def test_a_json_document_instead_of_json_lines_says_what_the_file_must_hold(tmp_
     with pytest.raises(DataFormatError, match=r"data\.jsonl:2: not valid JSON") as info:
         read_file(path)  # a bad line in a JSON Lines file: no hint about the format
     assert "JSON Lines" not in str(info.value)
+
+
+def _pipe(content: str) -> tuple[str, int]:
+    """A path that reads ``content`` from a pipe (as ``<(cmd)`` does): whatever is read from it once is gone."""
+    import os
+
+    read, write = os.pipe()
+    os.write(write, content.encode("utf-8"))  # small: fits in the pipe's buffer
+    os.close(write)
+    return f"/dev/fd/{read}", read
+
+
+@pytest.mark.parametrize("content, fmt", [
+    ("张 B-PER\n三 E-PER\n在 O\n\n" * 300, "conll"),
+    ("张0 B-PER.NAM\n三1 E-PER.NAM\n\n" * 300, "weibo"),
+    ('{"text": "张三在", "entities": [{"start": 0, "end": 2, "label": "PER"}]}\n' * 300, "jsonl"),
+])
+def test_a_pipe_is_read_once_so_detecting_its_format_loses_nothing(tmp_path, content, fmt):
+    import os
+
+    (tmp_path / "f").write_text(content, encoding="utf-8")
+    assert detect_format(tmp_path / "f") == fmt
+    path, fd = _pipe(content)
+    try:
+        assert read_file(path) == read_file(tmp_path / "f")  # all 300 sentences, not what a second open left
+        assert len(read_file(tmp_path / "f")) == 300
+    finally:
+        os.close(fd)
+
+
+def test_a_whitespace_character_reads_in_weibo_files_too(tmp_path):
+    path = tmp_path / "w.txt"
+    path.write_text("我0\tO\n\u30001\tO\n你2\tB-PER.NAM\n\n", encoding="utf-8")
+    assert read_file(path) == [Sentence("我\u3000你", [Span(2, 3, "PER.NAM")])]
+
+
+@pytest.mark.parametrize("positions, message", [
+    ("[[1, 0]]", r"CLUENER mention '张三': entity \[1, 0\] \(end-inclusive\) ends before it starts"),
+    ("[[-1, 0]]", r"CLUENER mention '张三': entity \[-1, 0\] \(end-inclusive\) starts at a negative offset"),
+    ("[[4, 5]]", r"CLUENER mention '张三': entity \[4, 5\] \(end-inclusive\) ends beyond the text of length 5"),
+    ("[]", r"CLUENER mention '张三': expected a list of \[start, end\] pairs, got \[\]"),  # not dropped unsaid
+])
+def test_cluener_offsets_are_quoted_as_the_file_gives_them(tmp_path, positions, message):
+    path = tmp_path / "c.json"
+    path.write_text('{"text": "张三在北京", "label": {"name": {"张三": %s}}}\n' % positions, encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"c\.json:1: " + message):
+        read_file(path)
+    path.write_text('{"text": "张三在北京", "entities": [{"start": 2, "end": 2, "label": "PER"}]}\n', encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"entities: entity \(2, 2\) is empty"):
+        read_file(path)
+
+
+def test_doubled_line_endings_are_named_in_a_warning(tmp_path, caplog):
+    path = tmp_path / "crcr.txt"
+    path.write_bytes("张 B-PER\r\r\n三 E-PER\r\r\n在 O\r\r\n".encode("utf-8"))
+    with caplog.at_level(logging.WARNING, logger="lexner.data"):
+        assert len(read_file(path)) == 3
+    assert any("each of its 3 sentences is one character long" in r.getMessage() and "CR CR LF" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_an_error_quoting_a_very_long_line_is_cut_in_the_middle(tmp_path):
+    path = tmp_path / "long.txt"
+    path.write_text("张 B" + "B" * 100_000 + "\n", encoding="utf-8")
+    with pytest.raises(DataFormatError) as info:
+        read_file(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}:1: ") and len(text) < 400 + len(str(path)) and "[...]" in text
+    assert len(info.value.message) > 100_000  # the whole message stays on the exception

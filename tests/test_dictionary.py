@@ -63,6 +63,16 @@ def test_a_word_given_twice_in_a_file_warns_naming_both_lines(tmp_path, caplog):
     assert warnings == [f"{tmp_path / 'd.tsv'}:4: '腾讯' is PER here but ORG on line 1; the later type counts"]
 
 
+def test_words_the_matcher_reads_as_one_are_one_word_of_the_file(tmp_path, caplog):
+    (tmp_path / "d.tsv").write_text("ＡＢＣ\tORG\n臺灣\tLOC\nABC\tPER\n台湾\tLOC\n", encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        dictionary = Dictionary.read(tmp_path / "d.tsv")
+    assert sorted(dictionary.items()) == [("ABC", "PER"), ("台湾", "LOC")]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{tmp_path / 'd.tsv'}:3: 'ABC' is PER here but ORG on line 1 ('ＡＢＣ' there, the same word "
+                        "to the matcher); the later type counts"]  # the same type twice: nothing to say
+
+
 def test_a_word_with_whitespace_the_model_does_not_see_warns_once_that_it_can_never_match(corpus, tmp_path, caplog):
     build_tagger("bilstm_crf", corpus, {"char_dim": 4, "bigram_dim": 4, "hidden": 8}).save(tmp_path / "m")
     with caplog.at_level("WARNING"):

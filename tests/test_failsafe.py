@@ -428,6 +428,8 @@ def test_empty_training_or_dev_data_is_refused(corpus, tmp_path, capsys):
     assert "empty.jsonl: no training sentences" in capsys.readouterr().err
     assert main([*common, "--train", str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "empty.jsonl")]) == 2
     assert "empty.jsonl: no dev sentences" in capsys.readouterr().err
+    assert main([*common, "--train", str(tmp_path / "train.jsonl"), "--test", str(tmp_path / "empty.jsonl")]) == 2
+    assert "empty.jsonl: no test sentences" in capsys.readouterr().err  # not a score of 0 over nothing
     from lexner.data import Sentence
     from lexner.schemes import Span
 
@@ -828,6 +830,10 @@ def test_empty_or_entity_free_data_is_refused(corpus, tmp_path, capsys):
     build_tagger("bilstm_crf", corpus, SMALL).save(tmp_path / "m")
     assert main(["evaluate", str(tmp_path / "m"), "--file", str(tmp_path / "empty.txt")]) == 2
     assert "no sentences to score" in capsys.readouterr().err
+    write_jsonl(corpus[:3], tmp_path / "some.jsonl")
+    assert main(["evaluate", str(tmp_path / "m"), "--file", str(tmp_path / "some.jsonl"), "--seen-from",
+                 str(tmp_path / "empty.txt")]) == 2  # every entity would count as unseen
+    assert "--seen-from" in (err := capsys.readouterr().err) and "empty.txt: no sentences" in err
     write_jsonl([Sentence(s.text, []) for s in corpus], tmp_path / "plain.jsonl")
     code = main(["train", "--train", str(tmp_path / "plain.jsonl"), "--out", str(tmp_path / "run"), "--epochs", "1",
                  "--set", "hidden=8", "--char-vectors", "none", "--bigram-vectors", "none", "--no-progress"])

@@ -326,17 +326,36 @@ def test_from_word2vec_token_with_surrounding_space(tmp_path):
     np.testing.assert_array_equal(lex.vectors, [[1, 2], [3, 4]])
 
 
-def test_read_wordlist_is_the_one_parser_of_lexicons_and_lexicon_add_files(tmp_path, monkeypatch):
+def test_read_words_is_the_one_reader_of_lexicons_and_lexicon_add_files(tmp_path, monkeypatch):
     from lexner import cli
-    from lexner.lexicon import read_wordlist
+    from lexner.lexicon import read_words, read_wordlist
 
     path = tmp_path / "words.txt"
     path.write_text("北京 100 ns\n\n  上海\t7\n", encoding="utf-8")
-    assert read_wordlist(path) == ["北京", "上海"]
+    assert read_wordlist(path) == ["北京", "上海"] == Lexicon.from_wordlist(path).words
+    assert read_words(path) == (["北京", "上海"], None)
+    vectors = _write_vec(tmp_path / "w.vec", "2 2\n北京 1 2\n上海 3 4\n")
+    assert cli._extra_words(type("Args", (), {"lexicon_add": [vectors]})()) == ["北京", "上海"]  # not "2" as well
     calls = []
-    monkeypatch.setattr("lexner.lexicon.read_wordlist", lambda p: calls.append(p) or ["x"])
-    assert cli._extra_words(type("Args", (), {"lexicon_add": [path]})()) == ["x"] and calls == [path]
-    assert Lexicon.from_wordlist(path).words == ["x"]
+    monkeypatch.setattr("lexner.lexicon.read_words", lambda p: calls.append(p) or (["新词"], None))
+    assert cli._extra_words(type("Args", (), {"lexicon_add": [path]})()) == ["新词"]
+    assert Lexicon.from_path(vectors).words == ["新词"] and calls == [path, vectors]
+
+
+@pytest.mark.parametrize("content, vectors", [("2 2\n北京 1 2\n上海 3 4\n", [[1, 2], [3, 4]]),
+                                              ("北京\n上海\n" * 2000, None)])
+def test_from_path_reads_a_pipe_once(content, vectors):
+    import os
+
+    read, write = os.pipe()  # as <(xzcat words.vec.xz): what is read from it once is gone
+    os.write(write, content.encode("utf-8"))
+    os.close(write)
+    try:
+        lex = Lexicon.from_path(f"/dev/fd/{read}")
+    finally:
+        os.close(read)
+    assert lex.words == ["北京", "上海"]
+    assert (lex.vectors is None) if vectors is None else lex.vectors.tolist() == vectors
 
 
 def test_count_uncovered_skips_words_inside_longer_matches():

@@ -197,3 +197,26 @@ def test_embedding_matrix_from_file(tmp_path):
     assert found == 2
     np.testing.assert_array_equal(matrix[2], MATRIX[1])
     np.testing.assert_array_equal(matrix[3], MATRIX[3])
+
+
+@pytest.mark.parametrize("body, message", [
+    ("北 0.1 0.2 0.3 0.4\n", r"v\.vec:2: expected a token and 3 numbers \(the header's DIM\), got 4 numbers"),
+    ("北\t0.1\t0.2\t0.3\n", r"v\.vec:2: .*got 1 fields \(tab-separated\? word2vec separates by single spaces\)"),
+    ("北 0.1  0.3\n", r"v\.vec:2: .*not a number \(an empty field: two spaces in a row\?\)"),
+    ("Windows 7 0.1 0.2 0.3\n", r"v\.vec:2: .*got 4 numbers"),  # as a longer vector: a token can't end in one
+])
+def test_read_word2vec_names_what_is_wrong_with_a_row(tmp_path, body, message):
+    path = _write(tmp_path / "v.vec", "1 3\n" + body)
+    with pytest.raises(DataFormatError, match=message):
+        read_word2vec(path)
+
+
+def test_read_word2vec_refuses_dim_0_and_says_when_the_count_is_not_the_rows(tmp_path, caplog):
+    with pytest.raises(DataFormatError, match=r"v\.vec:1: the header gives DIM 0"):
+        read_word2vec(_write(tmp_path / "v.vec", "2 0\n北\n京\n"))
+    with caplog.at_level("WARNING", logger="lexner.vectors"):
+        tokens, _ = read_word2vec(_write(tmp_path / "v.vec", "5 2\n北 1 2\n\n京 3 4\nNew York 5 6\n"),
+                                  keep={"北"})
+    assert tokens == ["北"]  # a token may hold a space
+    assert [r.getMessage() for r in caplog.records] == [f"{tmp_path / 'v.vec'}: the header says 5 vectors, the file "
+                                                        "holds 3; read them all"]
