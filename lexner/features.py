@@ -404,7 +404,7 @@ class Featurizer:
     def load(cls, directory: str | os.PathLike, entity_types: Sequence[str]) -> "Featurizer":
         directory = Path(directory)
         lexicon = None
-        if (directory / LEXICON_FILE).is_file():
+        if (directory / LEXICON_FILE).exists():  # read_json refuses what is not a regular file (a FIFO, a device)
             saved = read_json(directory / LEXICON_FILE)
             if not isinstance(saved, dict) or not isinstance(saved.get("words"), list):
                 raise DataFormatError(directory / LEXICON_FILE, None, "not a lexner lexicon file")

@@ -558,6 +558,10 @@ def test_bad_vocabulary_and_lexicon_contents_are_model_format_errors(corpus, tmp
     (model / "lexicon.json").unlink()
     with pytest.raises(ModelFormatError, match="lexicon.json: missing, and a softlexicon model reads lexicon words"):
         lexner.load(model)
+    (model / "lexicon.json").symlink_to("/dev/zero")  # named for what it is, not as missing
+    with pytest.raises(ModelFormatError, match="lexicon.json: not a regular file"):
+        lexner.load(model)
+    (model / "lexicon.json").unlink()
     (model / "lexicon.json").write_text(json.dumps(lexicon))
     chars = json.loads((model / "chars.json").read_text())
     (model / "chars.json").write_text(json.dumps(chars + [None]))
