@@ -62,8 +62,8 @@ def _load_tasks(args) -> list:
         paths = {"training": train_path, "dev": dev_path, "test": test_path}
         train, dev, test = read = [read_file(path, args.format) if path else None for path in paths.values()]
         for (what, path), sentences in zip(paths.items(), read):
-            if sentences is not None and not any(s.text for s in sentences):
-                raise CommandError(f"{path}: no {what} sentences (the file is empty or holds only empty texts)")
+            if sentences is not None:
+                _require_sentences(sentences, f"{path}: no {what} sentences")
         if dev is None:
             carved.append(train_path)
             fraction = TRAIN_DEV_FRACTION if args.dev_fraction is None else args.dev_fraction
@@ -264,6 +264,12 @@ def _labelled_lines(lines: list[str]) -> bool:
     return bool(lines) and sum(map(is_tagged_line, lines)) >= 0.9 * len(lines)
 
 
+def _require_sentences(sentences: Sequence, message: str) -> None:
+    """Refuse data read from a file that holds no sentence with text (``message`` says which)."""
+    if not any(s.text for s in sentences):
+        raise CommandError(f"{message} (the file is empty or holds only empty texts)")
+
+
 def _teachers_and_unlabelled(args, specs: list[tuple[str | None, Path]]) -> tuple[list, list[str]]:
     """``lexner distill``: the teacher models (of ``specs``, see :func:`_teacher_spec`; a pair (task, model)
     for a teacher of one task) and the unlabelled texts (none for ``lexner train``)."""
@@ -314,9 +320,7 @@ def cmd_evaluate(args) -> int:
         seen = load_dataset(args.dataset, "train", args.data_root)
     elif args.seen_from:
         seen = read_file(args.seen_from, args.format)
-        if not any(s.text for s in seen):
-            raise CommandError(f"--seen-from {args.seen_from}: no sentences (the file is empty or holds only empty "
-                               "texts)")
+        _require_sentences(seen, f"--seen-from {args.seen_from}: no sentences")
     tagger = _load_for_tagging(args, _extra_words(args))
     scores = evaluate(tagger, sentences, labels=args.labels, seen=seen, progress=not args.no_progress)
     members = getattr(tagger, "members", [tagger])  # an ensemble's members each run as their directory says
@@ -333,7 +337,7 @@ def _extra_words(args) -> list[str]:
     """The words of every ``--lexicon-add`` file (word lists or word2vec files, :func:`lexner.lexicon.read_words`)."""
     from .lexicon import read_words
 
-    return [word for path in args.lexicon_add or [] for word in read_words(path)[0]]
+    return [word for path in args.lexicon_add or [] for word in read_words(path, vectors=False)[0]]
 
 
 def _key_values(texts: Sequence[str], option: str) -> dict[str, str]:

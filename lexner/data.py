@@ -77,6 +77,15 @@ def _weibo_char(token: str) -> str | None:
 _SPACE_CHARACTER_LINE = re.compile(r"([^ \t][0-9]*)[ \t]+(\S+)[ \t]*")
 
 
+def _fields(line: str) -> list[str]:
+    """A character-per-line file's line as its fields: ``[character (with Weibo's digits), tag]`` when it reads
+    so — the character may itself be whitespace (U+3000, NBSP, ...) —, else its whitespace-separated fields."""
+    fields = line.split()
+    if (len(fields) != 2 or line[:1].isspace()) and (spaced := _SPACE_CHARACTER_LINE.fullmatch(line)):
+        return list(spaced.groups())
+    return fields
+
+
 def _read_char_per_line(path: str | os.PathLike, lines: Iterable[tuple[int, str]], weibo: bool) -> list[Sentence]:
     blocks: list[tuple[int, list[str], list[str]]] = []  # (first line, characters, tags) per sentence
     chars: list[str] = []
@@ -85,9 +94,7 @@ def _read_char_per_line(path: str | os.PathLike, lines: Iterable[tuple[int, str]
         if not line.strip():
             chars, tags = [], []
             continue
-        fields = line.split()
-        if (len(fields) != 2 or line[:1].isspace()) and (spaced := _SPACE_CHARACTER_LINE.fullmatch(line)):
-            fields = list(spaced.groups())  # the character itself is whitespace (U+3000, NBSP, ...)
+        fields = _fields(line)
         if len(fields) != 2:
             raise DataFormatError(path, lineno, f"expected 'CHAR TAG' (2 fields), got {len(fields)}: {line[:40]!r}")
         token, tag = fields
@@ -237,7 +244,7 @@ def _record_spans(obj: dict, text: str) -> tuple[list[Span], int]:
         spans = []
         for label, mentions in raw.items():
             _label(label)
-            if not isinstance(mentions, dict):
+            if not isinstance(mentions, dict) or not mentions:
                 raise ValueError(f"CLUENER label {label!r}: expected {{mention: [[start, end], ...]}}, got {mentions!r}")
             for mention, positions in mentions.items():
                 if (not isinstance(positions, list) or not positions
@@ -273,7 +280,7 @@ def _drop_nested(spans: list[Span]) -> list[Span]:
 def is_tagged_line(line: str) -> bool:
     """Whether ``line`` reads as a character-per-line file's: a character (or a Weibo ``char+digit``),
     whitespace and a tag (``张 B-PER``, ``{ O``)."""
-    fields = line.split()
+    fields = _fields(line)
     try:
         return len(fields) == 2 and len(fields[0]) <= 2 and bool(split_tag(fields[1]))
     except ValueError:
@@ -284,7 +291,7 @@ def _line_format(line: str) -> str:
     """The format a file whose first non-blank line is ``line`` is in (see :func:`detect_format`)."""
     if line.lstrip().startswith("{") and not is_tagged_line(line):  # a text may begin with {: "{ O"
         return "jsonl"
-    token = line.split()[0]
+    token = _fields(line)[0]
     return "weibo" if len(token) >= 2 and token[-1].isdigit() and _weibo_char(token) else "conll"
 
 

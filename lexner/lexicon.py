@@ -4,6 +4,7 @@ Knows nothing about torch or models."""
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import threading
 from contextlib import closing
@@ -14,6 +15,8 @@ import numpy as np
 
 from .fileio import iter_lines
 from .text import normalize, normalize_many
+
+log = logging.getLogger(__name__)
 
 
 def read_wordlist(path: str | os.PathLike) -> list[str]:
@@ -27,22 +30,28 @@ def _words(lines: Iterable[tuple[int, str]]) -> list[str]:
     return [fields[0] for _, line in lines if (fields := line.split())]
 
 
-def is_word2vec_header(line: str) -> bool:
-    """Whether ``line`` is a word2vec file's first line, ``COUNT DIM``."""
-    fields = line.split()
-    return len(fields) == 2 and all(f.isdigit() for f in fields)
-
-
-def read_words(path: str | os.PathLike) -> tuple[list[str], np.ndarray | None]:
-    """The words of a word2vec file (its first line ``COUNT DIM``) with their vectors, or of a word list (see
-    :func:`read_wordlist`) with None; the file is read once, so a pipe (``<(xzcat ...)``) loses nothing."""
-    from .vectors import read_word2vec
+def read_words(path: str | os.PathLike, vectors: bool = True) -> tuple[list[str], np.ndarray | None]:
+    """The words of a word2vec file with their vectors (None with ``vectors=False``: not parsed), or of a word
+    list (see :func:`read_wordlist`) with None.  A word2vec file is one whose first line is ``COUNT DIM`` and
+    whose next row has a token and at least DIM numbers (a word list may begin ``2019 5``, a word and its
+    frequency).  The file is read once, so a pipe (``<(xzcat ...)``) loses nothing."""
+    from .vectors import is_word2vec_header, read_word2vec
 
     with closing(iter_lines(path)) as lines:
-        first = next(lines, None)
-        if first is not None and is_word2vec_header(first[1]):
-            return read_word2vec(path, lines=itertools.chain([first], lines))
-        return _words(itertools.chain([first] if first else [], lines)), None
+        seen = []  # the first line and the first non-blank one after it
+        for item in lines:
+            seen.append(item)
+            if len(seen) > 1 and item[1].strip():
+                break
+        rest = itertools.chain(seen, lines)
+        if not seen or not is_word2vec_header(seen[0][1]):
+            return _words(rest), None
+        row, dim = seen[-1][1] if len(seen) > 1 else "", int(seen[0][1].split()[1])
+        if not row.strip() or len(row.rstrip().split(" ")) > dim:
+            return read_word2vec(path, lines=rest, vectors=vectors)
+        log.warning("%s: line 1 reads like a word2vec header (COUNT DIM), but line %d is no token with %d numbers: "
+                    "read as a word list", path, seen[-1][0], dim)
+        return _words(rest), None
 
 
 CODE_BITS = 21  # every code point is below 2 ** 21

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from contextlib import closing
 from typing import Collection, Iterator, Sequence
 
@@ -20,34 +21,47 @@ from .text import normalize
 log = logging.getLogger(__name__)
 
 
+_HEADER = re.compile(r"[0-9]+[ \t]+[0-9]+")
+
+
+def is_word2vec_header(line: str) -> bool:
+    """Whether ``line`` reads as a word2vec file's first line, ``COUNT DIM`` (ASCII digits)."""
+    return bool(_HEADER.fullmatch(line.strip()))
+
+
 def read_word2vec(
     path: str | os.PathLike, keep: Collection[str] | None = None, first: int = 0,
-    lines: Iterator[tuple[int, str]] | None = None,
-) -> tuple[list[str], np.ndarray]:
+    lines: Iterator[tuple[int, str]] | None = None, vectors: bool = True,
+) -> tuple[list[str], np.ndarray | None]:
     """Read a word2vec text file: a ``COUNT DIM`` header, then ``token v1 ... vDIM`` per line.
 
     Tokens are normalised.  With ``keep``, only the tokens in ``keep`` and the ``first`` tokens of the file
     (word2vec writes the most frequent first) are parsed — much faster for big files.
-    Returns the tokens in file order and a float32 matrix of shape ``(len(tokens), DIM)``.  ``lines``: the
-    file's numbered lines where the caller has begun reading it (:func:`lexner.lexicon.read_words`).
+    Returns the tokens in file order and a float32 matrix of shape ``(len(tokens), DIM)`` (None with
+    ``vectors=False``: the tokens alone, their numbers not parsed).  ``lines``: the file's numbered lines where
+    the caller has begun reading it (:func:`lexner.lexicon.read_words`).
+
+    A row with more numbers than DIM is a token holding a space (``Windows 7 0.1 ...``) — unless it is the
+    first row, where it means the header's DIM is wrong, and the file is refused; such tokens are counted in a
+    warning.
     """
     if lines is None:
         with closing(iter_lines(path)) as lines:
-            return read_word2vec(path, keep, first, lines)
+            return read_word2vec(path, keep, first, lines, vectors)
     try:
         _, header = next(lines)
     except StopIteration:
         raise DataFormatError(path, 1, "empty file; expected a 'COUNT DIM' header") from None
-    fields = header.split()
-    if len(fields) != 2 or not all(f.isdigit() for f in fields):
+    if not is_word2vec_header(header):
         raise DataFormatError(path, 1, f"expected a 'COUNT DIM' header, got {header[:60]!r}")
-    count, dim = map(int, fields)
+    count, dim = map(int, header.split())
     if dim == 0:
         raise DataFormatError(path, 1, "the header gives DIM 0; vectors need at least one number")
     tokens: list[str] = []
     rows: list[np.ndarray] = []
     row_lines: list[int] = []
     read = 0
+    number_ended: list[tuple[int, str]] = []  # (line, token) of rows whose token ends in a number after a space
     for lineno, line in lines:
         position = lineno - 2
         if not line.strip():
@@ -58,11 +72,15 @@ def read_word2vec(
             tabs = " (tab-separated? word2vec separates by single spaces)" if "\t" in line else ""
             raise DataFormatError(path, lineno, f"expected a token and {dim} numbers, got {len(parts)} "
                                                 f"fields{tabs}")
-        if len(parts) > dim + 1 and _all_numbers(parts[1:]):  # not a token holding a space: a longer vector
-            raise DataFormatError(path, lineno, f"expected a token and {dim} numbers (the header's DIM), got "
-                                                f"{len(parts) - 1} numbers (a token may hold spaces, but not end "
-                                                "in a number after one: that reads as a longer vector)")
         token = normalize(" ".join(parts[:-dim]))  # a token may itself contain a space
+        if len(parts) > dim + 1 and _all_numbers(parts[1:]):
+            if read == 1:  # the first row: every row is longer than the header says
+                raise DataFormatError(path, lineno, f"expected a token and {dim} numbers (the header's DIM), "
+                                                    f"got {len(parts) - 1} numbers")
+            number_ended.append((lineno, token))
+        if not vectors:
+            tokens.append(token)
+            continue
         if keep is not None and token not in keep and position >= first:
             continue
         try:
@@ -75,6 +93,12 @@ def read_word2vec(
         row_lines.append(lineno)
     if read != count:
         log.warning("%s: the header says %d vectors, the file holds %d; read them all", path, count, read)
+    if number_ended:
+        log.warning("%s: %d row(s) read as a token holding a space and ending in a number (e.g. line %d: %r); if "
+                    "they are vectors with too many numbers, the file is damaged", path, len(number_ended),
+                    *number_ended[0])
+    if not vectors:
+        return tokens, None
     matrix = np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
     bad = np.flatnonzero(~np.isfinite(matrix).all(axis=1))
     if len(bad):  # nan, inf, or a number beyond float32 (which reads as inf): training would turn to nan

@@ -588,6 +588,9 @@ def test_a_whitespace_character_reads_in_weibo_files_too(tmp_path):
     path = tmp_path / "w.txt"
     path.write_text("我0\tO\n\u30001\tO\n你2\tB-PER.NAM\n\n", encoding="utf-8")
     assert read_file(path) == [Sentence("我\u3000你", [Span(2, 3, "PER.NAM")])]
+    path.write_text("\xa00\tO\n科1\tB-ORG.NAM\n技2\tE-ORG.NAM\n\n", encoding="utf-8")  # first: detected so too
+    assert detect_format(path) == "weibo"
+    assert read_file(path) == [Sentence("\xa0科技", [Span(1, 3, "ORG.NAM")])]
 
 
 @pytest.mark.parametrize("positions, message", [
@@ -596,8 +599,11 @@ def test_a_whitespace_character_reads_in_weibo_files_too(tmp_path):
     ("[[4, 5]]", r"CLUENER mention '张三': entity \[4, 5\] \(end-inclusive\) ends beyond the text of length 5"),
     ("[]", r"CLUENER mention '张三': expected a list of \[start, end\] pairs, got \[\]"),  # not dropped unsaid
 ])
-def test_cluener_offsets_are_quoted_as_the_file_gives_them(tmp_path, positions, message):
+@pytest.mark.parametrize("empty_label", [False, True])
+def test_cluener_offsets_are_quoted_as_the_file_gives_them(tmp_path, positions, message, empty_label):
     path = tmp_path / "c.json"
+    if empty_label:  # a type without mentions: not dropped unsaid either
+        positions, message = "[[0, 1]]}, \"address\": {", r"CLUENER label 'address': expected \{mention: .*got \{\}"
     path.write_text('{"text": "张三在北京", "label": {"name": {"张三": %s}}}\n' % positions, encoding="utf-8")
     with pytest.raises(DataFormatError, match=r"c\.json:1: " + message):
         read_file(path)

@@ -337,25 +337,48 @@ def test_read_words_is_the_one_reader_of_lexicons_and_lexicon_add_files(tmp_path
     vectors = _write_vec(tmp_path / "w.vec", "2 2\n北京 1 2\n上海 3 4\n")
     assert cli._extra_words(type("Args", (), {"lexicon_add": [vectors]})()) == ["北京", "上海"]  # not "2" as well
     calls = []
-    monkeypatch.setattr("lexner.lexicon.read_words", lambda p: calls.append(p) or (["新词"], None))
+    monkeypatch.setattr("lexner.lexicon.read_words", lambda p, vectors=True: calls.append(p) or (["新词"], None))
     assert cli._extra_words(type("Args", (), {"lexicon_add": [path]})()) == ["新词"]
     assert Lexicon.from_path(vectors).words == ["新词"] and calls == [path, vectors]
 
 
-@pytest.mark.parametrize("content, vectors", [("2 2\n北京 1 2\n上海 3 4\n", [[1, 2], [3, 4]]),
-                                              ("北京\n上海\n" * 2000, None)])
+WORDS = [f"词{i}" for i in range(3000)]  # more than a read buffer holds
+
+
+@pytest.mark.parametrize("content, vectors", [
+    (f"{len(WORDS)} 2\n" + "".join(f"{w} {i} 1\n" for i, w in enumerate(WORDS)), [[i, 1] for i in range(len(WORDS))]),
+    ("".join(f"{w}\n" for w in WORDS), None),
+])
 def test_from_path_reads_a_pipe_once(content, vectors):
     import os
+    import threading
 
     read, write = os.pipe()  # as <(xzcat words.vec.xz): what is read from it once is gone
-    os.write(write, content.encode("utf-8"))
-    os.close(write)
+    writer = threading.Thread(target=lambda: (os.write(write, content.encode("utf-8")), os.close(write)))
+    writer.start()
     try:
         lex = Lexicon.from_path(f"/dev/fd/{read}")
     finally:
+        writer.join()
         os.close(read)
-    assert lex.words == ["北京", "上海"]
+    assert lex.words == WORDS
     assert (lex.vectors is None) if vectors is None else lex.vectors.tolist() == vectors
+
+
+def test_a_word_list_that_begins_like_a_word2vec_header_is_a_word_list(tmp_path, caplog):
+    from lexner.lexicon import read_words
+
+    path = tmp_path / "words.txt"
+    path.write_text("2019 5\n\n北京 100\n上海 7\n", encoding="utf-8")  # a word and its frequency
+    with caplog.at_level("WARNING", logger="lexner.lexicon"):
+        assert read_words(path) == (["2019", "北京", "上海"], None)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: line 1 reads like a word2vec header (COUNT DIM), but line 3 is no token with 5 numbers: read as a "
+        "word list"]
+    path.write_text("0 5\n", encoding="utf-8")  # a word2vec file without rows
+    assert read_words(path)[0] == [] and read_words(path)[1].shape == (0, 5)
+    path.write_text("² 3\n北京\n", encoding="utf-8")  # not ASCII digits: no header
+    assert read_words(path) == (["²", "北京"], None)
 
 
 def test_count_uncovered_skips_words_inside_longer_matches():
