@@ -619,12 +619,21 @@ class Trainer:
     def _take_lock(self) -> None:
         """Lock ``out_dir`` for this process (once): two trainings never write into one directory."""
         if getattr(self, "_lock", None) is None:
+            self._made_dir = not self.out_dir.exists()
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._lock = lock_directory(self.out_dir)
 
     def _release_lock(self) -> None:
+        """Unlock ``out_dir``; a folder this trainer created that holds nothing but the lock (a run refused while
+        preparing) is removed, lock file first, while the lock is still held."""
         if getattr(self, "_lock", None) is not None:
-            self._lock.close()
+            if self._made_dir and [p.name for p in self.out_dir.iterdir()] == [LOCK_FILE]:
+                (self.out_dir / LOCK_FILE).unlink()
+                self._lock.close()
+                with contextlib.suppress(OSError):  # not empty after all: another process's files came meanwhile
+                    self.out_dir.rmdir()
+            else:
+                self._lock.close()
             self._lock = None
 
     def resume(self) -> bool:

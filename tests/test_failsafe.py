@@ -842,7 +842,12 @@ def test_empty_or_entity_free_data_is_refused(corpus, tmp_path, capsys):
     code = main(["train", "--train", str(tmp_path / "plain.jsonl"), "--out", str(tmp_path / "run"), "--epochs", "1",
                  "--set", "hidden=8", "--char-vectors", "none", "--bigram-vectors", "none", "--no-progress"])
     assert code == 2 and "no entities in the training sentences" in capsys.readouterr().err
-    assert not (tmp_path / "run" / "model").exists()
+    assert not (tmp_path / "run").exists()  # the folder it made holds nothing: not left behind, lock file included
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    code = main(["train", "--train", str(tmp_path / "plain.jsonl"), "--out", str(tmp_path / "mine"), "--epochs", "1",
+                 "--set", "hidden=8", "--char-vectors", "none", "--bigram-vectors", "none", "--no-progress"])
+    assert code == 2 and sorted(p.name for p in (tmp_path / "mine").iterdir()) == [".lock", "notes.txt"]  # the user's
 
 
 def test_a_file_given_as_the_model_or_an_empty_output_name_is_a_clean_error(saved, tmp_path, capsys):
