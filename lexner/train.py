@@ -659,6 +659,10 @@ class Trainer:
                     log.info("removed %d folder(s) a stopped save of %s left", len(stale), self.out_dir / name)
         distributed.barrier()
         path = self.out_dir / CHECKPOINT_DIR
+        if not path.is_dir() and not self.replace and (self.out_dir / REPLACED_DIR).is_dir():
+            raise TrainingError(f"{self.out_dir / REPLACED_DIR} holds the run that a --force run here was replacing "
+                                "when it stopped, before its first checkpoint: give --force to replace it again, or "
+                                f"move its files back into {self.out_dir} to --resume it")
         if not path.is_dir():
             # a run stopped before its first checkpoint left only its config: resuming it is starting it again
             if not self.replace and [p for p in previous_run(self.out_dir) if not p.startswith(CONFIG_FILE)]:
@@ -1002,7 +1006,7 @@ class Trainer:
         if main:
             self._log_epoch(lr, total, seen, train_seconds, started, dev_scores, improved, raw_f1)
             self._save_checkpoint()
-            if (self.out_dir / REPLACED_DIR).exists():  # the run --force replaced is no longer needed
+            if self.replace and (self.out_dir / REPLACED_DIR).exists():  # the run --force replaced: no longer needed
                 shutil.rmtree(self.out_dir / REPLACED_DIR)
 
     def _augmented(self, encoded: list[dict], sentences: list[Sentence], task_of: list[int], tasks: list[Task],

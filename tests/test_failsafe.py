@@ -643,6 +643,23 @@ def test_force_replaces_only_the_previous_runs_files(corpus, tmp_path):
     assert not (out / ".replaced").exists()  # the replaced run is deleted once the new one has a checkpoint
 
 
+def test_resume_after_a_force_run_stopped_before_its_checkpoint_keeps_the_run_it_was_replacing(corpus, tmp_path,
+                                                                                                   capsys):
+    from lexner.train import set_aside_previous_run
+
+    out = tmp_path / "run"
+    assert train_cli(corpus, tmp_path, out) == 0
+    config = (out / "train_config.json").read_text(encoding="utf-8")
+    set_aside_previous_run(out)  # what --force does first; the run stopped before its first checkpoint:
+    (out / "train_config.json").write_text(config, encoding="utf-8")  # only its settings were written
+    kept = {p.relative_to(out): p.read_bytes() for p in (out / ".replaced").rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert train_cli(corpus, tmp_path, out, "--resume") == 2  # not "no checkpoint: starting from scratch"
+    assert "holds the run that a --force run here was replacing" in capsys.readouterr().err
+    assert {p.relative_to(out): p.read_bytes() for p in (out / ".replaced").rglob("*") if p.is_file()} == kept
+    assert train_cli(corpus, tmp_path, out, "--force") == 0 and not (out / ".replaced").exists()
+
+
 def test_an_out_that_is_a_file_is_refused_before_any_work(corpus, tmp_path, capsys):
     (tmp_path / "afile").write_text("keep me", encoding="utf-8")
     assert train_cli(corpus, tmp_path, tmp_path / "afile") == 2
