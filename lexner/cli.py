@@ -659,7 +659,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-root", default=None,
                        help="folder with msra/, weibo/, embeddings/ (default: $LEXNER_DATA or data/)")
         p.add_argument("--format", default="auto", choices=["auto", *DATA_FORMATS],
-                       help="format of --train/--dev/--test/--file/--seen-from (default: detect)")
+                       help="format of --train/--dev/--test/--file/--seen-from; auto detects it from the suffix "
+                            "or the first line")
         p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (cuda when present)")
 
     from .api import EXTRA_PRETRAINED_BIGRAMS
