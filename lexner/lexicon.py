@@ -46,7 +46,8 @@ def read_words(path: str | os.PathLike, vectors: bool = True) -> tuple[list[str]
         rest = itertools.chain(seen, lines)
         if not seen or not is_word2vec_header(seen[0][1]):
             return _words(rest), None
-        row, dim = seen[-1][1] if len(seen) > 1 else "", int(seen[0][1].split()[1])
+        dim = int(seen[0][1].split()[1])
+        row = seen[-1][1] if len(seen) > 1 else ""  # none: a header alone, or blank lines after it
         if not row.strip() or len(row.rstrip().split(" ")) > dim:
             return read_word2vec(path, lines=rest, vectors=vectors)
         log.warning("%s: line 1 reads like a word2vec header (COUNT DIM), but line %d is no token with %d numbers: "

@@ -627,14 +627,14 @@ class Trainer:
         """Unlock ``out_dir``; a folder this trainer created that holds nothing but the lock (a run refused while
         preparing) is removed, lock file first, while the lock is still held."""
         if getattr(self, "_lock", None) is not None:
-            if self._made_dir and [p.name for p in self.out_dir.iterdir()] == [LOCK_FILE]:
+            empty = self._made_dir and [p.name for p in self.out_dir.iterdir()] == [LOCK_FILE]
+            if empty:
                 (self.out_dir / LOCK_FILE).unlink()
-                self._lock.close()
+            self._lock.close()
+            self._lock = None
+            if empty:
                 with contextlib.suppress(OSError):  # not empty after all: another process's files came meanwhile
                     self.out_dir.rmdir()
-            else:
-                self._lock.close()
-            self._lock = None
 
     def resume(self) -> bool:
         """Continue from ``out_dir/checkpoint`` if there is one; returns whether it did.  A checkpoint of another
