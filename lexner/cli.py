@@ -121,9 +121,27 @@ def _train_config(**settings):
         raise CommandError(f"--{option}: {err}") from None
 
 
+def _progress(args) -> bool:
+    """Progress bars unless --no-progress, and only where someone can watch them: with standard error a
+    terminal (redirected to a log file, their redraws would fill it)."""
+    return not args.no_progress and sys.stderr.isatty()
+
+
+def _reads_table(model_name: str, model_config: dict, table: str) -> bool:
+    """Whether a new ``model_name`` model with the ``--set`` values ``model_config`` has the embedding table
+    ``table`` (chars or bigrams), so that vectors for it are read."""
+    from .models import model_class
+    from .models.base import checked_config
+
+    cls = model_class(model_name)
+    config = checked_config(cls, model_config)
+    reads = cls.inputs(config)
+    return reads.chars and (table == "chars" or getattr(config, "bigram_dim", 0) > 0)
+
+
 def cmd_train(args) -> int:
-    from .api import build_tagger, default_embeddings, load_for_training
-    from .data import entity_types, report_unseen_labels
+    from .api import EMBEDDING_FILES, build_tagger, default_embeddings, load_for_training
+    from .data import data_root, entity_types, report_unseen_labels
     from . import distributed
     from .export import command_line, portable_path
     from .train import (REPLACED_DIR, TrainConfig, Trainer, TrainingError, check_out_dir, previous_run,
@@ -186,6 +204,13 @@ def cmd_train(args) -> int:
     for name, path in (("chars", args.char_vectors), ("bigrams", args.bigram_vectors), ("words", args.word_vectors)):
         if path is not None:
             embeddings[name] = None if path == "none" else path
+        elif (embeddings[name] is None and name != "words" and args.init_from is None  # words: see --lexicon
+              and _reads_table(model_name, model_config, name)):
+            looked = Path(args.data_root if args.data_root is not None else data_root()) / EMBEDDING_FILES[name]
+            option = f"--{name[:-1]}-vectors"
+            log.warning("no pretrained %s vectors: %s is not there (set LEXNER_DATA or --data-root to the folder "
+                        "that holds embeddings/, or give %s FILE; %s none says to train without them): the %s "
+                        "table starts random", name[:-1], looked, option, option, name[:-1])
     seed_everything(args.seed)
     label_sets = None
     if len(tasks) > 1:  # one head per label set, its types those of every task that trains it
@@ -208,7 +233,7 @@ def cmd_train(args) -> int:
     except (ValueError, FileNotFoundError) as err:  # e.g. hidden odd, a head without a type, not a model
         raise CommandError(str(err)) from None
     try:
-        trainer = Trainer(tagger, config, args.out, progress=not args.no_progress, replace=args.force)
+        trainer = Trainer(tagger, config, args.out, progress=_progress(args), replace=args.force)
         resumed = args.resume and trainer.resume()
     except TrainingError as err:
         raise CommandError(str(err)) from None
@@ -237,6 +262,14 @@ def cmd_train(args) -> int:
         if (aside := Path(args.out) / REPLACED_DIR).exists():
             kept += f"; the run --force replaced is in {aside}"
         raise CommandError(f"writing into {args.out} failed: {err}; {kept}") from None
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: main() says "interrupted"; here, what is kept and how to go on
+        if trainer.world.main and trainer.checkpointed:
+            log.warning("stopped: %s holds the checkpoint written after epoch %d and, in model/, the best model so "
+                        "far (epoch %d, dev F1 %.4f); the same command with --resume goes on from there", args.out,
+                        trainer.checkpointed, trainer.best_epoch, trainer.best_f1)
+        elif trainer.world.main:
+            log.warning("stopped before the first epoch ended: nothing to resume in %s", args.out)
+        raise
     if trainer.world.main:
         summary = {k: selection_scores(results[k]) for k in ("dev", "test") if k in results}
         print(json.dumps({"model": str(Path(args.out) / "model"), "best_epoch": results["best_epoch"],
@@ -322,7 +355,7 @@ def cmd_evaluate(args) -> int:
         seen = read_file(args.seen_from, args.format)
         _require_sentences(seen, f"--seen-from {args.seen_from}: no sentences")
     tagger = _load_for_tagging(args, _extra_words(args))
-    scores = evaluate(tagger, sentences, labels=args.labels, seen=seen, progress=not args.no_progress)
+    scores = evaluate(tagger, sentences, labels=args.labels, seen=seen, progress=_progress(args))
     members = getattr(tagger, "members", [tagger])  # an ensemble's members each run as their directory says
     scores["runtime"] = members[0].runtime if len(members) == 1 else [m.runtime for m in members]
     print(json.dumps(scores, indent=2, ensure_ascii=False))
@@ -542,7 +575,7 @@ def cmd_tag(args) -> int:
         return 0
     try:
         tag_file(tagger, args.input, args.output, fmt=args.format, batch_size=args.batch_size,
-                 workers=args.workers, errors=args.errors, labels=args.labels, progress=not args.no_progress,
+                 workers=args.workers, errors=args.errors, labels=args.labels, progress=_progress(args),
                  extra_words=extra)
     except ValueError as err:  # the output is the input
         raise CommandError(str(err)) from None
@@ -599,6 +632,7 @@ def cmd_info(args) -> int:
     return 0
 
 
+NO_PROGRESS_HELP = "no progress bars (they are drawn on standard error only when it is a terminal)"
 GIVEN = "_given"  # the parsed arguments' set of the options given on the command line (by their dest)
 
 
@@ -726,7 +760,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="replace a previous run in OUT (its model/, checkpoint/, logs and results, kept in "
                             "OUT/.replaced until the first checkpoint; nothing else in the folder); without it (or "
                             "--resume) such a folder is refused")
-        t.add_argument("--no-progress", action="store_true", help="no progress bars")
+        t.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
         data_args(t)
 
     t = sub.add_parser("train", help="train a tagger", formatter_class=_DefaultsHelp)
@@ -762,7 +796,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seen-from", metavar="FILE",
                    help="the training data (a file; with --dataset, 'train' names its train split): adds scores "
                         "for entities seen there (same text and type) and for unseen ones")
-    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     e.add_argument("--threads", type=_at_least(0), default=0, help=THREADS_HELP)
     _runtime_args(e)  # scores depend on it (int8 differs from torch): the output names the one used
     data_args(e)
@@ -819,7 +853,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=_at_least(1), default=64)
     g.add_argument("--workers", type=_at_least(0), default=1,
                    help="with --input: tagging processes, one core each (0: one per core); order is kept")
-    g.add_argument("--no-progress", action="store_true")
+    g.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     g.add_argument("--threads", type=_at_least(0), default=0, help=THREADS_HELP + " (each of several --workers uses 1)")
     g.add_argument("--device", default="cpu")
     _runtime_args(g)

@@ -581,6 +581,7 @@ class Trainer:
         if config.unk_dropout and not model.reads.chars:
             raise TrainingError(f"unk_dropout: {model.name} does not read characters or bigrams (nothing to drop)")
         self.epoch = 0  # epochs finished
+        self.checkpointed = 0  # the epoch the checkpoint on disk was written after (0: none)
         self.best_f1 = -1.0
         self.best_epoch = 0
         self.step = 0
@@ -610,6 +611,7 @@ class Trainer:
             **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
             **({"ema": self.ema.averages} if self.ema is not None else {}),
         })
+        self.checkpointed = self.epoch
 
     def _check_out_dir(self) -> None:
         """:func:`check_out_dir` for this trainer: a folder whose run it resumed (or already trained) is its own."""
@@ -701,6 +703,7 @@ class Trainer:
             self.ema.load(state["ema"])
         self.epoch, self.best_f1, self.best_epoch, self.step = (
             state["epoch"], state["best_f1"], state["best_epoch"], state["step"])
+        self.checkpointed = self.epoch
         self.data = state.get("data")  # checkpoints written before it was recorded: None, not checked
         self._adopt_later_model()
         log.info("resumed from %s after epoch %d (best dev F1 %.4f at epoch %d)",
@@ -857,6 +860,12 @@ class Trainer:
                 if p.requires_grad and p.grad is None:
                     p.grad = torch.zeros_like(p)
         bad_epochs = self.epoch - self.best_epoch
+        if self.epoch >= cfg.epochs:  # resumed: say why nothing trains
+            log.warning("the run has trained %d epochs, --epochs is %d: no epoch left to train (a larger --epochs "
+                        "trains on); the best model is scored as it is", self.epoch, cfg.epochs)
+        elif cfg.patience and bad_epochs >= cfg.patience:
+            log.warning("the run had stopped early (no better dev F1 in its last %d epochs): no epoch trained (a larger "
+                        "--patience trains on); the best model is scored as it is", bad_epochs)
         fit_started, epoch_seconds = time.perf_counter(), 0.0
         while self.epoch < cfg.epochs and not (cfg.patience and bad_epochs >= cfg.patience):
             if cfg.max_minutes and epoch_seconds and distributed.broadcast(  # at least one epoch per fit
@@ -1066,6 +1075,26 @@ class Trainer:
                   "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0}
         return {"tasks": per_task, "mean": mean, "pooled": pooled, "selection": self.config.task_selection}
 
+    def _earlier_test_scores(self) -> dict[str, Any] | None:
+        """A resumed run without a test set: the test scores an earlier run wrote into ``results.json``, if they
+        are of the model that is still the best (the same epoch's); scores of a model since replaced are dropped,
+        with a warning."""
+        path = self.out_dir / RESULTS_FILE
+        try:
+            earlier = read_json(path) if path.is_file() else None
+        except (OSError, ValueError):
+            return None
+        if not isinstance(earlier, dict) or "test" not in earlier:
+            return None
+        if earlier.get("best_epoch") == self.best_epoch:
+            log.info("%s keeps the test scores an earlier run gave epoch %d's model, still the best", path,
+                     self.best_epoch)
+            return earlier["test"]
+        log.warning("%s: the test scores an earlier run wrote were of epoch %s's model; the best is now epoch %d's, "
+                    "not scored on test (no test set given): evaluate it with lexner evaluate", path,
+                    earlier.get("best_epoch"), self.best_epoch)
+        return None
+
     def finish(self, tasks: Sequence[Task]) -> dict[str, Any]:
         """Reload the best model, score it on dev (and test), write ``results.json`` and log the scores."""
         best = Tagger.load(self.out_dir / MODEL_DIR, device=self.config.device)
@@ -1073,6 +1102,8 @@ class Trainer:
                                    "dev": self.scores(best, tasks, "dev")}
         if any(t.test is not None for t in tasks):
             results["test"] = self.scores(best, tasks, "test")
+        elif (earlier := self._earlier_test_scores()) is not None:
+            results["test"] = earlier
         history = epoch_records(self.out_dir / LOG_FILE)
         results["train_seconds"] = round(sum(r["seconds"] for r in history), 1)
         write_json(self.out_dir / RESULTS_FILE, results)

@@ -656,3 +656,59 @@ def test_tag_and_evaluate_take_threads(trained, monkeypatch, capsys):
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["tag", "--model", model, "--threads", "-1", "李四"])
+
+
+def test_missing_default_vectors_are_a_warning_naming_the_file_and_the_options(corpus, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("LEXNER_DATA", str(tmp_path / "no-data"))
+    write_jsonl(corpus, tmp_path / "train.jsonl")
+    base = ["train", "--train", str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "train.jsonl"), "--epochs", "1",
+            "--set", "hidden=8", "--no-progress"]
+    with caplog.at_level("WARNING"):
+        assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    said = [r.getMessage() for r in caplog.records if "pretrained" in r.getMessage()]
+    assert len(said) == 2 and str(tmp_path / "no-data" / "embeddings" / "char.50d.vec") in said[0]
+    assert "--char-vectors FILE" in said[0] and "--bigram-vectors none" in said[1]
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # told to train without them, or a model with no bigram table: nothing to say
+        assert main([*base, "--out", str(tmp_path / "b"), "--char-vectors", "none", "--set", "bigram_dim=0"]) == 0
+    assert not [r for r in caplog.records if "pretrained" in r.getMessage()]
+
+
+def test_an_interrupted_training_says_what_is_kept_and_how_to_go_on(corpus, tmp_path, monkeypatch, caplog, capsys):
+    from lexner.train import Trainer
+
+    monkeypatch.setenv("LEXNER_DATA", str(tmp_path / "no-data"))
+    write_jsonl(corpus, tmp_path / "train.jsonl")
+    train_epoch = Trainer._train_epoch
+
+    def stop_in_epoch_3(self, *args):
+        if self.epoch == 2:
+            raise KeyboardInterrupt
+        return train_epoch(self, *args)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", stop_in_epoch_3)
+    base = ["train", "--train", str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "train.jsonl"), "--epochs",
+            "5", "--set", "hidden=8", "--no-progress", "--out", str(tmp_path / "run")]
+    with caplog.at_level("WARNING"):
+        assert main(base) == 130
+    assert "lexner: interrupted" in capsys.readouterr().err
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stopped:")]
+    assert len(said) == 1 and "the checkpoint written after epoch 2" in said[0] and "--resume" in said[0]
+    assert str(tmp_path / "run") in said[0]
+    monkeypatch.setattr(Trainer, "_train_epoch", train_epoch)
+    assert main([*base, "--resume"]) == 0
+    assert [r["epoch"] for r in epoch_records(tmp_path / "run" / "log.jsonl")] == [1, 2, 3, 4, 5]
+
+
+def test_progress_bars_are_drawn_only_when_standard_error_is_a_terminal(tmp_path, capsys, monkeypatch):
+    import sys
+
+    (tmp_path / "in.txt").write_text("张三在北京\n李四\n", encoding="utf-8")
+    command = ["tag", "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "out.jsonl")]
+    assert main(command) == 0
+    assert "100%" not in capsys.readouterr().err  # a log file behind 2>: no redraws in it
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(command) == 0
+    assert "100%" in capsys.readouterr().err
+    assert main([*command, "--no-progress"]) == 0
+    assert "100%" not in capsys.readouterr().err

@@ -407,3 +407,43 @@ def test_unk_dropout_trains_differently_reproducibly_and_is_checked(corpus, tmp_
     for bad in (1.0, -0.1, 2):
         with pytest.raises(ValueError, match="unk_dropout"):
             TrainConfig(unk_dropout=bad)
+
+
+def test_resume_with_no_epoch_left_says_so_and_keeps_the_test_scores_of_the_same_model(corpus, tmp_path, caplog):
+    first = make_trainer(corpus, tmp_path, epochs=2)
+    scored = first.fit(corpus[:15], corpus[15:], corpus[15:])
+    again = make_trainer(corpus, tmp_path, epochs=2)
+    assert again.resume()
+    with caplog.at_level("INFO"):
+        results = again.fit(corpus[:15], corpus[15:])  # no test set this time
+    assert any("no epoch left to train" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    assert results["test"] == scored["test"]  # the same best model: its test scores stay
+    assert json.load(open(tmp_path / "results.json"))["test"] == scored["test"]
+
+
+def test_resume_without_a_test_set_drops_the_test_scores_of_a_replaced_best_model(corpus, tmp_path, caplog):
+    make_trainer(corpus, tmp_path, epochs=1).fit(corpus[:15], corpus[15:], corpus[15:])
+    results_file = tmp_path / "results.json"
+    earlier = json.load(open(results_file))
+    earlier["best_epoch"] = 7  # as if another epoch's model had been scored on test
+    results_file.write_text(json.dumps(earlier))
+    again = make_trainer(corpus, tmp_path, epochs=2)
+    assert again.resume()
+    with caplog.at_level("WARNING"):
+        results = again.fit(corpus[:15], corpus[15:])
+    assert "test" not in results and "test" not in json.load(open(results_file))
+    assert any("were of epoch 7's model" in r.getMessage() for r in caplog.records)
+
+
+def test_resuming_a_run_that_stopped_early_says_why_nothing_trains(corpus, tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr("lexner.train.evaluate", lambda *a, **k: {"micro": {"f1": 0.5, "precision": 0.5, "recall": 0.5}})
+    monkeypatch.setattr(Trainer, "finish", lambda self, tasks: {"epochs_run": self.epoch})
+    trainer = make_trainer(corpus, tmp_path, epochs=20)
+    trainer.config.patience = 2
+    assert trainer.fit(corpus[:15], corpus[15:])["epochs_run"] == 3  # best at 1, then 2 without improvement
+    again = make_trainer(corpus, tmp_path, epochs=20)
+    again.config.patience = 2
+    assert again.resume()
+    with caplog.at_level("WARNING"):
+        assert again.fit(corpus[:15], corpus[15:])["epochs_run"] == 3
+    assert "the run had stopped early (no better dev F1 in its last 2 epochs): no epoch trained" in caplog.text
