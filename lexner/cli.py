@@ -634,6 +634,7 @@ def cmd_info(args) -> int:
 
 NO_PROGRESS_HELP = "no progress bars (they are drawn on standard error only when it is a terminal)"
 GIVEN = "_given"  # the parsed arguments' set of the options given on the command line (by their dest)
+OPTIONS = "_options"  # and which option (its long form) stored each of them: {dest: option}
 
 
 def _given(args: argparse.Namespace, dest: str) -> bool:
@@ -651,7 +652,24 @@ class _StoreOnce(argparse._StoreAction):
             if self.dest in given:
                 parser.error(f"argument {'/'.join(self.option_strings)}: given more than once; it takes one value")
             given.add(self.dest)
+            _record_option(namespace, self, option_string)
         super().__call__(parser, namespace, values, option_string)
+
+
+class _Append(argparse._AppendAction):
+    """argparse's "append", recording the option as :class:`_StoreOnce` does (for errors to name it)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        _record_option(namespace, self, option_string)
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _record_option(namespace: argparse.Namespace, action: argparse.Action, option_string: str | None) -> None:
+    """Remember which option stored into ``action.dest`` (its long form): an error about the file it named
+    names the option too (:func:`_with_option`)."""
+    if option_string is not None:
+        long = [o for o in action.option_strings if o.startswith("--")]
+        vars(namespace).setdefault(OPTIONS, {})[action.dest] = long[0] if long else option_string
 
 
 class _Parser(argparse.ArgumentParser):
@@ -661,6 +679,7 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.register("action", None, _StoreOnce)  # the default action
         self.register("action", "store", _StoreOnce)
+        self.register("action", "append", _Append)
 
 
 class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
@@ -897,6 +916,21 @@ def _terminated(signum, frame) -> None:
     raise Terminated()
 
 
+def _with_option(args, message: str) -> str:
+    """An error ``message`` that begins with a path given on the command line, with the option that gave it put
+    in front (``--lexicon words.txt: no such file``): among many options and teachers, the one to fix is named."""
+    for key, option in getattr(args, OPTIONS, {}).items():
+        value = getattr(args, key, None)
+        for given in value if isinstance(value, list) else [value]:
+            if not isinstance(given, (str, os.PathLike)):
+                continue
+            given = str(given)
+            for path in {given, given.partition("=")[2]} - {""}:  # --teacher TASK=DIR names DIR
+                if message.startswith(f"{path}:"):
+                    return f"{option} {message}"
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -913,14 +947,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lexner: {'terminated' if isinstance(stop, Terminated) else 'interrupted'}", file=sys.stderr)
         return 143 if isinstance(stop, Terminated) else 130
     except (DataFormatError, ModelFormatError, CommandError) as err:
-        print(f"lexner: error: {err}", file=sys.stderr)
+        print(f"lexner: error: {_with_option(args, str(err))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (lexner tag ... | head): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 1
     except OSError as err:  # a file that cannot be read or written (missing, a directory, no space, ...)
         where = f"{err.filename}: " if err.filename and str(err.filename) not in (err.strerror or "") else ""
-        print(f"lexner: error: {where}{err.strerror or err}", file=sys.stderr)
+        print(f"lexner: error: {_with_option(args, where + (err.strerror or str(err)))}", file=sys.stderr)
         return 2
     finally:
         if threading.current_thread() is threading.main_thread():

@@ -712,3 +712,21 @@ def test_progress_bars_are_drawn_only_when_standard_error_is_a_terminal(tmp_path
     assert "100%" in capsys.readouterr().err
     assert main([*command, "--no-progress"]) == 0
     assert "100%" not in capsys.readouterr().err
+
+
+def test_an_error_about_a_file_names_the_option_that_gave_it(tmp_path, capsys, corpus):
+    write_jsonl(corpus, tmp_path / "train.jsonl")
+    (tmp_path / "bad.bio").write_text("x\n", encoding="utf-8")
+    (tmp_path / "plain").mkdir()
+    train = ["train", "--train", str(tmp_path / "train.jsonl"), "--out", str(tmp_path / "run"), "--epochs", "1"]
+    for command, said in [
+            ([*train, "--dev", str(tmp_path / "missing.jsonl")], f"--dev {tmp_path / 'missing.jsonl'}: no such file"),
+            (["train", "--train", str(tmp_path / "bad.bio"), "--out", str(tmp_path / "run")],
+             f"--train {tmp_path / 'bad.bio'}:1: expected"),
+            (["distill", *train[1:], "--teacher", str(tmp_path / "gone")], f"--teacher {tmp_path / 'gone'}: no such"),
+            (["tag", "-m", str(tmp_path / "plain"), "张三"], f"--model {tmp_path / 'plain'}: missing config.json"),
+            (["tag", "--dictionary", str(tmp_path / "gone.tsv"), "张三"], f"--dictionary {tmp_path / 'gone.tsv'}: no"),
+            (["evaluate", str(tmp_path / "plain"), "--file", str(tmp_path / "train.jsonl")],  # positional: as given
+             f"lexner: error: {tmp_path / 'plain'}: missing config.json")]:
+        assert main(command) == 2, command
+        assert said in capsys.readouterr().err, command
