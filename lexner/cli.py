@@ -205,7 +205,7 @@ def cmd_train(args) -> int:
         if path is not None:
             embeddings[name] = None if path == "none" else path
         elif (embeddings[name] is None and name != "words" and args.init_from is None  # words: see --lexicon
-              and _reads_table(model_name, model_config, name)):
+              and distributed.world().main and _reads_table(model_name, model_config, name)):
             looked = Path(args.data_root if args.data_root is not None else data_root()) / EMBEDDING_FILES[name]
             option = f"--{name[:-1]}-vectors"
             log.warning("no pretrained %s vectors: %s is not there (set LEXNER_DATA or --data-root to the folder "
@@ -925,9 +925,9 @@ def _with_option(args, message: str) -> str:
             if not isinstance(given, (str, os.PathLike)):
                 continue
             given = str(given)
-            for path in {given, given.partition("=")[2]} - {""}:  # --teacher TASK=DIR names DIR
-                if message.startswith(f"{path}:"):
-                    return f"{option} {message}"
+            for path in {given, given.partition("=")[2]} - {""}:  # --teacher TASK=DIR, --set KEY=DIR name DIR
+                if message.startswith(f"{path}:"):  # the value as given: --teacher msra=DIR: no such ...
+                    return f"{option} {given}{message[len(path):]}"
     return message
 
 

@@ -860,12 +860,12 @@ class Trainer:
                 if p.requires_grad and p.grad is None:
                     p.grad = torch.zeros_like(p)
         bad_epochs = self.epoch - self.best_epoch
-        if self.epoch >= cfg.epochs:  # resumed: say why nothing trains
-            log.warning("the run has trained %d epochs, --epochs is %d: no epoch left to train (a larger --epochs "
-                        "trains on); the best model is scored as it is", self.epoch, cfg.epochs)
-        elif cfg.patience and bad_epochs >= cfg.patience:
-            log.warning("the run had stopped early (no better dev F1 in its last %d epochs): no epoch trained (a larger "
-                        "--patience trains on); the best model is scored as it is", bad_epochs)
+        spent = [f"it has trained {self.epoch} epochs, --epochs is {cfg.epochs} (raise --epochs)"] \
+            if self.epoch >= cfg.epochs else []
+        if cfg.patience and bad_epochs >= cfg.patience:
+            spent.append(f"it had stopped early, no better dev F1 in its last {bad_epochs} epochs (raise --patience)")
+        if spent and main:  # resumed: say why nothing trains
+            log.warning("no epoch to train: %s; the best model is scored as it is", "; ".join(spent))
         fit_started, epoch_seconds = time.perf_counter(), 0.0
         while self.epoch < cfg.epochs and not (cfg.patience and bad_epochs >= cfg.patience):
             if cfg.max_minutes and epoch_seconds and distributed.broadcast(  # at least one epoch per fit

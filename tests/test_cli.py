@@ -724,6 +724,8 @@ def test_an_error_about_a_file_names_the_option_that_gave_it(tmp_path, capsys, c
             (["train", "--train", str(tmp_path / "bad.bio"), "--out", str(tmp_path / "run")],
              f"--train {tmp_path / 'bad.bio'}:1: expected"),
             (["distill", *train[1:], "--teacher", str(tmp_path / "gone")], f"--teacher {tmp_path / 'gone'}: no such"),
+            ([*train, "--model", "bert_crf", "--set", f"bert_path={tmp_path / 'gone'}"],  # KEY=VALUE: as given
+             f"--set bert_path={tmp_path / 'gone'}: no such"),
             (["tag", "-m", str(tmp_path / "plain"), "张三"], f"--model {tmp_path / 'plain'}: missing config.json"),
             (["tag", "--dictionary", str(tmp_path / "gone.tsv"), "张三"], f"--dictionary {tmp_path / 'gone.tsv'}: no"),
             (["evaluate", str(tmp_path / "plain"), "--file", str(tmp_path / "train.jsonl")],  # positional: as given

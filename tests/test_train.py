@@ -416,7 +416,8 @@ def test_resume_with_no_epoch_left_says_so_and_keeps_the_test_scores_of_the_same
     assert again.resume()
     with caplog.at_level("INFO"):
         results = again.fit(corpus[:15], corpus[15:])  # no test set this time
-    assert any("no epoch left to train" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    assert any("no epoch to train: it has trained 2 epochs, --epochs is 2 (raise --epochs)" in r.getMessage()
+               and r.levelname == "WARNING" for r in caplog.records)
     assert results["test"] == scored["test"]  # the same best model: its test scores stay
     assert json.load(open(tmp_path / "results.json"))["test"] == scored["test"]
 
@@ -446,4 +447,12 @@ def test_resuming_a_run_that_stopped_early_says_why_nothing_trains(corpus, tmp_p
     assert again.resume()
     with caplog.at_level("WARNING"):
         assert again.fit(corpus[:15], corpus[15:])["epochs_run"] == 3
-    assert "the run had stopped early (no better dev F1 in its last 2 epochs): no epoch trained" in caplog.text
+    assert "no epoch to train: it had stopped early, no better dev F1 in its last 2 epochs (raise --patience)" \
+        in caplog.text
+    caplog.clear()
+    both = make_trainer(corpus, tmp_path, epochs=3)  # both spent: both said, not one after the other
+    both.config.patience = 2
+    assert both.resume()
+    with caplog.at_level("WARNING"):
+        both.fit(corpus[:15], corpus[15:])
+    assert "(raise --epochs); it had stopped early" in caplog.text
