@@ -62,6 +62,7 @@ def test_emissions_loss_gradients_and_paths_match_the_cpu(contract, corpus):
     gpu_loss = gpu.loss(on_gpu)
     assert gpu_loss.device.type == "cuda"
     gpu_loss.backward()
+    assert [n for n, _ in cpu.named_parameters()] == [n for n, _ in gpu.named_parameters()]
     for (name, p), q in zip(cpu.named_parameters(), gpu.parameters()):
         assert (p.grad is None) == (q.grad is None), name
         if p.grad is not None:
