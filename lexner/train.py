@@ -523,6 +523,12 @@ def _piece(s: Sentence, start: int, end: int) -> Sentence:
     return Sentence(s.text[start:end], spans)
 
 
+LOSS_CHECK_STEPS = 32
+"""On CUDA, the training loss is read from the device (and checked for NaN/inf) once every this many steps, so
+that the host queues the next steps' kernels instead of waiting for each step to end; on the CPU, every step.
+A loss that is not finite stops training naming its step either way; on CUDA up to this many steps more have run
+on the spoilt weights by then, which the stop discards (the last epoch's checkpoint is kept)."""
+
 KEPT_ON_RESUME = ("optimizer", "ema", "distill")
 """Settings a resumed run must share with its checkpoint: the optimizer's saved state is another optimizer's,
 averaged (ema) and raw dev scores must not be compared, and a distilled run goes on without its teachers as a
@@ -556,6 +562,8 @@ class Trainer:
         self.resume_asked = False  # resume() was called (whether or not there was a checkpoint)
         self.progress = progress and self.world.main
         self.amp_dtype = self._amp_dtype()
+        # reading a step's loss waits for the device: on CUDA it is read (and checked) every LOSS_CHECK_STEPS steps
+        self.check_every = 1 if torch.device(config.device).type == "cpu" else LOSS_CHECK_STEPS
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         if self.world.distributed:
             self.net: torch.nn.Module = DistributedDataParallel(
@@ -946,6 +954,7 @@ class Trainer:
         unknowns = torch.Generator().manual_seed((cfg.seed * 1_000_003 + self.epoch) * 1_009 + self.world.rank)
         bar = tqdm(sampler.shards(), desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="batch",
                    total=steps_per_epoch, disable=not self.progress, leave=False)
+        pending: list[tuple[torch.Tensor, int]] = []  # each unchecked step's loss (on the device) and sentences
         for k, (ids, global_size) in enumerate(bar):
             lr = self._lr_at(self.epoch, k if self.epoch == 0 else None, steps_per_epoch)
             for group in self.optimizer.param_groups:
@@ -955,24 +964,39 @@ class Trainer:
                 read_as_unknown(batch, cfg.unk_dropout, unknowns)
             if batch.soft is not None:
                 batch.soft_kind, batch.soft_weight = cfg.distill, cfg.distill_weight
-            loss = self._step(batch.to(cfg.device), len(ids) * self.world.size / global_size, k, multi_task)
-            total += loss * len(ids)
+            pending.append((self._step(batch.to(cfg.device), len(ids) * self.world.size / global_size, multi_task),
+                            len(ids)))
             seen += len(ids)
-            bar.set_postfix(loss=f"{total / seen:.3f}", refresh=False)
+            if len(pending) == self.check_every:
+                total += self._checked_losses(pending, k)
+                pending = []
+                bar.set_postfix(loss=f"{total / seen:.3f}", refresh=False)
+        if pending:
+            total += self._checked_losses(pending, k)
         total, seen = distributed.all_sum([total, seen])
         return lr, total, seen
 
-    def _step(self, batch: Batch, share: float, k: int, multi_task: bool) -> float:
-        """One optimisation step on ``batch`` (``share``: this rank's part of the global batch); its loss."""
+    def _checked_losses(self, pending: list[tuple[torch.Tensor, int]], last: int) -> float:
+        """The sum of loss × sentences over the steps up to batch ``last`` (its index in the epoch) not yet
+        checked, their losses read from the device at once (one synchronisation); a TrainingError names the first
+        step whose loss is not finite."""
+        losses = torch.stack([loss for loss, _ in pending]).tolist()
+        if all(math.isfinite(x) for x in losses):
+            return sum(x * n for x, (_, n) in zip(losses, pending))
+        k, value = next((last - len(losses) + 1 + i, x) for i, x in enumerate(losses) if not math.isfinite(x))
+        kept = (f"the last good checkpoint (epoch {self.epoch}) is in {self.out_dir / CHECKPOINT_DIR}"
+                if self.epoch else "no epoch had finished, so there is no checkpoint yet")
+        raise TrainingError(f"loss became {value} at epoch {self.epoch + 1}, batch {k + 1}; {kept}. Try a lower "
+                            "--lr or --clip.")
+
+    def _step(self, batch: Batch, share: float, multi_task: bool) -> torch.Tensor:
+        """One optimisation step on ``batch`` (``share``: this rank's part of the global batch); its loss (a
+        tensor on the device: reading it waits for the device, which :meth:`_checked_losses` does once for
+        several steps)."""
         cfg = self.config
         with torch.autocast(device_type=cfg.device.split(":")[0], dtype=self.amp_dtype,
                             enabled=self.amp_dtype is not None):
             loss = self.net(batch)  # the tagger's loss: mean over this rank's sentences
-        if not torch.isfinite(loss):
-            kept = (f"the last good checkpoint (epoch {self.epoch}) is in {self.out_dir / CHECKPOINT_DIR}"
-                    if self.epoch else "no epoch had finished, so there is no checkpoint yet")
-            raise TrainingError(f"loss became {loss.item()} at epoch {self.epoch + 1}, batch {k + 1}; "
-                                f"{kept}. Try a lower --lr or --clip.")
         objective = loss * share  # DDP averages over ranks: weight each shard by its share of the global batch
         # a multi-task step leaves the other heads without gradients: zeros instead of None keep every parameter
         # in the fused optimiser's lists from the first step (fused SGD fails on a parameter that joins later)
@@ -992,7 +1016,7 @@ class Trainer:
         self.step += 1
         if self.ema is not None:
             self.ema.update(self.step)
-        return loss.item()
+        return loss.detach()
 
     def _end_epoch(self, tasks: list[Task], model_card: dict[str, Any], lr: float, total: float, seen: float,
                    started: float) -> None:

@@ -453,7 +453,7 @@ def test_a_nan_in_the_first_epoch_says_there_is_no_checkpoint_yet(corpus, tmp_pa
     from lexner.train import Trainer, TrainConfig, TrainingError
 
     tagger = build_tagger("bilstm_crf", corpus, SMALL)
-    monkeypatch.setattr(tagger, "loss", lambda batch: __import__("torch").tensor(float("nan")))
+    monkeypatch.setattr(tagger, "loss", lambda batch: nan_loss(tagger, batch))
     trainer = Trainer(tagger, TrainConfig(epochs=2), tmp_path / "run", progress=False)
     with pytest.raises(TrainingError, match="no epoch had finished, so there is no checkpoint yet"):
         trainer.fit(corpus[:15], corpus[15:])
@@ -702,6 +702,11 @@ def test_force_refuses_a_model_it_reads_from_inside_the_run_it_replaces(corpus, 
     assert (run / "base" / "model.safetensors").read_bytes() == base
 
 
+def nan_loss(self, batch):
+    """A loss that became NaN, as a real one does: still part of the graph, so backward runs."""
+    return next(self.parameters()).sum() * float("nan")
+
+
 def test_a_forced_run_that_fails_before_its_first_checkpoint_keeps_the_replaced_run(corpus, tmp_path, monkeypatch):
     import torch
 
@@ -711,14 +716,14 @@ def test_a_forced_run_that_fails_before_its_first_checkpoint_keeps_the_replaced_
     Trainer(build_tagger("bilstm_crf", corpus, SMALL), config, tmp_path, progress=False).fit(corpus, corpus)
     before = (tmp_path / "model" / "model.safetensors").read_bytes()
     forced = Trainer(build_tagger("bilstm_crf", corpus, SMALL), config, tmp_path, progress=False, replace=True)
-    monkeypatch.setattr(type(forced.model), "loss", lambda self, batch: torch.tensor(float("nan")))
+    monkeypatch.setattr(type(forced.model), "loss", nan_loss)
     with pytest.raises(TrainingError, match="loss became nan"):
         forced.fit(corpus, corpus)
     assert (tmp_path / ".replaced" / "model" / "model.safetensors").read_bytes() == before
     assert not (tmp_path / "model").exists()
     (tmp_path / "model").mkdir()  # what a failed attempt may leave (a model of a first epoch, no checkpoint)
     again = Trainer(build_tagger("bilstm_crf", corpus, SMALL), config, tmp_path, progress=False, replace=True)
-    monkeypatch.setattr(type(again.model), "loss", lambda self, batch: torch.tensor(float("nan")))
+    monkeypatch.setattr(type(again.model), "loss", nan_loss)
     with pytest.raises(TrainingError, match="loss became nan"):  # tried again: the replaced run is still kept
         again.fit(corpus, corpus)
     assert (tmp_path / ".replaced" / "model" / "model.safetensors").read_bytes() == before

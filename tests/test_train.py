@@ -59,12 +59,17 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(corpus, tmp_pat
     assert json.loads(open(tmp_path / "cut" / "log.jsonl").readlines()[-1])["final"]  # only the last run's
 
 
+def nan_loss(self, batch):
+    """A loss that became NaN, as a real one does: still part of the graph, so backward runs."""
+    return next(self.parameters()).sum() * float("nan")
+
+
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(corpus, tmp_path, monkeypatch):
     trainer = make_trainer(corpus, tmp_path, epochs=1)
     trainer.fit(corpus[:15], corpus[15:])
     before = (tmp_path / "checkpoint" / "trainer_state.json").read_text()
     trainer.config.epochs = 2
-    monkeypatch.setattr(type(trainer.model), "loss", lambda self, batch: torch.tensor(float("nan")))
+    monkeypatch.setattr(type(trainer.model), "loss", nan_loss)
     with pytest.raises(TrainingError, match="loss became nan.*last good checkpoint"):
         trainer.fit(corpus[:15], corpus[15:])
     assert (tmp_path / "checkpoint" / "trainer_state.json").read_text() == before
@@ -456,3 +461,28 @@ def test_resuming_a_run_that_stopped_early_says_why_nothing_trains(corpus, tmp_p
     with caplog.at_level("WARNING"):
         both.fit(corpus[:15], corpus[15:])
     assert "(raise --epochs); it had stopped early" in caplog.text
+
+
+def test_losses_read_every_few_steps_name_the_first_step_that_went_wrong(corpus, tmp_path, monkeypatch):
+    """As on CUDA (LOSS_CHECK_STEPS): the losses of several steps are read at once; the epoch's loss is the same,
+    and a loss that is not finite is reported at the step it happened, not where it was read."""
+    plain = make_trainer(corpus, tmp_path / "plain", epochs=2)
+    plain.fit(corpus[:15], corpus[15:])
+    batched = make_trainer(corpus, tmp_path / "batched", epochs=2)
+    batched.check_every = 3  # 4 batches an epoch: a group of 3, then the last one alone
+    batched.fit(corpus[:15], corpus[15:])
+    assert [r["train_loss"] for r in epoch_records(tmp_path / "batched" / "log.jsonl")] == \
+        [r["train_loss"] for r in epoch_records(tmp_path / "plain" / "log.jsonl")]
+    late = make_trainer(corpus, tmp_path / "late", epochs=1)
+    late.check_every = 3
+    loss = type(late.model).loss
+    calls = []
+
+    def second_goes_wrong(self, batch):
+        calls.append(1)
+        return nan_loss(self, batch) if len(calls) == 2 else loss(self, batch)
+
+    monkeypatch.setattr(type(late.model), "loss", second_goes_wrong)
+    with pytest.raises(TrainingError, match="loss became nan at epoch 1, batch 2;"):
+        late.fit(corpus[:15], corpus[15:])
+    assert len(calls) == 3  # read after the third step
