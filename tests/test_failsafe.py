@@ -708,8 +708,6 @@ def nan_loss(self, batch):
 
 
 def test_a_forced_run_that_fails_before_its_first_checkpoint_keeps_the_replaced_run(corpus, tmp_path, monkeypatch):
-    import torch
-
     from lexner.train import TrainConfig, Trainer, TrainingError
 
     config = TrainConfig(epochs=1, batch_size=8)
