@@ -62,7 +62,10 @@ class _Schedule:
 
 def build_schedule(heads: list[list[int]], tails: list[list[int]],
                    device: torch.device) -> tuple[_Schedule, list[tuple[int, int]]]:
-    """Schedule for words given per sentence as head/tail lists.  Returns it and the flat (sentence, word) order."""
+    """Schedule for words given per sentence as head/tail lists.  Returns it and the flat (sentence, word) order.
+
+    Every index and mask is made on the host and sent to ``device`` in one copy (one transfer per batch, not
+    one per tensor: on CUDA each small copy is a synchronisation)."""
     flat = [(b, m) for b in range(len(heads)) for m in range(len(heads[b]))]
     by_start: dict[int, list[int]] = defaultdict(list)
     arrivals: dict[int, list[int]] = defaultdict(list)  # end step -> flat indices
@@ -78,28 +81,38 @@ def build_schedule(heads: list[list[int]], tails: list[list[int]],
     for (_, end), n in count.items():
         slots[end] = max(slots[end], n)
     batch_size = len(heads)
-    has_word = {}
+    parts: list[list[int]] = []  # every tensor of the schedule, as a list of ints, in the order made
+
+    def part(values: list[int]) -> int:
+        parts.append(values)
+        return len(parts) - 1
+
+    masks = {}
     for end, js in arrivals.items():
-        mask = torch.zeros(batch_size, slots[end], dtype=torch.bool)
+        mask = [0] * (batch_size * slots[end])
         for j in js:
-            mask[flat[j][0], slot_of[j]] = True
-        has_word[end] = mask.to(device)
+            mask[flat[j][0] * slots[end] + slot_of[j]] = 1
+        masks[end] = part(mask)
     order, start_sizes, start_batch, deliveries = [], {}, {}, {}
     for step in sorted(by_start):
         js = by_start[step]
         order.extend(js)
         start_sizes[step] = len(js)
-        start_batch[step] = torch.tensor([flat[j][0] for j in js], device=device)
+        start_batch[step] = part([flat[j][0] for j in js])
         groups: dict[int, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
         for row, j in enumerate(js):
             b, m = flat[j]
             end = tails[b][m]
             groups[end][0].append(row)
             groups[end][1].append(b * slots[end] + slot_of[j])
-        deliveries[step] = [(end, torch.tensor(rows, device=device), torch.tensor(dest, device=device))
-                            for end, (rows, dest) in groups.items()]
-    order_tensor = torch.tensor(order, dtype=torch.long, device=device)
-    return _Schedule(order_tensor, start_sizes, start_batch, deliveries, dict(slots), has_word), flat
+        deliveries[step] = [(end, part(rows), part(dest)) for end, (rows, dest) in groups.items()]
+    order_part = part(order)
+    moved = torch.tensor([v for p in parts for v in p], dtype=torch.long).to(device).split([len(p) for p in parts])
+    has_word = {end: moved[k].view(batch_size, slots[end]).bool() for end, k in masks.items()}
+    schedule = _Schedule(moved[order_part], start_sizes, {step: moved[k] for step, k in start_batch.items()},
+                         {step: [(end, moved[r], moved[d]) for end, r, d in groups]
+                          for step, groups in deliveries.items()}, dict(slots), has_word)
+    return schedule, flat
 
 
 class LatticeDirection(nn.Module):
@@ -199,8 +212,10 @@ class LatticeLSTM(Tagger):
 
     def _lattice_lists(self, batch: Batch, reverse: bool) -> tuple[list[list[int]], list[list[int]]]:
         heads, tails = [], []
-        for b, (n, count) in enumerate(zip(batch.lengths.tolist(), batch.word_mask.sum(1).tolist())):
-            hb, tb = batch.word_heads[b, :count].tolist(), batch.word_tails[b, :count].tolist()
+        lengths, counts = batch.lengths.tolist(), batch.word_mask.sum(1).tolist()
+        all_heads, all_tails = batch.word_heads.tolist(), batch.word_tails.tolist()  # one read each, not one a row
+        for b, (n, count) in enumerate(zip(lengths, counts)):
+            hb, tb = all_heads[b][:count], all_tails[b][:count]
             if reverse:  # in the reversed sentence a word's tail comes first
                 hb, tb = [n - 1 - t for t in tb], [n - 1 - h for h in hb]
             heads.append(hb)
