@@ -87,7 +87,9 @@ class ConstrainedCRF(CRF):
 
         emissions: (B, T, K) scores; mask: (B, T) bool, left-aligned, ``mask[:, 0]`` all true; ``allowed``:
         (B, T, K) bool or None — at each position only the allowed tags may be chosen (a constraint on the
-        search, not an edit of its result).  ``O`` must stay allowed everywhere, so a legal path always exists.
+        search, not an edit of its result).  The constraints must leave every sentence a legal path (a forced
+        word whole, never part of one): where they do not, a ValueError (:data:`NO_LEGAL_PATH`), never a
+        garbage path.
 
         Ties: at every choice the lowest tag index among the scores within ``TIE`` × (a bound on the size of the
         sentence's path scores at that position, from its own scores only) of the best wins, so that float noise
@@ -171,6 +173,10 @@ def _tolerances_torch(em: torch.Tensor, start: torch.Tensor, trans: torch.Tensor
     return TIE * (1.0 + finite(start).max() + finite(em).amax(2).cumsum(1) + steps * finite(trans).max())
 
 
+NO_LEGAL_PATH = ("the decoding constraints leave a sentence no legal tag sequence (a forced tag the tag scheme cannot "
+                 "start or end with, say): this is a bug of lexner's, please report it with the text")
+
+
 def _search_torch(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, trans: torch.Tensor,
                   end: torch.Tensor) -> list[list[int]]:
     """Viterbi over (B, T, K) emissions with (already constrained) start/transition/end scores, in torch."""
@@ -187,6 +193,8 @@ def _search_torch(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tens
         # the lowest index within the tolerance of the best (uint8: argmax returns the first maximum)
         history.append((candidates >= (best - tolerance[:, t : t + 1]).unsqueeze(1)).to(torch.uint8).argmax(dim=1))
     final = score + end
+    if not torch.isfinite(final.amax(dim=1)).all():
+        raise ValueError(NO_LEGAL_PATH)
     last = tolerance.gather(1, (lengths - 1).unsqueeze(1))  # each sentence's own last position
     current = (final >= final.amax(dim=1, keepdim=True) - last).to(torch.uint8).argmax(dim=1)
     path = torch.zeros(batch, length, dtype=torch.long, device=emissions.device)
@@ -233,6 +241,8 @@ def _search_numpy(em: np.ndarray, mask: np.ndarray, start: np.ndarray, trans: np
             maximum(step, 0, out=out)  # step.max(0) without its Python wrapper
     rows = np.arange(batch)
     final = best[lengths - 1, :, rows] + end  # each sentence's scores at its own last position, shape (B, K)
+    if not np.isfinite(final.max(1)).all():
+        raise ValueError(NO_LEGAL_PATH)
     last = tolerance[lengths - 1, rows][:, None]  # shape (B, 1)
     current = (final >= final.max(1, keepdims=True) - last).argmax(1)
     # Which previous tag a tag came from: the lowest one whose candidate is within the tolerance of the best

@@ -184,26 +184,59 @@ def sentence_pieces(text: str) -> list[tuple[int, int]]:
     return pieces
 
 
-def split_windows(text: str, max_length: int, overlap: int) -> list[tuple[int, int]]:
+def split_windows(text: str, max_length: int, overlap: int,
+                  whole: Sequence[tuple[int, int]] = ()) -> list[tuple[int, int]]:
     """Windows (start, end) covering ``text``, each at most ``max_length`` long, in order.
 
     Consecutive windows touch (end == next start) except inside an over-long sentence, where they overlap
-    by ``overlap`` characters.
+    by ``overlap`` characters.  ``whole``: spans (start, end) that no window may cut — begin or end strictly
+    inside — (forced dictionary words): a window's end, or the next one's start, moves back to the span's start
+    (or a start forward to its end), so such overlaps can be longer or shorter; a span longer than a window
+    cannot stay whole (see :meth:`_Line.window_constraints`).
     """
     if max_length < 1 or not 0 <= overlap < max_length:
         raise ValueError(f"need max_length ≥ 1 and 0 ≤ overlap < max_length, got {max_length}, {overlap}")
     if len(text) <= max_length:
         return [(0, len(text))]
+    inside = {p for s, e in whole if e - s <= max_length for p in range(s + 1, e)}  # where no cut may fall
+
+    def allowed(position: int, floor: int) -> int:
+        """The last position at or before ``position`` and after ``floor`` that is not inside a span; if there is
+        none, the first one after ``position`` (the end of the span it is inside)."""
+        for candidate in range(position, floor, -1):
+            if candidate not in inside:
+                return candidate
+        while position in inside:
+            position += 1
+        return position
+
     windows: list[tuple[int, int]] = []
-    for start, end in sentence_pieces(text):
+    for start, end in _pieces_not_cutting(sentence_pieces(text), inside):
         if windows and end - windows[-1][0] <= max_length and windows[-1][1] == start:
             windows[-1] = (windows[-1][0], end)  # pack with the previous sentence
             continue
         while end - start > max_length:
-            windows.append((start, start + max_length))
-            start += max_length - overlap
+            cut = allowed(start + max_length, start)
+            windows.append((start, cut))
+            start = allowed(max(start + 1, cut - overlap), start)
+            if allowed(start + max_length, start) <= cut:  # a window from there would end no further on
+                start = cut
         windows.append((start, end))
     return windows
+
+
+def _pieces_not_cutting(pieces: list[tuple[int, int]], inside: set[int]) -> Iterator[tuple[int, int]]:
+    """Sentence pieces, those whose boundary falls inside a span that must stay whole joined together."""
+    current = None
+    for start, end in pieces:
+        if current is not None and start in inside:
+            current = (current[0], end)
+            continue
+        if current is not None:
+            yield current
+        current = (start, end)
+    if current is not None:
+        yield current
 
 
 class WindowMerger:
@@ -242,9 +275,26 @@ class _Line:
     merger: WindowMerger
 
     def window_constraints(self, k: int) -> dict[int, str | tuple[str, ...]]:
+        """The constraints of window ``k``, relative to it.  A forced word the window holds only part of (one
+        longer than a window, which must be cut) is not forced there — its tags alone could neither start nor end
+        a tag sequence, and no legal path would be left — but whitespace still constrains its characters."""
         a, b = self.windows[k]
-        return {p - a: self.constraints[p] for p in self.positions[bisect_left(self.positions, a):
-                                                                   bisect_left(self.positions, b)]}
+        window = {p - a: self.constraints[p] for p in self.positions[bisect_left(self.positions, a):
+                                                                     bisect_left(self.positions, b)]}
+
+        def unforce(p: int) -> str:  # the forced tag at window position p goes; whitespace's constraint stays
+            tag = window.pop(p)[0]
+            if (a + p) in self.line.constraints:
+                window[p] = self.line.constraints[a + p]
+            return tag
+
+        p = 0  # a forced word cut by the window's start: its tags up to its end (E-)
+        while isinstance(window.get(p), tuple) and window[p][0][0] in "IE" and unforce(p)[0] == "I":
+            p += 1
+        p = b - a - 1  # a forced word cut by the window's end: its tags back to its beginning (B-)
+        while isinstance(window.get(p), tuple) and window[p][0][0] in "BI" and unforce(p)[0] == "I":
+            p -= 1
+        return window
 
 
 def tag_texts(tagger, texts: Iterable[str], batch_size: int = 64, labels: str | None = None,
@@ -281,8 +331,10 @@ def tag_texts(tagger, texts: Iterable[str], batch_size: int = 64, labels: str | 
     def pieces() -> Iterator[tuple[_Line, int]]:
         for i, text in enumerate(texts):
             for line in iter_model_lines(text):
-                constraints = line.with_forced(dictionary.occurrences(line.view)) if dictionary else line.constraints
-                windows = tuple(split_windows(line.view, tagger.max_length, tagger.overlap))  # see ModelLine
+                occurrences = dictionary.occurrences(line.view) if dictionary else []
+                constraints = line.with_forced(occurrences) if occurrences else line.constraints
+                windows = tuple(split_windows(line.view, tagger.max_length, tagger.overlap,  # see ModelLine
+                                              [(s, e) for s, e, _ in occurrences]))
                 state = _Line(i, line, constraints, tuple(sorted(constraints)), windows, WindowMerger(windows))
                 for k in range(len(windows)):
                     yield state, k

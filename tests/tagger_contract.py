@@ -239,6 +239,20 @@ class TaggerContract:
         assert not any(e.start < 1 < e.end for e in after[4])  # whitespace between CJK: never inside an entity
         assert tagger.tag_batch(texts) == [tagger.tag(t) for t in texts]
 
+    def test_dictionary_words_are_forced_in_every_window_of_a_long_line(self):
+        """A line tagged in windows: every occurrence is still one entity of its type, where a window boundary
+        would have fallen inside it too; a word longer than a window (which must be cut) is not forced, and
+        the rest is decoded around it."""
+        tagger = self.make(seed=2).eval()
+        tagger.max_length, tagger.overlap = 10, 3
+        too_long = "张三李四王小明赵六北京"  # 11 characters
+        tagger.add_dictionary({"北京大学": "LOC", "王小明": "PER", "小明在北京": "PER", too_long: "LOC"})
+        text = "张三在北京大学工作" * 5 + "王小明" * 7 + "小明在北京" * 4 + "今天" + too_long + "很好" + too_long
+        wanted = [(s, e, t) for s, e, t in tagger.dictionary.occurrences(text) if e - s <= tagger.max_length]
+        found = {(e.start, e.end, e.label) for e in tagger.tag(text)}
+        assert wanted and all(occurrence in found for occurrence in wanted)
+        assert tagger.tag_batch([text, "北京大学"]) == [tagger.tag(text), tagger.tag("北京大学")]
+
     def test_dictionary_types_the_model_does_not_know_are_refused(self):
         tagger = self.make()
         with pytest.raises(ValueError, match=r"dictionary types \['COMPANY'\] are not types of this model"):

@@ -156,6 +156,26 @@ def test_viterbi_respects_per_position_allowed_tags():
     assert crf.viterbi(emissions, torch.ones(1, 4, dtype=torch.bool), allowed) == [best_path]
 
 
+@pytest.mark.parametrize("search", ["numpy", "torch"])
+def test_constraints_that_leave_no_legal_path_are_an_error_not_a_garbage_path(search, monkeypatch):
+    """A sentence forced to begin with I-PER (a cut dictionary word, say) has no legal tag sequence: an error,
+    in both searches, never a path that breaks the scheme or the constraint."""
+    from lexner import crf as module
+
+    crf = random_crf(3)
+    emissions = torch.randn(2, 4, len(TAGS))
+    allowed = torch.ones(2, 4, len(TAGS), dtype=torch.bool)
+    allowed[1, 0] = torch.tensor([t == "I-PER" for t in TAGS])
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    if search == "torch":  # the search the GPU runs, here on the CPU
+        monkeypatch.setattr(module, "_search_numpy", lambda em, mask, start, trans, end, bounds: module._search_torch(
+            torch.from_numpy(em), torch.from_numpy(mask), *crf.constrained_scores()))
+    with pytest.raises(ValueError, match="no legal tag sequence"):
+        crf.viterbi(emissions, mask, allowed)
+    allowed[1, 0] = True
+    assert len(crf.viterbi(emissions, mask, allowed)) == 2
+
+
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("block_values", [None, 1, 300])
 def test_numpy_search_on_cpu_gives_the_torch_search_paths_ties_included(seed, block_values, monkeypatch):

@@ -42,6 +42,24 @@ def test_windows_cover_the_text_in_order_within_the_limit(text, max_length, data
         assert b1 - a2 in (0, overlap)
 
 
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.text(alphabet="北京。！a\n", min_size=1, max_size=80), st.integers(1, 12), st.data())
+def test_windows_never_cut_a_span_that_must_stay_whole(text, max_length, data):
+    """Forced dictionary words: no window begins or ends inside one that fits into a window; the windows still
+    cover the text in order, within the limit (touching or overlapping: a span moves the overlap)."""
+    overlap = data.draw(st.integers(0, max_length - 1))
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(text)), max_size=12)))
+    spans = [(a, b) for a, b in zip(cuts[::2], cuts[1::2]) if b > a]  # disjoint, in order
+    windows = split_windows(text, max_length, overlap, spans)
+    assert windows[0][0] == 0 and windows[-1][1] == len(text)
+    assert all(0 < b - a <= max_length for a, b in windows)
+    for (a1, b1), (a2, b2) in zip(windows, windows[1:]):
+        assert a1 < a2 <= b1 < b2
+    for s, e in spans:
+        if e - s <= max_length:
+            assert not any(s < p < e for w in windows for p in w), (s, e, windows)
+
+
 def test_packing_sentences_and_cutting_a_long_one():
     text = "一二。三四。" + "五" * 10
     assert split_windows(text, 6, 2) == [(0, 6), (6, 12), (10, 16)]
