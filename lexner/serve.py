@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -154,6 +155,18 @@ class _JSON(JSONResponse):
             return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float as a string (``NaN``, ``Infinity``): Python's JSON parser reads
+    those words in a request, but a JSON answer cannot hold them, and a refusal echoes the input."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def create_app(tagger, max_chars: int = 10_000, max_texts: int = 256, max_batch: int = 64,
                batch_wait_ms: float = 2.0) -> FastAPI:
     """The FastAPI application serving ``tagger``."""
@@ -169,7 +182,7 @@ def create_app(tagger, max_chars: int = 10_000, max_texts: int = 256, max_batch:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request, exc: RequestValidationError) -> JSONResponse:  # FastAPI's answer, through _JSON:
-        return _JSON({"detail": jsonable_encoder(exc.errors())}, 422)  # it echoes the input, surrogates too
+        return _JSON({"detail": _finite(jsonable_encoder(exc.errors()))}, 422)  # it echoes the input, surrogates too
     app.add_middleware(_BodyChecks, limit=body_limit(max_chars, max_texts))
 
     @app.get("/health")

@@ -96,6 +96,8 @@ def test_concurrent_requests_are_micro_batched_with_identical_results(server):
     ({"text": "张三", "labels": "no-such-head"}, None, 422),
     ({"text": "张三", "label": "cluener"}, None, 422),  # a misspelt key
     (None, b"{not json", 422),
+    (None, b'{"text": NaN}', 422),  # JSON words Python reads, echoed back as strings (was a 500)
+    (None, b'{"texts": ["a", -Infinity]}', 422),
     (None, b'{"text": "\xff"}', 400),  # not UTF-8
 ])
 def test_malformed_or_oversized_requests_are_refused_and_the_server_stays_up(server, body, raw, status):
