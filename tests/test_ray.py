@@ -1,6 +1,8 @@
 """lexner.integrations.ray on a local Ray cluster started by the test: two worker actors give what tag_batch
 gives in one process."""
 
+import re
+
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -42,3 +44,18 @@ def test_bad_arguments_fail_before_any_worker_starts(cluster, tmp_path):
         tag_dataset(ds, model=tmp_path / "missing", column="body")
     with pytest.raises(ValueError, match="workers"):
         tag_dataset(ds, column="body", workers=0)
+
+
+def test_a_worker_tags_nulls_as_empty_and_refuses_what_is_not_text():
+    """The actor's call on a batch as Ray hands it over (no cluster needed): a null (None, or pandas' NaN) has no
+    entities; bytes or a number is a TypeError naming the column and the type, never its repr tagged as text."""
+    import numpy as np
+
+    from lexner.integrations.ray import Tagging
+
+    worker = Tagging(None, "text", "entities", None, 64, 1)
+    out = worker({"text": np.array(["张三在北京", None, float("nan")], dtype=object)})
+    assert [bool(e) for e in out["entities"]] == [True, False, False]
+    for bad, named in ((b"\xe5\xbc\xa0", "bytes, not a str (decode it first)"), (3, "int, not a str")):
+        with pytest.raises(TypeError, match=re.escape(f"column 'text' holds a {named}")):
+            worker({"text": np.array(["张三", bad], dtype=object)})

@@ -20,6 +20,7 @@ the install hint.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,21 @@ class Tagging:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         if self.column not in batch:
             raise ValueError(f"the dataset has no column {self.column!r} (it has {sorted(batch)})")
-        texts = ["" if text is None else str(text) for text in batch[self.column]]  # a null has no entities
+        texts = [_text(value, self.column) for value in batch[self.column]]
         found = self.tagger.tag_batch(texts, batch_size=self.batch_size, labels=self.labels)
         return {**batch, self.output_column: [[e.to_dict() for e in entities] for entities in found]}
+
+
+def _text(value: Any, column: str) -> str:
+    """A cell of the text column as the text to tag: a null (None, or the NaN a pandas column holds for one) has
+    no entities; anything but a str is a TypeError naming its type (bytes are not decoded with a guessed
+    encoding, and a number is no text)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if not isinstance(value, str):
+        hint = " (decode it first)" if isinstance(value, (bytes, bytearray)) else ""
+        raise TypeError(f"column {column!r} holds a {type(value).__name__}, not a str{hint}: {value!r:.60}")
+    return value
 
 
 def tag_dataset(dataset: "ray.data.Dataset", model: str | os.PathLike | None = None, *, column: str = "text",
