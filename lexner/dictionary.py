@@ -28,6 +28,18 @@ from .tagging import iter_model_lines
 log = logging.getLogger(__name__)
 
 
+def unseen_in(word: str, what: str, where: str = "") -> bool:
+    """Whether ``word`` (a dictionary or lexicon word, ``what``) holds what the model never sees — whitespace
+    other than between Latin letters or digits, a line break, a control character — so that it can never match;
+    if so, a warning says so (``where``: the file and line it came from) and shows the word as the model sees it."""
+    seen = "".join(line.view for line in iter_model_lines(word))
+    if seen != word:
+        log.warning("%s%s %r can never match: the model does not see its whitespace (except between Latin letters "
+                    "or digits), line breaks or control characters; as it sees the text: %r",
+                    f"{where}: " if where else "", what, word, seen)
+    return seen != word
+
+
 class Dictionary:
     """Words and their entity types, matched with Aho-Corasick (no torch)."""
 
@@ -56,11 +68,7 @@ class Dictionary:
                 word.encode("utf-8")
             except UnicodeEncodeError:
                 raise ValueError(f"dictionary word {word!r} holds a lone surrogate") from None
-            stored = word.strip()  # as the lexicon keeps it
-            if (seen := "".join(line.view for line in iter_model_lines(stored))) != stored:
-                log.warning("%sdictionary word %r can never match: the model does not see its whitespace (except "
-                            "between Latin letters or digits), line breaks or control characters; as it sees the "
-                            "text: %r", f"{where}: " if where else "", word, seen)
+            unseen_in(word.strip(), "dictionary word", where)  # stripped, as the lexicon keeps it
             self._put(word, label.strip())
 
     def update(self, other: "Dictionary") -> None:

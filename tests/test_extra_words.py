@@ -145,3 +145,13 @@ def test_load_takes_extra_words_once_for_every_member_of_an_ensemble_and_refuses
     for one in ("新冠肺炎", tmp_path / "words.txt"):
         with pytest.raises(TypeError, match="not one\\s+string or a file name"):
             lexner.load(tmp_path / "a", extra_words=one)
+
+
+def test_added_words_the_model_cannot_see_warn_that_they_can_never_match(caplog):
+    """A word holding whitespace between Chinese characters or a control character is kept (as given) but can
+    never match, since the model does not see those characters: a warning says so, as the dictionary's does."""
+    tagger = build_tagger("softlexicon", toy_corpus(), {}, lexicon=Lexicon(TOY_WORDS))
+    with caplog.at_level("WARNING"):
+        assert tagger.add_words(["云栖 小镇", "阿\u200b里", "西湖", "Elon Musk"]) == 4
+    warned = [r.getMessage().split(" can never match")[0] for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == ["lexicon word '云栖 小镇'", "lexicon word '阿\\u200b里'"]
