@@ -61,3 +61,11 @@ def test_an_ensemble_of_renamed_models_scores_gold_in_the_names_they_were_traine
     single = evaluate(lexner.load(), gold)["micro"]
     assert single["f1"] == 1.0  # the bundled model was exported with NR → PER, NS → LOC, NT → ORG
     assert evaluate(lexner.load([DEFAULT_MODEL, DEFAULT_MODEL]), gold)["micro"] == single  # was F1 0
+
+
+def test_an_ensemble_describes_how_its_members_run():
+    pytest.importorskip("onnxruntime")
+    ensemble = lexner.load([DEFAULT_MODEL, DEFAULT_MODEL], runtime="onnx-int8")
+    assert ensemble.runtime == "onnx-int8" and ensemble.describe()["runtime"] == "onnx-int8"  # was "torch"
+    ensemble.members[0].train()  # training mode drops that member's session: the members now differ
+    assert ensemble.runtime is None and ensemble.describe()["runtime"] == ["torch", "onnx-int8"]

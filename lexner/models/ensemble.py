@@ -13,7 +13,7 @@ distillation teacher, pass the members (``ensemble.members``): they are averaged
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -58,6 +58,25 @@ class Ensemble(Tagger):
         if not lattice:
             raise ValueError("no member of this ensemble uses a lexicon; added words would have no effect")
         return max(member.add_words(words) for member in lattice)
+
+    @property
+    def runtime(self) -> str | None:
+        """How the members run (:attr:`Tagger.runtime`): their runtime if they share one, None if they differ
+        (each as its own directory asked)."""
+        members = self.__dict__["_modules"].get("members")
+        found = {member.runtime for member in members} if members is not None else set()
+        return found.pop() if len(found) == 1 else None
+
+    @runtime.setter
+    def runtime(self, value: str) -> None:  # Tagger.__init__ and train() set it: the members' own is what counts
+        pass
+
+    def describe(self) -> dict[str, Any]:
+        """:meth:`Tagger.describe`, with each member's runtime where they differ."""
+        described = super().describe()
+        if described["runtime"] is None:
+            described["runtime"] = [member.runtime for member in self.members]
+        return described
 
     def save(self, *args, **kwargs) -> None:
         raise NotImplementedError("an ensemble is not saved; save its members and load them as a list")
