@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import zlib
 from typing import Sequence
 
@@ -34,6 +35,15 @@ _ESCAPE = str.maketrans({**_UNICODE_ESCAPES, "\n": "\\n", "\r": "\\r", **{c: "\\
 
 def _escape(text: str) -> str:
     return text.translate(_ESCAPE)
+
+
+def _html(text: str) -> str:
+    """``text`` escaped for HTML, a lone surrogate (which no page can hold: UTF-8 cannot encode it, and a browser
+    shows one as U+FFFD) as U+FFFD, so that the page can be written to a UTF-8 file."""
+    return _SURROGATE.sub("\ufffd", html.escape(text))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _colour(label: str) -> str:
@@ -82,10 +92,10 @@ def render(text: str, entities: Sequence[Entity], fmt: str = "jsonl") -> str:
     if fmt == "html":
         out, position = ['<div class="text">'], 0
         for e in entities:
-            label = html.escape(e.label)
-            out += [html.escape(text[position : e.start]),
+            label = _html(e.label)
+            out += [_html(text[position : e.start]),
                     f'<mark class="entity" data-label="{label}" style="background: {_colour(e.label)}">'
-                    f'{html.escape(e.text)}<span class="label">{label}</span></mark>']
+                    f'{_html(e.text)}<span class="label">{label}</span></mark>']
             position = e.end
-        return "".join(out) + html.escape(text[position:]) + "</div>\n"
+        return "".join(out) + _html(text[position:]) + "</div>\n"
     raise ValueError(f"unknown output format {fmt!r}; expected one of {', '.join(FORMATS)}")

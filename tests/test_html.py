@@ -103,3 +103,13 @@ for (const m of document.querySelectorAll("mark.entity")) {
         width, height = map(int, size.split("x"))
         assert re.fullmatch(r"rgb\(\d+, \d+, \d+\)", colour) and colour != "rgb(255, 255, 255)", (text, seen)
         assert width > 0 and height > 0, (text, seen)
+
+
+def test_a_page_with_a_lone_surrogate_can_be_written_to_a_utf8_file(tmp_path):
+    """As a browser shows it: U+FFFD, here in the page itself (UTF-8 cannot hold a lone surrogate, so the
+    README's open(...).write(render_html(...)) raised UnicodeEncodeError)."""
+    text = "张\ud800三在北京"
+    page = render_html(text, [Entity(0, 3, "PER", text[:3]), Entity(4, 6, "LOC", "北京")])
+    (tmp_path / "x.html").write_text(page, encoding="utf-8")
+    parsed = parse((tmp_path / "x.html").read_text(encoding="utf-8"))
+    assert parsed.texts == ["张\ufffd三在北京"] and [m[:2] for m in parsed.marks] == [["张\ufffd三", "PER"], ["北京", "LOC"]]
