@@ -55,6 +55,8 @@ class Dictionary:
         if isinstance(entries, (str, bytes, os.PathLike)):
             raise TypeError("a dictionary is {word: type} or (word, type) pairs, not a file name or one string; "
                             "for a file of word<TAB>TYPE lines: Dictionary.read(path)")
+        if not isinstance(entries, (Mapping, Iterable)):
+            raise TypeError(f"a dictionary is {{word: type}} or (word, type) pairs, got {type(entries).__name__}")
         items = entries.items() if isinstance(entries, Mapping) else entries
         for item in items:
             if isinstance(item, str) or not isinstance(item, Sequence) or len(item) != 2:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 import re
 from bisect import bisect_left, bisect_right
 from typing import Callable, Iterable, Iterator, Sequence
@@ -322,8 +323,11 @@ def tag_texts(tagger, texts: Iterable[str], batch_size: int = 64, labels: str | 
     for text in texts:
         if not isinstance(text, str):
             raise TypeError(f"tag_batch() expects str items, got {type(text).__name__}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer ≥ 1, got {batch_size!r}")
+    batch_size = int(batch_size)  # numpy's integers too
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a function of the texts done (or None), got {type(progress).__name__}")
     if tagger.block_pieces < 1 or tagger.max_length < 1:
         raise ValueError(f"block_pieces and max_length must be ≥ 1, got {tagger.block_pieces}, {tagger.max_length}")
     dictionary = tagger.dictionary

@@ -201,3 +201,21 @@ def test_evaluate_with_a_progress_bar_scores_the_same(corpus, capsys):
     capsys.readouterr()
     assert evaluate(tagger, corpus, progress=True) == quiet
     assert f"{len(corpus)}/{len(corpus)}" in capsys.readouterr().err  # the bar reached the end
+
+
+def test_tag_batch_takes_numpy_integers_and_refuses_a_progress_that_cannot_be_called(corpus):
+    import numpy as np
+
+    import lexner
+
+    from lexner.api import build_tagger
+
+    tagger = build_tagger("bilstm_crf", corpus, {"char_dim": 4, "bigram_dim": 4, "hidden": 8})
+    texts = [s.text for s in corpus[:5]]
+    assert tagger.tag_batch(texts, batch_size=np.int64(2)) == tagger.tag_batch(texts, batch_size=2)
+    with pytest.raises(TypeError, match="progress must be a function of the texts done"):
+        tagger.tag_batch(texts, progress=5)
+    with pytest.raises(TypeError, match="a dictionary is .* got NoneType"):
+        tagger.add_dictionary(None)
+    with pytest.raises(TypeError, match="extra_words.* got NoneType"):
+        lexner.load(extra_words=None)

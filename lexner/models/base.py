@@ -130,7 +130,11 @@ def word_list(words: Iterable[str], what: str = "add_words()") -> list[str]:
     if isinstance(words, (str, bytes, os.PathLike)):
         raise TypeError(f"{what} expects words (a list, or an open file of one word per line), not one string or "
                         "a file name (it would add its characters)")
-    words = list(words)
+    try:
+        words = list(words)
+    except TypeError:
+        raise TypeError(f"{what} expects words (a list, or an open file of one word per line), got "
+                        f"{type(words).__name__}") from None
     for word in words:
         if not isinstance(word, str):
             raise TypeError(f"{what} expects words as str, got {type(word).__name__}")
