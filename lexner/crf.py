@@ -173,8 +173,9 @@ def _tolerances_torch(em: torch.Tensor, start: torch.Tensor, trans: torch.Tensor
     return TIE * (1.0 + finite(start).max() + finite(em).amax(2).cumsum(1) + steps * finite(trans).max())
 
 
-NO_LEGAL_PATH = ("the decoding constraints leave a sentence no legal tag sequence (a forced tag the tag scheme cannot "
-                 "start or end with, say): this is a bug of lexner's, please report it with the text")
+NO_LEGAL_PATH = ("no legal tag sequence for a sentence: its tag scores are not finite (a model whose weights "
+                 "diverged?), or the decoding constraints leave it none (a bug of lexner's: please report it with "
+                 "the text)")
 
 
 def _search_torch(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, trans: torch.Tensor,

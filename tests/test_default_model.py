@@ -69,3 +69,6 @@ def test_an_ensemble_describes_how_its_members_run():
     assert ensemble.runtime == "onnx-int8" and ensemble.describe()["runtime"] == "onnx-int8"  # was "torch"
     ensemble.members[0].train()  # training mode drops that member's session: the members now differ
     assert ensemble.runtime is None and ensemble.describe()["runtime"] == ["torch", "onnx-int8"]
+    bf16 = lexner.load([DEFAULT_MODEL, DEFAULT_MODEL], runtime="torch-bf16")
+    bf16.train()  # the ensemble's train(): every member drops its own sessions and says so
+    assert bf16.runtime == "torch" and bf16.describe()["runtime"] == "torch"

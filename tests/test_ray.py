@@ -54,8 +54,10 @@ def test_a_worker_tags_nulls_as_empty_and_refuses_what_is_not_text():
     from lexner.integrations.ray import Tagging
 
     worker = Tagging(None, "text", "entities", None, 64, 1)
-    out = worker({"text": np.array(["张三在北京", None, float("nan")], dtype=object)})
-    assert [bool(e) for e in out["entities"]] == [True, False, False]
+    import pandas
+
+    out = worker({"text": np.array(["张三在北京", None, float("nan"), pandas.NA], dtype=object)})
+    assert [bool(e) for e in out["entities"]] == [True, False, False, False]
     for bad, named in ((b"\xe5\xbc\xa0", "bytes, not a str (decode it first)"), (3, "int, not a str")):
         with pytest.raises(TypeError, match=re.escape(f"column 'text' holds a {named}")):
             worker({"text": np.array(["张三", bad], dtype=object)})

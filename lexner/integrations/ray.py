@@ -54,15 +54,24 @@ class Tagging:
 
 
 def _text(value: Any, column: str) -> str:
-    """A cell of the text column as the text to tag: a null (None, or the NaN a pandas column holds for one) has
-    no entities; anything but a str is a TypeError naming its type (bytes are not decoded with a guessed
-    encoding, and a number is no text)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """A cell of the text column as the text to tag: a null (None, or the NaN or ``pd.NA`` a pandas column holds
+    for one) has no entities; anything else but a str is a TypeError naming its type (bytes are not decoded with
+    a guessed encoding, and a number is no text)."""
+    if isinstance(value, str):
+        return value
+    if value is None or (isinstance(value, float) and math.isnan(value)) or _pandas_null(value):
         return ""
-    if not isinstance(value, str):
-        hint = " (decode it first)" if isinstance(value, (bytes, bytearray)) else ""
-        raise TypeError(f"column {column!r} holds a {type(value).__name__}, not a str{hint}: {value!r:.60}")
-    return value
+    hint = " (decode it first)" if isinstance(value, (bytes, bytearray)) else ""
+    raise TypeError(f"column {column!r} holds a {type(value).__name__}, not a str{hint}: {value!r:.60}")
+
+
+def _pandas_null(value: Any) -> bool:
+    """Whether ``value`` is pandas' missing-value marker (``pd.NA``, ``pd.NaT``); pandas comes with Ray Data."""
+    try:
+        import pandas
+    except ImportError:
+        return False
+    return bool(pandas.api.types.is_scalar(value) and pandas.isna(value))
 
 
 def tag_dataset(dataset: "ray.data.Dataset", model: str | os.PathLike | None = None, *, column: str = "text",

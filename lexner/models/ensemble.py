@@ -71,6 +71,10 @@ class Ensemble(Tagger):
     def runtime(self, value: str) -> None:  # Tagger.__init__ and train() set it: the members' own is what counts
         pass
 
+    def train(self, mode: bool = True) -> "Ensemble":
+        """Each member's :meth:`Tagger.train` (which drops its own runtime sessions and says so in its runtime)."""
+        return nn.Module.train(self, mode)
+
     def describe(self) -> dict[str, Any]:
         """:meth:`Tagger.describe`, with each member's runtime where they differ."""
         described = super().describe()
