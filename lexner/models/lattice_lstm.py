@@ -58,11 +58,14 @@ class _Schedule:
     deliveries: dict[int, list[tuple[int, torch.Tensor, torch.Tensor]]]
     slots: dict[int, int]  # step e -> K_e, the most words ending at e in one sentence
     has_word: dict[int, torch.Tensor]  # step e -> (B, K_e) mask of real arriving words
+    word_rows: torch.Tensor  # the (sentence, word) of each word of the first ``gather`` sentences, in flat order:
+    word_cols: torch.Tensor  # where its embedding sits in the batch's (B, M) word table
 
 
-def build_schedule(heads: list[list[int]], tails: list[list[int]],
-                   device: torch.device) -> tuple[_Schedule, list[tuple[int, int]]]:
+def build_schedule(heads: list[list[int]], tails: list[list[int]], device: torch.device,
+                   gather: int | None = None) -> tuple[_Schedule, list[tuple[int, int]]]:
     """Schedule for words given per sentence as head/tail lists.  Returns it and the flat (sentence, word) order.
+    ``gather``: how many sentences' words the schedule's ``word_rows``/``word_cols`` list (None: all).
 
     Every index and mask is made on the host and sent to ``device`` in one copy (one transfer per batch, not
     one per tensor: on CUDA each small copy is a synchronisation)."""
@@ -107,11 +110,14 @@ def build_schedule(heads: list[list[int]], tails: list[list[int]],
             groups[end][1].append(b * slots[end] + slot_of[j])
         deliveries[step] = [(end, part(rows), part(dest)) for end, (rows, dest) in groups.items()]
     order_part = part(order)
+    gathered = [(b, m) for b, m in flat if gather is None or b < gather]
+    rows_part, cols_part = part([b for b, _ in gathered]), part([m for _, m in gathered])
     moved = torch.tensor([v for p in parts for v in p], dtype=torch.long).to(device).split([len(p) for p in parts])
     has_word = {end: moved[k].view(batch_size, slots[end]).bool() for end, k in masks.items()}
     schedule = _Schedule(moved[order_part], start_sizes, {step: moved[k] for step, k in start_batch.items()},
                          {step: [(end, moved[r], moved[d]) for end, r, d in groups]
-                          for step, groups in deliveries.items()}, dict(slots), has_word)
+                          for step, groups in deliveries.items()}, dict(slots), has_word,
+                         moved[rows_part], moved[cols_part])
     return schedule, flat
 
 
@@ -210,33 +216,28 @@ class LatticeLSTM(Tagger):
         )
         self.make_output(per_direction * (2 if config.bidirectional else 1))
 
-    def _lattice_lists(self, batch: Batch, reverse: bool) -> tuple[list[list[int]], list[list[int]]]:
-        heads, tails = [], []
+    def _lattice_lists(self, batch: Batch) -> tuple[list[list[int]], list[list[int]]]:
+        """Each sentence's word heads and tails, read from the batch at once (on CUDA each read waits for the
+        device); with the backward direction, the reversed sentences' after them (sentences B..2B−1)."""
         lengths, counts = batch.lengths.tolist(), batch.word_mask.sum(1).tolist()
-        all_heads, all_tails = batch.word_heads.tolist(), batch.word_tails.tolist()  # one read each, not one a row
-        for b, (n, count) in enumerate(zip(lengths, counts)):
-            hb, tb = all_heads[b][:count], all_tails[b][:count]
-            if reverse:  # in the reversed sentence a word's tail comes first
-                hb, tb = [n - 1 - t for t in tb], [n - 1 - h for h in hb]
-            heads.append(hb)
-            tails.append(tb)
+        all_heads, all_tails = batch.word_heads.tolist(), batch.word_tails.tolist()
+        heads = [row[:count] for row, count in zip(all_heads, counts)]
+        tails = [row[:count] for row, count in zip(all_tails, counts)]
+        if self.backward_lattice is not None:  # in the reversed sentence a word's tail comes first
+            heads, tails = (heads + [[n - 1 - t for t in tb] for n, tb in zip(lengths, tails)],
+                            tails + [[n - 1 - h for h in hb] for n, hb in zip(lengths, heads)])
         return heads, tails
 
     def features(self, batch: Batch) -> torch.Tensor:
         x = self.dropout(self.embed.characters(batch))  # shape: (B, T, char_dim + bigram_dim)
         words = self.word_dropout(self.embed.words(batch.word_ids))  # shape: (B, M, word_dim)
         directions, xs = [self.forward_lattice], [x]
-        heads, tails = self._lattice_lists(batch, reverse=False)
         if self.backward_lattice is not None:  # the reversed sentences join the batch as sentences B..2B−1
             directions.append(self.backward_lattice)
             xs.append(reverse_within_length(x, batch.lengths))
-            back_heads, back_tails = self._lattice_lists(batch, reverse=True)
-            heads, tails = heads + back_heads, tails + back_tails
-        schedule, flat = build_schedule(heads, tails, x.device)
-        forward_flat = flat[: len(flat) // len(directions)]  # the same words, listed once per direction
-        flat_b = torch.tensor([b for b, _ in forward_flat], dtype=torch.long, device=x.device)
-        flat_m = torch.tensor([m for _, m in forward_flat], dtype=torch.long, device=x.device)
-        hs = run_lattice(directions, xs, words[flat_b, flat_m], schedule)
+        heads, tails = self._lattice_lists(batch)
+        schedule, _ = build_schedule(heads, tails, x.device, gather=len(x))  # the words listed once, not per direction
+        hs = run_lattice(directions, xs, words[schedule.word_rows, schedule.word_cols], schedule)
         h = hs[0]
         if self.backward_lattice is not None:
             h = torch.cat([h, reverse_within_length(hs[1], batch.lengths)], dim=-1)
