@@ -104,6 +104,9 @@ def export_target(out_dir: Path, force: bool) -> Path:
     lexner model (:func:`lexner.models.base.model_target`).  Anything else is refused before any work, so no user
     file is ever deleted."""
     target = out_dir.resolve()
+    ancestor = next((p for p in target.parents if p.exists()), None)  # missing folders above are made
+    if ancestor is not None and not ancestor.is_dir():
+        raise ExportError(f"{out_dir}: {ancestor} is a file, not a directory")
     try:
         filled = model_target(target)
     except ValueError as err:

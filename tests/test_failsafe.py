@@ -219,6 +219,14 @@ def test_export_onto_its_own_source_is_refused_and_leaves_it_as_it_was(saved, tm
     assert main(["export", str(saved), str(link), "--force"]) == 2
 
 
+def test_export_below_a_file_names_the_file_that_is_in_the_way(saved, tmp_path, capsys):
+    (tmp_path / "afile").write_text("mine", encoding="utf-8")
+    assert main(["export", str(saved), str(tmp_path / "afile" / "copy")]) == 2
+    assert f"{tmp_path / 'afile'} is a file, not a directory" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text(encoding="utf-8") == "mine"
+    assert main(["export", str(saved), str(tmp_path / "new" / "deeper" / "copy")]) == 0  # missing folders are made
+
+
 # --- 4. invalid UTF-8 in tag --input: nothing before the bad line is lost; --errors -----------------------
 def test_save_refuses_a_folder_holding_other_files_and_leaves_them(saved, tmp_path):
     """``tagger.save(".")`` in a project folder would have overwritten its config.json."""
