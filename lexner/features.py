@@ -361,9 +361,12 @@ class Featurizer:
         renamed = {}
         for name, label_set in self.label_sets.items():
             types = [names.get(t, t) for t in label_set.entity_types]
-            if len(set(types)) != len(types) or not all(types):
-                raise ValueError(f"renaming {label_set.entity_types} by {names} would merge types or leave one "
-                                 "unnamed")
+            if unnamed := [t for t in label_set.entity_types if not names.get(t, t)]:
+                raise ValueError(f"renaming {unnamed[0]} to an empty name (head {name!r}) would leave it unnamed")
+            if merged := sorted({t for t in types if types.count(t) > 1}):
+                sources = [t for t in label_set.entity_types if names.get(t, t) == merged[0]]
+                raise ValueError(f"renaming would merge {' and '.join(sources)} into {merged[0]} in head {name!r} "
+                                 f"(its types: {', '.join(label_set.entity_types)}); rename the other one too")
             renamed[name] = types
         self._set_types(renamed if len(renamed) > 1 else renamed[self.default_labels])
 

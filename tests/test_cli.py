@@ -225,7 +225,9 @@ def test_export_renames_entity_types(trained, capsys):
     assert main(["export", str(source), str(trained / "bad"), "--rename", "PER"]) == 2
     assert "lexner: error: --rename expects KEY=VALUE, got 'PER'" in capsys.readouterr().err
     for bad, message in (("NOPE=X", "cannot rename ['NOPE']: not types of this model (LOC, PER)"),
-                         ("PER=LOC", "would merge types")):
+                         ("PER=LOC", "renaming would merge LOC and PER into LOC in head 'default' (its types: "
+                                     "LOC, PER); rename the other one too"),
+                         ("PER=", "renaming PER to an empty name (head 'default') would leave it unnamed")):
         assert main(["export", str(source), str(trained / "bad"), "--rename", bad]) == 2
         assert message in capsys.readouterr().err
     assert not (trained / "bad").exists()
