@@ -150,9 +150,6 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool | None = None, 
                     tagger.source, ONNX_INSTALL)
         inherited = set()
     graphs = sorted(asked | inherited)
-    if tagger.source is not None and Path(out_dir).resolve() == Path(tagger.source).resolve():
-        raise ExportError(f"{out_dir} is the model being exported: export writes a copy (its renames and precision "
-                          "could not be undone on the source); give another directory")
     target = export_target(Path(out_dir), force)
     if piece_length is not None:
         tagger.set_piece_length(piece_length)

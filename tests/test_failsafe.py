@@ -208,17 +208,6 @@ def test_export_replaces_a_model_only_with_force(saved, tmp_path, capsys):
     assert (empty / "config.json").is_file()
 
 
-def test_export_onto_its_own_source_is_refused_and_leaves_it_as_it_was(saved, tmp_path, capsys):
-    """``lexner export M M --force --rename ...`` would have rewritten M for good (a copy was asked for)."""
-    before = {p.name: p.read_bytes() for p in saved.iterdir() if p.is_file()}
-    assert main(["export", str(saved), str(saved), "--force", "--half", "--rename", "PER=NAME"]) == 2
-    assert "is the model being exported: export writes a copy" in capsys.readouterr().err
-    assert {p.name: p.read_bytes() for p in saved.iterdir() if p.is_file()} == before
-    link = tmp_path / "link"
-    link.symlink_to(saved)  # the same directory by another name
-    assert main(["export", str(saved), str(link), "--force"]) == 2
-
-
 def test_export_below_a_file_names_the_file_that_is_in_the_way(saved, tmp_path, capsys):
     (tmp_path / "afile").write_text("mine", encoding="utf-8")
     assert main(["export", str(saved), str(tmp_path / "afile" / "copy")]) == 2
