@@ -127,16 +127,12 @@ def _progress(args) -> bool:
     return not args.no_progress and sys.stderr.isatty()
 
 
-def _reads_table(model_name: str, model_config: dict, table: str) -> bool:
-    """Whether a new ``model_name`` model with the ``--set`` values ``model_config`` has the embedding table
-    ``table`` (chars or bigrams), so that vectors for it are read."""
-    from .models import model_class
-    from .models.base import checked_config
-
-    cls = model_class(model_name)
-    config = checked_config(cls, model_config)
-    reads = cls.inputs(config)
-    return reads.chars and (table == "chars" or getattr(config, "bigram_dim", 0) > 0)
+def _vector_tables(cls, config) -> set[str]:
+    """The embedding tables with pretrained character or bigram vectors that a new model of class ``cls`` with
+    the checked ``config`` has (bigrams: unless ``bigram_dim`` is 0)."""
+    if not cls.inputs(config).chars:
+        return set()
+    return {"chars", "bigrams"} if getattr(config, "bigram_dim", 0) > 0 else {"chars"}
 
 
 def cmd_train(args) -> int:
@@ -162,7 +158,7 @@ def cmd_train(args) -> int:
     model_name = args.model or DEFAULT_TAGGER
     try:
         model_config = parse_config_values(model_class(model_name), _key_values(args.set, "--set"))
-        checked_config(model_class(model_name), model_config)  # ranges and the model's own rules (hidden even)
+        checked = checked_config(model_class(model_name), model_config)  # ranges, the model's rules (hidden even)
     except ValueError as err:
         raise CommandError(f"--set: {err}") from None  # before any data is read
     if model_name == "bert_crf" and args.init_from is None and not model_config.get("bert_path"):
@@ -204,8 +200,8 @@ def cmd_train(args) -> int:
     for name, path in (("chars", args.char_vectors), ("bigrams", args.bigram_vectors), ("words", args.word_vectors)):
         if path is not None:
             embeddings[name] = None if path == "none" else path
-        elif (embeddings[name] is None and name != "words" and args.init_from is None  # words: see --lexicon
-              and distributed.world().main and _reads_table(model_name, model_config, name)):
+        elif (embeddings[name] is None and args.init_from is None and distributed.world().main  # words: --lexicon
+              and name in _vector_tables(model_class(model_name), checked)):
             looked = Path(args.data_root if args.data_root is not None else data_root()) / EMBEDDING_FILES[name]
             option = f"--{name[:-1]}-vectors"
             log.warning("no pretrained %s vectors: %s is not there (set LEXNER_DATA or --data-root to the folder "

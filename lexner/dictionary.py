@@ -28,16 +28,15 @@ from .tagging import iter_model_lines
 log = logging.getLogger(__name__)
 
 
-def unseen_in(word: str, what: str, where: str = "") -> bool:
-    """Whether ``word`` (a dictionary or lexicon word, ``what``) holds what the model never sees — whitespace
-    other than between Latin letters or digits, a line break, a control character — so that it can never match;
-    if so, a warning says so (``where``: the file and line it came from) and shows the word as the model sees it."""
+def warn_if_unseen(word: str, what: str, where: str = "") -> None:
+    """A warning if ``word`` (a dictionary or lexicon word, ``what``) holds what the model never sees — whitespace
+    other than between Latin letters or digits, a line break, a control character — so that it can never match
+    (``where``: the file and line it came from), showing the word as the model sees it."""
     seen = "".join(line.view for line in iter_model_lines(word))
     if seen != word:
         log.warning("%s%s %r can never match: the model does not see its whitespace (except between Latin letters "
                     "or digits), line breaks or control characters; as it sees the text: %r",
                     f"{where}: " if where else "", what, word, seen)
-    return seen != word
 
 
 class Dictionary:
@@ -70,7 +69,7 @@ class Dictionary:
                 word.encode("utf-8")
             except UnicodeEncodeError:
                 raise ValueError(f"dictionary word {word!r} holds a lone surrogate") from None
-            unseen_in(word.strip(), "dictionary word", where)  # stripped, as the lexicon keeps it
+            warn_if_unseen(word.strip(), "dictionary word", where)  # stripped, as the lexicon keeps it
             self._put(word, label.strip())
 
     def update(self, other: "Dictionary") -> None:

@@ -59,14 +59,17 @@ def _text(value: Any, column: str) -> str:
     a guessed encoding, and a number is no text)."""
     if isinstance(value, str):
         return value
-    if value is None or (isinstance(value, float) and math.isnan(value)) or _pandas_null(value):
+    if _null(value):
         return ""
     hint = " (decode it first)" if isinstance(value, (bytes, bytearray)) else ""
     raise TypeError(f"column {column!r} holds a {type(value).__name__}, not a str{hint}: {value!r:.60}")
 
 
-def _pandas_null(value: Any) -> bool:
-    """Whether ``value`` is pandas' missing-value marker (``pd.NA``, ``pd.NaT``); pandas comes with Ray Data."""
+def _null(value: Any) -> bool:
+    """Whether ``value`` is a missing value: None, a float NaN, or pandas' ``pd.NA``/``pd.NaT`` (pandas comes with
+    Ray Data)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return True
     try:
         import pandas
     except ImportError:

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from ..crf import ConstrainedCRF
-from ..dictionary import Dictionary, unseen_in
+from ..dictionary import Dictionary, warn_if_unseen
 from ..entity import Entity
 from ..features import LABEL_SET_NAME, LEXICON_FILE, Batch, Featurizer
 from ..fileio import DataFormatError, ModelFormatError, atomic_directory, read_json, write_bytes, write_json
@@ -406,7 +406,7 @@ class Tagger(nn.Module):
         words = [w for w in (normalize(w.strip()) for w in words) if w]
         new = list(dict.fromkeys(w for w in words if w not in lexicon))
         for word in new:
-            unseen_in(word, "lexicon word")
+            warn_if_unseen(word, "lexicon word")
         if not new:
             return 0
         rows = self.embed.new_word_rows(new)

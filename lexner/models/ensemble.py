@@ -63,8 +63,7 @@ class Ensemble(Tagger):
     def runtime(self) -> str | None:
         """How the members run (:attr:`Tagger.runtime`): their runtime if they share one, None if they differ
         (each as its own directory asked)."""
-        members = self.__dict__["_modules"].get("members")
-        found = {member.runtime for member in members} if members is not None else set()
+        found = {member.runtime for member in getattr(self, "members", ())}  # none yet while Tagger.__init__ runs
         return found.pop() if len(found) == 1 else None
 
     @runtime.setter

@@ -63,9 +63,8 @@ class _Schedule:
 
 
 def build_schedule(heads: list[list[int]], tails: list[list[int]], device: torch.device,
-                   gather: int | None = None) -> tuple[_Schedule, list[tuple[int, int]]]:
-    """Schedule for words given per sentence as head/tail lists.  Returns it and the flat (sentence, word) order.
-    ``gather``: how many sentences' words the schedule's ``word_rows``/``word_cols`` list (None: all).
+                   gather: int | None = None) -> _Schedule:
+    """Schedule for words given per sentence as head/tail lists.  ``gather``: how many sentences' words the schedule's ``word_rows``/``word_cols`` list (None: all).
 
     Every index and mask is made on the host and sent to ``device`` in one copy (one transfer per batch, not
     one per tensor: on CUDA each small copy is a synchronisation)."""
@@ -114,11 +113,9 @@ def build_schedule(heads: list[list[int]], tails: list[list[int]], device: torch
     rows_part, cols_part = part([b for b, _ in gathered]), part([m for _, m in gathered])
     moved = torch.tensor([v for p in parts for v in p], dtype=torch.long).to(device).split([len(p) for p in parts])
     has_word = {end: moved[k].view(batch_size, slots[end]).bool() for end, k in masks.items()}
-    schedule = _Schedule(moved[order_part], start_sizes, {step: moved[k] for step, k in start_batch.items()},
-                         {step: [(end, moved[r], moved[d]) for end, r, d in groups]
-                          for step, groups in deliveries.items()}, dict(slots), has_word,
-                         moved[rows_part], moved[cols_part])
-    return schedule, flat
+    return _Schedule(moved[order_part], start_sizes, {step: moved[k] for step, k in start_batch.items()},
+                     {step: [(end, moved[r], moved[d]) for end, r, d in groups] for step, groups in deliveries.items()},
+                     dict(slots), has_word, moved[rows_part], moved[cols_part])
 
 
 class LatticeDirection(nn.Module):
@@ -236,7 +233,7 @@ class LatticeLSTM(Tagger):
             directions.append(self.backward_lattice)
             xs.append(reverse_within_length(x, batch.lengths))
         heads, tails = self._lattice_lists(batch)
-        schedule, _ = build_schedule(heads, tails, x.device, gather=len(x))  # the words listed once, not per direction
+        schedule = build_schedule(heads, tails, x.device, gather=len(x))  # the words listed once, not per direction
         hs = run_lattice(directions, xs, words[schedule.word_rows, schedule.word_cols], schedule)
         h = hs[0]
         if self.backward_lattice is not None:
