@@ -35,17 +35,18 @@ def _load_tasks(args) -> list:
     NAME:TRAIN[:DEV[:TEST]]``, or the one of ``--train``/``--dev``/``--test``.  Several make a multi-task model
     (one head per label set, the first the default); one trains a one-head model (``Task.name`` None), except
     with ``--init-from``, where the task's name chooses the saved model's head (``--train``: the default one)."""
-    from .data import (DATASETS, TRAIN_DEV_FRACTION, TRAIN_DEV_SEED, TYPE_MAPS, carve, load_dataset, map_types,
-                       read_file)
+    from .data import TRAIN_DEV_FRACTION, TRAIN_DEV_SEED, TYPE_MAPS, carve, load_splits, map_types, read_file
     from .features import LABEL_SET_NAME
     from .train import Task
 
     root = args.data_root
     tasks = []
+    named = {}  # name → its splits: each file read once (weibo and weibo:msra share them)
     for spec in args.dataset or []:
         name, _, head = spec.partition(":")
-        splits = [load_dataset(name, "train", root), load_dataset(name, "dev", root),
-                  load_dataset(name, "test", root) if "test" in DATASETS[name] else None]
+        if name not in named:
+            named[name] = load_splits(name, root)
+        splits = [named[name].get(split) for split in ("train", "dev", "test")]
         if head:
             mapping = TYPE_MAPS[(name, head)]
             splits = [map_types(split, mapping) if split is not None else None for split in splits]

@@ -431,16 +431,30 @@ def load_dataset(name: str, split: str, root: str | os.PathLike | None = None) -
     """
     if split not in ("train", "dev", "test"):
         raise ValueError(f"unknown split {split!r}; expected train, dev or test")
-    carved = CARVED.get(name, {})
-    if split != "train" and split not in carved:
+    if split != "train" and split not in CARVED.get(name, {}):
         return read_file(dataset_path(name, split, root))
+    return _from_training_file(name, root)[split]
+
+
+def load_splits(name: str, root: str | os.PathLike | None = None) -> dict[str, list[Sentence]]:
+    """Every split of a named dataset, ``{"train": ..., "dev": ..., "test": ...}`` (no ``test`` where it has
+    none), as :func:`load_dataset` gives them, each file read once (and its warnings logged once)."""
+    splits = _from_training_file(name, root)
+    for split in ("dev", "test"):
+        if split not in splits and split in DATASETS[name]:
+            splits[split] = read_file(dataset_path(name, split, root))
+    return splits
+
+
+def _from_training_file(name: str, root: str | os.PathLike | None) -> dict[str, list[Sentence]]:
+    """``train`` and the splits carved from the training file (:data:`CARVED`), from one reading of it."""
     path = dataset_path(name, "train", root)
     rest = read_file(path)
-    for part, (size, seed) in carved.items():
-        chosen, rest = carve(rest, size, seed, path, part)
-        if part == split:
-            return chosen
-    return rest
+    splits = {}
+    for part, (size, seed) in CARVED.get(name, {}).items():
+        splits[part], rest = carve(rest, size, seed, path, part)
+    splits["train"] = rest
+    return splits
 
 
 def carve(sentences: Sequence[Sentence], size: int, seed: int, path: str | os.PathLike,

@@ -432,6 +432,37 @@ def test_load_dataset_missing_file_mentions_lexner_data(tmp_path, monkeypatch):
             load_dataset(name, split)
 
 
+def test_load_splits_reads_each_file_once_and_matches_load_dataset(fake_root, tmp_path, monkeypatch):
+    monkeypatch.setitem(data.CARVED, "msra", {"dev": (4, data.MSRA_DEV_SEED)})
+    (tmp_path / "cluener").mkdir()
+    rows = [{"text": f"张三{i}", "label": {"name": {"张三": [[0, 1]]}}} for i in range(2100)]
+    (tmp_path / "cluener" / "train.json").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    read = []
+    monkeypatch.setattr(data, "read_file", lambda path, *a: read.append(Path(path).name) or read_file(path, *a))
+    for name, root, files in [("msra", fake_root, ["train.char.bmes", "test.char.bmes"]),
+                              ("weibo", fake_root, ["train.all.bmes", "dev.all.bmes", "test.all.bmes"]),
+                              ("cluener", tmp_path, ["train.json"])]:
+        read.clear()
+        splits = data.load_splits(name, root)
+        assert sorted(read) == sorted(files)
+        assert set(splits) == {"train", "dev", "test"}
+        for split, sentences in splits.items():
+            assert sentences == load_dataset(name, split, root), (name, split)
+
+
+def test_training_on_a_corpus_and_its_mapped_copy_reads_its_files_once(fake_root, monkeypatch):
+    from lexner import cli
+
+    read = []
+    monkeypatch.setattr(data, "read_file", lambda path, *a: read.append(Path(path).name) or read_file(path, *a))
+    args = cli.build_parser().parse_args(["train", "--dataset", "weibo", "--dataset", "weibo:msra", "--data-root",
+                                          str(fake_root), "--out", "x"])
+    tasks = cli._load_tasks(args)
+    assert sorted(read) == ["dev.all.bmes", "test.all.bmes", "train.all.bmes"]
+    assert [t.name for t in tasks] == ["weibo", "weibo-msra"]
+
+
 def test_load_dataset_bad_names(fake_root):
     with pytest.raises(ValueError, match="split"):
         load_dataset("weibo", "validation", fake_root)
