@@ -26,13 +26,18 @@ def score_spans(gold: Sequence[Sequence[Span]], predicted: Sequence[Sequence[Spa
     """Precision, recall and F1 per type, micro and macro averaged, from seqeval in strict IOBES mode.
 
     Returns ``{"micro": {...}, "macro": {...}, "per_type": {type: {...}}}`` where each ``{...}`` holds
-    ``precision``, ``recall``, ``f1`` (fractions in [0, 1]) and ``support`` (gold entities).
+    ``precision``, ``recall``, ``f1`` (fractions in [0, 1]) and ``support`` (gold entities); ``micro`` also
+    ``predicted`` (predicted entities), so that scores of several sets can be pooled exactly.
     """
+    if not len(gold) == len(predicted) == len(lengths):
+        raise ValueError(f"{len(gold)} gold, {len(predicted)} predicted and {len(lengths)} lengths: one of each "
+                         "per sentence")
+    counted = {"predicted": sum(len(spans) for spans in predicted)}
     y_true = [spans_to_tags(g, n, "BIOES") for g, n in zip(gold, lengths)]
     y_pred = [spans_to_tags(p, n, "BIOES") for p, n in zip(predicted, lengths)]
     if not any(tag != "O" for seq in y_true + y_pred for tag in seq):
         zero = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
-        return {"micro": dict(zero), "macro": dict(zero), "per_type": {}}
+        return {"micro": {**zero, **counted}, "macro": dict(zero), "per_type": {}}
     report = classification_report(
         y_true, y_pred, mode="strict", scheme=IOBES, output_dict=True, zero_division=0
     )
@@ -42,7 +47,7 @@ def score_spans(gold: Sequence[Sequence[Span]], predicted: Sequence[Sequence[Spa
 
     averages = {"micro avg", "macro avg", "weighted avg"}
     return {
-        "micro": clean(report["micro avg"]),
+        "micro": {**clean(report["micro avg"]), **counted},
         "macro": clean(report["macro avg"]),
         "per_type": {k: clean(v) for k, v in report.items() if k not in averages},
     }

@@ -1090,11 +1090,11 @@ class Trainer:
         per_task = {t.name: evaluate(model, getattr(t, split), batch_size, labels=t.labels) for t in tasks
                     if getattr(t, split) is not None}
         mean = {k: sum(s["micro"][k] for s in per_task.values()) / len(per_task) for k in ("precision", "recall", "f1")}
-        found = {name: s["micro"]["recall"] * s["micro"]["support"] for name, s in per_task.items()}  # true positives
-        predicted = sum(found[n] / s["micro"]["precision"] for n, s in per_task.items() if s["micro"]["precision"])
+        found = sum(round(s["micro"]["recall"] * s["micro"]["support"]) for s in per_task.values())  # true positives
+        predicted = sum(s["micro"]["predicted"] for s in per_task.values())
         gold = sum(s["micro"]["support"] for s in per_task.values())
-        precision = sum(found.values()) / predicted if predicted else 0.0
-        recall = sum(found.values()) / gold if gold else 0.0
+        precision = found / predicted if predicted else 0.0
+        recall = found / gold if gold else 0.0
         pooled = {"precision": precision, "recall": recall,
                   "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0}
         return {"tasks": per_task, "mean": mean, "pooled": pooled, "selection": self.config.task_selection}

@@ -95,3 +95,11 @@ def test_a_mention_seen_with_another_type_counts_as_unseen():
     sents = [Sentence("北京", [Span(0, 2, "LOC")])]
     scores = evaluate(FixedTagger({"北京": [Span(0, 2, "LOC")]}), sents, seen=train)
     assert scores["unseen"]["support"] == 1 and scores["seen"]["support"] == 0 and scores["seen"]["share"] == 0.0
+
+
+def test_score_spans_refuses_lists_of_different_lengths():
+    spans = [[Span(0, 2, "PER")], [Span(0, 2, "LOC")]]
+    with pytest.raises(ValueError, match="2 gold, 2 predicted and 1 lengths"):
+        score_spans(spans, spans, [2])
+    assert score_spans(spans, spans, [2, 2])["micro"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0,
+                                                           "support": 2, "predicted": 2}

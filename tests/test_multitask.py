@@ -240,8 +240,9 @@ def test_cli_dataset_name_colon_head_maps_a_named_dataset_into_another_head(monk
 
     weibo = [Sentence("小明在新浪", [Span(0, 2, "PER.NAM"), Span(3, 5, "ORG.NAM")]),
              Sentence("老师好", [Span(0, 2, "PER.NOM")])]
-    monkeypatch.setattr(data, "load_dataset", lambda name, split, root=None: weibo if name == "weibo" else [
-        Sentence("张三在北京", [Span(0, 2, "NR"), Span(3, 5, "NS")])])
+    msra = [Sentence("张三在北京", [Span(0, 2, "NR"), Span(3, 5, "NS")])]
+    monkeypatch.setattr(data, "load_splits", lambda name, root=None: dict.fromkeys(
+        ("train", "dev", "test"), weibo if name == "weibo" else msra))
     args = Namespace(dataset=["msra", "weibo", "weibo:msra"], task=None, train=None, dev=None, test=None,
                      data_root=None, format="auto", dev_blocks=0, dev_fraction=None)
     tasks = cli._load_tasks(args)
@@ -278,3 +279,22 @@ def test_a_head_that_is_not_a_name_is_a_type_error(corpus, labels):
     with pytest.raises(TypeError, match="labels must be a head's name"):
         tagger.tag("张三在北京", labels=labels)
     assert all(e.label == "city" for e in tagger.tag("张三在北京", labels="fine"))  # a name works
+
+
+def test_pooled_scores_count_the_entities_of_a_task_that_got_none_right():
+    """Pooled precision counts every predicted entity — also those of a head with no true positive (they were
+    left out, which raised the pooled precision and F1 the trainer selects on)."""
+    import types
+
+    from lexner.entity import Entity
+
+    class Tagger:  # task a finds its entity; task b predicts one wrong entity per sentence
+        def tag_batch(self, texts, batch_size, labels=None):
+            return [[Entity(0, 2, "X", t[:2])] if labels == "a" else [Entity(2, 4, "X", t[2:4])] for t in texts]
+
+    gold = [Sentence("甲乙丙丁", [Span(0, 2, "X")])] * 10
+    tasks = [Task(name, gold[:1], gold) for name in ("a", "b")]
+    trainer = types.SimpleNamespace(config=types.SimpleNamespace(eval_batch_size=8, task_selection="pooled"))
+    scores = Trainer.scores(trainer, Tagger(), tasks, "dev")
+    assert scores["tasks"]["b"]["micro"]["predicted"] == 10 and scores["tasks"]["b"]["micro"]["precision"] == 0
+    assert scores["pooled"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5})
