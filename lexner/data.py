@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from .fileio import DataFormatError, iter_lines
+from .fileio import DataFormatError, iter_lines, leading_bom
 from .schemes import (TYPE_NAME_RULE, Span, detect_scheme, ill_formed, is_type_name, spans_to_tags, split_tag,
                       tags_to_spans)
 
@@ -339,7 +339,8 @@ def write_conll(sentences: Iterable[Sentence], path: str | os.PathLike, scheme: 
                 raise ValueError(f"sentence {k} ({s.text[:20]!r}) is empty or holds whitespace, which a "
                                  "character-per-line file cannot hold; write_jsonl keeps it")
             tags = spans_to_tags(s.spans, len(s.text), scheme)
-            out.write("".join(f"{c}\t{t}\n" for c, t in zip(s.text, tags)) + "\n")
+            lines = "".join(f"{c}\t{t}\n" for c, t in zip(s.text, tags)) + "\n"
+            out.write(leading_bom(lines) + lines if k == 0 else lines)
 
 
 def write_jsonl(sentences: Iterable[Sentence], path: str | os.PathLike) -> None:

@@ -75,6 +75,13 @@ def _text_without_bom(binary: IO[bytes], errors: str, newline: str | None) -> io
     return io.TextIOWrapper(binary, encoding="utf-8", errors=errors, newline=newline)
 
 
+def leading_bom(first: str) -> str:
+    """What a text file whose first written text is ``first`` must start with so that a reader, which drops a
+    leading byte-order mark (:func:`open_text`), reads that text back whole: a mark of its own where ``first``
+    begins with U+FEFF (a character-per-line file's first character), else nothing."""
+    return "\ufeff" if first.startswith("\ufeff") else ""
+
+
 def shown_name(path: str | os.PathLike) -> str:
     """How messages name an input: its path, or ``<stdin>`` for ``-``."""
     return "<stdin>" if str(path) == STDIN else str(path)

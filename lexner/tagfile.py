@@ -16,9 +16,9 @@ import stat
 import sys
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO, Callable, Iterable, Iterator
 
-from .fileio import STDIN, atomic_file, bytes_read, file_size, iter_lines, shown_name
+from .fileio import STDIN, atomic_file, bytes_read, file_size, iter_lines, leading_bom, shown_name
 from .output import HTML_HEAD, HTML_TAIL, render
 
 log = logging.getLogger(__name__)
@@ -64,14 +64,14 @@ def _chunks(lines: Iterable[tuple[int, str]], size: int) -> Iterator[list[str]]:
 
 
 class _Framed:
-    """A text stream that writes ``head`` into ``out`` before its first text."""
+    """A text stream that writes ``head(text)`` into ``out`` before its first text (not empty)."""
 
-    def __init__(self, out: IO[str], head: str):
+    def __init__(self, out: IO[str], head: Callable[[str], str]):
         self.out, self.head, self.started = out, head, False
 
     def write(self, text: str) -> int:
-        if not self.started:
-            self.out.write(self.head)
+        if not self.started and text:
+            self.out.write(self.head(text))
             self.started = True
         return self.out.write(text)
 
@@ -83,11 +83,15 @@ class _Framed:
 def page(out: IO[str], fmt: str):
     """The stream to write the records into: for ``html``, the texts' blocks inside one page (its head before
     the first block, its end also after a failure, so what was tagged can be looked at; a failure before the
-    first block writes nothing, so that no empty page is kept as partial work); other formats need no frame."""
+    first block writes nothing, so that no empty page is kept as partial work); for ``conll``, a byte-order mark
+    before a first character U+FEFF (:func:`lexner.fileio.leading_bom`); other formats need no frame."""
+    if fmt == "conll":
+        yield _Framed(out, leading_bom)
+        return
     if fmt != "html":
         yield out
         return
-    framed = _Framed(out, HTML_HEAD)
+    framed = _Framed(out, lambda first: HTML_HEAD)
     try:
         yield framed
     except BaseException:

@@ -660,3 +660,12 @@ def test_an_error_quoting_a_very_long_line_is_cut_in_the_middle(tmp_path):
     text = str(info.value)
     assert text.startswith(f"{path}:1: ") and len(text) < 400 + len(str(path)) and "[...]" in text
     assert len(info.value.message) > 100_000  # the whole message stays on the exception
+
+
+def test_write_conll_keeps_a_first_character_u_feff(tmp_path):
+    from lexner.data import write_conll
+
+    sentences = [Sentence("\ufeff张三在北京", [Span(1, 3, "PER")]), Sentence("\ufeff李四", [Span(1, 3, "PER")])]
+    write_conll(sentences, tmp_path / "x.conll")
+    assert read_file(tmp_path / "x.conll") == sentences
+    assert (tmp_path / "x.conll").read_bytes().count(b"\xef\xbb\xbf") == 3  # one mark more than the texts hold

@@ -160,3 +160,20 @@ def test_conll_output_warns_that_empty_lines_get_no_record(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="lexner"):  # jsonl keeps a record per line: nothing to say
         tag_file(lexner.load(), tmp_path / "in.txt", tmp_path / "out.jsonl", progress=False)
     assert not caplog.records and len((tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()) == 4
+
+
+def test_conll_output_whose_first_character_is_u_feff_reads_back_whole(tmp_path):
+    """A reader drops a byte-order mark at a file's start; a first character U+FEFF (a text beginning with it,
+    or with whitespace and then it) gets a mark of its own before it, so lexner reads the file back."""
+    from lexner.data import read_file
+
+    ner = lexner.load()
+    for text in ("\ufeff张三在北京", " \ufeff张三在北京"):
+        (tmp_path / "in.txt").write_text("\ufeff" + text + "\n李四\n", encoding="utf-8")  # the file's own BOM too
+        tag_file(ner, tmp_path / "in.txt", tmp_path / "out.conll", fmt="conll", progress=False)
+        back = read_file(tmp_path / "out.conll", "conll")
+        assert [s.text for s in back] == ["\ufeff张三在北京", "李四"]
+        assert [back[0].text[s.start:s.end] for s in back[0].spans] == ["张三", "北京"]
+    stream = io.StringIO()
+    tag_file(ner, tmp_path / "in.txt", stream, fmt="jsonl", progress=False)  # no mark where none is needed
+    assert stream.getvalue().startswith('{"text": " \ufeff')
