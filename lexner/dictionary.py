@@ -8,17 +8,19 @@ Which occurrences are selected: leftmost first, and at one start the longest wor
 one already selected is skipped (``{"北京": LOC, "北京大学": ORG}`` on ``北京大学在北京`` forces ``北京大学``/ORG
 and the second ``北京``/LOC).  Words are matched after lexner's normalisation (full-width ASCII = ASCII), on
 the characters the model sees (whitespace removed, see :mod:`lexner.tagging`): an occurrence that would put an
-entity boundary where whitespace forbids one (inside ``北 京``, say) is skipped, and a word holding whitespace
-the model does not see (``北 京``; only whitespace between Latin letters or digits, ``Elon Musk``, is seen), a line
-break or a control character (``深\u200b圳``) never matches: adding one warns.  Types must be types the model
-knows: anything else is refused when the dictionary is given (the decoder has no tag for it).
+entity boundary where whitespace forbids one (inside ``北 京``, say), or one longer than the tagger's pieces, is
+no candidate — it is not forced, and the occurrences it overlaps are chosen as if it were not there — and a word
+holding whitespace the model does not see (``北 京``; only whitespace between Latin letters or digits, ``Elon
+Musk``, is seen), a line break or a control character (``深\u200b圳``) never matches: adding one warns.  Types
+must be types the model knows: anything else is refused when the dictionary is given (the decoder has no tag
+for it).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from .fileio import DataFormatError, iter_lines
 from .lexicon import Lexicon
@@ -118,13 +120,15 @@ class Dictionary:
     def labels(self) -> set[str]:
         return set(self.types.values())
 
-    def occurrences(self, text: str) -> list[tuple[int, int, str]]:
+    def occurrences(self, text: str, allowed: Callable[[int, int], bool] | None = None) -> list[tuple[int, int, str]]:
         """``(start, end, type)`` of the selected occurrences in ``text``: leftmost first, longest at a start,
-        none overlapping."""
+        none overlapping.  ``allowed(start, end)``: whether an occurrence can be forced there at all (the
+        tagger's whitespace and piece-length rules); one that cannot is no candidate, so it takes no other's
+        place."""
         chosen: list[tuple[int, int, str]] = []
         end_of_last = 0
         for match in sorted(self._lexicon.match(text), key=lambda m: (m.start, -m.end)):
-            if match.start >= end_of_last:
+            if match.start >= end_of_last and (allowed is None or allowed(match.start, match.end)):
                 chosen.append((match.start, match.end, self.types[match.word_id]))
                 end_of_last = match.end
         return chosen

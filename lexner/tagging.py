@@ -85,16 +85,23 @@ class ModelLine:
         """A span of ``view`` as a span of the original text."""
         return Span(self.offset(span.start), self.offset(span.end - 1) + 1, span.label)
 
+    def allows(self, start: int, end: int) -> bool:
+        """Whether whitespace lets ``view[start:end]`` be one entity (its tags' prefixes are allowed there)."""
+        return all(prefix in self.constraints.get(start + k, prefix) for k, prefix in enumerate(_prefixes(end - start)))
+
     def with_forced(self, occurrences: Sequence[tuple[int, int, str]]) -> dict[int, str | tuple[str, ...]]:
         """``constraints`` plus, for each ``(start, end, type)`` of ``view`` that whitespace allows there, the
         single BIOES tag each of its characters must take (a tuple of one tag name)."""
         merged: dict[int, str | tuple[str, ...]] = dict(self.constraints)
         for start, end, label in occurrences:
-            tags = ([f"S-{label}"] if end - start == 1
-                    else [f"B-{label}"] + [f"I-{label}"] * (end - start - 2) + [f"E-{label}"])
-            if all(tag[0] in self.constraints.get(start + k, tag[0]) for k, tag in enumerate(tags)):
-                merged.update({start + k: (tag,) for k, tag in enumerate(tags)})
+            if self.allows(start, end):
+                merged.update({start + k: (f"{prefix}-{label}",) for k, prefix in enumerate(_prefixes(end - start))})
         return merged
+
+
+def _prefixes(length: int) -> str:
+    """The BIOES prefixes of one entity of ``length`` characters: ``S``, ``BE``, ``BIE``, ..."""
+    return "S" if length == 1 else "B" + "I" * (length - 2) + "E"
 
 
 def iter_model_lines(text: str) -> Iterator[ModelLine]:
@@ -335,7 +342,8 @@ def tag_texts(tagger, texts: Iterable[str], batch_size: int = 64, labels: str | 
     def pieces() -> Iterator[tuple[_Line, int]]:
         for i, text in enumerate(texts):
             for line in iter_model_lines(text):
-                occurrences = dictionary.occurrences(line.view) if dictionary else []
+                occurrences = dictionary.occurrences(  # a word longer than a piece cannot be forced whole
+                    line.view, lambda s, e: e - s <= tagger.max_length and line.allows(s, e)) if dictionary else []
                 constraints = line.with_forced(occurrences) if occurrences else line.constraints
                 windows = tuple(split_windows(line.view, tagger.max_length, tagger.overlap,  # see ModelLine
                                               [(s, e) for s, e, _ in occurrences]))

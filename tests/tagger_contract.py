@@ -253,6 +253,18 @@ class TaggerContract:
         assert wanted and all(occurrence in found for occurrence in wanted)
         assert tagger.tag_batch([text, "北京大学"]) == [tagger.tag(text), tagger.tag("北京大学")]
 
+    def test_a_dictionary_word_that_cannot_be_forced_takes_no_other_words_place(self):
+        """An occurrence whitespace rules out (北京 across the space of 北 京) or one longer than a window is no
+        candidate: the occurrences it overlaps are forced as if it were not there (it blocked them)."""
+        tagger = self.make(seed=2).eval()
+        tagger.add_dictionary({"北京": "LOC", "京东": "PER"})
+        assert (3, 5, "PER") in {(e.start, e.end, e.label) for e in tagger.tag("东北 京东总部")}
+        assert (2, 4, "PER") in {(e.start, e.end, e.label) for e in tagger.tag("北 京东在这里")}
+        tagger.max_length, tagger.overlap = 5, 2
+        tagger.add_dictionary({"北京国际奥委会": "PER", "奥委会": "LOC"})
+        found = {(e.start, e.end, e.label) for e in tagger.tag("北京国际奥委会")}
+        assert {(0, 2, "LOC"), (4, 7, "LOC")} <= found
+
     def test_dictionary_types_the_model_does_not_know_are_refused(self):
         tagger = self.make()
         with pytest.raises(ValueError, match=r"dictionary types \['COMPANY'\] are not types of this model"):
