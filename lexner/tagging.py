@@ -250,21 +250,31 @@ def _pieces_not_cutting(pieces: list[tuple[int, int]], inside: set[int]) -> Iter
 class WindowMerger:
     """Puts the entities of a line's windows back together, one window at a time in order (so that nothing but
     the last kept entity's end need be remembered): a window keeps the entities that start between the
-    middles of its overlaps with its neighbours, and none that would overlap one already kept."""
+    middles of its overlaps with its neighbours, and none that would overlap one already kept.  An entity that
+    ends at the window's end, where the next window overlaps it and holds its start, may be cut short there: if
+    the next window finds an entity at the same start, that one is kept (it sees what follows), else this one."""
 
     def __init__(self, windows: Sequence[tuple[int, int]]):
         self.windows = windows
         self.last_end = 0
+        self.deferred: Span | None = None  # an entity the previous window left to this one to confirm
 
     def add(self, k: int, found: Sequence[Span]) -> list[Span]:
         """The entities kept of window ``k``'s (offsets relative to the window), with offsets into the line."""
         windows, (start, end) = self.windows, self.windows[k]
         low = (start + windows[k - 1][1] + 1) // 2 if k and windows[k - 1][1] > start else start
-        high = (windows[k + 1][0] + end + 1) // 2 if k + 1 < len(windows) and windows[k + 1][0] < end else end
+        following = windows[k + 1][0] if k + 1 < len(windows) and windows[k + 1][0] < end else None
+        high = (following + end + 1) // 2 if following is not None else end
+        spans = [Span(span.start + start, span.end + start, span.label) for span in found]
         kept = []
-        for span in found:
-            s = Span(span.start + start, span.end + start, span.label)
+        if self.deferred is not None:
+            kept.append(next((s for s in spans if s.start == self.deferred.start), self.deferred))
+            self.last_end, self.deferred = kept[0].end, None
+        for s in spans:
             if low <= s.start < high and s.start >= self.last_end:
+                if s.end == end and following is not None and s.start >= following:
+                    self.deferred = s  # perhaps cut short by this window's end: the next window holds it
+                    break
                 kept.append(s)
                 self.last_end = s.end
         return kept
