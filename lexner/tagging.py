@@ -4,7 +4,7 @@
 LF, CR, CRLF, U+2028/2029, ...) is a hard boundary, and each line is tagged exactly as if it were a text of its
 own.  Within a line the model sees the characters without their whitespace (lexner's models are trained on
 Chinese text, which has none), except whitespace between two Latin letters or digits (``Elon Musk``, ``iPhone
-15``).  Entities are then constrained in the decoder, never edited afterwards: an entity cannot start or end
+15``; :func:`is_latin_alnum`, a combining diacritic counting as the letter it follows).  Entities are then constrained in the decoder, never edited afterwards: an entity cannot start or end
 at a kept whitespace character (it may only be inside one), and cannot run across removed whitespace — so no
 entity ever starts or ends with whitespace, holds whitespace other than between Latin letters/digits, or
 crosses a line break.  Control and format characters (NUL, zero-width space, soft hyphen, BOM, ...:
@@ -17,7 +17,8 @@ A text longer than ``max_length`` is cut after sentence-final punctuation into p
 long is cut into windows of ``max_length`` that overlap by ``overlap`` characters.  Entities found in
 overlapping windows are merged at the middle of each overlap: the left window's entities that start before
 the middle, the right window's from the middle on, and an entity that would overlap one already kept is
-dropped — so no entity is reported twice and offsets always index the whole text.
+dropped — so no entity is reported twice and offsets always index the whole text (:class:`WindowMerger`; an
+entity the left window's end may have cut short is taken from the right window, where it starts the same).
 """
 
 from __future__ import annotations
@@ -56,9 +57,19 @@ ALONE = "OS"  # removed whitespace on both sides
 
 
 def is_latin_alnum(char: str) -> bool:
-    """A Latin letter (ASCII or Latin-1/Extended-A/B, full-width included) or a digit 0-9."""
+    """A Latin letter (ASCII, Latin-1, Extended-A/B or Extended Additional — Vietnamese ạ, ọ — full-width
+    included) or a digit 0-9."""
     c = normalize(char)
-    return (c.isascii() and c.isalnum()) or ("\u00c0" <= c <= "\u024f" and c.isalpha())
+    return (c.isascii() and c.isalnum()) or (("\u00c0" <= c <= "\u024f" or "\u1e00" <= c <= "\u1eff") and c.isalpha())
+
+
+def _base_before(text: str, position: int, floor: int) -> str:
+    """The character before ``position`` (not before ``floor``), past any combining diacritics (U+0300–U+036F,
+    the accent of a decomposed ``ë``), which belong to the letter before them."""
+    k = position - 1
+    while k > floor and "\u0300" <= text[k] <= "\u036f":
+        k -= 1
+    return text[k]
 
 
 @dataclass
@@ -149,7 +160,7 @@ def _model_line(text: str, start: int, end: int) -> ModelLine:
         if not space:
             keep(a, b)
         elif 0 < k < len(parts) - 1:  # whitespace with text on both sides (at a line's ends it just goes)
-            if is_latin_alnum(text[a - 1]) and is_latin_alnum(text[b]):
+            if is_latin_alnum(_base_before(text, a, start)) and is_latin_alnum(text[b]):
                 for kept in _SPACE_RUN.finditer(text, a, b):  # its whitespace, not its control characters
                     constraints.update(dict.fromkeys(range(size, size + kept.end() - kept.start()), INSIDE))
                     keep(kept.start(), kept.end())

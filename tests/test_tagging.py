@@ -151,6 +151,9 @@ def test_control_class_is_every_control_and_format_character_that_is_not_whitesp
     ("我\u200b 和", ["我和"], [{0: "OES", 1: "OBS"}]),  # beside whitespace: the whitespace's boundary
     ("Elon\u200b Musk", ["Elon Musk"], [{4: "OI"}]),  # kept whitespace keeps no control character
     ("\u200b\xad\n\ufeff", [], []),
+    ("Zoe\u0308 Smith", ["Zoe\u0308 Smith"], [{4: "OI"}]),  # a decomposed ë is a Latin letter too
+    ("Phạm Thọ", ["Phạm Thọ"], [{4: "OI"}]),  # Latin Extended Additional (Vietnamese)
+    ("北\u0301 京", ["北\u0301京"], [{1: "OES", 2: "OBS"}]),  # a combining mark after a Chinese character
 ])
 def test_model_lines(text, views, constraints):
     from lexner.tagging import iter_model_lines
