@@ -3,7 +3,8 @@
 Lookups (characters, bigrams, lexicon words) use a normalised copy of the text:
 
 * full-width ASCII variants (U+FF01..U+FF5E) become ASCII and U+3000 (ideographic space) a space — the
-  pretrained vectors in the data root were trained on text normalised so;
+  pretrained vectors in the data root were trained on text normalised so — and so do the other spaces (no-break
+  space, U+2000..U+200A, ...: ``SPACES``), so that ``Elon\u00a0Musk`` matches a dictionary's ``Elon Musk``;
 * Traditional Chinese becomes Simplified (OpenCC's ``t2s``), so that a model trained on Simplified text
   reads Hong Kong and Taiwan text: a whole text is converted at once (so that OpenCC's phrase rules apply,
   e.g. 乾隆 keeps 乾 while 乾淨 becomes 干净); where that changes the text's length, each character is
@@ -19,9 +20,11 @@ import re
 from functools import lru_cache
 from typing import Sequence
 
+# Every space separator (Unicode Zs) but U+0020 (checked against unicodedata in tests/test_text.py).
+SPACES = "".join(map(chr, [0xA0, 0x1680, *range(0x2000, 0x200B), 0x202F, 0x205F, 0x3000]))
 _FULLWIDTH_TABLE = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}
-_FULLWIDTH_TABLE[0x3000] = 0x20
-_FULLWIDTH = re.compile("[\uff01-\uff5e\u3000]")
+_FULLWIDTH_TABLE.update(dict.fromkeys(map(ord, SPACES), 0x20))
+_FULLWIDTH = re.compile(f"[\uff01-\uff5e{SPACES}]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -56,8 +59,8 @@ def _halfwidth(text: str) -> str:
 
 
 def normalize(text: str) -> str:
-    """``text`` with full-width ASCII variants mapped to ASCII, U+3000 to a space and Traditional characters to
-    Simplified.  The result has exactly ``len(text)`` code points."""
+    """``text`` with full-width ASCII variants mapped to ASCII, every space separator to U+0020 and Traditional
+    characters to Simplified.  The result has exactly ``len(text)`` code points."""
     return to_simplified(_halfwidth(text))
 
 

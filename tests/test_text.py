@@ -32,7 +32,7 @@ def test_ideographic_space_becomes_space():
 
 def test_neighbours_of_the_range_are_unchanged():
     # U+FF00 is unassigned, U+FF5F (fullwidth white parenthesis) and U+FF61.. (half-width forms) are not mapped
-    for ch in ["\uff00", "\uff5f", "\uff60", "\uff61", "\uff65", "\uffe0", "\u3001", "\u3002", "\u2003", "\u00a0"]:
+    for ch in ["\uff00", "\uff5f", "\uff60", "\uff61", "\uff65", "\uffe0", "\u3001", "\u3002", "\u200b", "\t"]:
         assert normalize(ch) == ch, hex(ord(ch))
 
 
@@ -51,7 +51,7 @@ def test_length_preserved_and_position_wise(text):
 
 
 @SETTINGS
-@given(st.text(alphabet=st.characters(blacklist_characters="\u3000", blacklist_categories=("Cs",)).filter(
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Zs")).filter(
     lambda ch: not 0xFF01 <= ord(ch) <= 0xFF5E)))
 def test_identity_on_text_without_fullwidth(text):
     assert normalize(text) == text
@@ -97,3 +97,21 @@ def test_a_saved_lexicon_keeps_its_ids_when_forms_collapse():
 def test_lone_surrogates_are_looked_up_as_replacement_characters():
     assert normalize("\ud800北京\udfff") == "\ufffd北京\ufffd"
     assert normalize("\ud800臺灣") == "\ufffd台湾"
+
+
+def test_every_space_separator_reads_as_a_space():
+    import unicodedata
+
+    from lexner.text import SPACES
+
+    separators = {chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Zs"} - {" "}
+    assert set(SPACES) == separators
+    assert normalize("Elon" + "".join(sorted(separators)) + "Musk") == "Elon" + " " * len(separators) + "Musk"
+
+
+def test_a_dictionary_word_with_a_space_matches_the_text_with_another_space():
+    import lexner
+
+    ner = lexner.load(dictionary={"Elon Musk": "PER"})
+    for space in ("\u00a0", "\u2009", "\u3000", " "):
+        assert [(e.text, e.label) for e in ner.tag(f"Elon{space}Musk来了")] == [(f"Elon{space}Musk", "PER")]
