@@ -23,9 +23,9 @@ from collections import Counter
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from .fileio import DataFormatError, iter_lines, leading_bom
+from .fileio import DataFormatError, atomic_file, iter_lines, leading_bom
 from .schemes import (TYPE_NAME_RULE, Span, detect_scheme, ill_formed, is_type_name, spans_to_tags, split_tag,
                       tags_to_spans)
 
@@ -332,25 +332,36 @@ def write_conll(sentences: Iterable[Sentence], path: str | os.PathLike, scheme: 
     """``sentences`` as a character-per-line file (``character TAB tag``, a blank line after each sentence) in
     ``scheme`` (BIO, BIOES or BMES), which :func:`read_file` reads back.  Such a file cannot hold a whitespace
     character or an empty sentence: a sentence with one raises ``ValueError`` (:func:`write_jsonl` keeps any
-    text)."""
-    with open(path, "w", encoding="utf-8") as out:
+    text).  Both writers replace ``path`` only when done (:func:`lexner.fileio.atomic_file`: compressed by a
+    ``.gz``/``.xz`` suffix), and refuse spans that do not fit their sentence, naming it."""
+    with atomic_file(path) as out:
         for k, s in enumerate(sentences):
             if not s.text or any(c.isspace() for c in s.text):
                 raise ValueError(f"sentence {k} ({s.text[:20]!r}) is empty or holds whitespace, which a "
                                  "character-per-line file cannot hold; write_jsonl keeps it")
-            tags = spans_to_tags(s.spans, len(s.text), scheme)
+            tags = _checked(k, s, lambda: spans_to_tags(s.spans, len(s.text), scheme))
             lines = "".join(f"{c}\t{t}\n" for c, t in zip(s.text, tags)) + "\n"
             out.write(leading_bom(lines) + lines if k == 0 else lines)
 
 
 def write_jsonl(sentences: Iterable[Sentence], path: str | os.PathLike) -> None:
-    """``sentences`` as JSONL, one record per line for every line reader (:func:`lexner.output.json_line`)."""
+    """``sentences`` as JSONL, one record per line for every line reader (:func:`lexner.output.json_line`);
+    see :func:`write_conll` for how the file is written."""
     from .output import json_line
 
-    with open(path, "w", encoding="utf-8") as out:
-        for s in sentences:
+    with atomic_file(path) as out:
+        for k, s in enumerate(sentences):
+            _checked(k, s, lambda: spans_to_tags(s.spans, len(s.text), "BIOES"))
             out.write(json_line({"text": s.text, "entities": [{"start": a, "end": b, "label": l}
                                                               for a, b, l in s.spans]}))
+
+
+def _checked(k: int, sentence: Sentence, tags: Callable[[], list[str]]) -> list[str]:
+    """``tags()`` — a sentence's tags, which checks its spans — with sentence ``k`` named in its error."""
+    try:
+        return tags()
+    except ValueError as err:
+        raise ValueError(f"sentence {k} ({sentence.text[:20]!r}): {err}") from None
 
 
 # --- named datasets -------------------------------------------------------------------------------------

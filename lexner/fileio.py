@@ -45,6 +45,9 @@ STDIN = "-"  # the path that names standard input where a command reads lines (`
 UTF8_ERRORS = ("strict", "skip", "replace")
 
 
+COMPRESSORS = {".gz": gzip.open, ".xz": lzma.open}  # by a file name's last suffix, reading and writing
+
+
 def open_text(path: str | os.PathLike, errors: str = "strict", newline: str | None = None) -> IO[str]:
     """Open a UTF-8 text file for reading, decompressing ``.gz`` and ``.xz`` by their suffix.
 
@@ -56,7 +59,7 @@ def open_text(path: str | os.PathLike, errors: str = "strict", newline: str | No
         raise IsADirectoryError(f"{path}: is a directory, not a file")
     if not path.exists():  # a pipe or device (<(cmd), /dev/stdin) is read like a file
         raise FileNotFoundError(f"{path}: no such file")
-    opener = {".gz": gzip.open, ".xz": lzma.open}.get(path.suffix, open)
+    opener = COMPRESSORS.get(path.suffix, open)
     binary = opener(path, "rb")
     try:
         return _text_without_bom(binary, errors, newline)  # reads the first bytes
@@ -227,7 +230,8 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
     file survives a failed run) and the temporary file is removed — or, with ``partial``, renamed to that path
     if anything was written, so that the work done before the failure is kept.  A replaced file keeps its
     permissions; a new one gets the umask's (never safetensors' 0600).  Text that cannot be encoded (a lone
-    surrogate) raises before anything is replaced.  ``binary``: the stream takes bytes.
+    surrogate) raises before anything is replaced.  ``binary``: the stream takes bytes.  A text file named
+    ``*.gz`` or ``*.xz`` is written compressed so, as :func:`open_text` reads it (partial work too).
 
     A ``final`` that names an open descriptor (``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N``,
     ``/proc/self/fd/N``: whatever it is redirected to, a file appended to with ``>>`` too) or that is not a
@@ -251,11 +255,16 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
     parent.mkdir(parents=True, exist_ok=True)
     mode = final.stat().st_mode & 0o7777 if final.exists() else _default_mode()
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=parent)
+    compressed = None if binary else COMPRESSORS.get(final.suffix)
     try:
-        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+        with (os.fdopen(fd, "wb") if binary or compressed else os.fdopen(fd, "w", encoding="utf-8", newline="")) as raw:
+            if compressed:
+                with compressed(raw, "wt", encoding="utf-8", newline="") as handle:
+                    yield handle
+            else:
+                yield raw
+            raw.flush()
+            os.fsync(raw.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, final)
     except BaseException:

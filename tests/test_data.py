@@ -669,3 +669,20 @@ def test_write_conll_keeps_a_first_character_u_feff(tmp_path):
     write_conll(sentences, tmp_path / "x.conll")
     assert read_file(tmp_path / "x.conll") == sentences
     assert (tmp_path / "x.conll").read_bytes().count(b"\xef\xbb\xbf") == 3  # one mark more than the texts hold
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz", ".xz"])
+def test_writers_compress_by_suffix_replace_only_when_done_and_name_the_sentence_at_fault(tmp_path, suffix):
+    from lexner.data import write_conll, write_jsonl
+
+    good = [Sentence("张三在北京", [Span(0, 2, "PER"), Span(3, 5, "LOC")]), Sentence("李四", [])]
+    for writer, name in ((write_jsonl, "x.jsonl"), (write_conll, "x.conll")):
+        path = tmp_path / (name + suffix)
+        writer(good, path)
+        assert read_file(path) == good
+        before = path.read_bytes()
+        for bad, message in ((Sentence("张三", [Span(0, 5, "PER")]), "sentence 1 .'张三'.: span .0, 5, 'PER'. outside"),
+                             (Sentence("张三在", [Span(0, 2, "PER"), Span(1, 3, "LOC")]), "sentence 1 .*overlaps")):
+            with pytest.raises(ValueError, match=message):
+                writer([good[0], bad], path)
+            assert path.read_bytes() == before  # the earlier file, whole

@@ -177,3 +177,12 @@ def test_conll_output_whose_first_character_is_u_feff_reads_back_whole(tmp_path)
     stream = io.StringIO()
     tag_file(ner, tmp_path / "in.txt", stream, fmt="jsonl", progress=False)  # no mark where none is needed
     assert stream.getvalue().startswith('{"text": " \ufeff')
+
+
+def test_output_named_gz_or_xz_is_written_compressed(tmp_path):
+    from lexner.data import read_file
+
+    (tmp_path / "in.txt").write_text("张三在北京\n", encoding="utf-8")
+    for suffix in (".gz", ".xz"):
+        tag_file(lexner.load(), tmp_path / "in.txt", tmp_path / f"out.jsonl{suffix}", progress=False)
+        assert [s.text for s in read_file(tmp_path / f"out.jsonl{suffix}")] == ["张三在北京"]
