@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from .fileio import DataFormatError, atomic_file, iter_lines, leading_bom
+from .fileio import COMPRESSORS, DataFormatError, atomic_file, iter_lines, leading_bom
 from .schemes import (TYPE_NAME_RULE, Span, detect_scheme, ill_formed, is_type_name, spans_to_tags, split_tag,
                       tags_to_spans)
 
@@ -299,7 +299,10 @@ def _sniffed(path: str | os.PathLike, lines: Iterator[tuple[int, str]]) -> tuple
     """The format of the file ``lines`` are read from (by its suffix, else its first non-blank line) and its
     lines again, those read to decide included: the file is read once, so a pipe (``<(cmd)``, /dev/stdin)
     loses nothing."""
-    if any(s in (".jsonl", ".json") for s in Path(path).suffixes):
+    suffixes = Path(path).suffixes
+    while suffixes and suffixes[-1] in COMPRESSORS:  # x.jsonl.gz is JSON Lines; gold.json.conll is not
+        suffixes.pop()
+    if suffixes and suffixes[-1] in (".jsonl", ".json"):
         return "jsonl", lines
     seen = []
     for item in lines:
@@ -310,7 +313,7 @@ def _sniffed(path: str | os.PathLike, lines: Iterator[tuple[int, str]]) -> tuple
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """``jsonl`` for a ``.json``/``.jsonl`` suffix or a first non-blank line that is a JSON object, ``weibo``
+    """``jsonl`` for a last suffix ``.json``/``.jsonl`` (before ``.gz``/``.xz``) or a first non-blank line that is a JSON object, ``weibo``
     for a character with its position digits (``科0 B-ORG.NAM``), else ``conll``."""
     with closing(iter_lines(path)) as lines:
         return _sniffed(path, lines)[0]

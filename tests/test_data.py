@@ -319,6 +319,8 @@ def test_write_jsonl_read_jsonl_round_trip(tmp_path):
         ("a.jsonl", "北 O\n", "jsonl"),  # the suffix wins
         ("a.json", "", "jsonl"),
         ("a.jsonl.gz", None, "jsonl"),
+        ("gold.json.conll", "科 O\n技 O\n", "conll"),  # the last suffix counts (before .gz/.xz)
+        ("v1.json.txt", "科0\tO\n", "weibo"),
         ("a.txt", '\n  {"text": "北京"}\n', "jsonl"),
         ("a.txt", "科0\tO\n技1\tO\n", "weibo"),
         ("a.txt", "\n\n812\tO\n", "weibo"),
