@@ -11,7 +11,7 @@ from seqeval.scheme import IOBES
 from tqdm.auto import tqdm
 
 from .data import Sentence
-from .schemes import Span, spans_to_tags
+from .schemes import TYPE_NAME_RULE, Span, is_type_name, spans_to_tags
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ def score_spans(gold: Sequence[Sequence[Span]], predicted: Sequence[Sequence[Spa
     if not len(gold) == len(predicted) == len(lengths):
         raise ValueError(f"{len(gold)} gold, {len(predicted)} predicted and {len(lengths)} lengths: one of each "
                          "per sentence")
+    if bad := next((s.label for spans in (*gold, *predicted) for s in spans if not is_type_name(s.label)), None):
+        raise ValueError(f"entity type {bad!r}: a type name is {TYPE_NAME_RULE} (seqeval would score 'X-' as 'X')")
     counted = {"predicted": sum(len(spans) for spans in predicted)}
     y_true = [spans_to_tags(g, n, "BIOES") for g, n in zip(gold, lengths)]
     y_pred = [spans_to_tags(p, n, "BIOES") for p, n in zip(predicted, lengths)]

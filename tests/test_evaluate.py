@@ -103,3 +103,8 @@ def test_score_spans_refuses_lists_of_different_lengths():
         score_spans(spans, spans, [2])
     assert score_spans(spans, spans, [2, 2])["micro"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0,
                                                            "support": 2, "predicted": 2}
+
+
+def test_score_spans_refuses_a_type_name_seqeval_would_merge_with_another():
+    with pytest.raises(ValueError, match="entity type 'X-'"):
+        score_spans([[Span(0, 1, "X")]], [[Span(0, 1, "X-")]], [1])
