@@ -4,7 +4,8 @@ A :class:`Dictionary` only finds where its words occur; the tagger then *constra
 selected occurrence is exactly one entity of the word's type (``B-``/``I-``/``E-`` or ``S-`` tags on those
 characters), and decodes the rest of the sentence around it — it never edits entities after decoding.
 
-Which occurrences are selected: leftmost first, and at one start the longest word; an occurrence overlapping
+Which occurrences are selected: leftmost first, and at one start the longest word; one that begins or ends
+inside a run of Latin letters and digits (``NBA`` in ``WNBA``) is none; an occurrence overlapping
 one already selected is skipped (``{"北京": LOC, "北京大学": ORG}`` on ``北京大学在北京`` forces ``北京大学``/ORG
 and the second ``北京``/LOC).  Words are matched after lexner's normalisation (full-width ASCII = ASCII), on
 the characters the model sees (whitespace removed, see :mod:`lexner.tagging`): an occurrence that would put an
@@ -25,7 +26,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 from .fileio import DataFormatError, iter_lines
 from .lexicon import Lexicon
 from .text import normalize
-from .tagging import iter_model_lines
+from .tagging import is_latin_alnum, iter_model_lines
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +123,21 @@ class Dictionary:
 
     def occurrences(self, text: str, allowed: Callable[[int, int], bool] | None = None) -> list[tuple[int, int, str]]:
         """``(start, end, type)`` of the selected occurrences in ``text``: leftmost first, longest at a start,
-        none overlapping.  ``allowed(start, end)``: whether an occurrence can be forced there at all (the
+        none overlapping, none inside a longer run of Latin letters and digits.  ``allowed(start, end)``: whether an occurrence can be forced there at all (the
         tagger's whitespace and piece-length rules); one that cannot is no candidate, so it takes no other's
         place."""
         chosen: list[tuple[int, int, str]] = []
         end_of_last = 0
         for match in sorted(self._lexicon.match(text), key=lambda m: (m.start, -m.end)):
-            if match.start >= end_of_last and (allowed is None or allowed(match.start, match.end)):
+            if match.start >= end_of_last and not _inside_latin_word(text, match.start, match.end) and (
+                    allowed is None or allowed(match.start, match.end)):
                 chosen.append((match.start, match.end, self.types[match.word_id]))
                 end_of_last = match.end
         return chosen
+
+
+def _inside_latin_word(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` begins or ends inside a run of Latin letters and digits (``NBA`` in ``WNBA``,
+    ``iPhone`` in ``iPhone15``): such a word is not one of the dictionary's."""
+    return (start > 0 and is_latin_alnum(text[start]) and is_latin_alnum(text[start - 1])) or (
+        end < len(text) and is_latin_alnum(text[end - 1]) and is_latin_alnum(text[end]))

@@ -14,6 +14,14 @@ def test_occurrences_leftmost_then_longest_without_overlap():
     assert Dictionary().occurrences("北京") == []
 
 
+def test_occurrences_inside_a_run_of_latin_letters_and_digits_are_none_and_block_nothing():
+    d = Dictionary({"NBA": "ORG", "iPhone": "ORG", "北京": "LOC", "BA球": "LOC"})
+    assert d.occurrences("WNBA和NBA的iPhone15和iPhone北京NBA") == [
+        (5, 8, "ORG"), (18, 24, "ORG"), (24, 26, "LOC"), (26, 29, "ORG")]
+    assert d.occurrences("NBA球") == [(0, 3, "ORG")] and d.occurrences("WBA球") == []
+    assert d.occurrences("ＷNBA") == []  # full-width letters are Latin letters too
+
+
 def test_a_word_given_again_takes_the_new_type():
     d = Dictionary({"苹果": "ORG"})
     d.add({"苹果": "PRODUCT"})
