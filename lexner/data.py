@@ -23,7 +23,7 @@ from collections import Counter
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from .fileio import COMPRESSORS, DataFormatError, atomic_file, iter_lines, leading_bom
 from .schemes import (TYPE_NAME_RULE, Span, detect_scheme, ill_formed, is_type_name, spans_to_tags, split_tag,
@@ -342,7 +342,7 @@ def write_conll(sentences: Iterable[Sentence], path: str | os.PathLike, scheme: 
             if not s.text or any(c.isspace() for c in s.text):
                 raise ValueError(f"sentence {k} ({s.text[:20]!r}) is empty or holds whitespace, which a "
                                  "character-per-line file cannot hold; write_jsonl keeps it")
-            tags = _checked(k, s, lambda: spans_to_tags(s.spans, len(s.text), scheme))
+            tags = _tags(k, s, scheme)
             lines = "".join(f"{c}\t{t}\n" for c, t in zip(s.text, tags)) + "\n"
             out.write(leading_bom(lines) + lines if k == 0 else lines)
 
@@ -354,15 +354,16 @@ def write_jsonl(sentences: Iterable[Sentence], path: str | os.PathLike) -> None:
 
     with atomic_file(path) as out:
         for k, s in enumerate(sentences):
-            _checked(k, s, lambda: spans_to_tags(s.spans, len(s.text), "BIOES"))
+            _tags(k, s)  # its spans fit it
             out.write(json_line({"text": s.text, "entities": [{"start": a, "end": b, "label": l}
                                                               for a, b, l in s.spans]}))
 
 
-def _checked(k: int, sentence: Sentence, tags: Callable[[], list[str]]) -> list[str]:
-    """``tags()`` — a sentence's tags, which checks its spans — with sentence ``k`` named in its error."""
+def _tags(k: int, sentence: Sentence, scheme: str = "BIOES") -> list[str]:
+    """Sentence ``k``'s tags in ``scheme``; a ValueError naming it where its spans do not fit it (beyond its
+    text, overlapping)."""
     try:
-        return tags()
+        return spans_to_tags(sentence.spans, len(sentence.text), scheme)
     except ValueError as err:
         raise ValueError(f"sentence {k} ({sentence.text[:20]!r}): {err}") from None
 
