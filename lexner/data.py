@@ -313,8 +313,8 @@ def _sniffed(path: str | os.PathLike, lines: Iterator[tuple[int, str]]) -> tuple
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """``jsonl`` for a last suffix ``.json``/``.jsonl`` (before ``.gz``/``.xz``) or a first non-blank line that is a JSON object, ``weibo``
-    for a character with its position digits (``科0 B-ORG.NAM``), else ``conll``."""
+    """``jsonl`` for a last suffix ``.json``/``.jsonl`` (before ``.gz``/``.xz``) or a first non-blank line that
+    is a JSON object, ``weibo`` for a character with its position digits (``科0 B-ORG.NAM``), else ``conll``."""
     with closing(iter_lines(path)) as lines:
         return _sniffed(path, lines)[0]
 

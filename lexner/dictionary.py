@@ -123,9 +123,9 @@ class Dictionary:
 
     def occurrences(self, text: str, allowed: Callable[[int, int], bool] | None = None) -> list[tuple[int, int, str]]:
         """``(start, end, type)`` of the selected occurrences in ``text``: leftmost first, longest at a start,
-        none overlapping, none inside a longer run of Latin letters and digits.  ``allowed(start, end)``: whether an occurrence can be forced there at all (the
-        tagger's whitespace and piece-length rules); one that cannot is no candidate, so it takes no other's
-        place."""
+        none overlapping, none inside a longer run of Latin letters and digits.  ``allowed(start, end)``: whether
+        an occurrence can be forced there at all (the tagger's whitespace and piece-length rules); one that
+        cannot is no candidate, so it takes no other's place."""
         chosen: list[tuple[int, int, str]] = []
         end_of_last = 0
         for match in sorted(self._lexicon.match(text), key=lambda m: (m.start, -m.end)):

@@ -257,7 +257,8 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=parent)
     compressed = None if binary else COMPRESSORS.get(final.suffix)
     try:
-        with (os.fdopen(fd, "wb") if binary or compressed else os.fdopen(fd, "w", encoding="utf-8", newline="")) as raw:
+        raw_binary = binary or compressed is not None
+        with os.fdopen(fd, "wb") if raw_binary else os.fdopen(fd, "w", encoding="utf-8", newline="") as raw:
             if compressed:
                 with compressed(raw, "wt", encoding="utf-8", newline="") as handle:
                     yield handle

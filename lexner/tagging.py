@@ -4,10 +4,10 @@
 LF, CR, CRLF, U+2028/2029, ...) is a hard boundary, and each line is tagged exactly as if it were a text of its
 own.  Within a line the model sees the characters without their whitespace (lexner's models are trained on
 Chinese text, which has none), except whitespace between two Latin letters or digits (``Elon Musk``, ``iPhone
-15``; :func:`is_latin_alnum`, a combining diacritic counting as the letter it follows).  Entities are then constrained in the decoder, never edited afterwards: an entity cannot start or end
-at a kept whitespace character (it may only be inside one), and cannot run across removed whitespace — so no
-entity ever starts or ends with whitespace, holds whitespace other than between Latin letters/digits, or
-crosses a line break.  Control and format characters (NUL, zero-width space, soft hyphen, BOM, ...:
+15``; :func:`is_latin_alnum`, a combining diacritic counting as the letter it follows).  Entities are then
+constrained in the decoder, never edited afterwards: an entity cannot start or end at a kept whitespace
+character (it may only be inside one), and cannot run across removed whitespace — so no entity ever starts or
+ends with whitespace, holds whitespace other than between Latin letters/digits, or crosses a line break.  Control and format characters (NUL, zero-width space, soft hyphen, BOM, ...:
 ``CONTROLS``) are left out of the view too, but mark no boundary: an entity may run across them, never start
 or end on one.  Offsets always index the original text (:class:`ModelLine` maps them back, in memory
 proportional to the number of runs of whitespace and control characters).
