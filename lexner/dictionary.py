@@ -24,7 +24,7 @@ import os
 from typing import Callable, Iterable, Mapping, Sequence
 
 from .fileio import DataFormatError, iter_lines
-from .lexicon import Lexicon
+from .lexicon import MAX_WORD_LENGTH, Lexicon
 from .text import normalize
 from .tagging import is_latin_alnum, iter_model_lines
 
@@ -34,7 +34,12 @@ log = logging.getLogger(__name__)
 def warn_if_unseen(word: str, what: str, where: str = "") -> None:
     """A warning if ``word`` (a dictionary or lexicon word, ``what``) holds what the model never sees — whitespace
     other than between Latin letters or digits, a line break, a control character — so that it can never match
-    (``where``: the file and line it came from), showing the word as the model sees it."""
+    (``where``: the file and line it came from), showing the word as the model sees it; or one longer than
+    :data:`lexner.lexicon.MAX_WORD_LENGTH` characters, which is never matched."""
+    if len(word) > MAX_WORD_LENGTH:
+        log.warning("%s%s %r… (%d characters) can never match: words longer than %d characters are not matched",
+                    f"{where}: " if where else "", what, word[:20], len(word), MAX_WORD_LENGTH)
+        return
     seen = "".join(line.view for line in iter_model_lines(word))
     if seen != word:
         log.warning("%s%s %r can never match: the model does not see its whitespace (except between Latin letters "

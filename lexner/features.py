@@ -21,7 +21,7 @@ import torch
 from .data import Sentence
 from .fileio import DataFormatError, read_json, write_json
 from .lexicon import Lexicon, code_points
-from .schemes import TYPE_NAME_RULE, PathReader, Span, bioes_tags, is_type_name, spans_to_tags
+from .schemes import MAX_ENTITY_TYPES, TYPE_NAME_RULE, PathReader, Span, bioes_tags, is_type_name, spans_to_tags
 from .text import normalize, normalize_many
 from .vocab import UNK, Vocab
 
@@ -378,8 +378,11 @@ class Featurizer:
         bad = [name for name in named if not (isinstance(name, str) and LABEL_SET_NAME.fullmatch(name))]
         if bad:
             raise ValueError(f"label set names must be 1-64 letters, digits, _ or -: {bad}")
-        if bad := sorted({repr(t) for types in named.values() for t in types if not is_type_name(t)}):
-            raise ValueError(f"entity type names must each be {TYPE_NAME_RULE}: {', '.join(bad)}")
+        if bad := sorted({repr(t)[:40] for types in named.values() for t in types if not is_type_name(t)}):
+            raise ValueError(f"entity type names must each be {TYPE_NAME_RULE}: {', '.join(bad[:10])}")
+        if many := [f"{name} ({len(types)})" for name, types in named.items() if len(types) > MAX_ENTITY_TYPES]:
+            raise ValueError(f"at most {MAX_ENTITY_TYPES} entity types per label set, got {', '.join(many)} (a column "
+                             "of ids read as types?)")
         self.label_sets = {name: LabelSet(types) for name, types in named.items()}
         self.default_labels = next(iter(self.label_sets))
         default = self.label_sets[self.default_labels]

@@ -318,6 +318,8 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DataFormatError(path, err.lineno, f"invalid JSON: {err.msg}") from None
     except RecursionError:
         raise DataFormatError(path, None, "JSON nested too deeply") from None
+    except ValueError as err:  # e.g. an integer of more digits than Python converts
+        raise DataFormatError(path, None, f"cannot be read as JSON: {err}") from None
 
 
 def old_versions(final: str | os.PathLike) -> list[Path]:

@@ -123,11 +123,15 @@ class Match(NamedTuple):
     word_id: int
 
 
+MAX_WORD_LENGTH = 1000  # longer words are never matched: none is real, and pyahocorasick crashes on ~1M
+
+
 class Lexicon:
     """An ordered set of words (normalised, see :func:`lexner.text.normalize`) with optional vectors.
 
     Word ids are positions in :attr:`words`.  :meth:`match` finds every occurrence of every word of at least
-    ``min_length`` characters in a text, in O(length of text + number of matches).
+    ``min_length`` and at most :data:`MAX_WORD_LENGTH` characters in a text, in O(length of text + number of
+    matches).
     """
 
     def __init__(self, words: Iterable[str], vectors: np.ndarray | None = None, min_length: int = 2,
@@ -250,11 +254,14 @@ class Lexicon:
                 matcher = getattr(self, name)
         return matcher
 
+    def _matchable(self) -> dict[str, int]:
+        """The normalised forms (what texts are matched as) of the words that can match, with their ids."""
+        return {word: i for word, i in self._ids.items() if self.min_length <= len(word) <= MAX_WORD_LENGTH}
+
     def _build(self) -> ahocorasick.Automaton:
         automaton = ahocorasick.Automaton()
-        for word, word_id in self._ids.items():  # normalised forms (what texts are matched as)
-            if len(word) >= self.min_length:
-                automaton.add_word(word, (word_id, len(word)))
+        for word, word_id in self._matchable().items():
+            automaton.add_word(word, (word_id, len(word)))
         if len(automaton) == 0:
             automaton.add_word("\0\0\0never", (-1, 0))  # pyahocorasick cannot finalise an empty automaton
         automaton.make_automaton()
@@ -295,8 +302,7 @@ class Lexicon:
 
             matches = np.fromiter(matched(), dtype=np.int64).reshape(-1, 3)
             return matches, np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
-        trie = self._matcher("_trie", lambda: _Trie({word: i for word, i in self._ids.items()
-                                                      if len(word) >= self.min_length}))
+        trie = self._matcher("_trie", lambda: _Trie(self._matchable()))
         starts = ends - lengths
         matches = trie.match(code_points("".join(norms)), np.repeat(ends, lengths))
         bounds = np.searchsorted(matches[:, 0], np.concatenate([starts, ends[-1:]]))

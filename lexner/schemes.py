@@ -116,14 +116,17 @@ def spans_to_tags(spans: Iterable[Span], length: int, scheme: str = "BIOES") -> 
     return tags
 
 
-TYPE_NAME_RULE = "a non-empty string without whitespace, not starting or ending with '-'"
+TYPE_NAME_RULE = ("a non-empty string of at most 200 printable characters without whitespace, not starting or "
+                  "ending with '-'")
+MAX_ENTITY_TYPES = 1000  # per label set: its CRF has (4 × types + 1)² transitions
 
 
 def is_type_name(name: object) -> bool:
-    """An entity type name: a non-empty string without whitespace (it is written into ``B-TYPE`` tags of
-    whitespace-separated CoNLL lines, and must read back) that neither starts nor ends with ``-`` (the scorer,
-    seqeval, strips those: ``X-`` and ``X`` would be scored as one type)."""
-    return (isinstance(name, str) and bool(name) and not any(c.isspace() for c in name)
+    """An entity type name: a non-empty string of printable characters without whitespace (it is written into
+    ``B-TYPE`` tags of whitespace-separated CoNLL lines, and must read back; no control or format character, no
+    lone surrogate, which UTF-8 cannot store), at most 200 of them, that neither starts nor ends with ``-`` (the
+    scorer, seqeval, strips those: ``X-`` and ``X`` would be scored as one type)."""
+    return (isinstance(name, str) and 0 < len(name) <= 200 and name.isprintable() and " " not in name
             and not name.startswith("-") and not name.endswith("-"))
 
 
@@ -139,16 +142,12 @@ def allowed_transitions(tags: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np
     tag j may follow tag i; ``end[i]`` — tag i may end a sentence.
     """
     parsed = [split_tag(tag) for tag in tags]
-    n = len(tags)
-    start = np.array([p in ("O", "B", "S") for p, _ in parsed])
-    end = np.array([p in ("O", "E", "S") for p, _ in parsed])
-    trans = np.zeros((n, n), dtype=bool)
-    for i, (pi, ki) in enumerate(parsed):
-        for j, (pj, kj) in enumerate(parsed):
-            if pi in ("O", "E", "S"):
-                trans[i, j] = pj in ("O", "B", "S")
-            else:  # B or I: the entity must continue with the same type
-                trans[i, j] = pj in ("I", "E") and kj == ki
+    prefixes = np.array([p for p, _ in parsed])
+    kinds = np.array([k or "" for _, k in parsed], dtype=object)
+    start = np.isin(prefixes, ("O", "B", "S"))
+    end = np.isin(prefixes, ("O", "E", "S"))
+    continues = np.isin(prefixes, ("I", "E")) & (kinds[:, None] == kinds[None, :])  # [i, j]: j goes on i's entity
+    trans = np.where(end[:, None], start[None, :], continues)  # after O/E/S what may start; after B/I, its rest
     return start, trans, end
 
 

@@ -179,6 +179,7 @@ def _model_line(text: str, start: int, end: int) -> ModelLine:
 PIECE_QUANTILE = 0.99
 MIN_PIECE_LENGTH = 64
 MAX_PIECE_LENGTH = 500
+PIECE_LENGTH_LIMIT = 5000  # what set_piece_length takes at most: memory per piece grows with it (FLAT: squared)
 
 
 def piece_length(lengths: Sequence[int]) -> int:

@@ -499,8 +499,11 @@ def test_a_misspelt_config_key_is_named_but_a_saver_s_own_metadata_is_quiet(save
     ({"hidden": 12000}, "weights do not match config.json: lstm"),
     ({"config.bogus": 1}, "config keys \\['bogus'\\] are not settings of bilstm_crf"),
     ({"config": None}, "'config' must be a JSON object"),
-    ({"entity_types": ["PER", 3]}, "'entity_types' must be a list of distinct type names"),
-    ({"entity_types": ["PER", "A B"]}, "'entity_types' must be a list of distinct type names"),
+    ({"entity_types": ["PER", 3]}, "'entity_types' must be a list of at most 1000 distinct type names"),
+    ({"entity_types": ["PER", "A B"]}, "'entity_types' must be a list of at most 1000 distinct type names"),
+    ({"entity_types": ["PER", "\ud800"]}, "'entity_types' must be a list of at most 1000"),  # UTF-8 cannot store it
+    ({"entity_types": [f"T{i}" for i in range(3000)]}, "at most 1000"),  # refused at once (its CRF took a minute)
+    ({"piece_length": 10**12}, "'piece_length': the piece length must be an integer from 1 to 5000"),
     ({"model": ["x"]}, "'model' must name a tagger"),
     ({"model": "nosuch"}, "config.json: unknown model 'nosuch'"),
 ])
@@ -509,6 +512,29 @@ def test_hostile_config_values_are_model_format_errors_naming_the_file(saved, ch
     with pytest.raises(ModelFormatError, match=message) as err:
         lexner.load(saved)
     assert "config.json" in str(err.value) or "model.safetensors" in str(err.value)
+
+
+def test_an_integer_python_will_not_read_is_a_model_format_error_naming_the_file(saved):
+    text = (saved / "config.json").read_text()
+    (saved / "config.json").write_text(text.replace('"hidden": ', '"hidden": ' + "9" * 5000 + ", \"x\": ", 1))
+    with pytest.raises(ModelFormatError, match="config.json: cannot be read as JSON: Exceeds the limit"):
+        lexner.load(saved)
+
+
+def test_a_lexicon_word_of_a_million_characters_is_never_matched_and_crashes_nothing(tmp_path):
+    """pyahocorasick's automaton frees a word's nodes recursively: a word of ~1M characters overflowed the C
+    stack when a model was dropped (a segmentation fault after tagging).  Such a word is never matched."""
+    import shutil
+
+    shutil.copytree(lexner.api.DEFAULT_MODEL, tmp_path / "m")
+    lexicon = json.loads((tmp_path / "m" / "lexicon.json").read_text(encoding="utf-8"))
+    lexicon["words"][-1] = "北" * 1_000_000
+    (tmp_path / "m" / "lexicon.json").write_text(json.dumps(lexicon, ensure_ascii=False), encoding="utf-8")
+    code = ("import lexner, sys\nner = lexner.load(sys.argv[1])\n"
+            "print([e.text for e in ner.tag('张三在北京' + '北' * 2000)])\ndel ner\nprint('freed')\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m")], capture_output=True, text=True,
+                          timeout=SUBPROCESS_TIMEOUT)
+    assert done.returncode == 0 and done.stdout.split("\n")[1] == "freed", (done.returncode, done.stderr[-500:])
 
 
 def test_a_missing_config_key_is_a_model_format_error(saved):

@@ -371,6 +371,22 @@ def test_a_type_name_may_not_start_or_end_with_a_dash_which_the_scorer_would_str
             split_tag(tag)
 
 
+def test_a_type_name_is_at_most_200_printable_characters():
+    from lexner.schemes import is_type_name
+
+    assert is_type_name("组织") and is_type_name("X" * 200) and not is_type_name("X" * 201)
+    for bad in ("A\u200bB", "\ud800", "A\x00", "A\u00a0B", "A\tB", ""):
+        assert not is_type_name(bad), repr(bad)
+
+
+def test_a_label_set_of_more_than_1000_types_is_refused_at_once():
+    from lexner.features import LabelSet, Featurizer
+
+    assert len(LabelSet([f"T{i}" for i in range(1000)]).tags) == 4001
+    with pytest.raises(ValueError, match="at most 1000 entity types per label set, got x .1001."):
+        Featurizer.__new__(Featurizer)._set_types({"x": [f"T{i}" for i in range(1001)]})
+
+
 def test_tags_joined_by_an_underscore_are_not_reported_as_breaking_the_scheme():
     from lexner.schemes import ill_formed
 

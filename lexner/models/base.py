@@ -29,8 +29,8 @@ from ..entity import Entity
 from ..features import LABEL_SET_NAME, LEXICON_FILE, Batch, Featurizer
 from ..fileio import DataFormatError, ModelFormatError, atomic_directory, read_json, write_bytes, write_json
 from ..onnx_encoder import Graph, drop_sessions, onnx_emissions
-from ..schemes import Span, is_type_name
-from ..tagging import MAX_PIECE_LENGTH, tag_texts
+from ..schemes import MAX_ENTITY_TYPES, TYPE_NAME_RULE, Span, is_type_name
+from ..tagging import MAX_PIECE_LENGTH, PIECE_LENGTH_LIMIT, tag_texts
 from ..text import normalize
 from .embedder import Embedder, Inputs, current_key
 
@@ -199,7 +199,8 @@ def _check_weights_header(weights_file: Path, expected: dict[str, tuple[tuple[in
 
 
 def _distinct_types(types: Any) -> bool:
-    return isinstance(types, list) and all(map(is_type_name, types)) and len(set(types)) == len(types)
+    return (isinstance(types, list) and len(types) <= MAX_ENTITY_TYPES and all(map(is_type_name, types))
+            and len(set(types)) == len(types))
 
 
 def is_model_directory(directory: str | os.PathLike) -> bool:
@@ -521,8 +522,8 @@ class Tagger(nn.Module):
         """Tag texts longer than ``length`` characters in pieces of at most ``length`` (see lexner.tagging); the
         windows of one over-long sentence overlap by a quarter of that, at most the default ``overlap``.  Saved
         with the model; training sets it from the training sentences (lexner.tagging.piece_length)."""
-        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
-            raise ValueError(f"the piece length must be an integer ≥ 1, got {length!r}")
+        if not isinstance(length, int) or isinstance(length, bool) or not 1 <= length <= PIECE_LENGTH_LIMIT:
+            raise ValueError(f"the piece length must be an integer from 1 to {PIECE_LENGTH_LIMIT}, got {length!r}")
         self.max_length, self.overlap = length, min(Tagger.overlap, length // 4)
 
     # --- persistence -----------------------------------------------------------------------------------
@@ -623,15 +624,16 @@ class Tagger(nn.Module):
         except ModelFormatError as err:
             raise ModelFormatError(f"{config_file}: {err}") from None
         if not _distinct_types(types):
-            raise ModelFormatError(f"{config_file}: 'entity_types' must be a list of distinct type names (non-empty, "
-                                   "without whitespace)")
+            raise ModelFormatError(f"{config_file}: 'entity_types' must be a list of at most {MAX_ENTITY_TYPES} "
+                                   f"distinct type names (each {TYPE_NAME_RULE})")
         label_sets = meta.get("label_sets")
         if label_sets is not None:
             if not (isinstance(label_sets, dict) and label_sets and all(
                     isinstance(k, str) and LABEL_SET_NAME.fullmatch(k) and _distinct_types(v)
                     for k, v in label_sets.items())):
                 raise ModelFormatError(f"{config_file}: 'label_sets' must map names (letters, digits, _ or -) to "
-                                       "lists of distinct type names (non-empty, without whitespace)")
+                                       f"lists of at most {MAX_ENTITY_TYPES} distinct type names (each "
+                                       f"{TYPE_NAME_RULE})")
             if list(label_sets.values())[0] != types:
                 raise ModelFormatError(f"{config_file}: the first of 'label_sets' must be 'entity_types'")
             types = label_sets
