@@ -606,15 +606,19 @@ def test_bad_vocabulary_and_lexicon_contents_are_model_format_errors(corpus, tmp
         lexner.load(model)
 
 
-@pytest.mark.parametrize("corrupt", ["int", "nan"])
-def test_integer_or_nan_weights_do_not_load(saved, corrupt):
+@pytest.mark.parametrize("corrupt", ["int", "nan", "1e30", "-2e4"])
+def test_integer_nan_or_absurdly_large_weights_do_not_load(saved, corrupt):
+    """A finite but absurd weight (1e30 in the output layer tagged everything O, silently) is refused too."""
     from safetensors.torch import load_file, save_file
 
     state = load_file(str(saved / "model.safetensors"))
     key = next(k for k in state if k.endswith("weight"))
-    state[key] = state[key].long() if corrupt == "int" else state[key].fill_(float("nan"))
+    if corrupt == "int":
+        state[key] = state[key].long()
+    else:
+        state[key].view(-1)[-1] = float(corrupt)
     save_file(state, str(saved / "model.safetensors"))
-    with pytest.raises(ModelFormatError, match="dtype I64|NaN"):
+    with pytest.raises(ModelFormatError, match="dtype I64|NaN, infinite or absurdly large"):
         lexner.load(saved)
 
 
