@@ -302,6 +302,8 @@ def read_json(path: str | os.PathLike) -> Any:
         info = path.stat()
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
+    except OSError as err:  # a loop of links, a name too long, ...
+        raise DataFormatError(path, None, f"cannot be read ({err.strerror or err})") from None
     if not stat.S_ISREG(info.st_mode):
         raise DataFormatError(path, None, "not a regular file (a FIFO, device or directory is never read)")
     if info.st_size > MAX_JSON_BYTES:

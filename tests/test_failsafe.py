@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import lexner
@@ -1023,3 +1024,22 @@ def test_train_config_records_what_each_resume_changed(corpus, tmp_path):
     record = json.loads((run / "train_config.json").read_text(encoding="utf-8"))
     assert record["lr"] == 0.02 and record["resumed"] == [{"after_epoch": 1, "changed": {"lr": [0.01, 0.02]}},
                                                           {"after_epoch": 1, "changed": {"patience": [10, 3]}}]
+
+
+def test_a_weight_under_its_present_name_and_an_older_one_is_refused(saved):
+    """Two names for one weight (``char_embedding.weight``, the older name, beside ``embed.chars.weight``):
+    one of them was dropped silently (helper audit)."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(saved / "model.safetensors"))
+    state["char_embedding.weight"] = torch.zeros(2, 2)
+    save_file(state, str(saved / "model.safetensors"))
+    with pytest.raises(ModelFormatError, match=r"\['char_embedding.weight', 'embed.chars.weight'\] name the same"):
+        lexner.load(saved)
+
+
+def test_a_loop_of_links_is_a_model_format_error_naming_the_file(saved):
+    (saved / "chars.json").unlink()
+    (saved / "chars.json").symlink_to("chars.json")
+    with pytest.raises(ModelFormatError, match="chars.json: cannot be read"):
+        lexner.load(saved)

@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import logging
 import os
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
@@ -178,10 +179,15 @@ def _check_weights_header(weights_file: Path, expected: dict[str, tuple[tuple[in
 
     try:
         with safe_open(str(weights_file), framework="pt") as handle:
+            keys = list(handle.keys())
             header = {current_key(k): (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype())
-                      for k in handle.keys()}
+                      for k in keys}
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelFormatError(f"{weights_file}: not a readable safetensors file ({err})") from None
+    if len(header) < len(keys):  # a weight under its present name and an older one: which would count?
+        names = Counter(map(current_key, keys))
+        twice = sorted(k for k in keys if names[current_key(k)] > 1)
+        raise ModelFormatError(f"{weights_file}: {twice[:4]} name the same weights (a present name and an older one)")
     for key, (_, dtype) in header.items():
         wanted = expected[key][1] if key in expected else torch.float32
         allowed = _FLOAT_DTYPES if wanted.is_floating_point else {_INT_DTYPES.get(wanted)}
