@@ -165,10 +165,16 @@ def cmd_train(args) -> int:
     if model_name == "bert_crf" and args.init_from is None and not model_config.get("bert_path"):
         raise CommandError("bert_crf reads a local BERT checkpoint: give --set bert_path=DIR (its config.json, "
                            "weights and tokenizer; nothing is downloaded)")
+    teachers = "teachers (lexner distill --teacher DIR)"
     for option, needs, unused in (
             ("--augment-ratio", "--augment", _given(args, "augment_ratio") and not config.augment),
             ("--pretrained-bigrams", "bigram vectors (not --bigram-vectors none)",
-             _given(args, "pretrained_bigrams") and (args.bigram_vectors or "").lower() == "none")):
+             _given(args, "pretrained_bigrams") and (args.bigram_vectors or "").lower() == "none"),
+            ("--momentum", "--optimizer sgd", _given(args, "momentum") and config.optimizer != "sgd"),
+            ("--encoder-lr", "a pretrained encoder (--set bert_path=DIR)", _given(args, "encoder_lr")
+             and args.init_from is None and not model_config.get("bert_path")),  # a saved model may hold one
+            ("--distill", teachers, _given(args, "distill") and not getattr(args, "teacher", None)),
+            ("--distill-weight", teachers, _given(args, "distill_weight") and not getattr(args, "teacher", None))):
         if unused:
             raise CommandError(f"{option} has no effect without {needs}")
     if args.lexicon and model_name == "bilstm_crf":
@@ -557,6 +563,9 @@ def cmd_tag(args) -> int:
         raise CommandError("give text to tag, or --input FILE (- for standard input)")
     if args.input is not None and args.text:
         raise CommandError(f"give texts or --input, not both (texts given: {args.text[:3]})")
+    if args.input is None and _given(args, "workers"):
+        raise CommandError("--workers shares an --input file among processes; texts on the command line are "
+                           "tagged in one")
     if args.output is not None and not args.output.name:
         raise CommandError(f"--output needs a file name, got {str(args.output)!r}")
     _use_threads(args)
@@ -929,11 +938,15 @@ def _with_option(args, message: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:  # the parser and the error types import torch: seconds in which Ctrl-C should say no more than later
+        args = build_parser().parse_args(argv)
+        from .fileio import DataFormatError
+        from .models import ModelFormatError
+    except KeyboardInterrupt:
+        print("lexner: interrupted", file=sys.stderr)
+        return 130
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    from .fileio import DataFormatError
-    from .models import ModelFormatError
 
     on_term = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():  # SIGTERM unwinds like Ctrl-C: temporary files go

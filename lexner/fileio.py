@@ -113,6 +113,8 @@ def iter_lines(path: str | os.PathLike, errors: str = "strict", newline: str | N
         raise ValueError(f"errors must be one of {UTF8_ERRORS}, got {errors!r}")
     name = shown_name(path)
     if str(path) == STDIN:
+        if sys.stdin is None:  # started with standard input closed (<&-)
+            raise DataFormatError(name, None, "standard input is closed: nothing to read")
         handle = _text_without_bom(sys.stdin.buffer, "surrogateescape", newline)
     else:
         handle = open_text(path, errors="surrogateescape", newline=newline)
@@ -254,7 +256,8 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
         raise NotADirectoryError(f"{final}: cannot be written, {blocking} is a file, not a directory")
     parent.mkdir(parents=True, exist_ok=True)
     mode = final.stat().st_mode & 0o7777 if final.exists() else _default_mode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=parent)
+    with _named(final):
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=parent)
     compressed = None if binary else COMPRESSORS.get(final.suffix)
     try:
         raw_binary = binary or compressed is not None
@@ -276,6 +279,16 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
             else:
                 os.unlink(tmp)
         raise
+
+
+@contextmanager
+def _named(final: Path) -> Iterator[None]:
+    """An OSError of making the temporary file or folder beside ``final`` (a read-only file system, a folder
+    one may not write into) names ``final``, what the user asked for, not the hidden temporary name."""
+    try:
+        yield
+    except OSError as err:
+        raise type(err)(err.errno, f"cannot be written ({err.strerror})", str(final)) from None
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -369,7 +382,8 @@ class atomic_directory:
 
     def __enter__(self) -> Path:
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.new-", dir=self.final.parent))
+        with _named(self.final):
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.new-", dir=self.final.parent))
         umask = os.umask(0)
         os.umask(umask)
         self.tmp.chmod(0o777 & ~umask)  # mkdtemp creates 0700; give the usual permissions

@@ -83,9 +83,9 @@ class _Framed:
 def page(out: IO[str], fmt: str):
     """The stream to write the records into: for ``html``, the texts' blocks inside one page (its head before
     the first block, its end also after a failure, so what was tagged can be looked at; a failure before the
-    first block writes nothing, so that no empty page is kept as partial work); for ``conll``, a byte-order mark
-    before a first character U+FEFF (:func:`lexner.fileio.leading_bom`); other formats need no frame."""
-    if fmt == "conll":
+    first block writes nothing, so that no empty page is kept as partial work); for ``conll`` and ``text``, a
+    byte-order mark before a first character U+FEFF (:func:`lexner.fileio.leading_bom`); other formats need no frame."""
+    if fmt in ("conll", "text"):
         yield _Framed(out, leading_bom)
         return
     if fmt != "html":

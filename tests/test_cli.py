@@ -577,6 +577,10 @@ def test_a_bad_device_is_a_clean_error(device, capsys):
     (["--out", "o", "--augment-ratio", "0.2"], "--augment-ratio has no effect without --augment"),  # the default
     (["--out", "o", "--bigram-vectors", "none", "--pretrained-bigrams", "50000"],
      "--pretrained-bigrams has no effect without bigram vectors"),
+    (["--out", "o", "--optimizer", "adam", "--momentum", "0.5"], "--momentum has no effect without --optimizer sgd"),
+    (["--out", "o", "--encoder-lr", "1e-4"], "--encoder-lr has no effect without a pretrained encoder"),
+    (["--out", "o", "--distill", "kl"], "--distill has no effect without teachers"),
+    (["--out", "o", "--distill-weight", "2"], "--distill-weight has no effect without teachers"),
 ])
 def test_train_refuses_options_it_could_only_ignore_or_misuse_before_reading_data(tmp_path, monkeypatch, capsys,
                                                                                  options, message):
@@ -734,3 +738,41 @@ def test_an_error_about_a_file_names_the_option_that_gave_it(tmp_path, capsys, c
              f"lexner: error: {tmp_path / 'plain'}: missing config.json")]:
         assert main(command) == 2, command
         assert said in capsys.readouterr().err, command
+
+
+def test_tag_refuses_workers_for_texts_on_the_command_line(capsys):
+    assert main(["tag", "--workers", "2", "张三"]) == 2
+    assert "--workers shares an --input file among processes" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_the_command_starts_says_interrupted_without_a_traceback(monkeypatch, capsys):
+    from lexner import cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert main(["tag", "张三"]) == 130
+    assert capsys.readouterr().err == "lexner: interrupted\n"
+
+
+def test_closed_standard_input_is_named(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", None)
+    assert main(["tag", "--input", "-"]) == 2
+    assert "<stdin>: standard input is closed" in capsys.readouterr().err
+
+
+def test_a_file_that_cannot_be_made_names_the_path_given_not_a_temporary_name(tmp_path, monkeypatch, capsys):
+    import errno
+    import tempfile
+
+    def refuse(*args, dir=None, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(Path(dir) / ".out.jsonl.x1y2.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    assert main(["tag", "--output", str(tmp_path / "out.jsonl"), "张三"]) == 2
+    assert capsys.readouterr().err == (f"lexner: error: --output {tmp_path / 'out.jsonl'}: cannot be written "
+                                       "(Read-only file system)\n")
+    assert main(["export", str(Path(load().source)), str(tmp_path / "m")]) == 2
+    assert f"{tmp_path / 'm'}: cannot be written (Read-only file system)" in capsys.readouterr().err
