@@ -204,12 +204,18 @@ def cmd_train(args) -> int:
         log.info("train %d, dev %d, test %s sentences%s; entity types %s", len(task.train), len(task.dev),
                  len(task.test) if task.test is not None else "-", what, entity_types(task.train))
     embeddings = default_embeddings(args.data_root)
+    root = Path(args.data_root if args.data_root is not None else data_root())
+    if (args.init_from is None and model_class(model_name).inputs(checked).words and not args.lexicon
+            and args.word_vectors in (None, "none") and embeddings["words"] is None):
+        raise CommandError(f"{model_name} reads lexicon words, and {root / EMBEDDING_FILES['words']} is not there: "
+                           "set LEXNER_DATA or --data-root to the folder that holds embeddings/, or give --lexicon "
+                           "FILE or --word-vectors FILE")
     for name, path in (("chars", args.char_vectors), ("bigrams", args.bigram_vectors), ("words", args.word_vectors)):
         if path is not None:
             embeddings[name] = None if path == "none" else path
         elif (embeddings[name] is None and args.init_from is None and distributed.world().main  # words: --lexicon
               and name in _vector_tables(model_class(model_name), checked)):
-            looked = Path(args.data_root if args.data_root is not None else data_root()) / EMBEDDING_FILES[name]
+            looked = root / EMBEDDING_FILES[name]
             option = f"--{name[:-1]}-vectors"
             log.warning("no pretrained %s vectors: %s is not there (set LEXNER_DATA or --data-root to the folder "
                         "that holds embeddings/, or give %s FILE; %s none says to train without them): the %s "
@@ -639,6 +645,7 @@ def cmd_info(args) -> int:
 
 
 NO_PROGRESS_HELP = "no progress bars (they are drawn on standard error only when it is a terminal)"
+TAG_DEVICE_HELP = "cpu (default), cuda, cuda:1, or auto (cuda when present)"
 GIVEN = "_given"  # the parsed arguments' set of the options given on the command line (by their dest)
 OPTIONS = "_options"  # and which option (its long form) stored each of them: {dest: option}
 
@@ -718,9 +725,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-root", default=None,
                        help="folder with msra/, weibo/, embeddings/ (default: $LEXNER_DATA or data/)")
         p.add_argument("--format", default="auto", choices=["auto", *DATA_FORMATS],
-                       help="format of --train/--dev/--test/--file/--seen-from; auto detects it from the suffix "
-                            "or the first line")
-        p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (cuda when present)")
+                       help="format of the data files given; auto (default) detects it from the suffix or the "
+                            "first line")
+        p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (default: cuda when present)")
 
     from .api import EXTRA_PRETRAINED_BIGRAMS
     from .data import DATASETS, FORMATS as DATA_FORMATS, TRAIN_DEV_FRACTION, TYPE_MAPS
@@ -809,7 +816,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model_dir", type=Path, nargs="*",
                    help="a saved model directory (none: the bundled model); several are scored as one ensemble "
                         "(tag marginals averaged)")
-    e.add_argument("--dataset", choices=sorted(DATASETS))
+    e.add_argument("--dataset", choices=sorted(DATASETS),
+                   help="a named dataset under the data root, scored on --split")
     e.add_argument("--split", choices=["train", "dev", "test"], help="the split of --dataset (default: test)")
     e.add_argument("--file", type=Path, help="a data file in any supported format")
     e.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
@@ -828,8 +836,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     x = sub.add_parser("export", help="copy a saved model, optionally compact (float16 weights)")
-    x.add_argument("model_dir", type=Path)
-    x.add_argument("out_dir", type=Path)
+    x.add_argument("model_dir", type=Path, help="the saved model directory to copy")
+    x.add_argument("out_dir", type=Path, help="where the copy goes: a new or empty directory, or one holding a "
+                                              "lexner model (replaced only with --force)")
     precision = x.add_mutually_exclusive_group()
     precision.add_argument("--half", action="store_const", const=True, default=None,
                            help="store weights as float16 (about half the size; default: as model_dir stores them)")
@@ -863,11 +872,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--errors", default="strict", choices=UTF8_ERRORS,
                    help="a line of --input (or a text argument) that is not valid UTF-8: strict stops there (naming "
                         "file:line, after writing every line before it), skip leaves it out (reported), replace puts "
-                        "U+FFFD for bad bytes")
+                        "U+FFFD for bad bytes (default: strict)")
     g.add_argument("--output", type=_file_name, help="output file (default, or -: stdout)")
     g.add_argument("--format", default="jsonl", choices=OUTPUT_FORMATS,
                    help="jsonl: one JSON object per input line; conll: char<TAB>tag lines; text: [entity|LABEL] "
-                        "inline; html: one page with entities highlighted by type")
+                        "inline; html: one page with entities highlighted by type (default: jsonl)")
     g.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help=LEXICON_ADD_HELP)
     g.add_argument("--dictionary", type=Path, metavar="FILE",
@@ -875,12 +884,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "(constrained decoding; leftmost, then longest match wins)")
     g.add_argument("--labels", metavar="NAME",
                    help="the label set (head) of a multi-task model to tag with (default: its first, e.g. PER/LOC/ORG)")
-    g.add_argument("--batch-size", type=_at_least(1), default=64)
+    g.add_argument("--batch-size", type=_at_least(1), default=64, help="texts per model call (default: 64)")
     g.add_argument("--workers", type=_at_least(0), default=1,
-                   help="with --input: tagging processes, one core each (0: one per core); order is kept")
+                   help="with --input: tagging processes, one core each (0: one per core); order is kept "
+                        "(default: 1)")
     g.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     g.add_argument("--threads", type=_at_least(0), default=0, help=THREADS_HELP + " (each of several --workers uses 1)")
-    g.add_argument("--device", default="cpu")
+    g.add_argument("--device", default="cpu", help=TAG_DEVICE_HELP)
     _runtime_args(g)
     g.set_defaults(func=cmd_tag)
 
@@ -897,18 +907,21 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     v.add_argument("--port", type=_at_least(0, "a port number", high=65535), default=8000,
                    help="port to listen on (0: any free port; the one chosen is printed)")
-    v.add_argument("--max-chars", type=_at_least(1), default=10_000, help="longest text accepted (longer: 413)")
-    v.add_argument("--max-texts", type=_at_least(1), default=256, help="most texts in one request (more: 413)")
-    v.add_argument("--batch-size", type=_at_least(1), default=64, help="most texts tagged together (micro-batching)")
+    v.add_argument("--max-chars", type=_at_least(1), default=10_000,
+                   help="longest text accepted (longer: 413; default: 10000)")
+    v.add_argument("--max-texts", type=_at_least(1), default=256,
+                   help="most texts in one request (more: 413; default: 256)")
+    v.add_argument("--batch-size", type=_at_least(1), default=64,
+                   help="most texts tagged together (micro-batching; default: 64)")
     v.add_argument("--batch-wait-ms", type=_at_least(0, "milliseconds", high=1000, kind=float), default=2.0,
-                   help="how long a request waits for others to share its batch")
+                   help="how long a request waits for others to share its batch (0 to 1000; default: 2)")
     v.add_argument("--threads", type=_at_least(0), default=0, help=THREADS_HELP)
     v.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help=LEXICON_ADD_HELP)
     v.add_argument("--dictionary", type=Path, metavar="FILE",
                    help="WORD<TAB>TYPE lines: every occurrence is forced to be an entity of that type")
     v.add_argument("--labels", default=None, help=argparse.SUPPRESS)  # requests choose their head
-    v.add_argument("--device", default="cpu")
+    v.add_argument("--device", default="cpu", help=TAG_DEVICE_HELP)
     _runtime_args(v)
     v.set_defaults(func=cmd_serve)
     return parser

@@ -776,3 +776,14 @@ def test_a_file_that_cannot_be_made_names_the_path_given_not_a_temporary_name(tm
                                        "(Read-only file system)\n")
     assert main(["export", str(Path(load().source)), str(tmp_path / "m")]) == 2
     assert f"{tmp_path / 'm'}: cannot be written (Read-only file system)" in capsys.readouterr().err
+
+
+def test_a_lexicon_tagger_without_word_vectors_or_a_lexicon_names_the_file_it_looked_for(tmp_path, capsys):
+    (tmp_path / "t.bmes").write_text("张 B-PER\n三 E-PER\n在 O\n\n李 B-PER\n四 E-PER\n", encoding="utf-8")
+    code = main(["train", "--model", "softlexicon", "--train", str(tmp_path / "t.bmes"), "--dev",
+                 str(tmp_path / "t.bmes"), "--data-root", str(tmp_path / "none"), "--out", str(tmp_path / "run")])
+    assert code == 2
+    err = capsys.readouterr().err
+    looked = tmp_path / "none" / "embeddings" / "word.50d.vec.xz"
+    assert f"softlexicon reads lexicon words, and {looked} is not there" in err
+    assert "--lexicon FILE" in err and not (tmp_path / "run").exists()
