@@ -594,6 +594,24 @@ def cmd_tag(args) -> int:
     return 0
 
 
+def _check_listen(host: str, port: int) -> None:
+    """A CommandError naming ``--host``/``--port`` if the service could not listen there (a host that does not
+    resolve, a port in use or not allowed), as every other refusal is worded — not uvicorn's start-up lines
+    and exit status 3.  The port is bound as uvicorn binds it (SO_REUSEADDR) and let go at once."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as err:
+        raise CommandError(f"--host {host}: cannot be resolved ({getattr(err, 'strerror', None) or err})") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise CommandError(f"--port {port}: cannot listen on {host}:{port} ({err.strerror or err})") from None
+
+
 def cmd_serve(args) -> int:
     try:
         import uvicorn
@@ -601,6 +619,7 @@ def cmd_serve(args) -> int:
         from .serve import create_app
     except ImportError as err:
         raise CommandError(f"lexner serve needs the serve extra ({err}): pip install 'lexner[serve]'") from None
+    _check_listen(args.host, args.port)  # before the model takes its seconds to load
     _use_threads(args)
     tagger = _load_for_tagging(args, _extra_words(args), one_head=False)
     app = create_app(tagger, max_chars=args.max_chars, max_texts=args.max_texts, max_batch=args.batch_size,

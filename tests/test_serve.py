@@ -176,3 +176,19 @@ def test_dictionary_types_a_requested_head_lacks_are_a_422_not_a_500(tmp_path):
         assert status == 422 and "not types of the default head" in body["detail"]
         status, body = request(port, "/tag", {"text": "腾讯在深圳", "labels": "cluener"})
         assert status == 200 and {"start": 0, "end": 2, "label": "company", "text": "腾讯"} in body["entities"]
+
+
+def test_serve_refuses_a_port_in_use_or_a_host_that_does_not_resolve_as_other_errors(capsys):
+    import socket
+
+    from lexner.cli import main
+
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--host", "127.0.0.1", "--port", str(port)]) == 2
+    assert f"lexner: error: --port {port}: cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+    assert main(["serve", "--host", "999.1.1.1", "--port", "0"]) == 2
+    assert "lexner: error: --host 999.1.1.1: cannot be resolved" in capsys.readouterr().err
