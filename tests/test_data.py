@@ -509,14 +509,14 @@ def test_jsonl_reads_cluener_and_doccano_natively(tmp_path):
     ({"text": "张三"}, r"x.jsonl:1: a record needs 'entities' \(lexner\), 'label'"),
     ({"text": "张三", "label": None}, "must be a CLUENER object or a doccano list"),
     ({"text": "张三", "label": ""}, "must be a CLUENER object or a doccano list"),
-    ({"text": "张三", "label": [[0, 2, None]]}, "label must be a non-empty string without whitespace"),
-    ({"text": "张三", "label": [[0, 2, ""]]}, "label must be a non-empty string without whitespace"),
+    ({"text": "张三", "label": [[0, 2, None]]}, "label must be a non-empty string of at most 200 printable characters without whitespace"),
+    ({"text": "张三", "label": [[0, 2, ""]]}, "label must be a non-empty string of at most 200 printable characters without whitespace"),
     ({"text": "张三", "entities": [{"start": 0, "end": 2, "label": "A B"}]}, "with '-', got 'A B'"),
     ({"text": "张三在北京", "entities": [{"start": 2, "end": 4, "label": "LOC", "text": "北京"}]},
      r"x.jsonl:1: entity \(2, 4\) reads '在北', but its 'text' says '北京'"),
     ({"text": "张三", "label": {"name": {"张三": [[0, 2]]}}}, "ends beyond the text of length 2"),
     ({"text": "张三在", "label": {"name": {"张三": [[0, 2]]}}}, "reads '张三在' .offsets are end-inclusive"),
-    ({"text": "张三", "entities": [{"start": 0, "end": 2, "label": ["PER"]}]}, "label must be a non-empty string without whitespace"),
+    ({"text": "张三", "entities": [{"start": 0, "end": 2, "label": ["PER"]}]}, "label must be a non-empty string of at most 200 printable characters without whitespace"),
 ])
 def test_jsonl_records_without_usable_labels_are_errors_with_file_and_line(tmp_path, record, message):
     path = write(tmp_path / "x.jsonl", json.dumps(record, ensure_ascii=False) + "\n")
