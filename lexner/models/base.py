@@ -204,7 +204,14 @@ def _check_weights_header(weights_file: Path, expected: dict[str, tuple[tuple[in
                                    f"{list(header[key][0])}, the config implies {list(shape)}")
 
 
-MAX_WEIGHT = 1e4  # a weight beyond it is damage or a crafted file (trained ones here stay below ~20)
+MAX_WEIGHT = 1e6  # a weight beyond it is damage or a crafted file (trained ones here stay below ~20)
+
+
+def _absurd_weight(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The first floating-point weight of ``state`` holding NaN, inf or a magnitude beyond :data:`MAX_WEIGHT`
+    (NaN makes the largest magnitude NaN, never within the bound), else None.  Saving refuses what loading would."""
+    return next((key for key, tensor in state.items() if tensor.is_floating_point() and tensor.numel()
+                 and not float(tensor.abs().max()) <= MAX_WEIGHT), None)
 
 
 def _distinct_types(types: Any) -> bool:
@@ -569,6 +576,9 @@ class Tagger(nn.Module):
         """:meth:`save`'s files, written into the existing ``directory`` (nothing written if a weight cannot be
         stored in float16)."""
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        if (key := _absurd_weight(state)) is not None:
+            raise ValueError(f"{key} holds NaN, infinite or absurdly large values (largest magnitude "
+                             f"{state[key].abs().max().item():g}; beyond ±{MAX_WEIGHT:g} a model does not load)")
         if half:
             halved = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
             for name, value in halved.items():
@@ -663,10 +673,10 @@ class Tagger(nn.Module):
             model.load_state_dict(state, strict=True)
         except RuntimeError as err:
             raise ModelFormatError(f"{weights_file}: weights do not match config.json: {err}") from None
-        for key, tensor in model.state_dict().items():  # NaN makes the largest magnitude NaN, never ≤ the bound
-            if tensor.is_floating_point() and tensor.numel() and not float(tensor.abs().max()) <= MAX_WEIGHT:
-                raise ModelFormatError(f"{weights_file}: {key} holds NaN, infinite or absurdly large values (beyond "
-                                       f"±{MAX_WEIGHT:g}; trained weights stay far below)")
+        if (key := _absurd_weight(model.state_dict())) is not None:
+            raise ModelFormatError(f"{weights_file}: {key} holds NaN, infinite or absurdly large values (beyond "
+                                   f"±{MAX_WEIGHT:g}; trained weights stay far below)")
+        for key, tensor in model.state_dict().items():
             if not tensor.is_floating_point() and tensor.numel() and int(tensor.min()) < 0:
                 raise ModelFormatError(f"{weights_file}: {key} holds negative counts")
         try:  # models saved before it was recorded: the default
