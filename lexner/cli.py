@@ -596,12 +596,15 @@ def cmd_tag(args) -> int:
 
 def _check_listen(host: str, port: int) -> None:
     """A CommandError naming ``--host``/``--port`` if the service could not listen there (a host that does not
-    resolve, a port in use or not allowed), as every other refusal is worded — not uvicorn's start-up lines
-    and exit status 3.  The port is bound as uvicorn binds it (SO_REUSEADDR) and let go at once."""
+    resolve or is not this machine's, a port in use or not allowed), as every other refusal is worded — not
+    uvicorn's start-up lines and exit status 3.  The port is bound as uvicorn binds it (SO_REUSEADDR) and let
+    go at once."""
+    import errno
     import socket
 
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    try:  # "" (uvicorn: every interface) as getaddrinfo spells it
+        family, kind, proto, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
     except (socket.gaierror, UnicodeError) as err:
         raise CommandError(f"--host {host}: cannot be resolved ({getattr(err, 'strerror', None) or err})") from None
     with socket.socket(family, kind, proto) as probe:
@@ -609,7 +612,8 @@ def _check_listen(host: str, port: int) -> None:
         try:
             probe.bind(address)
         except OSError as err:
-            raise CommandError(f"--port {port}: cannot listen on {host}:{port} ({err.strerror or err})") from None
+            option = f"--host {host}" if err.errno == errno.EADDRNOTAVAIL else f"--port {port}"
+            raise CommandError(f"{option}: cannot listen on {host}:{port} ({err.strerror or err})") from None
 
 
 def cmd_serve(args) -> int:
@@ -664,7 +668,7 @@ def cmd_info(args) -> int:
 
 
 NO_PROGRESS_HELP = "no progress bars (they are drawn on standard error only when it is a terminal)"
-TAG_DEVICE_HELP = "cpu (default), cuda, cuda:1, or auto (cuda when present)"
+TAG_DEVICE_HELP = "cpu, cuda, cuda:1, or auto (cuda when present)"
 GIVEN = "_given"  # the parsed arguments' set of the options given on the command line (by their dest)
 OPTIONS = "_options"  # and which option (its long form) stored each of them: {dest: option}
 
@@ -744,11 +748,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-root", default=None,
                        help="folder with msra/, weibo/, embeddings/ (default: $LEXNER_DATA or data/)")
         p.add_argument("--format", default="auto", choices=["auto", *DATA_FORMATS],
-                       help="format of the data files given; auto (default) detects it from the suffix or the "
-                            "first line")
-        p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (default: cuda when present)")
+                       help="format of the data files given; auto detects it from the suffix or the first line")
+        p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (cuda when present)")
 
     from .api import EXTRA_PRETRAINED_BIGRAMS
+    from . import tagging
     from .data import DATASETS, FORMATS as DATA_FORMATS, TRAIN_DEV_FRACTION, TYPE_MAPS
     from .fileio import UTF8_ERRORS
     from .models import MODELS
@@ -831,7 +835,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_args(d)
     d.set_defaults(func=cmd_train, distill="kl")
 
-    e = sub.add_parser("evaluate", help="score a saved model (several: their ensemble)")
+    e = sub.add_parser("evaluate", help="score a saved model (several: their ensemble)", formatter_class=_DefaultsHelp)
     e.add_argument("model_dir", type=Path, nargs="*",
                    help="a saved model directory (none: the bundled model); several are scored as one ensemble "
                         "(tag marginals averaged)")
@@ -869,7 +873,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rename an entity type in the copy (e.g. NR=PER); repeatable")
     x.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help=LEXICON_ADD_HELP)
-    x.add_argument("--piece-length", type=_at_least(1, "a number of characters"), metavar="N",
+    x.add_argument("--piece-length", metavar="N",
+                   type=_at_least(1, "a number of characters", high=tagging.PIECE_LENGTH_LIMIT),
                    help="the copy tags texts longer than N characters in pieces of at most N (default: as the "
                         "source model; training sets it from the training sentences' lengths)")
     _runtime_args(x, alias=False, help="how lexner.load runs the copy's BiLSTM by default, written into its "
@@ -881,7 +886,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "extra; the graph of an ONNX --runtime and those the source carries come along anyway)")
     x.set_defaults(func=cmd_export)
 
-    g = sub.add_parser("tag", help="tag text (with the bundled model unless --model is given)")
+    g = sub.add_parser("tag", help="tag text (with the bundled model unless --model is given)",
+                       formatter_class=_DefaultsHelp)
     g.add_argument("text", nargs="*", help="texts to tag (one record each on stdout, in --format; a file name is "
                                            "tagged as text, with a warning: use --input); a model directory as the "
                                            "first argument is taken as --model")
@@ -891,11 +897,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--errors", default="strict", choices=UTF8_ERRORS,
                    help="a line of --input (or a text argument) that is not valid UTF-8: strict stops there (naming "
                         "file:line, after writing every line before it), skip leaves it out (reported), replace puts "
-                        "U+FFFD for bad bytes (default: strict)")
+                        "U+FFFD for bad bytes")
     g.add_argument("--output", type=_file_name, help="output file (default, or -: stdout)")
     g.add_argument("--format", default="jsonl", choices=OUTPUT_FORMATS,
                    help="jsonl: one JSON object per input line; conll: char<TAB>tag lines; text: [entity|LABEL] "
-                        "inline; html: one page with entities highlighted by type (default: jsonl)")
+                        "inline; html: one page with entities highlighted by type")
     g.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help=LEXICON_ADD_HELP)
     g.add_argument("--dictionary", type=Path, metavar="FILE",
@@ -903,10 +909,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(constrained decoding; leftmost, then longest match wins)")
     g.add_argument("--labels", metavar="NAME",
                    help="the label set (head) of a multi-task model to tag with (default: its first, e.g. PER/LOC/ORG)")
-    g.add_argument("--batch-size", type=_at_least(1), default=64, help="texts per model call (default: 64)")
+    g.add_argument("--batch-size", type=_at_least(1), default=64, help="texts per model call")
     g.add_argument("--workers", type=_at_least(0), default=1,
-                   help="with --input: tagging processes, one core each (0: one per core); order is kept "
-                        "(default: 1)")
+                   help="with --input: tagging processes, one core each (0: one per core); order is kept")
     g.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     g.add_argument("--threads", type=_at_least(0), default=0, help=THREADS_HELP + " (each of several --workers uses 1)")
     g.add_argument("--device", default="cpu", help=TAG_DEVICE_HELP)
@@ -926,14 +931,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     v.add_argument("--port", type=_at_least(0, "a port number", high=65535), default=8000,
                    help="port to listen on (0: any free port; the one chosen is printed)")
-    v.add_argument("--max-chars", type=_at_least(1), default=10_000,
-                   help="longest text accepted (longer: 413; default: 10000)")
-    v.add_argument("--max-texts", type=_at_least(1), default=256,
-                   help="most texts in one request (more: 413; default: 256)")
-    v.add_argument("--batch-size", type=_at_least(1), default=64,
-                   help="most texts tagged together (micro-batching; default: 64)")
+    v.add_argument("--max-chars", type=_at_least(1), default=10_000, help="longest text accepted (longer: 413)")
+    v.add_argument("--max-texts", type=_at_least(1), default=256, help="most texts in one request (more: 413)")
+    v.add_argument("--batch-size", type=_at_least(1), default=64, help="most texts tagged together (micro-batching)")
     v.add_argument("--batch-wait-ms", type=_at_least(0, "milliseconds", high=1000, kind=float), default=2.0,
-                   help="how long a request waits for others to share its batch (0 to 1000; default: 2)")
+                   help="how long a request waits for others to share its batch (0 to 1000)")
     v.add_argument("--threads", type=_at_least(0), default=0, help=THREADS_HELP)
     v.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help=LEXICON_ADD_HELP)

@@ -248,6 +248,7 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
         with (os.fdopen(stream, "wb") if binary else os.fdopen(stream, "w", encoding="utf-8", newline="")) as out:
             yield out
         return
+    compressed = None if binary else COMPRESSORS.get(final.suffix)  # by the name given, as readers decide
     if final.is_symlink():  # write the file the link names, and keep the link
         final = Path(os.path.realpath(final))
     parent = final.parent
@@ -258,7 +259,6 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
     mode = final.stat().st_mode & 0o7777 if final.exists() else _default_mode()
     with _named(final):
         fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=parent)
-    compressed = None if binary else COMPRESSORS.get(final.suffix)
     try:
         raw_binary = binary or compressed is not None
         with os.fdopen(fd, "wb") if raw_binary else os.fdopen(fd, "w", encoding="utf-8", newline="") as raw:
@@ -273,12 +273,32 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
         os.replace(tmp, final)
     except BaseException:
         with suppress(FileNotFoundError):
-            if partial is not None and os.path.getsize(tmp) > 0:
+            if partial is not None and _holds_text(tmp, compressed):
                 os.chmod(tmp, mode)
                 os.replace(tmp, partial)
             else:
                 os.unlink(tmp)
         raise
+
+
+def _holds_text(path: str, compressed: Callable | None) -> bool:
+    """Whether the file at ``path`` holds any text (a compressed one: once decompressed; its header and trailer
+    alone are no work worth keeping)."""
+    if compressed is None:
+        return os.path.getsize(path) > 0
+    try:
+        with compressed(path, "rb") as packed:
+            return bool(packed.read(1))
+    except _DECOMPRESSION_ERRORS:
+        return False
+
+
+def partial_name(target: Path) -> Path:
+    """Where a failed write keeps its work: ``out.jsonl.partial``; for a compressed ``out.jsonl.gz``,
+    ``out.jsonl.partial.gz``, which readers still decompress by its suffix."""
+    if target.suffix in COMPRESSORS:
+        return target.with_name(f"{target.stem}.partial{target.suffix}")
+    return target.with_name(target.name + ".partial")
 
 
 @contextmanager

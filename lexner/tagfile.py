@@ -18,7 +18,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
 
-from .fileio import STDIN, atomic_file, bytes_read, file_size, iter_lines, leading_bom, shown_name
+from .fileio import STDIN, atomic_file, bytes_read, file_size, iter_lines, leading_bom, partial_name, shown_name
 from .output import HTML_HEAD, HTML_TAIL, render
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def tag_file(tagger, source: str | os.PathLike, target: str | os.PathLike | IO[s
     target = Path(target)
     if _same_file(source, target):
         raise ValueError(f"--output {target} is the input file; writing it would destroy the input")
-    partial = target.with_name(target.name + ".partial")
+    partial = partial_name(target)
     existed, earlier = target.exists(), partial.exists()
     try:
         with atomic_file(target, partial=partial) as out, page(out, fmt) as records:

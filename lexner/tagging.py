@@ -67,9 +67,14 @@ def _base_before(text: str, position: int, floor: int) -> str:
     """The character before ``position`` (not before ``floor``), past any combining diacritics (U+0300–U+036F,
     the accent of a decomposed ``ë``), which belong to the letter before them."""
     k = position - 1
-    while k > floor and "\u0300" <= text[k] <= "\u036f":
+    while k > floor and is_combining(text[k]):
         k -= 1
     return text[k]
+
+
+def is_combining(char: str) -> bool:
+    """A combining diacritic (U+0300–U+036F), which belongs to the letter before it."""
+    return "\u0300" <= char <= "\u036f"
 
 
 @dataclass

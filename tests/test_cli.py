@@ -198,7 +198,7 @@ def test_training_sets_the_piece_length_from_the_training_sentences_and_export_c
     assert load(trained / "same").max_length == piece_length(train_lengths)
     with pytest.raises(SystemExit) as exit_:
         main(["export", str(source), str(trained / "bad"), "--piece-length", "0"])
-    assert exit_.value.code == 2 and "expected a number of characters ≥ 1" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "expected a number of characters from 1 to 5000" in capsys.readouterr().err
     assert not (trained / "bad").exists()
 
 

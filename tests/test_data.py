@@ -688,3 +688,13 @@ def test_writers_compress_by_suffix_replace_only_when_done_and_name_the_sentence
             with pytest.raises(ValueError, match=message):
                 writer([good[0], bad], path)
             assert path.read_bytes() == before  # the earlier file, whole
+
+
+def test_a_link_named_gz_is_written_compressed_as_it_is_read(tmp_path):
+    from lexner.data import write_jsonl
+
+    (tmp_path / "blob").write_bytes(b"")
+    (tmp_path / "out.jsonl.gz").symlink_to(tmp_path / "blob")
+    sentences = [Sentence("张三", [Span(0, 2, "PER")])]
+    write_jsonl(sentences, tmp_path / "out.jsonl.gz")
+    assert (tmp_path / "out.jsonl.gz").is_symlink() and read_file(tmp_path / "out.jsonl.gz") == sentences

@@ -20,6 +20,7 @@ def test_occurrences_inside_a_run_of_latin_letters_and_digits_are_none_and_block
         (5, 8, "ORG"), (18, 24, "ORG"), (24, 26, "LOC"), (26, 29, "ORG")]
     assert d.occurrences("NBA球") == [(0, 3, "ORG")] and d.occurrences("WBA球") == []
     assert d.occurrences("ＷNBA") == []  # full-width letters are Latin letters too
+    assert Dictionary({"Jose": "PER"}).occurrences("Jose\u0301来") == []  # the accent belongs to its e
 
 
 def test_a_word_given_again_takes_the_new_type():

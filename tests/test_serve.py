@@ -192,3 +192,23 @@ def test_serve_refuses_a_port_in_use_or_a_host_that_does_not_resolve_as_other_er
     assert f"lexner: error: --port {port}: cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
     assert main(["serve", "--host", "999.1.1.1", "--port", "0"]) == 2
     assert "lexner: error: --host 999.1.1.1: cannot be resolved" in capsys.readouterr().err
+
+
+def test_serve_listen_check_takes_every_interface_and_names_the_host_that_is_not_this_machine_s():
+    from lexner.cli import CommandError, _check_listen
+
+    _check_listen("", 0)  # uvicorn's "every interface"
+    _check_listen("::1" if socket_has_ipv6() else "127.0.0.1", 0)
+    with pytest.raises(CommandError, match="--host 192.0.2.1: cannot listen on 192.0.2.1:0"):
+        _check_listen("192.0.2.1", 0)  # TEST-NET-1: no machine's own address
+
+
+def socket_has_ipv6() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False

@@ -186,3 +186,25 @@ def test_output_named_gz_or_xz_is_written_compressed(tmp_path):
     for suffix in (".gz", ".xz"):
         tag_file(lexner.load(), tmp_path / "in.txt", tmp_path / f"out.jsonl{suffix}", progress=False)
         assert [s.text for s in read_file(tmp_path / f"out.jsonl{suffix}")] == ["张三在北京"]
+
+
+def test_text_output_whose_first_character_is_u_feff_keeps_it_behind_a_mark_of_its_own(tmp_path):
+    (tmp_path / "in.txt").write_text("\ufeff\ufeff张三\n", encoding="utf-8")  # the file's own mark, then the text's
+    tag_file(lexner.load(), tmp_path / "in.txt", tmp_path / "out.txt", fmt="text", progress=False)
+    assert (tmp_path / "out.txt").read_bytes().startswith("\ufeff\ufeff[张三|PER]".encode("utf-8"))
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".xz"])
+def test_a_failed_compressed_output_keeps_its_work_readable_and_nothing_when_there_is_none(tmp_path, suffix):
+    from lexner.data import read_file
+
+    (tmp_path / "in.txt").write_bytes("张三在北京\n".encode("utf-8") * 3 + b"bad \xc3\x28\n")
+    with pytest.raises(Exception, match="in.txt:4: not valid UTF-8"):
+        tag_file(lexner.load(), tmp_path / "in.txt", tmp_path / f"out.jsonl{suffix}", batch_size=1, progress=False)
+    kept = tmp_path / f"out.jsonl.partial{suffix}"  # still decompressed by its suffix
+    assert [s.text for s in read_file(kept)] == ["张三在北京"] * 3 and not (tmp_path / f"out.jsonl{suffix}").exists()
+    (tmp_path / "bad.txt").write_bytes(b"bad \xc3\x28\n")
+    kept.write_bytes(b"earlier work")
+    with pytest.raises(Exception, match="bad.txt:1: not valid UTF-8"):
+        tag_file(lexner.load(), tmp_path / "bad.txt", tmp_path / f"out.jsonl{suffix}", progress=False)
+    assert kept.read_bytes() == b"earlier work"  # nothing tagged: a compressed header alone replaces nothing
