@@ -109,11 +109,14 @@ def spans_to_tags(spans: Iterable[Span], length: int, scheme: str = "BIOES") -> 
             raise ValueError(f"span ({start}, {end}, {label!r}) overlaps another span")
         if scheme == "BIO":
             tags[start:end] = [f"B-{label}"] + [f"I-{label}"] * (end - start - 1)
-        elif end - start == 1:
-            tags[start] = f"S-{label}"
         else:
-            tags[start:end] = [f"B-{label}"] + [f"{inside}-{label}"] * (end - start - 2) + [f"E-{label}"]
+            tags[start:end] = [f"{prefix}-{label}" for prefix in entity_prefixes(end - start, inside)]
     return tags
+
+
+def entity_prefixes(length: int, inside: str = "I") -> str:
+    """The BIOES (BMES: ``inside="M"``) prefixes of one entity of ``length`` characters: ``S``, ``BE``, ``BIE``..."""
+    return "S" if length == 1 else "B" + inside * (length - 2) + "E"
 
 
 TYPE_NAME_RULE = ("a non-empty string of at most 200 printable characters without whitespace, not starting or "

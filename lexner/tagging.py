@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .entity import Entity
-from .schemes import Span
+from .schemes import Span, entity_prefixes
 from .text import normalize
 
 # Every code point for which str.isspace() is true (checked against it in tests/test_tagging.py).
@@ -103,7 +103,7 @@ class ModelLine:
 
     def allows(self, start: int, end: int) -> bool:
         """Whether whitespace lets ``view[start:end]`` be one entity (its tags' prefixes are allowed there)."""
-        return all(prefix in self.constraints.get(start + k, prefix) for k, prefix in enumerate(_prefixes(end - start)))
+        return all(prefix in self.constraints.get(start + k, prefix) for k, prefix in enumerate(entity_prefixes(end - start)))
 
     def with_forced(self, occurrences: Sequence[tuple[int, int, str]]) -> dict[int, str | tuple[str, ...]]:
         """``constraints`` plus, for each ``(start, end, type)`` of ``view`` that whitespace allows there, the
@@ -111,13 +111,8 @@ class ModelLine:
         merged: dict[int, str | tuple[str, ...]] = dict(self.constraints)
         for start, end, label in occurrences:
             if self.allows(start, end):
-                merged.update({start + k: (f"{prefix}-{label}",) for k, prefix in enumerate(_prefixes(end - start))})
+                merged.update({start + k: (f"{prefix}-{label}",) for k, prefix in enumerate(entity_prefixes(end - start))})
         return merged
-
-
-def _prefixes(length: int) -> str:
-    """The BIOES prefixes of one entity of ``length`` characters: ``S``, ``BE``, ``BIE``, ..."""
-    return "S" if length == 1 else "B" + "I" * (length - 2) + "E"
 
 
 def iter_model_lines(text: str) -> Iterator[ModelLine]:
