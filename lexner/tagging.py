@@ -7,9 +7,9 @@ Chinese text, which has none), except whitespace between two Latin letters or di
 15``; :func:`is_latin_alnum`, a combining diacritic counting as the letter it follows).  Entities are then
 constrained in the decoder, never edited afterwards: an entity cannot start or end at a kept whitespace
 character (it may only be inside one), and cannot run across removed whitespace — so no entity ever starts or
-ends with whitespace, holds whitespace other than between Latin letters/digits, or crosses a line break.  Control and format characters (NUL, zero-width space, soft hyphen, BOM, ...:
-``CONTROLS``) are left out of the view too, but mark no boundary: an entity may run across them, never start
-or end on one.  Offsets always index the original text (:class:`ModelLine` maps them back, in memory
+ends with whitespace, holds whitespace other than between Latin letters/digits, or crosses a line break.
+Control and format characters (NUL, zero-width space, soft hyphen, BOM, ...: ``CONTROLS``) are left out of the
+view too, but mark no boundary: an entity may run across them, never start or end on one.  Offsets always index the original text (:class:`ModelLine` maps them back, in memory
 proportional to the number of runs of whitespace and control characters).
 
 A text longer than ``max_length`` is cut after sentence-final punctuation into pieces of at most
@@ -103,7 +103,8 @@ class ModelLine:
 
     def allows(self, start: int, end: int) -> bool:
         """Whether whitespace lets ``view[start:end]`` be one entity (its tags' prefixes are allowed there)."""
-        return all(prefix in self.constraints.get(start + k, prefix) for k, prefix in enumerate(entity_prefixes(end - start)))
+        prefixes = entity_prefixes(end - start)
+        return all(prefix in self.constraints.get(start + k, prefix) for k, prefix in enumerate(prefixes))
 
     def with_forced(self, occurrences: Sequence[tuple[int, int, str]]) -> dict[int, str | tuple[str, ...]]:
         """``constraints`` plus, for each ``(start, end, type)`` of ``view`` that whitespace allows there, the
@@ -111,7 +112,8 @@ class ModelLine:
         merged: dict[int, str | tuple[str, ...]] = dict(self.constraints)
         for start, end, label in occurrences:
             if self.allows(start, end):
-                merged.update({start + k: (f"{prefix}-{label}",) for k, prefix in enumerate(entity_prefixes(end - start))})
+                prefixes = entity_prefixes(end - start)
+                merged.update({start + k: (f"{prefix}-{label}",) for k, prefix in enumerate(prefixes)})
         return merged
 
 
