@@ -9,8 +9,9 @@ constrained in the decoder, never edited afterwards: an entity cannot start or e
 character (it may only be inside one), and cannot run across removed whitespace — so no entity ever starts or
 ends with whitespace, holds whitespace other than between Latin letters/digits, or crosses a line break.
 Control and format characters (NUL, zero-width space, soft hyphen, BOM, ...: ``CONTROLS``) are left out of the
-view too, but mark no boundary: an entity may run across them, never start or end on one.  Offsets always index the original text (:class:`ModelLine` maps them back, in memory
-proportional to the number of runs of whitespace and control characters).
+view too, but mark no boundary: an entity may run across them, never start or end on one.  Offsets always
+index the original text (:class:`ModelLine` maps them back, in memory proportional to the number of runs of
+whitespace and control characters).
 
 A text longer than ``max_length`` is cut after sentence-final punctuation into pieces of at most
 ``max_length`` characters (consecutive sentences are packed together); a single sentence that is still too
