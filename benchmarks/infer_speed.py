@@ -11,7 +11,8 @@ request); larger sizes call ``tag_batch(texts, batch_size=B)`` on chunks of B se
 (threads, batch size) runs for ``--seconds`` after one untimed warm-up call.
 
 ``--compare REV --repeat N`` measures each model N times alternately with lexner at git revision REV
-(extracted with ``git archive``) and with this tree, and reports this tree's speed-up (ratio of medians): how
+(extracted with ``git archive``) and with this tree — the pairs alternate which runs first — and reports this
+tree's speed-up (the median of the pairs' ratios, :func:`machine.paired_ratio`): how
 tagging speed changed, side by side in one run — by wall time and by the process's CPU time (steadier on a
 machine other work shares: a process waiting for a core accrues no CPU time) — and the ratio of the median
 load times (``lexner.load``, wall time) and of the first ``tag()`` call after it, which also builds what is
@@ -116,16 +117,17 @@ def main() -> None:
 
     import os
 
-    from machine import lexner_at
+    from machine import alternating, lexner_at, paired_ratio
 
     results = []
     with (lexner_at(args.compare) if args.compare else nullcontext((None, None))) as (commit, baseline):
-        trees = [(commit, baseline), ("this tree", None)] * args.repeat if args.compare else [(None, None)]
+        trees = (list(alternating((commit, baseline), ("this tree", None), args.repeat)) if args.compare
+                 else [(0, (None, None))])
         for spec in args.models:
             name, _, directory = spec.partition("=")
             if not directory:
                 parser.error(f"--models takes NAME=DIR, got {spec!r}")
-            for code, tree in trees:
+            for pair, (code, tree) in trees:
                 cmd = [sys.executable, __file__, "--child", "--model", str(Path(directory).resolve()),
                        "--seconds", str(args.seconds), "--limit", str(args.limit),
                        "--batch-sizes", *map(str, args.batch_sizes), "--threads", *map(str, args.threads),
@@ -136,6 +138,7 @@ def main() -> None:
                     sys.exit(f"infer_speed: measuring {name} ({directory}) failed with exit code {done.returncode}")
                 record = json.loads(done.stdout.strip().splitlines()[-1])
                 record["name"] = name if code is None else f"{name} @ {code}"
+                record["pair"] = pair
                 record["model_dir"] = directory  # as given, not this machine's absolute path
                 results.append(record)
                 print(f"{record['name']}: load {record['load_seconds']} s, first call {record['first_call_seconds']} s, "
@@ -145,27 +148,21 @@ def main() -> None:
                       flush=True)
     result = {"benchmark": "infer_speed", "texts": "msra/test", "models": results, "machine": machine_info()}
     if args.compare:
-        import statistics
-
         result["baseline"] = commit
         ratios = {}
         for spec in args.models:
             name = spec.partition("=")[0]
+            ours, theirs = f"{name} @ this tree", f"{name} @ {commit}"
             for r in results[0]["rows"]:
                 key = (r["threads"], r["batch_size"])
-
-                def speed(label: str, field: str) -> float:
-                    return statistics.median(row[field] for m in results if m["name"] == label
-                                             for row in m["rows"] if (row["threads"], row["batch_size"]) == key)
-
                 for field, kind in (("chars_per_second", "wall"), ("chars_per_cpu_second", "cpu")):
+                    speeds = [(m["pair"], m["name"], row[field]) for m in results for row in m["rows"]
+                              if (row["threads"], row["batch_size"]) == key]
                     ratios.setdefault(kind, {}).setdefault(name, {})[f"threads {key[0]}, batch {key[1]}"] = round(
-                        speed(f"{name} @ this tree", field) / speed(f"{name} @ {commit}", field), 3)
+                        paired_ratio(speeds, ours, theirs), 3)
             for field in ("load_seconds", "first_call_seconds"):
-                seconds = {label: statistics.median(m[field] for m in results if m["name"] == label)
-                           for label in (f"{name} @ {commit}", f"{name} @ this tree")}
-                ratio = seconds[f"{name} @ this tree"] / seconds[f"{name} @ {commit}"]
-                ratios.setdefault(field, {})[name] = round(ratio, 3)
+                times = [(m["pair"], m["name"], m[field]) for m in results]
+                ratios.setdefault(field, {})[name] = round(paired_ratio(times, ours, theirs), 3)
         result["speedup_vs_baseline"] = ratios["wall"]
         result["cpu_time_speedup_vs_baseline"] = ratios["cpu"]
         result["load_seconds_ratio_vs_baseline"] = ratios["load_seconds"]  # this tree's median load time over REV's

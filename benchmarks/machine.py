@@ -11,7 +11,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from lexner.export import command_line
 
@@ -80,3 +80,25 @@ def lexner_at(revision: str) -> Iterator[tuple[str, str]]:
                                  capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
         yield commit, folder
+
+
+def alternating(first, second, repeat: int) -> Iterator[tuple[int, object]]:
+    """``(k, side)`` for ``repeat`` pairs of two sides, the k-th pair in the order first–second for even k and
+    second–first for odd k, so that neither side always runs first: on a shared VM the same network measured
+    0.93× when it ran second and 1.17× when it ran first (``infer_speed_ft_default_t3_vs_default*.json``)."""
+    for k in range(repeat):
+        for side in (first, second) if k % 2 == 0 else (second, first):
+            yield k, side
+
+
+def paired_ratio(values: Iterable[tuple[object, object, float]], numerator: object, denominator: object) -> float:
+    """The median over pairs of ``numerator``'s value over ``denominator``'s: ``values`` are ``(pair, side,
+    value)``.  A ratio of the two sides' medians pairs measurements from different moments, which a busy machine
+    makes unlike (1.14× against a paired 1.00 in ``infer_speed_default_cpu_vs_960d0b4.json``)."""
+    import statistics
+
+    pairs: dict[object, dict[object, float]] = {}
+    for pair, side, value in values:
+        pairs.setdefault(pair, {})[side] = value
+    return statistics.median(p[numerator] / p[denominator] for p in pairs.values()
+                             if numerator in p and denominator in p)

@@ -11,9 +11,9 @@ trainer's optimiser (``--optimizer``; SGD with momentum is the trainer's default
 after ``--warmup`` batches that are not timed.
 
 ``--compare REV`` measures lexner at git revision REV (extracted with ``git archive``) and this working tree
-side by side: for each model and batch size, REV first, then this tree (``--repeat N``: N such pairs), each in
-a fresh process (the same script, with ``PYTHONPATH`` pointing at the tree under test), and reports this
-tree's speed-up over REV (the ratio of the median speeds).  The
+side by side: for each model and batch size, REV and this tree (``--repeat N``: N such pairs, alternating which
+runs first), each in a fresh process (the same script, with ``PYTHONPATH`` pointing at the tree under test), and
+reports this tree's speed-up over REV (the median of the pairs' ratios, :func:`machine.paired_ratio`).  The
 optimiser is whatever the tree under test's trainer builds (``lexner.train.make_optimizer`` where it exists).
 """
 
@@ -107,23 +107,23 @@ def compare(args, argv: list[str]) -> list[dict]:
     """Rows for REV and for this tree, interleaved per (model, batch size), each from a fresh process."""
     import subprocess
 
-    from machine import lexner_at
+    from machine import alternating, lexner_at
 
     rows = []
     with lexner_at(args.compare) as (commit, tmp):
-        trees = {commit: tmp, "working tree": str(Path(__file__).resolve().parent.parent)}
+        trees = [(commit, tmp), ("working tree", str(Path(__file__).resolve().parent.parent))]
         keep = [a for a in argv if a not in ("--compare", args.compare)]
         keep = [a for i, a in enumerate(keep) if not (a == "--out" or (i and keep[i - 1] == "--out"))]
         for model in args.models:
             for batch_size in args.batch_sizes:
-                for name, tree in [item for _ in range(args.repeat) for item in trees.items()]:  # A B A B ...
+                for pair, (name, tree) in alternating(*trees, args.repeat):  # A B, B A, A B ...
                     worker = [sys.executable, __file__, *keep, "--worker", "--models", model,
                               "--batch-sizes", str(batch_size)]
                     env = {**__import__("os").environ, "PYTHONPATH": tree}
                     done = subprocess.run(worker, env=env, capture_output=True, text=True)
                     if done.returncode != 0:
                         sys.exit(f"train_speed: {name} failed:\n{done.stderr[-3000:]}")
-                    row = {"code": name, **json.loads(done.stdout.strip().splitlines()[-1])}
+                    row = {"code": name, "pair": pair, **json.loads(done.stdout.strip().splitlines()[-1])}
                     print(json.dumps(row), flush=True)
                     rows.append(row)
     return rows
@@ -164,16 +164,15 @@ def main() -> None:
     result = {"benchmark": "train_speed", "dataset": args.dataset, "threads": args.threads, "device": args.device,
               "optimizer": args.optimizer, "rows": rows, "machine": machine_info()}
     if args.compare:
-        import statistics
+        from machine import paired_ratio
 
-        result["baseline"] = rows[0]["code"]
+        result["baseline"] = next(r["code"] for r in rows if r["code"] != "working tree")
         for model in args.models:
             for batch_size in args.batch_sizes:
-                speeds = {code: statistics.median(r["sentences_per_second"] for r in rows if r["code"] == code
-                                                  and r["model"] == model and r["batch_size"] == batch_size)
-                          for code in (result["baseline"], "working tree")}
+                speeds = [(r["pair"], r["code"], r["sentences_per_second"]) for r in rows
+                          if r["model"] == model and r["batch_size"] == batch_size]
                 result.setdefault("speedup_vs_baseline", {}).setdefault(model, {})[f"batch {batch_size}"] = round(
-                    speeds["working tree"] / speeds[result["baseline"]], 2)
+                    paired_ratio(speeds, "working tree", result["baseline"]), 2)
     else:
         for model in args.models:
             speeds = {r["batch_size"]: r["sentences_per_second"] for r in rows if r["model"] == model}

@@ -51,7 +51,8 @@ def block_shares(path: Path, size: int, blocks: int) -> list[dict]:
 
 
 def percent(scores: dict) -> dict:
-    return {k: round(100 * v, 2) if k != "support" else v for k, v in scores.items()}
+    """P/R/F1 as percentages; counts (``support``, ``predicted``) as they are."""
+    return {k: round(100 * v, 2) if k in ("precision", "recall", "f1") else v for k, v in scores.items()}
 
 
 def main() -> None:

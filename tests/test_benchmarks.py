@@ -135,3 +135,29 @@ def test_report_reads_a_datasets_task_of_a_multi_task_result():
     multi = {"results": {"test": {"tasks": {"weibo": weibo, "cluener": cluener}, "pooled": {"f1": 0.7}}}}
     assert test_scores(multi, "weibo") is weibo
     assert test_scores({"results": {"test": weibo}}, "weibo") is weibo
+
+
+def test_side_by_side_ratios_alternate_the_order_and_take_the_median_of_the_pairs():
+    from machine import alternating, paired_ratio
+
+    assert list(alternating("a", "b", 3)) == [(0, "a"), (0, "b"), (1, "b"), (1, "a"), (2, "a"), (2, "b")]
+    # the pairs of infer_speed_default_cpu_vs_960d0b4.json, batch 1: the ratio of medians said 1.141
+    rev, tree = [7395, 6884, 10224, 6844, 6523], [7048, 7852, 9168, 6843, 7853]
+    values = [(k, "rev", v) for k, v in enumerate(rev)] + [(k, "tree", v) for k, v in enumerate(tree)]
+    assert round(paired_ratio(values, "tree", "rev"), 2) == 1.0
+
+
+def test_report_shows_every_batch_size_of_a_compare_file_as_the_median_of_its_pairs():
+    from report import paired_speedups
+
+    rows = [{"code": c, "model": "m", "batch_size": b, "sentences_per_second": s}
+            for c, b, s in [("abc", 1, 100), ("working tree", 1, 150), ("abc", 1, 200), ("working tree", 1, 210),
+                            ("abc", 1, 100), ("working tree", 1, 110), ("abc", 32, 10), ("working tree", 32, 20)]]
+    assert paired_speedups({"rows": rows, "baseline": "abc"}) == {("m", 1): 1.1, ("m", 32): 2.0}
+
+
+def test_unseen_percentages_leave_counts_as_they_are():
+    from unseen import percent
+
+    assert percent({"precision": 0.5, "recall": 0.25, "f1": 1 / 3, "support": 8, "predicted": 4}) == {
+        "precision": 50.0, "recall": 25.0, "f1": 33.33, "support": 8, "predicted": 4}
