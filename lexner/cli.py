@@ -39,6 +39,18 @@ def _load_tasks(args) -> list:
     from .features import LABEL_SET_NAME
     from .train import Task
 
+    carving = " and ".join(option for option, given in (("--dev-fraction", args.dev_fraction is not None),
+                                                          ("--dev-blocks", args.dev_blocks)) if given)
+    one_head = args.train or args.dev or args.test
+    if one_head and (args.dataset or args.task):  # refused before any data is read
+        raise CommandError("--train/--dev/--test train a one-head model; with --dataset or --task, give every "
+                           "corpus as --task NAME:TRAIN[:DEV[:TEST]]")
+    if one_head and not args.train:
+        raise CommandError("--dev and --test need --train")
+    if one_head and carving and args.dev:
+        raise CommandError(NO_CARVING.format(carving))
+    if not (one_head or args.dataset or args.task):
+        raise CommandError("give --dataset NAME, --task NAME:TRAIN[:DEV[:TEST]], or --train FILE [--dev FILE]")
     root = args.data_root
     tasks = []
     named = {}  # name → its splits: each file read once (weibo and weibo:msra share them)
@@ -55,8 +67,6 @@ def _load_tasks(args) -> list:
             tasks.append(Task(name, *splits))
 
     carved = []  # the training files a dev split was carved from
-    carving = " and ".join(option for option, given in (("--dev-fraction", args.dev_fraction is not None),
-                                                          ("--dev-blocks", args.dev_blocks)) if given)
 
     def from_files(train_path: Path, dev_path: Path | None, test_path: Path | None) -> tuple:
         """(train, dev, test) sentences; without a dev file, dev is a fixed seeded sample of train."""
@@ -86,17 +96,8 @@ def _load_tasks(args) -> list:
             raise CommandError(f"--task {spec!r}: expected NAME:TRAIN[:DEV[:TEST]] (NAME:TRAIN::TEST without DEV)")
         name, files = parts[0], [Path(p) if p else None for p in parts[1:]] + [None] * (4 - len(parts))
         tasks.append(Task(name, *from_files(*files)))
-    if args.train or args.dev or args.test:
-        if tasks:
-            raise CommandError("--train/--dev/--test train a one-head model; with --dataset or --task, give every "
-                               "corpus as --task NAME:TRAIN[:DEV[:TEST]]")
-        if not args.train:
-            raise CommandError("--dev and --test need --train")
-        if carving and args.dev:
-            raise CommandError(NO_CARVING.format(carving))
+    if one_head:
         return [Task(None, *from_files(args.train, args.dev, args.test))]
-    if not tasks:
-        raise CommandError("give --dataset NAME, --task NAME:TRAIN[:DEV[:TEST]], or --train FILE [--dev FILE]")
     if carving and not carved:
         raise CommandError(NO_CARVING.format(carving))
     names = [t.name for t in tasks]

@@ -787,3 +787,12 @@ def test_a_lexicon_tagger_without_word_vectors_or_a_lexicon_names_the_file_it_lo
     looked = tmp_path / "none" / "embeddings" / "word.50d.vec.xz"
     assert f"softlexicon reads lexicon words, and {looked} is not there" in err
     assert "--lexicon FILE" in err and not (tmp_path / "run").exists()
+
+
+def test_train_option_clashes_are_refused_before_any_data_is_read(tmp_path, capsys):
+    """--dataset with --train is refused at once: the data root here holds nothing, so reading MSRA first would
+    fail on the missing file instead (it took seconds of reading before the refusal)."""
+    (tmp_path / "t.bmes").write_text("张 B-PER\n三 E-PER\n", encoding="utf-8")
+    assert main(["train", "--dataset", "msra", "--train", str(tmp_path / "t.bmes"), "--data-root",
+                 str(tmp_path / "nothing"), "--out", str(tmp_path / "run")]) == 2
+    assert "--train/--dev/--test train a one-head model" in capsys.readouterr().err
