@@ -509,8 +509,11 @@ def _load_for_tagging(args, extra_words: list[str], one_head: bool = True):
             model = None if not model else model[0] if len(model) == 1 else model
         tagger = load(model, device=_resolve_device(args.device), extra_words=extra_words,
                       dictionary=_dictionary(args), runtime=getattr(args, "runtime", None))
-        if one_head:
-            tagger.check_head(args.labels)  # an unknown --labels, or one lacking a dictionary type, fails now
+        if one_head:  # an unknown --labels, or one lacking a dictionary type, fails now
+            try:
+                tagger.check_head(args.labels)
+            except ValueError as err:
+                raise ValueError(f"--labels {args.labels}: {err}" if args.labels is not None else str(err)) from None
         return tagger
     except ModelFormatError:
         raise  # reported by main()

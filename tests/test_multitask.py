@@ -181,7 +181,7 @@ def test_cli_trains_tags_evaluates_and_exports_a_multi_task_model(corpus, tmp_pa
     assert main(["evaluate", model, "--labels", "fine", "--file", str(tmp_path / "fine_dev.jsonl")]) == 0
     assert set(json.loads(capsys.readouterr().out)["per_type"]) <= {"name", "city"}
     assert main(["tag", model, "张三", "--labels", "nope"]) == 2
-    assert "no label set 'nope'" in capsys.readouterr().err
+    assert "--labels nope: no label set 'nope'" in capsys.readouterr().err
     assert main(["export", model, str(tmp_path / "exported"), "--rename", "PER=person"]) == 0
     exported = lexner.load(tmp_path / "exported")
     assert exported.featurizer.label_sets["coarse"].entity_types == ["LOC", "person"]
