@@ -513,7 +513,7 @@ def _load_for_tagging(args, extra_words: list[str], one_head: bool = True):
             try:
                 tagger.check_head(args.labels)
             except ValueError as err:
-                raise ValueError(f"--labels {args.labels}: {err}" if args.labels is not None else str(err)) from None
+                raise CommandError(f"--labels {args.labels}: {err}" if args.labels is not None else str(err)) from None
         return tagger
     except ModelFormatError:
         raise  # reported by main()
