@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 from .fileio import DataFormatError, iter_lines
 from .lexicon import MAX_WORD_LENGTH, Lexicon
 from .text import normalize
-from .tagging import is_combining, is_latin_alnum, iter_model_lines
+from .tagging import base_before, is_combining, is_latin_alnum, iter_model_lines
 
 log = logging.getLogger(__name__)
 
@@ -145,5 +145,5 @@ def _inside_latin_word(text: str, start: int, end: int) -> bool:
     """Whether ``text[start:end]`` begins or ends inside a run of Latin letters and digits (``NBA`` in ``WNBA``,
     ``iPhone`` in ``iPhone15``, ``Jose`` in ``Jose\u0301``, whose accent belongs to its last letter): such a word
     is not one of the dictionary's."""
-    return (start > 0 and is_latin_alnum(text[start]) and is_latin_alnum(text[start - 1])) or (
+    return (start > 0 and is_latin_alnum(text[start]) and is_latin_alnum(base_before(text, start, 0))) or (
         end < len(text) and is_latin_alnum(text[end - 1]) and (is_latin_alnum(text[end]) or is_combining(text[end])))

@@ -65,7 +65,7 @@ def is_latin_alnum(char: str) -> bool:
     return (c.isascii() and c.isalnum()) or (("\u00c0" <= c <= "\u024f" or "\u1e00" <= c <= "\u1eff") and c.isalpha())
 
 
-def _base_before(text: str, position: int, floor: int) -> str:
+def base_before(text: str, position: int, floor: int) -> str:
     """The character before ``position`` (not before ``floor``), past any combining diacritics (U+0300–U+036F,
     the accent of a decomposed ``ë``), which belong to the letter before them."""
     k = position - 1
@@ -164,7 +164,7 @@ def _model_line(text: str, start: int, end: int) -> ModelLine:
         if not space:
             keep(a, b)
         elif 0 < k < len(parts) - 1:  # whitespace with text on both sides (at a line's ends it just goes)
-            if is_latin_alnum(_base_before(text, a, start)) and is_latin_alnum(text[b]):
+            if is_latin_alnum(base_before(text, a, start)) and is_latin_alnum(text[b]):
                 for kept in _SPACE_RUN.finditer(text, a, b):  # its whitespace, not its control characters
                     constraints.update(dict.fromkeys(range(size, size + kept.end() - kept.start()), INSIDE))
                     keep(kept.start(), kept.end())

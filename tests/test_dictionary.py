@@ -21,6 +21,7 @@ def test_occurrences_inside_a_run_of_latin_letters_and_digits_are_none_and_block
     assert d.occurrences("NBA球") == [(0, 3, "ORG")] and d.occurrences("WBA球") == []
     assert d.occurrences("ＷNBA") == []  # full-width letters are Latin letters too
     assert Dictionary({"Jose": "PER"}).occurrences("Jose\u0301来") == []  # the accent belongs to its e
+    assert Dictionary({"NBA": "ORG"}).occurrences("Jose\u0301NBA") == []  # so does the accent before NBA
 
 
 def test_a_word_given_again_takes_the_new_type():
