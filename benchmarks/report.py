@@ -223,8 +223,39 @@ def infer_speed_section(results: Path) -> list[str]:
                 head = (f"{m['name']} (`{m['model']}`) | {m['load_seconds']:.2f} | {m['disk_mb']:.1f} | "
                         f"{m['peak_rss_mb']:.0f}") if k == 0 else " | | |"
                 out.append(f"| {head} | {r['threads']} | {r['batch_size']} | {r['chars_per_second']:,} |")
-        out += ["", "Batch 1 is `tag(text)` once per sentence; larger batches are `tag_batch`.", ""]
+        out += ["", "Batch 1 is `tag(text)` once per sentence; larger batches are `tag_batch`."]
+        if "baseline" in data:
+            out += ["", f"This tree against `{data['baseline']}`, the median of the pairs' ratios (by wall time, and "
+                    "by CPU time where the file records it): "
+                    + "; ".join(f"{name}, {threads} thread(s), batch {batch}: **{wall:.2f}×**"
+                                + (f" / {cpu:.2f}×" if cpu is not None else "")
+                                for (name, threads, batch), (wall, cpu) in paired_infer_speedups(data).items()) + "."]
+        out.append("")
     return out
+
+
+def paired_infer_speedups(data: dict) -> dict[tuple[str, int, int], tuple[float, float | None]]:
+    """This tree's tagging speed over the baseline's in an ``infer_speed.py --compare`` file, per (model,
+    threads, batch size), by wall and CPU time (None where not recorded): the median of the pairs' ratios
+    (:func:`machine.paired_ratio`), pairing the k-th measurement of each side where a file predates ``pair``."""
+    from machine import paired_ratio
+
+    seen: dict[str, int] = {}
+    values: dict[tuple[str, int, int], dict[str, list]] = {}
+    for m in data["models"]:
+        name, _, code = m["name"].rpartition(" @ ")
+        pair = m.get("pair")
+        if pair is None:
+            pair = seen[m["name"]] = seen.get(m["name"], -1) + 1
+        for r in m["rows"]:
+            key = (name, r["threads"], r["batch_size"])
+            for field in ("chars_per_second", "chars_per_cpu_second"):
+                if field in r:
+                    values.setdefault(key, {}).setdefault(field, []).append((pair, code, r[field]))
+    return {key: (paired_ratio(found["chars_per_second"], "this tree", data["baseline"]),
+                  paired_ratio(found["chars_per_cpu_second"], "this tree", data["baseline"])
+                  if "chars_per_cpu_second" in found else None)
+            for key, found in values.items()}
 
 
 def flat_memory_section(results: Path) -> list[str]:

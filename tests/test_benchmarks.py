@@ -161,3 +161,17 @@ def test_unseen_percentages_leave_counts_as_they_are():
 
     assert percent({"precision": 0.5, "recall": 0.25, "f1": 1 / 3, "support": 8, "predicted": 4}) == {
         "precision": 50.0, "recall": 25.0, "f1": 33.33, "support": 8, "predicted": 4}
+
+
+def test_report_pairs_the_tagging_runs_of_a_compare_file_in_the_order_they_ran():
+    from report import paired_infer_speedups
+
+    def run(code, speed, cpu):
+        return {"name": f"default @ {code}", "rows": [{"threads": 1, "batch_size": 1, "chars_per_second": speed,
+                                                       "chars_per_cpu_second": cpu}]}
+
+    # the pairs of infer_speed_default_cpu_vs_960d0b4.json, batch 1 (its ratio of medians said 1.141)
+    rev, tree = [7395, 6884, 10224, 6844, 6523], [7048, 7852, 9168, 6843, 7853]
+    models = [m for r, t in zip(rev, tree) for m in (run("960d0b4", r, r), run("this tree", t, 2 * t))]
+    wall, cpu = paired_infer_speedups({"models": models, "baseline": "960d0b4"})[("default", 1, 1)]
+    assert round(wall, 2) == 1.0 and round(cpu, 2) == 2.0
