@@ -12,6 +12,7 @@ from domains import coarse  # noqa: E402
 from machine import write_result  # noqa: E402
 from peers import words_to_spans  # noqa: E402
 from piece_length import joined  # noqa: E402
+from soup import SoupError, averaged  # noqa: E402
 
 from lexner.schemes import Span  # noqa: E402
 
@@ -175,3 +176,29 @@ def test_report_pairs_the_tagging_runs_of_a_compare_file_in_the_order_they_ran()
     models = [m for r, t in zip(rev, tree) for m in (run("960d0b4", r, r), run("this tree", t, 2 * t))]
     wall, cpu = paired_infer_speedups({"models": models, "baseline": "960d0b4"})[("default", 1, 1)]
     assert round(wall, 2) == 1.0 and round(cpu, 2) == 2.0
+
+
+def test_a_soup_is_the_mean_of_its_models_weights_and_refuses_other_vocabularies(tmp_path, corpus):
+    import torch
+
+    from small_bilstm import tagger_of
+
+    from lexner.models.base import Tagger
+
+    first = tagger_of("softlexicon", corpus)
+    first.save(tmp_path / "a")
+    with torch.no_grad():
+        for p in first.parameters():
+            p.add_(1.0)
+    first.save(tmp_path / "b")
+    soup = averaged([tmp_path / "a", tmp_path / "b"])
+    a, b = Tagger.load(tmp_path / "a").state_dict(), Tagger.load(tmp_path / "b").state_dict()
+    for name, value in soup.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, (a[name] + b[name]) / 2), name
+    other = tagger_of("softlexicon", corpus[:1])  # another vocabulary
+    other.save(tmp_path / "c")
+    with pytest.raises(SoupError, match="differ"):
+        averaged([tmp_path / "a", tmp_path / "c"])
+    with pytest.raises(SoupError, match="two"):
+        averaged([tmp_path / "a"])
