@@ -44,20 +44,50 @@ def test_bad_arguments_fail_before_any_worker_starts(cluster, tmp_path):
         tag_dataset(ds, model=tmp_path / "missing", column="body")
     with pytest.raises(ValueError, match="workers"):
         tag_dataset(ds, column="body", workers=0)
+    with pytest.raises(ValueError, match="already has a column 'body'"):
+        tag_dataset(ds, column="body", output_column="body")
 
 
 def test_a_worker_tags_nulls_as_empty_and_refuses_what_is_not_text():
-    """The actor's call on a batch as Ray hands it over (no cluster needed): a null (None, or pandas' NaN) has no
+    """The actor's call on a batch as Ray hands it over (no cluster needed): a null (None, or a float NaN) has no
     entities; bytes or a number is a TypeError naming the column and the type, never its repr tagged as text."""
-    import numpy as np
+    import pyarrow as pa
 
     from lexner.integrations.ray import Tagging
 
     worker = Tagging(None, "text", "entities", None, 64, 1)
-    import pandas
-
-    out = worker({"text": np.array(["张三在北京", None, float("nan"), pandas.NA], dtype=object)})
-    assert [bool(e) for e in out["entities"]] == [True, False, False, False]
-    for bad, named in ((b"\xe5\xbc\xa0", "bytes, not a str (decode it first)"), (3, "int, not a str")):
+    out = worker(pa.table({"text": ["张三在北京", None]}))
+    assert [bool(e) for e in out.column("entities").to_pylist()] == [True, False]
+    assert [bool(e) for e in worker(pa.table({"text": [float("nan")]})).column("entities").to_pylist()] == [False]
+    for bad, named in ((pa.array([b"\xe5\xbc\xa0"]), "bytes, not a str (decode it first)"),
+                       (pa.array([3]), "int, not a str")):
         with pytest.raises(TypeError, match=re.escape(f"column 'text' holds a {named}")):
-            worker({"text": np.array(["张三", bad], dtype=object)})
+            worker(pa.table({"text": bad}))
+    with pytest.raises(ValueError, match="already has a column 'entities'"):
+        worker(pa.table({"text": ["张三"], "entities": [1]}))
+
+
+def test_the_input_columns_pass_through_as_they_are_and_entity_free_blocks_keep_the_type(cluster, tmp_path):
+    """Other columns are not converted (an int64 with a null stays exact, a list of strings stays one, a date a
+    date), and a block without any entity has the same ``entities`` type as the others, so the Parquet files of
+    one write_parquet read back together with plain pyarrow."""
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    big = 2**53 + 1
+    table = pa.table({"id": pa.array([big, None, 3, 4], pa.int64()), "text": ["今天天气不错", "好", "张三在北京", "李四"],
+                      "tags": [["a", "b"], ["c"], [], None],
+                      "when": pa.array([datetime.date(2020, 1, 1), None, None, datetime.date(2021, 1, 1)])})
+    tagged = tag_dataset(ray.data.from_arrow(table), workers=1, rows_per_call=2)
+    tagged.write_parquet(str(tmp_path / "out"))
+    back = pq.read_table(tmp_path / "out").sort_by("text")  # several files, one per block
+    for name in ("id", "tags", "when"):
+        assert back.schema.field(name).type == table.schema.field(name).type, name
+    rows = {r["text"]: r for r in back.to_pylist()}
+    assert rows["今天天气不错"]["id"] == big and rows["今天天气不错"]["tags"] == ["a", "b"]
+    assert rows["今天天气不错"]["entities"] == [] and rows["好"]["entities"] == []
+    assert [e["text"] for e in rows["张三在北京"]["entities"]] == ["张三", "北京"]
+    assert back.schema.field("entities").type == pa.list_(pa.struct([
+        ("start", pa.int64()), ("end", pa.int64()), ("label", pa.string()), ("text", pa.string())]))

@@ -9,8 +9,10 @@
 
 Each worker is a Ray actor that loads the model once (from ``model``, a directory every node can read; None:
 the bundled model) and tags the blocks Ray Data streams to it with :meth:`~lexner.Tagger.tag_batch`, so the
-output is what ``tag_batch`` gives on one machine: an ``entities`` column beside the input's columns, each row a
-list of ``{"start", "end", "label", "text"}`` with offsets into that row's text (a null text: none).  Rows keep
+output is what ``tag_batch`` gives on one machine: an ``entities`` column beside the input's columns (those
+passed through untouched, as Arrow data), each row a list of ``{"start", "end", "label", "text"}`` with offsets
+into that row's text (a null text: none), typed ``list<struct<start: int64, end: int64, label: string, text:
+string>>`` in every block.  Rows keep
 their order within a block; Ray Data keeps the blocks' order when its ``DataContext.execution_options
 .preserve_order`` is set.
 
@@ -26,13 +28,15 @@ from pathlib import Path
 from typing import Any
 
 try:
+    import pyarrow as pa
     import ray.data
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError('lexner.integrations.ray needs Ray Data: pip install "lexner[ray]"') from err
 
 
 class Tagging:
-    """A Ray Data callable class: one loaded model per actor, tagging the ``column`` of each batch."""
+    """A Ray Data callable class: one loaded model per actor, tagging the ``column`` of each batch (an Arrow
+    table, so the input's columns pass through as they are: no column converted to numpy and back)."""
 
     def __init__(self, model: str | None, column: str, output_column: str, labels: str | None, batch_size: int,
                  threads: int, onnx: bool | str | None = None):
@@ -45,36 +49,38 @@ class Tagging:
         self.column, self.output_column = column, output_column
         self.labels, self.batch_size = labels, batch_size
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        if self.column not in batch:
-            raise ValueError(f"the dataset has no column {self.column!r} (it has {sorted(batch)})")
-        texts = [_text(value, self.column) for value in batch[self.column]]
+    def __call__(self, batch: "pa.Table") -> "pa.Table":
+        _check_columns(batch.column_names, self.column, self.output_column)
+        texts = [_text(value, self.column) for value in batch.column(self.column).to_pylist()]
         found = self.tagger.tag_batch(texts, batch_size=self.batch_size, labels=self.labels)
-        return {**batch, self.output_column: [[e.to_dict() for e in entities] for entities in found]}
+        # typed, so that a block without a single entity has the same column type as the others (an inferred
+        # list<null> there made the Parquet files of one write_parquet unreadable together)
+        entities = pa.array([[e.to_dict() for e in row] for row in found], type=ENTITIES)
+        return batch.append_column(self.output_column, entities)
+
+
+ENTITIES = pa.list_(pa.struct([("start", pa.int64()), ("end", pa.int64()), ("label", pa.string()),
+                               ("text", pa.string())]))
+
+
+def _check_columns(columns: list[str], column: str, output_column: str) -> None:
+    """The text column must be there and the output column must not (it would replace the input's)."""
+    if column not in columns:
+        raise ValueError(f"the dataset has no column {column!r} (it has {sorted(columns)})")
+    if output_column in columns:
+        raise ValueError(f"the dataset already has a column {output_column!r}; give another output_column")
 
 
 def _text(value: Any, column: str) -> str:
-    """A cell of the text column as the text to tag: a null (None, or the NaN or ``pd.NA`` a pandas column holds
-    for one) has no entities; anything else but a str is a TypeError naming its type (bytes are not decoded with
-    a guessed encoding, and a number is no text)."""
+    """A cell of the text column as the text to tag: a null (None, or a float NaN) has no entities; anything
+    else but a str is a TypeError naming its type (bytes are not decoded with a guessed encoding, and a number is
+    no text)."""
     if isinstance(value, str):
         return value
-    if _null(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     hint = " (decode it first)" if isinstance(value, (bytes, bytearray)) else ""
     raise TypeError(f"column {column!r} holds a {type(value).__name__}, not a str{hint}: {value!r:.60}")
-
-
-def _null(value: Any) -> bool:
-    """Whether ``value`` is a missing value: None, a float NaN, or pandas' ``pd.NA``/``pd.NaT`` (pandas comes with
-    Ray Data)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return True
-    try:
-        import pandas
-    except ImportError:
-        return False
-    return bool(pandas.api.types.is_scalar(value) and pandas.isna(value))
 
 
 def tag_dataset(dataset: "ray.data.Dataset", model: str | os.PathLike | None = None, *, column: str = "text",
@@ -87,8 +93,8 @@ def tag_dataset(dataset: "ray.data.Dataset", model: str | os.PathLike | None = N
     multi-task model (None: the default one); ``onnx``: as in :func:`lexner.load` (None: as the model directory
     says).  A loaded model can be given by the directory it was loaded from (``tagger.source``)."""
     columns = dataset.columns(fetch_if_missing=False)  # known without running the pipeline, or None
-    if columns is not None and column not in columns:
-        raise ValueError(f"the dataset has no column {column!r} (it has {columns})")
+    if columns is not None:
+        _check_columns(columns, column, output_column)
     if workers < 1 or threads_per_worker < 1 or rows_per_call < 1 or batch_size < 1:
         raise ValueError("workers, threads_per_worker, rows_per_call and batch_size must be ≥ 1")
     if model is not None:
@@ -100,5 +106,5 @@ def tag_dataset(dataset: "ray.data.Dataset", model: str | os.PathLike | None = N
         Tagging, fn_constructor_kwargs={"model": model, "column": column, "output_column": output_column,
                                         "labels": labels, "batch_size": batch_size, "threads": threads_per_worker,
                                         "onnx": onnx},
-        batch_size=rows_per_call, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
+        batch_size=rows_per_call, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=threads_per_worker)
