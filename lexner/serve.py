@@ -6,7 +6,8 @@
   longer than ``max_texts`` is answered 413, and so is a body of more bytes than any such request can take as
   JSON (:func:`body_limit`), before it is read whole; a body not sent as ``Content-Type: application/json``
   415; a malformed request 422 (FastAPI's validation); an unknown head 422.
-* ``GET /health`` → ``{"status": "ok"}``; ``GET /model`` → what the model is (:meth:`lexner.models.base.Tagger.describe`).
+* ``GET /health`` → ``{"status": "ok"}`` (503 and ``"error"`` if the tagging worker ended with an error; the next
+  request starts it again); ``GET /model`` → what the model is (:meth:`lexner.models.base.Tagger.describe`).
 
 Requests in flight share one model through micro-batching: texts that arrive within ``batch_wait_ms`` of each
 other (up to ``max_batch`` texts) are tagged by one ``tag_batch`` call in a single worker thread, so the model
@@ -60,14 +61,26 @@ class MicroBatcher:
         self.worker: asyncio.Task | None = None
 
     async def start(self) -> None:
-        self.queue = asyncio.Queue()
-        self.worker = asyncio.create_task(self._run())
+        """Start the worker (again, if it ended), on the queue texts may already wait in.  The app's lifespan
+        starts it; so does the first request, where the lifespan does not run (an app mounted in another)."""
+        if self.queue is None:
+            self.queue = asyncio.Queue()
+        if self.worker is None or self.worker.done():
+            self.worker = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
         if self.worker is not None:
             self.worker.cancel()
 
+    def failure(self) -> str | None:
+        """Why the worker ended, if it ended with an error (the next request starts it again)."""
+        if self.worker is None or not self.worker.done() or self.worker.cancelled():
+            return None
+        err = self.worker.exception()
+        return None if err is None else f"{type(err).__name__}: {err}"
+
     async def tag(self, texts: list[str], labels: str | None) -> list[list[Any]]:
+        await self.start()
         future = asyncio.get_running_loop().create_future()
         await self.queue.put(_Pending(texts, labels, future))
         return await future
@@ -182,12 +195,18 @@ def create_app(tagger, max_chars: int = 10_000, max_texts: int = 256, max_batch:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request, exc: RequestValidationError) -> JSONResponse:  # FastAPI's answer, through _JSON:
-        return _JSON({"detail": _finite(jsonable_encoder(exc.errors()))}, 422)  # it echoes the input, surrogates too
+        try:  # it echoes the input, surrogates too
+            detail = _finite(jsonable_encoder(exc.errors()))
+        except RecursionError:  # lists nested hundreds deep: refused without the echo
+            detail = "a malformed request, nested too deep to show"
+        return _JSON({"detail": detail}, 422)
     app.add_middleware(_BodyChecks, limit=body_limit(max_chars, max_texts))
 
     @app.get("/health")
-    async def health() -> dict:
-        return {"status": "ok"}
+    async def health() -> JSONResponse:
+        if failure := batcher.failure():
+            return _JSON({"status": "error", "detail": f"the tagging worker ended: {failure}"}, 503)
+        return _JSON({"status": "ok"})
 
     @app.get("/model")
     async def model() -> dict:

@@ -212,3 +212,48 @@ def socket_has_ipv6() -> bool:
         return True
     except OSError:
         return False
+
+
+def test_an_app_mounted_in_another_tags_without_its_lifespan_and_deep_nesting_is_a_422():
+    """Starlette runs no lifespan of a mounted app: the first request starts the batcher (was a 500 on every
+    /tag while /health said ok); lists nested hundreds deep are refused as malformed (was a RecursionError, 500)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from lexner.serve import create_app
+
+    tagger = lexner.load()
+    outer = FastAPI()
+    outer.mount("/ner", create_app(tagger))
+    with TestClient(outer) as client:
+        answer = client.post("/ner/tag", json={"text": TEXTS[0]})
+        assert answer.status_code == 200 and answer.json() == {"entities": expected(TEXTS[:1])[0]}
+        deep = b'{"texts": ' + b"[" * 500 + b"]" * 500 + b"}"
+        answer = client.post("/ner/tag", content=deep, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 422 and "detail" in answer.json()
+        assert client.get("/ner/health").json() == {"status": "ok"}
+
+
+def test_a_worker_that_ended_with_an_error_is_reported_by_health_and_started_again_by_a_request():
+    import asyncio
+
+    from lexner.serve import MicroBatcher
+
+    async def scenario():
+        batcher = MicroBatcher(lexner.load())
+        await batcher.start()
+        batcher.worker.cancel()
+        await asyncio.sleep(0)
+        assert batcher.failure() is None  # cancelled (the app stopping) is no failure
+
+        async def crash():
+            raise RuntimeError("boom")
+
+        batcher.worker = asyncio.create_task(crash())
+        await asyncio.sleep(0)
+        assert batcher.failure() == "RuntimeError: boom"
+        tagged = await batcher.tag([TEXTS[0]], None)
+        assert batcher.failure() is None
+        return tagged
+
+    assert [[e.to_dict() for e in entities] for entities in asyncio.run(scenario())] == expected(TEXTS[:1])
