@@ -39,6 +39,9 @@ def test_an_entity_inside_a_word_token_is_expanded_or_reported():
         assert doc.text == text
         assert entities(doc) == ents
         assert doc.user_data.get(UNALIGNED) == unaligned
+    again = Doc(nlp.vocab, words=["张三", "在"], spaces=[False, False])
+    again.user_data[UNALIGNED] = [(0, 1, "PER")]  # left by an earlier run on this doc
+    assert UNALIGNED not in nlp.get_pipe("lexner")(again).user_data
 
 
 def test_an_expanded_entity_dropped_for_an_overlap_is_kept_as_lexner_found_it():
@@ -96,3 +99,20 @@ def test_the_runtime_setting_reaches_lexner_load():
     assert plain.get_pipe("lexner").tagger.runtime == "torch"
     text = "张三在北京大学工作。"
     assert [(e.text, e.label_) for e in nlp(text).ents] == [(e.text, e.label_) for e in plain(text).ents]
+
+
+def test_a_saved_pipeline_carries_the_onnx_graph_its_model_carried(tmp_path):
+    """The bundled model carries its int8 encoder graph; the pipeline folder's copy does too, and loading it with
+    that runtime uses it as it is (was dropped: a load built and quantized the graph again, needing onnx)."""
+    from lexner.onnx_encoder import GRAPH_FILES
+
+    pytest.importorskip("onnxruntime")
+    carried = lexner.load().source / GRAPH_FILES["int8"]
+    assert carried.is_file()
+    nlp = spacy.blank("zh")
+    nlp.add_pipe("lexner", config={"runtime": "onnx-int8"})
+    tagged = entities(nlp("张三在北京大学工作。"))
+    nlp.to_disk(tmp_path / "pipeline")
+    copy = tmp_path / "pipeline" / "lexner" / "model" / GRAPH_FILES["int8"]
+    assert copy.read_bytes() == carried.read_bytes()
+    assert entities(spacy.load(tmp_path / "pipeline")("张三在北京大学工作。")) == tagged

@@ -18,8 +18,8 @@ expanded entity that would overlap another is dropped and kept there the same wa
 keeps the longer).  The component's ``labels`` are its head's entity types once its model is loaded (the setting
 ``labels`` names the head, as ``tag(labels=...)`` does).  ``nlp.pipe`` tags docs in batches through ``tag_batch``.
 
-``nlp.to_disk(path)`` stores the lexner model inside the pipeline folder (``path/lexner/model``), so
-``spacy.load(path)`` works on a machine without the original model directory.
+``nlp.to_disk(path)`` stores the lexner model inside the pipeline folder (``path/lexner/model``, with the ONNX
+graphs its directory carried), so ``spacy.load(path)`` works on a machine without the original model directory.
 """
 
 from __future__ import annotations
@@ -104,12 +104,24 @@ class LexnerComponent:
             doc.ents = kept
             if unaligned:
                 doc.user_data[UNALIGNED] = unaligned
+            else:  # a doc tagged again: no list left from before
+                doc.user_data.pop(UNALIGNED, None)
         return docs
 
     def to_disk(self, path: str | Path, exclude: Iterable[str] = ()) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.tagger.save(path / MODEL_DIR)  # a model there is replaced whole; its card and runtime travel with it
+        # a model there is replaced whole; its card and runtime travel with it, and so do the ONNX graphs its
+        # directory carried (without them, a load with runtime onnx-int8 builds and quantizes one again)
+        self.tagger.save(path / MODEL_DIR, more=self._carry_graphs)
+
+    def _carry_graphs(self, folder: Path) -> None:
+        from lexner.fileio import write_bytes
+        from lexner.onnx_encoder import GRAPH_FILES, carried_graph
+
+        for precision, name in GRAPH_FILES.items():
+            if (graph := carried_graph(self.tagger, precision)) is not None:
+                write_bytes(folder / name, graph)
 
     def _load(self, model: str | Path | None):
         import lexner
