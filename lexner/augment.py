@@ -6,7 +6,8 @@ can change a segment's length and the spans follow.  Methods (``TrainConfig.augm
 
 * ``mention`` — same-type mention replacement (Dai & Adel 2020): each mention, with probability ½ and at least
   one per sentence, becomes another mention of its type drawn from the training data;
-* ``case`` — Latin letter case: each run of Latin letters becomes upper, lower or title case;
+* ``case`` — Latin letter case: each run of Latin letters (full-width and accented ones too) becomes upper,
+  lower or title case;
 * ``space`` — whitespace between Latin letters and digits, the only whitespace a tagger sees (see
   :mod:`lexner.tagging`: whitespace between Chinese characters is removed before the model runs, full-width
   forms and Traditional characters are normalised for every lookup, so noise of those kinds would reach the
@@ -22,7 +23,8 @@ can change a segment's length and the spans follow.  Methods (``TrainConfig.augm
 * ``noise`` — one edit per 20 non-entity characters: insert a character drawn from the training text's,
   delete one, or swap two adjacent words.
 
-:class:`Augmenter` picks one applicable method per sentence.  The trainer replaces a fraction of the training
+:class:`Augmenter` picks one applicable method per sentence (one that changes it: drawing what is there, such
+as upper case for ``NBA``, counts as not applying).  The trainer replaces a fraction of the training
 sentences (``augment_ratio``) by noisy variants, drawn anew every epoch from a generator seeded by the epoch,
 so a resumed run sees the same variants.
 """
@@ -32,7 +34,6 @@ from __future__ import annotations
 import itertools
 import math
 import random
-import re
 from collections import Counter, defaultdict
 from typing import Callable, Sequence
 
@@ -41,10 +42,9 @@ import numpy as np
 from .data import Sentence
 from .lexicon import Lexicon
 from .schemes import Span
+from .tagging import base_before, is_combining, is_latin_alnum
 
 Segment = tuple[str, "str | None"]  # a piece of text and its entity type (None: outside any entity)
-_LATIN_RUN = re.compile(r"[A-Za-z]+")
-_LATIN_GAP = re.compile(r"(?<=[A-Za-z])(?=[0-9])|(?<=[0-9])(?=[A-Za-z])|(?<=[a-z])(?=[A-Z])")
 
 
 def segments(sentence: Sentence) -> list[Segment]:
@@ -86,15 +86,57 @@ def replace_mentions(pieces: list[Segment], rng: random.Random, pool: "Augmenter
     return out
 
 
+def _letter(char: str) -> bool:
+    """A Latin letter as the tagger counts one (:func:`lexner.tagging.is_latin_alnum`: full-width and accented
+    ones too), or a combining accent, which belongs to the letter before it."""
+    return is_combining(char) or (char.isalpha() and is_latin_alnum(char))
+
+
+def _latin_runs(text: str) -> list[tuple[int, int]]:
+    """Where the runs of Latin letters of ``text`` start and end (``ＩＢＭ`` and ``José`` are one run each)."""
+    runs, start = [], None
+    for i, char in enumerate(text + "\0"):
+        if _letter(char) and not (start is None and is_combining(char)):
+            start = i if start is None else start
+        elif start is not None:
+            runs.append((start, i))
+            start = None
+    return runs
+
+
+def _latin_gaps(text: str) -> list[int]:
+    """Positions where a letter meets a digit, a digit a letter, or a lower-case letter an upper-case one
+    (``iPhone15``: before ``P`` and ``1``), full-width forms included, never before a combining accent."""
+    def kind(char: str) -> str | None:
+        if not is_latin_alnum(char):
+            return None
+        return "digit" if not char.isalpha() else "lower" if char.islower() else "upper"
+
+    out = []
+    for at in range(1, len(text)):
+        before, after = kind(base_before(text, at, 0)), kind(text[at])
+        if before and after and before != after and not (before == "upper" and after == "lower"):
+            out.append(at)
+    return out
+
+
 def change_case(pieces: list[Segment], rng: random.Random, pool: "Augmenter") -> list[Segment] | None:
-    if not any(_LATIN_RUN.search(text) for text, _ in pieces):
+    if not any(_latin_runs(text) for text, _ in pieces):
         return None
     style = rng.choice([str.upper, str.lower, str.title])
-    return [(_LATIN_RUN.sub(lambda m: style(m.group()), text), label) for text, label in pieces]
+
+    def restyled(text: str) -> str:
+        out, position = [], 0
+        for start, end in _latin_runs(text):
+            out += [text[position:start], style(text[start:end])]
+            position = end
+        return "".join(out) + text[position:]
+
+    return [(restyled(text), label) for text, label in pieces]
 
 
 def insert_spaces(pieces: list[Segment], rng: random.Random, pool: "Augmenter") -> list[Segment] | None:
-    gaps = [(k, m.start()) for k, (text, _) in enumerate(pieces) for m in _LATIN_GAP.finditer(text)]
+    gaps = [(k, at) for k, (text, _) in enumerate(pieces) for at in _latin_gaps(text)]
     if not gaps:
         return None
     k, at = rng.choice(gaps)
@@ -223,7 +265,7 @@ class Augmenter:
         pieces = segments(sentence)
         for method in rng.sample(self.methods, len(self.methods)):
             changed = METHODS[method](pieces, rng, self)
-            if changed is not None:
+            if changed is not None and changed != pieces:  # a method may draw what is there (upper case of NBA)
                 return from_segments(changed)
         return sentence
 

@@ -85,6 +85,10 @@ def teacher_targets(teachers: Sequence, texts: Sequence[str], kind: str, tags: S
         elif kind != "kl":
             raise ValueError(f"{which}: a teacher of the corpus's original types teaches through its type map, "
                              "which needs kl distillation (marginals add up, emission scores do not)")
+        elif not set(label_set.entity_types) & type_map.keys():  # else every tag would map to O: nothing taught
+            raise ValueError(f"{which}: the teacher's entity types {sorted(label_set.entity_types)} are neither "
+                             f"the student's nor any the corpus's types are renamed from ({sorted(type_map)}) "
+                             "(types named otherwise? lexner export --rename gives them the student's names)")
         else:
             mapping = type_map
         try:

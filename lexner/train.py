@@ -364,7 +364,8 @@ class BucketBatchSampler(torch.utils.data.Sampler):
         tasks = [0] * len(self.lengths) if tasks is None else list(tasks)
         self.members = [[i for i, t in enumerate(tasks) if t == task] for task in range(max(tasks, default=0) + 1)]
         full = [-(-len(m) // batch_size) for m in self.members]  # batches that see each sentence once
-        weights = [len(m) ** (1.0 / temperature) for m in self.members]
+        logs = [math.log(len(m)) if m else -math.inf for m in self.members]  # in log space: n ** (1 / 0.01) overflows
+        weights = [math.exp((x - max(logs)) / temperature) for x in logs]
         self.counts = full if temperature == 1 else [
             max(1, round(sum(full) * w / sum(weights))) if m else 0 for m, w in zip(self.members, weights)]
 
@@ -801,7 +802,8 @@ class Trainer:
         items, task_of = [], []
         groups = [(k, task, task.train) for k, task in enumerate(tasks)]
         if unlabelled:
-            groups.append((len(tasks), tasks[0], [Sentence(t) for t in unlabelled if t]))
+            groups.append((len(tasks), tasks[0], [s for s in cut_long([Sentence(t) for t in unlabelled],
+                                                                      cfg.max_length) if s.text]))
         taught = 0
         for k, task, sentences in groups:
             name, chosen = task.labels, of_task[task.name]
@@ -934,6 +936,10 @@ class Trainer:
             raise TrainingError("distillation needs both teachers and a kind (distill: mse or kl)")
         if unlabelled and not teachers:
             raise TrainingError("unlabelled text needs teachers")
+        if unlabelled and not teachers_by_task(tasks, teachers)[tasks[0].name]:
+            raise TrainingError(f"unlabelled text trains the first task's head ({tasks[0].name}) on its teachers' "
+                                "soft targets, and that task has no teacher: give it one, or list a taught task "
+                                "first")
         heads = [task.labels for task in tasks] + [tasks[0].labels]
         if teachers:
             items, task_of = self._soft_items(tasks, teachers, unlabelled)

@@ -56,6 +56,23 @@ def test_every_method_keeps_spans_exact_and_labels_in_order(pieces, seed):
             assert "".join(outside) == "".join(t for t, label in segments(original) if label is None)
 
 
+def test_case_and_space_reach_full_width_and_accented_letters_and_a_draw_that_changes_nothing_is_no_variant():
+    msra = Sentence("ＩＢＭ公司发布ＰＣ２０００", [Span(0, 3, "ORG")])  # MSRA stores Latin letters full-width
+    cased = {Augmenter(["case"], [msra])(msra, random.Random(seed)).text for seed in range(30)}
+    assert cased == {msra.text, "ｉｂｍ公司发布ｐｃ２０００", "Ｉｂｍ公司发布Ｐｃ２０００"}
+    spaced = {Augmenter(["space"], [msra])(msra, random.Random(seed)).text for seed in range(30)}
+    assert spaced == {"ＩＢＭ公司发布ＰＣ ２０００", "ＩＢＭ公司发布ＰＣ\t２０００"}
+    jose = Sentence("José\u0301 Smith9", [Span(0, 12, "PER")])
+    cased = {Augmenter(["case"], [jose])(jose, random.Random(seed)).text for seed in range(30)}
+    assert "JOSÉ\u0301 SMITH9" in cased and "josé\u0301 smith9" in cased  # one run across é and the accent
+    spaced = {Augmenter(["space"], [jose])(jose, random.Random(seed)).text for seed in range(30)}
+    assert spaced == {"José\u0301 Smith 9", "José\u0301 Smith\t9"}  # never between a letter and its accent
+    nba = Sentence("NBA球星", [Span(0, 3, "ORG")])
+    for seed in range(30):  # upper case of NBA is NBA: the sentence itself, not a copy that loses its soft targets
+        variant = Augmenter(["case"], [nba])(nba, random.Random(seed))
+        assert variant is nba or variant.text != nba.text
+
+
 def test_mention_replacement_swaps_at_least_one_mention_for_another_of_its_type():
     train = [Sentence("张三在北京", [Span(0, 2, "PER"), Span(3, 5, "LOC")]),
              Sentence("李四去上海", [Span(0, 2, "PER"), Span(3, 5, "LOC")])]

@@ -231,6 +231,22 @@ def test_a_teacher_of_one_task_gives_soft_targets_to_that_tasks_sentences_alone(
                                             r"student's \['city', 'name'\]"):
         Trainer(student, TrainConfig(epochs=1, distill="kl"), tmp_path / "x", progress=False).fit_tasks(
             tasks, teachers=[("fine", coarse_teacher)])
+    # unlabelled text trains the first task's head: refused before any work when that task has no teacher (was a
+    # ValueError in the first batch holding unlabelled text, after every soft target had been computed)
+    with pytest.raises(TrainingError, match=r"unlabelled text trains the first task's head \(fine\).*no teacher"):
+        Trainer(student, TrainConfig(epochs=1, distill="kl"), tmp_path / "y", progress=False).fit_tasks(
+            tasks[::-1], teachers=[("coarse", coarse_teacher)], unlabelled=[corpus[0].text])
+
+
+def test_unlabelled_texts_are_cut_at_the_maximum_length_as_training_sentences_are(corpus, tmp_path):
+    teacher = trained_teacher(corpus)
+    student = build_tagger("bilstm_crf", corpus, SMALL, seed=1)
+    trainer = Trainer(student, TrainConfig(epochs=1, batch_size=4, distill="kl", max_length=20), tmp_path,
+                      progress=False)
+    long_text = "".join(s.text for s in corpus)
+    items, task_of = trainer._soft_items([Task(None, corpus[:15], corpus[15:])], [teacher], [long_text])
+    unlabelled = [item for item, k in zip(items, task_of) if k == 1]
+    assert len(unlabelled) == -(-len(long_text) // 20) and all(len(item["soft"]) <= 20 for item in unlabelled)
 
 
 def test_a_multi_head_teacher_teaches_a_one_head_student_through_the_head_with_the_students_tags(corpus, tmp_path):
@@ -336,6 +352,11 @@ def test_a_teacher_of_the_original_types_teaches_a_mapped_corpus_through_its_typ
         teacher_targets([teacher], texts, "kl", student.featurizer.tags)
     with pytest.raises(ValueError, match="needs kl distillation"):
         teacher_targets([teacher], texts, "mse", student.featurizer.tags, type_map=mapping)
+    # a teacher of neither the student's types nor the corpus's original ones (the map renames none of its
+    # types): refused, not an all-O target for every character
+    with pytest.raises(ValueError, match=r"neither the student's nor any the corpus's types are renamed from "
+                                         r"\(\['PER.NAM'\]\)"):
+        teacher_targets([teacher], texts, "kl", student.featurizer.tags, type_map={"PER.NAM": "name"})
     trainer = Trainer(student, TrainConfig(epochs=1, batch_size=4, distill="kl"), tmp_path, progress=False)
     results = trainer.fit_tasks([Task(None, mapped[:15], mapped[15:], type_map=mapping)], teachers=[teacher])
     assert results["best_epoch"] == 1

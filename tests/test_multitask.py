@@ -43,6 +43,8 @@ def test_sampler_temperature_gives_a_small_task_more_batches_in_an_epoch_of_the_
     assert len(tempered) == len(proportional) == len(list(tempered))
     tempered.set_epoch(1)
     assert all(len({tasks[i] for i in b}) == 1 for b in tempered)
+    cold = BucketBatchSampler(lengths, 4, seed=1, tasks=tasks, temperature=0.01)  # 100 ** 100 overflowed a float
+    assert cold.counts == [26, 1]  # the large task takes the batches, the small one keeps one
 
 
 def test_one_task_gives_the_same_batches_as_before():
