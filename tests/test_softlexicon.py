@@ -139,3 +139,15 @@ def test_tag_batch_counts_words_in_a_batch_only_for_taggers_that_pay_for_them(co
     assert tagger.tag_batch(texts, batch_size=64) == [alone] * 30
     per_batch = 100 // (10 + words) if with_words else 10
     assert [b for b, _ in shapes] == [per_batch] * (30 // per_batch) + ([30 % per_batch] if 30 % per_batch else [])
+
+
+@pytest.mark.parametrize("name", ["softlexicon", "lattice_lstm"])
+def test_a_lexicon_of_one_character_words_is_refused_where_the_model_has_no_place_for_them(name):
+    """softlexicon would put a one-character word in both its B and E sets (counted twice), Lattice-LSTM would
+    make a word cell spanning nothing; FLAT reads such words as tokens like any other."""
+    from conftest import toy_corpus
+
+    with pytest.raises(ValueError, match="lexicon of words of length ≥ 2"):
+        build_tagger(name, toy_corpus(), {"hidden": 8}, lexicon=Lexicon(["北京", "京"], min_length=1))
+    build_tagger("flat", toy_corpus(), {"model_dim": 16, "heads": 2, "ffn_dim": 16},
+                 lexicon=Lexicon(["北京", "京"], min_length=1))

@@ -292,6 +292,9 @@ class Tagger(nn.Module):
     # an LSTM over characters, which pays for every padded character (benchmarks/README.md, "Tagging speed:
     # batches grouped by characters").
     tokens_include_words: ClassVar[bool] = False
+    # the shortest lexicon word it can read: a model whose word sets are B/M/E (softlexicon) or whose word cells
+    # span characters (Lattice-LSTM) has no place for a one-character word
+    min_word_length: ClassVar[int] = 1
     block_pieces: int = 4096  # tag_batch: pieces encoded at a time (bounds memory on long inputs)
 
     def __init__(self, config: Any, featurizer: Featurizer):
@@ -307,6 +310,9 @@ class Tagger(nn.Module):
         self.embed: Embedder | None = None  # its embedding tables, if it reads characters or words
         if self.reads.words and featurizer.lexicon is None:
             raise ValueError(f"{self.name} needs a featurizer with a lexicon")
+        if self.reads.words and featurizer.lexicon.min_length < self.min_word_length:
+            raise ValueError(f"{self.name} needs a featurizer with a lexicon of words of length ≥ "
+                             f"{self.min_word_length}")
 
     # --- what a model implements -----------------------------------------------------------------------
     @classmethod

@@ -194,14 +194,13 @@ class LatticeLSTM(Tagger):
     name = "lattice_lstm"
     Config = LatticeLSTMConfig
     tokens_include_words = True  # its work grows with the matched words
+    min_word_length = 2
     @classmethod
     def inputs(cls, config: LatticeLSTMConfig) -> Inputs:
         return Inputs(words=True)
 
     def __init__(self, config: LatticeLSTMConfig, featurizer: Featurizer):
         super().__init__(config, featurizer)
-        if featurizer.lexicon.min_length < 2:
-            raise ValueError("lattice_lstm needs a featurizer with a lexicon of words of length ≥ 2")
         self.embed = Embedder(featurizer, config.char_dim, config.bigram_dim, config.word_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.word_dropout = nn.Dropout(config.word_dropout)

@@ -114,6 +114,7 @@ def onnx_pooled_word_sets(graph: Graph, words: str, dim: int, frequencies: str |
 class SoftLexicon(Tagger):
     name = "softlexicon"
     Config = SoftLexiconConfig
+    min_word_length = 2  # a one-character word would land in B and E (the paper's S set is the character itself)
     @classmethod
     def inputs(cls, config: SoftLexiconConfig) -> Inputs:
         return Inputs(words=True)
