@@ -34,7 +34,7 @@ from .fileio import (DataFormatError, atomic_directory, old_versions, read_json,
 from .models import Tagger
 from .models.base import CONFIG_FILE as MODEL_CONFIG, WEIGHTS_FILE
 from .models.embedder import current_key
-from .tagging import piece_length
+from .tagging import iter_model_lines, piece_length
 from .vocab import UNK_ID
 
 log = logging.getLogger(__name__)
@@ -802,8 +802,10 @@ class Trainer:
         items, task_of = [], []
         groups = [(k, task, task.train) for k, task in enumerate(tasks)]
         if unlabelled:
-            groups.append((len(tasks), tasks[0], [s for s in cut_long([Sentence(t) for t in unlabelled],
-                                                                      cfg.max_length) if s.text]))
+            # as the tagger sees them (whitespace between Chinese characters removed, a line break a new text),
+            # cut as training sentences are
+            views = [Sentence(line.view) for text in unlabelled for line in iter_model_lines(text)]
+            groups.append((len(tasks), tasks[0], cut_long(views, cfg.max_length)))
         taught = 0
         for k, task, sentences in groups:
             name, chosen = task.labels, of_task[task.name]

@@ -238,15 +238,20 @@ def test_a_teacher_of_one_task_gives_soft_targets_to_that_tasks_sentences_alone(
             tasks[::-1], teachers=[("coarse", coarse_teacher)], unlabelled=[corpus[0].text])
 
 
-def test_unlabelled_texts_are_cut_at_the_maximum_length_as_training_sentences_are(corpus, tmp_path):
+def test_unlabelled_texts_are_read_as_the_tagger_sees_text_and_cut_at_the_maximum_length(corpus, tmp_path):
     teacher = trained_teacher(corpus)
     student = build_tagger("bilstm_crf", corpus, SMALL, seed=1)
     trainer = Trainer(student, TrainConfig(epochs=1, batch_size=4, distill="kl", max_length=20), tmp_path,
                       progress=False)
     long_text = "".join(s.text for s in corpus)
-    items, task_of = trainer._soft_items([Task(None, corpus[:15], corpus[15:])], [teacher], [long_text])
+    items, task_of = trainer._soft_items([Task(None, corpus[:15], corpus[15:])], [teacher],
+                                         [long_text, "张三 在 北京\u2028李四 去 上海"])
     unlabelled = [item for item, k in zip(items, task_of) if k == 1]
-    assert len(unlabelled) == -(-len(long_text) // 20) and all(len(item["soft"]) <= 20 for item in unlabelled)
+    assert len(unlabelled) == -(-len(long_text) // 20) + 2 and all(len(item["soft"]) <= 20 for item in unlabelled)
+    # as the tagger sees text: whitespace between Chinese characters removed, a line break a new text
+    assert [len(item["soft"]) for item in unlabelled[-2:]] == [5, 5]
+    np.testing.assert_allclose(unlabelled[-1]["soft"], teacher_targets([teacher], ["李四去上海"], "kl",
+                                                                         student.featurizer.tags)[0])
 
 
 def test_a_multi_head_teacher_teaches_a_one_head_student_through_the_head_with_the_students_tags(corpus, tmp_path):
