@@ -267,8 +267,9 @@ def cmd_train(args) -> int:
     except TrainingError as err:
         raise CommandError(str(err)) from None
     except OSError as err:  # e.g. the disk is full: the last good model and checkpoint are intact
-        kept = ("the last finished epoch's model and checkpoint are intact" if trainer.epoch
-                else "no epoch had finished")
+        kept = (f"the checkpoint of epoch {trainer.checkpointed} and the best model so far are intact (--resume "
+                "goes on from there)" if trainer.checkpointed else "no checkpoint had been written (--resume starts "
+                "the run again)")
         if (aside := Path(args.out) / REPLACED_DIR).exists():
             kept += f"; the run --force replaced is in {aside}"
         raise CommandError(f"writing into {args.out} failed: {err}; {kept}") from None

@@ -359,23 +359,22 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def old_versions(final: str | os.PathLike) -> list[Path]:
     """The previous versions of ``final`` that a crash between :class:`atomic_directory`'s two renames may have
-    left (``.NAME.old-XXXXXXXX``, a name it made; ``NAME.old``, the name earlier lexner versions used), newest
+    left (``.NAME.old-XXXXXXXX``, names it makes: never a user's ``NAME.old``; an empty one is none), newest
     first."""
     final = Path(final)
-    found = [p for p in final.parent.glob(f".{glob.escape(final.name)}.old-*") if p.is_dir()]
-    legacy = final.with_name(final.name + ".old")
-    found += [legacy] if legacy.is_dir() else []
+    found = [p for p in final.parent.glob(f".{glob.escape(final.name)}.old-*") if p.is_dir() and any(p.iterdir())]
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
 def stale_copies(final: str | os.PathLike) -> list[Path]:
     """What :class:`atomic_directory` left beside ``final`` when its process was killed: a new version it was
-    building (``.NAME.new-XXXXXXXX``) and previous versions it had set aside (``.NAME.old-XXXXXXXX``) — names it
-    makes, never a user's (``NAME.old`` included).  Only for a caller that owns ``final``'s folder (a training
-    holding its lock): another process may be writing them."""
+    building (``.NAME.new-XXXXXXXX``) and previous versions it had set aside (``.NAME.old-XXXXXXXX``, empty ones
+    too), and what :func:`discard_directory` had not finished removing (``.NAME.deleting-XXXXXXXX``) — names
+    lexner makes, never a user's.  Only for a caller that owns ``final``'s folder (a training holding its
+    lock): another process may be writing them."""
     final = Path(final)
-    building = [p for p in final.parent.glob(f".{glob.escape(final.name)}.new-*") if p.is_dir()]
-    return building + [p for p in old_versions(final) if p.name.startswith(".")]  # not the legacy NAME.old
+    return [p for kind in ("new", "old", "deleting") for p in final.parent.glob(f".{glob.escape(final.name)}.{kind}-*")
+            if p.is_dir()]
 
 
 def recover_directory(final: str | os.PathLike) -> Path:
@@ -385,6 +384,16 @@ def recover_directory(final: str | os.PathLike) -> Path:
     if not final.exists() and (left := old_versions(final)):
         os.replace(left[0], final)
     return final
+
+
+def discard_directory(path: str | os.PathLike) -> None:
+    """Delete the folder ``path`` all at once as far as its name goes: renamed to ``.NAME.deleting-XXXXXXXX``
+    first, then removed, so that a stop in between never leaves part of it under its own name (a later
+    :func:`stale_copies`-style clean-up of ``.NAME.deleting-*`` removes the rest)."""
+    path = Path(path)
+    gone = Path(tempfile.mkdtemp(prefix=f".{path.name}.deleting-", dir=path.parent))
+    os.replace(path, gone)
+    shutil.rmtree(gone)
 
 
 class atomic_directory:
@@ -417,20 +426,24 @@ class atomic_directory:
             if child.is_file():
                 with open(child, "rb") as handle:
                     os.fsync(handle.fileno())
-        # an empty folder of a new name, which the rename replaces: nothing that exists is ever overwritten
-        old = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.old-", dir=self.final.parent))
+        # the previous version goes onto an empty folder of a new name, which the rename replaces: nothing that
+        # exists is ever overwritten (and with no previous version no such folder is made: an empty one left by a
+        # stop here would be taken for the previous version)
+        old = (Path(tempfile.mkdtemp(prefix=f".{self.final.name}.old-", dir=self.final.parent))
+               if self.final.exists() else None)
         moved = False
         try:
-            if self.final.exists():
+            if old is not None:
                 os.replace(self.final, old)
                 moved = True
             os.replace(self.tmp, self.final)
         except BaseException:
             if moved:
                 os.replace(old, self.final)  # the previous version back in place
-            else:
+            elif old is not None:
                 old.rmdir()
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise
-        shutil.rmtree(old, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
         return False

@@ -29,8 +29,8 @@ from .data import Sentence, check_sentences
 from .features import Batch
 from .evaluate import evaluate
 from .export import provenance
-from .fileio import (DataFormatError, atomic_directory, old_versions, read_json, recover_directory,
-                     stale_copies, write_json)
+from .fileio import (DataFormatError, atomic_directory, discard_directory, old_versions, read_json,
+                     recover_directory, stale_copies, write_bytes, write_json)
 from .models import Tagger
 from .models.base import CONFIG_FILE as MODEL_CONFIG, WEIGHTS_FILE
 from .models.embedder import current_key
@@ -46,6 +46,7 @@ RESULTS_FILE = "results.json"
 CONFIG_FILE = "train_config.json"
 RUN_FILES = (MODEL_DIR, CHECKPOINT_DIR, LOG_FILE, RESULTS_FILE, CONFIG_FILE)  # what a run writes into out_dir
 REPLACED_DIR = ".replaced"  # a run replaced by --force, kept until the new run's first checkpoint
+SET_ASIDE_MARK = ".complete"  # in REPLACED_DIR once all of the replaced run is in it
 
 
 class TrainingError(RuntimeError):
@@ -257,9 +258,18 @@ def set_aside_previous_run(out_dir: Path) -> None:
     ``.replaced`` left by a ``--force`` run that stopped before its first checkpoint still holds the run being
     replaced: it stays, and what that attempt wrote is removed."""
     found = previous_run(out_dir)
+    aside = out_dir / REPLACED_DIR
+    if aside.is_dir() and not (aside / SET_ASIDE_MARK).exists() and not any((aside / n).exists() for n in found):
+        # a set-aside stopped part-way (or the lexner before the mark left it, nothing of the same names here):
+        # what is still here belongs to the run being replaced too
+        for name in found:
+            os.replace(out_dir / name, aside / name)
+        (aside / SET_ASIDE_MARK).touch()
+        log.info("the previous run in %s is set aside in %s (finishing a --force run's stopped set-aside)", out_dir,
+                 aside)
+        return
     if not found:
         return
-    aside = out_dir / REPLACED_DIR
     if aside.exists() and not (out_dir / CHECKPOINT_DIR).exists():
         for name in found:
             path = out_dir / name
@@ -268,10 +278,11 @@ def set_aside_previous_run(out_dir: Path) -> None:
                  "checkpoint); that attempt's files are removed", aside)
         return
     if aside.exists():  # the attempt that set it aside reached a checkpoint: it is the run being replaced now
-        shutil.rmtree(aside)
+        discard_directory(aside)
     aside.mkdir()
     for name in found:
         os.replace(out_dir / name, aside / name)
+    (aside / SET_ASIDE_MARK).touch()  # complete: a stop before this mark is finished by the next --force
     log.info("the previous run in %s is set aside in %s until this run's first checkpoint", out_dir, aside)
 
 
@@ -536,6 +547,28 @@ averaged (ema) and raw dev scores must not be compared, and a distilled run goes
 plain one (and a plain one would start distilling half-way)."""
 
 
+def _model_settings(model: Tagger) -> dict[str, Any]:
+    """A model's settings (``--set``) as a checkpoint records them."""
+    config = model.config
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(vars(config))
+
+
+def _check_state(state: dict[str, Any], state_file: Path) -> None:
+    """``DataFormatError`` naming ``state_file`` for a checkpoint value of the wrong kind or out of range (an
+    edited or damaged file), before anything is restored from it."""
+    def number(v):
+        return type(v) in (int, float) and math.isfinite(v)
+
+    checks = {"epoch": lambda v: type(v) is int and v >= 1, "step": lambda v: type(v) is int and v >= 0,
+              "best_epoch": lambda v: type(v) is int and 0 <= v <= (e if type(e := state.get("epoch")) is int else v),
+              "best_f1": lambda v: number(v) and -1 <= v <= 1,
+              "model": lambda v: isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values()),
+              "optimizer": lambda v: isinstance(v, dict), "rng": lambda v: isinstance(v, dict)}
+    if bad := [k for k, ok in checks.items() if k in state and not ok(state[k])]:
+        raise DataFormatError(state_file, None, f"{', '.join(f'{k} {state[k]!r:.40}' for k in bad)}: not what a "
+                                                "lexner trainer writes (damaged or edited)")
+
+
 def _shown(value) -> str:
     return f"{value:g}" if isinstance(value, float) else (str(value) or "none")
 
@@ -616,7 +649,8 @@ class Trainer:
         save_checkpoint(self.out_dir / CHECKPOINT_DIR, {
             "epoch": self.epoch, "best_f1": self.best_f1, "best_epoch": self.best_epoch, "step": self.step,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "rng": rng_state(),
-            "train_config": dataclasses.asdict(self.config), **({"data": self.data} if self.data else {}),
+            "train_config": dataclasses.asdict(self.config), "model_config": _model_settings(self.model),
+            **({"data": self.data} if self.data else {}),
             **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
             **({"ema": self.ema.averages} if self.ema is not None else {}),
         })
@@ -662,8 +696,9 @@ class Trainer:
 
     def _resume(self) -> bool:
         if self.world.main:  # one process puts things right, the others read after it
-            for name in (MODEL_DIR, CHECKPOINT_DIR):  # a stop between a save's two renames: its previous version
-                recover_directory(self.out_dir / name)
+            for name in (MODEL_DIR, CHECKPOINT_DIR, REPLACED_DIR):  # a stop between a save's two renames: its
+                if name != REPLACED_DIR:                             # previous version
+                    recover_directory(self.out_dir / name)
                 if stale := stale_copies(self.out_dir / name):  # the folder is ours (locked)
                     for folder in stale:
                         shutil.rmtree(folder)
@@ -675,16 +710,26 @@ class Trainer:
                                 "when it stopped, before its first checkpoint: give --force to replace it again, or "
                                 f"move its files back into {self.out_dir} to --resume it")
         if not path.is_dir():
-            # a run stopped before its first checkpoint left only its config: resuming it is starting it again
-            if not self.replace and [p for p in previous_run(self.out_dir) if not p.startswith(CONFIG_FILE)]:
+            # a run stopped before its first checkpoint left its config and perhaps its first epoch's model and
+            # log line: resuming it is starting it again, those files replaced
+            unfinished = [p for p in previous_run(self.out_dir) if not p.startswith(CONFIG_FILE)]
+            if not self.replace and unfinished and not self._first_epoch_only(unfinished):
                 raise TrainingError(f"{self.out_dir} holds a previous run but no checkpoint to resume from; give "
                                     "--force (Trainer(replace=True)) to replace it, or another --out")
+            if not self.replace and unfinished and self.world.main:
+                for name in unfinished:
+                    target = self.out_dir / name
+                    discard_directory(target) if target.is_dir() else target.unlink()
+                log.info("%s: no checkpoint yet (the run stopped in its first epoch's saves): it starts again, its "
+                         "first epoch's files (%s) replaced", self.out_dir, ", ".join(unfinished))
+            distributed.barrier()
             return False
         state = load_checkpoint(path)
         if missing := [k for k in ("model", "optimizer", "rng", "epoch", "best_f1", "best_epoch", "step")
                        if k not in state]:  # what every trainer has written
             raise TrainingError(f"{path / STATE_FILE} lacks {', '.join(missing)}: not a lexner trainer's checkpoint "
                                 "(damaged or edited)")
+        _check_state(state, path / STATE_FILE)
         previous = {**dataclasses.asdict(TrainConfig()), **state.get("train_config", {})}  # older: the defaults
         if changed := [f"--{key.replace('_', '-')} {_shown(previous[key])}, not {_shown(getattr(self.config, key))}"
                        for key in KEPT_ON_RESUME if previous[key] != getattr(self.config, key)]:
@@ -703,13 +748,22 @@ class Trainer:
             found = "; ".join(differ)
             raise TrainingError(f"{path} was written for another model ({found}): resume with the model, data and "
                                 "vocabulary settings it was trained with")
-        self.model.load_state_dict(weights)
-        self.optimizer.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
-        if self.scaler is not None and "scaler" in state:
-            self.scaler.load_state_dict(state["scaler"])
-        if self.ema is not None:
-            self.ema.load(state["ema"])
+        if (saved := state.get("model_config")) is not None and saved != (now := _model_settings(self.model)):
+            changed = [f"{k} {saved.get(k)!r}, not {now.get(k)!r}" for k in sorted(saved.keys() | now.keys())
+                       if saved.get(k) != now.get(k)]
+            raise TrainingError(f"{path} was written for a model with {', '.join(changed)} (--set): resume with the "
+                                "model settings it was trained with")
+        try:
+            self.model.load_state_dict(weights)
+            self.optimizer.load_state_dict(state["optimizer"])
+            set_rng_state(state["rng"])
+            if self.scaler is not None and "scaler" in state:
+                self.scaler.load_state_dict(state["scaler"])
+            if self.ema is not None:
+                self.ema.load(state["ema"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
+            raise DataFormatError(path / STATE_FILE, None, f"cannot be restored ({type(err).__name__}: {err}): the "
+                                  "checkpoint is damaged or edited") from None
         self.epoch, self.best_f1, self.best_epoch, self.step = (
             state["epoch"], state["best_f1"], state["best_epoch"], state["step"])
         self.checkpointed = self.epoch
@@ -834,6 +888,18 @@ class Trainer:
                  "unlabelled)", cfg.distill, cfg.distill_weight, len(teachers), taught, len(items), len(unlabelled))
         return items, task_of
 
+    def _first_epoch_only(self, names: list[str]) -> bool:
+        """Whether run files ``names`` (found without a checkpoint) are those of a run stopped in its first
+        epoch's saves: the best model and a log of no later epoch, nothing else."""
+        if not set(names) <= {MODEL_DIR, LOG_FILE}:
+            return False
+        log_path = self.out_dir / LOG_FILE
+        try:
+            records = log_records(log_path) if log_path.is_file() else []
+        except DataFormatError:
+            return False
+        return all(r.get("epoch") == 1 for _, r in records)
+
     def _fit(self, tasks: list[Task], model_card: dict[str, Any] | None, teachers: list,
              unlabelled: list[str]) -> dict[str, Any]:
         cfg = self.config
@@ -852,7 +918,7 @@ class Trainer:
         if self.epoch and main and log_path.is_file():  # resumed: the log continues after the checkpoint's epoch
             # (a kill after an epoch's log line but before its checkpoint: that epoch is redone, its line dropped)
             lines = [line for line, r in log_records(log_path) if "final" not in r and r["epoch"] <= self.epoch]
-            log_path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+            write_bytes(log_path, "".join(line + "\n" for line in lines).encode("utf-8"))  # whole or not at all
         items, task_of, heads = self._prepare(tasks, teachers, unlabelled)
         if main:
             if self.replace and self.epoch == 0:
@@ -1048,7 +1114,7 @@ class Trainer:
             self._log_epoch(lr, total, seen, train_seconds, started, dev_scores, improved, raw_f1)
             self._save_checkpoint()
             if self.replace and (self.out_dir / REPLACED_DIR).exists():  # the run --force replaced: no longer needed
-                shutil.rmtree(self.out_dir / REPLACED_DIR)
+                discard_directory(self.out_dir / REPLACED_DIR)
 
     def _augmented(self, encoded: list[dict], sentences: list[Sentence], task_of: list[int], tasks: list[Task],
                    augmenters: list[Augmenter]) -> list[dict]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -647,13 +648,13 @@ def test_tag_input_survives_random_bytes(saved, tmp_path_factory, data):
             assert record["text"][e["start"]:e["end"]] == e["text"]
 
 
-def train_cli(corpus, tmp_path, out, *extra):
+def train_cli(corpus, tmp_path, out, *extra, epochs=1):
     from lexner.data import write_jsonl
 
     write_jsonl(corpus[:15], tmp_path / "train.jsonl")
     write_jsonl(corpus[15:], tmp_path / "dev.jsonl")
     return main(["train", "--train", str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "dev.jsonl"),
-                 "--out", str(out), "--epochs", "1", "--set", "hidden=8", "--set", "char_dim=4",
+                 "--out", str(out), "--epochs", str(epochs), "--set", "hidden=8", "--set", "char_dim=4",
                  "--set", "bigram_dim=4", "--char-vectors", "none", "--bigram-vectors", "none", "--no-progress",
                  *extra])
 
@@ -1053,3 +1054,79 @@ def test_a_weight_a_load_would_refuse_is_not_saved(saved, tmp_path):
         with pytest.raises(ValueError, match=r"embed\.chars\.weight holds NaN, infinite or absurdly large values"):
             tagger.save(tmp_path / "out", half=half)
     assert not (tmp_path / "out").exists()
+
+
+def test_force_never_takes_a_users_model_old_for_lexners(corpus, tmp_path):
+    """``model.old`` was counted as a previous version of model/ (a name earlier lexner versions used): --force
+    moved it aside and deleted it, --resume could restore it as the best model."""
+    out = tmp_path / "run"
+    assert train_cli(corpus, tmp_path, out) == 0
+    shutil.copytree(out / "model", out / "model.old")  # the user's own backup
+    (out / "model.old" / "notes.txt").write_text("mine", encoding="utf-8")
+    assert train_cli(corpus, tmp_path, out, "--force", "--seed", "2") == 0
+    assert (out / "model.old" / "notes.txt").read_text(encoding="utf-8") == "mine"
+    os.replace(out / "model", out / ".model.old-x1y2z3")  # a stop between a save's two renames; the user's
+    os.utime(out / "model.old")  # model.old beside it, newer: it was restored as the best model
+    assert train_cli(corpus, tmp_path, out, "--resume", epochs=2) == 0
+    assert (out / "model.old" / "notes.txt").read_text(encoding="utf-8") == "mine"
+    assert not (out / "model" / "notes.txt").exists() and not (out / ".model.old-x1y2z3").exists()
+
+
+@pytest.mark.parametrize("moved", [1, 2])
+def test_a_force_stopped_while_setting_the_run_aside_keeps_all_of_it(corpus, tmp_path, moved):
+    """A --force stopped after moving some of the run into .replaced: the next --force took the checkpoint/ still
+    in the folder for the stopped attempt's and deleted .replaced (the old best model), or deleted the run's
+    log.jsonl and results.json as the attempt's files."""
+    from lexner.train import REPLACED_DIR, SET_ASIDE_MARK, previous_run, set_aside_previous_run
+
+    out = tmp_path / "run"
+    assert train_cli(corpus, tmp_path, out) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    (out / REPLACED_DIR).mkdir()
+    for name in ["model", "checkpoint"][:moved]:  # as far as the stopped set-aside got
+        os.replace(out / name, out / REPLACED_DIR / name)
+    set_aside_previous_run(out)
+    assert previous_run(out) == [] and (out / REPLACED_DIR / SET_ASIDE_MARK).exists()
+    aside = {p.relative_to(out / REPLACED_DIR): p.read_bytes() for p in (out / REPLACED_DIR).rglob("*")
+             if p.is_file() and p.name != SET_ASIDE_MARK}
+    assert aside == before
+    assert train_cli(corpus, tmp_path, out, "--force", "--seed", "2") == 0 and not (out / REPLACED_DIR).exists()
+
+
+def test_resume_of_a_run_stopped_in_its_first_epochs_saves_starts_it_again(corpus, tmp_path, capsys):
+    """Stopped after the first epoch's model and log line, before its checkpoint (or the disk filled there):
+    --resume was refused ("no checkpoint to resume from") although nothing of worth was lost."""
+    out = tmp_path / "run"
+    assert train_cli(corpus, tmp_path, out) == 0
+    from safetensors.torch import load_file
+
+    expected = load_file(out / "model" / "model.safetensors")
+    shutil.rmtree(out / "checkpoint")
+    (out / "results.json").unlink()
+    lines = (out / "log.jsonl").read_text(encoding="utf-8").splitlines()
+    (out / "log.jsonl").write_text(lines[0] + "\n", encoding="utf-8")  # epoch 1's line, not the final one
+    assert train_cli(corpus, tmp_path, out, "--resume") == 0
+    again = load_file(out / "model" / "model.safetensors")
+    assert all(torch.equal(again[k], v) for k, v in expected.items())  # the same run, started again
+    assert [json.loads(line).get("epoch") for line in (out / "log.jsonl").read_text().splitlines()] == [1, None]
+    shutil.rmtree(out / "checkpoint")  # a finished run without its checkpoint: refused, as before
+    capsys.readouterr()
+    assert train_cli(corpus, tmp_path, out, "--resume") == 2
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+
+
+def test_an_edited_checkpoint_or_changed_model_setting_is_refused_naming_the_file(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_cli(corpus, tmp_path, out) == 0
+    state = out / "checkpoint" / "trainer_state.json"
+    original = state.read_text(encoding="utf-8")
+    for key, value in (("epoch", '"3"'), ("epoch", "-5"), ("best_f1", "null"), ("step", '"x"')):
+        data = json.loads(original)  # {"__dict__": [[key, value], ...]}: the checkpoint's structure
+        data["__dict__"] = [[k, json.loads(value) if k == key else v] for k, v in data["__dict__"]]
+        state.write_text(json.dumps(data), encoding="utf-8")
+        capsys.readouterr()
+        assert train_cli(corpus, tmp_path, out, "--resume", epochs=2) == 2, key
+        assert f"{state}: {key}" in capsys.readouterr().err
+    state.write_text(original, encoding="utf-8")
+    assert train_cli(corpus, tmp_path, out, "--resume", "--set", "dropout=0.9", epochs=2) == 2
+    assert "written for a model with dropout 0.5, not 0.9 (--set)" in capsys.readouterr().err

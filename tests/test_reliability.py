@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import lexner
 from lexner.api import build_tagger
 from lexner.data import write_jsonl
-from lexner.fileio import atomic_directory, recover_directory
+from lexner.fileio import atomic_directory, recover_directory, stale_copies
 from lexner.lexicon import Lexicon
 from lexner.models import model_class
 from lexner.train import Trainer, TrainConfig, epoch_records
@@ -253,9 +253,29 @@ def test_a_crash_between_the_renames_is_recovered_on_resume(tmp_path):
     os.replace(final, tmp_path / ".checkpoint.old-x1y2z3")  # the state a crash between the two renames leaves
     assert recover_directory(final) == final and (final / "a").read_text() == "1"
     assert not (tmp_path / ".checkpoint.old-x1y2z3").exists()
-    os.replace(final, tmp_path / "checkpoint.old")  # as earlier lexner versions named it
-    assert recover_directory(final) == final and (final / "a").read_text() == "1"
-    assert not (tmp_path / "checkpoint.old").exists()
+    # a user's own checkpoint.old (a name earlier lexner versions also used) is never taken, nor an empty
+    # .checkpoint.old-* (a stop right after making the placeholder of a first save)
+    os.replace(final, tmp_path / "checkpoint.old")
+    (tmp_path / ".checkpoint.old-empty1").mkdir()
+    assert recover_directory(final) == final and not final.exists()
+    assert (tmp_path / "checkpoint.old" / "a").read_text() == "1"
+    assert stale_copies(final) == [tmp_path / ".checkpoint.old-empty1"]  # removed by a run holding the lock
+
+
+def test_a_first_save_makes_no_placeholder_for_a_previous_version(tmp_path, monkeypatch):
+    """A stop between making the previous version's placeholder and the renames left an empty .NAME.old-* that
+    a resume restored as the checkpoint itself (every later --resume failed)."""
+    import tempfile
+
+    made = []
+    real = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda **kw: made.append(kw["prefix"]) or real(**kw))
+    with atomic_directory(tmp_path / "checkpoint") as tmp:
+        (tmp / "a").write_text("1")
+    assert made == [".checkpoint.new-"]
+    with atomic_directory(tmp_path / "checkpoint") as tmp:
+        (tmp / "a").write_text("2")
+    assert made == [".checkpoint.new-", ".checkpoint.new-", ".checkpoint.old-"]
 
 
 
