@@ -364,7 +364,8 @@ class BucketBatchSampler(torch.utils.data.Sampler):
     Multi-task training (``tasks[i]`` = the task of sentence i): a batch holds sentences of one task only.
     With ``temperature`` 1 every sentence is seen once per epoch; above 1, task t gets a share of the epoch's
     batches proportional to ``n_t ** (1 / temperature)`` (small corpora are repeated, large ones see a part
-    of their sentences; the same number of batches as at temperature 1).
+    of their sentences; about the same number of batches as at temperature 1: each share is rounded, and a task
+    keeps at least one).
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
