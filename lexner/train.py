@@ -1235,10 +1235,18 @@ def log_records(log_file: Path) -> list[tuple[str, dict[str, Any]]]:
                 log.warning("%s:%d: a last line cut short, left out", log_file, number)
                 continue
             record = None
-        if not isinstance(record, dict) or not ("final" in record or isinstance(record.get("epoch"), int)):
+        if not isinstance(record, dict) or not ("final" in record or _epoch_record(record)):
             raise DataFormatError(log_file, number, "not a training log's record (damaged or edited)")
         records.append((line, record))
     return records
+
+
+def _epoch_record(record: dict[str, Any]) -> bool:
+    """Whether ``record`` is an epoch's as the trainer writes it: a positive integer epoch and the seconds it
+    took (which the run's results add up)."""
+    epoch, seconds = record.get("epoch"), record.get("seconds")
+    return (type(epoch) is int and epoch >= 1 and type(seconds) in (int, float) and math.isfinite(seconds)
+            and seconds >= 0)
 
 
 def epoch_records(log_file: Path) -> list[dict[str, Any]]:

@@ -967,11 +967,13 @@ def test_a_damaged_log_or_checkpoint_is_named_and_a_log_line_cut_short_is_left_o
 
     pristine = tmp_path / "pristine"
     assert train_cli(corpus, tmp_path, pristine) == 0
-    for name, damage, expected in (
-            ("log.jsonl", '{"epoch": 1}\nnot json\n{"final": true}\n', ":2: not a training log's record"),
+    for k, (name, damage, expected) in enumerate((
+            ("log.jsonl", '{"epoch": 1, "seconds": 2.5}\nnot json\n{"final": true}\n', ":2: not a training log's record"),
+            ("log.jsonl", '{"epoch": 1, "seconds": "x"}\n', ":1: not a training log's record"),  # was a TypeError
+            ("log.jsonl", '{"epoch": 0, "seconds": 1}\n', ":1: not a training log's record"),
             ("checkpoint/trainer_state.safetensors", "\0" * 100, ": cannot be read"),
-            ("checkpoint/trainer_state.json", "{}", " lacks model, optimizer")):
-        case = tmp_path / name.replace("/", "_")
+            ("checkpoint/trainer_state.json", "{}", " lacks model, optimizer"))):
+        case = tmp_path / f"{k}_{name.replace('/', '_')}"
         shutil.copytree(pristine, case)
         (case / name).write_text(damage, encoding="utf-8")
         assert train_cli(corpus, tmp_path, case, "--resume") == 2
