@@ -271,6 +271,7 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
             os.fsync(raw.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, final)
+        sync_directory(Path(final).parent)
     except BaseException:
         with suppress(FileNotFoundError):
             if partial is not None and _holds_text(tmp, compressed):
@@ -279,6 +280,17 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
             else:
                 os.unlink(tmp)
         raise
+
+
+def sync_directory(folder: Path) -> None:
+    """Make the renames in ``folder`` durable (a power cut after a rename could otherwise lose it); file systems
+    that cannot sync a folder are left as they are."""
+    with suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _holds_text(path: str, compressed: Callable | None) -> bool:
@@ -444,6 +456,7 @@ class atomic_directory:
                 old.rmdir()
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise
+        sync_directory(self.final.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import lzma
 import os
+from pathlib import Path
 
 import pytest
 
@@ -284,3 +285,15 @@ def test_atomic_directory_exception_without_old(tmp_path):
             raise RuntimeError("fail")
     assert not final.exists()
     assert _listing(tmp_path) == []
+
+
+def test_renames_into_place_are_made_durable_by_syncing_the_folder(tmp_path, monkeypatch):
+    from lexner import fileio
+
+    synced = []
+    real = fileio.sync_directory
+    monkeypatch.setattr(fileio, "sync_directory", lambda folder: synced.append(Path(folder)) or real(folder))
+    fileio.write_bytes(tmp_path / "a.bin", b"x")
+    with fileio.atomic_directory(tmp_path / "model") as tmp:
+        (tmp / "w").write_text("1")
+    assert synced == [tmp_path, tmp_path]
