@@ -120,10 +120,16 @@ def _latin_gaps(text: str) -> list[int]:
     return out
 
 
+def _capitalized(run: str) -> str:
+    """A run of Latin letters in title case: its first letter upper case, the rest lower (``str.title`` also
+    capitalises after a combining accent: ``Jose\u0301phine`` → ``JoséPhine``)."""
+    return run[:1].upper() + run[1:].lower()
+
+
 def change_case(pieces: list[Segment], rng: random.Random, pool: "Augmenter") -> list[Segment] | None:
     if not any(_latin_runs(text) for text, _ in pieces):
         return None
-    style = rng.choice([str.upper, str.lower, str.title])
+    style = rng.choice([str.upper, str.lower, _capitalized])
 
     def restyled(text: str) -> str:
         out, position = [], 0

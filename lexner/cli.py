@@ -267,11 +267,14 @@ def cmd_train(args) -> int:
     except TrainingError as err:
         raise CommandError(str(err)) from None
     except OSError as err:  # e.g. the disk is full: the last good model and checkpoint are intact
-        kept = (f"the checkpoint of epoch {trainer.checkpointed} and the best model so far are intact (--resume "
-                "goes on from there)" if trainer.checkpointed else "no checkpoint had been written (--resume starts "
-                "the run again)")
-        if (aside := Path(args.out) / REPLACED_DIR).exists():
-            kept += f"; the run --force replaced is in {aside}"
+        aside = Path(args.out) / REPLACED_DIR
+        if trainer.checkpointed:
+            kept = (f"the checkpoint of epoch {trainer.checkpointed} and the best model so far are intact (--resume "
+                    "goes on from there)")
+        elif aside.exists():
+            kept = f"no checkpoint had been written; the run --force replaced is in {aside} (--force again)"
+        else:
+            kept = "no checkpoint had been written (--resume starts the run again)"
         raise CommandError(f"writing into {args.out} failed: {err}; {kept}") from None
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: main() says "interrupted"; here, what is kept and how to go on
         if trainer.world.main and trainer.checkpointed:

@@ -63,6 +63,8 @@ class MicroBatcher:
     async def start(self) -> None:
         """Start the worker (again, if it ended), on the queue texts may already wait in.  The app's lifespan
         starts it; so does the first request, where the lifespan does not run (an app mounted in another)."""
+        if self.worker is not None and self.worker.get_loop() is not asyncio.get_running_loop():
+            self.queue = self.worker = None  # the app started again in another event loop: a queue is bound to one
         if self.queue is None:
             self.queue = asyncio.Queue()
         if self.worker is None or self.worker.done():
@@ -71,6 +73,7 @@ class MicroBatcher:
     async def stop(self) -> None:
         if self.worker is not None:
             self.worker.cancel()
+        self.queue = self.worker = None
 
     def failure(self) -> str | None:
         """Why the worker ended, if it ended with an error (the next request starts it again)."""

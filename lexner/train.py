@@ -257,8 +257,10 @@ def set_aside_previous_run(out_dir: Path) -> None:
     folder) into ``out_dir/.replaced``, deleted once the new run has written its first checkpoint.  A
     ``.replaced`` left by a ``--force`` run that stopped before its first checkpoint still holds the run being
     replaced: it stays, and what that attempt wrote is removed."""
-    found = previous_run(out_dir)
     aside = out_dir / REPLACED_DIR
+    for stale in stale_copies(aside):  # what a stopped removal of an earlier .replaced left (the folder is locked)
+        shutil.rmtree(stale)
+    found = previous_run(out_dir)
     if aside.is_dir() and not (aside / SET_ASIDE_MARK).exists() and not any((aside / n).exists() for n in found):
         # a set-aside stopped part-way (or the lexner before the mark left it, nothing of the same names here):
         # what is still here belongs to the run being replaced too
@@ -548,10 +550,23 @@ averaged (ema) and raw dev scores must not be compared, and a distilled run goes
 plain one (and a plain one would start distilling half-way)."""
 
 
+FREE_ON_RESUME = ("bert_path", "lean", "block_elements", "checkpoint_elements")
+"""Model settings a resumed run may change: where the pretrained encoder was read from (its weights come from
+the checkpoint) and how FLAT trades memory for time (the same computation)."""
+
+
 def _model_settings(model: Tagger) -> dict[str, Any]:
-    """A model's settings (``--set``) as a checkpoint records them."""
+    """A model's settings (``--set``) as a checkpoint records them, to be kept on resume: without those of
+    :data:`FREE_ON_RESUME`, and of an encoder's configuration without what only says where and by which
+    version it was written (``_name_or_path``, ``transformers_version``, ``dtype``)."""
     config = model.config
-    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(vars(config))
+    settings = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(vars(config))
+    settings = {k: v for k, v in settings.items() if k not in FREE_ON_RESUME}
+    if isinstance(settings.get("bert_config"), dict):
+        settings["bert_config"] = {k: v for k, v in settings["bert_config"].items()
+                                   if not k.startswith("_") and k not in ("transformers_version", "dtype",
+                                                                          "torch_dtype")}
+    return settings
 
 
 def _check_state(state: dict[str, Any], state_file: Path) -> None:
@@ -704,6 +719,15 @@ class Trainer:
                     for folder in stale:
                         shutil.rmtree(folder)
                     log.info("removed %d folder(s) a stopped save of %s left", len(stale), self.out_dir / name)
+            aside = self.out_dir / REPLACED_DIR
+            if not self.replace and aside.is_dir() and not (aside / SET_ASIDE_MARK).exists():
+                # a --force stopped while setting this run aside, and now --resume: the run is put back together
+                for moved in [p for p in aside.iterdir()  # the stopped attempt's settings record gives way
+                              if p.name == CONFIG_FILE or not (self.out_dir / p.name).exists()]:
+                    os.replace(moved, self.out_dir / moved.name)
+                if not any(aside.iterdir()):
+                    aside.rmdir()
+                    log.info("put back the files a stopped --force had set aside in %s", aside)
         distributed.barrier()
         path = self.out_dir / CHECKPOINT_DIR
         if not path.is_dir() and not self.replace and (self.out_dir / REPLACED_DIR).is_dir():
@@ -712,9 +736,10 @@ class Trainer:
                                 f"move its files back into {self.out_dir} to --resume it")
         if not path.is_dir():
             # a run stopped before its first checkpoint left its config and perhaps its first epoch's model and
-            # log line: resuming it is starting it again, those files replaced
+            # log line: resuming it is starting it again, those files replaced (decided once, by rank 0)
             unfinished = [p for p in previous_run(self.out_dir) if not p.startswith(CONFIG_FILE)]
-            if not self.replace and unfinished and not self._first_epoch_only(unfinished):
+            restart = distributed.broadcast(self._first_epoch_only(unfinished) if self.world.main else None)
+            if not self.replace and unfinished and not restart:
                 raise TrainingError(f"{self.out_dir} holds a previous run but no checkpoint to resume from; give "
                                     "--force (Trainer(replace=True)) to replace it, or another --out")
             if not self.replace and unfinished and self.world.main:
@@ -750,13 +775,17 @@ class Trainer:
             raise TrainingError(f"{path} was written for another model ({found}): resume with the model, data and "
                                 "vocabulary settings it was trained with")
         if (saved := state.get("model_config")) is not None and saved != (now := _model_settings(self.model)):
-            changed = [f"{k} {saved.get(k)!r}, not {now.get(k)!r}" for k in sorted(saved.keys() | now.keys())
+            changed = [f"{k} {saved.get(k)!r:.60}, not {now.get(k)!r:.60}" for k in sorted(saved.keys() | now.keys())
                        if saved.get(k) != now.get(k)]
             raise TrainingError(f"{path} was written for a model with {', '.join(changed)} (--set): resume with the "
                                 "model settings it was trained with")
         try:
             self.model.load_state_dict(weights)
+            settings = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
             self.optimizer.load_state_dict(state["optimizer"])
+            if len(settings) == len(self.optimizer.param_groups):  # the saved moments, this run's settings
+                for group, now in zip(self.optimizer.param_groups, settings):  # (--encoder-lr, --weight-decay,
+                    group.update(now)                                           # --momentum may change)
             set_rng_state(state["rng"])
             if self.scaler is not None and "scaler" in state:
                 self.scaler.load_state_dict(state["scaler"])
@@ -890,14 +919,18 @@ class Trainer:
         return items, task_of
 
     def _first_epoch_only(self, names: list[str]) -> bool:
-        """Whether run files ``names`` (found without a checkpoint) are those of a run stopped in its first
-        epoch's saves: the best model and a log of no later epoch, nothing else."""
-        if not set(names) <= {MODEL_DIR, LOG_FILE}:
+        """Whether run files ``names`` (found without a checkpoint) are those of a lexner run stopped in its first
+        epoch's saves: beside its ``train_config.json``, a model whose card says epoch 1 and a log of epoch 1
+        alone, nothing else (a ``model/`` of anyone else's is never taken for one)."""
+        if not names or not set(names) <= {MODEL_DIR, LOG_FILE} or not (self.out_dir / CONFIG_FILE).is_file():
             return False
-        log_path = self.out_dir / LOG_FILE
         try:
-            records = log_records(log_path) if log_path.is_file() else []
-        except DataFormatError:
+            if MODEL_DIR in names:
+                card = read_json(self.out_dir / MODEL_DIR / MODEL_CONFIG).get("card")
+                if not isinstance(card, dict) or card.get("epoch") != 1:
+                    return False
+            records = log_records(self.out_dir / LOG_FILE) if LOG_FILE in names else []
+        except (DataFormatError, OSError, AttributeError):
             return False
         return all(r.get("epoch") == 1 for _, r in records)
 

@@ -65,6 +65,9 @@ def test_case_and_space_reach_full_width_and_accented_letters_and_a_draw_that_ch
     jose = Sentence("José\u0301 Smith9", [Span(0, 12, "PER")])
     cased = {Augmenter(["case"], [jose])(jose, random.Random(seed)).text for seed in range(30)}
     assert "JOSÉ\u0301 SMITH9" in cased and "josé\u0301 smith9" in cased  # one run across é and the accent
+    josephine = Sentence("Jose\u0301phine", [Span(0, 10, "PER")])
+    cased = {Augmenter(["case"], [josephine])(josephine, random.Random(seed)).text for seed in range(30)}
+    assert cased == {"Jose\u0301phine", "JOSE\u0301PHINE", "jose\u0301phine"}  # title case: as it is, not JoséPhine
     spaced = {Augmenter(["space"], [jose])(jose, random.Random(seed)).text for seed in range(30)}
     assert spaced == {"José\u0301 Smith 9", "José\u0301 Smith\t9"}  # never between a letter and its accent
     nba = Sentence("NBA球星", [Span(0, 3, "ORG")])

@@ -1132,3 +1132,28 @@ def test_an_edited_checkpoint_or_changed_model_setting_is_refused_naming_the_fil
     state.write_text(original, encoding="utf-8")
     assert train_cli(corpus, tmp_path, out, "--resume", "--set", "dropout=0.9", epochs=2) == 2
     assert "written for a model with dropout 0.5, not 0.9 (--set)" in capsys.readouterr().err
+
+
+def test_resume_without_a_checkpoint_never_takes_a_folder_it_did_not_write(tmp_path, corpus, capsys):
+    """A model/ of anyone else's (no train_config.json of a run beside it, or a card of no first epoch) is no
+    stopped first epoch: refused, left as it is (a review found it deleted)."""
+    out = tmp_path / "run"
+    (out / "model").mkdir(parents=True)
+    (out / "model" / "my_weights.bin").write_bytes(b"mine")
+    assert train_cli(corpus, tmp_path, out, "--resume") == 2
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+    assert (out / "model" / "my_weights.bin").read_bytes() == b"mine"
+
+
+def test_resume_puts_back_a_run_that_a_stopped_force_had_partly_set_aside(corpus, tmp_path):
+    from lexner.train import REPLACED_DIR
+
+    out = tmp_path / "run"
+    assert train_cli(corpus, tmp_path, out) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    (out / REPLACED_DIR).mkdir()
+    os.replace(out / "model", out / REPLACED_DIR / "model")  # as far as a stopped --force got
+    assert train_cli(corpus, tmp_path, out, "--resume") == 0  # nothing left to train: the run as it was
+    assert not (out / REPLACED_DIR).exists()
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert after.keys() == before.keys() and after[Path("model/model.safetensors")] == before[Path("model/model.safetensors")]

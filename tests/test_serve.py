@@ -232,6 +232,25 @@ def test_an_app_mounted_in_another_tags_without_its_lifespan_and_deep_nesting_is
         answer = client.post("/ner/tag", content=deep, headers={"Content-Type": "application/json"})
         assert answer.status_code == 422 and "detail" in answer.json()
         assert client.get("/ner/health").json() == {"status": "ok"}
+    for _ in range(2):  # the app started again, in another event loop each time (a queue is bound to one loop)
+        with TestClient(outer) as client:
+            assert answered(client, "/ner/tag", {"text": TEXTS[0]}) == 200
+    app = create_app(tagger)
+    for _ in range(2):  # with its lifespan run each time
+        with TestClient(app) as client:
+            assert answered(client, "/tag", {"text": TEXTS[0]}) == 200
+
+
+def answered(client, path: str, body: dict, seconds: float = 30) -> int:
+    """The status of a POST, or a failure if none comes within ``seconds`` (a request that hangs)."""
+    import threading
+
+    status = []
+    thread = threading.Thread(target=lambda: status.append(client.post(path, json=body).status_code), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert status, f"no answer to POST {path} within {seconds} s"
+    return status[0]
 
 
 def test_a_worker_that_ended_with_an_error_is_reported_by_health_and_started_again_by_a_request():

@@ -486,3 +486,27 @@ def test_losses_read_every_few_steps_name_the_first_step_that_went_wrong(corpus,
     with pytest.raises(TrainingError, match="loss became nan at epoch 1, batch 2;"):
         late.fit(corpus[:15], corpus[15:])
     assert len(calls) == 3  # read after the third step
+
+
+def test_resume_takes_this_runs_optimizer_settings_with_the_saved_moments(corpus, tmp_path):
+    """The saved optimizer state brought back its groups' settings too: a changed --weight-decay (or an encoder's
+    --encoder-lr scale) was recorded as changed but not used."""
+    make_trainer(corpus, tmp_path, epochs=1, optimizer="adam").fit(corpus[:15], corpus[15:])
+    trainer = make_trainer(corpus, tmp_path, epochs=2, optimizer="adam", weight_decay=0.01)
+    assert trainer.resume()
+    assert [g["weight_decay"] for g in trainer.optimizer.param_groups] == [0.01]
+    assert trainer.optimizer.state  # the moments are the checkpoint's
+
+
+def test_model_settings_leave_out_where_an_encoder_was_read_from_and_flats_memory_trade_offs():
+    from types import SimpleNamespace
+
+    from lexner.train import _model_settings
+
+    bert = SimpleNamespace(config=SimpleNamespace(bert_path="/a/bert", dropout=0.1, bert_config={
+        "hidden_size": 32, "_name_or_path": "/a/bert", "transformers_version": "4.40"}))
+    moved = SimpleNamespace(config=SimpleNamespace(bert_path="/b/bert", dropout=0.1, bert_config={
+        "hidden_size": 32, "_name_or_path": "/b/bert", "transformers_version": "5.25"}))
+    assert _model_settings(bert) == _model_settings(moved) == {"dropout": 0.1, "bert_config": {"hidden_size": 32}}
+    flat = SimpleNamespace(config=SimpleNamespace(model_dim=16, lean=True, block_elements=10, checkpoint_elements=5))
+    assert _model_settings(flat) == {"model_dim": 16}
