@@ -44,6 +44,23 @@ def _tokenizer_settings(path: Path) -> dict:
     return settings
 
 
+def _wordpiece(vocab_file: Path, settings: dict):
+    """BERT's WordPiece tokenizer from ``vocab.txt``, built by the ``tokenizers`` library (``BertTokenizerFast
+    (vocab_file=...)`` silently ignores the file under transformers 5 and keeps only the special tokens, so that
+    every piece would be [UNK]); its size is checked against the file's distinct lines."""
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    lines = vocab_file.read_text(encoding="utf-8").splitlines()
+    wordpiece = BertWordPieceTokenizer(str(vocab_file), lowercase=settings.get("do_lower_case", True),
+                                       **{k: settings[k] for k in DEFAULT_SPECIAL})
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=wordpiece._tokenizer, **settings)
+    if tokenizer.vocab_size != len(set(lines)):
+        raise ModelFormatError(f"{vocab_file}: {len(set(lines))} distinct pieces, but the tokenizer built from it "
+                               f"has {tokenizer.vocab_size}")
+    return tokenizer
+
+
 class PieceEncoder:
     """Tokenises a text into word pieces (without special tokens) and maps each character to its piece.
 
@@ -69,7 +86,7 @@ class PieceEncoder:
         unpickled: an ``auto_map`` or Python file there is ignored (``transformers``' ``AutoTokenizer`` would
         offer to run it), and nothing is downloaded.  A folder without a usable tokenizer raises
         :class:`~lexner.fileio.ModelFormatError` naming the file."""
-        path = Path(path)
+        path = Path(path).expanduser()  # as build_encoder reads bert_path: ~/models/... in quotes too
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: no such tokenizer/encoder directory (models are never downloaded)")
         settings = _tokenizer_settings(path)
@@ -80,10 +97,8 @@ class PieceEncoder:
                 source = path / TOKENIZER_JSON
                 tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(source), **settings)
             elif (path / VOCAB_TXT).is_file():
-                from transformers import BertTokenizerFast
-
                 source = path / VOCAB_TXT
-                tokenizer = BertTokenizerFast(vocab_file=str(source), **settings)
+                tokenizer = _wordpiece(source, settings)
             else:
                 raise ModelFormatError(f"{path}: no {TOKENIZER_JSON} or {VOCAB_TXT}; a tokenizer is read only from "
                                        "these files (never from code in the folder)")
@@ -94,6 +109,14 @@ class PieceEncoder:
         if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
             raise ModelFormatError(f"{source}: the tokenizer has no [CLS]/[SEP] tokens (a BERT-style one is needed)")
         return cls(tokenizer)
+
+    def check_ids(self, vocab_size: int, where: str) -> None:
+        """``ModelFormatError`` (naming ``where``) if a piece id could reach past the encoder's ``vocab_size``
+        embedding rows (an IndexError on the first text holding such a piece) or a special token is missing."""
+        ids = [self.cls_id, self.sep_id, self.pad_id, *self.tokenizer.get_vocab().values()]
+        if max(ids) >= vocab_size or min(ids) < 0:
+            raise ModelFormatError(f"{where}: the tokenizer's ids reach {max(ids)}, past the encoder's {vocab_size} "
+                                   "embeddings (a tokenizer of another checkpoint?)")
 
     def encode(self, text: str) -> tuple[list[int], list[int]]:
         """``(piece_ids, char_piece)``: the pieces, and for each character the index of its piece or -1."""

@@ -167,3 +167,65 @@ def test_unk_dropout_is_refused_for_a_model_reading_no_characters(tmp_path):
     with pytest.raises(TrainingError, match="unk_dropout: bert_crf does not read characters"):
         Trainer(tagger, TrainConfig(unk_dropout=0.1), tmp_path, progress=False)
     Trainer(tagger, TrainConfig(), tmp_path, progress=False)  # without it: fine
+
+
+def _copy(source: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+def test_a_checkpoint_with_vocab_txt_alone_tokenizes_as_with_its_tokenizer_json(tmp_path):
+    """transformers 5's BertTokenizerFast(vocab_file=...) ignored the file: every piece was [UNK], silently."""
+    plain = _copy(tiny_bert(), tmp_path / "plain")
+    (plain / "tokenizer.json").unlink()
+    for text in ["张三在北京", "Apples在北京 CEO", "2008年abc12"]:
+        assert PieceEncoder.load(plain).encode(text) == encoder().encode(text)
+    assert PieceEncoder.load(plain).encode("张三")[0] != [encoder().tokenizer.unk_token_id] * 2
+
+
+def test_a_tokenizer_with_ids_past_the_encoders_embeddings_is_refused(tmp_path):
+    from lexner.fileio import ModelFormatError
+
+    longer = _copy(tiny_bert(), tmp_path / "longer")
+    (longer / "tokenizer.json").unlink()
+    with open(longer / "vocab.txt", "a", encoding="utf-8") as vocab:
+        vocab.write("龘\n鱻\n")  # two pieces the encoder has no embedding for
+    with pytest.raises(ModelFormatError, match="past the encoder's"):
+        build_tagger("bert_crf", toy_corpus(), {"bert_path": str(longer)})
+
+
+def test_a_roberta_style_encoder_tags_long_texts_within_its_positions(tmp_path):
+    """RoBERTa numbers positions from padding_idx + 1: a window of max_position_embeddings - 2 pieces ran past
+    its position table (an IndexError from 32 pieces on)."""
+    from transformers import RobertaConfig, RobertaModel
+
+    roberta = _copy(tiny_bert(), tmp_path / "roberta")
+    (roberta / "model.safetensors").unlink()
+    vocab = len((roberta / "vocab.txt").read_text(encoding="utf-8").splitlines())
+    config = RobertaConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                           intermediate_size=64, max_position_embeddings=34, pad_token_id=0)
+    RobertaModel(config, add_pooling_layer=False).save_pretrained(roberta)
+    tagger = build_tagger("bert_crf", toy_corpus(), {"bert_path": str(roberta)})
+    assert tagger.bert.window == 31
+    tagger.tag_batch(["张三在北京工作。" * 12])  # 96 characters: several windows
+
+
+def test_a_bert_path_under_the_home_folder_is_read_by_the_tokenizer_too(tmp_path, monkeypatch):
+    _copy(tiny_bert(), tmp_path / "models" / "tiny")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert build_tagger("bert_crf", toy_corpus(), {"bert_path": "~/models/tiny"}).featurizer.pieces is not None
+
+
+def test_an_edited_encoder_config_in_a_saved_model_is_a_model_format_error(tmp_path):
+    import json
+
+    from lexner.fileio import ModelFormatError
+
+    build_tagger("bert_crf", toy_corpus(), {"bert_path": str(tiny_bert())}).save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))
+    config["config"]["bert_config"]["hidden_size"] = "32"  # was a raw huggingface_hub validation traceback
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(ModelFormatError, match="the encoder config in config.json"):
+        lexner.load(tmp_path / "m")

@@ -36,8 +36,8 @@ def build_encoder(path: str, saved_config: dict[str, Any]) -> tuple[nn.Module, d
         try:
             encoder = AutoModel.from_config(AutoConfig.for_model(config.pop("model_type", None), **config),
                                             add_pooling_layer=False, trust_remote_code=False)
-        except (ValueError, TypeError, KeyError) as err:
-            raise ModelFormatError(f"the encoder config in config.json: {err}") from None
+        except Exception as err:  # transformers' config validation raises types of its own (a str hidden_size)
+            raise ModelFormatError(f"the encoder config in config.json: {type(err).__name__}: {err}") from None
         return encoder, encoder.config.to_dict()
     checkpoint = Path(path).expanduser() if path else None
     if checkpoint is None or not checkpoint.is_dir():
@@ -75,8 +75,12 @@ class BertFeatures(nn.Module):
     def __init__(self, path: str, saved_config: dict[str, Any], pieces):
         super().__init__()
         self.encoder, self.encoder_config = build_encoder(path, saved_config)
+        pieces.check_ids(self.encoder.config.vocab_size, "the tokenizer (tokenizer/ of the model directory)"
+                         if saved_config else f"the tokenizer of {path}")
         self.dim = self.encoder.config.hidden_size
-        self.window = self.encoder.config.max_position_embeddings - 2  # room for [CLS] and [SEP]
+        # room for [CLS] and [SEP]; RoBERTa-style embeddings number positions from padding_idx + 1
+        offset = getattr(getattr(self.encoder, "embeddings", None), "padding_idx", None)
+        self.window = self.encoder.config.max_position_embeddings - 2 - (offset + 1 if offset is not None else 0)
         self.cls_id, self.sep_id, self.pad_id = pieces.cls_id, pieces.sep_id, pieces.pad_id
 
     def _run(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
