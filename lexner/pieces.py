@@ -121,8 +121,9 @@ class PieceEncoder:
     def encode(self, text: str) -> tuple[list[int], list[int]]:
         """``(piece_ids, char_piece)``: the pieces, and for each character the index of its piece or -1."""
         safe = _SURROGATE.sub("\ufffd", text)
+        # split_special_tokens: "[SEP]" or "[PAD]" written in the text is text, never the encoder's separator
         encoded = self.tokenizer(safe, add_special_tokens=False, return_offsets_mapping=True, truncation=False,
-                                 verbose=False)
+                                 verbose=False, split_special_tokens=True)
         char_piece = [-1] * len(text)
         for k, (start, end) in enumerate(encoded["offset_mapping"]):
             for c in range(start, end):

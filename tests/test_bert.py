@@ -229,3 +229,10 @@ def test_an_edited_encoder_config_in_a_saved_model_is_a_model_format_error(tmp_p
     (tmp_path / "m" / "config.json").write_text(json.dumps(config), encoding="utf-8")
     with pytest.raises(ModelFormatError, match="the encoder config in config.json"):
         lexner.load(tmp_path / "m")
+
+
+def test_special_tokens_written_in_the_text_are_text():
+    """"[SEP]" or "[PAD]" typed by a user was encoded as the encoder's separator and padding."""
+    ids, char_piece = encoder().encode("[SEP]张[PAD]三")
+    special = {encoder().cls_id, encoder().sep_id, encoder().pad_id}
+    assert not special & set(ids) and all(k >= 0 for k in char_piece)
