@@ -51,7 +51,8 @@ def _wordpiece(vocab_file: Path, settings: dict):
     from tokenizers import BertWordPieceTokenizer
     from transformers import PreTrainedTokenizerFast
 
-    lines = vocab_file.read_text(encoding="utf-8").splitlines()
+    lines = [line.rstrip("\r") for line in vocab_file.read_text(encoding="utf-8").split("\n")]  # as tokenizers reads
+    lines = lines[:-1] if lines and not lines[-1] else lines
     wordpiece = BertWordPieceTokenizer(str(vocab_file), lowercase=settings.get("do_lower_case", True),
                                        **{k: settings[k] for k in DEFAULT_SPECIAL})
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=wordpiece._tokenizer, **settings)
@@ -113,10 +114,13 @@ class PieceEncoder:
     def check_ids(self, vocab_size: int, where: str) -> None:
         """``ModelFormatError`` (naming ``where``) if a piece id could reach past the encoder's ``vocab_size``
         embedding rows (an IndexError on the first text holding such a piece) or a special token is missing."""
-        ids = [self.cls_id, self.sep_id, self.pad_id, *self.tokenizer.get_vocab().values()]
+        vocab = self.tokenizer.get_vocab()
+        ids = [self.cls_id, self.sep_id, self.pad_id, *vocab.values()]
         if max(ids) >= vocab_size or min(ids) < 0:
+            beyond = sorted((i, t) for t, i in vocab.items() if i >= vocab_size)[:3]
             raise ModelFormatError(f"{where}: the tokenizer's ids reach {max(ids)}, past the encoder's {vocab_size} "
-                                   "embeddings (a tokenizer of another checkpoint?)")
+                                   f"embeddings ({', '.join(f'{t!r} {i}' for i, t in beyond)}: a special token the "
+                                   "vocabulary lacks, added after it, or a tokenizer of another checkpoint)")
 
     def encode(self, text: str) -> tuple[list[int], list[int]]:
         """``(piece_ids, char_piece)``: the pieces, and for each character the index of its piece or -1."""

@@ -552,21 +552,32 @@ plain one (and a plain one would start distilling half-way)."""
 
 FREE_ON_RESUME = ("bert_path", "lean", "block_elements", "checkpoint_elements")
 """Model settings a resumed run may change: where the pretrained encoder was read from (its weights come from
-the checkpoint) and how FLAT trades memory for time (the same computation)."""
+the checkpoint; its tokenizer must be the same, compared by :func:`_model_settings`) and how FLAT trades memory
+for time (the same computation)."""
 
 
 def _model_settings(model: Tagger) -> dict[str, Any]:
-    """A model's settings (``--set``) as a checkpoint records them, to be kept on resume: without those of
-    :data:`FREE_ON_RESUME`, and of an encoder's configuration without what only says where and by which
-    version it was written (``_name_or_path``, ``transformers_version``, ``dtype``)."""
+    """A model's settings (``--set``) as a checkpoint records them, with a fingerprint of its word-piece
+    tokenizer, if it has one (``tokenizer``)."""
     config = model.config
     settings = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(vars(config))
-    settings = {k: v for k, v in settings.items() if k not in FREE_ON_RESUME}
-    if isinstance(settings.get("bert_config"), dict):
-        settings["bert_config"] = {k: v for k, v in settings["bert_config"].items()
-                                   if not k.startswith("_") and k not in ("transformers_version", "dtype",
-                                                                          "torch_dtype")}
+    if (pieces := getattr(model.featurizer, "pieces", None)) is not None:
+        vocab = sorted(pieces.tokenizer.get_vocab().items())
+        settings["tokenizer"] = hashlib.sha256(json.dumps(
+            [vocab, pieces.cls_id, pieces.sep_id, pieces.pad_id], ensure_ascii=False).encode()).hexdigest()
     return settings
+
+
+def _kept_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """What of recorded model settings a resume must keep: all but :data:`FREE_ON_RESUME`, and of an encoder's
+    configuration all but what only says where and by which version it was written (``_name_or_path``,
+    ``transformers_version``, ``dtype``).  Applied to the checkpoint's record and to this run's alike (records
+    written before this rule hold those keys too)."""
+    kept = {k: v for k, v in settings.items() if k not in FREE_ON_RESUME}
+    if isinstance(kept.get("bert_config"), dict):
+        kept["bert_config"] = {k: v for k, v in kept["bert_config"].items()
+                               if not k.startswith("_") and k not in ("transformers_version", "dtype", "torch_dtype")}
+    return kept
 
 
 def _check_state(state: dict[str, Any], state_file: Path) -> None:
@@ -720,7 +731,8 @@ class Trainer:
                         shutil.rmtree(folder)
                     log.info("removed %d folder(s) a stopped save of %s left", len(stale), self.out_dir / name)
             aside = self.out_dir / REPLACED_DIR
-            if not self.replace and aside.is_dir() and not (aside / SET_ASIDE_MARK).exists():
+            if (not self.replace and aside.is_dir() and not (aside / SET_ASIDE_MARK).exists()
+                    and not any((self.out_dir / p.name).exists() for p in aside.iterdir() if p.name != CONFIG_FILE)):
                 # a --force stopped while setting this run aside, and now --resume: the run is put back together
                 for moved in [p for p in aside.iterdir()  # the stopped attempt's settings record gives way
                               if p.name == CONFIG_FILE or not (self.out_dir / p.name).exists()]:
@@ -774,7 +786,15 @@ class Trainer:
             found = "; ".join(differ)
             raise TrainingError(f"{path} was written for another model ({found}): resume with the model, data and "
                                 "vocabulary settings it was trained with")
-        if (saved := state.get("model_config")) is not None and saved != (now := _model_settings(self.model)):
+        if (saved := state.get("model_config")) is not None:
+            now = _model_settings(self.model)
+            if "tokenizer" not in saved:  # recorded before the tokenizer's fingerprint was: not compared
+                now.pop("tokenizer", None)
+            saved, now = _kept_settings(saved), _kept_settings(now)
+        if saved is not None and saved != now:
+            flat = lambda d: {f"{k}.{j}" if isinstance(v, dict) else k: w  # noqa: E731 - an encoder config by key
+                              for k, v in d.items() for j, w in (v.items() if isinstance(v, dict) else [(k, v)])}
+            saved, now = flat(saved), flat(now)
             changed = [f"{k} {saved.get(k)!r:.60}, not {now.get(k)!r:.60}" for k in sorted(saved.keys() | now.keys())
                        if saved.get(k) != now.get(k)]
             raise TrainingError(f"{path} was written for a model with {', '.join(changed)} (--set): resume with the "
@@ -782,10 +802,9 @@ class Trainer:
         try:
             self.model.load_state_dict(weights)
             settings = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
-            self.optimizer.load_state_dict(state["optimizer"])
-            if len(settings) == len(self.optimizer.param_groups):  # the saved moments, this run's settings
-                for group, now in zip(self.optimizer.param_groups, settings):  # (--encoder-lr, --weight-decay,
-                    group.update(now)                                           # --momentum may change)
+            self.optimizer.load_state_dict(state["optimizer"])  # (refuses another number of groups)
+            for group, current in zip(self.optimizer.param_groups, settings):  # the saved moments, this run's
+                group.update(current)  # settings (--encoder-lr, --weight-decay, --momentum may change)
             set_rng_state(state["rng"])
             if self.scaler is not None and "scaler" in state:
                 self.scaler.load_state_dict(state["scaler"])

@@ -1157,3 +1157,23 @@ def test_resume_puts_back_a_run_that_a_stopped_force_had_partly_set_aside(corpus
     assert not (out / REPLACED_DIR).exists()
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
     assert after.keys() == before.keys() and after[Path("model/model.safetensors")] == before[Path("model/model.safetensors")]
+
+
+def test_resume_never_mixes_a_set_aside_run_with_a_later_attempts_files(corpus, tmp_path, capsys):
+    """An unmarked .replaced (a set-aside by an older lexner, or stopped) holding model/ and log.jsonl while the
+    folder holds a later attempt's own: putting back would mix two runs, so nothing moves and the run is refused."""
+    from lexner.train import REPLACED_DIR
+
+    out = tmp_path / "run"
+    assert train_cli(corpus, tmp_path, out) == 0
+    (out / REPLACED_DIR).mkdir()
+    whole = sorted(p.name for p in out.iterdir() if p.name not in (".lock", REPLACED_DIR))
+    for name in whole:  # the whole run set aside, without the mark
+        os.replace(out / name, out / REPLACED_DIR / name)
+    for name in ("model", "log.jsonl", "train_config.json"):  # the later attempt's files, no checkpoint yet
+        copy = shutil.copytree if name == "model" else shutil.copyfile
+        copy(out / REPLACED_DIR / name, out / name)
+    capsys.readouterr()
+    assert train_cli(corpus, tmp_path, out, "--resume") == 2
+    assert "holds the run that a --force run here was replacing" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / REPLACED_DIR).iterdir()) == whole and not (out / "checkpoint").exists()

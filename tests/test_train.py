@@ -498,15 +498,42 @@ def test_resume_takes_this_runs_optimizer_settings_with_the_saved_moments(corpus
     assert trainer.optimizer.state  # the moments are the checkpoint's
 
 
-def test_model_settings_leave_out_where_an_encoder_was_read_from_and_flats_memory_trade_offs():
-    from types import SimpleNamespace
+def test_kept_settings_leave_out_where_an_encoder_was_read_from_and_flats_memory_trade_offs():
+    """Applied to the checkpoint's record and to this run's alike (a record written before the rule holds those
+    keys: comparing it raw refused every BERT and FLAT resume)."""
+    from lexner.train import _kept_settings
 
-    from lexner.train import _model_settings
+    before = {"bert_path": "/a/bert", "dropout": 0.1, "tokenizer": "ab12",
+              "bert_config": {"hidden_size": 32, "_name_or_path": "/a/bert", "transformers_version": "4.40"}}
+    moved = {"bert_path": "/b/bert", "dropout": 0.1, "tokenizer": "ab12",
+             "bert_config": {"hidden_size": 32, "_name_or_path": "/b/bert", "transformers_version": "5.25"}}
+    assert _kept_settings(before) == _kept_settings(moved) == {"dropout": 0.1, "tokenizer": "ab12",
+                                                               "bert_config": {"hidden_size": 32}}
+    flat = {"model_dim": 16, "lean": True, "block_elements": 10, "checkpoint_elements": 5}
+    assert _kept_settings(flat) == {"model_dim": 16}
 
-    bert = SimpleNamespace(config=SimpleNamespace(bert_path="/a/bert", dropout=0.1, bert_config={
-        "hidden_size": 32, "_name_or_path": "/a/bert", "transformers_version": "4.40"}))
-    moved = SimpleNamespace(config=SimpleNamespace(bert_path="/b/bert", dropout=0.1, bert_config={
-        "hidden_size": 32, "_name_or_path": "/b/bert", "transformers_version": "5.25"}))
-    assert _model_settings(bert) == _model_settings(moved) == {"dropout": 0.1, "bert_config": {"hidden_size": 32}}
-    flat = SimpleNamespace(config=SimpleNamespace(model_dim=16, lean=True, block_elements=10, checkpoint_elements=5))
-    assert _model_settings(flat) == {"model_dim": 16}
+
+def test_resume_of_a_bert_run_takes_a_moved_checkpoint_but_refuses_another_tokenizer(corpus, tmp_path):
+    import shutil
+
+    pytest.importorskip("transformers")
+    from test_bert import tiny_bert
+
+    first, moved, other = tmp_path / "bert", tmp_path / "moved", tmp_path / "other"
+    for folder in (first, moved, other):
+        shutil.copytree(tiny_bert(), folder)
+    (other / "tokenizer.json").unlink()
+    vocab = (other / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    a, b = vocab.index("张"), vocab.index("北")
+    vocab[a], vocab[b] = vocab[b], vocab[a]  # the same size, two pieces swapped
+    (other / "vocab.txt").write_text("\n".join(vocab), encoding="utf-8")
+
+    def trainer(bert, epochs):
+        seed_everything(3)
+        tagger = build_tagger("bert_crf", corpus, {"bert_path": str(bert)}, seed=3)
+        return Trainer(tagger, TrainConfig(epochs=epochs, batch_size=4, seed=3), tmp_path / "run", progress=False)
+
+    trainer(first, 1).fit(corpus[:15], corpus[15:])
+    assert trainer(moved, 2).resume()  # the same encoder and tokenizer, elsewhere
+    with pytest.raises(TrainingError, match="tokenizer"):
+        trainer(other, 2).resume()
