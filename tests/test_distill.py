@@ -178,8 +178,8 @@ def test_an_ensemble_takes_a_multi_task_member_through_its_head_with_the_first_m
     found = [label for ents in spans(ensemble, [s.text for s in corpus]) for _, _, label in ents]
     assert found and set(found) <= {"PER", "LOC"}  # the coarse head's types, not the fine one's
     # the first member's label sets are the ensemble's: a one-task model has no head for "fine"
-    with pytest.raises(ValueError, match=r"ensemble member 2 has no head, or several, with the first member's "
-                                         r"label set 'fine' \(city, name\); its heads: default: LOC, PER"):
+    with pytest.raises(ValueError, match=r"ensemble member 2 \(.*one\) has no head, or several, with the first "
+                                         r"member's label set 'fine' \(city, name\); its heads: default: LOC, PER"):
         lexner.load([tmp_path / "multi", tmp_path / "one"])
     # two heads with the types: the default one answers, for an ensemble as for a distillation teacher
     twin = build_tagger("bilstm_crf", corpus, SMALL, seed=4, label_sets={"a": ["PER", "LOC"], "b": ["LOC", "PER"]})

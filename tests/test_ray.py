@@ -46,6 +46,17 @@ def test_bad_arguments_fail_before_any_worker_starts(cluster, tmp_path):
         tag_dataset(ds, column="body", workers=0)
     with pytest.raises(ValueError, match="already has a column 'body'"):
         tag_dataset(ds, column="body", output_column="body")
+    # the cluster has 2 CPUs: one tagger of two threads would leave none to read the data (Ray waits forever)
+    with pytest.raises(ValueError, match=r"threads_per_worker = 2 CPUs for one tagger, but the Ray cluster has 2"):
+        tag_dataset(ds, column="body", threads_per_worker=2)
+
+
+def test_more_taggers_than_free_cpus_still_read_and_tag_a_file(cluster, tmp_path):
+    """A pool of a fixed size waited for all its actors, which took every CPU the read tasks needed: the README's
+    example (read_json, workers=8) hung forever on a 2-CPU machine; the pool now grows as CPUs allow."""
+    (tmp_path / "corpus.jsonl").write_text('{"text": "张三在北京"}\n{"text": "李四去上海"}\n', encoding="utf-8")
+    tagged = tag_dataset(ray.data.read_json(str(tmp_path / "corpus.jsonl")), workers=8).take_all()
+    assert sorted(e["text"] for r in tagged for e in r["entities"]) == ["上海", "北京", "张三", "李四"]
 
 
 def test_a_worker_tags_nulls_as_empty_and_refuses_what_is_not_text():

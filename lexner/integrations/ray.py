@@ -87,8 +87,9 @@ def tag_dataset(dataset: "ray.data.Dataset", model: str | os.PathLike | None = N
                 output_column: str = "entities", labels: str | None = None, workers: int = 2,
                 threads_per_worker: int = 1, rows_per_call: int = 1024, batch_size: int = 64,
                 onnx: bool | str | None = None) -> "ray.data.Dataset":
-    """``dataset`` with an ``output_column`` of the entities in each row's ``column``, tagged by ``workers``
-    actors with ``threads_per_worker`` torch threads (and as many CPUs reserved) each; each call of an actor
+    """``dataset`` with an ``output_column`` of the entities in each row's ``column``, tagged by up to ``workers``
+    actors (as many as the CPUs left by the read tasks allow) with ``threads_per_worker`` torch threads (and as
+    many CPUs reserved) each; each call of an actor
     takes ``rows_per_call`` rows and tags them in batches of ``batch_size`` texts.  ``labels``: the head of a
     multi-task model (None: the default one); ``onnx``: as in :func:`lexner.load` (None: as the model directory
     says).  A loaded model can be given by the directory it was loaded from (``tagger.source``)."""
@@ -97,6 +98,10 @@ def tag_dataset(dataset: "ray.data.Dataset", model: str | os.PathLike | None = N
         _check_columns(columns, column, output_column)
     if workers < 1 or threads_per_worker < 1 or rows_per_call < 1 or batch_size < 1:
         raise ValueError("workers, threads_per_worker, rows_per_call and batch_size must be ≥ 1")
+    cpus = ray.cluster_resources().get("CPU") if ray.is_initialized() else None
+    if cpus is not None and threads_per_worker >= cpus:  # one tagger would leave no CPU to read: Ray waits forever
+        raise ValueError(f"threads_per_worker = {threads_per_worker} CPUs for one tagger, but the Ray cluster has "
+                         f"{cpus:g}: leave at least one for reading the dataset")
     if model is not None:
         model = str(Path(model).resolve())
         if not Path(model).is_dir():
@@ -106,5 +111,8 @@ def tag_dataset(dataset: "ray.data.Dataset", model: str | os.PathLike | None = N
         Tagging, fn_constructor_kwargs={"model": model, "column": column, "output_column": output_column,
                                         "labels": labels, "batch_size": batch_size, "threads": threads_per_worker,
                                         "onnx": onnx},
-        batch_size=rows_per_call, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers),
+        batch_size=rows_per_call, batch_format="pyarrow",
+        # up to `workers` taggers, as many as the CPUs left by reading allow: a pool of a fixed size waits for all
+        # its actors, which can take every CPU the read tasks need (the README's example hung on a 2-CPU machine)
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
         num_cpus=threads_per_worker)

@@ -129,7 +129,8 @@ def matching_heads(label_sets: dict, member: Tagger, index: int) -> dict[str, st
         if head is None:
             own = member.featurizer.label_sets
             heads = "; ".join(f"{h}: {', '.join(mine.entity_types)}" for h, mine in own.items())
-            raise ValueError(f"ensemble member {index + 1} has no head, or several, with the first member's label "
+            where = f" ({member.source})" if member.source is not None else ""
+            raise ValueError(f"ensemble member {index + 1}{where} has no head, or several, with the first member's label "
                              f"set {name!r} ({', '.join(label_set.entity_types)}); its heads: {heads}")
         found[name] = head
     return found
