@@ -51,7 +51,8 @@ def _wordpiece(vocab_file: Path, settings: dict):
     from tokenizers import BertWordPieceTokenizer
     from transformers import PreTrainedTokenizerFast
 
-    lines = [line.rstrip("\r") for line in vocab_file.read_text(encoding="utf-8").split("\n")]  # as tokenizers reads
+    # as tokenizers reads the file: lines split at \n only, trailing whitespace dropped (x and "x " are one piece)
+    lines = [line.rstrip() for line in vocab_file.read_text(encoding="utf-8").split("\n")]
     lines = lines[:-1] if lines and not lines[-1] else lines
     wordpiece = BertWordPieceTokenizer(str(vocab_file), lowercase=settings.get("do_lower_case", True),
                                        **{k: settings[k] for k in DEFAULT_SPECIAL})
@@ -125,7 +126,8 @@ class PieceEncoder:
     def encode(self, text: str) -> tuple[list[int], list[int]]:
         """``(piece_ids, char_piece)``: the pieces, and for each character the index of its piece or -1."""
         safe = _SURROGATE.sub("\ufffd", text)
-        # split_special_tokens: "[SEP]" or "[PAD]" written in the text is text, never the encoder's separator
+        # split_special_tokens (transformers ≥ 4.42 for fast tokenizers): "[SEP]" or "[PAD]" written in the text
+        # is text, never the encoder's separator
         encoded = self.tokenizer(safe, add_special_tokens=False, return_offsets_mapping=True, truncation=False,
                                  verbose=False, split_special_tokens=True)
         char_piece = [-1] * len(text)

@@ -561,11 +561,15 @@ def _model_settings(model: Tagger) -> dict[str, Any]:
     tokenizer, if it has one (``tokenizer``)."""
     config = model.config
     settings = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(vars(config))
-    if (pieces := getattr(model.featurizer, "pieces", None)) is not None:
-        vocab = sorted(pieces.tokenizer.get_vocab().items())
+    if (pieces := getattr(model.featurizer, "pieces", None)) is not None:  # its vocabulary, special tokens and
+        vocab = sorted(pieces.tokenizer.get_vocab().items())               # how it reads a probe (casing, accents)
         settings["tokenizer"] = hashlib.sha256(json.dumps(
-            [vocab, pieces.cls_id, pieces.sep_id, pieces.pad_id], ensure_ascii=False).encode()).hexdigest()
+            [vocab, pieces.cls_id, pieces.sep_id, pieces.pad_id, pieces.encode(TOKENIZER_PROBE)],
+            ensure_ascii=False).encode()).hexdigest()
     return settings
+
+
+TOKENIZER_PROBE = "Apple CEO Zoë Smith, ＡＢＣ１２３ 2008年在北京 iPhone15 café"
 
 
 def _kept_settings(settings: dict[str, Any]) -> dict[str, Any]:

@@ -533,7 +533,12 @@ def test_resume_of_a_bert_run_takes_a_moved_checkpoint_but_refuses_another_token
         tagger = build_tagger("bert_crf", corpus, {"bert_path": str(bert)}, seed=3)
         return Trainer(tagger, TrainConfig(epochs=epochs, batch_size=4, seed=3), tmp_path / "run", progress=False)
 
+    cased = tmp_path / "cased"  # the same vocabulary, read without lower-casing (Apple is no longer apple)
+    shutil.copytree(tiny_bert(), cased)
+    (cased / "tokenizer.json").unlink()
+    (cased / "tokenizer_config.json").write_text('{"do_lower_case": false}', encoding="utf-8")
     trainer(first, 1).fit(corpus[:15], corpus[15:])
     assert trainer(moved, 2).resume()  # the same encoder and tokenizer, elsewhere
-    with pytest.raises(TrainingError, match="tokenizer"):
-        trainer(other, 2).resume()
+    for changed in (other, cased):
+        with pytest.raises(TrainingError, match="tokenizer"):
+            trainer(changed, 2).resume()

@@ -98,10 +98,10 @@ def tag_dataset(dataset: "ray.data.Dataset", model: str | os.PathLike | None = N
         _check_columns(columns, column, output_column)
     if workers < 1 or threads_per_worker < 1 or rows_per_call < 1 or batch_size < 1:
         raise ValueError("workers, threads_per_worker, rows_per_call and batch_size must be ≥ 1")
-    cpus = ray.cluster_resources().get("CPU") if ray.is_initialized() else None
-    if cpus is not None and threads_per_worker >= cpus:  # one tagger would leave no CPU to read: Ray waits forever
-        raise ValueError(f"threads_per_worker = {threads_per_worker} CPUs for one tagger, but the Ray cluster has "
-                         f"{cpus:g}: leave at least one for reading the dataset")
+    nodes = [n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")] if ray.is_initialized() else []
+    if nodes and threads_per_worker > max(nodes):  # no node can ever hold such an actor: Ray would wait forever
+        raise ValueError(f"threads_per_worker = {threads_per_worker} CPUs for one tagger, but the largest node of the "
+                         f"Ray cluster has {max(nodes):g}")
     if model is not None:
         model = str(Path(model).resolve())
         if not Path(model).is_dir():
