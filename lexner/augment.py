@@ -127,18 +127,19 @@ def _capitalized(run: str) -> str:
 
 
 def change_case(pieces: list[Segment], rng: random.Random, pool: "Augmenter") -> list[Segment] | None:
-    if not any(_latin_runs(text) for text, _ in pieces):
+    runs = [_latin_runs(text) for text, _ in pieces]
+    if not any(runs):
         return None
     style = rng.choice([str.upper, str.lower, _capitalized])
 
-    def restyled(text: str) -> str:
+    def restyled(text: str, spans: list[tuple[int, int]]) -> str:
         out, position = [], 0
-        for start, end in _latin_runs(text):
+        for start, end in spans:
             out += [text[position:start], style(text[start:end])]
             position = end
         return "".join(out) + text[position:]
 
-    return [(restyled(text), label) for text, label in pieces]
+    return [(restyled(text, spans), label) for (text, label), spans in zip(pieces, runs)]
 
 
 def insert_spaces(pieces: list[Segment], rng: random.Random, pool: "Augmenter") -> list[Segment] | None:

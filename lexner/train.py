@@ -258,8 +258,7 @@ def set_aside_previous_run(out_dir: Path) -> None:
     ``.replaced`` left by a ``--force`` run that stopped before its first checkpoint still holds the run being
     replaced: it stays, and what that attempt wrote is removed."""
     aside = out_dir / REPLACED_DIR
-    for stale in stale_copies(aside):  # what a stopped removal of an earlier .replaced left (the folder is locked)
-        shutil.rmtree(stale)
+    remove_stale_copies(aside)  # what a stopped removal of an earlier .replaced left
     found = previous_run(out_dir)
     if aside.is_dir() and not (aside / SET_ASIDE_MARK).exists() and not any((aside / n).exists() for n in found):
         # a set-aside stopped part-way (or the lexner before the mark left it, nothing of the same names here):
@@ -286,6 +285,15 @@ def set_aside_previous_run(out_dir: Path) -> None:
         os.replace(out_dir / name, aside / name)
     (aside / SET_ASIDE_MARK).touch()  # complete: a stop before this mark is finished by the next --force
     log.info("the previous run in %s is set aside in %s until this run's first checkpoint", out_dir, aside)
+
+
+def remove_stale_copies(final: Path) -> None:
+    """Remove what stopped saves and removals left beside ``final`` (:func:`lexner.fileio.stale_copies`); only
+    for a training holding the folder's lock."""
+    if stale := stale_copies(final):
+        for folder in stale:
+            shutil.rmtree(folder)
+        log.info("removed %d folder(s) a stopped save or removal of %s left", len(stale), final)
 
 
 def lock_directory(directory: Path):
@@ -584,14 +592,27 @@ def _kept_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
+def _by_key(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings with a nested configuration (an encoder's) spread out as ``bert_config.hidden_size``, so that an
+    error can name the one key that differs."""
+    out = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{inner}": v for inner, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
 def _check_state(state: dict[str, Any], state_file: Path) -> None:
     """``DataFormatError`` naming ``state_file`` for a checkpoint value of the wrong kind or out of range (an
     edited or damaged file), before anything is restored from it."""
     def number(v):
         return type(v) in (int, float) and math.isfinite(v)
 
+    epoch = state.get("epoch")
     checks = {"epoch": lambda v: type(v) is int and v >= 1, "step": lambda v: type(v) is int and v >= 0,
-              "best_epoch": lambda v: type(v) is int and 0 <= v <= (e if type(e := state.get("epoch")) is int else v),
+              "best_epoch": lambda v: type(v) is int and 0 <= v and (type(epoch) is not int or v <= epoch),
               "best_f1": lambda v: number(v) and -1 <= v <= 1,
               "model": lambda v: isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values()),
               "optimizer": lambda v: isinstance(v, dict), "rng": lambda v: isinstance(v, dict)}
@@ -727,13 +748,10 @@ class Trainer:
 
     def _resume(self) -> bool:
         if self.world.main:  # one process puts things right, the others read after it
-            for name in (MODEL_DIR, CHECKPOINT_DIR, REPLACED_DIR):  # a stop between a save's two renames: its
-                if name != REPLACED_DIR:                             # previous version
-                    recover_directory(self.out_dir / name)
-                if stale := stale_copies(self.out_dir / name):  # the folder is ours (locked)
-                    for folder in stale:
-                        shutil.rmtree(folder)
-                    log.info("removed %d folder(s) a stopped save of %s left", len(stale), self.out_dir / name)
+            for name in (MODEL_DIR, CHECKPOINT_DIR):  # a stop between a save's two renames: its previous version
+                recover_directory(self.out_dir / name)
+            for name in (MODEL_DIR, CHECKPOINT_DIR, REPLACED_DIR):
+                remove_stale_copies(self.out_dir / name)
             aside = self.out_dir / REPLACED_DIR
             if (not self.replace and aside.is_dir() and not (aside / SET_ASIDE_MARK).exists()
                     and not any((self.out_dir / p.name).exists() for p in aside.iterdir() if p.name != CONFIG_FILE)):
@@ -796,9 +814,7 @@ class Trainer:
                 now.pop("tokenizer", None)
             saved, now = _kept_settings(saved), _kept_settings(now)
         if saved is not None and saved != now:
-            flat = lambda d: {f"{k}.{j}" if isinstance(v, dict) else k: w  # noqa: E731 - an encoder config by key
-                              for k, v in d.items() for j, w in (v.items() if isinstance(v, dict) else [(k, v)])}
-            saved, now = flat(saved), flat(now)
+            saved, now = _by_key(saved), _by_key(now)
             changed = [f"{k} {saved.get(k)!r:.60}, not {now.get(k)!r:.60}" for k in sorted(saved.keys() | now.keys())
                        if saved.get(k) != now.get(k)]
             raise TrainingError(f"{path} was written for a model with {', '.join(changed)} (--set): resume with the "
