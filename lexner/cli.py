@@ -635,7 +635,7 @@ def cmd_serve(args) -> int:
     _use_threads(args)
     tagger = _load_for_tagging(args, _extra_words(args), one_head=False)
     app = create_app(tagger, max_chars=args.max_chars, max_texts=args.max_texts, max_batch=args.batch_size,
-                     batch_wait_ms=args.batch_wait_ms)
+                     batch_wait_ms=args.batch_wait_ms, max_waiting=args.max_waiting)
     # uvicorn's own lines say where it listens (the port chosen for --port 0); requests logged with --verbose
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=args.verbose)
     return 0
@@ -944,6 +944,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--batch-size", type=_at_least(1), default=64, help="most texts tagged together (micro-batching)")
     v.add_argument("--batch-wait-ms", type=_at_least(0, "milliseconds", high=1000, kind=float), default=2.0,
                    help="how long a request waits for others to share its batch (0 to 1000)")
+    v.add_argument("--max-waiting", type=_at_least(1), default=1_000_000,
+                   help="characters queued to be tagged beyond which a request is answered 503 with Retry-After "
+                        "(load shedding; a request alone in the queue is always taken)")
     v.add_argument("--threads", type=_at_least(0), default=0, help=THREADS_HELP)
     v.add_argument("--lexicon-add", type=Path, action="append", metavar="FILE",
                    help=LEXICON_ADD_HELP)

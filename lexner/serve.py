@@ -5,7 +5,10 @@
   ``{"start", "end", "label", "text"}`` with offsets into the text.  A text longer than ``max_chars`` or a list
   longer than ``max_texts`` is answered 413, and so is a body of more bytes than any such request can take as
   JSON (:func:`body_limit`), before it is read whole; a body not sent as ``Content-Type: application/json``
-  415; a malformed request 422 (FastAPI's validation); an unknown head 422.
+  415; a malformed request 422 (FastAPI's validation); an unknown head 422.  When more than ``max_waiting``
+  characters already wait to be tagged, a request is answered 503 with ``Retry-After`` (load shedding: a server
+  that falls behind refuses new work at once instead of queueing it without bound, its answers arriving later
+  and later, after clients gave up; a request alone in the queue is always taken).
 * ``GET /health`` → ``{"status": "ok"}`` (503 and ``"error"`` if the tagging worker ended with an error; the next
   request starts it again); ``GET /model`` → what the model is (:meth:`lexner.models.base.Tagger.describe`).
 
@@ -50,13 +53,20 @@ class _Pending:
     texts: list[str]
     labels: str | None
     future: asyncio.Future = field(repr=False)
+    chars: int = 0
+
+
+class Busy(Exception):
+    """More characters wait to be tagged than the server takes (answered 503)."""
 
 
 class MicroBatcher:
     """Collects texts from concurrent requests and tags them together (see the module docstring)."""
 
-    def __init__(self, tagger, max_batch: int = 64, batch_wait_ms: float = 2.0):
+    def __init__(self, tagger, max_batch: int = 64, batch_wait_ms: float = 2.0, max_waiting: int = 1_000_000):
         self.tagger, self.max_batch, self.wait = tagger, max_batch, batch_wait_ms / 1000
+        self.max_waiting = max_waiting
+        self.waiting = 0  # characters queued and not yet taken by the worker
         self.queue: asyncio.Queue[_Pending] | None = None
         self.worker: asyncio.Task | None = None
 
@@ -66,7 +76,7 @@ class MicroBatcher:
         if self.worker is not None and self.worker.get_loop() is not asyncio.get_running_loop():
             self.queue = self.worker = None  # the app started again in another event loop: a queue is bound to one
         if self.queue is None:
-            self.queue = asyncio.Queue()
+            self.queue, self.waiting = asyncio.Queue(), 0
         if self.worker is None or self.worker.done():
             self.worker = asyncio.create_task(self._run())
 
@@ -83,24 +93,37 @@ class MicroBatcher:
         return None if err is None else f"{type(err).__name__}: {err}"
 
     async def tag(self, texts: list[str], labels: str | None) -> list[list[Any]]:
+        """The entities of ``texts``; :class:`Busy` if more than ``max_waiting`` characters would wait with them
+        (unless none waits: a request alone is always taken, however long)."""
         await self.start()
+        chars = sum(len(t) for t in texts)
+        if self.waiting and self.waiting + chars > self.max_waiting:
+            raise Busy(f"the server is busy: {self.waiting} characters wait to be tagged (at most "
+                       f"{self.max_waiting}); try again shortly")
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put(_Pending(texts, labels, future))
+        self.waiting += chars
+        self.queue.put_nowait(_Pending(texts, labels, future, chars))
         return await future
+
+    async def _take(self) -> _Pending:
+        taken = await self.queue.get()
+        self.waiting -= taken.chars
+        return taken
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            pending = [await self.queue.get()]
+            pending = [await self._take()]
             deadline = time.monotonic() + self.wait
             while sum(len(p.texts) for p in pending) < self.max_batch:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 try:
-                    pending.append(await asyncio.wait_for(self.queue.get(), remaining))
+                    pending.append(await asyncio.wait_for(self._take(), remaining))
                 except asyncio.TimeoutError:
                     break
+            pending = [p for p in pending if not p.future.done()]  # a request cancelled while it waited: no work
             for labels in dict.fromkeys(p.labels for p in pending):  # one tag_batch per head
                 group = [p for p in pending if p.labels == labels]
                 texts = [t for p in group for t in p.texts]
@@ -184,9 +207,9 @@ def _finite(value: Any) -> Any:
 
 
 def create_app(tagger, max_chars: int = 10_000, max_texts: int = 256, max_batch: int = 64,
-               batch_wait_ms: float = 2.0) -> FastAPI:
+               batch_wait_ms: float = 2.0, max_waiting: int = 1_000_000) -> FastAPI:
     """The FastAPI application serving ``tagger``."""
-    batcher = MicroBatcher(tagger, max_batch, batch_wait_ms)
+    batcher = MicroBatcher(tagger, max_batch, batch_wait_ms, max_waiting)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -195,6 +218,7 @@ def create_app(tagger, max_chars: int = 10_000, max_texts: int = 256, max_batch:
         await batcher.stop()
 
     app = FastAPI(title="lexner", description="Chinese named-entity recognition", lifespan=lifespan)
+    app.state.batcher = batcher
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request, exc: RequestValidationError) -> JSONResponse:  # FastAPI's answer, through _JSON:
@@ -227,7 +251,11 @@ def create_app(tagger, max_chars: int = 10_000, max_texts: int = 256, max_batch:
             tagger.check_head(request.labels)
         except ValueError as err:
             raise HTTPException(422, str(err)) from None
-        results = [[e.to_dict() for e in entities] for entities in await batcher.tag(texts, request.labels)]
+        try:
+            tagged = await batcher.tag(texts, request.labels)
+        except Busy as busy:
+            return _JSON({"detail": str(busy)}, 503, headers={"Retry-After": "1"})
+        results = [[e.to_dict() for e in entities] for entities in tagged]
         return _JSON({"entities": results[0]} if request.text is not None else {"results": results})
 
     return app

@@ -36,7 +36,7 @@ def request(port: int, path: str, body=None, raw: bytes | None = None) -> tuple[
 
 @pytest.fixture(scope="module")
 def server():
-    with serving("--max-chars", "200", "--max-texts", "8") as port:
+    with serving("--max-chars", "200", "--max-texts", "8", "--max-waiting", "100000") as port:
         yield port
 
 
@@ -276,3 +276,50 @@ def test_a_worker_that_ended_with_an_error_is_reported_by_health_and_started_aga
         return tagged
 
     assert [[e.to_dict() for e in entities] for entities in asyncio.run(scenario())] == expected(TEXTS[:1])
+
+
+def test_a_server_that_falls_behind_answers_503_with_retry_after_and_tags_what_it_took():
+    """Load shedding: with more than ``max_waiting`` characters queued behind a busy worker, a request is a 503
+    (was queued without bound); a request alone in the queue is taken however long; what was taken is answered."""
+    import asyncio
+    import threading
+
+    import httpx
+
+    from lexner.serve import create_app
+
+    model, entered, release = lexner.load(), threading.Event(), threading.Event()
+
+    class Slow:  # the model, held up in tag_batch until ``release``
+        def __getattr__(self, name):
+            return getattr(model, name)
+
+        def tag_batch(self, *args):
+            entered.set()
+            release.wait(30)
+            return model.tag_batch(*args)
+
+    async def until(condition):
+        for _ in range(3000):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("timed out")
+
+    async def scenario():
+        app = create_app(Slow(), max_waiting=12, batch_wait_ms=0)
+        batcher = app.state.batcher
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://lexner") as client:
+            first = asyncio.create_task(client.post("/tag", json={"text": TEXTS[0]}))
+            await until(entered.is_set)  # the worker took it and waits
+            second = asyncio.create_task(client.post("/tag", json={"text": TEXTS[1]}))  # 14 characters, alone
+            await until(lambda: batcher.waiting == 14)  # taken although over 12
+            refused = await client.post("/tag", json={"text": "张三"})
+            release.set()
+            return refused, await first, await second
+
+    refused, first, second = asyncio.run(scenario())
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+    assert "14 characters wait to be tagged (at most 12)" in refused.json()["detail"]
+    assert first.json() == {"entities": expected(TEXTS[:1])[0]}
+    assert second.json() == {"entities": expected(TEXTS[1:2])[0]}
