@@ -71,6 +71,15 @@ def broadcast(obj: Any) -> Any:
     return box[0]
 
 
+def gather(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order, on every rank (``[obj]`` in a single process)."""
+    if not _active():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def all_sum(values: Sequence[float], device: str | torch.device = "cpu") -> list[float]:
     """Element-wise sum over ranks (identity in a single process)."""
     if not _active():

@@ -15,7 +15,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -348,18 +348,43 @@ def read_as_unknown(batch: Batch, p: float, generator: torch.Generator) -> None:
         setattr(batch, name, ids.masked_fill(dropped, UNK_ID))
 
 
-def bucketed_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+POOL_BATCHES = 50  # bucketed_batches sorts sentences by length within pools of this many batches
+
+
+def batch_sizes(n: int, batch_size: int, min_size: int = 1) -> list[int]:
+    """The sizes of :func:`bucketed_batches`'s batches of ``n`` sentences, in the order they are cut: each pool
+    of ``POOL_BATCHES`` batches cut into ``batch_size`` sentences, a batch left with fewer than ``min_size``
+    joining the one cut before it."""
+    sizes: list[int] = []
+    pool = batch_size * POOL_BATCHES
+    for k in range(0, n, pool):
+        m = min(pool, n - k)
+        for j in range(0, m, batch_size):
+            size = min(batch_size, m - j)
+            if size < min_size and sizes:
+                sizes[-1] += size
+            else:
+                sizes.append(size)
+    return sizes
+
+
+def bucketed_batches(lengths: Sequence[int], batch_size: int, rng: random.Random,
+                     min_size: int = 1) -> list[list[int]]:
     """Shuffle, sort within pools of 50 batches by length, cut into batches, shuffle the batches.
 
-    Sentences of similar length share a batch (little padding) while every epoch sees a new order.
+    Sentences of similar length share a batch (little padding) while every epoch sees a new order.  A batch
+    left with fewer than ``min_size`` sentences (the last of a pool) joins the one cut before it: under
+    ``torchrun`` every process needs a sentence of every batch (``min_size`` = the number of processes), and
+    skipping the short batch would leave out the same longest sentences of the last pool every epoch.
     """
     order = list(range(len(lengths)))
     rng.shuffle(order)
-    pool = batch_size * 50
-    batches = []
-    for k in range(0, len(order), pool):
-        chunk = sorted(order[k : k + pool], key=lambda i: lengths[i])
-        batches.extend(chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size))
+    pool = batch_size * POOL_BATCHES
+    ranked = [i for k in range(0, len(order), pool) for i in sorted(order[k : k + pool], key=lambda i: lengths[i])]
+    batches, start = [], 0
+    for size in batch_sizes(len(ranked), batch_size, min_size):
+        batches.append(ranked[start : start + size])
+        start += size
     rng.shuffle(batches)
     return batches
 
@@ -385,7 +410,7 @@ class BucketBatchSampler(torch.utils.data.Sampler):
         self.epoch = 0
         tasks = [0] * len(self.lengths) if tasks is None else list(tasks)
         self.members = [[i for i, t in enumerate(tasks) if t == task] for task in range(max(tasks, default=0) + 1)]
-        full = [-(-len(m) // batch_size) for m in self.members]  # batches that see each sentence once
+        full = [len(batch_sizes(len(m), batch_size, world_size)) for m in self.members]  # each sentence once
         logs = [math.log(len(m)) if m else -math.inf for m in self.members]  # in log space: n ** (1 / 0.01) overflows
         weights = [math.exp((x - max(logs)) / temperature) for x in logs]
         self.counts = full if temperature == 1 else [
@@ -398,23 +423,23 @@ class BucketBatchSampler(torch.utils.data.Sampler):
         """This epoch's global batches."""
         rng = random.Random(self.seed * 100_003 + self.epoch)
         if len(self.members) == 1:
-            return bucketed_batches(self.lengths, self.batch_size, rng)
+            return bucketed_batches(self.lengths, self.batch_size, rng, self.world_size)
         out = []
         for members, count in zip(self.members, self.counts):
             drawn: list[list[int]] = []
             while len(drawn) < count:  # a repeated corpus is reshuffled for each pass
-                local = bucketed_batches([self.lengths[i] for i in members], self.batch_size, rng)
+                local = bucketed_batches([self.lengths[i] for i in members], self.batch_size, rng, self.world_size)
                 drawn.extend([members[j] for j in batch] for batch in local)
             out.extend(drawn[:count])
         rng.shuffle(out)
         return out
 
     def shards(self) -> Iterator[tuple[list[int], int]]:
-        """This rank's share of each of this epoch's global batches, with the global batch's size.  A global
-        batch too small to give every rank a sentence is skipped (by every rank)."""
+        """This rank's share of each of this epoch's global batches, with the global batch's size (every global
+        batch gives each rank a sentence: see :func:`bucketed_batches`; :class:`Trainer` refuses a batch size or
+        a corpus smaller than the number of processes)."""
         for batch in self.batches():
-            if len(batch) >= self.world_size:
-                yield batch[self.rank :: self.world_size], len(batch)
+            yield batch[self.rank :: self.world_size], len(batch)
 
     def __iter__(self) -> Iterator[list[int]]:
         return (shard for shard, _ in self.shards())
@@ -615,7 +640,8 @@ def _check_state(state: dict[str, Any], state_file: Path) -> None:
               "best_epoch": lambda v: type(v) is int and 0 <= v and (type(epoch) is not int or v <= epoch),
               "best_f1": lambda v: number(v) and -1 <= v <= 1,
               "model": lambda v: isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values()),
-              "optimizer": lambda v: isinstance(v, dict), "rng": lambda v: isinstance(v, dict)}
+              "optimizer": lambda v: isinstance(v, dict), "rng": lambda v: isinstance(v, dict),
+              "rng_ranks": lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v)}
     if bad := [k for k, ok in checks.items() if k in state and not ok(state[k])]:
         raise DataFormatError(state_file, None, f"{', '.join(f'{k} {state[k]!r:.40}' for k in bad)}: not what a "
                                                 "lexner trainer writes (damaged or edited)")
@@ -697,10 +723,12 @@ class Trainer:
         return lr
 
     # --- checkpoints -----------------------------------------------------------------------------------
-    def _save_checkpoint(self) -> None:
+    def _save_checkpoint(self, rngs: list[dict[str, Any]]) -> None:
+        """The checkpoint (rank 0); ``rngs``: every rank's random generators (:func:`distributed.gather`)."""
         save_checkpoint(self.out_dir / CHECKPOINT_DIR, {
             "epoch": self.epoch, "best_f1": self.best_f1, "best_epoch": self.best_epoch, "step": self.step,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "rng": rng_state(),
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "rng": rngs[0],
+            **({"rng_ranks": rngs[1:]} if len(rngs) > 1 else {}),  # each rank its own dropout masks on --resume
             "train_config": dataclasses.asdict(self.config), "model_config": _model_settings(self.model),
             **({"data": self.data} if self.data else {}),
             **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
@@ -825,7 +853,12 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])  # (refuses another number of groups)
             for group, current in zip(self.optimizer.param_groups, settings):  # the saved moments, this run's
                 group.update(current)  # settings (--encoder-lr, --weight-decay, --momentum may change)
-            set_rng_state(state["rng"])
+            others = state.get("rng_ranks", [])  # ranks 1, 2, ... of the run that wrote it
+            if self.world.rank == 0:
+                set_rng_state(state["rng"])
+            elif self.world.rank <= len(others):
+                set_rng_state(others[self.world.rank - 1])
+            # else (more processes than the run that wrote it): the rank's own seed, as at the start
             if self.scaler is not None and "scaler" in state:
                 self.scaler.load_state_dict(state["scaler"])
             if self.ema is not None:
@@ -957,6 +990,17 @@ class Trainer:
                  "unlabelled)", cfg.distill, cfg.distill_weight, len(teachers), taught, len(items), len(unlabelled))
         return items, task_of
 
+    def _check_world(self, sizes: Iterable[int]) -> None:
+        """Under ``torchrun``, a TrainingError unless every global batch can give each process a sentence: the
+        batch size and each corpus (``sizes``: its training sentences) at least the number of processes."""
+        n = self.world.size
+        if n > 1 and self.config.batch_size < n:
+            raise TrainingError(f"--batch-size {self.config.batch_size} is smaller than the {n} processes of this "
+                                "run: each global batch gives every process at least one sentence")
+        if n > 1 and (small := min(sizes, default=n)) < n:
+            raise TrainingError(f"a corpus of {small} training sentence(s) is smaller than the {n} processes of "
+                                "this run: each global batch gives every process at least one sentence")
+
     def _first_epoch_only(self, names: list[str]) -> bool:
         """Whether run files ``names`` (found without a checkpoint) are those of a lexner run stopped in its first
         epoch's saves: beside its ``train_config.json``, a model whose card says epoch 1 and a log of epoch 1
@@ -977,6 +1021,7 @@ class Trainer:
              unlabelled: list[str]) -> dict[str, Any]:
         cfg = self.config
         main = self.world.main
+        self._check_world(len(task.train) for task in tasks)
         if main:
             self._check_out_dir()  # a folder another training holds is refused, naming it
             self._take_lock()  # before the data's preparation (minutes with soft targets): no training slips in
@@ -993,6 +1038,7 @@ class Trainer:
             lines = [line for line, r in log_records(log_path) if "final" not in r and r["epoch"] <= self.epoch]
             write_bytes(log_path, "".join(line + "\n" for line in lines).encode("utf-8"))  # whole or not at all
         items, task_of, heads = self._prepare(tasks, teachers, unlabelled)
+        self._check_world(task_of.count(k) for k in range(max(task_of, default=-1) + 1))  # unlabelled texts too
         if main:
             if self.replace and self.epoch == 0:
                 set_aside_previous_run(self.out_dir)
@@ -1183,9 +1229,10 @@ class Trainer:
                     with atomic_directory(self.out_dir / MODEL_DIR) as tmp:
                         self.model.save(tmp, extra={"card": {**model_card, "epoch": self.epoch, "dev": dev_scores}},
                                         half=False)  # full precision, even from a float16 --init-from model
+        rngs = distributed.gather(rng_state())
         if main:
             self._log_epoch(lr, total, seen, train_seconds, started, dev_scores, improved, raw_f1)
-            self._save_checkpoint()
+            self._save_checkpoint(rngs)
             if self.replace and (self.out_dir / REPLACED_DIR).exists():  # the run --force replaced: no longer needed
                 discard_directory(self.out_dir / REPLACED_DIR)
 

@@ -110,3 +110,39 @@ def test_a_torchrun_worker_ends_without_finalization(monkeypatch, workers):
     with pytest.raises(SystemExit) as stop:  # reached only because os._exit is a stand-in here
         cli.entry()
     assert stop.value.code == 3 and ended == ([3] if workers > 1 else [])
+
+
+def torchrun(args, **kw):
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           *args], capture_output=True, text=True, timeout=300, **kw)
+
+
+def test_resume_under_torchrun_reaches_the_uninterrupted_weights_with_dropout(tmp_path):
+    """Each rank's random generators are checkpointed: after --resume, rank 1 no longer draws rank 0's dropout
+    masks (all ranks took rank 0's state, and the run drifted from the uninterrupted one)."""
+    write_jsonl(toy_corpus() * 2 + toy_corpus()[:2], tmp_path / "train.jsonl")
+    write_jsonl(toy_corpus()[:6], tmp_path / "dev.jsonl")
+
+    def args(out, epochs):
+        given = train_args(tmp_path, tmp_path / out, "bilstm_crf")
+        given[given.index("dropout=0")] = "dropout=0.5"
+        given[given.index("--epochs") + 1] = str(epochs)
+        return given
+
+    for done in (torchrun(args("whole", 3)), torchrun(args("resumed", 1)), torchrun(args("resumed", 3) + ["--resume"])):
+        assert done.returncode == 0, done.stderr[-3000:]
+    a = load_file(str(tmp_path / "whole" / "checkpoint" / "trainer_state.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "checkpoint" / "trainer_state.safetensors"))
+    keys = [k for k in a if k.startswith("s.model.")]
+    assert keys and all(torch.equal(a[k], b[k]) for k in keys)
+
+
+def test_a_batch_size_below_the_number_of_processes_is_refused(tmp_path):
+    """--batch-size 1 with 2 processes skipped every batch and saved an untrained model, exit status 0."""
+    write_jsonl(toy_corpus(), tmp_path / "train.jsonl")
+    write_jsonl(toy_corpus()[:4], tmp_path / "dev.jsonl")
+    args = train_args(tmp_path, tmp_path / "run", "bilstm_crf")
+    args[args.index("--batch-size") + 1] = "1"
+    done = torchrun(args)
+    assert done.returncode != 0 and "--batch-size 1 is smaller than the 2 processes of this run" in done.stderr
+    assert not (tmp_path / "run" / "model").exists()

@@ -94,6 +94,33 @@ def test_bucketed_batches_cover_every_sentence_once_and_group_lengths():
     assert batches != bucketed_batches(lengths, 10, random.Random(2))
 
 
+@pytest.mark.parametrize("n", [41, 1001, 1006])
+def test_every_process_gets_a_sentence_of_every_batch_and_each_sentence_is_trained_once(n):
+    """Under torchrun (here 3 ranks) a batch too short for every rank joins the one before it (a skipped short
+    batch left out the same longest sentences of the last pool every epoch); one process draws as before."""
+    from lexner.train import BucketBatchSampler
+
+    lengths = [random.Random(n).randint(1, 100) for _ in range(n)]
+    tasks = [i % 3 for i in range(n)]
+    for task_of in (None, tasks):
+        one = BucketBatchSampler(lengths, 4, seed=5, tasks=task_of)
+        assert all(len(b) <= 4 for b in one.batches())  # a single process: no batch grows
+        ranks = [BucketBatchSampler(lengths, 4, seed=5, rank=r, world_size=3, tasks=task_of) for r in range(3)]
+        for epoch in (0, 1):
+            for sampler in ranks:
+                sampler.set_epoch(epoch)
+            shards = [list(sampler.shards()) for sampler in ranks]
+            assert len({len(s) for s in shards}) == 1 and all(ids for s in shards for ids, _ in s)
+            trained = sorted(i for s in shards for ids, _ in s for i in ids)
+            assert trained == list(range(n))
+    merged = bucketed_batches(lengths, 4, random.Random(1), min_size=3)
+    plain = bucketed_batches(lengths, 4, random.Random(1))
+    drawn = {tuple(b) for b in plain}  # the same draws: each batch as before, or one with the short one after it
+    assert min(map(len, merged)) >= 3 and all(
+        tuple(b) in drawn or tuple(b[:4]) in drawn and tuple(b[4:]) in drawn and len(b[4:]) < 3 for b in merged)
+    assert sorted(i for b in merged for i in b) == list(range(n)) and len(merged) < len(plain)
+
+
 def test_cut_long_keeps_entities_whole():
     s = Sentence("张三在北京工作李四", [Span(0, 2, "PER"), Span(3, 5, "LOC"), Span(7, 9, "PER")])
     pieces = cut_long([s], 4)
