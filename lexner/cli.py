@@ -267,15 +267,13 @@ def cmd_train(args) -> int:
     except TrainingError as err:
         raise CommandError(str(err)) from None
     except OSError as err:  # e.g. the disk is full: the last good model and checkpoint are intact
-        aside = Path(args.out) / REPLACED_DIR
-        if trainer.checkpointed:
-            kept = (f"the checkpoint of epoch {trainer.checkpointed} and the best model so far are intact (--resume "
-                    "goes on from there)")
-        elif aside.exists():
-            kept = f"no checkpoint had been written; the run --force replaced is in {aside} (--force again)"
-        else:
-            kept = "no checkpoint had been written (--resume starts the run again)"
-        raise CommandError(f"writing into {args.out} failed: {err}; {kept}") from None
+        raise CommandError(f"writing into {args.out} failed: {err}; {_kept(trainer, args.out)}") from None
+    except RuntimeError as err:  # under torchrun: a collective whose peer process ended (killed, out of memory)
+        if not (trainer.world.distributed and _peer_lost(err)):
+            raise
+        said = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CommandError(f"rank {trainer.world.rank}: another process of this run ended ({said}); "
+                           f"{_kept(trainer, args.out)}") from None
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: main() says "interrupted"; here, what is kept and how to go on
         if trainer.world.main and trainer.checkpointed:
             log.warning("stopped: %s holds the checkpoint written after epoch %d and, in model/, the best model so "
@@ -289,6 +287,27 @@ def cmd_train(args) -> int:
         print(json.dumps({"model": str(Path(args.out) / "model"), "best_epoch": results["best_epoch"],
                           **summary}, indent=2))
     return 0
+
+
+def _kept(trainer, out: str | os.PathLike) -> str:
+    """What a training stopped by an error leaves in ``out`` and how to go on."""
+    from .train import REPLACED_DIR
+
+    aside = Path(out) / REPLACED_DIR
+    if trainer.checkpointed:
+        return (f"the checkpoint of epoch {trainer.checkpointed} and the best model so far are intact (--resume "
+                "goes on from there)")
+    if aside.exists():
+        return f"no checkpoint had been written; the run --force replaced is in {aside} (--force again)"
+    return "no checkpoint had been written (--resume starts the run again)"
+
+
+def _peer_lost(err: RuntimeError) -> bool:
+    """Whether ``err`` is a collective's report that another process of a ``torchrun`` run went away."""
+    import torch.distributed as dist
+
+    lost = ("Connection closed by peer", "Connection reset by peer", "remote worker", "Broken pipe")
+    return isinstance(err, getattr(dist, "DistError", ())) or any(s in str(err) for s in lost)
 
 
 def _teacher_spec(spec: str) -> tuple[str | None, Path]:

@@ -1235,6 +1235,8 @@ class Trainer:
             self._save_checkpoint(rngs)
             if self.replace and (self.out_dir / REPLACED_DIR).exists():  # the run --force replaced: no longer needed
                 discard_directory(self.out_dir / REPLACED_DIR)
+        else:
+            self.checkpointed = self.epoch  # by rank 0
 
     def _augmented(self, encoded: list[dict], sentences: list[Sentence], task_of: list[int], tasks: list[Task],
                    augmenters: list[Augmenter]) -> list[dict]:

@@ -146,3 +146,31 @@ def test_a_batch_size_below_the_number_of_processes_is_refused(tmp_path):
     done = torchrun(args)
     assert done.returncode != 0 and "--batch-size 1 is smaller than the 2 processes of this run" in done.stderr
     assert not (tmp_path / "run" / "model").exists()
+
+
+def test_a_rank_that_dies_leaves_the_others_a_clear_message_and_a_checkpoint_to_resume(tmp_path):
+    """A process killed mid-epoch (here rank 1 ends itself in epoch 2): rank 0's collective fails, and it says
+    what happened and what is kept instead of a gloo traceback."""
+    write_jsonl(toy_corpus() * 2, tmp_path / "train.jsonl")
+    write_jsonl(toy_corpus()[:4], tmp_path / "dev.jsonl")
+    script = tmp_path / "dies.py"
+    script.write_text(
+        "import os\n"
+        "import lexner.train as t\n"
+        "step = t.Trainer._step\n"
+        "def dying(self, *a, **k):\n"
+        "    if self.world.rank == 1 and self.epoch == 1:\n"
+        "        os._exit(9)\n"
+        "    return step(self, *a, **k)\n"
+        "t.Trainer._step = dying\n"
+        "from lexner.cli import entry\n"
+        "entry()\n", encoding="utf-8")
+    args = train_args(tmp_path, tmp_path / "run", "bilstm_crf")[2:]  # without "-m lexner"
+    done = torchrun([str(script), *args])
+    assert done.returncode != 0
+    said = [line for line in done.stderr.splitlines() if "lexner: " in line]
+    assert said, done.stderr[-3000:]
+    assert any("rank 0: another process of this run ended" in line and "the checkpoint of epoch 1" in line
+               for line in said) or any("lexner: terminated" in line for line in said), said
+    assert "[rank0]: Traceback" not in done.stderr
+    assert (tmp_path / "run" / "checkpoint" / "trainer_state.json").is_file()
