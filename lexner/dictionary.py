@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 from .fileio import DataFormatError, iter_lines
 from .lexicon import MAX_WORD_LENGTH, Lexicon
-from .text import normalize
+from .text import normalize, read_back_traditional
 from .tagging import base_before, is_combining, is_latin_alnum, iter_model_lines
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ class Dictionary:
 
     def __init__(self, entries: Mapping[str, str] | Iterable[tuple[str, str]] = ()):
         self._lexicon = Lexicon([], min_length=1)
-        self.types: dict[int, str] = {}
+        self.types: dict[int, str] = {}  # word id → type, the words' Traditional spellings as read back too
+        self._variants: set[int] = set()  # ids of those spellings (not words given)
         self.where: dict[str, str] = {}  # type → "file:line" giving it, for errors (Dictionary.read fills it)
         self.add(entries)
 
@@ -65,6 +66,7 @@ class Dictionary:
         if not isinstance(entries, (Mapping, Iterable)):
             raise TypeError(f"a dictionary is {{word: type}} or (word, type) pairs, got {type(entries).__name__}")
         items = entries.items() if isinstance(entries, Mapping) else entries
+        given: dict[str, tuple[str, str]] = {}  # normal form → (word, type) given for it in these entries
         for item in items:
             if isinstance(item, str) or not isinstance(item, Sequence) or len(item) != 2:
                 raise TypeError(f"a dictionary entry is a (word, type) pair, got {item!r}")
@@ -78,7 +80,12 @@ class Dictionary:
             except UnicodeEncodeError:
                 raise ValueError(f"dictionary word {word!r} holds a lone surrogate") from None
             warn_if_unseen(word.strip(), "dictionary word", where)  # stripped, as the lexicon keeps it
-            self._put(word, label.strip())
+            key, label = normalize(word.strip()), label.strip()
+            if key in given and given[key][1] != label:  # 騰訊 and 腾讯, ＡＢＣ and ABC: one word to the matcher
+                log.warning("dictionary word %r is %s but %r, the same word to the matcher, is %s; the later type "
+                            "counts", given[key][0], given[key][1], word, label)
+            given[key] = (word, label)
+            self._put(word, label)
 
     def update(self, other: "Dictionary") -> None:
         """Add the entries of another dictionary (checked when they were added there)."""
@@ -86,8 +93,16 @@ class Dictionary:
             self._put(word, label)
 
     def _put(self, word: str, label: str) -> None:
+        """``word`` as ``label``, and its Traditional spelling as read back (:func:`read_back_traditional`: 钱钟书
+        also matches 錢鍾書, read as 钱锺书) unless that is a word given itself."""
         (word_id,) = self._lexicon.add([word])
         self.types[word_id] = label
+        self._variants.discard(word_id)
+        if (variant := read_back_traditional(word)) is not None:
+            (variant_id,) = self._lexicon.add([variant])
+            if variant_id not in self.types or variant_id in self._variants:
+                self.types[variant_id] = label
+                self._variants.add(variant_id)
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "Dictionary":
@@ -116,11 +131,11 @@ class Dictionary:
         return dictionary
 
     def __len__(self) -> int:
-        return len(self.types)
+        return len(self.types) - len(self._variants)
 
     def items(self) -> list[tuple[str, str]]:
         """``(word, type)`` pairs (words normalised)."""
-        return [(self._lexicon.words[i], label) for i, label in self.types.items()]
+        return [(self._lexicon.words[i], label) for i, label in self.types.items() if i not in self._variants]
 
     @property
     def labels(self) -> set[str]:
@@ -146,4 +161,5 @@ def _inside_latin_word(text: str, start: int, end: int) -> bool:
     ``iPhone`` in ``iPhone15``, ``Jose`` in ``Jose\u0301``, whose accent belongs to its last letter): such a word
     is not one of the dictionary's."""
     return (start > 0 and is_latin_alnum(text[start]) and is_latin_alnum(base_before(text, start, 0))) or (
-        end < len(text) and is_latin_alnum(text[end - 1]) and (is_latin_alnum(text[end]) or is_combining(text[end])))
+        end < len(text) and is_latin_alnum(base_before(text, end, start))
+        and (is_latin_alnum(text[end]) or is_combining(text[end])))

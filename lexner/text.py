@@ -35,6 +35,30 @@ def _t2s():
     return opencc.OpenCC("t2s")
 
 
+@lru_cache(maxsize=1)
+def _s2t():
+    import opencc
+
+    return opencc.OpenCC("s2t")
+
+
+def read_back_traditional(word: str) -> str | None:
+    """``word`` written in Traditional characters (OpenCC's ``s2t``) and read back as lookups read text
+    (:func:`normalize`), where that is not ``normalize(word)``: 钱钟书 → 錢鍾書 → 钱锺书, as ``t2s`` takes 鍾 to
+    锺 — the form a Simplified dictionary word takes in Traditional text.  None where it is the same, or where
+    the conversion changes the word's length."""
+    if word.isascii():
+        return None
+    try:
+        traditional = _s2t().convert(word)
+    except UnicodeEncodeError:  # a lone surrogate
+        return None
+    if len(traditional) != len(word):
+        return None
+    back = normalize(traditional)
+    return back if back != normalize(word) else None
+
+
 @lru_cache(maxsize=65536)
 def _char_to_simplified(char: str) -> str:
     converted = _t2s().convert(char)

@@ -22,6 +22,8 @@ def test_occurrences_inside_a_run_of_latin_letters_and_digits_are_none_and_block
     assert d.occurrences("ＷNBA") == []  # full-width letters are Latin letters too
     assert Dictionary({"Jose": "PER"}).occurrences("Jose\u0301来") == []  # the accent belongs to its e
     assert Dictionary({"NBA": "ORG"}).occurrences("Jose\u0301NBA") == []  # so does the accent before NBA
+    accented = Dictionary({"Jose\u0301": "PER"})  # a word ending in a decomposed é, inside José's
+    assert accented.occurrences("Jose\u0301s来") == [] and accented.occurrences("Jose\u0301来") == [(0, 5, "PER")]
 
 
 def test_a_word_given_again_takes_the_new_type():
@@ -81,6 +83,30 @@ def test_words_the_matcher_reads_as_one_are_one_word_of_the_file(tmp_path, caplo
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warnings == [f"{tmp_path / 'd.tsv'}:3: 'ABC' is PER here but ORG on line 1 ('ＡＢＣ' there, the same word "
                         "to the matcher); the later type counts"]  # the same type twice: nothing to say
+
+
+def test_words_the_matcher_reads_as_one_given_in_one_call_warn(caplog):
+    """As in a file: the API kept one type silently."""
+    with caplog.at_level("WARNING"):
+        dictionary = Dictionary({"騰訊": "ORG", "腾讯": "LOC", "ＡＢＣ": "ORG", "ABC": "ORG"})
+    assert sorted(dictionary.items()) == [("ABC", "ORG"), ("腾讯", "LOC")]
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "dictionary word '騰訊' is ORG but '腾讯', the same word to the matcher, is LOC; the later type counts"]
+
+
+def test_a_simplified_word_matches_its_usual_traditional_spelling(corpus, tmp_path):
+    """钱钟书 in Traditional is 錢鍾書, which lookups read as 钱锺书 (OpenCC's t2s takes 鍾 to 锺): the word missed
+    it silently; now its Traditional spelling as read back is matched too, unless given as a word itself."""
+    d = Dictionary({"钱钟书": "PER", "家俱城": "LOC"})
+    assert d.occurrences("錢鍾書來了") == [(0, 3, "PER")] and d.occurrences("钱钟书来了") == [(0, 3, "PER")]
+    assert d.occurrences("傢俱城") == [(0, 3, "LOC")]
+    assert sorted(d.items()) == [("家俱城", "LOC"), ("钱钟书", "PER")] and len(d) == 2
+    d.add({"钱锺书": "ORG"})  # given itself: its own type, kept when 钱钟书 is given again
+    d.add({"钱钟书": "PER"})
+    assert d.occurrences("錢鍾書") == [(0, 3, "ORG")] and d.occurrences("钱钟书") == [(0, 3, "PER")] and len(d) == 3
+    build_tagger("bilstm_crf", corpus, {"char_dim": 4, "bigram_dim": 4, "hidden": 8}).save(tmp_path / "m")
+    ner = lexner.load(tmp_path / "m", dictionary={"钱钟书": "PER"})
+    assert (2, 5, "錢鍾書", "PER") in [(e.start, e.end, e.text, e.label) for e in ner.tag("我讀錢鍾書的書")]
 
 
 def test_a_word_with_whitespace_the_model_does_not_see_warns_once_that_it_can_never_match(corpus, tmp_path, caplog):
