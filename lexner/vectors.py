@@ -84,7 +84,8 @@ def read_word2vec(
         if keep is not None and token not in keep and position >= first:
             continue
         try:
-            vector = np.array(parts[-dim:], dtype=np.float32)
+            with np.errstate(over="ignore"):  # a value past float32's range: refused below, without numpy's warning
+                vector = np.array(parts[-dim:], dtype=np.float32)
         except ValueError:
             empty = " (an empty field: two spaces in a row?)" if "" in parts[-dim:] else ""
             raise DataFormatError(path, lineno, f"vector contains a value that is not a number{empty}") from None

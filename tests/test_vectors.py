@@ -110,6 +110,7 @@ def test_read_word2vec_bad_header(tmp_path, header):
         ("北京 1 2 1e39\n", 2),  # beyond float32: read as inf
     ],
 )
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a clean error, without numpy's overflow warning first
 def test_read_word2vec_bad_vector(tmp_path, body, line):
     path = _write(tmp_path / "bad_vector.vec", "2 3\n" + body)
     with pytest.raises(DataFormatError) as info:
