@@ -91,6 +91,8 @@ class Dictionary:
         """Add the entries of another dictionary (checked when they were added there)."""
         for word, label in other.items():
             self._put(word, label)
+        for label, where in other.where.items():
+            self.where.setdefault(label, where)
 
     def _put(self, word: str, label: str) -> None:
         """``word`` as ``label``, and its Traditional spelling as read back (:func:`read_back_traditional`: 钱钟书

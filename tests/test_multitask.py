@@ -12,6 +12,7 @@ from lexner.cli import main
 from lexner.data import Sentence, write_jsonl
 from lexner.fileio import ModelFormatError
 from lexner.schemes import Span
+from lexner.dictionary import Dictionary
 from lexner.train import BucketBatchSampler, Task, Trainer, TrainConfig, epoch_records, seed_everything
 
 SMALL = {"char_dim": 16, "bigram_dim": 8, "hidden": 24, "dropout": 0.1}
@@ -271,6 +272,11 @@ def test_a_dictionary_type_of_another_head_is_refused_naming_the_head(corpus, tm
     with pytest.raises(ValueError, match=r"\['PER', 'city'\] are not all types of one head \(coarse: "):
         tagger.add_dictionary({"张三": "PER"})  # beside city: every head would refuse to tag
     assert tagger.dictionary.items() == [("南京", "city")]  # as it was
+    tagger.add_dictionary({"南京": "LOC"})  # given again as a type of the other head: all types of one head now
+    assert tagger.dictionary.items() == [("南京", "LOC")]  # (was refused: the old type counted beside the new)
+    (tmp_path / "both.tsv").write_text("南京\tLOC\n张三\tname\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"not all types of one head .* \(given at .*both.tsv:2\)"):
+        tagger.add_dictionary(Dictionary.read(tmp_path / "both.tsv"))
     tagger.dictionary = None  # dropped: any head tags again
     assert tagger.tag("南京") is not None
 

@@ -457,11 +457,14 @@ class Tagger(nn.Module):
             raise ValueError(f"dictionary types {unknown} are not types of this model "
                              f"({', '.join(sorted(known))}): it has no tags for them"
                              + (f" (given at {', '.join(where)})" if where else ""))
-        wanted = extra.labels | (self.dictionary.labels if self.dictionary is not None else set())
+        given = {word for word, _ in extra.items()}  # the types once these entries are in (a word given again
+        kept = [] if self.dictionary is None else self.dictionary.items()  # takes the new one)
+        wanted = extra.labels | {label for word, label in kept if word not in given}
         if not any(wanted <= types for types in heads.values()):
+            where = [extra.where[label] for label in sorted(extra.labels) if label in extra.where]
             raise ValueError(f"dictionary types {sorted(wanted)} are not all types of one head "
                              f"({'; '.join(f'{n}: {sorted(t)}' for n, t in heads.items())}): no head could tag "
-                             "with them")
+                             "with them" + (f" (given at {', '.join(where)})" if where else ""))
         if self.dictionary is None:
             self.dictionary = Dictionary()
         self.dictionary.update(extra)
