@@ -1241,14 +1241,18 @@ class Trainer:
     def _augmented(self, encoded: list[dict], sentences: list[Sentence], task_of: list[int], tasks: list[Task],
                    augmenters: list[Augmenter]) -> list[dict]:
         """This epoch's training items: ``augment_ratio`` of them replaced by noisy variants, drawn from a
-        generator seeded by the seed and the epoch (a resumed run draws the same)."""
+        generator seeded by the seed and the epoch (a resumed run draws the same).  A variant longer than
+        ``max_length`` characters (a longer mention put in) is not taken: training sentences are cut to it."""
         rng = random.Random(self.config.seed * 1_000_003 + self.epoch)
         items = list(encoded)  # the labelled sentences' items first, then any unlabelled text's (kept as they are)
+        longest = self.config.max_length or math.inf
         for i in rng.sample(range(len(sentences)), round(self.config.augment_ratio * len(sentences))):
             k = task_of[i]
             variant = augmenters[k](sentences[i], rng)
             if variant is not sentences[i]:
-                items[i] = self.model.featurizer.encode_one(variant.text, variant.spans, tasks[k].labels)
+                item = self.model.featurizer.encode_one(variant.text, variant.spans, tasks[k].labels)
+                if len(item["chars"]) <= longest:
+                    items[i] = item
         return items
 
     def _log_epoch(self, lr: float, total: float, seen: float, train_seconds: float, started: float,

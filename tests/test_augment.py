@@ -123,6 +123,13 @@ def test_training_with_augmentation_replaces_sentences_each_epoch_reproducibly(c
     assert first != trainer._augmented(encoded, corpus, [0] * len(corpus), tasks, augmenters)
     trainer.epoch = 0
     assert trainer.fit(corpus[:15], corpus[15:])["epochs_run"] == 1
+    two = [Sentence("张三来了", [Span(0, 2, "PER")]), Sentence("欧阳娜娜", [Span(0, 4, "PER")])]
+    short = Trainer(tagger, TrainConfig(epochs=1, batch_size=4, augment="mention", augment_ratio=1.0, max_length=4),
+                    tmp_path / "s", progress=False)
+    plain = [tagger.featurizer.encode_one(s.text, s.spans) for s in two]
+    variants = short._augmented(plain, two, [0, 0], [Task(None, two, two)], [Augmenter(["mention"], two)])
+    assert variants[0] == plain[0]  # 欧阳娜娜来了 is longer than max_length: the sentence stays as it was
+    assert len(variants[1]["chars"]) == 2  # 张三 put in
     with pytest.raises(TrainingError, match="neighbour.*lexicon"):  # refused before any data is read
         Trainer(tagger, TrainConfig(epochs=1, augment="neighbour"), tmp_path / "n", progress=False)
 
