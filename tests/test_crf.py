@@ -379,3 +379,24 @@ def test_log_marginals_gradient_stays_accurate_in_float32_at_large_emission_scal
         grads[dtype] = emissions.grad.double()
     error = (grads[torch.float32] - grads[torch.float64]).abs().max().item()
     assert error < 1e-3 * grads[torch.float64].abs().max().item(), error
+
+
+def test_padding_scores_do_not_change_a_short_sentences_final_choice():
+    """The final tie tolerance is taken at each sentence's own last position: with it taken at the padded last
+    column, a short sentence's path depended on the padding's scores (mutation testing found no test of it)."""
+    from lexner.crf import _search_torch
+
+    tags = bioes_tags(["PER"])
+    crf = ConstrainedCRF(tags)
+    with torch.no_grad():
+        for p in crf.parameters():
+            p.zero_()
+    short = torch.zeros(1, 2, len(tags))
+    short[0, 1, tags.index("S-PER")] = 1e-4  # a real preference, above its own tie tolerance
+    alone = crf.viterbi(short, torch.ones(1, 2, dtype=torch.bool))
+    assert alone[0][-1] == tags.index("S-PER")
+    padded = torch.full((1, 12, len(tags)), 1000.0)  # large scores at the padding positions
+    padded[:, :2] = short
+    mask = torch.arange(12)[None] < 2
+    assert crf.viterbi(padded, mask) == alone  # numpy search
+    assert _search_torch(padded, mask, *crf.constrained_scores()) == alone

@@ -28,7 +28,8 @@ def train_args(tmp_path, out, model):
 def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, model):
     from tagger_contract import TOY_WORDS
 
-    corpus = toy_corpus() * 2 + toy_corpus()[:2]  # 42 sentences: the last global batch of 2 splits 1 + 1
+    corpus = toy_corpus() * 2 + toy_corpus()[:3]  # 43 sentences: the last global batch of 3 splits 2 + 1, so each
+    # shard's loss must be weighted by its share of the global batch (2/3 and 1/3, not 1/2 each)
     write_jsonl(corpus, tmp_path / "train.jsonl")
     write_jsonl(toy_corpus()[:6], tmp_path / "dev.jsonl")
     (tmp_path / "words.txt").write_text("\n".join(TOY_WORDS) + "\n", encoding="utf-8")

@@ -253,3 +253,24 @@ def test_tag_batch_takes_numpy_integers_and_refuses_a_progress_that_cannot_be_ca
         tagger.add_dictionary(None)
     with pytest.raises(TypeError, match="extra_words.* got NoneType"):
         lexner.load(extra_words=None)
+
+
+def test_an_entity_of_the_right_window_starting_before_the_overlaps_middle_is_left_to_the_left_window():
+    """Only the left window has the left context of the overlap's first half: the right window's entity there
+    is not kept, even where the left window found nothing."""
+    merger = WindowMerger([(0, 10), (6, 16)])  # the overlap 6..10, its middle 8
+    assert merger.add(0, []) == []
+    assert merger.add(1, [Span(1, 2, "X"), Span(3, 4, "Y")]) == [Span(9, 10, "Y")]  # X at 7..8 starts before 8
+
+
+def test_tagging_leaves_a_model_in_training_mode_as_it_was(corpus):
+    """A user's training loop that calls tag() keeps its dropout on."""
+    from lexner.api import build_tagger
+
+    tagger = build_tagger("bilstm_crf", corpus, {"char_dim": 4, "bigram_dim": 4, "hidden": 8})
+    tagger.train()
+    tagger.tag("张三在北京")
+    assert tagger.training and all(m.training for m in tagger.modules())
+    tagger.eval()
+    tagger.tag("张三在北京")
+    assert not tagger.training

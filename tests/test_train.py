@@ -133,6 +133,48 @@ def test_cut_long_keeps_entities_whole():
     assert found == [tuple(x) for x in s.spans]
 
 
+def test_cut_long_clips_an_entity_longer_than_max_length_and_ends():
+    """An entity longer than the pieces cannot be kept whole: it is cut where it must be, its parts kept as
+    entities of its type on each piece (neither dropped nor a cut that never advances)."""
+    pieces = cut_long([Sentence("张" * 10, [Span(0, 10, "PER")]), Sentence("在北京" + "张" * 6, [Span(3, 9, "PER")])], 4)
+    assert [(p.text, [tuple(sp) for sp in p.spans]) for p in pieces] == [
+        ("张张张张", [(0, 4, "PER")]), ("张张张张", [(0, 4, "PER")]), ("张张", [(0, 2, "PER")]),
+        ("在北京", []), ("张张张张", [(0, 4, "PER")]), ("张张", [(0, 2, "PER")])]
+
+
+def test_the_logged_learning_rate_follows_the_decay_schedule(corpus, tmp_path):
+    make_trainer(corpus, tmp_path, epochs=3, lr_decay=0.5).fit(corpus[:8], corpus[15:])
+    assert [r["lr"] for r in epoch_records(tmp_path / "log.jsonl")] == pytest.approx([0.01, 0.01 / 1.5, 0.01 / 2])
+
+
+@pytest.mark.parametrize("clip", [0.0, 1e-3])
+def test_clip_bounds_the_first_step(corpus, tmp_path, clip):
+    """One SGD step (4 sentences, batch 4) moves the weights by lr × the gradient, whose norm --clip bounds."""
+    trainer = make_trainer(corpus, tmp_path, epochs=1, clip=clip, lr_decay=0.0)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.fit(corpus[:4], corpus[15:])
+    moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(trainer.model.parameters(), before)]).norm()
+    if clip:
+        assert 0 < moved <= 0.01 * clip * 1.001
+    else:
+        assert moved > 0.01 * 1e-3 * 10  # far more unclipped: the bound above is the clip's doing
+
+
+def test_unknown_characters_are_drawn_anew_each_epoch(corpus, tmp_path, monkeypatch):
+    """--unk-dropout's generator is seeded by seed, epoch and rank: each epoch masks other characters."""
+    import lexner.train as train
+
+    states, read = [], train.read_as_unknown
+
+    def recording(batch, p, generator):
+        states.append(generator.get_state().clone())
+        return read(batch, p, generator)
+
+    monkeypatch.setattr(train, "read_as_unknown", recording)
+    make_trainer(corpus, tmp_path, epochs=2, unk_dropout=0.2).fit(corpus[:4], corpus[15:])  # one batch an epoch
+    assert len(states) == 2 and not torch.equal(states[0], states[1])
+
+
 def test_train_config_rejects_unknown_optimizer():
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig(optimizer="adagrad")
