@@ -698,3 +698,10 @@ def test_a_link_named_gz_is_written_compressed_as_it_is_read(tmp_path):
     sentences = [Sentence("张三", [Span(0, 2, "PER")])]
     write_jsonl(sentences, tmp_path / "out.jsonl.gz")
     assert (tmp_path / "out.jsonl.gz").is_symlink() and read_file(tmp_path / "out.jsonl.gz") == sentences
+
+
+def test_of_crossing_spans_the_longer_is_kept_not_the_first():
+    from lexner.data import _drop_nested
+
+    assert _drop_nested([Span(0, 2, "a"), Span(1, 5, "b"), Span(5, 6, "c")]) == [Span(1, 5, "b"), Span(5, 6, "c")]
+    assert _drop_nested([Span(0, 3, "a"), Span(2, 5, "b")]) == [Span(0, 3, "a")]  # as long: the first

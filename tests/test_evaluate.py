@@ -45,6 +45,23 @@ def test_plain_labels_have_no_subsets():
     sents = [Sentence("张三", [Span(0, 2, "PER")])]
     scores = evaluate(FixedTagger({"张三": [Span(0, 2, "PER")]}), sents)
     assert "NE" not in scores and scores["micro"]["f1"] == 1.0
+    mixed = [Sentence("张三在北京", [Span(0, 2, "PER.NAM"), Span(3, 5, "LOC")])]  # not all Weibo-style: none
+    scores = evaluate(FixedTagger({"张三在北京": [Span(0, 2, "PER.NAM")]}), mixed)
+    assert "NE" not in scores and "NM" not in scores and scores["micro"]["recall"] == 0.5
+
+
+def test_types_renamed_among_the_models_own_types_are_not_read_back(corpus):
+    """A card's renames apply to gold types the model does not know; a swap of two of its own types (PER ↔ LOC)
+    leaves the gold data as it is (reading it back would swap the gold types and score the model's errors)."""
+    from lexner.api import build_tagger
+
+    class Perfect(FixedTagger):  # the gold answers, from a model of types LOC and PER whose card swaps them
+        featurizer = build_tagger("bilstm_crf", corpus, {"char_dim": 4, "bigram_dim": 4, "hidden": 8}).featurizer
+        metadata = {"card": {"renamed": {"PER": "LOC", "LOC": "PER"}}}
+
+    assert Perfect.featurizer.entity_types == ["LOC", "PER"]
+    scores = evaluate(Perfect({s.text: s.spans for s in corpus[:10]}), corpus[:10])
+    assert scores["micro"]["f1"] == 1.0
 
 
 def test_evaluating_on_types_the_model_does_not_know_warns(corpus, caplog):

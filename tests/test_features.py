@@ -63,3 +63,25 @@ def test_encode_many_follows_a_grown_bigram_vocabulary_and_refuses_empty_texts()
     assert featurizer.encode_many(texts)[0]["bigrams"][1] != 1
     with pytest.raises(ValueError, match="empty"):
         featurizer.encode_many(["北京", ""])
+
+
+def test_one_text_encoded_by_hand():
+    """The values themselves, not only encode_many against encode_one: 臺灣 read as 台湾 for every lookup,
+    bigrams ending in </s>, lexicon words as (id + 1, first character, last character)."""
+    from lexner.features import END
+
+    chars, grams = FEATURIZER.chars.index, FEATURIZER.bigrams.index
+    unknown = 1
+    assert "京台" not in grams and "湾" + END not in grams and grams["台湾"] != unknown
+    item = FEATURIZER.encode_one("北京臺灣")
+    assert item["chars"] == [chars[c] for c in "北京台湾"]
+    assert item["bigrams"] == [grams["北京"], unknown, grams["台湾"], unknown]
+    assert (item["word_ids"], item["word_heads"], item["word_tails"]) == ([1, 2], [0, 2], [1, 3])  # 北京, 台湾
+
+
+def test_gold_entities_of_a_type_the_label_set_lacks_are_tagged_o():
+    from lexner.features import LabelSet
+    from lexner.schemes import Span
+
+    per = LabelSet(["PER"])
+    assert per.encode([Span(0, 2, "LOC"), Span(2, 3, "PER")], 3) == [0, 0, per.tag_index["S-PER"]]
