@@ -124,8 +124,8 @@ def accuracy_section(groups: list[dict]) -> list[str]:
             "on a dev split carved from train and score test once; they use 50-d Gigaword character and bigram "
             "vectors and the ctb.50d lexicon (704k words), we use the 50-d vectors and the 121,679-word lexicon of "
             "`../shared/data/embeddings` (trained on 44.5M characters); the MSRA training file here has finer "
-            "sentence splits than theirs; the papers train MSRA for 100 epochs, CPU time allowed only short "
-            "MSRA runs here (their epochs are in the table). Weibo's ill-formed tags (`I-` without `B-`) are "
+            "sentence splits than theirs; the papers train MSRA for 100 epochs, runs here stop early on dev (their "
+            "epochs are in the table; the first MSRA runs were cut short by CPU time). Weibo's ill-formed tags (`I-` without `B-`) are "
             "read as entity starts, so Weibo test has 418 gold entities.", ""]
     return out
 
