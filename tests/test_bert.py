@@ -52,6 +52,16 @@ class TestBertCRF(TaggerContract):
     def config(self):
         return {"bert_path": str(tiny_bert()), "dropout": 0.0}
 
+    def test_traditional_text_is_tagged_as_its_simplified_form(self):
+        """A pretrained encoder's word pieces read the text as given (its vocabulary has both scripts), so a
+        Traditional text need not give its Simplified form's spans; what holds: its pieces are the given
+        characters' (not their Simplified forms'), and offsets and entity texts are on the string as given."""
+        tagger = self.cached()
+        traditional = "張三在北京工作，臺灣"
+        assert tagger.featurizer.pieces.encode(traditional) != tagger.featurizer.pieces.encode("张三在北京工作，台湾")
+        for text in (traditional, traditional + "\n" + traditional):
+            assert all(e.text == text[e.start:e.end] for e in tagger.tag(text))
+
 
 def encoder() -> PieceEncoder:
     return PieceEncoder.load(tiny_bert())
@@ -191,9 +201,31 @@ def test_a_tokenizer_with_ids_past_the_encoders_embeddings_is_refused(tmp_path):
     longer = _copy(tiny_bert(), tmp_path / "longer")
     (longer / "tokenizer.json").unlink()
     with open(longer / "vocab.txt", "a", encoding="utf-8") as vocab:
-        vocab.write("龘\n鱻\n")  # two pieces the encoder has no embedding for
+        vocab.write("龘\n")  # one piece the encoder has no embedding for: its id is exactly the encoder's size
     with pytest.raises(ModelFormatError, match="past the encoder's"):
         build_tagger("bert_crf", toy_corpus(), {"bert_path": str(longer)})
+
+
+def test_vocab_txt_lines_are_read_as_tokenizers_reads_them_and_added_tokens_as_their_content(tmp_path):
+    """A vocab.txt line with trailing whitespace is the same piece as without; special tokens saved as AddedToken objects (``{"content": "[UNK]", ...}``) are read as their
+    content."""
+    import json
+
+    padded = _copy(tiny_bert(), tmp_path / "padded")
+    (padded / "tokenizer.json").unlink()
+    lines = (padded / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    lines[-2] += " \t"  # the last piece, with trailing whitespace: the same piece to the tokenizer
+    (padded / "vocab.txt").write_text("\n".join(lines), encoding="utf-8")
+    special = {"unk_token": {"content": "[UNK]", "lstrip": False, "normalized": False, "rstrip": False,
+                             "single_word": False}, "cls_token": {"content": "[CLS]"}, "sep_token": {"content": "[SEP]"}}
+    (padded / "special_tokens_map.json").write_text(json.dumps(special), encoding="utf-8")
+    loaded = PieceEncoder.load(padded)
+    assert loaded.tokenizer.unk_token == "[UNK]" and loaded.tokenizer.cls_token == "[CLS]"
+    for text in ["张三在北京", "Apples在北京 CEO", "2008年abc12"]:
+        assert loaded.encode(text) == encoder().encode(text)
+    with open(padded / "vocab.txt", "a", encoding="utf-8") as vocab:
+        vocab.write("张 \n")  # a piece given again with a trailing space: one piece, so the sizes agree
+    PieceEncoder.load(padded)  # (counted as two distinct lines, the size check refused the folder)
 
 
 def test_a_roberta_style_encoder_tags_long_texts_within_its_positions(tmp_path):

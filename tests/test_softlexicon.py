@@ -110,6 +110,9 @@ def test_frequency_weights_change_the_emissions_and_hostile_counts_are_refused(c
         assert not torch.allclose(weighted.emissions(batch), plain.emissions(batch))
         weighted.word_counts.zero_()  # every z(w) = 1: still not the per-set mean (one Z over all three sets)
         assert not torch.allclose(weighted.emissions(batch), plain.emissions(batch))
+        before = weighted.emissions(batch)  # words never seen in training (count 0) still count: z(w) = count + 1
+        weighted.embed.words.weight.mul_(2)
+        assert not torch.allclose(weighted.emissions(batch), before)
     weighted.save(tmp_path / "m")
     weights = tmp_path / "m" / "model.safetensors"
     state = load_file(str(weights))
