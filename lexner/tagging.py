@@ -216,7 +216,7 @@ def split_windows(text: str, max_length: int, overlap: int,
     by ``overlap`` characters.  ``whole``: spans (start, end) that no window may cut — begin or end strictly
     inside — (forced dictionary words): a window's end, or the next one's start, moves back to the span's start
     (or a start forward to its end), so such overlaps can be longer or shorter; a span longer than a window
-    cannot stay whole (see :meth:`_Line.window_constraints`).
+    cannot stay whole (:func:`tag_texts` forces no such word).
     """
     if max_length < 1 or not 0 <= overlap < max_length:
         raise ValueError(f"need max_length ≥ 1 and 0 ≤ overlap < max_length, got {max_length}, {overlap}")
@@ -309,26 +309,11 @@ class _Line:
     merger: WindowMerger
 
     def window_constraints(self, k: int) -> dict[int, str | tuple[str, ...]]:
-        """The constraints of window ``k``, relative to it.  A forced word the window holds only part of (one
-        longer than a window, which must be cut) is not forced there — its tags alone could neither start nor end
-        a tag sequence, and no legal path would be left — but whitespace still constrains its characters."""
+        """The constraints of window ``k``, relative to it (no window cuts a forced word: :func:`tag_texts` forces
+        none longer than a window, and :func:`split_windows` keeps the others whole)."""
         a, b = self.windows[k]
-        window = {p - a: self.constraints[p] for p in self.positions[bisect_left(self.positions, a):
-                                                                     bisect_left(self.positions, b)]}
-
-        def unforce(p: int) -> str:  # the forced tag at window position p goes; whitespace's constraint stays
-            tag = window.pop(p)[0]
-            if (a + p) in self.line.constraints:
-                window[p] = self.line.constraints[a + p]
-            return tag
-
-        p = 0  # a forced word cut by the window's start: its tags up to its end (E-)
-        while isinstance(window.get(p), tuple) and window[p][0][0] in "IE" and unforce(p)[0] == "I":
-            p += 1
-        p = b - a - 1  # a forced word cut by the window's end: its tags back to its beginning (B-)
-        while isinstance(window.get(p), tuple) and window[p][0][0] in "BI" and unforce(p)[0] == "I":
-            p -= 1
-        return window
+        return {p - a: self.constraints[p] for p in self.positions[bisect_left(self.positions, a):
+                                                                 bisect_left(self.positions, b)]}
 
 
 def tag_texts(tagger, texts: Iterable[str], batch_size: int = 64, labels: str | None = None,
