@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from pathlib import Path
 
@@ -20,7 +21,7 @@ def selected_on_test(record: dict) -> bool:
     """Whether a run chose its epoch on its test file (``--dev`` and ``--test`` the same file: the papers' MSRA
     protocol, run once to explain a gap — not a result row)."""
     words = (record.get("command") or "").split()
-    given = {words[i]: words[i + 1] for i in range(len(words) - 1) if words[i] in ("--dev", "--test")}
+    given = {words[i]: os.path.normpath(words[i + 1]) for i in range(len(words) - 1) if words[i] in ("--dev", "--test")}
     return "--dev" in given and given.get("--dev") == given.get("--test")
 
 
@@ -35,7 +36,8 @@ def main() -> None:
             test = res.get("test")
             if test is None or "micro" not in test:  # no test split, or a multi-task run (scores per task)
                 continue
-            f1s.append(test["micro"]["f1"])
+            if not selected_on_test(rec):  # shown, but no part of a mean
+                f1s.append(test["micro"]["f1"])
             ne, nm = (pct(test[k]["f1"]) if k in test else "-" for k in ("NE", "NM"))
             name = f"{folder.name} (selected on test: not a result)" if selected_on_test(rec) else folder.name
             rows.append(f"| {name} | {rec['train_config']['seed']} | {res['best_epoch']} / {res['epochs_run']} "

@@ -100,7 +100,7 @@ class Dictionary:
         (word_id,) = self._lexicon.add([word])
         self.types[word_id] = label
         self._variants.discard(word_id)
-        if (variant := read_back_traditional(word)) is not None:
+        if (variant := read_back_traditional(self._lexicon.words[word_id])) is not None:  # of the normal form
             (variant_id,) = self._lexicon.add([variant])
             if variant_id not in self.types or variant_id in self._variants:
                 self.types[variant_id] = label

@@ -393,8 +393,9 @@ class BucketBatchSampler(torch.utils.data.Sampler):
     """:func:`bucketed_batches` reshuffled every epoch (``set_epoch``), each rank taking its share.
 
     Every rank draws the same global batches from the same seeded generator and keeps the sentences
-    ``rank::world_size`` of each, as ``DistributedSampler`` does with indices.  A global batch is thus exactly
-    the batch a single process with the same ``batch_size`` trains on, which makes N processes equal one.
+    ``rank::world_size`` of each, as ``DistributedSampler`` does with indices.  A global batch is thus the batch
+    a single process with the same ``batch_size`` trains on, which makes N processes equal one — except a batch
+    left with fewer sentences than processes, which joins the one before it (:func:`bucketed_batches`).
 
     Multi-task training (``tasks[i]`` = the task of sentence i): a batch holds sentences of one task only.
     With ``temperature`` 1 every sentence is seen once per epoch; above 1, task t gets a share of the epoch's
@@ -1021,7 +1022,7 @@ class Trainer:
              unlabelled: list[str]) -> dict[str, Any]:
         cfg = self.config
         main = self.world.main
-        self._check_world(len(task.train) for task in tasks)
+        self._check_world(())  # the batch size, before the data's preparation (the corpora: once cut, below)
         if main:
             self._check_out_dir()  # a folder another training holds is refused, naming it
             self._take_lock()  # before the data's preparation (minutes with soft targets): no training slips in
@@ -1235,8 +1236,7 @@ class Trainer:
             self._save_checkpoint(rngs)
             if self.replace and (self.out_dir / REPLACED_DIR).exists():  # the run --force replaced: no longer needed
                 discard_directory(self.out_dir / REPLACED_DIR)
-        else:
-            self.checkpointed = self.epoch  # by rank 0
+        self.checkpointed = distributed.broadcast(self.checkpointed)  # every rank knows what rank 0 wrote
 
     def _augmented(self, encoded: list[dict], sentences: list[Sentence], task_of: list[int], tasks: list[Task],
                    augmenters: list[Augmenter]) -> list[dict]:

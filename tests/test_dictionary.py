@@ -101,6 +101,9 @@ def test_a_simplified_word_matches_its_usual_traditional_spelling(corpus, tmp_pa
     assert d.occurrences("錢鍾書來了") == [(0, 3, "PER")] and d.occurrences("钱钟书来了") == [(0, 3, "PER")]
     assert d.occurrences("傢俱城") == [(0, 3, "LOC")]
     assert sorted(d.items()) == [("家俱城", "LOC"), ("钱钟书", "PER")] and len(d) == 2
+    respelt = Dictionary([("钱钟书", "PER.NAM"), ("錢鐘書", "PER")])  # one word to the matcher: the later type,
+    assert respelt.items() == [("钱钟书", "PER")] and respelt.labels == {"PER"}  # its Traditional form's too
+    assert respelt.occurrences("錢鍾書") == [(0, 3, "PER")] and Dictionary({"錢鐘書": "PER"}).occurrences("錢鍾書")
     d.add({"钱锺书": "ORG"})  # given itself: its own type, kept when 钱钟书 is given again
     d.add({"钱钟书": "PER"})
     assert d.occurrences("錢鍾書") == [(0, 3, "ORG")] and d.occurrences("钱钟书") == [(0, 3, "PER")] and len(d) == 3

@@ -147,6 +147,16 @@ def test_a_batch_size_below_the_number_of_processes_is_refused(tmp_path):
     done = torchrun(args)
     assert done.returncode != 0 and "--batch-size 1 is smaller than the 2 processes of this run" in done.stderr
     assert not (tmp_path / "run" / "model").exists()
+    from lexner.data import Sentence
+
+    joined, spans = "", []  # one training sentence, cut by --max-length into several
+    for part in toy_corpus()[:8]:
+        spans += [type(sp)(sp.start + len(joined), sp.end + len(joined), sp.label) for sp in part.spans]
+        joined += part.text
+    write_jsonl([Sentence(joined, spans)], tmp_path / "train.jsonl")
+    args = train_args(tmp_path, tmp_path / "long", "bilstm_crf") + ["--max-length", "20"]
+    done = torchrun(args)  # (was refused: its sentences were counted before the cut)
+    assert done.returncode == 0 and len(joined) > 40, done.stderr[-3000:]
 
 
 def test_a_rank_that_dies_leaves_the_others_a_clear_message_and_a_checkpoint_to_resume(tmp_path):
@@ -175,3 +185,13 @@ def test_a_rank_that_dies_leaves_the_others_a_clear_message_and_a_checkpoint_to_
                for line in said) or any("lexner: terminated" in line for line in said), said
     assert "[rank0]: Traceback" not in done.stderr
     assert (tmp_path / "run" / "checkpoint" / "trainer_state.json").is_file()
+
+
+def test_only_a_collectives_report_of_a_lost_peer_is_taken_for_one():
+    import torch.distributed as dist
+
+    from lexner.cli import _peer_lost
+
+    assert _peer_lost(RuntimeError("[gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:7831"))
+    assert not _peer_lost(dist.DistBackendError("NCCL error: unhandled cuda error, out of memory"))
+    assert not _peer_lost(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
