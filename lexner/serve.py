@@ -8,7 +8,8 @@
   415; a malformed request 422 (FastAPI's validation); an unknown head 422.  When more than ``max_waiting``
   characters already wait to be tagged, a request is answered 503 with ``Retry-After`` (load shedding: a server
   that falls behind refuses new work at once instead of queueing it without bound, its answers arriving later
-  and later, after clients gave up; a request alone in the queue is always taken).
+  and later, after clients gave up; a request alone in the queue is always taken).  A client that disconnects
+  while its texts wait has them taken out of the queue: they are not tagged, and no longer count as waiting.
 * ``GET /health`` → ``{"status": "ok"}`` (503 and ``"error"`` if the tagging worker ended with an error; the next
   request starts it again); ``GET /model`` → what the model is (:meth:`lexner.models.base.Tagger.describe`).
 
@@ -27,7 +28,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -54,6 +55,7 @@ class _Pending:
     labels: str | None
     future: asyncio.Future = field(repr=False)
     chars: int = 0
+    counted: bool = True  # its characters are in MicroBatcher.waiting
 
 
 class Busy(Exception):
@@ -97,17 +99,24 @@ class MicroBatcher:
         (unless none waits: a request alone is always taken, however long)."""
         await self.start()
         chars = sum(len(t) for t in texts)
-        if self.waiting and self.waiting + chars > self.max_waiting:
+        if chars and self.waiting and self.waiting + chars > self.max_waiting:
             raise Busy(f"the server is busy: {self.waiting} characters wait to be tagged (at most "
                        f"{self.max_waiting}); try again shortly")
-        future = asyncio.get_running_loop().create_future()
+        pending = _Pending(texts, labels, asyncio.get_running_loop().create_future(), chars)
+        pending.future.add_done_callback(lambda f: self._uncount(pending) if f.cancelled() else None)
         self.waiting += chars
-        self.queue.put_nowait(_Pending(texts, labels, future, chars))
-        return await future
+        self.queue.put_nowait(pending)
+        return await pending.future  # cancelling the caller cancels the future: the worker skips it
+
+    def _uncount(self, pending: _Pending) -> None:
+        """``pending``'s characters no longer wait: the worker took it, or its request was cancelled."""
+        if pending.counted:
+            pending.counted = False
+            self.waiting -= pending.chars
 
     async def _take(self) -> _Pending:
         taken = await self.queue.get()
-        self.waiting -= taken.chars
+        self._uncount(taken)
         return taken
 
     async def _run(self) -> None:
@@ -139,6 +148,13 @@ class MicroBatcher:
                     if not p.future.done():
                         p.future.set_result(tagged[position : position + len(p.texts)])
                     position += len(p.texts)
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client of ``request`` (whose body was read) disconnects — or when its answer has been
+    sent, so the caller stops waiting for this once the answer is ready."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def body_limit(max_chars: int, max_texts: int) -> int:
@@ -240,7 +256,7 @@ def create_app(tagger, max_chars: int = 10_000, max_texts: int = 256, max_batch:
         return tagger.describe()
 
     @app.post("/tag")
-    async def tag(request: TagRequest) -> JSONResponse:
+    async def tag(request: TagRequest, http: Request) -> JSONResponse:
         texts = [request.text] if request.text is not None else request.texts
         if len(texts) > max_texts:
             raise HTTPException(413, f"{len(texts)} texts in one request; at most {max_texts}")
@@ -251,8 +267,19 @@ def create_app(tagger, max_chars: int = 10_000, max_texts: int = 256, max_batch:
             tagger.check_head(request.labels)
         except ValueError as err:
             raise HTTPException(422, str(err)) from None
+        tagging = asyncio.ensure_future(batcher.tag(texts, request.labels))
+        gone = asyncio.ensure_future(_disconnected(http))
         try:
-            tagged = await batcher.tag(texts, request.labels)
+            await asyncio.wait({tagging, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            left = not tagging.done()
+            if left:  # the client went away (or the server stops): its texts leave the queue untagged
+                tagging.cancel()
+        if left:
+            return _JSON({"detail": "the client closed the request"}, 499)
+        try:
+            tagged = tagging.result()
         except Busy as busy:
             return _JSON({"detail": str(busy)}, 503, headers={"Retry-After": "1"})
         results = [[e.to_dict() for e in entities] for entities in tagged]

@@ -323,3 +323,71 @@ def test_a_server_that_falls_behind_answers_503_with_retry_after_and_tags_what_i
     assert "14 characters wait to be tagged (at most 12)" in refused.json()["detail"]
     assert first.json() == {"entities": expected(TEXTS[:1])[0]}
     assert second.json() == {"entities": expected(TEXTS[1:2])[0]}
+
+
+def test_a_client_that_disconnects_while_waiting_has_its_texts_taken_out_of_the_queue():
+    """Its texts are not tagged and no longer count as waiting (uvicorn does not cancel a request whose client
+    left: the app watches for the disconnect itself)."""
+    import asyncio
+    import threading
+
+    from lexner.serve import create_app
+
+    model, entered, release, tagged = lexner.load(), threading.Event(), threading.Event(), []
+
+    class Slow:  # the model, held up in tag_batch until ``release``; records what it tags
+        def __getattr__(self, name):
+            return getattr(model, name)
+
+        def tag_batch(self, texts, *args):
+            tagged.append(list(texts))
+            entered.set()
+            release.wait(30)
+            return model.tag_batch(texts, *args)
+
+    async def call(app, text, leave: asyncio.Event):
+        """One POST /tag through the ASGI interface; its client disconnects once ``leave`` is set."""
+        body = json.dumps({"text": text}).encode()
+        sent, answer = [False], {}
+
+        async def receive():
+            if not sent[0]:
+                sent[0] = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await leave.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            answer.setdefault("status", message.get("status"))
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/tag", "raw_path": b"/tag", "query_string": b"", "root_path": "",
+                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+        await app(scope, receive, send)
+        return answer["status"]
+
+    async def until(condition):
+        for _ in range(3000):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("timed out")
+
+    async def scenario():
+        app = create_app(Slow(), batch_wait_ms=0)
+        batcher, stays, leaves = app.state.batcher, asyncio.Event(), asyncio.Event()
+        first = asyncio.create_task(call(app, TEXTS[0], stays))
+        await until(entered.is_set)  # the worker holds the first request
+        second = asyncio.create_task(call(app, TEXTS[1], leaves))
+        await until(lambda: batcher.waiting == len(TEXTS[1]))
+        leaves.set()  # its client goes away while it waits
+        assert await second == 499
+        assert batcher.waiting == 0
+        release.set()
+        assert await first == 200
+        third = await call(app, TEXTS[4], stays)  # the worker goes on with what comes next
+        return third
+
+    assert asyncio.run(scenario()) == 200
+    assert tagged == [[TEXTS[0]], [TEXTS[4]]]  # the second text never reached the model
