@@ -278,44 +278,55 @@ def test_a_worker_that_ended_with_an_error_is_reported_by_health_and_started_aga
     assert [[e.to_dict() for e in entities] for entities in asyncio.run(scenario())] == expected(TEXTS[:1])
 
 
+class Slow:
+    """The bundled model, held up in tag_batch until ``release`` is set; records the texts it was given."""
+
+    def __init__(self):
+        import threading
+
+        self.model, self.entered, self.release, self.tagged = lexner.load(), threading.Event(), threading.Event(), []
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def tag_batch(self, texts, *args):
+        self.tagged.append(list(texts))
+        self.entered.set()
+        self.release.wait(30)
+        return self.model.tag_batch(texts, *args)
+
+
+async def until(condition):
+    import asyncio
+
+    for _ in range(3000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")
+
+
 def test_a_server_that_falls_behind_answers_503_with_retry_after_and_tags_what_it_took():
     """Load shedding: with more than ``max_waiting`` characters queued behind a busy worker, a request is a 503
     (was queued without bound); a request alone in the queue is taken however long; what was taken is answered."""
     import asyncio
-    import threading
 
     import httpx
 
     from lexner.serve import create_app
 
-    model, entered, release = lexner.load(), threading.Event(), threading.Event()
-
-    class Slow:  # the model, held up in tag_batch until ``release``
-        def __getattr__(self, name):
-            return getattr(model, name)
-
-        def tag_batch(self, *args):
-            entered.set()
-            release.wait(30)
-            return model.tag_batch(*args)
-
-    async def until(condition):
-        for _ in range(3000):
-            if condition():
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("timed out")
+    slow = Slow()
 
     async def scenario():
-        app = create_app(Slow(), max_waiting=12, batch_wait_ms=0)
+        app = create_app(slow, max_waiting=12, batch_wait_ms=0)
         batcher = app.state.batcher
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://lexner") as client:
             first = asyncio.create_task(client.post("/tag", json={"text": TEXTS[0]}))
-            await until(entered.is_set)  # the worker took it and waits
+            await until(slow.entered.is_set)  # the worker took it and waits
             second = asyncio.create_task(client.post("/tag", json={"text": TEXTS[1]}))  # 14 characters, alone
             await until(lambda: batcher.waiting == 14)  # taken although over 12
             refused = await client.post("/tag", json={"text": "张三"})
-            release.set()
+            slow.release.set()
             return refused, await first, await second
 
     refused, first, second = asyncio.run(scenario())
@@ -329,21 +340,10 @@ def test_a_client_that_disconnects_while_waiting_has_its_texts_taken_out_of_the_
     """Its texts are not tagged and no longer count as waiting (uvicorn does not cancel a request whose client
     left: the app watches for the disconnect itself)."""
     import asyncio
-    import threading
 
     from lexner.serve import create_app
 
-    model, entered, release, tagged = lexner.load(), threading.Event(), threading.Event(), []
-
-    class Slow:  # the model, held up in tag_batch until ``release``; records what it tags
-        def __getattr__(self, name):
-            return getattr(model, name)
-
-        def tag_batch(self, texts, *args):
-            tagged.append(list(texts))
-            entered.set()
-            release.wait(30)
-            return model.tag_batch(texts, *args)
+    slow = Slow()
 
     async def call(app, text, leave: asyncio.Event):
         """One POST /tag through the ASGI interface; its client disconnects once ``leave`` is set."""
@@ -367,27 +367,20 @@ def test_a_client_that_disconnects_while_waiting_has_its_texts_taken_out_of_the_
         await app(scope, receive, send)
         return answer["status"]
 
-    async def until(condition):
-        for _ in range(3000):
-            if condition():
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("timed out")
-
     async def scenario():
-        app = create_app(Slow(), batch_wait_ms=0)
+        app = create_app(slow, batch_wait_ms=0)
         batcher, stays, leaves = app.state.batcher, asyncio.Event(), asyncio.Event()
         first = asyncio.create_task(call(app, TEXTS[0], stays))
-        await until(entered.is_set)  # the worker holds the first request
+        await until(slow.entered.is_set)  # the worker holds the first request
         second = asyncio.create_task(call(app, TEXTS[1], leaves))
         await until(lambda: batcher.waiting == len(TEXTS[1]))
         leaves.set()  # its client goes away while it waits
         assert await second == 499
         assert batcher.waiting == 0
-        release.set()
+        slow.release.set()
         assert await first == 200
         third = await call(app, TEXTS[4], stays)  # the worker goes on with what comes next
         return third
 
     assert asyncio.run(scenario()) == 200
-    assert tagged == [[TEXTS[0]], [TEXTS[4]]]  # the second text never reached the model
+    assert slow.tagged == [[TEXTS[0]], [TEXTS[4]]]  # the second text never reached the model
