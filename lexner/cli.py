@@ -588,6 +588,8 @@ def cmd_tag(args) -> int:
 
     from .fileio import atomic_file
     from .output import render
+    from concurrent.futures.process import BrokenProcessPool
+
     from .tagfile import page, tag_file
 
     _tag_model_and_texts(args)
@@ -617,6 +619,9 @@ def cmd_tag(args) -> int:
                  extra_words=extra)
     except ValueError as err:  # the output is the input
         raise CommandError(str(err)) from None
+    except BrokenProcessPool:  # a --workers process was killed (out of memory, kill -9): tag_file said what is kept
+        raise CommandError("a tagging worker process ended unexpectedly (killed? out of memory? each worker "
+                           "holds its own copy of the model: fewer --workers need less memory)") from None
     return 0
 
 

@@ -27,17 +27,56 @@ _WORKER_TAGGER = None
 
 
 def _worker_init(model_dir: str | None, extra_words: list[str], dictionary: list[tuple[str, str]] | None,
-                 runtime: str, piece_length: int) -> None:
+                 runtime: str, piece_length: int, parent: int) -> None:
+    import signal
+
     import torch
 
     from .api import load
 
     global _WORKER_TAGGER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent alone answers it
+    _end_with_parent(parent)
     torch.set_num_threads(1)  # one core per worker process
     logging.getLogger("lexner.dictionary").setLevel(logging.ERROR)  # its warnings were the parent's, once
     _WORKER_TAGGER = load(model_dir, extra_words=extra_words, dictionary=dictionary,
                           runtime=runtime)  # the runtime the parent's tagger runs
     _WORKER_TAGGER.set_piece_length(piece_length)  # and its pieces, even if set in memory
+
+
+def _end_with_parent(parent: int) -> None:
+    """On Linux, this worker gets SIGTERM when the process that started it ends (killed with ``kill -9``, its
+    pool never told the workers to stop: each kept a model's memory, forever); elsewhere nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it ended before that was set
+        os._exit(1)
+
+
+class LineNumbers:
+    """Line numbers noted for a message: how many, and the first twenty (memory does not grow with a file of
+    millions of such lines)."""
+
+    SHOWN = 20
+
+    def __init__(self) -> None:
+        self.count, self.first = 0, []
+
+    def append(self, number: int) -> None:
+        self.count += 1
+        if len(self.first) < self.SHOWN:
+            self.first.append(number)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __str__(self) -> str:
+        return ", ".join(map(str, self.first)) + (", ..." if self.count > len(self.first) else "")
 
 
 def _worker_tag(lines: list[str], batch_size: int, fmt: str, labels: str | None) -> str:
@@ -130,19 +169,31 @@ def tag_file(tagger, source: str | os.PathLike, target: str | os.PathLike | IO[s
     if _same_file(source, target):
         raise ValueError(f"--output {target} is the input file; writing it would destroy the input")
     partial = partial_name(target)
-    existed, earlier = target.exists(), partial.exists()
+    existed, earlier = target.exists(), _identity(partial)
     try:
         with atomic_file(target, partial=partial) as out, page(out, fmt) as records:
             _tag_lines(tagger, source, records, fmt, batch_size, workers, errors, labels, progress, list(extra_words))
     except BaseException:
-        if partial.exists():
-            log.error("%s %s; what was tagged before the failure is in %s%s", target,
-                      "was left as it was" if existed else "was not written", partial,
+        kept = "was left as it was" if existed else "was not written"
+        if _identity(partial) not in (None, earlier):  # this run's work was moved there
+            log.error("%s %s; what was tagged before the failure is in %s%s", target, kept, partial,
                       " (it replaced the one there before)" if earlier else "")
+        elif earlier:
+            log.error("%s %s; nothing was tagged before the failure (%s, there before this run, was left as it "
+                      "was)", target, kept, partial)
         raise
     if earlier:  # left by an earlier failed run (or the user's own): kept, but no longer the latest work
         log.warning("%s is complete; %s, there before this run, was left as it was (an earlier run's failure? "
                     "delete it if so)", target, partial)
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """Which file ``path`` is now (device, inode, modification time), or None if there is none."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino, found.st_mtime_ns
 
 
 def _same_file(source, target: Path) -> bool:
@@ -186,9 +237,9 @@ def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers:
     def read_so_far() -> int:
         return bytes_read(handle[0], size) if size and handle else 0
 
-    skipped: list[int] = []
+    skipped = LineNumbers()
     lines = iter_lines(source, errors=errors, newline="\n", skipped=skipped, on_open=handle.append)
-    blank: list[int] = []  # conll: the input lines (numbers) that get no record
+    blank = LineNumbers()  # conll: the input lines that get no record
 
     def noted(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]:
         for number, line in lines:
@@ -207,6 +258,7 @@ def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers:
         else:
             from collections import deque
             from concurrent.futures import ProcessPoolExecutor
+            from concurrent.futures.process import BrokenProcessPool
 
             import multiprocessing
 
@@ -214,7 +266,8 @@ def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers:
             dictionary = tagger.dictionary.items() if tagger.dictionary else None
             with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_worker_init,
                                      initargs=(str(tagger.source), extra_words, dictionary,
-                                               getattr(tagger, "runtime", "torch"), tagger.max_length)) as pool:
+                                               getattr(tagger, "runtime", "torch"), tagger.max_length,
+                                               os.getpid())) as pool:
                 pending: deque = deque()
 
                 def write_oldest() -> None:
@@ -228,6 +281,10 @@ def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers:
                                         pool.submit(_worker_tag, texts, batch_size, fmt, labels)))
                         while len(pending) > 2 * workers:  # write in input order as results come
                             write_oldest()
+                except (KeyboardInterrupt, BrokenProcessPool):  # stopped, or a worker died: no more waiting
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pending.clear()
+                    raise
                 finally:  # also when reading failed: what was read is written first
                     while pending:
                         write_oldest()
@@ -237,14 +294,8 @@ def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers:
         bar.close()
         if skipped:
             log.warning("%s: skipped %d line(s) that are not valid UTF-8 (--errors skip): line %s",
-                        shown_name(source), len(skipped), _numbers(skipped))
+                        shown_name(source), len(skipped), skipped)
         if blank:
             log.warning("%s: %d line(s) empty or whitespace only (line %s) have no record in CoNLL output (its "
                         "blank lines only separate records), so records after them do not line up with input "
-                        "lines; --format jsonl keeps one record per line", shown_name(source), len(blank),
-                        _numbers(blank))
-
-
-def _numbers(lines: list[int]) -> str:
-    """Line numbers for a message: the first twenty."""
-    return ", ".join(map(str, lines[:20])) + (", ..." if len(lines) > 20 else "")
+                        "lines; --format jsonl keeps one record per line", shown_name(source), len(blank), blank)

@@ -208,3 +208,98 @@ def test_a_failed_compressed_output_keeps_its_work_readable_and_nothing_when_the
     with pytest.raises(Exception, match="bad.txt:1: not valid UTF-8"):
         tag_file(lexner.load(), tmp_path / "bad.txt", tmp_path / f"out.jsonl{suffix}", progress=False)
     assert kept.read_bytes() == b"earlier work"  # nothing tagged: a compressed header alone replaces nothing
+
+
+def _workers_of(pid: int, count: int, seconds: float = 120) -> list[int]:
+    """The pids of the ``count`` tagging workers ``pid`` started (its children that are not the resource
+    tracker), once they are there."""
+    import time
+    from pathlib import Path
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        children = []
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+                command = (status.parent / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if fields.get("PPid", "").strip() == str(pid) and b"resource_tracker" not in command:
+                children.append(int(status.parent.name))
+        if len(children) >= count:
+            return children
+        time.sleep(0.2)
+    raise AssertionError(f"no {count} workers of {pid} within {seconds} s")
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc")
+def test_worker_processes_that_die_or_are_stopped_or_lose_their_parent_end_cleanly(tmp_path):
+    """A worker killed (the OOM killer, kill -9) was a BrokenProcessPool traceback, exit 1; SIGTERM to the whole
+    process group (timeout, systemd, docker stop) a traceback too; a parent killed with kill -9 left its workers
+    running forever, each holding a model.  Now: clean errors, and workers that end with their parent."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "in.txt").write_text("张三在北京大学读书，李四去了上海。\n" * 20_000, encoding="utf-8")
+
+    def start(out: str):
+        return subprocess.Popen([sys.executable, "-m", "lexner", "tag", "--workers", "2", "--batch-size", "4",
+                                 "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / out)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    run = start("killed.jsonl")
+    os_kill = __import__("os").kill
+    os_kill(_workers_of(run.pid, 2)[0], signal.SIGKILL)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 2 and "Traceback" not in err, err[-3000:]
+    assert "a tagging worker process ended unexpectedly" in err
+
+    run = start("stopped.jsonl")
+    _workers_of(run.pid, 2)
+    time.sleep(1)
+    __import__("os").killpg(run.pid, signal.SIGTERM)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 143 and "Traceback" not in err and "lexner: terminated" in err, err[-3000:]
+
+    run = start("orphans.jsonl")
+    workers = _workers_of(run.pid, 2)
+    os_kill(run.pid, signal.SIGKILL)
+    run.communicate(timeout=60)
+    deadline = time.time() + 30
+    while any(map(_alive, workers)) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(map(_alive, workers))
+
+
+def test_a_failure_before_anything_was_tagged_does_not_claim_an_earlier_partial_file(tmp_path, caplog):
+    from lexner.fileio import DataFormatError
+
+    (tmp_path / "in.txt").write_bytes(b"\xff bad\n\xe5\xbc\xa0\xe4\xb8\x89\n")
+    (tmp_path / "out.jsonl").write_text("OLD\n", encoding="utf-8")
+    (tmp_path / "out.jsonl.partial").write_text('{"text": "STALE"}\n', encoding="utf-8")
+    with caplog.at_level("ERROR"), pytest.raises(DataFormatError):
+        tag_file(lexner.load(), tmp_path / "in.txt", tmp_path / "out.jsonl", progress=False)
+    assert (tmp_path / "out.jsonl.partial").read_text(encoding="utf-8") == '{"text": "STALE"}\n'
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "nothing was tagged before the failure" in said and "replaced" not in said
+
+
+def test_line_numbers_for_a_message_keep_twenty_and_count_the_rest():
+    from lexner.tagfile import LineNumbers
+
+    noted = LineNumbers()
+    for n in range(1, 1_000_001):
+        noted.append(n)
+    assert len(noted) == 1_000_000 and str(noted) == ", ".join(map(str, range(1, 21))) + ", ..."
