@@ -94,6 +94,13 @@ class Dictionary:
         for label, where in other.where.items():
             self.where.setdefault(label, where)
 
+    def copy(self) -> "Dictionary":
+        """Another dictionary with the same entries (word ids too), changed apart from this one."""
+        other = Dictionary()
+        other._lexicon = Lexicon(self._lexicon.words, min_length=1)  # normal forms already: ids kept in order
+        other.types, other._variants, other.where = dict(self.types), set(self._variants), dict(self.where)
+        return other
+
     def _put(self, word: str, label: str) -> None:
         """``word`` as ``label``, and its Traditional spelling as read back (:func:`read_back_traditional`: 钱钟书
         also matches 錢鍾書, read as 钱锺书) unless that is a word given itself."""

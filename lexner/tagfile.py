@@ -26,17 +26,23 @@ log = logging.getLogger(__name__)
 _WORKER_TAGGER = None
 
 
-def _worker_init(model_dir: str | None, extra_words: list[str], dictionary: list[tuple[str, str]] | None,
-                 runtime: str, piece_length: int, parent: int) -> None:
+def _worker_start(parent: int, *load: object) -> None:
+    """A worker process's start: it leaves Ctrl-C (sent to the whole group) to the parent, ends with it, and
+    loads the model (:func:`_worker_init` with ``load``)."""
     import signal
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _end_with_parent(parent)
+    _worker_init(*load)
+
+
+def _worker_init(model_dir: str | None, extra_words: list[str], dictionary: list[tuple[str, str]] | None,
+                 runtime: str, piece_length: int) -> None:
     import torch
 
     from .api import load
 
     global _WORKER_TAGGER
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent alone answers it
-    _end_with_parent(parent)
     torch.set_num_threads(1)  # one core per worker process
     logging.getLogger("lexner.dictionary").setLevel(logging.ERROR)  # its warnings were the parent's, once
     _WORKER_TAGGER = load(model_dir, extra_words=extra_words, dictionary=dictionary,
@@ -264,10 +270,9 @@ def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers:
 
             spawn = multiprocessing.get_context("spawn")  # fork after torch has started threads can hang
             dictionary = tagger.dictionary.items() if tagger.dictionary else None
-            with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_worker_init,
-                                     initargs=(str(tagger.source), extra_words, dictionary,
-                                               getattr(tagger, "runtime", "torch"), tagger.max_length,
-                                               os.getpid())) as pool:
+            with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_worker_start,
+                                     initargs=(os.getpid(), str(tagger.source), extra_words, dictionary,
+                                               getattr(tagger, "runtime", "torch"), tagger.max_length)) as pool:
                 pending: deque = deque()
 
                 def write_oldest() -> None:

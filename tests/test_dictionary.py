@@ -131,3 +131,17 @@ def test_a_word_in_a_file_that_can_never_match_is_named_with_its_line(tmp_path, 
         Dictionary.read(tmp_path / "d.tsv")
     assert [r.getMessage().split(" can never")[0] for r in caplog.records] == [
         f"{tmp_path / 'd.tsv'}:2: dictionary word '北 京'"]
+
+
+def test_adding_entries_replaces_the_dictionary_whole_so_a_running_call_keeps_the_one_it_began_with(corpus, tmp_path):
+    """add_dictionary changed the dictionary a tag_batch in another thread was reading, block by block: one call
+    returned 4,096 results of the old dictionary and the rest of the new (a helper's audit)."""
+    build_tagger("bilstm_crf", corpus, {"char_dim": 4, "bigram_dim": 4, "hidden": 8}).save(tmp_path / "m")
+    ner = lexner.load(tmp_path / "m", dictionary={"南京": "LOC"})
+    before = ner.dictionary
+    ner.add_dictionary({"南京": "PER", "张三": "PER"})
+    assert before.items() == [("南京", "LOC")] and before.occurrences("南京") == [(0, 2, "LOC")]  # as it was
+    assert sorted(ner.dictionary.items()) == [("南京", "PER"), ("张三", "PER")]
+    copied = Dictionary({"钱钟书": "PER", "北京": "LOC"}).copy()
+    assert sorted(copied.items()) == [("北京", "LOC"), ("钱钟书", "PER")] and copied.occurrences("錢鍾書在北京") == [
+        (0, 3, "PER"), (4, 6, "LOC")]

@@ -329,6 +329,32 @@ def test_lexner_tag_runtime_option_reaches_load(tmp_path, corpus, monkeypatch):
         assert seen.pop() == expected
 
 
+def test_words_added_to_a_frequency_weighted_model_keep_its_runtime_and_are_matched_only_once_it_has_rows(
+        tmp_path, corpus):
+    """add_words grows the word table, its per-word counts and the session before the lexicon matches the
+    words: a text tagged meanwhile in another thread met ids the tables lacked (IndexError, or ONNX Runtime's
+    Gather error), and the counts grown after the session was made dropped it (torch ran, runtime said onnx)."""
+    import lexner
+
+    tagger = build_tagger("softlexicon", corpus, {**SMALL, "word_weights": "frequency"}, lexicon=Lexicon(["北京"]))
+    tagger.save(tmp_path / "freq")
+    tagger = lexner.load(tmp_path / "freq", runtime="onnx")
+    lexicon, add = tagger.featurizer.lexicon, tagger.featurizer.lexicon.add
+    seen = []
+
+    def checked(words, vectors=None):  # the moment the words become matchable
+        rows = len(lexicon) + len(words) + 1  # row 0: padding
+        seen.append((tagger.embed.words.weight.shape[0] >= rows, tagger.word_counts.shape[0] >= rows,
+                     session_of(tagger) is not None))
+        return add(words, vectors)
+
+    lexicon.add = checked
+    assert tagger.add_words(["腾讯", "深圳"]) == 2
+    assert seen == [(True, True, True)] and session_of(tagger) is not None and tagger.runtime == "onnx"
+    fast, exact, batch = emissions_both_ways(tagger, ["他在深圳腾讯上班"])
+    assert batch.word_ids.max() >= len(tagger.featurizer.word_vocab) - 2 and (fast - exact).abs().max() < 1e-4
+
+
 def test_words_added_to_a_model_loaded_with_an_onnx_runtime_keep_it_in_that_runtime(tmp_path, corpus):
     import lexner
 
@@ -364,8 +390,11 @@ def test_a_session_is_dropped_when_the_weights_change_and_never_pickled(corpus):
     with torch.inference_mode():
         assert tagger.emissions(batch).shape[:2] == batch.chars.shape
     use_onnx(tagger)
+    tagger.runtime = "onnx"  # as lexner.load(runtime="onnx") sets it
     assert session_of(copy.deepcopy(tagger)) is None and session_of(tagger) is not None
     assert session_of(pickle.loads(pickle.dumps(tagger))) is None
+    assert copy.deepcopy(tagger).runtime == pickle.loads(pickle.dumps(tagger)).runtime == "torch"  # as they run
+    assert tagger.runtime == "onnx"
     with torch.inference_mode():  # an empty batch: torch's empty output, not an ONNX Runtime abort
         empty = tagger.featurizer.collate([tagger.featurizer.encode_one("北京")])
         empty.chars = empty.chars[:0]

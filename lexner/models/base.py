@@ -356,6 +356,15 @@ class Tagger(nn.Module):
         width = self.output.in_features
         self.heads[name] = Head(width, self.featurizer.label_set(name).tags).to(self.device)
 
+    def __setstate__(self, state: dict) -> None:
+        """A copy (``copy.deepcopy``, or pickled to another process by a pool) gets no runtime session — they are
+        kept apart from the model (:mod:`lexner.onnx_encoder`) — so it runs torch, and says so: it claimed the
+        original's runtime while running torch.  ``lexner.load(path, runtime=...)`` where the copy is used, or
+        ``lexner.onnx_encoder.use_runtime(copy, runtime)``, gives it one."""
+        super().__setstate__(state)
+        if "runtime" in self.__dict__:
+            self.runtime = "torch"
+
     def train(self, mode: bool = True) -> "Tagger":
         """:meth:`nn.Module.train`; training mode also drops the runtime sessions ``lexner.load`` attached
         (:mod:`lexner.onnx_encoder`), which hold the weights as they were: torch runs the model from then on."""
@@ -433,13 +442,19 @@ class Tagger(nn.Module):
         if not new:
             return 0
         rows = self.embed.new_word_rows(new)
-        lexicon.add(new, None if lexicon.vectors is None else rows.cpu().numpy())  # its vectors stay aligned
+        # the tables grow first and the words are matched last: a text tagged meanwhile in another thread never
+        # meets a word id its tables (or runtime session) do not have yet
         self.embed.append_words(rows)
+        self._words_added(len(new))
         if self.runtime != "torch":  # its session was made from the smaller table: made again (a carried graph
             from ..onnx_encoder import use_runtime  # reads the tables as inputs, so it still fits)
 
             use_runtime(self, self.runtime)
+        lexicon.add(new, None if lexicon.vectors is None else rows.cpu().numpy())  # its vectors stay aligned
         return len(new)
+
+    def _words_added(self, count: int) -> None:
+        """``count`` rows were added to the word table (:meth:`add_words`): per-word buffers grow to match."""
 
     def add_dictionary(self, entries: Mapping[str, str] | Iterable[tuple[str, str]] | Dictionary) -> int:
         """Force words to be tagged as given types: ``ner.add_dictionary({"腾讯": "ORG"})``.  Every selected
@@ -465,9 +480,9 @@ class Tagger(nn.Module):
             raise ValueError(f"dictionary types {sorted(wanted)} are not all types of one head "
                              f"({'; '.join(f'{n}: {sorted(t)}' for n, t in heads.items())}): no head could tag "
                              "with them" + (f" (given at {', '.join(where)})" if where else ""))
-        if self.dictionary is None:
-            self.dictionary = Dictionary()
-        self.dictionary.update(extra)
+        merged = self.dictionary.copy() if self.dictionary is not None else Dictionary()
+        merged.update(extra)
+        self.dictionary = merged  # whole: a tag_batch running meanwhile keeps the dictionary it started with
         return len(self.dictionary)
 
     def describe(self) -> dict[str, Any]:

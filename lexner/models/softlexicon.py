@@ -138,11 +138,9 @@ class SoftLexicon(Tagger):
             counts = self.featurizer.lexicon.count_uncovered(texts)
             self.word_counts[1:] = torch.from_numpy(counts).to(self.word_counts)
 
-    def add_words(self, words: Iterable[str]) -> int:
-        added = super().add_words(words)
-        if added and self.word_counts is not None:  # new words were never counted: z(w) = 1
-            self.word_counts = torch.cat([self.word_counts, self.word_counts.new_zeros(added)])
-        return added
+    def _words_added(self, count: int) -> None:
+        if self.word_counts is not None:  # new words were never counted: z(w) = 1
+            self.word_counts = torch.cat([self.word_counts, self.word_counts.new_zeros(count)])
 
     def features(self, batch: Batch) -> torch.Tensor:
         words = self.embed.words(batch.word_ids)  # shape: (B, M, word_dim); padding rows are zeros
