@@ -90,16 +90,23 @@ def _worker_tag(lines: list[str], batch_size: int, fmt: str, labels: str | None)
     return "".join(render(t, es, fmt) for t, es in zip(lines, tagged))
 
 
-def _chunks(lines: Iterable[tuple[int, str]], size: int) -> Iterator[list[str]]:
-    """Lists of ``size`` texts from ``(number, text)`` pairs.  If reading fails, the texts read before the
-    failure come out first (as a last, shorter chunk), then the error."""
+CHUNK_CHARS = 65_536
+"""A chunk of lines tagged together ends at this many characters too (or at its number of lines): a file of long
+lines still moves its progress bar and keeps a bounded amount of text in memory."""
+
+
+def _chunks(lines: Iterable[tuple[int, str]], size: int, chars: int = CHUNK_CHARS) -> Iterator[list[str]]:
+    """Lists of ``size`` texts, or fewer holding ``chars`` characters, from ``(number, text)`` pairs.  If
+    reading fails, the texts read before the failure come out first (as a last, shorter chunk), then the error."""
     chunk: list[str] = []
+    held = 0
     try:
         for _, line in lines:
             chunk.append(line)
-            if len(chunk) >= size:
+            held += len(line)
+            if len(chunk) >= size or held >= chars:
                 yield chunk
-                chunk = []
+                chunk, held = [], 0
     except Exception:
         if chunk:
             yield chunk

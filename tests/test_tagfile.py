@@ -303,3 +303,15 @@ def test_line_numbers_for_a_message_keep_twenty_and_count_the_rest():
     for n in range(1, 1_000_001):
         noted.append(n)
     assert len(noted) == 1_000_000 and str(noted) == ", ".join(map(str, range(1, 21))) + ", ..."
+
+
+def test_chunks_end_at_a_number_of_lines_or_of_characters():
+    """Files of long lines (a document a line) were read 1,024 lines at a time: the progress bar sat at 0 % for
+    minutes and a chunk held megabytes."""
+    from lexner.tagfile import _chunks
+
+    short = [(n, "张三") for n in range(10)]
+    assert [len(c) for c in _chunks(short, 4)] == [4, 4, 2]
+    long = [(n, "字" * 300) for n in range(10)]
+    assert [len(c) for c in _chunks(long, 100, chars=1000)] == [4, 4, 2]
+    assert [t for c in _chunks(long, 100, chars=1000) for t in c] == [t for _, t in long]
