@@ -45,6 +45,7 @@ def build_tagger(
     bigram_min_count: int = 1,
     label_sets: Mapping[str, Sequence[str]] | None = None,
     pretrained_bigrams: int | None = EXTRA_PRETRAINED_BIGRAMS,
+    progress: bool = False,
 ) -> Tagger:
     """A new, untrained tagger whose vocabularies come from ``train`` and whose embedding tables are
     initialised from the word2vec files in ``embeddings`` (``{"chars": path, "bigrams": path, "words": path}``).
@@ -58,7 +59,8 @@ def build_tagger(
     word embeddings, otherwise its words are looked up in ``embeddings["words"]``.  Of a plain word list, only
     the words with a pretrained vector or seen in ``train`` are kept (the others would stay random).  ``label_sets``
     (``{name: entity types}``, the default first) makes a multi-task model with one head per label set
-    (trained with ``Trainer.fit_tasks``); without it, one head with ``train``'s types.
+    (trained with ``Trainer.fit_tasks``); without it, one head with ``train``'s types.  ``progress``: progress bars
+    while vector files are read (stderr).
     """
     check_sentences(train, "train")
     cls = model_class(model)
@@ -77,7 +79,7 @@ def build_tagger(
                 raise ValueError(f"{model} needs a lexicon: pass lexicon=... or embeddings['words'] (lexner train: "
                                  "--lexicon FILE or --word-vectors FILE)")
         if not isinstance(lexicon, Lexicon):
-            lexicon = Lexicon.from_paths(lexicon)
+            lexicon = Lexicon.from_paths(lexicon, progress=progress)
     else:
         lexicon = None
     if not reads.chars:  # e.g. bert_crf: no character or bigram vocabulary to build, no vectors to read
@@ -87,16 +89,16 @@ def build_tagger(
     _, bigram_counts = Featurizer.count_tokens(vocab_sentences)
     pretrained = {}
     if embeddings.get("chars"):
-        pretrained["chars"] = read_word2vec(embeddings["chars"])
+        pretrained["chars"] = read_word2vec(embeddings["chars"], progress=progress)
     if embeddings.get("bigrams"):
         kept = {b for b, count in bigram_counts.items() if count >= bigram_min_count}
         pretrained["bigrams"] = read_word2vec(embeddings["bigrams"], keep=None if pretrained_bigrams is None else kept,
-                                              first=pretrained_bigrams or 0)
+                                              first=pretrained_bigrams or 0, progress=progress)
     if lexicon is not None and lexicon.vectors is not None:
         pretrained["words"] = (lexicon.words, lexicon.vectors)
     elif lexicon is not None:  # a plain word list: look its words up
         if embeddings.get("words"):
-            pretrained["words"] = read_word2vec(embeddings["words"], keep=set(lexicon.words))
+            pretrained["words"] = read_word2vec(embeddings["words"], keep=set(lexicon.words), progress=progress)
         lexicon = _learnable_words(lexicon, pretrained.get("words", ([],))[0], [s.text for s in train])
     if lexicon is not None and not any(len(word) >= lexicon.min_length for word in lexicon.words):
         kept = "" if lexicon.vectors is not None else " with a vector or found in the training text"

@@ -239,7 +239,8 @@ def cmd_train(args) -> int:
         else:
             tagger = build_tagger(model_name, [s for t in tasks for s in t.train], model_config, embeddings,
                                   seed=args.seed, lexicon=args.lexicon, bigram_min_count=args.bigram_min_count,
-                                  label_sets=label_sets, pretrained_bigrams=args.pretrained_bigrams)
+                                  label_sets=label_sets, pretrained_bigrams=args.pretrained_bigrams,
+                                  progress=_progress(args))
     except (ValueError, FileNotFoundError) as err:  # e.g. hidden odd, a head without a type, not a model
         raise CommandError(str(err)) from None
     try:

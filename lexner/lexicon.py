@@ -30,11 +30,13 @@ def _words(lines: Iterable[tuple[int, str]]) -> list[str]:
     return [fields[0] for _, line in lines if (fields := line.split())]
 
 
-def read_words(path: str | os.PathLike, vectors: bool = True) -> tuple[list[str], np.ndarray | None]:
+def read_words(path: str | os.PathLike, vectors: bool = True,
+               progress: bool = False) -> tuple[list[str], np.ndarray | None]:
     """The words of a word2vec file with their vectors (None with ``vectors=False``: not parsed), or of a word
     list (see :func:`read_wordlist`) with None.  A word2vec file is one whose first line is ``COUNT DIM`` and
     whose next row has a token and at least DIM numbers (a word list may begin ``2019 5``, a word and its
-    frequency).  The file is read once, so a pipe (``<(xzcat ...)``) loses nothing."""
+    frequency).  The file is read once, so a pipe (``<(xzcat ...)``) loses nothing.  ``progress``: a bar while a
+    word2vec file is read."""
     from .vectors import is_word2vec_header, read_word2vec
 
     with closing(iter_lines(path)) as lines:
@@ -49,7 +51,7 @@ def read_words(path: str | os.PathLike, vectors: bool = True) -> tuple[list[str]
         dim = int(seen[0][1].split()[1])
         row = seen[-1][1] if len(seen) > 1 else ""  # none: a header alone, or blank lines after it
         if not row.strip() or len(row.rstrip().split(" ")) > dim:
-            return read_word2vec(path, lines=rest, vectors=vectors)
+            return read_word2vec(path, lines=rest, vectors=vectors, progress=progress)
         log.warning("%s: line 1 reads like a word2vec header (COUNT DIM), but line %d is no token with %d numbers: "
                     "read as a word list", path, seen[-1][0], dim)
         return _words(rest), None
@@ -195,22 +197,24 @@ class Lexicon:
         return lex
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike, min_length: int = 2) -> "Lexicon":
+    def from_path(cls, path: str | os.PathLike, min_length: int = 2, progress: bool = False) -> "Lexicon":
         """A word2vec file if its first line is ``COUNT DIM``, otherwise a word list (:func:`read_words`)."""
-        words, vectors = read_words(path)
+        words, vectors = read_words(path, progress=progress)
         if vectors is not None:
             return cls._with_vectors(words, vectors, min_length)
         return cls(words, min_length=min_length)
 
     @classmethod
-    def from_paths(cls, paths: str | os.PathLike | Sequence[str | os.PathLike], min_length: int = 2) -> "Lexicon":
+    def from_paths(cls, paths: str | os.PathLike | Sequence[str | os.PathLike], min_length: int = 2,
+                   progress: bool = False) -> "Lexicon":
         """One file: :meth:`from_path`.  Several (word lists or word2vec files): the union of their words, in
         order, without vectors (a tagger built on it looks its words up in its word vectors)."""
         if isinstance(paths, (str, os.PathLike)):
-            return cls.from_path(paths, min_length)
+            return cls.from_path(paths, min_length, progress)
         if len(paths) == 1:
-            return cls.from_path(paths[0], min_length)
-        return cls([w for path in paths for w in cls.from_path(path, min_length).words], min_length=min_length)
+            return cls.from_path(paths[0], min_length, progress)
+        return cls([w for path in paths for w in cls.from_path(path, min_length, progress).words],
+                   min_length=min_length)
 
     def __len__(self) -> int:
         return len(self.words)

@@ -338,7 +338,7 @@ def test_read_words_is_the_one_reader_of_lexicons_and_lexicon_add_files(tmp_path
     vectors = _write_vec(tmp_path / "w.vec", "2 2\n北京 1 2\n上海 3 4\n")
     assert cli._extra_words(type("Args", (), {"lexicon_add": [vectors]})()) == ["北京", "上海"]  # not "2" as well
     calls = []
-    monkeypatch.setattr("lexner.lexicon.read_words", lambda p, vectors=True: calls.append(p) or (["新词"], None))
+    monkeypatch.setattr("lexner.lexicon.read_words", lambda p, vectors=True, progress=False: calls.append(p) or (["新词"], None))
     assert cli._extra_words(type("Args", (), {"lexicon_add": [path]})()) == ["新词"]
     assert Lexicon.from_path(vectors).words == ["新词"] and calls == [path, vectors]
 

@@ -225,3 +225,15 @@ def test_read_word2vec_refuses_dim_0_and_says_when_the_count_is_not_the_rows(tmp
         "'Windows 7'); if they are vectors with too many numbers, the file is damaged"]
     tokens, matrix = read_word2vec(tmp_path / "v.vec", vectors=False)  # the tokens alone, no numbers parsed
     assert tokens == ["北", "京", "New York", "Windows 7"] and matrix is None
+
+
+def test_reading_a_vector_file_can_show_its_progress(tmp_path, capsys):
+    """Reading the data root's bigram vectors takes ~13 s: a bar over the header's count (training passes its
+    --no-progress / terminal choice down)."""
+    path = tmp_path / "v.vec"
+    path.write_text("3 2\n北京 1 2\n上海 3 4\n广州 5 6\n", encoding="utf-8")
+    quiet = read_word2vec(path)
+    capsys.readouterr()
+    shown = read_word2vec(path, progress=True)
+    assert shown[0] == quiet[0] and (shown[1] == quiet[1]).all()
+    assert "v.vec" in capsys.readouterr().err  # the bar, named after the file
