@@ -154,7 +154,7 @@ async def _disconnected(request: Request) -> None:
     """Returns when the client of ``request`` (whose body was read) disconnects — or when its answer has been
     sent, so the caller stops waiting for this once the answer is ready."""
     while (await request.receive())["type"] != "http.disconnect":
-        pass
+        await asyncio.sleep(0.05)  # (a server may answer at once with an empty body: no busy loop)
 
 
 def body_limit(max_chars: int, max_texts: int) -> int:
