@@ -6,7 +6,8 @@ scored like any model (``domains.py --models soup=DIR``).
 
 Refused unless every model has the same kind, configuration, heads, types and vocabulary files byte for byte,
 and the same weight names and shapes; floating-point weights are averaged in float32 and stored as the first
-model stores them, anything else (counts) taken from the first model.  The copy's model card lists its parts."""
+model stores them, anything else (softlexicon's word counts) taken from the first model.  The copy's model card
+lists its parts and drops the first model's scores and epoch (the soup's own are measured apart)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from lexner.fileio import DataFormatError, ModelFormatError
 from lexner.models.base import Tagger
 
 SAME_FILES = ("chars.json", "bigrams.json", "lexicon.json")  # those a model directory has
@@ -67,10 +69,10 @@ def main() -> None:
         parser.error(f"--out {args.out} exists; give a new directory")
     try:
         soup = averaged(args.models)
-    except SoupError as err:
+    except (SoupError, OSError, ModelFormatError, DataFormatError) as err:  # also a missing or damaged model
         parser.error(str(err))
     extra = dict(soup.metadata)
-    card = dict(extra.get("card") or {})
+    card = {k: v for k, v in (extra.get("card") or {}).items() if k not in ("dev", "test", "epoch")}
     card["soup_of"] = [str(d) for d in args.models]
     extra["card"] = card
     soup.save(args.out, extra=extra)

@@ -97,13 +97,20 @@ def evaluate(tagger, sentences: Sequence[Sentence], batch_size: int = 64, labels
     known = set(featurizer.label_set(labels).entity_types) if featurizer is not None else None
     card = (getattr(tagger, "metadata", None) or {}).get("card")
     renamed = card.get("renamed") if isinstance(card, dict) and isinstance(card.get("renamed"), dict) else {}
-    renamed = {old: new for old, new in renamed.items() if known is not None and old not in known and new in known}
-    if renamed and any(span.label in renamed for s in sentences for span in s.spans):
-        # the model was exported with its types renamed (lexner export --rename): score the data's types so
+    renamed = {old: new for old, new in renamed.items() if known is not None and new in known}
+    given = {span.label for s in sentences for span in s.spans}
+    if any(label in renamed and label not in known for label in given):
+        # the data uses the names before the model was exported with its types renamed (lexner export --rename):
+        # all of them are read as the new ones at once (a swap PER ↔ LOC, a chain LOC → PER → X too)
         log.info("gold types read under the names the model was exported with: %s",
                  ", ".join(f"{old} → {new}" for old, new in sorted(renamed.items())))
         sentences = _read_as(sentences, renamed)
         seen = _read_as(seen, renamed) if seen is not None else None
+    elif swapped := sorted(label for label in given if label in renamed and renamed[label] != label):
+        log.warning("the model was exported with types renamed among its own names (%s), and the gold data uses "
+                    "only names it has: they are read as the model's names now; if the data uses the names from "
+                    "before the rename, score the model it was exported from instead",
+                    ", ".join(f"{old} → {renamed[old]}" for old in swapped))
     unknown = Counter(span.label for s in sentences for span in s.spans if known is not None and span.label not in known)
     if unknown:
         heads = [name for name, label_set in featurizer.label_sets.items()

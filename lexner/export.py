@@ -92,7 +92,8 @@ def portable_card(card: dict, renames: dict[str, str]) -> dict:
                                                             for w in words[1:])] if words else [])
     if isinstance(card.get("embeddings"), dict):
         card["embeddings"] = {k: data_relative(v) for k, v in card["embeddings"].items()}
-    card["lexicon"] = data_relative(card.get("lexicon"))
+    if "lexicon" in card:
+        card["lexicon"] = data_relative(card["lexicon"])
     if isinstance(card.get("teachers"), list):  # the teachers' folders, without the machine's path above them
         card["teachers"] = [str(Path(*Path(t).parts[-2:])) if isinstance(t, str) and t.startswith("/") else t
                             for t in card["teachers"]]
@@ -157,8 +158,8 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool | None = None, 
     if renames:
         tagger.featurizer.rename_types(renames)
     extra = dict(tagger.metadata)
-    if isinstance(extra.get("card"), dict):
-        extra["card"] = portable_card(extra["card"], renames)
+    if isinstance(extra.get("card"), dict) or renames:  # a model saved without a card gets one for its renames
+        extra["card"] = portable_card(extra.get("card") if isinstance(extra.get("card"), dict) else {}, renames)
     if runtime == "torch":
         extra.pop("runtime", None)
     elif runtime is not None:

@@ -202,3 +202,26 @@ def test_a_soup_is_the_mean_of_its_models_weights_and_refuses_other_vocabularies
         averaged([tmp_path / "a", tmp_path / "c"])
     with pytest.raises(SoupError, match="two"):
         averaged([tmp_path / "a"])
+
+
+def test_the_soup_script_refuses_a_missing_model_cleanly_and_claims_no_members_scores(tmp_path, corpus):
+    """A missing member was a FileNotFoundError traceback; the soup's card kept the first member's dev and test
+    scores beside soup_of, as if they were the soup's."""
+    import json
+    import subprocess
+    import sys
+
+    from small_bilstm import tagger_of
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "soup.py"
+    model = tagger_of("softlexicon", corpus)
+    model.save(tmp_path / "a", extra={"card": {"dev": {"f1": 0.9}, "test": {"f1": 0.8}, "epoch": 3, "lexicon": "x"}})
+    model.save(tmp_path / "b")
+    done = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "soup"), str(tmp_path / "a"),
+                           str(tmp_path / "missing")], capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "missing" in done.stderr
+    done = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "soup"), str(tmp_path / "a"),
+                           str(tmp_path / "b")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    card = json.loads((tmp_path / "soup" / "config.json").read_text(encoding="utf-8"))["card"]
+    assert card == {"lexicon": "x", "soup_of": [str(tmp_path / "a"), str(tmp_path / "b")]}

@@ -796,3 +796,17 @@ def test_train_option_clashes_are_refused_before_any_data_is_read(tmp_path, caps
     assert main(["train", "--dataset", "msra", "--train", str(tmp_path / "t.bmes"), "--data-root",
                  str(tmp_path / "nothing"), "--out", str(tmp_path / "run")]) == 2
     assert "--train/--dev/--test train a one-head model" in capsys.readouterr().err
+
+
+def test_a_model_saved_without_a_card_keeps_its_renames_when_exported(corpus, tmp_path):
+    """build_tagger(...).save() writes no card; export --rename recorded the renames nowhere, so the copy scored 0
+    on the data it was trained on."""
+    from lexner.api import build_tagger
+    from lexner.evaluate import evaluate
+
+    build_tagger("bilstm_crf", corpus, {"char_dim": 4, "bigram_dim": 4, "hidden": 8}).save(tmp_path / "m")
+    assert "card" not in load(tmp_path / "m").metadata
+    assert main(["export", str(tmp_path / "m"), str(tmp_path / "renamed"), "--rename", "LOC=place"]) == 0
+    renamed = load(tmp_path / "renamed")
+    assert renamed.metadata["card"] == {"renamed": {"LOC": "place"}}  # nothing else made up
+    assert evaluate(renamed, corpus[:10])["micro"] == evaluate(load(tmp_path / "m"), corpus[:10])["micro"]

@@ -72,3 +72,18 @@ def test_an_ensemble_describes_how_its_members_run():
     bf16 = lexner.load([DEFAULT_MODEL, DEFAULT_MODEL], runtime="torch-bf16")
     bf16.train()  # the ensemble's train(): every member drops its own sessions and says so
     assert bf16.runtime == "torch" and bf16.describe()["runtime"] == "torch"
+    described = ensemble.describe()  # what its members store and their lexicons (was float32 and the first's)
+    assert described["stored"] == "float16" and described["lexicon_words"] == len(lexner.load().featurizer.lexicon)
+
+
+def test_an_ensemble_describes_members_that_differ_each_apart(corpus, tmp_path):
+    from lexner.api import build_tagger
+    from lexner.export import export_model
+    from lexner.lexicon import Lexicon
+
+    small = {"char_dim": 4, "bigram_dim": 4, "hidden": 8}
+    build_tagger("bilstm_crf", corpus, small).save(tmp_path / "plain")
+    export_model(build_tagger("softlexicon", corpus, small, lexicon=Lexicon(["北京", "上海"])), tmp_path / "half",
+                 half=True)
+    described = lexner.load([tmp_path / "plain", tmp_path / "half"]).describe()
+    assert described["stored"] == ["float32", "float16"] and described["lexicon_words"] == [None, 2]

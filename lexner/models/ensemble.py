@@ -75,10 +75,13 @@ class Ensemble(Tagger):
         return nn.Module.train(self, mode)
 
     def describe(self) -> dict[str, Any]:
-        """:meth:`Tagger.describe`, with each member's runtime where they differ."""
+        """:meth:`Tagger.describe`, with what the members store, their lexicons' sizes and how they run: one value
+        where they agree, each member's where they differ."""
         described = super().describe()
-        if described["runtime"] is None:
-            described["runtime"] = [member.runtime for member in self.members]
+        members = [member.describe() for member in self.members]
+        for key in ("stored", "lexicon_words", "runtime"):
+            found = [m[key] for m in members]
+            described[key] = found[0] if len(set(map(str, found))) == 1 else found
         return described
 
     def save(self, *args, **kwargs) -> None:
