@@ -43,9 +43,9 @@ def _s2t():
 
 
 def read_back_traditional(word: str) -> str | None:
-    """``word`` written in Traditional characters (OpenCC's ``s2t``) and read back as lookups read text
-    (:func:`normalize`), where that is not ``normalize(word)``: 钱钟书 → 錢鍾書 → 钱锺书, as ``t2s`` takes 鍾 to
-    锺 — the form a Simplified dictionary word takes in Traditional text.  None where it is the same, or where
+    """``word`` (a normal form: :func:`normalize`'s output) written in Traditional characters (OpenCC's ``s2t``)
+    and read back as lookups read text, where that is not ``word``: 钱钟书 → 錢鍾書 → 钱锺书, as ``t2s`` takes 鍾
+    to 锺 — the form a Simplified dictionary word takes in Traditional text.  None where it is the same, or where
     the conversion changes the word's length."""
     if word.isascii():
         return None
@@ -56,7 +56,7 @@ def read_back_traditional(word: str) -> str | None:
     if len(traditional) != len(word):
         return None
     back = normalize(traditional)
-    return back if back != normalize(word) else None
+    return back if back != word else None
 
 
 @lru_cache(maxsize=65536)

@@ -991,7 +991,7 @@ class Trainer:
                  "unlabelled)", cfg.distill, cfg.distill_weight, len(teachers), taught, len(items), len(unlabelled))
         return items, task_of
 
-    def _check_world(self, sizes: Iterable[int]) -> None:
+    def _check_world(self, sizes: Iterable[int] = ()) -> None:
         """Under ``torchrun``, a TrainingError unless every global batch can give each process a sentence: the
         batch size and each corpus (``sizes``: its training sentences) at least the number of processes."""
         n = self.world.size
@@ -1022,7 +1022,7 @@ class Trainer:
              unlabelled: list[str]) -> dict[str, Any]:
         cfg = self.config
         main = self.world.main
-        self._check_world(())  # the batch size, before the data's preparation (the corpora: once cut, below)
+        self._check_world()  # the batch size, before the data's preparation (the corpora: once cut, below)
         if main:
             self._check_out_dir()  # a folder another training holds is refused, naming it
             self._take_lock()  # before the data's preparation (minutes with soft targets): no training slips in
