@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="only the first N test sentences (0 = all)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the lexner models")
     parser.add_argument("--repeat", type=int, default=3, help="rounds over every system in turn; the best counts")
-    from lexner.onnx_encoder import RUNTIMES
+    from lexner.runtimes import RUNTIMES
 
     parser.add_argument("--runtimes", nargs="+", default=["torch"], choices=list(RUNTIMES),
                         help="each lexner model once per runtime (lexner tag --runtime): onnx and onnx-int8 run its "

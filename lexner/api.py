@@ -15,6 +15,7 @@ from .lexicon import Lexicon
 from .models import Tagger, model_class
 from .models.base import checked_config, word_list
 from .vectors import read_word2vec
+from .vocab import EXTRA_PRETRAINED_BIGRAMS
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,6 @@ EMBEDDING_FILES = {
 }
 # The model that ships inside the package (see benchmarks/README.md for how it was trained and measured).
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
-EXTRA_PRETRAINED_BIGRAMS = 50_000  # the most frequent pretrained bigrams join the vocabulary beside train's
 
 
 def default_embeddings(root: str | os.PathLike | None = None) -> dict[str, Path | None]:

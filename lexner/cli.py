@@ -511,7 +511,7 @@ RUNTIME_HELP = ("how a BiLSTM encoder runs on the CPU: torch, torch-bf16 (a bflo
 
 
 def _runtime_args(parser: argparse.ArgumentParser, help: str = RUNTIME_HELP, alias: bool = True) -> None:
-    from .onnx_encoder import RUNTIMES
+    from .runtimes import RUNTIMES
 
     group = parser.add_mutually_exclusive_group()  # one of them, as lexner.load takes runtime= or onnx=
     group.add_argument("--runtime", choices=list(RUNTIMES), default=None, help=help)
@@ -687,7 +687,7 @@ def _megabytes(folder: Path) -> float:
 
 
 def cmd_info(args) -> int:
-    from .onnx_encoder import GRAPH_FILES
+    from .runtimes import GRAPH_FILES
 
     args.runtime = "torch"  # describing a model makes no ONNX Runtime session; its config's runtime is reported
     tagger = _load_for_tagging(args, [], one_head=False)
@@ -783,17 +783,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="format of the data files given; auto detects it from the suffix or the first line")
         p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (cuda when present)")
 
-    from .api import EXTRA_PRETRAINED_BIGRAMS
     from . import tagging
     from .data import DATASETS, FORMATS as DATA_FORMATS, TRAIN_DEV_FRACTION, TYPE_MAPS
     from .fileio import UTF8_ERRORS
-    from .models import MODELS
+    from .models import MODEL_NAMES
     from .output import FORMATS as OUTPUT_FORMATS
-    from .train import TrainConfig
+    from .train_config import TrainConfig
+    from .vocab import EXTRA_PRETRAINED_BIGRAMS
 
     def train_args(t: argparse.ArgumentParser) -> None:
         """The options of train and distill."""
-        t.add_argument("--model", choices=sorted(MODELS), help=f"the tagger to train (default: {DEFAULT_TAGGER})")
+        t.add_argument("--model", choices=sorted(MODEL_NAMES), help=f"the tagger to train (default: {DEFAULT_TAGGER})")
         t.add_argument("--init-from", type=Path, metavar="DIR",
                        help="train further a saved model (fine-tuning, e.g. lexner/default_model on your own data): "
                             "its tagger, settings, vocabularies and lexicon are kept (--set, --lexicon and the "
@@ -1007,10 +1007,9 @@ def _with_option(args, message: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:  # the parser and the error types import torch: seconds in which Ctrl-C should say no more than later
+    try:  # a Ctrl-C while the parser is built says no more than one later (the parser imports no torch)
         args = build_parser().parse_args(argv)
-        from .fileio import DataFormatError
-        from .models import ModelFormatError
+        from .fileio import DataFormatError, ModelFormatError
     except KeyboardInterrupt:
         print("lexner: interrupted", file=sys.stderr)
         return 130

@@ -123,14 +123,14 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool | None = None, 
     """Write ``tagger`` into ``out_dir`` (see :func:`export_target` for where that is allowed) with its model
     card made portable (:func:`portable_card`), its types renamed by ``renames`` in every head
     (``{"NR": "PER"}``), its weights in float16 with ``half`` (None: as the model it was loaded from stores them,
-    float32 for one built in memory) and, with ``runtime`` (one of ``lexner.onnx_encoder.RUNTIMES``),
+    float32 for one built in memory) and, with ``runtime`` (one of ``lexner.runtimes.RUNTIMES``),
     how :func:`lexner.load` runs its encoder by default (:mod:`lexner.onnx_encoder`; None: as the source model
     says) and, with ``piece_length``, the length of the pieces it tags long texts in (:meth:`Tagger.set_piece_length`).
     ``onnx_graphs``: precisions ("float32", "int8") whose ONNX graph of the default head the copy carries
     (:func:`lexner.onnx_encoder.carried_graph`: a load with that runtime then builds none); the copy also
     carries the graph of its ONNX runtime and those the source carried.  Returns the directory written."""
-    from .onnx_encoder import (GRAPH_FILES, ONNX_INSTALL, ONNX_PRECISIONS, RUNTIMES, bilstms, carried_graph,
-                               graph_bytes, graphs_can_be_built)
+    from .onnx_encoder import ONNX_INSTALL, bilstms, carried_graph, graph_bytes, graphs_can_be_built
+    from .runtimes import GRAPH_FILES, ONNX_PRECISIONS, RUNTIMES
 
     if runtime is not None and runtime not in RUNTIMES:
         raise ExportError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")

@@ -59,16 +59,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from .runtimes import GRAPH_FILES, ONNX_PRECISIONS, PRECISIONS, RUNTIMES
+
 # each module's session (a tagger's ONNX Runtime session, an nn.LSTM's Bfloat16Session), where its weights are
 # kept and a snapshot of them when it was built; beside the module, not in it, so that a tagger still pickles and
 # copies (without its sessions).  The entry holds tensors and dictionaries, never a module: it keeps none alive.
 _SESSIONS: "weakref.WeakKeyDictionary[nn.Module, tuple[Any, tuple, Snapshot]]" = weakref.WeakKeyDictionary()
-# the runtimes of lexner.load(runtime=...), lexner tag --runtime and config.json's "runtime"; None: as saved
-RUNTIMES = ("torch", "torch-bf16", "onnx", "onnx-int8")
-ONNX_PRECISIONS = {"onnx": "float32", "onnx-int8": "int8"}  # ONNX runtimes -> use_onnx's precision
-PRECISIONS = tuple(ONNX_PRECISIONS.values())
-# the default head's graph a model directory may carry, per precision (lexner export --onnx-graph)
-GRAPH_FILES = {precision: f"encoder-{precision}.onnx" for precision in PRECISIONS}
 # what the graphs built here compute, as a number: raise it with any change to a graph's nodes, so that no graph a
 # model directory carries from before is used
 GRAPH_FORMAT = 1

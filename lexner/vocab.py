@@ -9,6 +9,8 @@ from typing import Iterable, Sequence
 
 from .fileio import DataFormatError, read_json, write_json
 
+EXTRA_PRETRAINED_BIGRAMS = 50_000  # the most frequent pretrained bigrams join the vocabulary beside train's
+
 PAD, UNK = "<pad>", "<unk>"
 UNK_ID = 1  # every Vocab's id of UNK (id 0 is PAD)
 

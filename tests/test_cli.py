@@ -810,3 +810,23 @@ def test_a_model_saved_without_a_card_keeps_its_renames_when_exported(corpus, tm
     renamed = load(tmp_path / "renamed")
     assert renamed.metadata["card"] == {"renamed": {"LOC": "place"}}  # nothing else made up
     assert evaluate(renamed, corpus[:10])["micro"] == evaluate(load(tmp_path / "m"), corpus[:10])["micro"]
+
+
+def test_help_and_version_do_not_import_torch():
+    """The parser reads only light modules: ``lexner --help`` answers at once, not after torch's seconds."""
+    code = ("import sys, contextlib, io\nfrom lexner.cli import main\n"
+            "for argv in (['--version'], ['--help'], ['train', '--help'], ['tag', '--help'], ['evaluate', '--help']):\n"
+            "    with contextlib.redirect_stdout(io.StringIO()):\n"
+            "        try:\n            main(argv)\n        except SystemExit:\n            pass\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_model_names_are_the_classes_names():
+    from lexner.models import MODEL_NAMES, MODELS, ModelFormatError, model_class
+
+    assert {name: cls.name for name, cls in MODELS.items()} == {name: name for name in MODEL_NAMES}
+    for bad in ("lstm", ["flat"]):  # a hostile config.json's "model" may be any JSON value
+        with pytest.raises(ModelFormatError, match="unknown model"):
+            model_class(bad)

@@ -178,7 +178,7 @@ def test_a_carried_graph_is_used_without_building_one_and_only_with_the_weights_
     import lexner
     import lexner.onnx_encoder as encoder
     from lexner.export import export_model
-    from lexner.onnx_encoder import GRAPH_FILES
+    from lexner.runtimes import GRAPH_FILES
 
     runtime = {"float32": "onnx", "int8": "onnx-int8"}[precision]
     out = export_model(lexner.load(saved_model(tmp_path, corpus)), tmp_path / "carries", onnx_graphs=[precision],
@@ -256,7 +256,7 @@ def test_a_copy_of_a_model_that_carries_a_graph_is_made_without_the_onnx_package
 
     import lexner
     from lexner.export import ExportError, export_model
-    from lexner.onnx_encoder import GRAPH_FILES
+    from lexner.runtimes import GRAPH_FILES
 
     monkeypatch.setitem(sys.modules, "onnx", None)
     with caplog.at_level("WARNING", logger="lexner.export"):

@@ -104,7 +104,7 @@ def test_the_runtime_setting_reaches_lexner_load():
 def test_a_saved_pipeline_carries_the_onnx_graph_its_model_carried(tmp_path):
     """The bundled model carries its int8 encoder graph; the pipeline folder's copy does too, and loading it with
     that runtime uses it as it is (was dropped: a load built and quantized the graph again, needing onnx)."""
-    from lexner.onnx_encoder import GRAPH_FILES
+    from lexner.runtimes import GRAPH_FILES
 
     pytest.importorskip("onnxruntime")
     carried = lexner.load().source / GRAPH_FILES["int8"]

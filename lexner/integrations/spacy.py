@@ -47,7 +47,7 @@ class LexnerComponent:
 
     def __init__(self, model: str | None = None, labels: str | None = None, alignment_mode: str = "expand",
                  batch_size: int = 64, device: str = "cpu", runtime: str | None = None):
-        from lexner.onnx_encoder import RUNTIMES
+        from lexner.runtimes import RUNTIMES
 
         if alignment_mode not in ("expand", "strict", "contract"):
             raise ValueError(f"alignment_mode must be 'expand', 'strict' or 'contract', got {alignment_mode!r}")
@@ -117,7 +117,8 @@ class LexnerComponent:
 
     def _carry_graphs(self, folder: Path) -> None:
         from lexner.fileio import write_bytes
-        from lexner.onnx_encoder import GRAPH_FILES, carried_graph
+        from lexner.onnx_encoder import carried_graph
+        from lexner.runtimes import GRAPH_FILES
 
         for precision, name in GRAPH_FILES.items():
             if (graph := carried_graph(self.tagger, precision)) is not None:

@@ -1,22 +1,40 @@
-"""Registered taggers, by the name used on the command line and in saved ``config.json`` files."""
+"""Registered taggers, by the name used on the command line and in saved ``config.json`` files.
+
+A tagger's class is imported when first asked for (the classes import torch), so that the names alone —
+``MODEL_NAMES``, which the command line's parser offers — cost nothing to read."""
 
 from __future__ import annotations
 
-from .base import ModelFormatError, Tagger
-from .bert import BertCRF
-from .bilstm_crf import BiLSTMCRF
-from .flat import FLAT
-from .lattice_lstm import LatticeLSTM
-from .softlexicon import SoftLexicon
+import importlib
+from typing import TYPE_CHECKING
 
-MODELS: dict[str, type[Tagger]] = {cls.name: cls for cls in (BiLSTMCRF, SoftLexicon, LatticeLSTM, FLAT, BertCRF)}
+from ..fileio import ModelFormatError
+
+if TYPE_CHECKING:
+    from .base import Tagger
+
+# A tagger's name (its class's ``name``) -> the module and class that define it.
+_CLASSES = {"bilstm_crf": ("bilstm_crf", "BiLSTMCRF"), "softlexicon": ("softlexicon", "SoftLexicon"),
+            "lattice_lstm": ("lattice_lstm", "LatticeLSTM"), "flat": ("flat", "FLAT"), "bert_crf": ("bert", "BertCRF")}
+MODEL_NAMES = tuple(_CLASSES)
 
 
 def model_class(name: str) -> type[Tagger]:
     try:
-        return MODELS[name]
-    except KeyError:
-        raise ModelFormatError(f"unknown model {name!r}; known models are {sorted(MODELS)}") from None
+        module, cls = _CLASSES[name]
+    except (KeyError, TypeError):
+        raise ModelFormatError(f"unknown model {name!r}; known models are {sorted(MODEL_NAMES)}") from None
+    return getattr(importlib.import_module(f".{module}", __name__), cls)
 
 
-__all__ = ["MODELS", "ModelFormatError", "Tagger", "model_class"]
+def __getattr__(name: str):
+    if name == "MODELS":  # every tagger class by its name
+        return {n: model_class(n) for n in MODEL_NAMES}
+    if name == "Tagger":
+        from .base import Tagger
+
+        return Tagger
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["MODELS", "MODEL_NAMES", "ModelFormatError", "Tagger", "model_class"]

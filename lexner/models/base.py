@@ -222,7 +222,7 @@ def _distinct_types(types: Any) -> bool:
 def is_model_directory(directory: str | os.PathLike) -> bool:
     """Whether ``directory`` holds a lexner model and nothing else (what ``export --force`` may replace)."""
     from ..features import MODEL_FILES
-    from ..onnx_encoder import GRAPH_FILES
+    from ..runtimes import GRAPH_FILES
 
     directory = Path(directory)
     try:
@@ -306,7 +306,7 @@ class Tagger(nn.Module):
         self.dictionary: Dictionary | None = None  # typed words forced into the decoded paths (add_dictionary)
         self.source: Path | None = None  # the model directory it was loaded from (None: built in memory)
         self.stored_half = False  # whether that directory stores float16 weights (export keeps it so)
-        self.runtime = "torch"  # how lexner.load set its BiLSTM to run (lexner.onnx_encoder.RUNTIMES)
+        self.runtime = "torch"  # how lexner.load set its BiLSTM to run (lexner.runtimes.RUNTIMES)
         self.embed: Embedder | None = None  # its embedding tables, if it reads characters or words
         if self.reads.words and featurizer.lexicon is None:
             raise ValueError(f"{self.name} needs a featurizer with a lexicon")
