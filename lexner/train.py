@@ -192,15 +192,31 @@ def remove_stale_copies(final: Path) -> None:
         log.info("removed %d folder(s) a stopped save or removal of %s left", len(stale), final)
 
 
+LOCKED_BYTE = 1 << 20  # Windows locks a byte range, unreadable to others: one far past the pid the file holds
+
+
+def _lock_exclusively(handle) -> None:
+    """Locks an open file for this process or raises OSError at once: ``flock`` on POSIX, ``msvcrt.locking``
+    of one byte on Windows (released, like flock, when the file is closed or the process ends)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        handle.seek(LOCKED_BYTE)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 def lock_directory(directory: Path):
     """An exclusive lock on ``directory`` (a ``.lock`` file holding the owner's pid), held while the returned
     file stays open; a second training into the same directory fails at once, naming the holder."""
-    import fcntl
     import os
 
     handle = open(directory / LOCK_FILE, "a+", encoding="utf-8")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _lock_exclusively(handle)
     except OSError:
         handle.seek(0)
         holder = handle.read().strip() or "?"

@@ -406,6 +406,28 @@ def test_a_second_training_into_the_same_directory_is_refused(corpus, tmp_path):
     assert second._lock is None  # fit releases it at its end
 
 
+def test_the_training_lock_on_windows_is_one_byte_past_the_pid(tmp_path, monkeypatch):
+    """Windows has no fcntl: msvcrt locks a byte range (others cannot read it), so the byte locked lies past the
+    holder's pid, which a refused second training still reads."""
+    import types
+    from lexner import train
+
+    calls = []
+
+    def locking(fd, mode, count):
+        calls.append((os.lseek(fd, 0, os.SEEK_CUR), mode, count))
+        if len(calls) > 1:
+            raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # import fcntl raises ImportError, as on Windows
+    monkeypatch.setitem(sys.modules, "msvcrt", types.SimpleNamespace(locking=locking, LK_NBLCK=2))
+    held = train.lock_directory(tmp_path)
+    assert calls == [(train.LOCKED_BYTE, 2, 1)]
+    with pytest.raises(train.TrainingError, match=f"in use by another training \\(pid {os.getpid()}\\)"):
+        train.lock_directory(tmp_path)
+    held.close()
+
+
 # --- 12. training options are validated before any work ----------------------------------------------------
 @pytest.mark.parametrize("option, value, message", [
     ("--batch-size", "0", "batch_size must be an integer ≥ 1"),
