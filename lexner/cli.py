@@ -1039,12 +1039,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, on_term)
 
 
+def _utf8_stdout() -> None:
+    """Standard output in UTF-8 with ``\\n`` line ends when it is not a terminal, as every ``--output`` file is:
+    records redirected or piped are the same bytes whatever the locale (cp936 on Windows, ASCII under a C
+    locale made them unreadable to lexner itself, and a character outside the encoding a traceback).  A terminal
+    keeps its encoding; a character it cannot show is written as an escape (``\\U0001f600``)."""
+    stream = sys.stdout
+    if stream is None or not hasattr(stream, "reconfigure"):
+        return
+    try:
+        if stream.isatty():
+            stream.reconfigure(errors="backslashreplace")
+        else:
+            stream.reconfigure(encoding="utf-8", errors="strict", newline="")
+    except (OSError, ValueError):  # a closed or replaced stream: written as it is
+        pass
+
+
 def entry() -> None:
     """The ``lexner`` command and ``python -m lexner``: :func:`main`, then the process ends with its exit code.
     A torchrun worker ends without Python's finalization (streams and log handlers flushed first): PyTorch's
     gloo and DistributedDataParallel objects torn down there aborted one worker run in ten or so after a
     training that had succeeded ("terminate called without an active exception", exit -6, so torchrun
     reported a failure)."""
+    _utf8_stdout()
     code = main()
     workers = sys.modules.get(f"{__package__}.distributed")  # imported with the trainer (not importing torch here)
     if workers is not None and workers.world().distributed:

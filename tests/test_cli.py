@@ -830,3 +830,17 @@ def test_model_names_are_the_classes_names():
     for bad in ("lstm", ["flat"]):  # a hostile config.json's "model" may be any JSON value
         with pytest.raises(ModelFormatError, match="unknown model"):
             model_class(bad)
+
+
+def test_standard_output_is_utf8_whatever_the_locale():
+    """Records piped or redirected are UTF-8 with \\n line ends, as --output files are: under a GBK or ASCII
+    stdout (Windows' cp936, a C locale) an emoji was a UnicodeEncodeError and Chinese came out unreadable to
+    lexner itself."""
+    import os
+
+    env = {**os.environ, "PYTHONIOENCODING": "gbk"}
+    done = subprocess.run([sys.executable, "-m", "lexner", "tag", "张三在北京工作😀"], capture_output=True, env=env)
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
+    record = json.loads(done.stdout.decode("utf-8"))
+    assert record["text"] == "张三在北京工作😀" and done.stdout.endswith(b"}\n")
+    assert {(e["text"], e["label"]) for e in record["entities"]} >= {("张三", "PER")}
