@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import machine_info, write_result  # noqa: E402
 
-from lexner.export import command_line  # noqa: E402
+from lexner.export import command_line, command_words  # noqa: E402
 from lexner.train import epoch_records  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -32,7 +32,7 @@ def collect(run: Path) -> dict:
     return {
         "model": config["model"],
         "model_config": config["config"],
-        "command": command_line((config["card"].get("command") or "").split()) or None,  # older cards: full paths
+        "command": command_line(command_words(config["card"].get("command") or "")) or None,  # older cards: full paths
         "trained_at_commit": (config["card"].get("lexner") or {}).get("commit"),
         "train_data": config["card"].get("train_data"),
         "train_config": train_config,

@@ -572,6 +572,10 @@ def _command_line_texts(texts: list[str], errors: str) -> list[str]:
 
     out = []
     for k, text in enumerate(texts, start=1):
+        try:  # the argument's bytes read as UTF-8, also where the locale's encoding is not (a C locale: ASCII)
+            text = os.fsencode(text).decode("utf-8", "surrogateescape")
+        except UnicodeError:
+            pass
         try:
             kept = as_utf8_errors_say(text, errors)
         except UnicodeEncodeError:

@@ -4,9 +4,10 @@ machine paths, optionally renamed types and float16 weights (``lexner export``).
 from __future__ import annotations
 
 import logging
+import shlex
 import subprocess
-from pathlib import Path
-from typing import Sequence
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
+from typing import Any, Sequence
 
 from .models.base import Tagger, model_target
 
@@ -25,19 +26,60 @@ def provenance() -> dict:
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=5).stdout.strip() or None
+                                encoding="utf-8", errors="replace", timeout=5).stdout.strip() or None
         dirty = bool(subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, timeout=5).stdout.strip())
+                                    capture_output=True, encoding="utf-8", errors="replace", timeout=5).stdout.strip())
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, False
     return {"version": __version__, "commit": commit and commit + ("+dirty" if dirty else "")}
 
 
+def recordable(value: Any) -> Any:
+    """``value`` (a card's or result file's strings, lists and dicts) with every string made writable as UTF-8: a
+    path or argument whose bytes are not UTF-8 (a legacy GBK file name, a C locale) reaches Python as lone
+    surrogates, which are recorded as their bytes' escapes (``\\xd1\\xb5``) instead of failing the first save
+    after an epoch of training."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            pass
+        try:
+            raw = value.encode("utf-8", "surrogateescape")  # the bytes the surrogates stand for
+        except UnicodeEncodeError:  # a surrogate that stands for no byte
+            raw = value.encode("utf-8", "backslashreplace")
+        return raw.decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {recordable(k): recordable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [recordable(v) for v in value]
+    return value
+
+
 def command_line(argv: Sequence[str]) -> str:
     """``argv`` as recorded in model cards and result files, without this machine's paths: the lexner program
-    (its entry point or ``lexner/__main__.py``) as ``lexner``, each path as :func:`portable_path` writes it."""
+    (its entry point or ``lexner/__main__.py``) as ``lexner``, each path as :func:`portable_path` writes it,
+    each word quoted as a POSIX shell needs it (``'my data/train.bio'``), so that the command runs again."""
     words = list(argv)
-    return " ".join(map(portable_path, [_program(words[0]), *words[1:]] if words else []))
+    return recordable(" ".join(map(_quoted, map(portable_path, [_program(words[0]), *words[1:]] if words else []))))
+
+
+def _quoted(word: str) -> str:
+    """A word for a POSIX shell; the ``$LEXNER_DATA/`` that :func:`portable_path` puts first stays unquoted, so
+    that the shell expands it."""
+    prefix = "$LEXNER_DATA/"
+    if word.startswith(prefix):
+        return prefix + shlex.quote(word[len(prefix):])
+    return shlex.quote(word)
+
+
+def command_words(command: str) -> list[str]:
+    """The words of a recorded :func:`command_line` (an older, unquoted one: split at whitespace)."""
+    try:
+        return shlex.split(command)
+    except ValueError:  # unbalanced quotes
+        return command.split()
 
 
 def portable_path(word: str) -> str:
@@ -46,15 +88,23 @@ def portable_path(word: str) -> str:
     as it is."""
     from .data import data_root
 
-    if not word.startswith("/"):
-        return word
     path = Path(word)
+    if not path.is_absolute():
+        return word
     root = data_root().absolute()
     if path.is_relative_to(root):
-        return f"$LEXNER_DATA/{path.relative_to(root)}"
+        return f"$LEXNER_DATA/{path.relative_to(root).as_posix()}"
     if path.is_relative_to(Path.cwd()):
         return str(path.relative_to(Path.cwd()))
     return word
+
+
+def _absolute_anywhere(word: str) -> PurePath | None:
+    """``word`` as a path if it is absolute on POSIX or Windows (a card may come from either), else None."""
+    for kind in (PurePosixPath, PureWindowsPath):
+        if kind(word).is_absolute():
+            return kind(word)
+    return None
 
 
 def _program(word: str) -> str:
@@ -87,15 +137,17 @@ def portable_card(card: dict, renames: dict[str, str]) -> dict:
         composed = {old: renames.get(new, new) for old, new in earlier.items()}
         card["renamed"] = {**composed, **{old: new for old, new in renames.items() if old not in earlier.values()}}
     if isinstance(card.get("command"), str):
-        words = card["command"].split()
-        card["command"] = " ".join([_program(words[0]), *(Path(w).name if w.startswith("/") else w
-                                                            for w in words[1:])] if words else [])
+        words = command_words(card["command"])
+        card["command"] = " ".join(map(_quoted, [_program(words[0]), *(_absolute_anywhere(w).name
+                                                                        if _absolute_anywhere(w) else w
+                                                                        for w in words[1:])] if words else []))
     if isinstance(card.get("embeddings"), dict):
         card["embeddings"] = {k: data_relative(v) for k, v in card["embeddings"].items()}
     if "lexicon" in card:
         card["lexicon"] = data_relative(card["lexicon"])
     if isinstance(card.get("teachers"), list):  # the teachers' folders, without the machine's path above them
-        card["teachers"] = [str(Path(*Path(t).parts[-2:])) if isinstance(t, str) and t.startswith("/") else t
+        card["teachers"] = [str(Path(*absolute.parts[-2:]))
+                            if isinstance(t, str) and (absolute := _absolute_anywhere(t)) else t
                             for t in card["teachers"]]
     return card
 

@@ -28,7 +28,7 @@ from .checkpoint import STATE_FILE, load_checkpoint, rng_state, save_checkpoint,
 from .data import Sentence, check_sentences
 from .features import Batch
 from .evaluate import evaluate
-from .export import provenance
+from .export import provenance, recordable
 from .fileio import (DataFormatError, atomic_directory, discard_directory, old_versions, read_json,
                      recover_directory, stale_copies, write_bytes, write_json)
 from .models import Tagger
@@ -958,7 +958,7 @@ class Trainer:
             write_json(self.out_dir / CONFIG_FILE, self._settings_record(cfg))
         # what every saved model's card says, beside what the caller adds (command, data files, ...)
         model_card = {"lexner": provenance(), "device": cfg.device, "threads": torch.get_num_threads(),
-                      "train_data": "+".join(t.name or "train" for t in tasks), **(model_card or {})}
+                      "train_data": "+".join(t.name or "train" for t in tasks), **recordable(model_card or {})}
         sentences = [s for task in tasks for s in task.train]
         augmenters = ([Augmenter(cfg.augment.split(","), task.train, self.model.featurizer.lexicon)
                        for task in tasks] if cfg.augment else None)

@@ -558,6 +558,46 @@ def test_recorded_command_lines_hold_no_machine_paths(tmp_path, monkeypatch):
     assert portable_path("msra/train.char.bmes") == "msra/train.char.bmes"
 
 
+def test_recorded_command_lines_run_again_and_export_without_any_machine_path(tmp_path, monkeypatch):
+    """Words are quoted as a shell needs them (a path with a space was recorded unquoted, and an export split it
+    in two), and an export drops Windows machine paths as it drops POSIX ones."""
+    import shlex
+
+    from lexner.export import command_line, portable_card
+
+    monkeypatch.setenv("LEXNER_DATA", str(tmp_path / "data"))
+    argv = ["lexner", "train", "--train", "/home/张三/my data/train.bio", "--dev", str(tmp_path / "data/d e.bio"),
+            "--set", "hidden=8"]
+    recorded = command_line(argv)
+    assert recorded == "lexner train --train '/home/张三/my data/train.bio' --dev $LEXNER_DATA/'d e.bio' --set hidden=8"
+    assert shlex.split(recorded)[3] == "/home/张三/my data/train.bio"
+    windows = shlex.quote("C:\\Users\\张三\\test.bio")  # as command_line records it on Windows
+    card = {"command": f"{recorded} --test {windows}", "teachers": ["C:\\runs\\m\\model"]}
+    out = portable_card(card, {})
+    assert out["command"] == "lexner train --train train.bio --dev $LEXNER_DATA/'d e.bio' --set hidden=8 --test test.bio"
+    assert out["teachers"] == ["m/model"] and "张三" not in json.dumps(out, ensure_ascii=False)
+    old = {"command": "lexner train --train /home/u/x.bio --out it's"}  # an older, unquoted record
+    assert portable_card(old, {})["command"] == "lexner train --train x.bio --out 'it'\"'\"'s'"
+
+
+def test_a_path_that_is_not_utf8_is_recorded_as_escapes(corpus, tmp_path):
+    """A file name whose bytes are not UTF-8 (a legacy GBK name) reaches Python as lone surrogates; the model
+    card records their bytes as escapes — writing it failed at the first save, after an epoch of training."""
+    import os
+
+    from lexner.api import build_tagger
+    from lexner.export import command_line
+    from lexner.train import Trainer, TrainConfig
+
+    name = os.fsdecode(b"\xd1\xb5\xc1\xb7.bio")
+    assert command_line(["lexner", "train", "--train", name]) == "lexner train --train 'ѵ\\xc1\\xb7.bio'"
+    trainer = Trainer(build_tagger("bilstm_crf", corpus, {"char_dim": 4, "bigram_dim": 4, "hidden": 8}),
+                      TrainConfig(epochs=1), tmp_path / "run", progress=False)
+    trainer.fit(corpus[:15], corpus[15:], model_card={"train_data": name, "teachers": [name]})
+    card = load(tmp_path / "run/model").metadata["card"]
+    assert card["train_data"] == "ѵ\\xc1\\xb7.bio" and card["teachers"] == ["ѵ\\xc1\\xb7.bio"]
+
+
 @pytest.mark.parametrize("device", ["bogus", "mps", "cuda:x"])
 def test_a_bad_device_is_a_clean_error(device, capsys):
     from lexner.cli import main
@@ -844,3 +884,17 @@ def test_standard_output_is_utf8_whatever_the_locale():
     record = json.loads(done.stdout.decode("utf-8"))
     assert record["text"] == "张三在北京工作😀" and done.stdout.endswith(b"}\n")
     assert {(e["text"], e["label"]) for e in record["entities"]} >= {("张三", "PER")}
+
+
+def test_text_arguments_are_read_as_utf8_under_a_c_locale():
+    """Under a C locale (ASCII) Python reads every non-ASCII argument byte as a lone surrogate: valid UTF-8
+    text was refused as invalid."""
+    import os
+
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    code = "import sys; print(sys.getfilesystemencoding())"
+    if subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip() != "ascii":
+        pytest.skip("this Python does not read arguments as ASCII under LC_ALL=C")
+    done = subprocess.run([sys.executable, "-m", "lexner", "tag", "张三在北京工作"], capture_output=True, env=env)
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
+    assert json.loads(done.stdout.decode("utf-8"))["entities"][0]["text"] == "张三"
