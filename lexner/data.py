@@ -299,7 +299,7 @@ def _sniffed(path: str | os.PathLike, lines: Iterator[tuple[int, str]]) -> tuple
     """The format of the file ``lines`` are read from (by its suffix, else its first non-blank line) and its
     lines again, those read to decide included: the file is read once, so a pipe (``<(cmd)``, /dev/stdin)
     loses nothing."""
-    suffixes = Path(path).suffixes
+    suffixes = [suffix.lower() for suffix in Path(path).suffixes]
     while suffixes and suffixes[-1] in COMPRESSORS:  # x.jsonl.gz is JSON Lines; gold.json.conll is not
         suffixes.pop()
     if suffixes and suffixes[-1] in (".jsonl", ".json"):

@@ -48,6 +48,11 @@ UTF8_ERRORS = ("strict", "skip", "replace")
 COMPRESSORS = {".gz": gzip.open, ".xz": lzma.open}  # by a file name's last suffix, reading and writing
 
 
+def compressor(path: str | os.PathLike):
+    """The opener of ``path``'s compression by its last suffix in any case (``.gz``, ``.GZ``), or None."""
+    return COMPRESSORS.get(Path(path).suffix.lower())
+
+
 def open_text(path: str | os.PathLike, errors: str = "strict", newline: str | None = None) -> IO[str]:
     """Open a UTF-8 text file for reading, decompressing ``.gz`` and ``.xz`` by their suffix.
 
@@ -59,7 +64,7 @@ def open_text(path: str | os.PathLike, errors: str = "strict", newline: str | No
         raise IsADirectoryError(f"{path}: is a directory, not a file")
     if not path.exists():  # a pipe or device (<(cmd), /dev/stdin) is read like a file
         raise FileNotFoundError(f"{path}: no such file")
-    opener = COMPRESSORS.get(path.suffix, open)
+    opener = compressor(path) or open
     binary = opener(path, "rb")
     try:
         return _text_without_bom(binary, errors, newline)  # reads the first bytes
@@ -248,7 +253,7 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
         with (os.fdopen(stream, "wb") if binary else os.fdopen(stream, "w", encoding="utf-8", newline="")) as out:
             yield out
         return
-    compressed = None if binary else COMPRESSORS.get(final.suffix)  # by the name given, as readers decide
+    compressed = None if binary else compressor(final)  # by the name given, as readers decide
     if final.is_symlink():  # write the file the link names, and keep the link
         final = Path(os.path.realpath(final))
     parent = final.parent
@@ -308,7 +313,7 @@ def _holds_text(path: str, compressed: Callable | None) -> bool:
 def partial_name(target: Path) -> Path:
     """Where a failed write keeps its work: ``out.jsonl.partial``; for a compressed ``out.jsonl.gz``,
     ``out.jsonl.partial.gz``, which readers still decompress by its suffix."""
-    if target.suffix in COMPRESSORS:
+    if compressor(target) is not None:
         return target.with_name(f"{target.stem}.partial{target.suffix}")
     return target.with_name(target.name + ".partial")
 

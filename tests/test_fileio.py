@@ -297,3 +297,20 @@ def test_renames_into_place_are_made_durable_by_syncing_the_folder(tmp_path, mon
     with fileio.atomic_directory(tmp_path / "model") as tmp:
         (tmp / "w").write_text("1")
     assert synced == [tmp_path, tmp_path]
+
+
+def test_compression_is_known_by_its_suffix_in_any_case(tmp_path):
+    """``T.BIO.GZ`` (a Windows archive, a camera-style upper-case name) was read as plain text and written
+    uncompressed."""
+    from lexner.data import read_file, write_conll
+    from lexner.fileio import atomic_file, partial_name
+
+    source = tmp_path / "T.JSONL.GZ"
+    source.write_bytes(gzip.compress('{"text": "张三", "entities": [{"start": 0, "end": 2, "label": "PER"}]}\n'.encode()))
+    assert [s.text for s in read_file(source)] == ["张三"]  # JSON Lines by its suffix under the .GZ
+    with atomic_file(tmp_path / "OUT.TXT.XZ") as out:
+        out.write("北京\n")
+    assert lzma.decompress((tmp_path / "OUT.TXT.XZ").read_bytes()) == "北京\n".encode()
+    assert partial_name(tmp_path / "o.jsonl.GZ").name == "o.jsonl.partial.GZ"
+    write_conll(read_file(source), tmp_path / "x.BIO.Gz")
+    assert gzip.decompress((tmp_path / "x.BIO.Gz").read_bytes()).startswith("张\tB-PER".encode())
