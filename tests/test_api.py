@@ -245,3 +245,12 @@ def test_a_lexicon_with_no_word_to_match_is_refused_naming_it(corpus, tmp_path):
 def test_an_empty_model_path_is_named_as_such(path):
     with pytest.raises(ValueError, match="an empty model path"):
         lexner.load(path)
+
+
+def test_load_expands_a_home_folder(tmp_path, monkeypatch):
+    """``lexner.load("~/models/m")``, as bert_path and piece files are read (was: no such model directory)."""
+    from lexner.api import DEFAULT_MODEL
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "m").symlink_to(DEFAULT_MODEL, target_is_directory=True)
+    assert [e.text for e in lexner.load("~/m").tag("张三在北京。")] == ["张三", "北京"]
