@@ -29,6 +29,20 @@ def _resolve_device(name: str) -> str:
         raise CommandError(f"--{err}") from None
 
 
+def _task_spec(spec: str, windows: bool = sys.platform == "win32") -> tuple[str, list[Path | None]]:
+    """``--task NAME:TRAIN[:DEV[:TEST]]`` as its name and three files (None where not given; DEV may be empty
+    before TEST).  On Windows a drive's colon (``C:\\data\\train.bio``, ``C:/...``) belongs to its path."""
+    parts = spec.split(":")
+    if windows:
+        for k in range(len(parts) - 2, 0, -1):  # never the name's part
+            if len(parts[k]) == 1 and parts[k].isascii() and parts[k].isalpha() and parts[k + 1][:1] in ("\\", "/"):
+                parts[k:k + 2] = [f"{parts[k]}:{parts[k + 1]}"]
+    required = parts[:2] + (parts[3:] if len(parts) == 4 else parts[2:])
+    if len(parts) not in (2, 3, 4) or not all(required):
+        raise CommandError(f"--task {spec!r}: expected NAME:TRAIN[:DEV[:TEST]] (NAME:TRAIN::TEST without DEV)")
+    return parts[0], [Path(p) if p else None for p in parts[1:]] + [None] * (4 - len(parts))
+
+
 def _load_tasks(args) -> list:
     """The corpora to train on: one per ``--dataset`` (named by it; ``NAME:HEAD`` — its types mapped by
     ``TYPE_MAPS`` — trains the head of dataset HEAD, as task ``NAME-HEAD``) and per ``--task
@@ -90,11 +104,7 @@ def _load_tasks(args) -> list:
         return train, dev, test
 
     for spec in args.task or []:
-        parts = spec.split(":")
-        required = parts[:2] + (parts[3:] if len(parts) == 4 else parts[2:])  # DEV may be empty before TEST
-        if len(parts) not in (2, 3, 4) or not all(required):
-            raise CommandError(f"--task {spec!r}: expected NAME:TRAIN[:DEV[:TEST]] (NAME:TRAIN::TEST without DEV)")
-        name, files = parts[0], [Path(p) if p else None for p in parts[1:]] + [None] * (4 - len(parts))
+        name, files = _task_spec(spec)
         tasks.append(Task(name, *from_files(*files)))
     if one_head:
         return [Task(None, *from_files(args.train, args.dev, args.test))]
@@ -250,8 +260,10 @@ def cmd_train(args) -> int:
         raise CommandError(str(err)) from None
     if args.resume and not resumed:
         log.info("no checkpoint in %s; starting from scratch", args.out)
-    train_data = ("+".join(t.name for t in tasks) if len(tasks) > 1
-                  else (args.dataset or [portable_path(str(args.train))])[0])
+    if len(tasks) > 1:
+        train_data = "+".join(t.name for t in tasks)
+    else:  # one corpus: the dataset's name, or its training file (--train, or --task's TRAIN)
+        train_data = (args.dataset or [portable_path(str(args.train or _task_spec(args.task[0])[1][0]))])[0]
     if args.init_from is not None:  # what built the model is what built the one it continues
         source = tagger.metadata.get("card") or {}
         card = {"init_from": str(args.init_from), **{k: source.get(k) for k in ("embeddings", "lexicon")}}

@@ -898,3 +898,26 @@ def test_text_arguments_are_read_as_utf8_under_a_c_locale():
     done = subprocess.run([sys.executable, "-m", "lexner", "tag", "张三在北京工作"], capture_output=True, env=env)
     assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
     assert json.loads(done.stdout.decode("utf-8"))["entities"][0]["text"] == "张三"
+
+
+def test_task_files_on_windows_keep_their_drive():
+    from lexner.cli import CommandError, _task_spec
+
+    assert _task_spec("msra:C:\\data\\train.bio::D:/test.bio", windows=True) == (
+        "msra", [Path("C:\\data\\train.bio"), None, Path("D:/test.bio")])
+    assert _task_spec("c:C:/t.bio:d.bio", windows=True) == ("c", [Path("C:/t.bio"), Path("d.bio"), None])
+    assert _task_spec("msra:train.bio:C:/dev.bio", windows=False) == (
+        "msra", [Path("train.bio"), Path("C"), Path("/dev.bio")])  # elsewhere C is a file name like any other
+    with pytest.raises(CommandError, match="expected NAME:TRAIN"):
+        _task_spec("msra:C:", windows=True)
+
+
+def test_one_task_records_its_training_file(corpus, tmp_path):
+    """A single --task recorded "train_data": "None" in its model card (helper audit)."""
+    write_conll(corpus, tmp_path / "toy.bio")
+    assert main(["train", "--task", f"toy:{tmp_path / 'toy.bio'}:{tmp_path / 'toy.bio'}", "--out",
+                 str(tmp_path / "out"), "--epochs", "1", "--char-vectors", "none", "--bigram-vectors", "none",
+                 "--word-vectors", "none", "--set", "char_dim=4", "--set", "bigram_dim=4", "--set", "hidden=8",
+                 "--no-progress"]) == 0
+    card = json.loads((tmp_path / "out/model/config.json").read_text(encoding="utf-8"))["card"]
+    assert card["train_data"].endswith("toy.bio"), card["train_data"]
