@@ -95,16 +95,18 @@ CHUNK_CHARS = 65_536
 lines still moves its progress bar and keeps a bounded amount of text in memory."""
 
 
-def _chunks(lines: Iterable[tuple[int, str]], size: int, chars: int = CHUNK_CHARS) -> Iterator[list[str]]:
-    """Lists of ``size`` texts, or fewer holding ``chars`` characters, from ``(number, text)`` pairs.  If
-    reading fails, the texts read before the failure come out first (as a last, shorter chunk), then the error."""
+def _chunks(lines: Iterable[tuple[int, str]], size: int, chars: int = CHUNK_CHARS,
+            idle: Callable[[], bool] = lambda: False) -> Iterator[list[str]]:
+    """Lists of ``size`` texts, or fewer holding ``chars`` characters, or whatever has come when ``idle()`` says no
+    further text is ready, from ``(number, text)`` pairs.  If reading fails, the texts read before the failure
+    come out first (as a last, shorter chunk), then the error."""
     chunk: list[str] = []
     held = 0
     try:
         for _, line in lines:
             chunk.append(line)
             held += len(line)
-            if len(chunk) >= size or held >= chars:
+            if len(chunk) >= size or held >= chars or idle():
                 yield chunk
                 chunk, held = [], 0
     except Exception:
@@ -113,6 +115,55 @@ def _chunks(lines: Iterable[tuple[int, str]], size: int, chars: int = CHUNK_CHAR
         raise
     if chunk:
         yield chunk
+
+
+class _Arriving:
+    """The lines of a stream (standard input, a pipe), read by a thread as they arrive, so that the tagger can
+    see when none is waiting (:meth:`idle`): ``lexner tag --input -`` then tags and writes each text as it
+    comes, a filter another program can talk to line by line, instead of holding texts back until a chunk is
+    full.  At most ``ahead`` lines are read ahead; an error reading rises where the line would have come."""
+
+    _END = object()
+
+    def __init__(self, lines: Iterable[tuple[int, str]], ahead: int):
+        import queue
+        import threading
+
+        self._queue: queue.Queue = queue.Queue(maxsize=ahead)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(iter(lines),), daemon=True,
+                                        name="lexner-tag-input")
+        self._thread.start()
+
+    def _read(self, lines: Iterator[tuple[int, str]]) -> None:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                item = next(lines, self._END)
+            except BaseException as err:  # reaches the tagger as it would have without the thread
+                item = err
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item is self._END or isinstance(item, BaseException):
+                return
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        try:
+            while (item := self._queue.get()) is not self._END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._stop.set()  # the tagger stopped (done, failed, interrupted): the thread reads no further
+
+    def idle(self) -> bool:
+        """Whether no line is waiting to be tagged."""
+        return self._queue.empty()
 
 
 class _Framed:
@@ -260,7 +311,12 @@ def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers:
                 blank.append(number)
             yield number, line
 
-    chunks = _chunks(noted(lines), batch_size * 16)  # bounded memory: a few chunks in flight at most
+    chunk_size = batch_size * 16  # bounded memory: a few chunks in flight at most
+    if size:
+        stream, chunks = None, _chunks(noted(lines), chunk_size)
+    else:  # standard input or a pipe: each text tagged and written as soon as it comes
+        stream = _Arriving(noted(lines), chunk_size)
+        chunks = _chunks(stream, chunk_size, idle=stream.idle)
     try:
         if workers == 1:
             for texts in chunks:
@@ -268,6 +324,8 @@ def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers:
                 tagged = tagger.tag_batch(texts, batch_size, labels=labels)
                 out.write("".join(render(t, es, fmt) for t, es in zip(texts, tagged)))
                 advance(len(texts), position)
+                if stream is not None:
+                    out.flush()
         else:
             from collections import deque
             from concurrent.futures import ProcessPoolExecutor
@@ -293,6 +351,10 @@ def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers:
                                         pool.submit(_worker_tag, texts, batch_size, fmt, labels)))
                         while len(pending) > 2 * workers:  # write in input order as results come
                             write_oldest()
+                        if stream is not None and stream.idle():  # nothing more to read now: write it all
+                            while pending:
+                                write_oldest()
+                            out.flush()
                 except (KeyboardInterrupt, BrokenProcessPool):  # stopped, or a worker died: no more waiting
                     pool.shutdown(wait=False, cancel_futures=True)
                     pending.clear()

@@ -315,3 +315,35 @@ def test_chunks_end_at_a_number_of_lines_or_of_characters():
     long = [(n, "字" * 300) for n in range(10)]
     assert [len(c) for c in _chunks(long, 100, chars=1000)] == [4, 4, 2]
     assert [t for c in _chunks(long, 100, chars=1000) for t in c] == [t for _, t in long]
+
+
+def test_chunks_end_where_no_further_text_has_come():
+    from lexner.tagfile import _chunks
+
+    lines = [(k, f"t{k}") for k in range(1, 8)]
+    assert list(_chunks(iter(lines), 3)) == [["t1", "t2", "t3"], ["t4", "t5", "t6"], ["t7"]]
+    waiting = iter([False, True, False, False, True, False])  # asked after each text but a chunk's last
+    assert list(_chunks(iter(lines), 3, idle=lambda: next(waiting))) == [["t1", "t2"], ["t3", "t4", "t5"], ["t6"],
+                                                                       ["t7"]]
+
+
+def test_standard_input_is_tagged_as_each_text_comes():
+    """``lexner tag --input -`` is a filter another program can talk to: the answer to a line comes before the
+    next line is sent (texts were held back until 1,024 had come or the input ended)."""
+    import select
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-m", "lexner", "tag", "--input", "-", "--format", "text"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        for text, expected in (("张三在北京。", "[张三|PER]在[北京|LOC]。"), ("李四在上海。", "[李四|PER]在[上海|LOC]。")):
+            child.stdin.write(f"{text}\n".encode())
+            child.stdin.flush()
+            ready, _, _ = select.select([child.stdout], [], [], 120)
+            assert ready, f"no answer to {text!r} while the input stays open"
+            assert child.stdout.readline().decode().rstrip("\n") == expected
+        child.stdin.close()
+        assert child.wait(60) == 0 and child.stdout.read() == b""
+    finally:
+        child.kill()
