@@ -386,6 +386,7 @@ def cmd_evaluate(args) -> int:
         raise CommandError(f"give --file or --dataset [--split], not both (--file {args.file} with "
                            f"{'--dataset ' + args.dataset if args.dataset else '--split ' + args.split})")
     args.split = args.split or "test"
+    _require_stdout()
     _use_threads(args)
     if args.file:  # the data first: a mistake in it is named before the model takes its seconds to load
         sentences = read_file(args.file, args.format)
@@ -610,6 +611,8 @@ def cmd_tag(args) -> int:
     from .tagfile import page, tag_file
 
     _tag_model_and_texts(args)
+    if args.output is None:
+        _require_stdout()
     if args.input is None and not args.text:
         raise CommandError("give text to tag, or --input FILE (- for standard input)")
     if args.input is not None and args.text:
@@ -702,9 +705,17 @@ def _megabytes(folder: Path) -> float:
     return round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20, 2)
 
 
+def _require_stdout() -> None:
+    """Refuses a command whose results go to standard output when there is none (started with ``>&-``): its
+    work would be lost (print writes nowhere) or end in a traceback."""
+    if sys.stdout is None:
+        raise CommandError("standard output is closed: nowhere to write the results")
+
+
 def cmd_info(args) -> int:
     from .runtimes import GRAPH_FILES
 
+    _require_stdout()
     args.runtime = "torch"  # describing a model makes no ONNX Runtime session; its config's runtime is reported
     tagger = _load_for_tagging(args, [], one_head=False)
     folder = tagger.source

@@ -921,3 +921,15 @@ def test_one_task_records_its_training_file(corpus, tmp_path):
                  "--no-progress"]) == 0
     card = json.loads((tmp_path / "out/model/config.json").read_text(encoding="utf-8"))["card"]
     assert card["train_data"].endswith("toy.bio"), card["train_data"]
+
+
+@pytest.mark.parametrize("argv", [["tag", "张三"], ["info"], ["evaluate", "--file", "gold.bio"]])
+def test_a_closed_standard_output_is_refused_cleanly(argv, tmp_path):
+    """Started with ``>&-``: tag ended in a traceback, info and evaluate exited 0 having written nothing."""
+    import os
+
+    (tmp_path / "gold.bio").write_text("张 B-PER\n三 I-PER\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "lexner", *argv], cwd=tmp_path, stderr=subprocess.PIPE,
+                          preexec_fn=lambda: os.close(1))
+    assert done.returncode == 2 and done.stderr.decode().strip().endswith(
+        "lexner: error: standard output is closed: nowhere to write the results"), done.stderr.decode()
