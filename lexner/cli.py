@@ -608,7 +608,7 @@ def cmd_tag(args) -> int:
     from .output import render
     from concurrent.futures.process import BrokenProcessPool
 
-    from .tagfile import page, tag_file
+    from .tagfile import page, tag_file, warn_no_conll_record
 
     _tag_model_and_texts(args)
     if args.output is None:
@@ -628,6 +628,9 @@ def cmd_tag(args) -> int:
     if args.input is None:
         texts = _command_line_texts(args.text, args.errors)
         _warn_texts_that_look_like_files(texts)
+        blank = [k for k, text in enumerate(texts, start=1) if not text or text.isspace()]
+        if blank and args.format == "conll":
+            warn_no_conll_record(f"{len(blank)} text(s) on the command line", f"text {', '.join(map(str, blank))}")
         tagged = tagger.tag_batch(texts, args.batch_size, labels=args.labels)
         with atomic_file(args.output) if args.output is not None else nullcontext(sys.stdout) as out:
             with page(out, args.format) as records:

@@ -85,6 +85,14 @@ class LineNumbers:
         return ", ".join(map(str, self.first)) + (", ..." if self.count > len(self.first) else "")
 
 
+def warn_no_conll_record(which: str, where: str) -> None:
+    """The warning for texts (``which``, at ``where``) that get no CoNLL record: an empty or whitespace-only
+    text would be a blank line, and blank lines only separate records."""
+    log.warning("%s empty or whitespace only (%s) have no record in CoNLL output (its blank lines only separate "
+                "records), so records after them do not line up with the texts; --format jsonl keeps one record "
+                "per text", which, where)
+
+
 def _worker_tag(lines: list[str], batch_size: int, fmt: str, labels: str | None) -> str:
     tagged = _WORKER_TAGGER.tag_batch(lines, batch_size, labels=labels)
     return "".join(render(t, es, fmt) for t, es in zip(lines, tagged))
@@ -370,6 +378,4 @@ def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers:
             log.warning("%s: skipped %d line(s) that are not valid UTF-8 (--errors skip): line %s",
                         shown_name(source), len(skipped), skipped)
         if blank:
-            log.warning("%s: %d line(s) empty or whitespace only (line %s) have no record in CoNLL output (its "
-                        "blank lines only separate records), so records after them do not line up with input "
-                        "lines; --format jsonl keeps one record per line", shown_name(source), len(blank), blank)
+            warn_no_conll_record(f"{shown_name(source)}: {len(blank)} line(s)", f"line {blank}")

@@ -933,3 +933,15 @@ def test_a_closed_standard_output_is_refused_cleanly(argv, tmp_path):
                           preexec_fn=lambda: os.close(1))
     assert done.returncode == 2 and done.stderr.decode().strip().endswith(
         "lexner: error: standard output is closed: nowhere to write the results"), done.stderr.decode()
+
+
+def test_conll_output_of_blank_command_line_texts_warns_as_for_a_file(capsys, caplog):
+    """Four texts, two of them blank, read back as two CoNLL records: said, as tag --input says it."""
+    with caplog.at_level("WARNING", logger="lexner"):
+        assert main(["tag", "--format", "conll", "张三", "", "  ", "李四"]) == 0
+    assert "2 text(s) on the command line empty or whitespace only (text 2, 3) have no record" in caplog.text
+    caplog.clear()
+    capsys.readouterr()
+    with caplog.at_level("WARNING", logger="lexner"):
+        assert main(["tag", "张三", "", "李四"]) == 0  # jsonl: a record each
+    assert "no record" not in caplog.text and len(capsys.readouterr().out.splitlines()) == 3
