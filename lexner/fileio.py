@@ -330,8 +330,9 @@ def _named(final: Path) -> Iterator[None]:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented UTF-8 JSON, atomically (see :func:`atomic_file`).  Text that UTF-8 cannot
-    hold (a lone surrogate) raises ``UnicodeEncodeError`` before the file is touched."""
-    write_bytes(path, (json.dumps(obj, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
+    hold (a lone surrogate) raises ``UnicodeEncodeError``, a NaN or infinite number ``ValueError`` (JSON has
+    none: :func:`read_json` refuses them), before the file is touched."""
+    write_bytes(path, (json.dumps(obj, ensure_ascii=False, indent=2, allow_nan=False) + "\n").encode("utf-8"))
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -363,7 +364,7 @@ def read_json(path: str | os.PathLike) -> Any:
     if len(data) > MAX_JSON_BYTES:
         raise DataFormatError(path, None, f"more than {MAX_JSON_BYTES} bytes")
     try:
-        return json.loads(data.decode("utf-8"))
+        return json.loads(data.decode("utf-8"), parse_constant=_not_json)
     except UnicodeDecodeError as err:
         raise DataFormatError(path, None, f"not valid UTF-8 at byte {err.start}") from None
     except json.JSONDecodeError as err:
@@ -372,6 +373,12 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DataFormatError(path, None, "JSON nested too deeply") from None
     except ValueError as err:  # e.g. an integer of more digits than Python converts
         raise DataFormatError(path, None, f"cannot be read as JSON: {err}") from None
+
+
+def _not_json(word: str) -> None:
+    """Python's json reads ``NaN`` and ``Infinity``, which JSON has not: a file holding them is refused (every
+    other reader — jq, JavaScript, a strict parser — refuses what lexner would have passed on)."""
+    raise ValueError(f"{word} is not a JSON number")
 
 
 def old_versions(final: str | os.PathLike) -> list[Path]:

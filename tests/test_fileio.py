@@ -190,6 +190,19 @@ def test_json_round_trip_and_error(tmp_path):
     assert f"{bad}:3" in str(info.value)
 
 
+@pytest.mark.parametrize("word", ["NaN", "Infinity", "-Infinity"])
+def test_json_files_holding_nan_or_infinity_are_refused(tmp_path, word):
+    """Python reads them, JSON has them not: a config.json holding one was passed on by lexner info as output
+    no strict parser reads."""
+    path = tmp_path / "config.json"
+    path.write_text(f'{{"card": {{"f1": {word}}}}}', encoding="utf-8")
+    with pytest.raises(DataFormatError, match=f"{word} is not a JSON number"):
+        read_json(path)
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        write_json(tmp_path / "out.json", {"f1": float(word)})
+    assert not (tmp_path / "out.json").exists()
+
+
 # --- atomic_directory --------------------------------------------------------------------------------------------------
 
 
