@@ -226,25 +226,31 @@ class Lexicon:
         return self._ids.get(normalize(word))
 
     def add(self, words: Iterable[str], vectors: np.ndarray | None = None) -> list[int]:
-        """Add words (existing ones are kept) and return the ids of all given words."""
+        """Add words (existing ones are kept) and return the ids of all given words.  A lexicon with vectors
+        needs ``vectors``, one row per given word.  Everything is checked before anything changes: a refused
+        call (an empty word, missing or misshapen vectors) leaves the lexicon as it was."""
+        given = [normalize(word.strip()) for word in words]
+        if not all(given):
+            raise ValueError(f"cannot add an empty word (word {given.index('') + 1} of {len(given)})")
         with self._lock:  # no matcher is being built from the words meanwhile
-            self._automaton = self._trie = None  # built again on next use (also if a word below is refused)
-            ids, new_vectors = [], []
-            for k, word in enumerate(words):
-                word = normalize(word.strip())
-                if not word:
-                    raise ValueError("cannot add an empty word")
+            new: dict[str, int] = {}  # each word not in the lexicon -> where it is first given
+            for k, word in enumerate(given):
                 if word not in self._ids:
-                    self._ids[word] = len(self.words)
-                    self.words.append(word)
-                    if self.vectors is not None:
-                        if vectors is None:
-                            raise ValueError("this lexicon has vectors: give a vector for each added word")
-                        new_vectors.append(vectors[k])
-                ids.append(self._ids[word])
-            if new_vectors:
-                self.vectors = np.concatenate([self.vectors, np.stack(new_vectors).astype(self.vectors.dtype)])
-        return ids
+                    new.setdefault(word, k)
+            if self.vectors is not None and new:
+                if vectors is None:
+                    raise ValueError("this lexicon has vectors: give a vector for each added word")
+                rows = np.asarray(vectors)
+                if rows.shape != (len(given), self.vectors.shape[1]):
+                    raise ValueError(f"vectors must have one row of {self.vectors.shape[1]} per given word "
+                                     f"({len(given)}), got shape {rows.shape}")
+                self.vectors = np.concatenate([self.vectors, rows[list(new.values())].astype(self.vectors.dtype)])
+            if new:
+                self._automaton = self._trie = None  # built again on next use
+            for word in new:
+                self._ids[word] = len(self.words)
+                self.words.append(word)
+            return [self._ids[word] for word in given]
 
     # matching -----------------------------------------------------------------------------------------
     def _matcher(self, name: str, build):

@@ -415,3 +415,16 @@ def test_a_lexicon_copies_and_pickles_with_its_matches(corpus):
                           lexicon=Lexicon(["北京", "上海"])).eval()
     text = "张三在北京和上海工作"
     assert copy.deepcopy(tagger).tag(text) == tagger.tag(text)
+
+
+def test_a_refused_add_leaves_the_lexicon_and_its_vectors_as_they_were():
+    """An empty word or misshapen vectors raised after earlier words of the call were added without their
+    vectors: every later word got the vector of the word after it (helper audit)."""
+    lexicon = Lexicon._with_vectors(["北京", "上海"], np.zeros((2, 2), np.float32), 2)
+    for words, vectors in ((["广州", ""], np.ones((2, 2))), (["广州"], None), (["广州"], np.ones((2, 2))),
+                           (["广州"], np.ones((1, 3)))):
+        with pytest.raises(ValueError):
+            lexicon.add(words, vectors)
+        assert lexicon.words == ["北京", "上海"] and lexicon.vectors.shape == (2, 2) and "广州" not in lexicon
+    ids = lexicon.add(["深圳", "北京", "深圳", "广州"], np.array([[9, 9], [0, 0], [8, 8], [7, 7]], np.float32))
+    assert ids == [2, 0, 2, 3] and lexicon.vectors[2].tolist() == [9, 9] and lexicon.vectors[3].tolist() == [7, 7]
