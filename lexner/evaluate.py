@@ -26,8 +26,10 @@ def score_spans(gold: Sequence[Sequence[Span]], predicted: Sequence[Sequence[Spa
     """Precision, recall and F1 per type, micro and macro averaged, from seqeval in strict IOBES mode.
 
     Returns ``{"micro": {...}, "macro": {...}, "per_type": {type: {...}}}`` where each ``{...}`` holds
-    ``precision``, ``recall``, ``f1`` (fractions in [0, 1]) and ``support`` (gold entities); ``micro`` also
-    ``predicted`` (predicted entities), so that scores of several sets can be pooled exactly.
+    ``precision``, ``recall``, ``f1`` (fractions in [0, 1]) and ``support`` (gold entities); ``micro`` and each
+    type also ``predicted`` (predicted entities), so that scores of several sets can be pooled exactly and a
+    precision of 0 for want of predictions told from a wrong one.  ``per_type`` and the macro average cover the
+    types in the gold spans or the predictions (seqeval's rule): a type neither has is not scored.
     """
     if not len(gold) == len(predicted) == len(lengths):
         raise ValueError(f"{len(gold)} gold, {len(predicted)} predicted and {len(lengths)} lengths: one of each "
@@ -48,10 +50,11 @@ def score_spans(gold: Sequence[Sequence[Span]], predicted: Sequence[Sequence[Spa
                 "f1": float(row["f1-score"]), "support": int(row["support"])}
 
     averages = {"micro avg", "macro avg", "weighted avg"}
+    per_label = Counter(span.label for spans in predicted for span in spans)
     return {
         "micro": {**clean(report["micro avg"]), **counted},
         "macro": clean(report["macro avg"]),
-        "per_type": {k: clean(v) for k, v in report.items() if k not in averages},
+        "per_type": {k: {**clean(v), "predicted": per_label[k]} for k, v in report.items() if k not in averages},
     }
 
 

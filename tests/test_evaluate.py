@@ -12,7 +12,8 @@ def test_strict_matching_counts_only_exact_spans_and_types():
     assert scores["micro"]["precision"] == pytest.approx(1 / 3)
     assert scores["micro"]["recall"] == pytest.approx(1 / 3)
     assert scores["per_type"]["PER"]["f1"] == 1.0
-    assert scores["per_type"]["ORG"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert scores["per_type"]["ORG"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1, "predicted": 0}
+    assert scores["per_type"]["LOC"]["predicted"] == 2 and scores["per_type"]["LOC"]["support"] == 1
     assert scores["macro"]["f1"] == pytest.approx((1.0 + 0.0 + 0.0) / 3)
 
 
