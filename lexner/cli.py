@@ -298,6 +298,8 @@ def cmd_train(args) -> int:
         raise
     if trainer.world.main:
         summary = {k: selection_scores(results[k]) for k in ("dev", "test") if k in results}
+        if "selection" in results.get("dev", {}):  # several tasks: which of their scores these are
+            summary["selection"] = results["dev"]["selection"]
         print(json.dumps({"model": str(Path(args.out) / "model"), "best_epoch": results["best_epoch"],
                           **summary}, indent=2))
     return 0

@@ -1195,7 +1195,8 @@ class Trainer:
     def scores(self, model: Tagger, tasks: Sequence[Task], split: str) -> dict[str, Any]:
         """The scores of ``model`` on each task's ``split`` ("dev" or "test"): :func:`evaluate`'s for one task;
         for several, ``{"tasks": {name: scores}, "mean": the unweighted mean of their micro P/R/F1, "pooled": micro
-        P/R/F1 over all their entities, "selection": which selects (``task_selection``)}``."""
+        P/R/F1 over all their entities, "selection": which selects (``task_selection``)}``; mean and pooled also
+        give the tasks' gold (``support``) and ``predicted`` entities in all, as one task's micro scores do."""
         batch_size = self.config.eval_batch_size
         if len(tasks) == 1:
             return evaluate(model, getattr(tasks[0], split), batch_size, labels=tasks[0].labels)
@@ -1209,7 +1210,9 @@ class Trainer:
         recall = found / gold if gold else 0.0
         pooled = {"precision": precision, "recall": recall,
                   "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0}
-        return {"tasks": per_task, "mean": mean, "pooled": pooled, "selection": self.config.task_selection}
+        counts = {"support": gold, "predicted": predicted}
+        return {"tasks": per_task, "mean": {**mean, **counts}, "pooled": {**pooled, **counts},
+                "selection": self.config.task_selection}
 
     def _earlier_test_scores(self) -> dict[str, Any] | None:
         """A resumed run without a test set: the test scores an earlier run wrote into ``results.json``, if they

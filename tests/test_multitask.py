@@ -77,6 +77,9 @@ def test_fit_tasks_trains_every_head_selects_on_pooled_dev_scores_and_scores_eac
     assert results["dev"]["selection"] == "pooled"  # the default: every dev entity counts once
     found = sum(t["micro"]["recall"] * t["micro"]["support"] for t in tasks.values())
     assert results["dev"]["pooled"]["recall"] == pytest.approx(found / sum(t["micro"]["support"] for t in tasks.values()))
+    for kind in ("mean", "pooled"):  # the entities counted, as one task's micro scores give them
+        assert results["dev"][kind]["support"] == sum(t["micro"]["support"] for t in tasks.values())
+        assert results["dev"][kind]["predicted"] == sum(t["micro"]["predicted"] for t in tasks.values())
     assert set(results["test"]["tasks"]) == {"coarse", "fine"}
     log = epoch_records(tmp_path / "log.jsonl")
     assert [r["epoch"] for r in log] == [1, 2] and set(log[0]["tasks"]) == {"coarse", "fine"}
@@ -176,7 +179,9 @@ def test_cli_trains_tags_evaluates_and_exports_a_multi_task_model(corpus, tmp_pa
                  "--set", "hidden=16", "--set", "char_dim=8", "--set", "bigram_dim=4", "--no-progress",
                  "--device", "cpu", "--task-temperature", "2"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert set(summary["dev"]) == {"precision", "recall", "f1"}  # the mean over tasks
+    # the pooled scores over tasks, with the same keys as one task's micro scores, and which they are
+    assert set(summary["dev"]) == {"precision", "recall", "f1", "support", "predicted"}
+    assert summary["selection"] == "pooled"
     model = str(tmp_path / "run" / "model")
     assert main(["tag", model, "张三在北京", "--labels", "fine"]) == 0
     labels = {e["label"] for e in json.loads(capsys.readouterr().out)["entities"]}
@@ -305,4 +310,4 @@ def test_pooled_scores_count_the_entities_of_a_task_that_got_none_right():
     trainer = types.SimpleNamespace(config=types.SimpleNamespace(eval_batch_size=8, task_selection="pooled"))
     scores = Trainer.scores(trainer, Tagger(), tasks, "dev")
     assert scores["tasks"]["b"]["micro"]["predicted"] == 10 and scores["tasks"]["b"]["micro"]["precision"] == 0
-    assert scores["pooled"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5})
+    assert scores["pooled"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 20, "predicted": 20})
