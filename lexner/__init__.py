@@ -9,7 +9,15 @@ Importing lexner loads nothing heavy: torch is imported when a tagger is built o
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what type checkers see of the names below, which are imported when first used
+    from .api import build_tagger, load
+    from .entity import Entity
+    from .lexicon import Lexicon
+    from .output import render_html
 
 __all__ = ["Entity", "Lexicon", "build_tagger", "load", "render_html", "__version__"]
 
