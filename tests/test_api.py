@@ -201,6 +201,25 @@ def test_a_model_saved_without_a_piece_length_keeps_the_old_default(saved):
     assert (tagger.max_length, tagger.overlap) == (500, 50)
 
 
+def test_a_thread_tagging_while_the_piece_length_changes_never_reads_an_overlap_too_long_for_it(saved):
+    """The two attributes change one after the other: every pair in between must still make windows that
+    advance (a length of 9 with the old overlap of 50 would not)."""
+    tagger = lexner.load(saved)
+    pairs = []
+
+    class Watched(type(tagger)):
+        def __setattr__(self, name, value):
+            super().__setattr__(name, value)
+            if name in ("max_length", "overlap"):
+                pairs.append((self.max_length, self.overlap))
+
+    tagger.__class__ = Watched
+    for length in (9, 1000, 40, 3, 500):
+        tagger.set_piece_length(length)
+    assert pairs[-1] == (500, 50) and len(pairs) == 10
+    assert all(overlap <= length // 4 for length, overlap in pairs), pairs
+
+
 def test_set_piece_length_sets_the_overlap_and_refuses_nonsense(saved):
     tagger = lexner.load(saved)
     tagger.set_piece_length(9)

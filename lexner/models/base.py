@@ -564,7 +564,14 @@ class Tagger(nn.Module):
         with the model; training sets it from the training sentences (lexner.tagging.piece_length)."""
         if not isinstance(length, int) or isinstance(length, bool) or not 1 <= length <= PIECE_LENGTH_LIMIT:
             raise ValueError(f"the piece length must be an integer from 1 to {PIECE_LENGTH_LIMIT}, got {length!r}")
-        self.max_length, self.overlap = length, min(Tagger.overlap, length // 4)
+        overlap = min(Tagger.overlap, length // 4)
+        # one attribute at a time, in the order that keeps every pair a thread tagging meanwhile may read a valid
+        # one (overlap at most a quarter of the length): the overlap first when shrinking, the length first when
+        # growing (a length of 9 read with the old overlap of 50 would have made windows that never advance)
+        if length < self.max_length:
+            self.overlap, self.max_length = overlap, length
+        else:
+            self.max_length, self.overlap = length, overlap
 
     # --- persistence -----------------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike, extra: Mapping[str, Any] | None = None,
