@@ -137,3 +137,27 @@ def test_lean_position_scores_equal_the_naive_ones_for_any_lattice(batch, chars,
     grad_naive = torch.autograd.grad((naive * weights).sum(), [qv, layer.fuse.weight])
     for a, b in zip(grad_lean, grad_naive):
         assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_gradients_are_the_same_on_every_run_with_several_threads():
+    """The position tables' rows are gathered with index_select: advanced indexing's backward summed repeated
+    rows' gradients in a different order on every run with 2 CPU threads (fuse.weight: 8 different gradients in
+    8 runs of this batch), so FLAT's training was not reproducible on a multi-core machine (helper audit)."""
+    torch.manual_seed(0)
+    model = make(embed_dropout=0.0, ffn_dropout=0.0, output_dropout=0.0).train()
+    sentences = toy_corpus()
+    texts = ["".join(sentences[(k + j) % len(sentences)].text for j in range(6)) for k in range(16)]
+    batch = model.featurizer.encode(texts, [[] for _ in texts])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen: dict[str, set] = {}
+        for _ in range(6):
+            model.zero_grad()
+            model.loss(batch).backward()
+            for name, p in model.named_parameters():
+                if p.grad is not None:
+                    seen.setdefault(name, set()).add(p.grad.numpy().tobytes())
+    finally:
+        torch.set_num_threads(threads)
+    assert "layers.0.fuse.weight" in seen and not {n: len(v) for n, v in seen.items() if len(v) > 1}

@@ -71,6 +71,14 @@ class FLATConfig:
             raise ValueError(f"model_dim {self.model_dim} must be a positive multiple of heads {self.heads}")
 
 
+def gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` for a 2-D ``table`` and an index of any shape, by ``index_select``: the same values, but
+    a backward pass that adds the gradients of repeated rows in a fixed order (advanced indexing's
+    ``index_put_(accumulate=True)`` adds them in a different order on every run with several CPU threads, so
+    FLAT's training was not reproducible there)."""
+    return table.index_select(0, index.reshape(-1)).view(*index.shape, table.shape[-1])
+
+
 def sinusoid_table(positions: torch.Tensor, dim: int) -> torch.Tensor:
     """p_d for each d in ``positions``: p[2k] = sin(d / 10000^(2k/dim)), p[2k+1] = cos(...).  Shape (*, dim)."""
     k = torch.arange(0, dim, 2, dtype=torch.float32, device=positions.device)
@@ -150,8 +158,9 @@ class RelativeAttentionLayer(nn.Module):
         b = (present - 1).view(1, -1, 1)  # len_j − 1, shape: (1, K, 1)
         shift = reach + x  # row of distance 0 + x
         # shape: (K, K, 2S+1, d): R for every (len_i, len_j, x)
-        table = F.relu(hh[shift].expand(len(present), len(present), -1, -1) + th[shift + a] + ht[shift - b]
-                       + tt[shift + a - b] + self.fuse.bias)
+        table = F.relu(gather_rows(hh, shift).expand(len(present), len(present), -1, -1)
+                       + gather_rows(th, shift + a) + gather_rows(ht, shift - b) + gather_rows(tt, shift + a - b)
+                       + self.fuse.bias)
         K, width, T = len(present), 2 * span + 1, span + 1
         # character keys (length class 0: 1 is the shortest length and characters always have it):
         # column h_i − j + span of the query's class slice; word keys: a row of the whole table
@@ -215,7 +224,7 @@ def _position_block(table: torch.Tensor, classes: torch.Tensor, char_column: tor
         if chosen.any():
             slices[chosen] = query[chosen] @ table[k, 0].t()
     chars = slices.gather(3, char_column.unsqueeze(2).expand(-1, -1, heads, -1))  # shape: (B, rows, h, T)
-    words = torch.einsum("bijc,bihc->bihj", table.reshape(-1, d)[word_index], query)  # shape: (B, rows, h, M)
+    words = torch.einsum("bijc,bihc->bihj", gather_rows(table.reshape(-1, d), word_index), query)  # (B, rows, h, M)
     return torch.cat([chars, words], dim=3)
 
 
