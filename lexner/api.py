@@ -60,7 +60,8 @@ def build_tagger(
     the words with a pretrained vector or seen in ``train`` are kept (the others would stay random).  ``label_sets``
     (``{name: entity types}``, the default first) makes a multi-task model with one head per label set
     (trained with ``Trainer.fit_tasks``); without it, one head with ``train``'s types.  ``progress``: progress bars
-    while vector files are read (stderr).
+    while vector files are read (stderr).  ``seed`` decides every initial weight (the same seed, the same
+    model, whatever torch's global generator holds; that generator is left as it was).
     """
     check_sentences(train, "train")
     cls = model_class(model)
@@ -126,7 +127,11 @@ def build_tagger(
         bigram_min_count=bigram_min_count,
         label_sets=label_sets,
     )
-    tagger = cls(model_config, featurizer)
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # the layers' initial weights from ``seed`` alone
+        torch.manual_seed(seed)
+        tagger = cls(model_config, featurizer)
     tagger.fit_corpus(s.text for s in train)
     if tagger.embed is not None:
         found = tagger.embed.init_from(pretrained, seed=seed)

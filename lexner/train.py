@@ -515,6 +515,16 @@ def _model_settings(model: Tagger) -> dict[str, Any]:
     return settings
 
 
+def _vocabularies(model: Tagger) -> str:
+    """A fingerprint of what each embedding row and tag of ``model`` stands for: its characters, bigrams,
+    lexicon words and every head's tags, in order.  A resume refuses a model built otherwise (the same sizes
+    with the lexicon's files given in another order put every word's weights on another word)."""
+    f = model.featurizer
+    content = [f.chars.tokens, f.bigrams.tokens, f.lexicon.words if f.lexicon is not None else None,
+               {name: list(label_set.tags) for name, label_set in f.label_sets.items()}]
+    return hashlib.sha256(json.dumps(content, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()
+
+
 TOKENIZER_PROBE = "Apple CEO Zoë Smith, ＡＢＣ１２３ 2008年在北京 iPhone15 café"
 
 
@@ -595,9 +605,11 @@ class Trainer:
                 self.model, device_ids=[self.model.device] if device.startswith("cuda") else None,
                 # a shard may match no word (word cells unused); a multi-task step uses one head
                 find_unused_parameters=model.reads.words or model.featurizer.multi_task)
-            torch.manual_seed(config.seed * 7919 + self.world.rank)  # different dropout masks on each rank
         else:
             self.net = self.model
+        # dropout masks from the seed (each rank its own), not from whatever torch's generator held (a resumed
+        # run takes the checkpoint's generators instead)
+        torch.manual_seed(config.seed * 7919 + self.world.rank)
         encoder = {id(p) for p in model.encoder_parameters()}
         params = [p for p in model.parameters() if p.requires_grad]
         groups = [{"params": [p for p in params if id(p) not in encoder], "lr_scale": 1.0}]
@@ -643,6 +655,7 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "rng": rngs[0],
             **({"rng_ranks": rngs[1:]} if len(rngs) > 1 else {}),  # each rank its own dropout masks on --resume
             "train_config": dataclasses.asdict(self.config), "model_config": _model_settings(self.model),
+            "vocabularies": _vocabularies(self.model),
             **({"data": self.data} if self.data else {}),
             **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
             **({"ema": self.ema.averages} if self.ema is not None else {}),
@@ -749,6 +762,11 @@ class Trainer:
             found = "; ".join(differ)
             raise TrainingError(f"{path} was written for another model ({found}): resume with the model, data and "
                                 "vocabulary settings it was trained with")
+        if (vocabularies := state.get("vocabularies")) is not None and vocabularies != _vocabularies(self.model):
+            raise TrainingError(f"{path} was written for a model whose characters, bigrams, lexicon words or tags "
+                                "differ from this one's (same sizes, other entries or order): resume with the data, "
+                                "vector and lexicon files, in the order, and the vocabulary options it was "
+                                "trained with")
         if (saved := state.get("model_config")) is not None:
             now = _model_settings(self.model)
             if "tokenizer" not in saved:  # recorded before the tokenizer's fingerprint was: not compared

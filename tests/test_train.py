@@ -611,3 +611,47 @@ def test_resume_of_a_bert_run_takes_a_moved_checkpoint_but_refuses_another_token
     for changed in (other, cased):
         with pytest.raises(TrainingError, match="tokenizer"):
             trainer(changed, 2).resume()
+
+
+def test_training_from_python_repeats_whatever_torchs_generator_held(corpus, tmp_path):
+    """build_tagger(seed=...) and TrainConfig.seed decide the initial weights and the dropout masks: in the
+    README's pattern, two processes gave different models (the layers and dropout drew from torch's global
+    generator, seeded at random in each process; helper audit)."""
+    models = []
+    for k, noise in enumerate((111, 222)):
+        torch.manual_seed(noise)  # another process, another state of the global generator
+        tagger = build_tagger("bilstm_crf", corpus, SMALL, seed=5)
+        torch.manual_seed(noise + 1)
+        Trainer(tagger, TrainConfig(epochs=1, batch_size=4, lr=0.05, seed=5), tmp_path / str(k),
+                progress=False).fit(corpus[:15], corpus[15:])
+        models.append(tagger.state_dict())
+    assert all(torch.equal(models[0][name], models[1][name]) for name in models[0])
+    state = torch.random.get_rng_state()
+    build_tagger("bilstm_crf", corpus, SMALL, seed=5)
+    assert torch.equal(torch.random.get_rng_state(), state)  # building leaves the global generator alone
+
+
+def test_resume_of_a_model_whose_vocabularies_differ_in_order_is_refused(corpus, tmp_path):
+    """The lexicon's files in another order build a model of the same sizes whose rows stand for other words:
+    --resume took it and every word's trained weights went to another word (helper audit)."""
+    from lexner.checkpoint import load_checkpoint, save_checkpoint
+    from lexner.lexicon import Lexicon
+
+    words = ["张三", "北京", "上海", "李四", "天津"]
+    config = {"char_dim": 8, "bigram_dim": 4, "word_dim": 6, "hidden": 8}
+
+    def trainer(lexicon_words, epochs):
+        tagger = build_tagger("softlexicon", corpus, config, lexicon=Lexicon(lexicon_words), seed=3)
+        return Trainer(tagger, TrainConfig(epochs=epochs, batch_size=4, seed=3), tmp_path, progress=False)
+
+    trainer(words, 1).fit(corpus[:15], corpus[15:])
+    other = trainer(words[::-1], 2)
+    with pytest.raises(TrainingError, match="characters, bigrams, lexicon words or tags differ"):
+        other.resume()
+    same = trainer(words, 2)
+    assert same.resume()
+    same.fit(corpus[:15], corpus[15:])
+    assert same.epoch == 2
+    state = load_checkpoint(tmp_path / "checkpoint")  # written before vocabularies were recorded: unchecked
+    save_checkpoint(tmp_path / "checkpoint", {k: v for k, v in state.items() if k != "vocabularies"})
+    assert trainer(words[::-1], 3).resume()
