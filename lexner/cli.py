@@ -268,7 +268,7 @@ def cmd_train(args) -> int:
         source = tagger.metadata.get("card") or {}
         card = {"init_from": str(args.init_from), **{k: source.get(k) for k in ("embeddings", "lexicon")}}
     else:
-        card = {"embeddings": {k: str(v) if v else None for k, v in embeddings.items()},
+        card = {"embeddings": {k: portable_path(str(v)) if v else None for k, v in embeddings.items()},
                 "lexicon": (" + ".join(map(str, args.lexicon or [embeddings.get("words")])) if tagger.reads.words
                             else None)}
     card = {"train_data": train_data, "command": command_line(sys.argv), **card}

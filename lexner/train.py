@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import platform
 import random
 import shutil
 import time
@@ -970,13 +971,21 @@ class Trainer:
             write_bytes(log_path, "".join(line + "\n" for line in lines).encode("utf-8"))  # whole or not at all
         items, task_of, heads = self._prepare(tasks, teachers, unlabelled)
         self._check_world(task_of.count(k) for k in range(max(task_of, default=-1) + 1))  # unlabelled texts too
+        settings = self._settings_record(cfg)
         if main:
             if self.replace and self.epoch == 0:
                 set_aside_previous_run(self.out_dir)
-            write_json(self.out_dir / CONFIG_FILE, self._settings_record(cfg))
-        # what every saved model's card says, beside what the caller adds (command, data files, ...)
+            write_json(self.out_dir / CONFIG_FILE, settings)
+        # what every saved model's card says, beside what the caller adds (command, data files, ...): enough to
+        # train it again — the settings (seed included, and each resume's changes), the libraries' versions and
+        # the fingerprints of the data
         model_card = {"lexner": provenance(), "device": cfg.device, "threads": torch.get_num_threads(),
-                      "train_data": "+".join(t.name or "train" for t in tasks), **recordable(model_card or {})}
+                      "train_data": "+".join(t.name or "train" for t in tasks), "train_config": settings,
+                      "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                                   "numpy": np.__version__},
+                      "data_sha256": {f"({k[1:]})" if k.startswith("\0") else k or "sentences": v
+                                      for k, v in data.items()},  # "(teachers)", "(unlabelled)": no task's name
+                      **recordable(model_card or {})}
         sentences = [s for task in tasks for s in task.train]
         augmenters = ([Augmenter(cfg.augment.split(","), task.train, self.model.featurizer.lexicon)
                        for task in tasks] if cfg.augment else None)

@@ -655,3 +655,14 @@ def test_resume_of_a_model_whose_vocabularies_differ_in_order_is_refused(corpus,
     state = load_checkpoint(tmp_path / "checkpoint")  # written before vocabularies were recorded: unchecked
     save_checkpoint(tmp_path / "checkpoint", {k: v for k, v in state.items() if k != "vocabularies"})
     assert trainer(words[::-1], 3).resume()
+
+
+def test_a_models_card_records_what_it_takes_to_train_it_again(corpus, tmp_path):
+    """The seed (default or given), every setting as train_config.json has them (each resume's changes too),
+    the libraries' versions and the data's fingerprints (only the command line was recorded, without its
+    defaults; helper audit)."""
+    make_trainer(corpus, tmp_path, epochs=1).fit(corpus[:15], corpus[15:])
+    card = lexner.load(tmp_path / "model").metadata["card"]
+    assert card["train_config"] == json.loads((tmp_path / "train_config.json").read_text(encoding="utf-8"))
+    assert card["train_config"]["seed"] == 3 and card["versions"]["torch"] == torch.__version__
+    assert card["data_sha256"] == {"sentences": load_checkpoint(tmp_path / "checkpoint")["data"][""]}
