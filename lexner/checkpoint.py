@@ -61,7 +61,8 @@ def load_checkpoint(directory: str | os.PathLike) -> dict[str, Any]:
     structure = read_json(directory / STATE_FILE)
     try:
         state = _unflatten(structure, tensors)
-    except (KeyError, TypeError, ValueError) as err:  # a tensor it names is not there, a value of another kind
+    except (KeyError, TypeError, ValueError, RecursionError) as err:  # a tensor it names is not there, a value of
+        # another kind, nesting too deep to rebuild
         raise DataFormatError(directory / STATE_FILE, None, f"does not match {TENSORS_FILE} ({type(err).__name__}: "
                               f"{err}): the checkpoint is damaged or edited") from None
     if not isinstance(state, dict):

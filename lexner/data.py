@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from .fileio import COMPRESSORS, DataFormatError, atomic_file, iter_lines, leading_bom
+from .fileio import COMPRESSORS, DataFormatError, atomic_file, iter_lines, leading_bom, loads_json
 from .schemes import (TYPE_NAME_RULE, Span, detect_scheme, ill_formed, is_type_name, spans_to_tags, split_tag,
                       tags_to_spans)
 
@@ -160,9 +160,10 @@ def _read_jsonl(path: str | os.PathLike, lines: Iterable[tuple[int, str]]) -> li
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as err:
-            hint = JSON_LINES_HINT if not sentences else ""  # the first record: perhaps one JSON document
+            obj = loads_json(line)
+        except (ValueError, RecursionError) as err:  # ValueError: JSONDecodeError, NaN, an integer too long
+            # the first record, cut short: perhaps one JSON document over several lines
+            hint = JSON_LINES_HINT if not sentences and isinstance(err, json.JSONDecodeError) else ""
             raise DataFormatError(path, lineno, f"not valid JSON ({err}){hint}") from None
         if not isinstance(obj, dict) or "text" not in obj:
             raise DataFormatError(path, lineno, "expected a JSON object with a 'text'"

@@ -364,15 +364,23 @@ def read_json(path: str | os.PathLike) -> Any:
     if len(data) > MAX_JSON_BYTES:
         raise DataFormatError(path, None, f"more than {MAX_JSON_BYTES} bytes")
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_not_json)
+        return loads_json(data.decode("utf-8"))
     except UnicodeDecodeError as err:
         raise DataFormatError(path, None, f"not valid UTF-8 at byte {err.start}") from None
     except json.JSONDecodeError as err:
         raise DataFormatError(path, err.lineno, f"invalid JSON: {err.msg}") from None
     except RecursionError:
         raise DataFormatError(path, None, "JSON nested too deeply") from None
+    except MemoryError:  # a small file of many tiny values ([[],[],...]: ~27 bytes of memory per byte)
+        raise DataFormatError(path, None, f"{len(data)} bytes of JSON too large to read into memory") from None
     except ValueError as err:  # e.g. an integer of more digits than Python converts
         raise DataFormatError(path, None, f"cannot be read as JSON: {err}") from None
+
+
+def loads_json(text: str) -> Any:
+    """``json.loads`` of JSON itself: ``NaN``, ``Infinity`` and ``-Infinity``, which Python reads, are refused
+    (``ValueError``, as for anything else that is not JSON, an integer of more digits than Python converts too)."""
+    return json.loads(text, parse_constant=_not_json)
 
 
 def _not_json(word: str) -> None:

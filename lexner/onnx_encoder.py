@@ -46,10 +46,12 @@ session was built.  A model directory can carry the choice (``lexner export --ru
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import importlib.util
 import logging
+import sys
 import tempfile
 import weakref
 from pathlib import Path
@@ -332,8 +334,12 @@ class EmissionsSession:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
+        # a carried graph may be damaged: ONNX Runtime then prints a banner ("EP Error ... Falling back") with
+        # print() before it fails — onto standard error, not among the records on standard output
+        quiet = contextlib.redirect_stdout(sys.stderr) if check else contextlib.nullcontext()
         try:
-            session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+            with quiet:
+                session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         except Exception as err:  # ONNX Runtime's own error classes: a carried file it cannot read is not used
             if not check:
                 raise

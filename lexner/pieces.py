@@ -110,7 +110,13 @@ class PieceEncoder:
             raise ModelFormatError(f"{source}: not a readable tokenizer ({type(err).__name__}: {err})") from None
         if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
             raise ModelFormatError(f"{source}: the tokenizer has no [CLS]/[SEP] tokens (a BERT-style one is needed)")
-        return cls(tokenizer)
+        encoder = cls(tokenizer)
+        try:  # a character no vocabulary holds: a tokenizer whose unknown token is not in its vocabulary fails
+            encoder.encode("龘\U0010fffd张三 Zoë")  # here, not at the first unknown character of a training or tagging
+        except Exception as err:
+            raise ModelFormatError(f"{source}: the tokenizer cannot encode a text ({type(err).__name__}: {err}); is "
+                                   "its unknown token in its vocabulary?") from None
+        return encoder
 
     def check_ids(self, vocab_size: int, where: str) -> None:
         """``ModelFormatError`` (naming ``where``) if a piece id could reach past the encoder's ``vocab_size``

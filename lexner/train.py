@@ -1289,7 +1289,10 @@ def log_records(log_file: Path) -> list[tuple[str, dict[str, Any]]]:
     """Each record of a training log with its line.  A last line cut short (a stop or a full disk while it was
     written) is left out, with a warning; any other line that is not an epoch's or the final record is a
     ``DataFormatError`` naming the file and line."""
-    text = Path(log_file).read_text(encoding="utf-8")
+    try:
+        text = Path(log_file).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataFormatError(log_file, None, f"not valid UTF-8 at byte {err.start} (damaged?)") from None
     lines = text.splitlines()
     records = []
     for number, line in enumerate(lines, 1):
@@ -1297,7 +1300,7 @@ def log_records(log_file: Path) -> list[tuple[str, dict[str, Any]]]:
             continue
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             if number == len(lines) and not text.endswith("\n"):
                 log.warning("%s:%d: a last line cut short, left out", log_file, number)
                 continue

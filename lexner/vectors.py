@@ -21,7 +21,7 @@ from .text import normalize
 log = logging.getLogger(__name__)
 
 
-_HEADER = re.compile(r"[0-9]+[ \t]+[0-9]+")
+_HEADER = re.compile(r"[0-9]{1,18}[ \t]+[0-9]{1,18}")  # longer numbers: no header (int() refuses 4,300 digits)
 
 
 def is_word2vec_header(line: str) -> bool:
@@ -63,6 +63,7 @@ def read_word2vec(
     row_lines: list[int] = []
     read = 0
     number_ended: list[tuple[int, str]] = []  # (line, token) of rows whose token ends in a number after a space
+    tokenless: list[int] = []  # lines of rows without a token, left out
     if progress:
         from tqdm.auto import tqdm
 
@@ -78,6 +79,9 @@ def read_word2vec(
             raise DataFormatError(path, lineno, f"expected a token and {dim} numbers, got {len(parts)} "
                                                 f"fields{tabs}")
         token = normalize(" ".join(parts[:-dim]))  # a token may itself contain a space
+        if not token:  # " 0.1 0.2": no token (a lone CR before it ended the line?); no vocabulary holds ""
+            tokenless.append(lineno)
+            continue
         if len(parts) > dim + 1 and _all_numbers(parts[1:]):
             if read == 1:  # the first row: every row is longer than the header says
                 raise DataFormatError(path, lineno, f"expected a token and {dim} numbers (the header's DIM), "
@@ -99,6 +103,9 @@ def read_word2vec(
         row_lines.append(lineno)
     if read != count:
         log.warning("%s: the header says %d vectors, the file holds %d; read them all", path, count, read)
+    if tokenless:
+        log.warning("%s: left out %d row(s) without a token (line %s%s)", path, len(tokenless),
+                    ", ".join(map(str, tokenless[:5])), ", ..." if len(tokenless) > 5 else "")
     if number_ended:
         log.warning("%s: %d row(s) read as a token holding a space and ending in a number (e.g. line %d: %r); if "
                     "they are vectors with too many numbers, the file is damaged", path, len(number_ended),

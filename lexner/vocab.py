@@ -33,6 +33,8 @@ class Vocab:
         return vocab
 
     def add(self, token: str) -> int:
+        if not isinstance(token, str) or not token:  # Vocab.load refuses such a file: never write one
+            raise ValueError(f"a vocabulary token must be a non-empty string, got {token!r}")
         if token not in self.index:
             self.index[token] = len(self.tokens)
             self.tokens.append(token)

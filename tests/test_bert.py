@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import tempfile
 import unicodedata
 from pathlib import Path
@@ -268,3 +269,17 @@ def test_special_tokens_written_in_the_text_are_text():
     ids, char_piece = encoder().encode("[SEP]张[PAD]三")
     special = {encoder().cls_id, encoder().sep_id, encoder().pad_id}
     assert not special & set(ids) and all(k >= 0 for k in char_piece)
+
+
+def test_a_tokenizer_whose_unknown_token_is_not_in_its_vocabulary_is_refused_as_it_is_read(tmp_path):
+    """It loaded, then failed with a bare tokenizers Exception at the first unknown character of a training or
+    tagging (helper audit)."""
+    from lexner.fileio import ModelFormatError
+
+    broken = _copy(tiny_bert(), tmp_path / "broken")
+    data = json.loads((broken / "tokenizer.json").read_text(encoding="utf-8"))
+    data["model"]["unk_token"] = "<unk>"  # the vocabulary has [UNK] only
+    (broken / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ModelFormatError, match="cannot encode a text.*unknown token"):
+        PieceEncoder.load(broken)
+    assert PieceEncoder.load(tiny_bert()).encode("龘张")[0][0] == encoder().tokenizer.unk_token_id  # as it was

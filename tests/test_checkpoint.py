@@ -26,3 +26,16 @@ def test_a_checkpoint_without_numpy_state_still_restores_the_rest(tmp_path):
     expected = torch.rand(2).tolist()
     set_rng_state(old)
     assert torch.rand(2).tolist() == expected
+
+
+def test_a_state_nested_too_deep_to_rebuild_is_a_damaged_checkpoint(tmp_path):
+    """Nesting that read_json still reads (900 levels) overflowed the rebuilding: a RecursionError traceback."""
+    import pytest
+
+    from lexner.checkpoint import STATE_FILE
+    from lexner.fileio import DataFormatError
+
+    save_checkpoint(tmp_path / "ck", {"a": torch.zeros(2)})
+    (tmp_path / "ck" / STATE_FILE).write_text("[" * 900 + "]" * 900, encoding="utf-8")
+    with pytest.raises(DataFormatError, match="damaged or edited"):
+        load_checkpoint(tmp_path / "ck")

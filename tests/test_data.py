@@ -705,3 +705,15 @@ def test_of_crossing_spans_the_longer_is_kept_not_the_first():
 
     assert _drop_nested([Span(0, 2, "a"), Span(1, 5, "b"), Span(5, 6, "c")]) == [Span(1, 5, "b"), Span(5, 6, "c")]
     assert _drop_nested([Span(0, 3, "a"), Span(2, 5, "b")]) == [Span(0, 3, "a")]  # as long: the first
+
+
+def test_json_lines_with_an_integer_too_long_or_nan_are_clean_errors(tmp_path):
+    """An integer of 5,000 digits was Python's ValueError traceback; NaN passed (JSON has none)."""
+    path = tmp_path / "big.jsonl"
+    path.write_text('{"text": "ab", "entities": [{"start": ' + "1" * 5000 + ', "end": 1, "label": "X"}]}\n',
+                    encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"big.jsonl:1: not valid JSON \(Exceeds the limit"):
+        read_file(path)
+    path.write_text('{"text": "ab", "x": NaN}\n', encoding="utf-8")
+    with pytest.raises(DataFormatError, match="NaN is not a JSON number"):
+        read_file(path)

@@ -327,3 +327,16 @@ def test_compression_is_known_by_its_suffix_in_any_case(tmp_path):
     assert partial_name(tmp_path / "o.jsonl.GZ").name == "o.jsonl.partial.GZ"
     write_conll(read_file(source), tmp_path / "x.BIO.Gz")
     assert gzip.decompress((tmp_path / "x.BIO.Gz").read_bytes()).startswith("张\tB-PER".encode())
+
+
+def test_json_too_large_for_memory_is_a_clean_error(tmp_path, monkeypatch):
+    """[[],[],...] takes ~27 bytes of memory per byte: a MemoryError traceback under a memory limit (fuzzing)."""
+    import json
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    (tmp_path / "chars.json").write_text("[[], []]", encoding="utf-8")
+    monkeypatch.setattr(json, "loads", out_of_memory)
+    with pytest.raises(DataFormatError, match="too large to read into memory"):
+        read_json(tmp_path / "chars.json")

@@ -511,3 +511,22 @@ def test_a_teacher_runs_in_torch_whatever_runtime_its_directory_asks_for(tmp_pat
     args = argparse.Namespace(unlabelled=[], unlabelled_dataset=[], device="cpu", data_root=None)
     (teacher,), _ = _teachers_and_unlabelled(args, [(None, out)])
     assert session_of(teacher) is None and teacher.metadata["runtime"] == "onnx-int8"
+
+
+def test_a_damaged_carried_graph_prints_nothing_among_the_records(tmp_path, capsys, caplog):
+    """ONNX Runtime print()s an "EP Error ... Falling back" banner when a graph fails to load: on standard
+    output it broke lexner tag's JSON Lines (helper fuzzing); now on standard error, with lexner's warning."""
+    import shutil
+
+    import lexner
+    from lexner.api import DEFAULT_MODEL
+
+    copy = tmp_path / "m"
+    shutil.copytree(DEFAULT_MODEL, copy)
+    graph = bytearray((copy / "encoder-int8.onnx").read_bytes())
+    graph[116] = 0xC7  # one damaged byte: a string ONNX Runtime cannot decode
+    (copy / "encoder-int8.onnx").write_bytes(bytes(graph))
+    with caplog.at_level("WARNING", logger="lexner.onnx_encoder"):
+        ner = lexner.load(copy, runtime="onnx-int8")
+    assert "cannot be used" in caplog.text and [e.text for e in ner.tag("张三在北京")] == ["张三", "北京"]
+    assert capsys.readouterr().out == ""

@@ -666,3 +666,17 @@ def test_a_models_card_records_what_it_takes_to_train_it_again(corpus, tmp_path)
     assert card["train_config"] == json.loads((tmp_path / "train_config.json").read_text(encoding="utf-8"))
     assert card["train_config"]["seed"] == 3 and card["versions"]["torch"] == torch.__version__
     assert card["data_sha256"] == {"sentences": load_checkpoint(tmp_path / "checkpoint")["data"][""]}
+
+
+def test_a_damaged_training_log_is_a_clean_error(tmp_path):
+    """Invalid UTF-8 was a UnicodeDecodeError traceback, a line nested too deep a RecursionError (fuzzing)."""
+    from lexner.fileio import DataFormatError
+    from lexner.train import log_records
+
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(b'{"epoch": 1}\n\xff\xfe\n')
+    with pytest.raises(DataFormatError, match="not valid UTF-8"):
+        log_records(log)
+    log.write_text("[" * 5000 + "]" * 5000 + "\n{}\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=":1: not a training log's record"):
+        log_records(log)

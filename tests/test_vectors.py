@@ -237,3 +237,25 @@ def test_reading_a_vector_file_can_show_its_progress(tmp_path, capsys):
     shown = read_word2vec(path, progress=True)
     assert shown[0] == quiet[0] and (shown[1] == quiet[1]).all()
     assert "v.vec" in capsys.readouterr().err  # the bar, named after the file
+
+
+def test_rows_without_a_token_are_left_out_and_a_header_too_long_to_be_numbers_is_no_header(tmp_path, caplog):
+    """A row " 0.3 0.4" (a lone CR ended the line before it) gave the token "": the model trained, then could not
+    be loaded (its chars.json held ""); a header of 5,000 digits was a ValueError traceback (helper fuzzing)."""
+    path = tmp_path / "cr.vec"
+    path.write_bytes("3 2\n张 0.1 0.2\n\r 0.3 0.4\n三 0.5 0.6\n".encode())
+    with caplog.at_level("WARNING"):
+        tokens, vectors = read_word2vec(path)
+    assert tokens == ["张", "三"] and np.allclose(vectors, [[0.1, 0.2], [0.5, 0.6]])
+    assert "left out 1 row(s) without a token (line 4)" in caplog.text
+    huge = tmp_path / "huge.vec"
+    huge.write_text("1 " + "9" * 5000 + "\n北京 0.1\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match="expected a 'COUNT DIM' header"):
+        read_word2vec(huge)
+
+
+def test_a_vocabulary_never_holds_an_empty_token():
+    from lexner.vocab import Vocab
+
+    with pytest.raises(ValueError, match="non-empty string"):
+        Vocab(["张", ""])
