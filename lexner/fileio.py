@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import functools
 import gzip
 import glob
 import io
@@ -183,12 +184,21 @@ def as_utf8_errors_say(text: str, errors: str) -> str | None:
     return text
 
 
+MAX_LINE_CHARS = 1 << 26
+"""The longest line read (64 Mi characters): a file without line breaks (``/dev/zero``, a binary file) would
+otherwise be read into memory whole, or forever."""
+
+
 def _numbered(handle: IO[str], name: str) -> Iterator[tuple[int, str]]:
     """The lines of ``handle`` numbered from 1; compressed data that is cut short or corrupt raises
-    :class:`DataFormatError` naming the file and the last line read whole."""
+    :class:`DataFormatError` naming the file and the last line read whole, and so does a line longer than
+    :data:`MAX_LINE_CHARS`."""
     lineno = 0
     try:
-        for lineno, line in enumerate(handle, start=1):
+        for lineno, line in enumerate(iter(functools.partial(handle.readline, MAX_LINE_CHARS + 1), ""), start=1):
+            if len(line) > MAX_LINE_CHARS and line[-1] != "\n":
+                raise DataFormatError(name, lineno, f"a line longer than {MAX_LINE_CHARS:,} characters (is it a "
+                                                    "text file? /dev/zero and binary files have no line breaks)")
             yield lineno, line
     except _DECOMPRESSION_ERRORS as err:
         raise _cannot_decompress(name, lineno, err) from None

@@ -340,3 +340,18 @@ def test_json_too_large_for_memory_is_a_clean_error(tmp_path, monkeypatch):
     monkeypatch.setattr(json, "loads", out_of_memory)
     with pytest.raises(DataFormatError, match="too large to read into memory"):
         read_json(tmp_path / "chars.json")
+
+
+def test_a_line_longer_than_the_limit_is_refused_not_read_forever(tmp_path, monkeypatch):
+    """lexner tag --input /dev/zero (or a binary file) read one endless line into memory: a MemoryError."""
+    from lexner import fileio
+
+    monkeypatch.setattr(fileio, "MAX_LINE_CHARS", 10)
+    path = tmp_path / "t.txt"
+    path.write_text("0123456789\nabc\n", encoding="utf-8")  # 10 characters and a line break: fine
+    assert list(iter_lines(path)) == [(1, "0123456789"), (2, "abc")]
+    path.write_text("abc\n0123456789X\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match="t.txt:2: a line longer than 10 characters"):
+        list(iter_lines(path))
+    with pytest.raises(DataFormatError, match="zero:1: a line longer than 10 characters"):
+        list(iter_lines("/dev/zero"))
