@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -1093,13 +1094,16 @@ def entry() -> None:
     A torchrun worker ends without Python's finalization (streams and log handlers flushed first): PyTorch's
     gloo and DistributedDataParallel objects torn down there aborted one worker run in ten or so after a
     training that had succeeded ("terminate called without an active exception", exit -6, so torchrun
-    reported a failure)."""
+    reported a failure).  So does a ``lexner tag --input -`` stopped while its reader thread still waits for
+    standard input (:func:`lexner.tagfile.reading`): Python's exit aborted on that stream's lock (exit -6)."""
     _utf8_stdout()
     code = main()
     workers = sys.modules.get(f"{__package__}.distributed")  # imported with the trainer (not importing torch here)
-    if workers is not None and workers.world().distributed:
+    tagging = sys.modules.get(f"{__package__}.tagfile")
+    if workers is not None and workers.world().distributed or tagging is not None and tagging.reading():
         logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):  # closed, or gone (None)
+                stream.flush()
         os._exit(code or 0)
     raise SystemExit(code)

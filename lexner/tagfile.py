@@ -14,6 +14,7 @@ import logging
 import os
 import stat
 import sys
+import weakref
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
@@ -132,6 +133,7 @@ class _Arriving:
     full.  At most ``ahead`` lines are read ahead; an error reading rises where the line would have come."""
 
     _END = object()
+    threads: "weakref.WeakSet" = weakref.WeakSet()  # every reader thread started (see :func:`reading`)
 
     def __init__(self, lines: Iterable[tuple[int, str]], ahead: int):
         import queue
@@ -142,6 +144,7 @@ class _Arriving:
         self._thread = threading.Thread(target=self._read, args=(iter(lines),), daemon=True,
                                         name="lexner-tag-input")
         self._thread.start()
+        _Arriving.threads.add(self._thread)
 
     def _read(self, lines: Iterator[tuple[int, str]]) -> None:
         import queue
@@ -161,8 +164,16 @@ class _Arriving:
                 return
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
+        import queue
+
         try:
-            while (item := self._queue.get()) is not self._END:
+            while True:
+                try:  # a wait with a timeout: Ctrl-C reaches it on Windows too
+                    item = self._queue.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if item is self._END:
+                    return
                 if isinstance(item, BaseException):
                     raise item
                 yield item
@@ -172,6 +183,13 @@ class _Arriving:
     def idle(self) -> bool:
         """Whether no line is waiting to be tagged."""
         return self._queue.empty()
+
+
+def reading() -> bool:
+    """Whether a thread still waits for a line of standard input or a pipe (:class:`_Arriving`): the tagging
+    stopped early (Ctrl-C, a reader that went away).  Python's own exit would then wait for standard input's
+    lock, which that thread holds, and abort: the process must end with ``os._exit`` (:func:`lexner.cli.entry`)."""
+    return any(thread.is_alive() for thread in _Arriving.threads)
 
 
 class _Framed:

@@ -347,3 +347,23 @@ def test_standard_input_is_tagged_as_each_text_comes():
         assert child.wait(60) == 0 and child.stdout.read() == b""
     finally:
         child.kill()
+
+
+def test_a_filter_stopped_while_its_input_stays_open_ends_cleanly():
+    """Its reader thread still waits for standard input: Python's own exit aborted on that stream's lock
+    ("Fatal Python error: _enter_buffered_busy", exit -6) instead of lexner's 143 for SIGTERM (helper review)."""
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-m", "lexner", "tag", "--input", "-"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        child.stdin.write("张三在北京。\n".encode())
+        child.stdin.flush()
+        assert "张三".encode() in child.stdout.readline()
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(60) == 143
+        assert b"Fatal Python error" not in child.stderr.read()
+    finally:
+        child.kill()
