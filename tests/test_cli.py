@@ -870,6 +870,18 @@ def test_model_names_are_the_classes_names():
     for bad in ("lstm", ["flat"]):  # a hostile config.json's "model" may be any JSON value
         with pytest.raises(ModelFormatError, match="unknown model"):
             model_class(bad)
+    from lexner.models import FLAT, BertCRF, BiLSTMCRF, LatticeLSTM, SoftLexicon  # imported as before
+
+    assert [c.name for c in (BiLSTMCRF, SoftLexicon, LatticeLSTM, FLAT, BertCRF)] == list(MODEL_NAMES)
+
+    class Mine(BiLSTMCRF):
+        name = "mine"
+
+    MODELS["mine"] = Mine  # a tagger registered by hand is known from then on
+    try:
+        assert model_class("mine") is Mine
+    finally:
+        del MODELS["mine"]
 
 
 def test_standard_output_is_utf8_whatever_the_locale():
