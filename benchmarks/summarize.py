@@ -8,7 +8,11 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # lexner from this checkout
+from lexner.export import command_words  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -20,7 +24,7 @@ def pct(x: float) -> str:
 def selected_on_test(record: dict) -> bool:
     """Whether a run chose its epoch on its test file (``--dev`` and ``--test`` the same file: the papers' MSRA
     protocol, run once to explain a gap — not a result row)."""
-    words = (record.get("command") or "").split()
+    words = command_words(record.get("command") or "")
     given = {words[i]: os.path.normpath(words[i + 1]) for i in range(len(words) - 1) if words[i] in ("--dev", "--test")}
     return "--dev" in given and given.get("--dev") == given.get("--test")
 

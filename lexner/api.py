@@ -9,7 +9,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .data import Sentence, check_sentences, data_root, entity_types
 from .dictionary import Dictionary
-from .fileio import ModelFormatError
+from .fileio import ModelFormatError, expand_home
 from .features import DEFAULT_LABELS, Featurizer
 from .lexicon import Lexicon
 from .models import Tagger, model_class
@@ -230,7 +230,7 @@ def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, de
     directory = DEFAULT_MODEL if path is None else path
     if not str(directory).strip():  # Path("") is the current folder: "missing config.json" would puzzle
         raise ValueError(f"an empty model path ({str(directory)!r}); None loads the bundled model")
-    directory = Path(directory).expanduser()  # "~/models/m", as bert_path and piece files are read
+    directory = expand_home(directory)  # "~/models/m", as bert_path and piece files are read
     tagger = Tagger.load(directory, device=resolve_device(device))
     if extra_words:
         added = tagger.add_words(extra_words)

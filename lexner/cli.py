@@ -631,7 +631,7 @@ def cmd_tag(args) -> int:
     if args.input is None:
         texts = _command_line_texts(args.text, args.errors)
         _warn_texts_that_look_like_files(texts)
-        blank = [k for k, text in enumerate(texts, start=1) if not text or text.isspace()]
+        blank = [k for k, text in enumerate(args.text, start=1) if not text or text.isspace()]  # numbered as given
         if blank and args.format == "conll":
             warn_no_conll_record(f"{len(blank)} text(s) on the command line", f"text {', '.join(map(str, blank))}")
         tagged = tagger.tag_batch(texts, args.batch_size, labels=args.labels)

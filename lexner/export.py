@@ -75,11 +75,13 @@ def _quoted(word: str) -> str:
 
 
 def command_words(command: str) -> list[str]:
-    """The words of a recorded :func:`command_line` (an older, unquoted one: split at whitespace)."""
+    """The words of a recorded :func:`command_line` (an older, unquoted one: split at whitespace — one holding
+    unbalanced quotes, or a backslash, which quoting never leaves bare: a Windows path)."""
     try:
-        return shlex.split(command)
+        words = shlex.split(command)
     except ValueError:  # unbalanced quotes
         return command.split()
+    return command.split() if "\\" in command and "\\" not in "".join(words) else words
 
 
 def portable_path(word: str) -> str:

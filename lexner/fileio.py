@@ -9,6 +9,7 @@ import glob
 import io
 import json
 import lzma
+import math
 import os
 import re
 import shutil
@@ -47,6 +48,15 @@ UTF8_ERRORS = ("strict", "skip", "replace")
 
 
 COMPRESSORS = {".gz": gzip.open, ".xz": lzma.open}  # by a file name's last suffix, reading and writing
+
+
+def expand_home(path: str | os.PathLike) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` made the home folder, as a shell would; a name that merely
+    starts with ``~`` (``~old_model``, no such user) stays as it is."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # Python cannot find the home folder of such a "user"
+        return Path(path)
 
 
 def compressor(path: str | os.PathLike):
@@ -390,7 +400,15 @@ def read_json(path: str | os.PathLike) -> Any:
 def loads_json(text: str) -> Any:
     """``json.loads`` of JSON itself: ``NaN``, ``Infinity`` and ``-Infinity``, which Python reads, are refused
     (``ValueError``, as for anything else that is not JSON, an integer of more digits than Python converts too)."""
-    return json.loads(text, parse_constant=_not_json)
+    return json.loads(text, parse_constant=_not_json, parse_float=_finite)
+
+
+def _finite(number: str) -> float:
+    """A JSON number as a float; one past float's range (``1e999``) would be infinite, which JSON has not."""
+    value = float(number)
+    if math.isinf(value):
+        raise ValueError(f"{number[:20]}{'...' if len(number) > 20 else ''} is too large for a float")
+    return value
 
 
 def _not_json(word: str) -> None:

@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from .fileio import ModelFormatError, read_json
+from .fileio import ModelFormatError, expand_home, read_json
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 TOKENIZER_JSON = "tokenizer.json"
@@ -88,7 +88,7 @@ class PieceEncoder:
         unpickled: an ``auto_map`` or Python file there is ignored (``transformers``' ``AutoTokenizer`` would
         offer to run it), and nothing is downloaded.  A folder without a usable tokenizer raises
         :class:`~lexner.fileio.ModelFormatError` naming the file."""
-        path = Path(path).expanduser()  # as build_encoder reads bert_path: ~/models/... in quotes too
+        path = expand_home(path)  # as build_encoder reads bert_path: ~/models/... in quotes too
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: no such tokenizer/encoder directory (models are never downloaded)")
         settings = _tokenizer_settings(path)

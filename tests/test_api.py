@@ -273,3 +273,6 @@ def test_load_expands_a_home_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "m").symlink_to(DEFAULT_MODEL, target_is_directory=True)
     assert [e.text for e in lexner.load("~/m").tag("张三在北京。")] == ["张三", "北京"]
+    (tmp_path / "~old_model").symlink_to(DEFAULT_MODEL, target_is_directory=True)  # no such user: a plain name
+    monkeypatch.chdir(tmp_path)
+    assert [e.text for e in lexner.load("~old_model").tag("张三在北京。")] == ["张三", "北京"]

@@ -225,3 +225,17 @@ def test_the_soup_script_refuses_a_missing_model_cleanly_and_claims_no_members_s
     assert done.returncode == 0, done.stderr
     card = json.loads((tmp_path / "soup" / "config.json").read_text(encoding="utf-8"))["card"]
     assert card == {"lexicon": "x", "soup_of": [str(tmp_path / "a"), str(tmp_path / "b")]}
+
+
+def test_a_run_selected_on_test_is_told_from_one_whose_paths_hold_spaces():
+    """Recorded commands are shell-quoted: split at whitespace, '--dev my data/dev.bio --test my data/test.bio'
+    read as --dev my --test my, "selected on test" (helper review)."""
+    from summarize import selected_on_test
+
+    from lexner.export import command_line
+
+    def record(dev, test):
+        return {"command": command_line(["lexner", "train", "--train", "t.bio", "--dev", dev, "--test", test])}
+
+    assert not selected_on_test(record("my data/dev.bio", "my data/test.bio"))
+    assert selected_on_test(record("my data/test.bio", "my data/./test.bio"))

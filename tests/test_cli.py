@@ -576,6 +576,10 @@ def test_recorded_command_lines_run_again_and_export_without_any_machine_path(tm
     out = portable_card(card, {})
     assert out["command"] == "lexner train --train train.bio --dev $LEXNER_DATA/'d e.bio' --set hidden=8 --test test.bio"
     assert out["teachers"] == ["m/model"] and "张三" not in json.dumps(out, ensure_ascii=False)
+    from lexner.export import command_words
+
+    assert command_words("lexner train --train C:\\Users\\me\\x.bio") == ["lexner", "train", "--train",
+                                                                          "C:\\Users\\me\\x.bio"]  # older, unquoted
     old = {"command": "lexner train --train /home/u/x.bio --out it's"}  # an older, unquoted record
     assert portable_card(old, {})["command"] == "lexner train --train x.bio --out 'it'\"'\"'s'"
 
@@ -952,6 +956,10 @@ def test_conll_output_of_blank_command_line_texts_warns_as_for_a_file(capsys, ca
     with caplog.at_level("WARNING", logger="lexner"):
         assert main(["tag", "--format", "conll", "张三", "", "  ", "李四"]) == 0
     assert "2 text(s) on the command line empty or whitespace only (text 2, 3) have no record" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lexner"):  # numbered as given, also where --errors skip left one out
+        assert main(["tag", "--format", "conll", "--errors", "skip", "\udcff", "", "张三"]) == 0
+    assert "1 text(s) on the command line empty or whitespace only (text 2) have no record" in caplog.text
     caplog.clear()
     capsys.readouterr()
     with caplog.at_level("WARNING", logger="lexner"):

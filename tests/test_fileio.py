@@ -198,6 +198,9 @@ def test_json_files_holding_nan_or_infinity_are_refused(tmp_path, word):
     path.write_text(f'{{"card": {{"f1": {word}}}}}', encoding="utf-8")
     with pytest.raises(DataFormatError, match=f"{word} is not a JSON number"):
         read_json(path)
+    path.write_text('{"card": {"threads": 1e999}}', encoding="utf-8")  # no word, but infinite all the same
+    with pytest.raises(DataFormatError, match="1e999 is too large for a float"):
+        read_json(path)
     with pytest.raises(ValueError, match="not JSON compliant"):
         write_json(tmp_path / "out.json", {"f1": float(word)})
     assert not (tmp_path / "out.json").exists()

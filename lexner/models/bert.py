@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..features import Batch, Featurizer
-from ..fileio import ModelFormatError, read_json
+from ..fileio import ModelFormatError, expand_home, read_json
 from .base import Tagger
 from .embedder import Inputs
 
@@ -39,7 +38,7 @@ def build_encoder(path: str, saved_config: dict[str, Any]) -> tuple[nn.Module, d
         except Exception as err:  # transformers' config validation raises types of its own (a str hidden_size)
             raise ModelFormatError(f"the encoder config in config.json: {type(err).__name__}: {err}") from None
         return encoder, encoder.config.to_dict()
-    checkpoint = Path(path).expanduser() if path else None
+    checkpoint = expand_home(path) if path else None
     if checkpoint is None or not checkpoint.is_dir():
         raise FileNotFoundError(f"bert_path {path!r}: not a local checkpoint directory (nothing is downloaded)")
     config_file, weights_file = checkpoint / "config.json", checkpoint / "model.safetensors"
