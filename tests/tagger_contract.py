@@ -49,7 +49,7 @@ class TaggerContract:
     def make(self, seed: int = 0) -> Tagger:
         torch.manual_seed(seed)
         lexicon = Lexicon(TOY_WORDS) if model_class(self.model_name).inputs(model_class(self.model_name).Config()).words else None
-        tagger = build_tagger(self.model_name, toy_corpus(), self.config, lexicon=lexicon)
+        tagger = build_tagger(self.model_name, toy_corpus(), self.config, lexicon=lexicon, seed=seed)
         with torch.no_grad():  # random CRF transitions so that decoding is not trivially all-O
             for p in tagger.crf.parameters():
                 p.normal_(0, 1)

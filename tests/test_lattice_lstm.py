@@ -93,8 +93,7 @@ def test_batched_recurrence_equals_the_plain_one(bidirectional):
 
 
 def test_loss_equals_the_plain_recurrence_loss():
-    torch.manual_seed(1)
-    model = build_tagger("lattice_lstm", toy_corpus(), SMALL, lexicon=Lexicon(TOY_WORDS)).eval()
+    model = build_tagger("lattice_lstm", toy_corpus(), SMALL, lexicon=Lexicon(TOY_WORDS), seed=1).eval()
     sentences = toy_corpus()[:6]
     with torch.no_grad():
         batch = model.featurizer.encode([s.text for s in sentences], [s.spans for s in sentences])

@@ -449,15 +449,24 @@ def test_another_head_gets_a_session_of_its_own_when_first_asked_for_even_one_ad
 
 
 def test_workers_load_the_model_with_the_parents_runtime(tmp_path, corpus):
+    import logging
+
     import lexner
     from lexner import tagfile
 
+    # a worker quiets its dictionary warnings (the parent's): here in this process, so only for this test (left
+    # at ERROR, later tests' caplog never saw a dictionary warning)
+    quieted = logging.getLogger("lexner.dictionary")
+    level = quieted.level
     directory = saved_model(tmp_path, corpus)
-    for onnx, runtime in ((False, "torch"), (True, "onnx"), ("int8", "onnx-int8")):
-        parent = lexner.load(directory, onnx=onnx)
-        assert parent.runtime == runtime
-        tagfile._worker_init(str(directory), [], None, parent.runtime, parent.max_length)
-        assert tagfile._WORKER_TAGGER.runtime == runtime
+    try:
+        for onnx, runtime in ((False, "torch"), (True, "onnx"), ("int8", "onnx-int8")):
+            parent = lexner.load(directory, onnx=onnx)
+            assert parent.runtime == runtime
+            tagfile._worker_init(str(directory), [], None, parent.runtime, parent.max_length)
+            assert tagfile._WORKER_TAGGER.runtime == runtime
+    finally:
+        quieted.setLevel(level)
 
 
 def test_a_runtime_in_the_config_of_a_model_without_a_bilstm_names_the_file(tmp_path, corpus):
