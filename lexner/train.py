@@ -681,11 +681,13 @@ class Trainer:
         if getattr(self, "_lock", None) is not None:
             empty = self._made_dir and [p.name for p in self.out_dir.iterdir()] == [LOCK_FILE]
             if empty:
-                (self.out_dir / LOCK_FILE).unlink()
+                with contextlib.suppress(OSError):  # Windows deletes no open file: then after it is closed
+                    (self.out_dir / LOCK_FILE).unlink()
             self._lock.close()
             self._lock = None
             if empty:
                 with contextlib.suppress(OSError):  # not empty after all: another process's files came meanwhile
+                    (self.out_dir / LOCK_FILE).unlink(missing_ok=True)
                     self.out_dir.rmdir()
 
     def resume(self) -> bool:

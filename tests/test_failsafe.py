@@ -428,6 +428,30 @@ def test_the_training_lock_on_windows_is_one_byte_past_the_pid(tmp_path, monkeyp
     held.close()
 
 
+def test_a_folder_holding_only_the_lock_goes_also_where_an_open_file_cannot_be_deleted(corpus, tmp_path,
+                                                                                         monkeypatch):
+    """Windows refuses to delete an open file: the lock file is deleted once closed, and the folder the trainer
+    made goes (the unlink raised PermissionError out of the refused run; helper review)."""
+    import pathlib
+
+    from lexner.train import Trainer, TrainConfig
+
+    out = tmp_path / "run"
+    trainer = Trainer(build_tagger("bilstm_crf", corpus, SMALL), TrainConfig(epochs=1), out, progress=False)
+    trainer._take_lock()
+    unlink, calls = pathlib.Path.unlink, []
+
+    def windows_unlink(self, missing_ok=False):
+        calls.append(trainer._lock is None)
+        if trainer._lock is not None:  # still open
+            raise PermissionError(13, "The process cannot access the file", str(self))
+        unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(pathlib.Path, "unlink", windows_unlink)
+    trainer._release_lock()
+    assert calls == [False, True] and not out.exists()
+
+
 # --- 12. training options are validated before any work ----------------------------------------------------
 @pytest.mark.parametrize("option, value, message", [
     ("--batch-size", "0", "batch_size must be an integer ≥ 1"),

@@ -75,7 +75,10 @@ def gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``table[index]`` for a 2-D ``table`` and an index of any shape, by ``index_select``: the same values, but
     a backward pass that adds the gradients of repeated rows in a fixed order (advanced indexing's
     ``index_put_(accumulate=True)`` adds them in a different order on every run with several CPU threads, so
-    FLAT's training was not reproducible there)."""
+    FLAT's training was not reproducible there).  On CUDA, advanced indexing as before: there index_select's
+    backward adds with atomic operations, in no fixed order."""
+    if table.is_cuda:
+        return table[index]
     return table.index_select(0, index.reshape(-1)).view(*index.shape, table.shape[-1])
 
 
