@@ -1013,6 +1013,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--device", default="cpu", help=TAG_DEVICE_HELP)
     _runtime_args(v)
     v.set_defaults(func=cmd_serve)
+    for command in sub.choices.values():  # -v after the command too (lexner tag -v ...); SUPPRESS: when not
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,  # given there,
+                             help="debug logging")  # the value given before the command stays
     return parser
 
 

@@ -965,3 +965,12 @@ def test_conll_output_of_blank_command_line_texts_warns_as_for_a_file(capsys, ca
     with caplog.at_level("WARNING", logger="lexner"):
         assert main(["tag", "张三", "", "李四"]) == 0  # jsonl: a record each
     assert "no record" not in caplog.text and len(capsys.readouterr().out.splitlines()) == 3
+
+
+@pytest.mark.parametrize("argv, verbose", [(["tag", "x"], False), (["-v", "tag", "x"], True),
+                                           (["tag", "-v", "x"], True), (["evaluate", "--verbose"], True)])
+def test_verbose_goes_before_or_after_the_command(argv, verbose):
+    """`lexner tag -v ...` was "unrecognized arguments: -v" (helper audit)."""
+    from lexner.cli import build_parser
+
+    assert build_parser().parse_args(argv).verbose is verbose
