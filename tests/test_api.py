@@ -46,9 +46,9 @@ def saved(corpus, tmp_path):
 
 
 def edit_config(path, **changes):
-    meta = json.loads((path / "config.json").read_text())
+    meta = json.loads((path / "config.json").read_text(encoding="utf-8"))
     meta.update(changes)
-    (path / "config.json").write_text(json.dumps(meta))
+    (path / "config.json").write_text(json.dumps(meta), encoding="utf-8")
 
 
 def test_load_rejects_a_newer_format(saved):
@@ -77,7 +77,7 @@ def test_load_rejects_a_model_card_that_is_not_an_object_and_a_missing_vocabular
 
 
 def test_load_rejects_weights_that_do_not_match_the_config(saved):
-    meta = json.loads((saved / "config.json").read_text())
+    meta = json.loads((saved / "config.json").read_text(encoding="utf-8"))
     meta["config"]["hidden"] = 16
     edit_config(saved, config=meta["config"])
     with pytest.raises(ModelFormatError, match="do not match"):
@@ -186,7 +186,7 @@ def test_the_piece_length_is_saved_and_loaded_and_checked(saved, tmp_path):
     tagger = lexner.load(saved)
     assert (tagger.max_length, tagger.overlap) == (120, 30)  # over-long sentences' windows overlap by a quarter
     tagger.save(tmp_path / "again")
-    assert json.loads((tmp_path / "again" / "config.json").read_text())["piece_length"] == 120
+    assert json.loads((tmp_path / "again" / "config.json").read_text(encoding="utf-8"))["piece_length"] == 120
     for bad in ("120", 0, -5, True, 1.5):
         edit_config(saved, piece_length=bad)
         with pytest.raises(ModelFormatError, match="piece_length"):
@@ -194,9 +194,9 @@ def test_the_piece_length_is_saved_and_loaded_and_checked(saved, tmp_path):
 
 
 def test_a_model_saved_without_a_piece_length_keeps_the_old_default(saved):
-    meta = json.loads((saved / "config.json").read_text())
+    meta = json.loads((saved / "config.json").read_text(encoding="utf-8"))
     del meta["piece_length"]
-    (saved / "config.json").write_text(json.dumps(meta))
+    (saved / "config.json").write_text(json.dumps(meta), encoding="utf-8")
     tagger = lexner.load(saved)
     assert (tagger.max_length, tagger.overlap) == (500, 50)
 

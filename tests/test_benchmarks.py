@@ -54,9 +54,9 @@ def test_report_reads_only_result_files(tmp_path):
                   "results": {"best_epoch": 3, "epochs_run": 5, "train_seconds": 60.0,
                               "test": {**scores, "micro": {**scores["micro"], "f1": f1}}},
                   "machine": {"cpu": "X", "cores": 2, "date": "2026-01-01", "commit": "abc"}}
-        (results / "weibo_bilstm_crf" / f"seed{seed}.json").write_text(json.dumps(record))
+        (results / "weibo_bilstm_crf" / f"seed{seed}.json").write_text(json.dumps(record), encoding="utf-8")
     (results / "cluener_softlexicon").mkdir()
-    (results / "cluener_softlexicon" / "seed1.json").write_text(json.dumps({**record, "model": "softlexicon"}))
+    (results / "cluener_softlexicon" / "seed1.json").write_text(json.dumps({**record, "model": "softlexicon"}), encoding="utf-8")
     text = build(results, tmp_path / "REPORT.md")
     assert "50.00 / 70.00" in text and "60.00 ± 14.14" in text
     cluener = text.split("### CLUENER")[1].split("###")[0]  # its own table; no published figure to compare with
@@ -73,7 +73,7 @@ def test_benchmark_harness_covers_every_lexicon_tagger_and_refuses_zero_steps():
 
     assert set(TAGGERS) == set(MODELS) - {"bert_crf"}  # bert_crf needs a local checkpoint
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "flat_memory.py"
-    done = subprocess.run([sys.executable, str(script), "--steps", "0"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, str(script), "--steps", "0"], capture_output=True, encoding="utf-8")
     assert done.returncode == 2 and "--steps must be ≥ 1" in done.stderr
 
 
@@ -218,10 +218,10 @@ def test_the_soup_script_refuses_a_missing_model_cleanly_and_claims_no_members_s
     model.save(tmp_path / "a", extra={"card": {"dev": {"f1": 0.9}, "test": {"f1": 0.8}, "epoch": 3, "lexicon": "x"}})
     model.save(tmp_path / "b")
     done = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "soup"), str(tmp_path / "a"),
-                           str(tmp_path / "missing")], capture_output=True, text=True)
+                           str(tmp_path / "missing")], capture_output=True, encoding="utf-8")
     assert done.returncode == 2 and "Traceback" not in done.stderr and "missing" in done.stderr
     done = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "soup"), str(tmp_path / "a"),
-                           str(tmp_path / "b")], capture_output=True, text=True)
+                           str(tmp_path / "b")], capture_output=True, encoding="utf-8")
     assert done.returncode == 0, done.stderr
     card = json.loads((tmp_path / "soup" / "config.json").read_text(encoding="utf-8"))["card"]
     assert card == {"lexicon": "x", "soup_of": [str(tmp_path / "a"), str(tmp_path / "b")]}

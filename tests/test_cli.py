@@ -113,7 +113,7 @@ def test_missing_dataset_points_to_lexner_data(tmp_path, capsys, monkeypatch):
 
 
 def test_console_entry_point_runs():
-    result = subprocess.run([sys.executable, "-m", "lexner", "--version"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "lexner", "--version"], capture_output=True, encoding="utf-8")
     assert result.returncode == 0 and result.stdout.startswith("lexner ")
 
 
@@ -863,7 +863,7 @@ def test_help_and_version_do_not_import_torch():
             "    with contextlib.redirect_stdout(io.StringIO()):\n"
             "        try:\n            main(argv)\n        except SystemExit:\n            pass\n"
             "assert 'torch' not in sys.modules, 'torch was imported'")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8")
     assert result.returncode == 0, result.stderr
 
 
@@ -909,7 +909,7 @@ def test_text_arguments_are_read_as_utf8_under_a_c_locale():
 
     env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
     code = "import sys; print(sys.getfilesystemencoding())"
-    if subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip() != "ascii":
+    if subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", env=env).stdout.strip() != "ascii":
         pytest.skip("this Python does not read arguments as ASCII under LC_ALL=C")
     done = subprocess.run([sys.executable, "-m", "lexner", "tag", "张三在北京工作"], capture_output=True, env=env)
     assert done.returncode == 0, done.stderr.decode("utf-8", "replace")

@@ -129,7 +129,7 @@ def test_trainer_on_cuda_learns_saves_and_resumes(corpus, tmp_path, amp):
     results = full.fit(corpus[:15], corpus[15:], corpus[15:])
     log = epoch_records(tmp_path / "full" / "log.jsonl")
     assert log[-1]["train_loss"] < log[0]["train_loss"]
-    assert json.load(open(tmp_path / "full" / "results.json"))["test"]["micro"] == results["test"]["micro"]
+    assert json.load(open(tmp_path / "full" / "results.json", encoding="utf-8"))["test"]["micro"] == results["test"]["micro"]
     model = lexner.load(tmp_path / "full" / "model")
     assert model.device.type == "cpu" and model.metadata["card"]["device"] == "cuda"
     cuda_trainer(corpus, tmp_path / "cut", epochs=2, amp=amp).fit(corpus[:15], corpus[15:])

@@ -115,9 +115,9 @@ def test_lexner_distill_command(corpus, tmp_path, capsys, monkeypatch):
     assert main(["distill", "--teacher", str(tmp_path / "teacher" / "model"), "--unlabelled", str(tmp_path / "raw.txt"),
                  *files, "--out", str(tmp_path / "student"), *small]) == 0
     assert json.loads(capsys.readouterr().out)["best_epoch"] >= 1
-    config = json.loads((tmp_path / "student" / "train_config.json").read_text())
+    config = json.loads((tmp_path / "student" / "train_config.json").read_text(encoding="utf-8"))
     assert config["distill"] == "kl"
-    card = json.loads((tmp_path / "student" / "model" / "config.json").read_text())["card"]
+    card = json.loads((tmp_path / "student" / "model" / "config.json").read_text(encoding="utf-8"))["card"]
     assert card["teachers"] == [str(tmp_path / "teacher" / "model")]
     write_conll(corpus, tmp_path / "labelled.bmes", "BMES")  # labelled data given as unlabelled: refused
     assert main(["distill", "--teacher", str(tmp_path / "teacher" / "model"), "--unlabelled",
@@ -320,7 +320,7 @@ def test_lexner_distill_teacher_for_one_task(corpus, tmp_path, capsys, monkeypat
     assert "expected DIR or TASK=DIR" in capsys.readouterr().err
     assert main(["distill", "--teacher", f"coarse={teacher}", *tasks, "--augment", "mention",
                  "--out", str(tmp_path / "student"), *small]) == 0
-    card = json.loads((tmp_path / "student" / "model" / "config.json").read_text())["card"]
+    card = json.loads((tmp_path / "student" / "model" / "config.json").read_text(encoding="utf-8"))["card"]
     assert card["teachers"] == [f"coarse={teacher}"]
 
 

@@ -36,7 +36,7 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, model):
     single, parallel = tmp_path / "single", tmp_path / "ddp"
     subprocess.run([sys.executable, *train_args(tmp_path, single, model)], check=True, capture_output=True)
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           *train_args(tmp_path, parallel, model)], capture_output=True, text=True)
+                           *train_args(tmp_path, parallel, model)], capture_output=True, encoding="utf-8")
     assert done.returncode == 0, done.stderr[-3000:]
     a = load_file(str(single / "checkpoint" / "trainer_state.safetensors"))
     b = load_file(str(parallel / "checkpoint" / "trainer_state.safetensors"))
@@ -54,7 +54,7 @@ def test_a_failing_rank_stops_every_rank(tmp_path):
     # huge but finite loss, and the test passed or failed with the machine)
     args = train_args(tmp_path, tmp_path / "run", "bilstm_crf") + ["--lr", "3e38", "--clip", "0"]
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           *args], capture_output=True, text=True, timeout=300)
+                           *args], capture_output=True, encoding="utf-8", timeout=300)
     assert done.returncode != 0 and "loss became" in done.stderr
 
 
@@ -115,7 +115,7 @@ def test_a_torchrun_worker_ends_without_finalization(monkeypatch, workers):
 
 def torchrun(args, **kw):
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           *args], capture_output=True, text=True, timeout=300, **kw)
+                           *args], capture_output=True, encoding="utf-8", timeout=300, **kw)
 
 
 def test_resume_under_torchrun_reaches_the_uninterrupted_weights_with_dropout(tmp_path):

@@ -47,5 +47,5 @@ def test_train_weibo_then_load_and_tag(weibo_root, tmp_path):
     assert all(text[e.start:e.end] == e.text for e in entities)
     assert model.tag_batch([text, text]) == [entities, entities]
     if FULL:
-        results = json.load(open(out / "results.json"))
+        results = json.load(open(out / "results.json", encoding="utf-8"))
         assert results["test"]["micro"]["f1"] > 0.5

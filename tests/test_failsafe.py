@@ -57,7 +57,7 @@ SUBPROCESS_TIMEOUT = 600
 
 
 def run_cli(args: list[str], stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lexner", *args], input=stdin, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "lexner", *args], input=stdin, capture_output=True, encoding="utf-8",
                           cwd=cwd, timeout=SUBPROCESS_TIMEOUT)
 
 
@@ -99,10 +99,10 @@ def test_an_encoder_config_with_remote_code_is_refused(tmp_path):
     from lexner.models.bert import build_encoder
 
     checkpoint = copy_tiny_bert(tmp_path / "bert")
-    config = json.loads((checkpoint / "config.json").read_text())
+    config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
     marker = plant_remote_code(checkpoint, "evil_config.json", {"AutoModel": "evil_model.EvilModel"})
     (checkpoint / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModel": "evil_model.EvilModel",
-                                                                                "AutoConfig": "evil_model.C"}}))
+                                                                                "AutoConfig": "evil_model.C"}}), encoding="utf-8")
     with pytest.raises(ModelFormatError, match="config.json"):
         build_encoder(str(checkpoint), {})
     # a saved lexner model's encoder config with an auto_map is refused the same way
@@ -396,7 +396,7 @@ def test_a_second_training_into_the_same_directory_is_refused(corpus, tmp_path):
     first._take_lock()
     code = ("import sys; from lexner.train import lock_directory; from pathlib import Path\n"
             "try:\n    lock_directory(Path(sys.argv[1]))\nexcept Exception as e:\n    print(e); sys.exit(3)\n")
-    done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, encoding="utf-8")
     assert done.returncode == 3 and f"pid {os.getpid()}" in done.stdout, done
     second = Trainer(build_tagger("bilstm_crf", corpus, SMALL), TrainConfig(epochs=1), out, progress=False)
     with pytest.raises(TrainingError, match="in use by another training"):
@@ -517,7 +517,7 @@ def test_a_nan_in_the_first_epoch_says_there_is_no_checkpoint_yet(corpus, tmp_pa
 
 # --- 7. hostile config.json / vocabulary files fail cleanly, before any large allocation --------------------
 def edit(path: Path, **changes):
-    meta = json.loads((path / "config.json").read_text())
+    meta = json.loads((path / "config.json").read_text(encoding="utf-8"))
     for key, value in changes.items():
         if key.startswith("config."):
             meta["config"][key.removeprefix("config.")] = value
@@ -525,7 +525,7 @@ def edit(path: Path, **changes):
             meta["config"][key] = value
         else:
             meta[key] = value
-    (path / "config.json").write_text(json.dumps(meta))
+    (path / "config.json").write_text(json.dumps(meta), encoding="utf-8")
 
 
 def test_a_misspelt_config_key_is_named_but_a_saver_s_own_metadata_is_quiet(saved, caplog):
@@ -563,8 +563,8 @@ def test_hostile_config_values_are_model_format_errors_naming_the_file(saved, ch
 
 
 def test_an_integer_python_will_not_read_is_a_model_format_error_naming_the_file(saved):
-    text = (saved / "config.json").read_text()
-    (saved / "config.json").write_text(text.replace('"hidden": ', '"hidden": ' + "9" * 5000 + ", \"x\": ", 1))
+    text = (saved / "config.json").read_text(encoding="utf-8")
+    (saved / "config.json").write_text(text.replace('"hidden": ', '"hidden": ' + "9" * 5000 + ", \"x\": ", 1), encoding="utf-8")
     with pytest.raises(ModelFormatError, match="config.json: cannot be read as JSON: Exceeds the limit"):
         lexner.load(saved)
 
@@ -580,15 +580,15 @@ def test_a_lexicon_word_of_a_million_characters_is_never_matched_and_crashes_not
     (tmp_path / "m" / "lexicon.json").write_text(json.dumps(lexicon, ensure_ascii=False), encoding="utf-8")
     code = ("import lexner, sys\nner = lexner.load(sys.argv[1])\n"
             "print([e.text for e in ner.tag('张三在北京' + '北' * 2000)])\ndel ner\nprint('freed')\n")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m")], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m")], capture_output=True, encoding="utf-8",
                           timeout=SUBPROCESS_TIMEOUT)
     assert done.returncode == 0 and done.stdout.split("\n")[1] == "freed", (done.returncode, done.stderr[-500:])
 
 
 def test_a_missing_config_key_is_a_model_format_error(saved):
-    meta = json.loads((saved / "config.json").read_text())
+    meta = json.loads((saved / "config.json").read_text(encoding="utf-8"))
     del meta["config"]
-    (saved / "config.json").write_text(json.dumps(meta))
+    (saved / "config.json").write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(ModelFormatError, match="config.json: 'config' must be a JSON object"):
         lexner.load(saved)
 
@@ -600,14 +600,14 @@ def test_a_large_config_is_refused_before_memory_is_allocated(saved):
             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
             "try:\n    lexner.load(sys.argv[1])\nexcept lexner.models.ModelFormatError:\n    pass\n"
             "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n")
-    done = subprocess.run([sys.executable, "-c", code, str(saved)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", code, str(saved)], capture_output=True, encoding="utf-8",
                           timeout=SUBPROCESS_TIMEOUT)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.strip()) < 200, f"peak memory grew by {done.stdout.strip()} MB"
 
 
 def test_deeply_nested_json_is_a_model_format_error(saved):
-    (saved / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    (saved / "config.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
     with pytest.raises(ModelFormatError, match="nested too deeply|expected a JSON object"):
         lexner.load(saved)
 
@@ -616,11 +616,11 @@ def test_vocabulary_that_is_a_fifo_or_a_device_is_never_read(saved):
     (saved / "chars.json").unlink()
     os.mkfifo(saved / "chars.json")
     code = "import lexner, sys\ntry:\n    lexner.load(sys.argv[1])\nexcept lexner.models.ModelFormatError as e:\n    print(e)\n"
-    done = subprocess.run([sys.executable, "-c", code, str(saved)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code, str(saved)], capture_output=True, encoding="utf-8", timeout=60)
     assert "chars.json: not a regular file" in done.stdout, done
     (saved / "chars.json").unlink()
     (saved / "chars.json").symlink_to("/dev/zero")
-    done = subprocess.run([sys.executable, "-c", code, str(saved)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code, str(saved)], capture_output=True, encoding="utf-8", timeout=60)
     assert "chars.json: not a regular file" in done.stdout, done
 
 
@@ -630,11 +630,11 @@ def test_bad_vocabulary_and_lexicon_contents_are_model_format_errors(corpus, tmp
     model = tmp_path / "soft"
     build_tagger("softlexicon", corpus, {"char_dim": 4, "bigram_dim": 4, "word_dim": 4, "hidden": 8},
                  lexicon=Lexicon(["北京", "上海"])).save(model)
-    lexicon = json.loads((model / "lexicon.json").read_text())
-    (model / "lexicon.json").write_text(json.dumps({**lexicon, "words": ["北京", 3]}))
+    lexicon = json.loads((model / "lexicon.json").read_text(encoding="utf-8"))
+    (model / "lexicon.json").write_text(json.dumps({**lexicon, "words": ["北京", 3]}), encoding="utf-8")
     with pytest.raises(ModelFormatError, match="lexicon.json: every word must be a string"):
         lexner.load(model)
-    (model / "lexicon.json").write_text(json.dumps({**lexicon, "min_length": 10**9}))
+    (model / "lexicon.json").write_text(json.dumps({**lexicon, "min_length": 10**9}), encoding="utf-8")
     with pytest.raises(ModelFormatError, match="lexicon.json: min_length must be an integer"):
         lexner.load(model)
     (model / "lexicon.json").unlink()
@@ -644,9 +644,9 @@ def test_bad_vocabulary_and_lexicon_contents_are_model_format_errors(corpus, tmp
     with pytest.raises(ModelFormatError, match="lexicon.json: not a regular file"):
         lexner.load(model)
     (model / "lexicon.json").unlink()
-    (model / "lexicon.json").write_text(json.dumps(lexicon))
-    chars = json.loads((model / "chars.json").read_text())
-    (model / "chars.json").write_text(json.dumps(chars + [None]))
+    (model / "lexicon.json").write_text(json.dumps(lexicon), encoding="utf-8")
+    chars = json.loads((model / "chars.json").read_text(encoding="utf-8"))
+    (model / "chars.json").write_text(json.dumps(chars + [None]), encoding="utf-8")
     with pytest.raises(ModelFormatError, match="chars.json: every token must be a non-empty string"):
         lexner.load(model)
     (model / "chars.json").write_bytes(b"\xff\xfe")
@@ -725,7 +725,7 @@ def test_force_replaces_only_the_previous_runs_files(corpus, tmp_path):
     assert (out / "notes.txt").read_text(encoding="utf-8") == "mine"
     records = [json.loads(line) for line in (out / "log.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r.get("epoch") for r in records if "final" not in r] == [1] and sum("final" in r for r in records) == 1
-    assert json.loads((out / "train_config.json").read_text())["seed"] == 2
+    assert json.loads((out / "train_config.json").read_text(encoding="utf-8"))["seed"] == 2
     assert not (out / ".replaced").exists()  # the replaced run is deleted once the new one has a checkpoint
 
 
@@ -829,12 +829,12 @@ def test_resume_without_a_checkpoint_does_not_overwrite_a_previous_run(corpus, t
 def test_resume_starts_again_a_run_stopped_before_its_first_checkpoint(corpus, tmp_path, caplog):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "train_config.json").write_text("{}")  # all a run writes before its first epoch ends
+    (out / "train_config.json").write_text("{}", encoding="utf-8")  # all a run writes before its first epoch ends
     with caplog.at_level("INFO", logger="lexner"):
         assert train_cli(corpus, tmp_path, out, "--resume") == 0
     assert "starting from scratch" in caplog.text
     assert (out / "model" / "model.safetensors").exists()
-    assert json.loads((out / "train_config.json").read_text())  # rewritten by the new run
+    assert json.loads((out / "train_config.json").read_text(encoding="utf-8"))  # rewritten by the new run
 
 
 def test_a_folder_a_training_runs_in_is_refused_naming_it(corpus, tmp_path, capsys):
@@ -889,7 +889,7 @@ def test_a_run_that_ends_between_the_check_and_the_lock_is_seen(corpus, tmp_path
     model_file = tmp_path / "run" / "model" / "model.safetensors"
     with pytest.raises(TrainingError, match="holds a previous run"):
         late.fit(corpus, corpus)
-    assert model_file.is_file() and json.loads((tmp_path / "run" / "results.json").read_text())["epochs_run"] == 1
+    assert model_file.is_file() and json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))["epochs_run"] == 1
 
 
 def test_the_trainer_refuses_a_folder_with_a_previous_run_unless_resumed_or_replaced(corpus, tmp_path):
@@ -950,7 +950,7 @@ def test_empty_or_entity_free_data_is_refused(corpus, tmp_path, capsys):
     assert code == 2 and "no entities in the training sentences" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # the folder it made holds nothing: not left behind, lock file included
     (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "notes.txt").write_text("x")
+    (tmp_path / "mine" / "notes.txt").write_text("x", encoding="utf-8")
     code = main(["train", "--train", str(tmp_path / "plain.jsonl"), "--out", str(tmp_path / "mine"), "--epochs", "1",
                  "--set", "hidden=8", "--char-vectors", "none", "--bigram-vectors", "none", "--no-progress"])
     assert code == 2 and sorted(p.name for p in (tmp_path / "mine").iterdir()) == [".lock", "notes.txt"]  # the user's
@@ -1156,7 +1156,7 @@ def test_resume_of_a_run_stopped_in_its_first_epochs_saves_starts_it_again(corpu
     assert train_cli(corpus, tmp_path, out, "--resume") == 0
     again = load_file(out / "model" / "model.safetensors")
     assert all(torch.equal(again[k], v) for k, v in expected.items())  # the same run, started again
-    assert [json.loads(line).get("epoch") for line in (out / "log.jsonl").read_text().splitlines()] == [1, None]
+    assert [json.loads(line).get("epoch") for line in (out / "log.jsonl").read_text(encoding="utf-8").splitlines()] == [1, None]
     shutil.rmtree(out / "checkpoint")  # a finished run without its checkpoint: refused, as before
     capsys.readouterr()
     assert train_cli(corpus, tmp_path, out, "--resume") == 2

@@ -311,7 +311,7 @@ def test_renames_into_place_are_made_durable_by_syncing_the_folder(tmp_path, mon
     monkeypatch.setattr(fileio, "sync_directory", lambda folder: synced.append(Path(folder)) or real(folder))
     fileio.write_bytes(tmp_path / "a.bin", b"x")
     with fileio.atomic_directory(tmp_path / "model") as tmp:
-        (tmp / "w").write_text("1")
+        (tmp / "w").write_text("1", encoding="utf-8")
     assert synced == [tmp_path, tmp_path]
 
 

@@ -92,7 +92,7 @@ for (const m of document.querySelectorAll("mark.entity")) {
 </script>""" + lexner.output.HTML_TAIL
     (tmp_path / "page.html").write_text(page, encoding="utf-8")
     done = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
-                           (tmp_path / "page.html").as_uri()], capture_output=True, text=True, timeout=120)
+                           (tmp_path / "page.html").as_uri()], capture_output=True, encoding="utf-8", timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     found = parse(done.stdout)
     assert found.texts == texts

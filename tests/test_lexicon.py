@@ -316,7 +316,7 @@ def test_add_with_vectors():
 
 def test_import_does_not_load_torch():
     code = "import sys, lexner.lexicon; assert 'torch' not in sys.modules, 'torch was imported'"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", timeout=60)
     assert result.returncode == 0, result.stderr
 
 

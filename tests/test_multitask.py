@@ -85,7 +85,7 @@ def test_fit_tasks_trains_every_head_selects_on_pooled_dev_scores_and_scores_eac
     assert [r["epoch"] for r in log] == [1, 2] and set(log[0]["tasks"]) == {"coarse", "fine"}
     loaded = lexner.load(tmp_path / "model")
     assert list(loaded.featurizer.label_sets) == ["coarse", "fine"]
-    assert json.loads((tmp_path / "model" / "config.json").read_text())["format_version"] == 3
+    assert json.loads((tmp_path / "model" / "config.json").read_text(encoding="utf-8"))["format_version"] == 3
 
 
 def test_task_selection_task_name_selects_on_that_tasks_dev_alone(corpus, tmp_path):
@@ -135,7 +135,7 @@ def test_a_one_head_model_has_no_label_sets_and_models_of_earlier_formats_still_
 
     tagger = build_tagger("softlexicon", corpus, SMALL, lexicon=Lexicon(["北京", "张三"]))
     tagger.save(tmp_path / "m")
-    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    meta = json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))
     assert meta["format_version"] == 3 and "label_sets" not in meta
     # format 1 (and 2) named the embedding tables' weights char_embedding.*, bigram_embedding.*, word_embedding.*
     state = load_file(tmp_path / "m" / "model.safetensors")
@@ -157,9 +157,9 @@ def test_a_one_head_model_has_no_label_sets_and_models_of_earlier_formats_still_
 def test_load_refuses_bad_label_sets(corpus, tmp_path, label_sets, message):
     build_tagger("bilstm_crf", corpus, SMALL, label_sets={"a": ["PER"], "b": ["LOC"]}).save(tmp_path / "m")
     config = tmp_path / "m" / "config.json"
-    meta = json.loads(config.read_text())
+    meta = json.loads(config.read_text(encoding="utf-8"))
     meta["label_sets"] = label_sets
-    config.write_text(json.dumps(meta))
+    config.write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(ModelFormatError, match=message):
         lexner.load(tmp_path / "m")
 

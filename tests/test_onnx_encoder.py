@@ -183,7 +183,7 @@ def test_a_carried_graph_is_used_without_building_one_and_only_with_the_weights_
     runtime = {"float32": "onnx", "int8": "onnx-int8"}[precision]
     out = export_model(lexner.load(saved_model(tmp_path, corpus)), tmp_path / "carries", onnx_graphs=[precision],
                        half=True)
-    assert (out / GRAPH_FILES[precision]).is_file() and "runtime" not in (out / "config.json").read_text()
+    assert (out / GRAPH_FILES[precision]).is_file() and "runtime" not in (out / "config.json").read_text(encoding="utf-8")
     built = lexner.load(out, runtime=runtime)  # the float16 weights as loaded: what the carried graph was made from
     built.source = None  # so that this one builds its own
     encoder.use_runtime(built, runtime)
@@ -269,7 +269,7 @@ def test_a_copy_of_a_model_that_carries_a_graph_is_made_without_the_onnx_package
     int8 = export_model(lexner.load(), tmp_path / "int8", runtime="onnx-int8")
     monkeypatch.setitem(sys.modules, "onnx", None)
     again = export_model(lexner.load(int8, runtime="torch"), tmp_path / "again")  # its runtime kept, not asked for
-    assert "onnx-int8" in (again / "config.json").read_text() and not (again / GRAPH_FILES["int8"]).exists()
+    assert "onnx-int8" in (again / "config.json").read_text(encoding="utf-8") and not (again / GRAPH_FILES["int8"]).exists()
 
 
 def test_runtime_errors_are_clean(tmp_path, corpus, monkeypatch, caplog):

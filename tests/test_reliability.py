@@ -110,7 +110,7 @@ def run_python(code: str, tmp_path: Path) -> dict:
     """Run ``code`` in a fresh interpreter; it prints one JSON line last."""
     script = tmp_path / "child.py"
     script.write_text(textwrap.dedent(code), encoding="utf-8")
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, encoding="utf-8", timeout=600,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -211,15 +211,15 @@ def test_kill_at_any_moment_then_resume_reaches_the_uninterrupted_result(tmp_pat
     deadline = time.time() + 300
     while time.time() < deadline:  # kill it as soon as two epochs are logged, wherever it is then
         log = killed / "log.jsonl"
-        if log.is_file() and len(log.read_text().splitlines()) >= 2:
+        if log.is_file() and len(log.read_text(encoding="utf-8").splitlines()) >= 2:
             break
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert len((killed / "log.jsonl").read_text().splitlines()) < epochs, "finished before it was killed"
+    assert len((killed / "log.jsonl").read_text(encoding="utf-8").splitlines()) < epochs, "finished before it was killed"
 
     subprocess.run(train_command(data, killed, epochs, "--resume"), check=True, capture_output=True)
-    assert json.loads((killed / "results.json").read_text())["epochs_run"] == epochs
+    assert json.loads((killed / "results.json").read_text(encoding="utf-8"))["epochs_run"] == epochs
     logged = [r["epoch"] for r in epoch_records(killed / "log.jsonl")]
     assert logged == list(range(1, epochs + 1))  # each epoch once, even one redone after the kill
     ref, got = weights(reference), weights(killed)
@@ -233,7 +233,7 @@ def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(corpus, tmp_p
     tagger = build_tagger("bilstm_crf", corpus, {"hidden": 16})
     trainer = Trainer(tagger, TrainConfig(epochs=1, batch_size=4, patience=0), tmp_path)
     trainer.fit(corpus, corpus[:5])
-    before = (tmp_path / "checkpoint" / "trainer_state.json").read_text()
+    before = (tmp_path / "checkpoint" / "trainer_state.json").read_text(encoding="utf-8")
 
     def crash(*args, **kwargs):
         raise OSError("disk full")
@@ -242,23 +242,23 @@ def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(corpus, tmp_p
     trainer.config.epochs = 2
     with pytest.raises(OSError, match="disk full"):
         trainer.fit(corpus, corpus[:5])
-    assert (tmp_path / "checkpoint" / "trainer_state.json").read_text() == before
+    assert (tmp_path / "checkpoint" / "trainer_state.json").read_text(encoding="utf-8") == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".checkpoint.")]  # no half-written leftovers
 
 
 def test_a_crash_between_the_renames_is_recovered_on_resume(tmp_path):
     final = tmp_path / "checkpoint"
     with atomic_directory(final) as tmp:
-        (tmp / "a").write_text("1")
+        (tmp / "a").write_text("1", encoding="utf-8")
     os.replace(final, tmp_path / ".checkpoint.old-x1y2z3")  # the state a crash between the two renames leaves
-    assert recover_directory(final) == final and (final / "a").read_text() == "1"
+    assert recover_directory(final) == final and (final / "a").read_text(encoding="utf-8") == "1"
     assert not (tmp_path / ".checkpoint.old-x1y2z3").exists()
     # a user's own checkpoint.old (a name earlier lexner versions also used) is never taken, nor an empty
     # .checkpoint.old-* (a stop right after making the placeholder of a first save)
     os.replace(final, tmp_path / "checkpoint.old")
     (tmp_path / ".checkpoint.old-empty1").mkdir()
     assert recover_directory(final) == final and not final.exists()
-    assert (tmp_path / "checkpoint.old" / "a").read_text() == "1"
+    assert (tmp_path / "checkpoint.old" / "a").read_text(encoding="utf-8") == "1"
     assert stale_copies(final) == [tmp_path / ".checkpoint.old-empty1"]  # removed by a run holding the lock
 
 
@@ -271,10 +271,10 @@ def test_a_first_save_makes_no_placeholder_for_a_previous_version(tmp_path, monk
     real = tempfile.mkdtemp
     monkeypatch.setattr(tempfile, "mkdtemp", lambda **kw: made.append(kw["prefix"]) or real(**kw))
     with atomic_directory(tmp_path / "checkpoint") as tmp:
-        (tmp / "a").write_text("1")
+        (tmp / "a").write_text("1", encoding="utf-8")
     assert made == [".checkpoint.new-"]
     with atomic_directory(tmp_path / "checkpoint") as tmp:
-        (tmp / "a").write_text("2")
+        (tmp / "a").write_text("2", encoding="utf-8")
     assert made == [".checkpoint.new-", ".checkpoint.new-", ".checkpoint.old-"]
 
 
@@ -324,7 +324,7 @@ def test_peak_memory_does_not_grow_with_one_texts_length(model, corpus, tmp_path
     # CI: blocks of 512 windows and 0.25 -> 0.5 MB (each above one block); LEXNER_SLOW=1: the default 4,096, 1 -> 4 MB
     block, sizes = ("4096", ["1", "4"]) if os.environ.get("LEXNER_SLOW") else ("512", ["0.25", "0.5"])
     done = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(tmp_path / "m"), block, *sizes],
-                          capture_output=True, text=True, timeout=1800)
+                          capture_output=True, encoding="utf-8", timeout=1800)
     assert done.returncode == 0, done.stderr[-2000:]
     small, large = map(float, done.stdout.split())
     per_megabyte = (large - small) / (float(sizes[1]) - float(sizes[0]))

@@ -221,7 +221,7 @@ def _workers_of(pid: int, count: int, seconds: float = 120) -> list[int]:
         children = []
         for status in Path("/proc").glob("[0-9]*/status"):
             try:
-                fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+                fields = dict(line.split(":\t", 1) for line in status.read_text(encoding="utf-8").splitlines() if ":\t" in line)
                 command = (status.parent / "cmdline").read_bytes()
             except OSError:
                 continue
@@ -237,7 +237,7 @@ def _alive(pid: int) -> bool:
     from pathlib import Path
 
     try:
-        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
     except OSError:
         return False
 
@@ -257,7 +257,7 @@ def test_worker_processes_that_die_or_are_stopped_or_lose_their_parent_end_clean
     def start(out: str):
         return subprocess.Popen([sys.executable, "-m", "lexner", "tag", "--workers", "2", "--batch-size", "4",
                                  "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / out)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8", start_new_session=True)
 
     run = start("killed.jsonl")
     os_kill = __import__("os").kill

@@ -28,13 +28,13 @@ def make_trainer(corpus, out, epochs, **overrides):
 def test_fit_writes_model_log_checkpoint_and_results(corpus, tmp_path):
     trainer = make_trainer(corpus, tmp_path, epochs=3)
     results = trainer.fit(corpus[:15], corpus[15:], corpus[15:])
-    *log, final = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
+    *log, final = [json.loads(line) for line in open(tmp_path / "log.jsonl", encoding="utf-8")]
     assert [r["epoch"] for r in log] == [1, 2, 3]
     assert {"train_loss", "dev", "lr", "sentences_per_second"} <= set(log[0])
     assert results["best_epoch"] == max(log, key=lambda r: r["dev"]["f1"])["epoch"]
     assert final == {"final": True, "best_epoch": results["best_epoch"], "dev": results["dev"]["micro"],
                      "test": results["test"]["micro"]}  # the final scores end the log
-    assert json.load(open(tmp_path / "results.json"))["test"]["micro"] == results["test"]["micro"]
+    assert json.load(open(tmp_path / "results.json", encoding="utf-8"))["test"]["micro"] == results["test"]["micro"]
     loaded = lexner.load(tmp_path / "model")
     assert loaded.metadata["card"]["epoch"] == results["best_epoch"]
     assert (tmp_path / "checkpoint" / "trainer_state.safetensors").is_file()
@@ -56,7 +56,7 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(corpus, tmp_pat
     for key in full_state:
         assert torch.equal(full_state[key], cut_state[key]), key
     assert [r["epoch"] for r in epoch_records(tmp_path / "cut" / "log.jsonl")] == [1, 2, 3, 4]
-    assert json.loads(open(tmp_path / "cut" / "log.jsonl").readlines()[-1])["final"]  # only the last run's
+    assert json.loads(open(tmp_path / "cut" / "log.jsonl", encoding="utf-8").readlines()[-1])["final"]  # only the last run's
 
 
 def nan_loss(self, batch):
@@ -67,12 +67,12 @@ def nan_loss(self, batch):
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(corpus, tmp_path, monkeypatch):
     trainer = make_trainer(corpus, tmp_path, epochs=1)
     trainer.fit(corpus[:15], corpus[15:])
-    before = (tmp_path / "checkpoint" / "trainer_state.json").read_text()
+    before = (tmp_path / "checkpoint" / "trainer_state.json").read_text(encoding="utf-8")
     trainer.config.epochs = 2
     monkeypatch.setattr(type(trainer.model), "loss", nan_loss)
     with pytest.raises(TrainingError, match="loss became nan.*last good checkpoint"):
         trainer.fit(corpus[:15], corpus[15:])
-    assert (tmp_path / "checkpoint" / "trainer_state.json").read_text() == before
+    assert (tmp_path / "checkpoint" / "trainer_state.json").read_text(encoding="utf-8") == before
 
 
 def test_early_stopping(corpus, tmp_path, monkeypatch, caplog):
@@ -493,20 +493,20 @@ def test_resume_with_no_epoch_left_says_so_and_keeps_the_test_scores_of_the_same
     assert any("no epoch to train: it has trained 2 epochs, --epochs is 2 (raise --epochs)" in r.getMessage()
                and r.levelname == "WARNING" for r in caplog.records)
     assert results["test"] == scored["test"]  # the same best model: its test scores stay
-    assert json.load(open(tmp_path / "results.json"))["test"] == scored["test"]
+    assert json.load(open(tmp_path / "results.json", encoding="utf-8"))["test"] == scored["test"]
 
 
 def test_resume_without_a_test_set_drops_the_test_scores_of_a_replaced_best_model(corpus, tmp_path, caplog):
     make_trainer(corpus, tmp_path, epochs=1).fit(corpus[:15], corpus[15:], corpus[15:])
     results_file = tmp_path / "results.json"
-    earlier = json.load(open(results_file))
+    earlier = json.load(open(results_file, encoding="utf-8"))
     earlier["best_epoch"] = 7  # as if another epoch's model had been scored on test
-    results_file.write_text(json.dumps(earlier))
+    results_file.write_text(json.dumps(earlier), encoding="utf-8")
     again = make_trainer(corpus, tmp_path, epochs=2)
     assert again.resume()
     with caplog.at_level("WARNING"):
         results = again.fit(corpus[:15], corpus[15:])
-    assert "test" not in results and "test" not in json.load(open(results_file))
+    assert "test" not in results and "test" not in json.load(open(results_file, encoding="utf-8"))
     assert any("were of epoch 7's model" in r.getMessage() for r in caplog.records)
 
 
