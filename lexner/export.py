@@ -140,9 +140,8 @@ def portable_card(card: dict, renames: dict[str, str]) -> dict:
         card["renamed"] = {**composed, **{old: new for old, new in renames.items() if old not in earlier.values()}}
     if isinstance(card.get("command"), str):
         words = command_words(card["command"])
-        card["command"] = " ".join(map(_quoted, [_program(words[0]), *(_absolute_anywhere(w).name
-                                                                        if _absolute_anywhere(w) else w
-                                                                        for w in words[1:])] if words else []))
+        kept = [absolute.name if (absolute := _absolute_anywhere(w)) else w for w in words[1:]]  # file names only
+        card["command"] = " ".join(map(_quoted, [_program(words[0]), *kept] if words else []))
     if isinstance(card.get("embeddings"), dict):
         card["embeddings"] = {k: data_relative(v) for k, v in card["embeddings"].items()}
     if "lexicon" in card:
