@@ -1055,8 +1055,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     on_term = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():  # SIGTERM unwinds like Ctrl-C: temporary files go
         signal.signal(signal.SIGTERM, _terminated)
+    stdout = sys.stdout
     try:
-        return args.func(args)
+        if stdout is not None:  # a full disk or a broken device behind standard output is named so
+            from .fileio import NamedStream
+
+            sys.stdout = NamedStream(stdout, "standard output")
+        code = args.func(args)
+        if stdout is not None:
+            sys.stdout.flush()  # what is still buffered fails here, said as any error is, not at the exit
+        return code
     except KeyboardInterrupt as stop:  # files being written are left as they were (or kept as .partial)
         print(f"lexner: {'terminated' if isinstance(stop, Terminated) else 'interrupted'}", file=sys.stderr)
         return 143 if isinstance(stop, Terminated) else 130
@@ -1071,6 +1079,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lexner: error: {_with_option(args, where + (err.strerror or str(err)))}", file=sys.stderr)
         return 2
     finally:
+        sys.stdout = stdout
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, on_term)
 

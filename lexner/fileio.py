@@ -271,7 +271,8 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
     if descriptor is not None or final.exists() and not stat.S_ISREG(final.stat().st_mode):
         stream = os.dup(descriptor) if descriptor is not None else os.open(final, os.O_WRONLY)
         with (os.fdopen(stream, "wb") if binary else os.fdopen(stream, "w", encoding="utf-8", newline="")) as out:
-            yield out
+            yield NamedStream(out, final)
+            _finish(out, final)
         return
     compressed = None if binary else compressor(final)  # by the name given, as readers decide
     if final.is_symlink():  # write the file the link names, and keep the link
@@ -289,13 +290,15 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
         with os.fdopen(fd, "wb") if raw_binary else os.fdopen(fd, "w", encoding="utf-8", newline="") as raw:
             if compressed:
                 with compressed(raw, "wt", encoding="utf-8", newline="") as handle:
-                    yield handle
+                    yield NamedStream(handle, final)
+                    with _named(final):
+                        handle.close()  # its last block and trailer
             else:
-                yield raw
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, final)
+                yield NamedStream(raw, final)
+            _finish(raw, final, sync=True)
+        with _named(final):
+            os.chmod(tmp, mode)
+            os.replace(tmp, final)
         sync_directory(Path(final).parent)
     except BaseException:
         with suppress(FileNotFoundError):
@@ -339,13 +342,56 @@ def partial_name(target: Path) -> Path:
 
 
 @contextmanager
-def _named(final: Path) -> Iterator[None]:
-    """An OSError of making the temporary file or folder beside ``final`` (a read-only file system, a folder
-    one may not write into) names ``final``, what the user asked for, not the hidden temporary name."""
+def _named(final: str | os.PathLike) -> Iterator[None]:
+    """An OSError of writing ``final`` (a read-only file system, a folder one may not write into, a full disk)
+    names ``final``, what the user asked for, not the hidden temporary name or nothing at all."""
     try:
         yield
     except OSError as err:
-        raise type(err)(err.errno, f"cannot be written ({err.strerror})", str(final)) from None
+        raise type(err)(err.errno, f"cannot be written ({err.strerror or err})", str(final)) from None
+
+
+def _finish(stream: IO, final: str | os.PathLike, sync: bool = False) -> None:
+    """Flush ``stream`` (and with ``sync``, make it durable) and close it, an error naming ``final`` (a full
+    device or disk says so here, with what is still buffered).  A failed flush still closes the stream, quietly:
+    its close would flush again and raise the bare error in place of this one."""
+    try:
+        with _named(final):
+            stream.flush()
+            if sync:
+                os.fsync(stream.fileno())
+    except OSError:
+        with suppress(OSError):
+            stream.close()
+        raise
+    stream.close()
+
+
+class NamedStream:
+    """``stream``, whose write errors name where it writes: ``out.jsonl: cannot be written (No space left on
+    device)`` rather than the bare reason, which a disk, a quota and a closed pipe give without a file name.
+    Everything else is the stream's own."""
+
+    def __init__(self, stream: IO, name: str | os.PathLike):
+        self.stream, self.written_to = stream, name
+
+    def write(self, data):
+        with _named(self.written_to):
+            return self.stream.write(data)
+
+    def writelines(self, lines) -> None:
+        with _named(self.written_to):
+            self.stream.writelines(lines)
+
+    def flush(self) -> None:
+        with _named(self.written_to):
+            self.stream.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+    def __iter__(self):
+        return iter(self.stream)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -974,3 +974,23 @@ def test_verbose_goes_before_or_after_the_command(argv, verbose):
     from lexner.cli import build_parser
 
     assert build_parser().parse_args(argv).verbose is verbose
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
+@pytest.mark.parametrize("argv", [["tag", "张三"], ["info"], ["evaluate", "--file", "gold.bio"]])
+def test_a_full_standard_output_is_named(argv, tmp_path):
+    """Results sent to a full disk said only "No space left on device", not that standard output was full."""
+    (tmp_path / "gold.bio").write_text("张 B-PER\n三 I-PER\n", encoding="utf-8")
+    with open("/dev/full", "w", encoding="utf-8") as full:
+        done = subprocess.run([sys.executable, "-m", "lexner", *argv], cwd=tmp_path, stdout=full,
+                              stderr=subprocess.PIPE)
+    assert done.returncode == 2 and done.stderr.decode().strip().endswith(
+        "lexner: error: standard output: cannot be written (No space left on device)"), done.stderr.decode()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
+def test_a_full_output_file_is_named(tmp_path, capsys):
+    (tmp_path / "in.txt").write_text("张三在北京。\n", encoding="utf-8")
+    assert main(["tag", "--input", str(tmp_path / "in.txt"), "--output", "/dev/full", "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "lexner: error: --output /dev/full: cannot be written (No space left on device)")

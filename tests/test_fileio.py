@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import io
 import lzma
 import os
 from pathlib import Path
 
 import pytest
 
-from lexner.fileio import DataFormatError, atomic_directory, iter_lines, open_text, read_json, write_json
+from lexner.fileio import (DataFormatError, NamedStream, atomic_directory, atomic_file, iter_lines, open_text,
+                           read_json, write_json)
 
 TEXT = "北京\n上海 1\n\nＡＢ\n"
 LINES = [(1, "北京"), (2, "上海 1"), (3, ""), (4, "ＡＢ")]
@@ -358,3 +360,32 @@ def test_a_line_longer_than_the_limit_is_refused_not_read_forever(tmp_path, monk
         list(iter_lines(path))
     with pytest.raises(DataFormatError, match="zero:1: a line longer than 10 characters"):
         list(iter_lines("/dev/zero"))
+
+
+@pytest.mark.parametrize("compress", ["", ".gz"])
+def test_atomic_file_names_the_file_a_write_error_is_about(tmp_path, monkeypatch, compress):
+    """A full disk said "No space left on device" and nothing more: neither at a write nor at the final flush."""
+    import errno
+
+    final = tmp_path / f"out.txt{compress}"
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left") as raised:
+        with atomic_file(final) as out:
+            monkeypatch.setattr(os, "fsync", full)  # what reaches the disk last fails
+            out.write("x")
+    assert raised.value.filename == str(final) and raised.value.errno == errno.ENOSPC
+    assert not final.exists() and list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+
+    class Refusing(io.StringIO):
+        def write(self, text):
+            full()
+
+    stream = NamedStream(Refusing(), "standard output")
+    with pytest.raises(OSError) as raised:
+        stream.write("x")
+    assert str(raised.value) == "[Errno 28] cannot be written (No space left on device): 'standard output'"
+    assert stream.getvalue() == ""  # everything else is the stream's own
