@@ -272,7 +272,7 @@ def cmd_train(args) -> int:
         card = {"embeddings": {k: portable_path(str(v)) if v else None for k, v in embeddings.items()},
                 "lexicon": (" + ".join(map(str, args.lexicon or [embeddings.get("words")])) if tagger.reads.words
                             else None)}
-    card = {"train_data": train_data, "command": command_line(sys.argv), **card}
+    card = {"train_data": train_data, "command": command_line(args.argv), **card}
     teachers, unlabelled = _teachers_and_unlabelled(args, specs)
     if teachers:
         card["teachers"] = [str(t) for t in args.teacher]
@@ -1045,6 +1045,7 @@ def _with_option(args, message: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     try:  # a Ctrl-C while the parser is built says no more than one later (the parser imports no torch)
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv) if argv is None else ["lexner", *argv]  # the command that ran, as recorded
         from .fileio import DataFormatError, ModelFormatError
     except KeyboardInterrupt:
         print("lexner: interrupted", file=sys.stderr)

@@ -937,6 +937,8 @@ def test_one_task_records_its_training_file(corpus, tmp_path):
                  "--no-progress"]) == 0
     card = json.loads((tmp_path / "out/model/config.json").read_text(encoding="utf-8"))["card"]
     assert card["train_data"].endswith("toy.bio"), card["train_data"]
+    # main(argv) records the argv it ran, not the calling program's (benchmarks/run.py's own options were)
+    assert card["command"].startswith("lexner train --task toy:") and "char_dim=4" in card["command"]
 
 
 @pytest.mark.parametrize("argv", [["tag", "张三"], ["info"], ["evaluate", "--file", "gold.bio"]])
