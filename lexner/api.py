@@ -254,3 +254,24 @@ def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, de
             log.warning("%s asks for ONNX Runtime (runtime %r), which is not installed; running in torch "
                         '(pip install "lexner[onnx]")', directory, saved)
     return tagger
+
+
+def reload_recipe(tagger: Tagger, extra_words: Iterable[str] = ()) -> tuple:
+    """What loads ``tagger`` again in another process (:func:`reloaded`), as plain data — never its weights: the
+    directory it was loaded from, ``extra_words`` to add there, its dictionary, runtime and piece length.  Other
+    changes made in memory (words added with ``add_words``, training) are not carried.  A tagger that was not
+    loaded from a directory (built or trained in memory, an ensemble) is refused with a ValueError."""
+    if getattr(tagger, "source", None) is None:
+        raise ValueError("this model was not loaded from a directory (built, trained or changed in memory, or an "
+                         "ensemble), so another process cannot load it; save it (tagger.save(DIR)) and "
+                         "lexner.load(DIR) it")
+    dictionary = tagger.dictionary.items() if tagger.dictionary else None
+    return str(tagger.source), list(extra_words), dictionary, getattr(tagger, "runtime", "torch"), tagger.max_length
+
+
+def reloaded(recipe: tuple, device: str = "cpu") -> Tagger:
+    """The tagger a :func:`reload_recipe` describes, loaded on ``device``."""
+    directory, extra_words, dictionary, runtime, piece_length = recipe
+    tagger = load(directory, device=device, extra_words=extra_words, dictionary=dictionary, runtime=runtime)
+    tagger.set_piece_length(piece_length)  # its pieces too, even if set in memory
+    return tagger

@@ -27,28 +27,25 @@ log = logging.getLogger(__name__)
 _WORKER_TAGGER = None
 
 
-def _worker_start(parent: int, *load: object) -> None:
+def _worker_start(parent: int, recipe: tuple) -> None:
     """A worker process's start: it leaves Ctrl-C (sent to the whole group) to the parent, ends with it, and
-    loads the model (:func:`_worker_init` with ``load``)."""
+    loads the model (:func:`_worker_init`, :func:`lexner.api.reload_recipe`)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _end_with_parent(parent)
-    _worker_init(*load)
+    _worker_init(recipe)
 
 
-def _worker_init(model_dir: str | None, extra_words: list[str], dictionary: list[tuple[str, str]] | None,
-                 runtime: str, piece_length: int) -> None:
+def _worker_init(recipe: tuple) -> None:
     import torch
 
-    from .api import load
+    from .api import reloaded
 
     global _WORKER_TAGGER
     torch.set_num_threads(1)  # one core per worker process
     logging.getLogger("lexner.dictionary").setLevel(logging.ERROR)  # its warnings were the parent's, once
-    _WORKER_TAGGER = load(model_dir, extra_words=extra_words, dictionary=dictionary,
-                          runtime=runtime)  # the runtime the parent's tagger runs
-    _WORKER_TAGGER.set_piece_length(piece_length)  # and its pieces, even if set in memory
+    _WORKER_TAGGER = reloaded(recipe)  # the parent's model, words, dictionary, runtime and pieces
 
 
 def _end_with_parent(parent: int) -> None:
@@ -359,11 +356,11 @@ def _tag_lines(tagger, source, out: IO[str], fmt: str, batch_size: int, workers:
 
             import multiprocessing
 
+            from .api import reload_recipe
+
             spawn = multiprocessing.get_context("spawn")  # fork after torch has started threads can hang
-            dictionary = tagger.dictionary.items() if tagger.dictionary else None
             with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_worker_start,
-                                     initargs=(os.getpid(), str(tagger.source), extra_words, dictionary,
-                                               getattr(tagger, "runtime", "torch"), tagger.max_length)) as pool:
+                                     initargs=(os.getpid(), reload_recipe(tagger, extra_words))) as pool:
                 pending: deque = deque()
 
                 def write_oldest() -> None:

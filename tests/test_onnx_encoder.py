@@ -453,6 +453,7 @@ def test_workers_load_the_model_with_the_parents_runtime(tmp_path, corpus):
 
     import lexner
     from lexner import tagfile
+    from lexner.api import reload_recipe
 
     # a worker quiets its dictionary warnings (the parent's): here in this process, so only for this test (left
     # at ERROR, later tests' caplog never saw a dictionary warning)
@@ -463,7 +464,7 @@ def test_workers_load_the_model_with_the_parents_runtime(tmp_path, corpus):
         for onnx, runtime in ((False, "torch"), (True, "onnx"), ("int8", "onnx-int8")):
             parent = lexner.load(directory, onnx=onnx)
             assert parent.runtime == runtime
-            tagfile._worker_init(str(directory), [], None, parent.runtime, parent.max_length)
+            tagfile._worker_init(reload_recipe(parent))
             assert tagfile._WORKER_TAGGER.runtime == runtime
     finally:
         quieted.setLevel(level)

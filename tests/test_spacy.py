@@ -116,3 +116,57 @@ def test_a_saved_pipeline_carries_the_onnx_graph_its_model_carried(tmp_path):
     copy = tmp_path / "pipeline" / "lexner" / "model" / GRAPH_FILES["int8"]
     assert copy.read_bytes() == carried.read_bytes()
     assert entities(spacy.load(tmp_path / "pipeline")("张三在北京大学工作。")) == tagged
+
+
+def test_a_pickled_component_carries_no_weights_and_loads_the_same_tagger_again():
+    """Pickled once used (nlp.pipe(n_process=...) where processes are spawned), the component held the whole
+    tagger (58 MB of tensors, rebuilt by unpickling) and came back running torch whatever its runtime."""
+    import pickle
+
+    nlp = spacy.blank("zh")
+    component = nlp.add_pipe("lexner", config={"runtime": "torch-bf16", "dictionary": {"读书": "ORG"}})
+    text = "张三在北京大学读书。"
+    tagged = entities(nlp(text))
+    assert (7, 9, "ORG") in tagged
+    component.tagger.set_piece_length(40)
+    sent = pickle.dumps(component)
+    assert len(sent) < 10_000 and b"_rebuild_tensor" not in sent
+    again = pickle.loads(sent)
+    assert again.tagger.runtime == "torch-bf16" and again.tagger.max_length == 40
+    assert again.tagger.dictionary.items() == [("读书", "ORG")]
+    assert entities(again(nlp.make_doc(text))) == tagged
+    with pytest.raises(ValueError, match="not loaded from a directory"):  # nothing to load it again from
+        component._tagger.source = None
+        pickle.dumps(component)
+
+
+def test_the_dictionary_setting_is_forced_and_saved_with_the_pipeline(tmp_path):
+    """spaCy had no way to give a dictionary, and nlp.to_disk dropped one added to the tagger."""
+    (tmp_path / "words.tsv").write_text("读书\tORG\n", encoding="utf-8")
+    text = "张三在北京大学读书。"
+    for given in ({"读书": "ORG"}, str(tmp_path / "words.tsv")):
+        nlp = spacy.blank("zh")
+        nlp.add_pipe("lexner", config={"dictionary": given})
+        assert (7, 9, "ORG") in entities(nlp(text))
+        nlp.to_disk(tmp_path / "pipeline")
+        (tmp_path / "words.tsv").rename(tmp_path / "gone.tsv")  # the pipeline folder holds its own copy
+        assert (7, 9, "ORG") in entities(spacy.load(tmp_path / "pipeline")(text))
+        (tmp_path / "gone.tsv").rename(tmp_path / "words.tsv")
+    plain = spacy.blank("zh")
+    plain.add_pipe("lexner")
+    plain.to_disk(tmp_path / "pipeline")  # saved again without one: none left behind
+    assert (7, 9, "ORG") not in entities(spacy.load(tmp_path / "pipeline")(text))
+
+
+def test_evaluate_scores_entities_and_to_bytes_refuses_naming_to_disk():
+    from spacy.training import Example
+
+    nlp = spacy.blank("zh")
+    nlp.add_pipe("lexner")
+    gold = nlp.make_doc("张三在北京。")
+    gold.ents = [gold.char_span(0, 2, "PER"), gold.char_span(3, 5, "ORG")]
+    scores = nlp.evaluate([Example(nlp.make_doc(gold.text), gold)])
+    assert (scores["ents_p"], scores["ents_r"]) == (0.5, 0.5) and scores["ents_per_type"]["PER"]["f"] == 1.0
+    with pytest.raises(NotImplementedError, match="nlp.to_disk"):
+        nlp.to_bytes()
+    assert nlp.to_bytes(exclude=["lexner"])

@@ -18,35 +18,49 @@ expanded entity that would overlap another is dropped and kept there the same wa
 keeps the longer).  The component's ``labels`` are its head's entity types once its model is loaded (the setting
 ``labels`` names the head, as ``tag(labels=...)`` does).  ``nlp.pipe`` tags docs in batches through ``tag_batch``.
 
+``dictionary`` (a ``{word: type}`` mapping, or the path of a ``word<TAB>TYPE`` file as ``lexner tag
+--dictionary`` reads) forces its words into every doc as those types (:meth:`lexner.Tagger.add_dictionary`).
+
 ``nlp.to_disk(path)`` stores the lexner model inside the pipeline folder (``path/lexner/model``, with the ONNX
-graphs its directory carried), so ``spacy.load(path)`` works on a machine without the original model directory.
+graphs its directory carried, and the tagger's dictionary in ``path/lexner/dictionary.json``), so
+``spacy.load(path)`` works on a machine without the original model directory or dictionary file.
+``nlp.to_bytes()`` cannot hold a model directory: it refuses, naming ``to_disk`` (or leave the component out:
+``exclude=["lexner"]``).  Pickled (``nlp.pipe(n_process=2)`` where processes are spawned: macOS, Windows), the
+component carries no weights: each process loads the model again from its directory, with the runtime,
+dictionary and piece length of the tagger (see :func:`lexner.api.reload_recipe`).  ``nlp.evaluate`` scores it
+as spaCy scores entities (``ents_p``, ``ents_r``, ``ents_f``, ``ents_per_type``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Dict, Iterable, Iterator, Union
 
 from spacy.language import Language
+from spacy.scorer import get_ner_prf
 from spacy.tokens import Doc
 from spacy.util import filter_spans
 
 MODEL_DIR = "model"
+DICTIONARY_FILE = "dictionary.json"
 UNALIGNED = "lexner_unaligned"
 
 
 @Language.factory("lexner", default_config={"model": None, "labels": None, "alignment_mode": "expand",
-                                             "batch_size": 64, "device": "cpu", "runtime": None})
+                                             "batch_size": 64, "device": "cpu", "runtime": None, "dictionary": None},
+                  default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None})
 def make_lexner(nlp: Language, name: str, model: str | None, labels: str | None, alignment_mode: str,
-                batch_size: int, device: str, runtime: str | None) -> "LexnerComponent":
-    return LexnerComponent(model, labels, alignment_mode, batch_size, device, runtime)
+                batch_size: int, device: str, runtime: str | None,
+                dictionary: Union[Dict[str, str], str, None]) -> "LexnerComponent":
+    return LexnerComponent(model, labels, alignment_mode, batch_size, device, runtime, dictionary)
 
 
 class LexnerComponent:
     """Sets ``doc.ents`` from a lexner tagger (see the module docstring)."""
 
     def __init__(self, model: str | None = None, labels: str | None = None, alignment_mode: str = "expand",
-                 batch_size: int = 64, device: str = "cpu", runtime: str | None = None):
+                 batch_size: int = 64, device: str = "cpu", runtime: str | None = None,
+                 dictionary: dict[str, str] | str | None = None):
         from lexner.runtimes import RUNTIMES
 
         if alignment_mode not in ("expand", "strict", "contract"):
@@ -55,15 +69,38 @@ class LexnerComponent:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)} or None, got {runtime!r}")
         # the head's name: spaCy reads a component's ``labels`` as its label list (nlp.meta, to_disk)
         self.model, self.head, self.alignment_mode = model, labels, alignment_mode
-        self.batch_size, self.device, self.runtime = batch_size, device, runtime
+        self.batch_size, self.device, self.runtime, self.dictionary = batch_size, device, runtime, dictionary
         self._tagger = None  # loaded on first use, or from the pipeline folder by from_disk
+        self._recipe: tuple | None = None  # a pickled component's: how to load its tagger again
 
     @property
     def tagger(self):
         if self._tagger is None:
-            self._tagger = self._load(self.model)
-            self._tagger.featurizer.label_set(self.head)  # an unknown head fails here, naming the heads
+            if self._recipe is not None:
+                from lexner.api import reloaded
+
+                self._tagger = reloaded(self._recipe, device=self.device)
+            else:
+                self._tagger = self._load(self.model, self._dictionary())
+            self._tagger.check_head(self.head)  # an unknown head fails here, naming the heads
         return self._tagger
+
+    def _dictionary(self):
+        """The ``dictionary`` setting as lexner.load takes it (a file read when the model is loaded)."""
+        if isinstance(self.dictionary, (str, Path)):
+            from lexner.dictionary import Dictionary
+
+            return Dictionary.read(self.dictionary)
+        return self.dictionary
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the model's weights: its directory and settings (see the module docstring)."""
+        from lexner.api import reload_recipe
+
+        state = dict(self.__dict__, _tagger=None)
+        if self._tagger is not None:
+            state["_recipe"] = reload_recipe(self._tagger)
+        return state
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -108,12 +145,32 @@ class LexnerComponent:
                 doc.user_data.pop(UNALIGNED, None)
         return docs
 
+    def score(self, examples: Iterable[Any], **kwargs: Any) -> dict[str, Any]:
+        """Precision, recall and F1 of the docs' entities, as spaCy scores its own NER (``nlp.evaluate``)."""
+        return get_ner_prf(examples)
+
     def to_disk(self, path: str | Path, exclude: Iterable[str] = ()) -> None:
+        from lexner.fileio import write_json
+
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         # a model there is replaced whole; its card and runtime travel with it, and so do the ONNX graphs its
         # directory carried (without them, a load with runtime onnx-int8 builds and quantizes one again)
         self.tagger.save(path / MODEL_DIR, more=self._carry_graphs)
+        dictionary = self.tagger.dictionary
+        if dictionary:
+            write_json(path / DICTIONARY_FILE, dictionary.items())
+        elif (path / DICTIONARY_FILE).exists():  # one saved there before: not this component's any more
+            (path / DICTIONARY_FILE).unlink()
+
+    def to_bytes(self, exclude: Iterable[str] = ()) -> bytes:
+        raise NotImplementedError("the lexner component's model is a directory, which nlp.to_bytes() cannot hold: "
+                                  "save the pipeline with nlp.to_disk(path), or leave the component out "
+                                  '(nlp.to_bytes(exclude=["lexner"]))')
+
+    def from_bytes(self, data: bytes, exclude: Iterable[str] = ()) -> "LexnerComponent":
+        self.to_bytes()  # the same refusal
+        return self
 
     def _carry_graphs(self, folder: Path) -> None:
         from lexner.fileio import write_bytes
@@ -124,12 +181,17 @@ class LexnerComponent:
             if (graph := carried_graph(self.tagger, precision)) is not None:
                 write_bytes(folder / name, graph)
 
-    def _load(self, model: str | Path | None):
+    def _load(self, model: str | Path | None, dictionary=None):
         import lexner
 
-        return lexner.load(model, device=self.device, runtime=self.runtime)
+        return lexner.load(model, device=self.device, runtime=self.runtime, dictionary=dictionary)
 
     def from_disk(self, path: str | Path, exclude: Iterable[str] = ()) -> "LexnerComponent":
-        self._tagger = self._load(Path(path) / MODEL_DIR)
-        self._tagger.featurizer.label_set(self.head)
+        from lexner.fileio import read_json
+
+        path = Path(path)
+        saved = path / DICTIONARY_FILE
+        dictionary = read_json(saved) if saved.exists() else None  # (word, type) pairs
+        self._tagger, self._recipe = self._load(path / MODEL_DIR, dictionary), None
+        self._tagger.check_head(self.head)
         return self
