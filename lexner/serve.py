@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 from contextlib import asynccontextmanager
@@ -33,6 +34,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, model_validator
+
+log = logging.getLogger(__name__)
 
 
 class TagRequest(BaseModel):
@@ -282,6 +285,11 @@ def create_app(tagger, max_chars: int = 10_000, max_texts: int = 256, max_batch:
             tagged = tagging.result()
         except Busy as busy:
             return _JSON({"detail": str(busy)}, 503, headers={"Retry-After": "1"})
+        except (ValueError, TypeError) as err:  # the head refused when its turn came (a dictionary added since)
+            return _JSON({"detail": str(err)}, 422)
+        except Exception as err:  # a failure of the model: said as JSON too, and logged with where it arose
+            log.exception("tagging failed")
+            return _JSON({"detail": f"tagging failed: {type(err).__name__}: {err}"}, 500)
         results = [[e.to_dict() for e in entities] for entities in tagged]
         return _JSON({"entities": results[0]} if request.text is not None else {"results": results})
 

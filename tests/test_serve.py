@@ -384,3 +384,29 @@ def test_a_client_that_disconnects_while_waiting_has_its_texts_taken_out_of_the_
 
     assert asyncio.run(scenario()) == 200
     assert slow.tagged == [[TEXTS[0]], [TEXTS[4]]]  # the second text never reached the model
+
+
+def test_a_head_refused_when_its_turn_comes_is_a_422_and_a_model_failure_a_json_500():
+    """A dictionary added while a request waited (its head checked on arrival) made tag_batch raise: a plain-text
+    500 "Internal Server Error"; so was any failure of the model."""
+    from fastapi.testclient import TestClient
+
+    from lexner.serve import create_app
+
+    class Failing:
+        def __init__(self, error):
+            self.model, self.error = lexner.load(), error
+
+        def __getattr__(self, name):
+            return getattr(self.model, name)
+
+        def tag_batch(self, *args):
+            raise self.error
+
+    refused = ValueError("the dictionary's types ['ORG'] are not types of head 'cluener'")
+    for error, status, detail in ((refused, 422, str(refused)),
+                                  (RuntimeError("out of memory"), 500, "tagging failed: RuntimeError: out of memory")):
+        with TestClient(create_app(Failing(error))) as client:
+            answer = client.post("/tag", json={"text": TEXTS[0]})
+            assert (answer.status_code, answer.json()) == (status, {"detail": detail})
+            assert client.post("/tag", json={"texts": TEXTS[:2]}).status_code == status  # and it keeps serving
