@@ -40,3 +40,7 @@ def __getattr__(name: str):
 
         return Lexicon
     raise AttributeError(f"module 'lexner' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))  # the names imported when first used too (tab completion)

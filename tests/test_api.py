@@ -18,6 +18,14 @@ def test_import_lexner_does_not_import_torch():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
+def test_names_imported_when_first_used_are_listed_by_dir_without_importing_them():
+    """Tab completion and inspect.getmembers saw none of them: 'load' in dir(lexner) was False."""
+    code = ("import sys, lexner, lexner.models; assert {'load', 'Entity', 'render_html'} <= set(dir(lexner)); "
+            "assert {'SoftLexicon', 'FLAT', 'MODELS'} <= set(dir(lexner.models)); "
+            "assert 'torch' not in sys.modules")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
 def test_build_tagger_uses_pretrained_vectors(corpus, tmp_path):
     (tmp_path / "c.vec").write_text("2 4\n张 1 2 3 4\n京 5 6 7 8\n", encoding="utf-8")
     (tmp_path / "b.vec").write_text("2 4\n北京 1 1 1 1\n外外 2 2 2 2\n", encoding="utf-8")

@@ -59,3 +59,7 @@ def __getattr__(name: str):
 
 __all__ = ["FLAT", "MODELS", "MODEL_NAMES", "BertCRF", "BiLSTMCRF", "LatticeLSTM", "ModelFormatError", "SoftLexicon",
            "Tagger", "model_class"]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))  # the names imported when first used too (tab completion)
