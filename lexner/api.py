@@ -266,7 +266,8 @@ def reload_recipe(tagger: Tagger, extra_words: Iterable[str] = ()) -> tuple:
                          "ensemble), so another process cannot load it; save it (tagger.save(DIR)) and "
                          "lexner.load(DIR) it")
     dictionary = tagger.dictionary.items() if tagger.dictionary else None
-    return str(tagger.source), list(extra_words), dictionary, getattr(tagger, "runtime", "torch"), tagger.max_length
+    return (os.path.abspath(tagger.source), list(extra_words), dictionary, getattr(tagger, "runtime", "torch"),
+            tagger.max_length)  # the folder as any working directory finds it
 
 
 def reloaded(recipe: tuple, device: str = "cpu") -> Tagger:

@@ -46,6 +46,17 @@ def test_bad_arguments_fail_before_any_worker_starts(cluster, tmp_path):
         tag_dataset(ds, column="body", workers=0)
     with pytest.raises(ValueError, match="already has a column 'body'"):
         tag_dataset(ds, column="body", output_column="body")
+    # an unknown head, dictionary types the head lacks: refused here, not in every actor once the job runs
+    with pytest.raises(ValueError, match="no label set 'no-such-head'"):
+        tag_dataset(ds, column="body", labels="no-such-head")
+    with pytest.raises(ValueError, match=r"the dictionary's types \['company'\] are not types of the default head"):
+        tag_dataset(ds, column="body", dictionary={"腾讯": "company"})
+    with pytest.raises(ValueError, match="brings its own dictionary and runtime"):
+        tag_dataset(ds, model=lexner.load(), column="body", runtime="torch")
+    built = lexner.load()
+    built.source = None  # as one built or trained in memory
+    with pytest.raises(ValueError, match="not loaded from a directory"):
+        tag_dataset(ds, model=built, column="body")
     # the cluster is one node of 2 CPUs: an actor of three could never be placed (Ray would wait forever)
     with pytest.raises(ValueError, match=r"threads_per_worker = 3 CPUs for one tagger, but the largest node of the "
                                          r"Ray cluster has 2"):
@@ -73,7 +84,9 @@ def test_a_worker_tags_nulls_as_empty_and_refuses_what_is_not_text():
 
     from lexner.integrations.ray import Tagging
 
-    worker = Tagging(None, "text", "entities", None, 64, 1)
+    from lexner.api import reload_recipe
+
+    worker = Tagging(reload_recipe(lexner.load()), "text", "entities", None, 64, 1)
     out = worker(pa.table({"text": ["张三在北京", None]}))
     assert [bool(e) for e in out.column("entities").to_pylist()] == [True, False]
     assert [bool(e) for e in worker(pa.table({"text": [float("nan")]})).column("entities").to_pylist()] == [False]
@@ -109,3 +122,17 @@ def test_the_input_columns_pass_through_as_they_are_and_entity_free_blocks_keep_
     assert [e["text"] for e in rows["张三在北京"]["entities"]] == ["张三", "北京"]
     assert back.schema.field("entities").type == pa.list_(pa.struct([
         ("start", pa.int64()), ("end", pa.int64()), ("label", pa.string()), ("text", pa.string())]))
+
+
+def test_a_loaded_tagger_runtime_and_dictionary_reach_every_actor(cluster):
+    """tag_dataset had no runtime or dictionary and took no loaded tagger (a TypeError about a path)."""
+    texts = ["腾讯在深圳招聘", "张三在北京大学读书。"]
+    dictionary = {"腾讯": "company"}
+    expected = lexner.load(dictionary=dictionary).tag_batch(texts, labels="cluener")
+    assert any(e.text == "腾讯" and e.label == "company" for e in expected[0])
+    ds = ray.data.from_items([{"text": t} for t in texts])
+    for given in ({"model": lexner.load(dictionary=dictionary)}, {"dictionary": dictionary, "runtime": "torch"}):
+        tagged = tag_dataset(ds, labels="cluener", workers=1, **given).take_all()
+        assert [[(e["start"], e["end"], e["label"]) for e in r["entities"]] for r in tagged] == [
+            [(e.start, e.end, e.label) for e in entities] for entities in expected]
+

@@ -8,7 +8,7 @@
     tagged.write_parquet("s3://bucket/entities/")
 
 Each worker is a Ray actor that loads the model once (from ``model``, a directory every node can read; None:
-the bundled model) and tags the blocks Ray Data streams to it with :meth:`~lexner.Tagger.tag_batch`, so the
+the bundled model; a loaded tagger: the directory it was loaded from, with its runtime and dictionary) and tags the blocks Ray Data streams to it with :meth:`~lexner.Tagger.tag_batch`, so the
 output is what ``tag_batch`` gives on one machine: an ``entities`` column beside the input's columns (those
 passed through untouched, as Arrow data), each row a list of ``{"start", "end", "label", "text"}`` with offsets
 into that row's text (a null text: none), typed ``list<struct<start: int64, end: int64, label: string, text:
@@ -25,7 +25,10 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lexner.models import Tagger
 
 try:
     import pyarrow as pa
@@ -38,14 +41,14 @@ class Tagging:
     """A Ray Data callable class: one loaded model per actor, tagging the ``column`` of each batch (an Arrow
     table, so the input's columns pass through as they are: no column converted to numpy and back)."""
 
-    def __init__(self, model: str | None, column: str, output_column: str, labels: str | None, batch_size: int,
-                 threads: int, onnx: bool | str | None = None):
+    def __init__(self, recipe: tuple, column: str, output_column: str, labels: str | None, batch_size: int,
+                 threads: int):
         import torch
 
-        import lexner
+        from lexner.api import reloaded
 
         torch.set_num_threads(threads)
-        self.tagger = lexner.load(model, onnx=onnx)
+        self.tagger = reloaded(recipe)  # lexner.api.reload_recipe: the driver's model, dictionary and runtime
         self.column, self.output_column = column, output_column
         self.labels, self.batch_size = labels, batch_size
 
@@ -83,16 +86,26 @@ def _text(value: Any, column: str) -> str:
     raise TypeError(f"column {column!r} holds a {type(value).__name__}, not a str{hint}: {value!r:.60}")
 
 
-def tag_dataset(dataset: "ray.data.Dataset", model: str | os.PathLike | None = None, *, column: str = "text",
-                output_column: str = "entities", labels: str | None = None, workers: int = 2,
-                threads_per_worker: int = 1, rows_per_call: int = 1024, batch_size: int = 64,
+def tag_dataset(dataset: "ray.data.Dataset", model: "str | os.PathLike | Tagger | None" = None, *,
+                column: str = "text", output_column: str = "entities", labels: str | None = None,
+                dictionary: Any = None, workers: int = 2, threads_per_worker: int = 1, rows_per_call: int = 1024,
+                batch_size: int = 64, runtime: str | None = None,
                 onnx: bool | str | None = None) -> "ray.data.Dataset":
     """``dataset`` with an ``output_column`` of the entities in each row's ``column``, tagged by up to ``workers``
     actors (as many as the CPUs left by the read tasks allow) with ``threads_per_worker`` torch threads (and as
     many CPUs reserved) each; each call of an actor
     takes ``rows_per_call`` rows and tags them in batches of ``batch_size`` texts.  ``labels``: the head of a
-    multi-task model (None: the default one); ``onnx``: as in :func:`lexner.load` (None: as the model directory
-    says).  A loaded model can be given by the directory it was loaded from (``tagger.source``)."""
+    multi-task model (None: the default one); ``dictionary``, ``runtime`` and ``onnx``: as in
+    :func:`lexner.load`.  ``model`` may be a tagger loaded from a directory: the actors load that directory,
+    with the tagger's runtime, dictionary and piece length (see :func:`lexner.api.reload_recipe`).
+
+    The model is loaded once here, before the job is built, so that what would fail in every actor — a model
+    directory that is not one, an unknown head, dictionary types the head lacks, a runtime not installed — fails
+    here at once."""
+    import lexner
+    from lexner.api import reload_recipe
+    from lexner.models import Tagger
+
     columns = dataset.columns(fetch_if_missing=False)  # known without running the pipeline, or None
     if columns is not None:
         _check_columns(columns, column, output_column)
@@ -102,15 +115,23 @@ def tag_dataset(dataset: "ray.data.Dataset", model: str | os.PathLike | None = N
     if nodes and threads_per_worker > max(nodes):  # no node can ever hold such an actor: Ray would wait forever
         raise ValueError(f"threads_per_worker = {threads_per_worker} CPUs for one tagger, but the largest node of the "
                          f"Ray cluster has {max(nodes):g}")
-    if model is not None:
-        model = str(Path(model).resolve())
-        if not Path(model).is_dir():
-            raise FileNotFoundError(f"model directory {model} does not exist (workers load the model from a path "
-                                    "every node can read)")
+    if isinstance(model, Tagger):
+        if (dictionary, runtime, onnx) != (None, None, None):
+            raise ValueError("a loaded tagger brings its own dictionary and runtime: give dictionary, runtime and "
+                             "onnx to lexner.load, or a model directory here")
+        tagger = model
+    else:
+        if model is not None:
+            model = Path(model).resolve()
+            if not model.is_dir():
+                raise FileNotFoundError(f"model directory {model} does not exist (workers load the model from a "
+                                        "path every node can read)")
+        tagger = lexner.load(model, dictionary=dictionary, runtime=runtime, onnx=onnx)
+    tagger.check_head(labels)
     return dataset.map_batches(
-        Tagging, fn_constructor_kwargs={"model": model, "column": column, "output_column": output_column,
-                                        "labels": labels, "batch_size": batch_size, "threads": threads_per_worker,
-                                        "onnx": onnx},
+        Tagging, fn_constructor_kwargs={"recipe": reload_recipe(tagger), "column": column,
+                                        "output_column": output_column, "labels": labels, "batch_size": batch_size,
+                                        "threads": threads_per_worker},
         batch_size=rows_per_call, batch_format="pyarrow",
         # up to `workers` taggers, as many as the CPUs left by reading allow: a pool of a fixed size waits for all
         # its actors, which can take every CPU the read tasks need (the README's example hung on a 2-CPU machine)
