@@ -176,6 +176,7 @@ def test_dictionary_types_a_requested_head_lacks_are_a_422_not_a_500(tmp_path):
         assert status == 422 and "not types of the default head" in body["detail"]
         status, body = request(port, "/tag", {"text": "腾讯在深圳", "labels": "cluener"})
         assert status == 200 and {"start": 0, "end": 2, "label": "company", "text": "腾讯"} in body["entities"]
+        assert request(port, "/model")[1]["dictionary_words"] == 1  # it said nothing of a dictionary
 
 
 def test_serve_refuses_a_port_in_use_or_a_host_that_does_not_resolve_as_other_errors(capsys):

@@ -489,14 +489,16 @@ class Tagger(nn.Module):
         """What the model is, as ``lexner info`` and ``lexner serve``'s ``GET /model`` show it: its kind, entity
         types (default head), every head's types, its size in parameters, the precision its directory stores
         (float16 after ``export --half``), its piece length (see :meth:`set_piece_length`), its lexicon's size,
-        how it runs (torch or ONNX Runtime) and its model card (how it was trained, from ``config.json``)."""
+        how it runs (torch or ONNX Runtime), how many words its typed dictionary forces (0: none) and its model
+        card (how it was trained, from ``config.json``)."""
         featurizer = self.featurizer
         return {"model": self.name, "entity_types": featurizer.entity_types,
                 "label_sets": {name: ls.entity_types for name, ls in featurizer.label_sets.items()},
                 "parameters": sum(p.numel() for p in self.parameters()),
                 "stored": "float16" if self.stored_half else "float32", "piece_length": self.max_length,
                 "lexicon_words": len(featurizer.lexicon) if featurizer.lexicon is not None else None,
-                "runtime": self.runtime, "card": self.metadata.get("card", {})}
+                "runtime": self.runtime, "dictionary_words": len(self.dictionary) if self.dictionary else 0,
+                "card": self.metadata.get("card", {})}
 
     def check_head(self, labels: str | None) -> None:
         """Raise ``ValueError`` unless this model can tag with head ``labels`` (None: the default one): the head
