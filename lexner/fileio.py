@@ -390,9 +390,6 @@ class NamedStream:
     def __getattr__(self, name: str):
         return getattr(self.stream, name)
 
-    def __iter__(self):
-        return iter(self.stream)
-
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented UTF-8 JSON, atomically (see :func:`atomic_file`).  Text that UTF-8 cannot

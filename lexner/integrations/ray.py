@@ -7,14 +7,13 @@
     tagged = tag_dataset(ds, model="models/news", workers=8)  # lazy, like every Ray Data transform
     tagged.write_parquet("s3://bucket/entities/")
 
-Each worker is a Ray actor that loads the model once (from ``model``, a directory every node can read; None:
-the bundled model; a loaded tagger: the directory it was loaded from, with its runtime and dictionary) and tags the blocks Ray Data streams to it with :meth:`~lexner.Tagger.tag_batch`, so the
-output is what ``tag_batch`` gives on one machine: an ``entities`` column beside the input's columns (those
-passed through untouched, as Arrow data), each row a list of ``{"start", "end", "label", "text"}`` with offsets
-into that row's text (a null text: none), typed ``list<struct<start: int64, end: int64, label: string, text:
-string>>`` in every block.  Rows keep
-their order within a block; Ray Data keeps the blocks' order when its ``DataContext.execution_options
-.preserve_order`` is set.
+Each worker is a Ray actor that loads the model once (from ``model``, a directory every node can read; None: the
+bundled model; a loaded tagger: the directory it was loaded from, with its runtime and dictionary) and tags the
+blocks Ray Data streams to it with :meth:`~lexner.Tagger.tag_batch`, so the output is what ``tag_batch`` gives on
+one machine: an ``entities`` column beside the input's columns (those passed through untouched, as Arrow data),
+each row a list of ``{"start", "end", "label", "text"}`` with offsets into that row's text (a null text: none),
+typed ``list<struct<start: int64, end: int64, label: string, text: string>>`` in every block. Rows keep their order
+within a block; Ray Data keeps the blocks' order when its ``DataContext.execution_options.preserve_order`` is set.
 
 Ray is an optional dependency: nothing in lexner imports this module, and importing it without Ray fails with
 the install hint.
