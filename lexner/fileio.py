@@ -106,7 +106,9 @@ def shown_name(path: str | os.PathLike) -> str:
     return "<stdin>" if str(path) == STDIN else str(path)
 
 
-UTF16_MARKS = ("\udcff\udcfe", "\udcfe\udcff")  # FF FE / FE FF, as read with surrogateescape
+# FF FE (UTF-16-LE, and UTF-32-LE's FF FE 00 00), FE FF (UTF-16-BE) and 00 00 FE FF (UTF-32-BE), as read with
+# surrogateescape
+UTF16_MARKS = ("\udcff\udcfe", "\udcfe\udcff", "\x00\x00\udcfe\udcff")
 
 
 def iter_lines(path: str | os.PathLike, errors: str = "strict", newline: str | None = None,
@@ -138,7 +140,7 @@ def iter_lines(path: str | os.PathLike, errors: str = "strict", newline: str | N
         on_open(handle)
     try:
         for lineno, line in _numbered(handle, name):
-            if lineno == 1 and line[:2] in UTF16_MARKS:  # every line would be garbage, whatever errors says
+            if lineno == 1 and line.startswith(UTF16_MARKS):  # every line would be garbage, whatever errors says
                 raise DataFormatError(name, 1, "starts with a UTF-16 (or UTF-32) byte-order mark; lexner reads "
                                                "UTF-8 (convert it: iconv -f UTF-16 -t UTF-8, or -f UTF-32)")
             line = line[:-1] if line.endswith("\n") else line

@@ -79,11 +79,12 @@ def test_invalid_utf8_on_first_line(tmp_path):
     assert "UTF-8" in str(info.value)
 
 
-@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-32-be"])  # -be: the mark written
 @pytest.mark.parametrize("errors", ["strict", "skip", "replace"])
 def test_a_utf16_file_is_refused_with_a_hint_whatever_errors_says(tmp_path, encoding, errors):
+    """UTF-32-BE's mark (00 00 FE FF) was taken for text: an error without the hint, or garbage tagged."""
     raw = "张三在北京\n李四\n".encode(encoding)
-    path = _write(tmp_path / "u16.txt", raw if encoding == "utf-16" else b"\xfe\xff" + raw)
+    path = _write(tmp_path / "u16.txt", raw if not encoding.endswith("-be") else "\ufeff".encode(encoding) + raw)
     with pytest.raises(DataFormatError, match=r"u16.txt:1: starts with a UTF-16 \(or UTF-32\) byte-order mark.*iconv"):
         list(iter_lines(path, errors=errors))
 
