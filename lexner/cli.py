@@ -134,6 +134,11 @@ def _train_config(**settings):
         raise CommandError(f"--{option}: {err}") from None
 
 
+# what a model trained further (--init-from) takes from the saved one: these options are refused with it
+SAVED_WITH_THE_MODEL = ("--set", "--lexicon", "--char-vectors", "--bigram-vectors", "--word-vectors",
+                        "--bigram-min-count", "--pretrained-bigrams")
+
+
 def _progress(args) -> bool:
     """Progress bars unless --no-progress, and only where someone can watch them: with standard error a
     terminal (redirected to a log file, their redraws would fill it)."""
@@ -165,9 +170,10 @@ def cmd_train(args) -> int:
     from .models import model_class
     from .models.base import checked_config, parse_config_values
 
-    if args.init_from is not None and (args.set or args.lexicon):
-        raise CommandError("--init-from: the settings and the lexicon are the saved model's; leave out --set and "
-                           "--lexicon")
+    if args.init_from is not None and (saved := [option for option in SAVED_WITH_THE_MODEL
+                                                 if option in getattr(args, OPTIONS, {}).values()]):
+        raise CommandError("--init-from: the settings, vocabularies, vectors and lexicon are the saved model's; "
+                           f"leave out {', '.join(saved)}")
     model_name = args.model or DEFAULT_TAGGER
     try:
         model_config = parse_config_values(model_class(model_name), _key_values(args.set, "--set"))
@@ -178,7 +184,11 @@ def cmd_train(args) -> int:
         raise CommandError("bert_crf reads a local BERT checkpoint: give --set bert_path=DIR (its config.json, "
                            "weights and tokenizer; nothing is downloaded)")
     teachers = "teachers (lexner distill --teacher DIR)"
+    several = "several tasks (--dataset or --task repeated)"
+    corpora = 1 if args.train or args.dev or args.test else len(args.dataset or []) + len(args.task or [])
     for option, needs, unused in (
+            ("--task-temperature", several, _given(args, "task_temperature") and corpora < 2),
+            ("--task-selection", several, _given(args, "task_selection") and corpora < 2),
             ("--augment-ratio", "--augment", _given(args, "augment_ratio") and not config.augment),
             ("--pretrained-bigrams", "bigram vectors (not --bigram-vectors none)",
              _given(args, "pretrained_bigrams") and (args.bigram_vectors or "").lower() == "none"),
@@ -189,9 +199,18 @@ def cmd_train(args) -> int:
             ("--distill-weight", teachers, _given(args, "distill_weight") and not getattr(args, "teacher", None))):
         if unused:
             raise CommandError(f"{option} has no effect without {needs}")
-    if args.lexicon and model_name == "bilstm_crf":
-        raise CommandError("--lexicon: bilstm_crf uses no lexicon; choose a lexicon tagger with --model "
-                           "(softlexicon, lattice_lstm or flat)")
+    if args.init_from is None:  # a new model: vectors for tables it lacks, a lexicon it does not read
+        if args.lexicon and not model_class(model_name).inputs(checked).words:
+            raise CommandError(f"--lexicon: {model_name} uses no lexicon; choose a lexicon tagger with --model "
+                               "(softlexicon, lattice_lstm or flat)")
+        tables = _vector_tables(model_class(model_name), checked)
+        if model_class(model_name).inputs(checked).words:
+            tables.add("words")
+        for name in ("chars", "bigrams", "words"):
+            given = getattr(args, f"{name[:-1]}_vectors")
+            if given not in (None, "none") and name not in tables:
+                raise CommandError(f"--{name[:-1]}-vectors has no effect: {model_name} (with these settings) has no "
+                                   f"{name[:-1]} table to start from them")
     try:
         check_out_dir(args.out, args.resume, args.force)  # likewise: an --out that would lose a run
     except TrainingError as err:
@@ -830,7 +849,7 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--init-from", type=Path, metavar="DIR",
                        help="train further a saved model (fine-tuning, e.g. lexner/default_model on your own data): "
                             "its tagger, settings, vocabularies and lexicon are kept (--set, --lexicon and the "
-                            "vector and vocabulary options are not used); a task trains the head of its name, and "
+                            "vector and vocabulary options are refused); a task trains the head of its name, and "
                             "one the model lacks gets a new head (a --train corpus: the default head, whose types "
                             "it must have)")
         t.add_argument("--dataset", choices=sorted(DATASETS) + [f"{a}:{b}" for a, b in TYPE_MAPS], action="append",

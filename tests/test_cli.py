@@ -625,6 +625,12 @@ def test_a_bad_device_is_a_clean_error(device, capsys):
     (["--out", "o", "--encoder-lr", "1e-4"], "--encoder-lr has no effect without a pretrained encoder"),
     (["--out", "o", "--distill", "kl"], "--distill has no effect without teachers"),
     (["--out", "o", "--distill-weight", "2"], "--distill-weight has no effect without teachers"),
+    # accepted and dropped before (docs audit): a table the model lacks, one corpus
+    (["--out", "o", "--word-vectors", "w.vec"], "--word-vectors has no effect: bilstm_crf (with these settings) has "
+                                               "no word table"),
+    (["--out", "o", "--set", "bigram_dim=0", "--bigram-vectors", "b.vec"], "--bigram-vectors has no effect"),
+    (["--out", "o", "--task-temperature", "3"], "--task-temperature has no effect without several tasks"),
+    (["--out", "o", "--task-selection", "mean"], "--task-selection has no effect without several tasks"),
 ])
 def test_train_refuses_options_it_could_only_ignore_or_misuse_before_reading_data(tmp_path, monkeypatch, capsys,
                                                                                  options, message):

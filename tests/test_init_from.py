@@ -72,7 +72,11 @@ def test_cli_fine_tunes_a_saved_model_on_a_corpus_of_new_types(saved, corpus, tm
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--set", "hidden=8"], "leave out --set and --lexicon"),
+    (["--set", "hidden=8"], "leave out --set"),
+    # dropped silently before: the saved model's vocabularies and vectors are kept whatever these say
+    (["--char-vectors", "none", "--bigram-min-count", "5", "--lexicon", "w.txt"],
+     "the settings, vocabularies, vectors and lexicon are the saved model's; leave out --lexicon, --char-vectors, "
+     "--bigram-min-count"),
     (["--model", "softlexicon"], "holds a bilstm_crf model"),
 ])
 def test_cli_refuses_settings_the_saved_model_decides(saved, corpus, tmp_path, capsys, extra, message):
