@@ -858,8 +858,9 @@ class Trainer:
     def fit_tasks(self, tasks: Sequence[Task], model_card: dict[str, Any] | None = None, teachers: Sequence = (),
                   unlabelled: Sequence[str] = ()) -> dict[str, Any]:
         """:meth:`fit` for several corpora (multi-task: each task trains the head of its label set, batches
-        hold one task's sentences, sampled as ``task_temperature`` says).  The model is selected on the mean of
-        the tasks' dev micro F1; results hold each task's scores under ``tasks``.
+        hold one task's sentences, sampled as ``task_temperature`` says).  The model is selected on the tasks' dev
+        sets as ``task_selection`` says (pooled micro F1 by default, their mean, or one task's); results hold each
+        task's scores under ``tasks``.
 
         Distillation (``distill`` "mse" or "kl"): ``teachers`` (trained taggers with the student's tags) give
         training characters soft targets (see :mod:`lexner.distill`).  A teacher teaches every task, or, given

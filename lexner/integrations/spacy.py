@@ -4,7 +4,7 @@
     nlp = spacy.blank("zh")
     nlp.add_pipe("lexner")                                   # the bundled model
     nlp.add_pipe("lexner", config={"model": "runs/x/model", "labels": "cluener"})
-    nlp.add_pipe("lexner", config={"runtime": "onnx-int8"})  # torch, onnx or onnx-int8 (lexner tag --runtime)
+    nlp.add_pipe("lexner", config={"runtime": "onnx-int8"})  # torch, torch-bf16, onnx or onnx-int8
     doc = nlp("张三在北京工作。")
     [(e.text, e.label_) for e in doc.ents]
 
