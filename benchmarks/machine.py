@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from lexner.export import command_line
+from lexner.fileio import write_bytes
 
 
 def _cpu_model() -> str:
@@ -60,11 +61,11 @@ def machine_info() -> dict:
 
 
 def write_result(path: Path | None, result: dict, indent: int = 2) -> None:
-    """Write a result file (JSON, UTF-8, its folders made); no path: nothing is written."""
+    """Write a result file (JSON, UTF-8, its folders made) atomically: a failure part way leaves the previous
+    file, never a truncated one; no path: nothing is written."""
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_bytes(path, (json.dumps(result, indent=indent, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 @contextmanager

@@ -10,9 +10,12 @@ the machine, date, commit and command recorded in them.  Plots go to ``plots/`` 
 from __future__ import annotations
 
 import argparse
-import json
+import io
 import statistics
+import sys
 from pathlib import Path
+
+from lexner.fileio import DataFormatError, read_json, write_bytes
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,7 +36,8 @@ def pct(x: float) -> str:
 
 
 def load(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
+    """A result file; a damaged one raises :class:`DataFormatError` naming it."""
+    return read_json(path)
 
 
 def machine_line(machine: dict) -> str:
@@ -479,6 +483,16 @@ def standing(rows: list[dict]) -> list[str]:
 
 # --- plots ------------------------------------------------------------------------------------------------
 
+def _save(fig, path: Path) -> None:
+    """A plot written atomically (a failure part way keeps the previous file)."""
+    import matplotlib.pyplot as plt
+
+    data = io.BytesIO()
+    fig.savefig(data, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes(path, data.getvalue())
+
+
 def plots(results: Path, groups: list[dict], directory: Path) -> list[str]:
     import matplotlib
 
@@ -498,8 +512,7 @@ def plots(results: Path, groups: list[dict], directory: Path) -> list[str]:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(directory / "f1_vs_time.png", dpi=110)
-    plt.close(fig)
+    _save(fig, directory / "f1_vs_time.png")
     made.append(("F1 against training time (each point a seed)", "f1_vs_time.png"))
 
     runs = [(folder.name, load(path)) for folder in sorted(results.glob("msra_*")) if folder.is_dir()
@@ -523,8 +536,7 @@ def plots(results: Path, groups: list[dict], directory: Path) -> list[str]:
             ax.set_ylim(bottom=max(50, min(ax.get_ylim()[0], 80)))
         by_epoch.legend(fontsize=6)
         fig.tight_layout()
-        fig.savefig(directory / "msra_convergence.png", dpi=110)
-        plt.close(fig)
+        _save(fig, directory / "msra_convergence.png")
         made.append(("MSRA: dev F1 against epoch and training time, per recipe", "msra_convergence.png"))
 
     for path in sorted(results.glob("flat_memory_*.json")):
@@ -543,8 +555,7 @@ def plots(results: Path, groups: list[dict], directory: Path) -> list[str]:
         ax.legend(fontsize=8)
         fig.tight_layout()
         name = path.stem + ".png"
-        fig.savefig(directory / name, dpi=110)
-        plt.close(fig)
+        _save(fig, directory / name)
         made.append((f"FLAT peak memory against sentence length ({path.name})", name))
 
     for path in sorted(results.glob("infer_speed_*.json")):
@@ -558,8 +569,7 @@ def plots(results: Path, groups: list[dict], directory: Path) -> list[str]:
         ax.legend(fontsize=7)
         fig.tight_layout()
         name = path.stem + ".png"
-        fig.savefig(directory / name, dpi=110)
-        plt.close(fig)
+        _save(fig, directory / name)
         made.append((f"Inference throughput against batch size ({path.name})", name))
     return made
 
@@ -602,9 +612,11 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--report", type=Path, default=HERE / "REPORT.md")
     args = parser.parse_args()
-    text = build(args.results, args.report)
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(text, encoding="utf-8")
+    try:
+        text = build(args.results, args.report)
+        write_bytes(args.report, text.encode("utf-8"))
+    except (DataFormatError, OSError) as err:  # a damaged or unreadable result file; an unwritable report
+        sys.exit(f"report.py: {err}")
     print(f"wrote {args.report}")
 
 

@@ -84,6 +84,39 @@ def test_write_result_makes_its_folders_and_keeps_chinese_readable(tmp_path):
     write_result(None, {"text": "北京"})  # no --out: nothing written, no error
 
 
+def test_write_result_keeps_the_previous_file_when_writing_fails(tmp_path, monkeypatch):
+    """A result file was written in place: a failure part way (a full disk) left it truncated."""
+    from lexner import fileio
+
+    path = tmp_path / "r.json"
+    write_result(path, {"text": "old"})
+
+    def full_disk(self, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fileio.NamedStream, "write", full_disk)
+    with pytest.raises(OSError):
+        write_result(path, {"text": "new"})
+    assert json.loads(path.read_text(encoding="utf-8")) == {"text": "old"}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary file left
+
+
+def test_report_names_a_damaged_result_file_and_writes_nothing(tmp_path):
+    """A cut-short result file was a JSONDecodeError traceback naming no file."""
+    import subprocess
+
+    pytest.importorskip("matplotlib")
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "peers_msra.json").write_text('{"rows": [', encoding="utf-8")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "report.py"
+    done = subprocess.run([sys.executable, str(script), "--results", str(results), "--report",
+                           str(tmp_path / "REPORT.md")], capture_output=True, encoding="utf-8")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "peers_msra.json" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "REPORT.md").exists()
+
+
 def test_seen_shares_of_blocks_and_splits(tmp_path):
     from unseen import block_shares, seen_share
 
