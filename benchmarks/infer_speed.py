@@ -4,8 +4,9 @@
         msra_lattice_lstm=runs/msra_lattice/seed1/model --batch-sizes 1 8 64 --threads 1 2 \
         --seconds 20 --out benchmarks/results/infer_speed_cpu.json
 
-Each model is measured in its own fresh process (so load time and peak RSS are its own), the models one after
-another in one run so that their ratios hold on a noisy machine.  The text is MSRA test, sentence by
+Each model is measured in its own fresh process (so load time and peak RSS are its own, and ``PYTHONPATH`` pins
+the lexner it imports to this process's, :func:`machine.tree_env`), the models one after another in one run so
+that their ratios hold on a noisy machine.  The text is MSRA test, sentence by
 sentence, in file order.  Batch size 1 calls ``tag(text)`` once per sentence (how a service tags one
 request); larger sizes call ``tag_batch(texts, batch_size=B)`` on chunks of B sentences.  Each
 (threads, batch size) runs for ``--seconds`` after one untimed warm-up call.
@@ -115,9 +116,7 @@ def main() -> None:
 
     from contextlib import nullcontext
 
-    import os
-
-    from machine import alternating, lexner_at, paired_ratio
+    from machine import alternating, lexner_at, paired_ratio, tree_env
 
     results = []
     with (lexner_at(args.compare) if args.compare else nullcontext((None, None))) as (commit, baseline):
@@ -132,8 +131,7 @@ def main() -> None:
                        "--seconds", str(args.seconds), "--limit", str(args.limit),
                        "--batch-sizes", *map(str, args.batch_sizes), "--threads", *map(str, args.threads),
                        "--models", spec, *(["--runtime", args.runtime] if args.runtime else [])]
-                env = {**os.environ, **({"PYTHONPATH": tree} if tree else {})}
-                done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
+                done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=tree_env(tree))
                 if done.returncode != 0:
                     sys.exit(f"infer_speed: measuring {name} ({directory}) failed with exit code {done.returncode}")
                 record = json.loads(done.stdout.strip().splitlines()[-1])

@@ -27,14 +27,26 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def lexner_tree() -> Path:
+    """The folder holding the imported ``lexner`` package: the tree whose code runs, whose commit
+    :func:`machine_info` records, and which a child process measuring "this tree" imports (:func:`tree_env`)."""
+    import lexner
+
+    return Path(lexner.__file__).resolve().parent.parent
+
+
+def tree_env(tree: str | os.PathLike | None = None) -> dict[str, str]:
+    """The environment for a child process that imports lexner from ``tree`` (default: :func:`lexner_tree`, this
+    process's own), whatever PYTHONPATH or an installed lexner would otherwise give it."""
+    return {**os.environ, "PYTHONPATH": str(tree or lexner_tree())}
+
+
 def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True).stdout.strip()
-        return out.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    """The commit of the imported lexner's checkout (``+dirty`` with uncommitted changes), not that of the working
+    directory, which may be another repository or none."""
+    from lexner.export import provenance
+
+    return provenance()["commit"] or "unknown"
 
 
 def machine_info() -> dict:

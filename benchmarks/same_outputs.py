@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -58,14 +57,13 @@ def main() -> None:
         return
     if not args.compare:
         parser.error("--compare REV is required")
-    from machine import lexner_at, machine_info, write_result
+    from machine import lexner_at, machine_info, tree_env, write_result
 
     with lexner_at(args.compare) as (commit, baseline), tempfile.TemporaryDirectory() as folder:
         outputs = {}
         for name, tree in ((commit, baseline), ("this tree", None)):
             path = Path(folder) / f"{len(outputs)}.json"
-            env = {**os.environ, **({"PYTHONPATH": baseline} if tree else {})}
-            subprocess.run([sys.executable, __file__, "--child", str(path)], check=True, env=env)
+            subprocess.run([sys.executable, __file__, "--child", str(path)], check=True, env=tree_env(tree))
             outputs[name] = json.loads(path.read_text())
     before, after = outputs[commit], outputs["this tree"]
     rows = {key: {"texts": len(before[key]), "entities": sum(map(len, before[key])),

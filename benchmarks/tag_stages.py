@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -134,9 +133,11 @@ def child_batched(runtime: str, limit: int, repeat: int, batch_size: int, out: P
 
 
 def measure(runtime: str, limit: int, repeat: int, pythonpath: str | None, batch_size: int | None = None) -> dict:
+    from machine import tree_env
+
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "stages.json"
-        env = {**os.environ, **({"PYTHONPATH": pythonpath} if pythonpath else {})}
+        env = tree_env(pythonpath)
         batched = ["--batched", "--batch-size", str(batch_size)] if batch_size else []
         subprocess.run([sys.executable, __file__, "--child", str(path), "--runtime", runtime, "--limit", str(limit),
                         "--repeat", str(repeat), *batched], check=True, env=env, cwd=folder)
@@ -163,9 +164,9 @@ def main() -> None:
         else:
             child(args.runtime, args.limit, args.repeat, args.child)
         return
-    from machine import lexner_at, machine_info, write_result
+    from machine import lexner_at, lexner_tree, machine_info, write_result
 
-    this_tree = str(Path(__file__).resolve().parent.parent)
+    this_tree = str(lexner_tree())
     batch_size = args.batch_size if args.batched else None
     total = "tag_batch" if batch_size else "tag()"
 

@@ -107,11 +107,11 @@ def compare(args, argv: list[str]) -> list[dict]:
     """Rows for REV and for this tree, interleaved per (model, batch size), each from a fresh process."""
     import subprocess
 
-    from machine import alternating, lexner_at
+    from machine import alternating, lexner_at, lexner_tree, tree_env
 
     rows = []
     with lexner_at(args.compare) as (commit, tmp):
-        trees = [(commit, tmp), ("working tree", str(Path(__file__).resolve().parent.parent))]
+        trees = [(commit, tmp), ("working tree", lexner_tree())]
         keep = [a for a in argv if a not in ("--compare", args.compare)]
         keep = [a for i, a in enumerate(keep) if not (a == "--out" or (i and keep[i - 1] == "--out"))]
         for model in args.models:
@@ -119,8 +119,7 @@ def compare(args, argv: list[str]) -> list[dict]:
                 for pair, (name, tree) in alternating(*trees, args.repeat):  # A B, B A, A B ...
                     worker = [sys.executable, __file__, *keep, "--worker", "--models", model,
                               "--batch-sizes", str(batch_size)]
-                    env = {**__import__("os").environ, "PYTHONPATH": tree}
-                    done = subprocess.run(worker, env=env, capture_output=True, text=True)
+                    done = subprocess.run(worker, env=tree_env(tree), capture_output=True, text=True)
                     if done.returncode != 0:
                         sys.exit(f"train_speed: {name} failed:\n{done.stderr[-3000:]}")
                     row = {"code": name, "pair": pair, **json.loads(done.stdout.strip().splitlines()[-1])}

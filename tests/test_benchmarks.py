@@ -117,6 +117,31 @@ def test_report_names_a_damaged_result_file_and_writes_nothing(tmp_path):
     assert not (tmp_path / "REPORT.md").exists()
 
 
+def test_the_recorded_commit_is_the_imported_lexners_whatever_the_working_directory(tmp_path, monkeypatch):
+    """The commit came from git in the working directory: from another repository that repository's HEAD,
+    from outside any, "unknown"; and infer_speed's children of "this tree" imported whatever PYTHONPATH gave."""
+    import subprocess
+
+    import lexner
+    from machine import machine_info, tree_env
+
+    from lexner.export import provenance
+
+    if subprocess.run(["git", "--version"], capture_output=True).returncode != 0:
+        pytest.skip("no git")
+    other = tmp_path / "other"
+    other.mkdir()
+    git = ["git", "-C", str(other), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    theirs = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, encoding="utf-8").stdout
+    monkeypatch.chdir(other)
+    recorded = machine_info()["commit"]
+    assert recorded == (provenance()["commit"] or "unknown") and not recorded.startswith(theirs.strip())
+    assert tree_env()["PYTHONPATH"] == str(Path(lexner.__file__).resolve().parent.parent)
+    assert tree_env(tmp_path)["PYTHONPATH"] == str(tmp_path)
+
+
 def test_seen_shares_of_blocks_and_splits(tmp_path):
     from unseen import block_shares, seen_share
 
