@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import lexner_at, machine_info, write_result  # noqa: E402
+from machine import lexner_at, machine_info, positive_int, write_result  # noqa: E402
 
 BASELINE = "lexner_baseline"  # the name REV's package is imported under
 SINGLE_CHUNK = 50  # sentences one side tags one per call before the other side takes the same ones
@@ -62,9 +62,9 @@ def main() -> None:
     parser.add_argument("--compare", required=True, metavar="REV", help="the git revision to measure beside")
     parser.add_argument("--runtime", default="onnx-int8")
     parser.add_argument("--model", type=Path, help="model directory (default: this tree's bundled model)")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--single", type=int, default=1000, help="sentences tagged one per tag() call")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rounds", type=positive_int, default=7)
+    parser.add_argument("--single", type=positive_int, default=1000, help="sentences tagged one per tag() call")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 

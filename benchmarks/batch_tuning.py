@@ -24,6 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import count, positive_int  # noqa: E402
+
 GROUPINGS = {"model": None, "characters": False, "tokens": True}  # -> Tagger.tokens_include_words
 
 
@@ -53,12 +55,12 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="a model directory (default: the bundled model)")
     parser.add_argument("--runtimes", nargs="+", default=["torch", "onnx-int8"],
                         choices=["torch", "onnx", "onnx-int8"])
-    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[16, 32, 64, 128])
-    parser.add_argument("--batch-tokens", nargs="+", type=int, default=[1024, 2048, 4096, 8192])
+    parser.add_argument("--batch-sizes", nargs="+", type=positive_int, default=[16, 32, 64, 128])
+    parser.add_argument("--batch-tokens", nargs="+", type=positive_int, default=[1024, 2048, 4096, 8192])
     parser.add_argument("--groupings", nargs="+", default=["model"], choices=list(GROUPINGS))
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--limit", type=int, default=0, help="first N MSRA test sentences (0: all)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeat", type=positive_int, default=3)
+    parser.add_argument("--limit", type=count, default=0, help="first N MSRA test sentences (0: all)")
+    parser.add_argument("--threads", type=positive_int, default=1)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 

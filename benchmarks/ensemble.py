@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine_info, write_result  # noqa: E402
+from machine import machine_info, positive_int, write_result  # noqa: E402
 
 
 def main() -> None:
@@ -29,8 +29,8 @@ def main() -> None:
     parser.add_argument("--members", nargs="+", required=True, type=Path, help="the ensemble's model directories")
     parser.add_argument("--students", nargs="*", default=[], type=Path, help="other models to score beside them")
     parser.add_argument("--dataset", default="weibo")
-    parser.add_argument("--speed-sentences", type=int, default=300)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--speed-sentences", type=positive_int, default=300)
+    parser.add_argument("--repeat", type=positive_int, default=2)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine_info, write_result  # noqa: E402
+from machine import machine_info, positive_int, write_result  # noqa: E402
 from peers import LABELS  # noqa: E402
 
 import lexner  # noqa: E402
@@ -30,8 +30,8 @@ from lexner.schemes import Span  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None, help="model directory (default: the bundled model)")
-    parser.add_argument("--limit", type=int, default=1500, help="the first N MSRA test sentences")
-    parser.add_argument("--min-length", type=int, default=3, help="shortest missed entity added as a word")
+    parser.add_argument("--limit", type=positive_int, default=1500, help="the first N MSRA test sentences")
+    parser.add_argument("--min-length", type=positive_int, default=3, help="shortest missed entity added as a word")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 

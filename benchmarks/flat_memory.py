@@ -25,6 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import positive_float, positive_int  # noqa: E402
+
 
 def child(args) -> None:
     import torch
@@ -98,22 +100,20 @@ def run_one(path: str, length: int, args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lengths", nargs="+", type=int, default=[50, 100, 200, 300])
-    parser.add_argument("--lean-only", nargs="*", type=int, default=[500, 1000])
-    parser.add_argument("--naive-also", nargs="*", type=int, default=[500],
+    parser.add_argument("--lengths", nargs="+", type=positive_int, default=[50, 100, 200, 300])
+    parser.add_argument("--lean-only", nargs="*", type=positive_int, default=[500, 1000])
+    parser.add_argument("--naive-also", nargs="*", type=positive_int, default=[500],
                         help="lengths of --lean-only at which the naive path is tried under the cap")
-    parser.add_argument("--batch", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--cap-gb", type=float, default=16)
+    parser.add_argument("--batch", type=positive_int, default=10)
+    parser.add_argument("--steps", type=positive_int, default=2)
+    parser.add_argument("--threads", type=positive_int, default=1)
+    parser.add_argument("--cap-gb", type=positive_float, default=16)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--path", choices=["lean", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--length", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.steps < 1:
-        parser.error("--steps must be ≥ 1 (the time per step is measured over them)")
     if args.child:
         child(args)
         return

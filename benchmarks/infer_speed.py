@@ -33,6 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import count, positive_float, positive_int  # noqa: E402
+
 
 def disk_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -96,16 +98,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", required=True, metavar="NAME=DIR",
                         help="saved model directories, each named (the name labels it in the report)")
-    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8, 64])
-    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
-    parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--limit", type=int, default=0, help="use only the first N test sentences (0 = all)")
+    parser.add_argument("--batch-sizes", nargs="+", type=positive_int, default=[1, 8, 64])
+    parser.add_argument("--threads", nargs="+", type=positive_int, default=[1, 2])
+    parser.add_argument("--seconds", type=positive_float, default=20)
+    parser.add_argument("--limit", type=count, default=0, help="use only the first N test sentences (0 = all)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--runtime", choices=["torch", "torch-bf16", "onnx", "onnx-int8"],
                         help="lexner.load(runtime=...) (default: as the model directory says)")
     parser.add_argument("--compare", metavar="REV",
                         help="measure each model with lexner at git revision REV and with this tree, alternately")
-    parser.add_argument("--repeat", type=int, default=1, help="with --compare: this many REV/tree pairs (median)")
+    parser.add_argument("--repeat", type=positive_int, default=1,
+                        help="with --compare: this many REV/tree pairs (median)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

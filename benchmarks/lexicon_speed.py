@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine_info, write_result  # noqa: E402
+from machine import count, machine_info, positive_int, write_result  # noqa: E402
 
 from lexner.data import data_root, load_dataset  # noqa: E402
 from lexner.lexicon import Lexicon  # noqa: E402
@@ -75,8 +75,8 @@ def main() -> None:
     parser.add_argument("--lexicon", type=Path, default=None)
     parser.add_argument("--dataset", default="msra")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--limit", type=int, default=0, help="use only the first N sentences (0 = all)")
+    parser.add_argument("--repeat", type=positive_int, default=5)
+    parser.add_argument("--limit", type=count, default=0, help="use only the first N sentences (0 = all)")
     parser.add_argument("--many", action="store_true", help="match_many: the automaton against the trie by block size")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import subprocess
@@ -12,9 +14,6 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
-
-from lexner.export import command_line
-from lexner.fileio import write_bytes
 
 
 def _cpu_model() -> str:
@@ -49,7 +48,32 @@ def _commit() -> str:
     return provenance()["commit"] or "unknown"
 
 
+def _bounded(convert, holds, wanted: str, name: str):
+    """An argparse type: ``convert(text)``, refused unless ``holds`` of it (``argument --seconds: must be a number >
+    0, got '0'``)."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not holds(value):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+# argparse types for the scripts' counts and durations (0 rounds, 0 seconds or 0 threads measure nothing, and
+# some divided by zero); count: a --limit whose 0 means "all"
+positive_int = _bounded(int, lambda n: n >= 1, "a whole number ≥ 1", "positive_int")
+positive_float = _bounded(float, lambda x: 0 < x < math.inf, "a number > 0", "positive_float")
+count = _bounded(int, lambda n: n >= 0, "a whole number ≥ 0", "count")
+
+
 def machine_info() -> dict:
+    from lexner.export import command_line
+
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": _commit(),
@@ -75,6 +99,8 @@ def machine_info() -> dict:
 def write_result(path: Path | None, result: dict, indent: int = 2) -> None:
     """Write a result file (JSON, UTF-8, its folders made) atomically: a failure part way leaves the previous
     file, never a truncated one; no path: nothing is written."""
+    from lexner.fileio import write_bytes
+
     if path is None:
         return
     write_bytes(path, (json.dumps(result, indent=indent, ensure_ascii=False) + "\n").encode("utf-8"))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine_info, write_result  # noqa: E402
+from machine import count, machine_info, positive_int, write_result  # noqa: E402
 from peers import LABELS, entity_spans  # noqa: E402
 
 import torch  # noqa: E402
@@ -63,8 +63,8 @@ def kernels(systems: dict, texts: list[str], repeat: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="a model directory (default: the bundled model)")
-    parser.add_argument("--limit", type=int, default=0, help="first N MSRA test sentences (0: all)")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--limit", type=count, default=0, help="first N MSRA test sentences (0: all)")
+    parser.add_argument("--repeat", type=positive_int, default=3)
     parser.add_argument("--kernels", action="store_true", help="also time the encoders alone")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()

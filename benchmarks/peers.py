@@ -33,6 +33,8 @@ from typing import Callable, Iterable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import count, positive_int  # noqa: E402
+
 LABELS = {"NR": "PER", "NS": "LOC", "NT": "ORG", "PER": "PER", "LOC": "LOC", "ORG": "ORG",
           "nr": "PER", "ns": "LOC", "nt": "ORG"}
 
@@ -108,9 +110,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=[], metavar="NAME=DIR")
     parser.add_argument("--peers", nargs="*", default=sorted(PEERS), choices=sorted(PEERS))
-    parser.add_argument("--limit", type=int, default=0, help="only the first N test sentences (0 = all)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for the lexner models")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds over every system in turn; the best counts")
+    parser.add_argument("--limit", type=count, default=0, help="only the first N test sentences (0 = all)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch threads for the lexner models")
+    parser.add_argument("--repeat", type=positive_int, default=3,
+                        help="rounds over every system in turn; the best counts")
     from lexner.runtimes import RUNTIMES
 
     parser.add_argument("--runtimes", nargs="+", default=["torch"], choices=list(RUNTIMES),
@@ -118,8 +121,6 @@ def main() -> None:
                              "encoder in ONNX Runtime, onnx-int8 with int8 LSTM weights")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
 
     import torch
     from machine import machine_info, write_result

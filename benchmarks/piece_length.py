@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine_info, write_result  # noqa: E402
+from machine import machine_info, positive_int, write_result  # noqa: E402
 
 
 def joined(sentences, k: int):
@@ -53,8 +53,8 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", type=dataset_and_join,
                         default=[("msra", 1), ("msra", 20), ("weibo", 1), ("weibo", 5), ("cluener", 1),
                                  ("cluener", 20)])
-    parser.add_argument("--lengths", nargs="+", type=int, default=[500, 300, 200, 150, 120, 100, 80, 64])
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--lengths", nargs="+", type=positive_int, default=[500, 300, 200, 150, 120, 100, 80, 64])
+    parser.add_argument("--threads", type=positive_int, default=1)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     import torch

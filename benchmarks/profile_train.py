@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from machine import machine_info, write_result  # noqa: E402
+from machine import count, machine_info, positive_int, write_result  # noqa: E402
 
 from lexner.api import build_tagger, default_embeddings  # noqa: E402
 from lexner.data import load_dataset  # noqa: E402
@@ -110,13 +110,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["bilstm_crf", "softlexicon", "lattice_lstm", "flat"])
     parser.add_argument("--dataset", default="msra")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--top", type=int, default=12)
-    parser.add_argument("--sentences", type=int, default=4000, help="training sentences encoded for the batches")
+    parser.add_argument("--threads", type=positive_int, default=1)
+    parser.add_argument("--steps", type=positive_int, default=30)
+    parser.add_argument("--warmup", type=count, default=3)
+    parser.add_argument("--top", type=positive_int, default=12)
+    parser.add_argument("--sentences", type=positive_int, default=4000,
+                        help="training sentences encoded for the batches")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()

@@ -21,15 +21,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import positive_int  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None)
-    parser.add_argument("--clients", nargs="+", type=int, default=[1, 16])
-    parser.add_argument("--requests", type=int, default=400, help="requests per client count")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--clients", nargs="+", type=positive_int, default=[1, 16])
+    parser.add_argument("--requests", type=positive_int, default=400, help="requests per client count")
+    parser.add_argument("--threads", type=positive_int, default=1)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 

@@ -33,6 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import positive_int  # noqa: E402
+
 STAGES = ("encode", "collate", "emissions", "search", "spans")
 
 
@@ -147,14 +149,14 @@ def measure(runtime: str, limit: int, repeat: int, pythonpath: str | None, batch
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runtime", default="onnx-int8", help="lexner.load(runtime=...) of the bundled model")
-    parser.add_argument("--limit", type=int, default=2000, help="the first N MSRA test sentences")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--limit", type=positive_int, default=2000, help="the first N MSRA test sentences")
+    parser.add_argument("--repeat", type=positive_int, default=3)
     parser.add_argument("--compare", metavar="REV", help="also measure lexner at this git revision, in turn")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=positive_int, default=3,
                         help="processes per revision, the order reversed every other round (A B, B A, ...); each "
                              "one's fastest round is kept, so that the VM's drift favours neither")
     parser.add_argument("--batched", action="store_true", help="tag_batch's stages instead of one tag() call's")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine_info, write_result  # noqa: E402
+from machine import count, machine_info, positive_int, write_result  # noqa: E402
 
 MSRA_TYPES = {"NR": "PER", "NS": "LOC", "NT": "ORG"}
 WEIBO_NAMED = {"PER.NAM": "PER", "LOC.NAM": "LOC", "GPE.NAM": "LOC", "ORG.NAM": "ORG"}
@@ -47,8 +47,8 @@ def relabel(sentences, names: dict[str, str], keep_unmapped: bool):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a saved model directory (default: the bundled model)")
-    parser.add_argument("--limit", type=int, default=0, help="first N sentences of each test set (0: all)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--limit", type=count, default=0, help="first N sentences of each test set (0: all)")
+    parser.add_argument("--threads", type=positive_int, default=1)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     import opencc

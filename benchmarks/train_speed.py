@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from machine import machine_info, write_result  # noqa: E402
+from machine import count, machine_info, positive_float, positive_int, write_result  # noqa: E402
 
 from lexner.train import bucketed_batches  # noqa: E402
 
@@ -132,19 +132,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["bilstm_crf", "lattice_lstm"])
     parser.add_argument("--dataset", default="weibo")
-    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch-sizes", nargs="+", type=positive_int, default=[1, 32])
+    parser.add_argument("--threads", type=positive_int, default=1)
+    parser.add_argument("--seconds", type=positive_float, default=60)
+    parser.add_argument("--warmup", type=count, default=3)
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     parser.add_argument("--bigram-min-count", type=int, default=1)
-    parser.add_argument("--sentences", type=int, default=0,
+    parser.add_argument("--sentences", type=count, default=0,
                         help="encode a seeded sample of this many training sentences for the batches (0: all)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
                         help="model config override, e.g. lattice_lstm:bidirectional=false")
     parser.add_argument("--compare", metavar="REV", help="also measure lexner at this git revision, side by side")
-    parser.add_argument("--repeat", type=int, default=1,
+    parser.add_argument("--repeat", type=positive_int, default=1,
                         help="with --compare: alternate REV and this tree this many times per model (median ratio)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine_info, write_result  # noqa: E402
+from machine import count, machine_info, positive_int, write_result  # noqa: E402
 
 
 def seen_share(sentences, trained_on: set) -> dict:
@@ -59,9 +59,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=[], metavar="NAME=DIR",
                         help="models to score (an empty DIR: the bundled model)")
-    parser.add_argument("--limit", type=int, default=0, help="the first N sentences of dev and test only (0: all)")
-    parser.add_argument("--blocks", type=int, default=8, help="contiguous blocks of the training file to measure")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--limit", type=count, default=0, help="the first N sentences of dev and test only (0: all)")
+    parser.add_argument("--blocks", type=positive_int, default=8,
+                        help="contiguous blocks of the training file to measure")
+    parser.add_argument("--threads", type=positive_int, default=1)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     import torch

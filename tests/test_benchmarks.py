@@ -74,7 +74,7 @@ def test_benchmark_harness_covers_every_lexicon_tagger_and_refuses_zero_steps():
     assert set(TAGGERS) == set(MODELS) - {"bert_crf"}  # bert_crf needs a local checkpoint
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "flat_memory.py"
     done = subprocess.run([sys.executable, str(script), "--steps", "0"], capture_output=True, encoding="utf-8")
-    assert done.returncode == 2 and "--steps must be ≥ 1" in done.stderr
+    assert done.returncode == 2 and "argument --steps: must be a whole number ≥ 1, got '0'" in done.stderr
 
 
 def test_write_result_makes_its_folders_and_keeps_chinese_readable(tmp_path):
@@ -140,6 +140,37 @@ def test_the_recorded_commit_is_the_imported_lexners_whatever_the_working_direct
     assert recorded == (provenance()["commit"] or "unknown") and not recorded.startswith(theirs.strip())
     assert tree_env()["PYTHONPATH"] == str(Path(lexner.__file__).resolve().parent.parent)
     assert tree_env(tmp_path)["PYTHONPATH"] == str(tmp_path)
+
+
+@pytest.mark.parametrize("script, args", [
+    ("infer_speed", ["--models", "a=b", "--seconds", "0"]),  # wrote 0 chars/s
+    ("infer_speed", ["--models", "a=b", "--compare", "HEAD", "--repeat", "0"]),  # IndexError
+    ("ab_speed", ["--compare", "HEAD", "--rounds", "0"]),  # StatisticsError
+    ("ab_speed", ["--compare", "HEAD", "--single", "0"]),  # ZeroDivisionError
+    ("ensemble", ["--members", "a", "b", "--repeat", "0"]),  # chars / inf
+    ("unseen", ["--blocks", "0"]),  # then an IndexError in report.py
+    ("peers", ["--threads", "0"]),
+    ("train_speed", ["--seconds", "nan"]),
+])
+def test_scripts_refuse_nonsense_counts_before_doing_anything(script, args):
+    import subprocess
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{script}.py"
+    done = subprocess.run([sys.executable, str(path), *args], capture_output=True, encoding="utf-8")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"argument {args[-2]}: must be" in done.stderr
+
+
+def test_the_shared_number_types():
+    import argparse
+
+    from machine import count, positive_float, positive_int
+
+    assert positive_int("3") == 3 and count("0") == 0 and positive_float("0.5") == 0.5
+    for parse, text in ((positive_int, "0"), (positive_int, "1.5"), (count, "-1"), (positive_float, "0"),
+                        (positive_float, "nan"), (positive_float, "inf"), (positive_float, "x")):
+        with pytest.raises(argparse.ArgumentTypeError, match="must be"):
+            parse(text)
 
 
 def test_seen_shares_of_blocks_and_splits(tmp_path):
