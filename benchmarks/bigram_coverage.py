@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine_info, write_result  # noqa: E402
+from machine import machine_info, named_model, write_result  # noqa: E402
 
 
 def setting(text: str) -> tuple[int, int | None]:
@@ -44,7 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, help="a named dataset (msra, weibo, cluener)")
     parser.add_argument("--settings", nargs="*", type=setting, default=[], metavar="MIN_COUNT:PRETRAINED")
-    parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR")
+    parser.add_argument("--model", action="append", default=[], type=named_model, metavar="NAME=DIR")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -71,8 +71,7 @@ def main() -> None:
                               {"bigrams": path}, bigram_min_count=min_count, pretrained_bigrams=first)
         measure({"bigram_min_count": min_count, "pretrained_bigrams": "all" if first is None else first},
                 tagger.featurizer.bigrams)
-    for spec in args.model:
-        name, _, directory = spec.partition("=")
+    for name, directory in args.model:
         measure({"model": name, "model_dir": directory or "bundled"}, lexner.load(directory or None).featurizer.bigrams)
     result = {"benchmark": "bigram_coverage", "dataset": args.dataset, "bigram_vectors": path.name,
               "pretrained_bigrams_in_file": len(pretrained), "sentences": {"train": len(train), "dev": len(dev),

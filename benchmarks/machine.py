@@ -71,6 +71,23 @@ positive_float = _bounded(float, lambda x: 0 < x < math.inf, "a number > 0", "po
 count = _bounded(int, lambda n: n >= 0, "a whole number ≥ 0", "count")
 
 
+def named_model(spec: str) -> tuple[str, str]:
+    """argparse type of a ``--models NAME=DIR`` word: ``(NAME, DIR)``, DIR empty for the bundled model where a
+    script takes that.  A word without ``NAME=`` is refused (a bare directory was taken as the bundled model)."""
+    name, sep, folder = spec.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"takes NAME=DIR (NAME= alone: the bundled model), got {spec!r}")
+    return name, folder
+
+
+def named_model_dir(spec: str) -> tuple[str, str]:
+    """:func:`named_model` where a model directory is required (a script that measures a directory)."""
+    name, folder = named_model(spec)
+    if not folder:
+        raise argparse.ArgumentTypeError(f"takes NAME=DIR with a model directory, got {spec!r}")
+    return name, folder
+
+
 def machine_info() -> dict:
     from lexner.export import command_line
 

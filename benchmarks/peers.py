@@ -33,7 +33,7 @@ from typing import Callable, Iterable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import count, positive_int  # noqa: E402
+from machine import count, named_model, positive_int  # noqa: E402
 
 LABELS = {"NR": "PER", "NS": "LOC", "NT": "ORG", "PER": "PER", "LOC": "LOC", "ORG": "ORG",
           "nr": "PER", "ns": "LOC", "nt": "ORG"}
@@ -108,7 +108,8 @@ def run_in_turn(systems: dict[str, Callable[[str], list]], texts: list[str], fir
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="*", default=[], metavar="NAME=DIR")
+    parser.add_argument("--models", nargs="*", default=[], type=named_model, metavar="NAME=DIR",
+                        help="saved lexner models, each named (NAME= alone: the bundled model)")
     parser.add_argument("--peers", nargs="*", default=sorted(PEERS), choices=sorted(PEERS))
     parser.add_argument("--limit", type=count, default=0, help="only the first N test sentences (0 = all)")
     parser.add_argument("--threads", type=positive_int, default=1, help="torch threads for the lexner models")
@@ -157,8 +158,7 @@ def main() -> None:
             rows.append({"system": name, "kind": "peer",
                          "skipped": f"not installed ({error}); pip install -e '.[peers]'"})
             print(json.dumps(rows[-1]), flush=True)
-    for spec, runtime in [(spec, runtime) for spec in args.models for runtime in args.runtimes]:
-        name, _, directory = spec.partition("=")
+    for (name, directory), runtime in [(model, runtime) for model in args.models for runtime in args.runtimes]:
         tagger = lexner.load(directory or None, runtime=runtime)
         systems[name + ("" if runtime == "torch" else f"+{runtime}")] = (
             "lexner", lambda text, tagger=tagger: entity_spans(tagger.tag(text)),

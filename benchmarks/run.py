@@ -23,6 +23,10 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from machine import named_model_dir  # noqa: E402
+
 STEPS = ("lexicon", "train_speed", "ddp_speed", "infer_speed", "onnx", "flat_memory", "peers", "domains", "unseen",
          "serve", "report")
 TAGGERS = ("bilstm_crf", "softlexicon", "lattice_lstm", "flat")
@@ -63,7 +67,7 @@ def train_quick_models(work: Path, results: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small inputs, one epoch; minutes")
-    parser.add_argument("--models", nargs="*", default=[], metavar="NAME=DIR",
+    parser.add_argument("--models", nargs="*", default=[], type=named_model_dir, metavar="NAME=DIR",
                         help="trained model directories for the inference and peer measurements")
     parser.add_argument("--only", nargs="+", choices=STEPS, default=list(STEPS))
     parser.add_argument("--results", type=Path,
@@ -73,10 +77,9 @@ def main() -> None:
     results = args.results or (Path("build/bench-quick") if args.quick else HERE / "results")
     results.mkdir(parents=True, exist_ok=True)
     report = results / "REPORT.md" if args.quick or args.results else HERE / "REPORT.md"
-    sys.path.insert(0, str(HERE))
 
     with tempfile.TemporaryDirectory(prefix="lexner-bench-") as tmp:
-        models = list(args.models)
+        models = [f"{name}={folder}" for name, folder in args.models]
         if args.quick:
             models += train_quick_models(Path(tmp), results)
         device = f"_{args.device.split(':')[0]}"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import count, machine_info, positive_int, write_result  # noqa: E402
+from machine import count, machine_info, named_model, positive_int, write_result  # noqa: E402
 
 
 def seen_share(sentences, trained_on: set) -> dict:
@@ -57,7 +57,7 @@ def percent(scores: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="*", default=[], metavar="NAME=DIR",
+    parser.add_argument("--models", nargs="*", default=[], type=named_model, metavar="NAME=DIR",
                         help="models to score (an empty DIR: the bundled model)")
     parser.add_argument("--limit", type=count, default=0, help="the first N sentences of dev and test only (0: all)")
     parser.add_argument("--blocks", type=positive_int, default=8,
@@ -81,8 +81,7 @@ def main() -> None:
               "blocks": block_shares(dataset_path("msra", "train"), len(splits["dev"]), args.blocks),
               "models": {}}
     print(json.dumps({k: result[k] for k in ("splits", "blocks")}, ensure_ascii=False), flush=True)
-    for spec in args.models:
-        name, _, folder = spec.partition("=")
+    for name, folder in args.models:
         tagger = lexner.load(folder or None)
         row = {"model": folder or "bundled default model"}
         for split, sentences in splits.items():

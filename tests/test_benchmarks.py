@@ -161,6 +161,32 @@ def test_scripts_refuse_nonsense_counts_before_doing_anything(script, args):
     assert f"argument {args[-2]}: must be" in done.stderr
 
 
+@pytest.mark.parametrize("script, args", [
+    ("peers", ["--models", "runs/x/model"]), ("domains", ["--split", "dev", "--models", "runs/x/model"]),
+    ("unseen", ["--models", "runs/x/model"]), ("bigram_coverage", ["--dataset", "msra", "--model", "runs/x/model"]),
+    ("infer_speed", ["--models", "a="]), ("run", ["--models", "runs/x/model"]),
+])
+def test_a_model_without_a_name_is_refused_not_taken_for_the_bundled_one(script, args):
+    import subprocess
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{script}.py"
+    done = subprocess.run([sys.executable, str(path), *args], capture_output=True, encoding="utf-8")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "takes NAME=DIR" in done.stderr and repr(args[-1]) in done.stderr
+
+
+def test_named_models():
+    import argparse
+
+    from machine import named_model, named_model_dir
+
+    assert named_model("default=") == ("default", "") and named_model("a=b=c") == ("a", "b=c")
+    assert named_model_dir("x=runs/x/model") == ("x", "runs/x/model")
+    for parse, spec in ((named_model, "runs/x"), (named_model, "=runs/x"), (named_model_dir, "default=")):
+        with pytest.raises(argparse.ArgumentTypeError, match="takes NAME=DIR"):
+            parse(spec)
+
+
 def test_the_shared_number_types():
     import argparse
 
