@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import lexner_at, machine_info, positive_int, write_result  # noqa: E402
+from machine import lexner_at, load_model, machine_info, positive_int, write_result  # noqa: E402
 
 BASELINE = "lexner_baseline"  # the name REV's package is imported under
 SINGLE_CHUNK = 50  # sentences one side tags one per call before the other side takes the same ones
@@ -70,7 +70,6 @@ def main() -> None:
 
     import torch
 
-    import lexner
     from lexner.api import DEFAULT_MODEL
     from lexner.data import load_dataset
 
@@ -80,7 +79,8 @@ def main() -> None:
     chars_single, chars_all = sum(map(len, texts[: args.single])), sum(map(len, texts))
     with lexner_at(args.compare) as (commit, folder), tempfile.TemporaryDirectory() as links:
         baseline = import_baseline(folder, links)
-        sides = {commit: baseline.load(model, runtime=args.runtime), "this tree": lexner.load(model, runtime=args.runtime)}
+        ours = load_model(model, runtime=args.runtime)  # first: a missing model is a clean error
+        sides = {commit: baseline.load(model, runtime=args.runtime), "this tree": ours}
         outputs = [[[(e.start, e.end, e.label) for e in found] for found in tagger.tag_batch(texts, args.batch_size)]
                    for tagger in sides.values()]  # also the warm-up; as tuples (the two Entity classes never equal)
         differ = sum(a != b for a, b in zip(*outputs))

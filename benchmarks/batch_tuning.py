@@ -66,16 +66,15 @@ def main() -> None:
 
     import torch
 
-    import lexner
     from lexner.data import load_dataset
-    from machine import machine_info, write_result
+    from machine import load_model, machine_info, write_result
 
     torch.set_num_threads(args.threads)
     texts = [s.text for s in load_dataset("msra", "test")]
     texts = texts[: args.limit] if args.limit else texts
     chars = sum(map(len, texts))
     onnx = {"torch": False, "onnx": "float32", "onnx-int8": "int8"}
-    taggers = {runtime: lexner.load(args.model, onnx=onnx[runtime]) for runtime in args.runtimes}
+    taggers = {runtime: load_model(args.model, onnx=onnx[runtime]) for runtime in args.runtimes}
     settings = [(r, g, b, t) for r in args.runtimes for g in args.groupings for b in args.batch_sizes
                 for t in args.batch_tokens]
     first = next(iter(taggers.values()))

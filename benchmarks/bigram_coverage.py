@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine_info, named_model, write_result  # noqa: E402
+from machine import load_model, machine_info, named_model, write_result  # noqa: E402
 
 
 def setting(text: str) -> tuple[int, int | None]:
@@ -48,7 +48,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    import lexner
     from lexner.api import build_tagger, default_embeddings
     from lexner.data import load_dataset
     from lexner.vectors import read_word2vec
@@ -72,7 +71,7 @@ def main() -> None:
         measure({"bigram_min_count": min_count, "pretrained_bigrams": "all" if first is None else first},
                 tagger.featurizer.bigrams)
     for name, directory in args.model:
-        measure({"model": name, "model_dir": directory or "bundled"}, lexner.load(directory or None).featurizer.bigrams)
+        measure({"model": name, "model_dir": directory or "bundled"}, load_model(directory).featurizer.bigrams)
     result = {"benchmark": "bigram_coverage", "dataset": args.dataset, "bigram_vectors": path.name,
               "pretrained_bigrams_in_file": len(pretrained), "sentences": {"train": len(train), "dev": len(dev),
                                                                            "test": len(test)},

@@ -12,42 +12,53 @@ date and commit are those of the collection).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine_info, write_result  # noqa: E402
+from machine import fail, machine_info, write_result  # noqa: E402
 
 from lexner.export import command_line, command_words  # noqa: E402
+from lexner.fileio import DataFormatError, read_json  # noqa: E402
 from lexner.train import epoch_records  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def collect(run: Path) -> dict:
-    config = json.loads((run / "model" / "config.json").read_text(encoding="utf-8"))
-    train_config = json.loads((run / "train_config.json").read_text(encoding="utf-8"))
-    return {
-        "model": config["model"],
-        "model_config": config["config"],
-        "command": command_line(command_words(config["card"].get("command") or "")) or None,  # older cards: full paths
-        "trained_at_commit": (config["card"].get("lexner") or {}).get("commit"),
-        "train_data": config["card"].get("train_data"),
-        "train_config": train_config,
-        "results": json.loads((run / "results.json").read_text(encoding="utf-8")),
-        "log": epoch_records(run / "log.jsonl"),
-        "machine": machine_info(),
-    }
+    """The result record of one finished run directory; a missing or damaged one raises ``OSError`` or
+    ``DataFormatError`` naming it."""
+    if not run.is_dir():
+        raise FileNotFoundError(f"{run}: no such run directory (lexner train --out DIR)")
+    config = read_json(run / "model" / "config.json")
+    train_config = read_json(run / "train_config.json")
+    results = read_json(run / "results.json")
+    try:
+        if not isinstance(train_config["seed"], int):  # it names the result file
+            raise TypeError(f"train_config.json's seed is {train_config['seed']!r}, not a whole number")
+        return {
+            "model": config["model"],
+            "model_config": config["config"],
+            "command": command_line(command_words(config["card"].get("command") or "")) or None,  # older cards
+            "trained_at_commit": (config["card"].get("lexner") or {}).get("commit"),
+            "train_data": config["card"].get("train_data"),
+            "train_config": train_config,
+            "results": results,
+            "log": epoch_records(run / "log.jsonl"),
+            "machine": machine_info(),
+        }
+    except (KeyError, TypeError, AttributeError) as err:  # JSON, but not what lexner train writes
+        raise DataFormatError(run, None, f"not a finished lexner train run ({type(err).__name__}: {err})") from None
 
 
 def collect_runs(runs: list[Path], name: str, note: str = "", results: Path = RESULTS) -> list[Path]:
-    """Write ``results/<name>/seed<N>.json`` for each run directory; returns the paths written."""
+    """Write ``results/<name>/seed<N>.json`` for each run directory; returns the paths written.  Every run is
+    read before anything is written: a missing or damaged one (``OSError``, ``DataFormatError``) writes none."""
     out = results / name
+    records = [(run, collect(run)) for run in runs]
     written = []
-    for run in runs:
-        record = collect(run)
+    for run, record in records:
         record["note"] = note
         path = out / f"seed{record['train_config']['seed']}.json"
         write_result(path, record, indent=1)
@@ -63,7 +74,10 @@ def main() -> None:
     parser.add_argument("--note", default="", help="free text stored with every result (e.g. 'on a lent H100')")
     parser.add_argument("--results", type=Path, default=RESULTS, help="results folder (default: benchmarks/results)")
     args = parser.parse_args()
-    collect_runs(args.runs, args.name, args.note, args.results)
+    try:
+        collect_runs(args.runs, args.name, args.note, args.results)
+    except (OSError, DataFormatError) as err:
+        fail(str(err))
 
 
 if __name__ == "__main__":

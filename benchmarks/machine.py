@@ -13,7 +13,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NoReturn
 
 
 def _cpu_model() -> str:
@@ -69,6 +69,22 @@ def _bounded(convert, holds, wanted: str, name: str):
 positive_int = _bounded(int, lambda n: n >= 1, "a whole number ≥ 1", "positive_int")
 positive_float = _bounded(float, lambda x: 0 < x < math.inf, "a number > 0", "positive_float")
 count = _bounded(int, lambda n: n >= 0, "a whole number ≥ 0", "count")
+
+
+def fail(message: str) -> NoReturn:
+    """End the script with a one-line error (exit code 1) that names the script: ``peers.py: message``."""
+    sys.exit(f"{Path(sys.argv[0]).name}: {message}")
+
+
+def load_model(folder=None, **options):
+    """``lexner.load(folder or None, **options)`` (the bundled model for none); a missing or damaged model
+    directory ends the script with a one-line error naming it (:func:`fail`), never a traceback."""
+    import lexner
+
+    try:
+        return lexner.load(folder or None, **options)
+    except (OSError, ValueError) as err:  # no such directory, ModelFormatError, DataFormatError
+        fail(f"cannot load a model: {err}")
 
 
 def named_model(spec: str) -> tuple[str, str]:

@@ -27,12 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import count, machine_info, positive_int, write_result  # noqa: E402
+from machine import count, load_model, machine_info, positive_int, write_result  # noqa: E402
 from peers import LABELS, entity_spans  # noqa: E402
 
 import torch  # noqa: E402
 
-import lexner  # noqa: E402
 from lexner.data import load_dataset  # noqa: E402
 from lexner.evaluate import score_spans  # noqa: E402
 from lexner.schemes import Span  # noqa: E402
@@ -71,9 +70,9 @@ def main() -> None:
     import onnxruntime
 
     torch.set_num_threads(1)
-    systems = {"torch": lexner.load(args.model, onnx=False), "onnx": lexner.load(args.model, onnx=True),
-               "onnx-int8": lexner.load(args.model, onnx="int8"),
-               "torch-bf16": lexner.load(args.model, runtime="torch-bf16")}
+    systems = {"torch": load_model(args.model, onnx=False), "onnx": load_model(args.model, onnx=True),
+               "onnx-int8": load_model(args.model, onnx="int8"),
+               "torch-bf16": load_model(args.model, runtime="torch-bf16")}
     sentences = load_dataset("msra", "test")
     sentences = sentences[: args.limit] if args.limit else sentences
     texts = [s.text for s in sentences]

@@ -124,14 +124,27 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from machine import machine_info, write_result
+    from machine import load_model, machine_info, write_result
 
-    import lexner
     from lexner.data import load_dataset
     from lexner.evaluate import score_spans
     from lexner.schemes import Span
 
     torch.set_num_threads(args.threads)
+    rows, systems = [], {}  # name -> (kind, one-text predictor, batched predictor or None, extra fields)
+    for name in args.peers:
+        try:
+            systems[name] = ("peer", PEERS[name](), None, {})
+        except ImportError as error:
+            rows.append({"system": name, "kind": "peer",
+                         "skipped": f"not installed ({error}); pip install -e '.[peers]'"})
+            print(json.dumps(rows[-1]), flush=True)
+    for (name, directory), runtime in [(model, runtime) for model in args.models for runtime in args.runtimes]:
+        tagger = load_model(directory, runtime=runtime)
+        systems[name + ("" if runtime == "torch" else f"+{runtime}")] = (
+            "lexner", lambda text, tagger=tagger: entity_spans(tagger.tag(text)),
+            lambda texts, tagger=tagger: [entity_spans(es) for es in tagger.tag_batch(texts, batch_size=64)],
+            {"model_dir": directory})
     sentences = load_dataset("msra", "test")
     if args.limit:
         sentences = sentences[: args.limit]
@@ -150,20 +163,6 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         return row
 
-    rows, systems = [], {}  # name -> (kind, one-text predictor, batched predictor or None, extra fields)
-    for name in args.peers:
-        try:
-            systems[name] = ("peer", PEERS[name](), None, {})
-        except ImportError as error:
-            rows.append({"system": name, "kind": "peer",
-                         "skipped": f"not installed ({error}); pip install -e '.[peers]'"})
-            print(json.dumps(rows[-1]), flush=True)
-    for (name, directory), runtime in [(model, runtime) for model in args.models for runtime in args.runtimes]:
-        tagger = lexner.load(directory or None, runtime=runtime)
-        systems[name + ("" if runtime == "torch" else f"+{runtime}")] = (
-            "lexner", lambda text, tagger=tagger: entity_spans(tagger.tag(text)),
-            lambda texts, tagger=tagger: [entity_spans(es) for es in tagger.tag_batch(texts, batch_size=64)],
-            {"model_dir": directory})
     # every system in turn, chunk by chunk, --repeat rounds, the best round counts: load on a shared machine
     # drifts, and no system should always run first
     best: dict[str, float] = {}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine_info, positive_int, write_result  # noqa: E402
+from machine import load_model, machine_info, positive_int, write_result  # noqa: E402
 
 
 def joined(sentences, k: int):
@@ -59,12 +59,11 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    import lexner
     from lexner.data import load_dataset
     from lexner.evaluate import evaluate
 
     torch.set_num_threads(args.threads)
-    tagger = lexner.load(args.model)
+    tagger = load_model(args.model)
     saved = tagger.max_length
     heads = tagger.featurizer.label_sets
     rows = []

@@ -36,15 +36,14 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from machine import machine_info, write_result
+    from machine import load_model, machine_info, write_result
     from test_serve import request, serving
 
-    import lexner
     from lexner.data import load_dataset
 
     texts = [s.text for s in load_dataset("msra", "test")[: args.requests]]
     torch.set_num_threads(args.threads)
-    tagger = lexner.load(args.model)
+    tagger = load_model(args.model)
     tagger.tag(texts[0])
     started = time.perf_counter()
     for text in texts:

@@ -12,12 +12,11 @@ lists its parts and drops the first model's scores and epoch (the soup's own are
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
-from lexner.fileio import DataFormatError, ModelFormatError
+from lexner.fileio import DataFormatError, ModelFormatError, read_json
 from lexner.models.base import Tagger
 
 SAME_FILES = ("chars.json", "bigrams.json", "lexicon.json")  # those a model directory has
@@ -30,7 +29,9 @@ class SoupError(ValueError):
 def _shape(directory: Path) -> dict:
     """What must be equal for two models' weights to mean the same thing: config without its card, and the
     vocabulary files' bytes."""
-    config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    config = read_json(directory / "config.json")  # a damaged one: DataFormatError naming it
+    if not isinstance(config, dict):
+        raise ModelFormatError(f"{directory / 'config.json'}: not a model's config (a JSON object)")
     config.pop("card", None)
     return {"config": config, **{name: (directory / name).read_bytes() for name in SAME_FILES
                                  if (directory / name).exists()}}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import count, machine_info, positive_int, write_result  # noqa: E402
+from machine import count, load_model, machine_info, positive_int, write_result  # noqa: E402
 
 MSRA_TYPES = {"NR": "PER", "NS": "LOC", "NT": "ORG"}
 WEIBO_NAMED = {"PER.NAM": "PER", "LOC.NAM": "LOC", "GPE.NAM": "LOC", "ORG.NAM": "ORG"}
@@ -54,12 +54,11 @@ def main() -> None:
     import opencc
     import torch
 
-    import lexner
     from lexner.data import Sentence, load_dataset
     from lexner.evaluate import evaluate
 
     torch.set_num_threads(args.threads)
-    tagger = lexner.load(args.model)
+    tagger = load_model(args.model)
     types = set(tagger.featurizer.entity_types)
     msra = load_dataset("msra", "test")
     msra = relabel(msra, MSRA_TYPES, True) if "PER" in types else msra

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import count, machine_info, named_model, positive_int, write_result  # noqa: E402
+from machine import count, load_model, machine_info, named_model, positive_int, write_result  # noqa: E402
 
 
 def seen_share(sentences, trained_on: set) -> dict:
@@ -67,7 +67,6 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    import lexner
     from lexner.data import dataset_path, load_dataset
     from lexner.evaluate import evaluate, mentions
 
@@ -82,7 +81,7 @@ def main() -> None:
               "models": {}}
     print(json.dumps({k: result[k] for k in ("splits", "blocks")}, ensure_ascii=False), flush=True)
     for name, folder in args.models:
-        tagger = lexner.load(folder or None)
+        tagger = load_model(folder)
         row = {"model": folder or "bundled default model"}
         for split, sentences in splits.items():
             scores = evaluate(tagger, sentences, seen=train)

@@ -342,6 +342,69 @@ def test_the_soup_script_refuses_a_missing_model_cleanly_and_claims_no_members_s
     assert card == {"lexicon": "x", "soup_of": [str(tmp_path / "a"), str(tmp_path / "b")]}
 
 
+def _finished_run(folder: Path, seed: int = 1) -> Path:
+    """What collect.py reads of a ``lexner train --out`` folder."""
+    (folder / "model").mkdir(parents=True)
+    (folder / "model" / "config.json").write_text(json.dumps({"model": "bilstm_crf", "config": {}, "card": {
+        "command": "lexner train --seed 1"}}), encoding="utf-8")
+    (folder / "train_config.json").write_text(json.dumps({"seed": seed}), encoding="utf-8")
+    (folder / "results.json").write_text(json.dumps({"best_epoch": 1}), encoding="utf-8")
+    (folder / "log.jsonl").write_text("", encoding="utf-8")
+    return folder
+
+
+def _script(name: str, *args, **options):
+    import subprocess
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    return subprocess.run([sys.executable, str(path), *map(str, args)], capture_output=True, encoding="utf-8",
+                          **options)
+
+
+def _clean_error(done, *named: str, code: int = 1) -> None:
+    """The script failed with exit code ``code`` and one line (argparse: usage and one line) naming ``named``."""
+    assert done.returncode == code and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == (2 if code == 2 else 1), done.stderr
+    assert all(n in done.stderr for n in named), done.stderr
+
+
+def test_missing_or_damaged_inputs_are_one_line_errors_naming_them(tmp_path):
+    """Each was a traceback: a model directory that is not there, a run folder that is not there or holds a
+    damaged file, a soup member with a damaged config.json."""
+    import importlib.util
+
+    missing = tmp_path / "nonexistent"
+    _clean_error(_script("peers", "--models", f"x={missing}", "--peers", "--limit", 1), str(missing))
+    if importlib.util.find_spec("opencc"):  # traditional.py needs it (finding its absence: another test)
+        _clean_error(_script("traditional", "--model", missing), str(missing))
+    results = tmp_path / "results"
+    _clean_error(_script("collect", missing, "--name", "x", "--results", results), str(missing))
+    good, damaged = _finished_run(tmp_path / "good"), _finished_run(tmp_path / "damaged", seed=2)
+    (damaged / "results.json").write_text('{"best_epoch": ', encoding="utf-8")
+    _clean_error(_script("collect", good, damaged, "--name", "x", "--results", results), "results.json")
+    assert not results.exists()  # the good run is not written either: every run is read first
+    (damaged / "results.json").write_text("[]", encoding="utf-8")
+    (damaged / "train_config.json").write_text("{}", encoding="utf-8")
+    _clean_error(_script("collect", damaged, "--name", "x", "--results", results), str(damaged))
+
+
+def test_a_soup_of_a_model_with_a_damaged_config_is_refused_cleanly(tmp_path, corpus):
+    from small_bilstm import tagger_of
+
+    from lexner.fileio import ModelFormatError
+
+    model = tagger_of("softlexicon", corpus)
+    model.save(tmp_path / "a")
+    model.save(tmp_path / "b")
+    (tmp_path / "b" / "config.json").write_text('{"model": "softlex', encoding="utf-8")
+    _clean_error(_script("soup", "--out", tmp_path / "soup", tmp_path / "a", tmp_path / "b"),
+                 str(tmp_path / "b" / "config.json"), code=2)
+    assert not (tmp_path / "soup").exists()
+    (tmp_path / "b" / "config.json").write_text("[]", encoding="utf-8")
+    with pytest.raises(ModelFormatError, match="config.json"):
+        averaged([tmp_path / "a", tmp_path / "b"])
+
+
 def test_a_run_selected_on_test_is_told_from_one_whose_paths_hold_spaces():
     """Recorded commands are shell-quoted: split at whitespace, '--dev my data/dev.bio --test my data/test.bio'
     read as --dev my --test my, "selected on test" (helper review)."""
