@@ -19,7 +19,8 @@ per second with one sentence per call, as these libraries are used; lexner's bat
 (``tag_batch``, batch 64) is reported separately.  The systems take each chunk of 100 sentences in turn (the
 order rotating), ``--repeat`` rounds, and each one's best round counts: the VM's speed drifts within seconds,
 and so every system meets the same drift (whole passes one after the other gave one tree ratios from 1.00×
-to 1.30×).  A system that is not installed is recorded as skipped.
+to 1.30×).  A system that is not installed is recorded as skipped; with none left to measure, nothing is
+written and the script fails.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from machine import load_model, machine_info, write_result
+    from machine import fail, load_model, machine_info, write_result
 
     from lexner.data import load_dataset
     from lexner.evaluate import score_spans
@@ -145,6 +146,9 @@ def main() -> None:
             "lexner", lambda text, tagger=tagger: entity_spans(tagger.tag(text)),
             lambda texts, tagger=tagger: [entity_spans(es) for es in tagger.tag_batch(texts, batch_size=64)],
             {"model_dir": directory})
+    if not systems:  # write nothing: a file of skipped rows alone would replace a real one
+        why = "; ".join(f"{r['system']} {r['skipped']}" for r in rows) or "no --peers"
+        fail(f"no system to measure ({why}); give --models NAME=DIR")
     sentences = load_dataset("msra", "test")
     if args.limit:
         sentences = sentences[: args.limit]

