@@ -83,8 +83,18 @@ def load_model(folder=None, **options):
 
     try:
         return lexner.load(folder or None, **options)
-    except (OSError, ValueError) as err:  # no such directory, ModelFormatError, DataFormatError
+    except (OSError, ValueError, ImportError) as err:  # no such directory, ModelFormatError, a runtime not installed
         fail(f"cannot load a model: {err}")
+
+
+def require(module: str, extra: str):
+    """``module``, imported; not installed, the script ends with one line naming the pip extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        fail(f"needs {module}, which is not installed ({err}): pip install -e '.[{extra}]'")
 
 
 def named_model(spec: str) -> tuple[str, str]:

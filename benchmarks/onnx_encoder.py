@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import count, load_model, machine_info, positive_int, write_result  # noqa: E402
+from machine import count, load_model, machine_info, positive_int, require, write_result  # noqa: E402
 from peers import LABELS, entity_spans  # noqa: E402
 
 import torch  # noqa: E402
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--kernels", action="store_true", help="also time the encoders alone")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    import onnxruntime
+    onnxruntime = require("onnxruntime", "onnx")
 
     torch.set_num_threads(1)
     systems = {"torch": load_model(args.model, onnx=False), "onnx": load_model(args.model, onnx=True),

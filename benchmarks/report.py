@@ -612,6 +612,9 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--report", type=Path, default=HERE / "REPORT.md")
     args = parser.parse_args()
+    from machine import require
+
+    require("matplotlib", "bench")  # the plots
     try:
         text = build(args.results, args.report)
         write_bytes(args.report, text.encode("utf-8"))

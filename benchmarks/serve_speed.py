@@ -1,6 +1,6 @@
 """lexner serve under load: requests/s and latency at 1 and 16 concurrent clients, beside tag() in-process.
 
-    pip install -e ".[serve]"
+    pip install -e ".[serve]"     # and pytest: the server helpers are tests/test_serve.py's
     python benchmarks/serve_speed.py --out benchmarks/results/serve_speed_cpu.json
 
 Each request is one MSRA test sentence (``POST /tag {"text": ...}``) sent over HTTP/1.1 by ``--clients``
@@ -36,7 +36,11 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from machine import load_model, machine_info, write_result
+    from machine import load_model, machine_info, require, write_result
+
+    require("fastapi", "serve")
+    require("uvicorn", "serve")
+    require("pytest", "test")  # the server helpers are tests/test_serve.py's
     from test_serve import request, serving
 
     from lexner.data import load_dataset

