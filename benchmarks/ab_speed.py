@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import lexner_at, load_model, machine_info, positive_int, write_result  # noqa: E402
+from machine import lexner_at, load_model, machine_info, positive_int, recorded_path, write_result  # noqa: E402
 
 BASELINE = "lexner_baseline"  # the name REV's package is imported under
 SINGLE_CHUNK = 50  # sentences one side tags one per call before the other side takes the same ones
@@ -106,7 +106,8 @@ def main() -> None:
                                                                                 for row in rounds)
                     for name in sides for kind in ("single", "batched")})
     print(summary)
-    write_result(args.out, {"benchmark": "ab_speed", "model": str(args.model or "bundled"), "runtime": args.runtime,
+    write_result(args.out, {"benchmark": "ab_speed", "model": recorded_path(args.model) if args.model else "bundled",
+                            "runtime": args.runtime,
                             "texts": "msra/test", "sentences_single": args.single, "sentences_batched": len(texts),
                             "batch_size": args.batch_size, "compare": commit,
                             "texts_whose_entities_differ": differ, "summary": summary, "rounds": rounds,

@@ -67,7 +67,7 @@ def main() -> None:
     import torch
 
     from lexner.data import load_dataset
-    from machine import load_model, machine_info, write_result
+    from machine import load_model, machine_info, recorded_path, write_result
 
     torch.set_num_threads(args.threads)
     texts = [s.text for s in load_dataset("msra", "test")]
@@ -106,7 +106,8 @@ def main() -> None:
     for row in rows:
         print(json.dumps(row))
     result = {"benchmark": "batch_tuning", "texts": "msra/test", "sentences": len(texts), "characters": chars,
-              "model": args.model or "bundled", "torch_threads": args.threads, "repeat": args.repeat,
+              "model": recorded_path(args.model) if args.model else "bundled", "torch_threads": args.threads,
+              "repeat": args.repeat,
               "defaults": {"batch_size": default_size, "batch_tokens": default_tokens,
                            "tokens_include_words": model_grouping},
               "padding_per_real": padded, "rows": rows,

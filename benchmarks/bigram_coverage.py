@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import load_model, machine_info, named_model, write_result  # noqa: E402
+from machine import load_model, machine_info, named_model, recorded_path, write_result  # noqa: E402
 
 
 def setting(text: str) -> tuple[int, int | None]:
@@ -71,7 +71,8 @@ def main() -> None:
         measure({"bigram_min_count": min_count, "pretrained_bigrams": "all" if first is None else first},
                 tagger.featurizer.bigrams)
     for name, directory in args.model:
-        measure({"model": name, "model_dir": directory or "bundled"}, load_model(directory).featurizer.bigrams)
+        measure({"model": name, "model_dir": recorded_path(directory) if directory else "bundled"},
+                load_model(directory).featurizer.bigrams)
     result = {"benchmark": "bigram_coverage", "dataset": args.dataset, "bigram_vectors": path.name,
               "pretrained_bigrams_in_file": len(pretrained), "sentences": {"train": len(train), "dev": len(dev),
                                                                            "test": len(test)},

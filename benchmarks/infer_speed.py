@@ -120,7 +120,7 @@ def main() -> None:
 
     from contextlib import nullcontext
 
-    from machine import alternating, lexner_at, paired_ratio, tree_env
+    from machine import alternating, lexner_at, paired_ratio, recorded_path, tree_env
 
     results = []
     with (lexner_at(args.compare) if args.compare else nullcontext((None, None))) as (commit, baseline):
@@ -138,7 +138,7 @@ def main() -> None:
                 record = json.loads(done.stdout.strip().splitlines()[-1])
                 record["name"] = name if code is None else f"{name} @ {code}"
                 record["pair"] = pair
-                record["model_dir"] = directory  # as given, not this machine's absolute path
+                record["model_dir"] = recorded_path(directory)  # not this machine's absolute path
                 results.append(record)
                 print(f"{record['name']}: load {record['load_seconds']} s, first call {record['first_call_seconds']} s, "
                       f"{record['disk_mb']} MB on disk, "

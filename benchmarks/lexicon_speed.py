@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import count, machine_info, positive_int, write_result  # noqa: E402
+from machine import count, machine_info, positive_int, recorded_path, write_result  # noqa: E402
 
 from lexner.data import data_root, load_dataset  # noqa: E402
 from lexner.lexicon import Lexicon  # noqa: E402
@@ -109,7 +109,7 @@ def main() -> None:
     best = min(timings)
     result = {
         "benchmark": "lexicon_matching",
-        "lexicon": str(args.lexicon) if args.lexicon else "$LEXNER_DATA/embeddings/word.50d.vec.xz",
+        "lexicon": recorded_path(args.lexicon) if args.lexicon else "$LEXNER_DATA/embeddings/word.50d.vec.xz",
         "lexicon_words": len(lexicon),
         "texts": f"{args.dataset}/{args.split}",
         "sentences": len(texts),

@@ -8,12 +8,61 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, NoReturn
+
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+OUTSIDE = "…"  # what stands for the folders of a path outside the repository and the data root
+
+
+def recorded_path(path: str | os.PathLike) -> str:
+    """A path as result files record it and REPORT.md shows it, without this machine's folders: a relative path
+    as given (the scripts run from the repository's root); under the data root as ``$LEXNER_DATA/...``; under
+    the repository relative to it; anywhere else :data:`OUTSIDE` and at most its last two names, never one of
+    its first two, where user names and a machine's layout are (``/scratch/me/b32/model`` → ``…/b32/model``,
+    ``/users/me/model`` → ``…/model``), so that a reader still tells one outside model from another."""
+    text = str(path)
+    if not os.path.isabs(text):
+        return text
+    from lexner.data import data_root
+
+    for candidate in (Path(os.path.normpath(text)), Path(text).resolve()):
+        for root, prefix in ((data_root().absolute(), "$LEXNER_DATA/"), (REPOSITORY, "")):
+            for base in (root, root.resolve()):
+                if candidate.is_relative_to(base):
+                    inside = candidate.relative_to(base).as_posix()
+                    return prefix + inside if inside != "." else prefix.rstrip("/") or "."
+    names = Path(os.path.normpath(text)).parts[1:]
+    return "/".join([OUTSIDE, *(names[2:][-2:] or names[-1:])])
+
+
+def recorded_word(word: str) -> str:
+    """A command-line word with each absolute path in it as :func:`recorded_path` writes it: the word itself, or
+    what follows ``NAME=`` or ``--option=``, each of a comma-separated list (``ens=/a/m1,/a/m2``)."""
+    return re.sub(r"(?:^|(?<=[=,]))/[^,]*", lambda found: recorded_path(found.group()), word)
+
+
+def recorded_command(argv: Iterable[str]) -> str:
+    """``argv`` as result files record it: :func:`lexner.export.command_line` (quoted, the lexner program as
+    ``lexner``) of its words with every path as :func:`recorded_path` writes it."""
+    from lexner.export import command_line
+
+    return command_line([recorded_word(word) for word in argv])
+
+
+def portable_command(command: str) -> str:
+    """A recorded command with the paths that older result files kept raw (``--out /scratch/x.json``) as
+    :func:`recorded_path` writes them; a command without such a path as it is, byte for byte."""
+    from lexner.export import command_words
+
+    words = command_words(command)
+    return command if [recorded_word(w) for w in words] == words else recorded_command(words)
 
 
 def _cpu_model() -> str:
@@ -115,12 +164,10 @@ def named_model_dir(spec: str) -> tuple[str, str]:
 
 
 def machine_info() -> dict:
-    from lexner.export import command_line
-
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": _commit(),
-        "command": command_line([os.path.basename(sys.executable)] + sys.argv),
+        "command": recorded_command([os.path.basename(sys.executable)] + sys.argv),
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),

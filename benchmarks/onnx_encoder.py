@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import count, load_model, machine_info, positive_int, require, write_result  # noqa: E402
+from machine import count, load_model, machine_info, positive_int, recorded_path, require, write_result  # noqa: E402
 from peers import LABELS, entity_spans  # noqa: E402
 
 import torch  # noqa: E402
@@ -103,7 +103,8 @@ def main() -> None:
     batched_vs_single = {name: sum(a != b for a, b in zip(outputs["single call"][name], outputs["batch 64"][name]))
                          for name in systems}
     print(json.dumps({"sentences_batched_differing_from_single": batched_vs_single}))
-    result = {"benchmark": "onnx_encoder", "model": systems["torch"].name, "model_dir": args.model or "bundled",
+    result = {"benchmark": "onnx_encoder", "model": systems["torch"].name,
+              "model_dir": recorded_path(args.model) if args.model else "bundled",
               "texts": "msra/test", "sentences": len(texts), "characters": chars,
               "onnxruntime": onnxruntime.__version__, "torch_threads": 1, "rows": rows,
               "sentences_batched_differing_from_single": batched_vs_single,

@@ -125,7 +125,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from machine import fail, load_model, machine_info, write_result
+    from machine import fail, load_model, machine_info, recorded_path, write_result
 
     from lexner.data import load_dataset
     from lexner.evaluate import score_spans
@@ -145,7 +145,7 @@ def main() -> None:
         systems[name + ("" if runtime == "torch" else f"+{runtime}")] = (
             "lexner", lambda text, tagger=tagger: entity_spans(tagger.tag(text)),
             lambda texts, tagger=tagger: [entity_spans(es) for es in tagger.tag_batch(texts, batch_size=64)],
-            {"model_dir": directory})
+            {"model_dir": recorded_path(directory) if directory else "bundled"})
     if not systems:  # write nothing: a file of skipped rows alone would replace a real one
         why = "; ".join(f"{r['system']} {r['skipped']}" for r in rows) or "no --peers"
         fail(f"no system to measure ({why}); give --models NAME=DIR")

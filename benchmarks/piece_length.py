@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import load_model, machine_info, positive_int, write_result  # noqa: E402
+from machine import load_model, machine_info, positive_int, recorded_path, write_result  # noqa: E402
 
 
 def joined(sentences, k: int):
@@ -85,7 +85,8 @@ def main() -> None:
                    "saved_max_length": length == saved, "f1": round(100 * scores["micro"]["f1"], 2)}
             print(json.dumps(row, ensure_ascii=False), flush=True)
             rows.append(row)
-    result = {"benchmark": "piece_length", "split": "dev", "model": args.model or "bundled default model",
+    result = {"benchmark": "piece_length", "split": "dev",
+              "model": recorded_path(args.model) if args.model else "bundled default model",
               "saved_max_length": saved, "rows": rows, "machine": machine_info()}
     write_result(args.out, result)
 

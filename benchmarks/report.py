@@ -4,7 +4,8 @@
     python benchmarks/report.py --results DIR --report DIR/REPORT.md
 
 Every figure in the report is read from a result file under ``--results``; each section names the files and
-the machine, date, commit and command recorded in them.  Plots go to ``plots/`` beside the report.
+the machine, date, commit and command recorded in them (paths outside the repository and the data root, which
+older files kept raw, shown as ``machine.recorded_path`` writes them).  Plots go to ``plots/`` beside the report.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import io
 import statistics
 import sys
 from pathlib import Path
+
+from machine import portable_command, recorded_path, recorded_word
 
 from lexner.fileio import DataFormatError, read_json, write_bytes
 
@@ -50,7 +53,7 @@ def machine_line(machine: dict) -> str:
 
 def provenance(data: dict) -> str:
     """Where and how a result file was produced: machine, date, commit, command."""
-    return f"{machine_line(data['machine'])}. Command: `{data['machine']['command']}`"
+    return f"{machine_line(data['machine'])}. Command: `{portable_command(data['machine']['command'])}`"
 
 
 def accuracy_groups(results: Path) -> list[dict]:
@@ -137,7 +140,7 @@ def accuracy_section(groups: list[dict]) -> list[str]:
 def _short_command(command: str | None) -> str:
     if not command:
         return "?"
-    words = command.split()
+    words = portable_command(command).split()
     if words and words[0].endswith("/lexner"):
         words[0] = "lexner"
     return " ".join(w for w in words if w != "--no-progress")
@@ -169,7 +172,7 @@ def train_speed_section(results: Path) -> list[str]:
         data = load(path)
         out += [f"### Training speed (`{path.name}`)", "",
                 f"{data['dataset']}, {data['threads']} thread(s), {data['device']}; {machine_line(data['machine'])}. "
-                f"Command: `{data['machine']['command']}`", "",
+                f"Command: `{portable_command(data['machine']['command'])}`", "",
                 "| code | model | batch | sentences/s | chars/s | epoch estimate (s) |", "|---|---|---|---|---|---|"]
         out += [f"| {r.get('code', 'this tree')} | `{r['model']}` | {r['batch_size']} | {r['sentences_per_second']:.1f} | "
                 f"{r['characters_per_second']:.0f} | {r['epoch_seconds_estimate']:.0f} |" for r in data["rows"]]
@@ -310,7 +313,7 @@ def peers_section(results: Path) -> list[str]:
         out += [f"## Peers on MSRA test (`{path.name}`)", "",
                 f"{data['sentences']:,} sentences, {data['characters']:,} characters; labels mapped to PER/LOC/ORG; "
                 f"scored with the same scorer. {machine_line(data['machine'])}, torch threads "
-                f"{data['torch_threads']}. Command: `{data['machine']['command']}`", "",
+                f"{data['torch_threads']}. Command: `{portable_command(data['machine']['command'])}`", "",
                 "| system | P | R | F1 | PER | LOC | ORG | chars/s, one sentence per call | chars/s, batch 64 |",
                 "|---|---|---|---|---|---|---|---|---|"]
         for r in data["rows"]:
@@ -333,7 +336,7 @@ def multi_task_section(results: Path) -> list[str]:
             record = load(path)
             res = record["results"]
             out += [f"## Multi-task run `{folder.name}/{path.name}`", "",
-                    f"`{record['model']}`, one head per corpus ({record.get('train_data')}); best epoch "
+                    f"`{record['model']}`, one head per corpus ({recorded_word(str(record.get('train_data')))}); best epoch "
                     f"{res['best_epoch']} of {res['epochs_run']} (selected on {res['dev'].get('selection', 'mean')} "
                     f"dev scores); command `{_short_command(record.get('command'))}`; collected on "
                     f"{machine_line(record['machine'])}." + (f" Note: {record['note']}" if record.get("note") else ""),
@@ -399,7 +402,7 @@ def serve_section(results: Path) -> list[str]:
     for path in sorted(results.glob("serve_speed_*.json")):
         data = load(path)
         out += [f"### HTTP service (`{path.name}`)", "",
-                f"`lexner serve` ({data['model']}, {data['threads']} torch thread(s)), one MSRA test sentence per "
+                f"`lexner serve` ({recorded_path(data['model'])}, {data['threads']} torch thread(s)), one MSRA test sentence per "
                 f"request; `tag()` in-process on the same sentences: {data['tag_in_process_calls_per_second']:,} "
                 f"calls/s. {provenance(data)}", "",
                 "| clients | requests/s | p50 (ms) | p99 (ms) |", "|---|---|---|---|"]
@@ -416,7 +419,7 @@ def onnx_section(results: Path) -> list[str]:
         runtimes = [name for name in ("torch", "onnx", "onnx-int8", "torch-bf16")
                     if f"{name}_chars_per_second" in data["rows"][0]]
         out += [f"### ONNX Runtime for the encoder (`{path.name}`)", "",
-                f"{data['model']} ({data['model_dir']}) loaded {len(runtimes)} times — "
+                f"{data['model']} ({recorded_path(data['model_dir'])}) loaded {len(runtimes)} times — "
                 f"{', '.join(f'`{name}`' for name in runtimes)} — "
                 f"tagging the same {data['sentences']:,} {data['texts']} sentences side by side, "
                 f"{data['torch_threads']} thread, onnxruntime {data['onnxruntime']}; F1 on those sentences, labels "

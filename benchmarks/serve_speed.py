@@ -36,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from machine import load_model, machine_info, require, write_result
+    from machine import load_model, machine_info, recorded_path, require, write_result
 
     require("fastapi", "serve")
     require("uvicorn", "serve")
@@ -74,8 +74,9 @@ def main() -> None:
                    "p99_ms": round(1000 * latencies[math.ceil(0.99 * len(latencies)) - 1], 2)}  # nearest rank
             print(json.dumps(row), flush=True)
             rows.append(row)
-    result = {"benchmark": "serve_speed", "model": args.model or "bundled default model", "threads": args.threads,
-              "tag_in_process_calls_per_second": round(in_process, 1), "rows": rows, "machine": machine_info()}
+    result = {"benchmark": "serve_speed", "model": recorded_path(args.model) if args.model else "bundled default model",
+              "threads": args.threads, "tag_in_process_calls_per_second": round(in_process, 1), "rows": rows,
+              "machine": machine_info()}
     print(json.dumps({"tag_in_process_calls_per_second": result["tag_in_process_calls_per_second"]}))
     write_result(args.out, result)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import count, load_model, machine_info, positive_int, write_result  # noqa: E402
+from machine import count, load_model, machine_info, positive_int, recorded_path, write_result  # noqa: E402
 
 MSRA_TYPES = {"NR": "PER", "NS": "LOC", "NT": "ORG"}
 WEIBO_NAMED = {"PER.NAM": "PER", "LOC.NAM": "LOC", "GPE.NAM": "LOC", "ORG.NAM": "ORG"}
@@ -81,8 +81,8 @@ def main() -> None:
         row["gap"] = round(row["simplified"]["f1"] - row["traditional"]["f1"], 2)
         print(json.dumps(row, ensure_ascii=False), flush=True)
         rows.append(row)
-    result = {"benchmark": "traditional", "model": args.model or "bundled default model", "rows": rows,
-              "machine": machine_info()}
+    result = {"benchmark": "traditional", "model": recorded_path(args.model) if args.model else "bundled default model",
+              "rows": rows, "machine": machine_info()}
     write_result(args.out, result)
 
 

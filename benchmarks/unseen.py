@@ -25,7 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import count, load_model, machine_info, named_model, positive_int, write_result  # noqa: E402
+from machine import (count, load_model, machine_info, named_model, positive_int, recorded_path,  # noqa: E402
+                     write_result)
 
 
 def seen_share(sentences, trained_on: set) -> dict:
@@ -82,7 +83,7 @@ def main() -> None:
     print(json.dumps({k: result[k] for k in ("splits", "blocks")}, ensure_ascii=False), flush=True)
     for name, folder in args.models:
         tagger = load_model(folder)
-        row = {"model": folder or "bundled default model"}
+        row = {"model": recorded_path(folder) if folder else "bundled default model"}
         for split, sentences in splits.items():
             scores = evaluate(tagger, sentences, seen=train)
             row[split] = {part: percent(scores[part]) for part in ("micro", "seen", "unseen")}

@@ -436,6 +436,43 @@ def test_a_soup_of_a_model_with_a_damaged_config_is_refused_cleanly(tmp_path, co
         averaged([tmp_path / "a", tmp_path / "b"])
 
 
+def test_recorded_paths_name_no_folder_of_the_machine(tmp_path, monkeypatch):
+    """Model directories and --out paths outside the repository were recorded raw (REPORT.md showed 11 lines
+    with /tmp/...)."""
+    from collect import collect
+    from machine import REPOSITORY, machine_info, portable_command, recorded_path, recorded_word
+
+    monkeypatch.setenv("LEXNER_DATA", str(tmp_path / "data"))
+    assert recorded_path(tmp_path / "data" / "msra" / "train.bmes") == "$LEXNER_DATA/msra/train.bmes"
+    assert recorded_path(REPOSITORY / "runs" / "x" / "model") == "runs/x/model" and recorded_path(REPOSITORY) == "."
+    assert recorded_path("/tmp/runs/b32/model") == "…/b32/model"
+    assert recorded_path("/tmp/old_default") == "…/old_default" and recorded_path("/home/me/model") == "…/model"
+    assert recorded_path("runs/x/model") == "runs/x/model" and recorded_path("") == ""
+    assert recorded_word("old=/tmp/old/lexner/default_model") == "old=…/lexner/default_model"
+    assert recorded_word("ens=/a/b/c/m1,/a/b/c/m2") == "ens=…/c/m1,…/c/m2"
+    assert recorded_word("default=") == "default="
+    old = "python benchmarks/profile_train.py --note 'a (b)' --out /tmp/profile_1t.json"
+    assert portable_command(old) == "python benchmarks/profile_train.py --note 'a (b)' --out '…/profile_1t.json'"
+    kept = "python benchmarks/x.py --note a (b) --out benchmarks/results/x.json"  # older, unquoted: as it is
+    assert portable_command(kept) == kept
+    monkeypatch.setattr(sys, "argv", [str(REPOSITORY / "benchmarks" / "peers.py"), "--models",
+                                      f"x={tmp_path}/a/b/model", "--out", "/tmp/p.json"])
+    assert machine_info()["command"].endswith("python benchmarks/peers.py --models 'x=…/b/model' --out '…/p.json'")
+    run = _finished_run(tmp_path / "run")
+    card = {"command": f"lexner train --train {tmp_path}/data/t.bio --out /tmp/r/s1", "train_data": "/tmp/a/b/t.jsonl"}
+    (run / "model" / "config.json").write_text(json.dumps({"model": "m", "config": {}, "card": card}), encoding="utf-8")
+    record = collect(run)
+    assert record["command"] == "lexner train --train $LEXNER_DATA/t.bio --out '…/s1'"
+    assert record["train_data"] == "…/b/t.jsonl"
+
+
+def test_the_committed_report_shows_no_machine_paths():
+    import re
+
+    report = (Path(__file__).resolve().parents[1] / "benchmarks" / "REPORT.md").read_text(encoding="utf-8")
+    assert not re.search(r"(^|[^\w.$-])/(tmp|work|home|root|Users|mnt|var|opt|srv)/", report, re.M)
+
+
 def test_a_run_selected_on_test_is_told_from_one_whose_paths_hold_spaces():
     """Recorded commands are shell-quoted: split at whitespace, '--dev my data/dev.bio --test my data/test.bio'
     read as --dev my --test my, "selected on test" (helper review)."""
