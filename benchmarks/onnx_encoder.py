@@ -14,7 +14,7 @@ ONNX Runtime too).  Rounds alternate between the four and the best of ``--repeat
 calls (int8 quantizes activations per call, so a sentence's result may depend on its batch; bfloat16 kernels
 may round a sentence differently in a batch).  ``--kernels`` also times the encoders alone (``emissions``: ids
 to tag scores; torch, ONNX Runtime float32 and int8, torch bfloat16) on a batch of 1 and of 64 sentences of 40
-characters.
+characters (of as many as the sentences hold where ``--limit`` leaves fewer: the batch recorded is the one timed).
 """
 
 from __future__ import annotations
@@ -37,13 +37,18 @@ from lexner.evaluate import score_spans  # noqa: E402
 from lexner.schemes import Span  # noqa: E402
 
 
+KERNEL_BATCHES = (1, 64)  # sentences of KERNEL_LENGTH characters per timed batch
+KERNEL_LENGTH = 40
+
+
 def kernels(systems: dict, texts: list[str], repeat: int) -> list[dict]:
-    """Each system's encoder alone (``emissions``: ids to tag scores) on the same encoded batches of MSRA test
-    sentences cut to 40 characters."""
+    """Each system's encoder alone (``emissions``: ids to tag scores) on the same encoded batches of the
+    ``texts`` of at least 40 characters, cut to 40: a batch of :data:`KERNEL_BATCHES` sentences each, or of as
+    many as there are (``--limit`` leaves fewer); each row records the batch it timed."""
     featurizer = systems["torch"].featurizer
-    pieces = [t[:40] for t in texts if len(t) >= 40]
+    pieces = [t[:KERNEL_LENGTH] for t in texts if len(t) >= KERNEL_LENGTH]
     rows = []
-    for size in (1, 64):
+    for size in sorted({min(size, len(pieces)) for size in KERNEL_BATCHES} - {0}):
         batch = featurizer.collate([featurizer.encode_one(t) for t in pieces[:size]])
         calls = 300 if size == 1 else 20
         best = dict.fromkeys(systems, float("inf"))
@@ -54,7 +59,8 @@ def kernels(systems: dict, texts: list[str], repeat: int) -> list[dict]:
                     for _ in range(calls):
                         tagger.emissions(batch)
                     best[name] = min(best[name], (time.perf_counter() - started) / calls)
-        rows.append({"batch": size, "length": 40, **{f"{name}_ms": round(best[name] * 1e3, 3) for name in best},
+        rows.append({"batch": size, "length": KERNEL_LENGTH,
+                     **{f"{name}_ms": round(best[name] * 1e3, 3) for name in best},
                      **{f"{name}_speedup": round(best["torch"] / best[name], 2) for name in systems if name != "torch"}})
     return rows
 

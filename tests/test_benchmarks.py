@@ -473,6 +473,18 @@ def test_the_committed_report_shows_no_machine_paths():
     assert not re.search(r"(^|[^\w.$-])/(tmp|work|home|root|Users|mnt|var|opt|srv)/", report, re.M)
 
 
+def test_encoder_kernels_record_the_batch_they_timed(corpus):
+    """With --limit 100 only 47 sentences were 40 characters long, and the batch of 47 was labelled 64."""
+    from onnx_encoder import kernels
+    from small_bilstm import tagger_of
+
+    tagger = tagger_of("bilstm_crf", corpus)
+    long = ["张三在北京工作。" * 6] * 3  # 48 characters each
+    rows = kernels({"torch": tagger, "again": tagger}, long + ["张三"], repeat=1)
+    assert [(r["batch"], r["length"]) for r in rows] == [(1, 40), (3, 40)]
+    assert kernels({"torch": tagger}, ["张三"], repeat=1) == []  # none long enough: nothing timed
+
+
 def test_a_run_selected_on_test_is_told_from_one_whose_paths_hold_spaces():
     """Recorded commands are shell-quoted: split at whitespace, '--dev my data/dev.bio --test my data/test.bio'
     read as --dev my --test my, "selected on test" (helper review)."""
