@@ -6,7 +6,8 @@ Each run directory (written by ``lexner train --out DIR``) gives ``benchmarks/re
 holding: the training command (from the model card), the training settings, the per-epoch log, the best
 model's dev/test scores, the lexner commit it was trained at (when the model card records it), and the
 machine it was collected on (the same machine the run used: runs are collected where they ran; the machine's
-date and commit are those of the collection).
+date and commit are those of the collection).  An existing result file is replaced only with ``--force``; two
+runs of one seed (one file) are refused; either way nothing is written.
 """
 
 from __future__ import annotations
@@ -53,15 +54,28 @@ def collect(run: Path) -> dict:
         raise DataFormatError(run, None, f"not a finished lexner train run ({type(err).__name__}: {err})") from None
 
 
-def collect_runs(runs: list[Path], name: str, note: str = "", results: Path = RESULTS) -> list[Path]:
+def collect_runs(runs: list[Path], name: str, note: str = "", results: Path = RESULTS,
+                 force: bool = False) -> list[Path]:
     """Write ``results/<name>/seed<N>.json`` for each run directory; returns the paths written.  Every run is
-    read before anything is written: a missing or damaged one (``OSError``, ``DataFormatError``) writes none."""
+    read and every target checked before anything is written: a missing or damaged run (``OSError``,
+    ``DataFormatError``), two runs of one seed, or (unless ``force``) a result file that exists already
+    (``FileExistsError``) writes none."""
     out = results / name
-    records = [(run, collect(run)) for run in runs]
-    written = []
-    for run, record in records:
-        record["note"] = note
+    targets: dict[Path, Path] = {}
+    records = []
+    for run in runs:
+        record = collect(run)
         path = out / f"seed{record['train_config']['seed']}.json"
+        if path in targets:
+            raise FileExistsError(f"{targets[path]} and {run} both ran seed {record['train_config']['seed']}: "
+                                  f"both would be {path}; collect them under different --name")
+        if path.exists() and not force:
+            raise FileExistsError(f"{path} exists (collected before); --force replaces it")
+        targets[path] = run
+        records.append((run, path, record))
+    written = []
+    for run, path, record in records:
+        record["note"] = note
         write_result(path, record, indent=1)
         print(f"{run} -> {path}")
         written.append(path)
@@ -74,9 +88,10 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="result folder, e.g. weibo_bilstm_crf")
     parser.add_argument("--note", default="", help="free text stored with every result (e.g. 'on a lent H100')")
     parser.add_argument("--results", type=Path, default=RESULTS, help="results folder (default: benchmarks/results)")
+    parser.add_argument("--force", action="store_true", help="replace result files that exist")
     args = parser.parse_args()
     try:
-        collect_runs(args.runs, args.name, args.note, args.results)
+        collect_runs(args.runs, args.name, args.note, args.results, force=args.force)
     except (OSError, DataFormatError) as err:
         fail(str(err))
 

@@ -59,7 +59,8 @@ def train_quick_models(work: Path, results: Path) -> list[str]:
                             "--no-progress", "--device", "cpu", "--seed", "1"])
         if code != 0:
             sys.exit(f"benchmarks/run.py: quick training of {tagger} failed with exit code {code}")
-        collect_runs([out], f"weibo_{tagger}", "quick mode: 1 epoch on 200 Weibo training sentences", results)
+        collect_runs([out], f"weibo_{tagger}", "quick mode: 1 epoch on 200 Weibo training sentences", results,
+                     force=True)  # a quick run's own folder: the previous quick run's files are replaced
         models.append(f"quick_{tagger}={out / 'model'}")
     return models
 

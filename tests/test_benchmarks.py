@@ -419,6 +419,25 @@ def test_a_missing_optional_package_is_one_line_naming_its_extra(tmp_path, scrip
     _clean_error(_script(script, *args, blocked=(module,)), f"needs {module}", f"pip install -e '.[{extra}]'")
 
 
+def test_collect_never_replaces_a_result_file_unless_forced(tmp_path):
+    """A second collection of a seed silently replaced the first's file; so did two runs of one seed."""
+    from collect import collect_runs
+
+    results = tmp_path / "results"
+    one, again = _finished_run(tmp_path / "one"), _finished_run(tmp_path / "again")
+    (path,) = collect_runs([one], "x", "first", results)
+    with pytest.raises(FileExistsError, match="--force"):
+        collect_runs([again], "x", "second", results)
+    assert json.loads(path.read_text(encoding="utf-8"))["note"] == "first"
+    with pytest.raises(FileExistsError, match="both ran seed 1"):
+        collect_runs([one, again], "y", "", results)
+    assert not (results / "y").exists()
+    collect_runs([again], "x", "second", results, force=True)
+    assert json.loads(path.read_text(encoding="utf-8"))["note"] == "second"
+    _clean_error(_script("collect", one, "--name", "x", "--results", results), str(path), "--force")
+    assert _script("collect", one, "--name", "x", "--results", results, "--force").returncode == 0
+
+
 def test_a_soup_of_a_model_with_a_damaged_config_is_refused_cleanly(tmp_path, corpus):
     from small_bilstm import tagger_of
 
