@@ -11,7 +11,9 @@ does not retrain.  ``--quick`` trains every tagger for one epoch on a slice of W
 runs every measurement with small sizes on the models it just trained, and writes its results and report to
 ``--results`` (default ``build/bench-quick``), never over the committed ones.  CI runs ``--quick``.
 
-Every step runs as its own process and the first failure stops the run with its exit code.
+Every step runs as its own process.  A step that fails does not stop the others, and the report is still
+rebuilt from the result files that are there (so that it never stays behind results a step did write); the run
+then exits non-zero naming the steps that failed.
 """
 
 from __future__ import annotations
@@ -32,16 +34,19 @@ STEPS = ("lexicon", "train_speed", "ddp_speed", "infer_speed", "onnx", "flat_mem
 TAGGERS = ("bilstm_crf", "softlexicon", "lattice_lstm", "flat")
 
 
-def step(name: str, *args: str) -> None:
+def run_step(name: str, *args: str) -> bool:
+    """Run ``benchmarks/<name>.py`` with ``args`` in its own process; whether it succeeded."""
     cmd = [sys.executable, str(HERE / f"{name}.py"), *args]
     print(f"\n== {' '.join(cmd)}", flush=True)
     done = subprocess.run(cmd)
     if done.returncode != 0:
-        sys.exit(f"benchmarks/run.py: step {name} failed with exit code {done.returncode}")
+        print(f"benchmarks/run.py: step {name} failed with exit code {done.returncode}", file=sys.stderr, flush=True)
+    return done.returncode == 0
 
 
-def train_quick_models(work: Path, results: Path) -> list[str]:
-    """One epoch of each tagger on a Weibo slice; collected as results/weibo_<tagger>/seed1.json."""
+def train_quick_models(work: Path, results: Path, failed: list[str]) -> list[str]:
+    """One epoch of each tagger on a Weibo slice; collected as results/weibo_<tagger>/seed1.json.  Returns the
+    models trained; a tagger whose training fails is added to ``failed``."""
     from collect import collect_runs
 
     from lexner.cli import main as lexner_main
@@ -58,7 +63,9 @@ def train_quick_models(work: Path, results: Path) -> list[str]:
                             "--test", str(files["test"]), "--epochs", "1", "--out", str(out), "--threads", "1",
                             "--no-progress", "--device", "cpu", "--seed", "1"])
         if code != 0:
-            sys.exit(f"benchmarks/run.py: quick training of {tagger} failed with exit code {code}")
+            print(f"benchmarks/run.py: quick training of {tagger} failed with exit code {code}", file=sys.stderr)
+            failed.append(f"training {tagger}")
+            continue
         collect_runs([out], f"weibo_{tagger}", "quick mode: 1 epoch on 200 Weibo training sentences", results,
                      force=True)  # a quick run's own folder: the previous quick run's files are replaced
         models.append(f"quick_{tagger}={out / 'model'}")
@@ -79,10 +86,16 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     report = results / "REPORT.md" if args.quick or args.results else HERE / "REPORT.md"
 
+    failed: list[str] = []
+
+    def step(name: str, *step_args: str) -> None:
+        if not run_step(name, *step_args):
+            failed.append(name)
+
     with tempfile.TemporaryDirectory(prefix="lexner-bench-") as tmp:
         models = [f"{name}={folder}" for name, folder in args.models]
         if args.quick:
-            models += train_quick_models(Path(tmp), results)
+            models += train_quick_models(Path(tmp), results, failed)
         device = f"_{args.device.split(':')[0]}"
         if "lexicon" in args.only:
             step("lexicon_speed", "--out", str(results / "lexicon_speed.json"),
@@ -119,8 +132,12 @@ def main() -> None:
         if "serve" in args.only:  # lexner serve at 1 and 16 clients beside tag() in-process
             step("serve_speed", "--out", str(results / "serve_speed_cpu.json"),
                  *(["--requests", "40"] if args.quick else []))
-        if "report" in args.only:
+        if "report" in args.only:  # also after a failed step: the report follows the results that are there
             step("report", "--results", str(results), "--report", str(report))
+    if failed:
+        rebuilt = "report" in args.only and "report" not in failed
+        sys.exit(f"benchmarks/run.py: failed: {', '.join(failed)}"
+                 + (f" ({report} was rebuilt from the result files there)" if rebuilt else ""))
 
 
 if __name__ == "__main__":

@@ -438,6 +438,43 @@ def test_collect_never_replaces_a_result_file_unless_forced(tmp_path):
     assert _script("collect", one, "--name", "x", "--results", results, "--force").returncode == 0
 
 
+def _run_harness(monkeypatch, argv: list[str], failing: tuple[str, ...] = ()) -> tuple[list[str], object]:
+    """run.py's main with ``argv``, its steps recorded instead of run (those in ``failing`` fail) and quick
+    training refused: the steps it ran and what it exited with (None: it returned)."""
+    import run
+
+    ran = []
+
+    def fake_step(name, *args):
+        ran.append(name)
+        return name not in failing
+
+    def no_training(*args):
+        raise AssertionError("trained")
+
+    monkeypatch.setattr(run, "run_step", fake_step)
+    monkeypatch.setattr(run, "train_quick_models", no_training)
+    monkeypatch.setattr(sys, "argv", ["run.py", *argv])
+    try:
+        run.main()
+    except SystemExit as stop:
+        return ran, stop.code
+    return ran, None
+
+
+def test_a_failed_step_still_rebuilds_the_report_and_the_run_names_it(tmp_path, monkeypatch):
+    """The first failure stopped the run: result files a step had written stayed ahead of a stale report."""
+    ran, code = _run_harness(monkeypatch, ["--only", "lexicon", "ddp_speed", "report", "--results", str(tmp_path)],
+                             failing=("lexicon_speed",))
+    assert ran == ["lexicon_speed", "ddp_speed", "report"]
+    assert code.startswith("benchmarks/run.py: failed: lexicon_speed (") and "rebuilt" in code
+    ran, code = _run_harness(monkeypatch, ["--only", "lexicon", "report", "--results", str(tmp_path)],
+                             failing=("lexicon_speed", "report"))
+    assert code == "benchmarks/run.py: failed: lexicon_speed, report"
+    assert _run_harness(monkeypatch, ["--only", "lexicon", "report", "--results", str(tmp_path)]) == (
+        ["lexicon_speed", "report"], None)
+
+
 def test_a_soup_of_a_model_with_a_damaged_config_is_refused_cleanly(tmp_path, corpus):
     from small_bilstm import tagger_of
 
