@@ -9,7 +9,9 @@ Full mode writes into ``benchmarks/results/`` and ``benchmarks/REPORT.md``.  Tra
 tables are launched by hand (``lexner train``; they take hours) and copied in with ``collect.py``; full mode
 does not retrain.  ``--quick`` trains every tagger for one epoch on a slice of Weibo, collects those runs,
 runs every measurement with small sizes on the models it just trained, and writes its results and report to
-``--results`` (default ``build/bench-quick``), never over the committed ones.  CI runs ``--quick``.
+``--results`` (default ``build/bench-quick``; a folder inside ``benchmarks/`` is refused), never over the
+committed ones; it trains only when a selected step measures those models (``infer_speed``, ``peers``,
+``domains``, ``unseen``).  CI runs ``--quick``.
 
 Every step runs as its own process.  A step that fails does not stop the others, and the report is still
 rebuilt from the result files that are there (so that it never stays behind results a step did write); the run
@@ -32,6 +34,7 @@ from machine import named_model_dir  # noqa: E402
 STEPS = ("lexicon", "train_speed", "ddp_speed", "infer_speed", "onnx", "flat_memory", "peers", "domains", "unseen",
          "serve", "report")
 TAGGERS = ("bilstm_crf", "softlexicon", "lattice_lstm", "flat")
+NEEDS_MODELS = ("infer_speed", "peers", "domains", "unseen")  # the steps that measure quick mode's models
 
 
 def run_step(name: str, *args: str) -> bool:
@@ -83,6 +86,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     results = args.results or (Path("build/bench-quick") if args.quick else HERE / "results")
+    if args.quick and results.resolve().is_relative_to(HERE):
+        parser.error(f"--quick writes one-epoch results and their report: give a --results folder outside "
+                     f"benchmarks/ (default build/bench-quick), never over the committed ones, got {results}")
     results.mkdir(parents=True, exist_ok=True)
     report = results / "REPORT.md" if args.quick or args.results else HERE / "REPORT.md"
 
@@ -94,7 +100,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="lexner-bench-") as tmp:
         models = [f"{name}={folder}" for name, folder in args.models]
-        if args.quick:
+        if args.quick and set(NEEDS_MODELS) & set(args.only):
             models += train_quick_models(Path(tmp), results, failed)
         device = f"_{args.device.split(':')[0]}"
         if "lexicon" in args.only:

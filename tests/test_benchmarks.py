@@ -475,6 +475,18 @@ def test_a_failed_step_still_rebuilds_the_report_and_the_run_names_it(tmp_path, 
         ["lexicon_speed", "report"], None)
 
 
+def test_a_quick_run_never_writes_into_benchmarks_and_trains_only_for_steps_that_measure_its_models(
+        tmp_path, monkeypatch, capsys):
+    """--quick --results benchmarks/results overwrote committed result files with 1-epoch runs; --quick --only
+    report trained four models first."""
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    for folder in (benchmarks / "results", benchmarks / "results" / "quick", benchmarks):
+        ran, code = _run_harness(monkeypatch, ["--quick", "--results", str(folder)])
+        assert (ran, code) == ([], 2) and "outside benchmarks/" in capsys.readouterr().err
+    assert _run_harness(monkeypatch, ["--quick", "--only", "report", "lexicon", "--results", str(tmp_path)]) == (
+        ["lexicon_speed", "report"], None)  # no training (it would raise)
+
+
 def test_a_soup_of_a_model_with_a_damaged_config_is_refused_cleanly(tmp_path, corpus):
     from small_bilstm import tagger_of
 
