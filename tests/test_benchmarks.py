@@ -242,6 +242,26 @@ def test_ab_speed_imports_another_lexner_beside_this_one(tmp_path):
             del sys.modules[name]
 
 
+def test_the_reports_lexicon_size_and_weibo_entities_come_from_result_files(tmp_path):
+    """They were typed into report.py (a 121,679-word lexicon, which the reader now keeps 121,539 of)."""
+    from report import lexicon_size, weibo_test_entities
+
+    assert lexicon_size(tmp_path) == "lexicon"
+    for name, date, words in (("lexicon_speed.json", "2026-11-22", 121679), ("lexicon_many.json", "2026-12-03", 5)):
+        (tmp_path / name).write_text(json.dumps({"lexicon_words": words, "machine": {"date": date}}), encoding="utf-8")
+    (tmp_path / "lexicon_other.json").write_text(json.dumps({"machine": {"date": "2027"}}), encoding="utf-8")
+    assert lexicon_size(tmp_path) == "5-word lexicon (`lexicon_many.json`)"  # the newest that records one
+
+    def group(dataset, *supports):
+        return {"dataset": dataset, "records": [{"results": {"test": {"micro": {"f1": 0.5, "support": n}}}}
+                                                for n in supports]}
+
+    assert weibo_test_entities([group("msra", 9)]) == ""
+    assert weibo_test_entities([group("weibo", 418, 418), group("msra", 9)]) == ", so Weibo test has 418 gold entities"
+    assert weibo_test_entities([group("weibo", 418), group("weibo", 1200)]) == (
+        ", so Weibo test has 418 or 1,200 gold entities")
+
+
 def test_report_reads_a_datasets_task_of_a_multi_task_result():
     """A result folder named after a dataset may hold a run that trained it beside auxiliary corpora: the report
     takes that dataset's task's scores, not the pooled ones."""
