@@ -1,6 +1,5 @@
 """Pick the CLUENER teachers of the multi-task student (#17/#19) by ensemble dev F1 (the carved CLUENER dev split
 only): the softlexicon seeds, the FLAT seeds, or both (whichever runs have a model)."""
-import json
 import sys
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import torch
 import lexner
 from lexner.data import load_dataset
 from lexner.evaluate import evaluate
+from lexner.fileio import write_json
 
 torch.set_num_threads(1)
 dev = load_dataset("cluener", "dev")
@@ -28,6 +28,5 @@ sets["multi"] = [multi]
 scores["multi"] = round(100 * evaluate(lexner.load(multi, onnx=False), dev, labels="cluener")["micro"]["f1"], 2)
 print("multi", 1, scores["multi"], file=sys.stderr, flush=True)
 best = max(scores, key=scores.get)
-json.dump({"dev_f1": scores, "chosen": best, "teachers": sets[best]}, open("runs/cluener_teacher_choice.json", "w"),
-          indent=1)
+write_json("runs/cluener_teacher_choice.json", {"dev_f1": scores, "chosen": best, "teachers": sets[best]})
 print(" ".join(f"--teacher cluener={p}" for p in sets[best]))

@@ -1,5 +1,4 @@
 """Pick the teacher set for the MSRA student (#15/#19) by ensemble dev F1 (MSRA's carved dev split only)."""
-import json
 import sys
 
 import torch
@@ -7,6 +6,7 @@ import torch
 import lexner
 from lexner.data import load_dataset
 from lexner.evaluate import evaluate
+from lexner.fileio import write_json
 
 torch.set_num_threads(1)
 dev = load_dataset("msra", "dev")
@@ -19,5 +19,5 @@ for name, paths in sets.items():
     scores[name] = round(100 * evaluate(lexner.load(paths, onnx=False), dev)["micro"]["f1"], 2)
     print(name, scores[name], file=sys.stderr, flush=True)
 best = max(scores, key=scores.get)
-json.dump({"dev_f1": scores, "chosen": best, "teachers": sets[best]}, open("runs/msra_teacher_choice.json", "w"), indent=1)
+write_json("runs/msra_teacher_choice.json", {"dev_f1": scores, "chosen": best, "teachers": sets[best]})
 print(" ".join(f"--teacher {p}" for p in sets[best]))

@@ -42,8 +42,9 @@ def main() -> None:
 
         lac_dir = Path(jieba.__file__).parent / "lac_small"
     chars, vectors = lac_char_vectors(lac_dir)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
+    from lexner.fileio import atomic_file
+
+    with atomic_file(args.out) as f:  # an earlier file survives a failed run
         f.write(f"{len(chars)} {DIM}\n")
         for char, row in zip(chars, vectors):
             f.write(char + " " + " ".join(f"{v:.5f}" for v in row) + "\n")

@@ -128,6 +128,18 @@ def compare(args, argv: list[str]) -> list[dict]:
     return rows
 
 
+def model_setting(text: str) -> tuple[str, str, object]:
+    """An argparse type: ``MODEL:KEY=VALUE`` (the value JSON: ``false``, ``3``, ``"x"``) as its three parts."""
+    model, colon, setting = text.partition(":")
+    key, equals, value = setting.partition("=")
+    if not (colon and equals and model and key):
+        raise argparse.ArgumentTypeError(f"expected MODEL:KEY=VALUE, got {text!r}")
+    try:
+        return model, key, json.loads(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the value of {text!r} is not JSON (false, 3, \"name\")") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["bilstm_crf", "lattice_lstm"])
@@ -141,7 +153,7 @@ def main() -> None:
     parser.add_argument("--sentences", type=count, default=0,
                         help="encode a seeded sample of this many training sentences for the batches (0: all)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
+    parser.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE", type=model_setting,
                         help="model config override, e.g. lattice_lstm:bidirectional=false")
     parser.add_argument("--compare", metavar="REV", help="also measure lexner at this git revision, side by side")
     parser.add_argument("--repeat", type=positive_int, default=1,
@@ -150,10 +162,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     overrides: dict[str, dict] = {}
-    for item in args.set:
-        model, kv = item.split(":", 1)
-        key, value = kv.split("=", 1)
-        overrides.setdefault(model, {})[key] = json.loads(value)
+    for model, key, value in args.set:
+        overrides.setdefault(model, {})[key] = value
     if args.compare and not args.worker:
         rows = compare(args, sys.argv[1:])
     else:

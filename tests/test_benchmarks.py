@@ -161,6 +161,16 @@ def test_scripts_refuse_nonsense_counts_before_doing_anything(script, args):
     assert f"argument {args[-2]}: must be" in done.stderr
 
 
+@pytest.mark.parametrize("value", ["lattice_lstm:bidirectional", "lattice_lstm:bidirectional=False", "hidden=8"])
+def test_train_speed_refuses_a_malformed_setting_cleanly(value):
+    """A --set without MODEL: or =, or a value that is not JSON, was a traceback (ValueError, JSONDecodeError)."""
+    import subprocess
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"
+    done = subprocess.run([sys.executable, str(path), "--set", value], capture_output=True, encoding="utf-8")
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "argument --set:" in done.stderr, done.stderr
+
+
 @pytest.mark.parametrize("script, args", [
     ("peers", ["--models", "runs/x/model"]), ("domains", ["--split", "dev", "--models", "runs/x/model"]),
     ("unseen", ["--models", "runs/x/model"]), ("bigram_coverage", ["--dataset", "msra", "--model", "runs/x/model"]),
