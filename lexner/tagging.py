@@ -40,12 +40,12 @@ from .text import normalize
 # Every code point for which str.isspace() is true (checked against it in tests/test_tagging.py).
 WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 # Every control (Unicode category Cc) and format (Cf) character that is not whitespace — NUL, zero-width space
-# and joiners, soft hyphen, byte-order mark, direction marks, ... (checked against unicodedata in
-# tests/test_tagging.py).  The model never sees them and no entity starts or ends on one, but unlike whitespace
-# they mark no boundary: ``北\u200b京`` is one word.
+# and joiners, soft hyphen, byte-order mark, direction marks, ... as Unicode 15.1 has them (checked against
+# unicodedata in tests/test_tagging.py).  The model never sees them and no entity starts or ends on one, but
+# unlike whitespace they mark no boundary: ``北\u200b京`` is one word.
 CONTROLS = ("\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e"
             "\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
-            "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f")
+            "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f")
 _SPACE_RUN = re.compile(f"[{WHITESPACE}]+")
 _HIDDEN_RUN = re.compile(f"[{WHITESPACE}{CONTROLS}]+")  # what the model does not see
 _LINE_BREAK = re.compile("\r\n|[\n\x0b\x0c\r\x1c\x1d\x1e\x85\u2028\u2029]")  # what str.splitlines splits at

@@ -130,12 +130,12 @@ def test_control_class_is_every_control_and_format_character_that_is_not_whitesp
     from lexner.tagging import CONTROLS
 
     pattern = re.compile(f"[{CONTROLS}]")
-    for code in range(0x110000):
+    for code in range(0x110000):  # every plane (U+13439-1343F, Unicode 15's, were missing)
         c = chr(code)
         hidden = unicodedata.category(c) in ("Cc", "Cf") and not c.isspace()
-        if pattern.fullmatch(c):
-            assert hidden, hex(code)
-        elif code < 0x10000:  # the whole Basic Multilingual Plane (later Unicode versions add astral ones)
+        if pattern.fullmatch(c):  # unassigned in an older Python's Unicode (3.10 has 13.0: U+0890 came in 14.0)
+            assert hidden or unicodedata.category(c) == "Cn", hex(code)
+        else:  # a Python with a newer Unicode than CONTROLS (15.1) may fail here: CONTROLS is to be updated
             assert not hidden, hex(code)
 
 
