@@ -242,6 +242,28 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _without_cpython_pool_exit_race(err: str) -> str:
+    """``err`` without the one traceback CPython's own exit may print after a process pool's workers were killed:
+    its exit hook wakes the pool's manager thread through a pipe that thread is closing (``OSError: [Errno 9]``
+    in ``_python_exit``; gh-125451, fixed in later 3.12 and 3.13 releases). Seen once in a 3.12 run (helper
+    audit); lexner's own output is checked around it."""
+    import re
+
+    return re.sub(r"Exception ignored in: <module 'threading'.*?\n(?:[ \t].*\n|Traceback.*\n)*?"
+                  r"OSError: \[Errno 9\] Bad file descriptor\n",
+                  lambda race: "" if "_python_exit" in race.group() else race.group(), err, flags=re.S)
+
+
+def test_the_cpython_pool_exit_race_alone_is_set_aside():
+    race = ("lexner: terminated\nException ignored in: <module 'threading' from '/usr/lib/threading.py'>\n"
+            "Traceback (most recent call last):\n  File \"/usr/lib/concurrent/futures/process.py\", line 100, in "
+            "_python_exit\n    thread_wakeup.wakeup()\nOSError: [Errno 9] Bad file descriptor\n")
+    assert _without_cpython_pool_exit_race(race) == "lexner: terminated\n"
+    other = ("Traceback (most recent call last):\n  File \"lexner/cli.py\", line 1\n"
+             "OSError: [Errno 9] Bad file descriptor\n")
+    assert _without_cpython_pool_exit_race(other) == other
+
+
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc")
 def test_worker_processes_that_die_or_are_stopped_or_lose_their_parent_end_cleanly(tmp_path):
     """A worker killed (the OOM killer, kill -9) was a BrokenProcessPool traceback, exit 1; SIGTERM to the whole
@@ -271,6 +293,7 @@ def test_worker_processes_that_die_or_are_stopped_or_lose_their_parent_end_clean
     time.sleep(1)
     __import__("os").killpg(run.pid, signal.SIGTERM)
     _, err = run.communicate(timeout=120)
+    err = _without_cpython_pool_exit_race(err)
     assert run.returncode == 143 and "Traceback" not in err and "lexner: terminated" in err, err[-3000:]
 
     run = start("orphans.jsonl")
