@@ -1076,13 +1076,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():  # SIGTERM unwinds like Ctrl-C: temporary files go
         signal.signal(signal.SIGTERM, _terminated)
     stdout = sys.stdout
+    named = stdout is not None and threading.current_thread() is threading.main_thread()  # sys.stdout is global
     try:
-        if stdout is not None:  # a full disk or a broken device behind standard output is named so
+        if named:  # a full disk or a broken device behind standard output is named so
             from .fileio import NamedStream
 
             sys.stdout = NamedStream(stdout, "standard output")
         code = args.func(args)
-        if stdout is not None:
+        if named:
             sys.stdout.flush()  # what is still buffered fails here, said as any error is, not at the exit
         return code
     except KeyboardInterrupt as stop:  # files being written are left as they were (or kept as .partial)
@@ -1099,7 +1100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lexner: error: {_with_option(args, where + (err.strerror or str(err)))}", file=sys.stderr)
         return 2
     finally:
-        sys.stdout = stdout
+        if named:
+            sys.stdout = stdout
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, on_term)
 

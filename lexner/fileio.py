@@ -272,7 +272,8 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
     descriptor = open_descriptor(final)
     if descriptor is not None or final.exists() and not stat.S_ISREG(final.stat().st_mode):
         stream = os.dup(descriptor) if descriptor is not None else os.open(final, os.O_WRONLY)
-        with (os.fdopen(stream, "wb") if binary else os.fdopen(stream, "w", encoding="utf-8", newline="")) as out:
+        with _closed_after(os.fdopen(stream, "wb") if binary
+                           else os.fdopen(stream, "w", encoding="utf-8", newline="")) as out:
             yield NamedStream(out, final)
             _finish(out, final)
         return
@@ -289,9 +290,10 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
         fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=parent)
     try:
         raw_binary = binary or compressed is not None
-        with os.fdopen(fd, "wb") if raw_binary else os.fdopen(fd, "w", encoding="utf-8", newline="") as raw:
+        with _closed_after(os.fdopen(fd, "wb") if raw_binary
+                           else os.fdopen(fd, "w", encoding="utf-8", newline="")) as raw:
             if compressed:
-                with compressed(raw, "wt", encoding="utf-8", newline="") as handle:
+                with _closed_after(compressed(raw, "wt", encoding="utf-8", newline="")) as handle:
                     yield NamedStream(handle, final)
                     with _named(final):
                         handle.close()  # its last block and trailer
@@ -351,6 +353,18 @@ def _named(final: str | os.PathLike) -> Iterator[None]:
         yield
     except OSError as err:
         raise type(err)(err.errno, f"cannot be written ({err.strerror or err})", str(final)) from None
+
+
+@contextmanager
+def _closed_after(stream: IO) -> Iterator[IO]:
+    """``stream``, for a block that closes it (:func:`_finish`); if the block fails, closed quietly, so that the
+    block's error is the one raised — a close that flushed into a full disk raised its bare error in its place."""
+    try:
+        yield stream
+    except BaseException:
+        with suppress(OSError, ValueError):
+            stream.close()
+        raise
 
 
 def _finish(stream: IO, final: str | os.PathLike, sync: bool = False) -> None:

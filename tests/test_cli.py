@@ -1002,3 +1002,19 @@ def test_a_full_output_file_is_named(tmp_path, capsys):
     assert main(["tag", "--input", str(tmp_path / "in.txt"), "--output", "/dev/full", "--no-progress"]) == 2
     assert capsys.readouterr().err.strip() == (
         "lexner: error: --output /dev/full: cannot be written (No space left on device)")
+
+
+def test_main_in_another_thread_leaves_standard_output_alone(monkeypatch):
+    """sys.stdout is the process's: main() run in threads swapped it in turn and could leave its wrapper there."""
+    import threading
+
+    import lexner.cli
+
+    seen = []
+    monkeypatch.setattr(lexner.cli, "cmd_info", lambda args: seen.append(sys.stdout) or 0)
+    before = sys.stdout
+    thread = threading.Thread(target=lambda: seen.append(main(["info"])))
+    thread.start()
+    thread.join()
+    assert seen == [before, 0] and sys.stdout is before
+    assert main(["info"]) == 0 and type(seen[-1]).__name__ == "NamedStream" and sys.stdout is before

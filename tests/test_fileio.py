@@ -393,3 +393,39 @@ def test_atomic_file_names_the_file_a_write_error_is_about(tmp_path, monkeypatch
         stream.write("x")
     assert str(raised.value) == "[Errno 28] cannot be written (No space left on device): 'standard output'"
     assert stream.getvalue() == ""  # everything else is the stream's own
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
+def test_the_error_of_a_failed_block_is_the_one_raised_not_the_closes(tmp_path):
+    """A block that failed with text still buffered: closing the stream flushed into the full device and its bare
+    OSError replaced the block's own error."""
+    with pytest.raises(ValueError, match="input.txt:3"):
+        with atomic_file("/dev/full") as out:
+            out.write("x" * 10)
+            raise ValueError("input.txt:3: not valid UTF-8")
+
+
+@pytest.mark.skipif(__import__("sys").platform == "win32", reason="resource limits are POSIX")
+@pytest.mark.parametrize("output, fmt", [("o.jsonl.gz", "jsonl"), ("o.html", "html"), ("o.jsonl", "jsonl")])
+def test_a_file_size_limit_reached_while_tagging_names_the_output(tmp_path, output, fmt):
+    """With gzip or html output the bare "File too large" came out: the failure's close replaced the named error."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    import random
+
+    chars = [chr(c) for c in range(0x4E00, 0x4E00 + 3000)]  # text that compresses poorly: gzip passes the limit
+    lines = ("张三在北京大学读书，" + "".join(random.Random(n).choices(chars, k=20)) for n in range(3000))
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    done = subprocess.run([sys.executable, "-m", "lexner", "tag", "--input", "in.txt", "--output", output,
+                           "--format", fmt, "--no-progress"], cwd=tmp_path, stderr=subprocess.PIPE,
+                          encoding="utf-8", preexec_fn=limited)
+    assert done.returncode == 2 and f"lexner: error: --output {output}: cannot be written (File too large)" in (
+        done.stderr), done.stderr[-2000:]
