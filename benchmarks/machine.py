@@ -26,7 +26,8 @@ def recorded_path(path: str | os.PathLike) -> str:
     as given (the scripts run from the repository's root); under the data root as ``$LEXNER_DATA/...``; under
     the repository relative to it; anywhere else :data:`OUTSIDE` and at most its last two names, never one of
     its first two, where user names and a machine's layout are (``/scratch/me/b32/model`` → ``…/b32/model``,
-    ``/users/me/model`` → ``…/model``), so that a reader still tells one outside model from another."""
+    ``/users/me/model`` → ``…/model``), unless it has no other (``/tmp/model`` → ``…/model``), so that a reader
+    still tells one outside model from another."""
     text = str(path)
     if not os.path.isabs(text):
         return text

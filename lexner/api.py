@@ -256,18 +256,26 @@ def load(path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, de
     return tagger
 
 
-def reload_recipe(tagger: Tagger, extra_words: Iterable[str] = ()) -> tuple:
+KEEP = "as saved"  # reload_recipe(runtime=KEEP): the other process runs what the model directory says
+
+
+def reload_recipe(tagger: Tagger, extra_words: Iterable[str] = (), runtime: str | None = None) -> tuple:
     """What loads ``tagger`` again in another process (:func:`reloaded`), as plain data — never its weights: the
-    directory it was loaded from, ``extra_words`` to add there, its dictionary, runtime and piece length.  Other
-    changes made in memory (words added with ``add_words``, training) are not carried.  A tagger that was not
-    loaded from a directory (built or trained in memory, an ensemble) is refused with a ValueError."""
+    directory it was loaded from (None for the bundled model: each process, on any machine, loads its own copy;
+    any other as an absolute path), the words ``add_words`` added and ``extra_words``, its dictionary, runtime
+    (``runtime``: another one; :data:`KEEP`: what the directory says, as that process resolves it) and piece
+    length.  Other changes made in memory (training) are not carried.  A tagger that was not loaded from a
+    directory (built or trained in memory, an ensemble) is refused with a ValueError."""
     if getattr(tagger, "source", None) is None:
         raise ValueError("this model was not loaded from a directory (built, trained or changed in memory, or an "
                          "ensemble), so another process cannot load it; save it (tagger.save(DIR)) and "
                          "lexner.load(DIR) it")
+    source = Path(tagger.source).resolve()
+    directory = None if source == DEFAULT_MODEL else str(source)
+    words = list(dict.fromkeys([*tagger.added_words, *extra_words]))
     dictionary = tagger.dictionary.items() if tagger.dictionary else None
-    return (os.path.abspath(tagger.source), list(extra_words), dictionary, getattr(tagger, "runtime", "torch"),
-            tagger.max_length)  # the folder as any working directory finds it
+    runtime = None if runtime == KEEP else runtime or getattr(tagger, "runtime", "torch")
+    return directory, words, dictionary, runtime, tagger.max_length
 
 
 def reloaded(recipe: tuple, device: str = "cpu") -> Tagger:

@@ -153,6 +153,16 @@ class MicroBatcher:
                     position += len(p.texts)
 
 
+def _refusal(tagger, labels: str | None) -> str | None:
+    """Why ``tagger`` refuses to tag with head ``labels`` now (an unknown head, dictionary types it lacks), or
+    None: a request's own fault (answered 422), told from a failure of the model (500)."""
+    try:
+        tagger.check_head(labels)
+    except (ValueError, TypeError) as err:
+        return str(err)
+    return None
+
+
 async def _disconnected(request: Request) -> None:
     """Returns when the client of ``request`` (whose body was read) disconnects — or when its answer has been
     sent, so the caller stops waiting for this once the answer is ready."""
@@ -285,10 +295,10 @@ def create_app(tagger, max_chars: int = 10_000, max_texts: int = 256, max_batch:
             tagged = tagging.result()
         except Busy as busy:
             return _JSON({"detail": str(busy)}, 503, headers={"Retry-After": "1"})
-        except (ValueError, TypeError) as err:  # the head refused when its turn came (a dictionary added since)
-            return _JSON({"detail": str(err)}, 422)
-        except Exception as err:  # a failure of the model: said as JSON too, and logged with where it arose
-            log.exception("tagging failed")
+        except Exception as err:
+            if (refused := _refusal(tagger, request.labels)) is not None:  # a dictionary added since it came
+                return _JSON({"detail": refused}, 422)
+            log.error("tagging failed", exc_info=err)  # a failure of the model: said as JSON too, and logged
             return _JSON({"detail": f"tagging failed: {type(err).__name__}: {err}"}, 500)
         results = [[e.to_dict() for e in entities] for entities in tagged]
         return _JSON({"entities": results[0]} if request.text is not None else {"results": results})

@@ -592,6 +592,7 @@ class Trainer:
         self.world, device, self._joined = distributed.setup(config.device)
         config = dataclasses.replace(config, device=device)
         self.model = model.to(config.device)
+        model.source = None  # its weights change from here on: not what its directory holds (reload_recipe)
         self.config = config
         self.out_dir = Path(out_dir)
         self.replace = replace

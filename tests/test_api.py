@@ -284,3 +284,22 @@ def test_load_expands_a_home_folder(tmp_path, monkeypatch):
     (tmp_path / "~old_model").symlink_to(DEFAULT_MODEL, target_is_directory=True)  # no such user: a plain name
     monkeypatch.chdir(tmp_path)
     assert [e.text for e in lexner.load("~old_model").tag("张三在北京。")] == ["张三", "北京"]
+
+
+def test_a_reload_recipe_carries_added_words_names_the_bundled_model_by_none_and_refuses_trained_models(tmp_path):
+    """Another process (tag --workers, spaCy, Ray) must tag as this one: words added with add_words were dropped,
+    the bundled model was sent as this machine's path (another node's install has it elsewhere), and a model
+    trained in memory was sent as the directory it came from (diff review)."""
+    import lexner
+    from lexner.api import KEEP, reload_recipe, reloaded
+    from lexner.train import TrainConfig, Trainer
+
+    ner = lexner.load(extra_words=["新冠肺炎"])
+    ner.add_words(["数字人民币"])
+    directory, words, dictionary, runtime, _ = reload_recipe(ner, extra_words=["新冠肺炎", "元宇宙"])
+    assert directory is None and words == ["新冠肺炎", "数字人民币", "元宇宙"] and runtime == "torch"
+    assert reload_recipe(ner, runtime=KEEP)[3] is None  # each process resolves the directory's runtime itself
+    assert len(reloaded(reload_recipe(ner)).featurizer.lexicon) == len(ner.featurizer.lexicon)
+    Trainer(ner, TrainConfig(epochs=1), tmp_path / "run")
+    with pytest.raises(ValueError, match="not loaded from a directory"):
+        reload_recipe(ner)

@@ -402,12 +402,17 @@ def test_a_head_refused_when_its_turn_comes_is_a_422_and_a_model_failure_a_json_
             return getattr(self.model, name)
 
         def tag_batch(self, *args):
+            if self.error is None:  # a dictionary of a type the default head lacks, added while the request waited
+                self.model.add_dictionary({"腾讯": "company"})
+                return self.model.tag_batch(*args)
             raise self.error
 
-    refused = ValueError("the dictionary's types ['ORG'] are not types of head 'cluener'")
-    for error, status, detail in ((refused, 422, str(refused)),
-                                  (RuntimeError("out of memory"), 500, "tagging failed: RuntimeError: out of memory")):
+    refused = "the dictionary's types ['company'] are not types of the default head"
+    for error, status, detail in (
+            (None, 422, refused), (RuntimeError("out of memory"), 500, "tagging failed: RuntimeError: out of memory"),
+            (ValueError("operands could not be broadcast"), 500,  # the model's own ValueError: no 422 (review)
+             "tagging failed: ValueError: operands could not be broadcast")):
         with TestClient(create_app(Failing(error))) as client:
             answer = client.post("/tag", json={"text": TEXTS[0]})
-            assert (answer.status_code, answer.json()) == (status, {"detail": detail})
+            assert answer.status_code == status and answer.json()["detail"].startswith(detail), answer.json()
             assert client.post("/tag", json={"texts": TEXTS[:2]}).status_code == status  # and it keeps serving

@@ -170,3 +170,15 @@ def test_evaluate_scores_entities_and_to_bytes_refuses_naming_to_disk():
     with pytest.raises(NotImplementedError, match="nlp.to_disk"):
         nlp.to_bytes()
     assert nlp.to_bytes(exclude=["lexner"])
+
+
+def test_a_dictionary_setting_given_when_a_pipeline_is_loaded_is_used(tmp_path):
+    """from_disk loaded the saved folder's dictionary (none here) and ignored the setting (diff review)."""
+    nlp = spacy.blank("zh")
+    nlp.add_pipe("lexner")
+    text = "张三在北京大学读书。"
+    assert (7, 9, "ORG") not in entities(nlp(text))
+    nlp.to_disk(tmp_path / "pipeline")
+    (tmp_path / "words.tsv").write_text("读书\tORG\n", encoding="utf-8")
+    loaded = spacy.load(tmp_path / "pipeline", config={"components.lexner.dictionary": str(tmp_path / "words.tsv")})
+    assert (7, 9, "ORG") in entities(loaded(text))

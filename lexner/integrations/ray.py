@@ -102,7 +102,7 @@ def tag_dataset(dataset: "ray.data.Dataset", model: "str | os.PathLike | Tagger 
     directory that is not one, an unknown head, dictionary types the head lacks, a runtime not installed — fails
     here at once."""
     import lexner
-    from lexner.api import reload_recipe
+    from lexner.api import KEEP, reload_recipe
     from lexner.models import Tagger
 
     columns = dataset.columns(fetch_if_missing=False)  # known without running the pipeline, or None
@@ -118,7 +118,7 @@ def tag_dataset(dataset: "ray.data.Dataset", model: "str | os.PathLike | Tagger 
         if (dictionary, runtime, onnx) != (None, None, None):
             raise ValueError("a loaded tagger brings its own dictionary and runtime: give dictionary, runtime and "
                              "onnx to lexner.load, or a model directory here")
-        tagger = model
+        tagger, recipe_runtime = model, None
     else:
         if model is not None:
             model = Path(model).resolve()
@@ -126,9 +126,11 @@ def tag_dataset(dataset: "ray.data.Dataset", model: "str | os.PathLike | Tagger 
                 raise FileNotFoundError(f"model directory {model} does not exist (workers load the model from a "
                                         "path every node can read)")
         tagger = lexner.load(model, dictionary=dictionary, runtime=runtime, onnx=onnx)
+        # none asked: each actor runs what the model directory says, as its node can (onnxruntime may be there)
+        recipe_runtime = KEEP if runtime is None and onnx is None else None
     tagger.check_head(labels)
     return dataset.map_batches(
-        Tagging, fn_constructor_kwargs={"recipe": reload_recipe(tagger), "column": column,
+        Tagging, fn_constructor_kwargs={"recipe": reload_recipe(tagger, runtime=recipe_runtime), "column": column,
                                         "output_column": output_column, "labels": labels, "batch_size": batch_size,
                                         "threads": threads_per_worker},
         batch_size=rows_per_call, batch_format="pyarrow",

@@ -81,17 +81,28 @@ class LexnerComponent:
 
                 self._tagger = reloaded(self._recipe, device=self.device)
             else:
-                self._tagger = self._load(self.model, self._dictionary())
+                self._tagger = self._load(self.model, self._dictionary(None))
             self._tagger.check_head(self.head)  # an unknown head fails here, naming the heads
         return self._tagger
 
-    def _dictionary(self):
-        """The ``dictionary`` setting as lexner.load takes it (a file read when the model is loaded)."""
-        if isinstance(self.dictionary, (str, Path)):
-            from lexner.dictionary import Dictionary
+    def _dictionary(self, saved: Path | None):
+        """The dictionary to load the model with: a pipeline folder's copy (``saved``, if there), the entries of
+        the ``dictionary`` setting after it (a file read now) — but a setting naming a file that is not there
+        leaves a saved copy as it is (the pipeline moved to another machine); None if neither gives any."""
+        from lexner.dictionary import Dictionary
+        from lexner.fileio import read_json
 
-            return Dictionary.read(self.dictionary)
-        return self.dictionary
+        found = Dictionary(read_json(saved)) if saved is not None and saved.exists() else None
+        setting = self.dictionary
+        if isinstance(setting, (str, Path)):
+            if found is not None and not Path(setting).exists():
+                return found
+            setting = Dictionary.read(setting)
+        elif setting is not None:
+            setting = Dictionary(setting)
+        if found is not None and setting is not None:
+            found.update(setting)
+        return found if found is not None else setting
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled without the model's weights: its directory and settings (see the module docstring)."""
@@ -187,11 +198,7 @@ class LexnerComponent:
         return lexner.load(model, device=self.device, runtime=self.runtime, dictionary=dictionary)
 
     def from_disk(self, path: str | Path, exclude: Iterable[str] = ()) -> "LexnerComponent":
-        from lexner.fileio import read_json
-
         path = Path(path)
-        saved = path / DICTIONARY_FILE
-        dictionary = read_json(saved) if saved.exists() else None  # (word, type) pairs
-        self._tagger, self._recipe = self._load(path / MODEL_DIR, dictionary), None
+        self._tagger, self._recipe = self._load(path / MODEL_DIR, self._dictionary(path / DICTIONARY_FILE)), None
         self._tagger.check_head(self.head)
         return self

@@ -305,6 +305,7 @@ class Tagger(nn.Module):
         self.metadata: dict[str, Any] = {}  # config.json's keys beside WRITTEN_BY_SAVE (card, runtime; by load)
         self.dictionary: Dictionary | None = None  # typed words forced into the decoded paths (add_dictionary)
         self.source: Path | None = None  # the model directory it was loaded from (None: built in memory)
+        self.added_words: list[str] = []  # what add_words added since (worker processes add them again)
         self.stored_half = False  # whether that directory stores float16 weights (export keeps it so)
         self.runtime = "torch"  # how lexner.load set its BiLSTM to run (lexner.runtimes.RUNTIMES)
         self.embed: Embedder | None = None  # its embedding tables, if it reads characters or words
@@ -451,6 +452,7 @@ class Tagger(nn.Module):
 
             use_runtime(self, self.runtime)
         lexicon.add(new, None if lexicon.vectors is None else rows.cpu().numpy())  # its vectors stay aligned
+        self.added_words += new
         return len(new)
 
     def _words_added(self, count: int) -> None:
