@@ -715,7 +715,7 @@ def cmd_export(args) -> int:
 
     renames = _key_values(args.rename, "--rename")
     try:
-        export_target(args.out_dir, args.force)  # refused before the model is even loaded
+        export_target(args.out_dir, args.force, args.model_dir)  # refused before the model is even loaded
         tagger = load(args.model_dir, extra_words=_extra_words(args), onnx=False)
         target = export_model(tagger, args.out_dir, half=args.half, force=args.force, renames=renames,
                               runtime=args.runtime, piece_length=args.piece_length, onnx_graphs=args.onnx_graph)

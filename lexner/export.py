@@ -4,6 +4,7 @@ machine paths, optionally renamed types and float16 weights (``lexner export``).
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import subprocess
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
@@ -153,11 +154,15 @@ def portable_card(card: dict, renames: dict[str, str]) -> dict:
     return card
 
 
-def export_target(out_dir: Path, force: bool) -> Path:
+def export_target(out_dir: Path, force: bool, source: str | os.PathLike | None = None) -> Path:
     """Where ``export`` may write: a new or empty directory, or — with ``force`` — one that holds nothing but a
-    lexner model (:func:`lexner.models.base.model_target`).  Anything else is refused before any work, so no user
-    file is ever deleted."""
+    lexner model (:func:`lexner.models.base.model_target`), never a folder inside the model directory ``source``
+    being exported (which would then hold more than a model).  Anything else is refused before any work, so no
+    user file is ever deleted."""
     target = out_dir.resolve()
+    if source is not None and target != Path(source).resolve() and target.is_relative_to(Path(source).resolve()):
+        raise ExportError(f"{out_dir} lies inside the model directory {source} being exported (a model folder "
+                          "holds the model alone); give a folder outside it")
     ancestor = next((p for p in target.parents if p.exists()), None)  # missing folders above are made
     if ancestor is not None and not ancestor.is_dir():
         raise ExportError(f"{out_dir}: {ancestor} is a file, not a directory")
@@ -204,7 +209,7 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool | None = None, 
                     tagger.source, ONNX_INSTALL)
         inherited = set()
     graphs = sorted(asked | inherited)
-    target = export_target(Path(out_dir), force)
+    target = export_target(Path(out_dir), force, tagger.source)
     if piece_length is not None:
         tagger.set_piece_length(piece_length)
     renames = dict(renames or {})
@@ -220,7 +225,13 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool | None = None, 
     def add_graphs(folder: Path) -> None:  # built from the weights as saved (float16 ones as a load gives them)
         from .fileio import write_bytes
 
-        saved = Tagger.load(folder)
+        quiet = logging.getLogger(Tagger.__module__)  # its config's warnings were said when the source loaded
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            saved = Tagger.load(folder)  # the hidden folder being written, which the user never sees
+        finally:
+            quiet.setLevel(level)
         for precision in graphs:
             write_bytes(folder / GRAPH_FILES[precision], graph_bytes(saved, None, precision))
 

@@ -1018,3 +1018,26 @@ def test_main_in_another_thread_leaves_standard_output_alone(monkeypatch):
     thread.join()
     assert seen == [before, 0] and sys.stdout is before
     assert main(["info"]) == 0 and type(seen[-1]).__name__ == "NamedStream" and sys.stdout is before
+
+
+def test_an_export_inside_the_model_being_exported_is_refused_and_warnings_name_no_hidden_folder(tmp_path, capsys,
+                                                                                                  caplog):
+    """`lexner export src src/sub` wrote a model inside the model (src then held more than a model: --force into it
+    was refused, its size counted twice); a typo in the source's config was warned about a second time, naming
+    the hidden folder being written (helper audit)."""
+    import json
+    import shutil
+
+    import lexner
+    from lexner.cli import main
+
+    source = tmp_path / "src"
+    shutil.copytree(lexner.load().source, source)
+    config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+    (source / "config.json").write_text(json.dumps({**config, "piece_lenght": 50}), encoding="utf-8")
+    assert main(["export", str(source), str(source / "sub")]) == 2
+    assert "lies inside the model directory" in capsys.readouterr().err and not (source / "sub").exists()
+    with caplog.at_level("WARNING"):
+        assert main(["export", str(source), str(tmp_path / "out")]) == 0
+    warned = [r.getMessage() for r in caplog.records if "piece_lenght" in r.getMessage()]
+    assert len(warned) == 1 and str(source / "config.json") in warned[0], warned
