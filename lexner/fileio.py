@@ -369,17 +369,12 @@ def _closed_after(stream: IO) -> Iterator[IO]:
 
 def _finish(stream: IO, final: str | os.PathLike, sync: bool = False) -> None:
     """Flush ``stream`` (and with ``sync``, make it durable) and close it, an error naming ``final`` (a full
-    device or disk says so here, with what is still buffered).  A failed flush still closes the stream, quietly:
-    its close would flush again and raise the bare error in place of this one."""
-    try:
-        with _named(final):
-            stream.flush()
-            if sync:
-                os.fsync(stream.fileno())
-    except OSError:
-        with suppress(OSError):
-            stream.close()
-        raise
+    device or disk says so here, with what is still buffered); inside :func:`_closed_after`, which closes the
+    stream quietly if this fails."""
+    with _named(final):
+        stream.flush()
+        if sync:
+            os.fsync(stream.fileno())
     stream.close()
 
 
