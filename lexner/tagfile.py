@@ -238,8 +238,9 @@ def tag_file(tagger, source: str | os.PathLike, target: str | os.PathLike | IO[s
 
     ``workers`` > 1 (0: one per core) tags in that many processes, each loading the model again from the
     directory ``tagger`` was loaded from (with ``extra_words`` and the words ``add_words`` added, its dictionary,
-    runtime and piece length: :func:`lexner.api.reload_recipe`), so ``tagger`` must have been loaded from disk; on CUDA one process feeds the GPU.  A target that is the source file is refused
-    (``ValueError``) before anything is written."""
+    runtime and piece length: :func:`lexner.api.reload_recipe`), so ``tagger`` must have been loaded from disk;
+    on CUDA one process feeds the GPU.  A target that is the source file is refused (``ValueError``) before
+    anything is written."""
     workers = workers if workers > 0 else (os.cpu_count() or 1)
     if tagger.device.type == "cuda":
         workers = 1
