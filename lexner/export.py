@@ -167,7 +167,7 @@ def export_target(out_dir: Path, force: bool, source: str | os.PathLike | None =
     if ancestor is not None and not ancestor.is_dir():
         raise ExportError(f"{out_dir}: {ancestor} is a file, not a directory")
     try:
-        filled = model_target(target)
+        filled = model_target(out_dir)  # its refusals name the folder as it was given, as the others do
     except ValueError as err:
         raise ExportError(str(err)) from None
     if filled and not force:

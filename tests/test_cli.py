@@ -1021,7 +1021,7 @@ def test_main_in_another_thread_leaves_standard_output_alone(monkeypatch):
 
 
 def test_an_export_inside_the_model_being_exported_is_refused_and_warnings_name_no_hidden_folder(tmp_path, capsys,
-                                                                                                  caplog):
+                                                                                                  caplog, monkeypatch):
     """`lexner export src src/sub` wrote a model inside the model (src then held more than a model: --force into it
     was refused, its size counted twice); a typo in the source's config was warned about a second time, naming
     the hidden folder being written (helper audit)."""
@@ -1037,6 +1037,11 @@ def test_an_export_inside_the_model_being_exported_is_refused_and_warnings_name_
     (source / "config.json").write_text(json.dumps({**config, "piece_lenght": 50}), encoding="utf-8")
     assert main(["export", str(source), str(source / "sub")]) == 2
     assert "lies inside the model directory" in capsys.readouterr().err and not (source / "sub").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # a folder given relative is named so (it was named by its absolute path)
+    assert main(["export", str(source), "mine", "--force"]) == 2
+    assert capsys.readouterr().err.startswith("lexner: error: mine is not empty and is not a lexner model")
     with caplog.at_level("WARNING"):
         assert main(["export", str(source), str(tmp_path / "out")]) == 0
     warned = [r.getMessage() for r in caplog.records if "piece_lenght" in r.getMessage()]
