@@ -352,7 +352,12 @@ def _named(final: str | os.PathLike) -> Iterator[None]:
     try:
         yield
     except OSError as err:
-        raise type(err)(err.errno, f"cannot be written ({err.strerror or err})", str(final)) from None
+        raise _naming(err, final) from None
+
+
+def _naming(err: OSError, final: str | os.PathLike) -> OSError:
+    """``err`` again, naming ``final`` (:func:`_named`)."""
+    return type(err)(err.errno, f"cannot be written ({err.strerror or err})", str(final))
 
 
 @contextmanager
@@ -386,9 +391,11 @@ class NamedStream:
     def __init__(self, stream: IO, name: str | os.PathLike):
         self.stream, self.written_to = stream, name
 
-    def write(self, data):
-        with _named(self.written_to):
+    def write(self, data):  # once per record written: a plain try, no context manager
+        try:
             return self.stream.write(data)
+        except OSError as err:
+            raise _naming(err, self.written_to) from None
 
     def writelines(self, lines) -> None:
         with _named(self.written_to):
