@@ -8,6 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+from calibrate import held_out, offset_grid, set_offset  # noqa: E402
 from domains import coarse  # noqa: E402
 from machine import write_result  # noqa: E402
 from peers import words_to_spans  # noqa: E402
@@ -595,3 +596,40 @@ def test_a_run_selected_on_test_is_told_from_one_whose_paths_hold_spaces():
 
     assert not selected_on_test(record("my data/dev.bio", "my data/test.bio"))
     assert selected_on_test(record("my data/test.bio", "my data/./test.bio"))
+
+
+def test_an_entity_offset_moves_every_tag_of_the_head_but_o_and_no_other_head(corpus):
+    import torch
+
+    from small_bilstm import tagger_of
+
+    tagger = tagger_of("softlexicon", corpus)
+    output, _ = tagger.head(None)
+    base = output.bias.detach().clone()
+    weights = output.weight.detach().clone()
+    set_offset(tagger, None, 0.5, base)
+    tags = tagger.featurizer.label_set(tagger.featurizer.default_labels).tags
+    moved = output.bias.detach() - base
+    assert [round(v, 4) for v in moved.tolist()] == [0.0 if t == "O" else 0.5 for t in tags]
+    assert torch.equal(output.weight, weights)
+    set_offset(tagger, None, 0.0, base)
+    assert torch.equal(output.bias, base)
+
+
+def test_an_offset_is_kept_only_where_the_choice_on_one_half_of_dev_gains_on_the_other():
+    def row(offset, even, odd):
+        return {"offset": offset, "dev_f1": {"even": {"d": even}, "odd": {"d": odd}, "all": {"d": (even + odd) / 2}}}
+
+    noise = [row(0.0, 70, 70), row(0.1, 72, 68), row(-0.1, 68, 72)]  # each half prefers what loses on the other
+    assert held_out(noise) == {"chosen_on_even": 0.1, "gain_on_odd": -2.0, "chosen_on_odd": -0.1, "gain_on_even": -2.0}
+    real = [row(0.0, 70, 70), row(0.1, 71, 70.5), row(-0.1, 69, 69)]
+    assert held_out(real) == {"chosen_on_even": 0.1, "gain_on_odd": 0.5, "chosen_on_odd": 0.1, "gain_on_even": 1.0}
+
+
+def test_the_offset_grid_must_hold_the_model_as_it_is():
+    import argparse
+
+    assert offset_grid("-0.5,0,0.5") == (-0.5, 0.0, 0.5)
+    for bad in ("0.1,0.2", "a,0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            offset_grid(bad)
