@@ -513,8 +513,22 @@ def discard_directory(path: str | os.PathLike) -> None:
     :func:`stale_copies`-style clean-up of ``.NAME.deleting-*`` removes the rest)."""
     path = Path(path)
     gone = Path(tempfile.mkdtemp(prefix=f".{path.name}.deleting-", dir=path.parent))
-    os.replace(path, gone)
+    _move_to_reserved(path, gone)
     shutil.rmtree(gone)
+
+
+def _move_to_reserved(folder: Path, reserved: Path) -> None:
+    """Rename ``folder`` to ``reserved``, an empty folder made (``mkdtemp``) so that its name is this process's.
+    POSIX renames a folder onto an empty one in one step; Windows refuses any folder in the way (MoveFileEx: access
+    denied), so there the empty folder is removed and the rename made into its free name — refused
+    (FileExistsError) should anything take that name in between: nothing is ever overwritten."""
+    try:
+        os.replace(folder, reserved)
+    except PermissionError:
+        if not reserved.is_dir() or any(reserved.iterdir()):
+            raise
+        reserved.rmdir()
+        os.rename(folder, reserved)
 
 
 class atomic_directory:
@@ -555,14 +569,15 @@ class atomic_directory:
         moved = False
         try:
             if old is not None:
-                os.replace(self.final, old)
+                _move_to_reserved(self.final, old)
                 moved = True
             os.replace(self.tmp, self.final)
         except BaseException:
             if moved:
                 os.replace(old, self.final)  # the previous version back in place
             elif old is not None:
-                old.rmdir()
+                with suppress(FileNotFoundError):  # on Windows the move may have removed it before failing
+                    old.rmdir()
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise
         sync_directory(self.final.parent)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from lexner.data import Sentence
@@ -32,3 +34,23 @@ def _one_torch_thread():
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def windows_renames(monkeypatch):
+    """os.replace and os.rename as on Windows (MoveFileEx): a folder in the way of either is refused, even an
+    empty one (os.replace: access denied; os.rename: exists), a file in os.replace's way replaced."""
+    real = os.replace
+
+    def replace(src, dst):
+        if os.path.isdir(dst):
+            raise PermissionError(13, "Access is denied", str(dst))
+        real(src, dst)
+
+    def rename(src, dst):
+        if os.path.lexists(dst):
+            raise FileExistsError(17, "Cannot create a file when that file already exists", str(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "rename", rename)

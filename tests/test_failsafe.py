@@ -729,6 +729,16 @@ def test_force_replaces_only_the_previous_runs_files(corpus, tmp_path):
     assert not (out / ".replaced").exists()  # the replaced run is deleted once the new one has a checkpoint
 
 
+def test_training_saves_checkpoints_and_replaces_a_run_with_windows_renames(corpus, tmp_path, windows_renames):
+    """Every save after the first (each epoch's checkpoint, the best model) moved a folder onto an empty one,
+    which Windows refuses: training stopped at its second save with PermissionError."""
+    out = tmp_path / "run"
+    assert train_cli(corpus, tmp_path, out, epochs=3) == 0
+    assert train_cli(corpus, tmp_path, out, "--force", "--seed", "2") == 0
+    assert lexner.load(out / "model").tag(corpus[0].text) is not None
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".") and p.name != ".lock") == []
+
+
 def test_resume_after_a_force_run_stopped_before_its_checkpoint_keeps_the_run_it_was_replacing(corpus, tmp_path,
                                                                                                    capsys):
     from lexner.train import set_aside_previous_run

@@ -282,6 +282,38 @@ def test_a_failed_swap_leaves_the_previous_version_in_place_and_nothing_else(tmp
     assert _listing(tmp_path) == ["model"]  # no hidden copy, no empty folder left
 
 
+def test_a_folder_is_replaced_and_discarded_with_windows_renames(tmp_path, windows_renames):
+    """Both moved the old folder onto an empty one made to hold its name, which POSIX allows and Windows refuses:
+    every save over an existing model or checkpoint (each epoch's) failed there with PermissionError."""
+    from lexner.fileio import discard_directory
+
+    final = tmp_path / "model"
+    for version in ("one", "two", "three"):
+        with atomic_directory(final) as tmp:
+            (tmp / "a.txt").write_text(version, encoding="utf-8")
+    assert (final / "a.txt").read_text(encoding="utf-8") == "three"
+    assert _listing(tmp_path) == ["model"]
+    discard_directory(final)
+    assert _listing(tmp_path) == []
+
+
+def test_a_failed_move_aside_with_windows_renames_keeps_the_folder_and_its_own_error(tmp_path, monkeypatch,
+                                                                                      windows_renames):
+    final = tmp_path / "model"
+    final.mkdir()
+    (final / "a.txt").write_text("old", encoding="utf-8")
+
+    def busy(src, dst):  # a file in the folder held open by another program
+        raise PermissionError(32, "The process cannot access the file", str(src))
+
+    monkeypatch.setattr(os, "rename", busy)
+    with pytest.raises(PermissionError, match="cannot access"):
+        with atomic_directory(final) as tmp:
+            (tmp / "a.txt").write_text("new", encoding="utf-8")
+    assert (final / "a.txt").read_text(encoding="utf-8") == "old"
+    assert _listing(tmp_path) == ["model"]
+
+
 def test_atomic_directory_exception_keeps_old(tmp_path):
     final = tmp_path / "model"
     final.mkdir()
