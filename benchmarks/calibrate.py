@@ -89,10 +89,15 @@ def best(tried: list[dict], part: str) -> dict:
     return max(tried, key=lambda row: mean(row["dev_f1"][part]))
 
 
+def unchanged(tried: list[dict]) -> dict[str, dict[str, float]]:
+    """The figures of offset 0: the model as it is."""
+    return next(row for row in tried if row["offset"] == 0.0)["dev_f1"]
+
+
 def held_out(tried: list[dict]) -> dict[str, float]:
     """Whether the choice carries over: the offset chosen on each half of dev, and the mean it gains (or loses)
     against offset 0 on the other half."""
-    zero = next(row for row in tried if row["offset"] == 0.0)["dev_f1"]
+    zero = unchanged(tried)
     out = {}
     for chosen_on, other in (("even", "odd"), ("odd", "even")):
         row = best(tried, chosen_on)
@@ -146,14 +151,15 @@ def main() -> None:
     saved = load_model(str(args.out))
     before, after = {}, {}
     for labels, names in OBJECTIVE.items():
-        before.update(next(r for r in searched[labels or "default"] if r["offset"] == 0.0)["dev_f1"]["all"])
+        before.update(unchanged(searched[labels or "default"])["all"])
         after.update(dev_f1(saved, labels, data, names)["all"])
     print(f"{args.out}: offsets {chosen}; dev {after} mean {mean(after)} (before {before} mean {mean(before)})")
     write_result(args.result, {
         "benchmark": "calibrate", "split": "dev", "model": recorded_path(args.model) if args.model else "bundled",
         "out": recorded_path(str(args.out)),
         "sentences": {d: len(texts) for d, (texts, _, _) in data.items()}, "grid": list(args.grid),
-        "searched": searched, "chosen": chosen, "held_out": checks, "dev_before": before, "dev_mean_before": mean(before),
+        "searched": searched, "chosen": chosen, "held_out": checks,
+        "dev_before": before, "dev_mean_before": mean(before),
         "dev_after_saved": after, "dev_mean_after_saved": mean(after),
         "seconds": round(time.perf_counter() - started, 1), "machine": machine_info()})
 
