@@ -51,10 +51,14 @@ def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any]) -> None
 
 def load_checkpoint(directory: str | os.PathLike) -> dict[str, Any]:
     """The state :func:`save_checkpoint` wrote into ``directory``; a damaged one (cut short, edited) is a
-    ``DataFormatError`` naming the file (whether it holds the keys its writer wrote is the reader's to check)."""
+    ``DataFormatError`` naming the file (whether it holds the keys its writer wrote is the reader's to check).
+
+    The tensors are copies: those safetensors loads keep its file memory-mapped while they live (an optimizer
+    takes its state as it is), and Windows renames no folder holding a mapped file, so the next checkpoint after
+    a resume could not set this one aside."""
     directory = Path(directory)
     try:
-        tensors = load_file(str(directory / TENSORS_FILE))
+        tensors = {key: tensor.clone() for key, tensor in load_file(str(directory / TENSORS_FILE)).items()}
     except SafetensorError as err:
         raise DataFormatError(directory / TENSORS_FILE, None, f"cannot be read ({err}): the checkpoint is "
                                                               "damaged") from None

@@ -54,3 +54,43 @@ def windows_renames(monkeypatch):
 
     monkeypatch.setattr(os, "replace", replace)
     monkeypatch.setattr(os, "rename", rename)
+
+
+def _held_by_this_process() -> set[str]:
+    """The files this process holds open (/proc/self/fd) or memory-mapped (/proc/self/maps), by real path."""
+    held = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            held.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:  # the descriptor listing the folder, closed since
+            pass
+    with open("/proc/self/maps", encoding="utf-8") as maps:
+        held |= {fields[5] for fields in (line.split(maxsplit=5) for line in maps) if len(fields) == 6}
+    return {path.strip() for path in held if path.startswith("/")}
+
+
+@pytest.fixture
+def windows_open_files(monkeypatch, windows_renames):
+    """Files as on Windows (with :func:`windows_renames`): one this process holds open or memory-mapped (what
+    safetensors loads stays mapped while a tensor of it lives) can be neither deleted nor renamed, nor replaced,
+    nor can a folder holding one (PermissionError, "being used by another process").  Linux only (/proc)."""
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc")
+
+    def refuse_if_held(path, dir_fd=None):
+        if dir_fd is not None:
+            path = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
+        real = os.path.realpath(path)
+        if any(h == real or h.startswith(real + os.sep) for h in _held_by_this_process()):
+            raise PermissionError(32, "The process cannot access the file because it is being used by another "
+                                      "process", str(path))
+
+    def refusing(function, paths):
+        def call(*args, dir_fd=None, **kwargs):
+            for path in args[:paths]:
+                refuse_if_held(path, dir_fd)
+            return function(*args, **({"dir_fd": dir_fd} if dir_fd is not None else {}), **kwargs)
+        return call
+
+    for name, paths in (("replace", 2), ("rename", 2), ("unlink", 1), ("remove", 1), ("rmdir", 1)):
+        monkeypatch.setattr(os, name, refusing(getattr(os, name), paths))

@@ -59,6 +59,16 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(corpus, tmp_pat
     assert json.loads(open(tmp_path / "cut" / "log.jsonl", encoding="utf-8").readlines()[-1])["final"]  # only the last run's
 
 
+def test_resume_then_save_checkpoints_with_windows_open_files(corpus, tmp_path, windows_open_files):
+    """The resumed optimizer's state was the checkpoint's tensors as loaded, which keep its file memory-mapped:
+    on Windows the next epoch's checkpoint could not move the previous one aside (PermissionError)."""
+    make_trainer(corpus, tmp_path, epochs=1).fit(corpus[:15], corpus[15:])
+    trainer = make_trainer(corpus, tmp_path, epochs=2)
+    assert trainer.resume()
+    trainer.fit(corpus[:15], corpus[15:])
+    assert load_checkpoint(tmp_path / "checkpoint")["epoch"] == 2
+
+
 def nan_loss(self, batch):
     """A loss that became NaN, as a real one does: still part of the graph, so backward runs."""
     return next(self.parameters()).sum() * float("nan")
