@@ -314,6 +314,13 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
         raise
 
 
+def sync_file(path: Path) -> None:
+    """Make the contents of the file at ``path`` durable.  It is opened for writing (nothing is written): Windows
+    flushes no file opened for reading only (``os.fsync``, the C runtime's ``_commit``: EBADF)."""
+    with open(path, "r+b") as handle:
+        os.fsync(handle.fileno())
+
+
 def sync_directory(folder: Path) -> None:
     """Make the renames in ``folder`` durable (a power cut after a rename could otherwise lose it); file systems
     that cannot sync a folder are left as they are."""
@@ -559,8 +566,7 @@ class atomic_directory:
             return False
         for child in self.tmp.iterdir():  # flush file contents before the rename makes them visible
             if child.is_file():
-                with open(child, "rb") as handle:
-                    os.fsync(handle.fileno())
+                sync_file(child)
         # the previous version goes onto an empty folder of a new name, which the rename replaces: nothing that
         # exists is ever overwritten (and with no previous version no such folder is made: an empty one left by a
         # stop here would be taken for the previous version)

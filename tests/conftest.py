@@ -56,6 +56,23 @@ def windows_renames(monkeypatch):
     monkeypatch.setattr(os, "rename", rename)
 
 
+@pytest.fixture
+def windows_fsync(monkeypatch):
+    """os.fsync as on Windows (the C runtime's _commit, FlushFileBuffers): a descriptor opened for reading only
+    is refused (EBADF), as a folder's is (Windows opens none with os.open)."""
+    import errno
+    import fcntl
+
+    real = os.fsync
+
+    def fsync(fd):
+        fd = fd if isinstance(fd, int) else fd.fileno()
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
 def _held_by_this_process() -> set[str]:
     """The files this process holds open (/proc/self/fd) or memory-mapped (/proc/self/maps), by real path."""
     held = set()

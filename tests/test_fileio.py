@@ -297,6 +297,17 @@ def test_a_folder_is_replaced_and_discarded_with_windows_renames(tmp_path, windo
     assert _listing(tmp_path) == []
 
 
+def test_a_folder_is_saved_with_windows_fsync(tmp_path, windows_renames, windows_fsync):
+    """Each file of the new version was flushed to disk through a read-only handle, which Windows' fsync refuses
+    (EBADF): every save of a model or checkpoint failed there."""
+    final = tmp_path / "model"
+    for version in ("one", "two"):
+        with atomic_directory(final) as tmp:
+            (tmp / "a.txt").write_text(version, encoding="utf-8")
+            write_json(tmp / "b.json", [version])
+    assert (final / "a.txt").read_text(encoding="utf-8") == "two" and read_json(final / "b.json") == ["two"]
+    assert _listing(tmp_path) == ["model"]
+
 def test_a_failed_move_aside_with_windows_renames_keeps_the_folder_and_its_own_error(tmp_path, monkeypatch,
                                                                                       windows_renames):
     final = tmp_path / "model"
