@@ -1215,8 +1215,7 @@ class Trainer:
             record["dev_raw_f1"] = raw_f1  # with ema: dev F1 of the weights before averaging
         if self.world.distributed:
             record["processes"] = self.world.size
-        with open(self.out_dir / LOG_FILE, "a", encoding="utf-8") as out:
-            out.write(json.dumps(record) + "\n")
+        append_to_log(self.out_dir / LOG_FILE, record)
         per_task = "".join(f", {name} {scores['f1']:.4f}" for name, scores in record.get("tasks", {}).items())
         raw = f" (raw weights {raw_f1:.4f})" if raw_f1 is not None else ""
         log.info("epoch %d: loss %.4f, dev P %.4f R %.4f F1 %.4f%s%s%s (%.0f s, %.1f sent/s)",
@@ -1277,16 +1276,22 @@ class Trainer:
         history = epoch_records(self.out_dir / LOG_FILE)
         results["train_seconds"] = round(sum(r["seconds"] for r in history), 1)
         write_json(self.out_dir / RESULTS_FILE, results)
-        with open(self.out_dir / LOG_FILE, "a", encoding="utf-8") as out:  # the final scores end the log
-            out.write(json.dumps({"final": True, "best_epoch": self.best_epoch,
-                                  **{k: selection_scores(results[k]) for k in ("dev", "test") if k in results}})
-                      + "\n")
+        append_to_log(self.out_dir / LOG_FILE, {  # the final scores end the log
+            "final": True, "best_epoch": self.best_epoch,
+            **{k: selection_scores(results[k]) for k in ("dev", "test") if k in results}})
         for split in ("dev", "test"):
             if split in results:
                 log.info("best model (epoch %d) on %s: F1 %.4f", self.best_epoch, split,
                          selection_scores(results[split])["f1"])
         self.model = best
         return results
+
+
+def append_to_log(log_file: Path, record: dict[str, Any]) -> None:
+    """Add ``record`` as the last line of the training log ``log_file``, ended by ``\\n`` on every system as the
+    lines a resume keeps are rewritten (text mode would end it by ``\\r\\n`` on Windows)."""
+    with open(log_file, "a", encoding="utf-8", newline="") as out:
+        out.write(json.dumps(record) + "\n")
 
 
 def log_records(log_file: Path) -> list[tuple[str, dict[str, Any]]]:

@@ -73,6 +73,25 @@ def windows_fsync(monkeypatch):
 
     monkeypatch.setattr(os, "fsync", fsync)
 
+@pytest.fixture
+def windows_text_files(monkeypatch):
+    """open() (and pathlib's) in text mode as on a Chinese Windows: without ``newline``, each "\\n" written becomes
+    "\\r\\n"; without ``encoding``, the locale's is GBK (cp936)."""
+    import builtins
+    import io
+
+    real = io.open
+
+    def open_(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None, closefd=True, opener=None):
+        if "b" not in mode:
+            encoding = "gbk" if encoding in (None, "locale") else encoding
+            if newline is None and any(c in mode for c in "wax+"):
+                newline = "\r\n"
+        return real(file, mode, buffering, encoding, errors, newline, closefd, opener)
+
+    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(io, "open", open_)
+
 def _held_by_this_process() -> set[str]:
     """The files this process holds open (/proc/self/fd) or memory-mapped (/proc/self/maps), by real path."""
     held = set()

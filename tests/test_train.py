@@ -69,6 +69,16 @@ def test_resume_then_save_checkpoints_with_windows_open_files(corpus, tmp_path, 
     assert load_checkpoint(tmp_path / "checkpoint")["epoch"] == 2
 
 
+def test_the_log_ends_its_lines_with_newlines_with_windows_text_files(corpus, tmp_path, windows_text_files):
+    """The log was appended to in text mode, which on Windows ends lines with \\r\\n, unlike every other file
+    lexner writes, and a resume rewrites the lines kept with \\n: one file of two kinds of line end."""
+    make_trainer(corpus, tmp_path, epochs=1).fit(corpus[:15], corpus[15:])
+    trainer = make_trainer(corpus, tmp_path, epochs=2)
+    assert trainer.resume()
+    trainer.fit(corpus[:15], corpus[15:])
+    raw = (tmp_path / "log.jsonl").read_bytes()
+    assert b"\r" not in raw and raw.count(b"\n") == 3
+
 def nan_loss(self, batch):
     """A loss that became NaN, as a real one does: still part of the graph, so backward runs."""
     return next(self.parameters()).sum() * float("nan")
