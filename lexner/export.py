@@ -126,9 +126,9 @@ def portable_card(card: dict, renames: dict[str, str]) -> dict:
             scores = {**scores, "tasks": {k: rename_types(v) for k, v in scores["tasks"].items()}}
         return scores
 
-    def data_relative(path):
-        if isinstance(path, str) and "embeddings/" in path:
-            return "$LEXNER_DATA/" + path[path.index("embeddings/"):]
+    def data_relative(path):  # a card written on Windows separates folders by backslashes
+        if isinstance(path, str) and "embeddings/" in (slashed := path.replace("\\", "/")):
+            return "$LEXNER_DATA/" + slashed[slashed.index("embeddings/"):]
         return path
 
     card = dict(card)

@@ -292,6 +292,17 @@ def test_exported_card_has_renamed_types_and_no_machine_paths():
     assert list(out["dev"]["per_type"]) == ["PER", "LOC"] and card["dev"]["per_type"].keys() == {"NR", "NS"}
 
 
+def test_exported_card_of_a_model_trained_on_windows_has_no_machine_paths():
+    """A card written on Windows names its lexicon and embeddings with backslashes, which the export did not
+    recognise: the copy given away kept the trainer's folders (C:\\Users\\NAME\\...)."""
+    from lexner.export import portable_card
+
+    card = {"command": "lexner train --dataset msra", "lexicon": "C:\\Users\\张三\\data\\embeddings\\w.vec",
+            "embeddings": {"chars": "..\\shared\\data\\embeddings\\c.vec", "words": None}}
+    out = portable_card(card, {})
+    assert out["lexicon"] == "$LEXNER_DATA/embeddings/w.vec"
+    assert out["embeddings"] == {"chars": "$LEXNER_DATA/embeddings/c.vec", "words": None}
+
 def test_set_values_are_converted_by_the_setting_type():
     from lexner.models import model_class
     from lexner.models.base import parse_config_values
