@@ -73,6 +73,7 @@ def windows_fsync(monkeypatch):
 
     monkeypatch.setattr(os, "fsync", fsync)
 
+
 @pytest.fixture
 def windows_text_files(monkeypatch):
     """open() (and pathlib's) in text mode as on a Chinese Windows: without ``newline``, each "\\n" written becomes
@@ -91,6 +92,7 @@ def windows_text_files(monkeypatch):
 
     monkeypatch.setattr(builtins, "open", open_)
     monkeypatch.setattr(io, "open", open_)
+
 
 def _held_by_this_process() -> set[str]:
     """The files this process holds open (/proc/self/fd) or memory-mapped (/proc/self/maps), by real path."""
