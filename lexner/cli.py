@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -753,6 +754,7 @@ def cmd_info(args) -> int:
 
 NO_PROGRESS_HELP = "no progress bars (they are drawn on standard error only when it is a terminal)"
 TAG_DEVICE_HELP = "cpu, cuda, cuda:1, or auto (cuda when present)"
+STANDARD_OUTPUT = "standard output"  # how errors writing it name it
 GIVEN = "_given"  # the parsed arguments' set of the options given on the command line (by their dest)
 OPTIONS = "_options"  # and which option (its long form) stored each of them: {dest: option}
 
@@ -1081,7 +1083,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if named:  # a full disk or a broken device behind standard output is named so
             from .fileio import NamedStream
 
-            sys.stdout = NamedStream(stdout, "standard output")
+            sys.stdout = NamedStream(stdout, STANDARD_OUTPUT)
         code = args.func(args)
         if named:
             sys.stdout.flush()  # what is still buffered fails here, said as any error is, not at the exit
@@ -1092,10 +1094,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataFormatError, ModelFormatError, CommandError) as err:
         print(f"lexner: error: {_with_option(args, str(err))}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # the reader went away (lexner tag ... | head): nothing more to say
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
-        return 1
     except OSError as err:  # a file that cannot be read or written (missing, a directory, no space, ...)
+        if _reader_gone(err):  # lexner tag ... | head: nothing more to say
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+            return 1
         where = f"{err.filename}: " if err.filename and str(err.filename) not in (err.strerror or "") else ""
         print(f"lexner: error: {_with_option(args, where + (err.strerror or str(err)))}", file=sys.stderr)
         return 2
@@ -1104,6 +1106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout = stdout
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, on_term)
+
+
+def _reader_gone(err: OSError) -> bool:
+    """Whether ``err`` says that the program reading standard output went away: a broken pipe, which Windows
+    reports as EINVAL ("Invalid argument") when it writes to a pipe whose reader has closed it."""
+    return isinstance(err, BrokenPipeError) or (sys.platform == "win32" and err.errno == errno.EINVAL
+                                                and err.filename == STANDARD_OUTPUT)
 
 
 def _utf8_stdout() -> None:

@@ -984,6 +984,42 @@ def test_a_closed_output_pipe_ends_quietly(saved, tmp_path):
     assert tag.wait() == 1 and "Traceback" not in err and "error" not in err
 
 
+def test_a_closed_output_pipe_ends_quietly_on_windows_too(saved, monkeypatch, capsys):
+    """Windows reports a write to a pipe whose reader has gone as EINVAL, not EPIPE: it was an error with exit
+    status 2 ("standard output: cannot be written (Invalid argument)") where Linux ends quietly with 1."""
+    import errno
+    import io
+
+    class PipeWithoutReader(io.TextIOBase):
+        def __init__(self):
+            self.descriptor = os.open(os.devnull, os.O_WRONLY)
+
+        def write(self, text):
+            raise OSError(errno.EINVAL, "Invalid argument")
+
+        flush = write
+
+        def fileno(self):
+            return self.descriptor
+
+    pipe = PipeWithoutReader()
+    monkeypatch.setattr(sys, "stdout", pipe)
+    monkeypatch.setattr(sys, "platform", "win32")
+    try:
+        assert main(["tag", "--model", str(saved), "张三在北京"]) == 1
+    finally:
+        os.close(pipe.descriptor)
+    assert "error" not in capsys.readouterr().err
+    monkeypatch.setattr(sys, "platform", "linux")  # elsewhere EINVAL is no closed pipe: said as an error
+    pipe = PipeWithoutReader()
+    monkeypatch.setattr(sys, "stdout", pipe)
+    try:
+        assert main(["tag", "--model", str(saved), "张三在北京"]) == 2
+    finally:
+        os.close(pipe.descriptor)
+    assert "standard output: cannot be written (Invalid argument)" in capsys.readouterr().err
+
+
 def test_resume_with_force_continues_a_checkpoint_or_starts_again_without_one(corpus, tmp_path):
     out = tmp_path / "run"
     assert train_cli(corpus, tmp_path, out) == 0
