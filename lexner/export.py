@@ -110,6 +110,17 @@ def _absolute_anywhere(word: str) -> PurePath | None:
     return None
 
 
+def _cut_path(word: str, names: int) -> str:
+    """``word`` with an absolute path in it — the word itself, or what follows ``NAME=`` (``--teacher
+    msra=/home/me/runs/t``, ``--out=/home/me/x``) — cut to its last ``names`` names, the machine's folders above
+    them dropped; any other word as it is."""
+    prefix, _, path = word.rpartition("=") if _absolute_anywhere(word) is None else ("", "", word)
+    absolute = _absolute_anywhere(path)
+    if absolute is None:
+        return word
+    return f"{prefix}{'=' if prefix else ''}{PurePosixPath(*absolute.parts[-names:])}"
+
+
 def _program(word: str) -> str:
     """A command's first word: the lexner program (its entry point or ``lexner/__main__.py``) as ``lexner``."""
     return "lexner" if word.endswith("__main__.py") or Path(word).name == "lexner" else word
@@ -129,7 +140,7 @@ def portable_card(card: dict, renames: dict[str, str]) -> dict:
     def data_relative(path):  # a card written on Windows separates folders by backslashes
         if isinstance(path, str) and "embeddings/" in (slashed := path.replace("\\", "/")):
             return "$LEXNER_DATA/" + slashed[slashed.index("embeddings/"):]
-        return path
+        return _cut_path(path, 2) if isinstance(path, str) else path
 
     card = dict(card)
     for split in ("dev", "test"):
@@ -141,16 +152,17 @@ def portable_card(card: dict, renames: dict[str, str]) -> dict:
         card["renamed"] = {**composed, **{old: new for old, new in renames.items() if old not in earlier.values()}}
     if isinstance(card.get("command"), str):
         words = command_words(card["command"])
-        kept = [absolute.name if (absolute := _absolute_anywhere(w)) else w for w in words[1:]]  # file names only
+        kept = [_cut_path(w, 1) for w in words[1:]]  # file names only
         card["command"] = " ".join(map(_quoted, [_program(words[0]), *kept] if words else []))
     if isinstance(card.get("embeddings"), dict):
         card["embeddings"] = {k: data_relative(v) for k, v in card["embeddings"].items()}
-    if "lexicon" in card:
-        card["lexicon"] = data_relative(card["lexicon"])
+    if isinstance(card.get("lexicon"), str):  # one file, or several joined by " + "
+        card["lexicon"] = " + ".join(data_relative(path) for path in card["lexicon"].split(" + "))
+    for key in ("train_data", "init_from"):  # a training file, the model it continued
+        if isinstance(card.get(key), str):
+            card[key] = data_relative(card[key])
     if isinstance(card.get("teachers"), list):  # the teachers' folders, without the machine's path above them
-        card["teachers"] = [str(Path(*absolute.parts[-2:]))
-                            if isinstance(t, str) and (absolute := _absolute_anywhere(t)) else t
-                            for t in card["teachers"]]
+        card["teachers"] = [data_relative(t) for t in card["teachers"]]
     return card
 
 

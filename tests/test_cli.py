@@ -303,6 +303,22 @@ def test_exported_card_of_a_model_trained_on_windows_has_no_machine_paths():
     assert out["lexicon"] == "$LEXNER_DATA/embeddings/w.vec"
     assert out["embeddings"] == {"chars": "$LEXNER_DATA/embeddings/c.vec", "words": None}
 
+
+def test_exported_card_drops_machine_folders_from_teachers_init_from_data_and_lexicons():
+    """Absolute paths given as TASK=DIR (teachers) or --option=PATH, the model a training continued, a training
+    file outside the data root and the second of two lexicons were copied as they were into the card given away."""
+    from lexner.export import portable_card
+
+    card = {"command": "lexner distill --teacher msra=/home/me/runs/t1/model --out=/home/me/x --lr 0.1",
+            "teachers": ["msra=/home/me/runs/t1/model", "weibo=runs/t2"], "init_from": "/home/me/runs/base",
+            "train_data": "C:\\Users\\me\\corpora\\mine.conll", "lexicon": "/home/me/lex/a.txt + /d/embeddings/w.vec"}
+    out = portable_card(card, {})
+    assert out["command"] == "lexner distill --teacher msra=model --out=x --lr 0.1"
+    assert out["teachers"] == ["msra=t1/model", "weibo=runs/t2"]
+    assert out["init_from"] == "runs/base" and out["train_data"] == "corpora/mine.conll"
+    assert out["lexicon"] == "lex/a.txt + $LEXNER_DATA/embeddings/w.vec"
+
+
 def test_set_values_are_converted_by_the_setting_type():
     from lexner.models import model_class
     from lexner.models.base import parse_config_values
