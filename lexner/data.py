@@ -413,11 +413,6 @@ def map_types(sentences: Iterable[Sentence], mapping: dict[str, str]) -> list[Se
             for s in sentences]
 
 
-def carved_dev(name: str) -> tuple[int, int] | None:
-    """``(size, seed)`` of a named dataset whose dev split is a seeded sample of its training file, else None."""
-    return CARVED.get(name, {}).get("dev")
-
-
 def data_root() -> Path:
     """The data root: ``$LEXNER_DATA`` if set, else ``data/`` (relative to the working directory)."""
     return Path(os.environ.get("LEXNER_DATA", "data"))
