@@ -849,7 +849,8 @@ def build_parser() -> argparse.ArgumentParser:
         """The options of train and distill."""
         t.add_argument("--model", choices=sorted(MODEL_NAMES), help=f"the tagger to train (default: {DEFAULT_TAGGER})")
         t.add_argument("--init-from", type=Path, metavar="DIR",
-                       help="train further a saved model (fine-tuning, e.g. lexner/default_model on your own data): "
+                       help="train further a saved model (fine-tuning, e.g. the bundled model, whose folder "
+                            "`lexner info` prints, on your own data): "
                             "its tagger, settings, vocabularies and lexicon are kept (--set, --lexicon and the "
                             "vector and vocabulary options are refused); a task trains the head of its name, and "
                             "one the model lacks gets a new head (a --train corpus: the default head, whose types "

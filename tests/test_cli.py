@@ -817,6 +817,20 @@ def test_an_error_about_a_file_names_the_option_that_gave_it(tmp_path, capsys, c
         assert said in capsys.readouterr().err, command
 
 
+def test_a_missing_default_model_folder_names_where_the_bundled_model_is(tmp_path, corpus, capsys, monkeypatch):
+    """The README's and --help's fine-tuning example, --init-from lexner/default_model, names the bundled model as
+    a checkout has it: run elsewhere (lexner installed) it was "no such model directory" and nothing more."""
+    from lexner.api import DEFAULT_MODEL
+
+    write_jsonl(corpus, tmp_path / "train.jsonl")
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--init-from", "lexner/default_model", "--train", "train.jsonl", "--out", "run"]) == 2
+    assert f"--init-from lexner/default_model: no such model directory (the bundled model is {DEFAULT_MODEL})" in \
+        capsys.readouterr().err
+    assert main(["tag", "--model", "gone", "张三"]) == 2
+    assert "gone: no such model directory\n" in capsys.readouterr().err  # any other name: no word about it
+
+
 def test_tag_refuses_workers_for_texts_on_the_command_line(capsys):
     assert main(["tag", "--workers", "2", "张三"]) == 2
     assert "--workers shares an --input file among processes" in capsys.readouterr().err

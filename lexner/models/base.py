@@ -644,7 +644,10 @@ class Tagger(nn.Module):
         if directory.exists() and not directory.is_dir():
             raise ModelFormatError(f"{directory}: a file, not a model directory")
         if not directory.is_dir():
-            raise FileNotFoundError(f"{directory}: no such model directory")
+            from ..api import DEFAULT_MODEL
+
+            bundled = f" (the bundled model is {DEFAULT_MODEL})" if directory.name == DEFAULT_MODEL.name else ""
+            raise FileNotFoundError(f"{directory}: no such model directory{bundled}")
         for required in (CONFIG_FILE, WEIGHTS_FILE):
             if not (directory / required).is_file():
                 inside = directory / "model"
