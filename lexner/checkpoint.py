@@ -12,7 +12,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from .fileio import DataFormatError, atomic_directory, read_json, write_bytes, write_json
+from .fileio import DataFormatError, atomic_directory, read_json, utf8_name, write_bytes, write_json
 
 STATE_FILE = "trainer_state.json"
 TENSORS_FILE = "trainer_state.safetensors"
@@ -58,7 +58,8 @@ def load_checkpoint(directory: str | os.PathLike) -> dict[str, Any]:
     a resume could not set this one aside."""
     directory = Path(directory)
     try:
-        tensors = {key: tensor.clone() for key, tensor in load_file(str(directory / TENSORS_FILE)).items()}
+        with utf8_name(directory / TENSORS_FILE) as name:
+            tensors = {key: tensor.clone() for key, tensor in load_file(name).items()}
     except SafetensorError as err:
         raise DataFormatError(directory / TENSORS_FILE, None, f"cannot be read ({err}): the checkpoint is "
                                                               "damaged") from None

@@ -235,6 +235,28 @@ def _default_mode() -> int:
 _DESCRIPTOR_PATH = re.compile(r"/(?:dev/fd|proc/self/fd)/(\d+)")
 
 
+@contextmanager
+def utf8_name(path: str | os.PathLike) -> Iterator[str]:
+    """A name of the file ``path`` for libraries that open only names writable as UTF-8 (safetensors: "Path ...
+    is not valid UTF-8"): the path itself, or — where its bytes are not UTF-8, a legacy GBK folder name on Linux,
+    which reaches Python as lone surrogates — ``/dev/fd/N`` of the file opened here, so that a model saved in
+    such a folder loads as it was saved."""
+    name = os.fspath(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        if os.name == "nt":  # a Windows name with a lone surrogate: no /dev/fd to name it by
+            yield name
+            return
+        descriptor = os.open(name, os.O_RDONLY)
+        try:
+            yield f"/dev/fd/{descriptor}"
+        finally:
+            os.close(descriptor)
+    else:
+        yield name
+
+
 def open_descriptor(path: str | os.PathLike) -> int | None:
     """The descriptor number a path such as ``/dev/stdout`` or ``/dev/fd/3`` names, if it is open; else None."""
     text = os.path.abspath(path)

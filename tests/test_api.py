@@ -118,6 +118,22 @@ def test_load_never_unpickles(saved, tmp_path):
     assert not marker.exists()
 
 
+def test_a_model_saved_in_a_folder_whose_name_is_not_utf8_loads(corpus, tmp_path):
+    """A folder name whose bytes are not UTF-8 (a legacy GBK name on Linux) reaches Python as lone surrogates,
+    which safetensors refuses ("Path ... is not valid UTF-8"): the model saved there could not be loaded, and
+    ``lexner train`` failed after its first epoch, reloading the best model."""
+    import os
+
+    folder = tmp_path / os.fsdecode(b"\xc4\xa3\xd0\xcd")  # 模型 in GBK
+    try:
+        folder.mkdir()
+    except (OSError, UnicodeError):
+        pytest.skip("this file system takes only UTF-8 names")
+    tagger = build_tagger("bilstm_crf", corpus, SMALL)
+    tagger.save(folder / "m")
+    assert lexner.load(folder / "m").tag(corpus[0].text) == tagger.tag(corpus[0].text)
+
+
 def test_load_on_device_and_eval_mode(saved):
     tagger = lexner.load(saved, device="cpu")
     assert not tagger.training and tagger.device.type == "cpu"

@@ -1,8 +1,10 @@
 """Training checkpoints: JSON + safetensors round trip, and every random generator restored."""
 
+import os
 import random
 
 import numpy as np
+import pytest
 import torch
 
 from lexner.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -39,3 +41,15 @@ def test_a_state_nested_too_deep_to_rebuild_is_a_damaged_checkpoint(tmp_path):
     (tmp_path / "ck" / STATE_FILE).write_text("[" * 900 + "]" * 900, encoding="utf-8")
     with pytest.raises(DataFormatError, match="damaged or edited"):
         load_checkpoint(tmp_path / "ck")
+
+
+def test_a_checkpoint_in_a_folder_whose_name_is_not_utf8_loads(tmp_path):
+    """``--resume`` of a run whose folder name is a legacy GBK one (lone surrogates, refused by safetensors)."""
+    folder = tmp_path / os.fsdecode(b"\xc4\xa3\xd0\xcd")
+    try:
+        folder.mkdir()
+    except (OSError, UnicodeError):
+        pytest.skip("this file system takes only UTF-8 names")
+    save_checkpoint(folder / "c", {"weights": torch.arange(3.0), "step": 2})
+    state = load_checkpoint(folder / "c")
+    assert state["step"] == 2 and state["weights"].tolist() == [0.0, 1.0, 2.0]

@@ -28,7 +28,8 @@ from ..crf import ConstrainedCRF
 from ..dictionary import Dictionary, warn_if_unseen
 from ..entity import Entity
 from ..features import LABEL_SET_NAME, LEXICON_FILE, Batch, Featurizer
-from ..fileio import DataFormatError, ModelFormatError, atomic_directory, read_json, write_bytes, write_json
+from ..fileio import (DataFormatError, ModelFormatError, atomic_directory, read_json, utf8_name, write_bytes,
+                      write_json)
 from ..onnx_encoder import Graph, drop_sessions, onnx_emissions
 from ..schemes import MAX_ENTITY_TYPES, TYPE_NAME_RULE, Span, is_type_name
 from ..tagging import MAX_PIECE_LENGTH, PIECE_LENGTH_LIMIT, tag_texts
@@ -178,7 +179,7 @@ def _check_weights_header(weights_file: Path, expected: dict[str, tuple[tuple[in
     from safetensors import safe_open
 
     try:
-        with safe_open(str(weights_file), framework="pt") as handle:
+        with utf8_name(weights_file) as name, safe_open(name, framework="pt") as handle:
             keys = list(handle.keys())
             header = {current_key(k): (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype())
                       for k in keys}
@@ -704,7 +705,8 @@ class Tagger(nn.Module):
         model = _build_for_loading(cls, config, featurizer, config_file)  # no memory committed yet
         _check_weights_header(weights_file, {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()})
         try:
-            state = {current_key(k): v for k, v in load_file(str(weights_file)).items()}
+            with utf8_name(weights_file) as name:
+                state = {current_key(k): v for k, v in load_file(name).items()}
         except (SafetensorError, OSError) as err:
             raise ModelFormatError(f"{weights_file}: not a readable safetensors file ({err})") from None
         try:
