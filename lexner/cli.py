@@ -739,13 +739,14 @@ def _require_stdout() -> None:
 
 
 def cmd_info(args) -> int:
+    from .export import recordable
     from .runtimes import GRAPH_FILES
 
     _require_stdout()
     args.runtime = "torch"  # describing a model makes no ONNX Runtime session; its config's runtime is reported
     tagger = _load_for_tagging(args, [], one_head=False)
     folder = tagger.source
-    about = {"path": str(folder), "megabytes": _megabytes(folder)} if folder is not None else {}
+    about = {"path": recordable(str(folder)), "megabytes": _megabytes(folder)} if folder is not None else {}
     runs = {"runtime": tagger.metadata.get("runtime", "torch"),  # what lexner.load gives unless told otherwise
             "onnx_graphs": [p for p, name in GRAPH_FILES.items() if folder is not None and (folder / name).is_file()]}
     print(json.dumps({**about, **tagger.describe(), **runs}, indent=2, ensure_ascii=False))

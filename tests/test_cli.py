@@ -271,6 +271,24 @@ def test_info_describes_a_model(trained, capsys, tmp_path):
     assert "no-model" in capsys.readouterr().err
 
 
+def test_info_names_a_folder_whose_name_is_not_utf8_as_a_model_card_does(corpus, capsys, tmp_path):
+    """A legacy GBK folder name (lone surrogates) was printed as it is: a traceback (UnicodeEncodeError on the
+    UTF-8 standard output) instead of the description."""
+    import os
+
+    from lexner.api import build_tagger
+
+    folder = tmp_path / os.fsdecode(b"\xca\xfd\xbe\xdd")  # 数据 in GBK
+    try:
+        folder.mkdir()
+    except (OSError, UnicodeError):
+        pytest.skip("this file system takes only UTF-8 names")
+    build_tagger("bilstm_crf", corpus, {"char_dim": 4, "bigram_dim": 4, "hidden": 8}).save(folder / "m")
+    capsys.readouterr()
+    assert main(["info", str(folder / "m")]) == 0
+    assert json.loads(capsys.readouterr().out)["path"] == str(tmp_path / "\\xca\\xfd\\xbe\\xdd" / "m")
+
+
 def test_rename_types_refuses_to_merge(corpus):
     from lexner.features import Featurizer
 
