@@ -21,10 +21,15 @@ class ExportError(ValueError):
 
 
 def provenance() -> dict:
-    """lexner's version and, when it runs from a git checkout, the commit (recorded in model cards)."""
+    """lexner's version and, when it runs from a git checkout (the folder above the package holds ``.git``), the
+    commit (recorded in model cards).  An installed lexner has no commit: asked in its folder, git answered for
+    whatever repository holds that folder — a project whose ``.venv`` is inside its checkout recorded the
+    project's own commit (``+dirty`` from its changes) as lexner's."""
     from . import __version__
 
     here = Path(__file__).resolve().parent
+    if not (here.parent / ".git").exists():  # a folder, or a file in a worktree or submodule
+        return {"version": __version__, "commit": None}
     try:
         commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
                                 encoding="utf-8", errors="replace", timeout=5).stdout.strip() or None

@@ -629,6 +629,26 @@ def test_recorded_command_lines_run_again_and_export_without_any_machine_path(tm
     assert portable_card(old, {})["command"] == "lexner train --train x.bio --out 'it'\"'\"'s'"
 
 
+def test_an_installed_lexner_inside_another_repository_records_no_commit(tmp_path, monkeypatch):
+    """A project's virtual environment inside its own checkout (``.venv``, ignored by git) holds lexner in
+    site-packages; git asked there answered with the project's commit, recorded in model cards as lexner's."""
+    import shutil
+    import subprocess
+
+    import lexner.export
+    from lexner import __version__
+
+    if shutil.which("git") is None:
+        pytest.skip("no git")
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    package = tmp_path / ".venv/lib/site-packages/lexner"
+    package.mkdir(parents=True)
+    monkeypatch.setattr(lexner.export, "__file__", str(package / "export.py"))
+    assert lexner.export.provenance() == {"version": __version__, "commit": None}
+
+
 def test_a_path_that_is_not_utf8_is_recorded_as_escapes(corpus, tmp_path):
     """A file name whose bytes are not UTF-8 (a legacy GBK name) reaches Python as lone surrogates; the model
     card records their bytes as escapes — writing it failed at the first save, after an epoch of training."""
