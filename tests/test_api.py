@@ -134,6 +134,18 @@ def test_a_model_saved_in_a_folder_whose_name_is_not_utf8_loads(corpus, tmp_path
     assert lexner.load(folder / "m").tag(corpus[0].text) == tagger.tag(corpus[0].text)
 
 
+def test_save_writes_a_path_starting_with_a_tilde_where_load_reads_it(corpus, tmp_path, monkeypatch):
+    """``lexner.load("~/models/m")`` reads the home folder's; ``save("~/models/m")`` wrote a folder named ``~``
+    in the working directory, so the model saved was not the one loaded back."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path / "home"))  # Windows
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    build_tagger("bilstm_crf", corpus, SMALL).save("~/models/m")
+    assert (tmp_path / "home/models/m/config.json").is_file() and not (tmp_path / "cwd/~").exists()
+    assert lexner.load("~/models/m").source == tmp_path / "home/models/m"
+
+
 def test_load_on_device_and_eval_mode(saved):
     tagger = lexner.load(saved, device="cpu")
     assert not tagger.training and tagger.device.type == "cpu"

@@ -28,8 +28,8 @@ from ..crf import ConstrainedCRF
 from ..dictionary import Dictionary, warn_if_unseen
 from ..entity import Entity
 from ..features import LABEL_SET_NAME, LEXICON_FILE, Batch, Featurizer
-from ..fileio import (DataFormatError, ModelFormatError, atomic_directory, read_json, utf8_name, write_bytes,
-                      write_json)
+from ..fileio import (DataFormatError, ModelFormatError, atomic_directory, expand_home, read_json, utf8_name,
+                      write_bytes, write_json)
 from ..onnx_encoder import Graph, drop_sessions, onnx_emissions
 from ..schemes import MAX_ENTITY_TYPES, TYPE_NAME_RULE, Span, is_type_name
 from ..tagging import MAX_PIECE_LENGTH, PIECE_LENGTH_LIMIT, tag_texts
@@ -595,7 +595,7 @@ class Tagger(nn.Module):
         (an export's ONNX graphs), which then land with the model or not at all."""
         extra = self.metadata if extra is None else extra
         half = self.stored_half if half is None else half
-        directory = Path(directory)
+        directory = expand_home(directory)  # "~/models/m", where lexner.load("~/models/m") reads it
         filled = model_target(directory)
         # built beside it and swapped in (an empty folder too when a caller adds files): a failure leaves nothing
         if filled or not directory.exists() or more is not None:  # half-written
