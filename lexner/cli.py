@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 log = logging.getLogger("lexner")
 
@@ -321,8 +321,7 @@ def cmd_train(args) -> int:
         summary = {k: selection_scores(results[k]) for k in ("dev", "test") if k in results}
         if "selection" in results.get("dev", {}):  # several tasks: which of their scores these are
             summary["selection"] = results["dev"]["selection"]
-        print(json.dumps({"model": str(Path(args.out) / "model"), "best_epoch": results["best_epoch"],
-                          **summary}, indent=2))
+        _print_json({"model": str(Path(args.out) / "model"), "best_epoch": results["best_epoch"], **summary})
     return 0
 
 
@@ -427,7 +426,7 @@ def cmd_evaluate(args) -> int:
     scores = evaluate(tagger, sentences, labels=args.labels, seen=seen, progress=_progress(args))
     members = getattr(tagger, "members", [tagger])  # an ensemble's members each run as their directory says
     scores["runtime"] = members[0].runtime if len(members) == 1 else [m.runtime for m in members]
-    print(json.dumps(scores, indent=2, ensure_ascii=False))
+    _print_json(scores)
     return 0
 
 
@@ -722,13 +721,21 @@ def cmd_export(args) -> int:
                               runtime=args.runtime, piece_length=args.piece_length, onnx_graphs=args.onnx_graph)
     except ValueError as err:  # ExportError, or a --rename that names no type or merges two
         raise CommandError(str(err)) from None
-    print(json.dumps({"model": str(args.out_dir), "megabytes": _megabytes(target)}))
+    _print_json({"model": str(args.out_dir), "megabytes": _megabytes(target)}, indent=None)
     return 0
 
 
 def _megabytes(folder: Path) -> float:
     """The size of the files under ``folder``, in MiB."""
     return round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20, 2)
+
+
+def _print_json(value: Any, indent: int | None = 2) -> None:
+    """What a command reports, as JSON on standard output: Chinese as it is, and a path whose bytes are not UTF-8
+    (a legacy GBK folder name) with the byte escapes model cards use, not a UnicodeEncodeError."""
+    from .export import recordable
+
+    print(json.dumps(recordable(value), indent=indent, ensure_ascii=False))
 
 
 def _require_stdout() -> None:
@@ -739,17 +746,16 @@ def _require_stdout() -> None:
 
 
 def cmd_info(args) -> int:
-    from .export import recordable
     from .runtimes import GRAPH_FILES
 
     _require_stdout()
     args.runtime = "torch"  # describing a model makes no ONNX Runtime session; its config's runtime is reported
     tagger = _load_for_tagging(args, [], one_head=False)
     folder = tagger.source
-    about = {"path": recordable(str(folder)), "megabytes": _megabytes(folder)} if folder is not None else {}
+    about = {"path": str(folder), "megabytes": _megabytes(folder)} if folder is not None else {}
     runs = {"runtime": tagger.metadata.get("runtime", "torch"),  # what lexner.load gives unless told otherwise
             "onnx_graphs": [p for p, name in GRAPH_FILES.items() if folder is not None and (folder / name).is_file()]}
-    print(json.dumps({**about, **tagger.describe(), **runs}, indent=2, ensure_ascii=False))
+    _print_json({**about, **tagger.describe(), **runs})
     return 0
 
 

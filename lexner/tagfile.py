@@ -50,7 +50,8 @@ def _worker_init(recipe: tuple) -> None:
 
 def _end_with_parent(parent: int) -> None:
     """On Linux, this worker gets SIGTERM when the process that started it ends (killed with ``kill -9``, its
-    pool never told the workers to stop: each kept a model's memory, forever); elsewhere nothing."""
+    pool never told the workers to stop: each kept a model's memory, forever); elsewhere nothing.  For spawned
+    workers, whose parent is ``parent``: a forkserver's are its children, and would all end here at once."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes

@@ -289,6 +289,31 @@ def test_info_names_a_folder_whose_name_is_not_utf8_as_a_model_card_does(corpus,
     assert json.loads(capsys.readouterr().out)["path"] == str(tmp_path / "\\xca\\xfd\\xbe\\xdd" / "m")
 
 
+def test_export_and_train_report_folder_names_readably_and_never_fail_on_them(corpus, capsys, tmp_path):
+    """They printed Chinese folder names as \\u escapes (info and evaluate did not), and a non-UTF-8 one would
+    have ended export in a traceback after the copy was written."""
+    import os
+
+    from lexner.api import build_tagger
+    from lexner.data import write_jsonl
+
+    build_tagger("bilstm_crf", corpus, {"char_dim": 4, "bigram_dim": 4, "hidden": 8}).save(tmp_path / "m")
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "m"), str(tmp_path / "模型")]) == 0
+    assert '"model": "' + str(tmp_path / "模型") + '"' in capsys.readouterr().out
+    write_jsonl(corpus, tmp_path / "train.jsonl")
+    assert main(["train", "--train", str(tmp_path / "train.jsonl"), "--out", str(tmp_path / "运行"), "--epochs", "1",
+                 "--set", "hidden=8", "--char-vectors", "none", "--bigram-vectors", "none", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == str(tmp_path / "运行" / "model")
+    legacy = tmp_path / os.fsdecode(b"\xca\xfd\xbe\xdd")  # 数据 in GBK
+    try:
+        legacy.mkdir()
+    except (OSError, UnicodeError):
+        return  # this file system takes only UTF-8 names
+    assert main(["export", str(tmp_path / "m"), str(legacy / "m")]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == str(tmp_path / "\\xca\\xfd\\xbe\\xdd" / "m")
+
+
 def test_rename_types_refuses_to_merge(corpus):
     from lexner.features import Featurizer
 
