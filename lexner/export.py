@@ -116,14 +116,15 @@ def _absolute_anywhere(word: str) -> PurePath | None:
 
 
 def _cut_path(word: str, names: int) -> str:
-    """``word`` with an absolute path in it — the word itself, or what follows ``NAME=`` (``--teacher
-    msra=/home/me/runs/t``, ``--out=/home/me/x``) — cut to its last ``names`` names, the machine's folders above
-    them dropped; any other word as it is."""
-    prefix, _, path = word.rpartition("=") if _absolute_anywhere(word) is None else ("", "", word)
-    absolute = _absolute_anywhere(path)
-    if absolute is None:
-        return word
-    return f"{prefix}{'=' if prefix else ''}{PurePosixPath(*absolute.parts[-names:])}"
+    """``word`` with an absolute path in it — the word itself, or what follows a ``NAME=`` (``--teacher
+    msra=/home/me/runs/t``, ``--out=/home/me/x``; the first ``=`` after which the rest is absolute, so a folder
+    named ``a=b`` stays inside the path) — cut to its last ``names`` names, the machine's folders above them and
+    its root or drive dropped; any other word as it is."""
+    for cut in (-1, *(i for i, c in enumerate(word) if c == "=")):
+        absolute = _absolute_anywhere(word[cut + 1:])
+        if absolute is not None and absolute.parts[1:]:
+            return word[:cut + 1] + str(PurePosixPath(*absolute.parts[1:][-names:]))
+    return word
 
 
 def _program(word: str) -> str:

@@ -1150,3 +1150,16 @@ def test_an_export_inside_the_model_being_exported_is_refused_and_warnings_name_
         assert main(["export", str(source), str(tmp_path / "out")]) == 0
     warned = [r.getMessage() for r in caplog.records if "piece_lenght" in r.getMessage()]
     assert len(warned) == 1 and str(source / "config.json") in warned[0], warned
+
+
+def test_exported_card_cuts_a_path_holding_an_equals_sign_and_keeps_no_drive_or_root():
+    """A teacher TASK=DIR whose folder holds ``=`` was cut at the last ``=`` (its tail then relative, so the
+    whole machine path was kept), and a file right under a drive was written ``C:\\\\/mine.conll``."""
+    from lexner.export import portable_card
+
+    card = {"command": "lexner distill --teacher msra=/home/me/a=b/model --teacher=weibo=/home/me/w/m",
+            "teachers": ["msra=/home/me/a=b/model"], "train_data": "C:\\mine.conll", "init_from": "/base"}
+    out = portable_card(card, {})
+    assert out["command"] == "lexner distill --teacher msra=model --teacher=weibo=m"
+    assert out["teachers"] == ["msra=a=b/model"]
+    assert out["train_data"] == "mine.conll" and out["init_from"] == "base"
