@@ -143,10 +143,13 @@ def portable_card(card: dict, renames: dict[str, str]) -> dict:
             scores = {**scores, "tasks": {k: rename_types(v) for k, v in scores["tasks"].items()}}
         return scores
 
-    def data_relative(path):  # a card written on Windows separates folders by backslashes
+    def without_machine(path):  # a file, a teacher's TASK=DIR, a model: the last two names
+        return _cut_path(path, 2) if isinstance(path, str) else path
+
+    def data_relative(path):  # vectors and lexicons; a card written on Windows separates folders by backslashes
         if isinstance(path, str) and "embeddings/" in (slashed := path.replace("\\", "/")):
             return "$LEXNER_DATA/" + slashed[slashed.index("embeddings/"):]
-        return _cut_path(path, 2) if isinstance(path, str) else path
+        return without_machine(path)
 
     card = dict(card)
     for split in ("dev", "test"):
@@ -166,9 +169,9 @@ def portable_card(card: dict, renames: dict[str, str]) -> dict:
         card["lexicon"] = " + ".join(data_relative(path) for path in card["lexicon"].split(" + "))
     for key in ("train_data", "init_from"):  # a training file, the model it continued
         if isinstance(card.get(key), str):
-            card[key] = data_relative(card[key])
+            card[key] = without_machine(card[key])
     if isinstance(card.get("teachers"), list):  # the teachers' folders, without the machine's path above them
-        card["teachers"] = [data_relative(t) for t in card["teachers"]]
+        card["teachers"] = [without_machine(t) for t in card["teachers"]]
     return card
 
 

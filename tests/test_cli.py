@@ -1163,3 +1163,16 @@ def test_exported_card_cuts_a_path_holding_an_equals_sign_and_keeps_no_drive_or_
     assert out["command"] == "lexner distill --teacher msra=model --teacher=weibo=m"
     assert out["teachers"] == ["msra=a=b/model"]
     assert out["train_data"] == "mine.conll" and out["init_from"] == "base"
+
+
+def test_exported_card_names_only_vectors_and_lexicons_from_the_data_root():
+    """The rule that names a file under an ``embeddings/`` folder from the data root was applied to teachers, the
+    model continued and the training file too: ``msra=/home/me/embeddings/t1`` became
+    ``$LEXNER_DATA/embeddings/t1``, a teacher of every task in a folder it never was in."""
+    from lexner.export import portable_card
+
+    card = {"teachers": ["msra=/home/me/embeddings/t1", "weibo=runs/embeddings/m"],
+            "init_from": "runs/embeddings/base", "train_data": "/home/me/embeddings/x.bio"}
+    out = portable_card(card, {})
+    assert out["teachers"] == ["msra=embeddings/t1", "weibo=runs/embeddings/m"]
+    assert out["init_from"] == "runs/embeddings/base" and out["train_data"] == "embeddings/x.bio"
