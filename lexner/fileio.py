@@ -18,7 +18,7 @@ import sys
 import tempfile
 import zlib
 from pathlib import Path
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from typing import IO, Any, Callable, Iterator
 
 
@@ -338,8 +338,16 @@ def atomic_file(final: str | os.PathLike, partial: str | os.PathLike | None = No
 
 def sync_file(path: Path) -> None:
     """Make the contents of the file at ``path`` durable.  It is opened for writing (nothing is written): Windows
-    flushes no file opened for reading only (``os.fsync``, the C runtime's ``_commit``: EBADF)."""
-    with open(path, "r+b") as handle:
+    flushes no file opened for reading only (``os.fsync``, the C runtime's ``_commit``: EBADF).  A read-only file
+    (a caller's ``more`` copied one with its mode) is flushed through a read-only handle, as POSIX allows;
+    Windows cannot flush it, and it is left as it is rather than failing the save."""
+    try:
+        handle = open(path, "r+b")
+    except PermissionError:
+        with open(path, "rb") as handle, suppress(OSError) if os.name == "nt" else nullcontext():
+            os.fsync(handle.fileno())
+        return
+    with handle:
         os.fsync(handle.fileno())
 
 

@@ -308,6 +308,30 @@ def test_a_folder_is_saved_with_windows_fsync(tmp_path, windows_renames, windows
     assert (final / "a.txt").read_text(encoding="utf-8") == "two" and read_json(final / "b.json") == ["two"]
     assert _listing(tmp_path) == ["model"]
 
+
+def test_a_read_only_file_in_a_folder_being_saved_is_flushed(tmp_path, monkeypatch):
+    """Each file is flushed through a handle opened for writing (for Windows), which a read-only file refuses to
+    anyone but root: a save whose ``more`` copied in a read-only file (a mode kept by shutil.copy) failed where
+    it had worked.  Opening for writing is refused here as the kernel refuses it to a user (tests may run as
+    root, which it never refuses)."""
+    import builtins
+    import stat
+
+    real = builtins.open
+
+    def open_(file, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wax+") and os.path.exists(file) and not os.stat(file).st_mode & stat.S_IWUSR:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_)
+    final = tmp_path / "model"
+    with atomic_directory(final) as tmp:
+        (tmp / "a.txt").write_bytes(b"kept")
+        os.chmod(tmp / "a.txt", 0o444)
+    assert (final / "a.txt").read_bytes() == b"kept" and _listing(tmp_path) == ["model"]
+
+
 def test_a_failed_move_aside_with_windows_renames_keeps_the_folder_and_its_own_error(tmp_path, monkeypatch,
                                                                                       windows_renames):
     final = tmp_path / "model"
