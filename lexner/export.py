@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import subprocess
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Any, Sequence
 
+from .fileio import expand_home
 from .models.base import Tagger, model_target
 
 
@@ -21,14 +23,15 @@ class ExportError(ValueError):
 
 
 def provenance() -> dict:
-    """lexner's version and, when it runs from a git checkout (the folder above the package holds ``.git``), the
-    commit (recorded in model cards).  An installed lexner has no commit: asked in its folder, git answered for
-    whatever repository holds that folder — a project whose ``.venv`` is inside its checkout recorded the
-    project's own commit (``+dirty`` from its changes) as lexner's."""
+    """lexner's version and, when it runs from its own git checkout (the folder above the package holds ``.git``
+    and lexner's ``pyproject.toml``), the commit (recorded in model cards).  An installed or vendored lexner has
+    no commit: asked in its folder, git answered for whatever repository holds that folder — a project whose
+    ``.venv`` is inside its checkout, or that copies lexner in, recorded its own commit (``+dirty`` from its
+    changes) as lexner's."""
     from . import __version__
 
     here = Path(__file__).resolve().parent
-    if not (here.parent / ".git").exists():  # a folder, or a file in a worktree or submodule
+    if not (here.parent / ".git").exists() or not _is_lexner_project(here.parent / "pyproject.toml"):
         return {"version": __version__, "commit": None}
     try:
         commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -38,6 +41,15 @@ def provenance() -> dict:
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, False
     return {"version": __version__, "commit": commit and commit + ("+dirty" if dirty else "")}
+
+
+def _is_lexner_project(pyproject: Path) -> bool:
+    """Whether ``pyproject`` is lexner's own (``name = "lexner"``)."""
+    try:
+        text = pyproject.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return re.search(r'^name\s*=\s*"lexner"\s*$', text, re.MULTILINE) is not None
 
 
 def recordable(value: Any) -> Any:
@@ -230,7 +242,7 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool | None = None, 
                     tagger.source, ONNX_INSTALL)
         inherited = set()
     graphs = sorted(asked | inherited)
-    target = export_target(Path(out_dir), force, tagger.source)
+    target = export_target(expand_home(out_dir), force, tagger.source)  # "~/m", as Tagger.save and load read it
     if piece_length is not None:
         tagger.set_piece_length(piece_length)
     renames = dict(renames or {})

@@ -672,6 +672,26 @@ def test_an_installed_lexner_inside_another_repository_records_no_commit(tmp_pat
     package.mkdir(parents=True)
     monkeypatch.setattr(lexner.export, "__file__", str(package / "export.py"))
     assert lexner.export.provenance() == {"version": __version__, "commit": None}
+    vendored = tmp_path / "lexner"  # copied into the top of another project, whose pyproject is its own
+    vendored.mkdir()
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "myproject"\n', encoding="utf-8")
+    monkeypatch.setattr(lexner.export, "__file__", str(vendored / "export.py"))
+    assert lexner.export.provenance() == {"version": __version__, "commit": None}
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "lexner"\n', encoding="utf-8")  # a checkout
+    assert lexner.export.provenance()["commit"] is not None
+
+
+def test_export_writes_a_path_starting_with_a_tilde_into_the_home_folder(corpus, tmp_path, monkeypatch):
+    """Tagger.save and lexner.load read "~/m" as the home folder; export_model wrote a folder named ~ in the
+    working directory."""
+    from lexner.api import build_tagger
+    from lexner.export import export_model
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    tagger = build_tagger("bilstm_crf", corpus, {"char_dim": 4, "bigram_dim": 4, "hidden": 8})
+    assert export_model(tagger, "~/models/m") == tmp_path / "home" / "models" / "m"
+    assert (tmp_path / "home" / "models" / "m" / "config.json").is_file() and not (tmp_path / "~").exists()
 
 
 def test_a_path_that_is_not_utf8_is_recorded_as_escapes(corpus, tmp_path):
