@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -1118,9 +1119,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _reader_gone(err: OSError) -> bool:
     """Whether ``err`` says that the program reading standard output went away: a broken pipe, which Windows
-    reports as EINVAL ("Invalid argument") when it writes to a pipe whose reader has closed it."""
-    return isinstance(err, BrokenPipeError) or (sys.platform == "win32" and err.errno == errno.EINVAL
-                                                and err.filename == STANDARD_OUTPUT)
+    reports as EINVAL ("Invalid argument") when it writes to a pipe whose reader has closed it (to a file or a
+    console, EINVAL is an error like any other)."""
+    if isinstance(err, BrokenPipeError):
+        return True
+    if sys.platform != "win32" or err.errno != errno.EINVAL or err.filename != STANDARD_OUTPUT:
+        return False
+    try:
+        return stat.S_ISFIFO(os.fstat(sys.stdout.fileno()).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def _utf8_stdout() -> None:
