@@ -14,8 +14,9 @@ and those are the figures the result file reports for it; test is for ``domains.
 
 The best of many offsets on one dev set is partly that set's noise (Weibo's dev has 270 sentences), so the
 result file also says whether the choice carries over: the offset chosen on the even-numbered dev sentences,
-scored on the odd ones against no offset, and the other way round (``held_out``).  A head's offset is kept only
-if it gains on both; otherwise the copy keeps that head as it was (offset 0).
+scored on the odd ones against no offset, and the other way round (``held_out``).  A head's offset, the one
+chosen on all of dev, is kept only if both halves' choices gain on the other half; otherwise the copy keeps that
+head as it was (offset 0).
 """
 
 from __future__ import annotations

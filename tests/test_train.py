@@ -79,6 +79,7 @@ def test_the_log_ends_its_lines_with_newlines_with_windows_text_files(corpus, tm
     raw = (tmp_path / "log.jsonl").read_bytes()
     assert b"\r" not in raw and raw.count(b"\n") == 3
 
+
 def nan_loss(self, batch):
     """A loss that became NaN, as a real one does: still part of the graph, so backward runs."""
     return next(self.parameters()).sum() * float("nan")
