@@ -14,8 +14,12 @@
   request starts it again); ``GET /model`` → what the model is (:meth:`lexner.models.base.Tagger.describe`).
 
 Requests in flight share one model through micro-batching: texts that arrive within ``batch_wait_ms`` of each
-other (up to ``max_batch`` texts) are tagged by one ``tag_batch`` call in a single worker thread, so the model
-is never used by two threads at once and results are exactly ``tag_batch``'s.
+other (up to ``max_batch`` texts) are tagged by one ``tag_batch`` call in a single worker thread, so the model is
+never used by two threads at once and results are exactly ``tag_batch``'s.  That thread is the batcher's own, the
+same one for every batch: not the event loop's default executor, which other code in the process shares
+(``asyncio.to_thread``, DNS lookups: a blocking call there held every request up) and which runs each call in
+whichever of its threads is free — every thread that tags grows its own glibc malloc arena, holding freed memory
+that the others do not reuse.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import json
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +79,9 @@ class MicroBatcher:
         self.waiting = 0  # characters queued and not yet taken by the worker
         self.queue: asyncio.Queue[_Pending] | None = None
         self.worker: asyncio.Task | None = None
+        # the thread every tag_batch runs in, for the batcher's lifetime: a worker started again after stop()
+        # queues its batches behind one still running, so the model is never used by two threads at once
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="lexner-tagging")
 
     async def start(self) -> None:
         """Start the worker (again, if it ended), on the queue texts may already wait in.  The app's lifespan
@@ -140,7 +148,8 @@ class MicroBatcher:
                 group = [p for p in pending if p.labels == labels]
                 texts = [t for p in group for t in p.texts]
                 try:
-                    tagged = await loop.run_in_executor(None, self.tagger.tag_batch, texts, self.max_batch, labels)
+                    tagged = await loop.run_in_executor(self.thread, self.tagger.tag_batch, texts, self.max_batch,
+                                                        labels)
                 except Exception as err:  # e.g. an unknown head: that group's requests get the error
                     for p in group:
                         if not p.future.done():

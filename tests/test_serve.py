@@ -416,3 +416,38 @@ def test_a_head_refused_when_its_turn_comes_is_a_422_and_a_model_failure_a_json_
             answer = client.post("/tag", json={"text": TEXTS[0]})
             assert answer.status_code == status and answer.json()["detail"].startswith(detail), answer.json()
             assert client.post("/tag", json={"texts": TEXTS[:2]}).status_code == status  # and it keeps serving
+
+
+def test_every_batch_is_tagged_in_one_thread_of_its_own_not_in_the_loop_default_executor():
+    """Tagging ran in the loop's default executor, which other code shares (asyncio.to_thread, DNS lookups): a
+    blocking call there held every request up; and each of its threads that tagged grew its own malloc arena."""
+    import asyncio
+    import threading
+
+    from lexner.serve import MicroBatcher
+
+    class Recording:
+        def __init__(self):
+            self.threads = set()
+
+        def tag_batch(self, texts, *args):
+            self.threads.add(threading.get_ident())
+            return [[] for _ in texts]
+
+    async def scenario():
+        loop, gate = asyncio.get_running_loop(), threading.Event()
+        loop.set_default_executor(ThreadPoolExecutor(1))
+        held = loop.run_in_executor(None, gate.wait, 30)  # other code's blocking call holds the default executor
+        batcher = MicroBatcher(Recording(), batch_wait_ms=0)
+        try:
+            for _ in range(20):
+                assert await asyncio.wait_for(asyncio.gather(*(batcher.tag(["张三"], None) for _ in range(3))), 5) \
+                    == [[[]]] * 3
+        finally:
+            gate.set()
+            await held
+            await batcher.stop()
+        return batcher.tagger.threads
+
+    threads = asyncio.run(scenario())
+    assert len(threads) == 1 and threading.get_ident() not in threads
