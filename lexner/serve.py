@@ -16,10 +16,10 @@
 Requests in flight share one model through micro-batching: texts that arrive within ``batch_wait_ms`` of each
 other (up to ``max_batch`` texts) are tagged by one ``tag_batch`` call in a single worker thread, so the model is
 never used by two threads at once and results are exactly ``tag_batch``'s.  That thread is the batcher's own, the
-same one for every batch: not the event loop's default executor, which other code in the process shares
-(``asyncio.to_thread``, DNS lookups: a blocking call there held every request up) and which runs each call in
-whichever of its threads is free — every thread that tags grows its own glibc malloc arena, holding freed memory
-that the others do not reuse.
+same one for every batch until the app stops (which ends it): not the event loop's default executor, which other
+code in the process shares (``asyncio.to_thread``, DNS lookups: a blocking call there held every request up) and
+which runs each call in whichever of its threads is free — every thread that tags grows its own glibc malloc
+arena, holding freed memory that the others do not reuse.
 """
 
 from __future__ import annotations
@@ -79,9 +79,11 @@ class MicroBatcher:
         self.waiting = 0  # characters queued and not yet taken by the worker
         self.queue: asyncio.Queue[_Pending] | None = None
         self.worker: asyncio.Task | None = None
-        # the thread every tag_batch runs in, for the batcher's lifetime: a worker started again after stop()
-        # queues its batches behind one still running, so the model is never used by two threads at once
-        self.thread = ThreadPoolExecutor(1, thread_name_prefix="lexner-tagging")
+        # the thread every tag_batch runs in, from start() to stop(), which ends it (FastAPI keeps an app's
+        # endpoints, and so this batcher, long after the app is gone); a thread started again begins only once the
+        # previous one has finished the batch it ran, so the model is never used by two threads at once
+        self.thread: ThreadPoolExecutor | None = None
+        self.ended: ThreadPoolExecutor | None = None  # the thread stop() ended, maybe still tagging
 
     async def start(self) -> None:
         """Start the worker (again, if it ended), on the queue texts may already wait in.  The app's lifespan
@@ -90,12 +92,18 @@ class MicroBatcher:
             self.queue = self.worker = None  # the app started again in another event loop: a queue is bound to one
         if self.queue is None:
             self.queue, self.waiting = asyncio.Queue(), 0
+        if self.thread is None:
+            ended, self.ended = self.ended, None
+            self.thread = ThreadPoolExecutor(1, "lexner-tagging", initializer=ended and ended.shutdown)
         if self.worker is None or self.worker.done():
             self.worker = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
         if self.worker is not None:
             self.worker.cancel()
+        if self.thread is not None:
+            self.thread.shutdown(wait=False)  # ends once the batch it may be running is done
+            self.ended, self.thread = self.thread, None
         self.queue = self.worker = None
 
     def failure(self) -> str | None:

@@ -451,3 +451,67 @@ def test_every_batch_is_tagged_in_one_thread_of_its_own_not_in_the_loop_default_
 
     threads = asyncio.run(scenario())
     assert len(threads) == 1 and threading.get_ident() not in threads
+
+
+class Gated:
+    """A tagger whose tag_batch waits for ``release``; records the threads it ran in and how many ran at once."""
+
+    def __init__(self):
+        import threading
+
+        self.entered, self.release, self.lock = threading.Event(), threading.Event(), threading.Lock()
+        self.threads, self.running, self.most = [], 0, 0
+
+    def check_head(self, labels):
+        pass
+
+    def tag_batch(self, texts, *args):
+        import threading
+
+        with self.lock:
+            self.threads.append(threading.current_thread())
+            self.running += 1
+            self.most = max(self.most, self.running)
+        self.entered.set()
+        self.release.wait(30)
+        with self.lock:
+            self.running -= 1
+        return [[] for _ in texts]
+
+
+def test_the_tagging_thread_ends_with_the_app_and_one_started_again_waits_for_the_batch_it_ran():
+    """FastAPI keeps an app's endpoints (and so its batcher) after the app is gone: a thread kept for the
+    batcher's lifetime stayed, idle, for every app created and used in the process."""
+    import asyncio
+
+    from fastapi.testclient import TestClient
+
+    from lexner.serve import MicroBatcher, create_app
+
+    tagger = Gated()
+    tagger.release.set()
+    with TestClient(create_app(tagger)) as client:
+        assert client.post("/tag", json={"text": TEXTS[0]}).json() == {"entities": []}
+    tagger.threads[0].join(5)
+    assert not tagger.threads[0].is_alive()
+
+    async def restarted():  # the app stopped while a batch was being tagged, and started again
+        tagger = Gated()
+        batcher = MicroBatcher(tagger, batch_wait_ms=0)
+        first = asyncio.ensure_future(batcher.tag(["张三"], None))
+        await until(tagger.entered.is_set)
+        await batcher.stop()
+        first.cancel()
+        second = asyncio.ensure_future(batcher.tag(["李四"], None))
+        await asyncio.sleep(0.3)
+        assert len(tagger.threads) == 1 and not second.done()  # waits for the first batch's end
+        tagger.release.set()
+        assert await asyncio.wait_for(second, 10) == [[]]
+        await batcher.stop()
+        return tagger
+
+    tagger = asyncio.run(restarted())
+    assert tagger.most == 1 and len(tagger.threads) == 2
+    for thread in tagger.threads:
+        thread.join(5)
+        assert not thread.is_alive()
