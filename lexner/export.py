@@ -191,9 +191,10 @@ def export_target(out_dir: Path, force: bool, source: str | os.PathLike | None =
     """Where ``export`` may write: a new or empty directory, or — with ``force`` — one that holds nothing but a
     lexner model (:func:`lexner.models.base.model_target`), never a folder inside the model directory ``source``
     being exported (which would then hold more than a model).  Anything else is refused before any work, so no
-    user file is ever deleted."""
-    target = out_dir.resolve()
-    if source is not None and target != Path(source).resolve() and target.is_relative_to(Path(source).resolve()):
+    user file is ever deleted.  Both may start with ``~`` (the home folder, as Tagger.save and load read it)."""
+    out_dir = expand_home(out_dir)
+    target, model = out_dir.resolve(), None if source is None else expand_home(source).resolve()
+    if model is not None and target != model and target.is_relative_to(model):
         raise ExportError(f"{out_dir} lies inside the model directory {source} being exported (a model folder "
                           "holds the model alone); give a folder outside it")
     ancestor = next((p for p in target.parents if p.exists()), None)  # missing folders above are made
@@ -242,7 +243,7 @@ def export_model(tagger: Tagger, out_dir: str | Path, half: bool | None = None, 
                     tagger.source, ONNX_INSTALL)
         inherited = set()
     graphs = sorted(asked | inherited)
-    target = export_target(expand_home(out_dir), force, tagger.source)  # "~/m", as Tagger.save and load read it
+    target = export_target(Path(out_dir), force, tagger.source)
     if piece_length is not None:
         tagger.set_piece_length(piece_length)
     renames = dict(renames or {})

@@ -1196,3 +1196,23 @@ def test_exported_card_names_only_vectors_and_lexicons_from_the_data_root():
     out = portable_card(card, {})
     assert out["teachers"] == ["msra=embeddings/t1", "weibo=runs/embeddings/m"]
     assert out["init_from"] == "runs/embeddings/base" and out["train_data"] == "embeddings/x.bio"
+
+
+def test_export_refuses_a_path_starting_with_a_tilde_before_loading_the_model(corpus, tmp_path, monkeypatch):
+    """export's check before the load read "~/m" as a folder named ~ in the working directory: a model already
+    in the home folder, or a folder inside the model being exported, was refused only after the model loaded."""
+    import lexner.api
+    from lexner.api import build_tagger
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    build_tagger("bilstm_crf", corpus, {"char_dim": 4, "bigram_dim": 4, "hidden": 8}).save(home / "m")
+
+    def load(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(lexner.api, "load", load)
+    for command in (["export", str(home / "m"), "~/m"], ["export", "~/m", "~/m/inner"],
+                    ["export", str(home / "m"), "~/m/inner"]):
+        assert main(command) == 2, command
