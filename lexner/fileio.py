@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import errno
 import functools
 import gzip
 import glob
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import zlib
 from pathlib import Path
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import contextmanager, suppress
 from typing import IO, Any, Callable, Iterator
 
 
@@ -340,15 +341,18 @@ def sync_file(path: Path) -> None:
     """Make the contents of the file at ``path`` durable.  It is opened for writing (nothing is written): Windows
     flushes no file opened for reading only (``os.fsync``, the C runtime's ``_commit``: EBADF).  A read-only file
     (a caller's ``more`` copied one with its mode) is flushed through a read-only handle, as POSIX allows;
-    Windows cannot flush it, and it is left as it is rather than failing the save."""
+    Windows cannot flush it (EBADF), and it is left as it is rather than failing the save; any other failure to
+    flush it is raised."""
     try:
         handle = open(path, "r+b")
     except PermissionError:
-        with open(path, "rb") as handle, suppress(OSError) if os.name == "nt" else nullcontext():
-            os.fsync(handle.fileno())
-        return
+        handle = open(path, "rb")
     with handle:
-        os.fsync(handle.fileno())
+        try:
+            os.fsync(handle.fileno())
+        except OSError as err:
+            if err.errno != errno.EBADF or handle.writable():
+                raise
 
 
 def sync_directory(folder: Path) -> None:
