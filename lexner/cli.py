@@ -1127,7 +1127,7 @@ def _reader_gone(err: OSError) -> bool:
         return False
     try:
         return stat.S_ISFIFO(os.fstat(sys.stdout.fileno()).st_mode)
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # closed, or a stream without a descriptor
         return False
 
 

@@ -49,7 +49,7 @@ def _is_lexner_project(pyproject: Path) -> bool:
         text = pyproject.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
-    return re.search(r'^name\s*=\s*"lexner"\s*$', text, re.MULTILINE) is not None
+    return re.search(r"""^name\s*=\s*(["'])lexner\1\s*(#.*)?$""", text, re.MULTILINE) is not None
 
 
 def recordable(value: Any) -> Any:

@@ -681,6 +681,17 @@ def test_an_installed_lexner_inside_another_repository_records_no_commit(tmp_pat
     assert lexner.export.provenance()["commit"] is not None
 
 
+def test_lexners_own_pyproject_is_recognised_in_any_toml_spelling(tmp_path):
+    """A checkout records its commit only if its pyproject.toml is lexner's: reformatting it must not stop that."""
+    from lexner.export import _is_lexner_project
+
+    assert _is_lexner_project(Path(__file__).resolve().parents[1] / "pyproject.toml")
+    for spelling, mine in (('name = "lexner"', True), ("name='lexner'", True), ('name = "lexner"  # pypi', True),
+                           ('name = "lexner-fork"', False), ("name = \"lexner'", False), ("", False)):
+        (tmp_path / "pyproject.toml").write_text(f"[project]\n{spelling}\n", encoding="utf-8")
+        assert _is_lexner_project(tmp_path / "pyproject.toml") is mine, spelling
+
+
 def test_export_writes_a_path_starting_with_a_tilde_into_the_home_folder(corpus, tmp_path, monkeypatch):
     """Tagger.save and lexner.load read "~/m" as the home folder; export_model wrote a folder named ~ in the
     working directory."""
