@@ -633,3 +633,15 @@ def test_the_offset_grid_must_hold_the_model_as_it_is():
     for bad in ("0.1,0.2", "a,0"):
         with pytest.raises(argparse.ArgumentTypeError):
             offset_grid(bad)
+
+
+def test_serve_memory_runs_each_setting_with_the_cache_variable_set_or_removed(monkeypatch):
+    import os
+
+    from serve_memory import VARIABLE, resident_mb, setting_env
+
+    monkeypatch.setenv(VARIABLE, "64")  # a value the caller's shell had: the "unset" run must not inherit it
+    assert VARIABLE not in setting_env(None) and setting_env(256)[VARIABLE] == "256"
+    assert setting_env(0)["PATH"] == os.environ["PATH"]
+    if os.path.exists("/proc/self/status"):
+        assert 1 < resident_mb(os.getpid()) < 100_000

@@ -44,8 +44,16 @@ def server():
 def serving(*options: str, threads: int = 1):
     """A ``lexner serve --port 0`` process with ``options`` (also used by benchmarks/serve_speed.py): gives
     the port it says it chose once /health answers there, ends it after."""
+    with served(*options, threads=threads) as (_, port):
+        yield port
+
+
+@contextlib.contextmanager
+def served(*options: str, threads: int = 1, env: dict[str, str] | None = None):
+    """:func:`serving`, giving the process too (benchmarks/serve_memory.py reads its memory), with the
+    environment ``env`` (None: this process's)."""
     process = subprocess.Popen([sys.executable, "-m", "lexner", "serve", "--port", "0", "--threads", str(threads),
-                                *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     try:
         said = b""
         while not (chosen := re.search(rb"running on http://127\.0\.0\.1:(\d+)", said)):
@@ -64,7 +72,7 @@ def serving(*options: str, threads: int = 1):
             if process.poll() is not None or time.time() > deadline:
                 raise RuntimeError(f"server did not start: {process.stdout.read().decode()[-2000:]}")
             time.sleep(0.2)
-        yield port
+        yield process, port
     finally:
         process.terminate()
         process.wait(timeout=30)
